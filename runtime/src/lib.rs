@@ -1,0 +1,12 @@
+//! TinyLCM edge runtime.
+//!
+//! Frames come from a [`frame::FrameSource`] (a V4L2 camera, a directory of
+//! images, or the deterministic synthetic scene), are turned into model input
+//! by [`preprocess`], run through an [`engine::Engine`] (TFLite C API or LiteRT,
+//! loaded at run time), and the [`pipeline`] measures every stage.
+//! Everything a user can set lives in one [`config::Config`].
+
+pub mod config;
+pub mod engine;
+pub mod frame;
+pub mod preprocess;

@@ -1,0 +1,1 @@
+//! Turning a camera frame into model input.
