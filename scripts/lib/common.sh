@@ -1,0 +1,48 @@
+# shellcheck shell=bash
+# Small helpers shared by the scripts in scripts/. Source this file, don't run it:
+#   . "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# Keep it generic: anything specific to one script belongs in that script.
+
+# Where TinyLCM keeps downloaded artefacts (libraries, tools) outside git.
+# The runtime reads the same variable (engine library lookup).
+cache_dir() {
+    printf '%s\n' "${TINYLCM_CACHE:-$HOME/.cache/tinylcm}"
+}
+
+# Print a message to stderr and exit non-zero.
+die() {
+    printf 'error: %s\n' "$*" >&2
+    exit 1
+}
+
+# Print a message to stderr (stdout stays for results).
+note() {
+    printf '%s\n' "$*" >&2
+}
+
+# SHA-256 of a file, lower-case hex.
+sha256_of() {
+    sha256sum -- "$1" | cut -d' ' -f1
+}
+
+# Succeed if FILE exists and its SHA-256 is EXPECTED.
+sha256_matches() {
+    [ -f "$1" ] && [ "$(sha256_of "$1")" = "$2" ]
+}
+
+# Fail loudly unless FILE's SHA-256 is EXPECTED.
+verify_sha256() {
+    local file=$1 expected=$2 actual
+    [ -f "$file" ] || die "$file: missing"
+    actual=$(sha256_of "$file")
+    [ "$actual" = "$expected" ] ||
+        die "$file: SHA-256 mismatch: expected $expected, got $actual (refusing to use it)"
+}
+
+# Make sure each named command exists.
+require_cmds() {
+    local c
+    for c in "$@"; do
+        command -v "$c" >/dev/null 2>&1 || die "required command not found: $c"
+    done
+}
