@@ -106,6 +106,10 @@ def convert(model: keras.Model, output_names, input_shape, quant: str | None = N
             io = {"int8": tf.int8, "uint8": tf.uint8}[quant]
             conv.inference_input_type = io
             conv.inference_output_type = io
+            # Per-tensor (not per-channel) weights for FULLY_CONNECTED: TF 2.21 writes
+            # per-channel FC weights under op version 4, which older runtimes (the classic
+            # TFLite 2.6 C API) accept but misread — every output came out as its zero point.
+            conv._experimental_disable_per_channel_quantization_for_dense_layers = True
         raw = conv.convert()
     renamed = rename_tensors(raw)
     _check_same_outputs(raw, renamed)
@@ -240,6 +244,10 @@ def golden(model_bytes: bytes) -> dict:
                                   experimental_op_resolver_type=rt)
         alt.allocate_tensors()
         variants[key] = run(alt, x)
+    import capi26
+    if capi26.available():
+        variants["tflite_c_2.6.0"] = capi26.run(model_bytes, x, xnnpack=False)
+        variants["tflite_c_2.6.0_xnnpack"] = capi26.run(model_bytes, x, xnnpack=True)
     q_in = quantize(x, d_in)
     outputs = {}
     for i, (o, y) in enumerate(zip(desc["outputs"], ys)):
@@ -273,7 +281,9 @@ def golden(model_bytes: bytes) -> dict:
         "bytes": desc["bytes"],
         "computed_with": f"tensorflow {tf.__version__} tf.lite.Interpreter, 1 thread, default "
                          "op resolver (XNNPACK delegate applied); other_kernels: the same interpreter "
-                         "with BUILTIN_WITHOUT_DEFAULT_DELEGATES and BUILTIN_REF",
+                         "with BUILTIN_WITHOUT_DEFAULT_DELEGATES and BUILTIN_REF, and (where scripts/fetch-libs "
+                         "has put it in the cache) the classic TFLite 2.6.0 C library without and "
+                         "with its XNNPACK delegate",
     }
 
 
