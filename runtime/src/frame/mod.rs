@@ -4,7 +4,12 @@
 //! Every source fills a caller-owned [`Frame`] so that the steady state of the
 //! capture loop allocates nothing.
 
+pub mod pace;
+pub mod synthetic;
+
 use std::time::Duration;
+
+pub use synthetic::{Phase, SceneClass, SyntheticConfig, SyntheticSource};
 
 /// One RGB8 image (packed, row-major, 3 bytes per pixel) plus what is known about it.
 #[derive(Debug, Clone, Default)]
@@ -29,6 +34,27 @@ impl Frame {
         self.width = width;
         self.height = height;
         self.data.resize(width as usize * height as usize * 3, 0);
+    }
+
+    /// Set [`Frame::truth`], reusing the strings already there (no allocation
+    /// once their capacity suffices).
+    pub fn set_truth(&mut self, label: Option<&str>, phase: Option<&str>) {
+        fn put(slot: &mut Option<String>, value: Option<&str>) {
+            match (slot.as_mut(), value) {
+                (Some(s), Some(v)) => {
+                    s.clear();
+                    s.push_str(v);
+                }
+                (None, Some(v)) => *slot = Some(v.to_owned()),
+                (_, None) => *slot = None,
+            }
+        }
+        let truth = self.truth.get_or_insert(Truth {
+            label: None,
+            phase: None,
+        });
+        put(&mut truth.label, label);
+        put(&mut truth.phase, phase);
     }
 }
 
