@@ -4,11 +4,14 @@
 //! Every source fills a caller-owned [`Frame`] so that the steady state of the
 //! capture loop allocates nothing.
 
+pub mod decode;
 pub mod pace;
+pub mod replay;
 pub mod synthetic;
 
 use std::time::Duration;
 
+pub use replay::{DirectoryConfig, DirectorySource, OnError};
 pub use synthetic::{Phase, SceneClass, SyntheticConfig, SyntheticSource};
 
 /// One RGB8 image (packed, row-major, 3 bytes per pixel) plus what is known about it.
