@@ -173,7 +173,8 @@ XNNPACK delegate; 1 thread) and are given dequantised (`real = scale * (q - zero
 The same input was also run with the optimised builtin kernels without XNNPACK (what the classic
 C API runs without a delegate), with the reference kernels and, when `scripts/fetch-libs` has put
 it in the cache, through the classic TFLite 2.6.0 C library (without and with its XNNPACK
-delegate — 2.6's XNNPACK does not take int8, so those two agree); where they differ, the README and
+delegate — 2.6's XNNPACK does not take int8, so those two agree) and the LiteRT 2.3.0 C API
+(`litert_2.3.0`, CPU = XNNPACK); where they differ, the README and
 `golden.json` (`other_kernels`) give their values too. `golden.json` holds everything
 machine-readably (per model: input spec, per output index: name, dtype, shape, quantisation,
 first 6 values, sum of all values, other kernels' values and the largest difference between
@@ -182,8 +183,10 @@ kernel sets — use that for test tolerances).
 Tolerances: the tiny models agree to within one quantisation step across kernel sets. The
 random-init int8 MobileNetV2 does not: 50-odd quantised layers with random weights amplify
 rounding differences between kernel implementations, so individual features may differ by many
-quantisation steps between XNNPACK and non-XNNPACK kernels. Compare it per kernel set, or only
-loosely (shape, dtype, sum within a few percent).
+quantisation steps between XNNPACK and non-XNNPACK kernels. LiteRT 2.3.0 reproduces the default
+(XNNPACK) values exactly; the TFLite 2.6 C library reproduces `builtin_no_xnnpack` almost (2.6's
+XNNPACK has no int8 kernels). Compare against the matching kernel set, or only loosely (shape,
+dtype, sum within a few percent).
 
 Quantised dense layers use per-tensor weights on purpose: TF 2.21 otherwise writes per-channel
 FULLY_CONNECTED weights under an op version that TFLite 2.6 accepts but misreads (every output

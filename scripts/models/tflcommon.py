@@ -248,6 +248,9 @@ def golden(model_bytes: bytes) -> dict:
     if capi26.available():
         variants["tflite_c_2.6.0"] = capi26.run(model_bytes, x, xnnpack=False)
         variants["tflite_c_2.6.0_xnnpack"] = capi26.run(model_bytes, x, xnnpack=True)
+    import litert_c
+    if litert_c.available():
+        variants["litert_2.3.0"] = litert_c.run(model_bytes, x, desc["inputs"], desc["outputs"])
     q_in = quantize(x, d_in)
     outputs = {}
     for i, (o, y) in enumerate(zip(desc["outputs"], ys)):
@@ -282,8 +285,8 @@ def golden(model_bytes: bytes) -> dict:
         "computed_with": f"tensorflow {tf.__version__} tf.lite.Interpreter, 1 thread, default "
                          "op resolver (XNNPACK delegate applied); other_kernels: the same interpreter "
                          "with BUILTIN_WITHOUT_DEFAULT_DELEGATES and BUILTIN_REF, and (where scripts/fetch-libs "
-                         "has put it in the cache) the classic TFLite 2.6.0 C library without and "
-                         "with its XNNPACK delegate",
+                         "has put them in the cache) the classic TFLite 2.6.0 C library without and "
+                         "with its XNNPACK delegate, and the LiteRT 2.3.0 C API (CPU)",
     }
 
 
