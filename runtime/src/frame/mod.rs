@@ -4,15 +4,24 @@
 //! Every source fills a caller-owned [`Frame`] so that the steady state of the
 //! capture loop allocates nothing.
 
+pub mod convert;
 pub mod decode;
+pub mod negotiate;
 pub mod pace;
 pub mod replay;
+mod source;
 pub mod synthetic;
+pub mod v4l2;
 
 use std::time::Duration;
 
+pub use convert::PixelFormat;
 pub use replay::{DirectoryConfig, DirectorySource, OnError};
+pub use source::{SourceConfig, SourceKind, open};
 pub use synthetic::{Phase, SceneClass, SyntheticConfig, SyntheticSource};
+pub use v4l2::CameraConfig;
+#[cfg(target_os = "linux")]
+pub use v4l2::CameraSource;
 
 /// One RGB8 image (packed, row-major, 3 bytes per pixel) plus what is known about it.
 #[derive(Debug, Clone, Default)]
