@@ -9,6 +9,22 @@
 use std::fmt;
 use std::path::PathBuf;
 
+pub mod config;
+mod dylib;
+pub mod litert;
+pub mod locate;
+pub mod model;
+pub mod pins;
+mod select;
+pub mod tensor;
+pub mod tflite_c;
+
+pub use config::{BackendChoice, EdgeTpuMode, EngineConfig};
+pub use locate::{LibraryKind, LibraryLocation, LibrarySource};
+pub use model::ModelSource;
+pub use select::{BackendStatus, ModelInfo, candidates, inspect, open, probe};
+pub use tensor::{TensorRef, decode_output, encode_input};
+
 /// Element type of a tensor, as the model declares it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ElementType {
@@ -43,6 +59,40 @@ impl ElementType {
             ElementType::Other(_) => None,
         }
     }
+}
+
+impl ElementType {
+    /// Map a `TfLiteType` / `LiteRtElementType` code (the two share values).
+    pub fn from_tflite_code(code: i32) -> Self {
+        match code {
+            1 => ElementType::F32,
+            2 => ElementType::I32,
+            3 => ElementType::U8,
+            4 => ElementType::I64,
+            6 => ElementType::Bool,
+            7 => ElementType::I16,
+            9 => ElementType::I8,
+            10 => ElementType::F16,
+            other => ElementType::Other(other),
+        }
+    }
+}
+
+/// Byte size of `info` with overflow checks, or why it cannot be sized.
+///
+/// Backends call this on every tensor before accepting a model, so later
+/// `element_count`/`byte_len` calls on a [`TensorInfo`] cannot overflow.
+pub(crate) fn checked_byte_len(info: &TensorInfo) -> Result<usize, String> {
+    let elem = info.dtype.size().ok_or_else(|| {
+        format!(
+            "\"{}\" has element type {}, which this runtime cannot handle",
+            info.name, info.dtype
+        )
+    })?;
+    info.shape
+        .iter()
+        .try_fold(elem, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| format!("\"{}\" shape {:?} is too large", info.name, info.shape))
 }
 
 impl fmt::Display for ElementType {

@@ -1,0 +1,605 @@
+//! A LiteRT compiled model as an [`Engine`]: signature 0, CPU accelerator,
+//! one managed tensor buffer per input and output.
+
+use std::ffi::{CString, c_void};
+use std::sync::Arc;
+
+use super::ffi::{self, Handle, LitertApi, RankedTensorType, Status};
+use crate::engine::config::EngineConfig;
+use crate::engine::model::ModelSource;
+use crate::engine::{
+    Accelerator, BackendKind, ElementType, Engine, EngineError, Quantization, TensorInfo,
+    checked_byte_len,
+};
+
+/// Most input or output tensors accepted from one model.
+const MAX_IO_TENSORS: usize = 1024;
+
+/// A model compiled by LiteRT for the CPU (XNNPACK).
+pub struct LitertEngine {
+    env: Handle,
+    options: Handle,
+    model: Handle,
+    compiled: Handle,
+    /// Buffers in signature order, as `LiteRtRunCompiledModel` wants them.
+    sig_in_bufs: Vec<Handle>,
+    sig_out_bufs: Vec<Handle>,
+    /// Engine (subgraph) index → signature index.
+    in_map: Vec<usize>,
+    out_map: Vec<usize>,
+    inputs: Vec<TensorInfo>,
+    outputs: Vec<TensorInfo>,
+    fully_accelerated: bool,
+    api: Arc<LitertApi>,
+    /// The model bytes LiteRT points into, when loaded from memory.
+    _bytes: Option<Arc<[u8]>>,
+}
+
+// SAFETY: all handles are heap objects without thread affinity, owned
+// exclusively by this engine and only used through `&mut self` (or `&self`
+// reads of cached metadata), so never from two threads at once.
+unsafe impl Send for LitertEngine {}
+
+impl LitertEngine {
+    /// Library version and path.
+    pub fn library(&self) -> String {
+        format!("{} ({})", self.api.version(), self.api.path.display())
+    }
+
+    /// Whether LiteRT reports every op on the selected accelerator
+    /// (int8 models report false but run correctly).
+    pub fn fully_accelerated(&self) -> bool {
+        self.fully_accelerated
+    }
+}
+
+fn call(call: &'static str, status: Status) -> Result<(), EngineError> {
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(EngineError::Runtime {
+            backend: BackendKind::Litert,
+            call,
+            reason: format!("status {status} ({})", ffi::status_name(status)),
+        })
+    }
+}
+
+/// Load `model` with the LiteRT library in `api`.
+pub fn open_with_api(
+    api: Arc<LitertApi>,
+    cfg: &EngineConfig,
+    model: &ModelSource,
+) -> Result<LitertEngine, EngineError> {
+    model.precheck()?;
+    let label = model.label();
+    if !cfg.xnnpack {
+        tracing::debug!("engine.xnnpack = false has no effect on LiteRT: its CPU path is XNNPACK");
+    }
+    let mut e = LitertEngine {
+        env: std::ptr::null_mut(),
+        options: std::ptr::null_mut(),
+        model: std::ptr::null_mut(),
+        compiled: std::ptr::null_mut(),
+        sig_in_bufs: Vec::new(),
+        sig_out_bufs: Vec::new(),
+        in_map: Vec::new(),
+        out_map: Vec::new(),
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+        fully_accelerated: false,
+        api: Arc::clone(&api),
+        _bytes: None,
+    };
+    let model_err = |reason: String| EngineError::Model {
+        model: label.clone(),
+        reason,
+    };
+
+    // SAFETY (whole block): every call below is a LiteRT 2.3.0 C function
+    // called with its documented arguments; out-pointers point to locals;
+    // handles are stored in `e` as soon as they exist so that `Drop` frees
+    // them on any early return, in the right order.
+    unsafe {
+        call(
+            "LiteRtCreateEnvironment",
+            (api.create_environment)(0, std::ptr::null(), &mut e.env),
+        )?;
+        let status = match model {
+            ModelSource::File(path) => {
+                use std::os::unix::ffi::OsStrExt;
+                let c = CString::new(path.as_os_str().as_bytes())
+                    .map_err(|_| model_err("path contains a NUL byte".into()))?;
+                (api.create_model_from_file)(e.env, c.as_ptr(), &mut e.model)
+            }
+            ModelSource::Bytes(b) => {
+                // The model points into the buffer: keep it alive with the engine.
+                e._bytes = Some(Arc::clone(b));
+                (api.create_model_from_buffer)(e.env, b.as_ptr().cast(), b.len(), &mut e.model)
+            }
+        };
+        if status != 0 || e.model.is_null() {
+            return Err(model_err(format!(
+                "LiteRT rejected it: status {status} ({}); corrupt, truncated or not a TFLite model",
+                ffi::status_name(status)
+            )));
+        }
+
+        let mut n_sig = 0usize;
+        call(
+            "LiteRtGetNumModelSignatures",
+            (api.num_signatures)(e.model, &mut n_sig),
+        )?;
+        if n_sig == 0 {
+            return Err(model_err("the model has no signature".into()));
+        }
+        let mut sig: Handle = std::ptr::null_mut();
+        call(
+            "LiteRtGetModelSignature",
+            (api.get_signature)(e.model, 0, &mut sig),
+        )?;
+
+        let sig_in = tensors(&api, sig, true, &label)?;
+        let sig_out = tensors(&api, sig, false, &label)?;
+        let mut subgraph: Handle = std::ptr::null_mut();
+        let sub = if (api.signature_subgraph)(sig, &mut subgraph) == 0 && !subgraph.is_null() {
+            Some((
+                subgraph_tensors(&api, subgraph, true),
+                subgraph_tensors(&api, subgraph, false),
+            ))
+        } else {
+            None
+        };
+        let (sub_in, sub_out) = sub.unwrap_or((None, None));
+        e.in_map = order(&sig_in, sub_in.as_deref());
+        e.out_map = order(&sig_out, sub_out.as_deref());
+
+        let sig_in_types = sig_in
+            .iter()
+            .map(|&t| tensor_info(&api, t, &label))
+            .collect::<Result<Vec<_>, _>>()?;
+        let sig_out_types = sig_out
+            .iter()
+            .map(|&t| tensor_info(&api, t, &label))
+            .collect::<Result<Vec<_>, _>>()?;
+        e.inputs = e
+            .in_map
+            .iter()
+            .map(|&s| sig_in_types[s].0.clone())
+            .collect();
+        e.outputs = e
+            .out_map
+            .iter()
+            .map(|&s| sig_out_types[s].0.clone())
+            .collect();
+
+        call("LiteRtCreateOptions", (api.create_options)(&mut e.options))?;
+        call(
+            "LiteRtSetOptionsHardwareAccelerators",
+            (api.set_hw_accelerators)(e.options, ffi::HW_ACCELERATOR_CPU),
+        )?;
+        let status = (api.create_compiled_model)(e.env, e.model, e.options, &mut e.compiled);
+        if status != 0 || e.compiled.is_null() {
+            e.compiled = std::ptr::null_mut();
+            call(
+                "LiteRtCreateCompiledModel",
+                if status == 0 { 3 } else { status },
+            )?;
+        }
+        let mut full = false;
+        if (api.fully_accelerated)(e.compiled, &mut full) == 0 {
+            e.fully_accelerated = full;
+        }
+
+        for (i, (info, rtt)) in sig_in_types.iter().enumerate() {
+            let mut req: Handle = std::ptr::null_mut();
+            call(
+                "LiteRtGetCompiledModelInputBufferRequirements",
+                (api.input_requirements)(e.compiled, 0, i, &mut req),
+            )?;
+            let buf = new_buffer(&api, e.env, rtt, req, info)?;
+            e.sig_in_bufs.push(buf);
+        }
+        for (i, (info, rtt)) in sig_out_types.iter().enumerate() {
+            let mut req: Handle = std::ptr::null_mut();
+            call(
+                "LiteRtGetCompiledModelOutputBufferRequirements",
+                (api.output_requirements)(e.compiled, 0, i, &mut req),
+            )?;
+            let buf = new_buffer(&api, e.env, rtt, req, info)?;
+            e.sig_out_bufs.push(buf);
+        }
+    }
+    Ok(e)
+}
+
+/// # Safety
+/// `env` is live; `req` belongs to a live compiled model.
+unsafe fn new_buffer(
+    api: &LitertApi,
+    env: Handle,
+    rtt: &RankedTensorType,
+    req: Handle,
+    info: &TensorInfo,
+) -> Result<Handle, EngineError> {
+    let mut buf: Handle = std::ptr::null_mut();
+    // SAFETY: per the function contract; `rtt` is a valid 72-byte struct.
+    unsafe {
+        call(
+            "LiteRtCreateManagedTensorBufferFromRequirements",
+            (api.create_managed_buffer)(env, rtt, req, &mut buf),
+        )?;
+        let mut size = 0usize;
+        let status = (api.buffer_size)(buf, &mut size);
+        let want = info.byte_len().unwrap_or(usize::MAX);
+        if status != 0 || size < want {
+            (api.destroy_buffer)(buf);
+            return Err(EngineError::Runtime {
+                backend: BackendKind::Litert,
+                call: "LiteRtGetTensorBufferSize",
+                reason: format!(
+                    "buffer for \"{}\" is {size} bytes (status {status}), tensor needs {want}",
+                    info.name
+                ),
+            });
+        }
+    }
+    Ok(buf)
+}
+
+/// Signature input or output tensor handles, in signature order.
+///
+/// # Safety
+/// `sig` is a live signature.
+unsafe fn tensors(
+    api: &LitertApi,
+    sig: Handle,
+    inputs: bool,
+    label: &str,
+) -> Result<Vec<Handle>, EngineError> {
+    let mut n = 0usize;
+    // SAFETY: per the function contract.
+    unsafe {
+        if inputs {
+            call(
+                "LiteRtGetNumSignatureInputs",
+                (api.num_signature_inputs)(sig, &mut n),
+            )?;
+        } else {
+            call(
+                "LiteRtGetNumSignatureOutputs",
+                (api.num_signature_outputs)(sig, &mut n),
+            )?;
+        }
+        if n > MAX_IO_TENSORS {
+            return Err(EngineError::Model {
+                model: label.into(),
+                reason: format!("{n} signature tensors (at most {MAX_IO_TENSORS} supported)"),
+            });
+        }
+        let mut out = Vec::new();
+        for i in 0..n {
+            let mut t: Handle = std::ptr::null_mut();
+            if inputs {
+                call(
+                    "LiteRtGetSignatureInputTensorByIndex",
+                    (api.signature_input)(sig, i, &mut t),
+                )?;
+            } else {
+                call(
+                    "LiteRtGetSignatureOutputTensorByIndex",
+                    (api.signature_output)(sig, i, &mut t),
+                )?;
+            }
+            out.push(t);
+        }
+        Ok(out)
+    }
+}
+
+/// Subgraph input or output handles in subgraph order, or `None` if unavailable.
+///
+/// # Safety
+/// `subgraph` is a live subgraph.
+unsafe fn subgraph_tensors(api: &LitertApi, subgraph: Handle, inputs: bool) -> Option<Vec<Handle>> {
+    let mut n = 0usize;
+    // SAFETY: per the function contract.
+    unsafe {
+        let st = if inputs {
+            (api.num_subgraph_inputs)(subgraph, &mut n)
+        } else {
+            (api.num_subgraph_outputs)(subgraph, &mut n)
+        };
+        if st != 0 || n > MAX_IO_TENSORS {
+            return None;
+        }
+        let mut out = Vec::new();
+        for i in 0..n {
+            let mut t: Handle = std::ptr::null_mut();
+            let st = if inputs {
+                (api.subgraph_input)(subgraph, i, &mut t)
+            } else {
+                (api.subgraph_output)(subgraph, i, &mut t)
+            };
+            if st != 0 {
+                return None;
+            }
+            out.push(t);
+        }
+        Some(out)
+    }
+}
+
+/// Map model (subgraph) order to signature order, so tensor indices mean the
+/// same in both backends. The signature may list tensors in another order
+/// (e.g. sorted by name). Falls back to signature order if the two sets differ.
+fn order(sig: &[Handle], sub: Option<&[Handle]>) -> Vec<usize> {
+    let identity: Vec<usize> = (0..sig.len()).collect();
+    let Some(sub) = sub else { return identity };
+    if sub.len() != sig.len() {
+        return identity;
+    }
+    let mapped: Option<Vec<usize>> = sub
+        .iter()
+        .map(|t| sig.iter().position(|s| s == t))
+        .collect();
+    match mapped {
+        Some(m) => {
+            let mut seen = m.clone();
+            seen.sort_unstable();
+            seen.dedup();
+            if seen.len() == m.len() { m } else { identity }
+        }
+        None => identity,
+    }
+}
+
+/// # Safety
+/// `t` is a live tensor handle of a live model.
+unsafe fn tensor_info(
+    api: &LitertApi,
+    t: Handle,
+    label: &str,
+) -> Result<(TensorInfo, RankedTensorType), EngineError> {
+    // SAFETY: per the function contract; out-pointers are locals.
+    unsafe {
+        let mut name_ptr: *const std::ffi::c_char = std::ptr::null();
+        let name = if (api.tensor_name)(t, &mut name_ptr) == 0 {
+            crate::engine::dylib::c_string(name_ptr)
+        } else {
+            String::new()
+        };
+        let bad = |reason: String| EngineError::Model {
+            model: label.into(),
+            reason: format!("tensor \"{name}\": {reason}"),
+        };
+        let mut type_id = -1;
+        call(
+            "LiteRtGetTensorTypeId",
+            (api.tensor_type_id)(t, &mut type_id),
+        )?;
+        if type_id != ffi::RANKED_TENSOR {
+            return Err(bad(
+                "unranked (dynamic rank); export the model with static shapes".into(),
+            ));
+        }
+        let mut rtt: RankedTensorType = std::mem::zeroed();
+        call(
+            "LiteRtGetRankedTensorType",
+            (api.ranked_tensor_type)(t, &mut rtt),
+        )?;
+        let rank = rtt.layout.rank();
+        if rank > ffi::MAX_RANK {
+            return Err(bad(format!("rank {rank} not supported")));
+        }
+        let mut shape = Vec::with_capacity(rank);
+        for &d in &rtt.layout.dims[..rank] {
+            let d = usize::try_from(d).map_err(|_| {
+                bad(format!(
+                    "dynamic dimension ({d}) in {:?}; export the model with a static shape (batch 1)",
+                    &rtt.layout.dims[..rank]
+                ))
+            })?;
+            shape.push(d);
+        }
+        let mut quantization = None;
+        let mut qtype = 0;
+        if (api.quantization_type)(t, &mut qtype) == 0 && qtype == ffi::QUANT_PER_TENSOR {
+            let mut q = ffi::PerTensorQuant::default();
+            if (api.per_tensor_quantization)(t, &mut q) == 0 && q.scale > 0.0 && q.scale.is_finite()
+            {
+                let zero_point = i32::try_from(q.zero_point)
+                    .map_err(|_| bad(format!("zero point {} out of range", q.zero_point)))?;
+                quantization = Some(Quantization {
+                    scale: q.scale,
+                    zero_point,
+                });
+            }
+        }
+        let info = TensorInfo {
+            name: name.clone(),
+            dtype: ElementType::from_tflite_code(rtt.element_type),
+            shape,
+            quantization,
+        };
+        checked_byte_len(&info).map_err(&bad)?;
+        Ok((info, rtt))
+    }
+}
+
+impl LitertEngine {
+    fn tensor_error(
+        role: &str,
+        index: usize,
+        info: Option<&TensorInfo>,
+        reason: String,
+    ) -> EngineError {
+        EngineError::Tensor {
+            tensor: match info {
+                Some(t) => format!("{role} #{index} \"{}\"", t.name),
+                None => format!("{role} #{index}"),
+            },
+            reason,
+        }
+    }
+
+    /// Lock `buf`, hand its host memory to `f`, unlock.
+    fn with_locked<R>(
+        &self,
+        buf: Handle,
+        mode: std::ffi::c_int,
+        f: impl FnOnce(*mut c_void) -> R,
+    ) -> Result<R, EngineError> {
+        let mut ptr: *mut c_void = std::ptr::null_mut();
+        // SAFETY: `buf` is a live buffer owned by this engine.
+        call("LiteRtLockTensorBuffer", unsafe {
+            (self.api.lock_buffer)(buf, &mut ptr, mode)
+        })?;
+        if ptr.is_null() {
+            // SAFETY: undo the successful lock.
+            unsafe { (self.api.unlock_buffer)(buf) };
+            return Err(EngineError::Runtime {
+                backend: BackendKind::Litert,
+                call: "LiteRtLockTensorBuffer",
+                reason: "returned no host memory".into(),
+            });
+        }
+        let r = f(ptr);
+        // SAFETY: paired with the lock above.
+        call("LiteRtUnlockTensorBuffer", unsafe {
+            (self.api.unlock_buffer)(buf)
+        })?;
+        Ok(r)
+    }
+}
+
+impl Engine for LitertEngine {
+    fn backend(&self) -> BackendKind {
+        BackendKind::Litert
+    }
+
+    fn accelerator(&self) -> Accelerator {
+        Accelerator::Xnnpack
+    }
+
+    fn inputs(&self) -> &[TensorInfo] {
+        &self.inputs
+    }
+
+    fn outputs(&self) -> &[TensorInfo] {
+        &self.outputs
+    }
+
+    fn set_input(&mut self, index: usize, data: &[u8]) -> Result<(), EngineError> {
+        let (Some(&sig), Some(info)) = (self.in_map.get(index), self.inputs.get(index)) else {
+            return Err(Self::tensor_error(
+                "input",
+                index,
+                None,
+                format!("no such input; the model has {}", self.inputs.len()),
+            ));
+        };
+        let want = info.byte_len().unwrap_or(0);
+        if data.len() != want {
+            return Err(Self::tensor_error(
+                "input",
+                index,
+                Some(info),
+                format!("{} bytes given, the tensor takes {want}", data.len()),
+            ));
+        }
+        let buf = self.sig_in_bufs[sig];
+        self.with_locked(buf, ffi::LOCK_WRITE, |ptr| {
+            // SAFETY: the locked buffer holds at least `want` bytes (checked at
+            // creation) and does not overlap `data`.
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), ptr.cast::<u8>(), want) }
+        })
+    }
+
+    fn invoke(&mut self) -> Result<(), EngineError> {
+        // SAFETY: live compiled model; the buffer arrays match the signature's
+        // input and output counts.
+        let status = unsafe {
+            (self.api.run)(
+                self.compiled,
+                0,
+                self.sig_in_bufs.len(),
+                self.sig_in_bufs.as_mut_ptr(),
+                self.sig_out_bufs.len(),
+                self.sig_out_bufs.as_mut_ptr(),
+            )
+        };
+        call("LiteRtRunCompiledModel", status)
+    }
+
+    fn output(&mut self, index: usize, out: &mut [u8]) -> Result<(), EngineError> {
+        let (Some(&sig), Some(info)) = (self.out_map.get(index), self.outputs.get(index)) else {
+            return Err(Self::tensor_error(
+                "output",
+                index,
+                None,
+                format!("no such output; the model has {}", self.outputs.len()),
+            ));
+        };
+        let want = info.byte_len().unwrap_or(0);
+        if out.len() != want {
+            return Err(Self::tensor_error(
+                "output",
+                index,
+                Some(info),
+                format!("buffer is {} bytes, the tensor has {want}", out.len()),
+            ));
+        }
+        let buf = self.sig_out_bufs[sig];
+        self.with_locked(buf, ffi::LOCK_READ, |ptr| {
+            // SAFETY: the locked buffer holds at least `want` bytes.
+            unsafe { std::ptr::copy_nonoverlapping(ptr.cast::<u8>(), out.as_mut_ptr(), want) }
+        })
+    }
+}
+
+impl Drop for LitertEngine {
+    fn drop(&mut self) {
+        // SAFETY: each non-null handle is destroyed once, users before what
+        // they use: buffers, compiled model, model, options, environment.
+        // The model bytes and the library are released afterwards with the
+        // remaining fields.
+        unsafe {
+            for &b in self.sig_in_bufs.iter().chain(&self.sig_out_bufs) {
+                (self.api.destroy_buffer)(b);
+            }
+            if !self.compiled.is_null() {
+                (self.api.destroy_compiled_model)(self.compiled);
+            }
+            if !self.model.is_null() {
+                (self.api.destroy_model)(self.model);
+            }
+            if !self.options.is_null() {
+                (self.api.destroy_options)(self.options);
+            }
+            if !self.env.is_null() {
+                (self.api.destroy_environment)(self.env);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(n: usize) -> Handle {
+        n as Handle
+    }
+
+    #[test]
+    fn order_maps_subgraph_to_signature() {
+        let sig = [h(8), h(16)];
+        assert_eq!(order(&sig, Some(&[h(16), h(8)])), vec![1, 0]);
+        assert_eq!(order(&sig, Some(&[h(8), h(16)])), vec![0, 1]);
+        assert_eq!(order(&sig, None), vec![0, 1]);
+        assert_eq!(order(&sig, Some(&[h(8)])), vec![0, 1]);
+        assert_eq!(order(&sig, Some(&[h(8), h(24)])), vec![0, 1]);
+        assert_eq!(order(&sig, Some(&[h(8), h(8)])), vec![0, 1]);
+    }
+}

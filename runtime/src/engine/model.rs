@@ -1,0 +1,140 @@
+//! Where a model comes from (a file or bytes in memory) and the cheap checks
+//! done before a library sees it.
+//!
+//! The libraries verify the flatbuffer themselves; checking the size and the
+//! `TFL3` identifier first turns "not a model at all" into a clear error
+//! instead of a library log line and a NULL handle.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::EngineError;
+
+/// Largest model accepted (bytes). Far above any model a Pi-class device runs;
+/// it bounds what a corrupt or hostile file can make us map or copy.
+pub const MAX_MODEL_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Smallest possible TFLite flatbuffer: root offset + file identifier.
+const MIN_MODEL_BYTES: usize = 8;
+
+/// A model to load.
+#[derive(Debug, Clone)]
+pub enum ModelSource {
+    /// A `.tflite` file; the library maps it itself.
+    File(PathBuf),
+    /// A model already in memory. The engine keeps this `Arc` alive for as long
+    /// as the interpreter exists (the libraries do not copy the buffer).
+    Bytes(Arc<[u8]>),
+}
+
+impl ModelSource {
+    /// Short name for messages: the file path, or `<N bytes in memory>`.
+    pub fn label(&self) -> String {
+        match self {
+            ModelSource::File(p) => p.display().to_string(),
+            ModelSource::Bytes(b) => format!("<{} bytes in memory>", b.len()),
+        }
+    }
+
+    /// Check size and flatbuffer identifier without reading the whole file.
+    pub fn precheck(&self) -> Result<(), EngineError> {
+        match self {
+            ModelSource::File(path) => precheck_file(path),
+            ModelSource::Bytes(bytes) => precheck_bytes(bytes, &self.label()),
+        }
+    }
+}
+
+fn model_error(model: &str, reason: impl Into<String>) -> EngineError {
+    EngineError::Model {
+        model: model.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn precheck_file(path: &Path) -> Result<(), EngineError> {
+    let label = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|e| model_error(&label, e.to_string()))?;
+    if !meta.is_file() {
+        return Err(model_error(&label, "not a regular file"));
+    }
+    if meta.len() > MAX_MODEL_BYTES {
+        return Err(model_error(
+            &label,
+            format!(
+                "{} bytes exceeds the {MAX_MODEL_BYTES}-byte limit",
+                meta.len()
+            ),
+        ));
+    }
+    let mut head = [0u8; MIN_MODEL_BYTES];
+    let mut file = std::fs::File::open(path).map_err(|e| model_error(&label, e.to_string()))?;
+    let mut filled = 0;
+    while filled < head.len() {
+        match file.read(&mut head[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) => return Err(model_error(&label, e.to_string())),
+        }
+    }
+    check_header(&head[..filled], &label)
+}
+
+fn precheck_bytes(bytes: &[u8], label: &str) -> Result<(), EngineError> {
+    if bytes.len() as u64 > MAX_MODEL_BYTES {
+        return Err(model_error(
+            label,
+            format!("exceeds the {MAX_MODEL_BYTES}-byte limit"),
+        ));
+    }
+    check_header(bytes, label)
+}
+
+fn check_header(head: &[u8], label: &str) -> Result<(), EngineError> {
+    if head.len() < MIN_MODEL_BYTES {
+        return Err(model_error(
+            label,
+            format!("only {} bytes; too short to be a TFLite model", head.len()),
+        ));
+    }
+    if &head[4..8] != b"TFL3" {
+        return Err(model_error(
+            label,
+            "no TFLite file identifier (\"TFL3\" at byte 4): not a .tflite model",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(b: &[u8]) -> ModelSource {
+        ModelSource::Bytes(Arc::from(b))
+    }
+
+    #[test]
+    fn header_checks() {
+        assert!(bytes(b"\x1c\0\0\0TFL3\0\0").precheck().is_ok());
+        let e = bytes(b"PK\x03\x04notamodel").precheck().unwrap_err();
+        assert!(e.to_string().contains("not a .tflite model"), "{e}");
+        let e = bytes(b"\x1c\0").precheck().unwrap_err();
+        assert!(e.to_string().contains("too short"), "{e}");
+        let e = ModelSource::File("/nonexistent/m.tflite".into())
+            .precheck()
+            .unwrap_err();
+        assert!(matches!(e, EngineError::Model { .. }));
+        let e = ModelSource::File(std::env::temp_dir())
+            .precheck()
+            .unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn labels() {
+        assert_eq!(bytes(&[0; 3]).label(), "<3 bytes in memory>");
+        assert_eq!(ModelSource::File("a/b.tflite".into()).label(), "a/b.tflite");
+    }
+}

@@ -1,0 +1,254 @@
+//! Choosing a backend: `engine::open`, `engine::probe` and `engine::inspect`.
+//!
+//! `auto` tries **tflite-c first, then LiteRT**. The device image ships the TF
+//! Lite C library with libedgetpu, and only that backend can drive a Coral, so
+//! preferring it makes a development machine that has both libraries run what
+//! the device runs; aarch64 development machines (and any host without the
+//! classic library) fall through to LiteRT.
+
+use std::path::PathBuf;
+
+use super::config::{BackendChoice, EdgeTpuMode, EngineConfig};
+use super::locate::{LibraryKind, LibrarySource, locate};
+use super::model::ModelSource;
+use super::tflite_c::{EdgeTpuProvider, LibEdgeTpu};
+use super::{Accelerator, BackendKind, Engine, EngineError, TensorInfo, litert, tflite_c};
+
+/// A backend that opened the model, with what to log about it.
+struct Opened {
+    engine: Box<dyn Engine>,
+    library: String,
+    why: String,
+}
+
+fn open_backend(
+    kind: BackendKind,
+    cfg: &EngineConfig,
+    model: &ModelSource,
+) -> Result<Opened, EngineError> {
+    match kind {
+        BackendKind::TfliteC => {
+            let e = tflite_c::open(cfg, model)?;
+            Ok(Opened {
+                library: e.library(),
+                why: e.selection_reason().to_string(),
+                engine: Box::new(e),
+            })
+        }
+        BackendKind::Litert => {
+            let e = litert::open(cfg, model)?;
+            let mut why = format!(
+                "LiteRT's CPU accelerator is XNNPACK (fully accelerated: {})",
+                e.fully_accelerated()
+            );
+            if cfg.edgetpu == EdgeTpuMode::Auto && cfg.backend == BackendChoice::Litert {
+                why.push_str("; Edge TPU needs the tflite-c backend");
+            }
+            Ok(Opened {
+                library: e.library(),
+                why,
+                engine: Box::new(e),
+            })
+        }
+    }
+}
+
+/// The backends `cfg` allows, in the order they are tried.
+pub fn candidates(cfg: &EngineConfig) -> &'static [BackendKind] {
+    match cfg.backend {
+        BackendChoice::TfliteC => &[BackendKind::TfliteC],
+        BackendChoice::Litert => &[BackendKind::Litert],
+        BackendChoice::Auto if cfg.edgetpu == EdgeTpuMode::Required => &[BackendKind::TfliteC],
+        BackendChoice::Auto => &[BackendKind::TfliteC, BackendKind::Litert],
+    }
+}
+
+/// Load `model` with the configured backend (for `auto`: tflite-c, then LiteRT)
+/// and log one line saying which backend and accelerator run it, and why.
+pub fn open(cfg: &EngineConfig, model: &ModelSource) -> Result<Box<dyn Engine>, EngineError> {
+    model.precheck()?;
+    let order = candidates(cfg);
+    let mut failures: Vec<(BackendKind, EngineError)> = Vec::new();
+    for &kind in order {
+        match open_backend(kind, cfg, model) {
+            Ok(opened) => {
+                let mut why = Vec::new();
+                if cfg.backend == BackendChoice::Auto {
+                    why.push(format!("engine.backend = auto tries {}", names(order)));
+                    for (k, e) in &failures {
+                        why.push(format!("{k} unavailable: {e}"));
+                    }
+                } else {
+                    why.push(format!("engine.backend = {kind}"));
+                }
+                why.push(opened.why);
+                tracing::info!(
+                    backend = %kind,
+                    accelerator = %opened.engine.accelerator(),
+                    library = %opened.library,
+                    model = %model.label(),
+                    "inference runs on {kind} / {} ({}): {}",
+                    opened.engine.accelerator(),
+                    opened.library,
+                    why.join("; ")
+                );
+                return Ok(opened.engine);
+            }
+            Err(e) => {
+                tracing::debug!(backend = %kind, "backend failed: {e}");
+                if order.len() == 1 {
+                    return Err(e);
+                }
+                failures.push((kind, e));
+            }
+        }
+    }
+    if failures
+        .iter()
+        .all(|(_, e)| matches!(e, EngineError::Model { .. }))
+    {
+        if let Some((_, e)) = failures.into_iter().next() {
+            return Err(e);
+        }
+        return Err(EngineError::NoBackend("no backend configured".into()));
+    }
+    Err(EngineError::NoBackend(
+        failures
+            .iter()
+            .map(|(k, e)| format!("{k}: {e}"))
+            .collect::<Vec<_>>()
+            .join(" | "),
+    ))
+}
+
+fn names(order: &[BackendKind]) -> String {
+    order
+        .iter()
+        .map(|k| k.to_string())
+        .collect::<Vec<_>>()
+        .join(" then ")
+}
+
+/// What `probe` found for one backend.
+#[derive(Debug, Clone)]
+pub struct BackendStatus {
+    /// The backend.
+    pub backend: BackendKind,
+    /// Library file (or the bare name handed to the system loader).
+    pub library: PathBuf,
+    /// Which lookup step chose it.
+    pub source: LibrarySource,
+    /// The library could be opened.
+    pub found: bool,
+    /// Version (tflite-c: `TfLiteVersion()`; LiteRT: from the pinned hash).
+    pub version: Option<String>,
+    /// Found, right version, all symbols present.
+    pub usable: bool,
+    /// Accelerators this backend can use here (Edge TPU only if a device answers).
+    pub accelerators: Vec<Accelerator>,
+    /// The error, or notes such as the Edge TPU state.
+    pub detail: String,
+}
+
+fn status_from_error(
+    backend: BackendKind,
+    kind: LibraryKind,
+    cfg_path: Option<&std::path::Path>,
+    e: &EngineError,
+) -> BackendStatus {
+    let loc = locate(kind, cfg_path);
+    BackendStatus {
+        backend,
+        library: loc.path,
+        source: loc.source,
+        found: !matches!(e, EngineError::Library { .. }),
+        version: None,
+        usable: false,
+        accelerators: Vec::new(),
+        detail: e.to_string(),
+    }
+}
+
+/// Check each backend's library without loading a model (for `tinylcm inspect-model`).
+pub fn probe(cfg: &EngineConfig) -> Vec<BackendStatus> {
+    let mut out = Vec::new();
+    match tflite_c::load_api(cfg) {
+        Ok(api) => {
+            let mut accelerators = vec![Accelerator::Cpu, Accelerator::Xnnpack];
+            let detail = if cfg.edgetpu == EdgeTpuMode::Off {
+                "Edge TPU off".to_string()
+            } else {
+                let loc = locate(LibraryKind::EdgeTpu, cfg.edgetpu_library.as_deref());
+                match LibEdgeTpu::load(&loc) {
+                    Ok(lib) => {
+                        let devices = lib.list_devices();
+                        if !devices.is_empty() {
+                            accelerators.insert(0, Accelerator::EdgeTpu);
+                        }
+                        format!("libedgetpu {}: {} device(s)", lib.describe(), devices.len())
+                    }
+                    Err(e) => format!("no Edge TPU: {e}"),
+                }
+            };
+            out.push(BackendStatus {
+                backend: BackendKind::TfliteC,
+                library: api.path.clone(),
+                source: api.location.source,
+                found: true,
+                version: Some(api.version.clone()),
+                usable: true,
+                accelerators,
+                detail,
+            });
+        }
+        Err(e) => out.push(status_from_error(
+            BackendKind::TfliteC,
+            LibraryKind::TfliteC,
+            cfg.tflite_c_library.as_deref(),
+            &e,
+        )),
+    }
+    match litert::load_api(cfg) {
+        Ok(api) => out.push(BackendStatus {
+            backend: BackendKind::Litert,
+            library: api.path.clone(),
+            source: api.location.source,
+            found: true,
+            version: Some(api.version()),
+            usable: true,
+            accelerators: vec![Accelerator::Xnnpack],
+            detail: format!("sha256 {}", api.sha256),
+        }),
+        Err(e) => out.push(status_from_error(
+            BackendKind::Litert,
+            LibraryKind::Litert,
+            cfg.litert_library.as_deref(),
+            &e,
+        )),
+    }
+    out
+}
+
+/// A model's tensors as the chosen backend sees them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    /// Backend that loaded it.
+    pub backend: BackendKind,
+    /// Accelerator it would run on.
+    pub accelerator: Accelerator,
+    /// Input tensors.
+    pub inputs: Vec<TensorInfo>,
+    /// Output tensors.
+    pub outputs: Vec<TensorInfo>,
+}
+
+/// Load `model` as [`open`] would, report its tensors, and release it.
+pub fn inspect(cfg: &EngineConfig, model: &ModelSource) -> Result<ModelInfo, EngineError> {
+    let engine = open(cfg, model)?;
+    Ok(ModelInfo {
+        backend: engine.backend(),
+        accelerator: engine.accelerator(),
+        inputs: engine.inputs().to_vec(),
+        outputs: engine.outputs().to_vec(),
+    })
+}
