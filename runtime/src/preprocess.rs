@@ -1,1 +1,0 @@
-//! Turning a camera frame into model input.
