@@ -101,13 +101,9 @@ fn not_a_model() {
 fn truncated_models() {
     let full = std::fs::read(test_model("tiny_int8.tflite")).unwrap();
     for cfg in backends() {
-        let lens: Vec<usize> = if cfg.backend == BackendChoice::Litert {
-            // LiteRT 2.3.0 does not verify the flatbuffer and crashes on deeper
-            // truncations; only what the engine's own checks catch is safe there.
-            vec![0, 7, 8]
-        } else {
-            vec![0, 7, 8, 64, full.len() / 2, full.len() - 16]
-        };
+        // LiteRT 2.3.0 itself does not verify flatbuffers (truncated files
+        // crash it); the engine's own check must catch all of these.
+        let lens = vec![0, 7, 8, 64, full.len() / 2, full.len() - 16, full.len() - 1];
         for len in lens {
             let src = ModelSource::Bytes(Arc::from(&full[..len]));
             let e = engine::open(&cfg, &src)
@@ -120,6 +116,23 @@ fn truncated_models() {
                 .err()
                 .expect("must fail");
             assert!(matches!(e, EngineError::Model { .. }), "{len}: {e}");
+        }
+    }
+}
+
+/// Corrupted offsets: refused with a model error, no crash.
+#[test]
+fn corrupted_models() {
+    let full = std::fs::read(test_model("tiny_f32.tflite")).unwrap();
+    for cfg in backends() {
+        // Root offset pointing past the end, and a smashed vtable offset.
+        for (at, val) in [(0usize, 0xffu8), (1, 0x7f)] {
+            let mut m = full.clone();
+            m[at] = val;
+            let e = engine::open(&cfg, &ModelSource::Bytes(m.into()))
+                .err()
+                .expect("must fail");
+            assert!(matches!(e, EngineError::Model { .. }), "{e}");
         }
     }
 }

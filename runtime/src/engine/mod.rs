@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 pub mod config;
 mod dylib;
+mod flatbuf;
 pub mod litert;
 pub mod locate;
 pub mod model;

@@ -46,6 +46,20 @@ impl ModelSource {
     }
 }
 
+/// Read a model file whole (after the size check), for backends that must
+/// verify the bytes themselves before loading them.
+pub(crate) fn read_file(path: &Path) -> Result<Arc<[u8]>, EngineError> {
+    precheck_file(path)?;
+    let label = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|e| model_error(&label, e.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_MODEL_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| model_error(&label, e.to_string()))?;
+    precheck_bytes(&bytes, &label)?;
+    Ok(bytes.into())
+}
+
 fn model_error(model: &str, reason: impl Into<String>) -> EngineError {
     EngineError::Model {
         model: model.to_string(),

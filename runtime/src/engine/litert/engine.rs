@@ -1,7 +1,7 @@
 //! A LiteRT compiled model as an [`Engine`]: signature 0, CPU accelerator,
 //! one managed tensor buffer per input and output.
 
-use std::ffi::{CString, c_void};
+use std::ffi::c_void;
 use std::sync::Arc;
 
 use super::ffi::{self, Handle, LitertApi, RankedTensorType, Status};
@@ -105,19 +105,18 @@ pub fn open_with_api(
             "LiteRtCreateEnvironment",
             (api.create_environment)(0, std::ptr::null(), &mut e.env),
         )?;
-        let status = match model {
-            ModelSource::File(path) => {
-                use std::os::unix::ffi::OsStrExt;
-                let c = CString::new(path.as_os_str().as_bytes())
-                    .map_err(|_| model_err("path contains a NUL byte".into()))?;
-                (api.create_model_from_file)(e.env, c.as_ptr(), &mut e.model)
-            }
-            ModelSource::Bytes(b) => {
-                // The model points into the buffer: keep it alive with the engine.
-                e._bytes = Some(Arc::clone(b));
-                (api.create_model_from_buffer)(e.env, b.as_ptr().cast(), b.len(), &mut e.model)
-            }
+        // LiteRT does not verify flatbuffers (a truncated model crashes it), so
+        // the bytes are verified here and always loaded from memory.
+        let bytes = match model {
+            ModelSource::File(path) => crate::engine::model::read_file(path)?,
+            ModelSource::Bytes(b) => Arc::clone(b),
         };
+        crate::engine::flatbuf::verify_tflite(&bytes)
+            .map_err(|r| model_err(format!("malformed TFLite flatbuffer: {r}")))?;
+        // The model points into the buffer: keep it alive with the engine.
+        e._bytes = Some(Arc::clone(&bytes));
+        let status =
+            (api.create_model_from_buffer)(e.env, bytes.as_ptr().cast(), bytes.len(), &mut e.model);
         if status != 0 || e.model.is_null() {
             return Err(model_err(format!(
                 "LiteRT rejected it: status {status} ({}); corrupt, truncated or not a TFLite model",

@@ -110,7 +110,6 @@ macro_rules! api_table {
 api_table! {
     create_environment: "LiteRtCreateEnvironment" => fn(c_int, *const c_void, *mut Handle) -> Status;
     destroy_environment: "LiteRtDestroyEnvironment" => fn(Handle);
-    create_model_from_file: "LiteRtCreateModelFromFile" => fn(Handle, *const c_char, *mut Handle) -> Status;
     create_model_from_buffer: "LiteRtCreateModelFromBuffer" => fn(Handle, *const c_void, usize, *mut Handle) -> Status;
     destroy_model: "LiteRtDestroyModel" => fn(Handle);
     num_signatures: "LiteRtGetNumModelSignatures" => fn(Handle, *mut usize) -> Status;

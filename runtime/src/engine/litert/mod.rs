@@ -4,8 +4,10 @@
 //! * [`ffi`]: the function table and the pinned-hash version check;
 //! * [`engine`]: the compiled model and its tensor buffers.
 //!
-//! Models from memory use `LiteRtCreateModelFromBuffer`, which 2.3.0 exports
-//! (`(env, addr, size, &model)`); the engine keeps the bytes alive.
+//! Models are always loaded with `LiteRtCreateModelFromBuffer`, which 2.3.0
+//! exports as `(env, addr, size, &model)`: LiteRT does not verify flatbuffers
+//! (a truncated file crashes it), so files are read and checked by
+//! `engine::flatbuf` first. The engine keeps the bytes alive.
 
 pub mod engine;
 pub mod ffi;
