@@ -85,11 +85,10 @@ pub fn open(cfg: &EngineConfig, model: &ModelSource) -> Result<Box<dyn Engine>, 
                 tracing::info!(
                     backend = %kind,
                     accelerator = %opened.engine.accelerator(),
-                    library = %opened.library,
                     model = %model.label(),
-                    "inference runs on {kind} / {} ({}): {}",
-                    opened.engine.accelerator(),
+                    "inference on {kind} {} with {}: {}",
                     opened.library,
+                    opened.engine.accelerator(),
                     why.join("; ")
                 );
                 return Ok(opened.engine);

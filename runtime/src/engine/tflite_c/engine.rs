@@ -94,6 +94,11 @@ pub fn open_with_edgetpu(
     // 1. Edge TPU.
     let mut chosen: Option<(Interp, Vec<Delegate>, Accelerator)> = None;
     if cfg.edgetpu != EdgeTpuMode::Off {
+        if let (EdgeTpuMode::Required, EdgeTpuSource::Unavailable(e)) = (cfg.edgetpu, &edgetpu) {
+            return Err(EngineError::NoBackend(format!(
+                "engine.edgetpu = required, but {e}"
+            )));
+        }
         match edgetpu_delegate(&api, edgetpu) {
             Ok((delegate, desc)) => {
                 match create_interpreter(&api, model_ptr, threads, Some(&delegate), &sink) {
@@ -224,6 +229,9 @@ fn edgetpu_delegate(
 ) -> Result<(Delegate, String), String> {
     match source {
         EdgeTpuSource::Off => Err("Edge TPU off".into()),
+        EdgeTpuSource::Unavailable(EngineError::Library { what, reason, .. }) => {
+            Err(format!("{what} not loadable ({reason})"))
+        }
         EdgeTpuSource::Unavailable(e) => Err(e.to_string()),
         EdgeTpuSource::Provider(p) => {
             let devices = p.list_devices();
