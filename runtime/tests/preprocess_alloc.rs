@@ -1,0 +1,148 @@
+//! Steady-state allocations of the frame path, counted with a tracking allocator.
+//!
+//! The synthetic source and our own preprocessing code allocate nothing per
+//! frame. `fast_image_resize` recomputes its filter coefficients on every call
+//! (one small vector per output row and column); that cost depends only on the
+//! input tensor size and is bounded here so that any allocation of ours shows.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tinylcm::engine::{ElementType, Quantization, TensorInfo};
+use tinylcm::frame::{Frame, FrameSource, SyntheticConfig, SyntheticSource};
+use tinylcm::preprocess::{PreprocessConfig, Preprocessor, ResizeMode, TensorLayout};
+
+struct Counting;
+
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    static TRACK: Cell<bool> = const { Cell::new(false) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if TRACK.with(Cell::get) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if TRACK.with(Cell::get) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations made by `f` on this thread.
+fn allocations(f: impl FnOnce()) -> usize {
+    let before = ALLOCS.load(Ordering::Relaxed);
+    TRACK.with(|t| t.set(true));
+    f();
+    TRACK.with(|t| t.set(false));
+    ALLOCS.load(Ordering::Relaxed) - before
+}
+
+#[test]
+fn preprocessing_without_resize_allocates_nothing() {
+    let mut frame = Frame::default();
+    frame.reshape(96, 96);
+    for (dtype, q) in [
+        (ElementType::F32, None),
+        (ElementType::U8, Some((1.0 / 255.0, 0))),
+        (ElementType::I8, Some((1.0 / 255.0, -128))),
+    ] {
+        for shape in [vec![1, 96, 96, 3], vec![1, 3, 96, 96]] {
+            let t = TensorInfo {
+                name: "x".into(),
+                dtype,
+                shape,
+                quantization: q.map(|(scale, zero_point)| Quantization { scale, zero_point }),
+            };
+            let mut p = Preprocessor::new(&PreprocessConfig::default(), &t).unwrap();
+            let mut out = vec![0u8; p.output_len()];
+            p.run(&frame, &mut out).unwrap();
+            let n = allocations(|| {
+                for _ in 0..20 {
+                    p.run(&frame, &mut out).unwrap();
+                }
+            });
+            assert_eq!(n, 0, "{dtype:?}: {n} allocations");
+        }
+    }
+}
+
+#[test]
+fn synthetic_frames_allocate_nothing_and_resize_allocations_are_bounded() {
+    let mut src = SyntheticSource::new(SyntheticConfig {
+        looping: true,
+        ..SyntheticConfig::default()
+    })
+    .unwrap();
+    let mut frame = Frame::default();
+    let inputs = [
+        (vec![1, 96, 96, 3], ElementType::F32, None),
+        (vec![1, 96, 96, 3], ElementType::U8, Some((1.0 / 255.0, 0))),
+        (
+            vec![1, 3, 224, 224],
+            ElementType::I8,
+            Some((1.0 / 255.0, -128)),
+        ),
+    ];
+    for (shape, dtype, q) in inputs {
+        let t = TensorInfo {
+            name: "x".into(),
+            dtype,
+            shape,
+            quantization: q.map(|(scale, zero_point)| Quantization { scale, zero_point }),
+        };
+        for resize in [
+            ResizeMode::Stretch,
+            ResizeMode::CenterCrop,
+            ResizeMode::Letterbox,
+        ] {
+            let cfg = PreprocessConfig {
+                resize,
+                layout: TensorLayout::Auto,
+                ..Default::default()
+            };
+            let mut p = Preprocessor::new(&cfg, &t).unwrap();
+            let mut out = vec![0u8; p.output_len()];
+            // Warm up: buffers reach their final size.
+            for _ in 0..3 {
+                src.next_frame(&mut frame).unwrap();
+                p.run(&frame, &mut out).unwrap();
+            }
+            let n = allocations(|| {
+                for _ in 0..20 {
+                    src.next_frame(&mut frame).unwrap();
+                }
+            });
+            assert_eq!(n, 0, "synthetic source: {n} allocations in 20 frames");
+            let n = allocations(|| p.run(&frame, &mut out).unwrap());
+            let (w, h) = p.input_size();
+            let fir_bound = 2 * (w + h) + 16;
+            assert!(
+                n <= fir_bound,
+                "{dtype:?} {resize:?}: {n} allocations per frame"
+            );
+            let n20 = allocations(|| {
+                for _ in 0..20 {
+                    p.run(&frame, &mut out).unwrap();
+                }
+            });
+            assert_eq!(
+                n20,
+                20 * n,
+                "{dtype:?} {resize:?}: allocations must not grow"
+            );
+        }
+    }
+}
