@@ -17,6 +17,8 @@ pub(crate) struct Renderer {
     tables: Tables,
     /// Intermediate sums of the horizontal blur pass.
     scratch: Vec<u16>,
+    /// Brightness of one row (background pass).
+    row: Vec<i32>,
 }
 
 impl Renderer {
@@ -28,6 +30,7 @@ impl Renderer {
             height,
             tables: Tables::new(width, height, seed),
             scratch: Vec::new(),
+            row: vec![0; width],
         }
     }
 
@@ -44,21 +47,35 @@ impl Renderer {
         self.noise(scene.noise_sigma, out, rng);
     }
 
-    fn background(&self, s: &Scene, out: &mut [u8]) {
+    fn background(&mut self, s: &Scene, out: &mut [u8]) {
         let w = self.width;
         let tex = &self.tables.textures[s.texture];
+        let lums = &mut self.row[..w];
+        let [r, g, b] = s.table_rgb;
         for (y, row) in out.chunks_exact_mut(w * 3).enumerate() {
+            // Brightness: gradient times vignette (vectorisable passes over one row).
             let vig = &self.tables.vignette[y * w..(y + 1) * w];
+            let mut lum = s.lum0 + s.lum_gy * y as i32;
+            for (l, &v) in lums.iter_mut().zip(vig) {
+                *l = ((lum >> 8) * i32::from(v)) >> 8;
+                lum += s.lum_gx;
+            }
+            // Texture, in contiguous pieces of the wrapping texture row.
             let ty = (y + s.tex_oy) & (TEX - 1);
             let tex_row = &tex[ty * TEX..(ty + 1) * TEX];
-            let mut lum = s.lum0 + s.lum_gy * y as i32;
-            for (x, px) in row.chunks_exact_mut(3).enumerate() {
-                let l = ((lum >> 8) * i32::from(vig[x])) >> 8;
-                let t = l + ((i32::from(tex_row[(x + s.tex_ox) & (TEX - 1)]) * s.tex_amp) >> 7);
-                for (p, &col) in px.iter_mut().zip(&s.table_rgb) {
-                    *p = ((t * col) >> 8).clamp(0, 255) as u8;
+            let mut x = 0;
+            while x < w {
+                let start = (x + s.tex_ox) & (TEX - 1);
+                let n = (TEX - start).min(w - x);
+                for (l, &t) in lums[x..x + n].iter_mut().zip(&tex_row[start..start + n]) {
+                    *l += (i32::from(t) * s.tex_amp) >> 7;
                 }
-                lum += s.lum_gx;
+                x += n;
+            }
+            for (px, &t) in row.chunks_exact_mut(3).zip(lums.iter()) {
+                px[0] = ((t * r) >> 8).clamp(0, 255) as u8;
+                px[1] = ((t * g) >> 8).clamp(0, 255) as u8;
+                px[2] = ((t * b) >> 8).clamp(0, 255) as u8;
             }
         }
     }
@@ -69,25 +86,37 @@ impl Renderer {
         let y0 = (o.cy - reach).floor().max(0.0) as usize;
         let x1 = ((o.cx + reach).ceil().max(0.0) as usize).min(self.width);
         let y1 = ((o.cy + reach).ceil().max(0.0) as usize).min(self.height);
+        if x0 >= x1 || y0 >= y1 {
+            return;
+        }
+        // Every outline distance is 1-Lipschitz, so the shadow (the outline moved
+        // by `offset`) is at least `d_obj - offset` away: far pixels need one
+        // distance, not two.
+        let offset = (o.shadow_dx * o.shadow_dx + o.shadow_dy * o.shadow_dy).sqrt();
         let w = self.width;
         for y in y0..y1 {
             let qy = y as f32 + 0.5 - o.cy;
-            for x in x0..x1 {
-                let qx = x as f32 + 0.5 - o.cx;
-                let d_shadow = sdf(o, qx - o.shadow_dx, qy - o.shadow_dy);
+            let row = &mut out[(y * w + x0) * 3..(y * w + x1) * 3];
+            for (i, px) in row.chunks_exact_mut(3).enumerate() {
+                let qx = (x0 + i) as f32 + 0.5 - o.cx;
                 let d_obj = sdf(o, qx, qy);
-                if d_shadow >= o.shadow_soft && d_obj >= 0.5 {
+                if d_obj >= 0.5 && d_obj - offset >= o.shadow_soft {
                     continue;
                 }
-                let shadow = ((o.shadow_soft - d_shadow) / (2.0 * o.shadow_soft)).clamp(0.0, 1.0);
-                let dark = 1.0 - o.shadow_strength * shadow;
                 let cover = (0.5 - d_obj).clamp(0.0, 1.0);
+                let dark = if cover >= 1.0 {
+                    1.0 // fully covered: the shadow underneath is invisible
+                } else {
+                    let d_shadow = sdf(o, qx - o.shadow_dx, qy - o.shadow_dy);
+                    let shadow =
+                        ((o.shadow_soft - d_shadow) / (2.0 * o.shadow_soft)).clamp(0.0, 1.0);
+                    1.0 - o.shadow_strength * shadow
+                };
                 let shade = if cover > 0.0 {
                     shading(o, qx, qy, d_obj)
                 } else {
                     0.0
                 };
-                let px = &mut out[(y * w + x) * 3..(y * w + x) * 3 + 3];
                 for (p, &col) in px.iter_mut().zip(&o.rgb) {
                     let bg = f32::from(*p) * dark;
                     let v = bg + (col * shade - bg) * cover;
@@ -97,43 +126,61 @@ impl Renderer {
         }
     }
 
-    /// Separable box blur of radius `r` (integer, edges clamped).
+    /// Separable box blur of radius `r` (integer, edges clamped). Sums are
+    /// accumulated tap by tap over whole rows so the loops vectorise.
     fn blur(&mut self, r: usize, out: &mut [u8]) {
         let (w, h) = (self.width, self.height);
+        let stride = w * 3;
         let k = 2 * r + 1;
-        self.scratch.resize(w * h * 3, 0);
-        for y in 0..h {
-            let row = &out[y * w * 3..(y + 1) * w * 3];
-            let dst = &mut self.scratch[y * w * 3..(y + 1) * w * 3];
-            for x in 0..w {
-                let lo = x.saturating_sub(r);
-                let hi = (x + r).min(w - 1);
-                for c in 0..3 {
-                    // Clamped edge: the missing taps repeat the border pixel.
-                    let mut sum = u16::from(row[lo * 3 + c]) * (r + lo - x) as u16
-                        + u16::from(row[hi * 3 + c]) * (x + r - hi) as u16;
-                    for xi in lo..=hi {
-                        sum += u16::from(row[xi * 3 + c]);
+        self.scratch.resize(w * h * 3 + stride, 0);
+        let (sums, acc) = self.scratch.split_at_mut(w * h * 3);
+        // Horizontal: sums[x] = Σ row[clamp(x + d)] for d in -r..=r.
+        for (row, dst) in out.chunks_exact(stride).zip(sums.chunks_exact_mut(stride)) {
+            dst.fill(0);
+            for d in -(r as isize)..=(r as isize) {
+                let shift = d.unsigned_abs() * 3;
+                if shift >= stride {
+                    // Tiny frame: every tap beyond the edge is the edge pixel.
+                    for x in 0..w {
+                        let sx = (x as isize + d).clamp(0, w as isize - 1) as usize;
+                        for c in 0..3 {
+                            dst[x * 3 + c] += u16::from(row[sx * 3 + c]);
+                        }
                     }
-                    dst[x * 3 + c] = sum;
+                    continue;
+                }
+                if d >= 0 {
+                    // Interior: dst[i] += row[i + shift]; right edge repeats the last pixel.
+                    for (a, &b) in dst[..stride - shift].iter_mut().zip(&row[shift..]) {
+                        *a += u16::from(b);
+                    }
+                    let last = &row[stride - 3..];
+                    for (i, a) in dst[stride - shift..].iter_mut().enumerate() {
+                        *a += u16::from(last[i % 3]);
+                    }
+                } else {
+                    for (a, &b) in dst[shift..].iter_mut().zip(&row[..stride - shift]) {
+                        *a += u16::from(b);
+                    }
+                    for (i, a) in dst[..shift].iter_mut().enumerate() {
+                        *a += u16::from(row[i % 3]);
+                    }
                 }
             }
         }
+        // Vertical: sum k rows of horizontal sums (max 25 * 255, fits u16), then divide.
         let recip = ((65536 + k * k / 2) / (k * k)) as u32;
-        let stride = w * 3;
-        for y in 0..h {
-            let lo = y.saturating_sub(r);
-            let hi = (y + r).min(h - 1);
-            let extra_lo = (r + lo - y) as u32;
-            let extra_hi = (y + r - hi) as u32;
-            let dst = &mut out[y * stride..(y + 1) * stride];
-            for (i, d) in dst.iter_mut().enumerate() {
-                let mut sum = u32::from(self.scratch[lo * stride + i]) * extra_lo
-                    + u32::from(self.scratch[hi * stride + i]) * extra_hi;
-                for yi in lo..=hi {
-                    sum += u32::from(self.scratch[yi * stride + i]);
+        let acc = &mut acc[..stride];
+        for (y, dst) in out.chunks_exact_mut(stride).enumerate() {
+            acc.fill(0);
+            for d in -(r as isize)..=(r as isize) {
+                let sy = (y as isize + d).clamp(0, h as isize - 1) as usize;
+                for (a, &b) in acc.iter_mut().zip(&sums[sy * stride..(sy + 1) * stride]) {
+                    *a += b;
                 }
-                *d = ((sum * recip + 32768) >> 16).min(255) as u8;
+            }
+            for (o, &a) in dst.iter_mut().zip(acc.iter()) {
+                *o = ((u32::from(a) * recip + 32768) >> 16).min(255) as u8;
             }
         }
     }
@@ -164,9 +211,11 @@ fn sdf(o: &Object, qx: f32, qy: f32) -> f32 {
             let v = qy * o.cos - qx * o.sin;
             let dx = u.abs() - a;
             let dy = v.abs() - b;
-            let ox = dx.max(0.0);
-            let oy = dy.max(0.0);
-            (ox * ox + oy * oy).sqrt() + dx.max(dy).min(0.0)
+            if dx > 0.0 && dy > 0.0 {
+                (dx * dx + dy * dy).sqrt()
+            } else {
+                dx.max(dy)
+            }
         }
         Shape::Star { normals, c, r } => {
             // Second largest of the five line distances.
@@ -222,6 +271,47 @@ fn shading(o: &Object, qx: f32, qy: f32, d: f32) -> f32 {
             let grad = -(qx * lx + qy * ly) / o.extent.max(1.0);
             let bevel = (-d / 3.0).clamp(0.0, 1.0);
             (0.45 + 0.55 * lz + 0.12 * grad) * (0.7 + 0.3 * bevel)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Box blur with clamped edges, the obvious way.
+    fn naive_blur(src: &[u8], w: usize, h: usize, r: usize) -> Vec<u8> {
+        let k = (2 * r + 1) as u32;
+        let recip = (65536 + k * k / 2) / (k * k);
+        let mut out = vec![0u8; src.len()];
+        for y in 0..h {
+            for x in 0..w {
+                for c in 0..3 {
+                    let mut sum = 0u32;
+                    for dy in -(r as isize)..=(r as isize) {
+                        for dx in -(r as isize)..=(r as isize) {
+                            let sy = (y as isize + dy).clamp(0, h as isize - 1) as usize;
+                            let sx = (x as isize + dx).clamp(0, w as isize - 1) as usize;
+                            sum += u32::from(src[(sy * w + sx) * 3 + c]);
+                        }
+                    }
+                    out[(y * w + x) * 3 + c] = ((sum * recip + 32768) >> 16).min(255) as u8;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn blur_matches_the_naive_definition() {
+        let (w, h) = (19, 17);
+        let mut rng = Rng::new(9);
+        let src: Vec<u8> = (0..w * h * 3).map(|_| rng.below(256) as u8).collect();
+        for r in 1..=2 {
+            let mut renderer = Renderer::new(w as u32, h as u32, 1);
+            let mut out = src.clone();
+            renderer.blur(r, &mut out);
+            assert_eq!(out, naive_blur(&src, w, h, r), "radius {r}");
         }
     }
 }
