@@ -5,8 +5,10 @@
 //! `TFL3` identifier first turns "not a model at all" into a clear error
 //! instead of a library log line and a NULL handle.
 
+use std::alloc::Layout;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
 use std::sync::Arc;
 
 use super::EngineError;
@@ -58,6 +60,60 @@ pub(crate) fn read_file(path: &Path) -> Result<Arc<[u8]>, EngineError> {
         .map_err(|e| model_error(&label, e.to_string()))?;
     precheck_bytes(&bytes, &label)?;
     Ok(bytes.into())
+}
+
+/// Alignment of [`AlignedBytes`]: generous enough for any SIMD kernel that
+/// reads weights in place from the model buffer.
+pub(crate) const MODEL_ALIGN: usize = 64;
+
+/// A private copy of model bytes at a [`MODEL_ALIGN`]-aligned address.
+///
+/// LiteRT reads constant tensors in place from the model buffer. Flatbuffers
+/// align buffer data relative to the start of the file, assuming the file
+/// itself starts on a generous boundary; an `Arc<[u8]>` or `Vec<u8>` only
+/// guarantees 8 bytes. The copy also makes the engine independent of how the
+/// caller allocated the bytes.
+pub(crate) struct AlignedBytes {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: an owned, immutable heap buffer; nothing is shared or mutated.
+unsafe impl Send for AlignedBytes {}
+// SAFETY: as above; only `&[u8]` views are handed out.
+unsafe impl Sync for AlignedBytes {}
+
+impl AlignedBytes {
+    /// Copy `bytes` (non-empty, at most [`MAX_MODEL_BYTES`]) into an aligned buffer.
+    pub(crate) fn copy_from(bytes: &[u8], label: &str) -> Result<Self, EngineError> {
+        let layout = Layout::from_size_align(bytes.len().max(1), MODEL_ALIGN)
+            .map_err(|e| model_error(label, e.to_string()))?;
+        // SAFETY: `layout` has a non-zero size.
+        let raw = unsafe { std::alloc::alloc(layout) };
+        let ptr = NonNull::new(raw).ok_or_else(|| model_error(label, "out of memory"))?;
+        // SAFETY: the new allocation holds at least `bytes.len()` bytes and
+        // does not overlap `bytes`.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), bytes.len()) };
+        Ok(AlignedBytes {
+            ptr,
+            len: bytes.len(),
+        })
+    }
+
+    /// The bytes.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        // SAFETY: `ptr` is valid for `len` initialised bytes until drop.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for AlignedBytes {
+    fn drop(&mut self) {
+        let layout = Layout::from_size_align(self.len.max(1), MODEL_ALIGN)
+            .expect("layout was valid at allocation");
+        // SAFETY: allocated in `copy_from` with this exact layout, freed once.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), layout) }
+    }
 }
 
 fn model_error(model: &str, reason: impl Into<String>) -> EngineError {
@@ -144,6 +200,13 @@ mod tests {
             .precheck()
             .unwrap_err();
         assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn aligned_copy() {
+        let b = AlignedBytes::copy_from(b"\x1c\0\0\0TFL3", "m").unwrap();
+        assert_eq!(b.as_slice(), b"\x1c\0\0\0TFL3");
+        assert_eq!(b.as_slice().as_ptr() as usize % MODEL_ALIGN, 0);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::ffi::{self, Handle, LitertApi, RankedTensorType, Status};
 use crate::engine::config::EngineConfig;
-use crate::engine::model::ModelSource;
+use crate::engine::model::{AlignedBytes, ModelSource};
 use crate::engine::{
     Accelerator, BackendKind, ElementType, Engine, EngineError, Quantization, TensorInfo,
     checked_byte_len,
@@ -31,8 +31,8 @@ pub struct LitertEngine {
     outputs: Vec<TensorInfo>,
     fully_accelerated: bool,
     api: Arc<LitertApi>,
-    /// The model bytes LiteRT points into, when loaded from memory.
-    _bytes: Option<Arc<[u8]>>,
+    /// The aligned model bytes LiteRT points into (freed after the model).
+    _bytes: Option<AlignedBytes>,
 }
 
 // SAFETY: all handles are heap objects without thread affinity, owned
@@ -106,17 +106,27 @@ pub fn open_with_api(
             (api.create_environment)(0, std::ptr::null(), &mut e.env),
         )?;
         // LiteRT does not verify flatbuffers (a truncated model crashes it), so
-        // the bytes are verified here and always loaded from memory.
-        let bytes = match model {
-            ModelSource::File(path) => crate::engine::model::read_file(path)?,
-            ModelSource::Bytes(b) => Arc::clone(b),
+        // the bytes are verified here, copied to an aligned buffer and loaded
+        // from memory.
+        let read;
+        let bytes: &[u8] = match model {
+            ModelSource::File(path) => {
+                read = crate::engine::model::read_file(path)?;
+                &read
+            }
+            ModelSource::Bytes(b) => b,
         };
-        crate::engine::flatbuf::verify_tflite(&bytes)
+        crate::engine::flatbuf::verify_tflite(bytes)
             .map_err(|r| model_err(format!("malformed TFLite flatbuffer: {r}")))?;
-        // The model points into the buffer: keep it alive with the engine.
-        e._bytes = Some(Arc::clone(&bytes));
-        let status =
-            (api.create_model_from_buffer)(e.env, bytes.as_ptr().cast(), bytes.len(), &mut e.model);
+        // The model points into the buffer: the engine keeps it alive.
+        let aligned = e._bytes.insert(AlignedBytes::copy_from(bytes, &label)?);
+        let aligned = aligned.as_slice();
+        let status = (api.create_model_from_buffer)(
+            e.env,
+            aligned.as_ptr().cast(),
+            aligned.len(),
+            &mut e.model,
+        );
         if status != 0 || e.model.is_null() {
             return Err(model_err(format!(
                 "LiteRT rejected it: status {status} ({}); corrupt, truncated or not a TFLite model",
