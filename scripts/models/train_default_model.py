@@ -1,0 +1,614 @@
+"""Train the default TinyLCM model on the project's own synthetic camera.
+
+Run through scripts/train-default-model (which sets up the venv and builds the runtime).
+Writes runtime/models/default/: default_f32.tflite, default_int8.tflite, a manifest
+(<stem>.toml) per model, golden.json and MODEL_CARD.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import pathlib
+import shutil
+import subprocess
+import tempfile
+import time
+
+from PIL import Image
+
+import frame_resize as rz
+import tflcommon as tc
+from tflcommon import keras, np, tf
+
+LABELS = ["empty", "ball", "box", "bar"]  # index order of `scores` (= SceneClass::KNOWN)
+H = W = 96
+NAME = "tinylcm-default"
+VERSION = "1.0.0"
+SEED = 1234
+
+# Synthetic data: (split, phase, per-class, seed, classes or None for the phase default)
+SPLITS = {
+    "train": ("normal", 600, 101, None),
+    "val": ("normal", 150, 202, None),
+    "test": ("normal", 300, 303, None),
+    "lighting": ("lighting", 200, 404, None),
+    "noise": ("noise", 200, 505, None),
+    "unseen": ("unseen", 200, 606, ["star"]),
+}
+GOLDEN_SYNTH = ("normal", 2, 9999)  # a few frames whose predictions go into golden.json
+
+EMB_DIM = 32
+EPOCHS = 40
+BATCH = 32
+LR = 3e-3
+
+
+# --------------------------------------------------------------------------- data
+
+def synth(root: pathlib.Path, tinylcm: list[str], out: pathlib.Path, phase: str, per_class: int,
+          seed: int, classes=None) -> None:
+    cmd = tinylcm + ["synth", "--out", str(out), "--per-class", str(per_class), "--seed", str(seed),
+                     "--phase", phase, "--width", "320", "--height", "240"]
+    if classes:
+        cmd += ["--classes", ",".join(classes)]
+    r = subprocess.run(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"tinylcm synth failed ({r.returncode}): {r.stderr}")
+
+
+def load_folder(d: pathlib.Path):
+    """Returns (uint8 frames N x 240 x 320 x 3, class names per frame, relative paths)."""
+    imgs, names, files = [], [], []
+    for cls_dir in sorted(p for p in d.iterdir() if p.is_dir()):
+        for f in sorted(cls_dir.glob("*.png")):
+            imgs.append(np.asarray(Image.open(f).convert("RGB"), dtype=np.uint8))
+            names.append(cls_dir.name)
+            files.append(f"{cls_dir.name}/{f.name}")
+    return np.stack(imgs), names, files
+
+
+def to_input(frames: np.ndarray, method: str = "bilinear") -> np.ndarray:
+    """uint8 frames → float32 model input in [0, 1] (stretch resize, RGB, pixel / 255)."""
+    return np.stack([rz.resize(f, H, W, method) for f in frames]).astype(np.float32) / 255.0
+
+
+def augment(rng: np.random.Generator, variants: dict[str, np.ndarray]) -> np.ndarray:
+    """Light augmentation: a random resampling method per frame (the runtime may use any),
+    flips, ±10 % brightness and contrast, a little sensor noise."""
+    n = next(iter(variants.values())).shape[0]
+    which = rng.integers(0, len(rz.METHODS), n)
+    x = np.empty_like(variants["bilinear"])
+    for i, m in enumerate(rz.METHODS):
+        x[which == i] = variants[m][which == i]
+    flip_lr = rng.random(n) < 0.5
+    flip_ud = rng.random(n) < 0.5
+    x[flip_lr] = x[flip_lr, :, ::-1]
+    x[flip_ud] = x[flip_ud, ::-1]
+    gain = rng.uniform(0.9, 1.1, (n, 1, 1, 1)).astype(np.float32)
+    contrast = rng.uniform(0.9, 1.1, (n, 1, 1, 1)).astype(np.float32)
+    mean = x.mean(axis=(1, 2, 3), keepdims=True)
+    x = (x - mean) * contrast + mean * gain
+    sigma = rng.uniform(0, 3 / 255, (n, 1, 1, 1)).astype(np.float32)
+    x = x + rng.standard_normal(x.shape, dtype=np.float32) * sigma
+    return np.clip(x, 0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- model
+
+def build(embedding_dim: int = EMB_DIM):
+    """Small CNN: conv stem + three depthwise-separable blocks, GAP, dense `embedding`,
+    ReLU, dense softmax `scores`.  Returns (training model, export model with two outputs)."""
+    L = keras.layers
+    inp = keras.Input((H, W, 3), name="input")
+    x = L.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inp)
+    x = L.BatchNormalization(momentum=0.9, name="stem_bn")(x)
+    x = L.ReLU(6.0, name="stem_relu")(x)
+    for i, (ch, stride) in enumerate([(32, 2), (48, 2), (64, 2), (64, 1)]):
+        x = L.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"b{i}_dw")(x)
+        x = L.BatchNormalization(momentum=0.9, name=f"b{i}_dw_bn")(x)
+        x = L.ReLU(6.0, name=f"b{i}_dw_relu")(x)
+        x = L.Conv2D(ch, 1, use_bias=False, name=f"b{i}_pw")(x)
+        x = L.BatchNormalization(momentum=0.9, name=f"b{i}_pw_bn")(x)
+        x = L.ReLU(6.0, name=f"b{i}_pw_relu")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    emb = L.Dense(embedding_dim, name="embedding")(x)
+    h = L.ReLU(name="embedding_relu")(emb)
+    h = L.Dropout(0.2, name="dropout")(h)
+    scores = L.Dense(len(LABELS), activation="softmax", name="scores")(h)
+    train_model = keras.Model(inp, scores, name="tinylcm_default_train")
+    export_model = keras.Model(inp, [scores, emb], name="tinylcm_default")
+    return train_model, export_model
+
+
+def train(train_model, xs: dict, y: np.ndarray, xval: np.ndarray, yval: np.ndarray, log):
+    rng = np.random.default_rng(SEED)
+    steps = EPOCHS * int(np.ceil(len(y) / BATCH))
+    sched = keras.optimizers.schedules.CosineDecay(LR, steps, alpha=0.02)
+    train_model.compile(optimizer=keras.optimizers.Adam(sched),
+                        loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    best, best_w, best_epoch = -1.0, None, -1
+    for epoch in range(EPOCHS):
+        t0 = time.time()
+        xa = augment(rng, xs)
+        h = train_model.fit(xa, y, batch_size=BATCH, epochs=1, shuffle=True, verbose=0)
+        _, vacc = train_model.evaluate(xval, yval, batch_size=128, verbose=0)
+        log(f"epoch {epoch + 1:2d}/{EPOCHS}: loss {h.history['loss'][0]:.4f} "
+            f"train acc {h.history['accuracy'][0]:.4f} val acc {vacc:.4f} ({time.time() - t0:.1f} s)")
+        if vacc >= best:  # later epochs win ties (lower learning rate, settled BN)
+            best, best_w, best_epoch = vacc, train_model.get_weights(), epoch + 1
+    train_model.set_weights(best_w)
+    return best, best_epoch
+
+
+# --------------------------------------------------------------------------- evaluation
+
+def run_tflite(model_bytes: bytes, x: np.ndarray):
+    """Dequantised (scores, embeddings) for a batch of float inputs, one frame at a time."""
+    it = tc.interpreter(model_bytes)
+    outs = it.get_output_details()
+    idx = {o["name"]: i for i, o in enumerate(outs)}
+    s_all, e_all = [], []
+    for xi in x:
+        ys = tc.run(it, xi[None])
+        s_all.append(ys[idx["scores"]][0])
+        e_all.append(ys[idx["embedding"]][0])
+    return np.stack(s_all), np.stack(e_all)
+
+
+KNN_K = 5
+
+
+def drift_scores(scores, emb, centroids, emb_train):
+    """Per frame: 1 - max softmax, distance to the nearest class centroid, mean distance to
+    the K nearest training embeddings (what a KNN on embeddings sees)."""
+    d_c = np.linalg.norm(emb[:, None, :] - centroids[None], axis=2).min(1)
+    d2 = ((emb[:, None, :] - emb_train[None]) ** 2).sum(2)
+    knn = np.sqrt(np.sort(d2, axis=1)[:, :KNN_K]).mean(1)
+    return {"uncertainty": 1.0 - scores.max(1), "centroid": d_c, "knn": knn}
+
+
+def auroc(neg: np.ndarray, pos: np.ndarray) -> float:
+    """P(score of a drifted frame > score of a normal frame), ties count half."""
+    allv = np.concatenate([neg, pos])
+    order = allv.argsort(kind="mergesort")
+    ranks = np.empty(len(allv))
+    sorted_v = allv[order]
+    i = 0
+    while i < len(allv):  # average ranks over ties
+        j = i
+        while j + 1 < len(allv) and sorted_v[j + 1] == sorted_v[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    r_pos = ranks[len(neg):].sum()
+    return float((r_pos - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def stats_block(scores, emb, labels, ds, ref):
+    """ds: drift_scores of this set; ref: drift_scores of the normal held-out set."""
+    pred = scores.argmax(1)
+    conf = scores.max(1)
+    out = {
+        "n": int(len(pred)),
+        "mean_confidence": float(conf.mean()),
+        "share_confidence_below_0.9": float((conf < 0.9).mean()),
+        "mean_centroid_distance": float(ds["centroid"].mean()),
+        "mean_knn_distance": float(ds["knn"].mean()),
+        "share_beyond_normal_q95_knn": float((ds["knn"] > np.quantile(ref["knn"], 0.95)).mean()),
+        "auroc_vs_normal": {k: auroc(ref[k], ds[k]) for k in ("uncertainty", "centroid", "knn")},
+        "predicted_share": {LABELS[i]: float((pred == i).mean()) for i in range(len(LABELS))},
+    }
+    if labels is not None:
+        out["accuracy"] = float((pred == labels).mean())
+    return out
+
+
+def confusion(pred, labels):
+    m = np.zeros((len(LABELS), len(LABELS)), np.int64)
+    for p, t in zip(pred, labels):
+        m[t, p] += 1
+    return m
+
+
+# --------------------------------------------------------------------------- outputs
+
+def manifest(info: dict, sha: str) -> str:
+    outs = {o["name"]: o["index"] for o in info["outputs"]}
+    return f'''name = "{NAME}"
+version = "{VERSION}"
+sha256 = "{sha}"
+labels = [{", ".join(f'"{l}"' for l in LABELS)}]   # index order of the scores output
+[input]
+width = {W}
+height = {H}
+channel_order = "rgb"
+resize = "stretch"
+mean = [0.0, 0.0, 0.0]
+std = [255.0, 255.0, 255.0]
+[outputs]
+scores = {outs["scores"]}        # output tensor index in the .tflite (tensor name "scores")
+embedding = {outs["embedding"]}     # output tensor index in the .tflite (tensor name "embedding")
+'''
+
+
+def git_rev(root: pathlib.Path) -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "runtime/src/frame"], cwd=root,
+                               capture_output=True, text=True).stdout.strip()
+        return rev + (" (synthetic-scene sources modified in the work tree)" if dirty else "")
+    except Exception:
+        return "unknown"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True, type=pathlib.Path)
+    ap.add_argument("--root", required=True, type=pathlib.Path)
+    ap.add_argument("--tinylcm", required=True, help="path of the tinylcm binary (synth)")
+    ap.add_argument("--work", type=pathlib.Path, help="scratch directory (default: a temp dir)")
+    ap.add_argument("--epochs", type=int, default=EPOCHS)
+    ap.add_argument("--synth-rev", help="git revision the tinylcm binary was built from")
+    args = ap.parse_args()
+    globals()["EPOCHS"] = args.epochs
+    out: pathlib.Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    logs: list[str] = []
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+        logs.append(msg)
+
+    t_start = time.time()
+    tc.set_seeds(SEED)
+    work = args.work or pathlib.Path(tempfile.mkdtemp(prefix="tinylcm-train-"))
+    tinylcm = [args.tinylcm]
+
+    # ---- data
+    data = {}
+    for split, (phase, per_class, seed, classes) in SPLITS.items():
+        d = work / split
+        if d.exists():
+            shutil.rmtree(d)
+        synth(args.root, tinylcm, d, phase, per_class, seed, classes)
+        frames, names, files = load_folder(d)
+        data[split] = (frames, names, files)
+        log(f"data {split}: phase {phase}, seed {seed}, {len(names)} frames "
+            f"({', '.join(sorted(set(names)))})")
+
+    def labels_of(names):
+        return np.array([LABELS.index(n) for n in names], np.int64)
+
+    xtr = {m: to_input(data["train"][0], m) for m in rz.METHODS}
+    ytr = labels_of(data["train"][1])
+    xval = to_input(data["val"][0])
+    yval = labels_of(data["val"][1])
+    log(f"inputs ready ({time.time() - t_start:.0f} s)")
+
+    # ---- train
+    train_model, export_model = build()
+    params = train_model.count_params()
+    log(f"model: {params:,} parameters")
+    best_val, best_epoch = train(train_model, xtr, ytr, xval, yval, log)
+    log(f"best val accuracy {best_val:.4f} at epoch {best_epoch}")
+
+    # ---- export
+    rng = np.random.default_rng(SEED + 7)
+    rep_idx = rng.choice(len(ytr), 300, replace=False)
+    rep = [xtr["bilinear"][i][None] for i in rep_idx]
+    models = {
+        "default_f32": tc.convert(export_model, ["scores", "embedding"], (H, W, 3), None),
+        "default_int8": tc.convert(export_model, ["scores", "embedding"], (H, W, 3), "int8", rep),
+    }
+
+    # ---- evaluate
+    keras_scores, keras_emb = export_model.predict(to_input(data["test"][0]), batch_size=128, verbose=0)
+    ytest = labels_of(data["test"][1])
+    keras_acc = float((keras_scores.argmax(1) == ytest).mean())
+    log(f"keras test accuracy {keras_acc:.4f}")
+
+    results = {}
+    for stem, b in models.items():
+        r = {"resize": {}, "phases": {}}
+        # class centroids of the training embeddings (clean, bilinear) for the distance figures
+        _, emb_tr = run_tflite(b, xtr["bilinear"])
+        centroids = np.stack([emb_tr[ytr == i].mean(0) for i in range(len(LABELS))])
+        xtest = {m: to_input(data["test"][0], m) for m in rz.METHODS}
+        for m in rz.METHODS:
+            s, e = run_tflite(b, xtest[m])
+            r["resize"][m] = float((s.argmax(1) == ytest).mean())
+            if m == "bilinear":
+                s_test, e_test = s, e
+        ref = drift_scores(s_test, e_test, centroids, emb_tr)
+        r["accuracy"] = r["resize"]["bilinear"]
+        r["confusion"] = confusion(s_test.argmax(1), ytest).tolist()
+        r["normal_q95_knn"] = float(np.quantile(ref["knn"], 0.95))
+        r["phases"]["normal (held-out test)"] = stats_block(s_test, e_test, ytest, ref, ref)
+        for split in ("lighting", "noise", "unseen"):
+            frames, names, _ = data[split]
+            s, e = run_tflite(b, to_input(frames))
+            lab = None if split == "unseen" else labels_of(names)
+            r["phases"][split] = stats_block(s, e, lab, drift_scores(s, e, centroids, emb_tr), ref)
+        results[stem] = r
+        log(f"{stem}: test accuracy {r['accuracy']:.4f} (bilinear), by resize {r['resize']}")
+        for ph, st in r["phases"].items():
+            log(f"  {ph}: " + json.dumps(st))
+
+    # ---- write models, manifests, golden values
+    golden_all = {}
+    infos = {}
+    synth_dir = work / "golden_synth"
+    if synth_dir.exists():
+        shutil.rmtree(synth_dir)
+    phase, per_class, seed = GOLDEN_SYNTH
+    synth(args.root, tinylcm, synth_dir, phase, per_class, seed)
+    g_frames, g_names, g_files = load_folder(synth_dir)
+    g_x = to_input(g_frames)
+    for stem, b in models.items():
+        (out / f"{stem}.tflite").write_bytes(b)
+        info = tc.describe(b)
+        infos[stem] = info
+        (out / f"{stem}.toml").write_text(manifest(info, info["sha256"]))
+        gold = tc.golden(b)
+        s, e = run_tflite(b, g_x)
+        gold["synthetic_frames"] = {
+            "render": f"tinylcm synth --out DIR --per-class {per_class} --seed {seed} --phase {phase} "
+                      f"--width 320 --height 240",
+            "preprocess": "stretch resize 320x240 -> 96x96, bilinear with half-pixel centres "
+                          "(src = (dst + 0.5) * in/out - 0.5, clamped to the edge), RGB, value = "
+                          "pixel / 255 (then quantised for int8 input)",
+            "frames": [
+                {"file": f, "label": n, "predicted": LABELS[int(si.argmax())],
+                 "scores": [round(float(v), 6) for v in si],
+                 "embedding_first": [round(float(v), 6) for v in ei[:tc.GOLDEN_HEAD]]}
+                for f, n, si, ei in zip(g_files, g_names, s, e)
+            ],
+        }
+        golden_all[f"{stem}.tflite"] = gold
+    (out / "golden.json").write_text(json.dumps(
+        {"input_formula": tc.GOLDEN_INPUT_FORMULA, "models": golden_all}, indent=2) + "\n")
+
+    meta = {
+        "params": params, "best_val": best_val, "best_epoch": best_epoch, "keras_acc": keras_acc,
+        "git": args.synth_rev or git_rev(args.root), "minutes": (time.time() - t_start) / 60,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+        "logs": logs, "layers": layer_table(train_model),
+    }
+    (out / "MODEL_CARD.md").write_text(model_card(infos, golden_all, results, meta))
+    log(f"done in {(time.time() - t_start) / 60:.1f} min")
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def layer_table(model) -> list[str]:
+    rows = []
+    for l in model.layers:
+        if isinstance(l, keras.layers.InputLayer):
+            continue
+        shape = tuple(l.output.shape[1:])
+        rows.append(f"| `{l.name}` | {l.__class__.__name__} | {shape} | {l.count_params():,} |")
+    return rows
+
+
+def pct(v: float) -> str:
+    return f"{100 * v:.1f} %"
+
+
+def model_card(infos, golden, results, meta) -> str:
+    f32, i8 = results["default_f32"], results["default_int8"]
+    split_rows = "\n".join(
+        f"| {s} | `{ph}` | {n} per class | {seed} | {', '.join(c) if c else ('empty, ball, box, bar')} |"
+        for s, (ph, n, seed, c) in SPLITS.items())
+    files = "\n".join(
+        f"| `{stem}.tflite` | {info['bytes']:,} | `{info['sha256']}` | `{stem}.toml` |"
+        for stem, info in infos.items())
+    io_rows = []
+    for stem, info in infos.items():
+        for t in info["inputs"]:
+            io_rows.append(f"| `{stem}` | input {t['index']} | `{t['name']}` | {t['dtype']} | {t['shape']} | {tc.fmt_quant(t['quantization'])} |")
+        for t in info["outputs"]:
+            io_rows.append(f"| `{stem}` | output {t['index']} | `{t['name']}` | {t['dtype']} | {t['shape']} | {tc.fmt_quant(t['quantization'])} |")
+    phase_rows = []
+    for stem, r in results.items():
+        for ph, st in r["phases"].items():
+            acc = pct(st["accuracy"]) if "accuracy" in st else "—"
+            pred = ", ".join(f"{k} {100 * v:.0f}%" for k, v in st["predicted_share"].items() if v >= 0.005)
+            au = st["auroc_vs_normal"]
+            aur = "—" if ph.startswith("normal") else f"{au['uncertainty']:.2f} / {au['centroid']:.2f} / {au['knn']:.2f}"
+            phase_rows.append(
+                f"| {stem} | {ph} | {acc} | {st['mean_confidence']:.3f} | {pct(st['share_confidence_below_0.9'])} "
+                f"| {st['mean_centroid_distance']:.2f} | {st['mean_knn_distance']:.2f} "
+                f"| {pct(st['share_beyond_normal_q95_knn'])} | {aur} | {pred} |")
+    conf = "\n".join(f"| **{LABELS[i]}** | " + " | ".join(str(v) for v in row) + " |"
+                     for i, row in enumerate(f32["confusion"]))
+    conf8 = "\n".join(f"| **{LABELS[i]}** | " + " | ".join(str(v) for v in row) + " |"
+                      for i, row in enumerate(i8["confusion"]))
+    outs = {o["name"]: o["index"] for o in infos["default_f32"]["outputs"]}
+    q = next(o for o in infos["default_int8"]["outputs"] if o["name"] == "embedding")["quantization"]
+    emb_range = f"[{(-128 - q['zero_point']) * q['scale']:.2f}, {(127 - q['zero_point']) * q['scale']:.2f}]"
+    gs = golden["default_f32.tflite"]["synthetic_frames"]
+    n_synth, synth_cmd = len(gs["frames"]), gs["render"]
+    gold_lines = []
+    for fname, g in golden.items():
+        for idx, o in g["outputs"].items():
+            head = ", ".join(f"{v:.6g}" for v in o["first"])
+            gold_lines.append(f"- `{fname}` output {idx} `{o['name']}`: first 6 `[{head}]`, sum `{o['sum']:.6g}`")
+    return f"""# Model card: {NAME} {VERSION}
+
+The model the runtime ships and runs by default: a small CNN that tells what lies on the
+synthetic camera's table — **{", ".join(LABELS)}** — and emits a {EMB_DIM}-d
+embedding for the on-device KNN and drift detectors. It is trained only on the project's own
+synthetic scene and is **not a real-world classifier**.
+
+Generated by `./scripts/train-default-model` on {meta['date']} (TensorFlow {tf.__version__},
+Keras {keras.__version__}; training took {meta['minutes']:.1f} min on 2 CPU cores); synthetic data
+from `tinylcm synth` at git revision {meta['git']}.
+
+## Files
+
+| file | bytes | SHA-256 | manifest |
+|---|---|---|---|
+{files}
+
+`golden.json`: golden outputs for the deterministic input (same scheme as `../test/README.md`)
+and, per model, the expected predictions for a few rendered synthetic frames.
+
+## Classes
+
+Index order of the `scores` output: {", ".join(f"{i} = `{l}`" for i, l in enumerate(LABELS))}
+(the order of `SceneClass::KNOWN`). `star` is the unseen drift class and was never trained on.
+
+## Input
+
+96×96 RGB, the **full frame stretched** to 96×96 (no crop, no letterbox), value = pixel / 255
+(manifest: `mean = [0, 0, 0]`, `std = [255, 255, 255]`).
+- `default_f32`: float32 `[1, 96, 96, 3]` in [0, 1].
+- `default_int8`: int8 `[1, 96, 96, 3]`, scale 1/255, zero point −128 — i.e. **q = pixel − 128**.
+
+Resampling: training mixed bilinear (half-pixel centres), area (box) and nearest resampling so
+that the model does not depend on the runtime's choice; held-out accuracy per method is below.
+The reference implementation is `scripts/models/frame_resize.py`; golden synthetic-frame predictions
+use bilinear.
+
+## Outputs
+
+Output **{outs['embedding']} is `embedding`**, output **{outs['scores']} is `scores`** in both files (the
+converter orders outputs by name; tensor names were set to `scores` / `embedding`; the manifests
+give the indices).
+
+| model | kind | name | dtype | shape | quantisation |
+|---|---|---|---|---|---|
+{chr(10).join(io_rows)}
+
+- `scores`: softmax over the 4 classes.
+- `embedding`: the {EMB_DIM}-d dense layer before the classifier's ReLU (pre-activation, linear),
+  meant for KNN / distance-based drift detection.
+
+## Dataset
+
+Rendered by the runtime itself: `cargo run --release -p tinylcm -- synth --out DIR --per-class N
+--seed S --phase P` (320×240 PNGs in `DIR/<class>/`), one seed per split so no frame repeats:
+
+| split | phase | size | seed | classes |
+|---|---|---|---|---|
+{split_rows}
+
+Augmentation during training (light on purpose, so the drift phases stay visible as drift):
+random resampling method, horizontal/vertical flips, ±10 % brightness and contrast, Gaussian
+noise σ ≤ 3/255.
+
+## Architecture
+
+Keras functional model, {meta['params']:,} parameters; conv stem + four depthwise-separable blocks
+(ReLU6, BatchNorm folded at export), global average pooling, dense {EMB_DIM} `embedding`, ReLU,
+dropout 0.2 (training only), dense 4 softmax `scores`.
+
+| layer | type | output shape | params |
+|---|---|---|---|
+{chr(10).join(meta['layers'])}
+
+Training: Adam, cosine-decayed learning rate from {LR} over {EPOCHS} epochs, batch {BATCH}, sparse
+categorical cross-entropy on `scores`; the weights of the epoch with the best validation accuracy
+are kept (epoch {meta['best_epoch']}, val accuracy {pct(meta['best_val'])}). Seeds are fixed
+(Python, NumPy, TF; TF op determinism on); TF training is **not bit-reproducible across machines**
+(CPU instruction sets and library builds change float rounding), so a re-run elsewhere gives a
+slightly different model with other hashes and golden values.
+Int8: full-integer post-training quantisation (int8 input and outputs), calibrated with 300
+training frames (bilinear); dense layers per-tensor (see `../test/README.md` for why).
+
+## Held-out accuracy
+
+Test split: {len(results['default_f32']['confusion']) and sum(map(sum, f32['confusion']))} frames (seed {SPLITS['test'][2]}), run through the `.tflite` files
+with the TF Python interpreter.
+
+| model | bilinear | area | nearest |
+|---|---|---|---|
+| `default_f32` | {pct(f32['resize']['bilinear'])} | {pct(f32['resize']['area'])} | {pct(f32['resize']['nearest'])} |
+| `default_int8` | {pct(i8['resize']['bilinear'])} | {pct(i8['resize']['area'])} | {pct(i8['resize']['nearest'])} |
+
+(Keras model before export: {pct(meta['keras_acc'])}.)
+
+Confusion `default_f32` (rows: truth, columns: predicted, order {", ".join(LABELS)}):
+
+| | {" | ".join(LABELS)} |
+|---|---|---|---|---|
+{conf}
+
+Confusion `default_int8`:
+
+| | {" | ".join(LABELS)} |
+|---|---|---|---|---|
+{conf8}
+
+## Drift-phase behaviour
+
+What the runtime's label-free drift detection should see, per frame (detectors that
+look at windows of frames see these shifts far more clearly than single frames do):
+- *confidence*: the largest softmax score;
+- *centroid distance*: Euclidean distance of the embedding to the nearest class centroid
+  (centroids = mean training embedding per class, computed with the same model);
+- *kNN distance*: mean distance to the {KNN_K} nearest training embeddings (2,400 stored frames);
+  "beyond q95" = share of frames farther than the 95th percentile of the held-out normal frames
+  (f32: {f32['normal_q95_knn']:.2f}, int8: {i8['normal_q95_knn']:.2f});
+- *AUROC*: how well one frame's score separates the phase from normal held-out frames
+  (0.5 = not at all, 1 = perfectly), for 1 − confidence / centroid distance / kNN distance.
+
+| model | phase | accuracy | mean confidence | confidence < 0.9 | mean centroid dist. | mean kNN dist. | kNN beyond q95 | AUROC unc. / centroid / kNN | predicted as |
+|---|---|---|---|---|---|---|---|---|---|
+{chr(10).join(phase_rows)}
+
+Phases (see `runtime/src/frame/synthetic/`): `lighting` — known classes under strongly changed
+brightness and colour temperature; `noise` — known classes blurred with heavy sensor noise;
+`unseen` — the never-trained `star` (only star frames are measured here).
+
+## Golden values
+
+Input `{tc.GOLDEN_INPUT_FORMULA}` (the scheme of `../test/`); dequantised, TF Python interpreter:
+
+{chr(10).join(gold_lines)}
+
+The golden pattern is nothing like a camera frame: it drives the embedding far outside the
+range seen in training, beyond what the int8 embedding output can represent
+({emb_range}), so the int8 golden embedding is saturated and differs from the f32 one. That
+is expected; on real frames f32 and int8 agree (see the accuracy and drift tables).
+Other kernel sets (no XNNPACK, reference, the classic TFLite 2.6 C library and LiteRT 2.3.0 when
+present) are in `golden.json` under `other_kernels`, with the largest difference.
+
+`golden.json` also lists, per model, the predicted class, scores and first embedding values for
+{n_synth} frames rendered with `{synth_cmd}` and preprocessed with bilinear stretch resize — an
+end-to-end check of preprocessing plus inference.
+
+## How to regenerate
+
+```
+./scripts/train-default-model
+```
+It builds the runtime (for `tinylcm synth`), creates or reuses the venv
+`${{TINYLCM_CACHE:-$HOME/.cache/tinylcm}}/venv-train` with the pinned requirements
+(`scripts/models/requirements.txt`, tensorflow-cpu 2.21.0), renders the data, trains, exports
+and rewrites everything in `runtime/models/default/`. Commit the `.tflite`, `.toml`,
+`golden.json` and this card together (the manifests carry the SHA-256).
+
+## Limitations
+
+- Synthetic data only: a textured table, one object, a simulated camera. It says nothing about
+  real-world images and must not be used as a real-world classifier.
+- Trained only on the `normal` phase; lighting changes, heavy noise and unseen objects are
+  *meant* to look like drift (lower confidence, larger embedding distances), see above.
+- Frames are 320×240 stretched to 96×96; very small boxes are the hardest case.
+- Accuracy figures come from the same generator that made the training data (other seeds).
+- Not bit-reproducible across machines (see Training).
+
+## Training log
+
+```
+{chr(10).join(meta['logs'])}
+```
+"""
+
+
+if __name__ == "__main__":
+    main()
