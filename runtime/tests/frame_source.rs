@@ -173,3 +173,28 @@ fn a_file_that_is_not_a_camera_is_an_open_error() {
         Ok(_) => panic!("/dev/null opened as a camera"),
     }
 }
+
+#[test]
+fn directory_kind_opens_through_frame_open() {
+    let mut cfg = SourceConfig {
+        kind: SourceKind::Directory,
+        ..Default::default()
+    };
+    cfg.directory.path = std::env::temp_dir().join("tinylcm-frame-source-missing-dir");
+    assert!(matches!(frame::open(&cfg), Err(FrameError::Open { .. })));
+    let dir = std::env::temp_dir().join(format!("tinylcm-frame-source-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    tinylcm::frame::synthetic::export_dataset(&dir, 1, 2, 32, 24, tinylcm::frame::Phase::Normal)
+        .unwrap();
+    cfg.directory.path = dir.clone();
+    cfg.directory.labels_from_folders = true;
+    let mut src = frame::open(&cfg).unwrap();
+    let mut f = Frame::default();
+    let mut n = 0;
+    while src.next_frame(&mut f).unwrap() {
+        assert!(f.truth.as_ref().unwrap().label.is_some());
+        n += 1;
+    }
+    assert_eq!(n, 4);
+    std::fs::remove_dir_all(dir).unwrap();
+}

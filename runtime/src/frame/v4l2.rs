@@ -132,7 +132,7 @@ mod device {
     use std::io;
     use std::time::{Duration, Instant};
 
-    use v4l::buffer::Type;
+    use v4l::buffer::{Flags as BufferFlags, Type};
     use v4l::capability::Flags;
     use v4l::framesize::FrameSizeEnum;
     use v4l::io::traits::CaptureStream;
@@ -231,6 +231,16 @@ mod device {
                 } = open;
                 match stream.next() {
                     Ok((buf, meta)) => {
+                        if meta.flags.contains(BufferFlags::ERROR) {
+                            return Err(FrameError::Decode {
+                                what: format!(
+                                    "{} frame {}",
+                                    self.cfg.device.display(),
+                                    meta.sequence
+                                ),
+                                reason: "the driver marked the frame as corrupt".into(),
+                            });
+                        }
                         let used = match meta.bytesused as usize {
                             0 => buf.len(),
                             n => n.min(buf.len()),
