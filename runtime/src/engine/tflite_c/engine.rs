@@ -171,6 +171,16 @@ pub fn open_with_edgetpu(
         _bytes: bytes,
     };
     engine.read_tensors(&label)?;
+    let quantised = engine
+        .inputs
+        .iter()
+        .chain(&engine.outputs)
+        .any(|t| matches!(t.dtype, ElementType::I8 | ElementType::U8));
+    if accelerator == Accelerator::Xnnpack && quantised && engine.api.version.starts_with("2.6.") {
+        engine.why.push_str(
+            "; note: TF 2.6's XNNPACK takes no int8/uint8 ops, they run on the builtin kernels",
+        );
+    }
     Ok(engine)
 }
 
