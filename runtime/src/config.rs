@@ -26,3 +26,241 @@ impl ConfigError {
         }
     }
 }
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{EngineConfig, TensorRef};
+use crate::frame::SourceConfig;
+use crate::preprocess::PreprocessConfig;
+
+/// Prefix of environment variables that override configuration keys:
+/// `TINYLCM_ENGINE__THREADS=2` sets `engine.threads`; `_` stands for `-` in key names.
+pub const ENV_PREFIX: &str = "TINYLCM_";
+
+/// The whole runtime configuration (one TOML file).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Which model runs.
+    pub model: ModelConfig,
+    /// Which library runs it, with which accelerator.
+    pub engine: EngineConfig,
+    /// Where frames come from.
+    pub source: SourceConfig,
+    /// How frames become model input; absent: what the model's manifest says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preprocess: Option<PreprocessConfig>,
+    /// How long the loop runs.
+    pub run: RunConfig,
+}
+
+/// The `[model]` section.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ModelConfig {
+    /// A `.tflite` file; absent: the default model built into the binary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Its manifest; absent: `<stem>.toml` beside the model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<PathBuf>,
+    /// Which built-in model runs when `path` is absent.
+    pub builtin: BuiltinVariant,
+    /// Scores output (index or tensor name), overriding the manifest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scores: Option<TensorRef>,
+    /// Embedding output (index or tensor name), overriding the manifest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<TensorRef>,
+}
+
+/// The two builds of the default model shipped inside the binary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BuiltinVariant {
+    /// Full-integer int8: smaller weights, the form an Edge TPU needs.
+    Int8,
+    /// float32: the fastest with XNNPACK on both backends we ship (TFLite 2.6's
+    /// XNNPACK has no int8 kernels, so int8 runs ~10x slower there).
+    #[default]
+    F32,
+}
+
+/// The `[run]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RunConfig {
+    /// Stop after this many frames (0: no limit).
+    pub max_frames: u64,
+    /// Frames the capture thread may prepare ahead of inference.
+    pub capture_depth: usize,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            max_frames: 0,
+            capture_depth: 2,
+        }
+    }
+}
+
+impl Config {
+    /// Load defaults, then `file` (if any), then `TINYLCM_*__*` environment overrides, and validate.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, Env::prefixed(ENV_PREFIX))
+    }
+
+    fn load_with_env(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::new(
+                    "(file)",
+                    format!("{} does not exist or is not a file", path.display()),
+                    "pass an existing TOML file, or print the defaults with `tinylcm config`",
+                ));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        // Only double-underscore names are keys: TINYLCM_LOG, TINYLCM_CACHE and the
+        // library path variables are settings of their own, not config keys.
+        let env = env
+            .filter(|key| key.as_str().contains("__"))
+            .map(|key| key.as_str().replace("__", ".").replace('_', "-").into());
+        let config: Config = figment.merge(env).extract().map_err(from_figment)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Check every section; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.engine.validate()?;
+        self.source.validate()?;
+        if let Some(preprocess) = &self.preprocess {
+            preprocess.validate()?;
+        }
+        if self.run.capture_depth == 0 || self.run.capture_depth > 16 {
+            return Err(ConfigError::new(
+                "run.capture-depth",
+                format!("{} is out of range", self.run.capture_depth),
+                "use 1..=16 (2 overlaps capture with inference)",
+            ));
+        }
+        if self.model.path.is_none() && self.model.manifest.is_some() {
+            return Err(ConfigError::new(
+                "model.manifest",
+                "a manifest without `model.path` has no model to describe",
+                "set `model.path` too, or remove `model.manifest` to use the built-in model",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML, e.g. to print the effective settings.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// Turn figment's error (type mismatch, unknown key, bad TOML) into ours, naming the key.
+fn from_figment(error: figment::Error) -> ConfigError {
+    let key = if error.path.is_empty() {
+        "(file)".to_string()
+    } else {
+        error.path.join(".")
+    };
+    let source = error
+        .metadata
+        .as_ref()
+        .map(|m| match &m.source {
+            Some(source) => format!(" (from {source})"),
+            None => format!(" (from {})", m.name),
+        })
+        .unwrap_or_default();
+    ConfigError::new(
+        key,
+        format!("{}{source}", error.kind),
+        "see the configuration reference in README.md; `tinylcm config` prints every key with its default",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+        file
+    }
+
+    fn no_env() -> Env {
+        Env::prefixed("TINYLCM_TEST_NOTHING_")
+    }
+
+    #[test]
+    fn defaults_are_valid_and_round_trip() {
+        let config = Config::load_with_env(None, no_env()).unwrap();
+        assert_eq!(config, Config::default());
+        let file = write(&config.to_toml());
+        assert_eq!(
+            Config::load_with_env(Some(file.path()), no_env()).unwrap(),
+            config
+        );
+    }
+
+    #[test]
+    fn file_values_override_defaults() {
+        let file = write("[run]\nmax-frames = 7\n");
+        let config = Config::load_with_env(Some(file.path()), no_env()).unwrap();
+        assert_eq!(config.run.max_frames, 7);
+        assert_eq!(config.run.capture_depth, 2);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let file = write("[run]\nmax-frame = 7\n");
+        let err = Config::load_with_env(Some(file.path()), no_env()).unwrap_err();
+        assert!(err.problem.contains("max-frame"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let file = write("[run]\nmax-frames = \"lots\"\n");
+        let err = Config::load_with_env(Some(file.path()), no_env()).unwrap_err();
+        assert_eq!(err.key, "run.max-frames", "{err}");
+    }
+
+    #[test]
+    fn out_of_range_value_names_key_and_fix() {
+        let file = write("[run]\ncapture-depth = 0\n");
+        let err = Config::load_with_env(Some(file.path()), no_env()).unwrap_err();
+        assert_eq!(err.key, "run.capture-depth");
+        assert!(err.to_string().contains("Fix: use 1..=16"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_a_clear_error() {
+        let err = Config::load_with_env(Some(Path::new("/nonexistent/tinylcm.toml")), no_env())
+            .unwrap_err();
+        assert!(err.problem.contains("/nonexistent/tinylcm.toml"), "{err}");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API fixes the closure's error type
+    fn environment_overrides_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[run]\nmax-frames = 7\n")?;
+            jail.set_env("TINYLCM_RUN__MAX_FRAMES", "9");
+            jail.set_env("TINYLCM_LOG", "debug"); // not a config key: ignored
+            let config = Config::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(config.run.max_frames, 9);
+            Ok(())
+        });
+    }
+}

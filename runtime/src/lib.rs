@@ -6,7 +6,12 @@
 //! loaded at run time), and the [`pipeline`] measures every stage.
 //! Everything a user can set lives in one [`config::Config`].
 
+pub mod assemble;
+pub mod bench;
 pub mod config;
 pub mod engine;
 pub mod frame;
+pub mod model;
+pub mod pipeline;
 pub mod preprocess;
+pub mod stats;

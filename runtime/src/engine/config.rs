@@ -39,15 +39,15 @@ pub enum EdgeTpuMode {
 /// Highest accepted `engine.threads`.
 pub const MAX_THREADS: usize = 64;
 
-/// Default thread count: the number of cores, at most 4.
+/// Default thread count: one.
 ///
-/// The boards are 4-core (Pi Zero 2 W, CM4); beyond 4 threads XNNPACK gains
-/// little for the small models we run, and the rest of the runtime needs CPU too.
+/// Measured with the default model: an interpreter thread pool spins while it
+/// waits, so as soon as anything else wants a core (capture and decode on our
+/// own capture thread, sync, the OS) two threads made invoke ~10x slower on
+/// average with 100x worse tails than one. A large model on an otherwise idle
+/// 4-core board can gain from `threads = 4`; that is a deliberate choice.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 4)
+    1
 }
 
 /// `[engine]` configuration.
@@ -57,7 +57,7 @@ pub struct EngineConfig {
     /// `auto` | `tflite-c` | `litert`.
     pub backend: BackendChoice,
     /// Interpreter and XNNPACK threads (tflite-c). LiteRT 2.3 has no thread knob
-    /// and runs single-threaded. Default: number of cores, at most 4.
+    /// and runs single-threaded. Default 1 (see [`default_threads`]).
     pub threads: usize,
     /// Use the XNNPACK delegate on the CPU (tflite-c). Default true.
     pub xnnpack: bool,

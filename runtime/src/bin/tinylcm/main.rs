@@ -3,7 +3,16 @@
 //! Each subcommand lives in its own module with an `Args` type and a `run`
 //! function; this file only parses the command line and sets up logging.
 
+mod bench;
+mod config_cmd;
+mod demo;
+mod inspect;
+mod progress;
+mod run;
+mod summary;
 mod synth;
+
+use std::io::IsTerminal;
 
 use clap::{Parser, Subcommand};
 
@@ -17,19 +26,46 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The built-in model on the built-in synthetic camera, with a live progress line.
+    Demo(demo::Args),
+    /// Run the pipeline in the foreground with the configured source.
+    Run(run::RunArgs),
+    /// Run the pipeline over a folder of JPEG/PNG images.
+    Replay(run::ReplayArgs),
+    /// Show a model's tensors and which backend would run it.
+    InspectModel(inspect::Args),
+    /// Measure per-stage latency and the pipeline's rate against bare inference.
+    Bench(bench::Args),
+    /// Print the effective configuration (defaults, file and environment merged).
+    Config(config_cmd::Args),
     /// Render labelled frames of the synthetic scene into class folders (training data, tests).
     Synth(synth::Args),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TINYLCM_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match Cli::parse().command {
+    let result = match Cli::parse().command {
+        Command::Demo(args) => demo::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Replay(args) => run::replay(args),
+        Command::InspectModel(args) => inspect::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Config(args) => config_cmd::run(args),
         Command::Synth(args) => synth::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // `{:#}` prints the whole context chain on one line: "cannot load the model: ...: ...".
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

@@ -1,0 +1,107 @@
+//! `tinylcm run` and `tinylcm replay`: the pipeline in the foreground until the
+//! source ends, a frame limit is reached, or Ctrl-C / SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use tinylcm::assemble;
+use tinylcm::config::Config;
+use tinylcm::frame::SourceKind;
+use tinylcm::pipeline::Pipeline;
+use tinylcm::pipeline::runner::{self, RunOptions};
+
+use crate::progress::ProgressLine;
+use crate::summary;
+
+/// Options of `tinylcm run`.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Configuration file (TOML); without it, the built-in defaults.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Stop after this many frames (overrides `run.max-frames`).
+    #[arg(long)]
+    frames: Option<u64>,
+}
+
+/// Options of `tinylcm replay`.
+#[derive(clap::Args)]
+pub struct ReplayArgs {
+    /// Folder of JPEG/PNG images (sub-folders are taken as class labels).
+    dir: PathBuf,
+    /// Configuration file for everything but the source.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Replay at this rate instead of as fast as possible.
+    #[arg(long)]
+    fps: Option<f64>,
+    /// Start again at the first image after the last one (until Ctrl-C or --frames).
+    #[arg(long = "loop")]
+    looping: bool,
+    /// Stop after this many frames.
+    #[arg(long)]
+    frames: Option<u64>,
+}
+
+/// Run `tinylcm run`.
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut config = Config::load(args.config.as_deref())?;
+    if let Some(frames) = args.frames {
+        config.run.max_frames = frames;
+    }
+    run_config(&config)
+}
+
+/// Run `tinylcm replay`.
+pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+    let mut config = Config::load(args.config.as_deref())?;
+    config.source.kind = SourceKind::Directory;
+    config.source.directory.path = args.dir;
+    config.source.directory.looping = args.looping;
+    config.source.directory.labels_from_folders = true;
+    if let Some(fps) = args.fps {
+        config.source.directory.fps = fps;
+    }
+    if let Some(frames) = args.frames {
+        config.run.max_frames = frames;
+    }
+    config.validate()?;
+    run_config(&config)
+}
+
+/// Assemble and run `config` with a progress line, then print the summary.
+pub fn run_config(config: &Config) -> anyhow::Result<()> {
+    let model = assemble::load_model(&config.model).context("cannot load the model")?;
+    let mut pipeline = assemble::pipeline(config, &model).context("cannot start the model")?;
+    let mut source = assemble::source(config).context("cannot open the frame source")?;
+    let engine_line = engine_line(&pipeline, &model.origin, &source.describe());
+    tracing::info!("{engine_line}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
+        .context("cannot install the Ctrl-C handler")?;
+    let options = RunOptions {
+        max_frames: (config.run.max_frames > 0).then_some(config.run.max_frames),
+        stop: Some(stop),
+        capture_depth: config.run.capture_depth,
+    };
+    let mut progress = ProgressLine::new();
+    let result = runner::run(source.as_mut(), &mut pipeline, &options, &mut progress);
+    progress.finish();
+    let summary = result.context("the pipeline stopped")?;
+    summary::print_run(&summary, &engine_line);
+    Ok(())
+}
+
+/// One line saying what runs: model, backend, accelerator, source.
+pub fn engine_line(pipeline: &Pipeline, model: &str, source: &str) -> String {
+    let engine = pipeline.engine();
+    format!(
+        "model {model} on {} ({}), source: {source}",
+        engine.backend(),
+        engine.accelerator()
+    )
+}

@@ -1,0 +1,121 @@
+//! The tables printed at the end of a run and by `bench`.
+
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use tinylcm::bench::BenchReport;
+use tinylcm::pipeline::runner::RunSummary;
+use tinylcm::stats::{Percentiles, Stage, StageLatencies, peak_rss_bytes};
+
+fn ms(us: f64) -> String {
+    format!("{:.3}", us / 1000.0)
+}
+
+fn latency_row(name: &str, p: &Percentiles) -> Vec<String> {
+    vec![
+        name.to_string(),
+        p.count.to_string(),
+        ms(p.mean_us),
+        ms(p.p50_us as f64),
+        ms(p.p90_us as f64),
+        ms(p.p99_us as f64),
+        ms(p.max_us as f64),
+    ]
+}
+
+/// Per-stage latency percentiles in milliseconds.
+pub fn latency_table(latencies: &StageLatencies) -> Table {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+        "stage", "frames", "mean ms", "p50 ms", "p90 ms", "p99 ms", "max ms",
+    ]);
+    for stage in Stage::ALL {
+        table.add_row(latency_row(stage.name(), &latencies.percentiles(stage)));
+    }
+    table
+}
+
+/// Class mix and, where the source knows the truth, accuracy per phase.
+pub fn outcome_table(summary: &RunSummary) -> Table {
+    let outcomes = &summary.outcomes;
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_header(vec!["", "frames", "share / accuracy"]);
+    for (label, n) in &outcomes.predicted {
+        let share = *n as f64 * 100.0 / outcomes.frames.max(1) as f64;
+        table.add_row(vec![
+            format!("predicted {label}"),
+            n.to_string(),
+            format!("{share:.1} %"),
+        ]);
+    }
+    for (phase, (correct, total)) in &outcomes.accuracy {
+        let accuracy = *correct as f64 * 100.0 / (*total).max(1) as f64;
+        table.add_row(vec![
+            format!("accuracy in phase {phase}"),
+            total.to_string(),
+            format!("{accuracy:.1} %"),
+        ]);
+    }
+    table
+}
+
+fn mib(bytes: Option<u64>) -> String {
+    bytes
+        .map(|b| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+/// Everything printed after `demo`, `run` and `replay`.
+pub fn print_run(summary: &RunSummary, engine_line: &str) {
+    println!("{engine_line}");
+    println!(
+        "{} frames in {:.2} s: {:.1} fps, mean confidence {:.1} %, ended: {:?}, peak RSS {}",
+        summary.frames,
+        summary.elapsed.as_secs_f64(),
+        summary.fps(),
+        summary.outcomes.mean_confidence() * 100.0,
+        summary.end,
+        mib(peak_rss_bytes()),
+    );
+    println!("{}", latency_table(&summary.latencies));
+    println!("{}", outcome_table(summary));
+}
+
+/// The `bench` report.
+pub fn print_bench(report: &BenchReport, engine_line: &str) {
+    println!("{engine_line}");
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_header(vec!["measurement", "value"]);
+    table.add_row(vec![
+        "bare invoke rate".to_string(),
+        format!("{:.1} /s", report.bare_rate),
+    ]);
+    table.add_row(vec![
+        "full pipeline rate".to_string(),
+        format!("{:.1} frames/s", report.pipeline.fps()),
+    ]);
+    table.add_row(vec![
+        "pipeline / bare ratio".to_string(),
+        format!("{:.3}", report.ratio()),
+    ]);
+    table.add_row(vec![
+        "per-frame cost outside invoke (mean)".to_string(),
+        format!(
+            "{} ms",
+            ms(report.stage(Stage::Total).mean_us - report.stage(Stage::Invoke).mean_us)
+        ),
+    ]);
+    table.add_row(vec!["peak RSS".to_string(), mib(report.peak_rss_bytes)]);
+    println!("{table}");
+    let mut latencies = Table::new();
+    latencies.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+        "stage", "count", "mean ms", "p50 ms", "p90 ms", "p99 ms", "max ms",
+    ]);
+    latencies.add_row(latency_row("bare invoke", &report.bare_invoke));
+    for stage in Stage::ALL {
+        latencies.add_row(latency_row(stage.name(), &report.stage(stage)));
+    }
+    println!("{latencies}");
+}

@@ -1,0 +1,176 @@
+//! The per-frame path: frame → input tensor → model → prediction, timed by stage.
+//!
+//! [`Pipeline`] is the synchronous step for one frame and owns every buffer it
+//! needs, so the steady state allocates nothing. [`runner`] drives it from a
+//! [`crate::frame::FrameSource`] with capture on its own thread, and reports
+//! progress to an observer.
+
+pub mod capture;
+pub mod outputs;
+pub mod runner;
+
+use crate::engine::{Engine, EngineError, TensorRef};
+use crate::frame::Frame;
+use crate::model::ModelManifest;
+use crate::preprocess::{PreprocessConfig, PreprocessError, Preprocessor};
+use outputs::{OutputBuffer, top_class};
+
+/// Failures of the per-frame path.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The model or one of its tensors failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The frame could not be turned into model input.
+    #[error(transparent)]
+    Preprocess(#[from] PreprocessError),
+    /// The model does not fit its manifest or the configuration.
+    #[error("model does not match its manifest: {0}")]
+    Mismatch(String),
+}
+
+/// The result of one frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Prediction<'a> {
+    /// Index of the top class.
+    pub class: usize,
+    /// Its label.
+    pub label: &'a str,
+    /// Its score (softmax probability for the default model).
+    pub confidence: f32,
+    /// All class scores, dequantised.
+    pub scores: &'a [f32],
+    /// The embedding, if the model has one.
+    pub embedding: Option<&'a [f32]>,
+}
+
+/// Which outputs to read, when the configuration overrides the manifest.
+#[derive(Debug, Clone, Default)]
+pub struct OutputSelection {
+    /// Scores output.
+    pub scores: Option<TensorRef>,
+    /// Embedding output.
+    pub embedding: Option<TensorRef>,
+}
+
+/// Model, preprocessing and output buffers for the per-frame step.
+pub struct Pipeline {
+    engine: Box<dyn Engine>,
+    preprocessor: Preprocessor,
+    input: Vec<u8>,
+    scores: OutputBuffer,
+    embedding: Option<OutputBuffer>,
+    labels: Vec<String>,
+}
+
+impl Pipeline {
+    /// Wire `engine` to its manifest; `preprocess` overrides the manifest's input spec.
+    pub fn new(
+        engine: Box<dyn Engine>,
+        manifest: &ModelManifest,
+        preprocess: Option<&PreprocessConfig>,
+        select: &OutputSelection,
+    ) -> Result<Self, PipelineError> {
+        let input_info = engine
+            .inputs()
+            .first()
+            .ok_or_else(|| PipelineError::Mismatch("the model has no input tensor".into()))?;
+        if engine.inputs().len() != 1 {
+            return Err(PipelineError::Mismatch(format!(
+                "the model has {} inputs; only single-image models are supported",
+                engine.inputs().len()
+            )));
+        }
+        let spec_config = manifest.input.preprocess_config();
+        let preprocessor = Preprocessor::new(preprocess.unwrap_or(&spec_config), input_info)?;
+        let (width, height) = preprocessor.input_size();
+        let spec = &manifest.input;
+        if (width, height) != (spec.width as usize, spec.height as usize) {
+            return Err(PipelineError::Mismatch(format!(
+                "the manifest says the input is {}x{} but the model's input tensor `{}` is {width}x{height} ({:?})",
+                spec.width, spec.height, input_info.name, input_info.shape
+            )));
+        }
+        let input = vec![0; preprocessor.output_len()];
+
+        let scores_ref = select.scores.as_ref().unwrap_or(&manifest.outputs.scores);
+        let scores_index = scores_ref.resolve(engine.outputs())?;
+        let scores = OutputBuffer::new(engine.as_ref(), scores_index)?;
+        if scores.info().element_count() != manifest.labels.len() {
+            return Err(PipelineError::Mismatch(format!(
+                "scores output `{}` has {} values but the manifest lists {} labels",
+                scores.info().name,
+                scores.info().element_count(),
+                manifest.labels.len()
+            )));
+        }
+        let embedding = match select
+            .embedding
+            .as_ref()
+            .or(manifest.outputs.embedding.as_ref())
+        {
+            Some(r) => Some(OutputBuffer::new(
+                engine.as_ref(),
+                r.resolve(engine.outputs())?,
+            )?),
+            None => None,
+        };
+        Ok(Pipeline {
+            engine,
+            preprocessor,
+            input,
+            scores,
+            embedding,
+            labels: manifest.labels.clone(),
+        })
+    }
+
+    /// The engine, e.g. to report its backend.
+    pub fn engine(&self) -> &dyn Engine {
+        self.engine.as_ref()
+    }
+
+    /// Class labels in score order.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// Prepare `frame` as the model's input (the preprocess stage alone).
+    pub fn load_input(&mut self, frame: &Frame) -> Result<(), PipelineError> {
+        self.preprocessor.run(frame, &mut self.input)?;
+        self.engine.set_input(0, &self.input)?;
+        Ok(())
+    }
+
+    /// Run the model on the input already loaded (the invoke stage alone).
+    pub fn invoke(&mut self) -> Result<(), PipelineError> {
+        self.engine.invoke()?;
+        Ok(())
+    }
+
+    /// Run one frame through preprocess, invoke and output reading.
+    pub fn process(&mut self, frame: &Frame) -> Result<Prediction<'_>, PipelineError> {
+        self.load_input(frame)?;
+        self.invoke()?;
+        self.read_outputs()
+    }
+
+    /// Read the outputs of the last invoke as a prediction.
+    pub fn read_outputs(&mut self) -> Result<Prediction<'_>, PipelineError> {
+        self.scores.read(self.engine.as_mut())?;
+        if let Some(embedding) = self.embedding.as_mut() {
+            embedding.read(self.engine.as_mut())?;
+        }
+        let scores = self.scores.values();
+        let (class, confidence) = top_class(scores).ok_or_else(|| {
+            PipelineError::Mismatch("the scores output has no finite value".into())
+        })?;
+        Ok(Prediction {
+            class,
+            label: &self.labels[class],
+            confidence,
+            scores,
+            embedding: self.embedding.as_ref().map(OutputBuffer::values),
+        })
+    }
+}

@@ -1,0 +1,211 @@
+//! Latency and outcome statistics of a run, cheap enough for every frame.
+//!
+//! Each pipeline stage records into an HDR histogram (fixed memory, no
+//! allocation per sample), so percentiles cost nothing until they are read.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// The stages of one frame, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    /// Producing the frame: camera dequeue and decode, image decode, or rendering.
+    Capture,
+    /// Resize, channel order and normalisation into the input tensor.
+    Preprocess,
+    /// The model itself.
+    Invoke,
+    /// Everything else per frame: reading outputs, scoring, bookkeeping.
+    Rest,
+    /// Whole frame as the inference loop sees it (waiting for a frame included).
+    Total,
+}
+
+impl Stage {
+    /// All stages, in report order.
+    pub const ALL: [Stage; 5] = [
+        Stage::Capture,
+        Stage::Preprocess,
+        Stage::Invoke,
+        Stage::Rest,
+        Stage::Total,
+    ];
+
+    /// Short name for tables and progress lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Capture => "capture",
+            Stage::Preprocess => "preprocess",
+            Stage::Invoke => "invoke",
+            Stage::Rest => "rest",
+            Stage::Total => "total",
+        }
+    }
+}
+
+/// Percentiles of one stage, in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Percentiles {
+    /// Samples recorded.
+    pub count: u64,
+    /// Mean.
+    pub mean_us: f64,
+    /// Median.
+    pub p50_us: u64,
+    /// 90th percentile.
+    pub p90_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// Largest sample.
+    pub max_us: u64,
+}
+
+/// Per-stage latency histograms.
+#[derive(Debug, Clone)]
+pub struct StageLatencies {
+    histograms: [Histogram<u64>; 5],
+}
+
+/// Longest latency a histogram tracks exactly (60 s); longer samples are clamped.
+const MAX_TRACKED_US: u64 = 60_000_000;
+
+impl Default for StageLatencies {
+    fn default() -> Self {
+        let make = || {
+            Histogram::new_with_bounds(1, MAX_TRACKED_US, 3)
+                .expect("constant histogram bounds are valid")
+        };
+        StageLatencies {
+            histograms: [make(), make(), make(), make(), make()],
+        }
+    }
+}
+
+impl StageLatencies {
+    /// Record one sample of `stage`.
+    pub fn record(&mut self, stage: Stage, elapsed: Duration) {
+        let micros = u64::try_from(elapsed.as_micros())
+            .unwrap_or(MAX_TRACKED_US)
+            .clamp(1, MAX_TRACKED_US);
+        self.histograms[stage as usize].saturating_record(micros);
+    }
+
+    /// Percentiles of `stage`.
+    pub fn percentiles(&self, stage: Stage) -> Percentiles {
+        let h = &self.histograms[stage as usize];
+        Percentiles {
+            count: h.len(),
+            mean_us: if h.is_empty() { 0.0 } else { h.mean() },
+            p50_us: h.value_at_quantile(0.5),
+            p90_us: h.value_at_quantile(0.9),
+            p99_us: h.value_at_quantile(0.99),
+            max_us: h.max(),
+        }
+    }
+}
+
+/// Prediction outcome counts: per class, and accuracy per scenario phase where truth is known.
+#[derive(Debug, Clone, Default)]
+pub struct Outcomes {
+    /// Frames predicted as each class.
+    pub predicted: BTreeMap<String, u64>,
+    /// Per phase (or "all" when the source has no phases): (correct, labelled frames).
+    pub accuracy: BTreeMap<String, (u64, u64)>,
+    /// Sum of top-class confidence, for the mean.
+    confidence_sum: f64,
+    /// Frames counted.
+    pub frames: u64,
+}
+
+impl Outcomes {
+    /// Count one prediction; `truth` is (phase, true label) when known.
+    pub fn record(&mut self, predicted: &str, confidence: f32, truth: Option<(&str, &str)>) {
+        self.frames += 1;
+        self.confidence_sum += f64::from(confidence);
+        // Clone only the first time a class or phase is seen: the steady state allocates nothing.
+        match self.predicted.get_mut(predicted) {
+            Some(n) => *n += 1,
+            None => {
+                self.predicted.insert(predicted.to_string(), 1);
+            }
+        }
+        if let Some((phase, label)) = truth {
+            let hit = u64::from(label == predicted);
+            match self.accuracy.get_mut(phase) {
+                Some((correct, total)) => {
+                    *correct += hit;
+                    *total += 1;
+                }
+                None => {
+                    self.accuracy.insert(phase.to_string(), (hit, 1));
+                }
+            }
+        }
+    }
+
+    /// Mean top-class confidence.
+    pub fn mean_confidence(&self) -> f64 {
+        if self.frames == 0 {
+            0.0
+        } else {
+            self.confidence_sum / self.frames as f64
+        }
+    }
+}
+
+/// Peak resident set size of this process in bytes (`VmHWM`), where the OS reports it.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_follow_recorded_samples() {
+        let mut lat = StageLatencies::default();
+        for ms in 1..=100 {
+            lat.record(Stage::Invoke, Duration::from_millis(ms));
+        }
+        let p = lat.percentiles(Stage::Invoke);
+        assert_eq!(p.count, 100);
+        // HDR histograms keep 3 significant digits.
+        assert!((49_900..=50_100).contains(&p.p50_us), "{p:?}");
+        assert!((98_900..=99_100).contains(&p.p99_us), "{p:?}");
+        assert!((99_900..=100_100).contains(&p.max_us), "{p:?}");
+        assert_eq!(lat.percentiles(Stage::Capture).count, 0);
+    }
+
+    #[test]
+    fn absurd_latencies_are_clamped_not_lost() {
+        let mut lat = StageLatencies::default();
+        lat.record(Stage::Total, Duration::from_secs(3600));
+        lat.record(Stage::Total, Duration::ZERO);
+        assert_eq!(lat.percentiles(Stage::Total).count, 2);
+    }
+
+    #[test]
+    fn outcomes_count_accuracy_per_phase() {
+        let mut o = Outcomes::default();
+        o.record("ball", 0.9, Some(("normal", "ball")));
+        o.record("box", 0.5, Some(("normal", "ball")));
+        o.record("ball", 0.7, Some(("noise", "ball")));
+        o.record("bar", 0.6, None);
+        assert_eq!(o.accuracy["normal"], (1, 2));
+        assert_eq!(o.accuracy["noise"], (1, 1));
+        assert_eq!(o.predicted["ball"], 2);
+        assert_eq!(o.frames, 4);
+        assert!((o.mean_confidence() - 0.675).abs() < 1e-6);
+    }
+
+    #[test]
+    fn peak_rss_is_reported_on_linux() {
+        assert!(peak_rss_bytes().unwrap_or(0) > 0);
+    }
+}
