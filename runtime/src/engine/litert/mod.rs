@@ -30,5 +30,32 @@ pub fn load_api(cfg: &EngineConfig) -> Result<Arc<LitertApi>, EngineError> {
 /// Open `model` with LiteRT.
 pub fn open(cfg: &EngineConfig, model: &ModelSource) -> Result<LitertEngine, EngineError> {
     model.precheck()?;
-    open_with_api(load_api(cfg)?, cfg, model)
+    let api = load_api(cfg)?;
+    check_cpuinfo()?;
+    open_with_api(api, cfg, model)
+}
+
+/// LiteRT's CPU detection (cpuinfo) dereferences NULL when `/proc/cpuinfo`
+/// describes no ARM core, which is what qemu-user before 8.0 shows an aarch64
+/// guest (the host's x86 file). Refuse clearly instead of crashing.
+fn check_cpuinfo() -> Result<(), EngineError> {
+    if !cfg!(target_arch = "aarch64") {
+        return Ok(());
+    }
+    static FOREIGN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let foreign = *FOREIGN.get_or_init(|| {
+        std::fs::read_to_string("/proc/cpuinfo")
+            .is_ok_and(|c| c.contains("vendor_id") && !c.contains("CPU implementer"))
+    });
+    if foreign {
+        return Err(EngineError::Runtime {
+            backend: super::BackendKind::Litert,
+            call: "LiteRtCreateCompiledModel",
+            reason: "/proc/cpuinfo describes an x86 CPU, not this aarch64 one (qemu-user < 8?); \
+                     LiteRT's CPU detection would crash. Use qemu-user-static >= 8 \
+                     (bookworm-backports) or real hardware"
+                .into(),
+        });
+    }
+    Ok(())
 }
