@@ -32,9 +32,29 @@ ensure_runtime_build_deps() {
     ensure_apt libclang-dev clang pkg-config unzip python3-venv
 }
 
+# Major version of the installed qemu-aarch64-static, or 0.
+qemu_major() {
+    qemu-aarch64-static --version 2>/dev/null | sed -n 's/.*version \([0-9]*\).*/\1/p' | head -n1 | grep . || echo 0
+}
+
 # Cross toolchain and emulator for the aarch64 build and tests.
 ensure_aarch64_deps() {
     ensure_apt gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross \
-        libstdc++6-arm64-cross linux-libc-dev-arm64-cross qemu-user-static
+        libstdc++6-arm64-cross linux-libc-dev-arm64-cross
+    # LiteRT's CPU detection crashes under bookworm's qemu 7.2 (it passes the
+    # host's /proc/cpuinfo through); bookworm-backports has 10.x.
+    if [ "$(qemu_major)" -lt 8 ]; then
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+            echo 'deb http://deb.debian.org/debian bookworm-backports main' |
+                $sudo tee /etc/apt/sources.list.d/bookworm-backports.list >/dev/null
+        fi
+        note "installing qemu-user-static >= 8 from bookworm-backports"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+            -t bookworm-backports qemu-user-static >/dev/null
+        [ "$(qemu_major)" -ge 8 ] || die "qemu-aarch64-static >= 8 is needed (found $(qemu_major))"
+    fi
     ensure_rust_targets aarch64-unknown-linux-gnu
 }
