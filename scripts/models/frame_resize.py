@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-METHODS = ("bilinear", "area", "nearest")
+METHODS = ("bilinear", "area", "nearest")  # mixed during training
+# Evaluated too: "triangle" = Pillow's BILINEAR, a convolution with a triangle filter widened by
+# the downscale factor (antialiased), rounded to u8 — what the runtime's preprocessing does
+# (fast_image_resize `ResizeAlg::Convolution(FilterType::Bilinear)`, which follows Pillow).
+EVAL_METHODS = ("bilinear", "area", "nearest", "triangle")
 
 
 def _bilinear_axis(n_in: int, n_out: int):
@@ -62,5 +66,10 @@ def area(img: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.einsum("xj,yjc->yxc", mx, t)
 
 
+def triangle(img: np.ndarray, h: int, w: int) -> np.ndarray:
+    from PIL import Image
+    return np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR), dtype=np.float32)
+
+
 def resize(img: np.ndarray, h: int, w: int, method: str = "bilinear") -> np.ndarray:
-    return {"bilinear": bilinear, "area": area, "nearest": nearest}[method](img, h, w)
+    return {"bilinear": bilinear, "area": area, "nearest": nearest, "triangle": triangle}[method](img, h, w)

@@ -38,6 +38,7 @@ SPLITS = {
     "unseen": ("unseen", 200, 606, ["star"]),
 }
 GOLDEN_SYNTH = ("normal", 2, 9999)  # a few frames whose predictions go into golden.json
+GOLDEN_RESIZE = "triangle"  # the runtime's resampling (see frame_resize.py)
 
 EMB_DIM = 32
 EPOCHS = 40
@@ -316,8 +317,8 @@ def main() -> None:
         # class centroids of the training embeddings (clean, bilinear) for the distance figures
         _, emb_tr = run_tflite(b, xtr["bilinear"])
         centroids = np.stack([emb_tr[ytr == i].mean(0) for i in range(len(LABELS))])
-        xtest = {m: to_input(data["test"][0], m) for m in rz.METHODS}
-        for m in rz.METHODS:
+        xtest = {m: to_input(data["test"][0], m) for m in rz.EVAL_METHODS}
+        for m in rz.EVAL_METHODS:
             s, e = run_tflite(b, xtest[m])
             r["resize"][m] = float((s.argmax(1) == ytest).mean())
             if m == "bilinear":
@@ -346,7 +347,7 @@ def main() -> None:
     phase, per_class, seed = GOLDEN_SYNTH
     synth(args.root, tinylcm, synth_dir, phase, per_class, seed)
     g_frames, g_names, g_files = load_folder(synth_dir)
-    g_x = to_input(g_frames)
+    g_x = to_input(g_frames, GOLDEN_RESIZE)
     for stem, b in models.items():
         (out / f"{stem}.tflite").write_bytes(b)
         info = tc.describe(b)
@@ -357,9 +358,10 @@ def main() -> None:
         gold["synthetic_frames"] = {
             "render": f"tinylcm synth --out DIR --per-class {per_class} --seed {seed} --phase {phase} "
                       f"--width 320 --height 240",
-            "preprocess": "stretch resize 320x240 -> 96x96, bilinear with half-pixel centres "
-                          "(src = (dst + 0.5) * in/out - 0.5, clamped to the edge), RGB, value = "
-                          "pixel / 255 (then quantised for int8 input)",
+            "preprocess": "stretch resize 320x240 -> 96x96 with Pillow's BILINEAR (convolution with a "
+                          "triangle filter widened by the downscale factor, u8 result) - what "
+                          "fast_image_resize Convolution(Bilinear) computes, up to rounding - RGB, "
+                          "value = pixel / 255 (then quantised for int8 input: q = pixel - 128)",
             "frames": [
                 {"file": f, "label": n, "predicted": LABELS[int(si.argmax())],
                  "scores": [round(float(v), 6) for v in si],
@@ -431,6 +433,12 @@ def model_card(infos, golden, results, meta) -> str:
     emb_range = f"[{(-128 - q['zero_point']) * q['scale']:.2f}, {(127 - q['zero_point']) * q['scale']:.2f}]"
     gs = golden["default_f32.tflite"]["synthetic_frames"]
     n_synth, synth_cmd = len(gs["frames"]), gs["render"]
+    misses = [f for f in gs["frames"] if f["label"] != f["predicted"]]
+    golden_misses = ""
+    if misses:
+        golden_misses = ("\n- The golden synthetic frames include misclassified ones ("
+                         + ", ".join(f"`{f['file']}` → {f['predicted']}" for f in misses)
+                         + " for `default_f32`): tests must compare with `predicted`, not `label`.")
     gold_lines = []
     for fname, g in golden.items():
         for idx, o in g["outputs"].items():
@@ -468,10 +476,12 @@ Index order of the `scores` output: {", ".join(f"{i} = `{l}`" for i, l in enumer
 - `default_f32`: float32 `[1, 96, 96, 3]` in [0, 1].
 - `default_int8`: int8 `[1, 96, 96, 3]`, scale 1/255, zero point −128 — i.e. **q = pixel − 128**.
 
-Resampling: training mixed bilinear (half-pixel centres), area (box) and nearest resampling so
-that the model does not depend on the runtime's choice; held-out accuracy per method is below.
-The reference implementation is `scripts/models/frame_resize.py`; golden synthetic-frame predictions
-use bilinear.
+Resampling: training mixed bilinear (half-pixel centres, no antialiasing), area (box) and
+nearest resampling so that the model does not depend on the runtime's choice; held-out accuracy
+per method is below, plus "triangle" (Pillow's antialiased BILINEAR, which is what the runtime's
+`fast_image_resize` `Convolution(Bilinear)` computes; not used in training). Reference
+implementations: `scripts/models/frame_resize.py`; the golden synthetic-frame predictions use
+"triangle".
 
 ## Outputs
 
@@ -524,10 +534,10 @@ training frames (bilinear); dense layers per-tensor (see `../test/README.md` for
 Test split: {len(results['default_f32']['confusion']) and sum(map(sum, f32['confusion']))} frames (seed {SPLITS['test'][2]}), run through the `.tflite` files
 with the TF Python interpreter.
 
-| model | bilinear | area | nearest |
-|---|---|---|---|
-| `default_f32` | {pct(f32['resize']['bilinear'])} | {pct(f32['resize']['area'])} | {pct(f32['resize']['nearest'])} |
-| `default_int8` | {pct(i8['resize']['bilinear'])} | {pct(i8['resize']['area'])} | {pct(i8['resize']['nearest'])} |
+| model | bilinear | area | nearest | triangle (runtime) |
+|---|---|---|---|---|
+| `default_f32` | {pct(f32['resize']['bilinear'])} | {pct(f32['resize']['area'])} | {pct(f32['resize']['nearest'])} | {pct(f32['resize']['triangle'])} |
+| `default_int8` | {pct(i8['resize']['bilinear'])} | {pct(i8['resize']['area'])} | {pct(i8['resize']['nearest'])} | {pct(i8['resize']['triangle'])} |
 
 (Keras model before export: {pct(meta['keras_acc'])}.)
 
@@ -578,7 +588,7 @@ Other kernel sets (no XNNPACK, reference, the classic TFLite 2.6 C library and L
 present) are in `golden.json` under `other_kernels`, with the largest difference.
 
 `golden.json` also lists, per model, the predicted class, scores and first embedding values for
-{n_synth} frames rendered with `{synth_cmd}` and preprocessed with bilinear stretch resize — an
+{n_synth} frames rendered with `{synth_cmd}` and preprocessed with the "triangle" stretch resize — an
 end-to-end check of preprocessing plus inference.
 
 ## How to regenerate
@@ -598,7 +608,8 @@ and rewrites everything in `runtime/models/default/`. Commit the `.tflite`, `.to
   real-world images and must not be used as a real-world classifier.
 - Trained only on the `normal` phase; lighting changes, heavy noise and unseen objects are
   *meant* to look like drift (lower confidence, larger embedding distances), see above.
-- Frames are 320×240 stretched to 96×96; very small boxes are the hardest case.
+- Frames are 320×240 stretched to 96×96; most errors are ball ↔ box (a dark ball loses the
+  shading that tells it from a square at 96×96).{golden_misses}
 - Accuracy figures come from the same generator that made the training data (other seeds).
 - Not bit-reproducible across machines (see Training).
 
