@@ -2,7 +2,7 @@
 //!
 //! Recorded footage and labelled datasets (`DIR/<class>/*.png`, as written by
 //! `tinylcm synth`) run through exactly the same pipeline as a live camera;
-//! with `labels-from-folders` the folder name becomes [`Truth::label`].
+//! with `labels-from-folders` the folder name becomes [`super::Truth::label`].
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
