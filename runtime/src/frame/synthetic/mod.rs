@@ -5,8 +5,8 @@
 //! benchmarks, tests of the drift detectors) works without a camera, and so that
 //! every run with the same seed sees byte-identical frames on x86_64 and
 //! aarch64 (integer random numbers, IEEE basic float operations only). Each
-//! frame shows at most one object of a known class ([`SceneClass::KNOWN`]), or in the `unseen` phase mostly an
-//! object the model has never seen (a star).
+//! frame shows at most one object of a known class ([`SceneClass::KNOWN`]),
+//! or in the `unseen` phase mostly an object the model has never seen (a star).
 
 mod export;
 mod render;
