@@ -208,6 +208,28 @@ mod tests {
     }
 
     #[test]
+    fn oversized_images_are_refused_before_decoding() {
+        let wide = png(
+            image::ExtendedColorType::L8,
+            MAX_SIDE + 1,
+            1,
+            &vec![0; MAX_SIDE as usize + 1],
+        );
+        let err = decode_image(&wide, &mut Frame::default(), &mut Vec::new()).unwrap_err();
+        assert!(!err.is_empty());
+        let mut jpg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new(&mut jpg)
+            .write_image(
+                &vec![0; (MAX_SIDE as usize + 8) * 8 * 3],
+                MAX_SIDE + 8,
+                8,
+                image::ExtendedColorType::Rgb8,
+            )
+            .unwrap();
+        assert!(decode_image(&jpg, &mut Frame::default(), &mut Vec::new()).is_err());
+    }
+
+    #[test]
     fn garbage_and_truncated_inputs_are_errors() {
         let mut f = Frame::default();
         let mut s = Vec::new();
