@@ -3,9 +3,21 @@
 use std::path::Path;
 use std::process::Command;
 
+/// `tinylcm synth ...`; `TINYLCM_TEST_RUNNER` (e.g. qemu for cross-built test
+/// runs, set by `./scripts/test aarch64`) is put in front of the binary.
 fn synth(out: &Path, extra: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_tinylcm"))
-        .arg("synth")
+    let binary = env!("CARGO_BIN_EXE_tinylcm");
+    let runner = std::env::var("TINYLCM_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    let mut cmd = match words.next() {
+        Some(program) => {
+            let mut cmd = Command::new(program);
+            cmd.args(words).arg(binary);
+            cmd
+        }
+        None => Command::new(binary),
+    };
+    cmd.arg("synth")
         .arg("--out")
         .arg(out)
         .args(["--width", "48", "--height", "32"])
