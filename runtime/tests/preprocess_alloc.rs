@@ -133,13 +133,13 @@ fn synthetic_frames_allocate_nothing_and_resize_allocations_are_bounded() {
                 n <= fir_bound,
                 "{dtype:?} {resize:?}: {n} allocations per frame"
             );
-            let n20 = allocations(|| {
+            let repeated = allocations(|| {
                 for _ in 0..5 {
                     p.run(&frame, &mut out).unwrap();
                 }
             });
             assert_eq!(
-                n20,
+                repeated,
                 5 * n,
                 "{dtype:?} {resize:?}: allocations must not grow"
             );
