@@ -4,26 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use support::tinylcm;
 use tinylcm::model::sha256_hex;
 
-/// The binary under test. Cross-built test runs have no binfmt_misc to start a
-/// foreign binary, so `TINYLCM_TEST_RUNNER` (e.g. `qemu-aarch64-static -L
-/// /usr/aarch64-linux-gnu`, set by `./scripts/test aarch64`) is put in front.
-fn tinylcm() -> Command {
-    let binary = env!("CARGO_BIN_EXE_tinylcm");
-    let runner = std::env::var("TINYLCM_TEST_RUNNER").unwrap_or_default();
-    let mut words = runner.split_whitespace();
-    let mut cmd = match words.next() {
-        Some(program) => {
-            let mut cmd = Command::new(program);
-            cmd.args(words).arg(binary);
-            cmd
-        }
-        None => Command::new(binary),
-    };
-    cmd.env("TINYLCM_LOG", "warn");
-    cmd
-}
+mod support;
 
 fn run(cmd: &mut Command) -> (Output, String, String) {
     let out = cmd.output().expect("tinylcm runs");
@@ -168,7 +152,13 @@ fn a_truncated_model_is_refused_by_every_backend() {
     let dir = tempfile::tempdir().unwrap();
     let bytes = std::fs::read(test_model("tiny_f32.tflite")).unwrap();
     let model = model_with_manifest(dir.path(), "cut.tflite", &bytes[..bytes.len() / 2], 5);
-    for backend in ["tflite-c", "litert"] {
+    // libtensorflowlite_c.so exists for x86_64 only.
+    let backends: &[&str] = if cfg!(target_arch = "x86_64") {
+        &["tflite-c", "litert"]
+    } else {
+        &["litert"]
+    };
+    for backend in backends {
         let config = config_file(
             dir.path(),
             &format!(

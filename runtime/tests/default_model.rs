@@ -5,8 +5,8 @@
 use tinylcm::assemble;
 use tinylcm::config::{BuiltinVariant, Config};
 use tinylcm::engine::BackendChoice;
-use tinylcm::frame::{Phase, SourceKind};
 use tinylcm::frame::synthetic::PhaseSpec;
+use tinylcm::frame::{Phase, SourceKind};
 use tinylcm::pipeline::runner::{self, FrameReport, Observer, RunOptions};
 
 /// Frames of the normal phase per run: enough for a stable accuracy, few enough for qemu.
@@ -122,8 +122,18 @@ fn recognises_the_normal_scene_on_every_engine_and_variant() {
 
 #[test]
 fn int8_and_f32_agree_on_the_normal_scene() {
-    let f32 = run(BackendChoice::Litert, true, BuiltinVariant::F32, Phase::Normal);
-    let int8 = run(BackendChoice::Litert, true, BuiltinVariant::Int8, Phase::Normal);
+    let f32 = run(
+        BackendChoice::Litert,
+        true,
+        BuiltinVariant::F32,
+        Phase::Normal,
+    );
+    let int8 = run(
+        BackendChoice::Litert,
+        true,
+        BuiltinVariant::Int8,
+        Phase::Normal,
+    );
     assert!(
         agreement(&f32.recorder.classes, &int8.recorder.classes) >= 0.95,
         "int8 and f32 disagree on more than 5 % of frames"
@@ -135,8 +145,18 @@ fn the_unseen_object_is_not_recognised_as_itself() {
     // The star was never trained on: the model can only answer a known class, and
     // does so with less confidence than on the normal scene. This is the drift
     // the runtime will detect.
-    let normal = run(BackendChoice::Litert, true, BuiltinVariant::F32, Phase::Normal);
-    let unseen = run(BackendChoice::Litert, true, BuiltinVariant::F32, Phase::Unseen);
+    let normal = run(
+        BackendChoice::Litert,
+        true,
+        BuiltinVariant::F32,
+        Phase::Normal,
+    );
+    let unseen = run(
+        BackendChoice::Litert,
+        true,
+        BuiltinVariant::F32,
+        Phase::Unseen,
+    );
     let mean_top = |r: &Recorder| {
         r.scores
             .iter()

@@ -1,28 +1,18 @@
 //! `tinylcm synth` end to end: class folders of PNGs, refusal to overwrite.
 
 use std::path::Path;
-use std::process::Command;
+
+mod support;
 
 /// `tinylcm synth ...`; `TINYLCM_TEST_RUNNER` (e.g. qemu for cross-built test
 /// runs, set by `./scripts/test aarch64`) is put in front of the binary.
 fn synth(out: &Path, extra: &[&str]) -> std::process::Output {
-    let binary = env!("CARGO_BIN_EXE_tinylcm");
-    let runner = std::env::var("TINYLCM_TEST_RUNNER").unwrap_or_default();
-    let mut words = runner.split_whitespace();
-    let mut cmd = match words.next() {
-        Some(program) => {
-            let mut cmd = Command::new(program);
-            cmd.args(words).arg(binary);
-            cmd
-        }
-        None => Command::new(binary),
-    };
-    cmd.arg("synth")
+    support::tinylcm()
+        .arg("synth")
         .arg("--out")
         .arg(out)
         .args(["--width", "48", "--height", "32"])
         .args(extra)
-        .env("TINYLCM_LOG", "warn")
         .output()
         .expect("run tinylcm")
 }

@@ -101,11 +101,15 @@ pub fn print_bench(report: &BenchReport, engine_line: &str) {
         format!("{:.3}", report.ratio()),
     ]);
     table.add_row(vec![
-        "per-frame cost outside invoke (mean)".to_string(),
+        "inference-thread cost outside invoke (preprocess + rest, mean)".to_string(),
         format!(
             "{} ms",
-            ms(report.stage(Stage::Total).mean_us - report.stage(Stage::Invoke).mean_us)
+            ms(report.stage(Stage::Preprocess).mean_us + report.stage(Stage::Rest).mean_us)
         ),
+    ]);
+    table.add_row(vec![
+        "capture (own thread, overlaps inference, mean)".to_string(),
+        format!("{} ms", ms(report.stage(Stage::Capture).mean_us)),
     ]);
     table.add_row(vec!["peak RSS".to_string(), mib(report.peak_rss_bytes)]);
     println!("{table}");
