@@ -231,6 +231,36 @@ impl TensorRef {
     }
 }
 
+/// Check a backend's `set_input`/`output` call: tensor `index` exists among
+/// `tensors` (with its backend handle in `handles`) and `len` is its byte size.
+/// Returns the handle and the byte size. `role` is "input" or "output".
+pub(crate) fn checked_slot<H: Copy>(
+    role: &str,
+    handles: &[H],
+    tensors: &[TensorInfo],
+    index: usize,
+    len: usize,
+) -> Result<(H, usize), EngineError> {
+    let (Some(&handle), Some(info)) = (handles.get(index), tensors.get(index)) else {
+        return Err(EngineError::Tensor {
+            tensor: format!("{role} #{index}"),
+            reason: format!("no such {role}; the model has {}", tensors.len()),
+        });
+    };
+    let want = info.byte_len().unwrap_or(0);
+    if len != want {
+        return Err(EngineError::Tensor {
+            tensor: format!("{role} #{index} \"{}\"", info.name),
+            reason: if role == "input" {
+                format!("{len} bytes given, the tensor takes {want}")
+            } else {
+                format!("buffer is {len} bytes, the tensor has {want}")
+            },
+        });
+    }
+    Ok((handle, want))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -437,21 +437,6 @@ unsafe fn tensor_info(
 }
 
 impl LitertEngine {
-    fn tensor_error(
-        role: &str,
-        index: usize,
-        info: Option<&TensorInfo>,
-        reason: String,
-    ) -> EngineError {
-        EngineError::Tensor {
-            tensor: match info {
-                Some(t) => format!("{role} #{index} \"{}\"", t.name),
-                None => format!("{role} #{index}"),
-            },
-            reason,
-        }
-    }
-
     /// Lock `buf`, hand its host memory to `f`, unlock.
     fn with_locked<R>(
         &self,
@@ -500,23 +485,13 @@ impl Engine for LitertEngine {
     }
 
     fn set_input(&mut self, index: usize, data: &[u8]) -> Result<(), EngineError> {
-        let (Some(&sig), Some(info)) = (self.in_map.get(index), self.inputs.get(index)) else {
-            return Err(Self::tensor_error(
-                "input",
-                index,
-                None,
-                format!("no such input; the model has {}", self.inputs.len()),
-            ));
-        };
-        let want = info.byte_len().unwrap_or(0);
-        if data.len() != want {
-            return Err(Self::tensor_error(
-                "input",
-                index,
-                Some(info),
-                format!("{} bytes given, the tensor takes {want}", data.len()),
-            ));
-        }
+        let (sig, want) = crate::engine::tensor::checked_slot(
+            "input",
+            &self.in_map,
+            &self.inputs,
+            index,
+            data.len(),
+        )?;
         let buf = self.sig_in_bufs[sig];
         self.with_locked(buf, ffi::LOCK_WRITE, |ptr| {
             // SAFETY: the locked buffer holds at least `want` bytes (checked at
@@ -542,23 +517,13 @@ impl Engine for LitertEngine {
     }
 
     fn output(&mut self, index: usize, out: &mut [u8]) -> Result<(), EngineError> {
-        let (Some(&sig), Some(info)) = (self.out_map.get(index), self.outputs.get(index)) else {
-            return Err(Self::tensor_error(
-                "output",
-                index,
-                None,
-                format!("no such output; the model has {}", self.outputs.len()),
-            ));
-        };
-        let want = info.byte_len().unwrap_or(0);
-        if out.len() != want {
-            return Err(Self::tensor_error(
-                "output",
-                index,
-                Some(info),
-                format!("buffer is {} bytes, the tensor has {want}", out.len()),
-            ));
-        }
+        let (sig, want) = crate::engine::tensor::checked_slot(
+            "output",
+            &self.out_map,
+            &self.outputs,
+            index,
+            out.len(),
+        )?;
         let buf = self.sig_out_bufs[sig];
         self.with_locked(buf, ffi::LOCK_READ, |ptr| {
             // SAFETY: the locked buffer holds at least `want` bytes.

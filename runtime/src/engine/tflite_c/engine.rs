@@ -376,21 +376,6 @@ impl TfliteCEngine {
         }
         Ok(())
     }
-
-    fn tensor_error(
-        role: &str,
-        index: usize,
-        info: Option<&TensorInfo>,
-        reason: String,
-    ) -> EngineError {
-        EngineError::Tensor {
-            tensor: match info {
-                Some(t) => format!("{role} #{index} \"{}\"", t.name),
-                None => format!("{role} #{index}"),
-            },
-            reason,
-        }
-    }
 }
 
 fn tensor_info(
@@ -469,23 +454,13 @@ impl Engine for TfliteCEngine {
     }
 
     fn set_input(&mut self, index: usize, data: &[u8]) -> Result<(), EngineError> {
-        let (Some(&t), Some(info)) = (self.in_ptrs.get(index), self.inputs.get(index)) else {
-            return Err(Self::tensor_error(
-                "input",
-                index,
-                None,
-                format!("no such input; the model has {}", self.inputs.len()),
-            ));
-        };
-        let want = info.byte_len().unwrap_or(0);
-        if data.len() != want {
-            return Err(Self::tensor_error(
-                "input",
-                index,
-                Some(info),
-                format!("{} bytes given, the tensor takes {want}", data.len()),
-            ));
-        }
+        let (t, _) = crate::engine::tensor::checked_slot(
+            "input",
+            &self.in_ptrs,
+            &self.inputs,
+            index,
+            data.len(),
+        )?;
         // SAFETY: `t` is a live input tensor of `want` bytes and `data` has
         // exactly that many.
         let status = unsafe { (self.api.tensor_copy_from)(t, data.as_ptr().cast(), data.len()) };
@@ -513,23 +488,13 @@ impl Engine for TfliteCEngine {
     }
 
     fn output(&mut self, index: usize, out: &mut [u8]) -> Result<(), EngineError> {
-        let (Some(&t), Some(info)) = (self.out_ptrs.get(index), self.outputs.get(index)) else {
-            return Err(Self::tensor_error(
-                "output",
-                index,
-                None,
-                format!("no such output; the model has {}", self.outputs.len()),
-            ));
-        };
-        let want = info.byte_len().unwrap_or(0);
-        if out.len() != want {
-            return Err(Self::tensor_error(
-                "output",
-                index,
-                Some(info),
-                format!("buffer is {} bytes, the tensor has {want}", out.len()),
-            ));
-        }
+        let (t, _) = crate::engine::tensor::checked_slot(
+            "output",
+            &self.out_ptrs,
+            &self.outputs,
+            index,
+            out.len(),
+        )?;
         // SAFETY: `t` is a live output tensor of `want` bytes and `out` has
         // exactly that many.
         let status = unsafe { (self.api.tensor_copy_to)(t, out.as_mut_ptr().cast(), out.len()) };
