@@ -111,8 +111,9 @@ impl StageLatencies {
 pub struct Outcomes {
     /// Frames predicted as each class.
     pub predicted: BTreeMap<String, u64>,
-    /// Per phase (or "all" when the source has no phases): (correct, labelled frames).
-    pub accuracy: BTreeMap<String, (u64, u64)>,
+    /// Per phase (or "all" when the source has no phases), in the order phases
+    /// were first seen: (phase, correct, labelled frames).
+    pub accuracy: Vec<(String, u64, u64)>,
     /// Sum of top-class confidence, for the mean.
     confidence_sum: f64,
     /// Frames counted.
@@ -133,16 +134,23 @@ impl Outcomes {
         }
         if let Some((phase, label)) = truth {
             let hit = u64::from(label == predicted);
-            match self.accuracy.get_mut(phase) {
-                Some((correct, total)) => {
+            // A handful of phases at most: a linear scan beats hashing.
+            match self.accuracy.iter_mut().find(|(p, _, _)| p == phase) {
+                Some((_, correct, total)) => {
                     *correct += hit;
                     *total += 1;
                 }
-                None => {
-                    self.accuracy.insert(phase.to_string(), (hit, 1));
-                }
+                None => self.accuracy.push((phase.to_string(), hit, 1)),
             }
         }
+    }
+
+    /// (correct, labelled frames) of `phase`, if any frame of it was labelled.
+    pub fn phase_accuracy(&self, phase: &str) -> Option<(u64, u64)> {
+        self.accuracy
+            .iter()
+            .find(|(p, _, _)| p == phase)
+            .map(|&(_, correct, total)| (correct, total))
     }
 
     /// Mean top-class confidence.
@@ -197,8 +205,12 @@ mod tests {
         o.record("box", 0.5, Some(("normal", "ball")));
         o.record("ball", 0.7, Some(("noise", "ball")));
         o.record("bar", 0.6, None);
-        assert_eq!(o.accuracy["normal"], (1, 2));
-        assert_eq!(o.accuracy["noise"], (1, 1));
+        assert_eq!(o.phase_accuracy("normal"), Some((1, 2)));
+        assert_eq!(o.phase_accuracy("noise"), Some((1, 1)));
+        assert_eq!(o.phase_accuracy("lighting"), None);
+        // First-seen order, as the scenario ran.
+        assert_eq!(o.accuracy[0].0, "normal");
+        assert_eq!(o.accuracy[1].0, "noise");
         assert_eq!(o.predicted["ball"], 2);
         assert_eq!(o.frames, 4);
         assert!((o.mean_confidence() - 0.675).abs() < 1e-6);

@@ -59,7 +59,7 @@ fn run(backend: BackendChoice, xnnpack: bool, variant: BuiltinVariant, phase: Ph
     )
     .unwrap();
     assert_eq!(summary.frames, FRAMES);
-    let (correct, total) = summary.outcomes.accuracy[phase.as_str()];
+    let (correct, total) = summary.outcomes.phase_accuracy(phase.as_str()).unwrap();
     Outcome {
         accuracy: correct as f64 / total as f64,
         recorder,

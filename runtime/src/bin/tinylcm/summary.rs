@@ -48,7 +48,7 @@ pub fn outcome_table(summary: &RunSummary) -> Table {
             format!("{share:.1} %"),
         ]);
     }
-    for (phase, (correct, total)) in &outcomes.accuracy {
+    for (phase, correct, total) in &outcomes.accuracy {
         let accuracy = *correct as f64 * 100.0 / (*total).max(1) as f64;
         table.add_row(vec![
             format!("accuracy in phase {phase}"),
