@@ -14,4 +14,5 @@ pub mod frame;
 pub mod model;
 pub mod pipeline;
 pub mod preprocess;
+pub mod state;
 pub mod stats;

@@ -1,0 +1,105 @@
+//! A batch: the unit of submission and of atomicity. The writer never splits a batch across
+//! commits, so after any crash a batch is either wholly in the database or wholly absent.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::codec;
+use super::error::StateError;
+
+/// One typed operation on the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// Replace a component state (`kv` table).
+    PutState { name: String, bytes: Vec<u8> },
+    /// Remove a component state.
+    DeleteState { name: String },
+    /// Append an event; its sequence number is given when the batch is queued.
+    AppendEvent { bytes: Vec<u8> },
+    /// Add to a counter (saturating).
+    Increment { counter: String, by: u64 },
+}
+
+/// Operations committed together, all or nothing.
+///
+/// Values are encoded when added (on the caller's thread), so the writer only copies bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    pub(crate) ops: Vec<Op>,
+    pub(crate) events: u64,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets component state `name` (e.g. `"knn"`, `"detector/ph-distance"`) to `value`.
+    pub fn put_state<T: Serialize + ?Sized>(
+        &mut self,
+        name: &str,
+        value: &T,
+    ) -> Result<&mut Self, StateError> {
+        let bytes = codec::encode(Path::new("<batch>"), name, value)?;
+        self.ops.push(Op::PutState {
+            name: name.to_string(),
+            bytes,
+        });
+        Ok(self)
+    }
+
+    /// Removes component state `name` (no error if absent).
+    pub fn delete_state(&mut self, name: &str) -> &mut Self {
+        self.ops.push(Op::DeleteState {
+            name: name.to_string(),
+        });
+        self
+    }
+
+    /// Appends `event` to the event log; its sequence number is in the [`Receipt`].
+    pub fn append_event<T: Serialize + ?Sized>(
+        &mut self,
+        event: &T,
+    ) -> Result<&mut Self, StateError> {
+        let bytes = codec::encode(Path::new("<batch>"), "event", event)?;
+        self.ops.push(Op::AppendEvent { bytes });
+        self.events += 1;
+        Ok(self)
+    }
+
+    /// Adds `by` to counter `name` (created at 0; saturates at `u64::MAX`).
+    pub fn increment(&mut self, name: &str, by: u64) -> &mut Self {
+        self.ops.push(Op::Increment {
+            counter: name.to_string(),
+            by,
+        });
+        self
+    }
+
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// True when the batch holds no operation.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Number of events the batch appends.
+    pub fn event_count(&self) -> u64 {
+        self.events
+    }
+}
+
+/// What the store assigned to a queued batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    /// Sequence number of the batch's first event (events are numbered from 1, gap-free);
+    /// when the batch has no event, the number the next event will get.
+    pub first_event: u64,
+    /// Number of events in the batch: they get `first_event..first_event + events`.
+    pub events: u64,
+}

@@ -1,0 +1,251 @@
+//! The tables, the schema version and the migrations between versions.
+//!
+//! The version lives in `meta` under `schema_version`. Opening a database runs the
+//! migrations from its version up to [`SCHEMA_VERSION`] in one write transaction (all or
+//! nothing); a version newer than this runtime knows is refused and the file is not touched.
+
+use std::path::Path;
+
+use redb::{Database, Durability, ReadableTable, TableDefinition, TableError, WriteTransaction};
+
+use super::error::{DbError, StateError};
+
+/// The schema version this runtime writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `meta`: store bookkeeping (schema version, next event number).
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// `kv`: component states by name, postcard-encoded.
+pub(crate) const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+/// `events`: the append-only event log by sequence number, postcard-encoded.
+pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// `counters`: named monotonic counters.
+pub(crate) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+
+pub(crate) const VERSION_KEY: &str = "schema_version";
+pub(crate) const NEXT_EVENT_KEY: &str = "next_event_seq";
+
+/// One step from schema version `from` to `from + 1`.
+pub(crate) struct Migration {
+    /// The version this step upgrades.
+    pub from: u32,
+    /// What it does (logged).
+    pub what: &'static str,
+    /// The step, inside the open transaction.
+    pub apply: fn(&WriteTransaction) -> Result<(), DbError>,
+}
+
+/// The registered migrations, one per version step.
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    from: 0,
+    what: "adopt an unversioned (or new) database: create missing tables, record the next \
+           event number",
+    apply: v0_to_v1,
+}];
+
+/// Version 0 is a database without `meta` (a new file, or one from before versioning):
+/// the tables may or may not exist.
+fn v0_to_v1(txn: &WriteTransaction) -> Result<(), DbError> {
+    txn.open_table(KV)?;
+    txn.open_table(COUNTERS)?;
+    let next = {
+        let events = txn.open_table(EVENTS)?;
+        let last = events.last()?.map(|(k, _)| k.value());
+        last.map_or(1, |k| k.saturating_add(1))
+    };
+    let mut meta = txn.open_table(META)?;
+    if meta.get(NEXT_EVENT_KEY)?.is_none() {
+        meta.insert(NEXT_EVENT_KEY, next.to_le_bytes().as_slice())?;
+    }
+    Ok(())
+}
+
+/// Reads a little-endian integer stored in `meta`; wrong lengths are corruption, not a panic.
+pub(crate) fn meta_u64(path: &Path, key: &str, bytes: &[u8]) -> Result<u64, StateError> {
+    match bytes.len() {
+        4 => Ok(u64::from(u32::from_le_bytes([
+            bytes[0], bytes[1], bytes[2], bytes[3],
+        ]))),
+        8 => {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(bytes);
+            Ok(u64::from_le_bytes(b))
+        }
+        n => Err(StateError::Decode {
+            path: path.to_path_buf(),
+            what: format!("meta/{key}"),
+            reason: format!("{n} bytes, expected 4 or 8"),
+        }),
+    }
+}
+
+/// The recorded schema version: 0 when there is no `meta` table or no version in it.
+pub(crate) fn read_version(db: &Database, path: &Path) -> Result<u32, StateError> {
+    let txn = db
+        .begin_read()
+        .map_err(|e| StateError::db(path, "reading the schema version", e))?;
+    let meta = match txn.open_table(META) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(0),
+        Err(e) => return Err(StateError::db(path, "reading the schema version", e)),
+    };
+    let Some(v) = meta
+        .get(VERSION_KEY)
+        .map_err(|e| StateError::db(path, "reading the schema version", e))?
+    else {
+        return Ok(0);
+    };
+    let v = meta_u64(path, VERSION_KEY, v.value())?;
+    u32::try_from(v).map_err(|_| StateError::SchemaTooNew {
+        path: path.to_path_buf(),
+        found: u32::MAX,
+        supported: SCHEMA_VERSION,
+    })
+}
+
+/// Brings the database to `target` with `migrations`; returns the version found.
+pub(crate) fn migrate(
+    db: &Database,
+    path: &Path,
+    target: u32,
+    migrations: &[Migration],
+) -> Result<u32, StateError> {
+    let found = read_version(db, path)?;
+    if found > target {
+        return Err(StateError::SchemaTooNew {
+            path: path.to_path_buf(),
+            found,
+            supported: target,
+        });
+    }
+    if found == target {
+        return Ok(found);
+    }
+    // Check the whole chain exists before writing anything.
+    for v in found..target {
+        if !migrations.iter().any(|m| m.from == v) {
+            return Err(StateError::NoMigration {
+                path: path.to_path_buf(),
+                found: v,
+            });
+        }
+    }
+    let mut txn = db
+        .begin_write()
+        .map_err(|e| StateError::db(path, "starting the migration", e))?;
+    txn.set_durability(Durability::Immediate);
+    for v in found..target {
+        if let Some(m) = migrations.iter().find(|m| m.from == v) {
+            tracing::info!(
+                "state database {}: migrating schema {v} -> {}: {}",
+                path.display(),
+                v + 1,
+                m.what
+            );
+            (m.apply)(&txn).map_err(|e| StateError::db_boxed(path, "migrating the schema", e))?;
+        }
+    }
+    {
+        let mut meta = txn
+            .open_table(META)
+            .map_err(|e| StateError::db(path, "migrating the schema", e))?;
+        meta.insert(VERSION_KEY, target.to_le_bytes().as_slice())
+            .map_err(|e| StateError::db(path, "migrating the schema", e))?;
+    }
+    txn.commit()
+        .map_err(|e| StateError::db(path, "committing the migration", e))?;
+    Ok(found)
+}
+
+/// The next event sequence number recorded in `meta`.
+pub(crate) fn next_event_seq(db: &Database, path: &Path) -> Result<u64, StateError> {
+    let txn = db
+        .begin_read()
+        .map_err(|e| StateError::db(path, "reading the event sequence", e))?;
+    let meta = txn
+        .open_table(META)
+        .map_err(|e| StateError::db(path, "reading the event sequence", e))?;
+    let stored = match meta
+        .get(NEXT_EVENT_KEY)
+        .map_err(|e| StateError::db(path, "reading the event sequence", e))?
+    {
+        Some(v) => meta_u64(path, NEXT_EVENT_KEY, v.value())?,
+        None => 1,
+    };
+    // Never reuse a number that is in the log, whatever meta says.
+    let events = txn
+        .open_table(EVENTS)
+        .map_err(|e| StateError::db(path, "reading the event sequence", e))?;
+    let after_last = events
+        .last()
+        .map_err(|e| StateError::db(path, "reading the event sequence", e))?
+        .map_or(1, |(k, _)| k.value().saturating_add(1));
+    Ok(stored.max(after_last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::ReadableTableMetadata;
+
+    fn add_marker(txn: &WriteTransaction) -> Result<(), DbError> {
+        let mut kv = txn.open_table(KV)?;
+        let n = kv.len()?;
+        let key = format!("step{n}");
+        kv.insert(key.as_str(), [].as_slice())?;
+        Ok(())
+    }
+
+    #[test]
+    fn chain_runs_in_order_and_gaps_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let db = Database::create(&path).unwrap();
+        let chain = [
+            Migration {
+                from: 0,
+                what: "base",
+                apply: v0_to_v1,
+            },
+            Migration {
+                from: 1,
+                what: "marker",
+                apply: add_marker,
+            },
+            Migration {
+                from: 2,
+                what: "marker",
+                apply: add_marker,
+            },
+        ];
+        assert_eq!(migrate(&db, &path, 3, &chain).unwrap(), 0);
+        assert_eq!(read_version(&db, &path).unwrap(), 3);
+        let txn = db.begin_read().unwrap();
+        let kv = txn.open_table(KV).unwrap();
+        assert_eq!(kv.len().unwrap(), 2);
+        drop(kv);
+        drop(txn);
+        // Nothing to do at the target; a newer database is refused.
+        assert_eq!(migrate(&db, &path, 3, &chain).unwrap(), 3);
+        let err = migrate(&db, &path, 2, &chain).unwrap_err();
+        assert!(
+            matches!(err, StateError::SchemaTooNew { found: 3, .. }),
+            "{err}"
+        );
+        // A missing step is refused before anything is written.
+        let err = migrate(&db, &path, 5, &chain).unwrap_err();
+        assert!(
+            matches!(err, StateError::NoMigration { found: 3, .. }),
+            "{err}"
+        );
+        assert_eq!(read_version(&db, &path).unwrap(), 3);
+    }
+
+    #[test]
+    fn meta_integers_of_wrong_length_are_errors() {
+        let p = Path::new("x");
+        assert_eq!(meta_u64(p, "k", &7u32.to_le_bytes()).unwrap(), 7);
+        assert_eq!(meta_u64(p, "k", &9u64.to_le_bytes()).unwrap(), 9);
+        assert!(meta_u64(p, "k", &[1, 2, 3]).is_err());
+    }
+}

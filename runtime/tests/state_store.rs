@@ -1,0 +1,304 @@
+//! The state store: batching per the durability policy, flush, back-pressure, retention,
+//! typed reads, schema versions and migrations.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tinylcm::state::{
+    Batch, DurabilityPolicy, PRUNED_EVENTS_COUNTER, SCHEMA_VERSION, StateError, Store,
+    TrySubmitError,
+};
+
+/// A policy that never commits on its own: only `flush` (or `max_batch`) does.
+fn manual() -> DurabilityPolicy {
+    DurabilityPolicy {
+        commit_interval: Duration::from_secs(3600),
+        max_batch: 1_000_000,
+        ..Default::default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Knn {
+    k: u32,
+    samples: Vec<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Event {
+    Drift { detector: String, value: f64 },
+    Adapted(u32),
+}
+
+#[test]
+fn typed_state_events_and_counters_round_trip_after_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let store = Store::open(&path, manual()).unwrap();
+    let knn = Knn {
+        k: 5,
+        samples: vec![0.5, 1.5],
+    };
+    store.put_state("knn", &knn).unwrap();
+    let s1 = store
+        .append_event(&Event::Drift {
+            detector: "ph".into(),
+            value: 3.5,
+        })
+        .unwrap();
+    let s2 = store.append_event(&Event::Adapted(2)).unwrap();
+    assert_eq!((s1, s2), (1, 2));
+    store.increment("drift", 2).unwrap();
+    // Queued, not committed: reads see committed data only.
+    assert_eq!(store.get_state::<Knn>("knn").unwrap(), None);
+    store.flush().unwrap();
+    assert_eq!(store.get_state::<Knn>("knn").unwrap(), Some(knn.clone()));
+    let events = store.events_after::<Event>(0, 10).unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1], (2, Event::Adapted(2)));
+    assert_eq!(store.events_after::<Event>(1, 10).unwrap().len(), 1);
+    assert_eq!(store.counter("drift").unwrap(), 2);
+    assert_eq!(store.counter("never").unwrap(), 0);
+    assert_eq!(store.state_names().unwrap(), vec!["knn".to_string()]);
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    store.close().unwrap();
+
+    // Reopened: the same data, and event numbers continue.
+    let store = Store::open(&path, manual()).unwrap();
+    assert_eq!(store.get_state::<Knn>("knn").unwrap(), Some(knn));
+    assert_eq!(store.append_event(&Event::Adapted(3)).unwrap(), 3);
+    // Dropping the store commits what is queued.
+    drop(store);
+    let store = Store::open(&path, manual()).unwrap();
+    assert_eq!(store.event_bounds().unwrap(), Some((1, 3)));
+}
+
+#[test]
+fn bytes_of_another_type_are_a_decode_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s.redb"), manual()).unwrap();
+    store.put_state("detector/x", &1u8).unwrap();
+    store.flush().unwrap();
+    let err = store.get_state::<Knn>("detector/x").unwrap_err();
+    assert!(matches!(err, StateError::Decode { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("detector/x") && msg.contains("s.redb"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_batch_is_committed_when_max_batch_ops_are_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = DurabilityPolicy {
+        max_batch: 4,
+        ..manual()
+    };
+    let store = Store::open(dir.path().join("s.redb"), policy).unwrap();
+    let mut b = Batch::new();
+    b.append_event(&1u32).unwrap().increment("n", 1);
+    store.submit(b.clone()).unwrap();
+    // Two ops waiting: nothing committed (the interval is an hour).
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(store.counter("n").unwrap(), 0);
+    store.submit(b).unwrap();
+    // Four ops: committed without a flush.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.counter("n").unwrap() != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "max_batch did not trigger a commit"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(store.stats().commits, 1);
+}
+
+/// The loss window: a batch is durable at most `commit_interval` (plus one commit) after it
+/// was queued, without any flush.
+#[test]
+fn loss_window_is_the_commit_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let interval = Duration::from_millis(100);
+    let policy = DurabilityPolicy {
+        commit_interval: interval,
+        max_batch: 1_000_000,
+        ..Default::default()
+    };
+    let store = Store::open(dir.path().join("s.redb"), policy).unwrap();
+    for round in 1..=5u64 {
+        store.increment("n", 1).unwrap();
+        let queued = Instant::now();
+        while store.counter("n").unwrap() != round {
+            assert!(
+                queued.elapsed() < Duration::from_secs(10),
+                "not committed without a flush"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // Never earlier than the interval: commits are batched, not per operation.
+        assert!(queued.elapsed() >= interval - Duration::from_millis(5));
+    }
+    let stats = store.stats();
+    assert_eq!(stats.commits, 5);
+    eprintln!(
+        "loss window with commit_interval {interval:?}: longest wait {} µs, longest commit {} µs",
+        stats.max_wait_us, stats.max_commit_us
+    );
+}
+
+#[test]
+fn try_submit_reports_back_pressure_and_hands_the_batch_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = DurabilityPolicy {
+        queue_capacity: 2,
+        ..manual()
+    };
+    let store = Store::open(dir.path().join("s.redb"), policy).unwrap();
+    // The writer drains the queue while we fill it; queueing is far faster than taking a
+    // batch off, so a queue of 2 fills long before 100 000 batches.
+    let mut full = None;
+    for i in 0..100_000u32 {
+        let mut b = Batch::new();
+        b.append_event(&i).unwrap();
+        match store.try_submit(b) {
+            Ok(_) => {}
+            Err(TrySubmitError::Full { batch, capacity }) => {
+                assert_eq!(capacity, 2);
+                full = Some(batch);
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let batch = full.expect("a queue of 2 never filled");
+    assert_eq!(batch.event_count(), 1);
+    assert!(store.stats().rejected >= 1);
+    // Rejected batches take no event number: the log stays gap-free.
+    store.submit(batch).unwrap();
+    store.flush().unwrap();
+    let (first, last) = store.event_bounds().unwrap().unwrap();
+    let n = store.events_after_raw(0, usize::MAX).unwrap().len() as u64;
+    assert_eq!((first, last - first + 1), (1, n));
+}
+
+#[test]
+fn events_beyond_retention_are_pruned_in_the_same_commit_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = DurabilityPolicy {
+        max_events: 10,
+        ..manual()
+    };
+    let store = Store::open(dir.path().join("s.redb"), policy).unwrap();
+    for i in 0..25u32 {
+        let mut b = Batch::new();
+        b.append_event(&i).unwrap().increment("events", 1);
+        store.submit(b).unwrap();
+        if i % 7 == 0 {
+            store.flush().unwrap();
+        }
+    }
+    store.flush().unwrap();
+    assert_eq!(store.event_bounds().unwrap(), Some((16, 25)));
+    assert_eq!(store.counter(PRUNED_EVENTS_COUNTER).unwrap(), 15);
+    let kept = store.events_after::<u32>(0, 100).unwrap();
+    assert_eq!(kept.first(), Some(&(16, 15)));
+    assert_eq!(store.counter("events").unwrap(), 25);
+}
+
+#[test]
+fn bad_policy_is_refused_with_the_setting_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = DurabilityPolicy {
+        queue_capacity: 0,
+        ..Default::default()
+    };
+    let err = Store::open(dir.path().join("s.redb"), policy).unwrap_err();
+    assert!(err.to_string().contains("queue_capacity"), "{err}");
+}
+
+#[test]
+fn one_store_per_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let _store = Store::open(&path, manual()).unwrap();
+    let err = Store::open(&path, manual()).unwrap_err();
+    assert!(err.to_string().contains("s.redb"), "{err}");
+}
+
+mod schema {
+    use super::*;
+    use redb::{Database, TableDefinition};
+
+    const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+    const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+    const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+
+    /// A version-0 database: the tables of the first layout, without `meta`.
+    #[test]
+    fn v0_database_is_migrated_to_the_current_version_keeping_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut kv = txn.open_table(KV).unwrap();
+                let knn = postcard::to_stdvec(&7u32).unwrap();
+                kv.insert("knn", knn.as_slice()).unwrap();
+                let mut events = txn.open_table(EVENTS).unwrap();
+                for seq in 1..=4u64 {
+                    let e = postcard::to_stdvec(&(seq as u32)).unwrap();
+                    events.insert(seq, e.as_slice()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path, manual()).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(store.get_state::<u32>("knn").unwrap(), Some(7));
+        assert_eq!(store.events_after::<u32>(0, 10).unwrap().len(), 4);
+        // Numbering continues after the old log instead of overwriting it.
+        assert_eq!(store.append_event(&5u32).unwrap(), 5);
+        store.close().unwrap();
+    }
+
+    #[test]
+    fn newer_schema_is_refused_and_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.redb");
+        Store::open(&path, manual()).unwrap().close().unwrap();
+        let future = SCHEMA_VERSION + 1;
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert("schema_version", future.to_le_bytes().as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let err = Store::open(&path, manual()).unwrap_err();
+        assert!(
+            matches!(err, StateError::SchemaTooNew { found, supported, .. }
+                if found == future && supported == SCHEMA_VERSION),
+            "{err}"
+        );
+        assert!(err.to_string().contains("left untouched"), "{err}");
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let meta = txn.open_table(META).unwrap();
+        let v = meta.get("schema_version").unwrap().unwrap();
+        assert_eq!(v.value(), future.to_le_bytes().as_slice());
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("junk.redb");
+        std::fs::write(&path, vec![0x5a; 10_000]).unwrap();
+        let err = Store::open(&path, manual()).unwrap_err();
+        assert!(err.to_string().contains("junk.redb"), "{err}");
+    }
+}
