@@ -9,6 +9,7 @@
 pub mod assemble;
 pub mod bench;
 pub mod config;
+pub mod drift;
 pub mod engine;
 pub mod frame;
 pub mod model;

@@ -1,0 +1,224 @@
+//! Label-free drift detection: is the stream still what the model was trained on?
+//!
+//! Every detector here is a small explicit state machine over one [`Observation`] per
+//! sample:
+//!
+//! ```text
+//! warm-up ─► reference ─► monitoring ─► drift ─► cooldown ─► monitoring
+//!  (ignored)  (learns μ, σ,   (statistic    (one event   (no event; an alarm
+//!              histogram…)     vs threshold) at onset)    returns to drift silently)
+//! ```
+//!
+//! Why a state machine: the original proof of concept fired at fixed sample counts because
+//! its references were never initialised, fired several times per event, and could not tell
+//! "still the same drift" from "a new drift". Here the reference is learnt (or injected with
+//! `with_reference`) before any statistic is computed, an event is emitted only on the
+//! *monitoring → drift* edge, leaving drift needs its own exit rule (hysteresis: a recovery
+//! statistic or a lower exit threshold), and after leaving drift a cooldown must pass before
+//! the next onset can produce an event. [`Detector::reset`] clears all of it, cooldown included.
+//!
+//! # Detectors
+//!
+//! | kind | input | statistic |
+//! |---|---|---|
+//! | [`PageHinkley`] (`page-hinkley-distance`) | mean k-NN distance | one-sided Page-Hinkley (increase), δ and λ in reference σ |
+//! | [`EwmaMonitor`] (`ewma-confidence`) | confidence | EWMA vs control limits, in σ of the EWMA |
+//! | [`PageHinkley`] (`page-hinkley-confidence`) | confidence | one-sided Page-Hinkley (decrease) |
+//! | [`Cusum`] (`cusum`) | confidence or distance | tabular CUSUM, two-sided or one direction, k and h in σ |
+//! | [`DistributionShift`] (`distribution`) | predicted class | Jensen–Shannon divergence (bits) of a sliding window vs the reference histogram |
+//! | [`EmbeddingShift`] (`embedding`) | embedding | RMS per-dimension z of an EWMA mean embedding, in units of its null spread |
+//! | [`Adwin`] (`adwin`) | confidence or distance | ADWIN2 (exponential-histogram buckets, δ) cuts that move the mean away from the reference |
+//!
+//! # Conventions
+//!
+//! * **Units.** Scalar thresholds are in units of the reference standard deviation σ (learnt
+//!   from the reference window), never raw distances: raw-unit thresholds were the original's
+//!   magic numbers. σ is floored at `1e-3·|μ|` (and `1e-9`) so a constant reference does not
+//!   divide by zero.
+//! * **β (rolling reference).** `reference ← (1 − β)·reference + β·batch`, where `batch` is the
+//!   mean (and variance) of the last `reference-interval` monitoring samples: β is the weight of
+//!   the *new* data. β = 0 (the default) keeps the reference fixed. Updates are paused in drift
+//!   and cooldown. (The original used both conventions; β = 0.05 there meant "replace 95 %".)
+//! * **Feedback.** [`Detector::false_alarm`] widens the accepted reference to include the
+//!   condition of the event (an acceptance band for scalars and embeddings, an extra accepted
+//!   histogram for the class mix) and multiplies the threshold by `false-alarm-raise`, at most
+//!   up to `max-threshold-factor` × the configured one. [`Detector::confirmed`] keeps
+//!   everything as it is.
+//! * **Bad input** (NaN or infinite values, class indices out of range, a class count or an
+//!   embedding length that differs from the reference) is ignored and counted, never a panic.
+//! * **Memory** is bounded: window sizes, class counts, embedding lengths and ADWIN rows are
+//!   capped by configuration and checked again when a saved state is loaded.
+//!
+//! # Measured behaviour
+//!
+//! Default settings, synthetic streams from `runtime/tests/drift_*.rs` (seeded, x86_64).
+//! Delay = samples from the change point to the event (max over 20 seeds); false alarms =
+//! events over 20 000 stationary samples × 20 seeds.
+//!
+//! MEASURED_TABLE
+//!
+//! [`DetectorSet`] runs every configured detector per sample and allocates nothing in the
+//! steady state.
+
+mod adwin;
+mod config;
+mod cusum;
+mod distribution;
+mod embedding;
+mod error;
+mod ewma;
+mod lifecycle;
+mod page_hinkley;
+mod scalar;
+mod set;
+
+pub use adwin::{Adwin, AdwinState};
+pub use config::{
+    AdwinConfig, CommonConfig, CusumConfig, Direction, DistributionConfig, DriftConfig,
+    EmbeddingConfig, EwmaConfig, PageHinkleyConfig, Signal,
+};
+pub use cusum::{Cusum, CusumState};
+pub use distribution::{DistributionShift, DistributionState};
+pub use embedding::{EmbeddingReference, EmbeddingShift, EmbeddingState};
+pub use error::DriftError;
+pub use ewma::{EwmaMonitor, EwmaState};
+pub use lifecycle::LifecycleState;
+pub use page_hinkley::{PageHinkley, PageHinkleyState};
+pub use scalar::{ScalarReference, ScalarState};
+pub use set::{DetectorSet, DetectorSetState, DetectorState};
+
+use serde::{Deserialize, Serialize};
+
+/// Version of every persisted detector state in this module; a state with another version is
+/// refused on load (no silent reinterpretation).
+pub const STATE_VERSION: u32 = 1;
+
+/// What the pipeline knows about one sample, as the detectors see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    /// Identifies the sample (frame) in events.
+    pub sample_id: u64,
+    /// Index of the predicted class.
+    pub predicted: usize,
+    /// How many classes the model has.
+    pub num_classes: usize,
+    /// Confidence of the prediction (0..=1 expected; NaN is ignored).
+    pub confidence: f32,
+    /// Mean distance to the k nearest neighbours, when a k-NN ran.
+    pub knn_distance: Option<f32>,
+    /// The (transformed) embedding, when the model has one.
+    pub embedding: Option<&'a [f32]>,
+}
+
+/// Which detector produced an event (also the key of its configuration section).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DetectorKind {
+    /// Page-Hinkley on the mean k-NN distance (increase).
+    PageHinkleyDistance,
+    /// EWMA control chart on confidence.
+    EwmaConfidence,
+    /// Page-Hinkley on confidence (decrease).
+    PageHinkleyConfidence,
+    /// Tabular CUSUM on a chosen signal.
+    Cusum,
+    /// Class-mix shift (Jensen–Shannon divergence).
+    Distribution,
+    /// Embedding mean shift.
+    Embedding,
+    /// ADWIN adaptive windowing.
+    Adwin,
+}
+
+impl DetectorKind {
+    /// Every kind, in the order a [`DetectorSet`] runs them.
+    pub const ALL: [DetectorKind; 7] = [
+        DetectorKind::PageHinkleyDistance,
+        DetectorKind::EwmaConfidence,
+        DetectorKind::PageHinkleyConfidence,
+        DetectorKind::Cusum,
+        DetectorKind::Distribution,
+        DetectorKind::Embedding,
+        DetectorKind::Adwin,
+    ];
+
+    /// The kebab-case name used in configuration keys and events.
+    pub fn name(self) -> &'static str {
+        match self {
+            DetectorKind::PageHinkleyDistance => "page-hinkley-distance",
+            DetectorKind::EwmaConfidence => "ewma-confidence",
+            DetectorKind::PageHinkleyConfidence => "page-hinkley-confidence",
+            DetectorKind::Cusum => "cusum",
+            DetectorKind::Distribution => "distribution",
+            DetectorKind::Embedding => "embedding",
+            DetectorKind::Adwin => "adwin",
+        }
+    }
+}
+
+impl std::fmt::Display for DetectorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where a detector is in its life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Samples are ignored (the scene settles).
+    WarmUp,
+    /// Samples build the reference statistics.
+    Reference,
+    /// The statistic is compared with the threshold; an alarm is an onset.
+    Monitoring,
+    /// In drift since the last onset; no further events until it has left.
+    Drift,
+    /// Left drift; an alarm now returns to drift without a new event.
+    Cooldown,
+}
+
+/// One drift onset. Emitted exactly once per onset.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DriftEvent {
+    /// Which detector fired.
+    pub detector: DetectorKind,
+    /// The detector's statistic at the onset.
+    pub statistic: f64,
+    /// The threshold it crossed (after any false-alarm raises).
+    pub threshold: f64,
+    /// Size of the change: signed shift of the recent mean in reference σ for scalar
+    /// detectors, RMS per-dimension shift in σ for embeddings, JS divergence (bits) for the
+    /// class mix.
+    pub magnitude: f64,
+    /// The sample that triggered it.
+    pub sample_id: u64,
+    /// Index of that sample among all observations the detector was given (0-based).
+    pub at: u64,
+}
+
+/// A drift detector: one observation in, at most one event out.
+pub trait Detector: Send {
+    /// Which detector this is.
+    fn kind(&self) -> DetectorKind;
+    /// Feed one sample; returns the event if this sample is a drift onset.
+    fn update(&mut self, obs: &Observation<'_>) -> Option<DriftEvent>;
+    /// The current phase.
+    fn state(&self) -> Phase;
+    /// The current statistic (0 before monitoring) and the current threshold, for plots.
+    fn statistic(&self) -> (f64, f64);
+    /// Start over: forget drift, cooldown, accumulators, raised thresholds and the learnt
+    /// reference (an injected reference is kept and monitoring resumes at once).
+    fn reset(&mut self);
+    /// A human says `event` was a false alarm: accept its condition as normal (and raise the
+    /// threshold within bounds) so the same condition does not fire again.
+    fn false_alarm(&mut self, event: &DriftEvent);
+    /// A human confirmed `event`: keep the reference as it is.
+    fn confirmed(&mut self, event: &DriftEvent);
+    /// How many observations were ignored as invalid.
+    fn ignored(&self) -> u64;
+    /// The persistent state.
+    fn save(&self) -> DetectorState;
+    /// Replace the state with a saved one (validated; on error nothing changes).
+    fn load(&mut self, state: DetectorState) -> Result<(), DriftError>;
+}
