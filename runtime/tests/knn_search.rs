@@ -309,3 +309,66 @@ fn searches_reuse_the_result_buffer() {
         }
     }
 }
+
+/// Small xorshift for the randomised checks below.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[test]
+fn search_equals_a_full_sort_on_random_data() {
+    // Values on a coarse grid, so distance ties are frequent; timestamps
+    // repeat, so the id rule is exercised too.
+    let mut rng = Rng(0x5eed);
+    for round in 0..60 {
+        let metric = [Metric::Euclidean, Metric::Manhattan, Metric::Cosine][round % 3];
+        let k = 1 + rng.below(7) as usize;
+        let cfg = KnnConfig {
+            k,
+            metric,
+            max_samples: 40,
+            eviction: Eviction::Fifo,
+            ..KnnConfig::default()
+        };
+        let mut m = Knn::new(3, cfg).unwrap();
+        let n = rng.below(30) as usize;
+        for _ in 0..n {
+            let v: Vec<f32> = (0..3).map(|_| rng.below(3) as f32).collect();
+            let label = ["a", "b", "c"][rng.below(3) as usize];
+            m.add_named(label, &v, rng.below(4)).unwrap();
+        }
+        let q: Vec<f32> = (0..3).map(|_| rng.below(3) as f32).collect();
+        let mut expected: Vec<_> = m
+            .samples()
+            .map(|s| (metric.distance(&q, s.features), s.timestamp, s.id))
+            .collect();
+        expected.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+        expected.truncate(k);
+        let mut p = Prediction::with_capacity(k);
+        m.predict(&q, &mut p).unwrap();
+        let got: Vec<_> = p
+            .neighbors
+            .iter()
+            .map(|n| (n.distance, n.timestamp, n.id))
+            .collect();
+        assert_eq!(got, expected, "round {round}");
+        if let Some(label) = p.label {
+            let votes = p.neighbors.iter().filter(|n| n.label == label).count();
+            assert!(p.neighbors.iter().all(|other| {
+                p.neighbors
+                    .iter()
+                    .filter(|n| n.label == other.label)
+                    .count()
+                    <= votes
+            }));
+            assert_eq!(p.vote_share, votes as f32 / p.k_effective() as f32);
+        }
+    }
+}

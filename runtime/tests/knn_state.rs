@@ -87,6 +87,16 @@ fn corrupt_state_is_rejected() {
 }
 
 #[test]
+fn state_round_trips_through_postcard() {
+    // The state store's binary encoding.
+    let m = sample_knn();
+    let bytes = postcard::to_stdvec(&m.to_state()).unwrap();
+    let state: KnnState = postcard::from_bytes(&bytes).unwrap();
+    assert_eq!(Knn::from_state(state).unwrap(), m);
+    assert!(postcard::from_bytes::<KnnState>(&bytes[..bytes.len() / 2]).is_err());
+}
+
+#[test]
 fn unknown_fields_are_rejected() {
     let text = toml::to_string(&sample_knn().to_state()).unwrap();
     let extra = format!("surprise = 1\n{text}");
