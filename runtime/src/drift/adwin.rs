@@ -93,8 +93,12 @@ impl Adwin {
     }
 
     fn fresh(common: &CommonConfig, config: &AdwinConfig) -> AdwinState {
+        // Every row the window can need, allocated up front: no allocation per sample.
+        let needed = (33 - config.max_window.leading_zeros() as usize).min(MAX_ROWS);
         let mut rows = Vec::with_capacity(MAX_ROWS);
-        rows.push(Vec::with_capacity(config.max_buckets as usize + 1));
+        for _ in 0..needed.max(1) {
+            rows.push(Vec::with_capacity(config.max_buckets as usize + 1));
+        }
         AdwinState {
             life: LifecycleState::new(common, false),
             reference: ScalarState::new(),
@@ -171,17 +175,9 @@ impl Adwin {
     }
 
     fn drop_oldest(st: &mut AdwinState) {
-        while let Some(row) = st.rows.last_mut() {
-            if row.is_empty() {
-                if st.rows.len() == 1 {
-                    return;
-                }
-                st.rows.pop();
-                continue;
-            }
+        if let Some(row) = st.rows.iter_mut().rev().find(|r| !r.is_empty()) {
             let b = row.remove(0);
             Self::subtract(&mut st.window, b);
-            return;
         }
     }
 

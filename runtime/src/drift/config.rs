@@ -242,8 +242,8 @@ impl Default for PageHinkleyConfig {
         PageHinkleyConfig {
             enabled: true,
             delta: 0.5,
-            lambda: 15.0,
-            exit_lambda: 15.0,
+            lambda: 18.0,
+            exit_lambda: 18.0,
         }
     }
 }
@@ -261,7 +261,7 @@ impl PageHinkleyConfig {
         positive(
             &format!("{section}.lambda"),
             self.lambda,
-            "use a positive threshold in σ; 15 gives no false alarm in 10^6 stationary samples",
+            "use a positive threshold in σ; 18 (the default) gave no false alarm in 10^6 stationary samples",
         )?;
         positive(
             &format!("{section}.exit-lambda"),

@@ -1,0 +1,170 @@
+//! The detector set: every detector per sample, events returned per sample, no allocation in
+//! the steady state, and one persisted state for all of them.
+
+mod drift_support;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use drift_support::{CLASSES, DIM, Rng, Sample};
+use tinylcm::drift::{
+    Cusum, DetectorKind, DetectorSet, DriftConfig, EmbeddingReference, EmbeddingShift, PageHinkley,
+    Phase, ScalarReference,
+};
+
+struct Counting;
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    /// Count only on the measuring thread (tests run in parallel).
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Every signal drifts at once when `drifted`.
+fn sample(rng: &mut Rng, id: u64, drifted: bool) -> Sample {
+    let shift = if drifted { 1.0 } else { 0.0 };
+    let mut embedding = [0f32; DIM];
+    for e in &mut embedding {
+        *e = (shift + rng.normal()) as f32;
+    }
+    let p = if drifted {
+        [0.85, 0.05, 0.05, 0.05]
+    } else {
+        [0.25; CLASSES]
+    };
+    Sample {
+        id,
+        class: rng.categorical(&p),
+        confidence: (0.8 - 0.1 * shift + 0.05 * rng.normal()).clamp(0.0, 1.0) as f32,
+        distance: (10.0 + 2.0 * shift + rng.normal()) as f32,
+        embedding,
+    }
+}
+
+#[test]
+fn every_detector_fires_once_per_onset_and_steady_state_allocates_nothing() {
+    let mut set = DetectorSet::from_config(&DriftConfig::default()).unwrap();
+    assert_eq!(set.kinds().count(), 7);
+    let mut rng = Rng::new(5);
+    let mut id = 0;
+    let mut events = Vec::new();
+    // Reference and a first stretch of monitoring (buffers are allocated once here).
+    for _ in 0..1000 {
+        let s = sample(&mut rng, id, false);
+        id += 1;
+        events.extend_from_slice(set.update(&s.obs()));
+    }
+    assert!(events.is_empty(), "{events:?}");
+    let pre = (0..3000)
+        .map(|i| sample(&mut rng, i, i >= 500))
+        .collect::<Vec<_>>();
+    ALLOCATIONS.store(0, Ordering::Relaxed);
+    COUNTING.with(|c| c.set(true));
+    let mut fired = [0u32; 7];
+    for s in &pre {
+        for e in set.update(&s.obs()) {
+            let i = DetectorKind::ALL
+                .iter()
+                .position(|k| *k == e.detector)
+                .unwrap();
+            fired[i] += 1;
+        }
+    }
+    COUNTING.with(|c| c.set(false));
+    assert_eq!(
+        ALLOCATIONS.load(Ordering::Relaxed),
+        0,
+        "steady state allocates"
+    );
+    assert_eq!(fired, [1; 7], "each detector once: {fired:?}");
+    assert!(set.detectors().iter().all(|d| d.state() == Phase::Drift));
+}
+
+#[test]
+fn set_state_round_trips_and_mismatches_are_refused() {
+    let config = DriftConfig::default();
+    let mut a = DetectorSet::from_config(&config).unwrap();
+    let mut rng = Rng::new(9);
+    for i in 0..700 {
+        a.update(&sample(&mut rng, i, i > 600).obs());
+    }
+    let text = toml::to_string(&a.save()).unwrap();
+    let mut b = DetectorSet::from_config(&config).unwrap();
+    b.load(toml::from_str(&text).unwrap()).unwrap();
+    for i in 700..2000 {
+        let s = sample(&mut rng, i, i < 1200);
+        assert_eq!(a.update(&s.obs()), b.update(&s.obs()));
+    }
+    let mut fewer = config.clone();
+    fewer.adwin.enabled = false;
+    let mut c = DetectorSet::from_config(&fewer).unwrap();
+    assert!(c.load(a.save()).is_err());
+    let mut state = a.save();
+    state.version = 0;
+    assert!(b.load(state).is_err());
+}
+
+#[test]
+fn injected_references_start_monitoring_at_once() {
+    let c = DriftConfig::default();
+    let ph = PageHinkley::distance(c.common(), c.page_hinkley_distance.clone())
+        .with_reference(ScalarReference {
+            mean: 10.0,
+            std: 1.0,
+        })
+        .unwrap();
+    let cusum = Cusum::new(c.common(), c.cusum.clone())
+        .with_reference(ScalarReference {
+            mean: 0.8,
+            std: 0.05,
+        })
+        .unwrap();
+    let emb = EmbeddingShift::new(c.common(), c.embedding.clone())
+        .with_reference(EmbeddingReference {
+            mean: vec![0.0; DIM],
+            std: vec![1.0; DIM],
+            samples: 1000,
+        })
+        .unwrap();
+    assert!(
+        Cusum::new(c.common(), c.cusum.clone())
+            .with_reference(ScalarReference {
+                mean: f64::NAN,
+                std: 1.0
+            })
+            .is_err()
+    );
+    let mut set = DetectorSet::new(vec![Box::new(ph), Box::new(cusum), Box::new(emb)]);
+    assert!(
+        set.detectors()
+            .iter()
+            .all(|d| d.state() == Phase::Monitoring)
+    );
+    let mut rng = Rng::new(3);
+    let mut n = 0;
+    for i in 0..2000 {
+        n += set.update(&sample(&mut rng, i, i >= 1000).obs()).len();
+    }
+    assert_eq!(n, 3);
+    set.reset();
+    assert!(
+        set.detectors()
+            .iter()
+            .all(|d| d.state() == Phase::Monitoring)
+    );
+}
