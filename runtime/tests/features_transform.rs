@@ -355,3 +355,43 @@ fn fit_refuses_bad_requests() {
     ));
     assert!(fit_err(&data, 2, Some(2)).is_ok());
 }
+
+#[test]
+fn fit_from_a_folder_of_images() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    for i in 0..6u8 {
+        let px = image::Rgb([i * 40, 255 - i * 40, 100 + i % 2 * 50]);
+        let folder = if i % 2 == 0 {
+            dir.path().to_path_buf()
+        } else {
+            dir.path().join("sub")
+        };
+        image::RgbImage::from_pixel(4, 4, px)
+            .save(folder.join(format!("{i}.png")))
+            .unwrap();
+    }
+    let mean_rgb = |f: &tinylcm::frame::Frame| -> Result<Vec<f32>, String> {
+        let mut sum = [0.0f32; 3];
+        for px in f.data.chunks_exact(3) {
+            (0..3).for_each(|c| sum[c] += f32::from(px[c]));
+        }
+        Ok(sum.iter().map(|s| s / (f.data.len() / 3) as f32).collect())
+    };
+    let opts = FitOptions {
+        standardize: true,
+        components: Some(2),
+    };
+    let fitted = tinylcm::features::fit_from_folder(dir.path(), &opts, mean_rgb).unwrap();
+    assert_eq!(fitted.samples, 6);
+    assert_eq!(
+        (fitted.transform.input_dim(), fitted.transform.output_dim()),
+        (3, 2)
+    );
+    // Red and green move together (one axis), blue alternates (the other).
+    let ratio: f32 = fitted.explained_variance_ratio.iter().sum();
+    assert!(ratio > 0.999, "{ratio}");
+    let failing = |_: &tinylcm::frame::Frame| -> Result<Vec<f32>, String> { Err("boom".into()) };
+    let err = tinylcm::features::fit_from_folder(dir.path(), &opts, failing).unwrap_err();
+    assert!(err.to_string().contains("boom"), "{err}");
+}

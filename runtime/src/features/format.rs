@@ -41,7 +41,7 @@ const DIGEST: usize = 32;
 const FLAG_PCA: u32 = 1;
 
 impl FeatureTransform {
-    /// The transform in the portable format (see [`format`](super::format)).
+    /// The transform in the portable format (see [`format`](mod@super::format)).
     pub fn to_bytes(&self) -> Vec<u8> {
         let pca = self.pca_mean().is_some();
         let (n, m) = (self.input_dim(), self.output_dim());

@@ -21,18 +21,19 @@
 //!   original proof of concept silently passed the untransformed input on,
 //!   which changed the dimensionality downstream.
 //!
-//! A fitted transform is stored in a small portable file ([`format`]):
+//! A fitted transform is stored in a small portable file ([`format`](mod@format)):
 //! magic, version, dimensions, little-endian `f32` arrays and a SHA-256 over
 //! everything before it. Reading is bounded (dimensions capped, the expected
 //! size is checked against the file size before anything is allocated).
-//! [`fit`](fit::fit) computes a transform from a matrix of embeddings.
+//! [`fit`](fit::fit) computes a transform from a matrix of embeddings,
+//! [`fit_from_folder`] from the images of a folder.
 //!
 //! # Converting the original's `feature_processor.pkl`
 //!
 //! The original pickles a scikit-learn `StandardScaler` (`mean_`, `scale_`,
 //! float64) and a `PCA` (`mean_`, `components_`, `explained_variance_`,
 //! float32). A Rust program cannot read the pickle, so convert it once with
-//! Python and NumPy, writing our format directly (layout in [`format`]):
+//! Python and NumPy, writing our format directly (layout in [`format`](mod@format)):
 //!
 //! ```text
 //! import hashlib, pickle, struct, numpy as np
@@ -56,6 +57,7 @@
 
 mod error;
 pub mod fit;
+mod folder;
 pub mod format;
 pub mod l2;
 mod path;
@@ -63,6 +65,7 @@ mod transform;
 
 pub use error::FeatureError;
 pub use fit::{FitOptions, Fitted, fit};
+pub use folder::{MAX_FIT_VALUES, fit_from_folder};
 pub use l2::{NORM_FLOOR, l2_norm, l2_normalize};
 pub use path::FeaturePath;
 pub use transform::{FeatureTransform, PcaArrays};

@@ -117,6 +117,12 @@ impl Knn {
         knn.sample_labels = state.sample_labels.into_iter().map(LabelId).collect();
         knn.ids = state.sample_ids.into_iter().map(SampleId).collect();
         knn.timestamps = state.timestamps;
+        // Room for max_samples rows, as a new KNN has: adds never reallocate.
+        let room = knn.config.max_samples - n;
+        knn.norms.reserve_exact(room);
+        knn.sample_labels.reserve_exact(room);
+        knn.ids.reserve_exact(room);
+        knn.timestamps.reserve_exact(room);
         Ok(knn)
     }
 }
