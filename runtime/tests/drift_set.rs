@@ -168,3 +168,69 @@ fn injected_references_start_monitoring_at_once() {
             .all(|d| d.state() == Phase::Monitoring)
     );
 }
+
+#[test]
+fn set_state_round_trips_through_postcard_the_state_store_encoding() {
+    let config = DriftConfig::default();
+    let mut a = DetectorSet::from_config(&config).unwrap();
+    let mut rng = Rng::new(21);
+    for i in 0..800 {
+        a.update(&sample(&mut rng, i, i > 650).obs());
+    }
+    let bytes = postcard::to_stdvec(&a.save()).unwrap();
+    let mut b = DetectorSet::from_config(&config).unwrap();
+    b.load(postcard::from_bytes(&bytes).unwrap()).unwrap();
+    assert_eq!(a.save(), b.save());
+    for i in 800..2000 {
+        let s = sample(&mut rng, i, i < 1100);
+        assert_eq!(a.update(&s.obs()), b.update(&s.obs()));
+    }
+}
+
+/// Flipped bytes, truncations: decoding fails, loading refuses, or the loaded state runs;
+/// never a panic.
+#[test]
+fn garbled_state_bytes_never_panic() {
+    let config = DriftConfig::default();
+    let mut a = DetectorSet::from_config(&config).unwrap();
+    let mut rng = Rng::new(37);
+    for i in 0..500 {
+        a.update(&sample(&mut rng, i, i > 420).obs());
+    }
+    let bytes = postcard::to_stdvec(&a.save()).unwrap();
+    let rounds = if cfg!(target_arch = "x86_64") {
+        600
+    } else {
+        60
+    };
+    let (mut refused, mut loaded) = (0, 0);
+    for round in 0..rounds {
+        let mut garbled = bytes.clone();
+        if round % 10 == 0 {
+            garbled.truncate(rng.uniform() as usize * bytes.len());
+        }
+        for _ in 0..1 + round % 4 {
+            let i = (rng.next_u64() % garbled.len().max(1) as u64) as usize;
+            if let Some(b) = garbled.get_mut(i) {
+                *b ^= 1 << (rng.next_u64() % 8);
+            }
+        }
+        let Ok(state) = postcard::from_bytes(&garbled) else {
+            refused += 1;
+            continue;
+        };
+        let mut b = DetectorSet::from_config(&config).unwrap();
+        if b.load(state).is_err() {
+            refused += 1;
+            continue;
+        }
+        loaded += 1;
+        for i in 0..30 {
+            b.update(&sample(&mut rng, i, false).obs());
+        }
+    }
+    assert!(
+        refused > 0,
+        "some garbling must be caught ({loaded} loaded)"
+    );
+}

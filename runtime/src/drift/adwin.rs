@@ -222,7 +222,7 @@ impl Adwin {
                 return cut;
             }
             cut = true;
-            self.st.cuts += 1;
+            self.st.cuts = self.st.cuts.saturating_add(1);
             Self::drop_oldest(&mut self.st);
         }
     }
@@ -288,7 +288,8 @@ impl Detector for Adwin {
                 });
             }
             Transition::Accept => st.reference.accept_since_onset(),
-            Transition::Exit | Transition::Reenter | Transition::Resume | Transition::Stay => {}
+            Transition::Exit => st.reference.end_episode(),
+            Transition::Reenter | Transition::Resume | Transition::Stay => {}
         }
         None
     }
@@ -315,18 +316,19 @@ impl Detector for Adwin {
         if event.detector != KIND {
             return;
         }
+        let latest = self.st.life.onset_sample == Some(event.sample_id);
         let pending = self
             .st
             .life
             .false_alarm(event.sample_id, SETTLE_SAMPLES, &self.common);
         if !pending {
-            self.st.reference.accept_magnitude(event.magnitude);
+            self.st.reference.accept_event(latest, event.magnitude);
         }
     }
 
     fn confirmed(&mut self, event: &DriftEvent) {
         if event.detector == KIND {
-            self.st.life.confirmed += 1;
+            self.st.life.confirmed = self.st.life.confirmed.saturating_add(1);
         }
     }
 

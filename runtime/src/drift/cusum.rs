@@ -145,6 +145,7 @@ impl Detector for Cusum {
                 });
             }
             Transition::Exit => {
+                st.reference.end_episode();
                 st.up = OneSided::default();
                 st.down = OneSided::default();
             }
@@ -189,12 +190,13 @@ impl Detector for Cusum {
         if event.detector != KIND {
             return;
         }
+        let latest = self.st.life.onset_sample == Some(event.sample_id);
         let pending = self
             .st
             .life
             .false_alarm(event.sample_id, SETTLE_SAMPLES, &self.common);
         if !pending {
-            self.st.reference.accept_magnitude(event.magnitude);
+            self.st.reference.accept_event(latest, event.magnitude);
             self.st.up = OneSided::default();
             self.st.down = OneSided::default();
         }
@@ -202,7 +204,7 @@ impl Detector for Cusum {
 
     fn confirmed(&mut self, event: &DriftEvent) {
         if event.detector == KIND {
-            self.st.life.confirmed += 1;
+            self.st.life.confirmed = self.st.life.confirmed.saturating_add(1);
         }
     }
 

@@ -41,8 +41,10 @@ pub struct DistributionState {
     pub filled: u32,
     /// Per-class counts of `window`.
     pub counts: Vec<u32>,
-    /// Window histogram at the last onset.
+    /// Window histogram at the highest statistic since the last onset.
     pub onset: Vec<f64>,
+    /// That highest statistic.
+    pub peak: f64,
     /// Last statistic.
     pub stat: f64,
 }
@@ -93,6 +95,7 @@ impl DistributionShift {
             filled: 0,
             counts: Vec::new(),
             onset: Vec::new(),
+            peak: 0.0,
             stat: 0.0,
         }
     }
@@ -255,6 +258,7 @@ impl Detector for DistributionShift {
         let clear = full && stat < self.config.exit_threshold;
         match self.st.life.step(alarm, clear, obs.sample_id, &self.common) {
             Transition::Onset => {
+                self.st.peak = stat;
                 for i in 0..k {
                     self.st.onset[i] = self.window_prob(i);
                 }
@@ -268,7 +272,20 @@ impl Detector for DistributionShift {
                 });
             }
             Transition::Accept => self.accept(false),
-            Transition::Exit | Transition::Reenter => {}
+            Transition::Exit => {}
+            Transition::Reenter if stat > self.st.peak => {
+                self.st.peak = stat;
+                for i in 0..k {
+                    self.st.onset[i] = self.window_prob(i);
+                }
+            }
+            Transition::Reenter => {}
+            Transition::Stay if self.st.life.phase == Phase::Drift && stat > self.st.peak => {
+                self.st.peak = stat;
+                for i in 0..k {
+                    self.st.onset[i] = self.window_prob(i);
+                }
+            }
             Transition::Resume | Transition::Stay => {
                 let beta = self.common.reference_beta;
                 let due = self
@@ -322,7 +339,7 @@ impl Detector for DistributionShift {
 
     fn confirmed(&mut self, event: &DriftEvent) {
         if event.detector == KIND {
-            self.st.life.confirmed += 1;
+            self.st.life.confirmed = self.st.life.confirmed.saturating_add(1);
         }
     }
 
@@ -398,7 +415,7 @@ impl DistributionState {
                 .chain(&self.accepted)
                 .chain(&self.onset)
                 .copied()
-                .chain([self.stat]),
+                .chain([self.stat, self.peak]),
         )?;
         if self
             .reference

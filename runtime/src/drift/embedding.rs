@@ -51,8 +51,10 @@ pub struct EmbeddingState {
     pub hi: Vec<f64>,
     /// Running mean embedding.
     pub ewma: Vec<f64>,
-    /// Running mean at the last onset.
+    /// Running mean at the highest statistic since the last onset.
     pub onset: Vec<f64>,
+    /// That highest statistic.
+    pub peak: f64,
     /// Last statistic.
     pub stat: f64,
     /// Last RMS shift of the running mean from the reference mean, in σ.
@@ -91,6 +93,7 @@ impl EmbeddingShift {
             hi: Vec::new(),
             ewma: Vec::new(),
             onset: Vec::new(),
+            peak: 0.0,
             stat: 0.0,
             magnitude: 0.0,
         }
@@ -209,7 +212,7 @@ impl Detector for EmbeddingShift {
             Stage::Skip => return None,
             stage @ (Stage::Learn | Stage::LearnLast) => {
                 let st = &mut self.st;
-                st.n_ref += 1;
+                st.n_ref = st.n_ref.saturating_add(1);
                 let n = st.n_ref as f64;
                 for (i, &v) in x.iter().enumerate() {
                     let v = f64::from(v);
@@ -259,6 +262,7 @@ impl Detector for EmbeddingShift {
         match self.st.life.step(alarm, clear, obs.sample_id, &self.common) {
             Transition::Onset => {
                 let st = &mut self.st;
+                st.peak = stat;
                 st.onset.copy_from_slice(&st.ewma);
                 return Some(DriftEvent {
                     detector: KIND,
@@ -270,6 +274,13 @@ impl Detector for EmbeddingShift {
                 });
             }
             Transition::Accept => self.accept(false),
+            Transition::Reenter | Transition::Stay
+                if self.st.life.phase == Phase::Drift && stat > self.st.peak =>
+            {
+                let st = &mut self.st;
+                st.peak = stat;
+                st.onset.copy_from_slice(&st.ewma);
+            }
             Transition::Exit | Transition::Reenter | Transition::Resume | Transition::Stay => {}
         }
         None
@@ -309,7 +320,7 @@ impl Detector for EmbeddingShift {
 
     fn confirmed(&mut self, event: &DriftEvent) {
         if event.detector == KIND {
-            self.st.life.confirmed += 1;
+            self.st.life.confirmed = self.st.life.confirmed.saturating_add(1);
         }
     }
 
@@ -353,7 +364,7 @@ impl Detector for EmbeddingShift {
             vectors
                 .iter()
                 .flat_map(|v| v.iter().copied())
-                .chain([st.stat, st.magnitude]),
+                .chain([st.stat, st.magnitude, st.peak]),
         )?;
         if st
             .spread

@@ -148,7 +148,11 @@ impl Detector for EwmaMonitor {
                 st.reference.accept_since_onset();
                 st.run = 0;
             }
-            Transition::Exit | Transition::Reenter => st.run = 0,
+            Transition::Exit => {
+                st.reference.end_episode();
+                st.run = 0;
+            }
+            Transition::Reenter => st.run = 0,
             Transition::Resume | Transition::Stay => {
                 if st.life.phase == Phase::Monitoring {
                     st.reference.roll(x, &self.common);
@@ -181,19 +185,20 @@ impl Detector for EwmaMonitor {
         if event.detector != KIND {
             return;
         }
+        let latest = self.st.life.onset_sample == Some(event.sample_id);
         let pending = self
             .st
             .life
             .false_alarm(event.sample_id, SETTLE_SAMPLES, &self.common);
         if !pending {
-            self.st.reference.accept_magnitude(event.magnitude);
+            self.st.reference.accept_event(latest, event.magnitude);
             self.st.run = 0;
         }
     }
 
     fn confirmed(&mut self, event: &DriftEvent) {
         if event.detector == KIND {
-            self.st.life.confirmed += 1;
+            self.st.life.confirmed = self.st.life.confirmed.saturating_add(1);
         }
     }
 

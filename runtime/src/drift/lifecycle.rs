@@ -112,14 +112,14 @@ impl LifecycleState {
     pub(crate) fn stage(&mut self, common: &CommonConfig) -> Stage {
         match self.phase {
             Phase::WarmUp => {
-                self.in_phase += 1;
+                self.in_phase = self.in_phase.saturating_add(1);
                 if self.in_phase >= u64::from(common.warm_up) {
                     self.enter(Phase::Reference);
                 }
                 Stage::Skip
             }
             Phase::Reference => {
-                self.in_phase += 1;
+                self.in_phase = self.in_phase.saturating_add(1);
                 if self.in_phase >= u64::from(common.reference_samples) {
                     self.enter(Phase::Monitoring);
                     Stage::LearnLast
@@ -146,10 +146,10 @@ impl LifecycleState {
     ) -> Transition {
         match self.phase {
             Phase::Monitoring => {
-                self.in_phase += 1;
+                self.in_phase = self.in_phase.saturating_add(1);
                 if alarm {
                     self.enter(Phase::Drift);
-                    self.onsets += 1;
+                    self.onsets = self.onsets.saturating_add(1);
                     self.onset_sample = Some(sample_id);
                     Transition::Onset
                 } else {
@@ -157,7 +157,7 @@ impl LifecycleState {
                 }
             }
             Phase::Drift => {
-                self.in_phase += 1;
+                self.in_phase = self.in_phase.saturating_add(1);
                 if let Some(left) = self.pending_accept {
                     if left <= 1 || clear {
                         self.pending_accept = None;
@@ -179,7 +179,7 @@ impl LifecycleState {
                 }
             }
             Phase::Cooldown => {
-                self.in_phase += 1;
+                self.in_phase = self.in_phase.saturating_add(1);
                 if alarm {
                     self.enter(Phase::Drift);
                     Transition::Reenter
@@ -196,7 +196,7 @@ impl LifecycleState {
 
     /// The threshold factor after one more false alarm.
     pub(crate) fn raise(&mut self, common: &CommonConfig) {
-        self.false_alarms += 1;
+        self.false_alarms = self.false_alarms.saturating_add(1);
         self.threshold_factor =
             (self.threshold_factor * common.false_alarm_raise).min(common.max_threshold_factor);
     }

@@ -147,7 +147,10 @@ impl Detector for PageHinkley {
                     at,
                 });
             }
-            Transition::Exit => st.sum = OneSided::default(),
+            Transition::Exit => {
+                st.reference.end_episode();
+                st.sum = OneSided::default();
+            }
             Transition::Reenter => st.sum.r = 0.0,
             Transition::Accept => {
                 st.reference.accept_since_onset();
@@ -188,19 +191,20 @@ impl Detector for PageHinkley {
         if event.detector != self.kind {
             return;
         }
+        let latest = self.st.life.onset_sample == Some(event.sample_id);
         let pending = self
             .st
             .life
             .false_alarm(event.sample_id, SETTLE_SAMPLES, &self.common);
         if !pending {
-            self.st.reference.accept_magnitude(event.magnitude);
+            self.st.reference.accept_event(latest, event.magnitude);
             self.st.sum = OneSided::default();
         }
     }
 
     fn confirmed(&mut self, event: &DriftEvent) {
         if event.detector == self.kind {
-            self.st.life.confirmed += 1;
+            self.st.life.confirmed = self.st.life.confirmed.saturating_add(1);
         }
     }
 

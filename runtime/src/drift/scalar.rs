@@ -57,6 +57,8 @@ pub struct ScalarState {
     pub onset_n: u64,
     /// Mean since the last onset.
     pub onset_mean: f64,
+    /// Mean level of the last finished drift episode (onset to exit).
+    pub episode: Option<f64>,
 }
 
 fn floor_sigma(mean: f64, std: f64) -> f64 {
@@ -77,6 +79,7 @@ impl ScalarState {
             recent: 0.0,
             onset_n: 0,
             onset_mean: 0.0,
+            episode: None,
         }
     }
 
@@ -109,7 +112,7 @@ impl ScalarState {
     }
 
     fn acc(&mut self, x: f64) {
-        self.n += 1;
+        self.n = self.n.saturating_add(1);
         let d = x - self.acc_mean;
         self.acc_mean += d / self.n as f64;
         self.acc_m2 += d * (x - self.acc_mean);
@@ -133,7 +136,7 @@ impl ScalarState {
     /// Track the recent level and the mean since the onset.
     pub(crate) fn observe(&mut self, x: f64) {
         self.recent += RECENT_WEIGHT * (x - self.recent);
-        self.onset_n += 1;
+        self.onset_n = self.onset_n.saturating_add(1);
         self.onset_mean += (x - self.onset_mean) / self.onset_n as f64;
     }
 
@@ -141,6 +144,23 @@ impl ScalarState {
     pub(crate) fn onset(&mut self) {
         self.onset_n = 0;
         self.onset_mean = 0.0;
+        self.episode = None;
+    }
+
+    /// The drift episode ended: remember its level for a later false-alarm verdict.
+    pub(crate) fn end_episode(&mut self) {
+        if self.onset_n > 0 {
+            self.episode = Some(self.onset_mean);
+        }
+    }
+
+    /// A false alarm that arrived outside its drift: accept the finished episode's level when
+    /// the event is the last onset (`latest`), else the level recorded in the event.
+    pub(crate) fn accept_event(&mut self, latest: bool, magnitude: f64) {
+        match self.episode {
+            Some(level) if latest => self.accept_level(level),
+            _ => self.accept_magnitude(magnitude),
+        }
     }
 
     /// Rolling reference update (monitoring only): every `interval` samples,
@@ -221,6 +241,7 @@ impl ScalarState {
                 self.hi,
                 self.recent,
                 self.onset_mean,
+                self.episode.unwrap_or(0.0),
             ],
         )?;
         if self.sigma <= 0.0 || self.acc_m2 < 0.0 {
