@@ -17,5 +17,6 @@ pub mod knn;
 pub mod model;
 pub mod pipeline;
 pub mod preprocess;
+pub mod report;
 pub mod state;
 pub mod stats;

@@ -285,3 +285,33 @@ fn replay_of_an_empty_folder_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     assert_clean_failure(tinylcm().arg("replay").arg(dir.path()), "cannot open");
 }
+
+#[test]
+fn report_draws_the_scenario_as_png_and_svg() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report");
+    let (status, stdout, stderr) = run(tinylcm()
+        .args(["report", "--phase-frames", "10", "--out"])
+        .arg(&out));
+    assert!(status.status.success(), "{stdout}\n{stderr}");
+    let png = image::open(out.join("report.png")).unwrap();
+    assert!(png.width() >= 800 && png.height() >= 600);
+    let svg = std::fs::read_to_string(out.join("report.svg")).unwrap();
+    for phase in ["normal", "lighting", "unseen", "noise"] {
+        assert!(svg.contains(phase), "SVG lacks phase {phase}");
+    }
+}
+
+#[test]
+fn report_into_an_unwritable_place_is_a_clear_error() {
+    assert_clean_failure(
+        tinylcm().args([
+            "report",
+            "--phase-frames",
+            "2",
+            "--out",
+            "/proc/tinylcm-report",
+        ]),
+        "/proc/tinylcm-report",
+    );
+}

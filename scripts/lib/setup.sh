@@ -26,10 +26,11 @@ ensure_rust_targets() {
     done
 }
 
-# Build dependencies of the runtime on the host (bindgen for v4l needs libclang).
+# Build dependencies of the runtime on the host (bindgen for v4l needs libclang),
+# and the font `tinylcm report` draws its text with.
 ensure_runtime_build_deps() {
     require_cmds cargo rustup
-    ensure_apt libclang-dev clang pkg-config unzip python3-venv
+    ensure_apt libclang-dev clang pkg-config unzip python3-venv fonts-dejavu-core
 }
 
 # Major version of the installed qemu-aarch64-static, or 0.

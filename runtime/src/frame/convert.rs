@@ -132,7 +132,7 @@ pub fn rgb24_copy(src: &[u8], layout: Layout, dst: &mut [u8]) -> Result<(), Stri
 
 /// YUYV 4:2:2 (limited range BT.601) to packed RGB8. The width must be even.
 pub fn yuyv_to_rgb(src: &[u8], layout: Layout, dst: &mut [u8]) -> Result<(), String> {
-    if layout.width % 2 != 0 {
+    if !layout.width.is_multiple_of(2) {
         return Err(format!("YUYV width {} is odd", layout.width));
     }
     check(src, layout, 2, dst)?;

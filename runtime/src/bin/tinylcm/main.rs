@@ -8,6 +8,7 @@ mod config_cmd;
 mod demo;
 mod inspect;
 mod progress;
+mod report;
 mod run;
 mod summary;
 mod synth;
@@ -36,6 +37,8 @@ enum Command {
     InspectModel(inspect::Args),
     /// Measure per-stage latency and the pipeline's rate against bare inference.
     Bench(bench::Args),
+    /// Run the synthetic scenario and draw what happened as PNG and SVG.
+    Report(report::Args),
     /// Print the effective configuration (defaults, file and environment merged).
     Config(config_cmd::Args),
     /// Render labelled frames of the synthetic scene into class folders (training data, tests).
@@ -57,6 +60,7 @@ fn main() -> std::process::ExitCode {
         Command::Replay(args) => run::replay(args),
         Command::InspectModel(args) => inspect::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Report(args) => report::run(args),
         Command::Config(args) => config_cmd::run(args),
         Command::Synth(args) => synth::run(args),
     };
