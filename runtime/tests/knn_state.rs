@@ -185,6 +185,10 @@ fn initial_state_errors() {
         build_initial(mixed, &options(1, 10, 5)),
         Err(KnnError::Dimension { .. })
     ));
+    assert!(matches!(
+        build_initial(class("a", &[0.0, 1.0]), &options(1, 10, 0)),
+        Err(KnnError::Initial(_))
+    ));
     let mut three = class("a", &[0.0]);
     three.extend(class("b", &[0.0]));
     three.extend(class("c", &[0.0]));

@@ -17,6 +17,9 @@ use super::error::{FeatureError, check_finite};
 use super::transform::{FeatureTransform, PcaArrays, check_dims};
 use nalgebra::{DMatrix, SymmetricEigen};
 
+/// Largest matrix decomposed (`min(samples, dim)` rows): 128 MiB of f64.
+pub const MAX_EIGEN_SIZE: usize = 4096;
+
 /// What to fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FitOptions {
@@ -41,8 +44,8 @@ pub struct Fitted {
 
 /// Fit a transform to `data`: row-major samples of `dim` values each.
 ///
-/// Needs at least two samples, finite values, and `components` between 1 and
-/// `min(samples − 1, dim)`.
+/// Needs at least two samples, finite values, `min(samples, dim)` at most
+/// [`MAX_EIGEN_SIZE`], and `components` between 1 and `min(samples − 1, dim)`.
 pub fn fit(data: &[f32], dim: usize, options: &FitOptions) -> Result<Fitted, FeatureError> {
     check_dims(dim, 1)?;
     if !data.len().is_multiple_of(dim) {
@@ -57,6 +60,15 @@ pub fn fit(data: &[f32], dim: usize, options: &FitOptions) -> Result<Fitted, Fea
     if n < 2 {
         return Err(FeatureError::Fit {
             reason: format!("{n} sample(s); at least 2 are needed"),
+        });
+    }
+    if n.min(dim) > MAX_EIGEN_SIZE {
+        return Err(FeatureError::Fit {
+            reason: format!(
+                "{n} samples of {dim} values need a {}² eigen-decomposition; \
+                 the limit is {MAX_EIGEN_SIZE} (use fewer samples or dimensions)",
+                n.min(dim)
+            ),
         });
     }
     check_finite("fit data", data)?;

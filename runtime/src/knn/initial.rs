@@ -113,11 +113,13 @@ where
     let cap = options
         .per_class
         .min(options.config.max_samples / classes.len());
+    if options.per_class == 0 {
+        return Err(KnnError::Initial("per-class must be at least 1".into()));
+    }
     if cap == 0 {
         return Err(KnnError::Initial(format!(
-            "{} classes do not fit {} per class into max-samples {}",
+            "{} classes do not fit into max-samples {} (one sample each at least)",
             classes.len(),
-            options.per_class.max(1),
             options.config.max_samples
         )));
     }
