@@ -75,7 +75,10 @@
 //! (2 000 under emulation); `drift_measure.rs` (ignored) regenerates this table.
 //!
 //! [`DetectorSet`] runs every configured detector per sample and allocates nothing in the
-//! steady state.
+//! steady state (`drift_set.rs` counts allocations). Cost (`cargo bench -p tinylcm --bench
+//! drift -- --noplot`, build machine: 2 EPYC cores under load, release): all seven detectors
+//! ≈ 5 µs per sample with a 256-d embedding, most of it the embedding detector (1–6 µs); each
+//! scalar detector 15–60 ns, the class mix ≈ 130 ns (4 classes), ADWIN ≈ 80 ns.
 
 mod adwin;
 mod config;
