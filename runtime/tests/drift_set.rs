@@ -61,17 +61,15 @@ fn every_detector_fires_once_per_onset_and_steady_state_allocates_nothing() {
     let mut set = DetectorSet::from_config(&DriftConfig::default()).unwrap();
     assert_eq!(set.kinds().count(), 7);
     let mut rng = Rng::new(5);
-    let mut id = 0;
     let mut events = Vec::new();
     // Reference and a first stretch of monitoring (buffers are allocated once here).
-    for _ in 0..1000 {
+    for id in 0..1000 {
         let s = sample(&mut rng, id, false);
-        id += 1;
         events.extend_from_slice(set.update(&s.obs()));
     }
     assert!(events.is_empty(), "{events:?}");
-    let pre = (0..3000)
-        .map(|i| sample(&mut rng, i, i >= 500))
+    let pre = (1000..4000)
+        .map(|i| sample(&mut rng, i, i >= 1500))
         .collect::<Vec<_>>();
     ALLOCATIONS.store(0, Ordering::Relaxed);
     COUNTING.with(|c| c.set(true));
