@@ -395,6 +395,16 @@ fn warm_up_samples_are_ignored_and_rolling_reference_follows_slow_change() {
         events
     };
     assert_eq!(ramp(d.as_mut(), &mut s), 0);
+    // A step of +3 σ on top: one event, and the rolling update is paused in drift, so the
+    // reference does not follow the drift away.
+    let mut events = 0;
+    for _ in 0..3000 {
+        let mut x = s.sample(false);
+        x.distance += 7.0;
+        events += usize::from(d.update(&x.obs()).is_some());
+    }
+    assert_eq!(events, 1);
+    assert_eq!(d.state(), Phase::Drift);
     let mut fixed = detector(DetectorKind::PageHinkleyDistance);
     let mut s = Stream::new(DetectorKind::PageHinkleyDistance, 47);
     feed(fixed.as_mut(), &mut s, false, reference_len());

@@ -39,6 +39,8 @@
 //!   mean (and variance) of the last `reference-interval` monitoring samples: β is the weight of
 //!   the *new* data. β = 0 (the default) keeps the reference fixed. Updates are paused in drift
 //!   and cooldown. (The original used both conventions; β = 0.05 there meant "replace 95 %".)
+//!   Page-Hinkley, EWMA, CUSUM and the class mix roll; the embedding reference and ADWIN's
+//!   reference level change only through feedback (ADWIN's window adapts by itself).
 //! * **Feedback.** [`Detector::false_alarm`] widens the accepted reference to include the
 //!   condition of the event (an acceptance band for scalars and embeddings, an extra accepted
 //!   histogram for the class mix) and multiplies the threshold by `false-alarm-raise`, at most
