@@ -10,10 +10,10 @@
 //! event; and every acknowledged batch is there.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tinylcm::state::{Batch, DurabilityPolicy, PRUNED_EVENTS_COUNTER, Store};
@@ -31,6 +31,8 @@ const KILLS: u32 = if cfg!(target_arch = "x86_64") {
 } else {
     24
 };
+/// Delays are stretched under qemu, where the writer runs about ten times slower.
+const STRETCH: u64 = if cfg!(target_arch = "x86_64") { 1 } else { 10 };
 
 fn events_in(batch: u64) -> u64 {
     1 + batch % 3
@@ -74,6 +76,8 @@ fn crash_writer_child() {
         .get_state::<u64>(STATE)
         .expect("writer: read")
         .unwrap_or(0);
+    // libtest has printed "test crash_writer_child ... " without a newline before this.
+    println!("READY {start}");
     let mut b = start;
     loop {
         b += 1;
@@ -108,9 +112,19 @@ impl Rng {
     }
 }
 
-/// The test binary itself, behind `TINYLCM_TEST_RUNNER` (qemu) when set.
-fn this_binary() -> Command {
+/// A private link (or copy) of the test binary in `dir`: a `cargo build` running alongside
+/// (in a shared target directory) may replace the original while the test runs.
+fn pin_binary(dir: &Path) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
+    let pinned = dir.join("state-crash-writer");
+    if std::fs::hard_link(&exe, &pinned).is_err() {
+        std::fs::copy(&exe, &pinned).expect("copy the test binary");
+    }
+    pinned
+}
+
+/// `exe`, behind `TINYLCM_TEST_RUNNER` (qemu) when set.
+fn command(exe: &Path) -> Command {
     let runner = std::env::var("TINYLCM_TEST_RUNNER").unwrap_or_default();
     let mut words = runner.split_whitespace();
     match words.next() {
@@ -168,8 +182,11 @@ fn check(db: &Path, acked: u64, before: u64, kill: u32) -> u64 {
 
 #[test]
 fn kill_at_random_points_leaves_a_consistent_database() {
-    let dir = tempfile::tempdir().unwrap();
+    // Beside the build output, so the test binary can be hard-linked rather than copied.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let db = dir.path().join("state.redb");
+    let exe = pin_binary(dir.path());
+    let stderr_path = dir.path().join("writer.stderr");
     let seed = std::env::var("TINYLCM_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -179,7 +196,8 @@ fn kill_at_random_points_leaves_a_consistent_database() {
     let (mut last, mut acked_total, mut unacked_survived) = (0u64, 0u64, 0u64);
     for kill in 0..KILLS {
         let policy = format!("{},{}", 1 + rng.below(20), 1 + rng.below(48));
-        let mut child = this_binary()
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let mut child = command(&exe)
             .args([
                 "--exact",
                 "crash_writer_child",
@@ -189,27 +207,43 @@ fn kill_at_random_points_leaves_a_consistent_database() {
             .env(ROLE_DB, &db)
             .env(ROLE_POLICY, &policy)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start the writer");
         let acked = Arc::new(AtomicU64::new(0));
+        let ready = Arc::new(AtomicBool::new(false));
         let out = child.stdout.take().unwrap();
-        let seen = Arc::clone(&acked);
+        let (seen, opened) = (Arc::clone(&acked), Arc::clone(&ready));
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 if let Some(b) = line.strip_prefix("ACK ").and_then(|b| b.parse().ok()) {
                     seen.fetch_max(b, Ordering::SeqCst);
+                } else if line.contains("READY ") {
+                    opened.store(true, Ordering::SeqCst);
                 }
             }
         });
-        // Mostly short delays (kills during open, repair and the first commits), some long
-        // ones so the writer gets deep into its sequence.
+        // One kill in four counts from the start (it lands in process start, open and
+        // repair); the others count from the moment the store is open (so they land in
+        // writes and commits whatever the start-up costs, e.g. under qemu). Some delays are
+        // long so the writer gets deep into its sequence.
+        if rng.below(4) != 0 {
+            let waiting = Instant::now();
+            while !ready.load(Ordering::SeqCst) {
+                let exited = child.try_wait().expect("writer status");
+                if exited.is_some() || waiting.elapsed() > Duration::from_secs(60) {
+                    let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                    panic!("kill {kill}: the writer never opened the store ({exited:?}):\n{log}");
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
         let delay = if rng.below(8) == 0 {
             20 + rng.below(60)
         } else {
             rng.below(25)
         };
-        std::thread::sleep(Duration::from_millis(delay));
+        std::thread::sleep(Duration::from_millis(delay * STRETCH));
         child.kill().expect("SIGKILL the writer");
         child.wait().expect("reap the writer");
         reader.join().unwrap();
