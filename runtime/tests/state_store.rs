@@ -148,6 +148,34 @@ fn loss_window_is_the_commit_interval() {
     );
 }
 
+/// The loss window at the default policy (2 s), measured: `cargo test -p tinylcm --test
+/// state_store -- --ignored --nocapture`. Ignored in the normal run because it takes 10 s.
+#[test]
+#[ignore]
+fn loss_window_at_the_default_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s.redb"), DurabilityPolicy::default()).unwrap();
+    let started = Instant::now();
+    let mut n = 0u32;
+    while started.elapsed() < Duration::from_secs(10) {
+        let mut b = Batch::new();
+        b.append_event(&n).unwrap().increment("n", 1);
+        store.submit(b).unwrap();
+        n += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let s = store.stats();
+    eprintln!(
+        "default policy, one batch every 20 ms for 10 s: {} commits, {} batches; longest \
+         wait from queueing to durable {} ms; commits took {} µs at most",
+        s.commits,
+        s.batches,
+        s.max_wait_us / 1000,
+        s.max_commit_us
+    );
+    assert!(s.max_wait_us < 2_000_000 + 1_000_000);
+}
+
 #[test]
 fn try_submit_reports_back_pressure_and_hands_the_batch_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -224,6 +252,7 @@ fn one_store_per_file() {
     let path = dir.path().join("s.redb");
     let _store = Store::open(&path, manual()).unwrap();
     let err = Store::open(&path, manual()).unwrap_err();
+    assert!(matches!(err, StateError::Locked { .. }), "{err}");
     assert!(err.to_string().contains("s.redb"), "{err}");
 }
 

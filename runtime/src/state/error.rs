@@ -21,6 +21,15 @@ pub enum StateError {
         #[source]
         source: Box<redb::Error>,
     },
+    /// Another process (or another `Store` in this one) has the database open.
+    #[error(
+        "state database {path} is open in another process: only one may use it at a time; stop \
+         the other tinylcm (e.g. `systemctl stop tinylcm`), or inspect a copy of the file"
+    )]
+    Locked {
+        /// The database file.
+        path: PathBuf,
+    },
     /// The database was written by a newer runtime than this one.
     #[error(
         "state database {path} has schema version {found}, newer than the {supported} this runtime \

@@ -131,7 +131,10 @@ impl Store {
             std::fs::create_dir_all(parent)
                 .map_err(|e| StateError::io("creating the state directory", parent, e))?;
         }
-        let db = Database::create(&path).map_err(|e| StateError::db(&path, "opening", e))?;
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StateError::Locked { path: path.clone() },
+            e => StateError::db(&path, "opening", e),
+        })?;
         schema::migrate(&db, &path, SCHEMA_VERSION, schema::MIGRATIONS)?;
         let next_event = schema::next_event_seq(&db, &path)?;
         let db = Arc::new(db);

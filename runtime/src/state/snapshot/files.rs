@@ -75,7 +75,11 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> 
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
+    // Unique per writer, so two concurrent writers never share a temporary.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = dir.join(format!(".{name}.{}-{nanos}.tmp", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = OpenOptions::new()
             .write(true)
