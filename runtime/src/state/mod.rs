@@ -26,8 +26,11 @@
 //! [`Store::flush`], with `Durability::Immediate` (fsync before the commit returns).
 //!
 //! * **Loss window**: on a power cut, the batches queued in the last `commit_interval`
-//!   (plus the time one commit takes, a few milliseconds) may be lost. Everything acknowledged
-//!   by a completed [`Store::flush`] is on disk.
+//!   (plus the time one commit takes) may be lost. Everything acknowledged by a completed
+//!   [`Store::flush`] is on disk. Measured on the development machine (x86_64, ext4) at the
+//!   default policy: longest wait from queueing to durable 2.03 s, commits of 25 ms at most
+//!   (`loss_window_at_the_default_policy` in `tests/state_store.rs`, run with `--ignored`);
+//!   [`Store::stats`] reports the same figures on a device.
 //! * **Atomic batches**: a batch is never split across commits: after any crash each batch is
 //!   wholly present or wholly absent, and batches are present in submission order (a gap-free
 //!   prefix). Counters incremented in the same batch as the events they count stay equal.
@@ -64,6 +67,7 @@ pub use batch::{Batch, Receipt};
 pub use codec::MAX_VALUE_BYTES;
 pub use error::{StateError, TrySubmitError};
 pub use policy::DurabilityPolicy;
+pub use read::MAX_EVENTS_PER_READ;
 pub use schema::SCHEMA_VERSION;
 pub use snapshot::{MAX_SNAPSHOT_BYTES, SNAPSHOT_FORMAT, SnapshotInfo, Snapshots};
 pub use writer::{PRUNED_EVENTS_COUNTER, RESTORES_COUNTER};
