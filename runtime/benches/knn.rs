@@ -74,5 +74,11 @@ fn transform(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, search, transform);
+criterion_group! {
+    name = benches;
+    // No plots: with plotters' font features unified into the build (the
+    // report module), criterion's plot backend fails without system fonts.
+    config = Criterion::default().without_plots();
+    targets = search, transform
+}
 criterion_main!(benches);
