@@ -4,14 +4,16 @@
 
 mod drift_support;
 
-use drift_support::{Stream, detector, feed, reference_len};
+use drift_support::{Rng, Stream, detector, feed, reference_len, skewed_sample};
 use tinylcm::drift::DetectorKind;
 
 #[test]
 #[ignore = "long measurement; prints the table of drift/mod.rs"]
 fn measure_delay_and_false_alarms() {
-    println!("| detector | change | delay mean | delay max | false alarms / samples |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| detector | change | delay mean | delay max | false alarms / samples | skewed input |"
+    );
+    println!("|---|---|---|---|---|---|");
     for kind in DetectorKind::ALL {
         let seeds = 20u64;
         let mut delays = Vec::new();
@@ -31,6 +33,14 @@ fn measure_delay_and_false_alarms() {
             feed(d.as_mut(), &mut s, false, reference_len());
             alarms += feed(d.as_mut(), &mut s, false, n).len();
         }
+        let mut skewed = 0;
+        for seed in 2000..2000 + seeds {
+            let mut d = detector(kind);
+            let mut rng = Rng::new(seed);
+            for i in 0..(reference_len() + n) as u64 {
+                skewed += usize::from(d.update(&skewed_sample(&mut rng, i).obs()).is_some());
+            }
+        }
         let change = match kind {
             DetectorKind::PageHinkleyDistance => "distance +2σ",
             DetectorKind::Distribution => "mix 25/25/25/25 → 85/5/5/5",
@@ -39,8 +49,9 @@ fn measure_delay_and_false_alarms() {
         };
         let mean = delays.iter().sum::<u64>() as f64 / delays.len() as f64;
         println!(
-            "| `{kind}` | {change} | {mean:.0} | {} | {alarms} / {} |",
+            "| `{kind}` | {change} | {mean:.0} | {} | {alarms} / {} | {skewed} / {} |",
             delays.iter().max().unwrap(),
+            n as u64 * seeds,
             n as u64 * seeds
         );
     }

@@ -242,7 +242,7 @@ impl Default for PageHinkleyConfig {
         PageHinkleyConfig {
             enabled: true,
             delta: 0.5,
-            lambda: 18.0,
+            lambda: 24.0,
             exit_lambda: 18.0,
         }
     }
@@ -261,7 +261,7 @@ impl PageHinkleyConfig {
         positive(
             &format!("{section}.lambda"),
             self.lambda,
-            "use a positive threshold in σ; 18 (the default) gave no false alarm in 10^6 stationary samples",
+            "use a positive threshold in σ; 24 (the default) gave no false alarm in 10^6 stationary samples",
         )?;
         positive(
             &format!("{section}.exit-lambda"),
@@ -294,7 +294,7 @@ impl Default for EwmaConfig {
         EwmaConfig {
             enabled: true,
             lambda: 0.05,
-            limit: 5.0,
+            limit: 6.0,
             exit_limit: 2.0,
             persistence: 3,
             direction: Direction::Decrease,
@@ -312,7 +312,7 @@ impl EwmaConfig {
             1.0,
             "use a smoothing weight in 0.0001..=1, e.g. 0.05",
         )?;
-        positive("drift.ewma-confidence.limit", self.limit, "use e.g. 5")?;
+        positive("drift.ewma-confidence.limit", self.limit, "use e.g. 6")?;
         positive(
             "drift.ewma-confidence.exit-limit",
             self.exit_limit,
@@ -322,7 +322,7 @@ impl EwmaConfig {
             return Err(ConfigError::new(
                 "drift.ewma-confidence.exit-limit",
                 "must be below `limit` (hysteresis)",
-                "use e.g. 2 with limit 5",
+                "use e.g. 2 with limit 6",
             ));
         }
         range_u32(
@@ -360,8 +360,8 @@ impl Default for CusumConfig {
             signal: Signal::Confidence,
             direction: Direction::Both,
             k: 0.5,
-            h: 16.0,
-            exit_h: 16.0,
+            h: 24.0,
+            exit_h: 18.0,
         }
     }
 }
@@ -379,7 +379,7 @@ impl CusumConfig {
         positive(
             "drift.cusum.h",
             self.h,
-            "use a positive threshold in σ, e.g. 16",
+            "use a positive threshold in σ, e.g. 24",
         )?;
         positive(
             "drift.cusum.exit-h",

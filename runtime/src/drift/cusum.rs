@@ -118,6 +118,7 @@ impl Detector for Cusum {
             Stage::Active => {}
         }
         st.reference.observe(x);
+        let x = st.reference.winsorise(x);
         let k = self.config.k;
         st.up.step(st.reference.z_up(x), k);
         st.down.step(st.reference.z_down(x), k);

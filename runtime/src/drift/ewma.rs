@@ -119,6 +119,7 @@ impl Detector for EwmaMonitor {
             Stage::Active => {}
         }
         self.st.reference.observe(x);
+        let x = self.st.reference.winsorise(x);
         self.st.ewma += self.config.lambda * (x - self.st.ewma);
         let stat = self.deviation();
         self.st.stat = stat;

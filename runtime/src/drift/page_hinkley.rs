@@ -125,6 +125,7 @@ impl Detector for PageHinkley {
             Stage::Active => {}
         }
         st.reference.observe(x);
+        let x = st.reference.winsorise(x);
         let z = if self.increase {
             st.reference.z_up(x)
         } else {

@@ -9,6 +9,10 @@ use super::error::{DriftError, check_finite, invalid};
 
 /// Largest standardised value fed to a sum: one absurd sample cannot overflow anything.
 const Z_CAP: f64 = 1e6;
+/// Standardised samples are winsorised at ±this many σ before they enter a sum or an
+/// EWMA: real confidences and distances are skewed with long tails, and a few tail samples
+/// must not add up to an alarm. A shift of the mean still moves every sample.
+pub(crate) const WINSOR: f64 = 3.0;
 /// Sums saturate here (a drift lasting forever stays finite).
 const SUM_CAP: f64 = 1e12;
 /// Weight of the newest sample in the recent level used for magnitudes.
@@ -196,6 +200,11 @@ impl ScalarState {
     /// How far below the accepted band `x` is, in σ.
     pub(crate) fn z_down(&self, x: f64) -> f64 {
         ((self.lo - x) / self.sigma).clamp(-Z_CAP, Z_CAP)
+    }
+
+    /// `x` winsorised to the accepted band ± [`WINSOR`] σ.
+    pub(crate) fn winsorise(&self, x: f64) -> f64 {
+        x.clamp(self.lo - WINSOR * self.sigma, self.hi + WINSOR * self.sigma)
     }
 
     /// Signed shift of the recent level from the reference mean, in σ.

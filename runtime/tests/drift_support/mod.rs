@@ -181,3 +181,22 @@ pub fn stationary_len() -> usize {
         2_000
     }
 }
+
+/// A skewed, non-Gaussian stationary sample (what real confidences and distances look
+/// like): confidence `1 − |N(0, 0.1)|` (mass near 1, a long lower tail), log-normal distance
+/// and embedding components, an uneven class mix.
+pub fn skewed_sample(rng: &mut Rng, id: u64) -> Sample {
+    let confidence = (1.0 - (0.1 * rng.normal()).abs()).clamp(0.0, 1.0) as f32;
+    let distance = (2.0 + 0.5 * rng.normal()).exp() as f32;
+    let mut embedding = [0f32; DIM];
+    for e in &mut embedding {
+        *e = (0.5 * rng.normal()).exp() as f32;
+    }
+    Sample {
+        id,
+        class: rng.categorical(&[0.7, 0.2, 0.05, 0.05]),
+        confidence,
+        distance,
+        embedding,
+    }
+}
