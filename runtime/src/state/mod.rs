@@ -47,6 +47,7 @@
 
 mod batch;
 mod codec;
+mod config;
 mod error;
 mod policy;
 mod read;
@@ -65,6 +66,7 @@ use redb::Database;
 
 pub use batch::{Batch, Receipt};
 pub use codec::MAX_VALUE_BYTES;
+pub use config::StateConfig;
 pub use error::{StateError, TrySubmitError};
 pub use policy::DurabilityPolicy;
 pub use read::MAX_EVENTS_PER_READ;
