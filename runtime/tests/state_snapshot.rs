@@ -175,3 +175,21 @@ fn symlinked_and_oversized_snapshot_files_are_refused() {
     let err = snaps.restore(&store, "000101-big").unwrap_err();
     assert!(err.to_string().contains("more than"), "{err}");
 }
+
+/// What a crash in the middle of `create` leaves (a temporary file) is never listed and is
+/// cleaned up by the next `create`.
+#[test]
+fn leftovers_of_an_interrupted_create_are_ignored_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let snaps = Snapshots::new(dir.path().join("snapshots"), 5).unwrap();
+    std::fs::create_dir_all(snaps.dir()).unwrap();
+    let leftover = snaps.dir().join(".000001-20261126T000000Z.snap.77-1.tmp");
+    std::fs::write(&leftover, b"half a snapshot").unwrap();
+    std::fs::write(snaps.dir().join("notes.txt"), b"not a snapshot").unwrap();
+    assert!(snaps.list().unwrap().is_empty());
+    let taken = snaps.create(&store).unwrap();
+    assert!(taken.id.starts_with("000001-"), "{}", taken.id);
+    assert!(!leftover.exists());
+    assert_eq!(snaps.list().unwrap().len(), 1);
+}
