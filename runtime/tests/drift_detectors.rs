@@ -143,7 +143,13 @@ fn through_toml(state: &DetectorState) -> DetectorState {
 #[test]
 fn state_round_trips_mid_stream_and_continues_identically() {
     for kind in DetectorKind::ALL {
-        for (normal, drifted) in [(200, 0), (600, 0), (600, 150)] {
+        // Mid-reference, monitoring, in drift (only the last under emulation).
+        let points: &[(usize, usize)] = if cfg!(target_arch = "x86_64") {
+            &[(200, 0), (600, 0), (600, 150)]
+        } else {
+            &[(600, 150)]
+        };
+        for &(normal, drifted) in points {
             let mut a = detector(kind);
             let mut s = Stream::new(kind, 17);
             feed(a.as_mut(), &mut s, false, normal);
