@@ -101,7 +101,7 @@ mod page_hinkley;
 mod scalar;
 mod set;
 
-pub use adwin::{Adwin, AdwinState};
+pub use adwin::{Adwin, AdwinState, Bucket};
 pub use config::{
     AdwinConfig, CommonConfig, CusumConfig, Direction, DistributionConfig, DriftConfig,
     EmbeddingConfig, EwmaConfig, PageHinkleyConfig, Signal,
@@ -113,7 +113,7 @@ pub use error::DriftError;
 pub use ewma::{EwmaMonitor, EwmaState};
 pub use lifecycle::LifecycleState;
 pub use page_hinkley::{PageHinkley, PageHinkleyState};
-pub use scalar::{ScalarReference, ScalarState};
+pub use scalar::{OneSided, ScalarReference, ScalarState};
 pub use set::{DetectorSet, DetectorSetState, DetectorState};
 
 use serde::{Deserialize, Serialize};
