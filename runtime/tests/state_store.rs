@@ -335,3 +335,50 @@ mod schema {
         assert!(err.to_string().contains("junk.redb"), "{err}");
     }
 }
+
+/// Several threads share one store; event numbers stay gap-free and in queue order, and
+/// every batch's counter increment lands with its events.
+#[test]
+fn threads_share_one_store() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Store>();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = DurabilityPolicy {
+        commit_interval: Duration::from_millis(5),
+        max_batch: 16,
+        queue_capacity: 8,
+        ..Default::default()
+    };
+    let store = std::sync::Arc::new(Store::open(dir.path().join("s.redb"), policy).unwrap());
+    let workers: Vec<_> = (0..4u32)
+        .map(|t| {
+            let store = std::sync::Arc::clone(&store);
+            std::thread::spawn(move || {
+                for i in 0..100u32 {
+                    let mut b = Batch::new();
+                    b.append_event(&(t, i)).unwrap();
+                    b.append_event(&(t, i)).unwrap();
+                    b.increment("events", 2);
+                    let r = store.submit(b).unwrap();
+                    assert_eq!(r.events, 2);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    store.flush().unwrap();
+    let events = store.events_after::<(u32, u32)>(0, usize::MAX).unwrap();
+    assert_eq!(events.len(), 800);
+    assert_eq!(store.counter("events").unwrap(), 800);
+    for (k, pair) in events.chunks(2).enumerate() {
+        assert_eq!(
+            pair[0].0,
+            2 * k as u64 + 1,
+            "gap before event {}",
+            pair[0].0
+        );
+        assert_eq!(pair[0].1, pair[1].1, "a batch was interleaved with another");
+    }
+}
