@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 use support::tinylcm;
 use tinylcm::model::sha256_hex;
 
+#[path = "support/cli.rs"]
 mod support;
 
 fn run(cmd: &mut Command) -> (Output, String, String) {

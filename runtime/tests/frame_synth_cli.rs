@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+#[path = "support/cli.rs"]
 mod support;
 
 /// `tinylcm synth ...`; `TINYLCM_TEST_RUNNER` (e.g. qemu for cross-built test

@@ -2,49 +2,16 @@
 //! KNN updates at capacity allocate nothing, counted with a tracking
 //! allocator.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use tinylcm::features::{FeaturePath, FeatureTransform, PcaArrays};
 use tinylcm::knn::{Eviction, Knn, KnnConfig, Metric, Prediction, Vote};
 
-struct Counting;
+#[path = "support/alloc.rs"]
+mod alloc_support;
 
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-thread_local! {
-    static TRACK: Cell<bool> = const { Cell::new(false) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if TRACK.with(Cell::get) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if TRACK.with(Cell::get) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use alloc_support::allocations;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Allocations made by `f` on this thread.
-fn allocations(f: impl FnOnce()) -> usize {
-    let before = ALLOCS.load(Ordering::Relaxed);
-    TRACK.with(|t| t.set(true));
-    f();
-    TRACK.with(|t| t.set(false));
-    ALLOCS.load(Ordering::Relaxed) - before
-}
+static GLOBAL: alloc_support::Counting = alloc_support::Counting;
 
 fn wave(seed: usize, n: usize) -> Vec<f32> {
     (0..n)

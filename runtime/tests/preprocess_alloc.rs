@@ -5,53 +5,17 @@
 //! (one small vector per output row and column); that cost depends only on the
 //! input tensor size and is bounded here so that any allocation of ours shows.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use tinylcm::engine::{ElementType, Quantization, TensorInfo};
 use tinylcm::frame::{Frame, FrameSource, SyntheticConfig, SyntheticSource};
 use tinylcm::preprocess::{PreprocessConfig, Preprocessor, ResizeMode, TensorLayout};
 
-struct Counting;
+#[path = "support/alloc.rs"]
+mod alloc_support;
 
-// Both the switch and the count are per thread: the tests of this file run in
-// parallel, and a shared counter would add one test's allocations to another's.
-thread_local! {
-    static TRACK: Cell<bool> = const { Cell::new(false) };
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn count_one() {
-    if TRACK.with(Cell::get) {
-        ALLOCS.with(|n| n.set(n.get() + 1));
-    }
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_one();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use alloc_support::allocations;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Allocations made by `f` on this thread.
-fn allocations(f: impl FnOnce()) -> usize {
-    let before = ALLOCS.with(Cell::get);
-    TRACK.with(|t| t.set(true));
-    f();
-    TRACK.with(|t| t.set(false));
-    ALLOCS.with(Cell::get) - before
-}
+static GLOBAL: alloc_support::Counting = alloc_support::Counting;
 
 #[test]
 fn preprocessing_without_resize_allocates_nothing() {
