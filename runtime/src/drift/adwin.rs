@@ -19,7 +19,7 @@ use super::error::{DriftError, check_finite, invalid};
 use super::lifecycle::{LifecycleState, SETTLE_SAMPLES, Stage, Transition};
 use super::scalar::{ScalarReference, ScalarState};
 use super::set::DetectorState;
-use super::{Detector, DetectorKind, DriftEvent, Observation, Phase};
+use super::{Detector, DetectorKind, DriftEvent, Observation};
 
 const KIND: DetectorKind = DetectorKind::Adwin;
 /// Most rows of the histogram (2^40 samples; `max-window` bounds it far earlier).
@@ -294,8 +294,12 @@ impl Detector for Adwin {
         None
     }
 
-    fn state(&self) -> Phase {
-        self.st.life.phase
+    fn lifecycle(&self) -> &LifecycleState {
+        &self.st.life
+    }
+
+    fn lifecycle_mut(&mut self) -> &mut LifecycleState {
+        &mut self.st.life
     }
 
     fn statistic(&self) -> (f64, f64) {
@@ -324,16 +328,6 @@ impl Detector for Adwin {
         if !pending {
             self.st.reference.accept_event(latest, event.magnitude);
         }
-    }
-
-    fn confirmed(&mut self, event: &DriftEvent) {
-        if event.detector == KIND {
-            self.st.life.confirmed = self.st.life.confirmed.saturating_add(1);
-        }
-    }
-
-    fn ignored(&self) -> u64 {
-        self.st.life.ignored
     }
 
     fn save(&self) -> DetectorState {

@@ -169,8 +169,12 @@ impl Detector for Cusum {
         None
     }
 
-    fn state(&self) -> Phase {
-        self.st.life.phase
+    fn lifecycle(&self) -> &LifecycleState {
+        &self.st.life
+    }
+
+    fn lifecycle_mut(&mut self) -> &mut LifecycleState {
+        &mut self.st.life
     }
 
     fn statistic(&self) -> (f64, f64) {
@@ -201,16 +205,6 @@ impl Detector for Cusum {
             self.st.up = OneSided::default();
             self.st.down = OneSided::default();
         }
-    }
-
-    fn confirmed(&mut self, event: &DriftEvent) {
-        if event.detector == KIND {
-            self.st.life.confirmed = self.st.life.confirmed.saturating_add(1);
-        }
-    }
-
-    fn ignored(&self) -> u64 {
-        self.st.life.ignored
     }
 
     fn save(&self) -> DetectorState {

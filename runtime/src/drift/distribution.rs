@@ -305,8 +305,12 @@ impl Detector for DistributionShift {
         None
     }
 
-    fn state(&self) -> Phase {
-        self.st.life.phase
+    fn lifecycle(&self) -> &LifecycleState {
+        &self.st.life
+    }
+
+    fn lifecycle_mut(&mut self) -> &mut LifecycleState {
+        &mut self.st.life
     }
 
     fn statistic(&self) -> (f64, f64) {
@@ -335,16 +339,6 @@ impl Detector for DistributionShift {
         if !pending && self.st.onset_sample_matches(event.sample_id) {
             self.accept(true);
         }
-    }
-
-    fn confirmed(&mut self, event: &DriftEvent) {
-        if event.detector == KIND {
-            self.st.life.confirmed = self.st.life.confirmed.saturating_add(1);
-        }
-    }
-
-    fn ignored(&self) -> u64 {
-        self.st.life.ignored
     }
 
     fn save(&self) -> DetectorState {

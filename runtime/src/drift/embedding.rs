@@ -286,8 +286,12 @@ impl Detector for EmbeddingShift {
         None
     }
 
-    fn state(&self) -> Phase {
-        self.st.life.phase
+    fn lifecycle(&self) -> &LifecycleState {
+        &self.st.life
+    }
+
+    fn lifecycle_mut(&mut self) -> &mut LifecycleState {
+        &mut self.st.life
     }
 
     fn statistic(&self) -> (f64, f64) {
@@ -316,16 +320,6 @@ impl Detector for EmbeddingShift {
         if !pending && self.st.life.onset_sample == Some(event.sample_id) {
             self.accept(true);
         }
-    }
-
-    fn confirmed(&mut self, event: &DriftEvent) {
-        if event.detector == KIND {
-            self.st.life.confirmed = self.st.life.confirmed.saturating_add(1);
-        }
-    }
-
-    fn ignored(&self) -> u64 {
-        self.st.life.ignored
     }
 
     fn save(&self) -> DetectorState {

@@ -232,8 +232,14 @@ pub trait Detector: Send {
     fn kind(&self) -> DetectorKind;
     /// Feed one sample; returns the event if this sample is a drift onset.
     fn update(&mut self, obs: &Observation<'_>) -> Option<DriftEvent>;
+    /// The shared lifecycle part of the detector's state.
+    fn lifecycle(&self) -> &LifecycleState;
+    /// The same, mutable.
+    fn lifecycle_mut(&mut self) -> &mut LifecycleState;
     /// The current phase.
-    fn state(&self) -> Phase;
+    fn state(&self) -> Phase {
+        self.lifecycle().phase
+    }
     /// The current statistic (0 before monitoring) and the current threshold, for plots.
     fn statistic(&self) -> (f64, f64);
     /// Start over: forget drift, cooldown, accumulators, raised thresholds and the learnt
@@ -242,10 +248,17 @@ pub trait Detector: Send {
     /// A human says `event` was a false alarm: accept its condition as normal (and raise the
     /// threshold within bounds) so the same condition does not fire again.
     fn false_alarm(&mut self, event: &DriftEvent);
-    /// A human confirmed `event`: keep the reference as it is.
-    fn confirmed(&mut self, event: &DriftEvent);
+    /// A human confirmed `event`: keep the reference as it is (only counted).
+    fn confirmed(&mut self, event: &DriftEvent) {
+        if event.detector == self.kind() {
+            let life = self.lifecycle_mut();
+            life.confirmed = life.confirmed.saturating_add(1);
+        }
+    }
     /// How many observations were ignored as invalid.
-    fn ignored(&self) -> u64;
+    fn ignored(&self) -> u64 {
+        self.lifecycle().ignored
+    }
     /// The persistent state.
     fn save(&self) -> DetectorState;
     /// Replace the state with a saved one (validated; on error nothing changes).

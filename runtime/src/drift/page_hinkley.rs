@@ -166,8 +166,12 @@ impl Detector for PageHinkley {
         None
     }
 
-    fn state(&self) -> Phase {
-        self.st.life.phase
+    fn lifecycle(&self) -> &LifecycleState {
+        &self.st.life
+    }
+
+    fn lifecycle_mut(&mut self) -> &mut LifecycleState {
+        &mut self.st.life
     }
 
     fn statistic(&self) -> (f64, f64) {
@@ -201,16 +205,6 @@ impl Detector for PageHinkley {
             self.st.reference.accept_event(latest, event.magnitude);
             self.st.sum = OneSided::default();
         }
-    }
-
-    fn confirmed(&mut self, event: &DriftEvent) {
-        if event.detector == self.kind {
-            self.st.life.confirmed = self.st.life.confirmed.saturating_add(1);
-        }
-    }
-
-    fn ignored(&self) -> u64 {
-        self.st.life.ignored
     }
 
     fn save(&self) -> DetectorState {
