@@ -3,7 +3,7 @@
 
 use super::error::FeatureError;
 use super::fit::{FitOptions, Fitted, fit};
-use crate::frame::{DirectoryConfig, DirectorySource, Frame, FrameSource, OnError};
+use crate::frame::{DirectorySource, Frame, FrameSource};
 use std::path::Path;
 
 /// Most embedding values held for one fit: 128 MiB of f32.
@@ -22,14 +22,7 @@ where
     E: std::fmt::Display,
 {
     let fail = |reason: String| FeatureError::Fit { reason };
-    let mut source = DirectorySource::new(DirectoryConfig {
-        path: dir.to_path_buf(),
-        labels_from_folders: true,
-        looping: false,
-        fps: 0.0,
-        on_error: OnError::Skip,
-    })
-    .map_err(|e| fail(e.to_string()))?;
+    let mut source = DirectorySource::labelled(dir).map_err(|e| fail(e.to_string()))?;
     let mut frame = Frame::default();
     let mut data = Vec::new();
     let mut dim = None;

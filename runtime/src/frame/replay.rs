@@ -137,6 +137,19 @@ impl DirectorySource {
         })
     }
 
+    /// Every image under `dir` once, unpaced, with the class sub-folder as its
+    /// label and unreadable images skipped: how training and initial-state
+    /// folders are read.
+    pub fn labelled(dir: &std::path::Path) -> Result<Self, FrameError> {
+        Self::new(DirectoryConfig {
+            path: dir.to_path_buf(),
+            labels_from_folders: true,
+            looping: false,
+            fps: 0.0,
+            on_error: OnError::Skip,
+        })
+    }
+
     /// Number of images listed.
     pub fn len(&self) -> usize {
         self.entries.len()

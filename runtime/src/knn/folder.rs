@@ -4,7 +4,7 @@
 
 use super::KnnError;
 use super::initial::{Initial, InitialOptions, build_initial};
-use crate::frame::{DirectoryConfig, DirectorySource, Frame, FrameSource, OnError};
+use crate::frame::{DirectorySource, Frame, FrameSource};
 use std::path::Path;
 
 /// Embed every image under `dir` whose folder names its class, then
@@ -19,14 +19,7 @@ where
     F: FnMut(&Frame) -> Result<Vec<f32>, E>,
     E: std::fmt::Display,
 {
-    let mut source = DirectorySource::new(DirectoryConfig {
-        path: dir.to_path_buf(),
-        labels_from_folders: true,
-        looping: false,
-        fps: 0.0,
-        on_error: OnError::Skip,
-    })
-    .map_err(|e| KnnError::Source(e.to_string()))?;
+    let mut source = DirectorySource::labelled(dir).map_err(|e| KnnError::Source(e.to_string()))?;
     let mut frame = Frame::default();
     let mut samples = Vec::new();
     let mut unlabelled = 0usize;
