@@ -2,21 +2,46 @@
 //!
 //! Sources that are not a camera (synthetic scene, directory replay) have no
 //! natural rate; a demo wants camera-like timing, a benchmark wants none.
+//! The pacer also numbers and timestamps what those sources deliver, so they
+//! do it the same way.
 
 use std::time::{Duration, Instant};
+
+use super::Frame;
 
 /// Sleeps so that successive [`Pacer::wait`] calls are `1 / fps` apart.
 #[derive(Debug, Clone)]
 pub struct Pacer {
     period: Option<Duration>,
     next: Option<Instant>,
+    sequence: u64,
+    started: Option<Instant>,
 }
 
 impl Pacer {
     /// A pacer for `fps` frames per second; `fps <= 0` (or not finite) means no pacing.
     pub fn new(fps: f64) -> Self {
         let period = (fps.is_finite() && fps > 0.0).then(|| Duration::from_secs_f64(1.0 / fps));
-        Pacer { period, next: None }
+        Pacer {
+            period,
+            next: None,
+            sequence: 0,
+            started: None,
+        }
+    }
+
+    /// The sequence number the next delivered frame gets (0 for the first).
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// Number `frame`, wait until it is due, and stamp its time since the first frame.
+    pub fn deliver(&mut self, frame: &mut Frame) {
+        frame.sequence = self.sequence;
+        self.sequence += 1;
+        self.wait();
+        let started = *self.started.get_or_insert_with(Instant::now);
+        frame.timestamp = started.elapsed();
     }
 
     /// Wait until the next frame is due. When the caller has fallen behind by
@@ -58,5 +83,19 @@ mod tests {
         }
         // First frame is immediate, four more periods of 5 ms.
         assert!(t.elapsed() >= Duration::from_millis(19));
+    }
+
+    #[test]
+    fn delivered_frames_are_numbered_and_timestamped_in_order() {
+        let mut p = Pacer::new(0.0);
+        let mut frame = Frame::default();
+        let mut last = Duration::ZERO;
+        for expected in 0..3 {
+            assert_eq!(p.sequence(), expected);
+            p.deliver(&mut frame);
+            assert_eq!(frame.sequence, expected);
+            assert!(frame.timestamp >= last);
+            last = frame.timestamp;
+        }
     }
 }

@@ -5,7 +5,6 @@
 //! with `labels-from-folders` the folder name becomes [`super::Truth::label`].
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use super::decode::decode_image;
 use super::pace::Pacer;
@@ -86,11 +85,9 @@ pub struct DirectorySource {
     cfg: DirectoryConfig,
     entries: Vec<Entry>,
     next: usize,
-    sequence: u64,
     bytes: Vec<u8>,
     scratch: Vec<u8>,
     pacer: Pacer,
-    started: Option<Instant>,
 }
 
 impl DirectorySource {
@@ -130,10 +127,8 @@ impl DirectorySource {
             cfg,
             entries,
             next: 0,
-            sequence: 0,
             bytes: Vec::new(),
             scratch: Vec::new(),
-            started: None,
         })
     }
 
@@ -202,11 +197,7 @@ impl FrameSource for DirectorySource {
                 }
             }
         }
-        frame.sequence = self.sequence;
-        self.sequence += 1;
-        self.pacer.wait();
-        let started = *self.started.get_or_insert_with(Instant::now);
-        frame.timestamp = started.elapsed();
+        self.pacer.deliver(frame);
         Ok(true)
     }
 

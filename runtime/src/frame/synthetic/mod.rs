@@ -16,7 +16,6 @@ mod tables;
 
 use std::fmt;
 use std::str::FromStr;
-use std::time::Instant;
 
 pub use export::{ExportError, ExportSummary, export_classes, export_dataset};
 
@@ -276,9 +275,7 @@ pub struct SyntheticSource {
     cfg: SyntheticConfig,
     renderer: Renderer,
     total: u64,
-    sequence: u64,
     pacer: Pacer,
-    started: Option<Instant>,
 }
 
 impl SyntheticSource {
@@ -293,8 +290,6 @@ impl SyntheticSource {
             renderer: Renderer::new(cfg.width, cfg.height, cfg.seed),
             pacer: Pacer::new(cfg.fps),
             total,
-            sequence: 0,
-            started: None,
             cfg,
         })
     }
@@ -323,20 +318,16 @@ impl SyntheticSource {
 
 impl FrameSource for SyntheticSource {
     fn next_frame(&mut self, frame: &mut Frame) -> Result<bool, FrameError> {
-        let Some(phase) = self.phase_at(self.sequence) else {
+        let Some(phase) = self.phase_at(self.pacer.sequence()) else {
             return Ok(false);
         };
-        let mut rng = Rng::new(mix(self.cfg.seed, self.sequence));
+        let mut rng = Rng::new(mix(self.cfg.seed, self.pacer.sequence()));
         let class = phase.pick_class(&mut rng);
         let scene = Scene::sample(&mut rng, phase, class, self.cfg.width, self.cfg.height);
         frame.reshape(self.cfg.width, self.cfg.height);
         self.renderer.draw(&scene, &mut frame.data, &mut rng);
         frame.set_truth(Some(class.as_str()), Some(phase.as_str()));
-        frame.sequence = self.sequence;
-        self.sequence += 1;
-        self.pacer.wait();
-        let started = *self.started.get_or_insert_with(Instant::now);
-        frame.timestamp = started.elapsed();
+        self.pacer.deliver(frame);
         Ok(true)
     }
 
