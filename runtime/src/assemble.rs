@@ -4,11 +4,16 @@
 //! Every subcommand that runs frames goes through here, so `demo`, `run`,
 //! `replay` and `bench` cannot disagree about what a setting means.
 
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::autonomy::{self, Autonomy, AutonomyError, InitialError, InitialState};
 use crate::config::{Config, ModelConfig};
 use crate::engine::{self, EngineError};
 use crate::frame::{self, FrameError, FrameSource};
 use crate::model::{self, LoadedModel, ModelError};
 use crate::pipeline::{OutputSelection, Pipeline, PipelineError};
+use crate::state::{StateError, Store};
 
 /// Failures assembling a pipeline, each naming the part that failed.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +30,14 @@ pub enum AssembleError {
     /// The frame source could not be opened.
     #[error(transparent)]
     Source(#[from] FrameError),
+    /// The autonomy layer could not start.
+    #[error(transparent)]
+    Autonomy(#[from] AutonomyError),
+    /// The state store could not be opened.
+    #[error(
+        "{0}. Fix: set `state.path` (and `state.snapshots`) to a writable place, or pass --state DIR"
+    )]
+    State(#[from] StateError),
 }
 
 /// The model the configuration names: a file with its manifest, or the built-in one.
@@ -53,4 +66,68 @@ pub fn pipeline(config: &Config, model: &LoadedModel) -> Result<Pipeline, Assemb
 /// Open the configured frame source.
 pub fn source(config: &Config) -> Result<Box<dyn FrameSource>, AssembleError> {
     Ok(frame::open(&config.source)?)
+}
+
+/// The initial KNN state for `model`: `model.initial-state`, else `<stem>.state` beside a
+/// model file, else the one built in with the default model. `None` when a model file has
+/// none (the KNN is then off).
+pub fn initial_state(config: &ModelConfig) -> Result<Option<(String, InitialState)>, InitialError> {
+    if let Some(path) = &config.initial_state {
+        return Ok(Some((
+            path.display().to_string(),
+            InitialState::read(path)?,
+        )));
+    }
+    match &config.path {
+        Some(model) => {
+            let beside = autonomy::initial::beside(model);
+            if beside.is_file() {
+                Ok(Some((
+                    beside.display().to_string(),
+                    InitialState::read(&beside)?,
+                )))
+            } else {
+                Ok(None)
+            }
+        }
+        None => Ok(Some((
+            format!("builtin:{:?}", config.builtin).to_lowercase(),
+            autonomy::initial::builtin(config.builtin)?,
+        ))),
+    }
+}
+
+/// Open the state store at `config.state.path`, creating its folder.
+pub fn store(config: &Config) -> Result<Arc<Store>, AssembleError> {
+    Ok(Arc::new(Store::open(
+        &config.state.path,
+        config.state.policy(),
+    )?))
+}
+
+/// Start the autonomy layer for `model` running in `pipeline`, keeping its state in `store`.
+pub fn autonomy(
+    config: &Config,
+    model: &LoadedModel,
+    pipeline: &Pipeline,
+    store: Option<Arc<Store>>,
+) -> Result<Autonomy, AssembleError> {
+    let initial = initial_state(&config.model).map_err(AutonomyError::from)?;
+    let sha = model.manifest.sha256.to_ascii_lowercase();
+    Ok(Autonomy::start(autonomy::Setup {
+        config: &config.autonomy,
+        knn: &config.knn,
+        drift: &config.drift,
+        model_sha256: &sha,
+        labels: pipeline.labels(),
+        embedding_dim: pipeline.embedding_len(),
+        initial,
+        store,
+    })?)
+}
+
+/// `dir` as the state location: `dir/state.redb` and `dir/snapshots`.
+pub fn state_in(config: &mut Config, dir: &Path) {
+    config.state.path = dir.join("state.redb");
+    config.state.snapshots = dir.join("snapshots");
 }

@@ -33,9 +33,13 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::autonomy::AutonomyConfig;
+use crate::drift::DriftConfig;
 use crate::engine::{EngineConfig, TensorRef};
 use crate::frame::SourceConfig;
+use crate::knn::KnnConfig;
 use crate::preprocess::PreprocessConfig;
+use crate::state::StateConfig;
 
 /// Prefix of environment variables that override configuration keys:
 /// `TINYLCM_ENGINE__THREADS=2` sets `engine.threads`; `_` stands for `-` in key names.
@@ -56,6 +60,14 @@ pub struct Config {
     pub preprocess: Option<PreprocessConfig>,
     /// How long the loop runs.
     pub run: RunConfig,
+    /// What happens after the model: KNN, drift detectors, incidents.
+    pub autonomy: AutonomyConfig,
+    /// The KNN on the model's embedding.
+    pub knn: KnnConfig,
+    /// The drift detectors.
+    pub drift: DriftConfig,
+    /// Where the device keeps what it learns, and how durably.
+    pub state: StateConfig,
 }
 
 /// The `[model]` section.
@@ -76,6 +88,10 @@ pub struct ModelConfig {
     /// Embedding output (index or tensor name), overriding the manifest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub embedding: Option<TensorRef>,
+    /// The model's initial KNN state (`tinylcm init-state`); absent: `<stem>.state` beside
+    /// the model, or the one built in with the default model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initial_state: Option<PathBuf>,
 }
 
 /// The two builds of the default model shipped inside the binary.
@@ -151,6 +167,16 @@ impl Config {
                 "use 1..=16 (2 overlaps capture with inference)",
             ));
         }
+        self.autonomy.validate()?;
+        self.knn.validate(1).map_err(|e| {
+            ConfigError::new(
+                "knn",
+                e.to_string(),
+                "see the `[knn]` reference in the README",
+            )
+        })?;
+        self.drift.validate()?;
+        self.state.validate()?;
         if self.model.path.is_none() && self.model.manifest.is_some() {
             return Err(ConfigError::new(
                 "model.manifest",

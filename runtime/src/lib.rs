@@ -7,6 +7,7 @@
 //! Everything a user can set lives in one [`config::Config`].
 
 pub mod assemble;
+pub mod autonomy;
 pub mod bench;
 pub mod config;
 pub mod drift;

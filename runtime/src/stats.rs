@@ -17,6 +17,8 @@ pub enum Stage {
     Preprocess,
     /// The model itself.
     Invoke,
+    /// After the model: features, KNN, drift detectors, quarantine, adaptation, state.
+    Autonomy,
     /// Everything else per frame: reading outputs, scoring, bookkeeping.
     Rest,
     /// Whole frame as the inference loop sees it (waiting for a frame included).
@@ -25,10 +27,11 @@ pub enum Stage {
 
 impl Stage {
     /// All stages, in report order.
-    pub const ALL: [Stage; 5] = [
+    pub const ALL: [Stage; 6] = [
         Stage::Capture,
         Stage::Preprocess,
         Stage::Invoke,
+        Stage::Autonomy,
         Stage::Rest,
         Stage::Total,
     ];
@@ -39,6 +42,7 @@ impl Stage {
             Stage::Capture => "capture",
             Stage::Preprocess => "preprocess",
             Stage::Invoke => "invoke",
+            Stage::Autonomy => "autonomy",
             Stage::Rest => "rest",
             Stage::Total => "total",
         }
@@ -65,7 +69,7 @@ pub struct Percentiles {
 /// Per-stage latency histograms.
 #[derive(Debug, Clone)]
 pub struct StageLatencies {
-    histograms: [Histogram<u64>; 5],
+    histograms: [Histogram<u64>; 6],
 }
 
 /// Longest latency a histogram tracks exactly (60 s); longer samples are clamped.
@@ -78,7 +82,7 @@ impl Default for StageLatencies {
                 .expect("constant histogram bounds are valid")
         };
         StageLatencies {
-            histograms: [make(), make(), make(), make(), make()],
+            histograms: std::array::from_fn(|_| make()),
         }
     }
 }

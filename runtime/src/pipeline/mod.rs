@@ -130,6 +130,11 @@ impl Pipeline {
         self.engine.as_ref()
     }
 
+    /// Length of the embedding output, when the model has one.
+    pub fn embedding_len(&self) -> Option<usize> {
+        self.embedding.as_ref().map(|e| e.info().element_count())
+    }
+
     /// Class labels in score order.
     pub fn labels(&self) -> &[String] {
         &self.labels

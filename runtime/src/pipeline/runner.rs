@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::capture::{CaptureThread, Captured};
 use super::{Pipeline, PipelineError, Prediction};
+use crate::autonomy::Autonomy;
 use crate::frame::{FrameError, FrameSource, Truth};
 use crate::stats::{Outcomes, Stage, StageLatencies};
 
@@ -31,8 +32,13 @@ pub struct FrameReport<'a> {
     pub frames: u64,
     /// Time since the loop started.
     pub elapsed: Duration,
-    /// This frame's prediction.
+    /// This frame's prediction by the model.
     pub prediction: &'a Prediction<'a>,
+    /// The label reported for the frame: the KNN's when the autonomy layer classifies,
+    /// else the model's.
+    pub label: &'a str,
+    /// The autonomy layer, when it runs (its [`Autonomy::last`] is this frame's step).
+    pub autonomy: Option<&'a Autonomy>,
     /// What the source knows about the frame.
     pub truth: Option<&'a Truth>,
     /// Latencies so far.
@@ -49,6 +55,20 @@ pub trait Observer {
 
 impl Observer for () {
     fn on_frame(&mut self, _report: &FrameReport<'_>) {}
+}
+
+/// Two observers watching the same run, in order.
+impl<A: Observer, B: Observer> Observer for (A, B) {
+    fn on_frame(&mut self, report: &FrameReport<'_>) {
+        self.0.on_frame(report);
+        self.1.on_frame(report);
+    }
+}
+
+impl<O: Observer + ?Sized> Observer for &mut O {
+    fn on_frame(&mut self, report: &FrameReport<'_>) {
+        (**self).on_frame(report);
+    }
 }
 
 /// Why a run ended.
@@ -112,9 +132,20 @@ pub fn run(
     options: &RunOptions,
     observer: &mut dyn Observer,
 ) -> Result<RunSummary, RunError> {
+    run_with(source, pipeline, None, options, observer)
+}
+
+/// [`run`], with every prediction also going through the autonomy layer.
+pub fn run_with(
+    source: &mut dyn FrameSource,
+    pipeline: &mut Pipeline,
+    autonomy: Option<&mut Autonomy>,
+    options: &RunOptions,
+    observer: &mut dyn Observer,
+) -> Result<RunSummary, RunError> {
     std::thread::scope(|scope| {
         let capture = CaptureThread::spawn(scope, source, options.capture_depth.max(1))?;
-        drive(&capture, pipeline, options, observer)
+        drive(&capture, pipeline, autonomy, options, observer)
     })
 }
 
@@ -122,6 +153,7 @@ pub fn run(
 fn drive(
     capture: &CaptureThread<'_>,
     pipeline: &mut Pipeline,
+    mut autonomy: Option<&mut Autonomy>,
     options: &RunOptions,
     observer: &mut dyn Observer,
 ) -> Result<RunSummary, RunError> {
@@ -158,22 +190,39 @@ fn drive(
         latencies.record(Stage::Invoke, rest_start - invoke_start);
         let prediction = pipeline.read_outputs()?;
         frames += 1;
+        let autonomy_start = Instant::now();
+        if let Some(a) = autonomy.as_deref_mut() {
+            a.step(frames, &prediction);
+        }
+        let autonomy_end = Instant::now();
+        let autonomy = autonomy.as_deref();
+        if autonomy.is_some() {
+            latencies.record(Stage::Autonomy, autonomy_end - autonomy_start);
+        }
+        let label = autonomy
+            .and_then(Autonomy::label)
+            .unwrap_or(prediction.label);
         let truth = frame
             .truth
             .as_ref()
             .and_then(|t| Some((t.phase.as_deref().unwrap_or("all"), t.label.as_deref()?)));
-        outcomes.record(prediction.label, prediction.confidence, truth);
+        outcomes.record(label, prediction.confidence, truth);
         observer.on_frame(&FrameReport {
             frames,
             elapsed: started.elapsed(),
             prediction: &prediction,
+            label,
+            autonomy,
             truth: frame.truth.as_ref(),
             latencies: &latencies,
             outcomes: &outcomes,
         });
         capture.recycle(frame);
         let done = Instant::now();
-        latencies.record(Stage::Rest, done - rest_start);
+        latencies.record(
+            Stage::Rest,
+            (done - rest_start) - (autonomy_end - autonomy_start),
+        );
         latencies.record(Stage::Total, done - frame_start);
     };
     Ok(RunSummary {

@@ -6,9 +6,11 @@
 //! detector's statistic against its threshold.
 
 mod font;
+mod incidents;
 mod plot;
 mod timeline;
 
 pub use font::{FONT_ENV, FontError, load_font};
+pub use incidents::{IncidentLog, IncidentRecord, MAX_INCIDENTS};
 pub use plot::{ReportError, render};
 pub use timeline::{DetectorTrace, EventMark, FramePoint, PhaseSpan, Timeline};

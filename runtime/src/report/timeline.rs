@@ -1,5 +1,6 @@
 //! The data a report draws, collected frame by frame with bounded memory.
 
+use crate::autonomy::Change;
 use crate::pipeline::runner::{FrameReport, Observer};
 
 /// Most frame points kept; past this the timeline keeps every other point
@@ -92,6 +93,9 @@ impl Timeline {
             self.stride = self.stride.max(1) * 2;
             let stride = self.stride;
             self.frames.retain(|p| p.index.is_multiple_of(stride));
+            for d in &mut self.detectors {
+                d.points.retain(|p| p.0.is_multiple_of(stride));
+            }
             if !index.is_multiple_of(stride) {
                 return;
             }
@@ -118,8 +122,45 @@ impl Observer for Timeline {
             report.prediction.class,
             phase,
         );
+        let Some(autonomy) = report.autonomy else {
+            return;
+        };
+        for (i, change) in autonomy.last().changes.iter().enumerate() {
+            let detector = autonomy.last().events.get(i).map(|e| e.detector);
+            let label = match (change, detector) {
+                (Change::Opened(id), Some(d)) => format!("#{id} {d}"),
+                (Change::Closed(id), _) => format!("#{id} closed"),
+                _ => continue,
+            };
+            if self.events.len() < MAX_EVENTS {
+                self.events.push(EventMark {
+                    index: report.frames,
+                    label,
+                });
+            }
+        }
+        if self.last_index() != report.frames {
+            return;
+        }
+        let detectors = autonomy.detectors().detectors();
+        if self.detectors.is_empty() {
+            self.detectors = detectors
+                .iter()
+                .map(|d| DetectorTrace {
+                    name: d.kind().to_string(),
+                    points: Vec::new(),
+                })
+                .collect();
+        }
+        for (trace, d) in self.detectors.iter_mut().zip(detectors) {
+            let (statistic, threshold) = d.statistic();
+            trace.points.push((report.frames, statistic, threshold));
+        }
     }
 }
+
+/// Most event marks kept.
+pub const MAX_EVENTS: usize = 1000;
 
 #[cfg(test)]
 mod tests {

@@ -78,6 +78,14 @@ impl Batch {
         self
     }
 
+    /// Moves every operation of `other` to the end of this batch (e.g. to retry a batch the
+    /// queue refused together with the next one, still as one atomic unit).
+    pub fn append(&mut self, mut other: Batch) -> &mut Self {
+        self.ops.append(&mut other.ops);
+        self.events += other.events;
+        self
+    }
+
     /// Number of operations.
     pub fn len(&self) -> usize {
         self.ops.len()

@@ -6,6 +6,8 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
+
 use tinylcm::config::{BuiltinVariant, Config};
 use tinylcm::engine::BackendChoice;
 use tinylcm::frame::SourceKind;
@@ -26,7 +28,8 @@ pub struct ScenarioArgs {
     /// Configuration file; its `[source]` is replaced by the synthetic camera.
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// Frames per scenario phase (normal gets three times as many).
+    /// Frames per drift phase (the first normal phase gets three times as many, the
+    /// recovery phases twice as many).
     #[arg(long, default_value_t = 200)]
     phase_frames: u64,
     /// Inference backend (overrides `engine.backend`).
@@ -38,6 +41,17 @@ pub struct ScenarioArgs {
     /// Scene seed (overrides `source.synthetic.seed`).
     #[arg(long)]
     seed: Option<u64>,
+    /// Keep the state (KNN, detectors, events, snapshots) in DIR and continue from what is
+    /// there; default: a fresh temporary folder, removed at the end.
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+}
+
+/// Where a scenario keeps its state; a temporary folder lives as long as this value.
+pub struct StateDir {
+    /// The folder.
+    pub path: PathBuf,
+    _temporary: Option<tempfile::TempDir>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -55,11 +69,33 @@ enum Variant {
 
 /// Run the demo.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let config = args.scenario.config(args.fps)?;
+    let mut config = args.scenario.config(args.fps)?;
+    let state = args.scenario.state_dir()?;
+    tinylcm::assemble::state_in(&mut config, &state.path);
     crate::run::run_config(&config)
 }
 
 impl ScenarioArgs {
+    /// The `--state` folder, or a fresh temporary one.
+    pub fn state_dir(&self) -> anyhow::Result<StateDir> {
+        Ok(match &self.state {
+            Some(path) => StateDir {
+                path: path.clone(),
+                _temporary: None,
+            },
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("tinylcm-demo-")
+                    .tempdir()
+                    .context("cannot create a temporary state folder")?;
+                StateDir {
+                    path: t.path().to_path_buf(),
+                    _temporary: Some(t),
+                }
+            }
+        })
+    }
+
     /// The configuration for the scenario at `fps` (0: unpaced).
     pub fn config(&self, fps: f64) -> anyhow::Result<Config> {
         let args = self;
@@ -71,12 +107,15 @@ impl ScenarioArgs {
         if let Some(seed) = args.seed {
             scene.seed = seed;
         }
-        for phase in &mut scene.phases {
-            phase.frames = if phase.phase == tinylcm::frame::synthetic::Phase::Normal {
-                args.phase_frames.saturating_mul(3)
-            } else {
-                args.phase_frames
+        // The first normal stretch is long enough for every detector to learn its
+        // reference; later ones long enough to recover and cool down before the next drift.
+        for (i, phase) in scene.phases.iter_mut().enumerate() {
+            let times = match (phase.phase, i) {
+                (tinylcm::frame::synthetic::Phase::Normal, 0) => 3,
+                (tinylcm::frame::synthetic::Phase::Normal, _) => 2,
+                _ => 1,
             };
+            phase.frames = args.phase_frames.saturating_mul(times);
         }
         if let Some(backend) = args.backend {
             config.engine.backend = match backend {

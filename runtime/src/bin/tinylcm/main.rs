@@ -6,6 +6,7 @@
 mod bench;
 mod config_cmd;
 mod demo;
+mod init_state;
 mod inspect;
 mod progress;
 mod report;
@@ -43,6 +44,10 @@ enum Command {
     Config(config_cmd::Args),
     /// Render labelled frames of the synthetic scene into class folders (training data, tests).
     Synth(synth::Args),
+    /// Build a model's initial KNN state from a folder of labelled images.
+    InitState(init_state::InitArgs),
+    /// Fit a standardisation + PCA feature transform to a folder of images.
+    FitFeatures(init_state::FitArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -63,6 +68,8 @@ fn main() -> std::process::ExitCode {
         Command::Report(args) => report::run(args),
         Command::Config(args) => config_cmd::run(args),
         Command::Synth(args) => synth::run(args),
+        Command::InitState(args) => init_state::init(args),
+        Command::FitFeatures(args) => init_state::fit(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -53,15 +53,25 @@ impl Observer for ProgressLine {
             .and_then(|t| t.phase.as_deref())
             .map(|p| format!(" [{p}]"))
             .unwrap_or_default();
+        let drift = report
+            .autonomy
+            .map(|a| {
+                let open = a
+                    .open_incident()
+                    .map(|i| format!(" (open: #{} {})", i.id, i.first.detector))
+                    .unwrap_or_default();
+                format!("  incidents {}{open}", a.counts().incidents)
+            })
+            .unwrap_or_default();
         self.bar.set_message(format!(
-            "{frames} frames{phase}  {fps:.1} fps  capture {c:.2} ms  preprocess {p:.2} ms  invoke {i:.2} ms  rest {r:.3} ms  top: {label} {conf:.0}%",
+            "{frames} frames{phase}  {fps:.1} fps  capture {c:.2} ms  preprocess {p:.2} ms  invoke {i:.2} ms  autonomy {a:.3} ms  top: {label} {conf:.0}%{drift}",
             frames = report.frames,
             fps = report.frames as f64 / secs,
             c = ms(Stage::Capture),
             p = ms(Stage::Preprocess),
             i = ms(Stage::Invoke),
-            r = ms(Stage::Rest),
-            label = report.prediction.label,
+            a = ms(Stage::Autonomy),
+            label = report.label,
             conf = report.prediction.confidence * 100.0,
         ));
         self.bar.tick();

@@ -22,17 +22,29 @@ pub struct Args {
 
 /// Run the scenario unpaced and write the report.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let config = args.scenario.config(0.0)?;
+    let mut config = args.scenario.config(0.0)?;
+    let state = args.scenario.state_dir()?;
+    assemble::state_in(&mut config, &state.path);
     let model = assemble::load_model(&config.model).context("cannot load the model")?;
     let mut pipeline = assemble::pipeline(&config, &model).context("cannot start the model")?;
     let mut source = assemble::source(&config).context("cannot open the frame source")?;
+    let store = assemble::store(&config).context("cannot open the state store")?;
+    let mut autonomy = assemble::autonomy(&config, &model, &pipeline, Some(store))
+        .context("cannot start the autonomy layer")?;
     let mut timeline = Timeline::new(pipeline.labels().to_vec());
     let options = RunOptions {
         capture_depth: config.run.capture_depth,
         ..RunOptions::default()
     };
-    let summary = runner::run(source.as_mut(), &mut pipeline, &options, &mut timeline)
-        .context("the pipeline stopped")?;
+    let summary = runner::run_with(
+        source.as_mut(),
+        &mut pipeline,
+        Some(&mut autonomy),
+        &options,
+        &mut timeline,
+    )
+    .context("the pipeline stopped")?;
+    autonomy.finish().context("cannot save the state")?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let png = args.out.join("report.png");

@@ -11,6 +11,7 @@ use tinylcm::config::Config;
 use tinylcm::frame::SourceKind;
 use tinylcm::pipeline::Pipeline;
 use tinylcm::pipeline::runner::{self, RunOptions};
+use tinylcm::report::IncidentLog;
 
 use crate::progress::ProgressLine;
 use crate::summary;
@@ -78,6 +79,15 @@ pub fn run_config(config: &Config) -> anyhow::Result<()> {
     let mut source = assemble::source(config).context("cannot open the frame source")?;
     let engine_line = engine_line(&pipeline, &model.origin, &source.describe());
     tracing::info!("{engine_line}");
+    let mut autonomy = if config.autonomy.enabled {
+        let store = assemble::store(config).context("cannot open the state store")?;
+        Some(
+            assemble::autonomy(config, &model, &pipeline, Some(store))
+                .context("cannot start the autonomy layer")?,
+        )
+    } else {
+        None
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
@@ -89,10 +99,24 @@ pub fn run_config(config: &Config) -> anyhow::Result<()> {
         capture_depth: config.run.capture_depth,
     };
     let mut progress = ProgressLine::new();
-    let result = runner::run(source.as_mut(), &mut pipeline, &options, &mut progress);
+    let mut incidents = IncidentLog::default();
+    let result = runner::run_with(
+        source.as_mut(),
+        &mut pipeline,
+        autonomy.as_mut(),
+        &options,
+        &mut (&mut progress, &mut incidents),
+    );
     progress.finish();
+    if let Some(a) = autonomy.as_mut() {
+        a.finish()
+            .with_context(|| format!("cannot save the state to {}", config.state.path.display()))?;
+    }
     let summary = result.context("the pipeline stopped")?;
     summary::print_run(&summary, &engine_line);
+    if let Some(a) = &autonomy {
+        summary::print_autonomy(a, &incidents, &config.state.path);
+    }
     Ok(())
 }
 

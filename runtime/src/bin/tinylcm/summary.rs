@@ -1,8 +1,10 @@
 //! The tables printed at the end of a run and by `bench`.
 
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use tinylcm::autonomy::Autonomy;
 use tinylcm::bench::BenchReport;
 use tinylcm::pipeline::runner::RunSummary;
+use tinylcm::report::IncidentLog;
 use tinylcm::stats::{Percentiles, Stage, StageLatencies, peak_rss_bytes};
 
 fn ms(us: f64) -> String {
@@ -79,6 +81,50 @@ pub fn print_run(summary: &RunSummary, engine_line: &str) {
     );
     println!("{}", latency_table(&summary.latencies));
     println!("{}", outcome_table(summary));
+}
+
+/// The drift incidents of the run and what the autonomy layer holds now.
+pub fn print_autonomy(autonomy: &Autonomy, log: &IncidentLog, state: &std::path::Path) {
+    let counts = autonomy.counts();
+    let knn = autonomy
+        .knn()
+        .map(|k| format!("KNN {} samples of {} classes", k.len(), k.labels().len()))
+        .unwrap_or_else(|| "no KNN".into());
+    println!(
+        "autonomy: {} incidents from {} detector onsets, {} frames far from known samples; {knn}; state in {}",
+        counts.incidents,
+        counts.onsets,
+        counts.far,
+        state.display()
+    );
+    if log.incidents.is_empty() {
+        return;
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+        "incident",
+        "phase",
+        "frames",
+        "first detector",
+        "statistic / threshold",
+        "magnitude",
+        "also",
+    ]);
+    for r in &log.incidents {
+        table.add_row(vec![
+            format!("#{}", r.id),
+            r.phase.clone().unwrap_or_else(|| "-".into()),
+            match r.closed_at {
+                Some(end) => format!("{}–{}", r.opened_at, end),
+                None => format!("{}–", r.opened_at),
+            },
+            r.first.detector.to_string(),
+            format!("{:.2} / {:.2}", r.first.statistic, r.first.threshold),
+            format!("{:+.2}", r.first.magnitude),
+            r.joined.join(", "),
+        ]);
+    }
+    println!("{table}");
 }
 
 /// The `bench` report.

@@ -171,7 +171,8 @@ pub struct SyntheticConfig {
     pub seed: u64,
     /// Target frame rate; 0 delivers frames as fast as they are asked for (default 0).
     pub fps: f64,
-    /// The scenario, in order (default: normal 600, lighting 200, unseen 200, noise 200).
+    /// The scenario, in order (default: normal 600, then lighting, unseen and noise for 200
+    /// each, every drift followed by 400 normal frames to recover in).
     pub phases: Vec<PhaseSpec>,
     /// Start again after the last phase instead of ending (default false).
     #[serde(rename = "loop")]
@@ -195,12 +196,24 @@ impl Default for SyntheticConfig {
                     frames: 200,
                 },
                 PhaseSpec {
+                    phase: Phase::Normal,
+                    frames: 400,
+                },
+                PhaseSpec {
                     phase: Phase::Unseen,
                     frames: 200,
                 },
                 PhaseSpec {
+                    phase: Phase::Normal,
+                    frames: 400,
+                },
+                PhaseSpec {
                     phase: Phase::Noise,
                     frames: 200,
+                },
+                PhaseSpec {
+                    phase: Phase::Normal,
+                    frames: 400,
                 },
             ],
             looping: false,

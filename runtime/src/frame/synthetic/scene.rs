@@ -129,7 +129,7 @@ impl Scene {
         let lum0 = centre as i32 - lum_gx * (width as i32 / 2) - lum_gy * (height as i32 / 2);
 
         let (noise_sigma, blur) = match phase {
-            Phase::Noise => (rng.range_i32(18, 32), 1 + rng.below(2) as usize),
+            Phase::Noise => (rng.range_i32(44, 60), 2 + rng.below(2) as usize),
             _ => (rng.range_i32(2, 5), 0),
         };
 
@@ -300,7 +300,7 @@ mod tests {
             let n = Scene::sample(&mut rng, Phase::Normal, SceneClass::Ball, 320, 240);
             assert!((2..=5).contains(&n.noise_sigma) && n.blur == 0);
             let z = Scene::sample(&mut rng, Phase::Noise, SceneClass::Ball, 320, 240);
-            assert!(z.noise_sigma >= 18 && (1..=2).contains(&z.blur));
+            assert!(z.noise_sigma >= 44 && (2..=3).contains(&z.blur));
         }
         let mut far = 0;
         for _ in 0..200 {

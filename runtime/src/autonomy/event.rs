@@ -1,0 +1,48 @@
+//! What the runtime writes to its event log: drift onsets, incidents, adaptations,
+//! rollbacks and feedback, each with the frame it happened at and the wall-clock time.
+//!
+//! One enum for all of them so the log has one ordered history that the sync client can
+//! ship as it is and `tinylcm status` can read back.
+
+use serde::{Deserialize, Serialize};
+
+use crate::drift::DriftEvent;
+
+/// One entry of the event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeEvent {
+    /// Wall-clock time, milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// The kinds of entries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EventKind {
+    /// A detector's drift onset, and the incident it belongs to.
+    Drift {
+        /// The incident (see [`super::incident`]).
+        incident: u64,
+        /// The detector's event.
+        event: DriftEvent,
+    },
+    /// An incident ended: no detector has been in drift for a while.
+    IncidentClosed {
+        /// The incident.
+        incident: u64,
+        /// Frame it opened at.
+        opened_at: u64,
+        /// Frame it closed at.
+        closed_at: u64,
+        /// Detectors that fired during it.
+        detectors: Vec<String>,
+    },
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before 1970).
+pub fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,463 @@
+//! What the runtime does with a prediction after the model: the autonomous part.
+//!
+//! Per frame, on the inference thread and without allocating in the steady state:
+//!
+//! ```text
+//! embedding ─► features (L2, PCA) ─► KNN (label, mean neighbour distance)
+//!                                          │
+//! confidence, class, distance, features ─► drift detectors ─► onsets ─► incidents
+//!                                                                   └─► event log (state store)
+//! ```
+//!
+//! The KNN starts from the model's initial state ([`initial`]) and everything it learns is
+//! kept in the state store ([`persist`]), so a restart continues where the device was.
+//! Nothing here waits for the disk: writes are queued batches the store's writer commits.
+
+pub mod config;
+pub mod event;
+pub mod incident;
+pub mod initial;
+pub mod persist;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use config::{AutonomyConfig, Classifier};
+pub use event::{EventKind, RuntimeEvent};
+pub use incident::{Change, Incident, Incidents};
+pub use initial::{InitialError, InitialState};
+
+use crate::drift::{DetectorSet, DriftConfig, DriftError, DriftEvent, Observation, Phase};
+use crate::features::FeaturePath;
+use crate::knn::{self, Knn, KnnConfig, KnnError, LabelId, ReferenceStats};
+use crate::pipeline::Prediction;
+use crate::state::{Batch, StateError, Store, TrySubmitError};
+
+/// Failures starting the autonomy layer.
+#[derive(Debug, thiserror::Error)]
+pub enum AutonomyError {
+    /// The initial state is unusable.
+    #[error(transparent)]
+    Initial(#[from] InitialError),
+    /// The KNN could not be built.
+    #[error("KNN: {0}")]
+    Knn(#[from] KnnError),
+    /// The detectors could not be built.
+    #[error("drift detectors: {0}")]
+    Drift(#[from] DriftError),
+    /// The state store failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// Everything the autonomy layer is started from.
+pub struct Setup<'a> {
+    /// `[autonomy]`.
+    pub config: &'a AutonomyConfig,
+    /// `[knn]`: applied to the KNN of the initial or saved state.
+    pub knn: &'a KnnConfig,
+    /// `[drift]`.
+    pub drift: &'a DriftConfig,
+    /// SHA-256 of the running model.
+    pub model_sha256: &'a str,
+    /// The model's class labels.
+    pub labels: &'a [String],
+    /// Length of the model's embedding, if it has one.
+    pub embedding_dim: Option<usize>,
+    /// The model's initial state, if one was found.
+    pub initial: Option<(String, InitialState)>,
+    /// Where states and events are kept; `None` keeps everything in memory.
+    pub store: Option<Arc<Store>>,
+}
+
+/// The KNN side: present when the model has an embedding and an initial state.
+struct KnnSide {
+    features: FeaturePath,
+    buffer: Vec<f32>,
+    knn: Knn,
+    out: knn::Prediction,
+    reference: ReferenceStats,
+}
+
+/// What the last frame produced, for observers (reused: no allocation per frame).
+#[derive(Debug, Default)]
+pub struct Step {
+    /// Frame number.
+    pub frame: u64,
+    /// The KNN's class, when it ran.
+    pub knn_label: Option<LabelId>,
+    /// The KNN's confidence (vote share or weighted share).
+    pub knn_confidence: f32,
+    /// Mean distance to the k nearest neighbours.
+    pub distance: Option<f32>,
+    /// Drift onsets of this frame.
+    pub events: Vec<DriftEvent>,
+    /// Incident changes of this frame.
+    pub changes: Vec<Change>,
+    /// The frame is far from everything the KNN knows.
+    pub far: bool,
+}
+
+/// Counts of what the layer saw and did since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Frames stepped.
+    pub frames: u64,
+    /// Drift onsets.
+    pub onsets: u64,
+    /// Incidents opened.
+    pub incidents: u64,
+    /// Frames far from everything known.
+    pub far: u64,
+    /// Embeddings that could not be used (non-finite values, wrong length).
+    pub bad_embeddings: u64,
+    /// Batches the state store refused for a while because its queue was full.
+    pub deferred_writes: u64,
+}
+
+/// The autonomy layer of one running model.
+pub struct Autonomy {
+    config: AutonomyConfig,
+    model_sha256: String,
+    num_classes: usize,
+    side: Option<KnnSide>,
+    detectors: DetectorSet,
+    incidents: Incidents,
+    store: Option<Arc<Store>>,
+    pending: Batch,
+    last_checkpoint: Instant,
+    step: Step,
+    counts: Counts,
+    /// Frames already added to the store's frame counter.
+    frames_counted: u64,
+}
+
+impl std::fmt::Debug for Autonomy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Autonomy")
+            .field("knn", &self.side.as_ref().map(|s| s.knn.len()))
+            .field("detectors", &self.detectors)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Autonomy {
+    /// Start from the saved state of this model if the store has one, else from its
+    /// initial state (or with detectors only, when there is no initial state).
+    pub fn start(setup: Setup<'_>) -> Result<Self, AutonomyError> {
+        let saved = match &setup.store {
+            Some(store) => persist::load(store, setup.model_sha256)?,
+            None => persist::Saved::default(),
+        };
+        let side = match (setup.embedding_dim, &setup.initial) {
+            (Some(dim), Some((what, initial))) => {
+                initial.check_model(what, setup.model_sha256)?;
+                let features = initial.feature_path(dim)?;
+                let knn = match saved.knn.clone() {
+                    Some(state) => Knn::from_state(state)
+                        .map_err(|e| {
+                            tracing::warn!(
+                                "the saved KNN is unusable ({e}); starting from the initial state"
+                            );
+                            e
+                        })
+                        .or_else(|_| initial.knn())?,
+                    None => initial.knn()?,
+                };
+                let knn = with_config(knn, *setup.knn)?;
+                let reference = saved
+                    .meta
+                    .as_ref()
+                    .and_then(|m| m.reference.clone())
+                    .unwrap_or_else(|| initial.reference.clone());
+                Some(KnnSide {
+                    buffer: vec![0.0; features.output_dim()],
+                    out: knn::Prediction::with_capacity(knn.config().k),
+                    features,
+                    knn,
+                    reference,
+                })
+            }
+            (Some(_), None) => {
+                tracing::warn!(
+                    "no initial state for this model: the KNN is off and the drift detectors \
+                     watch confidence and class mix only; build one with `tinylcm init-state DIR`"
+                );
+                None
+            }
+            (None, _) => None,
+        };
+        let mut detectors = DetectorSet::from_config(setup.drift)?;
+        if let Some(state) = saved.drift {
+            if let Err(e) = detectors.load(state) {
+                tracing::warn!(
+                    "saved drift detector states do not fit the configuration ({e}); they learn their references again"
+                );
+            }
+        }
+        let next_incident = saved.meta.as_ref().map_or(1, |m| m.next_incident);
+        Ok(Autonomy {
+            model_sha256: setup.model_sha256.to_string(),
+            num_classes: setup.labels.len(),
+            side,
+            detectors,
+            incidents: Incidents::new(setup.config.incident_quiet_frames, next_incident),
+            store: setup.store,
+            pending: Batch::new(),
+            last_checkpoint: Instant::now(),
+            step: Step {
+                events: Vec::with_capacity(8),
+                changes: Vec::with_capacity(8),
+                ..Step::default()
+            },
+            config: setup.config.clone(),
+            counts: Counts::default(),
+            frames_counted: 0,
+        })
+    }
+
+    /// Run one frame's prediction through the layer. Never fails: bad values are counted
+    /// and skipped, a busy store defers writes.
+    pub fn step(&mut self, frame: u64, prediction: &Prediction<'_>) {
+        self.counts.frames += 1;
+        let step = &mut self.step;
+        step.frame = frame;
+        step.knn_label = None;
+        step.knn_confidence = 0.0;
+        step.distance = None;
+        step.events.clear();
+        step.changes.clear();
+        step.far = false;
+
+        let mut features = None;
+        if let (Some(side), Some(embedding)) = (self.side.as_mut(), prediction.embedding) {
+            let ok = side.features.apply(embedding, &mut side.buffer).is_ok()
+                && side.knn.predict(&side.buffer, &mut side.out).is_ok();
+            if ok {
+                features = Some(side.buffer.as_slice());
+                step.knn_label = side.out.label;
+                step.knn_confidence = side.out.confidence;
+                if side.out.k_effective() > 0 {
+                    step.distance = Some(side.out.mean_distance);
+                    let r = &side.reference.overall;
+                    let limit = r.mean + self.config.far_sigma * r.std.max(1e-9);
+                    step.far = f64::from(side.out.mean_distance) > limit;
+                }
+            } else {
+                self.counts.bad_embeddings += 1;
+            }
+        }
+        let observation = Observation {
+            sample_id: frame,
+            predicted: prediction.class,
+            num_classes: self.num_classes,
+            confidence: prediction.confidence,
+            knn_distance: step.distance,
+            embedding: features,
+        };
+        step.events
+            .extend_from_slice(self.detectors.update(&observation));
+        let in_drift = self
+            .detectors
+            .detectors()
+            .iter()
+            .any(|d| d.state() == Phase::Drift);
+        let mut closed = None;
+        self.incidents
+            .frame(frame, &step.events, in_drift, |change, incident| {
+                step.changes.push(change);
+                match change {
+                    Change::Opened(id) => tracing::info!(
+                        incident = id,
+                        frame,
+                        detector = %incident.first.detector,
+                        statistic = format_args!("{:.2}", incident.first.statistic),
+                        threshold = format_args!("{:.2}", incident.first.threshold),
+                        magnitude = format_args!("{:+.2}", incident.first.magnitude),
+                        "drift incident opened"
+                    ),
+                    Change::Closed(id) => {
+                        tracing::info!(incident = id, frame, "drift incident closed");
+                        closed = Some(EventKind::IncidentClosed {
+                            incident: id,
+                            opened_at: incident.opened_at,
+                            closed_at: frame,
+                            detectors: incident.detectors.iter().map(|d| d.to_string()).collect(),
+                        });
+                    }
+                    _ => {}
+                }
+            });
+        step.far &= self.incidents.open().is_none();
+        self.counts.far += u64::from(step.far);
+        self.counts.onsets += step.events.len() as u64;
+        self.counts.incidents += step
+            .changes
+            .iter()
+            .filter(|c| matches!(c, Change::Opened(_)))
+            .count() as u64;
+        self.record(closed);
+        self.maybe_checkpoint();
+    }
+
+    /// Queue this frame's events (never on frames without any: no allocation).
+    fn record(&mut self, closed: Option<EventKind>) {
+        if self.store.is_none() || (self.step.events.is_empty() && closed.is_none()) {
+            return;
+        }
+        let unix_ms = event::now_unix_ms();
+        let incident = self.incidents.open().map_or(0, |i| i.id);
+        for event in &self.step.events {
+            let entry = RuntimeEvent {
+                unix_ms,
+                kind: EventKind::Drift {
+                    incident,
+                    event: *event,
+                },
+            };
+            if let Err(e) = self.pending.append_event(&entry) {
+                tracing::warn!("cannot record a drift event: {e}");
+            }
+        }
+        if let Some(kind) = closed {
+            if let Err(e) = self.pending.append_event(&RuntimeEvent { unix_ms, kind }) {
+                tracing::warn!("cannot record an incident: {e}");
+            }
+        }
+        self.pending
+            .increment(persist::DRIFT_COUNTER, self.step.events.len() as u64);
+        let opened = self
+            .step
+            .changes
+            .iter()
+            .filter(|c| matches!(c, Change::Opened(_)))
+            .count() as u64;
+        if opened > 0 {
+            self.pending.increment(persist::INCIDENTS_COUNTER, opened);
+        }
+        self.submit();
+    }
+
+    fn maybe_checkpoint(&mut self) {
+        if self.store.is_some()
+            && self.last_checkpoint.elapsed() >= Duration::from_secs(self.config.checkpoint_seconds)
+        {
+            self.checkpoint();
+        }
+    }
+
+    /// Queue the KNN and detector states now (also done every `checkpoint-seconds`).
+    pub fn checkpoint(&mut self) {
+        self.last_checkpoint = Instant::now();
+        if self.store.is_none() {
+            return;
+        }
+        let meta = persist::Meta {
+            model_sha256: self.model_sha256.clone(),
+            reference: self.side.as_ref().map(|s| s.reference.clone()),
+            next_incident: self.incidents.next_id(),
+        };
+        let knn = self.side.as_ref().map(|s| s.knn.to_state());
+        if let Err(e) = persist::save(
+            &mut self.pending,
+            &meta,
+            knn.as_ref(),
+            &self.detectors.save(),
+        ) {
+            tracing::warn!("cannot checkpoint the KNN and detectors: {e}");
+        }
+        self.pending.increment(
+            persist::FRAMES_COUNTER,
+            self.counts.frames - self.frames_counted,
+        );
+        self.frames_counted = self.counts.frames;
+        self.submit();
+    }
+
+    fn submit(&mut self) {
+        let Some(store) = &self.store else { return };
+        if self.pending.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.pending);
+        match store.try_submit(batch) {
+            Ok(_) => {}
+            Err(TrySubmitError::Full { batch, .. }) => {
+                self.counts.deferred_writes += 1;
+                self.pending = batch;
+            }
+            Err(TrySubmitError::Stopped(e)) => {
+                tracing::error!("the state store stopped; states are no longer saved: {e}");
+                self.store = None;
+            }
+        }
+    }
+
+    /// Checkpoint and wait until everything is durable (at a clean stop).
+    pub fn finish(&mut self) -> Result<(), StateError> {
+        self.checkpoint();
+        if let Some(store) = &self.store {
+            if !self.pending.is_empty() {
+                store.submit(std::mem::take(&mut self.pending))?;
+            }
+            store.flush()?;
+        }
+        Ok(())
+    }
+
+    /// What the last frame produced.
+    pub fn last(&self) -> &Step {
+        &self.step
+    }
+
+    /// The label to report for the last frame under the configured classifier, if the KNN
+    /// decides it.
+    pub fn label(&self) -> Option<&str> {
+        if self.config.classifier != Classifier::Knn {
+            return None;
+        }
+        let side = self.side.as_ref()?;
+        side.knn.labels().name(self.step.knn_label?)
+    }
+
+    /// The KNN, when it runs.
+    pub fn knn(&self) -> Option<&Knn> {
+        self.side.as_ref().map(|s| &s.knn)
+    }
+
+    /// The reference statistics of the KNN's distances.
+    pub fn reference(&self) -> Option<&ReferenceStats> {
+        self.side.as_ref().map(|s| &s.reference)
+    }
+
+    /// The drift detectors.
+    pub fn detectors(&self) -> &DetectorSet {
+        &self.detectors
+    }
+
+    /// The open incident.
+    pub fn open_incident(&self) -> Option<&Incident> {
+        self.incidents.open()
+    }
+
+    /// What the layer saw and did so far.
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+}
+
+/// The KNN with `config` applied: rebuilt (oldest samples first, so eviction keeps the
+/// newest) when the settings differ from the ones it was saved with.
+fn with_config(knn: Knn, config: KnnConfig) -> Result<Knn, KnnError> {
+    if *knn.config() == config {
+        return Ok(knn);
+    }
+    let mut rebuilt = Knn::new(knn.dim(), config)?;
+    let mut samples: Vec<_> = knn.samples().collect();
+    samples.sort_by_key(|s| (s.timestamp, s.id));
+    for s in samples {
+        let label = knn.labels().name(s.label).unwrap_or("unknown");
+        rebuilt.add_named(label, s.features, s.timestamp)?;
+    }
+    Ok(rebuilt)
+}
