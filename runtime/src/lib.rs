@@ -6,6 +6,7 @@
 //! loaded at run time), and the [`pipeline`] measures every stage.
 //! Everything a user can set lives in one [`config::Config`].
 
+pub mod adapt;
 pub mod assemble;
 pub mod autonomy;
 pub mod bench;

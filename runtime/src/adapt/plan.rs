@@ -1,0 +1,425 @@
+//! Deciding, per cluster of quarantined samples, what the KNN should learn from it — as a
+//! value, before anything changes, so the decision can be logged, inspected, tested and
+//! computed off the inference thread.
+//!
+//! Per cluster, in order (the first rule that applies wins):
+//!
+//! 1. fewer than `min-cluster-size` members → [`Decision::Leave`] ([`Why::TooSmall`]);
+//! 2. mean member–centroid distance above `compactness` × reference → `Leave`
+//!    ([`Why::NotCompact`]): a smear of samples is not a class;
+//! 3. the centroid's mean distance to the k nearest samples of its nearest class (k of the
+//!    KNN, or fewer when the class holds fewer) at most `near-factor` × reference →
+//!    [`Decision::PseudoLabel`] with that class;
+//! 4. above `far-factor` × reference from every class → [`Decision::NewClass`] named
+//!    `new-class-prefix` + the smallest number ≥ 1 not yet a label of the KNN (names are
+//!    never reused, so past events stay unambiguous), unless the KNN already holds
+//!    `max-new-classes` such classes ([`Why::NewClassLimit`]);
+//! 5. otherwise, between near and far → `Leave` ([`Why::Ambiguous`]).
+//!
+//! Classes proposed earlier in the same plan count as known classes for later clusters
+//! (through their representatives), so one new object split into two clusters becomes one
+//! new class, not two. Unclustered samples (DBSCAN noise) are listed apart and change
+//! nothing. Planning reads the KNN and never changes it.
+
+use serde::{Deserialize, Serialize};
+
+use super::cluster::{ClusterParams, MAX_POINTS, cluster};
+use super::error::check_vector;
+use super::{AdaptError, AdaptationConfig, Reference};
+use crate::knn::{Knn, MAX_LABELS, Metric};
+
+/// What to do with one cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "decision")]
+pub enum Decision {
+    /// Add the representatives to a known class.
+    PseudoLabel {
+        /// The class.
+        label: String,
+    },
+    /// Add the representatives as a new class.
+    NewClass {
+        /// The proposed name.
+        label: String,
+    },
+    /// Change nothing.
+    Leave {
+        /// Why.
+        why: Why,
+    },
+}
+
+/// Why a cluster is left alone. Distances are factors of the reference mean distance.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "reason")]
+pub enum Why {
+    /// Fewer members than `min-cluster-size`.
+    TooSmall {
+        /// Members.
+        size: usize,
+        /// The minimum.
+        min: usize,
+    },
+    /// Too spread out to be one class.
+    NotCompact {
+        /// Its mean member–centroid distance.
+        compactness: f64,
+        /// The bound (`compactness` key).
+        limit: f64,
+    },
+    /// Neither near a known class nor far from all of them.
+    Ambiguous {
+        /// Distance to the nearest class.
+        distance: f64,
+        /// `near-factor`.
+        near: f64,
+        /// `far-factor`.
+        far: f64,
+    },
+    /// Far from every class, but no new class may be added.
+    NewClassLimit {
+        /// `max-new-classes` (or the label table's room, whichever is smaller).
+        max: usize,
+    },
+}
+
+/// Why no round was planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "reason")]
+pub enum Deferred {
+    /// `adaptation.enabled` is false.
+    Disabled,
+    /// Fewer pending samples than `min-pending`.
+    TooFewPending {
+        /// Pending samples.
+        pending: usize,
+        /// `min-pending`.
+        min: usize,
+    },
+}
+
+/// The nearest known class of a cluster's centroid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Nearest {
+    /// Its name.
+    pub label: String,
+    /// Mean distance of the centroid to the class's k nearest samples, × reference mean.
+    pub distance: f64,
+}
+
+/// A sample chosen to be added to the KNN, with its vector (copied, so the plan can be
+/// applied after the quarantine has moved on, and on another thread).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Representative {
+    /// Its pending sample id.
+    pub sample: u64,
+    /// Its feature vector.
+    pub features: Vec<f32>,
+}
+
+/// One cluster and its decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedCluster {
+    /// Pending sample ids of the members, in input order.
+    pub members: Vec<u64>,
+    /// Mean member–centroid distance, × reference mean.
+    pub compactness: f64,
+    /// Nearest class (known, or proposed earlier in this plan); `None` when there is none.
+    pub nearest: Option<Nearest>,
+    /// What would be added (medoid first, then spread).
+    pub representatives: Vec<Representative>,
+    /// What to do.
+    pub decision: Decision,
+}
+
+impl PlannedCluster {
+    /// The label the representatives go to, unless the cluster is left alone.
+    pub fn target(&self) -> Option<&str> {
+        match &self.decision {
+            Decision::PseudoLabel { label } | Decision::NewClass { label } => Some(label),
+            Decision::Leave { .. } => None,
+        }
+    }
+}
+
+/// The outcome of planning one round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Length of the feature vectors (checked again when applied).
+    pub dim: usize,
+    /// Every cluster with its decision, in clustering order.
+    pub clusters: Vec<PlannedCluster>,
+    /// Pending sample ids in no cluster.
+    pub unclustered: Vec<u64>,
+    /// Set when nothing was clustered, and why.
+    pub deferred: Option<Deferred>,
+}
+
+impl Plan {
+    /// Whether applying the plan would change the KNN (if not, skip snapshot and guard).
+    pub fn has_changes(&self) -> bool {
+        self.clusters.iter().any(|c| c.target().is_some())
+    }
+
+    /// The clusters that change the KNN.
+    pub fn changes(&self) -> impl Iterator<Item = &PlannedCluster> {
+        self.clusters.iter().filter(|c| c.target().is_some())
+    }
+}
+
+/// Plan one adaptation round from the quarantined `pending` samples `(id, features)`.
+///
+/// Errors on bad input (no samples, more than [`MAX_POINTS`], a vector of another length
+/// than the KNN's or holding NaN/∞, a duplicate id, a reference of another metric, an
+/// invalid configuration). When adaptation is disabled or fewer than `min-pending` samples
+/// wait, the plan is empty and says so in [`Plan::deferred`].
+///
+/// Cost: at most n² distance evaluations over the pending samples (clustering) and one pass
+/// over the KNN per cluster (its nearest class); see [`cluster`](super::cluster()).
+///
+/// `max-new-classes` counts the KNN labels that start with `new-class-prefix` and still hold
+/// samples, so a user class named like a proposal (`new-york` with prefix `new-`) counts too.
+pub fn plan(
+    pending: &[(u64, &[f32])],
+    knn: &Knn,
+    reference: &Reference,
+    config: &AdaptationConfig,
+) -> Result<Plan, AdaptError> {
+    config.validate()?;
+    let metric = knn.config().metric;
+    if reference.metric() != metric {
+        return Err(AdaptError::MetricMismatch {
+            knn: metric,
+            reference: reference.metric(),
+        });
+    }
+    if pending.is_empty() {
+        return Err(AdaptError::Empty);
+    }
+    if pending.len() > MAX_POINTS {
+        return Err(AdaptError::TooMany {
+            got: pending.len(),
+            max: MAX_POINTS,
+        });
+    }
+    for (id, v) in pending {
+        check_vector(*id, knn.dim(), v)?;
+    }
+    let mut ids: Vec<u64> = pending.iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable();
+    if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+        return Err(AdaptError::DuplicateSample(w[0]));
+    }
+
+    let deferred = if !config.enabled {
+        Some(Deferred::Disabled)
+    } else if pending.len() < config.min_pending {
+        Some(Deferred::TooFewPending {
+            pending: pending.len(),
+            min: config.min_pending,
+        })
+    } else {
+        None
+    };
+    if deferred.is_some() {
+        return Ok(Plan {
+            dim: knn.dim(),
+            clusters: Vec::new(),
+            unclustered: pending.iter().map(|(id, _)| *id).collect(),
+            deferred,
+        });
+    }
+
+    let points: Vec<&[f32]> = pending.iter().map(|(_, v)| *v).collect();
+    let clustering = cluster(
+        &points,
+        &ClusterParams {
+            radius: reference.scaled(config.radius),
+            min_neighbors: config.min_neighbors,
+            metric,
+            representatives: config.representatives,
+        },
+    )?;
+
+    let mean = reference.mean();
+    let prefix = &config.new_class_prefix;
+    let held_new = knn
+        .labels()
+        .names()
+        .iter()
+        .enumerate()
+        .filter(|(i, name)| {
+            name.starts_with(prefix.as_str()) && knn.class_count(crate::knn::LabelId(*i as u16)) > 0
+        })
+        .count();
+    let room = MAX_LABELS.saturating_sub(knn.labels().len());
+    let max_new = config.max_new_classes.min(held_new + room);
+    let mut new_budget = max_new.saturating_sub(held_new);
+    // Classes proposed so far in this plan: name and representative vectors.
+    let mut proposed: Vec<(String, Vec<&[f32]>)> = Vec::new();
+    let mut next_number = 1u64;
+
+    let mut clusters = Vec::with_capacity(clustering.clusters.len());
+    for c in &clustering.clusters {
+        let compactness = f64::from(c.compactness) / mean;
+        let representatives = c
+            .representatives
+            .iter()
+            .map(|&i| Representative {
+                sample: pending[i].0,
+                features: pending[i].1.to_vec(),
+            })
+            .collect();
+        let nearest =
+            nearest_class(&c.centroid, knn, &proposed, metric).map(|(label, d)| Nearest {
+                label,
+                distance: f64::from(d) / mean,
+            });
+        let decision = if c.members.len() < config.min_cluster_size {
+            Decision::Leave {
+                why: Why::TooSmall {
+                    size: c.members.len(),
+                    min: config.min_cluster_size,
+                },
+            }
+        } else if compactness > config.compactness {
+            Decision::Leave {
+                why: Why::NotCompact {
+                    compactness,
+                    limit: config.compactness,
+                },
+            }
+        } else {
+            let distance = nearest.as_ref().map_or(f64::INFINITY, |n| n.distance);
+            match &nearest {
+                Some(n) if distance <= config.near_factor => Decision::PseudoLabel {
+                    label: n.label.clone(),
+                },
+                _ if distance > config.far_factor => {
+                    if new_budget == 0 {
+                        Decision::Leave {
+                            why: Why::NewClassLimit { max: max_new },
+                        }
+                    } else {
+                        new_budget -= 1;
+                        let label = loop {
+                            let name = format!("{prefix}{next_number}");
+                            next_number += 1;
+                            if knn.labels().get(&name).is_none() {
+                                break name;
+                            }
+                        };
+                        let reps = c.representatives.iter().map(|&i| points[i]).collect();
+                        proposed.push((label.clone(), reps));
+                        Decision::NewClass { label }
+                    }
+                }
+                _ => Decision::Leave {
+                    why: Why::Ambiguous {
+                        distance,
+                        near: config.near_factor,
+                        far: config.far_factor,
+                    },
+                },
+            }
+        };
+        tracing::debug!(
+            members = c.members.len(),
+            compactness,
+            nearest = ?nearest,
+            decision = ?decision,
+            "planned cluster"
+        );
+        clusters.push(PlannedCluster {
+            members: c.members.iter().map(|&i| pending[i].0).collect(),
+            compactness,
+            nearest,
+            representatives,
+            decision,
+        });
+    }
+    let plan = Plan {
+        dim: knn.dim(),
+        clusters,
+        unclustered: clustering.noise.iter().map(|&i| pending[i].0).collect(),
+        deferred: None,
+    };
+    let count = |f: fn(&Decision) -> bool| plan.clusters.iter().filter(|c| f(&c.decision)).count();
+    tracing::info!(
+        pending = pending.len(),
+        clusters = plan.clusters.len(),
+        pseudo_labels = count(|d| matches!(d, Decision::PseudoLabel { .. })),
+        new_classes = count(|d| matches!(d, Decision::NewClass { .. })),
+        left = count(|d| matches!(d, Decision::Leave { .. })),
+        unclustered = plan.unclustered.len(),
+        "adaptation planned"
+    );
+    Ok(plan)
+}
+
+/// The class whose k nearest samples are nearest to `centroid` on average (ties: the lower
+/// label id, then earlier proposals), with that mean distance.
+fn nearest_class(
+    centroid: &[f32],
+    knn: &Knn,
+    proposed: &[(String, Vec<&[f32]>)],
+    metric: Metric,
+) -> Option<(String, f32)> {
+    let k = knn.config().k;
+    // Per class, the k smallest distances, ascending (k ≤ 256, so insertion is cheap).
+    let mut best: Vec<Vec<f32>> = vec![Vec::new(); knn.labels().len()];
+    for s in knn.samples() {
+        if let Some(list) = best.get_mut(usize::from(s.label.0)) {
+            insert_k(list, k, metric.distance(centroid, s.features));
+        }
+    }
+    let mut nearest: Option<(String, f32)> = None;
+    let mut consider = |name: &str, list: &[f32]| {
+        if list.is_empty() {
+            return;
+        }
+        let d = list.iter().sum::<f32>() / list.len() as f32;
+        if nearest.as_ref().is_none_or(|(_, b)| d < *b) {
+            nearest = Some((name.to_owned(), d));
+        }
+    };
+    for (name, list) in knn.labels().names().iter().zip(&best) {
+        consider(name, list);
+    }
+    for (name, reps) in proposed {
+        let mut list = Vec::with_capacity(k);
+        for r in reps {
+            insert_k(&mut list, k, metric.distance(centroid, r));
+        }
+        consider(name, &list);
+    }
+    nearest
+}
+
+/// Keep `list` the `k` smallest values seen, ascending.
+fn insert_k(list: &mut Vec<f32>, k: usize, d: f32) {
+    if list.len() == k {
+        match list.last() {
+            Some(&worst) if d < worst => {
+                list.pop();
+            }
+            _ => return,
+        }
+    }
+    let at = list.partition_point(|&x| x <= d);
+    list.insert(at, d);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_k_keeps_the_smallest() {
+        let mut list = Vec::new();
+        for d in [5.0, 1.0, 4.0, 2.0, 3.0, 0.5] {
+            insert_k(&mut list, 3, d);
+        }
+        assert_eq!(list, vec![0.5, 1.0, 2.0]);
+    }
+}
