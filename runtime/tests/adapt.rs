@@ -81,9 +81,12 @@ fn world(seed: u64) -> World {
     }
 }
 
+/// The defaults, with the near bound this synthetic world was calibrated for (its shifted
+/// copies sit at 0.65–0.79 reference; the default 0.5 is calibrated on the default model).
 fn config() -> AdaptationConfig {
     AdaptationConfig {
         enabled: true,
+        near_factor: 1.0,
         ..AdaptationConfig::default()
     }
 }
@@ -328,7 +331,10 @@ fn too_few_samples_change_nothing() {
     assert!(p.clusters.is_empty());
     assert_eq!(p.unclustered.len(), 20);
 
-    let off = AdaptationConfig::default();
+    let off = AdaptationConfig {
+        enabled: false,
+        ..AdaptationConfig::default()
+    };
     let p = plan(&pending(&samples, 0), &w.knn, &w.reference, &off).unwrap();
     assert_eq!(p.deferred, Some(Deferred::Disabled));
 }

@@ -72,13 +72,13 @@ pub struct AdaptationConfig {
 impl Default for AdaptationConfig {
     fn default() -> Self {
         AdaptationConfig {
-            enabled: false,
+            enabled: true,
             min_pending: 30,
             min_cluster_size: 12,
             radius: 1.25,
             min_neighbors: 4,
             compactness: 1.0,
-            near_factor: 1.0,
+            near_factor: 0.5,
             far_factor: 2.0,
             representatives: 8,
             max_new_classes: 4,
@@ -299,7 +299,7 @@ mod tests {
             ("adaptation.radius", |c| c.radius = f64::NAN),
             ("adaptation.min-neighbors", |c| c.min_neighbors = 12),
             ("adaptation.compactness", |c| c.compactness = 0.0),
-            ("adaptation.far-factor", |c| c.far_factor = 0.5),
+            ("adaptation.far-factor", |c| c.far_factor = 0.25),
             ("adaptation.representatives", |c| c.representatives = 0),
             ("adaptation.new-class-prefix", |c| {
                 c.new_class_prefix = "a b".into()
@@ -321,6 +321,7 @@ mod tests {
     #[test]
     fn ready_needs_enabled_and_enough_samples() {
         let mut c = AdaptationConfig::default();
+        c.enabled = false;
         assert!(!c.ready(1000));
         c.enabled = true;
         assert!(!c.ready(29));

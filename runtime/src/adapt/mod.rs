@@ -40,13 +40,13 @@
 //!
 //! ```toml
 //! [adaptation]
-//! enabled = false              # opt-in: it changes the KNN without a human
+//! enabled = true               # every change is snapshotted first and guarded after
 //! min-pending = 30             # quarantined samples before a round is attempted
 //! min-cluster-size = 12        # members a cluster needs to change the KNN
 //! radius = 1.25                # clustering neighbourhood, × reference mean distance
 //! min-neighbors = 4            # neighbours within radius that make a sample a cluster core
 //! compactness = 1.0            # max mean member–centroid distance, × reference mean
-//! near-factor = 1.0            # centroid within this of a class → pseudo-label it
+//! near-factor = 0.5            # centroid within this of a class → pseudo-label it
 //! far-factor = 2.0             # beyond this from every class → propose a new class
 //! representatives = 8          # samples added per cluster at most
 //! max-new-classes = 4          # proposed classes the KNN may hold at once
