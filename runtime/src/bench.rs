@@ -12,6 +12,7 @@
 
 use std::time::Instant;
 
+use crate::autonomy::Autonomy;
 use crate::frame::{Frame, FrameError, FrameSource};
 use crate::pipeline::runner::{self, RunError, RunOptions, RunSummary};
 use crate::pipeline::{Pipeline, PipelineError};
@@ -68,9 +69,13 @@ impl BenchReport {
 }
 
 /// Measure bare invoke, then the whole pipeline, on frames from `source`.
+///
+/// With `autonomy`, every pipeline frame also goes through the autonomy layer (its cost is
+/// the `autonomy` stage); the bare measurement is the model alone either way.
 pub fn run(
     source: &mut dyn FrameSource,
     pipeline: &mut Pipeline,
+    mut autonomy: Option<&mut Autonomy>,
     options: BenchOptions,
 ) -> Result<BenchReport, RunError> {
     // One real frame as the fixed input of the bare measurement.
@@ -94,11 +99,17 @@ pub fn run(
         ..warm.clone()
     };
     // The warm-up run consumes the source's first frames; the measured run continues it.
-    runner::run(source, pipeline, &warm, &mut ())?;
-    let summary = runner::run(source, pipeline, &measured, &mut ())?;
+    runner::run_with(source, pipeline, autonomy.as_deref_mut(), &warm, &mut ())?;
+    let summary = runner::run_with(
+        source,
+        pipeline,
+        autonomy.as_deref_mut(),
+        &measured,
+        &mut (),
+    )?;
     let peak_rss = peak_rss_bytes();
     let mut cached = CachedFrames::capture(source, CACHED_FRAMES)?;
-    let summary_cached = runner::run(&mut cached, pipeline, &measured, &mut ())?;
+    let summary_cached = runner::run_with(&mut cached, pipeline, autonomy, &measured, &mut ())?;
     Ok(BenchReport {
         bare_invoke,
         bare_rate,

@@ -10,6 +10,7 @@ pub mod adapt;
 pub mod assemble;
 pub mod autonomy;
 pub mod bench;
+pub mod bench_autonomy;
 pub mod config;
 pub mod drift;
 pub mod engine;

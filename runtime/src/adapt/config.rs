@@ -320,8 +320,10 @@ mod tests {
 
     #[test]
     fn ready_needs_enabled_and_enough_samples() {
-        let mut c = AdaptationConfig::default();
-        c.enabled = false;
+        let mut c = AdaptationConfig {
+            enabled: false,
+            ..AdaptationConfig::default()
+        };
         assert!(!c.ready(1000));
         c.enabled = true;
         assert!(!c.ready(29));

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use tinylcm::assemble;
 use tinylcm::bench::{self, BenchOptions};
+use tinylcm::bench_autonomy::{self, AutonomyBench};
 use tinylcm::config::Config;
 
 use crate::summary;
@@ -42,7 +43,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         warmup: args.warmup,
         iterations: args.iterations,
     };
-    let report = bench::run(source.as_mut(), &mut pipeline, options).context("benchmark failed")?;
+    // The autonomy layer runs as in the field, with its state in a scratch folder.
+    let scratch = tempfile::Builder::new()
+        .prefix("tinylcm-bench-")
+        .tempdir()
+        .context("cannot create a scratch folder")?;
+    assemble::state_in(&mut config, &scratch.path().join("model"));
+    let mut autonomy = if config.autonomy.enabled {
+        let store = assemble::store(&config).context("cannot open the state store")?;
+        Some(
+            assemble::autonomy(&config, &model, &pipeline, Some(store))
+                .context("cannot start the autonomy layer")?,
+        )
+    } else {
+        None
+    };
+    let report = bench::run(source.as_mut(), &mut pipeline, autonomy.as_mut(), options)
+        .context("benchmark failed")?;
+    drop(autonomy);
+    let size = AutonomyBench::default();
+    let promised = bench_autonomy::measure(size, &scratch.path().join("promised"))
+        .context("autonomy benchmark failed")?;
     summary::print_bench(&report, &line);
+    summary::print_autonomy_bench(&size, &promised);
     Ok(())
 }

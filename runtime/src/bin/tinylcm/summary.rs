@@ -3,6 +3,7 @@
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use tinylcm::autonomy::Autonomy;
 use tinylcm::bench::BenchReport;
+use tinylcm::bench_autonomy::AutonomyBench;
 use tinylcm::pipeline::runner::RunSummary;
 use tinylcm::report::IncidentLog;
 use tinylcm::stats::{Percentiles, Stage, StageLatencies, peak_rss_bytes};
@@ -83,6 +84,28 @@ pub fn print_run(summary: &RunSummary, engine_line: &str) {
     println!("{}", outcome_table(summary));
 }
 
+/// The autonomy layer's cost at the promised size.
+pub fn print_autonomy_bench(size: &AutonomyBench, p: &Percentiles) {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+        "after inference, per frame",
+        "frames",
+        "mean ms",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+    ]);
+    table.add_row(latency_row(
+        &format!(
+            "{}-d embedding, {} KNN samples, 7 detectors, state queued",
+            size.dim, size.samples
+        ),
+        p,
+    ));
+    println!("{table}");
+}
+
 /// The drift incidents of the run and what the autonomy layer holds now.
 pub fn print_autonomy(autonomy: &Autonomy, log: &IncidentLog, state: &std::path::Path) {
     let counts = autonomy.counts();
@@ -155,11 +178,17 @@ pub fn print_bench(report: &BenchReport, engine_line: &str) {
         format!("{:.3}", report.ratio_cached()),
     ]);
     table.add_row(vec![
-        "inference-thread cost outside invoke (preprocess + rest, mean)".to_string(),
+        "inference-thread cost outside invoke (preprocess + autonomy + rest, mean)".to_string(),
         format!(
             "{} ms",
-            ms(report.stage(Stage::Preprocess).mean_us + report.stage(Stage::Rest).mean_us)
+            ms(report.stage(Stage::Preprocess).mean_us
+                + report.stage(Stage::Autonomy).mean_us
+                + report.stage(Stage::Rest).mean_us)
         ),
+    ]);
+    table.add_row(vec![
+        "after inference: features, KNN, detectors, state (this model, mean)".to_string(),
+        format!("{} ms", ms(report.stage(Stage::Autonomy).mean_us)),
     ]);
     table.add_row(vec![
         "capture (own thread, overlaps inference, mean)".to_string(),
