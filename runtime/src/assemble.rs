@@ -114,6 +114,16 @@ pub fn autonomy(
 ) -> Result<Autonomy, AssembleError> {
     let initial = initial_state(&config.model).map_err(AutonomyError::from)?;
     let sha = model.manifest.sha256.to_ascii_lowercase();
+    let inbox = match &store {
+        Some(store) => Some(
+            autonomy::feedback::Inbox::start(
+                autonomy::feedback::inbox_dir(&config.state.path),
+                Arc::clone(store),
+            )
+            .map_err(AutonomyError::from)?,
+        ),
+        None => None,
+    };
     Ok(Autonomy::start(autonomy::Setup {
         config: &config.autonomy,
         knn: &config.knn,
@@ -123,6 +133,7 @@ pub fn autonomy(
         embedding_dim: pipeline.embedding_len(),
         initial,
         store,
+        inbox,
     })?)
 }
 

@@ -117,6 +117,7 @@ pub fn measure(
         embedding_dim: Some(size.dim),
         initial: Some(("bench".into(), state)),
         store: Some(Arc::clone(&store)),
+        inbox: None,
     })?;
     let stream: Vec<(usize, Vec<f32>)> = (0..256)
         .map(|i| (i % CLASSES, around(i % CLASSES, &mut rng)))

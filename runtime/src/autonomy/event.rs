@@ -38,6 +38,15 @@ pub enum EventKind {
         /// Detectors that fired during it.
         detectors: Vec<String>,
     },
+    /// A human's verdict on a drift event was applied to its detector.
+    DriftFeedback {
+        /// The event judged.
+        event: DriftEvent,
+        /// The verdict.
+        verdict: super::feedback::Verdict,
+        /// The detector's threshold after applying it.
+        threshold: f64,
+    },
 }
 
 /// Milliseconds since the Unix epoch (0 if the clock is before 1970).

@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod event;
+pub mod feedback;
 pub mod incident;
 pub mod initial;
 pub mod persist;
@@ -48,6 +49,9 @@ pub enum AutonomyError {
     /// The state store failed.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The feedback inbox could not start.
+    #[error(transparent)]
+    Feedback(#[from] feedback::FeedbackError),
 }
 
 /// Everything the autonomy layer is started from.
@@ -68,6 +72,8 @@ pub struct Setup<'a> {
     pub initial: Option<(String, InitialState)>,
     /// Where states and events are kept; `None` keeps everything in memory.
     pub store: Option<Arc<Store>>,
+    /// Where human verdicts arrive (see [`feedback`]); `None`: no feedback.
+    pub inbox: Option<feedback::Inbox>,
 }
 
 /// The KNN side: present when the model has an embedding and an initial state.
@@ -113,6 +119,8 @@ pub struct Counts {
     pub bad_embeddings: u64,
     /// Batches the state store refused for a while because its queue was full.
     pub deferred_writes: u64,
+    /// Human verdicts applied.
+    pub feedback: u64,
 }
 
 /// The autonomy layer of one running model.
@@ -124,6 +132,7 @@ pub struct Autonomy {
     detectors: DetectorSet,
     incidents: Incidents,
     store: Option<Arc<Store>>,
+    inbox: Option<feedback::Inbox>,
     pending: Batch,
     last_checkpoint: Instant,
     step: Step,
@@ -203,6 +212,7 @@ impl Autonomy {
             detectors,
             incidents: Incidents::new(setup.config.incident_quiet_frames, next_incident),
             store: setup.store,
+            inbox: setup.inbox,
             pending: Batch::new(),
             last_checkpoint: Instant::now(),
             step: Step {
@@ -297,7 +307,67 @@ impl Autonomy {
             .filter(|c| matches!(c, Change::Opened(_)))
             .count() as u64;
         self.record(closed);
+        self.take_feedback();
         self.maybe_checkpoint();
+    }
+
+    /// Apply a waiting inbox delivery, if any (a channel poll when there is none).
+    fn take_feedback(&mut self) {
+        let Some(delivery) = self.inbox.as_ref().and_then(feedback::Inbox::try_recv) else {
+            return;
+        };
+        for item in &delivery.items {
+            self.apply_feedback(item);
+        }
+        self.checkpoint();
+        if let Some(inbox) = &self.inbox {
+            inbox.ack(delivery);
+        }
+    }
+
+    /// Apply one human verdict now.
+    pub fn apply_feedback(&mut self, item: &feedback::Item) {
+        match item {
+            feedback::Item::Drift { event, verdict } => {
+                match verdict {
+                    feedback::Verdict::FalseAlarm => self.detectors.false_alarm(event),
+                    feedback::Verdict::Confirmed => self.detectors.confirmed(event),
+                }
+                let threshold = self
+                    .detectors
+                    .detectors()
+                    .iter()
+                    .find(|d| d.kind() == event.detector)
+                    .map_or(f64::NAN, |d| d.statistic().1);
+                tracing::info!(
+                    detector = %event.detector,
+                    sample = event.sample_id,
+                    ?verdict,
+                    threshold,
+                    "drift feedback applied"
+                );
+                self.counts.feedback += 1;
+                let entry = RuntimeEvent {
+                    unix_ms: event::now_unix_ms(),
+                    kind: EventKind::DriftFeedback {
+                        event: *event,
+                        verdict: *verdict,
+                        threshold,
+                    },
+                };
+                if self.store.is_some() {
+                    if let Err(e) = self.pending.append_event(&entry) {
+                        tracing::warn!("cannot record feedback: {e}");
+                    }
+                }
+            }
+            feedback::Item::Sample(verdict) => {
+                tracing::warn!(
+                    sample = verdict.id,
+                    "sample feedback needs the quarantine, which this build does not keep"
+                );
+            }
+        }
     }
 
     /// Queue this frame's events (never on frames without any: no allocation).
