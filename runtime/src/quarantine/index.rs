@@ -74,6 +74,10 @@ struct Session {
 /// The quarantine of suspicious samples: bounded by count, feature bytes, age and per
 /// predicted class; every entry in memory (for clustering and lookups without disk reads),
 /// mirrored in the state store's `quarantine` table.
+///
+/// Open one per store: ids come from the store's [`ADMITTED_COUNTER`] as committed at open,
+/// so two instances would hand out the same ids. Not shared between threads: the thread
+/// that decides a frame is suspicious owns it (it is `Send`).
 #[derive(Debug)]
 pub struct Quarantine {
     config: QuarantineConfig,
