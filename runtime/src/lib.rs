@@ -20,6 +20,7 @@ pub mod knn;
 pub mod model;
 pub mod pipeline;
 pub mod preprocess;
+pub mod quarantine;
 pub mod report;
 pub mod state;
 pub mod stats;

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use tinylcm::state::{
-    DurabilityPolicy, RESTORES_COUNTER, SNAPSHOT_FORMAT, Snapshots, StateError, Store,
+    Batch, DurabilityPolicy, OLDEST_SNAPSHOT_SCHEMA, RESTORES_COUNTER, SCHEMA_VERSION,
+    SNAPSHOT_FORMAT, Snapshots, StateError, Store,
 };
 
 fn open(dir: &std::path::Path) -> Store {
@@ -192,4 +193,68 @@ fn leftovers_of_an_interrupted_create_are_ignored_and_removed() {
     assert!(taken.id.starts_with("000001-"), "{}", taken.id);
     assert!(!leftover.exists());
     assert_eq!(snaps.list().unwrap().len(), 1);
+}
+
+/// The quarantine is not part of snapshots: restoring leaves its entries exactly as they
+/// are, both those added after the snapshot and those deleted after it.
+#[test]
+fn restore_leaves_the_quarantine_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let snaps = Snapshots::new(dir.path().join("snapshots"), 3).unwrap();
+    let mut b = Batch::new();
+    b.put_state("knn", &1u32).unwrap();
+    b.put_quarantine(1, &"before").unwrap();
+    store.submit(b).unwrap();
+    let taken = snaps.create(&store).unwrap();
+
+    let mut b = Batch::new();
+    b.put_state("knn", &2u32).unwrap();
+    b.delete_quarantine(1);
+    b.put_quarantine(2, &"after").unwrap();
+    store.submit(b).unwrap();
+    snaps.restore(&store, &taken.id).unwrap();
+    assert_eq!(store.get_state::<u32>("knn").unwrap(), Some(1));
+    assert_eq!(
+        store.quarantine_entries::<String>(0, 10).unwrap(),
+        vec![(2, "after".to_string())]
+    );
+}
+
+/// A snapshot taken by the schema-1 runtime (before the quarantine table existed) holds the
+/// same contents and still restores after the upgrade: the upgrade keeps rollback points.
+#[test]
+fn a_snapshot_from_schema_1_restores() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let snaps = Snapshots::new(dir.path().join("snapshots"), 3).unwrap();
+    store.put_state("knn", &"old").unwrap();
+    let taken = snaps.create(&store).unwrap();
+    assert_eq!(taken.schema_version, SCHEMA_VERSION);
+    // Bytes 12..16 of the header are the schema version (outside the payload checksum).
+    let mut bytes = std::fs::read(&taken.path).unwrap();
+    bytes[12..16].copy_from_slice(&OLDEST_SNAPSHOT_SCHEMA.to_le_bytes());
+    std::fs::write(&taken.path, &bytes).unwrap();
+    store.put_state("knn", &"new").unwrap();
+    store.flush().unwrap();
+    let info = snaps.restore(&store, &taken.id).unwrap();
+    assert_eq!(info.schema_version, 1);
+    assert_eq!(
+        store.get_state::<String>("knn").unwrap().as_deref(),
+        Some("old")
+    );
+    // One older than that is refused, the database unchanged.
+    bytes[12..16].copy_from_slice(&(OLDEST_SNAPSHOT_SCHEMA - 1).to_le_bytes());
+    std::fs::write(&taken.path, &bytes).unwrap();
+    store.put_state("knn", &"newer").unwrap();
+    store.flush().unwrap();
+    let err = snaps.restore(&store, &taken.id).unwrap_err();
+    assert!(
+        matches!(err, StateError::SnapshotVersion { what: "schema", .. }),
+        "{err}"
+    );
+    assert_eq!(
+        store.get_state::<String>("knn").unwrap().as_deref(),
+        Some("newer")
+    );
 }

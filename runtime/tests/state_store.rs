@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tinylcm::state::{
-    Batch, DurabilityPolicy, PRUNED_EVENTS_COUNTER, SCHEMA_VERSION, StateError, Store,
-    TrySubmitError,
+    Batch, DurabilityPolicy, MAX_QUARANTINE_PER_READ, PRUNED_EVENTS_COUNTER, SCHEMA_VERSION,
+    StateError, Store, TrySubmitError,
 };
 
 /// A policy that never commits on its own: only `flush` (or `max_batch`) does.
@@ -260,6 +260,65 @@ fn one_store_per_file() {
     assert!(err.to_string().contains("s.redb"), "{err}");
 }
 
+/// Quarantine entries: put and delete are batch operations like the others (same commit,
+/// same atomicity), reads page by id and are bounded.
+#[test]
+fn quarantine_entries_are_written_in_batches_and_read_in_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.redb");
+    let store = Store::open(&path, manual()).unwrap();
+    let mut b = Batch::new();
+    for id in 1..=5u64 {
+        b.put_quarantine(id, &format!("entry {id}")).unwrap();
+    }
+    b.delete_quarantine(2).increment("quarantine.admitted", 5);
+    store.submit(b).unwrap();
+    // Queued, not committed.
+    assert_eq!(store.quarantine_len().unwrap(), 0);
+    store.flush().unwrap();
+    assert_eq!(store.quarantine_len().unwrap(), 4);
+    let page = store.quarantine_entries::<String>(0, 2).unwrap();
+    assert_eq!(
+        page,
+        vec![(1, "entry 1".to_string()), (3, "entry 3".to_string())]
+    );
+    let rest = store.quarantine_entries::<String>(3, 100).unwrap();
+    assert_eq!(rest.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [4, 5]);
+    assert!(
+        store
+            .quarantine_entries::<String>(u64::MAX, 10)
+            .unwrap()
+            .is_empty()
+    );
+    // Replacing keeps one row per id; deleting an absent id is no error.
+    let mut b = Batch::new();
+    b.put_quarantine(4, &"four again").unwrap();
+    b.delete_quarantine(999);
+    store.submit(b).unwrap();
+    store.close().unwrap();
+
+    let store = Store::open(&path, manual()).unwrap();
+    assert_eq!(store.quarantine_len().unwrap(), 4);
+    assert_eq!(
+        store.quarantine_entries::<String>(3, 1).unwrap(),
+        vec![(4, "four again".to_string())]
+    );
+    // Bytes of another type are a decode error naming the entry, not a panic.
+    let err = store.quarantine_entries::<Vec<String>>(0, 10).unwrap_err();
+    assert!(err.to_string().contains("quarantine entry 1"), "{err}");
+    // A page is bounded whatever the caller asks.
+    let mut b = Batch::new();
+    for id in 100..100 + MAX_QUARANTINE_PER_READ as u64 + 10 {
+        b.put_quarantine(id, &"x").unwrap();
+    }
+    store.submit(b).unwrap();
+    store.flush().unwrap();
+    assert_eq!(
+        store.quarantine_entries_raw(0, usize::MAX).unwrap().len(),
+        MAX_QUARANTINE_PER_READ
+    );
+}
+
 mod schema {
     use super::*;
     use redb::{Database, TableDefinition};
@@ -267,6 +326,63 @@ mod schema {
     const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
     const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
     const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+    const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+    const QUARANTINE: TableDefinition<u64, &[u8]> = TableDefinition::new("quarantine");
+
+    /// A version-1 database as the schema-1 runtime left it: `meta` with version 1 and the
+    /// next event number, `kv`, `events`, `counters`, and no `quarantine` table.
+    #[test]
+    fn v1_database_is_migrated_to_v2_gaining_an_empty_quarantine() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut meta = txn.open_table(META).unwrap();
+                meta.insert("schema_version", 1u32.to_le_bytes().as_slice())
+                    .unwrap();
+                meta.insert("next_event_seq", 3u64.to_le_bytes().as_slice())
+                    .unwrap();
+                let mut kv = txn.open_table(KV).unwrap();
+                let knn = postcard::to_stdvec(&11u32).unwrap();
+                kv.insert("knn", knn.as_slice()).unwrap();
+                let mut events = txn.open_table(EVENTS).unwrap();
+                for seq in 1..=2u64 {
+                    let e = postcard::to_stdvec(&(seq as u32)).unwrap();
+                    events.insert(seq, e.as_slice()).unwrap();
+                }
+                txn.open_table(COUNTERS)
+                    .unwrap()
+                    .insert("frames", 9)
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+            // The file really is a v1 file: no quarantine table.
+            let txn = db.begin_read().unwrap();
+            assert!(txn.open_table(QUARANTINE).is_err());
+        }
+        assert_eq!(SCHEMA_VERSION, 2);
+        let store = Store::open(&path, manual()).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 2);
+        assert_eq!(store.get_state::<u32>("knn").unwrap(), Some(11));
+        assert_eq!(store.counter("frames").unwrap(), 9);
+        assert_eq!(store.events_after::<u32>(0, 10).unwrap().len(), 2);
+        assert_eq!(store.quarantine_len().unwrap(), 0);
+        assert_eq!(store.append_event(&3u32).unwrap(), 3);
+        let mut b = Batch::new();
+        b.put_quarantine(1, &"sample").unwrap();
+        store.submit(b).unwrap();
+        store.close().unwrap();
+
+        // Reopening a migrated file runs nothing and keeps the entry.
+        let store = Store::open(&path, manual()).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 2);
+        assert_eq!(
+            store.quarantine_entries::<String>(0, 10).unwrap(),
+            vec![(1, "sample".to_string())]
+        );
+    }
 
     /// A version-0 database: the tables of the first layout, without `meta`.
     #[test]

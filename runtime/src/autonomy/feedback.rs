@@ -248,10 +248,7 @@ impl Inbox {
 
     /// The next delivery, if one is waiting (never blocks).
     pub fn try_recv(&self) -> Option<Delivery> {
-        match self.deliveries.try_recv() {
-            Ok(d) => Some(d),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-        }
+        self.deliveries.try_recv().ok()
     }
 
     /// `delivery` was applied and its changes queued to the store: remove its file once

@@ -19,6 +19,10 @@ pub(crate) enum Op {
     AppendEvent { bytes: Vec<u8> },
     /// Add to a counter (saturating).
     Increment { counter: String, by: u64 },
+    /// Insert or replace a quarantine entry (`quarantine` table).
+    PutQuarantine { id: u64, bytes: Vec<u8> },
+    /// Remove a quarantine entry.
+    DeleteQuarantine { id: u64 },
 }
 
 /// Operations committed together, all or nothing.
@@ -83,6 +87,24 @@ impl Batch {
     pub fn append(&mut self, mut other: Batch) -> &mut Self {
         self.ops.append(&mut other.ops);
         self.events += other.events;
+        self
+    }
+
+    /// Sets quarantine entry `id` to `value` (insert or replace). The quarantine is not part
+    /// of snapshots: see [`crate::state`].
+    pub fn put_quarantine<T: Serialize + ?Sized>(
+        &mut self,
+        id: u64,
+        value: &T,
+    ) -> Result<&mut Self, StateError> {
+        let bytes = codec::encode(Path::new("<batch>"), "quarantine entry", value)?;
+        self.ops.push(Op::PutQuarantine { id, bytes });
+        Ok(self)
+    }
+
+    /// Removes quarantine entry `id` (no error if absent).
+    pub fn delete_quarantine(&mut self, id: u64) -> &mut Self {
+        self.ops.push(Op::DeleteQuarantine { id });
         self
     }
 

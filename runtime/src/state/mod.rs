@@ -11,9 +11,17 @@
 //!   tables `meta` (schema version, next event number), `kv` (component states by name,
 //!   e.g. `knn`, `detector/<name>`; postcard-encoded), `events` (append-only log,
 //!   `u64` sequence from 1 → postcard-encoded event, at most
-//!   [`DurabilityPolicy::max_events`] kept) and `counters` (name → `u64`).
+//!   [`DurabilityPolicy::max_events`] kept), `counters` (name → `u64`) and, since schema 2,
+//!   `quarantine` (`u64` entry id → postcard-encoded entry: the suspicious samples of
+//!   [`crate::quarantine`], bounded by that module; written with
+//!   [`Batch::put_quarantine`]/[`Batch::delete_quarantine`], read in pages with
+//!   [`Store::quarantine_entries`]).
 //! * `<data>/snapshots/<id>.snap` ([`Snapshots`]): versioned, SHA-256-checksummed copies of
-//!   the component states and counters, written atomically, newest N kept.
+//!   the component states and counters, written atomically, newest N kept. **The quarantine
+//!   is not in snapshots**, and restoring one leaves it as it is: it records what the camera
+//!   saw and what a human said about it, not learned state, so rolling an adaptation back
+//!   must neither bring back evicted samples nor drop samples (or labels) that arrived since.
+//!   Whoever rolls back sets the affected entries' status explicitly (adapted → pending).
 //!
 //! # Durability policy and loss window
 //!
@@ -73,8 +81,8 @@ pub use codec::MAX_VALUE_BYTES;
 pub use config::StateConfig;
 pub use error::{StateError, TrySubmitError};
 pub use policy::DurabilityPolicy;
-pub use read::MAX_EVENTS_PER_READ;
-pub use schema::SCHEMA_VERSION;
+pub use read::{MAX_EVENTS_PER_READ, MAX_QUARANTINE_PER_READ};
+pub use schema::{OLDEST_SNAPSHOT_SCHEMA, SCHEMA_VERSION};
 pub use snapshot::{MAX_SNAPSHOT_BYTES, SNAPSHOT_FORMAT, SnapshotInfo, Snapshots};
 pub use writer::{PRUNED_EVENTS_COUNTER, RESTORES_COUNTER};
 

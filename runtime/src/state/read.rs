@@ -1,18 +1,23 @@
-//! Reads: component states, events, counters. Each read is one read transaction, so it sees
+//! Reads: component states, events, counters, quarantine entries. Each read is one read transaction, so it sees
 //! one committed state of the database and never waits for the writer.
 
 use std::collections::BTreeMap;
 
-use redb::{ReadTransaction, ReadableTable, TableDefinition};
+use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::de::DeserializeOwned;
 
 use super::Store;
 use super::codec;
 use super::error::StateError;
-use super::schema::{self, COUNTERS, EVENTS, KV};
+use super::schema::{self, COUNTERS, EVENTS, KV, QUARANTINE};
 
 /// The most events one [`Store::events_after`] call returns.
 pub const MAX_EVENTS_PER_READ: usize = 10_000;
+
+/// The most entries one [`Store::quarantine_entries`] call returns: an entry carries a
+/// feature vector (at most 32 KiB at the largest feature dimension), so a page stays
+/// within about 4 MiB.
+pub const MAX_QUARANTINE_PER_READ: usize = 128;
 
 impl Store {
     fn read_txn(&self, what: &'static str) -> Result<ReadTransaction, StateError> {
@@ -137,6 +142,55 @@ impl Store {
         let txn = self.read_txn(WHAT)?;
         let counters = self.read_table(&txn, COUNTERS, WHAT)?;
         counters_in(&self.path, &counters)
+    }
+
+    /// Up to `limit` (at most [`MAX_QUARANTINE_PER_READ`]) quarantine entries with an id
+    /// greater than `after`, lowest id first, decoded as `T`. Page with the last id returned.
+    pub fn quarantine_entries<T: DeserializeOwned>(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, T)>, StateError> {
+        self.quarantine_entries_raw(after, limit)?
+            .into_iter()
+            .map(|(id, bytes)| {
+                codec::decode(&self.path, &format!("quarantine entry {id}"), &bytes)
+                    .map(|v| (id, v))
+            })
+            .collect()
+    }
+
+    /// Like [`Store::quarantine_entries`], undecoded (so that one damaged entry can be
+    /// skipped instead of failing the whole page).
+    pub fn quarantine_entries_raw(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StateError> {
+        const WHAT: &str = "reading quarantine entries";
+        let Some(start) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        let txn = self.read_txn(WHAT)?;
+        let table = self.read_table(&txn, QUARANTINE, WHAT)?;
+        let range = table
+            .range(start..)
+            .map_err(|e| StateError::db(&self.path, WHAT, e))?;
+        range
+            .take(limit.min(MAX_QUARANTINE_PER_READ))
+            .map(|r| {
+                r.map(|(k, v)| (k.value(), v.value().to_vec()))
+                    .map_err(|e| StateError::db(&self.path, WHAT, e))
+            })
+            .collect()
+    }
+
+    /// Number of quarantine entries committed.
+    pub fn quarantine_len(&self) -> Result<u64, StateError> {
+        const WHAT: &str = "counting quarantine entries";
+        let txn = self.read_txn(WHAT)?;
+        let table = self.read_table(&txn, QUARANTINE, WHAT)?;
+        table.len().map_err(|e| StateError::db(&self.path, WHAT, e))
     }
 
     /// The schema version recorded in the database.

@@ -11,7 +11,18 @@ use redb::{Database, Durability, ReadableTable, TableDefinition, TableError, Wri
 use super::error::{DbError, StateError};
 
 /// The schema version this runtime writes.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// * 1: `meta`, `kv`, `events`, `counters`.
+/// * 2: adds `quarantine` (suspicious samples, see [`crate::quarantine`]).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The oldest schema version whose snapshots this runtime restores.
+///
+/// A snapshot holds only `kv` and `counters`; schema 2 added a table without changing what
+/// those two hold, so a snapshot taken before the upgrade restores unchanged (refusing it
+/// would leave a freshly upgraded device without a rollback point). Raise this when a
+/// migration changes the meaning of a component state or a counter.
+pub const OLDEST_SNAPSHOT_SCHEMA: u32 = 1;
 
 /// `meta`: store bookkeeping (schema version, next event number).
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -21,6 +32,8 @@ pub(crate) const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 /// `counters`: named monotonic counters.
 pub(crate) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+/// `quarantine`: suspicious samples by entry id, postcard-encoded (schema 2).
+pub(crate) const QUARANTINE: TableDefinition<u64, &[u8]> = TableDefinition::new("quarantine");
 
 pub(crate) const VERSION_KEY: &str = "schema_version";
 pub(crate) const NEXT_EVENT_KEY: &str = "next_event_seq";
@@ -36,12 +49,19 @@ pub(crate) struct Migration {
 }
 
 /// The registered migrations, one per version step.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    from: 0,
-    what: "adopt an unversioned (or new) database: create missing tables, record the next \
-           event number",
-    apply: v0_to_v1,
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        from: 0,
+        what: "adopt an unversioned (or new) database: create missing tables, record the next \
+               event number",
+        apply: v0_to_v1,
+    },
+    Migration {
+        from: 1,
+        what: "create the quarantine table",
+        apply: v1_to_v2,
+    },
+];
 
 /// Version 0 is a database without `meta` (a new file, or one from before versioning):
 /// the tables may or may not exist.
@@ -57,6 +77,13 @@ fn v0_to_v1(txn: &WriteTransaction) -> Result<(), DbError> {
     if meta.get(NEXT_EVENT_KEY)?.is_none() {
         meta.insert(NEXT_EVENT_KEY, next.to_le_bytes().as_slice())?;
     }
+    Ok(())
+}
+
+/// Version 2 keeps suspicious samples in their own table (not in `kv`), so that they are
+/// read in pages, bounded apart from component states, and left out of snapshots.
+fn v1_to_v2(txn: &WriteTransaction) -> Result<(), DbError> {
+    txn.open_table(QUARANTINE)?;
     Ok(())
 }
 

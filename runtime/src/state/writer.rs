@@ -13,7 +13,7 @@ use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, WriteTran
 use super::batch::{Batch, Op};
 use super::error::{DbError, StateError};
 use super::policy::DurabilityPolicy;
-use super::schema::{COUNTERS, EVENTS, KV, META, NEXT_EVENT_KEY};
+use super::schema::{COUNTERS, EVENTS, KV, META, NEXT_EVENT_KEY, QUARANTINE};
 
 /// Counter holding how many events retention has pruned.
 pub const PRUNED_EVENTS_COUNTER: &str = "store.events_pruned";
@@ -213,6 +213,7 @@ fn apply(
     let mut kv = txn.open_table(KV)?;
     let mut events = txn.open_table(EVENTS)?;
     let mut counters = txn.open_table(COUNTERS)?;
+    let mut quarantine = txn.open_table(QUARANTINE)?;
     let mut ops = 0u64;
     let mut next_event = None;
     for (batch, first_event) in batches {
@@ -232,6 +233,12 @@ fn apply(
                     next_event = Some(seq);
                 }
                 Op::Increment { counter, by } => bump(&mut counters, counter, *by)?,
+                Op::PutQuarantine { id, bytes } => {
+                    quarantine.insert(*id, bytes.as_slice())?;
+                }
+                Op::DeleteQuarantine { id } => {
+                    quarantine.remove(*id)?;
+                }
             }
         }
     }

@@ -129,10 +129,12 @@ pub(crate) fn header(path: &Path, bytes: &[u8]) -> Result<Header, StateError> {
     })
 }
 
-/// Verifies a whole snapshot file (header, length, checksum, schema) and decodes it.
+/// Verifies a whole snapshot file (header, length, checksum, schema within
+/// `oldest..=schema`) and decodes it.
 pub(crate) fn decode(
     path: &Path,
     bytes: &[u8],
+    oldest: u32,
     schema: u32,
 ) -> Result<(Header, Contents), StateError> {
     let h = header(path, bytes)?;
@@ -153,7 +155,7 @@ pub(crate) fn decode(
             "SHA-256 of the payload does not match the header",
         ));
     }
-    if h.schema != schema {
+    if !(oldest..=schema).contains(&h.schema) {
         return Err(StateError::SnapshotVersion {
             path: path.to_path_buf(),
             what: "schema",
@@ -181,7 +183,7 @@ mod tests {
     fn round_trip() {
         let p = Path::new("s.snap");
         let bytes = encode(p, 1, 1234, &sample()).unwrap();
-        let (h, c) = decode(p, &bytes, 1).unwrap();
+        let (h, c) = decode(p, &bytes, 1, 1).unwrap();
         assert_eq!(h.created_unix_ms, 1234);
         assert_eq!(c, sample());
     }
@@ -198,23 +200,44 @@ mod tests {
                 continue;
             }
             assert!(
-                decode(p, &b, 1).is_err(),
+                decode(p, &b, 1, 1).is_err(),
                 "flipping byte {i} went unnoticed"
             );
         }
         for n in 0..bytes.len() {
             assert!(
-                decode(p, &bytes[..n], 1).is_err(),
+                decode(p, &bytes[..n], 1, 1).is_err(),
                 "truncation to {n} went unnoticed"
             );
         }
     }
 
     #[test]
+    fn older_schemas_in_the_accepted_range_are_read_and_others_refused() {
+        let p = Path::new("s.snap");
+        let v1 = encode(p, 1, 0, &sample()).unwrap();
+        let (h, c) = decode(p, &v1, 1, 2).unwrap();
+        assert_eq!((h.schema, c), (1, sample()));
+        let v0 = encode(p, 0, 0, &sample()).unwrap();
+        let err = decode(p, &v0, 1, 2).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StateError::SnapshotVersion {
+                    what: "schema",
+                    found: 0,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn other_versions_are_refused() {
         let p = Path::new("s.snap");
         let bytes = encode(p, 2, 0, &sample()).unwrap();
-        let err = decode(p, &bytes, 1).unwrap_err();
+        let err = decode(p, &bytes, 1, 1).unwrap_err();
         assert!(matches!(
             err,
             StateError::SnapshotVersion {
@@ -225,7 +248,7 @@ mod tests {
         ));
         let mut b = bytes.clone();
         b[8] = 9;
-        let err = decode(p, &b, 2).unwrap_err();
+        let err = decode(p, &b, 1, 2).unwrap_err();
         assert!(matches!(
             err,
             StateError::SnapshotVersion {

@@ -4,7 +4,8 @@
 //! A snapshot is taken before every adaptation so that it can be rolled back, and on demand
 //! (`tinylcm snapshot create`). Restoring replaces every component state in one
 //! transaction; counters are recorded in the snapshot but not rolled back, because they
-//! count events that did happen and that stay in the (append-only) event log.
+//! count events that did happen and that stay in the (append-only) event log. The
+//! quarantine table is neither copied nor restored (see [`crate::state`] for why).
 
 mod files;
 mod format;
@@ -18,7 +19,7 @@ pub use format::{MAX_SNAPSHOT_BYTES, SNAPSHOT_FORMAT};
 
 use super::Store;
 use super::error::StateError;
-use super::schema::SCHEMA_VERSION;
+use super::schema::{OLDEST_SNAPSHOT_SCHEMA, SCHEMA_VERSION};
 use super::writer::Msg;
 
 /// One snapshot file, as listed (from its header) or just written.
@@ -132,7 +133,9 @@ impl Snapshots {
         Ok(out)
     }
 
-    /// Reads and verifies snapshot `id` (size, magic, format, length, SHA-256, schema).
+    /// Reads and verifies snapshot `id` (size, magic, format, length, SHA-256, schema: from
+    /// [`OLDEST_SNAPSHOT_SCHEMA`](super::OLDEST_SNAPSHOT_SCHEMA) to
+    /// [`SCHEMA_VERSION`](super::SCHEMA_VERSION)).
     pub fn verify(&self, id: &str) -> Result<SnapshotInfo, StateError> {
         self.load(id).map(|(info, _)| info)
     }
@@ -140,7 +143,8 @@ impl Snapshots {
     fn load(&self, id: &str) -> Result<(SnapshotInfo, Contents), StateError> {
         let path = files::path_of(&self.dir, id)?;
         let bytes = files::read_bounded(&path, id, &self.dir)?;
-        let (header, contents) = format::decode(&path, &bytes, SCHEMA_VERSION)?;
+        let (header, contents) =
+            format::decode(&path, &bytes, OLDEST_SNAPSHOT_SCHEMA, SCHEMA_VERSION)?;
         let info = SnapshotInfo {
             id: id.to_string(),
             path,
