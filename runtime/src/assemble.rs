@@ -132,13 +132,20 @@ pub fn autonomy(
         labels: pipeline.labels(),
         embedding_dim: pipeline.embedding_len(),
         initial,
-        store,
         inbox,
+        quarantine: &config.quarantine,
+        adaptation: &config.adaptation,
+        snapshots: match &store {
+            Some(_) => Some(config.state.snapshots()?),
+            None => None,
+        },
+        store,
     })?)
 }
 
-/// `dir` as the state location: `dir/state.redb` and `dir/snapshots`.
+/// `dir` as the state location: `dir/state.redb`, `dir/snapshots`, `dir/quarantine`.
 pub fn state_in(config: &mut Config, dir: &Path) {
     config.state.path = dir.join("state.redb");
     config.state.snapshots = dir.join("snapshots");
+    config.quarantine.thumbnail_dir = dir.join("quarantine");
 }

@@ -9,10 +9,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::adapt::AdaptationConfig;
 use crate::autonomy::{self, Autonomy, AutonomyConfig, AutonomyError, InitialState};
 use crate::drift::DriftConfig;
+use crate::frame::Frame;
 use crate::knn::{InitialOptions, KnnConfig, build_initial};
 use crate::pipeline::Prediction;
+use crate::quarantine::QuarantineConfig;
 use crate::state::{DurabilityPolicy, StateError, Store};
 use crate::stats::{Percentiles, Stage, StageLatencies};
 
@@ -108,6 +111,10 @@ pub fn measure(
         DurabilityPolicy::default(),
     )?);
     let labels: Vec<String> = (0..CLASSES).map(|c| format!("c{c}")).collect();
+    let quarantine = QuarantineConfig {
+        thumbnail_dir: dir.join("quarantine"),
+        ..QuarantineConfig::default()
+    };
     let mut layer = Autonomy::start(autonomy::Setup {
         config: &AutonomyConfig::default(),
         knn: &knn_config,
@@ -118,12 +125,16 @@ pub fn measure(
         initial: Some(("bench".into(), state)),
         store: Some(Arc::clone(&store)),
         inbox: None,
+        quarantine: &quarantine,
+        adaptation: &AdaptationConfig::default(),
+        snapshots: None,
     })?;
     let stream: Vec<(usize, Vec<f32>)> = (0..256)
         .map(|i| (i % CLASSES, around(i % CLASSES, &mut rng)))
         .collect();
     let mut scores = [0.05f32; CLASSES];
     let mut latencies = StageLatencies::default();
+    let image = Frame::default();
     let warm_up = u64::from(DriftConfig::default().reference_samples) + 100;
     for frame in 1..=warm_up + size.frames {
         let (class, embedding) = &stream[frame as usize % stream.len()];
@@ -137,7 +148,7 @@ pub fn measure(
             embedding: Some(embedding),
         };
         let start = Instant::now();
-        layer.step(frame, &prediction);
+        layer.step(frame, &prediction, &image);
         if frame > warm_up {
             latencies.record(Stage::Autonomy, start.elapsed());
         }

@@ -33,12 +33,14 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::adapt::AdaptationConfig;
 use crate::autonomy::AutonomyConfig;
 use crate::drift::DriftConfig;
 use crate::engine::{EngineConfig, TensorRef};
 use crate::frame::SourceConfig;
 use crate::knn::KnnConfig;
 use crate::preprocess::PreprocessConfig;
+use crate::quarantine::QuarantineConfig;
 use crate::state::StateConfig;
 
 /// Prefix of environment variables that override configuration keys:
@@ -68,6 +70,10 @@ pub struct Config {
     pub drift: DriftConfig,
     /// Where the device keeps what it learns, and how durably.
     pub state: StateConfig,
+    /// Suspicious samples kept for adaptation and for a human.
+    pub quarantine: QuarantineConfig,
+    /// On-device learning from the quarantine, with snapshot and rollback.
+    pub adaptation: AdaptationConfig,
 }
 
 /// The `[model]` section.
@@ -177,6 +183,8 @@ impl Config {
         })?;
         self.drift.validate()?;
         self.state.validate()?;
+        self.quarantine.validate()?;
+        self.adaptation.validate()?;
         if self.model.path.is_none() && self.model.manifest.is_some() {
             return Err(ConfigError::new(
                 "model.manifest",

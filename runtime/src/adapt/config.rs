@@ -77,7 +77,7 @@ impl Default for AdaptationConfig {
             min_cluster_size: 12,
             radius: 1.25,
             min_neighbors: 4,
-            compactness: 1.0,
+            compactness: 1.5,
             near_factor: 0.5,
             far_factor: 2.0,
             representatives: 8,

@@ -45,7 +45,7 @@
 //! min-cluster-size = 12        # members a cluster needs to change the KNN
 //! radius = 1.25                # clustering neighbourhood, × reference mean distance
 //! min-neighbors = 4            # neighbours within radius that make a sample a cluster core
-//! compactness = 1.0            # max mean member–centroid distance, × reference mean
+//! compactness = 1.5            # max mean member–centroid distance, × reference mean
 //! near-factor = 0.5            # centroid within this of a class → pseudo-label it
 //! far-factor = 2.0             # beyond this from every class → propose a new class
 //! representatives = 8          # samples added per cluster at most

@@ -38,6 +38,13 @@ pub enum EventKind {
         /// Detectors that fired during it.
         detectors: Vec<String>,
     },
+    /// An adaptation step (applied cluster, kept or rolled-back round).
+    Adaptation {
+        /// The snapshot taken before the round, if one was.
+        snapshot: Option<String>,
+        /// What happened, with proxy metrics before (and after, for verdicts).
+        event: crate::adapt::AdaptationEvent,
+    },
     /// A human's verdict on a drift event was applied to its detector.
     DriftFeedback {
         /// The event judged.

@@ -13,6 +13,7 @@
 //! kept in the state store ([`persist`]), so a restart continues where the device was.
 //! Nothing here waits for the disk: writes are queued batches the store's writer commits.
 
+mod adaptation;
 pub mod config;
 pub mod event;
 pub mod feedback;
@@ -23,16 +24,20 @@ pub mod persist;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use adaptation::Note;
 pub use config::{AutonomyConfig, Classifier};
 pub use event::{EventKind, RuntimeEvent};
 pub use incident::{Change, Incident, Incidents};
 pub use initial::{InitialError, InitialState};
 
+use crate::adapt::{AdaptationConfig, Baseline};
 use crate::drift::{DetectorSet, DriftConfig, DriftError, DriftEvent, Observation, Phase};
 use crate::features::FeaturePath;
+use crate::frame::Frame;
 use crate::knn::{self, Knn, KnnConfig, KnnError, LabelId, ReferenceStats};
 use crate::pipeline::Prediction;
-use crate::state::{Batch, StateError, Store, TrySubmitError};
+use crate::quarantine::{Candidate, Quarantine, QuarantineConfig, QuarantineError, ReasonRef};
+use crate::state::{Batch, Snapshots, StateError, Store, TrySubmitError};
 
 /// Failures starting the autonomy layer.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +57,9 @@ pub enum AutonomyError {
     /// The feedback inbox could not start.
     #[error(transparent)]
     Feedback(#[from] feedback::FeedbackError),
+    /// The quarantine could not open.
+    #[error(transparent)]
+    Quarantine(#[from] QuarantineError),
 }
 
 /// Everything the autonomy layer is started from.
@@ -74,6 +82,12 @@ pub struct Setup<'a> {
     pub store: Option<Arc<Store>>,
     /// Where human verdicts arrive (see [`feedback`]); `None`: no feedback.
     pub inbox: Option<feedback::Inbox>,
+    /// `[quarantine]` (needs a store).
+    pub quarantine: &'a QuarantineConfig,
+    /// `[adaptation]` (needs a KNN and a quarantine).
+    pub adaptation: &'a AdaptationConfig,
+    /// Where snapshots before adaptations go.
+    pub snapshots: Option<Snapshots>,
 }
 
 /// The KNN side: present when the model has an embedding and an initial state.
@@ -102,6 +116,10 @@ pub struct Step {
     pub changes: Vec<Change>,
     /// The frame is far from everything the KNN knows.
     pub far: bool,
+    /// The quarantine entry the frame became.
+    pub quarantined: Option<u64>,
+    /// What adaptation did at this frame.
+    pub notes: Vec<Note>,
 }
 
 /// Counts of what the layer saw and did since it started.
@@ -121,6 +139,12 @@ pub struct Counts {
     pub deferred_writes: u64,
     /// Human verdicts applied.
     pub feedback: u64,
+    /// Samples quarantined.
+    pub quarantined: u64,
+    /// Clusters the adaptation applied.
+    pub adaptations: u64,
+    /// Adaptation rounds rolled back.
+    pub rollbacks: u64,
 }
 
 /// The autonomy layer of one running model.
@@ -133,6 +157,8 @@ pub struct Autonomy {
     incidents: Incidents,
     store: Option<Arc<Store>>,
     inbox: Option<feedback::Inbox>,
+    quarantine: Option<Quarantine>,
+    adaptation: Option<adaptation::Adaptation>,
     pending: Batch,
     last_checkpoint: Instant,
     step: Step,
@@ -205,6 +231,27 @@ impl Autonomy {
             }
         }
         let next_incident = saved.meta.as_ref().map_or(1, |m| m.next_incident);
+        let mut pending = Batch::new();
+        let quarantine = match &setup.store {
+            Some(store) if side.is_some() && setup.quarantine.enabled => {
+                let mut q = Quarantine::open(setup.quarantine.clone(), store)?;
+                q.expire(event::now_unix_ms(), &mut pending);
+                Some(q)
+            }
+            _ => None,
+        };
+        let adaptation = match (&side, &quarantine) {
+            (Some(side), Some(_)) if setup.adaptation.enabled => Some(adaptation::Adaptation {
+                config: setup.adaptation.clone(),
+                baseline: Baseline::new(side.knn.labels().len(), setup.adaptation.guard_frames),
+                round: adaptation::Round::Idle,
+                snapshots: setup.snapshots,
+                last_round: 0,
+                watermark: 0,
+                next_id: saved.meta.as_ref().map_or(1, |m| m.next_adaptation),
+            }),
+            _ => None,
+        };
         Ok(Autonomy {
             model_sha256: setup.model_sha256.to_string(),
             num_classes: setup.labels.len(),
@@ -213,11 +260,14 @@ impl Autonomy {
             incidents: Incidents::new(setup.config.incident_quiet_frames, next_incident),
             store: setup.store,
             inbox: setup.inbox,
-            pending: Batch::new(),
+            quarantine,
+            adaptation,
+            pending,
             last_checkpoint: Instant::now(),
             step: Step {
                 events: Vec::with_capacity(8),
                 changes: Vec::with_capacity(8),
+                notes: Vec::with_capacity(8),
                 ..Step::default()
             },
             config: setup.config.clone(),
@@ -228,7 +278,7 @@ impl Autonomy {
 
     /// Run one frame's prediction through the layer. Never fails: bad values are counted
     /// and skipped, a busy store defers writes.
-    pub fn step(&mut self, frame: u64, prediction: &Prediction<'_>) {
+    pub fn step(&mut self, frame: u64, prediction: &Prediction<'_>, image: &Frame) {
         self.counts.frames += 1;
         let step = &mut self.step;
         step.frame = frame;
@@ -237,7 +287,9 @@ impl Autonomy {
         step.distance = None;
         step.events.clear();
         step.changes.clear();
+        step.notes.clear();
         step.far = false;
+        step.quarantined = None;
 
         let mut features = None;
         if let (Some(side), Some(embedding)) = (self.side.as_mut(), prediction.embedding) {
@@ -306,9 +358,54 @@ impl Autonomy {
             .iter()
             .filter(|c| matches!(c, Change::Opened(_)))
             .count() as u64;
+        self.quarantine_frame(prediction, image);
+        self.adapt_step(frame);
         self.record(closed);
         self.take_feedback();
         self.maybe_checkpoint();
+    }
+
+    /// Keep the frame in quarantine when an incident is open or it is far from everything.
+    fn quarantine_frame(&mut self, prediction: &Prediction<'_>, image: &Frame) {
+        let (Some(q), Some(side)) = (self.quarantine.as_mut(), self.side.as_ref()) else {
+            return;
+        };
+        let Some(distance) = self.step.distance else {
+            return;
+        };
+        // During an incident, only frames that look unusual (beyond one reference σ of the
+        // usual neighbour distance): an incident outlives its drift by the detectors' exit
+        // rules, and normal frames in the quarantine would blur every cluster.
+        let r = &side.reference.overall;
+        let unusual = f64::from(distance) > r.mean + r.std;
+        let reason = match self.incidents.open() {
+            Some(incident) if unusual => ReasonRef::Drift {
+                detector: incident.first.detector.name(),
+            },
+            _ if self.step.far => ReasonRef::FarFromKnown,
+            _ => return,
+        };
+        let predicted = self
+            .step
+            .knn_label
+            .and_then(|l| side.knn.labels().name(l))
+            .unwrap_or(prediction.label);
+        let candidate = Candidate {
+            sample: self.step.frame,
+            reason,
+            predicted,
+            confidence: prediction.confidence,
+            knn_distance: self.step.distance,
+            features: &side.buffer,
+        };
+        match q.admit(candidate, image, event::now_unix_ms(), &mut self.pending) {
+            Ok(Some(id)) => {
+                self.step.quarantined = Some(id);
+                self.counts.quarantined += 1;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!("not quarantined: {e}"),
+        }
     }
 
     /// Apply a waiting inbox delivery, if any (a channel poll when there is none).
@@ -372,7 +469,13 @@ impl Autonomy {
 
     /// Queue this frame's events (never on frames without any: no allocation).
     fn record(&mut self, closed: Option<EventKind>) {
-        if self.store.is_none() || (self.step.events.is_empty() && closed.is_none()) {
+        if self.store.is_none() {
+            return;
+        }
+        if self.step.events.is_empty() && closed.is_none() {
+            if !self.pending.is_empty() {
+                self.submit();
+            }
             return;
         }
         let unix_ms = event::now_unix_ms();
@@ -426,6 +529,7 @@ impl Autonomy {
             model_sha256: self.model_sha256.clone(),
             reference: self.side.as_ref().map(|s| s.reference.clone()),
             next_incident: self.incidents.next_id(),
+            next_adaptation: self.adaptation.as_ref().map_or(1, |a| a.next_id),
         };
         let knn = self.side.as_ref().map(|s| s.knn.to_state());
         if let Err(e) = persist::save(
@@ -465,6 +569,9 @@ impl Autonomy {
 
     /// Checkpoint and wait until everything is durable (at a clean stop).
     pub fn finish(&mut self) -> Result<(), StateError> {
+        if let Some(q) = &self.quarantine {
+            q.flush_thumbnails();
+        }
         self.checkpoint();
         if let Some(store) = &self.store {
             if !self.pending.is_empty() {
@@ -513,6 +620,19 @@ impl Autonomy {
     /// What the layer saw and did so far.
     pub fn counts(&self) -> Counts {
         self.counts
+    }
+
+    /// The quarantine, when it runs.
+    pub fn quarantine(&self) -> Option<&Quarantine> {
+        self.quarantine.as_ref()
+    }
+
+    /// Frames the adaptation guard has watched and needs, while a round is guarded.
+    pub fn guard_progress(&self) -> Option<(u64, u64)> {
+        match &self.adaptation.as_ref()?.round {
+            adaptation::Round::Guarding { guard, .. } => Some(guard.progress()),
+            _ => None,
+        }
     }
 }
 

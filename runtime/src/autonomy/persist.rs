@@ -33,6 +33,8 @@ pub struct Meta {
     pub reference: Option<ReferenceStats>,
     /// Number the next incident gets.
     pub next_incident: u64,
+    /// Number the next adaptation round gets.
+    pub next_adaptation: u64,
 }
 
 /// What the store held for this model.

@@ -192,7 +192,7 @@ fn drive(
         frames += 1;
         let autonomy_start = Instant::now();
         if let Some(a) = autonomy.as_deref_mut() {
-            a.step(frames, &prediction);
+            a.step(frames, &prediction, &frame);
         }
         let autonomy_end = Instant::now();
         let autonomy = autonomy.as_deref();

@@ -1,7 +1,7 @@
 //! The incidents of a run as a user reads them: when, in which scenario phase, which
 //! detector saw it first and with what statistic, and who agreed.
 
-use crate::autonomy::Change;
+use crate::autonomy::{Change, Note};
 use crate::drift::DriftEvent;
 use crate::pipeline::runner::{FrameReport, Observer};
 
@@ -25,11 +25,24 @@ pub struct IncidentRecord {
     pub joined: Vec<String>,
 }
 
-/// Collects the incidents of a run.
+/// One adaptation step of the run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdaptationRecord {
+    /// Frame it happened at.
+    pub frame: u64,
+    /// The scenario phase then, when the source knows it.
+    pub phase: Option<String>,
+    /// What happened.
+    pub note: Note,
+}
+
+/// Collects the incidents and adaptation steps of a run.
 #[derive(Debug, Clone, Default)]
 pub struct IncidentLog {
     /// Incidents, oldest first.
     pub incidents: Vec<IncidentRecord>,
+    /// Adaptation steps, oldest first.
+    pub adaptations: Vec<AdaptationRecord>,
 }
 
 impl Observer for IncidentLog {
@@ -38,6 +51,16 @@ impl Observer for IncidentLog {
             return;
         };
         let step = autonomy.last();
+        for note in &step.notes {
+            if self.adaptations.len() >= MAX_INCIDENTS {
+                self.adaptations.remove(0);
+            }
+            self.adaptations.push(AdaptationRecord {
+                frame: report.frames,
+                phase: report.truth.and_then(|t| t.phase.clone()),
+                note: note.clone(),
+            });
+        }
         for (i, change) in step.changes.iter().enumerate() {
             match *change {
                 Change::Opened(id) => {

@@ -11,6 +11,6 @@ mod plot;
 mod timeline;
 
 pub use font::{FONT_ENV, FontError, load_font};
-pub use incidents::{IncidentLog, IncidentRecord, MAX_INCIDENTS};
+pub use incidents::{AdaptationRecord, IncidentLog, IncidentRecord, MAX_INCIDENTS};
 pub use plot::{ReportError, render};
 pub use timeline::{DetectorTrace, EventMark, FramePoint, PhaseSpan, Timeline};

@@ -1,7 +1,7 @@
 //! The tables printed at the end of a run and by `bench`.
 
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use tinylcm::autonomy::Autonomy;
+use tinylcm::autonomy::{Autonomy, Note};
 use tinylcm::bench::BenchReport;
 use tinylcm::bench_autonomy::AutonomyBench;
 use tinylcm::pipeline::runner::RunSummary;
@@ -120,6 +120,71 @@ pub fn print_autonomy(autonomy: &Autonomy, log: &IncidentLog, state: &std::path:
         counts.far,
         state.display()
     );
+    if let Some(q) = autonomy.quarantine() {
+        let s = q.stats();
+        println!(
+            "quarantine: {} samples admitted this run; holds {} ({} pending, {} adapted, {} validated, {} rejected); {} adaptation steps, {} rounds rolled back",
+            counts.quarantined,
+            s.entries,
+            s.pending,
+            s.adapted,
+            s.validated,
+            s.rejected,
+            counts.adaptations,
+            counts.rollbacks
+        );
+    }
+    print_incidents(log);
+    print_adaptations(log);
+}
+
+fn print_adaptations(log: &IncidentLog) {
+    if log.adaptations.is_empty() {
+        return;
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+        "round",
+        "frame",
+        "phase",
+        "step",
+        "class",
+        "members",
+        "added",
+        "confidence before → after",
+        "distance before → after",
+    ]);
+    for r in &log.adaptations {
+        let (step, e) = match &r.note {
+            Note::Applied(e) => (format!("{:?}", e.kind).to_lowercase(), e),
+            Note::Kept(e) => ("kept".to_string(), e),
+            Note::RolledBack(e) => (format!("rolled back ({:?})", e.reason).to_lowercase(), e),
+        };
+        let after = e.after.as_ref();
+        table.add_row(vec![
+            format!("#{}", e.id),
+            r.frame.to_string(),
+            r.phase.clone().unwrap_or_else(|| "-".into()),
+            step,
+            e.label.clone().unwrap_or_else(|| "-".into()),
+            e.member_count.to_string(),
+            e.added.len().to_string(),
+            format!(
+                "{:.2} → {}",
+                e.before.mean_confidence,
+                after.map_or("…".into(), |a| format!("{:.2}", a.mean_confidence))
+            ),
+            format!(
+                "{:.3} → {}",
+                e.before.mean_distance,
+                after.map_or("…".into(), |a| format!("{:.3}", a.mean_distance))
+            ),
+        ]);
+    }
+    println!("{table}");
+}
+
+fn print_incidents(log: &IncidentLog) {
     if log.incidents.is_empty() {
         return;
     }

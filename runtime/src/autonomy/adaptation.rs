@@ -1,0 +1,360 @@
+//! Adaptation rounds in the running loop: plan off the inference thread, snapshot, apply,
+//! guard, then keep or roll back.
+//!
+//! ```text
+//! idle ──(enough pending quarantine, interval passed)──► planning (worker thread, KNN clone)
+//!   ▲                                                        │ plan has changes?
+//!   │  no ◄──────────────────────────────────────────────────┤
+//!   │                                                        ▼ yes: checkpoint, flush,
+//!   │                                                  snapshot, apply, quarantine → adapted
+//!   └──── keep / rollback (restore the snapshot) ◄── guarding (guard-frames frames)
+//! ```
+//!
+//! Planning is O(n²) in the quarantine and may take tens of milliseconds on a Pi, so it runs
+//! on its own thread on a copy of the KNN; everything that changes state (apply, snapshot,
+//! restore) happens on the inference thread, between frames. The snapshot before apply is
+//! the only blocking step (it waits for a commit): rounds are rare, at most one per
+//! `guard-frames` frames.
+
+use std::thread::JoinHandle;
+
+use crate::adapt::{
+    self, AdaptError, AdaptationEvent, Applied, Baseline, Decision, Guard, Plan, Reference, Verdict,
+};
+use crate::quarantine::Status;
+use crate::state::Snapshots;
+
+use super::event::{self, EventKind, RuntimeEvent};
+use super::{Autonomy, persist};
+
+/// Most quarantined samples one round plans over (the newest).
+const MAX_PLANNED: usize = adapt::MAX_POINTS;
+
+/// Where the adaptation loop is.
+pub(crate) enum Round {
+    /// Waiting for enough quarantined samples.
+    Idle,
+    /// A worker thread is planning.
+    Planning(JoinHandle<Result<Plan, AdaptError>>),
+    /// Applied; the guard watches the frames after it.
+    Guarding {
+        guard: Guard,
+        applied: Applied,
+        snapshot: Option<String>,
+        members: Vec<u64>,
+    },
+}
+
+/// The adaptation side of the layer.
+pub(crate) struct Adaptation {
+    pub(crate) config: adapt::AdaptationConfig,
+    pub(crate) baseline: Baseline,
+    pub(crate) round: Round,
+    pub(crate) snapshots: Option<Snapshots>,
+    /// Frame of the last round's end (plan without changes, keep or rollback).
+    pub(crate) last_round: u64,
+    /// Quarantine ids up to this one are not planned again (their round was rolled back).
+    pub(crate) watermark: u64,
+    /// Number the next round gets.
+    pub(crate) next_id: u64,
+}
+
+/// What a round did at this frame, for observers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Note {
+    /// A plan was applied: one entry per changed cluster.
+    Applied(AdaptationEvent),
+    /// The guard kept the round.
+    Kept(AdaptationEvent),
+    /// The guard rolled the round back to its snapshot.
+    RolledBack(AdaptationEvent),
+}
+
+impl Autonomy {
+    /// Advance the adaptation loop by one frame (after the KNN and quarantine ran).
+    pub(crate) fn adapt_step(&mut self, frame: u64) {
+        let Some(a) = self.adaptation.as_mut() else {
+            return;
+        };
+        let class = self.step.knn_label.map_or(0, |l| usize::from(l.0));
+        let (confidence, distance) = (self.step.knn_confidence, self.step.distance);
+        match &mut a.round {
+            Round::Idle => {
+                a.baseline.observe(confidence, distance, class);
+                self.maybe_plan(frame);
+            }
+            Round::Planning(handle) => {
+                a.baseline.observe(confidence, distance, class);
+                if handle.is_finished() {
+                    let Round::Planning(handle) = std::mem::replace(&mut a.round, Round::Idle)
+                    else {
+                        return;
+                    };
+                    match handle.join() {
+                        Ok(Ok(plan)) => self.carry_out(frame, &plan),
+                        Ok(Err(e)) => {
+                            tracing::warn!("adaptation planning failed: {e}");
+                            a.last_round = frame;
+                        }
+                        Err(_) => {
+                            tracing::error!("the adaptation planner panicked; adaptation is off");
+                            self.adaptation = None;
+                        }
+                    }
+                }
+            }
+            Round::Guarding { guard, .. } => {
+                if !matches!(guard.observe(confidence, distance, class), Verdict::Pending) {
+                    self.conclude(frame);
+                }
+            }
+        }
+    }
+
+    /// Start planning on a worker thread when enough is pending and the interval passed.
+    fn maybe_plan(&mut self, frame: u64) {
+        let (Some(a), Some(side), Some(q)) = (
+            self.adaptation.as_mut(),
+            self.side.as_ref(),
+            self.quarantine.as_ref(),
+        ) else {
+            return;
+        };
+        if frame < a.last_round + u64::from(a.config.guard_frames) {
+            return;
+        }
+        let watermark = a.watermark;
+        let pending = q.pending().filter(|e| e.id > watermark).count();
+        if !a.config.ready(pending) {
+            return;
+        }
+        let mut samples: Vec<(u64, Vec<f32>)> = q
+            .pending()
+            .filter(|e| e.id > watermark)
+            .map(|e| (e.id, e.features.clone()))
+            .collect();
+        samples.sort_unstable_by_key(|(id, _)| std::cmp::Reverse(*id));
+        samples.truncate(MAX_PLANNED);
+        let knn = side.knn.clone();
+        let reference = match Reference::from_stats(&side.reference) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("adaptation is off: {e}");
+                self.adaptation = None;
+                return;
+            }
+        };
+        let config = a.config.clone();
+        let spawned = std::thread::Builder::new()
+            .name("tinylcm-adapt".into())
+            .spawn(move || {
+                let pending: Vec<(u64, &[f32])> =
+                    samples.iter().map(|(id, v)| (*id, v.as_slice())).collect();
+                adapt::plan(&pending, &knn, &reference, &config)
+            });
+        match spawned {
+            Ok(handle) => a.round = Round::Planning(handle),
+            Err(e) => {
+                tracing::warn!("cannot start the adaptation planner: {e}");
+                a.last_round = frame;
+            }
+        }
+    }
+
+    /// Apply a finished plan: snapshot first, then change the KNN and the quarantine.
+    fn carry_out(&mut self, frame: u64, plan: &Plan) {
+        for c in &plan.clusters {
+            if let Decision::Leave { why } = &c.decision {
+                tracing::debug!(members = c.members.len(), ?why, "cluster left alone");
+            }
+        }
+        if !plan.has_changes() {
+            if let Some(a) = self.adaptation.as_mut() {
+                a.last_round = frame;
+            }
+            return;
+        }
+        let snapshot = self.snapshot_now();
+        let (Some(a), Some(side)) = (self.adaptation.as_mut(), self.side.as_mut()) else {
+            return;
+        };
+        let before = a.baseline.metrics();
+        let id = a.next_id;
+        a.next_id += 1;
+        let applied = match adapt::apply(plan, &mut side.knn, id, event::now_unix_ms(), &before) {
+            Ok(applied) => applied,
+            Err(e) => {
+                tracing::warn!("adaptation {id} not applied: {e}");
+                a.last_round = frame;
+                return;
+            }
+        };
+        let classes = side.knn.labels().len();
+        a.baseline.set_classes(classes);
+        let reference = Reference::from_stats(&side.reference);
+        let guard = reference.and_then(|r| Guard::new(before, classes, &r, &a.config));
+        let mut members = Vec::new();
+        for cluster in plan.changes() {
+            let Some(label) = cluster.target() else {
+                continue;
+            };
+            for &m in &cluster.members {
+                members.push(m);
+                if let Some(q) = self.quarantine.as_mut() {
+                    let status = Status::Adapted {
+                        label: label.to_string(),
+                    };
+                    if let Err(e) = q.set_status(m, status, &mut self.pending) {
+                        tracing::debug!("quarantine entry {m}: {e}");
+                    }
+                }
+            }
+        }
+        for e in &applied.events {
+            tracing::info!(
+                round = id,
+                kind = ?e.kind,
+                label = e.label.as_deref().unwrap_or("-"),
+                members = e.member_count,
+                added = e.added.len(),
+                snapshot = snapshot.as_deref().unwrap_or("none"),
+                "adaptation applied"
+            );
+            self.step.notes.push(Note::Applied(e.clone()));
+            self.counts.adaptations += 1;
+            push_event(
+                &mut self.pending,
+                EventKind::Adaptation {
+                    snapshot: snapshot.clone(),
+                    event: e.clone(),
+                },
+            );
+        }
+        let Some(a) = self.adaptation.as_mut() else {
+            return;
+        };
+        match guard {
+            Ok(guard) => {
+                a.round = Round::Guarding {
+                    guard,
+                    applied,
+                    snapshot,
+                    members,
+                }
+            }
+            Err(e) => {
+                tracing::warn!("adaptation {id} applied without a guard: {e}");
+                a.last_round = frame;
+            }
+        }
+        self.checkpoint();
+    }
+
+    /// The guard decided: record it; on rollback restore the snapshot.
+    fn conclude(&mut self, frame: u64) {
+        let Some(a) = self.adaptation.as_mut() else {
+            return;
+        };
+        let Round::Guarding {
+            guard,
+            applied,
+            snapshot,
+            members,
+        } = std::mem::replace(&mut a.round, Round::Idle)
+        else {
+            return;
+        };
+        a.last_round = frame;
+        let verdict = guard.verdict().clone();
+        let Some(event) = applied.verdict_event(&verdict, event::now_unix_ms()) else {
+            return;
+        };
+        match verdict {
+            Verdict::Keep(_) => {
+                tracing::info!(round = applied.id, "adaptation kept: the guard saw no harm");
+                self.step.notes.push(Note::Kept(event.clone()));
+            }
+            Verdict::Rollback { reason, .. } => {
+                tracing::warn!(round = applied.id, ?reason, "adaptation rolled back");
+                a.watermark = a.watermark.max(members.iter().copied().max().unwrap_or(0));
+                a.baseline.clear();
+                self.counts.rollbacks += 1;
+                self.restore(snapshot.as_deref(), &applied);
+                if let Some(q) = self.quarantine.as_mut() {
+                    for m in members {
+                        let _ = q.set_status(m, Status::Pending, &mut self.pending);
+                    }
+                }
+                self.step.notes.push(Note::RolledBack(event.clone()));
+            }
+            Verdict::Pending => return,
+        }
+        push_event(&mut self.pending, EventKind::Adaptation { snapshot, event });
+        self.checkpoint();
+    }
+
+    /// Checkpoint, wait until durable, snapshot; `None` when there is no store or it failed
+    /// (the round then goes ahead with only the in-memory rollback).
+    fn snapshot_now(&mut self) -> Option<String> {
+        self.checkpoint();
+        let store = self.store.clone()?;
+        if !self.pending.is_empty() {
+            if let Err(e) = store.submit(std::mem::take(&mut self.pending)) {
+                tracing::warn!("cannot save state before adapting: {e}");
+                return None;
+            }
+        }
+        let snapshots = self.adaptation.as_ref()?.snapshots.as_ref()?;
+        let started = std::time::Instant::now();
+        match snapshots.create(&store) {
+            Ok(info) => {
+                tracing::debug!(id = %info.id, ms = started.elapsed().as_millis() as u64, "snapshot before adaptation");
+                Some(info.id)
+            }
+            Err(e) => {
+                tracing::warn!("cannot snapshot before adapting: {e}");
+                None
+            }
+        }
+    }
+
+    /// Undo a round: restore its snapshot and reload the KNN and detectors from it, or
+    /// remove what the round added when there is no snapshot.
+    fn restore(&mut self, snapshot: Option<&str>, applied: &Applied) {
+        let restored = match (snapshot, &self.store, self.adaptation.as_ref()) {
+            (Some(id), Some(store), Some(a)) => a.snapshots.as_ref().and_then(|s| {
+                // Pending writes are newer than the snapshot; the restore replaces them.
+                self.pending = crate::state::Batch::new();
+                s.restore(store, id)
+                    .map_err(|e| tracing::warn!("cannot restore snapshot {id}: {e}"))
+                    .ok()?;
+                store.get_state(persist::KNN).ok().flatten()
+            }),
+            _ => None,
+        };
+        let Some(side) = self.side.as_mut() else {
+            return;
+        };
+        match restored.map(crate::knn::Knn::from_state) {
+            Some(Ok(knn)) => side.knn = knn,
+            _ => {
+                for added in &applied.added {
+                    side.knn.remove(added.id);
+                }
+            }
+        }
+        if let Some(a) = self.adaptation.as_mut() {
+            a.baseline.set_classes(side.knn.labels().len());
+        }
+    }
+}
+
+fn push_event(batch: &mut crate::state::Batch, kind: EventKind) {
+    let entry = RuntimeEvent {
+        unix_ms: event::now_unix_ms(),
+        kind,
+    };
+    if let Err(e) = batch.append_event(&entry) {
+        tracing::warn!("cannot record an adaptation event: {e}");
+    }
+}
