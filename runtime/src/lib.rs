@@ -22,3 +22,4 @@ pub mod preprocess;
 pub mod report;
 pub mod state;
 pub mod stats;
+pub mod status;

@@ -444,6 +444,11 @@ impl Autonomy {
     pub fn counts(&self) -> Counts {
         self.counts
     }
+
+    /// The state store it writes to (`None` in memory, or after the store stopped).
+    pub fn store(&self) -> Option<&Arc<Store>> {
+        self.store.as_ref()
+    }
 }
 
 /// The KNN with `config` applied: rebuilt (oldest samples first, so eviction keeps the

@@ -98,6 +98,9 @@ pub fn run_config(config: &Config) -> anyhow::Result<()> {
         stop: Some(stop),
         capture_depth: config.run.capture_depth,
     };
+    let store = autonomy.as_ref().and_then(|a| a.store().cloned());
+    let mut status = assemble::status(config, &model, &pipeline, &source.describe(), store)
+        .context("cannot start the status report")?;
     let mut progress = ProgressLine::new();
     let mut incidents = IncidentLog::default();
     let result = runner::run_with(
@@ -105,12 +108,18 @@ pub fn run_config(config: &Config) -> anyhow::Result<()> {
         &mut pipeline,
         autonomy.as_mut(),
         &options,
-        &mut (&mut progress, &mut incidents),
+        &mut ((&mut progress, &mut incidents), status.as_mut()),
     );
     progress.finish();
     if let Some(a) = autonomy.as_mut() {
         a.finish()
             .with_context(|| format!("cannot save the state to {}", config.state.path.display()))?;
+    }
+    if let Some(s) = status {
+        // The run's outcome matters more than its last status report: warn, do not fail.
+        if let Err(e) = s.finish(result.as_ref().ok(), autonomy.as_ref()) {
+            tracing::warn!("cannot write the final status report: {e}");
+        }
     }
     let summary = result.context("the pipeline stopped")?;
     summary::print_run(&summary, &engine_line);
