@@ -14,6 +14,7 @@ use crate::frame::{self, FrameError, FrameSource};
 use crate::model::{self, LoadedModel, ModelError};
 use crate::pipeline::{OutputSelection, Pipeline, PipelineError};
 use crate::state::{StateError, Store};
+use crate::status::{ModelInfo, StatusError, StatusObserver, StatusOptions};
 
 /// Failures assembling a pipeline, each naming the part that failed.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,9 @@ pub enum AssembleError {
         "{0}. Fix: set `state.path` (and `state.snapshots`) to a writable place, or pass --state DIR"
     )]
     State(#[from] StateError),
+    /// The status reporter could not start.
+    #[error(transparent)]
+    Status(#[from] StatusError),
 }
 
 /// The model the configuration names: a file with its manifest, or the built-in one.
@@ -143,9 +147,39 @@ pub fn autonomy(
     })?)
 }
 
-/// `dir` as the state location: `dir/state.redb`, `dir/snapshots`, `dir/quarantine`.
+/// The status reporter of a run of `model` in `pipeline` from `source` (its description),
+/// when `[status]` is enabled; `store` is the state store whose figures it reports.
+pub fn status(
+    config: &Config,
+    model: &LoadedModel,
+    pipeline: &Pipeline,
+    source: &str,
+    store: Option<Arc<Store>>,
+) -> Result<Option<StatusObserver>, AssembleError> {
+    if !config.status.enabled {
+        return Ok(None);
+    }
+    let engine = pipeline.engine();
+    Ok(Some(StatusObserver::start(StatusOptions {
+        path: config.status.path.clone(),
+        interval: config.status.interval(),
+        model: ModelInfo {
+            origin: model.origin.clone(),
+            sha256: model.manifest.sha256.to_ascii_lowercase(),
+            backend: engine.backend().to_string(),
+            accelerator: engine.accelerator().to_string(),
+            source: source.to_string(),
+        },
+        store,
+        disk: config.state.path.parent().map(Path::to_path_buf),
+    })?))
+}
+
+/// `dir` as the state location: `dir/state.redb`, `dir/snapshots`, `dir/quarantine` (thumbnails)
+/// and `dir/status.json`.
 pub fn state_in(config: &mut Config, dir: &Path) {
     config.state.path = dir.join("state.redb");
     config.state.snapshots = dir.join("snapshots");
     config.quarantine.thumbnail_dir = dir.join("quarantine");
+    config.status.path = dir.join("status.json");
 }

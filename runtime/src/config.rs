@@ -42,6 +42,7 @@ use crate::knn::KnnConfig;
 use crate::preprocess::PreprocessConfig;
 use crate::quarantine::QuarantineConfig;
 use crate::state::StateConfig;
+use crate::status::StatusConfig;
 
 /// Prefix of environment variables that override configuration keys:
 /// `TINYLCM_ENGINE__THREADS=2` sets `engine.threads`; `_` stands for `-` in key names.
@@ -74,6 +75,8 @@ pub struct Config {
     pub quarantine: QuarantineConfig,
     /// On-device learning from the quarantine, with snapshot and rollback.
     pub adaptation: AdaptationConfig,
+    /// The status file the running service publishes for `tinylcm status`.
+    pub status: StatusConfig,
 }
 
 /// The `[model]` section.
@@ -185,6 +188,14 @@ impl Config {
         self.state.validate()?;
         self.quarantine.validate()?;
         self.adaptation.validate()?;
+        self.status.validate()?;
+        if self.status.path == self.state.path {
+            return Err(ConfigError::new(
+                "status.path",
+                "is the state database's file: writing the status would replace the database",
+                "give the status its own file, e.g. status.json beside the database",
+            ));
+        }
         if self.model.path.is_none() && self.model.manifest.is_some() {
             return Err(ConfigError::new(
                 "model.manifest",
@@ -246,6 +257,14 @@ mod tests {
             Config::load_with_env(Some(file.path()), no_env()).unwrap(),
             config
         );
+    }
+
+    #[test]
+    fn the_status_file_may_not_be_the_database() {
+        let mut config = Config::default();
+        config.status.path = config.state.path.clone();
+        let e = config.validate().unwrap_err().to_string();
+        assert!(e.contains("status.path"), "{e}");
     }
 
     #[test]

@@ -50,7 +50,7 @@ impl Stage {
 }
 
 /// Percentiles of one stage, in microseconds.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Percentiles {
     /// Samples recorded.
     pub count: u64,

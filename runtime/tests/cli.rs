@@ -87,15 +87,22 @@ fn config_file(dir: &Path, body: &str) -> PathBuf {
 fn demo_runs_every_phase_and_prints_a_summary() {
     let (out, stdout, stderr) = run(tinylcm().args(["demo", "--phase-frames", "5", "--fps", "0"]));
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    // 3 x 5 normal frames, then 5 of each other phase.
-    assert!(stdout.contains("30 frames"), "{stdout}");
+    // 3 x 5 normal frames, 5 of each drift phase, each followed by 2 x 5 normal frames.
+    assert!(stdout.contains("60 frames"), "{stdout}");
     for phase in ["normal", "lighting", "unseen", "noise"] {
         assert!(
             stdout.contains(&format!("accuracy in phase {phase}")),
             "{stdout}"
         );
     }
-    for stage in ["capture", "preprocess", "invoke", "rest", "total"] {
+    for stage in [
+        "capture",
+        "preprocess",
+        "invoke",
+        "autonomy",
+        "rest",
+        "total",
+    ] {
         assert!(stdout.contains(stage), "{stdout}");
     }
 }
@@ -112,9 +119,16 @@ fn run_with_a_model_file_and_manifest() {
             model.to_str().unwrap()
         ),
     );
-    let (out, stdout, stderr) = run(tinylcm().arg("run").arg("--config").arg(&config));
+    let state = dir.path().join("state");
+    let (out, stdout, stderr) = run(tinylcm()
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .arg("--state")
+        .arg(&state));
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("12 frames"), "{stdout}");
+    assert!(state.join("state.redb").is_file());
 }
 
 #[test]
@@ -274,7 +288,11 @@ fn replay_reads_a_folder_with_class_labels() {
         .args(["synth", "--per-class", "2", "--out"])
         .arg(&images));
     assert!(out.status.success(), "{stderr}");
-    let (out, stdout, stderr) = run(tinylcm().arg("replay").arg(&images));
+    let (out, stdout, stderr) = run(tinylcm()
+        .arg("replay")
+        .arg(&images)
+        .arg("--state")
+        .arg(dir.path().join("state")));
     assert!(out.status.success(), "{stdout}\n{stderr}");
     // Four known classes, two frames each.
     assert!(stdout.contains("8 frames"), "{stdout}");

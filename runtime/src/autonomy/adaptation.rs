@@ -37,12 +37,15 @@ pub(crate) enum Round {
     /// A worker thread is planning.
     Planning(JoinHandle<Result<Plan, AdaptError>>),
     /// Applied; the guard watches the frames after it.
-    Guarding {
-        guard: Guard,
-        applied: Applied,
-        snapshot: Option<String>,
-        members: Vec<u64>,
-    },
+    Guarding(Box<Guarded>),
+}
+
+/// An applied round under watch.
+pub(crate) struct Guarded {
+    pub(crate) guard: Guard,
+    applied: Applied,
+    snapshot: Option<String>,
+    members: Vec<u64>,
 }
 
 /// The adaptation side of the layer.
@@ -103,8 +106,11 @@ impl Autonomy {
                     }
                 }
             }
-            Round::Guarding { guard, .. } => {
-                if !matches!(guard.observe(confidence, distance, class), Verdict::Pending) {
+            Round::Guarding(g) => {
+                if !matches!(
+                    g.guard.observe(confidence, distance, class),
+                    Verdict::Pending
+                ) {
                     self.conclude(frame);
                 }
             }
@@ -226,7 +232,7 @@ impl Autonomy {
                 &mut self.pending,
                 EventKind::Adaptation {
                     snapshot: snapshot.clone(),
-                    event: e.clone(),
+                    event: Box::new(e.clone()),
                 },
             );
         }
@@ -235,12 +241,12 @@ impl Autonomy {
         };
         match guard {
             Ok(guard) => {
-                a.round = Round::Guarding {
+                a.round = Round::Guarding(Box::new(Guarded {
                     guard,
                     applied,
                     snapshot,
                     members,
-                }
+                }))
             }
             Err(e) => {
                 tracing::warn!("adaptation {id} applied without a guard: {e}");
@@ -255,15 +261,15 @@ impl Autonomy {
         let Some(a) = self.adaptation.as_mut() else {
             return;
         };
-        let Round::Guarding {
+        let Round::Guarding(guarded) = std::mem::replace(&mut a.round, Round::Idle) else {
+            return;
+        };
+        let Guarded {
             guard,
             applied,
             snapshot,
             members,
-        } = std::mem::replace(&mut a.round, Round::Idle)
-        else {
-            return;
-        };
+        } = *guarded;
         a.last_round = frame;
         let verdict = guard.verdict().clone();
         let Some(event) = applied.verdict_event(&verdict, event::now_unix_ms()) else {
@@ -289,7 +295,13 @@ impl Autonomy {
             }
             Verdict::Pending => return,
         }
-        push_event(&mut self.pending, EventKind::Adaptation { snapshot, event });
+        push_event(
+            &mut self.pending,
+            EventKind::Adaptation {
+                snapshot,
+                event: Box::new(event),
+            },
+        );
         self.checkpoint();
     }
 

@@ -43,7 +43,7 @@ pub enum EventKind {
         /// The snapshot taken before the round, if one was.
         snapshot: Option<String>,
         /// What happened, with proxy metrics before (and after, for verdicts).
-        event: crate::adapt::AdaptationEvent,
+        event: Box<crate::adapt::AdaptationEvent>,
     },
     /// A human's verdict on a drift event was applied to its detector.
     DriftFeedback {

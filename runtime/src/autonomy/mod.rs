@@ -630,9 +630,13 @@ impl Autonomy {
     /// Frames the adaptation guard has watched and needs, while a round is guarded.
     pub fn guard_progress(&self) -> Option<(u64, u64)> {
         match &self.adaptation.as_ref()?.round {
-            adaptation::Round::Guarding { guard, .. } => Some(guard.progress()),
+            adaptation::Round::Guarding(g) => Some(g.guard.progress()),
             _ => None,
         }
+    }
+    /// The state store it writes to (`None` in memory, or after the store stopped).
+    pub fn store(&self) -> Option<&Arc<Store>> {
+        self.store.as_ref()
     }
 }
 

@@ -65,6 +65,15 @@ impl<A: Observer, B: Observer> Observer for (A, B) {
     }
 }
 
+/// An observer that may be switched off (e.g. by configuration).
+impl<O: Observer> Observer for Option<O> {
+    fn on_frame(&mut self, report: &FrameReport<'_>) {
+        if let Some(o) = self {
+            o.on_frame(report);
+        }
+    }
+}
+
 impl<O: Observer + ?Sized> Observer for &mut O {
     fn on_frame(&mut self, report: &FrameReport<'_>) {
         (**self).on_frame(report);

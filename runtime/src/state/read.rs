@@ -109,6 +109,16 @@ impl Store {
             .collect()
     }
 
+    /// Decodes one event from [`Store::events_after_raw`] as `T`: for readers that must
+    /// show the events they can decode and skip the others (e.g. written by a newer runtime).
+    pub fn decode_event<T: DeserializeOwned>(
+        &self,
+        seq: u64,
+        bytes: &[u8],
+    ) -> Result<T, StateError> {
+        codec::decode(&self.path, &format!("event {seq}"), bytes)
+    }
+
     /// The oldest and newest kept event sequence numbers, or `None` when the log is empty.
     pub fn event_bounds(&self) -> Result<Option<(u64, u64)>, StateError> {
         const WHAT: &str = "reading event bounds";

@@ -11,6 +11,9 @@ mod inspect;
 mod progress;
 mod report;
 mod run;
+mod snapshot;
+mod status;
+mod status_show;
 mod summary;
 mod synth;
 
@@ -48,6 +51,10 @@ enum Command {
     InitState(init_state::InitArgs),
     /// Fit a standardisation + PCA feature transform to a folder of images.
     FitFeatures(init_state::FitArgs),
+    /// Whether the service runs and how it is doing; or what its state database holds.
+    Status(status::Args),
+    /// List, take, verify or restore snapshots of the device's state.
+    Snapshot(snapshot::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -70,6 +77,8 @@ fn main() -> std::process::ExitCode {
         Command::Synth(args) => synth::run(args),
         Command::InitState(args) => init_state::init(args),
         Command::FitFeatures(args) => init_state::fit(args),
+        Command::Status(args) => status::run(args),
+        Command::Snapshot(args) => snapshot::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -25,6 +25,10 @@ pub struct RunArgs {
     /// Stop after this many frames (overrides `run.max-frames`).
     #[arg(long)]
     frames: Option<u64>,
+    /// Keep the state (database, snapshots, quarantine, status) in DIR instead of the
+    /// configured paths.
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
 }
 
 /// Options of `tinylcm replay`.
@@ -44,6 +48,10 @@ pub struct ReplayArgs {
     /// Stop after this many frames.
     #[arg(long)]
     frames: Option<u64>,
+    /// Keep the state (database, snapshots, quarantine, status) in DIR instead of the
+    /// configured paths.
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
 }
 
 /// Run `tinylcm run`.
@@ -51,6 +59,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut config = Config::load(args.config.as_deref())?;
     if let Some(frames) = args.frames {
         config.run.max_frames = frames;
+    }
+    if let Some(dir) = &args.state {
+        assemble::state_in(&mut config, dir);
     }
     run_config(&config)
 }
@@ -67,6 +78,9 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     }
     if let Some(frames) = args.frames {
         config.run.max_frames = frames;
+    }
+    if let Some(dir) = &args.state {
+        assemble::state_in(&mut config, dir);
     }
     config.validate()?;
     run_config(&config)
@@ -98,6 +112,9 @@ pub fn run_config(config: &Config) -> anyhow::Result<()> {
         stop: Some(stop),
         capture_depth: config.run.capture_depth,
     };
+    let store = autonomy.as_ref().and_then(|a| a.store().cloned());
+    let mut status = assemble::status(config, &model, &pipeline, &source.describe(), store)
+        .context("cannot start the status report")?;
     let mut progress = ProgressLine::new();
     let mut incidents = IncidentLog::default();
     let result = runner::run_with(
@@ -105,12 +122,18 @@ pub fn run_config(config: &Config) -> anyhow::Result<()> {
         &mut pipeline,
         autonomy.as_mut(),
         &options,
-        &mut (&mut progress, &mut incidents),
+        &mut ((&mut progress, &mut incidents), status.as_mut()),
     );
     progress.finish();
     if let Some(a) = autonomy.as_mut() {
         a.finish()
             .with_context(|| format!("cannot save the state to {}", config.state.path.display()))?;
+    }
+    if let Some(s) = status {
+        // The run's outcome matters more than its last status report: warn, do not fail.
+        if let Err(e) = s.finish(result.as_ref().ok(), autonomy.as_ref()) {
+            tracing::warn!("cannot write the final status report: {e}");
+        }
     }
     let summary = result.context("the pipeline stopped")?;
     summary::print_run(&summary, &engine_line);

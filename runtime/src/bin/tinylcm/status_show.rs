@@ -1,0 +1,471 @@
+//! The human form of `tinylcm status` (and `snapshot list`): a headline that says whether
+//! the service runs, then tables.
+
+use std::fmt::Write as _;
+
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use tinylcm::autonomy::EventKind;
+use tinylcm::status::{StatusReport, StoreView, SystemMetrics};
+
+use crate::status::{FileView, Found, Service, SnapshotView};
+
+/// `writeln!` into a `String`, which cannot fail.
+macro_rules! put {
+    ($out:expr, $($arg:tt)*) => {{
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_header(header.to_vec());
+    t
+}
+
+/// `3 h 02 min`, `4 min 10 s`, `12.3 s`.
+pub fn duration(secs: f64) -> String {
+    let s = secs.max(0.0);
+    if s < 60.0 {
+        return format!("{s:.1} s");
+    }
+    let whole = s as u64;
+    match whole {
+        0..3600 => format!("{} min {:02} s", whole / 60, whole % 60),
+        3600..86_400 => format!("{} h {:02} min", whole / 3600, whole % 3600 / 60),
+        _ => format!("{} d {:02} h", whole / 86_400, whole % 86_400 / 3600),
+    }
+}
+
+/// Bytes in MiB (or GiB from 10 GiB).
+fn size(bytes: u64) -> String {
+    let mib = bytes as f64 / (1024.0 * 1024.0);
+    if mib >= 10_240.0 {
+        format!("{:.1} GiB", mib / 1024.0)
+    } else {
+        format!("{mib:.1} MiB")
+    }
+}
+
+/// `2026-11-26 05:26:00Z` from ms since the Unix epoch.
+pub fn utc(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{:.1} %", v * 100.0))
+}
+
+/// Everything `status` found.
+pub fn render(found: &Found) -> String {
+    let mut buf = String::new();
+    let out = &mut buf;
+    match (&found.service, &found.status_file) {
+        (_, Some(f)) => headline(out, found.service, f),
+        (_, None) => put!(out, "tinylcm: no status report"),
+    }
+    if let Some(f) = &found.status_file {
+        print_report(out, &f.report);
+    }
+    if let Some(store) = &found.store {
+        print_store(out, store);
+    }
+    if !found.snapshots.is_empty() {
+        put!(out, "{}", snapshot_table(&found.snapshots));
+    } else if found.store.is_some() {
+        put!(out, "snapshots: none");
+    }
+    for note in &found.notes {
+        put!(out, "note: {note}");
+    }
+    buf
+}
+
+/// Writes `text` to stdout; a closed pipe (`tinylcm status | head`) is not an error.
+pub fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("cannot write to standard output"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn headline(out: &mut String, service: Service, f: &FileView) {
+    let r = &f.report;
+    let age = duration(f.age_s);
+    let path = f.path.display();
+    match service {
+        Service::Running => put!(
+            out,
+            "tinylcm: running (pid {}, up {}), report {age} old from {path}",
+            r.pid,
+            duration(r.uptime_s + f.age_s)
+        ),
+        Service::Stalled => put!(
+            out,
+            "tinylcm: STALLED? pid {} lives but its last report is {age} old (interval {}): \
+             the frame source may have stopped delivering frames; {path}",
+            r.pid,
+            duration(r.interval_s)
+        ),
+        _ => put!(
+            out,
+            "tinylcm: not running; last report {age} old ({}), from {path}",
+            if r.running {
+                "its process is gone: it did not stop cleanly"
+            } else {
+                "it stopped cleanly"
+            }
+        ),
+    }
+}
+
+fn print_report(out: &mut String, r: &StatusReport) {
+    let m = &r.model;
+    let sha = m.sha256.get(..12).unwrap_or(&m.sha256);
+    put!(
+        out,
+        "model {} (sha256 {sha}…) on {} ({}), source: {}",
+        m.origin,
+        m.backend,
+        m.accelerator,
+        m.source
+    );
+    let c = &r.confidence;
+    put!(
+        out,
+        "{} frames: {:.1} fps overall, {:.1} fps over the last interval; confidence over the \
+         last interval: mean {}, min {}, p10 {} ({} frames)",
+        r.frames,
+        r.fps,
+        r.fps_interval,
+        pct(c.mean),
+        pct(c.min),
+        pct(c.p10),
+        c.frames
+    );
+    let mut lat = table(&[
+        "stage", "frames", "mean ms", "p50 ms", "p90 ms", "p99 ms", "max ms",
+    ]);
+    let ms = |us: f64| format!("{:.3}", us / 1000.0);
+    for stage in tinylcm::stats::Stage::ALL {
+        if let Some(p) = r.latency.get(stage.name()) {
+            lat.add_row(vec![
+                stage.name().to_string(),
+                p.count.to_string(),
+                ms(p.mean_us),
+                ms(p.p50_us as f64),
+                ms(p.p90_us as f64),
+                ms(p.p99_us as f64),
+                ms(p.max_us as f64),
+            ]);
+        }
+    }
+    put!(out, "{lat}");
+    if !r.classes.is_empty() {
+        let total: u64 = r.classes.values().map(|c| c.total).sum();
+        let mut t = table(&["label", "frames", "share", "last interval"]);
+        for (label, c) in &r.classes {
+            t.add_row(vec![
+                label.clone(),
+                c.total.to_string(),
+                format!("{:.1} %", c.total as f64 * 100.0 / total.max(1) as f64),
+                c.interval.to_string(),
+            ]);
+        }
+        put!(out, "{t}");
+    }
+    if let Some(a) = &r.autonomy {
+        let knn = a.knn.map_or_else(
+            || "no KNN".into(),
+            |k| format!("KNN {} samples of {} classes", k.samples, k.classes),
+        );
+        let open = a.open_incident.as_ref().map_or_else(
+            || "no open incident".into(),
+            |i| {
+                format!(
+                    "incident #{} open since frame {} ({})",
+                    i.id,
+                    i.opened_at,
+                    i.detectors.join(", ")
+                )
+            },
+        );
+        put!(
+            out,
+            "autonomy: {} incidents from {} detector onsets, {} far frames; {knn}; {open}",
+            a.incidents,
+            a.onsets,
+            a.far_frames
+        );
+        let phases: Vec<String> = a
+            .detectors
+            .iter()
+            .map(|(name, phase)| format!("{name} {}", phase_name(*phase)))
+            .collect();
+        if !phases.is_empty() {
+            put!(out, "detectors: {}", phases.join(", "));
+        }
+    }
+    put!(out, "{}", system_table(&r.system));
+    if let Some(s) = &r.store {
+        put!(
+            out,
+            "state store: {} commits of {} operations, last {:.1} ms, longest {:.1} ms, longest \
+             wait for durability {:.2} s, {} batches refused",
+            s.commits,
+            s.ops,
+            s.last_commit_us as f64 / 1000.0,
+            s.max_commit_us as f64 / 1000.0,
+            s.max_wait_us as f64 / 1e6,
+            s.rejected
+        );
+    }
+    if r.dropped_reports + r.failed_writes > 0 {
+        put!(
+            out,
+            "status reports: {} dropped (writer busy), {} failed writes",
+            r.dropped_reports,
+            r.failed_writes
+        );
+    }
+}
+
+fn phase_name(phase: tinylcm::drift::Phase) -> &'static str {
+    use tinylcm::drift::Phase;
+    match phase {
+        Phase::WarmUp => "warm-up",
+        Phase::Reference => "reference",
+        Phase::Monitoring => "monitoring",
+        Phase::Drift => "DRIFT",
+        Phase::Cooldown => "cooldown",
+    }
+}
+
+fn system_table(s: &SystemMetrics) -> Table {
+    let na = || "n/a".to_string();
+    let mut t = table(&["system", "value"]);
+    let cpu = match (s.process_cpu_percent, s.process_cpu_seconds) {
+        (Some(p), Some(total)) => format!("{p:.1} % of a core ({} in total)", duration(total)),
+        (None, Some(total)) => format!("{} in total", duration(total)),
+        _ => na(),
+    };
+    let memory = match (s.rss_bytes, s.peak_rss_bytes) {
+        (Some(r), Some(p)) => format!("{} resident, peak {}", size(r), size(p)),
+        (Some(r), None) => size(r),
+        _ => na(),
+    };
+    let available = match (s.memory_available_bytes, s.memory_total_bytes) {
+        (Some(a), Some(t)) => format!("{} of {}", size(a), size(t)),
+        (Some(a), None) => size(a),
+        _ => na(),
+    };
+    let disk = match (s.disk_free_bytes, s.disk_total_bytes) {
+        (Some(f), Some(t)) => format!("{} free of {}", size(f), size(t)),
+        _ => na(),
+    };
+    let throttled = s.throttled.as_ref().map_or_else(na, |t| {
+        if t.flags.is_empty() {
+            format!("none (0x{:x})", t.raw)
+        } else {
+            format!("{} (0x{:x})", t.flags.join(", "), t.raw)
+        }
+    });
+    let rows = [
+        ("process CPU", cpu),
+        (
+            "load average",
+            s.load_average
+                .map_or_else(na, |l| format!("{:.2} {:.2} {:.2}", l[0], l[1], l[2])),
+        ),
+        ("process memory", memory),
+        ("memory available", available),
+        (
+            "SoC temperature",
+            s.soc_temperature_c
+                .map_or_else(na, |c| format!("{c:.1} °C")),
+        ),
+        ("throttling", throttled),
+        ("state folder disk", disk),
+    ];
+    for (k, v) in rows {
+        t.add_row(vec![k.to_string(), v]);
+    }
+    t
+}
+
+fn print_store(out: &mut String, v: &StoreView) {
+    put!(
+        out,
+        "state database {} (schema {}): {} frames, {} drift onsets, {} incidents",
+        v.path.display(),
+        v.schema_version,
+        v.frames,
+        v.drift_onsets,
+        v.drift_incidents
+    );
+    let mut counters = table(&["counter", "value"]);
+    for (name, value) in &v.counters {
+        counters.add_row(vec![name.clone(), value.to_string()]);
+    }
+    put!(out, "{counters}");
+    put!(
+        out,
+        "component states: {}",
+        if v.states.is_empty() {
+            "none".to_string()
+        } else {
+            v.states.join(", ")
+        }
+    );
+    let Some((first, last)) = v.event_bounds else {
+        put!(out, "event log: empty");
+        return;
+    };
+    put!(
+        out,
+        "event log: events {first}–{last}; the newest {}:",
+        v.events.len()
+    );
+    let mut t = table(&[
+        "seq",
+        "time",
+        "kind",
+        "incident",
+        "detector",
+        "statistic / threshold",
+    ]);
+    for e in &v.events {
+        let row = match &e.event {
+            Some(ev) => {
+                let time = utc(ev.unix_ms);
+                match &ev.kind {
+                    EventKind::Drift { incident, event } => vec![
+                        e.seq.to_string(),
+                        time,
+                        "drift onset".into(),
+                        format!("#{incident}"),
+                        event.detector.to_string(),
+                        format!("{:.2} / {:.2}", event.statistic, event.threshold),
+                    ],
+                    EventKind::IncidentClosed {
+                        incident,
+                        opened_at,
+                        closed_at,
+                        detectors,
+                    } => vec![
+                        e.seq.to_string(),
+                        time,
+                        format!("incident closed (frames {opened_at}–{closed_at})"),
+                        format!("#{incident}"),
+                        detectors.join(", "),
+                        "-".into(),
+                    ],
+                    EventKind::Adaptation { snapshot, event } => vec![
+                        e.seq.to_string(),
+                        time,
+                        format!(
+                            "adaptation #{} {:?}{} ({} samples, snapshot {})",
+                            event.id,
+                            event.kind,
+                            event
+                                .label
+                                .as_deref()
+                                .map(|l| format!(" {l}"))
+                                .unwrap_or_default(),
+                            event.member_count,
+                            snapshot.as_deref().unwrap_or("none")
+                        )
+                        .to_lowercase(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                    ],
+                    EventKind::DriftFeedback {
+                        event,
+                        verdict,
+                        threshold,
+                    } => vec![
+                        e.seq.to_string(),
+                        time,
+                        format!("feedback: {verdict:?}").to_lowercase(),
+                        "-".into(),
+                        event.detector.to_string(),
+                        format!("threshold now {threshold:.2}"),
+                    ],
+                }
+            }
+            None => vec![
+                e.seq.to_string(),
+                "-".into(),
+                format!("undecodable ({} bytes)", e.bytes),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ],
+        };
+        t.add_row(row);
+    }
+    put!(out, "{t}");
+}
+
+/// Snapshots, oldest first.
+pub fn snapshot_table(snapshots: &[SnapshotView]) -> Table {
+    let mut t = table(&["snapshot", "taken", "size", "schema"]);
+    for s in snapshots {
+        t.add_row(vec![
+            s.id.clone(),
+            if s.created_unix_ms == 0 {
+                "unreadable header".into()
+            } else {
+                utc(s.created_unix_ms)
+            },
+            format!("{} bytes", s.bytes),
+            s.schema_version.to_string(),
+        ]);
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_durations_read_well() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00Z");
+        assert_eq!(utc(1_795_678_560_000), "2026-11-26 07:36:00Z");
+        assert_eq!(utc(1_709_251_199_999), "2024-02-29 23:59:59Z");
+        assert_eq!(duration(12.34), "12.3 s");
+        assert_eq!(duration(250.0), "4 min 10 s");
+        assert_eq!(duration(3.0 * 3600.0 + 125.0), "3 h 02 min");
+        assert_eq!(duration(-1.0), "0.0 s");
+    }
+}
