@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError, channel, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -68,6 +68,17 @@ pub struct SampleVerdict {
     pub reject: bool,
 }
 
+/// A class the KNN holds gets another name: every sample of `from` becomes `to` (e.g. the
+/// device proposed `new-1` and a human says it is `empty`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassVerdict {
+    /// The class as the KNN names it now.
+    pub from: String,
+    /// Its true name (an existing class merges).
+    pub to: String,
+}
+
 /// The content of one inbox file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,6 +89,9 @@ pub struct FeedbackFile {
     /// Verdicts on quarantined samples.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sample: Vec<SampleVerdict>,
+    /// Class names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class: Vec<ClassVerdict>,
 }
 
 /// Failures reading or writing feedback.
@@ -108,7 +122,7 @@ impl FeedbackFile {
             path: path.to_path_buf(),
             reason,
         };
-        if self.drift.len() + self.sample.len() > MAX_ITEMS {
+        if self.drift.len() + self.sample.len() + self.class.len() > MAX_ITEMS {
             return Err(bad(format!("more than {MAX_ITEMS} verdicts")));
         }
         for d in &self.drift {
@@ -136,6 +150,17 @@ impl FeedbackFile {
                     )));
                 }
                 _ => {}
+            }
+        }
+        let label_ok = |l: &str| !l.trim().is_empty() && l.len() <= crate::knn::MAX_LABEL_BYTES;
+        for c in &self.class {
+            if !label_ok(&c.from) || !label_ok(&c.to) {
+                return Err(bad(format!(
+                    "class {:?} -> {:?}: names must be 1..={} bytes",
+                    c.from,
+                    c.to,
+                    crate::knn::MAX_LABEL_BYTES
+                )));
             }
         }
         Ok(())
@@ -190,6 +215,8 @@ pub enum Item {
     },
     /// A verdict on a quarantined sample.
     Sample(SampleVerdict),
+    /// A class renamed.
+    Class(ClassVerdict),
 }
 
 /// One inbox file, resolved; acknowledge it once applied.
@@ -230,11 +257,14 @@ impl Inbox {
             path: dir.clone(),
             source,
         })?;
-        let (tx, deliveries) = sync_channel(4);
+        let (tx, deliveries) = channel();
         let (acks, ack_rx) = channel();
+        // What waits in the inbox is read now, so the first frame applies it.
+        let mut in_flight = Vec::new();
+        scan(&dir, &store, &tx, &mut in_flight);
         let thread = std::thread::Builder::new()
             .name("tinylcm-inbox".into())
-            .spawn(move || watch(&dir, &store, &tx, &ack_rx))
+            .spawn(move || watch(&dir, &store, &tx, &ack_rx, in_flight))
             .map_err(|source| FeedbackError::Io {
                 path: PathBuf::from("<inbox thread>"),
                 source,
@@ -270,8 +300,13 @@ impl Drop for Inbox {
 }
 
 /// The inbox thread: deliver each file once, delete it after its ack and a flush.
-fn watch(dir: &Path, store: &Store, tx: &SyncSender<Delivery>, acks: &Receiver<PathBuf>) {
-    let mut in_flight: Vec<PathBuf> = Vec::new();
+fn watch(
+    dir: &Path,
+    store: &Store,
+    tx: &Sender<Delivery>,
+    acks: &Receiver<PathBuf>,
+    mut in_flight: Vec<PathBuf>,
+) {
     loop {
         loop {
             match acks.try_recv() {
@@ -292,29 +327,37 @@ fn watch(dir: &Path, store: &Store, tx: &SyncSender<Delivery>, acks: &Receiver<P
                 Err(TryRecvError::Disconnected) => return,
             }
         }
-        for file in pending_files(dir) {
-            if in_flight.contains(&file) {
-                continue;
-            }
-            let delivery = match read(&file, store) {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!("{e}; moving it to {}", dir.join("rejected").display());
-                    let rejected = dir.join("rejected");
-                    let _ = std::fs::create_dir_all(&rejected);
-                    if let Some(name) = file.file_name() {
-                        let _ = std::fs::rename(&file, rejected.join(name));
-                    }
-                    continue;
-                }
-            };
-            in_flight.push(file);
-            if tx.send(delivery).is_err() {
-                return;
-            }
+        if !scan(dir, store, tx, &mut in_flight) {
+            return;
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// Deliver every file in `dir` not yet in flight; false when nobody listens any more.
+fn scan(dir: &Path, store: &Store, tx: &Sender<Delivery>, in_flight: &mut Vec<PathBuf>) -> bool {
+    for file in pending_files(dir) {
+        if in_flight.contains(&file) {
+            continue;
+        }
+        let delivery = match read(&file, store) {
+            Ok(d) => d,
+            Err(e) => {
+                let rejected = dir.join("rejected");
+                tracing::warn!("{e}; moving it to {}", rejected.display());
+                let _ = std::fs::create_dir_all(&rejected);
+                if let Some(name) = file.file_name() {
+                    let _ = std::fs::rename(&file, rejected.join(name));
+                }
+                continue;
+            }
+        };
+        in_flight.push(file);
+        if tx.send(delivery).is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Feedback files in `dir`, oldest name first (names start with a timestamp).
@@ -367,6 +410,7 @@ fn read(file: &Path, store: &Store) -> Result<Delivery, FeedbackError> {
         }));
     }
     items.extend(parsed.sample.into_iter().map(Item::Sample));
+    items.extend(parsed.class.into_iter().map(Item::Class));
     Ok(Delivery {
         items,
         unresolved,

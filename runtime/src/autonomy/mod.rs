@@ -444,26 +444,87 @@ impl Autonomy {
                     "drift feedback applied"
                 );
                 self.counts.feedback += 1;
-                let entry = RuntimeEvent {
-                    unix_ms: event::now_unix_ms(),
-                    kind: EventKind::DriftFeedback {
-                        event: *event,
-                        verdict: *verdict,
-                        threshold,
-                    },
+                self.push(EventKind::DriftFeedback {
+                    event: *event,
+                    verdict: *verdict,
+                    threshold,
+                });
+            }
+            feedback::Item::Sample(verdict) => self.sample_feedback(verdict),
+            feedback::Item::Class(c) => {
+                let Some(side) = self.side.as_mut() else {
+                    return;
                 };
-                if self.store.is_some() {
-                    if let Err(e) = self.pending.append_event(&entry) {
-                        tracing::warn!("cannot record feedback: {e}");
+                match side.knn.relabel(&c.from, &c.to) {
+                    Ok(moved) => {
+                        tracing::info!(from = %c.from, to = %c.to, moved, "class renamed");
+                        self.counts.feedback += 1;
+                        self.push(EventKind::ClassRenamed {
+                            from: c.from.clone(),
+                            to: c.to.clone(),
+                            moved,
+                        });
                     }
+                    Err(e) => tracing::warn!("cannot rename class {} to {}: {e}", c.from, c.to),
                 }
             }
-            feedback::Item::Sample(verdict) => {
-                tracing::warn!(
-                    sample = verdict.id,
-                    "sample feedback needs the quarantine, which this build does not keep"
-                );
+        }
+    }
+
+    /// A human labelled a quarantined sample (the KNN learns it) or rejected it.
+    fn sample_feedback(&mut self, verdict: &feedback::SampleVerdict) {
+        let Some(q) = self.quarantine.as_mut() else {
+            tracing::warn!(
+                sample = verdict.id,
+                "sample feedback needs the quarantine, which is off"
+            );
+            return;
+        };
+        let Some(entry) = q.get(verdict.id) else {
+            tracing::warn!(
+                sample = verdict.id,
+                "no such quarantine entry (evicted or expired?)"
+            );
+            return;
+        };
+        let status = match &verdict.label {
+            Some(label) => crate::quarantine::Status::Validated {
+                label: label.clone(),
+            },
+            None => crate::quarantine::Status::Rejected,
+        };
+        let mut learnt = false;
+        if let (Some(label), Some(side)) = (&verdict.label, self.side.as_mut()) {
+            match side
+                .knn
+                .add_named(label, &entry.features, event::now_unix_ms())
+            {
+                Ok(_) => learnt = true,
+                Err(e) => tracing::warn!(sample = verdict.id, "the KNN cannot learn it: {e}"),
             }
+        }
+        if let Err(e) = q.set_status(verdict.id, status, &mut self.pending) {
+            tracing::warn!(sample = verdict.id, "{e}");
+        }
+        self.counts.feedback += 1;
+        self.push(EventKind::SampleFeedback {
+            id: verdict.id,
+            label: verdict.label.clone(),
+            learnt,
+        });
+    }
+
+    /// Queue an event (when there is a store).
+    fn push(&mut self, kind: EventKind) {
+        if self.store.is_none() {
+            return;
+        }
+        let entry = RuntimeEvent {
+            unix_ms: event::now_unix_ms(),
+            kind,
+        };
+        if let Err(e) = self.pending.append_event(&entry) {
+            tracing::warn!("cannot record an event: {e}");
         }
     }
 

@@ -170,6 +170,29 @@ impl Knn {
         }
     }
 
+    /// Move every sample of class `from` to class `to` (interned if new), e.g. when a human
+    /// names a class the device proposed. Returns how many samples moved (0 when `from` is
+    /// unknown); `from` stays in the label table, empty, so old events keep their meaning.
+    pub fn relabel(&mut self, from: &str, to: &str) -> Result<usize, KnnError> {
+        let Some(from) = self.labels.get(from) else {
+            return Ok(0);
+        };
+        let to = self.intern_label(to)?;
+        if from == to {
+            return Ok(0);
+        }
+        let mut moved = 0;
+        for label in &mut self.sample_labels {
+            if *label == from {
+                *label = to;
+                moved += 1;
+            }
+        }
+        self.class_counts[usize::from(from.0)] = 0;
+        self.class_counts[usize::from(to.0)] += moved as u32;
+        Ok(moved)
+    }
+
     /// Remove every sample (labels and the id counter stay).
     pub fn clear(&mut self) {
         self.data.clear();

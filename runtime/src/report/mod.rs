@@ -13,4 +13,4 @@ mod timeline;
 pub use font::{FONT_ENV, FontError, load_font};
 pub use incidents::{AdaptationRecord, IncidentLog, IncidentRecord, MAX_INCIDENTS};
 pub use plot::{ReportError, render};
-pub use timeline::{DetectorTrace, EventMark, FramePoint, PhaseSpan, Timeline};
+pub use timeline::{DetectorTrace, EventMark, FramePoint, MarkKind, PhaseSpan, Timeline};

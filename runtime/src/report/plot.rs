@@ -6,7 +6,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::font::{FontError, load_font};
-use super::timeline::Timeline;
+use super::timeline::{MarkKind, Timeline};
 
 /// Size of the rendered report in pixels.
 const SIZE: (u32, u32) = (1200, 900);
@@ -133,16 +133,29 @@ fn confidence_panel<DB: DrawingBackend>(
         timeline.frames.iter().map(|p| (p.index, p.confidence)),
         BLACK.stroke_width(1),
     ))?;
+    // Incidents in red, adaptations in blue, verdicts thin; only onsets and adaptations are
+    // labelled, on alternating rows so neighbours do not overwrite each other.
+    let mut row = 0u8;
     for event in &timeline.events {
+        let (colour, width, labelled) = match event.kind {
+            MarkKind::Drift => (RED, 2, true),
+            MarkKind::Closed => (RGBColor(150, 150, 150), 1, false),
+            MarkKind::Adapted => (BLUE, 2, true),
+            MarkKind::Kept => (RGBColor(0, 140, 0), 1, false),
+            MarkKind::RolledBack => (RGBColor(230, 120, 0), 2, true),
+        };
         chart.draw_series(std::iter::once(PathElement::new(
             vec![(event.index, 0.0), (event.index, 1.15)],
-            RED.stroke_width(2),
+            colour.stroke_width(width),
         )))?;
-        chart.draw_series(std::iter::once(Text::new(
-            event.label.clone(),
-            (event.index, 0.05),
-            ("sans-serif", 12).into_font().color(&RED),
-        )))?;
+        if labelled {
+            chart.draw_series(std::iter::once(Text::new(
+                event.label.clone(),
+                (event.index, 0.05 + 0.08 * f32::from(row % 3u8)),
+                ("sans-serif", 12).into_font().color(&colour),
+            )))?;
+            row = row.wrapping_add(1);
+        }
     }
     Ok(())
 }
@@ -289,6 +302,7 @@ mod tests {
         });
         t.events.push(EventMark {
             index: 215,
+            kind: MarkKind::Drift,
             label: "page-hinkley".into(),
         });
         t

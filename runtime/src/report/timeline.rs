@@ -1,6 +1,6 @@
 //! The data a report draws, collected frame by frame with bounded memory.
 
-use crate::autonomy::Change;
+use crate::autonomy::{Change, Note};
 use crate::pipeline::runner::{FrameReport, Observer};
 
 /// Most frame points kept; past this the timeline keeps every other point
@@ -43,8 +43,25 @@ pub struct DetectorTrace {
 pub struct EventMark {
     /// Frame index.
     pub index: u64,
+    /// What it marks (sets colour and whether the label is drawn).
+    pub kind: MarkKind,
     /// Short text, e.g. the detector that fired.
     pub label: String,
+}
+
+/// The kinds of marks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkKind {
+    /// An incident opened.
+    Drift,
+    /// An incident closed.
+    Closed,
+    /// An adaptation changed the KNN.
+    Adapted,
+    /// The guard kept an adaptation.
+    Kept,
+    /// The guard rolled an adaptation back.
+    RolledBack,
 }
 
 /// Everything a report shows.
@@ -127,14 +144,34 @@ impl Observer for Timeline {
         };
         for (i, change) in autonomy.last().changes.iter().enumerate() {
             let detector = autonomy.last().events.get(i).map(|e| e.detector);
-            let label = match (change, detector) {
-                (Change::Opened(id), Some(d)) => format!("#{id} {d}"),
-                (Change::Closed(id), _) => format!("#{id} closed"),
+            let (kind, label) = match (change, detector) {
+                (Change::Opened(id), Some(d)) => (MarkKind::Drift, format!("#{id} {d}")),
+                (Change::Closed(id), _) => (MarkKind::Closed, format!("#{id} closed")),
                 _ => continue,
             };
             if self.events.len() < MAX_EVENTS {
                 self.events.push(EventMark {
                     index: report.frames,
+                    kind,
+                    label,
+                });
+            }
+        }
+        for note in &autonomy.last().notes {
+            let (kind, label) = match note {
+                Note::Applied(e) => (
+                    MarkKind::Adapted,
+                    format!("{:?} {}", e.kind, e.label.as_deref().unwrap_or("")).to_lowercase(),
+                ),
+                Note::Kept(e) => (MarkKind::Kept, format!("round {} kept", e.id)),
+                Note::RolledBack(e) => {
+                    (MarkKind::RolledBack, format!("round {} rolled back", e.id))
+                }
+            };
+            if self.events.len() < MAX_EVENTS {
+                self.events.push(EventMark {
+                    index: report.frames,
+                    kind,
                     label,
                 });
             }

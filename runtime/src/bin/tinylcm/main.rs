@@ -6,9 +6,11 @@
 mod bench;
 mod config_cmd;
 mod demo;
+mod feedback;
 mod init_state;
 mod inspect;
 mod progress;
+mod quarantine;
 mod report;
 mod run;
 mod snapshot;
@@ -51,6 +53,10 @@ enum Command {
     InitState(init_state::InitArgs),
     /// Fit a standardisation + PCA feature transform to a folder of images.
     FitFeatures(init_state::FitArgs),
+    /// Tell the device what a human knows: false alarm or real drift, a sample's class, a class's name.
+    Feedback(feedback::Args),
+    /// List the samples the device set aside, with status and thumbnail.
+    Quarantine(quarantine::Args),
     /// Whether the service runs and how it is doing; or what its state database holds.
     Status(status::Args),
     /// List, take, verify or restore snapshots of the device's state.
@@ -77,6 +83,8 @@ fn main() -> std::process::ExitCode {
         Command::Synth(args) => synth::run(args),
         Command::InitState(args) => init_state::init(args),
         Command::FitFeatures(args) => init_state::fit(args),
+        Command::Feedback(args) => feedback::run(args),
+        Command::Quarantine(args) => quarantine::run(args),
         Command::Status(args) => status::run(args),
         Command::Snapshot(args) => snapshot::run(args),
     };

@@ -112,7 +112,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Opens the database, turning "another process holds it" into the instruction to stop it.
-fn open(config: &Config, to: &str) -> anyhow::Result<Store> {
+pub fn open(config: &Config, to: &str) -> anyhow::Result<Store> {
     match Store::open(&config.state.path, config.state.policy()) {
         Ok(store) => Ok(store),
         Err(StateError::Locked { path }) => bail!(

@@ -4,7 +4,6 @@
 use std::fmt::Write as _;
 
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use tinylcm::autonomy::EventKind;
 use tinylcm::status::{StatusReport, StoreView, SystemMetrics};
 
 use crate::status::{FileView, Found, Service, SnapshotView};
@@ -359,68 +358,26 @@ fn print_store(out: &mut String, v: &StoreView) {
         "time",
         "kind",
         "incident",
-        "detector",
-        "statistic / threshold",
+        "detector / class",
+        "detail",
     ]);
     for e in &v.events {
         let row = match &e.event {
             Some(ev) => {
                 let time = utc(ev.unix_ms);
-                match &ev.kind {
-                    EventKind::Drift { incident, event } => vec![
-                        e.seq.to_string(),
-                        time,
-                        "drift onset".into(),
-                        format!("#{incident}"),
-                        event.detector.to_string(),
-                        format!("{:.2} / {:.2}", event.statistic, event.threshold),
-                    ],
-                    EventKind::IncidentClosed {
-                        incident,
-                        opened_at,
-                        closed_at,
-                        detectors,
-                    } => vec![
-                        e.seq.to_string(),
-                        time,
-                        format!("incident closed (frames {opened_at}–{closed_at})"),
-                        format!("#{incident}"),
-                        detectors.join(", "),
-                        "-".into(),
-                    ],
-                    EventKind::Adaptation { snapshot, event } => vec![
-                        e.seq.to_string(),
-                        time,
-                        format!(
-                            "adaptation #{} {:?}{} ({} samples, snapshot {})",
-                            event.id,
-                            event.kind,
-                            event
-                                .label
-                                .as_deref()
-                                .map(|l| format!(" {l}"))
-                                .unwrap_or_default(),
-                            event.member_count,
-                            snapshot.as_deref().unwrap_or("none")
-                        )
-                        .to_lowercase(),
-                        "-".into(),
-                        "-".into(),
-                        "-".into(),
-                    ],
-                    EventKind::DriftFeedback {
-                        event,
-                        verdict,
-                        threshold,
-                    } => vec![
-                        e.seq.to_string(),
-                        time,
-                        format!("feedback: {verdict:?}").to_lowercase(),
-                        "-".into(),
-                        event.detector.to_string(),
-                        format!("threshold now {threshold:.2}"),
-                    ],
-                }
+                let r = ev.kind.row();
+                vec![
+                    e.seq.to_string(),
+                    time,
+                    r.what,
+                    r.incident.map_or("-".into(), |i| format!("#{i}")),
+                    r.subject,
+                    if r.detail.is_empty() {
+                        "-".into()
+                    } else {
+                        r.detail
+                    },
+                ]
             }
             None => vec![
                 e.seq.to_string(),

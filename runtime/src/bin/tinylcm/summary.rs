@@ -111,7 +111,12 @@ pub fn print_autonomy(autonomy: &Autonomy, log: &IncidentLog, state: &std::path:
     let counts = autonomy.counts();
     let knn = autonomy
         .knn()
-        .map(|k| format!("KNN {} samples of {} classes", k.len(), k.labels().len()))
+        .map(|k| {
+            let classes = (0..k.labels().len())
+                .filter(|&i| k.class_count(tinylcm::knn::LabelId(i as u16)) > 0)
+                .count();
+            format!("KNN {} samples of {classes} classes", k.len())
+        })
         .unwrap_or_else(|| "no KNN".into());
     println!(
         "autonomy: {} incidents from {} detector onsets, {} frames far from known samples; {knn}; state in {}",
