@@ -172,7 +172,10 @@ fn print_adaptations(log: &IncidentLog) {
             r.phase.clone().unwrap_or_else(|| "-".into()),
             step,
             e.label.clone().unwrap_or_else(|| "-".into()),
-            e.member_count.to_string(),
+            match r.note {
+                Note::Applied(_) => e.member_count.to_string(),
+                _ => "-".into(),
+            },
             e.added.len().to_string(),
             format!(
                 "{:.2} → {}",
