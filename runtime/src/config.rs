@@ -16,7 +16,23 @@ pub struct ConfigError {
     pub fix: String,
 }
 
+/// One validation rule of a section: the key, whether its value is acceptable, the value as
+/// shown to the user, and the fix.
+pub type Check<'a> = (&'a str, bool, String, String);
+
 impl ConfigError {
+    /// The first failed check of `checks` as an error ("`value` is not valid"), if any.
+    pub fn first_failed<'a>(
+        checks: impl IntoIterator<Item = Check<'a>>,
+    ) -> Result<(), ConfigError> {
+        match checks.into_iter().find(|(_, ok, _, _)| !ok) {
+            Some((key, _, value, fix)) => {
+                Err(ConfigError::new(key, format!("{value} is not valid"), fix))
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Build an error for `key`.
     pub fn new(key: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> Self {
         ConfigError {

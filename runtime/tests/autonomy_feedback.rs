@@ -8,9 +8,11 @@ use tinylcm::autonomy::{Autonomy, EventKind, RuntimeEvent};
 use tinylcm::config::Config;
 use tinylcm::frame::synthetic::PhaseSpec;
 use tinylcm::frame::{Phase, SourceKind};
-use tinylcm::pipeline::runner::{self, RunOptions};
 use tinylcm::report::IncidentLog;
 use tinylcm::state::Store;
+
+#[path = "support/scenario.rs"]
+mod scenario;
 
 fn spec(phase: Phase, frames: u64) -> PhaseSpec {
     PhaseSpec { phase, frames }
@@ -30,26 +32,8 @@ fn config(dir: &std::path::Path, phases: Vec<PhaseSpec>, seed: u64) -> Config {
 
 /// Run `config` from the state in its folder; `before` may change the layer first.
 fn run(config: &Config, before: impl FnOnce(&mut Autonomy)) -> IncidentLog {
-    let model = assemble::load_model(&config.model).unwrap();
-    let mut pipeline = assemble::pipeline(config, &model)
-        .unwrap_or_else(|e| panic!("{e} (run ./scripts/fetch-libs first)"));
-    let mut source = assemble::source(config).unwrap();
-    let store = assemble::store(config).unwrap();
-    let mut autonomy = assemble::autonomy(config, &model, &pipeline, Some(store)).unwrap();
-    before(&mut autonomy);
     let mut log = IncidentLog::default();
-    runner::run_with(
-        source.as_mut(),
-        &mut pipeline,
-        Some(&mut autonomy),
-        &RunOptions {
-            capture_depth: 2,
-            ..RunOptions::default()
-        },
-        &mut log,
-    )
-    .unwrap();
-    autonomy.finish().unwrap();
+    scenario::run(config, before, &mut log);
     log
 }
 

@@ -10,9 +10,12 @@ use tinylcm::config::Config;
 use tinylcm::drift::Phase as DetectorPhase;
 use tinylcm::frame::synthetic::PhaseSpec;
 use tinylcm::frame::{Phase, SourceKind};
-use tinylcm::pipeline::runner::{self, FrameReport, Observer, RunOptions, RunSummary};
+use tinylcm::pipeline::runner::{FrameReport, Observer, RunSummary};
 use tinylcm::report::IncidentLog;
 use tinylcm::state::Store;
+
+#[path = "support/scenario.rs"]
+mod scenario;
 
 fn config(dir: &std::path::Path, phases: Option<Vec<PhaseSpec>>) -> Config {
     let mut config = Config::default();
@@ -26,25 +29,7 @@ fn config(dir: &std::path::Path, phases: Option<Vec<PhaseSpec>>) -> Config {
 }
 
 fn run(config: &Config, observer: &mut dyn Observer) -> (RunSummary, Autonomy) {
-    let model = assemble::load_model(&config.model).unwrap();
-    let mut pipeline = assemble::pipeline(config, &model)
-        .unwrap_or_else(|e| panic!("{e} (run ./scripts/fetch-libs first)"));
-    let mut source = assemble::source(config).unwrap();
-    let store = assemble::store(config).unwrap();
-    let mut autonomy = assemble::autonomy(config, &model, &pipeline, Some(store)).unwrap();
-    let summary = runner::run_with(
-        source.as_mut(),
-        &mut pipeline,
-        Some(&mut autonomy),
-        &RunOptions {
-            capture_depth: 2,
-            ..RunOptions::default()
-        },
-        observer,
-    )
-    .unwrap();
-    autonomy.finish().unwrap();
-    (summary, autonomy)
+    scenario::run(config, |_| {}, observer)
 }
 
 /// The first frame of each phase, from the scenario.

@@ -74,12 +74,7 @@ pub enum EventKind {
     },
 }
 
-/// Milliseconds since the Unix epoch (0 if the clock is before 1970).
-pub fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use crate::utc::now_unix_ms;
 
 /// One event as a row of text, for `tinylcm status` and logs.
 #[derive(Debug, Clone, PartialEq, Eq)]

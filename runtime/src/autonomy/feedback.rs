@@ -184,21 +184,15 @@ impl FeedbackFile {
         };
         self.validate(inbox)?;
         std::fs::create_dir_all(inbox).map_err(io(inbox))?;
-        let stamp = super::event::now_unix_ms();
+        let stamp = crate::utc::now_unix_ms();
         let name = format!("feedback-{stamp}-{}.toml", std::process::id());
         let path = inbox.join(&name);
-        let tmp = inbox.join(format!(".{name}.tmp"));
         let text = toml::to_string(self).map_err(|e| FeedbackError::Invalid {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-            f.write_all(text.as_bytes()).map_err(io(&tmp))?;
-            f.sync_all().map_err(io(&tmp))?;
-        }
-        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        crate::files::write_atomic(&path, text.as_bytes(), crate::files::Durability::Synced)
+            .map_err(io(&path))?;
         Ok(path)
     }
 }

@@ -163,14 +163,7 @@ impl InitialState {
             source,
         };
         let bytes = self.to_bytes()?;
-        let tmp = path.with_extension("tmp");
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(io)?;
-            f.write_all(&bytes).map_err(io)?;
-            f.sync_all().map_err(io)?;
-        }
-        std::fs::rename(&tmp, path).map_err(io)
+        crate::files::write_atomic(path, &bytes, crate::files::Durability::Synced).map_err(io)
     }
 
     /// Refuse the state unless it was built for the model with `sha256`.

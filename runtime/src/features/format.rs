@@ -26,7 +26,7 @@ use super::error::FeatureError;
 use super::transform::check_dims;
 use super::{FeatureTransform, PcaArrays};
 use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 
 /// First eight bytes of every file.
@@ -168,14 +168,8 @@ impl FeatureTransform {
             path: path.to_path_buf(),
             source,
         };
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = std::path::PathBuf::from(tmp);
-        let mut file = std::fs::File::create(&tmp).map_err(io)?;
-        file.write_all(&self.to_bytes()).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        drop(file);
-        std::fs::rename(&tmp, path).map_err(io)
+        crate::files::write_atomic(path, &self.to_bytes(), crate::files::Durability::Synced)
+            .map_err(io)
     }
 }
 

@@ -105,7 +105,7 @@ impl QuarantineConfig {
     /// Check values that cannot work, naming the key and the fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let d = QuarantineConfig::default();
-        let checks: [(&str, bool, String, String); 8] = [
+        let checks: [crate::config::Check<'_>; 8] = [
             (
                 "quarantine.max-entries",
                 (1..=MAX_ENTRIES).contains(&self.max_entries),
@@ -171,12 +171,7 @@ impl QuarantineConfig {
                 "give a directory for thumbnails, or set quarantine.thumbnails = false".into(),
             ),
         ];
-        for (key, ok, value, fix) in checks {
-            if !ok {
-                return Err(ConfigError::new(key, format!("{value} is not valid"), fix));
-            }
-        }
-        Ok(())
+        ConfigError::first_failed(checks)
     }
 }
 

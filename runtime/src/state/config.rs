@@ -66,7 +66,7 @@ impl StateConfig {
     /// Check values that cannot work, naming the key and the fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let d = StateConfig::default();
-        let checks: [(&str, bool, String, String); 6] = [
+        let checks: [crate::config::Check<'_>; 6] = [
             (
                 "state.commit-interval-ms",
                 (1..=3_600_000).contains(&self.commit_interval_ms),
@@ -107,12 +107,7 @@ impl StateConfig {
                 "give the database file's path, different from state.snapshots".into(),
             ),
         ];
-        for (key, ok, value, fix) in checks {
-            if !ok {
-                return Err(ConfigError::new(key, format!("{value} is not valid"), fix));
-            }
-        }
-        Ok(())
+        ConfigError::first_failed(checks)
     }
 }
 

@@ -94,7 +94,4 @@ impl StatusError {
     }
 }
 
-/// Milliseconds since the Unix epoch (0 if the clock is before 1970).
-pub(crate) fn now_unix_ms() -> u64 {
-    crate::autonomy::event::now_unix_ms()
-}
+pub(crate) use crate::utc::now_unix_ms;

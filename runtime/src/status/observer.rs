@@ -17,7 +17,6 @@
 //! ([`StatusReport::read`] reports it as damaged).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -318,22 +317,9 @@ fn write_atomic(path: &Path, text: &str) -> Result<(), StatusError> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| StatusError::io("creating the folder of", dir, e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    // The pid keeps two processes pointed at the same file from sharing a temporary.
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let written = std::fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .map_err(|e| StatusError::io("writing", &tmp, e))
-        .and_then(|()| {
-            std::fs::rename(&tmp, path).map_err(|e| StatusError::io("replacing", path, e))
-        });
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    // Not fsynced: it is rewritten every few seconds, and SD card wear matters more.
+    crate::files::write_atomic(path, text.as_bytes(), crate::files::Durability::Unsynced)
+        .map_err(|e| StatusError::io("replacing", path, e))
 }
 
 #[cfg(test)]

@@ -48,28 +48,7 @@ fn size(bytes: u64) -> String {
 
 /// `2026-11-26 05:26:00Z` from ms since the Unix epoch.
 pub fn utc(unix_ms: u64) -> String {
-    let secs = unix_ms / 1000;
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    tinylcm::utc::readable(unix_ms)
 }
 
 fn pct(v: Option<f64>) -> String {
@@ -173,18 +152,9 @@ fn print_report(out: &mut String, r: &StatusReport) {
     let mut lat = table(&[
         "stage", "frames", "mean ms", "p50 ms", "p90 ms", "p99 ms", "max ms",
     ]);
-    let ms = |us: f64| format!("{:.3}", us / 1000.0);
     for stage in tinylcm::stats::Stage::ALL {
         if let Some(p) = r.latency.get(stage.name()) {
-            lat.add_row(vec![
-                stage.name().to_string(),
-                p.count.to_string(),
-                ms(p.mean_us),
-                ms(p.p50_us as f64),
-                ms(p.p90_us as f64),
-                ms(p.p99_us as f64),
-                ms(p.max_us as f64),
-            ]);
+            lat.add_row(crate::summary::latency_row(stage.name(), p));
         }
     }
     put!(out, "{lat}");

@@ -12,7 +12,8 @@ fn ms(us: f64) -> String {
     format!("{:.3}", us / 1000.0)
 }
 
-fn latency_row(name: &str, p: &Percentiles) -> Vec<String> {
+/// One table row of a stage's percentiles, in milliseconds.
+pub fn latency_row(name: &str, p: &Percentiles) -> Vec<String> {
     vec![
         name.to_string(),
         p.count.to_string(),

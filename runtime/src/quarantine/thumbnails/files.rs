@@ -6,8 +6,8 @@
 //! files cannot lose them; names come from the numeric id alone.
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use super::super::entry::{thumbnail_id, thumbnail_name};
@@ -98,18 +98,7 @@ impl Inventory {
     /// thumbnail may be missing, which readers expect anyway, and it spares the SD card.
     pub fn write(&mut self, id: u64, jpeg: &[u8]) -> io::Result<()> {
         let path = self.path_of(id);
-        let tmp = self.dir.join(format!(".{}.tmp", thumbnail_name(id)));
-        // create_new does not follow a symlink planted at the temporary's name.
-        let _ = fs::remove_file(&tmp);
-        let write = || -> io::Result<()> {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            f.write_all(jpeg)?;
-            f.sync_all()
-        };
-        if let Err(e) = write().and_then(|()| fs::rename(&tmp, &path)) {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
+        crate::files::write_atomic(&path, jpeg, crate::files::Durability::FileSynced)?;
         if let Some(old) = self.files.insert(id, jpeg.len() as u64) {
             self.total -= old;
         }

@@ -1,8 +1,10 @@
 //! Snapshot files on disk: id rules, atomic writes, bounded reads.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::fs::{self, File};
+use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use crate::files::Durability;
 
 use super::super::error::StateError;
 use super::format::MAX_SNAPSHOT_BYTES;
@@ -41,67 +43,19 @@ pub(crate) fn seq_of(id: &str) -> Option<u64> {
 
 /// An id: sequence number and UTC time, e.g. `000042-20261126T052600Z`.
 pub(crate) fn make_id(seq: u64, unix_ms: u64) -> String {
-    let secs = unix_ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{seq:06}-{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    format!("{seq:06}-{}", crate::utc::compact(unix_ms))
 }
 
 /// Writes `bytes` to `path` so that a crash leaves either the old state or the whole new
-/// file: temporary file, fsync, rename, fsync of the directory.
+/// file, durable when this returns.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    // Unique per writer, so two concurrent writers never share a temporary.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let tmp = dir.join(format!(".{name}.{}-{nanos}.tmp", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    };
-    if let Err(e) = write() {
-        let _ = fs::remove_file(&tmp);
-        return Err(StateError::io("writing snapshot", &tmp, e));
-    }
-    fs::rename(&tmp, path).map_err(|e| StateError::io("renaming snapshot into", path, e))?;
-    sync_dir(dir)
+    crate::files::write_atomic(path, bytes, Durability::Synced)
+        .map_err(|e| StateError::io("writing snapshot", path, e))
 }
 
 /// Makes a rename or removal in `dir` durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StateError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StateError::io("syncing snapshot directory", dir, e))
+    crate::files::sync_dir(dir).map_err(|e| StateError::io("syncing snapshot directory", dir, e))
 }
 
 /// Reads a snapshot file: regular files only (no symlinks), at most

@@ -12,7 +12,6 @@ mod format;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 pub(crate) use format::Contents;
 pub use format::{MAX_SNAPSHOT_BYTES, SNAPSHOT_FORMAT};
@@ -78,9 +77,7 @@ impl Snapshots {
             .and_then(|s| files::seq_of(&s.id))
             .unwrap_or(0)
             + 1;
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now_ms = crate::utc::now_unix_ms();
         let id = files::make_id(seq, now_ms);
         let path = files::path_of(&self.dir, &id)?;
         let bytes = format::encode(&path, SCHEMA_VERSION, now_ms, &contents)?;
