@@ -749,7 +749,7 @@ fn random_bytes_never_panic() {
     let valid = b.finish().unwrap();
     read_package(&valid[..], &limits).unwrap();
 
-    for round in 0..3000 {
+    for round in 0..10_000 {
         let bytes: Vec<u8> = if round % 2 == 0 {
             let len = rng.below(4096) as usize;
             (0..len).map(|_| rng.next() as u8).collect()
@@ -771,5 +771,45 @@ fn random_bytes_never_panic() {
                 assert_eq!(e.sha256, sha(data));
             }
         }
+    }
+}
+
+#[test]
+fn errors_become_error_responses_with_a_fix() {
+    let e = refused(&[0x1f, 0x8b, 8, 0]);
+    let r = tinylcm_protocol::api::ErrorResponse::from(&e);
+    assert!(r.error.contains("gzip"), "{}", r.error);
+    assert!(r.fix.unwrap().contains("uncompressed"));
+}
+
+/// Hands out `data`, then fails like a dropped connection.
+struct Failing<'a> {
+    data: &'a [u8],
+}
+
+impl Read for Failing<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.data.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "peer went away",
+            ));
+        }
+        self.data.read(buf)
+    }
+}
+
+#[test]
+fn reader_failures_are_not_blamed_on_the_package() {
+    let mut b = PackageBuilder::new("p", "d", 0).unwrap();
+    b.add("a", FileKind::Logs, vec![5u8; 3000]).unwrap();
+    let tar = b.finish().unwrap();
+    for cut in [0, 100, 1024, 2000, tar.len() - 600] {
+        let e = read_package(Failing { data: &tar[..cut] }, &Limits::default()).unwrap_err();
+        assert!(
+            matches!(&e, PackageError::Read { source } if source.kind() == io::ErrorKind::ConnectionReset),
+            "cut {cut}: {e}"
+        );
+        assert!(!e.is_too_large());
     }
 }
