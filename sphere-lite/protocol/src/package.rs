@@ -53,7 +53,9 @@
 //! * **Regular files only.** Symlinks, hard links, devices, FIFOs, directories, GNU long-name
 //!   and sparse entries and PAX extension headers are all **refused** (not skipped): the builder
 //!   never writes them, so their presence means a foreign or hostile archive. Directory entries
-//!   are not needed because names carry their folders.
+//!   are not needed because names carry their folders. GNU tar writes acceptable packages with
+//!   `--format=ustar` or `--format=gnu` when given file names (not folders); its `posix` format
+//!   adds PAX headers and is refused.
 //! * **Name rule** ([`validate_name`]): UTF-8, relative, 1..=[`Limits::max_name_bytes`] bytes,
 //!   segments of `[A-Za-z0-9._-]` separated by single `/`, no empty, `.` or `..` segment, no
 //!   leading or trailing `/`. So no member can name a place outside its package folder.
@@ -130,6 +132,41 @@ pub enum FileKind {
     Other,
 }
 
+impl FileKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [FileKind; 8] = [
+        FileKind::Metrics,
+        FileKind::Logs,
+        FileKind::DriftEvents,
+        FileKind::Sample,
+        FileKind::Quarantine,
+        FileKind::Model,
+        FileKind::Snapshot,
+        FileKind::Other,
+    ];
+
+    /// The kind's wire name (as in the manifest), e.g. `"drift-events"`; safe as a key or path
+    /// segment.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileKind::Metrics => "metrics",
+            FileKind::Logs => "logs",
+            FileKind::DriftEvents => "drift-events",
+            FileKind::Sample => "sample",
+            FileKind::Quarantine => "quarantine",
+            FileKind::Model => "model",
+            FileKind::Snapshot => "snapshot",
+            FileKind::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for FileKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One file of a package as listed in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -161,7 +198,10 @@ pub struct Manifest {
 }
 
 /// Bounds on a package; checked by both [`read_package`] and [`PackageBuilder`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Deserializable (missing fields take the defaults) so a server can read it from its config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Whole TAR stream in bytes, headers and padding included.
     pub max_package_bytes: u64,
@@ -725,15 +765,16 @@ fn read_package_inner<R: Read>(
         Some(e) => e.map_err(tar_err("in the first member header".into()))?,
     };
     let first_name = String::from_utf8_lossy(&first.path_bytes()).into_owned();
-    if first_name != MANIFEST_NAME {
-        return Err(PackageError::ManifestNotFirst { found: first_name });
-    }
+    // Type first: a PAX header or link in front of the manifest is reported as what it is.
     let first_type = first.header().entry_type();
     if !first_type.is_file() {
         return Err(PackageError::NotRegularFile {
             name: first_name,
             kind: entry_kind_name(first_type),
         });
+    }
+    if first_name != MANIFEST_NAME {
+        return Err(PackageError::ManifestNotFirst { found: first_name });
     }
     let manifest_size = first.size();
     if manifest_size > MAX_MANIFEST_BYTES {

@@ -11,16 +11,7 @@ use tinylcm_protocol::package::{
     read_package,
 };
 
-const ALL_KINDS: [FileKind; 8] = [
-    FileKind::Metrics,
-    FileKind::Logs,
-    FileKind::DriftEvents,
-    FileKind::Sample,
-    FileKind::Quarantine,
-    FileKind::Model,
-    FileKind::Snapshot,
-    FileKind::Other,
-];
+const ALL_KINDS: [FileKind; 8] = FileKind::ALL;
 
 // ---------------------------------------------------------------- hand-made TAR
 
@@ -812,4 +803,68 @@ fn reader_failures_are_not_blamed_on_the_package() {
         );
         assert!(!e.is_too_large());
     }
+}
+
+#[test]
+fn kind_names_match_the_manifest_and_limits_deserialize_with_defaults() {
+    for kind in FileKind::ALL {
+        assert_eq!(
+            serde_json::to_string(&kind).unwrap(),
+            format!("\"{}\"", kind.as_str())
+        );
+        assert_eq!(kind.to_string(), kind.as_str());
+    }
+    let l: Limits = serde_json::from_str(r#"{"max_members":10}"#).unwrap();
+    assert_eq!(l.max_members, 10);
+    assert_eq!(l.max_package_bytes, Limits::default().max_package_bytes);
+    assert!(serde_json::from_str::<Limits>(r#"{"max_membres":10}"#).is_err());
+}
+
+/// A package written by GNU tar (both its default format and ustar) from the same files is
+/// accepted: the format is ordinary TAR, not something only our builder can produce.
+#[test]
+fn packages_written_by_gnu_tar_are_accepted() {
+    if std::process::Command::new("tar")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no tar binary");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("tinylcm-protocol-tar-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("drift")).unwrap();
+    let files: [(&str, &[u8]); 2] = [
+        ("metrics.json", b"{\"n\":1}"),
+        ("drift/e.jpg", &[9u8; 1500]),
+    ];
+    for (name, data) in files {
+        std::fs::write(dir.join(name), data).unwrap();
+    }
+    let m = manifest(files.iter().map(|(n, d)| entry(n, d)).collect());
+    std::fs::write(dir.join(MANIFEST_NAME), serde_json::to_vec(&m).unwrap()).unwrap();
+    for format in ["gnu", "ustar", "posix"] {
+        let out = std::process::Command::new("tar")
+            .arg(format!("--format={format}"))
+            .args(["-cf", "-", "-C"])
+            .arg(&dir)
+            .args([MANIFEST_NAME, "metrics.json", "drift/e.jpg"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        match read(&out.stdout) {
+            Ok(p) => assert_eq!(p.file("drift/e.jpg"), Some(&[9u8; 1500][..]), "{format}"),
+            // POSIX (pax) archives carry extension headers, which are refused by design.
+            Err(PackageError::NotRegularFile { kind, .. }) if format == "posix" => {
+                assert_eq!(kind, "PAX extension header")
+            }
+            Err(e) => panic!("{format}: {e}"),
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
