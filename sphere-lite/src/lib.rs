@@ -10,6 +10,8 @@
 //! * [`server`]: wiring and the serve loop; [`config`]: settings; [`secret`]: tokens;
 //!   [`rss`]: resident-memory reading for the idle-RSS bar.
 
+#![warn(missing_docs)]
+
 pub mod adapters;
 pub mod config;
 pub mod domain;
