@@ -6,11 +6,18 @@
 use crate::ports::StoreError;
 use crate::secret::RandomError;
 
+/// `". Fix: ..."` when there is a fix (for logs and the command line; HTTP sends it apart).
+fn with_fix(fix: &Option<String>) -> String {
+    fix.as_deref()
+        .map(|f| format!(". Fix: {f}"))
+        .unwrap_or_default()
+}
+
 /// A refused or failed request.
 #[derive(Debug, thiserror::Error)]
 pub enum DomainError {
     /// No or unknown credentials (401).
-    #[error("{error}")]
+    #[error("{error}{}", with_fix(fix))]
     Unauthorized {
         /// Client-facing message.
         error: String,
@@ -18,7 +25,7 @@ pub enum DomainError {
         fix: Option<String>,
     },
     /// Valid credentials that may not do this (403).
-    #[error("{error}")]
+    #[error("{error}{}", with_fix(fix))]
     Forbidden {
         /// Client-facing message.
         error: String,
@@ -26,7 +33,7 @@ pub enum DomainError {
         fix: Option<String>,
     },
     /// Malformed input (400).
-    #[error("{error}")]
+    #[error("{error}{}", with_fix(fix))]
     BadRequest {
         /// Client-facing message.
         error: String,
@@ -34,7 +41,7 @@ pub enum DomainError {
         fix: Option<String>,
     },
     /// Input over a size limit (413).
-    #[error("{error}")]
+    #[error("{error}{}", with_fix(fix))]
     TooLarge {
         /// Client-facing message.
         error: String,
