@@ -7,12 +7,16 @@
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
 use crate::adapters::{DirBlobs, RedbTracking};
 use crate::domain::{DomainError, Sphere};
 use crate::http::{self, ProcessJob};
+
+/// How often pending packages are retried after a processing failure.
+pub const RETRY_SWEEP: Duration = Duration::from_secs(30);
 
 /// Open the embedded stores in `data` (`sphere.redb`, `blobs/`), creating them if needed.
 pub fn open_embedded(data: &Path) -> Result<Sphere, DomainError> {
@@ -43,15 +47,36 @@ pub async fn serve(
     let worker_sphere = sphere.clone();
     let worker = tokio::spawn(async move {
         // One package at a time: processing is disk-bound, and the server runs on small hosts.
-        while let Some((device, package)) = queue.recv().await {
-            let s = worker_sphere.clone();
-            let result = tokio::task::spawn_blocking(move || s.process(&device, &package)).await;
-            match result {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "processing failed; retried at next start")
+        // A package whose processing failed on storage stays pending; a sweep retries pending
+        // packages every RETRY_SWEEP while any failure is outstanding.
+        let mut retry_needed = false;
+        let mut sweep = tokio::time::interval(RETRY_SWEEP);
+        sweep.tick().await;
+        loop {
+            tokio::select! {
+                job = queue.recv() => {
+                    let Some((device, package)) = job else { break };
+                    let s = worker_sphere.clone();
+                    match tokio::task::spawn_blocking(move || s.process(&device, &package)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, "processing failed; will retry");
+                            retry_needed = true;
+                        }
+                        Err(e) => tracing::error!(error = %e, "processing task failed"),
+                    }
                 }
-                Err(e) => tracing::error!(error = %e, "processing task failed"),
+                _ = sweep.tick(), if retry_needed => {
+                    let s = worker_sphere.clone();
+                    retry_needed = !matches!(
+                        tokio::task::spawn_blocking(move || {
+                            s.process_pending()?;
+                            s.pending_count()
+                        })
+                        .await,
+                        Ok(Ok(0))
+                    );
+                }
             }
         }
     });

@@ -153,8 +153,13 @@ impl Sphere {
         Ok(())
     }
 
+    /// How many accepted packages are not processed yet.
+    pub fn pending_count(&self) -> Result<usize, DomainError> {
+        Ok(self.tracking.unprocessed()?.len())
+    }
+
     /// Process every accepted-but-unprocessed package (at startup, after a crash). Returns how
-    /// many were processed; failures are logged and left for the next start.
+    /// many were processed; failures are logged and left pending for the next sweep or start.
     pub fn process_pending(&self) -> Result<usize, DomainError> {
         let pending = self.tracking.unprocessed()?;
         let mut done = 0;
@@ -163,10 +168,118 @@ impl Sphere {
                 Ok(()) => done += 1,
                 Err(e) => tracing::error!(
                     device = %record.device_id, package = %record.package_id, error = %e,
-                    "pending package not processed; will retry at next start"
+                    "pending package not processed; left pending for the next retry"
                 ),
             }
         }
         Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use tinylcm_protocol::api::EnrollRequest;
+    use tinylcm_protocol::package::{FileKind, PackageBuilder};
+
+    use super::*;
+    use crate::adapters::{DirBlobs, RedbTracking};
+    use crate::ports::{Blobs, StoreError, Tracking};
+
+    /// Local blobs whose writes fail while `broken` is set (a full disk, an S3 outage).
+    struct Flaky {
+        inner: DirBlobs,
+        broken: AtomicBool,
+    }
+
+    impl Blobs for Flaky {
+        fn put(&self, key: &BlobKey, bytes: &[u8]) -> Result<(), StoreError> {
+            if self.broken.load(Ordering::SeqCst) {
+                return Err(StoreError::new("blobs", "disk full"));
+            }
+            self.inner.put(key, bytes)
+        }
+        fn get(&self, key: &BlobKey) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(key)
+        }
+        fn list(&self, prefix: &str) -> Result<Vec<BlobKey>, StoreError> {
+            self.inner.list(prefix)
+        }
+        fn delete(&self, key: &BlobKey) -> Result<(), StoreError> {
+            self.inner.delete(key)
+        }
+    }
+
+    #[test]
+    fn a_storage_failure_is_a_retryable_error_and_records_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let tracking = Arc::new(RedbTracking::open(&dir.path().join("s.redb")).unwrap());
+        let blobs = Arc::new(Flaky {
+            inner: DirBlobs::open(&dir.path().join("blobs")).unwrap(),
+            broken: AtomicBool::new(true),
+        });
+        let sphere = Sphere::new(tracking.clone(), blobs.clone());
+        let key = sphere.create_enrollment_key(1).unwrap();
+        let device = sphere
+            .enroll(&EnrollRequest {
+                enrollment_key: key,
+                name: None,
+                hardware: None,
+            })
+            .unwrap()
+            .device_id;
+        let mut b = PackageBuilder::new("p1", device.as_str(), 1).unwrap();
+        b.add("m.json", FileKind::Metrics, b"{}".to_vec()).unwrap();
+        let pkg = b.finish().unwrap();
+
+        // Not a client error (the device keeps the package and retries), nothing recorded.
+        let err = sphere.accept_upload(&device, &pkg).unwrap_err();
+        assert!(matches!(err, DomainError::Store(_)), "{err}");
+        assert!(tracking.package(&device, "p1").unwrap().is_none());
+        assert_eq!(tracking.device(&device).unwrap().unwrap().packages, 0);
+
+        // The retry after the outage is accepted, not a duplicate.
+        blobs.broken.store(false, Ordering::SeqCst);
+        let ok = sphere.accept_upload(&device, &pkg).unwrap();
+        assert_eq!(ok.outcome, UploadOutcome::Accepted);
+
+        // Processing that fails on storage stays pending; it is done once storage is back.
+        blobs.broken.store(true, Ordering::SeqCst);
+        assert!(sphere.process(&device, "p1").is_err());
+        assert_eq!(tracking.unprocessed().unwrap().len(), 1);
+        blobs.broken.store(false, Ordering::SeqCst);
+        assert_eq!(sphere.process_pending().unwrap(), 1);
+        assert!(tracking.unprocessed().unwrap().is_empty());
+        assert_eq!(
+            blobs
+                .get(&file_key(&device, "p1", "m.json").unwrap())
+                .unwrap()
+                .unwrap(),
+            b"{}"
+        );
+    }
+
+    #[test]
+    fn a_raw_package_that_vanished_is_marked_failed_not_retried_forever() {
+        let dir = tempfile::tempdir().unwrap();
+        let tracking = Arc::new(RedbTracking::open(&dir.path().join("s.redb")).unwrap());
+        let blobs = Arc::new(DirBlobs::open(&dir.path().join("blobs")).unwrap());
+        let sphere = Sphere::new(tracking.clone(), blobs.clone());
+        tracking
+            .record_accepted(&PackageRecord {
+                device_id: "d".into(),
+                package_id: "gone".into(),
+                raw_key: "incoming/d/gone.tar".into(),
+                accepted_unix_ms: 1,
+                processed_unix_ms: None,
+                failed: None,
+            })
+            .unwrap();
+        assert_eq!(sphere.process_pending().unwrap(), 1);
+        assert!(tracking.unprocessed().unwrap().is_empty());
+        let record = tracking.package("d", "gone").unwrap().unwrap();
+        assert!(record.failed.unwrap().contains("missing"));
     }
 }
