@@ -12,6 +12,8 @@
 //! * [`package`]: the sync package format (plain TAR + `manifest.json` with per-file SHA-256)
 //!   and its limits; see that module for the full format description and the safety rules.
 
+#![deny(missing_docs)]
+
 pub mod api;
 pub mod ids;
 pub mod package;
@@ -30,8 +32,10 @@ pub mod paths {
     /// ([`crate::api::EnrollRequest`] → [`crate::api::EnrollResponse`]).
     pub const ENROLL: &str = "/api/v2/devices/enroll";
 
-    /// `POST`: upload one sync package (body = the plain TAR, `Content-Type:
-    /// application/x-tar`) as device `device_id` ([`crate::api::UploadResponse`]).
+    /// `POST`: upload one sync package (body = the plain TAR, `Content-Type:`
+    /// [`crate::package::CONTENT_TYPE`]) as device `device_id` ([`crate::api::UploadResponse`];
+    /// refusals are [`crate::api::ErrorResponse`], 413 when
+    /// [`crate::package::PackageError::is_too_large`], else 400).
     ///
     /// The id is inserted as given; callers pass ids that pass [`crate::ids::valid_device_id`],
     /// which never need percent-encoding.

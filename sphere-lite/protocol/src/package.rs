@@ -53,7 +53,9 @@
 //! * **Regular files only.** Symlinks, hard links, devices, FIFOs, directories, GNU long-name
 //!   and sparse entries and PAX extension headers are all **refused** (not skipped): the builder
 //!   never writes them, so their presence means a foreign or hostile archive. Directory entries
-//!   are not needed because names carry their folders.
+//!   are not needed because names carry their folders. GNU tar writes acceptable packages with
+//!   `--format=ustar` or `--format=gnu` when given file names (not folders); its `posix` format
+//!   adds PAX headers and is refused.
 //! * **Name rule** ([`validate_name`]): UTF-8, relative, 1..=[`Limits::max_name_bytes`] bytes,
 //!   segments of `[A-Za-z0-9._-]` separated by single `/`, no empty, `.` or `..` segment, no
 //!   leading or trailing `/`. So no member can name a place outside its package folder.
@@ -66,6 +68,24 @@
 //!
 //! [`PackageBuilder`] (the device side) applies the same name, id and limit rules while building,
 //! so a device cannot produce a package the server refuses under the same [`Limits`].
+//!
+//! ## Example
+//!
+//! ```
+//! use tinylcm_protocol::package::{FileKind, Limits, PackageBuilder, read_package};
+//!
+//! // Device side.
+//! let mut builder = PackageBuilder::new("6f1c2a9e-8a4b-4c1d-9f00-123456789abc", "pi-7", 1_764_147_600_000)?;
+//! builder.add("metrics.json", FileKind::Metrics, br#"{"total_inferences":42}"#.to_vec())?;
+//! builder.add("drift/event-1.json", FileKind::DriftEvents, b"{}".to_vec())?;
+//! let tar: Vec<u8> = builder.finish()?;
+//!
+//! // Server side.
+//! let package = read_package(&tar[..], &Limits::default())?;
+//! assert_eq!(package.manifest.device_id, "pi-7");
+//! assert_eq!(package.file("metrics.json"), Some(&br#"{"total_inferences":42}"#[..]));
+//! # Ok::<(), tinylcm_protocol::package::PackageError>(())
+//! ```
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
@@ -81,6 +101,9 @@ pub const FORMAT: u32 = 1;
 
 /// Name of the manifest member; always the first TAR member.
 pub const MANIFEST_NAME: &str = "manifest.json";
+
+/// `Content-Type` of an upload body: a package is a plain TAR.
+pub const CONTENT_TYPE: &str = "application/x-tar";
 
 /// Largest accepted manifest in bytes (1 MiB holds several thousand entries).
 pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
@@ -107,6 +130,41 @@ pub enum FileKind {
     Snapshot,
     /// Anything else; stored, not interpreted.
     Other,
+}
+
+impl FileKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [FileKind; 8] = [
+        FileKind::Metrics,
+        FileKind::Logs,
+        FileKind::DriftEvents,
+        FileKind::Sample,
+        FileKind::Quarantine,
+        FileKind::Model,
+        FileKind::Snapshot,
+        FileKind::Other,
+    ];
+
+    /// The kind's wire name (as in the manifest), e.g. `"drift-events"`; safe as a key or path
+    /// segment.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileKind::Metrics => "metrics",
+            FileKind::Logs => "logs",
+            FileKind::DriftEvents => "drift-events",
+            FileKind::Sample => "sample",
+            FileKind::Quarantine => "quarantine",
+            FileKind::Model => "model",
+            FileKind::Snapshot => "snapshot",
+            FileKind::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for FileKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One file of a package as listed in the manifest.
@@ -140,7 +198,10 @@ pub struct Manifest {
 }
 
 /// Bounds on a package; checked by both [`read_package`] and [`PackageBuilder`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Deserializable (missing fields take the defaults) so a server can read it from its config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Whole TAR stream in bytes, headers and padding included.
     pub max_package_bytes: u64,
@@ -205,6 +266,13 @@ pub enum PackageError {
         /// Where in the archive (e.g. `"after member metrics.json"`).
         context: String,
         /// The underlying parse error.
+        #[source]
+        source: io::Error,
+    },
+    /// The reader itself failed (e.g. the client went away); not a problem of the package.
+    #[error("reading the package failed: {source}")]
+    Read {
+        /// The reader's error.
         #[source]
         source: io::Error,
     },
@@ -364,6 +432,38 @@ impl PackageError {
                 | PackageError::MemberTooLarge { .. }
                 | PackageError::ManifestTooLarge { .. }
         )
+    }
+
+    /// What the sender can do about it, for [`crate::api::ErrorResponse::fix`].
+    pub fn fix(&self) -> Option<&'static str> {
+        use PackageError as E;
+        Some(match self {
+            E::Compressed { .. } => "send the TAR uncompressed (Content-Type: application/x-tar)",
+            E::PackageTooLarge { .. } | E::TooManyMembers { .. } => {
+                "split the data over several smaller packages"
+            }
+            E::MemberTooLarge { .. } => "split or shrink the file; it exceeds the per-file limit",
+            E::ManifestTooLarge { .. } => "put fewer files in one package",
+            E::UnsupportedFormat { .. } => {
+                "build packages with the tinylcm-protocol crate version the server uses"
+            }
+            E::InvalidName { .. } | E::NameTooLong { .. } => {
+                "use short relative names of A-Z a-z 0-9 . _ - separated by /"
+            }
+            E::HashMismatch { .. } | E::SizeMismatch { .. } | E::Tar { .. } => {
+                "the package was damaged or changed after it was built; rebuild and resend it"
+            }
+            _ => return None,
+        })
+    }
+}
+
+impl From<&PackageError> for crate::api::ErrorResponse {
+    fn from(e: &PackageError) -> Self {
+        crate::api::ErrorResponse {
+            error: e.to_string(),
+            fix: e.fix().map(str::to_owned),
+        }
     }
 }
 
@@ -530,6 +630,8 @@ struct Budget<R> {
     read: u64,
     max: u64,
     exceeded: bool,
+    /// The first error the source itself returned (as opposed to a TAR parse error).
+    source_error: Option<io::Error>,
 }
 
 impl<R: Read> Read for Budget<R> {
@@ -541,7 +643,15 @@ impl<R: Read> Read for Budget<R> {
         // Allow one byte past the limit so "exactly max" and "more than max" can be told apart.
         let room = (self.max - self.read).saturating_add(1);
         let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..want])?;
+        let n = match self.inner.read(&mut buf[..want]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
+            Err(e) => {
+                let copy = io::Error::new(e.kind(), e.to_string());
+                self.source_error.get_or_insert(e);
+                return Err(copy);
+            }
+        };
         self.read += n as u64;
         if self.read > self.max {
             self.exceeded = true;
@@ -600,15 +710,18 @@ fn entry_kind_name(t: tar::EntryType) -> &'static str {
 
 /// Reads and verifies one package from `reader` under `limits`.
 ///
-/// Reads at most `limits.max_package_bytes + 1` bytes, whatever the stream holds. On success
-/// every rule in the [module docs](self) holds for the returned [`Package`]; on failure nothing
-/// partial is returned.
+/// Reads at most `limits.max_package_bytes + 1` bytes, whatever the stream holds, and reads the
+/// stream to its end (trailing zero padding included). On success every rule in the
+/// [module docs](self) holds for the returned [`Package`]; on failure nothing partial is
+/// returned. An error of `reader` itself comes back as [`PackageError::Read`] (a server answers
+/// that differently from a bad package).
 pub fn read_package<R: Read>(reader: R, limits: &Limits) -> Result<Package, PackageError> {
     let mut budget = Budget {
         inner: reader,
         read: 0,
         max: limits.max_package_bytes,
         exceeded: false,
+        source_error: None,
     };
     let result = read_package_inner(&mut budget, limits);
     // Whatever error the parser reported, running out of budget is the real cause.
@@ -616,6 +729,9 @@ pub fn read_package<R: Read>(reader: R, limits: &Limits) -> Result<Package, Pack
         return Err(PackageError::PackageTooLarge {
             max: limits.max_package_bytes,
         });
+    }
+    if let Some(source) = budget.source_error {
+        return Err(PackageError::Read { source });
     }
     result
 }
@@ -649,15 +765,16 @@ fn read_package_inner<R: Read>(
         Some(e) => e.map_err(tar_err("in the first member header".into()))?,
     };
     let first_name = String::from_utf8_lossy(&first.path_bytes()).into_owned();
-    if first_name != MANIFEST_NAME {
-        return Err(PackageError::ManifestNotFirst { found: first_name });
-    }
+    // Type first: a PAX header or link in front of the manifest is reported as what it is.
     let first_type = first.header().entry_type();
     if !first_type.is_file() {
         return Err(PackageError::NotRegularFile {
             name: first_name,
             kind: entry_kind_name(first_type),
         });
+    }
+    if first_name != MANIFEST_NAME {
+        return Err(PackageError::ManifestNotFirst { found: first_name });
     }
     let manifest_size = first.size();
     if manifest_size > MAX_MANIFEST_BYTES {

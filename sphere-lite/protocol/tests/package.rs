@@ -11,16 +11,7 @@ use tinylcm_protocol::package::{
     read_package,
 };
 
-const ALL_KINDS: [FileKind; 8] = [
-    FileKind::Metrics,
-    FileKind::Logs,
-    FileKind::DriftEvents,
-    FileKind::Sample,
-    FileKind::Quarantine,
-    FileKind::Model,
-    FileKind::Snapshot,
-    FileKind::Other,
-];
+const ALL_KINDS: [FileKind; 8] = FileKind::ALL;
 
 // ---------------------------------------------------------------- hand-made TAR
 
@@ -749,7 +740,7 @@ fn random_bytes_never_panic() {
     let valid = b.finish().unwrap();
     read_package(&valid[..], &limits).unwrap();
 
-    for round in 0..3000 {
+    for round in 0..10_000 {
         let bytes: Vec<u8> = if round % 2 == 0 {
             let len = rng.below(4096) as usize;
             (0..len).map(|_| rng.next() as u8).collect()
@@ -772,4 +763,108 @@ fn random_bytes_never_panic() {
             }
         }
     }
+}
+
+#[test]
+fn errors_become_error_responses_with_a_fix() {
+    let e = refused(&[0x1f, 0x8b, 8, 0]);
+    let r = tinylcm_protocol::api::ErrorResponse::from(&e);
+    assert!(r.error.contains("gzip"), "{}", r.error);
+    assert!(r.fix.unwrap().contains("uncompressed"));
+}
+
+/// Hands out `data`, then fails like a dropped connection.
+struct Failing<'a> {
+    data: &'a [u8],
+}
+
+impl Read for Failing<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.data.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "peer went away",
+            ));
+        }
+        self.data.read(buf)
+    }
+}
+
+#[test]
+fn reader_failures_are_not_blamed_on_the_package() {
+    let mut b = PackageBuilder::new("p", "d", 0).unwrap();
+    b.add("a", FileKind::Logs, vec![5u8; 3000]).unwrap();
+    let tar = b.finish().unwrap();
+    for cut in [0, 100, 1024, 2000, tar.len() - 600] {
+        let e = read_package(Failing { data: &tar[..cut] }, &Limits::default()).unwrap_err();
+        assert!(
+            matches!(&e, PackageError::Read { source } if source.kind() == io::ErrorKind::ConnectionReset),
+            "cut {cut}: {e}"
+        );
+        assert!(!e.is_too_large());
+    }
+}
+
+#[test]
+fn kind_names_match_the_manifest_and_limits_deserialize_with_defaults() {
+    for kind in FileKind::ALL {
+        assert_eq!(
+            serde_json::to_string(&kind).unwrap(),
+            format!("\"{}\"", kind.as_str())
+        );
+        assert_eq!(kind.to_string(), kind.as_str());
+    }
+    let l: Limits = serde_json::from_str(r#"{"max_members":10}"#).unwrap();
+    assert_eq!(l.max_members, 10);
+    assert_eq!(l.max_package_bytes, Limits::default().max_package_bytes);
+    assert!(serde_json::from_str::<Limits>(r#"{"max_membres":10}"#).is_err());
+}
+
+/// A package written by GNU tar (both its default format and ustar) from the same files is
+/// accepted: the format is ordinary TAR, not something only our builder can produce.
+#[test]
+fn packages_written_by_gnu_tar_are_accepted() {
+    if std::process::Command::new("tar")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no tar binary");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("tinylcm-protocol-tar-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("drift")).unwrap();
+    let files: [(&str, &[u8]); 2] = [
+        ("metrics.json", b"{\"n\":1}"),
+        ("drift/e.jpg", &[9u8; 1500]),
+    ];
+    for (name, data) in files {
+        std::fs::write(dir.join(name), data).unwrap();
+    }
+    let m = manifest(files.iter().map(|(n, d)| entry(n, d)).collect());
+    std::fs::write(dir.join(MANIFEST_NAME), serde_json::to_vec(&m).unwrap()).unwrap();
+    for format in ["gnu", "ustar", "posix"] {
+        let out = std::process::Command::new("tar")
+            .arg(format!("--format={format}"))
+            .args(["-cf", "-", "-C"])
+            .arg(&dir)
+            .args([MANIFEST_NAME, "metrics.json", "drift/e.jpg"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        match read(&out.stdout) {
+            Ok(p) => assert_eq!(p.file("drift/e.jpg"), Some(&[9u8; 1500][..]), "{format}"),
+            // POSIX (pax) archives carry extension headers, which are refused by design.
+            Err(PackageError::NotRegularFile { kind, .. }) if format == "posix" => {
+                assert_eq!(kind, "PAX extension header")
+            }
+            Err(e) => panic!("{format}: {e}"),
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
