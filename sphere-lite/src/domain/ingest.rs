@@ -32,8 +32,8 @@ fn bad_key(e: crate::ports::InvalidKey) -> DomainError {
     }
 }
 
-fn parse(bytes: &[u8]) -> Result<Package, DomainError> {
-    read_package(bytes, &Limits::default()).map_err(|e| {
+fn parse(bytes: &[u8], limits: &Limits) -> Result<Package, DomainError> {
+    read_package(bytes, limits).map_err(|e| {
         if e.is_too_large() {
             DomainError::TooLarge {
                 error: format!("package rejected: {e}"),
@@ -71,7 +71,7 @@ impl Sphere {
                 fix: Some("send smaller packages".into()),
             });
         }
-        let package = parse(body)?;
+        let package = parse(body, &self.limits())?;
         let manifest = &package.manifest;
         if manifest.device_id != device_id {
             return Err(DomainError::Forbidden {
@@ -136,7 +136,12 @@ impl Sphere {
         let Some(bytes) = self.blobs.get(&raw)? else {
             return fail("raw package blob is missing".into());
         };
-        let package = match parse(&bytes) {
+        // Accepted under the cap in force then; a lower cap set since must not fail it now.
+        let limits = Limits {
+            max_package_bytes: self.max_upload_bytes.max(bytes.len() as u64),
+            ..self.limits()
+        };
+        let package = match parse(&bytes, &limits) {
             Ok(p) => p,
             Err(e) => return fail(e.to_string()),
         };
@@ -151,6 +156,14 @@ impl Sphere {
             .mark_processed(device_id, package_id, now_unix_ms(), None)?;
         tracing::info!(device = %device_id, package = %package_id, files = keys.len(), "package processed");
         Ok(())
+    }
+
+    /// Package limits: the protocol defaults with the whole-package bound set to the upload cap.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_package_bytes: self.max_upload_bytes,
+            ..Limits::default()
+        }
     }
 
     /// How many accepted packages are not processed yet.
