@@ -1,0 +1,149 @@
+//! The embedded `Blobs` adapter: files under one directory (`<data>/blobs/`).
+//!
+//! Why: the embedded default needs no object store. Keys are validated by [`BlobKey`] so no key
+//! can name a path outside the root; writes go to a hidden temporary file in the target
+//! directory, are fsynced and renamed, so a crash leaves the old object or the new one.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::ports::{BlobKey, Blobs, StoreError};
+use crate::secret::random_bytes;
+
+/// Blobs as files under a root directory.
+pub struct DirBlobs {
+    root: PathBuf,
+}
+
+fn err(context: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::new("blobs", format!("{context}: {e}"))
+}
+
+impl DirBlobs {
+    /// Use (and create) `root`.
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        fs::create_dir_all(root).map_err(|e| err(&format!("create {}", root.display()), e))?;
+        Ok(DirBlobs {
+            root: root.to_path_buf(),
+        })
+    }
+
+    fn path(&self, key: &BlobKey) -> PathBuf {
+        self.root.join(key.as_str())
+    }
+
+    fn list_into(&self, dir: &Path, rel: &str, out: &mut Vec<BlobKey>) -> io::Result<()> {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue; // temporary files of unfinished writes
+            }
+            let child = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                self.list_into(&entry.path(), &child, out)?;
+            } else if kind.is_file() {
+                if let Ok(key) = BlobKey::new(child) {
+                    out.push(key);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Blobs for DirBlobs {
+    fn put(&self, key: &BlobKey, bytes: &[u8]) -> Result<(), StoreError> {
+        let path = self.path(key);
+        let dir = path.parent().unwrap_or(&self.root);
+        fs::create_dir_all(dir).map_err(|e| err("create directory", e))?;
+        let suffix: [u8; 8] = random_bytes().map_err(|e| err("temp name", e))?;
+        let tmp = dir.join(format!(
+            ".tmp-{}",
+            suffix
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ));
+        let result = (|| -> io::Result<()> {
+            let mut file = fs::File::create(&tmp)?;
+            file.write_all(bytes)?;
+            file.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            fs::File::open(dir)?.sync_all()
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map_err(|e| err(&format!("write {key}"), e))
+    }
+
+    fn get(&self, key: &BlobKey) -> Result<Option<Vec<u8>>, StoreError> {
+        match fs::read(self.path(key)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(err(&format!("read {key}"), e)),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<BlobKey>, StoreError> {
+        // Walk the directory part of the prefix only; filter the rest by string prefix.
+        let dir_part = match prefix.rfind('/') {
+            Some(i) => &prefix[..i],
+            None => "",
+        };
+        if !dir_part.is_empty() && BlobKey::new(dir_part).is_err() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        self.list_into(&self.root.join(dir_part), dir_part, &mut out)
+            .map_err(|e| err(&format!("list {prefix}"), e))?;
+        out.retain(|k| k.as_str().starts_with(prefix));
+        out.sort();
+        Ok(out)
+    }
+
+    fn delete(&self, key: &BlobKey) -> Result<(), StoreError> {
+        match fs::remove_file(self.path(key)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(err(&format!("delete {key}"), e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_get_list_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = DirBlobs::open(dir.path()).unwrap();
+        let a = BlobKey::new("x/y/a.bin").unwrap();
+        let b = BlobKey::new("x/b.bin").unwrap();
+        blobs.put(&a, b"one").unwrap();
+        blobs.put(&a, b"two").unwrap();
+        blobs.put(&b, b"three").unwrap();
+        assert_eq!(blobs.get(&a).unwrap().unwrap(), b"two");
+        assert_eq!(blobs.list("").unwrap(), vec![b.clone(), a.clone()]);
+        assert_eq!(blobs.list("x/y/").unwrap(), vec![a.clone()]);
+        assert_eq!(blobs.list("nope/").unwrap(), vec![]);
+        blobs.delete(&a).unwrap();
+        blobs.delete(&a).unwrap();
+        assert!(blobs.get(&a).unwrap().is_none());
+    }
+}

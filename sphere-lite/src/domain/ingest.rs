@@ -1,0 +1,298 @@
+//! Package ingest: accept an upload durably and idempotently, then process it.
+//!
+//! Why: a device drops a package for good when the server answers with an error, so the order
+//! matters: the package is validated completely first (nothing is stored for a bad one), then
+//! its raw TAR is stored as a blob and recorded as accepted *before* the 200, and only then
+//! unpacked into per-file blobs. A crash between accept and process is repaired at startup by
+//! [`Sphere::process_pending`]. A package id seen before from the same device answers
+//! `Duplicate`, never an error.
+
+use tinylcm_protocol::api::{UploadOutcome, UploadResponse};
+use tinylcm_protocol::package::{Limits, Package, read_package};
+
+use super::{DomainError, Sphere, now_unix_ms};
+use crate::ports::{BlobKey, PackageRecord, Recorded};
+
+/// Blob key of a package's raw TAR.
+pub fn raw_key(device_id: &str, package_id: &str) -> Result<BlobKey, DomainError> {
+    BlobKey::new(format!("incoming/{device_id}/{package_id}.tar")).map_err(bad_key)
+}
+
+/// Blob key of one file of a processed package.
+pub fn file_key(device_id: &str, package_id: &str, name: &str) -> Result<BlobKey, DomainError> {
+    BlobKey::new(format!("devices/{device_id}/packages/{package_id}/{name}")).map_err(bad_key)
+}
+
+fn bad_key(e: crate::ports::InvalidKey) -> DomainError {
+    DomainError::BadRequest {
+        error: format!("package rejected: {}", e.reason),
+        fix: Some(
+            "use ids and file names made of A-Z a-z 0-9 . _ - (not starting with '.')".into(),
+        ),
+    }
+}
+
+fn parse(bytes: &[u8], limits: &Limits) -> Result<Package, DomainError> {
+    read_package(bytes, limits).map_err(|e| {
+        if e.is_too_large() {
+            DomainError::TooLarge {
+                error: format!("package rejected: {e}"),
+                fix: Some("send smaller packages (split the data over several packages)".into()),
+            }
+        } else {
+            DomainError::BadRequest {
+                error: format!("package rejected: {e}"),
+                fix: Some("build packages with tinylcm_protocol::package::PackageBuilder".into()),
+            }
+        }
+    })
+}
+
+/// Blob keys of every file of `package` (all validated before anything is stored).
+fn file_keys(package: &Package) -> Result<Vec<BlobKey>, DomainError> {
+    let m = &package.manifest;
+    package
+        .files
+        .iter()
+        .map(|(entry, _)| file_key(&m.device_id, &m.package_id, &entry.name))
+        .collect()
+}
+
+impl Sphere {
+    /// Validate and durably accept `body` as a package from `device_id` (already authorised).
+    pub fn accept_upload(
+        &self,
+        device_id: &str,
+        body: &[u8],
+    ) -> Result<UploadResponse, DomainError> {
+        if body.len() as u64 > self.max_upload_bytes {
+            return Err(DomainError::TooLarge {
+                error: format!("package body exceeds {} bytes", self.max_upload_bytes),
+                fix: Some("send smaller packages".into()),
+            });
+        }
+        let package = parse(body, &self.limits())?;
+        let manifest = &package.manifest;
+        if manifest.device_id != device_id {
+            return Err(DomainError::Forbidden {
+                error: "the package's manifest names another device".into(),
+                fix: Some("a device may only upload packages built with its own device id".into()),
+            });
+        }
+        let package_id = manifest.package_id.clone();
+        let raw = raw_key(device_id, &package_id)?;
+        file_keys(&package)?;
+
+        let _guard = self
+            .accept_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let duplicate = UploadResponse {
+            package_id: package_id.clone(),
+            outcome: UploadOutcome::Duplicate,
+        };
+        if self.tracking.package(device_id, &package_id)?.is_some() {
+            tracing::info!(device = %device_id, package = %package_id, "duplicate upload");
+            return Ok(duplicate);
+        }
+        self.blobs.put(&raw, body)?;
+        let record = PackageRecord {
+            device_id: device_id.to_owned(),
+            package_id: package_id.clone(),
+            raw_key: raw.to_string(),
+            accepted_unix_ms: now_unix_ms(),
+            processed_unix_ms: None,
+            failed: None,
+        };
+        match self.tracking.record_accepted(&record)? {
+            Recorded::New => {
+                tracing::info!(device = %device_id, package = %package_id, bytes = body.len(), "package accepted");
+                Ok(UploadResponse {
+                    package_id,
+                    outcome: UploadOutcome::Accepted,
+                })
+            }
+            Recorded::AlreadyKnown => Ok(duplicate),
+        }
+    }
+
+    /// Unpack an accepted package into per-file blobs and mark it processed. A package whose
+    /// raw TAR is missing or no longer parses is marked failed (kept for inspection); a store
+    /// failure leaves it pending for the next attempt.
+    pub fn process(&self, device_id: &str, package_id: &str) -> Result<(), DomainError> {
+        let Some(record) = self.tracking.package(device_id, package_id)? else {
+            return Ok(());
+        };
+        if record.processed_unix_ms.is_some() {
+            return Ok(());
+        }
+        let fail = |reason: String| -> Result<(), DomainError> {
+            tracing::error!(device = %device_id, package = %package_id, %reason, "package processing failed");
+            self.tracking
+                .mark_processed(device_id, package_id, now_unix_ms(), Some(reason))?;
+            Ok(())
+        };
+        let raw = raw_key(device_id, package_id)?;
+        let Some(bytes) = self.blobs.get(&raw)? else {
+            return fail("raw package blob is missing".into());
+        };
+        // Accepted under the cap in force then; a lower cap set since must not fail it now.
+        let limits = Limits {
+            max_package_bytes: self.max_upload_bytes.max(bytes.len() as u64),
+            ..self.limits()
+        };
+        let package = match parse(&bytes, &limits) {
+            Ok(p) => p,
+            Err(e) => return fail(e.to_string()),
+        };
+        let keys = match file_keys(&package) {
+            Ok(k) => k,
+            Err(e) => return fail(e.to_string()),
+        };
+        for (key, (_, content)) in keys.iter().zip(&package.files) {
+            self.blobs.put(key, content)?;
+        }
+        self.tracking
+            .mark_processed(device_id, package_id, now_unix_ms(), None)?;
+        tracing::info!(device = %device_id, package = %package_id, files = keys.len(), "package processed");
+        Ok(())
+    }
+
+    /// Package limits: the protocol defaults with the whole-package bound set to the upload cap.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_package_bytes: self.max_upload_bytes,
+            ..Limits::default()
+        }
+    }
+
+    /// How many accepted packages are not processed yet.
+    pub fn pending_count(&self) -> Result<usize, DomainError> {
+        Ok(self.tracking.unprocessed()?.len())
+    }
+
+    /// Process every accepted-but-unprocessed package (at startup, after a crash). Returns how
+    /// many were processed; failures are logged and left pending for the next sweep or start.
+    pub fn process_pending(&self) -> Result<usize, DomainError> {
+        let pending = self.tracking.unprocessed()?;
+        let mut done = 0;
+        for record in pending {
+            match self.process(&record.device_id, &record.package_id) {
+                Ok(()) => done += 1,
+                Err(e) => tracing::error!(
+                    device = %record.device_id, package = %record.package_id, error = %e,
+                    "pending package not processed; left pending for the next retry"
+                ),
+            }
+        }
+        Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use tinylcm_protocol::api::EnrollRequest;
+    use tinylcm_protocol::package::{FileKind, PackageBuilder};
+
+    use super::*;
+    use crate::adapters::{DirBlobs, RedbTracking};
+    use crate::ports::{Blobs, StoreError, Tracking};
+
+    /// Local blobs whose writes fail while `broken` is set (a full disk, an S3 outage).
+    struct Flaky {
+        inner: DirBlobs,
+        broken: AtomicBool,
+    }
+
+    impl Blobs for Flaky {
+        fn put(&self, key: &BlobKey, bytes: &[u8]) -> Result<(), StoreError> {
+            if self.broken.load(Ordering::SeqCst) {
+                return Err(StoreError::new("blobs", "disk full"));
+            }
+            self.inner.put(key, bytes)
+        }
+        fn get(&self, key: &BlobKey) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(key)
+        }
+        fn list(&self, prefix: &str) -> Result<Vec<BlobKey>, StoreError> {
+            self.inner.list(prefix)
+        }
+        fn delete(&self, key: &BlobKey) -> Result<(), StoreError> {
+            self.inner.delete(key)
+        }
+    }
+
+    #[test]
+    fn a_storage_failure_is_a_retryable_error_and_records_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let tracking = Arc::new(RedbTracking::open(&dir.path().join("s.redb")).unwrap());
+        let blobs = Arc::new(Flaky {
+            inner: DirBlobs::open(&dir.path().join("blobs")).unwrap(),
+            broken: AtomicBool::new(true),
+        });
+        let sphere = Sphere::new(tracking.clone(), blobs.clone());
+        let key = sphere.create_enrollment_key(1).unwrap();
+        let device = sphere
+            .enroll(&EnrollRequest {
+                enrollment_key: key,
+                name: None,
+                hardware: None,
+            })
+            .unwrap()
+            .device_id;
+        let mut b = PackageBuilder::new("p1", device.as_str(), 1).unwrap();
+        b.add("m.json", FileKind::Metrics, b"{}".to_vec()).unwrap();
+        let pkg = b.finish().unwrap();
+
+        // Not a client error (the device keeps the package and retries), nothing recorded.
+        let err = sphere.accept_upload(&device, &pkg).unwrap_err();
+        assert!(matches!(err, DomainError::Store(_)), "{err}");
+        assert!(tracking.package(&device, "p1").unwrap().is_none());
+        assert_eq!(tracking.device(&device).unwrap().unwrap().packages, 0);
+
+        // The retry after the outage is accepted, not a duplicate.
+        blobs.broken.store(false, Ordering::SeqCst);
+        let ok = sphere.accept_upload(&device, &pkg).unwrap();
+        assert_eq!(ok.outcome, UploadOutcome::Accepted);
+
+        // Processing that fails on storage stays pending; it is done once storage is back.
+        blobs.broken.store(true, Ordering::SeqCst);
+        assert!(sphere.process(&device, "p1").is_err());
+        assert_eq!(tracking.unprocessed().unwrap().len(), 1);
+        blobs.broken.store(false, Ordering::SeqCst);
+        assert_eq!(sphere.process_pending().unwrap(), 1);
+        assert!(tracking.unprocessed().unwrap().is_empty());
+        assert_eq!(
+            blobs
+                .get(&file_key(&device, "p1", "m.json").unwrap())
+                .unwrap()
+                .unwrap(),
+            b"{}"
+        );
+    }
+
+    #[test]
+    fn a_raw_package_that_vanished_is_marked_failed_not_retried_forever() {
+        let dir = tempfile::tempdir().unwrap();
+        let tracking = Arc::new(RedbTracking::open(&dir.path().join("s.redb")).unwrap());
+        let blobs = Arc::new(DirBlobs::open(&dir.path().join("blobs")).unwrap());
+        let sphere = Sphere::new(tracking.clone(), blobs.clone());
+        tracking
+            .record_accepted(&PackageRecord {
+                device_id: "d".into(),
+                package_id: "gone".into(),
+                raw_key: "incoming/d/gone.tar".into(),
+                accepted_unix_ms: 1,
+                processed_unix_ms: None,
+                failed: None,
+            })
+            .unwrap();
+        assert_eq!(sphere.process_pending().unwrap(), 1);
+        assert!(tracking.unprocessed().unwrap().is_empty());
+        let record = tracking.package("d", "gone").unwrap().unwrap();
+        assert!(record.failed.unwrap().contains("missing"));
+    }
+}

@@ -1,0 +1,192 @@
+//! The fleet logic of sphere-lite: enrollment, authentication, package ingest, listings.
+//!
+//! Why: this is the one place that decides what is allowed and in which order things become
+//! durable; it sees only the [`Tracking`] and [`Blobs`] ports, so the same rules hold on the
+//! embedded default and on MLflow + S3. It is synchronous (the ports are); the HTTP layer runs
+//! it on the blocking pool.
+
+mod auth;
+mod error;
+mod ingest;
+
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tinylcm_protocol::api::{EnrollRequest, EnrollResponse};
+
+pub use error::DomainError;
+
+use crate::ports::{Blobs, DeviceRecord, EnrollOutcome, Tracking};
+use crate::secret::{self, SecretKind};
+
+/// Longest accepted device name or hardware description at enrollment, in bytes.
+pub const MAX_LABEL_BYTES: usize = 200;
+
+/// Largest package body the server takes by default (bytes); see [`Sphere::with_max_upload`].
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 64 * 1024 * 1024;
+
+/// One device as shown to operators (`GET /api/v2/devices`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceSummary {
+    /// Device id.
+    pub device_id: String,
+    /// Name given at enrollment.
+    pub name: Option<String>,
+    /// Hardware given at enrollment.
+    pub hardware: Option<String>,
+    /// Enrollment time (Unix ms).
+    pub enrolled_unix_ms: u64,
+    /// Last authenticated request (Unix ms).
+    pub last_seen_unix_ms: u64,
+    /// Distinct packages accepted.
+    pub packages: u64,
+}
+
+/// Body of `GET /api/v2/devices`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceList {
+    /// All devices, ordered by id.
+    pub devices: Vec<DeviceSummary>,
+}
+
+/// The fleet service over a tracking store and a blob store.
+pub struct Sphere {
+    tracking: Arc<dyn Tracking>,
+    blobs: Arc<dyn Blobs>,
+    max_upload_bytes: u64,
+    /// Serialises "check duplicate → store raw TAR → record" so two concurrent uploads of the
+    /// same package cannot overwrite each other's raw blob after one was recorded.
+    accept_lock: Mutex<()>,
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before 1970).
+pub fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Sphere {
+    /// A service over `tracking` and `blobs` with the default upload cap.
+    pub fn new(tracking: Arc<dyn Tracking>, blobs: Arc<dyn Blobs>) -> Self {
+        Sphere {
+            tracking,
+            blobs,
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            accept_lock: Mutex::new(()),
+        }
+    }
+
+    /// Set the hard cap on package bodies (bytes).
+    pub fn with_max_upload(mut self, bytes: u64) -> Self {
+        self.max_upload_bytes = bytes;
+        self
+    }
+
+    /// The hard cap on package bodies (bytes).
+    pub fn max_upload_bytes(&self) -> u64 {
+        self.max_upload_bytes
+    }
+
+    /// Create an operator token for `name`; returns the token (shown once, only its hash is kept).
+    pub fn create_operator_token(&self, name: &str) -> Result<String, DomainError> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > MAX_LABEL_BYTES || name.chars().any(char::is_control) {
+            return Err(DomainError::BadRequest {
+                error: "operator name must be 1 to 200 printable characters".into(),
+                fix: Some("pass --operator with a short name, e.g. --operator alice".into()),
+            });
+        }
+        let token = secret::generate(SecretKind::OperatorToken)?;
+        self.tracking
+            .add_operator_token(name, secret::hash(&token))?;
+        Ok(token)
+    }
+
+    /// Create an enrollment key good for `uses` enrollments; returns the key (shown once).
+    pub fn create_enrollment_key(&self, uses: u32) -> Result<String, DomainError> {
+        if uses == 0 {
+            return Err(DomainError::BadRequest {
+                error: "an enrollment key needs at least one use".into(),
+                fix: Some("pass --uses 1 or more".into()),
+            });
+        }
+        let key = secret::generate(SecretKind::EnrollmentKey)?;
+        self.tracking.add_enrollment_key(secret::hash(&key), uses)?;
+        Ok(key)
+    }
+
+    /// Trade an enrollment key for a new device id and device token.
+    pub fn enroll(&self, request: &EnrollRequest) -> Result<EnrollResponse, DomainError> {
+        for (field, value) in [("name", &request.name), ("hardware", &request.hardware)] {
+            if let Some(v) = value {
+                if v.len() > MAX_LABEL_BYTES || v.chars().any(char::is_control) {
+                    return Err(DomainError::BadRequest {
+                        error: format!("`{field}` must be at most 200 printable characters"),
+                        fix: Some(format!("shorten `{field}` or leave it out")),
+                    });
+                }
+            }
+        }
+        let id_bytes: [u8; 8] = secret::random_bytes()?;
+        let device_id = format!(
+            "dev-{}",
+            id_bytes
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        debug_assert!(tinylcm_protocol::ids::valid_device_id(&device_id));
+        let token = secret::generate(SecretKind::DeviceToken)?;
+        let now = now_unix_ms();
+        let record = DeviceRecord {
+            device_id: device_id.clone(),
+            name: request.name.clone(),
+            hardware: request.hardware.clone(),
+            token_hash: secret::hash(&token),
+            enrolled_unix_ms: now,
+            last_seen_unix_ms: now,
+            packages: 0,
+        };
+        match self
+            .tracking
+            .enroll(secret::hash(&request.enrollment_key), &record)?
+        {
+            EnrollOutcome::Enrolled => {
+                tracing::info!(device = %device_id, name = ?request.name, "device enrolled");
+                Ok(EnrollResponse { device_id, token })
+            }
+            EnrollOutcome::UnknownKey => Err(DomainError::Unauthorized {
+                error: "unknown enrollment key".into(),
+                fix: Some(
+                    "ask the operator for a key (`sphere-lite enrollment-key create`) and copy it exactly"
+                        .into(),
+                ),
+            }),
+            EnrollOutcome::KeyUsedUp => Err(DomainError::Forbidden {
+                error: "this enrollment key has been used up".into(),
+                fix: Some("ask the operator for a new enrollment key".into()),
+            }),
+        }
+    }
+
+    /// All devices with last-seen time and package count.
+    pub fn list_devices(&self) -> Result<DeviceList, DomainError> {
+        let devices = self
+            .tracking
+            .devices()?
+            .into_iter()
+            .map(|d| DeviceSummary {
+                device_id: d.device_id,
+                name: d.name,
+                hardware: d.hardware,
+                enrolled_unix_ms: d.enrolled_unix_ms,
+                last_seen_unix_ms: d.last_seen_unix_ms,
+                packages: d.packages,
+            })
+            .collect();
+        Ok(DeviceList { devices })
+    }
+}

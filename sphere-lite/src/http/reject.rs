@@ -1,0 +1,113 @@
+//! Every HTTP error as a JSON `ErrorResponse` with the right status and a fix where one exists.
+//!
+//! Why: the original server leaked tracebacks and server paths; here domain errors become
+//! client-facing text chosen in the domain, storage details are logged only, and warp's own
+//! rejections (unknown route, too large, no Content-Length) get the same JSON shape.
+
+use std::convert::Infallible;
+
+use tinylcm_protocol::api::ErrorResponse;
+use warp::http::StatusCode;
+use warp::{Rejection, Reply};
+
+use crate::domain::DomainError;
+
+/// A refusal carrying its status and client-facing body.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Client-facing message.
+    pub error: String,
+    /// What the client should do.
+    pub fix: Option<String>,
+}
+
+impl warp::reject::Reject for ApiError {}
+
+impl ApiError {
+    /// An error with `status`, `error` and optional `fix`.
+    pub fn new(status: StatusCode, error: impl Into<String>, fix: Option<&str>) -> Self {
+        ApiError {
+            status,
+            error: error.into(),
+            fix: fix.map(str::to_owned),
+        }
+    }
+
+    /// As a warp reply.
+    pub fn reply(&self) -> warp::reply::Response {
+        let body = ErrorResponse {
+            error: self.error.clone(),
+            fix: self.fix.clone(),
+        };
+        warp::reply::with_status(warp::reply::json(&body), self.status).into_response()
+    }
+
+    /// The generic 500 (details go to the log, not to the client).
+    pub fn internal() -> Self {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal server error",
+            Some("retry later; the server log has the details"),
+        )
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        let (status, error, fix) = match e {
+            DomainError::Unauthorized { error, fix } => (StatusCode::UNAUTHORIZED, error, fix),
+            DomainError::Forbidden { error, fix } => (StatusCode::FORBIDDEN, error, fix),
+            DomainError::BadRequest { error, fix } => (StatusCode::BAD_REQUEST, error, fix),
+            DomainError::TooLarge { error, fix } => (StatusCode::PAYLOAD_TOO_LARGE, error, fix),
+            other => {
+                tracing::error!(error = %other, "request failed");
+                return ApiError::internal();
+            }
+        };
+        ApiError { status, error, fix }
+    }
+}
+
+impl From<DomainError> for Rejection {
+    fn from(e: DomainError) -> Self {
+        warp::reject::custom(ApiError::from(e))
+    }
+}
+
+/// Turn any rejection into a JSON error reply.
+pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infallible> {
+    use warp::reject as r;
+    let error = if let Some(e) = rejection.find::<ApiError>() {
+        return Ok(e.reply());
+    } else if rejection.is_not_found() {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no such route",
+            Some("see sphere-lite/README.md for the API"),
+        )
+    } else if rejection.find::<r::PayloadTooLarge>().is_some() {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large",
+            Some("send smaller packages"),
+        )
+    } else if rejection.find::<r::LengthRequired>().is_some() {
+        ApiError::new(
+            StatusCode::LENGTH_REQUIRED,
+            "Content-Length is required",
+            Some("send the body with a Content-Length header (no chunked encoding)"),
+        )
+    } else if rejection.find::<r::MethodNotAllowed>().is_some() {
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", None)
+    } else if rejection.find::<r::InvalidHeader>().is_some()
+        || rejection.find::<r::MissingHeader>().is_some()
+    {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid or missing header", None)
+    } else {
+        tracing::debug!(?rejection, "unhandled rejection");
+        ApiError::new(StatusCode::BAD_REQUEST, "bad request", None)
+    };
+    Ok(error.reply())
+}

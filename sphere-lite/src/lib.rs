@@ -1,0 +1,22 @@
+//! sphere-lite: the slim fleet server for TinyLCM devices (embedded default: redb + a directory).
+//!
+//! Why a library as well as a binary: the integration tests start the same server the binary
+//! does. Layout (ports and adapters, DESIGN.md §2.5):
+//!
+//! * [`ports`]: the `Tracking` and `Blobs` traits the domain depends on;
+//! * [`adapters`]: their embedded implementations (redb file, local directory);
+//! * [`domain`]: enrollment, authentication, package ingest, listings;
+//! * [`http`]: the warp routes of API v2;
+//! * [`server`]: wiring and the serve loop; [`config`]: settings; [`secret`]: tokens;
+//!   [`rss`]: resident-memory reading for the idle-RSS bar.
+
+#![warn(missing_docs)]
+
+pub mod adapters;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod ports;
+pub mod rss;
+pub mod secret;
+pub mod server;

@@ -1,0 +1,287 @@
+//! The two ports of sphere-lite: `Tracking` (who exists, what arrived) and `Blobs` (the bytes).
+//!
+//! Why: the design (DESIGN.md §2.5) runs the same domain logic on an embedded default
+//! (redb + a local directory) and on MLflow + S3 with no local state. The domain only sees
+//! these traits; each method documents what it maps to in the later MLflow / S3 adapters, so
+//! those adapters can be written without changing the domain.
+//!
+//! The traits are synchronous: the embedded adapters are blocking (redb, file system), and the
+//! HTTP layer calls the domain from `spawn_blocking`. A remote adapter can use a blocking client.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A failure inside an adapter (storage unreachable, corrupt record, I/O error).
+#[derive(Debug, thiserror::Error)]
+#[error("{backend}: {message}")]
+pub struct StoreError {
+    /// Which adapter failed, e.g. `redb` or `blobs`.
+    pub backend: &'static str,
+    /// What failed, without secrets.
+    pub message: String,
+}
+
+impl StoreError {
+    /// An error of `backend` with `message`.
+    pub fn new(backend: &'static str, message: impl fmt::Display) -> Self {
+        StoreError {
+            backend,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// SHA-256 of a secret (token or enrollment key). Only these are stored, never the secret.
+pub type SecretHash = [u8; 32];
+
+/// A device as tracked by the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    /// Server-assigned device id (passes `tinylcm_protocol::ids::valid_device_id`).
+    pub device_id: String,
+    /// Optional human name given at enrollment.
+    pub name: Option<String>,
+    /// Optional hardware description given at enrollment.
+    pub hardware: Option<String>,
+    /// SHA-256 of the device's bearer token.
+    pub token_hash: SecretHash,
+    /// When the device enrolled (Unix ms).
+    pub enrolled_unix_ms: u64,
+    /// Last authenticated request (Unix ms).
+    pub last_seen_unix_ms: u64,
+    /// Number of distinct packages accepted from this device.
+    pub packages: u64,
+}
+
+/// Who a token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Principal {
+    /// A device, by id: may only write as itself.
+    Device(String),
+    /// An operator, by name: may read the fleet.
+    Operator(String),
+}
+
+/// Result of trying to enroll with an enrollment key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnrollOutcome {
+    /// The key was valid; the device and its token were stored, one use of the key consumed.
+    Enrolled,
+    /// No such key.
+    UnknownKey,
+    /// The key exists but all its uses are spent.
+    KeyUsedUp,
+}
+
+/// A package the server has accepted (its raw TAR is stored as a blob).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageRecord {
+    /// The device that sent it.
+    pub device_id: String,
+    /// The package id from its manifest.
+    pub package_id: String,
+    /// Blob key of the raw TAR (`incoming/<device>/<package>.tar`).
+    pub raw_key: String,
+    /// When it was accepted (Unix ms).
+    pub accepted_unix_ms: u64,
+    /// When processing finished (Unix ms), if it has.
+    pub processed_unix_ms: Option<u64>,
+    /// Why processing failed for good, if it did (the raw TAR is kept for inspection).
+    pub failed: Option<String>,
+}
+
+/// Result of recording an accepted package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// First time this (device, package id) was seen.
+    New,
+    /// Already recorded earlier: the upload is a duplicate.
+    AlreadyKnown,
+}
+
+/// Devices, packages and tokens: the tracking store.
+///
+/// Embedded: one redb file. MLflow (later): devices are experiments named `device/<id>` with
+/// tags for name, hardware and token hash; packages are runs tagged `package_id` (idempotency via
+/// `runs/search` on that tag); tokens and enrollment keys live as tags of a reserved
+/// `sphere-lite/auth` experiment (hashes only).
+pub trait Tracking: Send + Sync {
+    /// Store a new enrollment key hash with `uses` uses.
+    /// MLflow: `experiments/set-experiment-tag` on the auth experiment.
+    fn add_enrollment_key(&self, key_hash: SecretHash, uses: u32) -> Result<(), StoreError>;
+
+    /// Atomically consume one use of the key and store `device` and its token.
+    /// MLflow: check-and-set the key tag, then `experiments/create` for the device.
+    fn enroll(
+        &self,
+        key_hash: SecretHash,
+        device: &DeviceRecord,
+    ) -> Result<EnrollOutcome, StoreError>;
+
+    /// Store an operator token hash for `name`.
+    /// MLflow: tag on the auth experiment.
+    fn add_operator_token(&self, name: &str, token_hash: SecretHash) -> Result<(), StoreError>;
+
+    /// Who owns the token with this hash, if anyone.
+    /// MLflow: read the auth experiment's tags (cached).
+    fn token_owner(&self, token_hash: &SecretHash) -> Result<Option<Principal>, StoreError>;
+
+    /// One device by id.
+    /// MLflow: `experiments/get-by-name` `device/<id>`.
+    fn device(&self, device_id: &str) -> Result<Option<DeviceRecord>, StoreError>;
+
+    /// All devices, ordered by id.
+    /// MLflow: `experiments/search` with `name LIKE 'device/%'`, paginated.
+    fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError>;
+
+    /// Update a device's last-seen time (never moves backwards).
+    /// MLflow: `experiments/set-experiment-tag` `last_seen`.
+    fn touch_device(&self, device_id: &str, now_unix_ms: u64) -> Result<(), StoreError>;
+
+    /// The record of package `package_id` of `device_id`, if accepted before.
+    /// MLflow: `runs/search` in the device experiment, filter `tags.package_id = '<id>'`.
+    fn package(
+        &self,
+        device_id: &str,
+        package_id: &str,
+    ) -> Result<Option<PackageRecord>, StoreError>;
+
+    /// Record an accepted package (idempotent on device + package id) and count it for the device.
+    /// MLflow: `runs/create` tagged `package_id`, status `SCHEDULED`.
+    fn record_accepted(&self, record: &PackageRecord) -> Result<Recorded, StoreError>;
+
+    /// Mark a package processed (or failed for good with `failed`).
+    /// MLflow: `runs/update` status `FINISHED` / `FAILED`.
+    fn mark_processed(
+        &self,
+        device_id: &str,
+        package_id: &str,
+        now_unix_ms: u64,
+        failed: Option<String>,
+    ) -> Result<(), StoreError>;
+
+    /// Accepted packages not yet processed, oldest first.
+    /// MLflow: `runs/search` with `attributes.status = 'SCHEDULED'`.
+    fn unprocessed(&self) -> Result<Vec<PackageRecord>, StoreError>;
+}
+
+/// A validated blob key: relative, `[A-Za-z0-9._-/]`, no empty, `.` or `..` segments, no
+/// segment starting with `.` (reserved for temporary files), at most 1024 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BlobKey(String);
+
+/// A string that is not a valid blob key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid blob key {key:?}: {reason}")]
+pub struct InvalidKey {
+    /// The rejected key (may be truncated).
+    pub key: String,
+    /// Why it was rejected.
+    pub reason: &'static str,
+}
+
+/// Longest accepted blob key in bytes (S3 allows 1024).
+pub const MAX_KEY_LEN: usize = 1024;
+
+impl BlobKey {
+    /// Validate `key`.
+    pub fn new(key: impl Into<String>) -> Result<Self, InvalidKey> {
+        let key = key.into();
+        let fail = |reason| {
+            Err(InvalidKey {
+                key: key.chars().take(100).collect(),
+                reason,
+            })
+        };
+        if key.is_empty() {
+            return fail("empty");
+        }
+        if key.len() > MAX_KEY_LEN {
+            return fail("longer than 1024 bytes");
+        }
+        if !key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
+        {
+            return fail("only A-Z a-z 0-9 . _ - / are allowed");
+        }
+        for segment in key.split('/') {
+            if segment.is_empty() {
+                return fail("empty path segment (leading, trailing or double '/')");
+            }
+            if segment.starts_with('.') {
+                return fail(
+                    "a segment starts with '.' ('.', '..' and hidden names are not allowed)",
+                );
+            }
+        }
+        Ok(BlobKey(key))
+    }
+
+    /// The key as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for BlobKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Byte objects by key: the blob store.
+///
+/// Embedded: files under `<data>/blobs/`. S3 (later, `minio` crate): objects in one bucket.
+pub trait Blobs: Send + Sync {
+    /// Store `bytes` under `key` atomically (readers see the old object or the new one, never half).
+    /// S3: `PutObject`.
+    fn put(&self, key: &BlobKey, bytes: &[u8]) -> Result<(), StoreError>;
+
+    /// The object under `key`, if any.
+    /// S3: `GetObject` (404 → `None`).
+    fn get(&self, key: &BlobKey) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// All keys starting with `prefix` (a key prefix ending in `/`, or empty for all), sorted.
+    /// S3: `ListObjectsV2` with `prefix`, following continuation tokens.
+    fn list(&self, prefix: &str) -> Result<Vec<BlobKey>, StoreError>;
+
+    /// Remove the object; removing a missing object is not an error.
+    /// S3: `DeleteObject`.
+    fn delete(&self, key: &BlobKey) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_validated() {
+        for good in [
+            "a",
+            "incoming/dev-1/p.tar",
+            "devices/d/packages/p/metrics.json",
+            "A_b-c.9",
+        ] {
+            assert!(BlobKey::new(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "/abs",
+            "a//b",
+            "a/",
+            "../x",
+            "a/../b",
+            "./a",
+            "a/.hidden",
+            "a b",
+            "a\\b",
+            "ä",
+            "a\0b",
+        ] {
+            assert!(BlobKey::new(bad).is_err(), "{bad:?}");
+        }
+        assert!(BlobKey::new("a".repeat(MAX_KEY_LEN + 1)).is_err());
+    }
+}

@@ -1,0 +1,121 @@
+//! Wiring for the embedded default and the serve loop: open the stores, finish pending
+//! packages, process new ones in the background, serve until shutdown.
+//!
+//! Why: `main` and the integration tests start the server the same way, so the tests exercise
+//! the real startup recovery and shutdown path.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::adapters::{DirBlobs, RedbTracking};
+use crate::domain::{DomainError, Sphere};
+use crate::http::{self, ProcessJob};
+
+/// How often pending packages are retried after a processing failure.
+pub const RETRY_SWEEP: Duration = Duration::from_secs(30);
+
+/// Open the embedded stores in `data` (`sphere.redb`, `blobs/`), creating them if needed.
+pub fn open_embedded(data: &Path) -> Result<Sphere, DomainError> {
+    std::fs::create_dir_all(data).map_err(|e| {
+        crate::ports::StoreError::new("data", format!("create {}: {e}", data.display()))
+    })?;
+    let tracking = RedbTracking::open(&data.join("sphere.redb"))?;
+    let blobs = DirBlobs::open(&data.join("blobs"))?;
+    Ok(Sphere::new(Arc::new(tracking), Arc::new(blobs)))
+}
+
+/// Process pending packages, then serve on `listener` until `shutdown` resolves; in-flight
+/// requests are finished first.
+pub async fn serve(
+    sphere: Arc<Sphere>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DomainError> {
+    let s = sphere.clone();
+    let recovered = tokio::task::spawn_blocking(move || s.process_pending())
+        .await
+        .map_err(|e| crate::ports::StoreError::new("startup", e))??;
+    if recovered > 0 {
+        tracing::info!(recovered, "processed packages left pending by the last run");
+    }
+
+    let (jobs, mut queue) = tokio::sync::mpsc::unbounded_channel::<ProcessJob>();
+    let worker_sphere = sphere.clone();
+    let worker = tokio::spawn(async move {
+        // One package at a time: processing is disk-bound, and the server runs on small hosts.
+        // A package whose processing failed on storage stays pending; a sweep retries pending
+        // packages every RETRY_SWEEP while any failure is outstanding.
+        let mut retry_needed = false;
+        let mut sweep = tokio::time::interval(RETRY_SWEEP);
+        sweep.tick().await;
+        loop {
+            tokio::select! {
+                job = queue.recv() => {
+                    let Some((device, package)) = job else { break };
+                    let s = worker_sphere.clone();
+                    match tokio::task::spawn_blocking(move || s.process(&device, &package)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, "processing failed; will retry");
+                            retry_needed = true;
+                        }
+                        Err(e) => tracing::error!(error = %e, "processing task failed"),
+                    }
+                }
+                _ = sweep.tick(), if retry_needed => {
+                    let s = worker_sphere.clone();
+                    retry_needed = !matches!(
+                        tokio::task::spawn_blocking(move || {
+                            s.process_pending()?;
+                            s.pending_count()
+                        })
+                        .await,
+                        Ok(Ok(0))
+                    );
+                }
+            }
+        }
+    });
+
+    warp::serve(http::routes(sphere, jobs))
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+    // The routes (and with them the job sender) are gone: let the worker drain the queue.
+    let _ = worker.await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}

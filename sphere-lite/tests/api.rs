@@ -1,0 +1,477 @@
+//! End-to-end tests of API v2 against a real sphere-lite on 127.0.0.1:0 (embedded default in a
+//! temporary directory), driven by a plain HTTP client.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sphere_lite::domain::Sphere;
+use sphere_lite::server::{open_embedded, serve};
+use tinylcm_protocol::api::EnrollRequest;
+use tinylcm_protocol::package::{FileKind, MANIFEST_NAME, PackageBuilder};
+use tinylcm_protocol::paths;
+
+/// A server running on its own thread and runtime; stopped (gracefully) on drop.
+struct TestServer {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    fn start(sphere: Sphere) -> TestServer {
+        let sphere = Arc::new(sphere);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                serve(sphere, listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        TestServer {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = ureq::get(&self.url(path));
+        if let Some(t) = token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        reply(req.call())
+    }
+
+    fn post(&self, path: &str, token: Option<&str>, body: &[u8]) -> (u16, Value) {
+        let mut req = ureq::post(&self.url(path));
+        if let Some(t) = token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        reply(req.send_bytes(body))
+    }
+
+    fn enroll(&self, key: &str) -> (u16, Value) {
+        self.post(
+            paths::ENROLL,
+            None,
+            json!({"enrollment_key": key, "name": "pi", "hardware": "zero2w"})
+                .to_string()
+                .as_bytes(),
+        )
+    }
+
+    /// Enroll with `key` and return (device id, token).
+    fn enrolled(&self, key: &str) -> (String, String) {
+        let (status, body) = self.enroll(key);
+        assert_eq!(status, 200, "{body}");
+        (
+            body["device_id"].as_str().unwrap().to_owned(),
+            body["token"].as_str().unwrap().to_owned(),
+        )
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn reply(result: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
+    let response = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("transport error: {e}"),
+    };
+    let status = response.status();
+    let text = response.into_string().unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}"));
+    (status, body)
+}
+
+/// A valid package with a metrics file and a sample in a folder.
+fn package(device: &str, id: &str, metrics: &[u8]) -> Vec<u8> {
+    let mut b = PackageBuilder::new(id, device, 1_764_147_600_000).unwrap();
+    b.add("metrics.json", FileKind::Metrics, metrics.to_vec())
+        .unwrap();
+    b.add(
+        "samples/event-1.jpg",
+        FileKind::Sample,
+        vec![0xff, 0xd8, 1, 2],
+    )
+    .unwrap();
+    b.finish().unwrap()
+}
+
+/// Every file under `dir`, relative, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                walk(base, &e.path(), out);
+            } else {
+                out.push(
+                    e.path()
+                        .strip_prefix(base)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+fn wait_for(path: &Path) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if path.exists() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn processed_file(data: &Path, device: &str, package: &str, name: &str) -> PathBuf {
+    data.join("blobs/devices")
+        .join(device)
+        .join("packages")
+        .join(package)
+        .join(name)
+}
+
+struct Fixture {
+    // Field order: the server stops before the directory is removed.
+    server: TestServer,
+    dir: tempfile::TempDir,
+    keys: Vec<String>,
+    operator: String,
+}
+
+impl Fixture {
+    fn new(max_upload: u64) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let sphere = open_embedded(dir.path())
+            .unwrap()
+            .with_max_upload(max_upload);
+        let keys = vec![
+            sphere.create_enrollment_key(1).unwrap(),
+            sphere.create_enrollment_key(1).unwrap(),
+            sphere.create_enrollment_key(3).unwrap(),
+        ];
+        let operator = sphere.create_operator_token("alice").unwrap();
+        Fixture {
+            server: TestServer::start(sphere),
+            dir,
+            keys,
+            operator,
+        }
+    }
+
+    fn data(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn blobs(&self) -> Vec<String> {
+        files_under(&self.data().join("blobs"))
+    }
+}
+
+#[test]
+fn status_needs_no_auth_and_unknown_routes_are_json_404() {
+    let f = Fixture::new(1 << 20);
+    let (status, body) = f.server.get(paths::STATUS, None);
+    assert_eq!(status, 200);
+    assert_eq!(body["service"], "sphere-lite");
+    assert_eq!(body["api"], tinylcm_protocol::API_VERSION);
+    let (status, body) = f.server.get("/api/v2/nope", None);
+    assert_eq!(status, 404);
+    assert!(body["error"].is_string());
+}
+
+#[test]
+fn enrollment_accepts_good_keys_once_and_refuses_bad_or_used_ones() {
+    let f = Fixture::new(1 << 20);
+    let (a, token_a) = f.server.enrolled(&f.keys[0]);
+    assert!(tinylcm_protocol::ids::valid_device_id(&a));
+    assert!(!token_a.is_empty());
+
+    let (status, body) = f.server.enroll(&f.keys[0]);
+    assert_eq!(status, 403, "used key: {body}");
+    assert!(body["fix"].is_string());
+
+    let (status, body) = f.server.enroll("sle_not-a-key");
+    assert_eq!(status, 401, "{body}");
+
+    let (status, body) = f.server.post(paths::ENROLL, None, b"{not json");
+    assert_eq!(status, 400, "{body}");
+
+    // The 3-use key enrolls three distinct devices, then no more.
+    let ids: Vec<String> = (0..3).map(|_| f.server.enrolled(&f.keys[2]).0).collect();
+    assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2]);
+    assert_eq!(f.server.enroll(&f.keys[2]).0, 403);
+}
+
+#[test]
+fn upload_is_accepted_processed_and_idempotent() {
+    let f = Fixture::new(1 << 20);
+    let (dev, token) = f.server.enrolled(&f.keys[0]);
+    let pkg = package(&dev, "pkg-1", br#"{"total_inferences": 3}"#);
+
+    let (status, body) = f.server.post(&paths::packages(&dev), Some(&token), &pkg);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["package_id"], "pkg-1");
+    assert_eq!(body["outcome"], "accepted");
+
+    // Stored raw before the 200, then processed in the background.
+    let raw = f.data().join(format!("blobs/incoming/{dev}/pkg-1.tar"));
+    assert_eq!(std::fs::read(&raw).unwrap(), pkg);
+    let metrics = processed_file(f.data(), &dev, "pkg-1", "metrics.json");
+    assert!(wait_for(&metrics), "not processed: {:?}", f.blobs());
+    assert_eq!(
+        std::fs::read(&metrics).unwrap(),
+        br#"{"total_inferences": 3}"#
+    );
+    let sample = processed_file(f.data(), &dev, "pkg-1", "samples/event-1.jpg");
+    assert!(wait_for(&sample));
+
+    // Same package id again (even with other content): Duplicate, stored once, counted once.
+    let before = f.blobs();
+    assert_eq!(before.len(), 3, "{before:?}");
+    let again = package(&dev, "pkg-1", b"{}");
+    let (status, body) = f.server.post(&paths::packages(&dev), Some(&token), &again);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outcome"], "duplicate");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(f.blobs(), before);
+    assert_eq!(std::fs::read(&raw).unwrap(), pkg);
+    assert_eq!(
+        std::fs::read(&metrics).unwrap(),
+        br#"{"total_inferences": 3}"#
+    );
+
+    let (status, body) = f.server.get("/api/v2/devices", Some(&f.operator));
+    assert_eq!(status, 200, "{body}");
+    let devices = body["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0]["device_id"], dev.as_str());
+    assert_eq!(devices[0]["packages"], 1);
+    assert_eq!(devices[0]["name"], "pi");
+    assert!(devices[0]["last_seen_unix_ms"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn a_device_can_only_write_as_itself() {
+    let f = Fixture::new(1 << 20);
+    let (a, token_a) = f.server.enrolled(&f.keys[0]);
+    let (b, token_b) = f.server.enrolled(&f.keys[1]);
+
+    // A's token on B's route.
+    let (status, body) = f.server.post(
+        &paths::packages(&b),
+        Some(&token_a),
+        &package(&b, "p1", b"{}"),
+    );
+    assert_eq!(status, 403, "{body}");
+    // A's route, but a package built for B.
+    let (status, body) = f.server.post(
+        &paths::packages(&a),
+        Some(&token_a),
+        &package(&b, "p2", b"{}"),
+    );
+    assert_eq!(status, 403, "{body}");
+    // An operator token is not a device token.
+    let (status, _) = f.server.post(
+        &paths::packages(&a),
+        Some(&f.operator),
+        &package(&a, "p3", b"{}"),
+    );
+    assert_eq!(status, 403);
+    // Missing and unknown tokens.
+    let (status, body) = f
+        .server
+        .post(&paths::packages(&a), None, &package(&a, "p4", b"{}"));
+    assert_eq!(status, 401, "{body}");
+    assert!(body["fix"].is_string());
+    let (status, _) = f.server.post(
+        &paths::packages(&a),
+        Some("sld_forged"),
+        &package(&a, "p5", b"{}"),
+    );
+    assert_eq!(status, 401);
+    // A malformed device id in the path is refused without touching storage.
+    let (status, _) = f
+        .server
+        .post("/api/v2/devices/..%2Fx/packages", Some(&token_b), b"x");
+    assert_eq!(status, 403);
+
+    assert!(f.blobs().is_empty(), "stored: {:?}", f.blobs());
+    let (_, body) = f.server.get("/api/v2/devices", Some(&f.operator));
+    for d in body["devices"].as_array().unwrap() {
+        assert_eq!(d["packages"], 0);
+    }
+}
+
+#[test]
+fn oversized_bodies_are_refused_with_413_and_nothing_is_stored() {
+    let f = Fixture::new(4096);
+    let (dev, token) = f.server.enrolled(&f.keys[0]);
+    let big = package(&dev, "big", &vec![b'x'; 8000]);
+    let (status, body) = f.server.post(&paths::packages(&dev), Some(&token), &big);
+    assert_eq!(status, 413, "{body}");
+    assert!(body["error"].is_string());
+    assert!(f.blobs().is_empty(), "stored: {:?}", f.blobs());
+    // A small one still goes through.
+    let (status, _) = f.server.post(
+        &paths::packages(&dev),
+        Some(&token),
+        &package(&dev, "small", b"{}"),
+    );
+    assert_eq!(status, 200);
+}
+
+/// A ustar member written by hand (tar builders refuse to write these names).
+fn tar_member(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..107].copy_from_slice(b"0000644");
+    h[108..115].copy_from_slice(b"0000000");
+    h[116..123].copy_from_slice(b"0000000");
+    h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+    h[136..147].copy_from_slice(b"00000000000");
+    h[156] = b'0';
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    let mut out = h.to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out
+}
+
+#[test]
+fn malicious_and_garbage_packages_are_refused_with_400_and_nothing_is_stored() {
+    let f = Fixture::new(1 << 20);
+    let (dev, token) = f.server.enrolled(&f.keys[0]);
+    let evil = b"owned";
+    let sha: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(evil)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    for name in ["../../evil.txt", "/etc/evil.txt", "a/../../evil.txt"] {
+        let manifest = json!({
+            "format": tinylcm_protocol::package::FORMAT, "package_id": "evil", "device_id": dev,
+            "created_unix_ms": 1,
+            "files": [{"name": name, "kind": "other", "size": evil.len(), "sha256": sha}],
+        });
+        let mut tar = tar_member(MANIFEST_NAME, manifest.to_string().as_bytes());
+        tar.extend(tar_member(name, evil));
+        tar.extend([0u8; 1024]);
+        let (status, body) = f.server.post(&paths::packages(&dev), Some(&token), &tar);
+        assert_eq!(status, 400, "{name}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("package rejected"),
+            "{body}"
+        );
+    }
+    for garbage in [&b""[..], b"not a tar at all", &[0u8; 1024][..]] {
+        let (status, body) = f.server.post(&paths::packages(&dev), Some(&token), garbage);
+        assert_eq!(status, 400, "{body}");
+    }
+    assert!(f.blobs().is_empty(), "stored: {:?}", f.blobs());
+    assert!(!f.data().join("evil.txt").exists());
+    assert!(!f.data().join("blobs/evil.txt").exists());
+    let (_, body) = f.server.get("/api/v2/devices", Some(&f.operator));
+    assert_eq!(body["devices"][0]["packages"], 0);
+}
+
+#[test]
+fn operator_listing_needs_an_operator_token() {
+    let f = Fixture::new(1 << 20);
+    let (_, device_token) = f.server.enrolled(&f.keys[0]);
+    assert_eq!(f.server.get("/api/v2/devices", None).0, 401);
+    assert_eq!(f.server.get("/api/v2/devices", Some("slo_forged")).0, 401);
+    assert_eq!(f.server.get("/api/v2/devices", Some(&device_token)).0, 403);
+    let (status, body) = f.server.get("/api/v2/devices", Some(&f.operator));
+    assert_eq!(status, 200);
+    assert_eq!(body["devices"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn a_package_accepted_before_a_crash_is_processed_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (device, pkg) = {
+        // Accept without processing, as if the server died right after the 200.
+        let sphere = open_embedded(dir.path()).unwrap();
+        let key = sphere.create_enrollment_key(1).unwrap();
+        let enrolled = sphere
+            .enroll(&EnrollRequest {
+                enrollment_key: key,
+                name: None,
+                hardware: None,
+            })
+            .unwrap();
+        let pkg = package(&enrolled.device_id, "pending-1", b"{\"n\":1}");
+        let response = sphere.accept_upload(&enrolled.device_id, &pkg).unwrap();
+        assert_eq!(
+            response.outcome,
+            tinylcm_protocol::api::UploadOutcome::Accepted
+        );
+        (enrolled.device_id, pkg)
+    };
+    let metrics = processed_file(dir.path(), &device, "pending-1", "metrics.json");
+    assert!(!metrics.exists());
+
+    let server = TestServer::start(open_embedded(dir.path()).unwrap());
+    // Pending packages are processed before the first request is served.
+    assert_eq!(server.get(paths::STATUS, None).0, 200);
+    assert_eq!(std::fs::read(&metrics).unwrap(), b"{\"n\":1}");
+    assert_eq!(
+        std::fs::read(
+            dir.path()
+                .join(format!("blobs/incoming/{device}/pending-1.tar"))
+        )
+        .unwrap(),
+        pkg
+    );
+    drop(server);
+}
