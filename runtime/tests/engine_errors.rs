@@ -17,10 +17,11 @@ use tinylcm::engine::{
     litert, tflite_c,
 };
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tinylcm-engine-errors-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+/// A fresh temporary folder (removed when the returned guard drops) and `name` in it.
+fn scratch(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    (dir, path)
 }
 
 fn backends() -> Vec<EngineConfig> {
@@ -81,7 +82,7 @@ fn missing_library_paths() {
 
 #[test]
 fn not_a_model() {
-    let path = scratch("not_a_model.tflite");
+    let (_dir, path) = scratch("not_a_model.tflite");
     std::fs::write(&path, b"this is a text file, not a flatbuffer at all").unwrap();
     for cfg in backends() {
         for src in [
@@ -110,7 +111,7 @@ fn truncated_models() {
                 .err()
                 .expect("truncated model must fail");
             assert!(matches!(e, EngineError::Model { .. }), "{len}: {e}");
-            let path = scratch(&format!("trunc_{len}.tflite"));
+            let (_dir, path) = scratch(&format!("trunc_{len}.tflite"));
             std::fs::write(&path, &full[..len]).unwrap();
             let e = engine::open(&cfg, &ModelSource::File(path))
                 .err()
@@ -169,7 +170,7 @@ fn unknown_litert_hash_is_refused() {
         return;
     }
     let api = litert::load_api(&cfg_litert()).unwrap();
-    let copy = scratch("libLiteRt.so");
+    let (_dir, copy) = scratch("libLiteRt.so");
     let mut bytes = std::fs::read(&api.path).unwrap();
     bytes.extend_from_slice(b"not the pinned build");
     std::fs::write(&copy, bytes).unwrap();
