@@ -6,6 +6,7 @@
 //! it on the blocking pool.
 
 mod auth;
+mod drift;
 mod error;
 mod ingest;
 
@@ -15,9 +16,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tinylcm_protocol::api::{EnrollRequest, EnrollResponse};
 
+pub use drift::quarantine_id;
 pub use error::DomainError;
 
-use crate::ports::{Blobs, DeviceRecord, EnrollOutcome, Tracking};
+use crate::ports::{Blobs, DeviceRecord, EnrollOutcome, PackageRecord, Tracking};
 use crate::secret::{self, SecretKind};
 
 /// Longest accepted device name or hardware description at enrollment, in bytes.
@@ -188,5 +190,14 @@ impl Sphere {
             })
             .collect();
         Ok(DeviceList { devices })
+    }
+
+    /// The record of one package (accepted, processed, failed, problems), if it exists.
+    pub fn package_record(
+        &self,
+        device_id: &str,
+        package_id: &str,
+    ) -> Result<Option<PackageRecord>, DomainError> {
+        Ok(self.tracking.package(device_id, package_id)?)
     }
 }
