@@ -176,6 +176,16 @@ impl Fixture {
         assert_eq!(status, 200, "{body}");
     }
 
+    /// The operator's listing for `query`, as it is now.
+    fn list(&self, query: &str) -> Value {
+        let (status, body) = self.server.get(
+            &format!("{}{query}", paths::DRIFT_EVENTS),
+            Some(&self.operator),
+        );
+        assert_eq!(status, 200, "{query}: {body}");
+        body
+    }
+
     /// The operator's listing for `query`, once it has `n` events (processing is in the
     /// background).
     fn wait_events(&self, query: &str, n: usize) -> Value {
@@ -276,11 +286,9 @@ fn a_validated_label_reaches_the_device_exactly_once() {
     assert_eq!(f.feedback(&dev, &token, 2).len(), 1);
 
     // Ack: never delivered again, not even with after=0.
-    let (status, body) = f.server.post(
-        &paths::feedback_ack(&dev),
-        Some(&token),
-        br#"{"up_to": 3}"#,
-    );
+    let (status, body) =
+        f.server
+            .post(&paths::feedback_ack(&dev), Some(&token), br#"{"up_to": 3}"#);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["acknowledged_up_to"], 3);
     let (_, page) = f
@@ -327,7 +335,7 @@ fn a_validated_label_reaches_the_device_exactly_once() {
         br#"{"up_to": 99}"#,
     );
     assert_eq!(body["acknowledged_up_to"], 4);
-    assert_eq!(f.wait_events("?status=pending", 0)["events"], json!([]));
+    assert_eq!(f.list("?status=pending")["events"], json!([]));
 }
 
 #[test]
@@ -337,18 +345,17 @@ fn validation_without_a_label_confirms_the_drift_only() {
     let reports = json!([report(1, "cusum", 1000, &[THUMB_A])]);
     f.upload(&dev, &token, &drift_package(&dev, "p", &reports));
     let list = events(&f.wait_events("", 1));
-    let (status, _) = f
-        .server
-        .post(&paths::drift_event_validate(list[0].id), Some(&f.operator), b"");
+    let (status, _) = f.server.post(
+        &paths::drift_event_validate(list[0].id),
+        Some(&f.operator),
+        b"",
+    );
     assert_eq!(status, 200);
     let items = f.feedback(&dev, &token, 0);
     assert_eq!(items.len(), 1);
     assert!(matches!(
         items[0].verdict,
-        FeedbackVerdict::Drift {
-            event: Some(1),
-            ..
-        }
+        FeedbackVerdict::Drift { event: Some(1), .. }
     ));
 }
 
@@ -360,11 +367,9 @@ fn feedback_and_drift_events_are_guarded() {
     let reports = json!([report(1, "adwin", 1000, &[])]);
     f.upload(&a, &token_a, &drift_package(&a, "p", &reports));
     let id = events(&f.wait_events("", 1))[0].id;
-    let (status, _) = f.server.post(
-        &paths::drift_event_reject(id),
-        Some(&f.operator),
-        b"{}",
-    );
+    let (status, _) = f
+        .server
+        .post(&paths::drift_event_reject(id), Some(&f.operator), b"{}");
     assert_eq!(status, 200);
 
     // B cannot read or ack A's feedback; operators cannot either (device routes).
@@ -403,9 +408,7 @@ fn feedback_and_drift_events_are_guarded() {
         ("?limit=x", 400),
         ("?device=..%2Fx", 400),
     ] {
-        let (status, body) = f
-            .server
-            .get(&format!("{}{query}", paths::DRIFT_EVENTS), op);
+        let (status, body) = f.server.get(&format!("{}{query}", paths::DRIFT_EVENTS), op);
         assert_eq!(status, code, "{query}: {body}");
         assert!(body["error"].is_string());
     }
@@ -431,10 +434,9 @@ fn feedback_and_drift_events_are_guarded() {
         .server
         .post(&paths::feedback_ack(&a), Some(&token_a), b"{}");
     assert_eq!(status, 400);
-    let (status, _) = f.server.get(
-        &format!("{}?after=-1", paths::feedback(&a)),
-        Some(&token_a),
-    );
+    let (status, _) = f
+        .server
+        .get(&format!("{}?after=-1", paths::feedback(&a)), Some(&token_a));
     assert_eq!(status, 400);
 }
 
@@ -456,7 +458,7 @@ fn listings_filter_and_paginate() {
     assert_eq!(all.len(), 5);
     assert!(all.windows(2).all(|w| w[0].id < w[1].id));
 
-    let count = |query: &str| events(&f.wait_events(query, usize::MAX)).len();
+    let count = |query: &str| events(&f.list(query)).len();
     assert_eq!(count(&format!("?device={a}")), 3);
     assert_eq!(count(&format!("?device={b}&detector=adwin")), 1);
     assert_eq!(count("?detector=cusum"), 2);
@@ -473,7 +475,7 @@ fn listings_filter_and_paginate() {
     let mut seen = Vec::new();
     let mut after = 0;
     loop {
-        let page = f.wait_events(&format!("?limit=2&after={after}"), usize::MAX);
+        let page = f.list(&format!("?limit=2&after={after}"));
         seen.extend(events(&page).into_iter().map(|e| e.id));
         match page["next_after"].as_u64() {
             Some(next) => after = next,
@@ -622,9 +624,7 @@ fn reprocessing_after_a_crash_stores_no_duplicates_and_bad_members_are_problems(
         .unwrap();
         b.add(THUMB_A, FileKind::Sample, vec![0xff, 0xd8, 9])
             .unwrap();
-        sphere
-            .accept_upload(&device, &b.finish().unwrap())
-            .unwrap();
+        sphere.accept_upload(&device, &b.finish().unwrap()).unwrap();
         assert!(sphere.process(&device, "crashy").is_err());
         assert_eq!(sphere.pending_count().unwrap(), 1);
         device
@@ -663,12 +663,16 @@ fn reprocessing_after_a_crash_stores_no_duplicates_and_bad_members_are_problems(
             .iter()
             .any(|p| p.contains("more/broken-drift.json"))
     );
-    assert!(record.problems.iter().any(|p| p.contains("samples/nope.jpg")));
+    assert!(
+        record
+            .problems
+            .iter()
+            .any(|p| p.contains("samples/nope.jpg"))
+    );
     assert_eq!(
-        std::fs::read(
-            dir.path()
-                .join(format!("blobs/devices/{device}/packages/crashy/metrics.json"))
-        )
+        std::fs::read(dir.path().join(format!(
+            "blobs/devices/{device}/packages/crashy/metrics.json"
+        )))
         .unwrap(),
         b"{\"n\":1}"
     );

@@ -425,9 +425,7 @@ impl Tracking for RedbTracking {
             event.note = decision.note.clone();
             event.decided_by = Some(decision.by.clone());
             event.decided_unix_ms = Some(decision.unix_ms);
-            table
-                .insert(id, to_json(&event)?.as_slice())
-                .map_err(err)?;
+            table.insert(id, to_json(&event)?.as_slice()).map_err(err)?;
             event
         };
         append_feedback_in(&tx, &decided.device_id, feedback, decision.unix_ms)?;
@@ -604,8 +602,13 @@ mod tests {
         ];
         assert_eq!(t.put_drift_events(&batch).unwrap(), 3);
         assert_eq!(t.put_drift_events(&batch).unwrap(), 0);
-        assert_eq!(t.put_drift_events(&[event("a", 3, "adwin", 400)]).unwrap(), 1);
-        let all = t.drift_events(&DriftEventFilter::default(), 0, 100).unwrap();
+        assert_eq!(
+            t.put_drift_events(&[event("a", 3, "adwin", 400)]).unwrap(),
+            1
+        );
+        let all = t
+            .drift_events(&DriftEventFilter::default(), 0, 100)
+            .unwrap();
         assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), [1, 2, 3, 4]);
         let adwin = DriftEventFilter {
             detector: Some("adwin".into()),

@@ -55,7 +55,10 @@ fn printable(s: &str) -> bool {
 
 /// The drift events of `package` (as pending events, ids unassigned) and the problems found.
 /// Never fails: a bad member or event is a problem, and everything else is kept.
-pub(super) fn events_of(package: &Package, received_unix_ms: u64) -> (Vec<DriftEventView>, Vec<String>) {
+pub(super) fn events_of(
+    package: &Package,
+    received_unix_ms: u64,
+) -> (Vec<DriftEventView>, Vec<String>) {
     let m = &package.manifest;
     let samples: HashSet<&str> = package
         .files
@@ -95,14 +98,19 @@ pub(super) fn events_of(package: &Package, received_unix_ms: u64) -> (Vec<DriftE
         }
         for r in reports {
             let seq = r.event_seq;
-            if r.detector.is_empty() || r.detector.len() > MAX_DETECTOR_BYTES || !printable(&r.detector)
+            if r.detector.is_empty()
+                || r.detector.len() > MAX_DETECTOR_BYTES
+                || !printable(&r.detector)
             {
                 problems.push(format!(
                     "drift-events member {name:?}, event {seq}: detector name must be 1..={MAX_DETECTOR_BYTES} printable bytes; event skipped"
                 ));
                 continue;
             }
-            if ![r.statistic, r.threshold, r.magnitude].iter().all(|v| v.is_finite()) {
+            if ![r.statistic, r.threshold, r.magnitude]
+                .iter()
+                .all(|v| v.is_finite())
+            {
                 problems.push(format!(
                     "drift-events member {name:?}, event {seq}: non-finite number; event skipped"
                 ));
@@ -164,9 +172,7 @@ fn bad(error: impl Into<String>, fix: &str) -> DomainError {
 
 fn check_note(note: &Option<String>) -> Result<(), DomainError> {
     if let Some(n) = note {
-        if n.len() > MAX_NOTE_BYTES
-            || n.chars().any(|c| c.is_control() && c != '\n' && c != '\t')
-        {
+        if n.len() > MAX_NOTE_BYTES || n.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
             return Err(bad(
                 format!("`note` must be at most {MAX_NOTE_BYTES} bytes without control characters"),
                 "shorten the note",
@@ -185,20 +191,32 @@ fn not_found(id: u64) -> DomainError {
 
 impl Sphere {
     /// One page of drift events matching `query` (operators).
-    pub fn list_drift_events(&self, query: &DriftEventQuery) -> Result<DriftEventList, DomainError> {
+    pub fn list_drift_events(
+        &self,
+        query: &DriftEventQuery,
+    ) -> Result<DriftEventList, DomainError> {
         let limit = query.limit.unwrap_or(DEFAULT_DRIFT_EVENT_PAGE);
         if limit == 0 {
-            return Err(bad("`limit` must be at least 1", "leave it out or pass 1..=500"));
+            return Err(bad(
+                "`limit` must be at least 1",
+                "leave it out or pass 1..=500",
+            ));
         }
         let limit = limit.min(MAX_DRIFT_EVENT_PAGE);
         if let Some(d) = &query.device {
             if !tinylcm_protocol::ids::valid_device_id(d) {
-                return Err(bad("`device` is not a device id", "pass an id from GET /api/v2/devices"));
+                return Err(bad(
+                    "`device` is not a device id",
+                    "pass an id from GET /api/v2/devices",
+                ));
             }
         }
         if let Some(d) = &query.detector {
             if d.is_empty() || d.len() > MAX_DETECTOR_BYTES {
-                return Err(bad("`detector` must be 1..=64 bytes", "pass a detector name"));
+                return Err(bad(
+                    "`detector` must be 1..=64 bytes",
+                    "pass a detector name",
+                ));
             }
         }
         let filter = DriftEventFilter {
@@ -313,10 +331,7 @@ impl Sphere {
                 Ok(event)
             }
             DecideOutcome::AlreadyDecided(current) => Err(DomainError::Conflict {
-                error: format!(
-                    "drift event {id} is {} already",
-                    current.status.as_str()
-                ),
+                error: format!("drift event {id} is {} already", current.status.as_str()),
                 fix: Some("a decision is final; the current state is in `current`".into()),
                 current: Box::new(current),
             }),
@@ -354,7 +369,12 @@ mod tests {
     fn quarantine_ids_come_only_from_thumbnail_names() {
         assert_eq!(quarantine_id("s/00000000000000000012.jpg"), Some(12));
         assert_eq!(quarantine_id("00000000000000000000.jpg"), Some(0));
-        for other in ["s/12.jpg", "s/0000000000000000001x.jpg", "s/00000000000000000012.png", ""] {
+        for other in [
+            "s/12.jpg",
+            "s/0000000000000000001x.jpg",
+            "s/00000000000000000012.png",
+            "",
+        ] {
             assert_eq!(quarantine_id(other), None, "{other}");
         }
     }
@@ -363,7 +383,8 @@ mod tests {
     fn bad_members_and_events_are_problems_and_the_rest_is_kept() {
         let mut b = PackageBuilder::new("p1", "dev-1", 1).unwrap();
         b.add("s/a.jpg", FileKind::Sample, vec![1]).unwrap();
-        b.add("bad.json", FileKind::DriftEvents, b"{nope".to_vec()).unwrap();
+        b.add("bad.json", FileKind::DriftEvents, b"{nope".to_vec())
+            .unwrap();
         let good = serde_json::json!([
             {"event_seq": 1, "incident": 1, "detector": "adwin", "statistic": 1.0,
              "threshold": 0.5, "magnitude": 0.1, "sample_id": 3, "unix_ms": 9,
@@ -371,8 +392,12 @@ mod tests {
             {"event_seq": 2, "incident": 1, "detector": "", "statistic": 1.0,
              "threshold": 0.5, "magnitude": 0.1, "sample_id": 3, "unix_ms": 9}
         ]);
-        b.add("good.json", FileKind::DriftEvents, good.to_string().into_bytes())
-            .unwrap();
+        b.add(
+            "good.json",
+            FileKind::DriftEvents,
+            good.to_string().into_bytes(),
+        )
+        .unwrap();
         let package = read_package(&b.finish().unwrap()[..], &Limits::default()).unwrap();
         let (events, problems) = events_of(&package, 5);
         assert_eq!(events.len(), 1);

@@ -129,8 +129,13 @@ impl Sphere {
         }
         let fail = |reason: String| -> Result<(), DomainError> {
             tracing::error!(device = %device_id, package = %package_id, %reason, "package processing failed");
-            self.tracking
-                .mark_processed(device_id, package_id, now_unix_ms(), Some(reason), &[])?;
+            self.tracking.mark_processed(
+                device_id,
+                package_id,
+                now_unix_ms(),
+                Some(reason),
+                &[],
+            )?;
             Ok(())
         };
         let raw = raw_key(device_id, package_id)?;

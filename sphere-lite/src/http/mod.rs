@@ -8,8 +8,8 @@ mod reject;
 
 use std::sync::Arc;
 
-use tinylcm_protocol::API_VERSION;
 use serde::de::DeserializeOwned;
+use tinylcm_protocol::API_VERSION;
 use tinylcm_protocol::api::{
     AckRequest, DriftEventQuery, EnrollRequest, RejectRequest, StatusResponse, UploadOutcome,
     ValidateRequest,
@@ -43,9 +43,7 @@ async fn blocking<T: Send + 'static>(
 
 /// The query string of a request, `""` when it has none (warp rejects a missing one).
 fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Infallible> + Clone {
-    warp::query::raw()
-        .or(warp::any().map(String::new))
-        .unify()
+    warp::query::raw().or(warp::any().map(String::new)).unify()
 }
 
 /// Parse a query string into `T` (unknown parameters are refused) or answer 400.

@@ -47,8 +47,7 @@ impl ApiError {
                 fix: self.fix.clone(),
                 current: (**current).clone(),
             };
-            return warp::reply::with_status(warp::reply::json(&body), self.status)
-                .into_response();
+            return warp::reply::with_status(warp::reply::json(&body), self.status).into_response();
         }
         let body = ErrorResponse {
             error: self.error.clone(),
