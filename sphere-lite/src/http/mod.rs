@@ -100,16 +100,15 @@ fn drift_routes(
             |auth: Option<String>, raw: String, sphere: Arc<Sphere>| async move {
                 let list = blocking(move || {
                     sphere.authorize_operator(auth.as_deref())?;
-                    let query: DriftEventQuery = parse_query(
-                        &raw,
-                        "parameters: device, detector, status, since, until, after, limit",
-                    )
-                    .map_err(|_| crate::domain::DomainError::BadRequest {
-                        error: "invalid query string".into(),
-                        fix: Some(
-                            "parameters: device, detector, status (pending|validated|rejected), since, until, after, limit (numbers are Unix ms / ids)"
-                                .into(),
-                        ),
+                    // Parsed after the token check, so a stranger learns nothing from a 400.
+                    let query: DriftEventQuery = serde_urlencoded::from_str(&raw).map_err(|e| {
+                        crate::domain::DomainError::BadRequest {
+                            error: format!("invalid query string: {e}"),
+                            fix: Some(
+                                "parameters: device, detector, status (pending|validated|rejected), since, until (Unix ms), after (event id), limit (1..=500)"
+                                    .into(),
+                            ),
+                        }
                     })?;
                     sphere.list_drift_events(&query)
                 })
@@ -133,16 +132,23 @@ fn drift_routes(
             },
         );
 
-    let validate = warp::path!("api" / "v2" / "drift-events" / u64 / "validate")
-        .and(warp::post())
+    // Operator routes with a body: the token is checked before the body is read.
+    let operator = warp::post()
         .and(auth_header)
-        .and(warp::body::content_length_limit(MAX_JSON_BYTES))
-        .and(warp::body::bytes())
         .and(with_sphere.clone())
+        .and_then(|auth: Option<String>, sphere: Arc<Sphere>| async move {
+            let s = sphere.clone();
+            let name = blocking(move || s.authorize_operator(auth.as_deref())).await?;
+            Ok::<_, Rejection>((name, sphere))
+        })
+        .untuple_one()
+        .and(warp::body::content_length_limit(MAX_JSON_BYTES))
+        .and(warp::body::bytes());
+
+    let validate = warp::path!("api" / "v2" / "drift-events" / u64 / "validate")
+        .and(operator.clone())
         .and_then(
-            |id: u64, auth: Option<String>, body: bytes::Bytes, sphere: Arc<Sphere>| async move {
-                let s = sphere.clone();
-                let operator = blocking(move || s.authorize_operator(auth.as_deref())).await?;
+            |id: u64, operator: String, sphere: Arc<Sphere>, body: bytes::Bytes| async move {
                 let request: ValidateRequest = parse_json(
                     &body,
                     true,
@@ -155,15 +161,9 @@ fn drift_routes(
         );
 
     let reject = warp::path!("api" / "v2" / "drift-events" / u64 / "reject")
-        .and(warp::post())
-        .and(auth_header)
-        .and(warp::body::content_length_limit(MAX_JSON_BYTES))
-        .and(warp::body::bytes())
-        .and(with_sphere.clone())
+        .and(operator)
         .and_then(
-            |id: u64, auth: Option<String>, body: bytes::Bytes, sphere: Arc<Sphere>| async move {
-                let s = sphere.clone();
-                let operator = blocking(move || s.authorize_operator(auth.as_deref())).await?;
+            |id: u64, operator: String, sphere: Arc<Sphere>, body: bytes::Bytes| async move {
                 let request: RejectRequest =
                     parse_json(&body, true, r#"send JSON {"note": "..."} (optional)"#)?;
                 let event =
@@ -194,14 +194,20 @@ fn drift_routes(
     let ack = warp::path!("api" / "v2" / "devices" / String / "feedback" / "ack")
         .and(warp::post())
         .and(auth_header)
-        .and(warp::body::content_length_limit(MAX_JSON_BYTES))
-        .and(warp::body::bytes())
         .and(with_sphere)
         .and_then(
-            |device: String, auth: Option<String>, body: bytes::Bytes, sphere: Arc<Sphere>| async move {
+            |device: String, auth: Option<String>, sphere: Arc<Sphere>| async move {
                 let d = device.clone();
                 let s = sphere.clone();
                 blocking(move || s.authorize_device(&d, auth.as_deref())).await?;
+                Ok::<_, Rejection>((device, sphere))
+            },
+        )
+        .untuple_one()
+        .and(warp::body::content_length_limit(MAX_JSON_BYTES))
+        .and(warp::body::bytes())
+        .and_then(
+            |device: String, sphere: Arc<Sphere>, body: bytes::Bytes| async move {
                 let request: AckRequest = serde_json::from_slice(&body).map_err(|e| {
                     warp::reject::custom(ApiError::new(
                         StatusCode::BAD_REQUEST,
