@@ -105,7 +105,7 @@ pub enum Recorded {
     AlreadyKnown,
 }
 
-/// Devices, packages and tokens: the tracking store.
+/// Devices, packages, tokens, drift events and feedback queues: the tracking store.
 ///
 /// Embedded: one redb file. MLflow (later): devices are experiments named `device/<id>` with
 /// tags for name, hardware and token hash; packages are runs tagged `package_id` (idempotency via

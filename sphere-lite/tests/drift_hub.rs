@@ -398,6 +398,15 @@ fn feedback_and_drift_events_are_guarded() {
         );
     }
     assert_eq!(f.server.get(paths::DRIFT_EVENTS, None).0, 401);
+    // The token is checked before the body is looked at.
+    let (status, body) = f
+        .server
+        .post(&paths::drift_event_validate(id), None, b"{not json");
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = f
+        .server
+        .post(&paths::feedback_ack(&a), Some(&token_b), b"{not json");
+    assert_eq!(status, 403);
 
     // Bad input: JSON errors with a status, never a 500.
     let op = Some(f.operator.as_str());
@@ -610,7 +619,7 @@ fn reprocessing_after_a_crash_stores_no_duplicates_and_bad_members_are_problems(
             FileKind::DriftEvents,
             json!([
                 report(1, "adwin", 1000, &[THUMB_A]),
-                report(2, "cusum", 2000, &[THUMB_A, "samples/nope.jpg"]),
+                report(2, "cusum", 2000, &[THUMB_A, "samples/nope.jpg", THUMB_A]),
             ])
             .to_string()
             .into_bytes(),

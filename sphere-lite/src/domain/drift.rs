@@ -132,6 +132,7 @@ pub(super) fn events_of(
                     continue;
                 }
                 match file_key(&m.device_id, &m.package_id, sample) {
+                    Ok(key) if keys.contains(&key.to_string()) => {}
                     Ok(key) => keys.push(key.to_string()),
                     Err(e) => problems.push(format!(
                         "drift-events member {name:?}, event {seq}: sample {sample:?}: {e}; dropped"

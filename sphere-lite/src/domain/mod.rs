@@ -1,4 +1,5 @@
-//! The fleet logic of sphere-lite: enrollment, authentication, package ingest, listings.
+//! The fleet logic of sphere-lite: enrollment, authentication, package ingest, listings, and
+//! the Drift Hub (drift events, decisions, feedback).
 //!
 //! Why: this is the one place that decides what is allowed and in which order things become
 //! durable; it sees only the [`Tracking`] and [`Blobs`] ports, so the same rules hold on the
