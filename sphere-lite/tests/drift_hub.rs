@@ -360,6 +360,42 @@ fn validation_without_a_label_confirms_the_drift_only() {
 }
 
 #[test]
+fn concurrent_decisions_on_one_event_let_exactly_one_win() {
+    let f = Fixture::new();
+    let (dev, token) = f.server.enrolled(&f.key);
+    let reports = json!([report(1, "adwin", 1000, &[])]);
+    f.upload(&dev, &token, &drift_package(&dev, "p", &reports));
+    let id = events(&f.wait_events("", 1))[0].id;
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let path = if i % 2 == 0 {
+                    paths::drift_event_validate(id)
+                } else {
+                    paths::drift_event_reject(id)
+                };
+                let server = &f.server;
+                let op = f.operator.as_str();
+                s.spawn(move || server.post(&path, Some(op), b"{}").0)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|&&c| c == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&c| c == 409).count(),
+        5,
+        "{statuses:?}"
+    );
+    // One decision, one feedback item.
+    assert_eq!(f.feedback(&dev, &token, 0).len(), 1);
+}
+
+#[test]
 fn feedback_and_drift_events_are_guarded() {
     let f = Fixture::new();
     let (a, token_a) = f.server.enrolled(&f.key);
