@@ -5,7 +5,8 @@
 //!
 //! * [`ports`]: the `Tracking` and `Blobs` traits the domain depends on;
 //! * [`adapters`]: their embedded implementations (redb file, local directory);
-//! * [`domain`]: enrollment, authentication, package ingest, listings;
+//! * [`domain`]: enrollment, authentication, package ingest, listings, the Drift Hub (drift
+//!   events, operator decisions, the per-device feedback queue);
 //! * [`http`]: the warp routes of API v2;
 //! * [`server`]: wiring and the serve loop; [`config`]: settings; [`secret`]: tokens;
 //!   [`rss`]: resident-memory reading for the idle-RSS bar.

@@ -11,6 +11,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use tinylcm_protocol::api::{DriftEventStatus, DriftEventView, FeedbackItem, FeedbackVerdict};
 
 /// A failure inside an adapter (storage unreachable, corrupt record, I/O error).
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +90,10 @@ pub struct PackageRecord {
     pub processed_unix_ms: Option<u64>,
     /// Why processing failed for good, if it did (the raw TAR is kept for inspection).
     pub failed: Option<String>,
+    /// Problems with parts of a package that was otherwise processed (e.g. a malformed
+    /// `drift-events` member): the rest of the package is kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 /// Result of recording an accepted package.
@@ -100,7 +105,7 @@ pub enum Recorded {
     AlreadyKnown,
 }
 
-/// Devices, packages and tokens: the tracking store.
+/// Devices, packages, tokens, drift events and feedback queues: the tracking store.
 ///
 /// Embedded: one redb file. MLflow (later): devices are experiments named `device/<id>` with
 /// tags for name, hardware and token hash; packages are runs tagged `package_id` (idempotency via
@@ -151,19 +156,143 @@ pub trait Tracking: Send + Sync {
     /// MLflow: `runs/create` tagged `package_id`, status `SCHEDULED`.
     fn record_accepted(&self, record: &PackageRecord) -> Result<Recorded, StoreError>;
 
-    /// Mark a package processed (or failed for good with `failed`).
-    /// MLflow: `runs/update` status `FINISHED` / `FAILED`.
+    /// Mark a package processed (or failed for good with `failed`), with the `problems` found
+    /// in parts of it.
+    /// MLflow: `runs/update` status `FINISHED` / `FAILED`; problems as the run tag
+    /// `sphere.problems` (JSON list).
     fn mark_processed(
         &self,
         device_id: &str,
         package_id: &str,
         now_unix_ms: u64,
         failed: Option<String>,
+        problems: &[String],
     ) -> Result<(), StoreError>;
 
     /// Accepted packages not yet processed, oldest first.
     /// MLflow: `runs/search` with `attributes.status = 'SCHEDULED'`.
     fn unprocessed(&self) -> Result<Vec<PackageRecord>, StoreError>;
+
+    // --- Drift Hub -------------------------------------------------------------------------
+    // MLflow (later): one experiment `drift-events`; each event is a run tagged
+    // `sphere.kind=drift-event`, `sphere.device`, `sphere.event_seq`, `sphere.detector`,
+    // `sphere.status`, with params for the numbers and the sample keys as a JSON tag; the
+    // server id is a counter tag on the experiment (check-and-set). Feedback items are runs
+    // tagged `sphere.kind=feedback`, `sphere.device`, `sphere.feedback_id` in the device's
+    // experiment; the ack watermark and the next id are device experiment tags.
+
+    /// Store new drift events (their `id` is ignored and assigned here, increasing), skipping any
+    /// whose (device, event_seq) is stored already; returns how many were new. Idempotent, so
+    /// re-processing a package after a crash stores nothing twice.
+    /// MLflow: `runs/search` on `tags.sphere.device` + `tags.sphere.event_seq`, then
+    /// `runs/create` for the missing ones.
+    fn put_drift_events(&self, events: &[DriftEventView]) -> Result<usize, StoreError>;
+
+    /// One drift event by server id.
+    /// MLflow: `runs/search` with `tags.sphere.id = '<id>'`.
+    fn drift_event(&self, id: u64) -> Result<Option<DriftEventView>, StoreError>;
+
+    /// Drift events matching `filter` with an id above `after`, ascending by id, at most
+    /// `limit` (the caller caps it).
+    /// MLflow: `runs/search` with the filter as tag/param conditions, ordered by
+    /// `tags.sphere.id`, `max_results = limit`.
+    fn drift_events(
+        &self,
+        filter: &DriftEventFilter,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DriftEventView>, StoreError>;
+
+    /// Atomically move a *pending* event to `decision.status` with the audit fields, and queue
+    /// `feedback` for its device in the same step (so a decision never exists without its
+    /// feedback, nor twice). A decided event is left unchanged: `AlreadyDecided`.
+    /// MLflow: `runs/set-tag sphere.status` guarded by a re-read (a single writer per event is
+    /// enforced by a per-event lock in the adapter), then the feedback runs.
+    fn decide_drift_event(
+        &self,
+        id: u64,
+        decision: &Decision,
+        feedback: &[FeedbackVerdict],
+    ) -> Result<DecideOutcome, StoreError>;
+
+    /// Queue `verdicts` for `device_id`, each with the next per-device id (1, 2, …).
+    /// Returns the ids given.
+    /// MLflow: `runs/create` per item in the device experiment; the counter is a device
+    /// experiment tag.
+    fn append_feedback(
+        &self,
+        device_id: &str,
+        verdicts: &[FeedbackVerdict],
+        now_unix_ms: u64,
+    ) -> Result<Vec<u64>, StoreError>;
+
+    /// Unacknowledged feedback of `device_id` with an id above `after`, ascending, at most
+    /// `limit`.
+    /// MLflow: `runs/search` `tags.sphere.kind = 'feedback'` and id above the larger of `after`
+    /// and the ack watermark.
+    fn feedback_after(
+        &self,
+        device_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<FeedbackItem>, StoreError>;
+
+    /// Acknowledge every item of `device_id` up to `up_to` (clamped to the last id given, never
+    /// moving backwards); acknowledged items are never returned again. Returns the watermark.
+    /// MLflow: device experiment tag `sphere.feedback_acked`; acknowledged runs are deleted.
+    fn ack_feedback(&self, device_id: &str, up_to: u64) -> Result<u64, StoreError>;
+}
+
+/// Which drift events a listing wants (all set fields must match).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DriftEventFilter {
+    /// Reporting device.
+    pub device: Option<String>,
+    /// Detector name.
+    pub detector: Option<String>,
+    /// Review status.
+    pub status: Option<DriftEventStatus>,
+    /// Device time at or after (Unix ms).
+    pub since: Option<u64>,
+    /// Device time before (Unix ms).
+    pub until: Option<u64>,
+}
+
+impl DriftEventFilter {
+    /// Whether `event` matches.
+    pub fn matches(&self, event: &DriftEventView) -> bool {
+        self.device.as_deref().is_none_or(|d| d == event.device_id)
+            && self.detector.as_deref().is_none_or(|d| d == event.detector)
+            && self.status.is_none_or(|s| s == event.status)
+            && self.since.is_none_or(|t| event.unix_ms >= t)
+            && self.until.is_none_or(|t| event.unix_ms < t)
+    }
+}
+
+/// An operator's decision on a pending drift event, with its audit fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// `Validated` or `Rejected`.
+    pub status: DriftEventStatus,
+    /// The label given (validate only).
+    pub label: Option<String>,
+    /// The note given.
+    pub note: Option<String>,
+    /// The operator's name (from their token).
+    pub by: String,
+    /// When (Unix ms); also the feedback items' creation time.
+    pub unix_ms: u64,
+}
+
+/// Result of [`Tracking::decide_drift_event`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum DecideOutcome {
+    /// Decided now; the event as stored.
+    Decided(DriftEventView),
+    /// It was decided before; the event as it stands (unchanged).
+    AlreadyDecided(DriftEventView),
+    /// No event with this id.
+    NotFound,
 }
 
 /// A validated blob key: relative, `[A-Za-z0-9._-/]`, no empty, `.` or `..` segments, no

@@ -70,6 +70,303 @@ pub struct ErrorResponse {
     pub fix: Option<String>,
 }
 
+// ---------------------------------------------------------------------------------------------
+// Drift Hub and feedback.
+//
+// A device reports drift events in a package member of kind `drift-events` (a JSON array of
+// [`DriftEventReport`]); the server keeps each as a pending event; an operator validates or
+// rejects it; the verdict becomes [`FeedbackItem`]s the device pulls from its feedback queue and
+// acknowledges. Every string a device sends is stored and returned as data, never as markup:
+// whoever renders it (the dashboard) must escape it.
+// ---------------------------------------------------------------------------------------------
+
+/// Most events in one `drift-events` member.
+pub const MAX_DRIFT_EVENTS_PER_MEMBER: usize = 1000;
+/// Most sample names one drift event may list.
+pub const MAX_SAMPLES_PER_EVENT: usize = 16;
+/// Longest detector name in bytes (the runtime's names are short kebab-case words).
+pub const MAX_DETECTOR_BYTES: usize = 64;
+/// Longest label an operator may give, in bytes (the runtime's KNN label bound).
+pub const MAX_LABEL_BYTES: usize = 128;
+/// Longest operator note in bytes.
+pub const MAX_NOTE_BYTES: usize = 4096;
+/// Most items on one feedback page.
+pub const MAX_FEEDBACK_PAGE: usize = 100;
+/// Most events on one drift-event listing page (the default is [`DEFAULT_DRIFT_EVENT_PAGE`]).
+pub const MAX_DRIFT_EVENT_PAGE: usize = 500;
+/// Events on a listing page when the request gives no `limit`.
+pub const DEFAULT_DRIFT_EVENT_PAGE: usize = 50;
+
+/// One drift event as a device reports it, in a package member of kind `drift-events`
+/// (the member is a JSON array of these).
+///
+/// Built from the runtime's event log: `RuntimeEvent { unix_ms, kind: EventKind::Drift {
+/// incident, event } }` with `event_seq` = the entry's number in the log (what
+/// `tinylcm status` lists and what a `[[drift]] event = N` verdict names).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriftEventReport {
+    /// The event's number in the device's event log; unique per device, the server's
+    /// idempotency key (re-sent events are stored once).
+    pub event_seq: u64,
+    /// The incident the event belongs to.
+    pub incident: u64,
+    /// The detector's name, e.g. `"page-hinkley-distance"` (1..=[`MAX_DETECTOR_BYTES`] bytes,
+    /// no control characters).
+    pub detector: String,
+    /// The detector's statistic at the onset.
+    pub statistic: f64,
+    /// The threshold it crossed.
+    pub threshold: f64,
+    /// Size of the change (detector-specific unit).
+    pub magnitude: f64,
+    /// The frame that triggered it.
+    pub sample_id: u64,
+    /// When it happened on the device (Unix ms).
+    pub unix_ms: u64,
+    /// Names of `sample` members of the same package that belong to this event (e.g. JPEG
+    /// thumbnails; at most [`MAX_SAMPLES_PER_EVENT`]). A name of the form `<...>/<id>.jpg` with
+    /// a 20-digit `id` (the runtime's quarantine thumbnail name) stands for quarantine entry `id`.
+    #[serde(default)]
+    pub samples: Vec<String>,
+}
+
+/// Where a drift event is in its review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DriftEventStatus {
+    /// Reported, not reviewed yet.
+    Pending,
+    /// An operator confirmed the drift (optionally with a label).
+    Validated,
+    /// An operator judged it a false alarm.
+    Rejected,
+}
+
+impl DriftEventStatus {
+    /// The wire name, e.g. `"pending"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftEventStatus::Pending => "pending",
+            DriftEventStatus::Validated => "validated",
+            DriftEventStatus::Rejected => "rejected",
+        }
+    }
+}
+
+/// One drift event as the server keeps it and shows it to operators
+/// (`GET /api/v2/drift-events[/{id}]`).
+///
+/// `detector`, `label` and `note` are stored as given: render them as text (escape them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftEventView {
+    /// Server-assigned id, increasing in arrival order.
+    pub id: u64,
+    /// The reporting device.
+    pub device_id: String,
+    /// The package it arrived in.
+    pub package_id: String,
+    /// The device's event log number ([`DriftEventReport::event_seq`]).
+    pub event_seq: u64,
+    /// The device's incident number.
+    pub incident: u64,
+    /// The detector's name.
+    pub detector: String,
+    /// The detector's statistic at the onset.
+    pub statistic: f64,
+    /// The threshold it crossed.
+    pub threshold: f64,
+    /// Size of the change.
+    pub magnitude: f64,
+    /// The frame that triggered it.
+    pub sample_id: u64,
+    /// When it happened on the device (Unix ms).
+    pub unix_ms: u64,
+    /// When the server stored it (Unix ms).
+    pub received_unix_ms: u64,
+    /// Blob keys of its samples (`devices/<device>/packages/<package>/<name>`).
+    pub samples: Vec<String>,
+    /// Review status.
+    pub status: DriftEventStatus,
+    /// The operator's label, if validated with one.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// The operator's note.
+    #[serde(default)]
+    pub note: Option<String>,
+    /// The operator who decided (the name of their token).
+    #[serde(default)]
+    pub decided_by: Option<String>,
+    /// When it was decided (Unix ms).
+    #[serde(default)]
+    pub decided_unix_ms: Option<u64>,
+}
+
+/// `GET /api/v2/drift-events` response: one page, ordered by id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftEventList {
+    /// The events of this page.
+    pub events: Vec<DriftEventView>,
+    /// Pass as `after` for the next page; `None` when this was the last page.
+    #[serde(default)]
+    pub next_after: Option<u64>,
+}
+
+/// Query of `GET /api/v2/drift-events` (all optional; filters combine with "and").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriftEventQuery {
+    /// Only this device's events.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// Only this detector's events.
+    #[serde(default)]
+    pub detector: Option<String>,
+    /// Only events in this status.
+    #[serde(default)]
+    pub status: Option<DriftEventStatus>,
+    /// Only events that happened at or after this time (device clock, Unix ms).
+    #[serde(default)]
+    pub since: Option<u64>,
+    /// Only events that happened before this time (device clock, Unix ms).
+    #[serde(default)]
+    pub until: Option<u64>,
+    /// Cursor: only events with a larger id (the previous page's `next_after`).
+    #[serde(default)]
+    pub after: Option<u64>,
+    /// Page size, 1..=[`MAX_DRIFT_EVENT_PAGE`] (default [`DEFAULT_DRIFT_EVENT_PAGE`]).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// `POST /api/v2/drift-events/{id}/validate` request (an empty body means no label, no note).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateRequest {
+    /// The true class of the event's samples (1..=[`MAX_LABEL_BYTES`] bytes, no control
+    /// characters).
+    #[serde(default)]
+    pub label: Option<String>,
+    /// A note for other operators (at most [`MAX_NOTE_BYTES`] bytes).
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// `POST /api/v2/drift-events/{id}/reject` request (an empty body means no note).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectRequest {
+    /// Why it is a false alarm (at most [`MAX_NOTE_BYTES`] bytes).
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// Body of the 409 a second validate/reject of a decided event gets: an [`ErrorResponse`]
+/// (same `error` / `fix` fields, so it parses as one) plus the event as it stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionConflict {
+    /// What is wrong.
+    pub error: String,
+    /// What to do.
+    #[serde(default)]
+    pub fix: Option<String>,
+    /// The event's current state.
+    pub current: DriftEventView,
+}
+
+/// A human verdict on drift, as the device's feedback file writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DriftVerdict {
+    /// Nothing changed that matters (the device raises the detector's threshold).
+    FalseAlarm,
+    /// The drift was real.
+    Confirmed,
+}
+
+/// What one feedback item tells the device. Each variant is one entry of the runtime's
+/// feedback file (`runtime/src/autonomy/feedback.rs`, `FeedbackFile`), field for field:
+///
+/// * `Drift { incident, event, verdict }` → `[[drift]] incident = … | event = …, verdict = …`
+///   (`event` is the device's event log number, [`DriftEventReport::event_seq`]; exactly one of
+///   `incident` / `event` is set);
+/// * `Sample { id, label, reject }` → `[[sample]] id = …, label = … | reject = true`
+///   (`id` is a quarantine entry id; exactly one of `label` / `reject`);
+/// * `Class { from, to }` → `[[class]] from = …, to = …`.
+///
+/// JSON: internally tagged by `type` (`"drift"`, `"sample"`, `"class"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum FeedbackVerdict {
+    /// A verdict on a drift event or a whole incident.
+    Drift {
+        /// Every event of this incident.
+        #[serde(default)]
+        incident: Option<u64>,
+        /// This event of the device's log.
+        #[serde(default)]
+        event: Option<u64>,
+        /// The verdict.
+        verdict: DriftVerdict,
+    },
+    /// A verdict on a quarantined sample.
+    Sample {
+        /// The quarantine entry id.
+        id: u64,
+        /// Its true class.
+        #[serde(default)]
+        label: Option<String>,
+        /// Not useful: reject it.
+        #[serde(default)]
+        reject: bool,
+    },
+    /// A class renamed (every sample of `from` becomes `to`).
+    Class {
+        /// The class as the device names it now.
+        from: String,
+        /// Its true name.
+        to: String,
+    },
+}
+
+/// One item of a device's feedback queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedbackItem {
+    /// Server-assigned, increasing per device (1, 2, …); acknowledge with it.
+    pub id: u64,
+    /// When the server queued it (Unix ms).
+    pub created_unix_ms: u64,
+    /// What it says.
+    pub verdict: FeedbackVerdict,
+}
+
+/// `GET /api/v2/devices/{id}/feedback?after=N` response: unacknowledged items with an id above
+/// `after`, oldest first, at most [`MAX_FEEDBACK_PAGE`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedbackPage {
+    /// The items.
+    pub items: Vec<FeedbackItem>,
+    /// The last item's id (or `after` when empty): the next request's `after`.
+    pub next_after: u64,
+}
+
+/// `POST /api/v2/devices/{id}/feedback/ack` request: every item with id ≤ `up_to` has been
+/// applied (durably) and is never delivered again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckRequest {
+    /// Highest applied item id.
+    pub up_to: u64,
+}
+
+/// `POST /api/v2/devices/{id}/feedback/ack` response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckResponse {
+    /// Everything up to this id is acknowledged (an `up_to` beyond the last queued item is
+    /// clamped to it, so items queued later are not acknowledged in advance).
+    pub acknowledged_up_to: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +395,148 @@ mod tests {
     fn error_response_fix_is_optional() {
         let e: ErrorResponse = serde_json::from_str(r#"{"error":"bad"}"#).unwrap();
         assert_eq!(e.fix, None);
+    }
+
+    #[test]
+    fn drift_event_reports_round_trip_and_refuse_bad_input() {
+        let json = r#"[{"event_seq":7,"incident":2,"detector":"page-hinkley-distance",
+            "statistic":3.5,"threshold":2.0,"magnitude":1.25,"sample_id":900,
+            "unix_ms":1764147600000,"samples":["samples/00000000000000000012.jpg"]}]"#;
+        let reports: Vec<DriftEventReport> = serde_json::from_str(json).unwrap();
+        assert_eq!(reports[0].event_seq, 7);
+        assert_eq!(reports[0].samples.len(), 1);
+        let again: Vec<DriftEventReport> =
+            serde_json::from_str(&serde_json::to_string(&reports).unwrap()).unwrap();
+        assert_eq!(again, reports);
+        // `samples` may be left out; unknown fields, wrong types and missing fields may not.
+        let no_samples = r#"{"event_seq":1,"incident":1,"detector":"adwin","statistic":0,
+            "threshold":0,"magnitude":0,"sample_id":0,"unix_ms":0}"#;
+        assert!(
+            serde_json::from_str::<DriftEventReport>(no_samples)
+                .unwrap()
+                .samples
+                .is_empty()
+        );
+        for bad in [
+            r#"{"event_seq":1}"#,
+            r#"{"event_seq":-1,"incident":1,"detector":"a","statistic":0,"threshold":0,"magnitude":0,"sample_id":0,"unix_ms":0}"#,
+            r#"{"event_seq":1,"incident":1,"detector":"a","statistic":"x","threshold":0,"magnitude":0,"sample_id":0,"unix_ms":0}"#,
+            r#"{"event_seq":1,"incident":1,"detector":"a","statistic":0,"threshold":0,"magnitude":0,"sample_id":0,"unix_ms":0,"extra":1}"#,
+            r#"{"event_seq":1,"incident":1,"detector":"a","statistic":1e999,"threshold":0,"magnitude":0,"sample_id":0,"unix_ms":0}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<DriftEventReport>(bad).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn feedback_items_are_tagged_and_map_to_the_device_file() {
+        let items = vec![
+            FeedbackItem {
+                id: 1,
+                created_unix_ms: 5,
+                verdict: FeedbackVerdict::Drift {
+                    incident: None,
+                    event: Some(7),
+                    verdict: DriftVerdict::FalseAlarm,
+                },
+            },
+            FeedbackItem {
+                id: 2,
+                created_unix_ms: 5,
+                verdict: FeedbackVerdict::Sample {
+                    id: 12,
+                    label: Some("cat".into()),
+                    reject: false,
+                },
+            },
+            FeedbackItem {
+                id: 3,
+                created_unix_ms: 6,
+                verdict: FeedbackVerdict::Class {
+                    from: "new-1".into(),
+                    to: "empty".into(),
+                },
+            },
+        ];
+        let page = FeedbackPage {
+            items,
+            next_after: 3,
+        };
+        let json = serde_json::to_value(&page).unwrap();
+        assert_eq!(json["items"][0]["verdict"]["type"], "drift");
+        assert_eq!(json["items"][0]["verdict"]["verdict"], "false-alarm");
+        assert_eq!(json["items"][1]["verdict"]["type"], "sample");
+        assert_eq!(json["items"][2]["verdict"]["to"], "empty");
+        assert_eq!(serde_json::from_value::<FeedbackPage>(json).unwrap(), page);
+        for bad in [
+            r#"{"type":"drift","event":1,"verdict":"maybe"}"#,
+            r#"{"type":"nope"}"#,
+            r#"{"type":"sample","label":"x"}"#,
+            r#"{"type":"class","from":"a","to":"b","x":1}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<FeedbackVerdict>(bad).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn operator_and_ack_requests_refuse_unknown_fields() {
+        let v: ValidateRequest = serde_json::from_str(r#"{"label":"cat"}"#).unwrap();
+        assert_eq!(v.label.as_deref(), Some("cat"));
+        assert_eq!(v.note, None);
+        assert!(serde_json::from_str::<ValidateRequest>(r#"{"lable":"cat"}"#).is_err());
+        assert_eq!(
+            serde_json::from_str::<RejectRequest>("{}").unwrap(),
+            RejectRequest::default()
+        );
+        assert_eq!(
+            serde_json::from_str::<AckRequest>(r#"{"up_to":4}"#).unwrap(),
+            AckRequest { up_to: 4 }
+        );
+        assert!(serde_json::from_str::<AckRequest>(r#"{}"#).is_err());
+        assert!(serde_json::from_str::<AckRequest>(r#"{"up_to":"4"}"#).is_err());
+        let q: DriftEventQuery = serde_json::from_str(r#"{"status":"validated"}"#).unwrap();
+        assert_eq!(q.status, Some(DriftEventStatus::Validated));
+        assert!(serde_json::from_str::<DriftEventQuery>(r#"{"status":"done"}"#).is_err());
+    }
+
+    #[test]
+    fn a_decision_conflict_parses_as_an_error_response() {
+        let view = DriftEventView {
+            id: 1,
+            device_id: "d".into(),
+            package_id: "p".into(),
+            event_seq: 3,
+            incident: 1,
+            detector: "adwin".into(),
+            statistic: 1.0,
+            threshold: 0.5,
+            magnitude: 0.1,
+            sample_id: 9,
+            unix_ms: 10,
+            received_unix_ms: 11,
+            samples: vec![],
+            status: DriftEventStatus::Rejected,
+            label: None,
+            note: Some("<b>x</b>".into()),
+            decided_by: Some("alice".into()),
+            decided_unix_ms: Some(12),
+        };
+        let c = DecisionConflict {
+            error: "already decided".into(),
+            fix: None,
+            current: view,
+        };
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(
+            serde_json::from_str::<ErrorResponse>(&json).unwrap().error,
+            "already decided"
+        );
+        assert_eq!(serde_json::from_str::<DecisionConflict>(&json).unwrap(), c);
     }
 }

@@ -42,6 +42,39 @@ pub mod paths {
     pub fn packages(device_id: &str) -> String {
         format!("/api/v2/devices/{device_id}/packages")
     }
+
+    /// `GET ?after=N`: the device's unacknowledged feedback with ids above `N`
+    /// ([`crate::api::FeedbackPage`]); device token of `device_id` only.
+    pub fn feedback(device_id: &str) -> String {
+        format!("/api/v2/devices/{device_id}/feedback")
+    }
+
+    /// `POST`: acknowledge applied feedback ([`crate::api::AckRequest`] →
+    /// [`crate::api::AckResponse`]); device token of `device_id` only.
+    pub fn feedback_ack(device_id: &str) -> String {
+        format!("/api/v2/devices/{device_id}/feedback/ack")
+    }
+
+    /// `GET`: drift events, filtered and paginated ([`crate::api::DriftEventQuery`] as the
+    /// query string → [`crate::api::DriftEventList`]); operator token.
+    pub const DRIFT_EVENTS: &str = "/api/v2/drift-events";
+
+    /// `GET`: one drift event ([`crate::api::DriftEventView`]); operator token.
+    pub fn drift_event(id: u64) -> String {
+        format!("/api/v2/drift-events/{id}")
+    }
+
+    /// `POST`: pending → validated ([`crate::api::ValidateRequest`] →
+    /// [`crate::api::DriftEventView`]; 409 [`crate::api::DecisionConflict`] if decided already).
+    pub fn drift_event_validate(id: u64) -> String {
+        format!("/api/v2/drift-events/{id}/validate")
+    }
+
+    /// `POST`: pending → rejected ([`crate::api::RejectRequest`] →
+    /// [`crate::api::DriftEventView`]; 409 [`crate::api::DecisionConflict`] if decided already).
+    pub fn drift_event_reject(id: u64) -> String {
+        format!("/api/v2/drift-events/{id}/reject")
+    }
 }
 
 #[cfg(test)]
@@ -54,5 +87,20 @@ mod tests {
         assert!(paths::STATUS.starts_with(&prefix));
         assert!(paths::ENROLL.starts_with(&prefix));
         assert_eq!(paths::packages("pi-7"), "/api/v2/devices/pi-7/packages");
+        assert!(paths::DRIFT_EVENTS.starts_with(&prefix));
+        assert_eq!(paths::feedback("pi-7"), "/api/v2/devices/pi-7/feedback");
+        assert_eq!(
+            paths::feedback_ack("pi-7"),
+            "/api/v2/devices/pi-7/feedback/ack"
+        );
+        assert_eq!(paths::drift_event(4), "/api/v2/drift-events/4");
+        assert_eq!(
+            paths::drift_event_validate(4),
+            "/api/v2/drift-events/4/validate"
+        );
+        assert_eq!(
+            paths::drift_event_reject(4),
+            "/api/v2/drift-events/4/reject"
+        );
     }
 }

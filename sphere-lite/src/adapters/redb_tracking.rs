@@ -9,9 +9,11 @@ use std::path::Path;
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Serialize, de::DeserializeOwned};
 
+use tinylcm_protocol::api::{DriftEventStatus, DriftEventView, FeedbackItem, FeedbackVerdict};
+
 use crate::ports::{
-    DeviceRecord, EnrollOutcome, PackageRecord, Principal, Recorded, SecretHash, StoreError,
-    Tracking,
+    DecideOutcome, Decision, DeviceRecord, DriftEventFilter, EnrollOutcome, PackageRecord,
+    Principal, Recorded, SecretHash, StoreError, Tracking,
 };
 
 /// device id → JSON [`DeviceRecord`].
@@ -24,6 +26,15 @@ const ENROLLMENT_KEYS: TableDefinition<&[u8], u32> = TableDefinition::new("enrol
 const PACKAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("packages");
 /// `<accepted ms, 20 digits>/<device>/<package>` → () for accepted, unprocessed packages.
 const PENDING: TableDefinition<&str, ()> = TableDefinition::new("pending");
+/// server id → JSON [`DriftEventView`].
+const DRIFT_EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("drift_events");
+/// (device, event_seq) → server id: the idempotency index of reported events.
+const DRIFT_EVENT_KEYS: TableDefinition<(&str, u64), u64> =
+    TableDefinition::new("drift_event_keys");
+/// (device, feedback id) → JSON [`FeedbackItem`], unacknowledged items only.
+const FEEDBACK: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("feedback");
+/// device → (last feedback id given, acknowledged up to).
+const FEEDBACK_STATE: TableDefinition<&str, (u64, u64)> = TableDefinition::new("feedback_state");
 
 /// Tracking in a redb database.
 pub struct RedbTracking {
@@ -73,6 +84,10 @@ impl RedbTracking {
             tx.open_table(ENROLLMENT_KEYS).map_err(err)?;
             tx.open_table(PACKAGES).map_err(err)?;
             tx.open_table(PENDING).map_err(err)?;
+            tx.open_table(DRIFT_EVENTS).map_err(err)?;
+            tx.open_table(DRIFT_EVENT_KEYS).map_err(err)?;
+            tx.open_table(FEEDBACK).map_err(err)?;
+            tx.open_table(FEEDBACK_STATE).map_err(err)?;
         }
         tx.commit().map_err(err)?;
         Ok(RedbTracking { db })
@@ -87,6 +102,37 @@ impl RedbTracking {
             None => Ok(None),
         }
     }
+}
+
+/// Queue `verdicts` for `device_id` inside `tx`; returns the ids given.
+fn append_feedback_in(
+    tx: &redb::WriteTransaction,
+    device_id: &str,
+    verdicts: &[FeedbackVerdict],
+    now_unix_ms: u64,
+) -> Result<Vec<u64>, StoreError> {
+    let mut state = tx.open_table(FEEDBACK_STATE).map_err(err)?;
+    let (mut last, acked) = state
+        .get(device_id)
+        .map_err(err)?
+        .map(|v| v.value())
+        .unwrap_or((0, 0));
+    let mut queue = tx.open_table(FEEDBACK).map_err(err)?;
+    let mut ids = Vec::with_capacity(verdicts.len());
+    for verdict in verdicts {
+        last += 1;
+        let item = FeedbackItem {
+            id: last,
+            created_unix_ms: now_unix_ms,
+            verdict: verdict.clone(),
+        };
+        queue
+            .insert((device_id, last), to_json(&item)?.as_slice())
+            .map_err(err)?;
+        ids.push(last);
+    }
+    state.insert(device_id, (last, acked)).map_err(err)?;
+    Ok(ids)
 }
 
 impl Tracking for RedbTracking {
@@ -249,6 +295,7 @@ impl Tracking for RedbTracking {
         package_id: &str,
         now_unix_ms: u64,
         failed: Option<String>,
+        problems: &[String],
     ) -> Result<(), StoreError> {
         let key = package_key(device_id, package_id);
         let tx = self.db.begin_write().map_err(err)?;
@@ -264,6 +311,7 @@ impl Tracking for RedbTracking {
                 .map_err(err)?;
             record.processed_unix_ms = Some(now_unix_ms);
             record.failed = failed;
+            record.problems = problems.to_vec();
             packages
                 .insert(key.as_str(), to_json(&record)?.as_slice())
                 .map_err(err)?;
@@ -288,6 +336,175 @@ impl Tracking for RedbTracking {
             }
         }
         Ok(out)
+    }
+
+    fn put_drift_events(&self, events: &[DriftEventView]) -> Result<usize, StoreError> {
+        let tx = self.db.begin_write().map_err(err)?;
+        let mut new = 0;
+        {
+            let mut keys = tx.open_table(DRIFT_EVENT_KEYS).map_err(err)?;
+            let mut table = tx.open_table(DRIFT_EVENTS).map_err(err)?;
+            let mut next = table
+                .last()
+                .map_err(err)?
+                .map(|(k, _)| k.value() + 1)
+                .unwrap_or(1);
+            for event in events {
+                let key = (event.device_id.as_str(), event.event_seq);
+                if keys.get(key).map_err(err)?.is_some() {
+                    continue;
+                }
+                let mut stored = event.clone();
+                stored.id = next;
+                table
+                    .insert(next, to_json(&stored)?.as_slice())
+                    .map_err(err)?;
+                keys.insert(key, next).map_err(err)?;
+                next += 1;
+                new += 1;
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(new)
+    }
+
+    fn drift_event(&self, id: u64) -> Result<Option<DriftEventView>, StoreError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_table(DRIFT_EVENTS).map_err(err)?;
+        match table.get(id).map_err(err)? {
+            Some(v) => Ok(Some(from_json(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn drift_events(
+        &self,
+        filter: &DriftEventFilter,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DriftEventView>, StoreError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_table(DRIFT_EVENTS).map_err(err)?;
+        let mut out = Vec::new();
+        if limit == 0 || after == u64::MAX {
+            return Ok(out);
+        }
+        // A scan in id order; fine for the embedded default's fleet sizes (the MLflow adapter
+        // filters on the server).
+        for row in table.range(after + 1..).map_err(err)? {
+            let (_, v) = row.map_err(err)?;
+            let event: DriftEventView = from_json(v.value())?;
+            if filter.matches(&event) {
+                out.push(event);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn decide_drift_event(
+        &self,
+        id: u64,
+        decision: &Decision,
+        feedback: &[FeedbackVerdict],
+    ) -> Result<DecideOutcome, StoreError> {
+        let tx = self.db.begin_write().map_err(err)?;
+        let decided = {
+            let mut table = tx.open_table(DRIFT_EVENTS).map_err(err)?;
+            let mut event: DriftEventView = match table.get(id).map_err(err)? {
+                Some(v) => from_json(v.value())?,
+                None => return Ok(DecideOutcome::NotFound),
+            };
+            if event.status != DriftEventStatus::Pending {
+                return Ok(DecideOutcome::AlreadyDecided(event));
+            }
+            event.status = decision.status;
+            event.label = decision.label.clone();
+            event.note = decision.note.clone();
+            event.decided_by = Some(decision.by.clone());
+            event.decided_unix_ms = Some(decision.unix_ms);
+            table.insert(id, to_json(&event)?.as_slice()).map_err(err)?;
+            event
+        };
+        append_feedback_in(&tx, &decided.device_id, feedback, decision.unix_ms)?;
+        tx.commit().map_err(err)?;
+        Ok(DecideOutcome::Decided(decided))
+    }
+
+    fn append_feedback(
+        &self,
+        device_id: &str,
+        verdicts: &[FeedbackVerdict],
+        now_unix_ms: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        let tx = self.db.begin_write().map_err(err)?;
+        let ids = append_feedback_in(&tx, device_id, verdicts, now_unix_ms)?;
+        tx.commit().map_err(err)?;
+        Ok(ids)
+    }
+
+    fn feedback_after(
+        &self,
+        device_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<FeedbackItem>, StoreError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let acked = tx
+            .open_table(FEEDBACK_STATE)
+            .map_err(err)?
+            .get(device_id)
+            .map_err(err)?
+            .map(|v| v.value().1)
+            .unwrap_or(0);
+        let from = after.max(acked);
+        let mut out = Vec::new();
+        if limit == 0 || from == u64::MAX {
+            return Ok(out);
+        }
+        let queue = tx.open_table(FEEDBACK).map_err(err)?;
+        for row in queue
+            .range((device_id, from + 1)..=(device_id, u64::MAX))
+            .map_err(err)?
+        {
+            let (_, v) = row.map_err(err)?;
+            out.push(from_json(v.value())?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn ack_feedback(&self, device_id: &str, up_to: u64) -> Result<u64, StoreError> {
+        let tx = self.db.begin_write().map_err(err)?;
+        let acked = {
+            let mut state = tx.open_table(FEEDBACK_STATE).map_err(err)?;
+            let (last, acked) = state
+                .get(device_id)
+                .map_err(err)?
+                .map(|v| v.value())
+                .unwrap_or((0, 0));
+            let new_acked = acked.max(up_to.min(last));
+            if new_acked > acked {
+                state.insert(device_id, (last, new_acked)).map_err(err)?;
+                let mut queue = tx.open_table(FEEDBACK).map_err(err)?;
+                let done: Vec<u64> = queue
+                    .range((device_id, acked + 1)..=(device_id, new_acked))
+                    .map_err(err)?
+                    .map(|row| row.map(|(k, _)| k.value().1))
+                    .collect::<Result<_, _>>()
+                    .map_err(err)?;
+                for id in done {
+                    queue.remove((device_id, id)).map_err(err)?;
+                }
+            }
+            new_acked
+        };
+        tx.commit().map_err(err)?;
+        Ok(acked)
     }
 }
 
@@ -337,16 +554,133 @@ mod tests {
             accepted_unix_ms: 5,
             processed_unix_ms: None,
             failed: None,
+            problems: vec![],
         };
         assert_eq!(t.record_accepted(&rec).unwrap(), Recorded::New);
         assert_eq!(t.record_accepted(&rec).unwrap(), Recorded::AlreadyKnown);
         assert_eq!(t.device("a").unwrap().unwrap().packages, 1);
         assert_eq!(t.unprocessed().unwrap(), vec![rec.clone()]);
-        t.mark_processed("a", "p1", 7, None).unwrap();
+        t.mark_processed("a", "p1", 7, None, &[]).unwrap();
         assert!(t.unprocessed().unwrap().is_empty());
         assert_eq!(
             t.package("a", "p1").unwrap().unwrap().processed_unix_ms,
             Some(7)
         );
+    }
+
+    fn event(device: &str, seq: u64, detector: &str, unix_ms: u64) -> DriftEventView {
+        DriftEventView {
+            id: 0,
+            device_id: device.into(),
+            package_id: "p".into(),
+            event_seq: seq,
+            incident: 1,
+            detector: detector.into(),
+            statistic: 2.0,
+            threshold: 1.0,
+            magnitude: 0.5,
+            sample_id: 10,
+            unix_ms,
+            received_unix_ms: 1,
+            samples: vec![],
+            status: DriftEventStatus::Pending,
+            label: None,
+            note: None,
+            decided_by: None,
+            decided_unix_ms: None,
+        }
+    }
+
+    #[test]
+    fn drift_events_are_idempotent_filtered_paginated_and_decided_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = RedbTracking::open(&dir.path().join("s.redb")).unwrap();
+        let batch = [
+            event("a", 1, "adwin", 100),
+            event("a", 2, "cusum", 200),
+            event("b", 1, "adwin", 300),
+        ];
+        assert_eq!(t.put_drift_events(&batch).unwrap(), 3);
+        assert_eq!(t.put_drift_events(&batch).unwrap(), 0);
+        assert_eq!(
+            t.put_drift_events(&[event("a", 3, "adwin", 400)]).unwrap(),
+            1
+        );
+        let all = t
+            .drift_events(&DriftEventFilter::default(), 0, 100)
+            .unwrap();
+        assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        let adwin = DriftEventFilter {
+            detector: Some("adwin".into()),
+            ..Default::default()
+        };
+        let page = t.drift_events(&adwin, 0, 2).unwrap();
+        assert_eq!(page.iter().map(|e| e.id).collect::<Vec<_>>(), [1, 3]);
+        let page = t.drift_events(&adwin, 3, 2).unwrap();
+        assert_eq!(page.iter().map(|e| e.id).collect::<Vec<_>>(), [4]);
+        let window = DriftEventFilter {
+            device: Some("a".into()),
+            since: Some(200),
+            until: Some(400),
+            ..Default::default()
+        };
+        assert_eq!(t.drift_events(&window, 0, 10).unwrap().len(), 1);
+
+        let decision = Decision {
+            status: DriftEventStatus::Rejected,
+            label: None,
+            note: Some("wind".into()),
+            by: "alice".into(),
+            unix_ms: 9,
+        };
+        let verdict = FeedbackVerdict::Drift {
+            incident: None,
+            event: Some(1),
+            verdict: tinylcm_protocol::api::DriftVerdict::FalseAlarm,
+        };
+        let DecideOutcome::Decided(done) = t
+            .decide_drift_event(1, &decision, std::slice::from_ref(&verdict))
+            .unwrap()
+        else {
+            panic!("not decided")
+        };
+        assert_eq!(done.decided_by.as_deref(), Some("alice"));
+        assert!(matches!(
+            t.decide_drift_event(1, &decision, std::slice::from_ref(&verdict))
+                .unwrap(),
+            DecideOutcome::AlreadyDecided(e) if e.status == DriftEventStatus::Rejected
+        ));
+        assert_eq!(
+            t.decide_drift_event(99, &decision, &[]).unwrap(),
+            DecideOutcome::NotFound
+        );
+        // One decision, one feedback item, for device a only.
+        assert_eq!(t.feedback_after("a", 0, 10).unwrap().len(), 1);
+        assert!(t.feedback_after("b", 0, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn feedback_ids_increase_per_device_and_acks_are_final_and_clamped() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = RedbTracking::open(&dir.path().join("s.redb")).unwrap();
+        let v = |id| FeedbackVerdict::Sample {
+            id,
+            label: None,
+            reject: true,
+        };
+        assert_eq!(t.append_feedback("a", &[v(1), v(2)], 5).unwrap(), [1, 2]);
+        assert_eq!(t.append_feedback("b", &[v(3)], 5).unwrap(), [1]);
+        assert_eq!(t.append_feedback("a", &[v(4)], 6).unwrap(), [3]);
+        assert_eq!(t.feedback_after("a", 0, 2).unwrap().len(), 2);
+        assert_eq!(t.feedback_after("a", 2, 10).unwrap()[0].id, 3);
+        // Acking beyond the last id clamps: later items are not pre-acknowledged.
+        assert_eq!(t.ack_feedback("a", 100).unwrap(), 3);
+        assert!(t.feedback_after("a", 0, 10).unwrap().is_empty());
+        assert_eq!(t.append_feedback("a", &[v(5)], 7).unwrap(), [4]);
+        assert_eq!(t.feedback_after("a", 0, 10).unwrap()[0].id, 4);
+        // Acks never move backwards; other devices are untouched.
+        assert_eq!(t.ack_feedback("a", 1).unwrap(), 3);
+        assert_eq!(t.feedback_after("b", 0, 10).unwrap().len(), 1);
+        assert_eq!(t.ack_feedback("nobody", 5).unwrap(), 0);
     }
 }

@@ -3,6 +3,8 @@
 //! Why: every error a client sees must be JSON with a fix where one exists, and must not leak
 //! server paths or internals; the variants carry exactly the client-facing text.
 
+use tinylcm_protocol::api::DriftEventView;
+
 use crate::ports::StoreError;
 use crate::secret::RandomError;
 
@@ -47,6 +49,24 @@ pub enum DomainError {
         error: String,
         /// What the client should do.
         fix: Option<String>,
+    },
+    /// No such thing (404).
+    #[error("{error}{}", with_fix(fix))]
+    NotFound {
+        /// Client-facing message.
+        error: String,
+        /// What the client should do.
+        fix: Option<String>,
+    },
+    /// A drift event was decided already (409, with the event as it stands).
+    #[error("{error}{}", with_fix(fix))]
+    Conflict {
+        /// Client-facing message.
+        error: String,
+        /// What the client should do.
+        fix: Option<String>,
+        /// The event's current state.
+        current: Box<DriftEventView>,
     },
     /// A store failed (500; details are logged, not sent).
     #[error("storage failure: {0}")]

@@ -103,6 +103,7 @@ impl Sphere {
             accepted_unix_ms: now_unix_ms(),
             processed_unix_ms: None,
             failed: None,
+            problems: vec![],
         };
         match self.tracking.record_accepted(&record)? {
             Recorded::New => {
@@ -128,8 +129,13 @@ impl Sphere {
         }
         let fail = |reason: String| -> Result<(), DomainError> {
             tracing::error!(device = %device_id, package = %package_id, %reason, "package processing failed");
-            self.tracking
-                .mark_processed(device_id, package_id, now_unix_ms(), Some(reason))?;
+            self.tracking.mark_processed(
+                device_id,
+                package_id,
+                now_unix_ms(),
+                Some(reason),
+                &[],
+            )?;
             Ok(())
         };
         let raw = raw_key(device_id, package_id)?;
@@ -152,9 +158,20 @@ impl Sphere {
         for (key, (_, content)) in keys.iter().zip(&package.files) {
             self.blobs.put(key, content)?;
         }
+        // Drift events after their samples are stored (an event never points at a missing
+        // blob), and before the package is marked processed: a crash in between re-runs this,
+        // and the store skips events it has (keyed by device and event_seq).
+        let (events, problems) = super::drift::events_of(&package, now_unix_ms());
+        for problem in &problems {
+            tracing::warn!(device = %device_id, package = %package_id, %problem, "package problem");
+        }
+        let new_events = self.tracking.put_drift_events(&events)?;
         self.tracking
-            .mark_processed(device_id, package_id, now_unix_ms(), None)?;
-        tracing::info!(device = %device_id, package = %package_id, files = keys.len(), "package processed");
+            .mark_processed(device_id, package_id, now_unix_ms(), None, &problems)?;
+        tracing::info!(
+            device = %device_id, package = %package_id, files = keys.len(),
+            drift_events = new_events, problems = problems.len(), "package processed"
+        );
         Ok(())
     }
 
@@ -288,6 +305,7 @@ mod tests {
                 accepted_unix_ms: 1,
                 processed_unix_ms: None,
                 failed: None,
+                problems: vec![],
             })
             .unwrap();
         assert_eq!(sphere.process_pending().unwrap(), 1);

@@ -1,4 +1,5 @@
-//! The fleet logic of sphere-lite: enrollment, authentication, package ingest, listings.
+//! The fleet logic of sphere-lite: enrollment, authentication, package ingest, listings, and
+//! the Drift Hub (drift events, decisions, feedback).
 //!
 //! Why: this is the one place that decides what is allowed and in which order things become
 //! durable; it sees only the [`Tracking`] and [`Blobs`] ports, so the same rules hold on the
@@ -6,6 +7,7 @@
 //! it on the blocking pool.
 
 mod auth;
+mod drift;
 mod error;
 mod ingest;
 
@@ -15,9 +17,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tinylcm_protocol::api::{EnrollRequest, EnrollResponse};
 
+pub use drift::quarantine_id;
 pub use error::DomainError;
 
-use crate::ports::{Blobs, DeviceRecord, EnrollOutcome, Tracking};
+use crate::ports::{Blobs, DeviceRecord, EnrollOutcome, PackageRecord, Tracking};
 use crate::secret::{self, SecretKind};
 
 /// Longest accepted device name or hardware description at enrollment, in bytes.
@@ -188,5 +191,14 @@ impl Sphere {
             })
             .collect();
         Ok(DeviceList { devices })
+    }
+
+    /// The record of one package (accepted, processed, failed, problems), if it exists.
+    pub fn package_record(
+        &self,
+        device_id: &str,
+        package_id: &str,
+    ) -> Result<Option<PackageRecord>, DomainError> {
+        Ok(self.tracking.package(device_id, package_id)?)
     }
 }

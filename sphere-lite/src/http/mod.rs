@@ -8,8 +8,12 @@ mod reject;
 
 use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
 use tinylcm_protocol::API_VERSION;
-use tinylcm_protocol::api::{EnrollRequest, StatusResponse, UploadOutcome};
+use tinylcm_protocol::api::{
+    AckRequest, DriftEventQuery, EnrollRequest, RejectRequest, StatusResponse, UploadOutcome,
+    ValidateRequest,
+};
 use tokio::sync::mpsc::UnboundedSender;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
@@ -35,6 +39,197 @@ async fn blocking<T: Send + 'static>(
             Err(warp::reject::custom(ApiError::internal()))
         }
     }
+}
+
+/// The query string of a request, `""` when it has none (warp rejects a missing one).
+fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Infallible> + Clone {
+    warp::query::raw().or(warp::any().map(String::new)).unify()
+}
+
+/// Parse a query string into `T` (unknown parameters are refused) or answer 400.
+fn parse_query<T: DeserializeOwned>(raw: &str, fix: &str) -> Result<T, Rejection> {
+    serde_urlencoded::from_str(raw).map_err(|e| {
+        warp::reject::custom(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid query string: {e}"),
+            Some(fix),
+        ))
+    })
+}
+
+/// Parse a JSON body into `T` (an empty body is `T::default()` when `empty_ok`) or answer 400.
+fn parse_json<T: DeserializeOwned + Default>(
+    body: &[u8],
+    empty_ok: bool,
+    fix: &str,
+) -> Result<T, Rejection> {
+    if empty_ok && body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        warp::reject::custom(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid JSON body: {e}"),
+            Some(fix),
+        ))
+    })
+}
+
+/// `?after=N` of the device feedback route.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedbackQuery {
+    #[serde(default)]
+    after: Option<u64>,
+}
+
+/// The Drift Hub routes: operators list, read, validate and reject drift events; devices pull
+/// and acknowledge their own feedback.
+fn drift_routes(
+    sphere: Arc<Sphere>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    let with_sphere = warp::any().map(move || sphere.clone());
+    let auth_header = warp::header::optional::<String>("authorization");
+
+    let list = warp::path!("api" / "v2" / "drift-events")
+        .and(warp::get())
+        .and(auth_header)
+        .and(raw_query())
+        .and(with_sphere.clone())
+        .and_then(
+            |auth: Option<String>, raw: String, sphere: Arc<Sphere>| async move {
+                let list = blocking(move || {
+                    sphere.authorize_operator(auth.as_deref())?;
+                    // Parsed after the token check, so a stranger learns nothing from a 400.
+                    let query: DriftEventQuery = serde_urlencoded::from_str(&raw).map_err(|e| {
+                        crate::domain::DomainError::BadRequest {
+                            error: format!("invalid query string: {e}"),
+                            fix: Some(
+                                "parameters: device, detector, status (pending|validated|rejected), since, until (Unix ms), after (event id), limit (1..=500)"
+                                    .into(),
+                            ),
+                        }
+                    })?;
+                    sphere.list_drift_events(&query)
+                })
+                .await?;
+                Ok::<_, Rejection>(warp::reply::json(&list).into_response())
+            },
+        );
+
+    let one = warp::path!("api" / "v2" / "drift-events" / u64)
+        .and(warp::get())
+        .and(auth_header)
+        .and(with_sphere.clone())
+        .and_then(
+            |id: u64, auth: Option<String>, sphere: Arc<Sphere>| async move {
+                let event = blocking(move || {
+                    sphere.authorize_operator(auth.as_deref())?;
+                    sphere.get_drift_event(id)
+                })
+                .await?;
+                Ok::<_, Rejection>(warp::reply::json(&event).into_response())
+            },
+        );
+
+    // Operator routes with a body: the token is checked before the body is read.
+    let operator = warp::post()
+        .and(auth_header)
+        .and(with_sphere.clone())
+        .and_then(|auth: Option<String>, sphere: Arc<Sphere>| async move {
+            let s = sphere.clone();
+            let name = blocking(move || s.authorize_operator(auth.as_deref())).await?;
+            Ok::<_, Rejection>((name, sphere))
+        })
+        .untuple_one()
+        .and(warp::body::content_length_limit(MAX_JSON_BYTES))
+        .and(warp::body::bytes());
+
+    let validate = warp::path!("api" / "v2" / "drift-events" / u64 / "validate")
+        .and(operator.clone())
+        .and_then(
+            |id: u64, operator: String, sphere: Arc<Sphere>, body: bytes::Bytes| async move {
+                let request: ValidateRequest = parse_json(
+                    &body,
+                    true,
+                    r#"send JSON {"label": "...", "note": "..."} (both optional)"#,
+                )?;
+                let event =
+                    blocking(move || sphere.validate_drift_event(id, &operator, &request)).await?;
+                Ok::<_, Rejection>(warp::reply::json(&event).into_response())
+            },
+        );
+
+    let reject = warp::path!("api" / "v2" / "drift-events" / u64 / "reject")
+        .and(operator)
+        .and_then(
+            |id: u64, operator: String, sphere: Arc<Sphere>, body: bytes::Bytes| async move {
+                let request: RejectRequest =
+                    parse_json(&body, true, r#"send JSON {"note": "..."} (optional)"#)?;
+                let event =
+                    blocking(move || sphere.reject_drift_event(id, &operator, &request)).await?;
+                Ok::<_, Rejection>(warp::reply::json(&event).into_response())
+            },
+        );
+
+    let feedback = warp::path!("api" / "v2" / "devices" / String / "feedback")
+        .and(warp::get())
+        .and(auth_header)
+        .and(raw_query())
+        .and(with_sphere.clone())
+        .and_then(
+            |device: String, auth: Option<String>, raw: String, sphere: Arc<Sphere>| async move {
+                let d = device.clone();
+                let s = sphere.clone();
+                blocking(move || s.authorize_device(&d, auth.as_deref())).await?;
+                let query: FeedbackQuery =
+                    parse_query(&raw, "the only parameter is after=N (a feedback id)")?;
+                let page =
+                    blocking(move || sphere.feedback_page(&device, query.after.unwrap_or(0)))
+                        .await?;
+                Ok::<_, Rejection>(warp::reply::json(&page).into_response())
+            },
+        );
+
+    let ack = warp::path!("api" / "v2" / "devices" / String / "feedback" / "ack")
+        .and(warp::post())
+        .and(auth_header)
+        .and(with_sphere)
+        .and_then(
+            |device: String, auth: Option<String>, sphere: Arc<Sphere>| async move {
+                let d = device.clone();
+                let s = sphere.clone();
+                blocking(move || s.authorize_device(&d, auth.as_deref())).await?;
+                Ok::<_, Rejection>((device, sphere))
+            },
+        )
+        .untuple_one()
+        .and(warp::body::content_length_limit(MAX_JSON_BYTES))
+        .and(warp::body::bytes())
+        .and_then(
+            |device: String, sphere: Arc<Sphere>, body: bytes::Bytes| async move {
+                let request: AckRequest = serde_json::from_slice(&body).map_err(|e| {
+                    warp::reject::custom(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("invalid JSON body: {e}"),
+                        Some(r#"send JSON {"up_to": N}"#),
+                    ))
+                })?;
+                let response = blocking(move || sphere.ack_feedback(&device, &request)).await?;
+                Ok::<_, Rejection>(warp::reply::json(&response).into_response())
+            },
+        );
+
+    list.or(one)
+        .unify()
+        .or(validate)
+        .unify()
+        .or(reject)
+        .unify()
+        .or(feedback)
+        .unify()
+        .or(ack)
+        .unify()
 }
 
 /// All routes of API v2, with JSON errors. Accepted packages are sent to `jobs` for processing.
@@ -122,7 +317,11 @@ pub fn routes(
             },
         );
 
+    let drift = drift_routes(sphere.clone());
+
     status
+        .or(drift)
+        .unify()
         .or(enroll)
         .unify()
         .or(list)

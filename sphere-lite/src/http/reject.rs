@@ -6,7 +6,7 @@
 
 use std::convert::Infallible;
 
-use tinylcm_protocol::api::ErrorResponse;
+use tinylcm_protocol::api::{DecisionConflict, DriftEventView, ErrorResponse};
 use warp::http::StatusCode;
 use warp::{Rejection, Reply};
 
@@ -21,6 +21,9 @@ pub struct ApiError {
     pub error: String,
     /// What the client should do.
     pub fix: Option<String>,
+    /// For a 409 on a decided drift event: the event as it stands (sent as
+    /// [`DecisionConflict`], which is an `ErrorResponse` plus `current`).
+    pub current: Option<Box<DriftEventView>>,
 }
 
 impl warp::reject::Reject for ApiError {}
@@ -32,11 +35,20 @@ impl ApiError {
             status,
             error: error.into(),
             fix: fix.map(str::to_owned),
+            current: None,
         }
     }
 
     /// As a warp reply.
     pub fn reply(&self) -> warp::reply::Response {
+        if let Some(current) = &self.current {
+            let body = DecisionConflict {
+                error: self.error.clone(),
+                fix: self.fix.clone(),
+                current: (**current).clone(),
+            };
+            return warp::reply::with_status(warp::reply::json(&body), self.status).into_response();
+        }
         let body = ErrorResponse {
             error: self.error.clone(),
             fix: self.fix.clone(),
@@ -61,12 +73,30 @@ impl From<DomainError> for ApiError {
             DomainError::Forbidden { error, fix } => (StatusCode::FORBIDDEN, error, fix),
             DomainError::BadRequest { error, fix } => (StatusCode::BAD_REQUEST, error, fix),
             DomainError::TooLarge { error, fix } => (StatusCode::PAYLOAD_TOO_LARGE, error, fix),
+            DomainError::NotFound { error, fix } => (StatusCode::NOT_FOUND, error, fix),
+            DomainError::Conflict {
+                error,
+                fix,
+                current,
+            } => {
+                return ApiError {
+                    status: StatusCode::CONFLICT,
+                    error,
+                    fix,
+                    current: Some(current),
+                };
+            }
             other => {
                 tracing::error!(error = %other, "request failed");
                 return ApiError::internal();
             }
         };
-        ApiError { status, error, fix }
+        ApiError {
+            status,
+            error,
+            fix,
+            current: None,
+        }
     }
 }
 
@@ -98,6 +128,12 @@ pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infa
             StatusCode::LENGTH_REQUIRED,
             "Content-Length is required",
             Some("send the body with a Content-Length header (no chunked encoding)"),
+        )
+    } else if let Some(e) = rejection.find::<r::InvalidQuery>() {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid query string: {e}"),
+            Some("see sphere-lite/README.md for the parameters of this route"),
         )
     } else if rejection.find::<r::MethodNotAllowed>().is_some() {
         ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", None)

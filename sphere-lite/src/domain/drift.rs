@@ -1,0 +1,411 @@
+//! Drift Hub: drift events from packages, the operator's review, and the feedback queue the
+//! device pulls.
+//!
+//! Why: in the original server the loop never closed (events, samples and images were not
+//! linked, validations failed with 422, notes were lost, status and validations were unrelated,
+//! and the device's pull endpoints were missing or discarded what they got). Here:
+//!
+//! * an event keeps the device's own numbers (`event_seq`, `incident`) and the blob keys of its
+//!   samples, so the review page can show the images and the verdict can name the event the
+//!   device knows;
+//! * a decision is one atomic step: status + audit fields + the feedback items for the device,
+//!   and only a pending event can be decided (a second decision is a 409 with the event as it
+//!   stands, never a silent overwrite);
+//! * feedback is a per-device queue with increasing ids; the device acknowledges what it
+//!   applied and acknowledged items are never delivered again (exactly once from its view);
+//! * a bad `drift-events` member is recorded as a problem of its package; the rest of the
+//!   package (files, other members, other events) is kept.
+//!
+//! Device-supplied strings (detector names, sample names) and operator text (labels, notes) are
+//! stored and returned as data; whoever renders them (the dashboard) must escape them.
+
+use std::collections::HashSet;
+
+use tinylcm_protocol::api::{
+    AckRequest, AckResponse, DEFAULT_DRIFT_EVENT_PAGE, DriftEventList, DriftEventQuery,
+    DriftEventReport, DriftEventStatus, DriftEventView, DriftVerdict, FeedbackPage,
+    FeedbackVerdict, MAX_DETECTOR_BYTES, MAX_DRIFT_EVENT_PAGE, MAX_DRIFT_EVENTS_PER_MEMBER,
+    MAX_FEEDBACK_PAGE, MAX_LABEL_BYTES, MAX_NOTE_BYTES, MAX_SAMPLES_PER_EVENT, RejectRequest,
+    ValidateRequest,
+};
+use tinylcm_protocol::package::{FileKind, Package};
+
+use super::ingest::file_key;
+use super::{DomainError, Sphere, now_unix_ms};
+use crate::ports::{DecideOutcome, Decision, DriftEventFilter};
+
+/// Largest `drift-events` member parsed, in bytes (1000 events fit easily).
+pub const MAX_DRIFT_MEMBER_BYTES: usize = 1024 * 1024;
+
+/// The quarantine entry a sample stands for: a sample whose file name is the runtime's
+/// quarantine thumbnail name (`<id as 20 digits>.jpg`, `runtime/src/quarantine/entry.rs`
+/// `thumbnail_name`), in any folder, is quarantine entry `id`. Other names map to nothing.
+pub fn quarantine_id(sample: &str) -> Option<u64> {
+    let name = sample.rsplit('/').next()?;
+    let digits = name.strip_suffix(".jpg")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn printable(s: &str) -> bool {
+    !s.chars().any(char::is_control)
+}
+
+/// The drift events of `package` (as pending events, ids unassigned) and the problems found.
+/// Never fails: a bad member or event is a problem, and everything else is kept.
+pub(super) fn events_of(
+    package: &Package,
+    received_unix_ms: u64,
+) -> (Vec<DriftEventView>, Vec<String>) {
+    let m = &package.manifest;
+    let samples: HashSet<&str> = package
+        .files
+        .iter()
+        .filter(|(e, _)| e.kind == FileKind::Sample)
+        .map(|(e, _)| e.name.as_str())
+        .collect();
+    let mut events = Vec::new();
+    let mut problems = Vec::new();
+    for (entry, content) in &package.files {
+        if entry.kind != FileKind::DriftEvents {
+            continue;
+        }
+        let name = &entry.name;
+        if content.len() > MAX_DRIFT_MEMBER_BYTES {
+            problems.push(format!(
+                "drift-events member {name:?}: {} bytes, more than {MAX_DRIFT_MEMBER_BYTES}; skipped",
+                content.len()
+            ));
+            continue;
+        }
+        let reports: Vec<DriftEventReport> = match serde_json::from_slice(content) {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(format!(
+                    "drift-events member {name:?} is not a JSON list of drift events ({e}); skipped"
+                ));
+                continue;
+            }
+        };
+        if reports.len() > MAX_DRIFT_EVENTS_PER_MEMBER {
+            problems.push(format!(
+                "drift-events member {name:?}: {} events, more than {MAX_DRIFT_EVENTS_PER_MEMBER}; skipped",
+                reports.len()
+            ));
+            continue;
+        }
+        for r in reports {
+            let seq = r.event_seq;
+            if r.detector.is_empty()
+                || r.detector.len() > MAX_DETECTOR_BYTES
+                || !printable(&r.detector)
+            {
+                problems.push(format!(
+                    "drift-events member {name:?}, event {seq}: detector name must be 1..={MAX_DETECTOR_BYTES} printable bytes; event skipped"
+                ));
+                continue;
+            }
+            if ![r.statistic, r.threshold, r.magnitude]
+                .iter()
+                .all(|v| v.is_finite())
+            {
+                problems.push(format!(
+                    "drift-events member {name:?}, event {seq}: non-finite number; event skipped"
+                ));
+                continue;
+            }
+            if r.samples.len() > MAX_SAMPLES_PER_EVENT {
+                problems.push(format!(
+                    "drift-events member {name:?}, event {seq}: {} samples, only the first {MAX_SAMPLES_PER_EVENT} kept",
+                    r.samples.len()
+                ));
+            }
+            let mut keys = Vec::new();
+            for sample in r.samples.iter().take(MAX_SAMPLES_PER_EVENT) {
+                if !samples.contains(sample.as_str()) {
+                    problems.push(format!(
+                        "drift-events member {name:?}, event {seq}: sample {:?} is not a `sample` member of the package; dropped",
+                        sample.chars().take(120).collect::<String>()
+                    ));
+                    continue;
+                }
+                match file_key(&m.device_id, &m.package_id, sample) {
+                    Ok(key) if keys.contains(&key.to_string()) => {}
+                    Ok(key) => keys.push(key.to_string()),
+                    Err(e) => problems.push(format!(
+                        "drift-events member {name:?}, event {seq}: sample {sample:?}: {e}; dropped"
+                    )),
+                }
+            }
+            events.push(DriftEventView {
+                id: 0,
+                device_id: m.device_id.clone(),
+                package_id: m.package_id.clone(),
+                event_seq: seq,
+                incident: r.incident,
+                detector: r.detector,
+                statistic: r.statistic,
+                threshold: r.threshold,
+                magnitude: r.magnitude,
+                sample_id: r.sample_id,
+                unix_ms: r.unix_ms,
+                received_unix_ms,
+                samples: keys,
+                status: DriftEventStatus::Pending,
+                label: None,
+                note: None,
+                decided_by: None,
+                decided_unix_ms: None,
+            });
+        }
+    }
+    (events, problems)
+}
+
+fn bad(error: impl Into<String>, fix: &str) -> DomainError {
+    DomainError::BadRequest {
+        error: error.into(),
+        fix: Some(fix.into()),
+    }
+}
+
+fn check_note(note: &Option<String>) -> Result<(), DomainError> {
+    if let Some(n) = note {
+        if n.len() > MAX_NOTE_BYTES || n.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            return Err(bad(
+                format!("`note` must be at most {MAX_NOTE_BYTES} bytes without control characters"),
+                "shorten the note",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn not_found(id: u64) -> DomainError {
+    DomainError::NotFound {
+        error: format!("no drift event {id}"),
+        fix: Some("list the events with GET /api/v2/drift-events".into()),
+    }
+}
+
+impl Sphere {
+    /// One page of drift events matching `query` (operators).
+    pub fn list_drift_events(
+        &self,
+        query: &DriftEventQuery,
+    ) -> Result<DriftEventList, DomainError> {
+        let limit = query.limit.unwrap_or(DEFAULT_DRIFT_EVENT_PAGE);
+        if limit == 0 {
+            return Err(bad(
+                "`limit` must be at least 1",
+                "leave it out or pass 1..=500",
+            ));
+        }
+        let limit = limit.min(MAX_DRIFT_EVENT_PAGE);
+        if let Some(d) = &query.device {
+            if !tinylcm_protocol::ids::valid_device_id(d) {
+                return Err(bad(
+                    "`device` is not a device id",
+                    "pass an id from GET /api/v2/devices",
+                ));
+            }
+        }
+        if let Some(d) = &query.detector {
+            if d.is_empty() || d.len() > MAX_DETECTOR_BYTES {
+                return Err(bad(
+                    "`detector` must be 1..=64 bytes",
+                    "pass a detector name",
+                ));
+            }
+        }
+        let filter = DriftEventFilter {
+            device: query.device.clone(),
+            detector: query.detector.clone(),
+            status: query.status,
+            since: query.since,
+            until: query.until,
+        };
+        let events = self
+            .tracking
+            .drift_events(&filter, query.after.unwrap_or(0), limit)?;
+        let next_after = (events.len() == limit)
+            .then(|| events.last().map(|e| e.id))
+            .flatten();
+        Ok(DriftEventList { events, next_after })
+    }
+
+    /// One drift event (operators).
+    pub fn get_drift_event(&self, id: u64) -> Result<DriftEventView, DomainError> {
+        self.tracking.drift_event(id)?.ok_or_else(|| not_found(id))
+    }
+
+    /// pending → validated by `operator`. Feedback for the device: `Drift { event, confirmed }`,
+    /// and with a label also `Sample { id, label }` for every sample that is a quarantine
+    /// thumbnail ([`quarantine_id`]).
+    pub fn validate_drift_event(
+        &self,
+        id: u64,
+        operator: &str,
+        request: &ValidateRequest,
+    ) -> Result<DriftEventView, DomainError> {
+        if let Some(l) = &request.label {
+            if l.trim().is_empty() || l.len() > MAX_LABEL_BYTES || !printable(l) {
+                return Err(bad(
+                    format!("`label` must be 1..={MAX_LABEL_BYTES} printable bytes"),
+                    "give the class name the device should learn, or leave `label` out",
+                ));
+            }
+        }
+        check_note(&request.note)?;
+        let event = self.get_drift_event(id)?;
+        let mut feedback = vec![FeedbackVerdict::Drift {
+            incident: None,
+            event: Some(event.event_seq),
+            verdict: DriftVerdict::Confirmed,
+        }];
+        if let Some(label) = &request.label {
+            let mut seen = HashSet::new();
+            for q in event.samples.iter().filter_map(|s| quarantine_id(s)) {
+                if seen.insert(q) {
+                    feedback.push(FeedbackVerdict::Sample {
+                        id: q,
+                        label: Some(label.clone()),
+                        reject: false,
+                    });
+                }
+            }
+        }
+        self.decide(
+            id,
+            Decision {
+                status: DriftEventStatus::Validated,
+                label: request.label.clone(),
+                note: request.note.clone(),
+                by: operator.to_owned(),
+                unix_ms: now_unix_ms(),
+            },
+            &feedback,
+        )
+    }
+
+    /// pending → rejected by `operator`. Feedback for the device: `Drift { event, false-alarm }`.
+    pub fn reject_drift_event(
+        &self,
+        id: u64,
+        operator: &str,
+        request: &RejectRequest,
+    ) -> Result<DriftEventView, DomainError> {
+        check_note(&request.note)?;
+        let event = self.get_drift_event(id)?;
+        let feedback = [FeedbackVerdict::Drift {
+            incident: None,
+            event: Some(event.event_seq),
+            verdict: DriftVerdict::FalseAlarm,
+        }];
+        self.decide(
+            id,
+            Decision {
+                status: DriftEventStatus::Rejected,
+                label: None,
+                note: request.note.clone(),
+                by: operator.to_owned(),
+                unix_ms: now_unix_ms(),
+            },
+            &feedback,
+        )
+    }
+
+    fn decide(
+        &self,
+        id: u64,
+        decision: Decision,
+        feedback: &[FeedbackVerdict],
+    ) -> Result<DriftEventView, DomainError> {
+        match self.tracking.decide_drift_event(id, &decision, feedback)? {
+            DecideOutcome::Decided(event) => {
+                tracing::info!(
+                    event = id, device = %event.device_id, status = event.status.as_str(),
+                    by = %decision.by, feedback = feedback.len(), "drift event decided"
+                );
+                Ok(event)
+            }
+            DecideOutcome::AlreadyDecided(current) => Err(DomainError::Conflict {
+                error: format!("drift event {id} is {} already", current.status.as_str()),
+                fix: Some("a decision is final; the current state is in `current`".into()),
+                current: Box::new(current),
+            }),
+            DecideOutcome::NotFound => Err(not_found(id)),
+        }
+    }
+
+    /// The device's unacknowledged feedback after `after` (device already authorised).
+    pub fn feedback_page(&self, device_id: &str, after: u64) -> Result<FeedbackPage, DomainError> {
+        let items = self
+            .tracking
+            .feedback_after(device_id, after, MAX_FEEDBACK_PAGE)?;
+        let next_after = items.last().map(|i| i.id).unwrap_or(after);
+        Ok(FeedbackPage { items, next_after })
+    }
+
+    /// Acknowledge the device's feedback up to `request.up_to` (device already authorised).
+    pub fn ack_feedback(
+        &self,
+        device_id: &str,
+        request: &AckRequest,
+    ) -> Result<AckResponse, DomainError> {
+        let acknowledged_up_to = self.tracking.ack_feedback(device_id, request.up_to)?;
+        Ok(AckResponse { acknowledged_up_to })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tinylcm_protocol::package::{FileKind, Limits, PackageBuilder, read_package};
+
+    use super::*;
+
+    #[test]
+    fn quarantine_ids_come_only_from_thumbnail_names() {
+        assert_eq!(quarantine_id("s/00000000000000000012.jpg"), Some(12));
+        assert_eq!(quarantine_id("00000000000000000000.jpg"), Some(0));
+        for other in [
+            "s/12.jpg",
+            "s/0000000000000000001x.jpg",
+            "s/00000000000000000012.png",
+            "",
+        ] {
+            assert_eq!(quarantine_id(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn bad_members_and_events_are_problems_and_the_rest_is_kept() {
+        let mut b = PackageBuilder::new("p1", "dev-1", 1).unwrap();
+        b.add("s/a.jpg", FileKind::Sample, vec![1]).unwrap();
+        b.add("bad.json", FileKind::DriftEvents, b"{nope".to_vec())
+            .unwrap();
+        let good = serde_json::json!([
+            {"event_seq": 1, "incident": 1, "detector": "adwin", "statistic": 1.0,
+             "threshold": 0.5, "magnitude": 0.1, "sample_id": 3, "unix_ms": 9,
+             "samples": ["s/a.jpg", "s/missing.jpg", "bad.json"]},
+            {"event_seq": 2, "incident": 1, "detector": "", "statistic": 1.0,
+             "threshold": 0.5, "magnitude": 0.1, "sample_id": 3, "unix_ms": 9}
+        ]);
+        b.add(
+            "good.json",
+            FileKind::DriftEvents,
+            good.to_string().into_bytes(),
+        )
+        .unwrap();
+        let package = read_package(&b.finish().unwrap()[..], &Limits::default()).unwrap();
+        let (events, problems) = events_of(&package, 5);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].samples, ["devices/dev-1/packages/p1/s/a.jpg"]);
+        assert_eq!(events[0].received_unix_ms, 5);
+        // bad.json; a missing sample; a non-sample member; an empty detector.
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(problems[0].contains("bad.json"));
+    }
+}
