@@ -212,6 +212,13 @@ fn presigned_urls_serve_the_bytes_and_the_bucket_is_private() {
         // A tampered signature is refused too.
         let tampered = url.replace("X-Amz-Signature=", "X-Amz-Signature=0");
         assert_eq!(http_get(&tampered).0, 403);
+        // And an expired URL stops working.
+        let short = b
+            .presigned_get(&k, Duration::from_secs(1))
+            .unwrap()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(2100));
+        assert_eq!(http_get(&short).0, 403, "expired presigned URL still works");
     });
 }
 
