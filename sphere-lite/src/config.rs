@@ -9,10 +9,16 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::adapters::S3Settings;
+
 /// Default listen address (loopback: expose it deliberately).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
 /// Default data directory.
 pub const DEFAULT_DATA: &str = "./sphere-data";
+/// Default S3 bucket when an S3 endpoint is set.
+pub const DEFAULT_S3_BUCKET: &str = "sphere-lite";
+/// Default S3 signing region.
+pub const DEFAULT_S3_REGION: &str = "us-east-1";
 
 /// The settings sphere-lite runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +29,108 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Hard cap on a package body in bytes.
     pub max_upload_bytes: u64,
+    /// Blobs in S3 instead of `<data>/blobs/` when set (tracking stays in `<data>`).
+    pub s3: Option<S3Settings>,
+}
+
+/// The S3 keys as given by flags/environment (`--s3-endpoint`, `SPHERE_LITE_S3_ENDPOINT`, ...):
+/// all optional; see the same-named keys of [`FileConfig`].
+#[derive(Debug, Default, Clone)]
+pub struct S3Options {
+    /// Endpoint URL: setting it switches blobs to S3.
+    pub s3_endpoint: Option<String>,
+    /// Bucket (default `sphere-lite`).
+    pub s3_bucket: Option<String>,
+    /// Access key id.
+    pub s3_access_key: Option<String>,
+    /// Secret key.
+    pub s3_secret_key: Option<String>,
+    /// Signing region (default `us-east-1`).
+    pub s3_region: Option<String>,
+    /// Key prefix inside the bucket.
+    pub s3_prefix: Option<String>,
+}
+
+impl S3Options {
+    /// Each key from `self`, else from `other`.
+    fn or(self, other: S3Options) -> S3Options {
+        S3Options {
+            s3_endpoint: self.s3_endpoint.or(other.s3_endpoint),
+            s3_bucket: self.s3_bucket.or(other.s3_bucket),
+            s3_access_key: self.s3_access_key.or(other.s3_access_key),
+            s3_secret_key: self.s3_secret_key.or(other.s3_secret_key),
+            s3_region: self.s3_region.or(other.s3_region),
+            s3_prefix: self.s3_prefix.or(other.s3_prefix),
+        }
+    }
+
+    fn resolve(self) -> Result<Option<S3Settings>, ConfigError> {
+        let Some(endpoint) = self.s3_endpoint.filter(|e| !e.is_empty()) else {
+            let other_set = self.s3_bucket.is_some()
+                || self.s3_access_key.is_some()
+                || self.s3_secret_key.is_some()
+                || self.s3_region.is_some()
+                || self.s3_prefix.is_some();
+            if other_set {
+                return Err(ConfigError::Invalid {
+                    key: "s3_endpoint",
+                    problem: "S3 keys are set but no endpoint".into(),
+                    fix: "set s3_endpoint (e.g. http://127.0.0.1:8333), or remove the other s3_ keys",
+                });
+            }
+            return Ok(None);
+        };
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                key: "s3_endpoint",
+                problem: format!("{endpoint:?} is not an http(s) URL"),
+                fix: "write http://HOST:PORT or https://HOST",
+            });
+        }
+        let bucket = self.s3_bucket.unwrap_or_else(|| DEFAULT_S3_BUCKET.into());
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !bucket_ok {
+            return Err(ConfigError::Invalid {
+                key: "s3_bucket",
+                problem: format!("{bucket:?} is not a valid bucket name"),
+                fix: "use 3-63 characters of a-z 0-9 . -",
+            });
+        }
+        let (Some(access_key), Some(secret_key)) = (self.s3_access_key, self.s3_secret_key) else {
+            return Err(ConfigError::Invalid {
+                key: "s3_access_key",
+                problem: "an S3 endpoint needs both an access key and a secret key".into(),
+                fix: "set SPHERE_LITE_S3_ACCESS_KEY and SPHERE_LITE_S3_SECRET_KEY",
+            });
+        };
+        let prefix = match self.s3_prefix.as_deref().map(|p| p.trim_matches('/')) {
+            None | Some("") => None,
+            Some(p) => {
+                if crate::ports::BlobKey::new(p).is_err() {
+                    return Err(ConfigError::Invalid {
+                        key: "s3_prefix",
+                        problem: format!("{p:?} is not a valid key prefix"),
+                        fix: "use segments of A-Z a-z 0-9 . _ - separated by /",
+                    });
+                }
+                Some(p.to_owned())
+            }
+        };
+        Ok(Some(S3Settings {
+            endpoint,
+            bucket,
+            access_key,
+            secret_key,
+            region: self
+                .s3_region
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| DEFAULT_S3_REGION.into()),
+            prefix,
+        }))
+    }
 }
 
 /// The TOML file: every key optional.
@@ -35,6 +143,18 @@ pub struct FileConfig {
     pub listen: Option<String>,
     /// `max_upload_bytes = 67108864`
     pub max_upload_bytes: Option<u64>,
+    /// `s3_endpoint = "http://127.0.0.1:8333"`: setting it switches blobs to S3.
+    pub s3_endpoint: Option<String>,
+    /// `s3_bucket = "sphere-lite"`
+    pub s3_bucket: Option<String>,
+    /// `s3_access_key = "..."`
+    pub s3_access_key: Option<String>,
+    /// `s3_secret_key = "..."` (prefer the environment for secrets)
+    pub s3_secret_key: Option<String>,
+    /// `s3_region = "us-east-1"`
+    pub s3_region: Option<String>,
+    /// `s3_prefix = "fleet-a"`
+    pub s3_prefix: Option<String>,
 }
 
 /// A configuration that cannot work.
@@ -42,7 +162,7 @@ pub struct FileConfig {
 pub enum ConfigError {
     /// The file could not be read or parsed.
     #[error(
-        "config file {path}: {message}. Fix: check the file's TOML (keys: data, listen, max_upload_bytes)"
+        "config file {path}: {message}. Fix: check the file's TOML (keys: data, listen, max_upload_bytes, s3_endpoint, s3_bucket, s3_access_key, s3_secret_key, s3_region, s3_prefix)"
     )]
     File {
         /// The file.
@@ -82,8 +202,19 @@ impl Config {
         data: Option<PathBuf>,
         listen: Option<String>,
         max_upload_bytes: Option<u64>,
+        s3: S3Options,
         file: FileConfig,
     ) -> Result<Self, ConfigError> {
+        let s3 = s3
+            .or(S3Options {
+                s3_endpoint: file.s3_endpoint,
+                s3_bucket: file.s3_bucket,
+                s3_access_key: file.s3_access_key,
+                s3_secret_key: file.s3_secret_key,
+                s3_region: file.s3_region,
+                s3_prefix: file.s3_prefix,
+            })
+            .resolve()?;
         let data = data.or(file.data).unwrap_or_else(|| DEFAULT_DATA.into());
         let listen_text = listen
             .or(file.listen)
@@ -107,6 +238,7 @@ impl Config {
             data,
             listen,
             max_upload_bytes,
+            s3,
         })
     }
 }
@@ -118,12 +250,97 @@ mod tests {
     #[test]
     fn flags_beat_file_beats_defaults() {
         let file: FileConfig = toml::from_str("listen = \"0.0.0.0:1\"\ndata = \"/d\"").unwrap();
-        let c = Config::resolve(None, Some("127.0.0.1:2".into()), None, file).unwrap();
+        let c = Config::resolve(
+            None,
+            Some("127.0.0.1:2".into()),
+            None,
+            S3Options::default(),
+            file,
+        )
+        .unwrap();
         assert_eq!(c.listen, "127.0.0.1:2".parse().unwrap());
         assert_eq!(c.data, PathBuf::from("/d"));
-        let d = Config::resolve(None, None, None, FileConfig::default()).unwrap();
+        let d = Config::resolve(
+            None,
+            None,
+            None,
+            S3Options::default(),
+            FileConfig::default(),
+        )
+        .unwrap();
         assert_eq!(d.listen, DEFAULT_LISTEN.parse().unwrap());
-        assert!(Config::resolve(None, Some("nope".into()), None, FileConfig::default()).is_err());
+        assert!(d.s3.is_none());
+        assert!(
+            Config::resolve(
+                None,
+                Some("nope".into()),
+                None,
+                S3Options::default(),
+                FileConfig::default()
+            )
+            .is_err()
+        );
         assert!(toml::from_str::<FileConfig>("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn s3_keys_combine_and_are_validated() {
+        let file: FileConfig = toml::from_str(
+            "s3_endpoint = \"http://file:1\"\ns3_bucket = \"from-file\"\ns3_access_key = \"ak\"",
+        )
+        .unwrap();
+        let flags = S3Options {
+            s3_endpoint: Some("http://127.0.0.1:8333".into()),
+            s3_secret_key: Some("sk".into()),
+            ..S3Options::default()
+        };
+        let s3 = Config::resolve(None, None, None, flags, file)
+            .unwrap()
+            .s3
+            .unwrap();
+        assert_eq!(s3.endpoint, "http://127.0.0.1:8333");
+        assert_eq!(s3.bucket, "from-file");
+        assert_eq!(
+            (s3.access_key.as_str(), s3.secret_key.as_str()),
+            ("ak", "sk")
+        );
+        assert_eq!(s3.region, DEFAULT_S3_REGION);
+        assert!(
+            !format!("{s3:?}").contains("sk\""),
+            "secret in Debug: {s3:?}"
+        );
+
+        let bad = |o: S3Options| Config::resolve(None, None, None, o, FileConfig::default());
+        let base = S3Options {
+            s3_endpoint: Some("http://h:1".into()),
+            s3_access_key: Some("a".into()),
+            s3_secret_key: Some("s".into()),
+            ..S3Options::default()
+        };
+        assert!(bad(base.clone()).is_ok());
+        for broken in [
+            S3Options {
+                s3_endpoint: None,
+                ..base.clone()
+            },
+            S3Options {
+                s3_endpoint: Some("h:1".into()),
+                ..base.clone()
+            },
+            S3Options {
+                s3_secret_key: None,
+                ..base.clone()
+            },
+            S3Options {
+                s3_bucket: Some("Bad_Bucket".into()),
+                ..base.clone()
+            },
+            S3Options {
+                s3_prefix: Some("a/../b".into()),
+                ..base.clone()
+            },
+        ] {
+            assert!(bad(broken).is_err());
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use sphere_lite::config::{Config, FileConfig};
+use sphere_lite::config::{Config, FileConfig, S3Options};
 use sphere_lite::{rss, server};
 
 /// The slim fleet server for TinyLCM devices.
@@ -26,9 +26,46 @@ struct DataArgs {
     /// Data directory (sphere.redb and blobs/). Default ./sphere-data.
     #[arg(long, env = "SPHERE_LITE_DATA")]
     data: Option<PathBuf>,
-    /// TOML config file (keys: data, listen, max_upload_bytes).
+    /// TOML config file (keys: data, listen, max_upload_bytes, s3_endpoint, s3_bucket,
+    /// s3_access_key, s3_secret_key, s3_region, s3_prefix).
     #[arg(long, env = "SPHERE_LITE_CONFIG")]
     config: Option<PathBuf>,
+}
+
+/// Blobs in S3 (all optional; an endpoint switches blobs from `<data>/blobs/` to S3).
+#[derive(clap::Args)]
+struct S3Args {
+    /// S3 endpoint URL, e.g. http://127.0.0.1:8333. Unset: blobs stay in <data>/blobs/.
+    #[arg(long, env = "SPHERE_LITE_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// Bucket (created private if missing). Default sphere-lite.
+    #[arg(long, env = "SPHERE_LITE_S3_BUCKET")]
+    s3_bucket: Option<String>,
+    /// Access key id.
+    #[arg(long, env = "SPHERE_LITE_S3_ACCESS_KEY")]
+    s3_access_key: Option<String>,
+    /// Secret key (prefer the environment variable: flags show up in `ps`).
+    #[arg(long, env = "SPHERE_LITE_S3_SECRET_KEY", hide_env_values = true)]
+    s3_secret_key: Option<String>,
+    /// Signing region. Default us-east-1.
+    #[arg(long, env = "SPHERE_LITE_S3_REGION")]
+    s3_region: Option<String>,
+    /// Key prefix inside the bucket (objects at <prefix>/<key>).
+    #[arg(long, env = "SPHERE_LITE_S3_PREFIX")]
+    s3_prefix: Option<String>,
+}
+
+impl From<S3Args> for S3Options {
+    fn from(a: S3Args) -> Self {
+        S3Options {
+            s3_endpoint: a.s3_endpoint,
+            s3_bucket: a.s3_bucket,
+            s3_access_key: a.s3_access_key,
+            s3_secret_key: a.s3_secret_key,
+            s3_region: a.s3_region,
+            s3_prefix: a.s3_prefix,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -43,6 +80,8 @@ enum Command {
         /// Hard cap on a package upload in bytes. Default 67108864.
         #[arg(long, env = "SPHERE_LITE_MAX_UPLOAD_BYTES")]
         max_upload_bytes: Option<u64>,
+        #[command(flatten)]
+        s3: S3Args,
     },
     /// Operator tokens.
     Token {
@@ -84,17 +123,33 @@ fn config(
     data: DataArgs,
     listen: Option<String>,
     max_upload: Option<u64>,
+    s3: S3Options,
 ) -> anyhow::Result<Config> {
     let file = match &data.config {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
-    Ok(Config::resolve(data.data, listen, max_upload, file)?)
+    Ok(Config::resolve(data.data, listen, max_upload, s3, file)?)
 }
 
+/// Tracking only (the token and key commands): blobs stay untouched.
 fn open(config: &Config) -> anyhow::Result<sphere_lite::domain::Sphere> {
     server::open_embedded(&config.data)
         .with_context(|| format!("opening the data directory {}", config.data.display()))
+}
+
+/// Everything `serve` needs: tracking in the data directory, blobs there or in S3.
+fn open_serving(config: &Config) -> anyhow::Result<sphere_lite::domain::Sphere> {
+    server::open_stores(&config.data, config.s3.as_ref())
+        .with_context(|| match &config.s3 {
+            Some(s3) => format!(
+                "opening the data directory {} and S3 bucket {} at {}",
+                config.data.display(),
+                s3.bucket,
+                s3.endpoint
+            ),
+            None => format!("opening the data directory {}", config.data.display()),
+        })
         .map(|s| s.with_max_upload(config.max_upload_bytes))
 }
 
@@ -112,9 +167,14 @@ fn main() -> anyhow::Result<()> {
             data,
             listen,
             max_upload_bytes,
+            s3,
         } => {
-            let config = config(data, listen, max_upload_bytes)?;
-            let sphere = Arc::new(open(&config)?);
+            let config = config(data, listen, max_upload_bytes, s3.into())?;
+            let sphere = Arc::new(open_serving(&config)?);
+            let blobs = match &config.s3 {
+                Some(s3) => format!("S3 bucket {} at {}", s3.bucket, s3.endpoint),
+                None => "local blobs".to_owned(),
+            };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .max_blocking_threads(8)
@@ -129,7 +189,7 @@ fn main() -> anyhow::Result<()> {
                     listen = %listener.local_addr()?,
                     data = %config.data.display(),
                     vm_rss_kib = rss::vm_rss_kib(),
-                    "sphere-lite serving (embedded: redb + local blobs)"
+                    "sphere-lite serving (tracking: redb; blobs: {blobs})"
                 );
                 server::serve(sphere, listener, server::shutdown_signal()).await?;
                 anyhow::Ok(())
@@ -139,7 +199,7 @@ fn main() -> anyhow::Result<()> {
         Command::Token {
             action: TokenAction::Create { operator, data },
         } => {
-            let sphere = open(&config(data, None, None)?)?;
+            let sphere = open(&config(data, None, None, S3Options::default())?)?;
             let token = sphere.create_operator_token(&operator)?;
             eprintln!("operator token for {operator:?} (shown once; store it now):");
             println!("{token}");
@@ -147,7 +207,7 @@ fn main() -> anyhow::Result<()> {
         Command::EnrollmentKey {
             action: KeyAction::Create { uses, data },
         } => {
-            let sphere = open(&config(data, None, None)?)?;
+            let sphere = open(&config(data, None, None, S3Options::default())?)?;
             let key = sphere.create_enrollment_key(uses)?;
             eprintln!("enrollment key for {uses} device(s) (shown once; store it now):");
             println!("{key}");

@@ -9,6 +9,7 @@
 //! HTTP layer calls the domain from `spawn_blocking`. A remote adapter can use a blocking client.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tinylcm_protocol::api::{DriftEventStatus, DriftEventView, FeedbackItem, FeedbackVerdict};
@@ -362,7 +363,7 @@ impl fmt::Display for BlobKey {
 
 /// Byte objects by key: the blob store.
 ///
-/// Embedded: files under `<data>/blobs/`. S3 (later, `minio` crate): objects in one bucket.
+/// Embedded: files under `<data>/blobs/`. S3 (`minio` crate): objects in one private bucket.
 pub trait Blobs: Send + Sync {
     /// Store `bytes` under `key` atomically (readers see the old object or the new one, never half).
     /// S3: `PutObject`.
@@ -379,6 +380,12 @@ pub trait Blobs: Send + Sync {
     /// Remove the object; removing a missing object is not an error.
     /// S3: `DeleteObject`.
     fn delete(&self, key: &BlobKey) -> Result<(), StoreError>;
+
+    /// A URL that lets anyone holding it download the object with a plain HTTP GET until
+    /// `expiry` has passed, or `None` if this store cannot hand out such URLs (the directory
+    /// adapter: there the server itself must serve the bytes). Does not check that the object
+    /// exists. S3: a SigV4 presigned `GetObject` URL (at most 7 days).
+    fn presigned_get(&self, key: &BlobKey, expiry: Duration) -> Result<Option<String>, StoreError>;
 }
 
 #[cfg(test)]

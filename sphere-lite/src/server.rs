@@ -11,21 +11,32 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::adapters::{DirBlobs, RedbTracking};
+use crate::adapters::{DirBlobs, RedbTracking, S3Blobs, S3Settings};
 use crate::domain::{DomainError, Sphere};
 use crate::http::{self, ProcessJob};
+use crate::ports::Blobs;
 
 /// How often pending packages are retried after a processing failure.
 pub const RETRY_SWEEP: Duration = Duration::from_secs(30);
 
 /// Open the embedded stores in `data` (`sphere.redb`, `blobs/`), creating them if needed.
 pub fn open_embedded(data: &Path) -> Result<Sphere, DomainError> {
+    open_stores(data, None)
+}
+
+/// Open tracking in `data` (`sphere.redb`) and blobs in S3 when `s3` is given, else in
+/// `data/blobs/`. Tracking is always embedded for now: with S3 the server still keeps state in
+/// `data` (devices, tokens, package records), so it is not yet stateless.
+pub fn open_stores(data: &Path, s3: Option<&S3Settings>) -> Result<Sphere, DomainError> {
     std::fs::create_dir_all(data).map_err(|e| {
         crate::ports::StoreError::new("data", format!("create {}: {e}", data.display()))
     })?;
     let tracking = RedbTracking::open(&data.join("sphere.redb"))?;
-    let blobs = DirBlobs::open(&data.join("blobs"))?;
-    Ok(Sphere::new(Arc::new(tracking), Arc::new(blobs)))
+    let blobs: Arc<dyn Blobs> = match s3 {
+        Some(settings) => Arc::new(S3Blobs::open(settings)?),
+        None => Arc::new(DirBlobs::open(&data.join("blobs"))?),
+    };
+    Ok(Sphere::new(Arc::new(tracking), blobs))
 }
 
 /// Process pending packages, then serve on `listener` until `shutdown` resolves; in-flight

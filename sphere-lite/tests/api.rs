@@ -1,5 +1,6 @@
 //! End-to-end tests of API v2 against a real sphere-lite on 127.0.0.1:0 (embedded default in a
-//! temporary directory), driven by a plain HTTP client.
+//! temporary directory), driven by a plain HTTP client. One test runs the upload flow with blobs
+//! in S3 when `SPHERE_TEST_S3_ENDPOINT` is set (`./scripts/test sphere` sets it).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,8 +9,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use sphere_lite::adapters::{S3Blobs, S3Settings};
 use sphere_lite::domain::Sphere;
-use sphere_lite::server::{open_embedded, serve};
+use sphere_lite::ports::{BlobKey, Blobs};
+use sphere_lite::server::{open_embedded, open_stores, serve};
 use tinylcm_protocol::api::EnrollRequest;
 use tinylcm_protocol::package::{FileKind, MANIFEST_NAME, PackageBuilder};
 use tinylcm_protocol::paths;
@@ -473,5 +476,95 @@ fn a_package_accepted_before_a_crash_is_processed_at_the_next_start() {
         .unwrap(),
         pkg
     );
+    drop(server);
+}
+
+/// S3 settings from `SPHERE_TEST_S3_*` under a fresh prefix, or `None` (with a note) if unset.
+fn s3_settings(test: &str) -> Option<S3Settings> {
+    let Ok(endpoint) = std::env::var("SPHERE_TEST_S3_ENDPOINT") else {
+        eprintln!(
+            "{test}: SKIPPED: SPHERE_TEST_S3_ENDPOINT is not set \
+             (run ./scripts/test sphere to start SeaweedFS and set it)"
+        );
+        return None;
+    };
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    Some(S3Settings {
+        endpoint,
+        bucket: "sphere-api-test".into(),
+        access_key: var("SPHERE_TEST_S3_ACCESS_KEY"),
+        secret_key: var("SPHERE_TEST_S3_SECRET_KEY"),
+        region: std::env::var("SPHERE_TEST_S3_REGION").unwrap_or_else(|_| "us-east-1".into()),
+        prefix: Some(format!("{test}-{nonce:x}")),
+    })
+}
+
+/// Wait until `key` exists in `blobs` (background processing), at most 10 s.
+fn wait_for_blob(blobs: &dyn Blobs, key: &str) -> Option<Vec<u8>> {
+    let key = BlobKey::new(key).unwrap();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if let Some(bytes) = blobs.get(&key).unwrap() {
+            return Some(bytes);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+#[test]
+fn upload_is_ingested_into_s3() {
+    let Some(settings) = s3_settings("upload-s3") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sphere = open_stores(dir.path(), Some(&settings)).unwrap();
+    let key = sphere.create_enrollment_key(1).unwrap();
+    let server = TestServer::start(sphere);
+    let (dev, token) = server.enrolled(&key);
+    let pkg = package(&dev, "pkg-s3", br#"{"total_inferences": 7}"#);
+
+    let (status, body) = server.post(&paths::packages(&dev), Some(&token), &pkg);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outcome"], "accepted");
+
+    // Another client of the same bucket and prefix sees what the server stored.
+    let s3 = S3Blobs::open(&settings).unwrap();
+    let raw = s3
+        .get(&BlobKey::new(format!("incoming/{dev}/pkg-s3.tar")).unwrap())
+        .unwrap();
+    assert_eq!(
+        raw.as_deref(),
+        Some(&pkg[..]),
+        "raw TAR stored before the 200"
+    );
+    let metrics = wait_for_blob(&s3, &format!("devices/{dev}/packages/pkg-s3/metrics.json"));
+    assert_eq!(metrics.as_deref(), Some(&br#"{"total_inferences": 7}"#[..]));
+    assert_eq!(
+        wait_for_blob(
+            &s3,
+            &format!("devices/{dev}/packages/pkg-s3/samples/event-1.jpg")
+        )
+        .as_deref(),
+        Some(&[0xff, 0xd8, 1, 2][..])
+    );
+
+    // A duplicate stores nothing new.
+    let (status, body) = server.post(
+        &paths::packages(&dev),
+        Some(&token),
+        &package(&dev, "pkg-s3", b"{}"),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outcome"], "duplicate");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(s3.list("").unwrap().len(), 3, "{:?}", s3.list(""));
+
+    // Nothing went to the local blob directory.
+    assert!(files_under(&dir.path().join("blobs")).is_empty());
     drop(server);
 }

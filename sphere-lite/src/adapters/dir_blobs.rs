@@ -123,6 +123,14 @@ impl Blobs for DirBlobs {
             Err(e) => Err(err(&format!("delete {key}"), e)),
         }
     }
+
+    fn presigned_get(
+        &self,
+        _key: &BlobKey,
+        _expiry: std::time::Duration,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(None) // files have no URL of their own
+    }
 }
 
 #[cfg(test)]

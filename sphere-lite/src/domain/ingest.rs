@@ -240,6 +240,13 @@ mod tests {
         fn delete(&self, key: &BlobKey) -> Result<(), StoreError> {
             self.inner.delete(key)
         }
+        fn presigned_get(
+            &self,
+            key: &BlobKey,
+            expiry: std::time::Duration,
+        ) -> Result<Option<String>, StoreError> {
+            self.inner.presigned_get(key, expiry)
+        }
     }
 
     #[test]

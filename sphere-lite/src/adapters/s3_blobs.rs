@@ -1,0 +1,281 @@
+//! The S3 `Blobs` adapter: objects in one private bucket, through the `minio` crate.
+//!
+//! Why: DESIGN.md §2.5 lets sphere-lite keep its bytes in any S3-compatible store (MinIO,
+//! SeaweedFS, AWS) so the server itself holds no blob state. A [`BlobKey`] maps 1:1 to an object
+//! key under an optional prefix (`<prefix>/<key>`); the key rules of [`BlobKey`] are a subset of
+//! what S3 accepts, so nothing needs escaping.
+//!
+//! **Sync over async.** The ports are synchronous (the HTTP layer calls the domain from
+//! `spawn_blocking`), the `minio` client is async. The adapter owns a small dedicated Tokio
+//! runtime (one worker thread) and runs each S3 call as a task *on that runtime*, waiting for
+//! its result on a plain `std` channel. Why not `Handle::current().block_on`: the adapter is also
+//! used where no runtime exists (CLI, tests), and blocking a caller's runtime thread would panic
+//! or starve it. Spawning onto our own runtime works from any thread; the caller only must not be
+//! an async task (the ports are blocking by contract). The runtime is multi-threaded because
+//! `minio` 0.3 calls `block_in_place` internally, which panics on a current-thread runtime.
+//! On drop the runtime is shut down in the background, which is safe inside async code too.
+//!
+//! **Crate version.** `minio` 0.4.0 uses let-chains (Rust 1.88) while the workspace promises
+//! Rust 1.87, so this pins 0.3.0. Its one cost: every request builds a throwaway Tokio runtime
+//! to look up the bucket region in a blocking way (even when the region is configured, as here,
+//! so no lookup request is sent). Fine for sphere-lite's rate of uploads; moving to 0.4 when the
+//! workspace's Rust floor rises removes it.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use minio::s3::client::{Client, ClientBuilder};
+use minio::s3::creds::StaticProvider;
+use minio::s3::error::{Error as S3Error, ErrorCode};
+use minio::s3::http::BaseUrl;
+use minio::s3::types::{S3Api, ToStream};
+
+use crate::ports::{BlobKey, Blobs, StoreError};
+
+/// Where and how to reach the bucket.
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Settings {
+    /// Endpoint URL, e.g. `http://127.0.0.1:8333` or `https://s3.eu-central-1.amazonaws.com`.
+    pub endpoint: String,
+    /// Bucket name (created, private, if missing).
+    pub bucket: String,
+    /// Access key id.
+    pub access_key: String,
+    /// Secret key (never logged nor put in errors).
+    pub secret_key: String,
+    /// Region used for signing (`us-east-1` for most self-hosted servers).
+    pub region: String,
+    /// Optional key prefix (no leading or trailing `/`); objects live at `<prefix>/<key>`.
+    pub prefix: Option<String>,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .field("region", &self.region)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+/// Blobs as objects in one S3 bucket.
+pub struct S3Blobs {
+    client: Client,
+    bucket: String,
+    /// `""` or `"<prefix>/"`.
+    prefix: String,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// Longest time one S3 call may take before the adapter gives up waiting.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn err(context: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::new("s3", format!("{context}: {e}"))
+}
+
+/// A `minio` error as text without secrets: S3 error responses by code and message, transport
+/// errors by their kind (the request URL of a presigned call could hold a signature; none of our
+/// calls put credentials in URLs, but the text is kept short anyway).
+fn describe(e: &S3Error) -> String {
+    match e {
+        S3Error::S3Error(r) => format!("{:?}: {}", r.code, r.message),
+        S3Error::HttpError(h) => {
+            let kind = if h.is_connect() {
+                "cannot connect"
+            } else if h.is_timeout() {
+                "timed out"
+            } else {
+                "HTTP transport error"
+            };
+            match h.url() {
+                Some(u) => format!("{kind} ({}://{})", u.scheme(), u.authority()),
+                None => kind.to_owned(),
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+fn is_code(e: &S3Error, code: ErrorCode) -> bool {
+    matches!(e, S3Error::S3Error(r) if r.code == code)
+}
+
+impl S3Blobs {
+    /// Connect to the bucket in `settings`, creating it (private: S3 buckets are private unless
+    /// a policy says otherwise, and none is set) if it does not exist.
+    pub fn open(settings: &S3Settings) -> Result<Self, StoreError> {
+        let mut base: BaseUrl = settings.endpoint.parse().map_err(|e: S3Error| {
+            err(&format!("endpoint {:?}", settings.endpoint), describe(&e))
+        })?;
+        // A configured region means no GetBucketLocation round trip before each request.
+        base.region = settings.region.clone();
+        let provider = StaticProvider::new(&settings.access_key, &settings.secret_key, None);
+        let client = ClientBuilder::new(base)
+            .provider(Some(Box::new(provider)))
+            .app_info(Some((
+                "sphere-lite".into(),
+                env!("CARGO_PKG_VERSION").into(),
+            )))
+            .build()
+            .map_err(|e| err("S3 client", describe(&e)))?;
+        let prefix = match settings.prefix.as_deref().map(|p| p.trim_matches('/')) {
+            None | Some("") => String::new(),
+            Some(p) => {
+                BlobKey::new(p).map_err(|e| err("s3-prefix", e))?;
+                format!("{p}/")
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("sphere-s3")
+            .enable_all()
+            .build()
+            .map_err(|e| err("S3 runtime", e))?;
+        let blobs = S3Blobs {
+            client,
+            bucket: settings.bucket.clone(),
+            prefix,
+            runtime: Some(runtime),
+        };
+        blobs.ensure_bucket()?;
+        Ok(blobs)
+    }
+
+    /// Run `fut` on the adapter's runtime and wait for it (see the module docs).
+    fn run<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let runtime = self.runtime.as_ref().expect("runtime lives until drop");
+        let (tx, rx) = mpsc::sync_channel(1);
+        runtime.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv_timeout(CALL_TIMEOUT)
+            .map_err(|e| err("S3 call", format!("no answer: {e}")))
+    }
+
+    fn object(&self, key: &BlobKey) -> String {
+        format!("{}{}", self.prefix, key.as_str())
+    }
+
+    fn ensure_bucket(&self) -> Result<(), StoreError> {
+        let client = self.client.clone();
+        let bucket = self.bucket.clone();
+        self.run(async move {
+            if client.bucket_exists(&bucket).send().await?.exists {
+                return Ok(());
+            }
+            match client.create_bucket(&bucket).send().await {
+                Ok(_) => Ok(()),
+                // Created meanwhile by another instance.
+                Err(e) if is_code(&e, ErrorCode::BucketAlreadyOwnedByYou) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })?
+        .map_err(|e| err(&format!("bucket {}", self.bucket), describe(&e)))
+    }
+}
+
+impl Drop for S3Blobs {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Blobs for S3Blobs {
+    fn put(&self, key: &BlobKey, bytes: &[u8]) -> Result<(), StoreError> {
+        let client = self.client.clone();
+        let (bucket, object) = (self.bucket.clone(), self.object(key));
+        let body = bytes.to_vec();
+        self.run(async move {
+            client
+                .put_object_content(bucket, object, body)
+                .content_type("application/octet-stream".into())
+                .send()
+                .await
+        })?
+        .map(|_| ())
+        .map_err(|e| err(&format!("put {key}"), describe(&e)))
+    }
+
+    fn get(&self, key: &BlobKey) -> Result<Option<Vec<u8>>, StoreError> {
+        let client = self.client.clone();
+        let (bucket, object) = (self.bucket.clone(), self.object(key));
+        let result = self.run(async move {
+            let resp = client.get_object(bucket, object).send().await?;
+            let bytes = resp.content.to_segmented_bytes().await?;
+            Ok::<_, S3Error>(bytes.to_bytes().to_vec())
+        })?;
+        match result {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if is_code(&e, ErrorCode::NoSuchKey) => Ok(None),
+            Err(e) => Err(err(&format!("get {key}"), describe(&e))),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<BlobKey>, StoreError> {
+        let client = self.client.clone();
+        let bucket = self.bucket.clone();
+        let full = format!("{}{prefix}", self.prefix);
+        let strip = self.prefix.len();
+        let names = self.run(async move {
+            let mut pages = client
+                .list_objects(bucket)
+                .recursive(true)
+                .prefix((!full.is_empty()).then_some(full))
+                .to_stream()
+                .await;
+            let mut names = Vec::new();
+            while let Some(page) = pages.next().await {
+                names.extend(page?.contents.into_iter().map(|entry| entry.name));
+            }
+            Ok::<_, S3Error>(names)
+        })?;
+        let names = names.map_err(|e| err(&format!("list {prefix}"), describe(&e)))?;
+        // Objects that are not valid blob keys (written by something else) are skipped, as the
+        // directory adapter skips foreign files.
+        let mut keys: Vec<BlobKey> = names
+            .into_iter()
+            .filter_map(|n| n.get(strip..).and_then(|k| BlobKey::new(k).ok()))
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    fn delete(&self, key: &BlobKey) -> Result<(), StoreError> {
+        let client = self.client.clone();
+        let (bucket, object) = (self.bucket.clone(), self.object(key));
+        let result = self.run(async move { client.delete_object(bucket, object).send().await })?;
+        match result {
+            Ok(_) => Ok(()),
+            // S3 answers 204 for a missing key; some servers say NoSuchKey instead.
+            Err(e) if is_code(&e, ErrorCode::NoSuchKey) => Ok(()),
+            Err(e) => Err(err(&format!("delete {key}"), describe(&e))),
+        }
+    }
+
+    fn presigned_get(&self, key: &BlobKey, expiry: Duration) -> Result<Option<String>, StoreError> {
+        // S3 caps presigned URLs at 7 days; at least one second.
+        let seconds = expiry.as_secs().clamp(1, 7 * 24 * 3600) as u32;
+        let client = self.client.clone();
+        let (bucket, object) = (self.bucket.clone(), self.object(key));
+        self.run(async move {
+            client
+                .get_presigned_object_url(bucket, object, http::Method::GET)
+                .expiry_seconds(seconds)
+                .send()
+                .await
+        })?
+        .map(|r| Some(r.url))
+        .map_err(|e| err(&format!("presign {key}"), describe(&e)))
+    }
+}
