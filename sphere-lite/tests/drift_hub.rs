@@ -1,11 +1,9 @@
 //! End-to-end tests of the Drift Hub against a real sphere-lite on 127.0.0.1:0: drift events
 //! arrive in packages, operators review them, devices pull and acknowledge the feedback.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -15,103 +13,15 @@ use sphere_lite::ports::{
     DecideOutcome, Decision, DeviceRecord, DriftEventFilter, EnrollOutcome, PackageRecord,
     Principal, Recorded, SecretHash, StoreError, Tracking,
 };
-use sphere_lite::server::{open_embedded, serve};
+use sphere_lite::server::open_embedded;
 use tinylcm_protocol::api::{DriftEventView, EnrollRequest, FeedbackItem, FeedbackVerdict};
 use tinylcm_protocol::package::{FileKind, PackageBuilder};
 use tinylcm_protocol::paths;
 
-/// A server running on its own thread and runtime; stopped (gracefully) on drop.
-struct TestServer {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
+#[path = "support/server.rs"]
+mod server;
 
-impl TestServer {
-    fn start(sphere: Sphere) -> TestServer {
-        let sphere = Arc::new(sphere);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                serve(sphere, listener, async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-            });
-        });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        TestServer {
-            addr,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
-        let mut req = ureq::get(&self.url(path));
-        if let Some(t) = token {
-            req = req.set("Authorization", &format!("Bearer {t}"));
-        }
-        reply(req.call())
-    }
-
-    fn post(&self, path: &str, token: Option<&str>, body: &[u8]) -> (u16, Value) {
-        let mut req = ureq::post(&self.url(path));
-        if let Some(t) = token {
-            req = req.set("Authorization", &format!("Bearer {t}"));
-        }
-        reply(req.send_bytes(body))
-    }
-
-    fn enrolled(&self, key: &str) -> (String, String) {
-        let (status, body) = self.post(
-            paths::ENROLL,
-            None,
-            json!({"enrollment_key": key}).to_string().as_bytes(),
-        );
-        assert_eq!(status, 200, "{body}");
-        (
-            body["device_id"].as_str().unwrap().to_owned(),
-            body["token"].as_str().unwrap().to_owned(),
-        )
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn reply(result: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
-    let response = match result {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("transport error: {e}"),
-    };
-    let status = response.status();
-    let text = response.into_string().unwrap();
-    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}"));
-    (status, body)
-}
+use server::TestServer;
 
 /// A drift event report as the device writes it.
 fn report(seq: u64, detector: &str, unix_ms: u64, samples: &[&str]) -> Value {

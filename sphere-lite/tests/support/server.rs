@@ -1,0 +1,112 @@
+//! A real sphere-lite on 127.0.0.1:0 for the integration tests, with a plain HTTP client.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sphere_lite::domain::Sphere;
+use sphere_lite::server::serve;
+use tinylcm_protocol::paths;
+
+/// A server running on its own thread and runtime; stopped (gracefully) on drop.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub fn start(sphere: Sphere) -> TestServer {
+        let sphere = Arc::new(sphere);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                serve(sphere, listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        TestServer {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = ureq::get(&self.url(path));
+        if let Some(t) = token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        reply(req.call())
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>, body: &[u8]) -> (u16, Value) {
+        let mut req = ureq::post(&self.url(path));
+        if let Some(t) = token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        reply(req.send_bytes(body))
+    }
+
+    pub fn enroll(&self, key: &str) -> (u16, Value) {
+        self.post(
+            paths::ENROLL,
+            None,
+            json!({"enrollment_key": key, "name": "pi", "hardware": "zero2w"})
+                .to_string()
+                .as_bytes(),
+        )
+    }
+
+    /// Enroll with `key` and return (device id, token).
+    pub fn enrolled(&self, key: &str) -> (String, String) {
+        let (status, body) = self.enroll(key);
+        assert_eq!(status, 200, "{body}");
+        (
+            body["device_id"].as_str().unwrap().to_owned(),
+            body["token"].as_str().unwrap().to_owned(),
+        )
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+pub fn reply(result: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
+    let response = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("transport error: {e}"),
+    };
+    let status = response.status();
+    let text = response.into_string().unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}"));
+    (status, body)
+}
