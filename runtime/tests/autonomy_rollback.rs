@@ -206,3 +206,49 @@ fn a_round_that_makes_things_worse_is_rolled_back_to_its_snapshot() {
     let snapshots = Snapshots::new(dir.path().join("snapshots"), 10).unwrap();
     assert_eq!(snapshots.list().unwrap().len(), 1);
 }
+
+#[test]
+fn a_sample_verdict_delivered_twice_teaches_the_knn_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng(0x0bad_cafe_f00d_1234);
+    let centres: Vec<Vec<f32>> = (0..4)
+        .map(|_| (0..DIM).map(|_| 3.0 * rng.unit()).collect())
+        .collect();
+    let object = (0..DIM).map(|_| 3.0 * rng.unit() + 9.0).collect();
+    let mut world = World {
+        rng,
+        centres,
+        object,
+    };
+    let mut layer = start(dir.path(), &mut world);
+    let mut frame = 0;
+    for i in 0..300 {
+        frame += 1;
+        let e = world.rng.around(&world.centres[i % 4], 0.3);
+        step(&mut layer, frame, i % 4, &e);
+    }
+    let mut quarantined = None;
+    for _ in 0..500 {
+        frame += 1;
+        let e = world.rng.around(&world.object.clone(), 0.3);
+        step(&mut layer, frame, 0, &e);
+        if let Some(id) = layer.last().quarantined {
+            quarantined = Some(id);
+            break;
+        }
+    }
+    let id = quarantined.expect("a quarantined frame");
+    let verdict =
+        tinylcm::autonomy::feedback::Item::Sample(tinylcm::autonomy::feedback::SampleVerdict {
+            id,
+            label: Some("thing".into()),
+            reject: false,
+        });
+    layer.apply_feedback(&verdict);
+    layer.apply_feedback(&verdict);
+    let knn = layer.knn().unwrap();
+    assert_eq!(knn.class_count(knn.labels().get("thing").unwrap()), 1);
+    assert_eq!(layer.counts().feedback, 1);
+    let entry = layer.quarantine().unwrap().get(id).unwrap();
+    assert_eq!(entry.status.kind(), StatusKind::Validated);
+}

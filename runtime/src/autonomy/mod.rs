@@ -157,6 +157,8 @@ pub struct Autonomy {
     incidents: Incidents,
     store: Option<Arc<Store>>,
     inbox: Option<feedback::Inbox>,
+    /// Applied deliveries whose changes still wait in `pending` (see `take_feedback`).
+    unacked: Vec<feedback::Delivery>,
     quarantine: Option<Quarantine>,
     adaptation: Option<adaptation::Adaptation>,
     pending: Batch,
@@ -260,6 +262,7 @@ impl Autonomy {
             incidents: Incidents::new(setup.config.incident_quiet_frames, next_incident),
             store: setup.store,
             inbox: setup.inbox,
+            unacked: Vec::new(),
             quarantine,
             adaptation,
             pending,
@@ -409,16 +412,25 @@ impl Autonomy {
     }
 
     /// Apply a waiting inbox delivery, if any (a channel poll when there is none).
+    ///
+    /// A delivery is acknowledged (its file removed once the store is flushed) only when
+    /// everything it changed has been handed to the store: while the store's queue is full
+    /// the changes wait in `pending`, and so does the acknowledgement.
     fn take_feedback(&mut self) {
-        let Some(delivery) = self.inbox.as_ref().and_then(feedback::Inbox::try_recv) else {
-            return;
-        };
-        for item in &delivery.items {
-            self.apply_feedback(item);
+        if let Some(delivery) = self.inbox.as_ref().and_then(feedback::Inbox::try_recv) {
+            for item in &delivery.items {
+                self.apply_feedback(item);
+            }
+            self.checkpoint();
+            self.unacked.push(delivery);
         }
-        self.checkpoint();
+        if self.unacked.is_empty() || !self.pending.is_empty() {
+            return;
+        }
         if let Some(inbox) = &self.inbox {
-            inbox.ack(delivery);
+            for delivery in self.unacked.drain(..) {
+                inbox.ack(delivery);
+            }
         }
     }
 
@@ -493,6 +505,11 @@ impl Autonomy {
             },
             None => crate::quarantine::Status::Rejected,
         };
+        // A verdict delivered twice (its file outlived a power cut) must not teach the KNN the
+        // same sample twice.
+        if entry.status == status {
+            return;
+        }
         let mut learnt = false;
         if let (Some(label), Some(side)) = (&verdict.label, self.side.as_mut()) {
             match side
@@ -639,6 +656,12 @@ impl Autonomy {
                 store.submit(std::mem::take(&mut self.pending))?;
             }
             store.flush()?;
+        }
+        // Everything applied is durable now: the inbox may remove those files.
+        if let Some(inbox) = &self.inbox {
+            for delivery in self.unacked.drain(..) {
+                inbox.ack(delivery);
+            }
         }
         Ok(())
     }
