@@ -43,6 +43,31 @@ struct World {
     object: Vec<f32>,
 }
 
+impl World {
+    /// Four known classes around random centres and a new object far from all of them.
+    fn new(seed: u64) -> World {
+        let mut rng = Rng(seed);
+        let centres = (0..4)
+            .map(|_| (0..DIM).map(|_| 3.0 * rng.unit()).collect())
+            .collect();
+        let object = (0..DIM).map(|_| 3.0 * rng.unit() + 9.0).collect();
+        World {
+            rng,
+            centres,
+            object,
+        }
+    }
+}
+
+/// `n` frames of the known classes, in turn: the detectors learn their references.
+fn normal_frames(layer: &mut Autonomy, world: &mut World, frame: &mut u64, n: usize) {
+    for i in 0..n {
+        *frame += 1;
+        let e = world.rng.around(&world.centres[i % 4], 0.3);
+        step(layer, *frame, i % 4, &e);
+    }
+}
+
 fn start(dir: &std::path::Path, world: &mut World) -> Autonomy {
     let samples: Vec<(String, Vec<f32>)> = (0..400)
         .map(|i| {
@@ -115,25 +140,12 @@ fn step(layer: &mut Autonomy, frame: u64, class: usize, embedding: &[f32]) {
 #[test]
 fn a_round_that_makes_things_worse_is_rolled_back_to_its_snapshot() {
     let dir = tempfile::tempdir().unwrap();
-    let mut rng = Rng(0x1234_5678_9abc_def1);
-    let centres: Vec<Vec<f32>> = (0..4)
-        .map(|_| (0..DIM).map(|_| 3.0 * rng.unit()).collect())
-        .collect();
-    let object = (0..DIM).map(|_| 3.0 * rng.unit() + 9.0).collect();
-    let mut world = World {
-        rng,
-        centres,
-        object,
-    };
+    let mut world = World::new(0x1234_5678_9abc_def1);
     let mut layer = start(dir.path(), &mut world);
     let before = layer.knn().unwrap().to_state();
     let mut frame = 0;
     // Normal frames: the detectors learn their references.
-    for i in 0..300 {
-        frame += 1;
-        let e = world.rng.around(&world.centres[i % 4], 0.3);
-        step(&mut layer, frame, i % 4, &e);
-    }
+    normal_frames(&mut layer, &mut world, &mut frame, 300);
     assert_eq!(layer.counts().incidents, 0);
     // A new object: detected, quarantined, proposed as a class, applied.
     let mut applied = None;
@@ -210,23 +222,10 @@ fn a_round_that_makes_things_worse_is_rolled_back_to_its_snapshot() {
 #[test]
 fn a_sample_verdict_delivered_twice_teaches_the_knn_once() {
     let dir = tempfile::tempdir().unwrap();
-    let mut rng = Rng(0x0bad_cafe_f00d_1234);
-    let centres: Vec<Vec<f32>> = (0..4)
-        .map(|_| (0..DIM).map(|_| 3.0 * rng.unit()).collect())
-        .collect();
-    let object = (0..DIM).map(|_| 3.0 * rng.unit() + 9.0).collect();
-    let mut world = World {
-        rng,
-        centres,
-        object,
-    };
+    let mut world = World::new(0x0bad_cafe_f00d_1234);
     let mut layer = start(dir.path(), &mut world);
     let mut frame = 0;
-    for i in 0..300 {
-        frame += 1;
-        let e = world.rng.around(&world.centres[i % 4], 0.3);
-        step(&mut layer, frame, i % 4, &e);
-    }
+    normal_frames(&mut layer, &mut world, &mut frame, 300);
     let mut quarantined = None;
     for _ in 0..500 {
         frame += 1;
