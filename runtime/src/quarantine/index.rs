@@ -247,6 +247,17 @@ impl Quarantine {
         Some(entry)
     }
 
+    /// Drops every entry listed in `victims` (see [`drop_entry`](Self::drop_entry)); how many.
+    /// Indexes, not an iterator: `drop_entry` needs `&mut self` while the list is read.
+    fn drop_victims(&mut self, batch: &mut Batch) -> usize {
+        let n = self.victims.len();
+        for i in 0..n {
+            let id = self.victims[i];
+            self.drop_entry(id, batch);
+        }
+        n
+    }
+
     /// Removes `id` from memory, queues its deletion and its thumbnail's.
     fn drop_entry(&mut self, id: u64, batch: &mut Batch) -> Option<Entry> {
         let entry = self.take(id)?;
@@ -336,11 +347,7 @@ impl Quarantine {
         batch.increment(ADMITTED_COUNTER, 1);
         self.next_id += 1;
 
-        let evicted = self.victims.len();
-        for i in 0..evicted {
-            let victim = self.victims[i];
-            self.drop_entry(victim, batch);
-        }
+        let evicted = self.drop_victims(batch);
         if evicted > 0 {
             batch.increment(EVICTED_COUNTER, evicted as u64);
             self.session.evicted += evicted as u64;
@@ -410,11 +417,7 @@ impl Quarantine {
                 .filter(|e| e.created_unix_ms < cutoff)
                 .map(|e| e.id),
         );
-        let n = self.victims.len();
-        for i in 0..n {
-            let id = self.victims[i];
-            self.drop_entry(id, batch);
-        }
+        let n = self.drop_victims(batch);
         if n > 0 {
             batch.increment(EXPIRED_COUNTER, n as u64);
             self.session.expired += n as u64;
