@@ -356,14 +356,15 @@ impl Autonomy {
         step.far &= self.incidents.open().is_none();
         self.counts.far += u64::from(step.far);
         self.counts.onsets += step.events.len() as u64;
-        self.counts.incidents += step
+        let opened = step
             .changes
             .iter()
             .filter(|c| matches!(c, Change::Opened(_)))
             .count() as u64;
+        self.counts.incidents += opened;
         self.quarantine_frame(prediction, image);
         self.adapt_step(frame);
-        self.record(closed);
+        self.record(closed, opened);
         self.take_feedback();
         self.maybe_checkpoint();
     }
@@ -545,8 +546,9 @@ impl Autonomy {
         }
     }
 
-    /// Queue this frame's events (never on frames without any: no allocation).
-    fn record(&mut self, closed: Option<EventKind>) {
+    /// Queue this frame's events and the `opened` incidents' count (never on frames without
+    /// any: no allocation).
+    fn record(&mut self, closed: Option<EventKind>, opened: u64) {
         if self.store.is_none() {
             return;
         }
@@ -577,12 +579,6 @@ impl Autonomy {
         }
         self.pending
             .increment(persist::DRIFT_COUNTER, self.step.events.len() as u64);
-        let opened = self
-            .step
-            .changes
-            .iter()
-            .filter(|c| matches!(c, Change::Opened(_)))
-            .count() as u64;
         if opened > 0 {
             self.pending.increment(persist::INCIDENTS_COUNTER, opened);
         }
