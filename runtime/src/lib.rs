@@ -26,4 +26,5 @@ pub mod report;
 pub mod state;
 pub mod stats;
 pub mod status;
-pub mod utc;
+/// Wall-clock time (shared with the server through the protocol crate).
+pub use tinylcm_protocol::time as utc;

@@ -7,7 +7,9 @@
 //! * [`adapters`]: their embedded implementations (redb file, local directory);
 //! * [`domain`]: enrollment, authentication, package ingest, listings, the Drift Hub (drift
 //!   events, operator decisions, the per-device feedback queue);
-//! * [`http`]: the warp routes of API v2;
+//! * [`legacy`]: what the original TinyLCM Python clients send and expect, translated to the
+//!   domain (archives → v2 packages, the feedback queue → validations);
+//! * [`http`]: the warp routes of API v2 and of the original API;
 //! * [`server`]: wiring and the serve loop; [`config`]: settings; [`secret`]: tokens;
 //!   [`rss`]: resident-memory reading for the idle-RSS bar.
 
@@ -17,6 +19,7 @@ pub mod adapters;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod legacy;
 pub mod ports;
 pub mod rss;
 pub mod secret;

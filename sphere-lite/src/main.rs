@@ -1,5 +1,5 @@
 //! `sphere-lite`: the fleet server binary. Parses the command line, sets up logging and runs
-//! one of: `serve`, `token create`, `enrollment-key create`.
+//! one of: `serve`, `token create`, `enrollment-key create`, `device add`.
 //!
 //! Why here and not in the library: process concerns (arguments, signals, exit codes, anyhow
 //! errors for humans) stay at the edge; everything testable lives in the library.
@@ -92,6 +92,27 @@ enum Command {
     EnrollmentKey {
         #[command(subcommand)]
         action: KeyAction,
+    },
+    /// Devices added by an operator (for original TinyLCM Python clients, whose device id is
+    /// fixed in their configuration and which cannot enroll themselves).
+    Device {
+        #[command(subcommand)]
+        action: DeviceAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceAction {
+    /// Add a device with this id and print its token once: configure it as the client's
+    /// `api_key`.
+    Add {
+        /// The device id the client is configured with (A-Z a-z 0-9 _ -, at most 64).
+        device_id: String,
+        /// A human name for the dashboard.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        data: DataArgs,
     },
 }
 
@@ -211,6 +232,19 @@ fn main() -> anyhow::Result<()> {
             let key = sphere.create_enrollment_key(uses)?;
             eprintln!("enrollment key for {uses} device(s) (shown once; store it now):");
             println!("{key}");
+        }
+        Command::Device {
+            action:
+                DeviceAction::Add {
+                    device_id,
+                    name,
+                    data,
+                },
+        } => {
+            let sphere = open(&config(data, None, None, S3Options::default())?)?;
+            let added = sphere.add_device(&device_id, name.as_deref())?;
+            eprintln!("token for device {device_id} (shown once; set it as the client's api_key):");
+            println!("{}", added.token);
         }
     }
     Ok(())

@@ -20,7 +20,7 @@
 //!    [`PackageError::MissingFile`], because the manifest lists every file.
 //!
 //! [`FileKind`] says what a file holds (metrics, operational logs, drift events, drift samples,
-//! quarantine samples, models, snapshot metadata, other); the server routes files by kind, not by
+//! quarantine samples, models, snapshot metadata, prediction samples, other); the server routes files by kind, not by
 //! guessing from names.
 //!
 //! ## Why the ingest rules are this strict
@@ -128,13 +128,16 @@ pub enum FileKind {
     Model,
     /// Snapshot metadata (adaptive state snapshots taken by the runtime).
     Snapshot,
+    /// A prediction sample the device sends periodically per class (an image, or its metadata)
+    /// for the server's Data Hub.
+    Prediction,
     /// Anything else; stored, not interpreted.
     Other,
 }
 
 impl FileKind {
     /// Every kind, in declaration order.
-    pub const ALL: [FileKind; 8] = [
+    pub const ALL: [FileKind; 9] = [
         FileKind::Metrics,
         FileKind::Logs,
         FileKind::DriftEvents,
@@ -142,6 +145,7 @@ impl FileKind {
         FileKind::Quarantine,
         FileKind::Model,
         FileKind::Snapshot,
+        FileKind::Prediction,
         FileKind::Other,
     ];
 
@@ -156,6 +160,7 @@ impl FileKind {
             FileKind::Quarantine => "quarantine",
             FileKind::Model => "model",
             FileKind::Snapshot => "snapshot",
+            FileKind::Prediction => "prediction",
             FileKind::Other => "other",
         }
     }

@@ -11,7 +11,7 @@ use tinylcm_protocol::package::{
     read_package,
 };
 
-const ALL_KINDS: [FileKind; 8] = FileKind::ALL;
+const ALL_KINDS: [FileKind; 9] = FileKind::ALL;
 
 // ---------------------------------------------------------------- hand-made TAR
 

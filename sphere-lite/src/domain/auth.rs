@@ -57,6 +57,24 @@ impl Sphere {
         }
     }
 
+    /// The device whose token `authorization` carries (its last-seen time touched), for clients
+    /// that do not name their device in the path (the original Python clients).
+    /// Unknown/missing token → 401; an operator token → 403.
+    pub fn device_of_token(&self, authorization: Option<&str>) -> Result<String, DomainError> {
+        let token = bearer(authorization).ok_or_else(missing)?;
+        match self.tracking.token_owner(&secret::hash(token))? {
+            Some(Principal::Device(device_id)) => {
+                self.tracking.touch_device(&device_id, now_unix_ms())?;
+                Ok(device_id)
+            }
+            Some(Principal::Operator(_)) => Err(DomainError::Forbidden {
+                error: "operator tokens cannot act as a device".into(),
+                fix: Some("use the device's own token".into()),
+            }),
+            None => Err(missing()),
+        }
+    }
+
     /// Check that `authorization` carries an operator token; returns the operator's name.
     pub fn authorize_operator(&self, authorization: Option<&str>) -> Result<String, DomainError> {
         let token = bearer(authorization).ok_or_else(missing)?;

@@ -58,6 +58,14 @@ pub enum DomainError {
         /// What the client should do.
         fix: Option<String>,
     },
+    /// Something with that name exists already (409).
+    #[error("{error}{}", with_fix(fix))]
+    Exists {
+        /// Client-facing message.
+        error: String,
+        /// What the client should do.
+        fix: Option<String>,
+    },
     /// A drift event was decided already (409, with the event as it stands).
     #[error("{error}{}", with_fix(fix))]
     Conflict {

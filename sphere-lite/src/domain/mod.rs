@@ -12,7 +12,6 @@ mod error;
 mod ingest;
 
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tinylcm_protocol::api::{EnrollRequest, EnrollResponse};
@@ -53,6 +52,19 @@ pub struct DeviceList {
     pub devices: Vec<DeviceSummary>,
 }
 
+/// Refuse a device-supplied `field` longer than [`MAX_LABEL_BYTES`] or with control characters.
+fn check_label(field: &str, value: Option<&str>) -> Result<(), DomainError> {
+    match value {
+        Some(v) if v.len() > MAX_LABEL_BYTES || v.chars().any(char::is_control) => {
+            Err(DomainError::BadRequest {
+                error: format!("`{field}` must be at most 200 printable characters"),
+                fix: Some(format!("shorten `{field}` or leave it out")),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The fleet service over a tracking store and a blob store.
 pub struct Sphere {
     tracking: Arc<dyn Tracking>,
@@ -63,13 +75,7 @@ pub struct Sphere {
     accept_lock: Mutex<()>,
 }
 
-/// Milliseconds since the Unix epoch (0 if the clock is before 1970).
-pub fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use tinylcm_protocol::time::now_unix_ms;
 
 impl Sphere {
     /// A service over `tracking` and `blobs` with the default upload cap.
@@ -123,16 +129,8 @@ impl Sphere {
 
     /// Trade an enrollment key for a new device id and device token.
     pub fn enroll(&self, request: &EnrollRequest) -> Result<EnrollResponse, DomainError> {
-        for (field, value) in [("name", &request.name), ("hardware", &request.hardware)] {
-            if let Some(v) = value {
-                if v.len() > MAX_LABEL_BYTES || v.chars().any(char::is_control) {
-                    return Err(DomainError::BadRequest {
-                        error: format!("`{field}` must be at most 200 printable characters"),
-                        fix: Some(format!("shorten `{field}` or leave it out")),
-                    });
-                }
-            }
-        }
+        check_label("name", request.name.as_deref())?;
+        check_label("hardware", request.hardware.as_deref())?;
         let id_bytes: [u8; 8] = secret::random_bytes()?;
         let device_id = format!(
             "dev-{}",
@@ -172,6 +170,57 @@ impl Sphere {
                 error: "this enrollment key has been used up".into(),
                 fix: Some("ask the operator for a new enrollment key".into()),
             }),
+        }
+    }
+
+    /// Register a device under an id the operator chooses (for devices that cannot enroll
+    /// themselves, e.g. original TinyLCM Python clients, whose `device_id` is fixed in their
+    /// configuration); returns its token (shown once). Goes through a single-use enrollment
+    /// key, so both tracking adapters keep one code path for creating devices.
+    pub fn add_device(
+        &self,
+        device_id: &str,
+        name: Option<&str>,
+    ) -> Result<EnrollResponse, DomainError> {
+        if !tinylcm_protocol::ids::valid_device_id(device_id) {
+            return Err(DomainError::BadRequest {
+                error: format!("invalid device id {device_id:?}"),
+                fix: Some("use 1 to 64 characters of A-Z a-z 0-9 _ -".into()),
+            });
+        }
+        check_label("name", name)?;
+        if self.tracking.device(device_id)?.is_some() {
+            return Err(DomainError::Exists {
+                error: format!("device {device_id} exists already"),
+                fix: Some("choose another id, or rotate the existing device's token".into()),
+            });
+        }
+        let key = secret::generate(SecretKind::EnrollmentKey)?;
+        let key_hash = secret::hash(&key);
+        self.tracking.add_enrollment_key(key_hash, 1)?;
+        let token = secret::generate(SecretKind::DeviceToken)?;
+        let now = now_unix_ms();
+        let record = DeviceRecord {
+            device_id: device_id.to_owned(),
+            name: name.map(str::to_owned),
+            hardware: None,
+            token_hash: secret::hash(&token),
+            enrolled_unix_ms: now,
+            last_seen_unix_ms: now,
+            packages: 0,
+        };
+        match self.tracking.enroll(key_hash, &record)? {
+            EnrollOutcome::Enrolled => {
+                tracing::info!(device = %device_id, ?name, "device added by an operator");
+                Ok(EnrollResponse {
+                    device_id: device_id.to_owned(),
+                    token,
+                })
+            }
+            other => Err(DomainError::Store(crate::ports::StoreError::new(
+                "tracking",
+                format!("a fresh single-use key was refused: {other:?}"),
+            ))),
         }
     }
 

@@ -4,6 +4,7 @@
 //! so they run on tokio's blocking pool. Authentication runs before the body is read, and the
 //! body is bounded by `Content-Length` and a hard cap before a byte is buffered.
 
+mod legacy;
 mod reject;
 
 use std::sync::Arc;
@@ -23,7 +24,7 @@ pub use reject::{ApiError, recover};
 use crate::domain::{DomainError, Sphere};
 
 /// Largest enrollment request body (bytes).
-const MAX_JSON_BYTES: u64 = 16 * 1024;
+pub(crate) const MAX_JSON_BYTES: u64 = 16 * 1024;
 
 /// A package to process after it was accepted: (device id, package id).
 pub type ProcessJob = (String, String);
@@ -73,6 +74,15 @@ fn parse_json<T: DeserializeOwned + Default>(
             Some(fix),
         ))
     })
+}
+
+/// `POST /api/v2/devices` body.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddDeviceRequest {
+    device_id: String,
+    #[serde(default)]
+    name: Option<String>,
 }
 
 /// `?after=N` of the device feedback route.
@@ -286,6 +296,36 @@ pub fn routes(
             Ok::<_, Rejection>(warp::reply::json(&list).into_response())
         });
 
+    let legacy = legacy::routes(sphere.clone(), jobs.clone());
+    // An operator adds a device under a chosen id (original clients cannot enroll).
+    let add = warp::path!("api" / "v2" / "devices")
+        .and(warp::post())
+        .and(auth_header)
+        .and(with_sphere.clone())
+        .and(warp::body::content_length_limit(MAX_JSON_BYTES))
+        .and(warp::body::bytes())
+        .and_then(
+            |auth: Option<String>, sphere: Arc<Sphere>, body: bytes::Bytes| async move {
+                let s = sphere.clone();
+                blocking(move || s.authorize_operator(auth.as_deref()).map(drop)).await?;
+                let request: AddDeviceRequest = serde_json::from_slice(&body).map_err(|e| {
+                    warp::reject::custom(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("invalid JSON body: {e}"),
+                        Some(r#"send JSON {"device_id": "...", "name": "..."} (name optional)"#),
+                    ))
+                })?;
+                let added = blocking(move || {
+                    sphere.add_device(&request.device_id, request.name.as_deref())
+                })
+                .await?;
+                Ok::<_, Rejection>(
+                    warp::reply::with_status(warp::reply::json(&added), StatusCode::CREATED)
+                        .into_response(),
+                )
+            },
+        );
+
     let max_upload = sphere.max_upload_bytes();
     let upload = warp::path!("api" / "v2" / "devices" / String / "packages")
         .and(warp::post())
@@ -322,9 +362,13 @@ pub fn routes(
     status
         .or(drift)
         .unify()
+        .or(legacy)
+        .unify()
         .or(enroll)
         .unify()
         .or(list)
+        .unify()
+        .or(add)
         .unify()
         .or(upload)
         .unify()

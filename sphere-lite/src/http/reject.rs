@@ -74,6 +74,7 @@ impl From<DomainError> for ApiError {
             DomainError::BadRequest { error, fix } => (StatusCode::BAD_REQUEST, error, fix),
             DomainError::TooLarge { error, fix } => (StatusCode::PAYLOAD_TOO_LARGE, error, fix),
             DomainError::NotFound { error, fix } => (StatusCode::NOT_FOUND, error, fix),
+            DomainError::Exists { error, fix } => (StatusCode::CONFLICT, error, fix),
             DomainError::Conflict {
                 error,
                 fix,

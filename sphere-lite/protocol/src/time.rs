@@ -1,5 +1,6 @@
-//! Wall-clock time as the runtime records and prints it: milliseconds since the Unix epoch,
-//! shown in UTC. No time-zone database on the device, and no dependency for three functions.
+//! Wall-clock time as both sides record and print it: milliseconds since the Unix epoch, shown
+//! in UTC. No time-zone database on the device, and no dependency for four functions. Shared
+//! so the device's log lines and the server's pages write a moment the same way.
 
 /// Milliseconds since the Unix epoch (0 if the clock is before 1970, e.g. a Pi without a
 /// real-time clock before time sync).
@@ -29,6 +30,15 @@ pub fn compact(unix_ms: u64) -> String {
     format!("{y:04}{m:02}{d:02}T{h:02}{min:02}{s:02}Z")
 }
 
+/// `2026-11-26T07:55:49.123Z` (ISO 8601 / RFC 3339, what JSON APIs and browsers parse).
+pub fn iso8601(unix_ms: u64) -> String {
+    let (y, m, d, h, min, s) = parts(unix_ms);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{:03}Z",
+        unix_ms % 1000
+    )
+}
+
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -51,5 +61,6 @@ mod tests {
         assert_eq!(readable(0), "1970-01-01 00:00:00Z");
         assert_eq!(compact(951_782_400_000), "20000229T000000Z");
         assert_eq!(readable(1_795_679_749_000), "2026-11-26 07:55:49Z");
+        assert_eq!(iso8601(1_795_679_749_007), "2026-11-26T07:55:49.007Z");
     }
 }

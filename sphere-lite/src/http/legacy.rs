@@ -1,0 +1,246 @@
+//! Routes of the original TinySphere API that the original Python clients call
+//! (see [`crate::legacy`] for what each does and what differs).
+//!
+//! Why apart from the v2 routes: different paths, multipart bodies and answer shapes, and one
+//! rule the v2 API does not need: the device is named by its token, not by the path.
+
+use std::sync::Arc;
+
+use bytes::Buf;
+use futures_util::StreamExt;
+use tokio::sync::mpsc::UnboundedSender;
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+use super::{ApiError, MAX_JSON_BYTES, ProcessJob, blocking, parse_query};
+use crate::domain::Sphere;
+use crate::legacy::{self, wire};
+
+/// `?device_id=` of the pending-validations route.
+#[derive(Debug, Default, serde::Deserialize)]
+struct DeviceQuery {
+    #[serde(default)]
+    device_id: Option<String>,
+}
+
+fn bad_request(error: String, fix: &str) -> Rejection {
+    warp::reject::custom(ApiError::new(StatusCode::BAD_REQUEST, error, Some(fix)))
+}
+
+/// The token's device; a `device_id` the client names (header or query) must be that device.
+async fn device_of(
+    sphere: Arc<Sphere>,
+    auth: Option<String>,
+    named: Option<String>,
+) -> Result<String, Rejection> {
+    let device = blocking(move || sphere.device_of_token(auth.as_deref())).await?;
+    match named {
+        Some(named) if named != device => Err(warp::reject::custom(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "a device may only act as itself",
+            Some("configure the client with the token created for its device_id"),
+        ))),
+        _ => Ok(device),
+    }
+}
+
+/// The two parts of an upload, each read up to its own bound.
+#[derive(Default)]
+struct UploadParts {
+    package: Option<Vec<u8>>,
+    metadata: Option<Vec<u8>>,
+}
+
+async fn read_parts(
+    mut form: warp::multipart::FormData,
+    max_package: u64,
+) -> Result<UploadParts, Rejection> {
+    let mut parts = UploadParts::default();
+    while let Some(part) = form.next().await {
+        let part = part.map_err(|e| {
+            bad_request(
+                format!("unreadable multipart body: {e}"),
+                "send multipart/form-data with a `package` file and a `metadata` JSON part",
+            )
+        })?;
+        let (slot, max) = match part.name() {
+            "package" => (&mut parts.package, max_package),
+            "metadata" => (&mut parts.metadata, MAX_JSON_BYTES),
+            _ => continue,
+        };
+        let mut data = Vec::new();
+        let mut stream = part.stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                bad_request(
+                    format!("unreadable multipart body: {e}"),
+                    "resend the package",
+                )
+            })?;
+            if data.len() as u64 + chunk.remaining() as u64 > max {
+                return Err(warp::reject::custom(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("a form part exceeds {max} bytes"),
+                    Some("send smaller packages (sync more often)"),
+                )));
+            }
+            data.extend_from_slice(chunk.chunk());
+        }
+        *slot = Some(data);
+    }
+    Ok(parts)
+}
+
+/// Every route of the original API that sphere-lite answers.
+pub fn routes(
+    sphere: Arc<Sphere>,
+    jobs: UnboundedSender<ProcessJob>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    let with_sphere = warp::any().map(move || sphere.clone());
+    let auth_header = warp::header::optional::<String>("authorization");
+    let device_header = warp::header::optional::<String>("x-device-id");
+
+    let status = warp::path!("api" / "status").and(warp::get()).map(|| {
+        warp::reply::json(&wire::Status {
+            status: "OK",
+            version: env!("CARGO_PKG_VERSION"),
+            name: "TinySphere API",
+        })
+        .into_response()
+    });
+
+    let register = warp::path!("api" / "devices" / "register")
+        .and(warp::post())
+        .and(auth_header)
+        .and(with_sphere.clone())
+        .and(warp::body::content_length_limit(MAX_JSON_BYTES))
+        .and(warp::body::bytes())
+        .and_then(
+            |auth: Option<String>, sphere: Arc<Sphere>, body: bytes::Bytes| async move {
+                let request: wire::RegisterRequest =
+                    serde_json::from_slice(&body).map_err(|e| {
+                        bad_request(
+                            format!("invalid registration: {e}"),
+                            r#"send JSON {"device_id": "...", "device_info": {...}}"#,
+                        )
+                    })?;
+                let device = device_of(sphere, auth, Some(request.device_id)).await?;
+                tracing::info!(device = %device, "original client registered");
+                Ok::<_, Rejection>(
+                    warp::reply::json(&wire::RegisterResponse {
+                        message: format!("device {device} is registered"),
+                        device_id: device,
+                        status: "success",
+                        registered: true,
+                    })
+                    .into_response(),
+                )
+            },
+        );
+
+    let upload = warp::path!("api" / "packages" / "upload")
+        .and(warp::post())
+        .and(auth_header)
+        .and(device_header)
+        .and(with_sphere.clone())
+        .and_then(
+            |auth: Option<String>, named: Option<String>, sphere: Arc<Sphere>| async move {
+                let device = device_of(sphere.clone(), auth, named).await?;
+                Ok::<_, Rejection>((device, sphere))
+            },
+        )
+        .untuple_one()
+        .and(warp::multipart::form().max_length(None))
+        .and_then(
+            move |device: String, sphere: Arc<Sphere>, form: warp::multipart::FormData| {
+                let jobs = jobs.clone();
+                async move {
+                    let parts = read_parts(form, sphere.max_upload_bytes()).await?;
+                    let fix =
+                        "send multipart/form-data with a `package` file and a `metadata` JSON part";
+                    let (Some(archive), Some(metadata)) = (parts.package, parts.metadata) else {
+                        return Err(bad_request(
+                            "the `package` or `metadata` part is missing".into(),
+                            fix,
+                        ));
+                    };
+                    let d = device.clone();
+                    let accepted =
+                        blocking(move || legacy::accept_upload(&sphere, &d, &metadata, &archive))
+                            .await?;
+                    if accepted.new {
+                        // Durable already; a lost job is redone at the next start.
+                        let _ = jobs.send((device, accepted.response.package_id.clone()));
+                    }
+                    Ok::<_, Rejection>(warp::reply::json(&accepted.response).into_response())
+                }
+            },
+        );
+
+    let pending = warp::path!("api" / "drift" / "validations" / "pending")
+        .and(warp::get())
+        .and(auth_header)
+        .and(super::raw_query())
+        .and(with_sphere.clone())
+        .and_then(
+            |auth: Option<String>, raw: String, sphere: Arc<Sphere>| async move {
+                let query: DeviceQuery =
+                    parse_query(&raw, "the only parameter is device_id (optional)")?;
+                let device = device_of(sphere.clone(), auth, query.device_id).await?;
+                let list = blocking(move || legacy::pending_validations(&sphere, &device)).await?;
+                Ok::<_, Rejection>(warp::reply::json(&list).into_response())
+            },
+        );
+
+    let acknowledge = warp::path!("api" / "drift" / "validations" / "acknowledge")
+        .and(warp::post())
+        .and(auth_header)
+        .and(with_sphere.clone())
+        .and_then(|auth: Option<String>, sphere: Arc<Sphere>| async move {
+            let device = device_of(sphere.clone(), auth, None).await?;
+            Ok::<_, Rejection>((device, sphere))
+        })
+        .untuple_one()
+        .and(warp::body::content_length_limit(MAX_JSON_BYTES))
+        .and(warp::body::bytes())
+        .and_then(
+            |device: String, sphere: Arc<Sphere>, body: bytes::Bytes| async move {
+                let request: wire::AcknowledgeRequest =
+                    serde_json::from_slice(&body).map_err(|e| {
+                        bad_request(
+                            format!("invalid JSON body: {e}"),
+                            r#"send JSON {"validation_ids": ["1", "2"]}"#,
+                        )
+                    })?;
+                let response = blocking(move || {
+                    legacy::acknowledge(&sphere, &device, &request.validation_ids)
+                })
+                .await?;
+                Ok::<_, Rejection>(warp::reply::json(&response).into_response())
+            },
+        );
+
+    let sample_results = warp::path!("api" / "samples" / "validation-results" / String)
+        .and(warp::get())
+        .and(auth_header)
+        .and(with_sphere)
+        .and_then(
+            |named: String, auth: Option<String>, sphere: Arc<Sphere>| async move {
+                let device = device_of(sphere.clone(), auth, Some(named)).await?;
+                let results = blocking(move || legacy::sample_results(&sphere, &device)).await?;
+                Ok::<_, Rejection>(warp::reply::json(&results).into_response())
+            },
+        );
+
+    status
+        .or(register)
+        .unify()
+        .or(upload)
+        .unify()
+        .or(pending)
+        .unify()
+        .or(acknowledge)
+        .unify()
+        .or(sample_results)
+        .unify()
+}
