@@ -42,6 +42,34 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// Uploads allowed in the blocking pool at once. Accepting a package ends in a store commit,
+/// and commits are serialised by the store anyway; without this bound a fleet-wide sync storm
+/// filled the whole pool with uploads waiting for each other, and feedback polls and listings
+/// queued behind them for seconds (measured: `cargo bench --bench fleet`).
+const CONCURRENT_UPLOADS: usize = 4;
+
+/// Gate for [`CONCURRENT_UPLOADS`]; waiting uploads wait asynchronously, holding no thread.
+#[derive(Clone)]
+pub(crate) struct UploadGate(Arc<tokio::sync::Semaphore>);
+
+impl UploadGate {
+    fn new() -> Self {
+        UploadGate(Arc::new(tokio::sync::Semaphore::new(CONCURRENT_UPLOADS)))
+    }
+
+    /// Run the blocking upload `f` once a slot is free.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, DomainError> + Send + 'static,
+    ) -> Result<T, Rejection> {
+        let _permit = self.0.acquire().await.map_err(|_| {
+            tracing::error!("upload gate closed");
+            warp::reject::custom(ApiError::internal())
+        })?;
+        blocking(f).await
+    }
+}
+
 /// The query string of a request, `""` when it has none (warp rejects a missing one).
 fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Infallible> + Clone {
     warp::query::raw().or(warp::any().map(String::new)).unify()
@@ -296,7 +324,8 @@ pub fn routes(
             Ok::<_, Rejection>(warp::reply::json(&list).into_response())
         });
 
-    let legacy = legacy::routes(sphere.clone(), jobs.clone());
+    let gate = UploadGate::new();
+    let legacy = legacy::routes(sphere.clone(), jobs.clone(), gate.clone());
     // An operator adds a device under a chosen id (original clients cannot enroll).
     let add = warp::path!("api" / "v2" / "devices")
         .and(warp::post())
@@ -345,9 +374,10 @@ pub fn routes(
         .and_then(
             move |device: String, sphere: Arc<Sphere>, body: bytes::Bytes| {
                 let jobs = jobs.clone();
+                let gate = gate.clone();
                 async move {
                     let d = device.clone();
-                    let response = blocking(move || sphere.accept_upload(&d, &body)).await?;
+                    let response = gate.run(move || sphere.accept_upload(&d, &body)).await?;
                     if response.outcome == UploadOutcome::Accepted {
                         // The package is durable already; a lost job is redone at next start.
                         let _ = jobs.send((device, response.package_id.clone()));
