@@ -242,6 +242,21 @@ impl Sphere {
         Ok(DeviceList { devices })
     }
 
+    /// Whether both stores answer: a lookup of a device and a blob that do not exist (cheap on
+    /// every adapter, and it goes all the way to MLflow / S3 when those are configured).
+    pub fn check_ready(&self) -> Result<(), DomainError> {
+        self.tracking.device("readiness-probe")?;
+        let probe = crate::ports::BlobKey::new("readiness/probe")
+            .map_err(|e| crate::ports::StoreError::new("blobs", e))?;
+        self.blobs.get(&probe)?;
+        Ok(())
+    }
+
+    /// Fleet figures for monitoring: (devices, accepted packages not processed yet).
+    pub fn fleet_gauges(&self) -> Result<(usize, usize), DomainError> {
+        Ok((self.tracking.devices()?.len(), self.pending_count()?))
+    }
+
     /// The record of one package (accepted, processed, failed, problems), if it exists.
     pub fn package_record(
         &self,

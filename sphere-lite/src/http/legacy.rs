@@ -12,7 +12,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use super::{ApiError, MAX_JSON_BYTES, ProcessJob, UploadGate, blocking, parse_query};
+use super::{ApiError, MAX_JSON_BYTES, Metrics, ProcessJob, UploadGate, blocking, parse_query};
 use crate::domain::Sphere;
 use crate::legacy::{self, wire};
 
@@ -96,6 +96,7 @@ pub fn routes(
     sphere: Arc<Sphere>,
     jobs: UnboundedSender<ProcessJob>,
     gate: UploadGate,
+    metrics: Metrics,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     let with_sphere = warp::any().map(move || sphere.clone());
     let auth_header = warp::header::optional::<String>("authorization");
@@ -156,6 +157,7 @@ pub fn routes(
             move |device: String, sphere: Arc<Sphere>, form: warp::multipart::FormData| {
                 let jobs = jobs.clone();
                 let gate = gate.clone();
+                let metrics = metrics.clone();
                 async move {
                     let parts = read_parts(form, sphere.max_upload_bytes()).await?;
                     let fix =
@@ -170,6 +172,7 @@ pub fn routes(
                     let accepted = gate
                         .run(move || legacy::accept_upload(&sphere, &d, &metadata, &archive))
                         .await?;
+                    metrics.package(accepted.new);
                     if accepted.new {
                         // Durable already; a lost job is redone at the next start.
                         let _ = jobs.send((device, accepted.response.package_id.clone()));

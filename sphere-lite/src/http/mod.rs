@@ -5,6 +5,7 @@
 //! body is bounded by `Content-Length` and a hard cap before a byte is buffered.
 
 mod legacy;
+mod ops;
 mod reject;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
+pub use ops::Metrics;
 pub use reject::{ApiError, recover};
 
 use crate::domain::{DomainError, Sphere};
@@ -325,7 +327,10 @@ pub fn routes(
         });
 
     let gate = UploadGate::new();
-    let legacy = legacy::routes(sphere.clone(), jobs.clone(), gate.clone());
+    let metrics = Metrics::new();
+    let legacy = legacy::routes(sphere.clone(), jobs.clone(), gate.clone(), metrics.clone());
+    let ops = ops::routes(sphere.clone(), metrics.clone());
+    let counted = metrics.clone();
     // An operator adds a device under a chosen id (original clients cannot enroll).
     let add = warp::path!("api" / "v2" / "devices")
         .and(warp::post())
@@ -375,9 +380,11 @@ pub fn routes(
             move |device: String, sphere: Arc<Sphere>, body: bytes::Bytes| {
                 let jobs = jobs.clone();
                 let gate = gate.clone();
+                let metrics = metrics.clone();
                 async move {
                     let d = device.clone();
                     let response = gate.run(move || sphere.accept_upload(&d, &body)).await?;
+                    metrics.package(response.outcome == UploadOutcome::Accepted);
                     if response.outcome == UploadOutcome::Accepted {
                         // The package is durable already; a lost job is redone at next start.
                         let _ = jobs.send((device, response.package_id.clone()));
@@ -390,6 +397,8 @@ pub fn routes(
     let drift = drift_routes(sphere.clone());
 
     status
+        .or(ops)
+        .unify()
         .or(drift)
         .unify()
         .or(legacy)
@@ -404,7 +413,8 @@ pub fn routes(
         .unify()
         .recover(recover)
         .unify()
-        .with(warp::log::custom(|info| {
+        .with(warp::log::custom(move |info| {
+            counted.request(info.path(), info.status().as_u16());
             tracing::info!(
                 method = %info.method(),
                 path = info.path(),
