@@ -11,6 +11,7 @@
 //! * [`ids`]: the one rule for device and package ids (they become path segments and keys).
 //! * [`package`]: the sync package format (plain TAR + `manifest.json` with per-file SHA-256)
 //!   and its limits; see that module for the full format description and the safety rules.
+//! * [`release`]: signed model releases (Ed25519) and release keys.
 //! * [`time`]: Unix milliseconds and their UTC renderings.
 
 #![deny(missing_docs)]
@@ -18,6 +19,7 @@
 pub mod api;
 pub mod ids;
 pub mod package;
+pub mod release;
 pub mod time;
 
 /// The API version this crate describes; every route lives under `/api/{API_VERSION}/`.
