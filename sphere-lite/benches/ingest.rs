@@ -182,7 +182,7 @@ fn s3_settings() -> Option<S3Settings> {
 fn ingest(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().to_path_buf();
-    let sphere = open_stores(&data, None).expect("embedded stores");
+    let sphere = open_stores(&data, None, None).expect("embedded stores");
     run(c, "embedded", sphere, |dev| {
         let (data, dev) = (data.clone(), dev.to_owned());
         Box::new(move || count_processed_dirs(&data, &dev))
@@ -197,7 +197,7 @@ fn ingest(c: &mut Criterion) {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let sphere = open_stores(dir.path(), Some(&settings)).expect("S3 stores");
+    let sphere = open_stores(dir.path(), Some(&settings), None).expect("S3 stores");
     run(c, "s3", sphere, move |dev| {
         let prefix = format!("devices/{dev}/packages/");
         let s3 = S3Blobs::open(&settings).expect("S3 client");

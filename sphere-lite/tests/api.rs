@@ -445,7 +445,7 @@ fn upload_is_ingested_into_s3() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let sphere = open_stores(dir.path(), Some(&settings)).unwrap();
+    let sphere = open_stores(dir.path(), Some(&settings), None).unwrap();
     let key = sphere.create_enrollment_key(1).unwrap();
     let server = TestServer::start(sphere);
     let (dev, token) = server.enrolled(&key);
