@@ -5,6 +5,9 @@
 //! Each MLflow backend gets its own namespace and S3 prefix, so tests sharing one MLflow and
 //! one bucket never see each other's data.
 
+// Each test binary uses a different part of this support module.
+#![allow(dead_code)]
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -89,11 +92,6 @@ impl Backend {
         } else {
             "embedded"
         }
-    }
-
-    /// Whether this is the embedded backend (its data directory holds everything).
-    pub fn is_embedded(&self) -> bool {
-        self.remote.is_none()
     }
 
     /// The data directory (empty and unused with MLflow + S3).
