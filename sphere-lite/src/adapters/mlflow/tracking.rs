@@ -323,13 +323,13 @@ impl MlflowTracking {
     /// MLflow's "latest value").
     fn assign_id(&self, run: &Run, unix_ms: u64) -> Result<u64, StoreError> {
         let now = crate::domain::now_unix_ms() as i64;
-        let mut step = run
+        let first_step = run
             .data
             .metrics
             .iter()
             .find(|m| m.key == ID)
             .map_or(0, |m| m.step + 1);
-        for _ in 0..8 {
+        for step in first_step..first_step + 8 {
             let id = self.next_drift_id();
             let metrics = [
                 Metric {
@@ -351,7 +351,6 @@ impl MlflowTracking {
             if holders.iter().all(|r| r.info.run_id == run.info.run_id) {
                 return Ok(id);
             }
-            step += 1;
         }
         Err(StoreError::new(
             "mlflow",
