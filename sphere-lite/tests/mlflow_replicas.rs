@@ -221,7 +221,9 @@ fn one_decision_wins_across_replicas_and_feedback_ids_stay_unique() {
 
 #[test]
 fn a_package_recorded_by_two_replicas_at_once_is_one_package() {
-    let Some(r) = replicas("packages") else { return };
+    let Some(r) = replicas("packages") else {
+        return;
+    };
     r[0].add_enrollment_key([2; 32], 1).unwrap();
     r[0].enroll([2; 32], &device("dev-b", 2)).unwrap();
     let record = PackageRecord {

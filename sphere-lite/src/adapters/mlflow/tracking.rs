@@ -142,6 +142,10 @@ struct StoredItem {
     /// Idempotency key (`drift-event/<id>/<n>`) of items queued by a decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     src: Option<String>,
+    /// Random per write: MLflow accepts a param written again with the *same* value, so two
+    /// replicas queueing identical verdicts would both "win" the same id without it.
+    #[serde(default)]
+    claim: String,
 }
 
 struct OperatorSnapshot {
@@ -422,6 +426,8 @@ impl MlflowTracking {
         let queued = queue_items(&run)?;
         let mut next = queued.iter().map(|s| s.item.id).max().unwrap_or(0) + 1;
         let mut ids = Vec::with_capacity(items.len());
+        let claim =
+            hex(&crate::secret::random_bytes::<8>().map_err(|e| StoreError::new("mlflow", e))?);
         for (verdict, src) in items {
             if let Some(s) = src {
                 if let Some(q) = queued.iter().find(|q| q.src.as_deref() == Some(s)) {
@@ -438,6 +444,7 @@ impl MlflowTracking {
                         verdict: verdict.clone(),
                     },
                     src: src.clone(),
+                    claim: claim.clone(),
                 };
                 let value = serde_json::to_string(&stored)
                     .map_err(|e| StoreError::new("mlflow", format!("encode: {e}")))?;
