@@ -10,13 +10,17 @@
 //! caught up after the run is printed. The process's `VmRSS` is printed before and after each
 //! run: it covers the server *and* the client, which share the process.
 //!
+//! When `SPHERE_TEST_MLFLOW_URL` is set too (with the S3 variables), a third server runs with
+//! no local state (tracking in MLflow, blobs in S3), and its packages/s are printed as a ratio
+//! of the embedded run's (both measured by this bench itself: uploads / time spent in them).
+//!
 //! Run with `cargo bench -p sphere-lite --bench ingest -- --noplot`. Nothing is asserted.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use sphere_lite::adapters::{S3Blobs, S3Settings};
+use sphere_lite::adapters::{MlflowSettings, S3Blobs, S3Settings};
 use sphere_lite::domain::Sphere;
 use sphere_lite::ports::Blobs;
 use sphere_lite::rss::vm_rss_kib;
@@ -86,7 +90,13 @@ fn rss() -> String {
 /// How many packages of `device` have been processed (their `metrics.json` stored).
 type Processed = Box<dyn Fn() -> usize>;
 
-fn run(c: &mut Criterion, name: &str, sphere: Sphere, processed: impl Fn(&str) -> Processed) {
+/// Run the benchmark on `sphere`; returns the packages/s seen (uploads / time in uploads).
+fn run(
+    c: &mut Criterion,
+    name: &str,
+    sphere: Sphere,
+    processed: impl Fn(&str) -> Processed,
+) -> f64 {
     let key = sphere.create_enrollment_key(1).expect("enrollment key");
     let server = TestServer::start(sphere);
     let (dev, token) = server.enrolled(&key);
@@ -107,6 +117,7 @@ fn run(c: &mut Criterion, name: &str, sphere: Sphere, processed: impl Fn(&str) -
     );
 
     let mut n = 0u64;
+    let mut spent = Duration::ZERO;
     let mut group = c.benchmark_group("ingest");
     group
         .sample_size(20)
@@ -120,6 +131,7 @@ fn run(c: &mut Criterion, name: &str, sphere: Sphere, processed: impl Fn(&str) -
                 package(&dev, &format!("bench-{n}"), &metrics, &logs)
             },
             |pkg| {
+                let start = Instant::now();
                 let response = agent
                     .post(&url)
                     .set("Authorization", &auth)
@@ -128,6 +140,7 @@ fn run(c: &mut Criterion, name: &str, sphere: Sphere, processed: impl Fn(&str) -
                     .expect("upload answered 200");
                 let body = response.into_string().expect("body");
                 assert!(body.contains("\"accepted\""), "{body}");
+                spent += start.elapsed();
                 body
             },
             BatchSize::SmallInput,
@@ -149,6 +162,9 @@ fn run(c: &mut Criterion, name: &str, sphere: Sphere, processed: impl Fn(&str) -
         rss()
     );
     drop(server);
+    let rate = n as f64 / spent.as_secs_f64().max(1e-9);
+    eprintln!("ingest/{name}: {rate:.1} packages/s over {n} uploads");
+    rate
 }
 
 fn count_processed_dirs(data: &Path, device: &str) -> usize {
@@ -182,8 +198,8 @@ fn s3_settings() -> Option<S3Settings> {
 fn ingest(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().to_path_buf();
-    let sphere = open_stores(&data, None).expect("embedded stores");
-    run(c, "embedded", sphere, |dev| {
+    let sphere = open_stores(&data, None, None).expect("embedded stores");
+    let embedded = run(c, "embedded", sphere, |dev| {
         let (data, dev) = (data.clone(), dev.to_owned());
         Box::new(move || count_processed_dirs(&data, &dev))
     });
@@ -197,8 +213,34 @@ fn ingest(c: &mut Criterion) {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let sphere = open_stores(dir.path(), Some(&settings)).expect("S3 stores");
-    run(c, "s3", sphere, move |dev| {
+    let sphere = open_stores(dir.path(), Some(&settings), None).expect("S3 stores");
+    let s3_rate = run(c, "s3", sphere, s3_counter(settings.clone()));
+    eprintln!(
+        "ingest: s3 blobs = {:.2} x embedded packages/s",
+        s3_rate / embedded
+    );
+
+    let Ok(url) = std::env::var("SPHERE_TEST_MLFLOW_URL") else {
+        eprintln!(
+            "ingest/mlflow+s3: SKIPPED: SPHERE_TEST_MLFLOW_URL is not set \
+             (./scripts/test sphere starts MLflow and sets it)"
+        );
+        return;
+    };
+    let namespace = settings.prefix.clone().expect("a prefix").replace('_', "-");
+    let mlflow = MlflowSettings { url, namespace };
+    let sphere =
+        open_stores(dir.path(), Some(&settings), Some(&mlflow)).expect("MLflow + S3 stores");
+    let mlflow_rate = run(c, "mlflow+s3", sphere, s3_counter(settings));
+    eprintln!(
+        "ingest: mlflow+s3 (stateless) = {mlflow_rate:.1} packages/s = {:.2} x embedded ({embedded:.1} packages/s)",
+        mlflow_rate / embedded
+    );
+}
+
+/// Counts a device's processed packages in S3 (their `metrics.json` objects).
+fn s3_counter(settings: S3Settings) -> impl Fn(&str) -> Processed {
+    move |dev| {
         let prefix = format!("devices/{dev}/packages/");
         let s3 = S3Blobs::open(&settings).expect("S3 client");
         Box::new(move || {
@@ -210,7 +252,7 @@ fn ingest(c: &mut Criterion) {
                 })
                 .unwrap_or(0)
         })
-    });
+    }
 }
 
 criterion_group! {

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::adapters::S3Settings;
+use crate::adapters::mlflow::{DEFAULT_NAMESPACE, valid_namespace};
+use crate::adapters::{MlflowSettings, S3Settings};
 
 /// Default listen address (loopback: expose it deliberately).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
@@ -29,8 +30,69 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Hard cap on a package body in bytes.
     pub max_upload_bytes: u64,
-    /// Blobs in S3 instead of `<data>/blobs/` when set (tracking stays in `<data>`).
+    /// Blobs in S3 instead of `<data>/blobs/` when set.
     pub s3: Option<S3Settings>,
+    /// Tracking in MLflow instead of `<data>/sphere.redb` when set (then `s3` is set too and
+    /// nothing is stored in `data`).
+    pub mlflow: Option<MlflowSettings>,
+}
+
+/// The MLflow keys as given by flags/environment (`--mlflow-url`, `SPHERE_LITE_MLFLOW_URL`,
+/// ...): see the same-named keys of [`FileConfig`].
+#[derive(Debug, Default, Clone)]
+pub struct MlflowOptions {
+    /// MLflow server URL: setting it switches tracking to MLflow.
+    pub mlflow_url: Option<String>,
+    /// Experiment name prefix (default `sphere-lite`).
+    pub mlflow_namespace: Option<String>,
+}
+
+impl MlflowOptions {
+    fn or(self, other: MlflowOptions) -> MlflowOptions {
+        MlflowOptions {
+            mlflow_url: self.mlflow_url.or(other.mlflow_url),
+            mlflow_namespace: self.mlflow_namespace.or(other.mlflow_namespace),
+        }
+    }
+
+    fn resolve(self, s3: Option<&S3Settings>) -> Result<Option<MlflowSettings>, ConfigError> {
+        let Some(url) = self.mlflow_url.filter(|u| !u.is_empty()) else {
+            if self.mlflow_namespace.is_some() {
+                return Err(ConfigError::Invalid {
+                    key: "mlflow_namespace",
+                    problem: "an MLflow namespace is set but no MLflow URL".into(),
+                    fix: "set mlflow_url (e.g. http://127.0.0.1:5000), or remove mlflow_namespace",
+                });
+            }
+            return Ok(None);
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                key: "mlflow_url",
+                problem: format!("{url:?} is not an http(s) URL"),
+                fix: "write http://HOST:PORT or https://HOST",
+            });
+        }
+        if s3.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "mlflow_url",
+                problem: "MLflow tracking needs S3 blobs: the server keeps no local state then"
+                    .into(),
+                fix: "set s3_endpoint, s3_access_key and s3_secret_key as well, or remove mlflow_url to run embedded",
+            });
+        }
+        let namespace = self
+            .mlflow_namespace
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.into());
+        if !valid_namespace(&namespace) {
+            return Err(ConfigError::Invalid {
+                key: "mlflow_namespace",
+                problem: format!("{namespace:?} is not a valid namespace"),
+                fix: "use 1-100 characters of A-Z a-z 0-9 . - in segments separated by / (no _ or %)",
+            });
+        }
+        Ok(Some(MlflowSettings { url, namespace }))
+    }
 }
 
 /// The S3 keys as given by flags/environment (`--s3-endpoint`, `SPHERE_LITE_S3_ENDPOINT`, ...):
@@ -155,6 +217,11 @@ pub struct FileConfig {
     pub s3_region: Option<String>,
     /// `s3_prefix = "fleet-a"`
     pub s3_prefix: Option<String>,
+    /// `mlflow_url = "http://127.0.0.1:5000"`: setting it switches tracking to MLflow (needs
+    /// the s3_ keys too).
+    pub mlflow_url: Option<String>,
+    /// `mlflow_namespace = "fleet-a"`: prefix of all experiment names (default `sphere-lite`).
+    pub mlflow_namespace: Option<String>,
 }
 
 /// A configuration that cannot work.
@@ -162,7 +229,7 @@ pub struct FileConfig {
 pub enum ConfigError {
     /// The file could not be read or parsed.
     #[error(
-        "config file {path}: {message}. Fix: check the file's TOML (keys: data, listen, max_upload_bytes, s3_endpoint, s3_bucket, s3_access_key, s3_secret_key, s3_region, s3_prefix)"
+        "config file {path}: {message}. Fix: check the file's TOML (keys: data, listen, max_upload_bytes, s3_endpoint, s3_bucket, s3_access_key, s3_secret_key, s3_region, s3_prefix, mlflow_url, mlflow_namespace)"
     )]
     File {
         /// The file.
@@ -203,6 +270,7 @@ impl Config {
         listen: Option<String>,
         max_upload_bytes: Option<u64>,
         s3: S3Options,
+        mlflow: MlflowOptions,
         file: FileConfig,
     ) -> Result<Self, ConfigError> {
         let s3 = s3
@@ -215,6 +283,12 @@ impl Config {
                 s3_prefix: file.s3_prefix,
             })
             .resolve()?;
+        let mlflow = mlflow
+            .or(MlflowOptions {
+                mlflow_url: file.mlflow_url,
+                mlflow_namespace: file.mlflow_namespace,
+            })
+            .resolve(s3.as_ref())?;
         let data = data.or(file.data).unwrap_or_else(|| DEFAULT_DATA.into());
         let listen_text = listen
             .or(file.listen)
@@ -239,6 +313,7 @@ impl Config {
             listen,
             max_upload_bytes,
             s3,
+            mlflow,
         })
     }
 }
@@ -255,6 +330,7 @@ mod tests {
             Some("127.0.0.1:2".into()),
             None,
             S3Options::default(),
+            MlflowOptions::default(),
             file,
         )
         .unwrap();
@@ -265,6 +341,7 @@ mod tests {
             None,
             None,
             S3Options::default(),
+            MlflowOptions::default(),
             FileConfig::default(),
         )
         .unwrap();
@@ -276,6 +353,7 @@ mod tests {
                 Some("nope".into()),
                 None,
                 S3Options::default(),
+                MlflowOptions::default(),
                 FileConfig::default()
             )
             .is_err()
@@ -294,7 +372,7 @@ mod tests {
             s3_secret_key: Some("sk".into()),
             ..S3Options::default()
         };
-        let s3 = Config::resolve(None, None, None, flags, file)
+        let s3 = Config::resolve(None, None, None, flags, MlflowOptions::default(), file)
             .unwrap()
             .s3
             .unwrap();
@@ -310,7 +388,16 @@ mod tests {
             "secret in Debug: {s3:?}"
         );
 
-        let bad = |o: S3Options| Config::resolve(None, None, None, o, FileConfig::default());
+        let bad = |o: S3Options| {
+            Config::resolve(
+                None,
+                None,
+                None,
+                o,
+                MlflowOptions::default(),
+                FileConfig::default(),
+            )
+        };
         let base = S3Options {
             s3_endpoint: Some("http://h:1".into()),
             s3_access_key: Some("a".into()),
@@ -341,6 +428,58 @@ mod tests {
             },
         ] {
             assert!(bad(broken).is_err());
+        }
+    }
+
+    #[test]
+    fn mlflow_needs_s3_and_a_valid_namespace() {
+        let s3 = S3Options {
+            s3_endpoint: Some("http://h:1".into()),
+            s3_access_key: Some("a".into()),
+            s3_secret_key: Some("s".into()),
+            ..S3Options::default()
+        };
+        let resolve = |s3: S3Options, m: MlflowOptions, file: &str| {
+            Config::resolve(None, None, None, s3, m, toml::from_str(file).unwrap())
+        };
+        let url = |u: &str| MlflowOptions {
+            mlflow_url: Some(u.into()),
+            ..MlflowOptions::default()
+        };
+        let c = resolve(s3.clone(), url("http://127.0.0.1:5000"), "").unwrap();
+        let m = c.mlflow.unwrap();
+        assert_eq!(
+            (m.url.as_str(), m.namespace.as_str()),
+            ("http://127.0.0.1:5000", DEFAULT_NAMESPACE)
+        );
+        // From the file, with a namespace.
+        let c = resolve(
+            s3.clone(),
+            MlflowOptions::default(),
+            "mlflow_url = \"http://m:1\"\nmlflow_namespace = \"fleet-a/prod\"",
+        )
+        .unwrap();
+        assert_eq!(c.mlflow.unwrap().namespace, "fleet-a/prod");
+        // No S3: refused with the key and a fix.
+        let err = resolve(S3Options::default(), url("http://m:1"), "")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("mlflow_url") && err.contains("S3") && err.contains("Fix"),
+            "{err}"
+        );
+        for (m, file) in [
+            (url("m:1"), ""),
+            (MlflowOptions::default(), "mlflow_namespace = \"x\""),
+            (
+                MlflowOptions {
+                    mlflow_url: Some("http://m:1".into()),
+                    mlflow_namespace: Some("bad_ns".into()),
+                },
+                "",
+            ),
+        ] {
+            assert!(resolve(s3.clone(), m, file).is_err());
         }
     }
 }

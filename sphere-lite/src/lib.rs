@@ -1,10 +1,11 @@
-//! sphere-lite: the slim fleet server for TinyLCM devices (embedded default: redb + a directory).
+//! sphere-lite: the slim fleet server for TinyLCM devices (embedded default: redb + a directory;
+//! stateless: MLflow + S3).
 //!
 //! Why a library as well as a binary: the integration tests start the same server the binary
 //! does. Layout (ports and adapters, DESIGN.md §2.5):
 //!
 //! * [`ports`]: the `Tracking` and `Blobs` traits the domain depends on;
-//! * [`adapters`]: their embedded implementations (redb file, local directory);
+//! * [`adapters`]: their implementations (redb file, local directory, S3, MLflow);
 //! * [`domain`]: enrollment, authentication, package ingest, listings, the Drift Hub (drift
 //!   events, operator decisions, the per-device feedback queue);
 //! * [`legacy`]: what the original TinyLCM Python clients send and expect, translated to the

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use sphere_lite::config::{Config, FileConfig, S3Options};
+use sphere_lite::config::{Config, FileConfig, MlflowOptions, S3Options};
 use sphere_lite::{rss, server};
 
 /// The slim fleet server for TinyLCM devices.
@@ -27,7 +27,7 @@ struct DataArgs {
     #[arg(long, env = "SPHERE_LITE_DATA")]
     data: Option<PathBuf>,
     /// TOML config file (keys: data, listen, max_upload_bytes, s3_endpoint, s3_bucket,
-    /// s3_access_key, s3_secret_key, s3_region, s3_prefix).
+    /// s3_access_key, s3_secret_key, s3_region, s3_prefix, mlflow_url, mlflow_namespace).
     #[arg(long, env = "SPHERE_LITE_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -53,6 +53,27 @@ struct S3Args {
     /// Key prefix inside the bucket (objects at <prefix>/<key>).
     #[arg(long, env = "SPHERE_LITE_S3_PREFIX")]
     s3_prefix: Option<String>,
+}
+
+/// Tracking in MLflow (optional; needs S3 too: the server then keeps no local state).
+#[derive(clap::Args)]
+struct MlflowArgs {
+    /// MLflow server URL, e.g. http://127.0.0.1:5000. Unset: tracking stays in <data>/sphere.redb.
+    #[arg(long, env = "SPHERE_LITE_MLFLOW_URL")]
+    mlflow_url: Option<String>,
+    /// Prefix of every experiment name, so several fleets can share one MLflow. Default
+    /// sphere-lite.
+    #[arg(long, env = "SPHERE_LITE_MLFLOW_NAMESPACE")]
+    mlflow_namespace: Option<String>,
+}
+
+impl From<MlflowArgs> for MlflowOptions {
+    fn from(a: MlflowArgs) -> Self {
+        MlflowOptions {
+            mlflow_url: a.mlflow_url,
+            mlflow_namespace: a.mlflow_namespace,
+        }
+    }
 }
 
 impl From<S3Args> for S3Options {
@@ -82,6 +103,8 @@ enum Command {
         max_upload_bytes: Option<u64>,
         #[command(flatten)]
         s3: S3Args,
+        #[command(flatten)]
+        mlflow: MlflowArgs,
     },
     /// Operator tokens.
     Token {
@@ -112,31 +135,57 @@ enum DeviceAction {
         #[arg(long)]
         name: Option<String>,
         #[command(flatten)]
-        data: DataArgs,
+        stores: StoreArgs,
     },
+}
+
+/// Where the secrets commands find the fleet: the data directory, or S3 + MLflow.
+#[derive(clap::Args)]
+struct StoreArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    s3: S3Args,
+    #[command(flatten)]
+    mlflow: MlflowArgs,
+}
+
+impl StoreArgs {
+    /// Open the fleet's stores for a one-shot command.
+    fn open(self) -> anyhow::Result<sphere_lite::domain::Sphere> {
+        open(&config(
+            self.data,
+            None,
+            None,
+            self.s3.into(),
+            self.mlflow.into(),
+        )?)
+    }
 }
 
 #[derive(Subcommand)]
 enum TokenAction {
-    /// Create an operator token and print it once (only its hash is stored).
+    /// Create an operator token and print it once (only its hash is stored). With MLflow
+    /// tracking this works while servers are running; embedded, stop the server first.
     Create {
         /// Operator name.
         #[arg(long)]
         operator: String,
         #[command(flatten)]
-        data: DataArgs,
+        stores: StoreArgs,
     },
 }
 
 #[derive(Subcommand)]
 enum KeyAction {
-    /// Create an enrollment key and print it once (only its hash is stored).
+    /// Create an enrollment key and print it once (only its hash is stored). With MLflow
+    /// tracking this works while servers are running; embedded, stop the server first.
     Create {
         /// How many devices may enroll with it.
         #[arg(long, default_value_t = 1)]
         uses: u32,
         #[command(flatten)]
-        data: DataArgs,
+        stores: StoreArgs,
     },
 }
 
@@ -145,31 +194,42 @@ fn config(
     listen: Option<String>,
     max_upload: Option<u64>,
     s3: S3Options,
+    mlflow: MlflowOptions,
 ) -> anyhow::Result<Config> {
     let file = match &data.config {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
-    Ok(Config::resolve(data.data, listen, max_upload, s3, file)?)
+    Ok(Config::resolve(
+        data.data, listen, max_upload, s3, mlflow, file,
+    )?)
 }
 
-/// Tracking only (the token and key commands): blobs stay untouched.
+/// For the token and key commands: the embedded database (blobs untouched), or MLflow.
 fn open(config: &Config) -> anyhow::Result<sphere_lite::domain::Sphere> {
-    server::open_embedded(&config.data)
-        .with_context(|| format!("opening the data directory {}", config.data.display()))
+    match &config.mlflow {
+        Some(m) => server::open_stores(&config.data, config.s3.as_ref(), Some(m))
+            .with_context(|| format!("opening MLflow at {} (namespace {})", m.url, m.namespace)),
+        None => server::open_embedded(&config.data)
+            .with_context(|| format!("opening the data directory {}", config.data.display())),
+    }
 }
 
-/// Everything `serve` needs: tracking in the data directory, blobs there or in S3.
+/// Everything `serve` needs: tracking in the data directory or MLflow, blobs there or in S3.
 fn open_serving(config: &Config) -> anyhow::Result<sphere_lite::domain::Sphere> {
-    server::open_stores(&config.data, config.s3.as_ref())
-        .with_context(|| match &config.s3 {
-            Some(s3) => format!(
+    server::open_stores(&config.data, config.s3.as_ref(), config.mlflow.as_ref())
+        .with_context(|| match (&config.mlflow, &config.s3) {
+            (Some(m), Some(s3)) => format!(
+                "opening MLflow at {} (namespace {}) and S3 bucket {} at {}",
+                m.url, m.namespace, s3.bucket, s3.endpoint
+            ),
+            (_, Some(s3)) => format!(
                 "opening the data directory {} and S3 bucket {} at {}",
                 config.data.display(),
                 s3.bucket,
                 s3.endpoint
             ),
-            None => format!("opening the data directory {}", config.data.display()),
+            (_, None) => format!("opening the data directory {}", config.data.display()),
         })
         .map(|s| s.with_max_upload(config.max_upload_bytes))
 }
@@ -189,12 +249,17 @@ fn main() -> anyhow::Result<()> {
             listen,
             max_upload_bytes,
             s3,
+            mlflow,
         } => {
-            let config = config(data, listen, max_upload_bytes, s3.into())?;
+            let config = config(data, listen, max_upload_bytes, s3.into(), mlflow.into())?;
             let sphere = Arc::new(open_serving(&config)?);
             let blobs = match &config.s3 {
                 Some(s3) => format!("S3 bucket {} at {}", s3.bucket, s3.endpoint),
                 None => "local blobs".to_owned(),
+            };
+            let tracking = match &config.mlflow {
+                Some(m) => format!("MLflow at {} (namespace {})", m.url, m.namespace),
+                None => "redb".to_owned(),
             };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -210,7 +275,7 @@ fn main() -> anyhow::Result<()> {
                     listen = %listener.local_addr()?,
                     data = %config.data.display(),
                     vm_rss_kib = rss::vm_rss_kib(),
-                    "sphere-lite serving (tracking: redb; blobs: {blobs})"
+                    "sphere-lite serving (tracking: {tracking}; blobs: {blobs})"
                 );
                 server::serve(sphere, listener, server::shutdown_signal()).await?;
                 anyhow::Ok(())
@@ -218,17 +283,17 @@ fn main() -> anyhow::Result<()> {
             tracing::info!("stopped");
         }
         Command::Token {
-            action: TokenAction::Create { operator, data },
+            action: TokenAction::Create { operator, stores },
         } => {
-            let sphere = open(&config(data, None, None, S3Options::default())?)?;
+            let sphere = stores.open()?;
             let token = sphere.create_operator_token(&operator)?;
             eprintln!("operator token for {operator:?} (shown once; store it now):");
             println!("{token}");
         }
         Command::EnrollmentKey {
-            action: KeyAction::Create { uses, data },
+            action: KeyAction::Create { uses, stores },
         } => {
-            let sphere = open(&config(data, None, None, S3Options::default())?)?;
+            let sphere = stores.open()?;
             let key = sphere.create_enrollment_key(uses)?;
             eprintln!("enrollment key for {uses} device(s) (shown once; store it now):");
             println!("{key}");
@@ -238,10 +303,10 @@ fn main() -> anyhow::Result<()> {
                 DeviceAction::Add {
                     device_id,
                     name,
-                    data,
+                    stores,
                 },
         } => {
-            let sphere = open(&config(data, None, None, S3Options::default())?)?;
+            let sphere = stores.open()?;
             let added = sphere.add_device(&device_id, name.as_deref())?;
             eprintln!("token for device {device_id} (shown once; set it as the client's api_key):");
             println!("{}", added.token);

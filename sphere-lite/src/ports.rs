@@ -2,8 +2,8 @@
 //!
 //! Why: the design (DESIGN.md §2.5) runs the same domain logic on an embedded default
 //! (redb + a local directory) and on MLflow + S3 with no local state. The domain only sees
-//! these traits; each method documents what it maps to in the later MLflow / S3 adapters, so
-//! those adapters can be written without changing the domain.
+//! these traits; each method documents what it maps to in the MLflow / S3 adapters
+//! (`adapters::mlflow` has the full layout and its guarantees under several replicas).
 //!
 //! The traits are synchronous: the embedded adapters are blocking (redb, file system), and the
 //! HTTP layer calls the domain from `spawn_blocking`. A remote adapter can use a blocking client.
@@ -108,17 +108,18 @@ pub enum Recorded {
 
 /// Devices, packages, tokens, drift events and feedback queues: the tracking store.
 ///
-/// Embedded: one redb file. MLflow (later): devices are experiments named `device/<id>` with
-/// tags for name, hardware and token hash; packages are runs tagged `package_id` (idempotency via
-/// `runs/search` on that tag); tokens and enrollment keys live as tags of a reserved
-/// `sphere-lite/auth` experiment (hashes only).
+/// Embedded: one redb file. MLflow (`<ns>` = the namespace): devices are experiments
+/// `<ns>/device/<id>` with tags for name, hardware and token hash; packages are runs of
+/// `<ns>/packages` tagged with device and package id (idempotent via `runs/search` on those
+/// tags); operator tokens are tags and enrollment keys runs of `<ns>/auth` (hashes only).
 pub trait Tracking: Send + Sync {
     /// Store a new enrollment key hash with `uses` uses.
-    /// MLflow: `experiments/set-experiment-tag` on the auth experiment.
+    /// MLflow: a run in `<ns>/auth` tagged `sphere.key_sha256` and `sphere.uses`.
     fn add_enrollment_key(&self, key_hash: SecretHash, uses: u32) -> Result<(), StoreError>;
 
     /// Atomically consume one use of the key and store `device` and its token.
-    /// MLflow: check-and-set the key tag, then `experiments/create` for the device.
+    /// MLflow: claim a write-once param `use.<i>` on the key's run (exact across replicas),
+    /// then `experiments/create` for the device and `runs/create` for its feedback queue.
     fn enroll(
         &self,
         key_hash: SecretHash,
@@ -126,19 +127,20 @@ pub trait Tracking: Send + Sync {
     ) -> Result<EnrollOutcome, StoreError>;
 
     /// Store an operator token hash for `name`.
-    /// MLflow: tag on the auth experiment.
+    /// MLflow: tag `sphere.operator_token.<hash>` on `<ns>/auth`.
     fn add_operator_token(&self, name: &str, token_hash: SecretHash) -> Result<(), StoreError>;
 
     /// Who owns the token with this hash, if anyone.
-    /// MLflow: read the auth experiment's tags (cached).
+    /// MLflow: `<ns>/auth`'s tags (cached briefly), else `experiments/search` on the device
+    /// experiments' `sphere.token_sha256` tag.
     fn token_owner(&self, token_hash: &SecretHash) -> Result<Option<Principal>, StoreError>;
 
     /// One device by id.
-    /// MLflow: `experiments/get-by-name` `device/<id>`.
+    /// MLflow: `experiments/get-by-name` `<ns>/device/<id>`.
     fn device(&self, device_id: &str) -> Result<Option<DeviceRecord>, StoreError>;
 
     /// All devices, ordered by id.
-    /// MLflow: `experiments/search` with `name LIKE 'device/%'`, paginated.
+    /// MLflow: `experiments/search` with `name LIKE '<ns>/device/%'`, paginated.
     fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError>;
 
     /// Update a device's last-seen time (never moves backwards).
@@ -146,7 +148,7 @@ pub trait Tracking: Send + Sync {
     fn touch_device(&self, device_id: &str, now_unix_ms: u64) -> Result<(), StoreError>;
 
     /// The record of package `package_id` of `device_id`, if accepted before.
-    /// MLflow: `runs/search` in the device experiment, filter `tags.package_id = '<id>'`.
+    /// MLflow: `runs/search` in `<ns>/packages` on the device and package id tags.
     fn package(
         &self,
         device_id: &str,
@@ -154,7 +156,8 @@ pub trait Tracking: Send + Sync {
     ) -> Result<Option<PackageRecord>, StoreError>;
 
     /// Record an accepted package (idempotent on device + package id) and count it for the device.
-    /// MLflow: `runs/create` tagged `package_id`, status `SCHEDULED`.
+    /// MLflow: `runs/create` (status `RUNNING` = not processed), searched before and after so
+    /// a replica race keeps one canonical copy; the count is a device experiment tag.
     fn record_accepted(&self, record: &PackageRecord) -> Result<Recorded, StoreError>;
 
     /// Mark a package processed (or failed for good with `failed`), with the `problems` found
@@ -171,32 +174,32 @@ pub trait Tracking: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Accepted packages not yet processed, oldest first.
-    /// MLflow: `runs/search` with `attributes.status = 'SCHEDULED'`.
+    /// MLflow: `runs/search` in `<ns>/packages` with `attributes.status = 'RUNNING'`.
     fn unprocessed(&self) -> Result<Vec<PackageRecord>, StoreError>;
 
     // --- Drift Hub -------------------------------------------------------------------------
-    // MLflow (later): one experiment `drift-events`; each event is a run tagged
-    // `sphere.kind=drift-event`, `sphere.device`, `sphere.event_seq`, `sphere.detector`,
-    // `sphere.status`, with params for the numbers and the sample keys as a JSON tag; the
-    // server id is a counter tag on the experiment (check-and-set). Feedback items are runs
-    // tagged `sphere.kind=feedback`, `sphere.device`, `sphere.feedback_id` in the device's
-    // experiment; the ack watermark and the next id are device experiment tags.
+    // MLflow: one experiment `<ns>/drift-events`; each event is a run tagged
+    // `sphere.kind=drift-event`, `sphere.device`, `sphere.event_seq`, `sphere.detector_hex`,
+    // `sphere.status`, with the report as the JSON tag `sphere.event` and the metrics
+    // `sphere.id` (server id) and `sphere.unix_ms`; a decision is the write-once param
+    // `sphere.decision`. Feedback items are write-once params `feedback.<id>` of the device's
+    // `feedback-queue` run; the ack watermark is its metric `sphere.feedback_acked`.
 
     /// Store new drift events (their `id` is ignored and assigned here, increasing), skipping any
     /// whose (device, event_seq) is stored already; returns how many were new. Idempotent, so
     /// re-processing a package after a crash stores nothing twice.
-    /// MLflow: `runs/search` on `tags.sphere.device` + `tags.sphere.event_seq`, then
-    /// `runs/create` for the missing ones.
+    /// MLflow: `runs/search` on `sphere.device` + `sphere.event_seq`, then `runs/create` for
+    /// the missing ones, with ids from the clock checked for uniqueness after writing.
     fn put_drift_events(&self, events: &[DriftEventView]) -> Result<usize, StoreError>;
 
     /// One drift event by server id.
-    /// MLflow: `runs/search` with `tags.sphere.id = '<id>'`.
+    /// MLflow: `runs/search` with `metrics.sphere.id = <id>`.
     fn drift_event(&self, id: u64) -> Result<Option<DriftEventView>, StoreError>;
 
     /// Drift events matching `filter` with an id above `after`, ascending by id, at most
     /// `limit` (the caller caps it).
-    /// MLflow: `runs/search` with the filter as tag/param conditions, ordered by
-    /// `tags.sphere.id`, `max_results = limit`.
+    /// MLflow: `runs/search` with the filter as tag/metric conditions (the detector through
+    /// its hex tag), ordered by `metrics.sphere.id`, `max_results = limit`.
     fn drift_events(
         &self,
         filter: &DriftEventFilter,
@@ -207,8 +210,8 @@ pub trait Tracking: Send + Sync {
     /// Atomically move a *pending* event to `decision.status` with the audit fields, and queue
     /// `feedback` for its device in the same step (so a decision never exists without its
     /// feedback, nor twice). A decided event is left unchanged: `AlreadyDecided`.
-    /// MLflow: `runs/set-tag sphere.status` guarded by a re-read (a single writer per event is
-    /// enforced by a per-event lock in the adapter), then the feedback runs.
+    /// MLflow: the write-once param `sphere.decision` decides (exact across replicas), then
+    /// `runs/set-tag sphere.status` and the feedback items (idempotent per event).
     fn decide_drift_event(
         &self,
         id: u64,
@@ -218,8 +221,8 @@ pub trait Tracking: Send + Sync {
 
     /// Queue `verdicts` for `device_id`, each with the next per-device id (1, 2, …).
     /// Returns the ids given.
-    /// MLflow: `runs/create` per item in the device experiment; the counter is a device
-    /// experiment tag.
+    /// MLflow: each id claimed as the write-once param `feedback.<id>` of the device's queue run
+    /// (unique and increasing across replicas).
     fn append_feedback(
         &self,
         device_id: &str,
@@ -229,8 +232,7 @@ pub trait Tracking: Send + Sync {
 
     /// Unacknowledged feedback of `device_id` with an id above `after`, ascending, at most
     /// `limit`.
-    /// MLflow: `runs/search` `tags.sphere.kind = 'feedback'` and id above the larger of `after`
-    /// and the ack watermark.
+    /// MLflow: the queue run's params above the larger of `after` and the ack watermark.
     fn feedback_after(
         &self,
         device_id: &str,
@@ -240,7 +242,8 @@ pub trait Tracking: Send + Sync {
 
     /// Acknowledge every item of `device_id` up to `up_to` (clamped to the last id given, never
     /// moving backwards); acknowledged items are never returned again. Returns the watermark.
-    /// MLflow: device experiment tag `sphere.feedback_acked`; acknowledged runs are deleted.
+    /// MLflow: metric `sphere.feedback_acked` logged with `step` = watermark (MLflow's latest
+    /// value is the largest step: never backwards); acknowledged params stay but are skipped.
     fn ack_feedback(&self, device_id: &str, up_to: u64) -> Result<u64, StoreError>;
 }
 

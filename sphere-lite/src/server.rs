@@ -1,4 +1,4 @@
-//! Wiring for the embedded default and the serve loop: open the stores, finish pending
+//! Wiring of the stores (embedded default, S3 blobs, MLflow tracking) and the serve loop: open the stores, finish pending
 //! packages, process new ones in the background, serve until shutdown.
 //!
 //! Why: `main` and the integration tests start the server the same way, so the tests exercise
@@ -11,32 +11,54 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::adapters::{DirBlobs, RedbTracking, S3Blobs, S3Settings};
+use crate::adapters::{
+    DirBlobs, MlflowSettings, MlflowTracking, RedbTracking, S3Blobs, S3Settings,
+};
 use crate::domain::{DomainError, Sphere};
 use crate::http::{self, ProcessJob};
-use crate::ports::Blobs;
+use crate::ports::{Blobs, StoreError, Tracking};
 
 /// How often pending packages are retried after a processing failure.
 pub const RETRY_SWEEP: Duration = Duration::from_secs(30);
 
 /// Open the embedded stores in `data` (`sphere.redb`, `blobs/`), creating them if needed.
 pub fn open_embedded(data: &Path) -> Result<Sphere, DomainError> {
-    open_stores(data, None)
+    open_stores(data, None, None)
 }
 
-/// Open tracking in `data` (`sphere.redb`) and blobs in S3 when `s3` is given, else in
-/// `data/blobs/`. Tracking is always embedded for now: with S3 the server still keeps state in
-/// `data` (devices, tokens, package records), so it is not yet stateless.
-pub fn open_stores(data: &Path, s3: Option<&S3Settings>) -> Result<Sphere, DomainError> {
-    std::fs::create_dir_all(data).map_err(|e| {
-        crate::ports::StoreError::new("data", format!("create {}: {e}", data.display()))
-    })?;
-    let tracking = RedbTracking::open(&data.join("sphere.redb"))?;
+/// Open the stores:
+///
+/// * no `mlflow`: tracking in `data/sphere.redb`, blobs in S3 when `s3` is given, else in
+///   `data/blobs/` (`data` is created if needed);
+/// * `mlflow` (needs `s3`): tracking in MLflow and blobs in S3. Nothing is kept locally:
+///   `data` is neither created nor read, so several replicas can serve one fleet.
+///
+/// MLflow without S3 is refused: the blobs would be the only local state.
+pub fn open_stores(
+    data: &Path,
+    s3: Option<&S3Settings>,
+    mlflow: Option<&MlflowSettings>,
+) -> Result<Sphere, DomainError> {
+    if let Some(mlflow) = mlflow {
+        let Some(s3) = s3 else {
+            return Err(StoreError::new(
+                "config",
+                "MLflow tracking needs S3 blobs (the server keeps no local state then)",
+            )
+            .into());
+        };
+        let tracking = MlflowTracking::open(mlflow)?;
+        let blobs = S3Blobs::open(s3)?;
+        return Ok(Sphere::new(Arc::new(tracking), Arc::new(blobs)));
+    }
+    std::fs::create_dir_all(data)
+        .map_err(|e| StoreError::new("data", format!("create {}: {e}", data.display())))?;
+    let tracking: Arc<dyn Tracking> = Arc::new(RedbTracking::open(&data.join("sphere.redb"))?);
     let blobs: Arc<dyn Blobs> = match s3 {
         Some(settings) => Arc::new(S3Blobs::open(settings)?),
         None => Arc::new(DirBlobs::open(&data.join("blobs"))?),
     };
-    Ok(Sphere::new(Arc::new(tracking), blobs))
+    Ok(Sphere::new(tracking, blobs))
 }
 
 /// Process pending packages, then serve on `listener` until `shutdown` resolves; in-flight
@@ -49,7 +71,7 @@ pub async fn serve(
     let s = sphere.clone();
     let recovered = tokio::task::spawn_blocking(move || s.process_pending())
         .await
-        .map_err(|e| crate::ports::StoreError::new("startup", e))??;
+        .map_err(|e| StoreError::new("startup", e))??;
     if recovered > 0 {
         tracing::info!(recovered, "processed packages left pending by the last run");
     }

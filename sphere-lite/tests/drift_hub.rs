@@ -1,19 +1,18 @@
 //! End-to-end tests of the Drift Hub against a real sphere-lite on 127.0.0.1:0: drift events
-//! arrive in packages, operators review them, devices pull and acknowledge the feedback.
+//! arrive in packages, operators review them, devices pull and acknowledge the feedback. Each
+//! test runs on the embedded default and again on MLflow + S3 when `SPHERE_TEST_MLFLOW_URL`
+//! and `SPHERE_TEST_S3_*` are set.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use sphere_lite::adapters::{DirBlobs, RedbTracking};
 use sphere_lite::domain::Sphere;
 use sphere_lite::ports::{
     DecideOutcome, Decision, DeviceRecord, DriftEventFilter, EnrollOutcome, PackageRecord,
     Principal, Recorded, SecretHash, StoreError, Tracking,
 };
-use sphere_lite::server::open_embedded;
 use tinylcm_protocol::api::{DriftEventView, EnrollRequest, FeedbackItem, FeedbackVerdict};
 use tinylcm_protocol::package::{FileKind, PackageBuilder};
 use tinylcm_protocol::paths;
@@ -21,6 +20,10 @@ use tinylcm_protocol::paths;
 #[path = "support/server.rs"]
 mod server;
 
+#[path = "support/backend.rs"]
+mod backend;
+
+use backend::{Backend, each_backend};
 use server::TestServer;
 
 /// A drift event report as the device writes it.
@@ -54,29 +57,21 @@ fn drift_package(device: &str, id: &str, events: &Value) -> Vec<u8> {
 }
 
 struct Fixture {
-    // Field order: the server stops before the directory is removed.
     server: TestServer,
-    dir: tempfile::TempDir,
     key: String,
     operator: String,
 }
 
 impl Fixture {
-    fn new() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let sphere = open_embedded(dir.path()).unwrap();
+    fn new(backend: &Backend) -> Fixture {
+        let sphere = backend.open();
         let key = sphere.create_enrollment_key(5).unwrap();
         let operator = sphere.create_operator_token("alice").unwrap();
         Fixture {
             server: TestServer::start(sphere),
-            dir,
             key,
             operator,
         }
-    }
-
-    fn data(&self) -> &Path {
-        self.dir.path()
     }
 
     fn upload(&self, device: &str, token: &str, package: &[u8]) {
@@ -131,321 +126,334 @@ fn events(body: &Value) -> Vec<DriftEventView> {
 
 #[test]
 fn a_validated_label_reaches_the_device_exactly_once() {
-    let f = Fixture::new();
-    let (dev, token) = f.server.enrolled(&f.key);
-    let reports = json!([
-        report(7, "page-hinkley-distance", 1000, &[THUMB_A, THUMB_B]),
-        report(8, "adwin", 2000, &[]),
-    ]);
-    f.upload(&dev, &token, &drift_package(&dev, "pkg-1", &reports));
+    each_backend("a_validated_label_reaches_the_device_exactly_once", |b| {
+        let f = Fixture::new(b);
+        let (dev, token) = f.server.enrolled(&f.key);
+        let reports = json!([
+            report(7, "page-hinkley-distance", 1000, &[THUMB_A, THUMB_B]),
+            report(8, "adwin", 2000, &[]),
+        ]);
+        f.upload(&dev, &token, &drift_package(&dev, "pkg-1", &reports));
 
-    let list = events(&f.wait_events("?status=pending", 2));
-    assert_eq!(list.len(), 2);
-    let first = &list[0];
-    assert_eq!(first.device_id, dev);
-    assert_eq!(first.event_seq, 7);
-    assert_eq!(first.detector, "page-hinkley-distance");
-    assert_eq!(
-        first.samples,
-        [
-            format!("devices/{dev}/packages/pkg-1/{THUMB_A}"),
-            format!("devices/{dev}/packages/pkg-1/{THUMB_B}"),
-        ]
-    );
-    // The keys point at stored blobs.
-    for key in &first.samples {
-        assert!(f.data().join("blobs").join(key).exists(), "{key}");
-    }
+        let list = events(&f.wait_events("?status=pending", 2));
+        assert_eq!(list.len(), 2);
+        let first = &list[0];
+        assert_eq!(first.device_id, dev);
+        assert_eq!(first.event_seq, 7);
+        assert_eq!(first.detector, "page-hinkley-distance");
+        assert_eq!(
+            first.samples,
+            [
+                format!("devices/{dev}/packages/pkg-1/{THUMB_A}"),
+                format!("devices/{dev}/packages/pkg-1/{THUMB_B}"),
+            ]
+        );
+        // The keys point at stored blobs.
+        for key in &first.samples {
+            assert!(b.blob(key).is_some(), "{key}");
+        }
 
-    // Validate with a label: the event is decided with its audit fields.
-    let (status, body) = f.server.post(
-        &paths::drift_event_validate(first.id),
-        Some(&f.operator),
-        json!({"label": "cat", "note": "new <b>cat</b> breed"})
-            .to_string()
-            .as_bytes(),
-    );
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["status"], "validated");
-    assert_eq!(body["label"], "cat");
-    assert_eq!(body["note"], "new <b>cat</b> breed");
-    assert_eq!(body["decided_by"], "alice");
-    assert!(body["decided_unix_ms"].as_u64().unwrap() > 0);
-    let (_, one) = f
-        .server
-        .get(&paths::drift_event(first.id), Some(&f.operator));
-    assert_eq!(one, body);
+        // Validate with a label: the event is decided with its audit fields.
+        let (status, body) = f.server.post(
+            &paths::drift_event_validate(first.id),
+            Some(&f.operator),
+            json!({"label": "cat", "note": "new <b>cat</b> breed"})
+                .to_string()
+                .as_bytes(),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["status"], "validated");
+        assert_eq!(body["label"], "cat");
+        assert_eq!(body["note"], "new <b>cat</b> breed");
+        assert_eq!(body["decided_by"], "alice");
+        assert!(body["decided_unix_ms"].as_u64().unwrap() > 0);
+        let (_, one) = f
+            .server
+            .get(&paths::drift_event(first.id), Some(&f.operator));
+        assert_eq!(one, body);
 
-    // The device's feedback: the drift confirmed, and both thumbnails labelled.
-    let items = f.feedback(&dev, &token, 0);
-    let verdicts: Vec<&FeedbackVerdict> = items.iter().map(|i| &i.verdict).collect();
-    assert_eq!(
-        items.iter().map(|i| i.id).collect::<Vec<_>>(),
-        [1, 2, 3],
-        "{items:?}"
-    );
-    assert_eq!(
-        serde_json::to_value(verdicts).unwrap(),
-        json!([
-            {"type": "drift", "incident": null, "event": 7, "verdict": "confirmed"},
-            {"type": "sample", "id": 12, "label": "cat", "reject": false},
-            {"type": "sample", "id": 13, "label": "cat", "reject": false},
-        ])
-    );
-    // Paging by `after` without acking.
-    assert_eq!(f.feedback(&dev, &token, 2).len(), 1);
+        // The device's feedback: the drift confirmed, and both thumbnails labelled.
+        let items = f.feedback(&dev, &token, 0);
+        let verdicts: Vec<&FeedbackVerdict> = items.iter().map(|i| &i.verdict).collect();
+        assert_eq!(
+            items.iter().map(|i| i.id).collect::<Vec<_>>(),
+            [1, 2, 3],
+            "{items:?}"
+        );
+        assert_eq!(
+            serde_json::to_value(verdicts).unwrap(),
+            json!([
+                {"type": "drift", "incident": null, "event": 7, "verdict": "confirmed"},
+                {"type": "sample", "id": 12, "label": "cat", "reject": false},
+                {"type": "sample", "id": 13, "label": "cat", "reject": false},
+            ])
+        );
+        // Paging by `after` without acking.
+        assert_eq!(f.feedback(&dev, &token, 2).len(), 1);
 
-    // Ack: never delivered again, not even with after=0.
-    let (status, body) =
-        f.server
-            .post(&paths::feedback_ack(&dev), Some(&token), br#"{"up_to": 3}"#);
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["acknowledged_up_to"], 3);
-    let (_, page) = f
-        .server
-        .get(&format!("{}?after=3", paths::feedback(&dev)), Some(&token));
-    assert_eq!(page["items"], json!([]));
-    assert_eq!(page["next_after"], 3);
-    assert!(f.feedback(&dev, &token, 0).is_empty());
+        // Ack: never delivered again, not even with after=0.
+        let (status, body) =
+            f.server
+                .post(&paths::feedback_ack(&dev), Some(&token), br#"{"up_to": 3}"#);
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["acknowledged_up_to"], 3);
+        let (_, page) = f
+            .server
+            .get(&format!("{}?after=3", paths::feedback(&dev)), Some(&token));
+        assert_eq!(page["items"], json!([]));
+        assert_eq!(page["next_after"], 3);
+        assert!(f.feedback(&dev, &token, 0).is_empty());
 
-    // A second decision is a 409 with the current state, and queues nothing.
-    for (path, body) in [
-        (paths::drift_event_validate(first.id), r#"{"label":"dog"}"#),
-        (paths::drift_event_reject(first.id), "{}"),
-    ] {
-        let (status, conflict) = f.server.post(&path, Some(&f.operator), body.as_bytes());
-        assert_eq!(status, 409, "{conflict}");
-        assert!(conflict["error"].is_string());
-        assert_eq!(conflict["current"]["status"], "validated");
-        assert_eq!(conflict["current"]["label"], "cat");
-    }
-    assert!(f.feedback(&dev, &token, 0).is_empty());
+        // A second decision is a 409 with the current state, and queues nothing.
+        for (path, body) in [
+            (paths::drift_event_validate(first.id), r#"{"label":"dog"}"#),
+            (paths::drift_event_reject(first.id), "{}"),
+        ] {
+            let (status, conflict) = f.server.post(&path, Some(&f.operator), body.as_bytes());
+            assert_eq!(status, 409, "{conflict}");
+            assert!(conflict["error"].is_string());
+            assert_eq!(conflict["current"]["status"], "validated");
+            assert_eq!(conflict["current"]["label"], "cat");
+        }
+        assert!(f.feedback(&dev, &token, 0).is_empty());
 
-    // Reject the other one: a false alarm for its event number, id 4.
-    let second = &list[1];
-    let (status, body) = f.server.post(
-        &paths::drift_event_reject(second.id),
-        Some(&f.operator),
-        br#"{"note": "a bird"}"#,
-    );
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["status"], "rejected");
-    assert_eq!(body["label"], Value::Null);
-    let items = f.feedback(&dev, &token, 0);
-    assert_eq!(items.len(), 1);
-    assert_eq!(items[0].id, 4);
-    assert_eq!(
-        serde_json::to_value(&items[0].verdict).unwrap(),
-        json!({"type": "drift", "incident": null, "event": 8, "verdict": "false-alarm"})
-    );
-    // Acking beyond the last id clamps to it (later items are not pre-acknowledged).
-    let (_, body) = f.server.post(
-        &paths::feedback_ack(&dev),
-        Some(&token),
-        br#"{"up_to": 99}"#,
-    );
-    assert_eq!(body["acknowledged_up_to"], 4);
-    assert_eq!(f.list("?status=pending")["events"], json!([]));
+        // Reject the other one: a false alarm for its event number, id 4.
+        let second = &list[1];
+        let (status, body) = f.server.post(
+            &paths::drift_event_reject(second.id),
+            Some(&f.operator),
+            br#"{"note": "a bird"}"#,
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["status"], "rejected");
+        assert_eq!(body["label"], Value::Null);
+        let items = f.feedback(&dev, &token, 0);
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].id, 4);
+        assert_eq!(
+            serde_json::to_value(&items[0].verdict).unwrap(),
+            json!({"type": "drift", "incident": null, "event": 8, "verdict": "false-alarm"})
+        );
+        // Acking beyond the last id clamps to it (later items are not pre-acknowledged).
+        let (_, body) = f.server.post(
+            &paths::feedback_ack(&dev),
+            Some(&token),
+            br#"{"up_to": 99}"#,
+        );
+        assert_eq!(body["acknowledged_up_to"], 4);
+        assert_eq!(f.list("?status=pending")["events"], json!([]));
+    });
 }
 
 #[test]
 fn validation_without_a_label_confirms_the_drift_only() {
-    let f = Fixture::new();
-    let (dev, token) = f.server.enrolled(&f.key);
-    let reports = json!([report(1, "cusum", 1000, &[THUMB_A])]);
-    f.upload(&dev, &token, &drift_package(&dev, "p", &reports));
-    let list = events(&f.wait_events("", 1));
-    let (status, _) = f.server.post(
-        &paths::drift_event_validate(list[0].id),
-        Some(&f.operator),
-        b"",
-    );
-    assert_eq!(status, 200);
-    let items = f.feedback(&dev, &token, 0);
-    assert_eq!(items.len(), 1);
-    assert!(matches!(
-        items[0].verdict,
-        FeedbackVerdict::Drift { event: Some(1), .. }
-    ));
+    each_backend("validation_without_a_label_confirms_the_drift_only", |b| {
+        let f = Fixture::new(b);
+        let (dev, token) = f.server.enrolled(&f.key);
+        let reports = json!([report(1, "cusum", 1000, &[THUMB_A])]);
+        f.upload(&dev, &token, &drift_package(&dev, "p", &reports));
+        let list = events(&f.wait_events("", 1));
+        let (status, _) = f.server.post(
+            &paths::drift_event_validate(list[0].id),
+            Some(&f.operator),
+            b"",
+        );
+        assert_eq!(status, 200);
+        let items = f.feedback(&dev, &token, 0);
+        assert_eq!(items.len(), 1);
+        assert!(matches!(
+            items[0].verdict,
+            FeedbackVerdict::Drift { event: Some(1), .. }
+        ));
+    });
 }
 
 #[test]
 fn concurrent_decisions_on_one_event_let_exactly_one_win() {
-    let f = Fixture::new();
-    let (dev, token) = f.server.enrolled(&f.key);
-    let reports = json!([report(1, "adwin", 1000, &[])]);
-    f.upload(&dev, &token, &drift_package(&dev, "p", &reports));
-    let id = events(&f.wait_events("", 1))[0].id;
-    let statuses: Vec<u16> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..6)
-            .map(|i| {
-                let path = if i % 2 == 0 {
-                    paths::drift_event_validate(id)
-                } else {
-                    paths::drift_event_reject(id)
-                };
-                let server = &f.server;
-                let op = f.operator.as_str();
-                s.spawn(move || server.post(&path, Some(op), b"{}").0)
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    assert_eq!(
-        statuses.iter().filter(|&&c| c == 200).count(),
-        1,
-        "{statuses:?}"
+    each_backend(
+        "concurrent_decisions_on_one_event_let_exactly_one_win",
+        |b| {
+            let f = Fixture::new(b);
+            let (dev, token) = f.server.enrolled(&f.key);
+            let reports = json!([report(1, "adwin", 1000, &[])]);
+            f.upload(&dev, &token, &drift_package(&dev, "p", &reports));
+            let id = events(&f.wait_events("", 1))[0].id;
+            let statuses: Vec<u16> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..6)
+                    .map(|i| {
+                        let path = if i % 2 == 0 {
+                            paths::drift_event_validate(id)
+                        } else {
+                            paths::drift_event_reject(id)
+                        };
+                        let server = &f.server;
+                        let op = f.operator.as_str();
+                        s.spawn(move || server.post(&path, Some(op), b"{}").0)
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            assert_eq!(
+                statuses.iter().filter(|&&c| c == 200).count(),
+                1,
+                "{statuses:?}"
+            );
+            assert_eq!(
+                statuses.iter().filter(|&&c| c == 409).count(),
+                5,
+                "{statuses:?}"
+            );
+            // One decision, one feedback item.
+            assert_eq!(f.feedback(&dev, &token, 0).len(), 1);
+        },
     );
-    assert_eq!(
-        statuses.iter().filter(|&&c| c == 409).count(),
-        5,
-        "{statuses:?}"
-    );
-    // One decision, one feedback item.
-    assert_eq!(f.feedback(&dev, &token, 0).len(), 1);
 }
 
 #[test]
 fn feedback_and_drift_events_are_guarded() {
-    let f = Fixture::new();
-    let (a, token_a) = f.server.enrolled(&f.key);
-    let (b, token_b) = f.server.enrolled(&f.key);
-    let reports = json!([report(1, "adwin", 1000, &[])]);
-    f.upload(&a, &token_a, &drift_package(&a, "p", &reports));
-    let id = events(&f.wait_events("", 1))[0].id;
-    let (status, _) = f
-        .server
-        .post(&paths::drift_event_reject(id), Some(&f.operator), b"{}");
-    assert_eq!(status, 200);
-
-    // B cannot read or ack A's feedback; operators cannot either (device routes).
-    let (status, body) = f.server.get(&paths::feedback(&a), Some(&token_b));
-    assert_eq!(status, 403, "{body}");
-    assert!(body["error"].is_string());
-    let (status, _) = f
-        .server
-        .post(&paths::feedback_ack(&a), Some(&token_b), br#"{"up_to":1}"#);
-    assert_eq!(status, 403);
-    assert_eq!(f.server.get(&paths::feedback(&a), Some(&f.operator)).0, 403);
-    assert_eq!(f.server.get(&paths::feedback(&a), None).0, 401);
-    // B's own feedback is empty; A's item is still there.
-    assert!(f.feedback(&b, &token_b, 0).is_empty());
-    assert_eq!(f.feedback(&a, &token_a, 0).len(), 1);
-
-    // Devices cannot list, read or decide drift events.
-    for token in [&token_a, &token_b] {
-        assert_eq!(f.server.get(paths::DRIFT_EVENTS, Some(token)).0, 403);
-        assert_eq!(f.server.get(&paths::drift_event(id), Some(token)).0, 403);
-        assert_eq!(
-            f.server
-                .post(&paths::drift_event_validate(id), Some(token), b"{}")
-                .0,
-            403
-        );
-    }
-    assert_eq!(f.server.get(paths::DRIFT_EVENTS, None).0, 401);
-    // The token is checked before the body is looked at.
-    let (status, body) = f
-        .server
-        .post(&paths::drift_event_validate(id), None, b"{not json");
-    assert_eq!(status, 401, "{body}");
-    let (status, _) = f
-        .server
-        .post(&paths::feedback_ack(&a), Some(&token_b), b"{not json");
-    assert_eq!(status, 403);
-
-    // Bad input: JSON errors with a status, never a 500.
-    let op = Some(f.operator.as_str());
-    for (query, code) in [
-        ("?status=done", 400),
-        ("?color=red", 400),
-        ("?limit=0", 400),
-        ("?limit=x", 400),
-        ("?device=..%2Fx", 400),
-    ] {
-        let (status, body) = f.server.get(&format!("{}{query}", paths::DRIFT_EVENTS), op);
-        assert_eq!(status, code, "{query}: {body}");
-        assert!(body["error"].is_string());
-    }
-    assert_eq!(f.server.get(&paths::drift_event(999), op).0, 404);
-    assert_eq!(
-        f.server.post(&paths::drift_event_reject(999), op, b"{}").0,
-        404
-    );
-    let long = "x".repeat(200);
-    for body in [
-        "{not json".to_string(),
-        r#"{"lable":"cat"}"#.to_string(),
-        json!({"label": long}).to_string(),
-        json!({"label": "  "}).to_string(),
-        json!({"label": "a\u{0}b"}).to_string(),
-    ] {
-        let (status, reply) = f
+    each_backend("feedback_and_drift_events_are_guarded", |b| {
+        let f = Fixture::new(b);
+        let (a, token_a) = f.server.enrolled(&f.key);
+        let (b, token_b) = f.server.enrolled(&f.key);
+        let reports = json!([report(1, "adwin", 1000, &[])]);
+        f.upload(&a, &token_a, &drift_package(&a, "p", &reports));
+        let id = events(&f.wait_events("", 1))[0].id;
+        let (status, _) = f
             .server
-            .post(&paths::drift_event_validate(id), op, body.as_bytes());
-        assert_eq!(status, 400, "{body}: {reply}");
-    }
-    let (status, _) = f
-        .server
-        .post(&paths::feedback_ack(&a), Some(&token_a), b"{}");
-    assert_eq!(status, 400);
-    let (status, _) = f
-        .server
-        .get(&format!("{}?after=-1", paths::feedback(&a)), Some(&token_a));
-    assert_eq!(status, 400);
+            .post(&paths::drift_event_reject(id), Some(&f.operator), b"{}");
+        assert_eq!(status, 200);
+
+        // B cannot read or ack A's feedback; operators cannot either (device routes).
+        let (status, body) = f.server.get(&paths::feedback(&a), Some(&token_b));
+        assert_eq!(status, 403, "{body}");
+        assert!(body["error"].is_string());
+        let (status, _) =
+            f.server
+                .post(&paths::feedback_ack(&a), Some(&token_b), br#"{"up_to":1}"#);
+        assert_eq!(status, 403);
+        assert_eq!(f.server.get(&paths::feedback(&a), Some(&f.operator)).0, 403);
+        assert_eq!(f.server.get(&paths::feedback(&a), None).0, 401);
+        // B's own feedback is empty; A's item is still there.
+        assert!(f.feedback(&b, &token_b, 0).is_empty());
+        assert_eq!(f.feedback(&a, &token_a, 0).len(), 1);
+
+        // Devices cannot list, read or decide drift events.
+        for token in [&token_a, &token_b] {
+            assert_eq!(f.server.get(paths::DRIFT_EVENTS, Some(token)).0, 403);
+            assert_eq!(f.server.get(&paths::drift_event(id), Some(token)).0, 403);
+            assert_eq!(
+                f.server
+                    .post(&paths::drift_event_validate(id), Some(token), b"{}")
+                    .0,
+                403
+            );
+        }
+        assert_eq!(f.server.get(paths::DRIFT_EVENTS, None).0, 401);
+        // The token is checked before the body is looked at.
+        let (status, body) = f
+            .server
+            .post(&paths::drift_event_validate(id), None, b"{not json");
+        assert_eq!(status, 401, "{body}");
+        let (status, _) = f
+            .server
+            .post(&paths::feedback_ack(&a), Some(&token_b), b"{not json");
+        assert_eq!(status, 403);
+
+        // Bad input: JSON errors with a status, never a 500.
+        let op = Some(f.operator.as_str());
+        for (query, code) in [
+            ("?status=done", 400),
+            ("?color=red", 400),
+            ("?limit=0", 400),
+            ("?limit=x", 400),
+            ("?device=..%2Fx", 400),
+        ] {
+            let (status, body) = f.server.get(&format!("{}{query}", paths::DRIFT_EVENTS), op);
+            assert_eq!(status, code, "{query}: {body}");
+            assert!(body["error"].is_string());
+        }
+        assert_eq!(f.server.get(&paths::drift_event(999), op).0, 404);
+        assert_eq!(
+            f.server.post(&paths::drift_event_reject(999), op, b"{}").0,
+            404
+        );
+        let long = "x".repeat(200);
+        for body in [
+            "{not json".to_string(),
+            r#"{"lable":"cat"}"#.to_string(),
+            json!({"label": long}).to_string(),
+            json!({"label": "  "}).to_string(),
+            json!({"label": "a\u{0}b"}).to_string(),
+        ] {
+            let (status, reply) =
+                f.server
+                    .post(&paths::drift_event_validate(id), op, body.as_bytes());
+            assert_eq!(status, 400, "{body}: {reply}");
+        }
+        let (status, _) = f
+            .server
+            .post(&paths::feedback_ack(&a), Some(&token_a), b"{}");
+        assert_eq!(status, 400);
+        let (status, _) = f
+            .server
+            .get(&format!("{}?after=-1", paths::feedback(&a)), Some(&token_a));
+        assert_eq!(status, 400);
+    });
 }
 
 #[test]
 fn listings_filter_and_paginate() {
-    let f = Fixture::new();
-    let (a, token_a) = f.server.enrolled(&f.key);
-    let (b, token_b) = f.server.enrolled(&f.key);
-    let ra = json!([
-        report(1, "adwin", 1000, &[]),
-        report(2, "cusum", 2000, &[]),
-        report(3, "adwin", 3000, &[]),
-    ]);
-    let rb = json!([report(1, "adwin", 1500, &[]), report(2, "cusum", 2500, &[])]);
-    f.upload(&a, &token_a, &drift_package(&a, "pa", &ra));
-    f.wait_events("", 3);
-    f.upload(&b, &token_b, &drift_package(&b, "pb", &rb));
-    let all = events(&f.wait_events("", 5));
-    assert_eq!(all.len(), 5);
-    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    each_backend("listings_filter_and_paginate", |b| {
+        let f = Fixture::new(b);
+        let (a, token_a) = f.server.enrolled(&f.key);
+        let (b, token_b) = f.server.enrolled(&f.key);
+        let ra = json!([
+            report(1, "adwin", 1000, &[]),
+            report(2, "cusum", 2000, &[]),
+            report(3, "adwin", 3000, &[]),
+        ]);
+        let rb = json!([report(1, "adwin", 1500, &[]), report(2, "cusum", 2500, &[])]);
+        f.upload(&a, &token_a, &drift_package(&a, "pa", &ra));
+        f.wait_events("", 3);
+        f.upload(&b, &token_b, &drift_package(&b, "pb", &rb));
+        let all = events(&f.wait_events("", 5));
+        assert_eq!(all.len(), 5);
+        assert!(all.windows(2).all(|w| w[0].id < w[1].id));
 
-    let count = |query: &str| events(&f.list(query)).len();
-    assert_eq!(count(&format!("?device={a}")), 3);
-    assert_eq!(count(&format!("?device={b}&detector=adwin")), 1);
-    assert_eq!(count("?detector=cusum"), 2);
-    assert_eq!(count("?since=1500&until=2500"), 2);
-    assert_eq!(count("?since=2500"), 2);
-    let id = all[0].id;
-    f.server
-        .post(&paths::drift_event_reject(id), Some(&f.operator), b"");
-    assert_eq!(count("?status=rejected"), 1);
-    assert_eq!(count("?status=pending"), 4);
-    assert_eq!(count("?status=validated"), 0);
+        let count = |query: &str| events(&f.list(query)).len();
+        assert_eq!(count(&format!("?device={a}")), 3);
+        assert_eq!(count(&format!("?device={b}&detector=adwin")), 1);
+        assert_eq!(count("?detector=cusum"), 2);
+        assert_eq!(count("?since=1500&until=2500"), 2);
+        assert_eq!(count("?since=2500"), 2);
+        let id = all[0].id;
+        f.server
+            .post(&paths::drift_event_reject(id), Some(&f.operator), b"");
+        assert_eq!(count("?status=rejected"), 1);
+        assert_eq!(count("?status=pending"), 4);
+        assert_eq!(count("?status=validated"), 0);
 
-    // Pages of 2 by cursor: 2 + 2 + 1, in id order, each event once.
-    let mut seen = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = f.list(&format!("?limit=2&after={after}"));
-        seen.extend(events(&page).into_iter().map(|e| e.id));
-        match page["next_after"].as_u64() {
-            Some(next) => after = next,
-            None => break,
+        // Pages of 2 by cursor: 2 + 2 + 1, in id order, each event once.
+        let mut seen = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = f.list(&format!("?limit=2&after={after}"));
+            seen.extend(events(&page).into_iter().map(|e| e.id));
+            match page["next_after"].as_u64() {
+                Some(next) => after = next,
+                None => break,
+            }
         }
-    }
-    assert_eq!(seen, all.iter().map(|e| e.id).collect::<Vec<_>>());
-    // An over-large limit is capped, not refused.
-    assert_eq!(count("?limit=100000"), 5);
+        assert_eq!(seen, all.iter().map(|e| e.id).collect::<Vec<_>>());
+        // An over-large limit is capped, not refused.
+        assert_eq!(count("?limit=100000"), 5);
+    });
 }
 
 /// Tracking that "crashes" (fails) right before marking a package processed while `crash` is
 /// set: the drift events are stored, the package stays pending.
 struct CrashBeforeMark {
-    inner: RedbTracking,
+    inner: Arc<dyn Tracking>,
     crash: AtomicBool,
 }
 
@@ -538,98 +546,99 @@ impl Tracking for CrashBeforeMark {
 
 #[test]
 fn reprocessing_after_a_crash_stores_no_duplicates_and_bad_members_are_problems() {
-    let dir = tempfile::tempdir().unwrap();
-    let device = {
-        // A run that accepts the package and dies after storing its drift events but before
-        // marking it processed.
-        let tracking = Arc::new(CrashBeforeMark {
-            inner: RedbTracking::open(&dir.path().join("sphere.redb")).unwrap(),
-            crash: AtomicBool::new(true),
-        });
-        let blobs = Arc::new(DirBlobs::open(&dir.path().join("blobs")).unwrap());
-        let sphere = Sphere::new(tracking.clone(), blobs);
-        let key = sphere.create_enrollment_key(1).unwrap();
-        let device = sphere
-            .enroll(&EnrollRequest {
-                enrollment_key: key,
-                name: None,
-                hardware: None,
-            })
-            .unwrap()
-            .device_id;
-        let mut b = PackageBuilder::new("crashy", &device, 1).unwrap();
-        b.add("metrics.json", FileKind::Metrics, b"{\"n\":1}".to_vec())
-            .unwrap();
-        b.add(
-            "drift-events.json",
-            FileKind::DriftEvents,
-            json!([
-                report(1, "adwin", 1000, &[THUMB_A]),
-                report(2, "cusum", 2000, &[THUMB_A, "samples/nope.jpg", THUMB_A]),
-            ])
-            .to_string()
-            .into_bytes(),
-        )
-        .unwrap();
-        b.add(
-            "more/broken-drift.json",
-            FileKind::DriftEvents,
-            b"[{\"event_seq\": 3, \"detector\": ".to_vec(),
-        )
-        .unwrap();
-        b.add(THUMB_A, FileKind::Sample, vec![0xff, 0xd8, 9])
-            .unwrap();
-        sphere.accept_upload(&device, &b.finish().unwrap()).unwrap();
-        assert!(sphere.process(&device, "crashy").is_err());
-        assert_eq!(sphere.pending_count().unwrap(), 1);
-        device
-    };
+    each_backend(
+        "reprocessing_after_a_crash_stores_no_duplicates_and_bad_members_are_problems",
+        |b| {
+            let device = {
+                // A run that accepts the package and dies after storing its drift events but before
+                // marking it processed.
+                let tracking = Arc::new(CrashBeforeMark {
+                    inner: b.tracking(),
+                    crash: AtomicBool::new(true),
+                });
+                let sphere = Sphere::new(tracking.clone(), b.blobs());
+                let key = sphere.create_enrollment_key(1).unwrap();
+                let device = sphere
+                    .enroll(&EnrollRequest {
+                        enrollment_key: key,
+                        name: None,
+                        hardware: None,
+                    })
+                    .unwrap()
+                    .device_id;
+                let mut b = PackageBuilder::new("crashy", &device, 1).unwrap();
+                b.add("metrics.json", FileKind::Metrics, b"{\"n\":1}".to_vec())
+                    .unwrap();
+                b.add(
+                    "drift-events.json",
+                    FileKind::DriftEvents,
+                    json!([
+                        report(1, "adwin", 1000, &[THUMB_A]),
+                        report(2, "cusum", 2000, &[THUMB_A, "samples/nope.jpg", THUMB_A]),
+                    ])
+                    .to_string()
+                    .into_bytes(),
+                )
+                .unwrap();
+                b.add(
+                    "more/broken-drift.json",
+                    FileKind::DriftEvents,
+                    b"[{\"event_seq\": 3, \"detector\": ".to_vec(),
+                )
+                .unwrap();
+                b.add(THUMB_A, FileKind::Sample, vec![0xff, 0xd8, 9])
+                    .unwrap();
+                sphere.accept_upload(&device, &b.finish().unwrap()).unwrap();
+                assert!(sphere.process(&device, "crashy").is_err());
+                assert_eq!(sphere.pending_count().unwrap(), 1);
+                device
+            };
 
-    // The next start processes the package again before serving.
-    let operator = {
-        let sphere = open_embedded(dir.path()).unwrap();
-        sphere.create_operator_token("bob").unwrap()
-    };
-    let server = TestServer::start(open_embedded(dir.path()).unwrap());
-    let (status, body) = server.get(paths::DRIFT_EVENTS, Some(&operator));
-    assert_eq!(status, 200, "{body}");
-    let list = events(&body);
-    assert_eq!(
-        list.iter().map(|e| e.event_seq).collect::<Vec<_>>(),
-        [1, 2],
-        "{list:?}"
-    );
-    // The unknown sample name is dropped, the known one kept.
-    assert_eq!(
-        list[1].samples,
-        [format!("devices/{device}/packages/crashy/{THUMB_A}")]
-    );
-    drop(server);
+            // The next start processes the package again before serving.
+            let operator = {
+                let sphere = b.open();
+                sphere.create_operator_token("bob").unwrap()
+            };
+            let server = TestServer::start(b.open());
+            let (status, body) = server.get(paths::DRIFT_EVENTS, Some(&operator));
+            assert_eq!(status, 200, "{body}");
+            let list = events(&body);
+            assert_eq!(
+                list.iter().map(|e| e.event_seq).collect::<Vec<_>>(),
+                [1, 2],
+                "{list:?}"
+            );
+            // The unknown sample name is dropped, the known one kept.
+            assert_eq!(
+                list[1].samples,
+                [format!("devices/{device}/packages/crashy/{THUMB_A}")]
+            );
+            drop(server);
 
-    // The rest of the package is kept; the bad member and the unknown sample are problems.
-    let sphere = open_embedded(dir.path()).unwrap();
-    let record = sphere.package_record(&device, "crashy").unwrap().unwrap();
-    assert!(record.processed_unix_ms.is_some());
-    assert_eq!(record.failed, None);
-    assert_eq!(record.problems.len(), 2, "{:?}", record.problems);
-    assert!(
-        record
-            .problems
-            .iter()
-            .any(|p| p.contains("more/broken-drift.json"))
+            // The rest of the package is kept; the bad member and the unknown sample are problems.
+            let sphere = b.open();
+            let record = sphere.package_record(&device, "crashy").unwrap().unwrap();
+            assert!(record.processed_unix_ms.is_some());
+            assert_eq!(record.failed, None);
+            assert_eq!(record.problems.len(), 2, "{:?}", record.problems);
+            assert!(
+                record
+                    .problems
+                    .iter()
+                    .any(|p| p.contains("more/broken-drift.json"))
+            );
+            assert!(
+                record
+                    .problems
+                    .iter()
+                    .any(|p| p.contains("samples/nope.jpg"))
+            );
+            assert_eq!(
+                b.blob(&format!("devices/{device}/packages/crashy/metrics.json"))
+                    .unwrap(),
+                b"{\"n\":1}"
+            );
+            assert_eq!(sphere.pending_count().unwrap(), 0);
+        },
     );
-    assert!(
-        record
-            .problems
-            .iter()
-            .any(|p| p.contains("samples/nope.jpg"))
-    );
-    assert_eq!(
-        std::fs::read(dir.path().join(format!(
-            "blobs/devices/{device}/packages/crashy/metrics.json"
-        )))
-        .unwrap(),
-        b"{\"n\":1}"
-    );
-    assert_eq!(sphere.pending_count().unwrap(), 0);
 }

@@ -4,9 +4,11 @@
 //! the embedded ones without touching the domain.
 
 pub mod dir_blobs;
+pub mod mlflow;
 pub mod redb_tracking;
 pub mod s3_blobs;
 
 pub use dir_blobs::DirBlobs;
+pub use mlflow::{MlflowSettings, MlflowTracking};
 pub use redb_tracking::RedbTracking;
 pub use s3_blobs::{S3Blobs, S3Settings};

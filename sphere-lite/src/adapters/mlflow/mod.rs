@@ -1,0 +1,163 @@
+//! The MLflow `Tracking` adapter: sphere-lite with no state of its own (DESIGN.md §2.5).
+//!
+//! Why: with tracking in MLflow and blobs in S3, a sphere-lite process keeps nothing locally,
+//! so several replicas can serve one fleet and operators see devices, packages and drift
+//! events in the MLflow UI. Submodules: [`client`] (typed REST calls, MLflow error mapping,
+//! pagination, bounded answers), [`filter`] (injection-proof search filters) and [`tracking`]
+//! (the mapping).
+//!
+//! # Layout (namespace `<ns>`, default `sphere-lite`)
+//!
+//! Every experiment name starts with `<ns>/`, so several fleets (or test runs) can share one
+//! MLflow without seeing each other's data.
+//!
+//! * `<ns>/auth`: operator tokens as experiment tags `sphere.operator_token.<sha256 hex>` =
+//!   operator name; enrollment keys as runs tagged `sphere.key_sha256` and `sphere.uses`.
+//! * `<ns>/device/<id>`: one experiment per device; tags `sphere.device_id`, `sphere.name`,
+//!   `sphere.hardware`, `sphere.token_sha256`, `sphere.enrolled_unix_ms`,
+//!   `sphere.last_seen_unix_ms`, `sphere.packages`. Its one run `feedback-queue` holds the
+//!   feedback items as params `feedback.<id>` (JSON) and the acknowledgement watermark as the
+//!   metric `sphere.feedback_acked`.
+//! * `<ns>/packages`: one run per accepted package (run name `<device>/<package>`, tags
+//!   `sphere.device`, `sphere.package_id`, `sphere.raw_key`, ...). Status `RUNNING` = accepted
+//!   but not processed; `FINISHED` / `FAILED` afterwards, with `sphere.problems` (JSON).
+//!   One experiment for all devices, so the startup recovery finds pending packages in one
+//!   search.
+//! * `<ns>/drift-events`: one run per drift event (run name `<device>/<event_seq>`), the report
+//!   as the JSON tag `sphere.event`, filter tags `sphere.device`, `sphere.event_seq`,
+//!   `sphere.detector_hex`, `sphere.status`, and metrics `sphere.id` (the server id, ordered
+//!   and compared numerically) and `sphere.unix_ms` (device time, for `since`/`until`). A
+//!   decision is the write-once param `sphere.decision`; its note and feedback sit in the
+//!   tags `sphere.note.<nonce>` / `sphere.feedback.<nonce>` of that attempt.
+//!
+//! Only hashes of tokens and keys are stored. Values from devices or operators enter search
+//! filters only as checked literals or as hex (see [`filter`]).
+//!
+//! # Several replicas on one MLflow
+//!
+//! MLflow has no compare-and-set, but it has two operations the database makes exclusive:
+//! creating an experiment (names are unique) and logging a param (a run's param cannot change
+//! value: of concurrent writers of different values exactly one succeeds). The adapter builds
+//! on those where exactness matters, and on idempotency keys elsewhere:
+//!
+//! * **Enrollment keys are exact**: each use is a write-once param `use.<i>` on the key's run;
+//!   a key of n uses enrolls at most n devices however many replicas race. A crash between
+//!   claiming a use and creating the device loses that use (never grants an extra one).
+//! * **Decisions are exact**: the first `sphere.decision` param wins; every other attempt gets
+//!   `AlreadyDecided` (409). The winner then sets the `sphere.status` tag and queues the
+//!   feedback. If it dies in between, the status tag lags (listings still filter on the param
+//!   after the search) and the next decision attempt, once the decision is
+//!   [`DECISION_REPAIR_AFTER_MS`](tracking::DECISION_REPAIR_AFTER_MS) old, sets the tag and
+//!   queues the winner's feedback (idempotent: keyed `drift-event/<id>/<n>`).
+//! * **Feedback ids are exact and increasing per device**: each id is claimed as a write-once
+//!   param `feedback.<id>`; the ack watermark is a metric logged with `step` = watermark, and
+//!   MLflow's latest value is the largest step, so concurrent acks never move it backwards.
+//!   Acknowledged items stay as params (runs' params cannot be deleted) but are never
+//!   delivered again.
+//! * **Packages** are keyed by (device, package id): searched before a run is created and
+//!   searched again after; of two copies the earliest (then the smallest run id) stays and the
+//!   later one is deleted by its creator. Two replicas accepting the *same* package within the
+//!   same millisecond (or within their clock skew) can both answer "accepted" and both count
+//!   it in `sphere.packages`; the copies are processed together and look-ups always return the
+//!   canonical one. No package is ever lost: a copy is only deleted when an older one exists.
+//! * **Drift events** are keyed by (device, event_seq) the same way (the copy with the smaller
+//!   id stays). Their ids are `unix ms × 1024 + k`, increasing per process, checked after
+//!   writing: if another run holds the same id, the later checker takes a new one. Across
+//!   replicas ids follow arrival order only as closely as the clocks agree, so a listing that
+//!   pages with `after` can miss an event stored by another replica with a smaller id in the
+//!   same instant.
+//! * **Counters and timestamps are last-writer-wins** tags: `sphere.packages` can undercount
+//!   when two replicas accept packages *of the same device* at the same moment (a device
+//!   uploads one package at a time, so this needs a retry racing the original), and
+//!   `sphere.last_seen_unix_ms` can step back by that overlap.
+//! * **Operator tokens are cached** for [`OPERATOR_CACHE_TTL`](tracking::OPERATOR_CACHE_TTL)
+//!   (a removed token stays valid that long on a replica that cached it); an unknown token
+//!   re-reads the list at most every
+//!   [`OPERATOR_MISS_REFRESH`](tracking::OPERATOR_MISS_REFRESH), so a new token works on every
+//!   replica within that time.
+//!
+//! MLflow's database enforces the exclusive operations; the file store (deprecated) does not,
+//! so use a database backend (`--backend-store-uri sqlite:///...` or PostgreSQL/MySQL).
+//! MLflow 3 accepts only `localhost`/`127.0.0.1` as `Host` by default: a remote MLflow needs
+//! `--allowed-hosts`. Tested against MLflow 3.17.2.
+
+pub mod client;
+pub mod filter;
+pub mod tracking;
+
+pub use tracking::MlflowTracking;
+
+/// Default namespace (experiment name prefix).
+pub const DEFAULT_NAMESPACE: &str = "sphere-lite";
+
+/// Where the MLflow server is and which part of it is ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MlflowSettings {
+    /// Base URL, e.g. `http://127.0.0.1:5000`.
+    pub url: String,
+    /// Experiment name prefix ([`valid_namespace`]).
+    pub namespace: String,
+}
+
+/// Whether `ns` can be a namespace: 1..=100 bytes of `[A-Za-z0-9.-]` in `/`-separated
+/// non-empty segments. No `_` or `%`: they are wildcards in the `LIKE` searches of device
+/// experiments.
+pub fn valid_namespace(ns: &str) -> bool {
+    names::valid_namespace(ns)
+}
+
+/// Experiment names of a namespace.
+pub(crate) mod names {
+    pub fn valid_namespace(ns: &str) -> bool {
+        (1..=100).contains(&ns.len())
+            && ns.split('/').all(|seg| {
+                !seg.is_empty()
+                    && seg
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+            })
+    }
+
+    pub fn auth(ns: &str) -> String {
+        format!("{ns}/auth")
+    }
+
+    pub fn packages(ns: &str) -> String {
+        format!("{ns}/packages")
+    }
+
+    pub fn drift_events(ns: &str) -> String {
+        format!("{ns}/drift-events")
+    }
+
+    pub fn device(ns: &str, device_id: &str) -> String {
+        format!("{ns}/device/{device_id}")
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn namespaces_are_checked() {
+            for good in ["sphere-lite", "fleet-a/prod", "t.1", "A-9"] {
+                assert!(valid_namespace(good), "{good}");
+            }
+            for bad in [
+                "",
+                "a_b",
+                "a%",
+                "/a",
+                "a/",
+                "a//b",
+                "a b",
+                "a'b",
+                "ä",
+                &"a".repeat(101),
+            ] {
+                assert!(!valid_namespace(bad), "{bad:?}");
+            }
+            assert_eq!(device("ns", "dev-1"), "ns/device/dev-1");
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! Several sphere-lite replicas on one MLflow: two `MlflowTracking` instances on the same
+//! namespace, driven from many threads at once, against a real MLflow server
+//! (`SPHERE_TEST_MLFLOW_URL`; skipped with a note when unset). These check the guarantees the
+//! adapter's module docs promise: exact enrollment-key uses, one decision per event, unique
+//! increasing feedback ids, acks that never move backwards, harmless package duplicates.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use sphere_lite::adapters::{MlflowSettings, MlflowTracking};
+use sphere_lite::ports::{
+    DecideOutcome, Decision, DeviceRecord, DriftEventFilter, EnrollOutcome, PackageRecord,
+    Recorded, Tracking,
+};
+use tinylcm_protocol::api::{DriftEventStatus, DriftEventView, DriftVerdict, FeedbackVerdict};
+
+/// Two replicas' adapters on a fresh namespace, or `None` (with a note) without MLflow.
+fn replicas(test: &str) -> Option<[Arc<MlflowTracking>; 2]> {
+    let Ok(url) = std::env::var("SPHERE_TEST_MLFLOW_URL") else {
+        eprintln!(
+            "{test}: SKIPPED: SPHERE_TEST_MLFLOW_URL is not set \
+             (run ./scripts/test sphere to start MLflow and set it)"
+        );
+        return None;
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let settings = MlflowSettings {
+        url,
+        namespace: format!("t/replicas-{test}-{nanos:x}"),
+    };
+    let a = MlflowTracking::open(&settings).unwrap();
+    let b = MlflowTracking::open(&settings).unwrap();
+    Some([Arc::new(a), Arc::new(b)])
+}
+
+fn device(id: &str, token: u8) -> DeviceRecord {
+    DeviceRecord {
+        device_id: id.into(),
+        name: Some("pi".into()),
+        hardware: None,
+        token_hash: [token; 32],
+        enrolled_unix_ms: 1,
+        last_seen_unix_ms: 1,
+        packages: 0,
+    }
+}
+
+fn event(device: &str, seq: u64) -> DriftEventView {
+    DriftEventView {
+        id: 0,
+        device_id: device.into(),
+        package_id: "p".into(),
+        event_seq: seq,
+        incident: 1,
+        detector: "adwin' or tags.x = 'y".into(),
+        statistic: 2.0,
+        threshold: 1.0,
+        magnitude: 0.5,
+        sample_id: 3,
+        unix_ms: 100 + seq,
+        received_unix_ms: 1,
+        samples: vec![],
+        status: DriftEventStatus::Pending,
+        label: None,
+        note: None,
+        decided_by: None,
+        decided_unix_ms: None,
+    }
+}
+
+#[test]
+fn an_enrollment_key_enrolls_exactly_its_uses_across_replicas() {
+    let Some(r) = replicas("enroll") else { return };
+    r[0].add_enrollment_key([7; 32], 3).unwrap();
+    let outcomes: Vec<EnrollOutcome> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8u8)
+            .map(|i| {
+                let t = r[usize::from(i % 2)].clone();
+                s.spawn(move || t.enroll([7; 32], &device(&format!("dev-{i}"), i)).unwrap())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let enrolled = outcomes
+        .iter()
+        .filter(|o| **o == EnrollOutcome::Enrolled)
+        .count();
+    assert_eq!(enrolled, 3, "{outcomes:?}");
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == EnrollOutcome::KeyUsedUp)
+            .count(),
+        5
+    );
+    assert_eq!(r[1].devices().unwrap().len(), 3);
+    assert_eq!(
+        r[1].enroll([8; 32], &device("dev-x", 99)).unwrap(),
+        EnrollOutcome::UnknownKey
+    );
+}
+
+#[test]
+fn one_decision_wins_across_replicas_and_feedback_ids_stay_unique() {
+    let Some(r) = replicas("decide") else { return };
+    r[0].add_enrollment_key([1; 32], 1).unwrap();
+    assert_eq!(
+        r[0].enroll([1; 32], &device("dev-a", 1)).unwrap(),
+        EnrollOutcome::Enrolled
+    );
+    assert_eq!(r[1].put_drift_events(&[event("dev-a", 1)]).unwrap(), 1);
+    // The same report again, through the other replica: stored once.
+    assert_eq!(r[0].put_drift_events(&[event("dev-a", 1)]).unwrap(), 0);
+    let all = r[0]
+        .drift_events(&DriftEventFilter::default(), 0, 10)
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    // The detector name with quotes is data, found through the hex tag, never a filter clause.
+    let by_detector = DriftEventFilter {
+        detector: Some("adwin' or tags.x = 'y".into()),
+        ..Default::default()
+    };
+    assert_eq!(r[1].drift_events(&by_detector, 0, 10).unwrap().len(), 1);
+    let other = DriftEventFilter {
+        detector: Some("adwin".into()),
+        ..Default::default()
+    };
+    assert!(r[1].drift_events(&other, 0, 10).unwrap().is_empty());
+
+    let id = all[0].id;
+    let verdict = FeedbackVerdict::Drift {
+        incident: None,
+        event: Some(1),
+        verdict: DriftVerdict::Confirmed,
+    };
+    let outcomes: Vec<DecideOutcome> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let t = r[i % 2].clone();
+                let verdict = verdict.clone();
+                s.spawn(move || {
+                    let decision = Decision {
+                        status: if i % 2 == 0 {
+                            DriftEventStatus::Validated
+                        } else {
+                            DriftEventStatus::Rejected
+                        },
+                        label: None,
+                        note: Some(format!("attempt {i}")),
+                        by: format!("op-{i}"),
+                        unix_ms: 5,
+                    };
+                    t.decide_drift_event(id, &decision, &[verdict]).unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let winners: Vec<&DriftEventView> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            DecideOutcome::Decided(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(winners.len(), 1, "{outcomes:?}");
+    let winner = winners[0];
+    // Everyone else sees the winner's decision, note included.
+    for o in &outcomes {
+        if let DecideOutcome::AlreadyDecided(e) = o {
+            assert_eq!(e.decided_by, winner.decided_by);
+            assert_eq!(e.note, winner.note);
+        }
+    }
+    assert_eq!(r[1].drift_event(id).unwrap().as_ref(), Some(winner));
+    let status = DriftEventFilter {
+        status: Some(winner.status),
+        ..Default::default()
+    };
+    assert_eq!(r[0].drift_events(&status, 0, 10).unwrap().len(), 1);
+    assert_eq!(r[0].feedback_after("dev-a", 0, 100).unwrap().len(), 1);
+
+    // Concurrent appends through both replicas: every id given once, 2..=31 in all.
+    let v = |id| FeedbackVerdict::Sample {
+        id,
+        label: None,
+        reject: true,
+    };
+    let ids: Vec<u64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let t = r[i % 2].clone();
+                s.spawn(move || {
+                    t.append_feedback("dev-a", &[v(1), v(2), v(3), v(4), v(5)], 9)
+                        .unwrap()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let unique: HashSet<u64> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), 30, "{ids:?}");
+    assert_eq!(unique, (2..=31).collect());
+    let items = r[1].feedback_after("dev-a", 0, 100).unwrap();
+    assert_eq!(items.len(), 31);
+    assert!(items.windows(2).all(|w| w[0].id < w[1].id));
+
+    // Acks from both replicas: the watermark only moves forward and is clamped.
+    assert_eq!(r[0].ack_feedback("dev-a", 20).unwrap(), 20);
+    assert_eq!(r[1].ack_feedback("dev-a", 5).unwrap(), 20);
+    assert_eq!(r[1].ack_feedback("dev-a", 1000).unwrap(), 31);
+    assert!(r[0].feedback_after("dev-a", 0, 100).unwrap().is_empty());
+    assert_eq!(r[0].append_feedback("dev-a", &[v(9)], 10).unwrap(), [32]);
+}
+
+#[test]
+fn a_package_recorded_by_two_replicas_at_once_is_one_package() {
+    let Some(r) = replicas("packages") else {
+        return;
+    };
+    r[0].add_enrollment_key([2; 32], 1).unwrap();
+    r[0].enroll([2; 32], &device("dev-b", 2)).unwrap();
+    let record = PackageRecord {
+        device_id: "dev-b".into(),
+        package_id: "p1".into(),
+        raw_key: "incoming/dev-b/p1.tar".into(),
+        accepted_unix_ms: 5,
+        processed_unix_ms: None,
+        failed: None,
+        problems: vec![],
+    };
+    let outcomes: Vec<Recorded> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let t = r[i % 2].clone();
+                let record = record.clone();
+                s.spawn(move || t.record_accepted(&record).unwrap())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // Never lost: at least one replica recorded it; look-ups see one record.
+    assert!(outcomes.contains(&Recorded::New), "{outcomes:?}");
+    assert_eq!(r[1].package("dev-b", "p1").unwrap(), Some(record.clone()));
+    assert_eq!(r[0].unprocessed().unwrap(), vec![record.clone()]);
+    assert_eq!(
+        r[1].record_accepted(&record).unwrap(),
+        Recorded::AlreadyKnown
+    );
+    let problems = vec!["x".to_string()];
+    r[1].mark_processed("dev-b", "p1", 9, None, &problems)
+        .unwrap();
+    assert!(r[0].unprocessed().unwrap().is_empty());
+    let done = r[0].package("dev-b", "p1").unwrap().unwrap();
+    assert_eq!((done.processed_unix_ms, done.problems), (Some(9), problems));
+    assert!(r[0].device("dev-b").unwrap().unwrap().packages >= 1);
+}
