@@ -8,6 +8,7 @@
 //! * [`domain`]: enrollment, authentication, package ingest, listings, the Drift Hub (drift
 //!   events, operator decisions, the per-device feedback queue);
 //! * [`http`]: the warp routes of API v2;
+//! * [`web`]: the operators' web dashboard under `/ui/` (server-rendered, live over SSE);
 //! * [`server`]: wiring and the serve loop; [`config`]: settings; [`secret`]: tokens;
 //!   [`rss`]: resident-memory reading for the idle-RSS bar.
 
@@ -21,3 +22,4 @@ pub mod ports;
 pub mod rss;
 pub mod secret;
 pub mod server;
+pub mod web;

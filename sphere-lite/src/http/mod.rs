@@ -318,8 +318,11 @@ pub fn routes(
         );
 
     let drift = drift_routes(sphere.clone());
+    let dashboard = crate::web::routes(sphere.clone());
 
     status
+        .or(dashboard)
+        .unify()
         .or(drift)
         .unify()
         .or(enroll)
