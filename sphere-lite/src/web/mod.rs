@@ -14,7 +14,7 @@
 //!   session token), compared in constant time; a present `Origin` must be this host and a
 //!   present `Sec-Fetch-Site` must be same-origin.
 //! * **Headers**: a strict `Content-Security-Policy` (no inline script, nothing from other
-//!   origins, no framing), `nosniff`, no referrer, `no-store`.
+//!   origins, no framing), `nosniff`, no referrer to other sites, `no-store`.
 //! * **Input**: unknown or malformed query parameters get a 400 page, pages are bounded and use
 //!   cursors; only image files of processed packages are served, as images, sandboxed.
 
@@ -134,7 +134,9 @@ fn secure(mut response: Response) -> Response {
     for (name, value) in [
         ("content-security-policy", CSP),
         ("x-content-type-options", "nosniff"),
-        ("referrer-policy", "no-referrer"),
+        // Not `no-referrer`: with it browsers send `Origin: null` on form posts, and the
+        // origin check needs the real one. Nothing leaves for other sites either way.
+        ("referrer-policy", "same-origin"),
         ("x-frame-options", "DENY"),
         ("cache-control", "no-store"),
     ] {
