@@ -1098,32 +1098,32 @@ pub fn routes(
     let login_post = warp::path!("ui" / "login")
         .and(warp::post())
         .and(ctx.clone())
-        .and(form.clone())
+        .and(form)
         .then(|ctx, body| async move { done(login(ctx, body).await) });
     let logout_post = warp::path!("ui" / "logout")
         .and(warp::post())
         .and(ctx.clone())
-        .and(form.clone())
+        .and(form)
         .then(|ctx, body| async move { done(logout(ctx, body).await) });
     let fleet_get = warp::path!("ui" / "fleet")
         .and(warp::get())
         .and(ctx.clone())
-        .and(query.clone())
+        .and(query)
         .then(|ctx, raw| async move { done(fleet(ctx, raw).await) });
     let device_get = warp::path!("ui" / "devices" / String)
         .and(warp::get())
         .and(ctx.clone())
-        .and(query.clone())
+        .and(query)
         .then(|id, ctx, raw| async move { done(device(id, ctx, raw).await) });
     let drift_get = warp::path!("ui" / "drift")
         .and(warp::get())
         .and(ctx.clone())
-        .and(query.clone())
+        .and(query)
         .then(|ctx, raw| async move { done(drift(ctx, raw).await) });
     let decide_one = warp::path!("ui" / "drift" / u64 / "decide")
         .and(warp::post())
         .and(ctx.clone())
-        .and(form.clone())
+        .and(form)
         .then(|id, ctx, body| async move { done(decide(Some(id), ctx, body).await) });
     let decide_bulk = warp::path!("ui" / "drift" / "bulk")
         .and(warp::post())
