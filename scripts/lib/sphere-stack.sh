@@ -23,7 +23,8 @@ sphere_venv() {
 # Install the pinned stack with uv, unless the venv already has exactly these pins.
 ensure_sphere_stack_deps() {
     local venv stamp want
-    ensure_apt python3-venv curl util-linux
+    # chromium + chromium-driver: the dashboard test drives a headless browser over WebDriver.
+    ensure_apt python3-venv curl util-linux chromium chromium-driver
     venv=$(sphere_venv)
     stamp="$venv/.tinylcm-pins"
     want="${SPHERE_STACK_UV} ${SPHERE_STACK_PINS[*]}"

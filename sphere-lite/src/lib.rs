@@ -11,6 +11,7 @@
 //! * [`legacy`]: what the original TinyLCM Python clients send and expect, translated to the
 //!   domain (archives → v2 packages, the feedback queue → validations);
 //! * [`http`]: the warp routes of API v2 and of the original API;
+//! * [`web`]: the operators' web dashboard under `/ui/` (server-rendered, live over SSE);
 //! * [`server`]: wiring and the serve loop; [`config`]: settings; [`secret`]: tokens;
 //!   [`rss`]: resident-memory reading for the idle-RSS bar.
 
@@ -25,3 +26,4 @@ pub mod ports;
 pub mod rss;
 pub mod secret;
 pub mod server;
+pub mod web;

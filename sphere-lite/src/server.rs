@@ -114,6 +114,13 @@ pub async fn serve(
         }
     });
 
+    // Open dashboard live streams never end by themselves: close them when shutdown starts,
+    // or the graceful shutdown would wait for them forever.
+    let live = sphere.clone();
+    let shutdown = async move {
+        shutdown.await;
+        live.close_live();
+    };
     warp::serve(http::routes(sphere, jobs))
         .incoming(listener)
         .graceful(shutdown)

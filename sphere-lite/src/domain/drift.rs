@@ -329,6 +329,10 @@ impl Sphere {
                     event = id, device = %event.device_id, status = event.status.as_str(),
                     by = %decision.by, feedback = feedback.len(), "drift event decided"
                 );
+                self.notify(super::Change::Decided {
+                    id,
+                    device: event.device_id.clone(),
+                });
                 Ok(event)
             }
             DecideOutcome::AlreadyDecided(current) => Err(DomainError::Conflict {

@@ -136,6 +136,9 @@ impl Sphere {
                 Some(reason),
                 &[],
             )?;
+            self.notify(super::Change::Package {
+                device: device_id.to_owned(),
+            });
             Ok(())
         };
         let raw = raw_key(device_id, package_id)?;
@@ -172,6 +175,9 @@ impl Sphere {
             device = %device_id, package = %package_id, files = keys.len(),
             drift_events = new_events, problems = problems.len(), "package processed"
         );
+        self.notify(super::Change::Package {
+            device: device_id.to_owned(),
+        });
         Ok(())
     }
 

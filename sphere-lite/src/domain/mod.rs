@@ -7,6 +7,7 @@
 //! it on the blocking pool.
 
 mod auth;
+mod dashboard;
 mod drift;
 mod error;
 mod ingest;
@@ -16,6 +17,10 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tinylcm_protocol::api::{EnrollRequest, EnrollResponse};
 
+pub use dashboard::{
+    DriftTally, ImagePage, MAX_DASHBOARD_PAGE, PackagePage, SampleImage, TALLY_SCAN_CAP,
+    is_image_key,
+};
 pub use drift::quarantine_id;
 pub use error::DomainError;
 
@@ -65,6 +70,29 @@ fn check_label(field: &str, value: Option<&str>) -> Result<(), DomainError> {
     }
 }
 
+/// Something an open dashboard should show: sent on [`Sphere::subscribe`]'s channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Change {
+    /// A package of `device` was processed (or failed for good): its files, drift events and
+    /// counts may have changed.
+    Package {
+        /// The device.
+        device: String,
+    },
+    /// Drift event `id` of `device` was decided.
+    Decided {
+        /// The event's server id.
+        id: u64,
+        /// The device.
+        device: String,
+    },
+}
+
+/// How many changes a slow dashboard subscriber may fall behind before it is told it lagged
+/// (it then reloads everything instead of applying each change).
+pub const CHANGE_BUFFER: usize = 64;
+
 /// The fleet service over a tracking store and a blob store.
 pub struct Sphere {
     tracking: Arc<dyn Tracking>,
@@ -73,6 +101,10 @@ pub struct Sphere {
     /// Serialises "check duplicate → store raw TAR → record" so two concurrent uploads of the
     /// same package cannot overwrite each other's raw blob after one was recorded.
     accept_lock: Mutex<()>,
+    /// Live changes for dashboards (bounded; nobody listening is fine).
+    changes: tokio::sync::broadcast::Sender<Change>,
+    /// Set once the server shuts down, so open live streams end and do not hold it up.
+    live_closed: tokio::sync::watch::Sender<bool>,
 }
 
 pub use tinylcm_protocol::time::now_unix_ms;
@@ -85,7 +117,30 @@ impl Sphere {
             blobs,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             accept_lock: Mutex::new(()),
+            changes: tokio::sync::broadcast::channel(CHANGE_BUFFER).0,
+            live_closed: tokio::sync::watch::channel(false).0,
         }
+    }
+
+    /// Watches for [`Sphere::close_live`]: it turns `true` at shutdown, and live streams end.
+    pub fn live_closed(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.live_closed.subscribe()
+    }
+
+    /// End every live stream (at shutdown; a graceful shutdown waits for open requests).
+    pub fn close_live(&self) {
+        self.live_closed.send_replace(true);
+    }
+
+    /// Live changes (packages processed, drift events decided) from now on. A receiver that
+    /// falls more than [`CHANGE_BUFFER`] behind gets `Lagged` and should reload.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    /// Tell subscribers about `change` (no subscribers is not an error).
+    fn notify(&self, change: Change) {
+        let _ = self.changes.send(change);
     }
 
     /// Set the hard cap on package bodies (bytes).

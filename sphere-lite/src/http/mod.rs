@@ -395,9 +395,12 @@ pub fn routes(
         );
 
     let drift = drift_routes(sphere.clone());
+    let dashboard = crate::web::routes(sphere.clone());
 
     status
         .or(ops)
+        .unify()
+        .or(dashboard)
         .unify()
         .or(drift)
         .unify()

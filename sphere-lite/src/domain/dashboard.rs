@@ -1,0 +1,303 @@
+//! Read-only queries behind the web dashboard: one device, pages of devices, packages and
+//! sample images, drift counts per device, and the bytes of one sample image.
+//!
+//! Why: the dashboard needs views the JSON API does not offer, and they must work on every
+//! adapter pair without widening the `Tracking` port (which the MLflow adapter implements).
+//! So they are built from what the ports already give: package ids come from the raw-package
+//! blob keys (`incoming/<device>/<package>.tar`), images from the per-file blob keys
+//! (`devices/<device>/packages/<package>/<name>`), drift counts from the event listing.
+//! Every page is bounded ([`MAX_DASHBOARD_PAGE`]) and uses a cursor (the last item's key),
+//! never an offset, so pages stay stable while data arrives.
+
+use std::collections::HashMap;
+
+use tinylcm_protocol::api::{DriftEventStatus, MAX_DRIFT_EVENT_PAGE};
+
+use super::{DeviceSummary, DomainError, Sphere, quarantine_id};
+use crate::ports::{BlobKey, DriftEventFilter, PackageRecord};
+
+/// Largest page any dashboard listing returns.
+pub const MAX_DASHBOARD_PAGE: usize = 200;
+
+/// How many drift events the fleet's per-device counts look at, at most (the counts then say
+/// they are incomplete rather than scanning without end).
+pub const TALLY_SCAN_CAP: usize = 20_000;
+
+/// Drift events of one device, by review state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DriftTally {
+    /// Not reviewed yet.
+    pub pending: u64,
+    /// All of them.
+    pub total: u64,
+}
+
+/// One page of a device's packages, ordered by package id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackagePage {
+    /// The packages (as recorded; a raw blob without a record is left out).
+    pub packages: Vec<PackageRecord>,
+    /// Cursor of the next page (the last package id), if there is one.
+    pub next_after: Option<String>,
+}
+
+/// A stored image file of a processed package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SampleImage {
+    /// Blob key (`devices/<device>/packages/<package>/<name>`).
+    pub key: String,
+    /// The device that sent it.
+    pub device_id: String,
+    /// The package it came in.
+    pub package_id: String,
+    /// Its name inside the package.
+    pub name: String,
+    /// The quarantine entry it stands for, if its name is a quarantine thumbnail name.
+    pub quarantine_id: Option<u64>,
+    /// When its package was accepted (Unix ms), if the package is recorded.
+    pub accepted_unix_ms: Option<u64>,
+}
+
+/// One page of sample images, ordered by blob key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImagePage {
+    /// The images.
+    pub images: Vec<SampleImage>,
+    /// Cursor of the next page (the last key), if there is one.
+    pub next_after: Option<String>,
+}
+
+/// Whether `key` is an image file of a processed package (the only blobs the dashboard serves).
+pub fn is_image_key(key: &str) -> bool {
+    let lower = key.to_ascii_lowercase();
+    key.starts_with("devices/")
+        && key.split('/').nth(2) == Some("packages")
+        && key.split('/').count() >= 5
+        && [".jpg", ".jpeg", ".png"]
+            .iter()
+            .any(|ext| lower.ends_with(ext))
+}
+
+fn bad_device() -> DomainError {
+    DomainError::BadRequest {
+        error: "not a device id".into(),
+        fix: Some("pick a device from the fleet page".into()),
+    }
+}
+
+/// `limit` clamped to 1..=[`MAX_DASHBOARD_PAGE`].
+fn clamp(limit: usize) -> usize {
+    limit.clamp(1, MAX_DASHBOARD_PAGE)
+}
+
+impl Sphere {
+    /// One device, if it exists (`None` also for a string that is not a device id).
+    pub fn device_summary(&self, device_id: &str) -> Result<Option<DeviceSummary>, DomainError> {
+        if !tinylcm_protocol::ids::valid_device_id(device_id) {
+            return Ok(None);
+        }
+        Ok(self.tracking.device(device_id)?.map(|d| DeviceSummary {
+            device_id: d.device_id,
+            name: d.name,
+            hardware: d.hardware,
+            enrolled_unix_ms: d.enrolled_unix_ms,
+            last_seen_unix_ms: d.last_seen_unix_ms,
+            packages: d.packages,
+        }))
+    }
+
+    /// Devices with an id above `after`, ordered by id, at most `limit` (clamped); and the
+    /// cursor of the next page.
+    pub fn devices_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<DeviceSummary>, Option<String>), DomainError> {
+        let limit = clamp(limit);
+        let mut devices: Vec<DeviceSummary> = self
+            .list_devices()?
+            .devices
+            .into_iter()
+            .filter(|d| after.is_none_or(|a| d.device_id.as_str() > a))
+            .take(limit + 1)
+            .collect();
+        let next = (devices.len() > limit).then(|| {
+            devices.truncate(limit);
+            devices.last().map(|d| d.device_id.clone())
+        });
+        Ok((devices, next.flatten()))
+    }
+
+    /// Drift events per device (pending and total), from at most [`TALLY_SCAN_CAP`] events;
+    /// the flag says whether every event was counted.
+    pub fn drift_tallies(&self) -> Result<(HashMap<String, DriftTally>, bool), DomainError> {
+        let mut tallies: HashMap<String, DriftTally> = HashMap::new();
+        let mut after = 0;
+        let mut scanned = 0;
+        loop {
+            let page = self.tracking.drift_events(
+                &DriftEventFilter::default(),
+                after,
+                MAX_DRIFT_EVENT_PAGE,
+            )?;
+            for event in &page {
+                let t = tallies.entry(event.device_id.clone()).or_default();
+                t.total += 1;
+                if event.status == DriftEventStatus::Pending {
+                    t.pending += 1;
+                }
+            }
+            scanned += page.len();
+            match page.last() {
+                Some(last) if page.len() == MAX_DRIFT_EVENT_PAGE => after = last.id,
+                _ => return Ok((tallies, true)),
+            }
+            if scanned >= TALLY_SCAN_CAP {
+                return Ok((tallies, false));
+            }
+        }
+    }
+
+    /// Packages of `device_id` with a package id above `after`, ordered by id, at most `limit`
+    /// (clamped).
+    pub fn device_packages(
+        &self,
+        device_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<PackagePage, DomainError> {
+        if !tinylcm_protocol::ids::valid_device_id(device_id) {
+            return Err(bad_device());
+        }
+        let limit = clamp(limit);
+        let prefix = format!("incoming/{device_id}/");
+        let mut ids: Vec<String> = self
+            .blobs
+            .list(&prefix)?
+            .iter()
+            .filter_map(|k| {
+                k.as_str()
+                    .strip_prefix(&prefix)?
+                    .strip_suffix(".tar")
+                    .map(str::to_owned)
+            })
+            .filter(|id| after.is_none_or(|a| id.as_str() > a))
+            .take(limit + 1)
+            .collect();
+        let next_after = (ids.len() > limit).then(|| {
+            ids.truncate(limit);
+            ids.last().cloned()
+        });
+        let mut packages = Vec::with_capacity(ids.len());
+        for id in &ids {
+            if let Some(record) = self.tracking.package(device_id, id)? {
+                packages.push(record);
+            }
+        }
+        Ok(PackagePage {
+            packages,
+            next_after: next_after.flatten(),
+        })
+    }
+
+    /// Image files of processed packages (of `device_id`, or of every device), with a key above
+    /// `after`, ordered by key, at most `limit` (clamped).
+    pub fn sample_images(
+        &self,
+        device_id: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ImagePage, DomainError> {
+        let prefix = match device_id {
+            Some(d) if tinylcm_protocol::ids::valid_device_id(d) => {
+                format!("devices/{d}/packages/")
+            }
+            Some(_) => return Err(bad_device()),
+            None => "devices/".to_owned(),
+        };
+        let limit = clamp(limit);
+        let mut keys: Vec<BlobKey> = self
+            .blobs
+            .list(&prefix)?
+            .into_iter()
+            .filter(|k| is_image_key(k.as_str()))
+            .filter(|k| after.is_none_or(|a| k.as_str() > a))
+            .take(limit + 1)
+            .collect();
+        let next_after = (keys.len() > limit).then(|| {
+            keys.truncate(limit);
+            keys.last().map(|k| k.to_string())
+        });
+        let mut accepted: HashMap<(String, String), Option<u64>> = HashMap::new();
+        let mut images = Vec::with_capacity(keys.len());
+        for key in keys {
+            // devices/<device>/packages/<package>/<name...>
+            let mut parts = key.as_str().splitn(5, '/');
+            let (Some(_), Some(device), Some(_), Some(package), Some(name)) = (
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+            ) else {
+                continue;
+            };
+            let pair = (device.to_owned(), package.to_owned());
+            let when = match accepted.get(&pair) {
+                Some(w) => *w,
+                None => {
+                    let w = self
+                        .tracking
+                        .package(device, package)?
+                        .map(|r| r.accepted_unix_ms);
+                    accepted.insert(pair, w);
+                    w
+                }
+            };
+            images.push(SampleImage {
+                device_id: device.to_owned(),
+                package_id: package.to_owned(),
+                name: name.to_owned(),
+                quarantine_id: quarantine_id(name),
+                accepted_unix_ms: when,
+                key: key.to_string(),
+            });
+        }
+        Ok(ImagePage {
+            images,
+            next_after: next_after.flatten(),
+        })
+    }
+
+    /// The bytes of the sample image under `key`; `None` when there is no such image or `key`
+    /// is not an image key of a processed package (other blobs are never served this way).
+    pub fn sample_image(&self, key: &str) -> Result<Option<Vec<u8>>, DomainError> {
+        if !is_image_key(key) {
+            return Ok(None);
+        }
+        let Ok(key) = BlobKey::new(key) else {
+            return Ok(None);
+        };
+        Ok(self.blobs.get(&key)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_image_key;
+
+    #[test]
+    fn only_images_of_processed_packages_are_image_keys() {
+        assert!(is_image_key("devices/dev-1/packages/p/s/a.jpg"));
+        assert!(is_image_key("devices/dev-1/packages/p/a.PNG"));
+        for other in [
+            "incoming/dev-1/p.tar",
+            "devices/dev-1/packages/p/metrics.json",
+            "devices/dev-1/other/p/a.jpg",
+            "devices/dev-1/packages/a.jpg",
+            "x/devices/dev-1/packages/p/a.jpg",
+        ] {
+            assert!(!is_image_key(other), "{other}");
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The dashboard's templates (askama, compiled into the binary) and the rows they show.
+//!
+//! Why: every value reaches the HTML through an askama `{{ }}` expression in an `.html`
+//! template, which HTML-escapes it; device-supplied strings (names, hardware, detector names,
+//! sample names) and operator text (labels, notes) are therefore always text, never markup.
+//! Rows hold display-ready strings so the templates stay free of logic.
+
+use askama::Template;
+
+/// What the navigation bar needs: who is logged in and their CSRF token.
+#[derive(Debug, Clone)]
+pub struct Nav {
+    /// The operator's name.
+    pub operator: String,
+    /// The CSRF token every form of the page carries.
+    pub csrf: String,
+    /// On a device's page: only its changes refresh the page.
+    pub live_device: Option<String>,
+}
+
+/// The login form.
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    /// Never set on the login page.
+    pub nav: Option<Nav>,
+    /// Why the last attempt failed.
+    pub error: Option<String>,
+}
+
+/// Any refusal or failure, as a page.
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    /// The bar, when the operator is logged in.
+    pub nav: Option<Nav>,
+    /// HTTP status.
+    pub status: u16,
+    /// The status's reason phrase.
+    pub title: String,
+    /// What went wrong.
+    pub message: String,
+    /// What to do.
+    pub fix: Option<String>,
+    /// Per-event outcomes of a bulk action (event id, outcome).
+    pub outcomes: Vec<(u64, String)>,
+    /// Where "Back" goes (a dashboard path built by the server).
+    pub back: String,
+}
+
+/// One device on the fleet or device page.
+#[derive(Debug, Clone)]
+pub struct DeviceRow {
+    /// Device id.
+    pub id: String,
+    /// Its name, or its id when it has none.
+    pub name: String,
+    /// Hardware, or `unknown`.
+    pub hardware: String,
+    /// Whether it was seen within the online window.
+    pub online: bool,
+    /// Last seen, formatted.
+    pub last_seen: String,
+    /// Packages accepted.
+    pub packages: u64,
+    /// Pending drift events.
+    pub pending: u64,
+    /// All drift events.
+    pub total: u64,
+}
+
+/// The fleet overview.
+#[derive(Template)]
+#[template(path = "fleet.html")]
+pub struct FleetPage {
+    /// The bar.
+    pub nav: Option<Nav>,
+    /// Number of devices in the fleet.
+    pub total: usize,
+    /// This page's devices.
+    pub rows: Vec<DeviceRow>,
+    /// The online window in minutes.
+    pub online_minutes: u64,
+    /// Whether every drift event was counted.
+    pub tallies_complete: bool,
+    /// How many events the counts look at, at most.
+    pub tally_cap: usize,
+    /// Show a link to the first page.
+    pub first_link: bool,
+    /// Cursor of the next page.
+    pub next: Option<String>,
+}
+
+/// One drift event on the Drift Hub or a device page.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    /// Server id.
+    pub id: u64,
+    /// Device event number.
+    pub event_seq: u64,
+    /// Device incident number.
+    pub incident: u64,
+    /// Device id.
+    pub device_id: String,
+    /// Device name (or id).
+    pub device_name: String,
+    /// Detector name (device-supplied).
+    pub detector: String,
+    /// Statistic, formatted.
+    pub statistic: String,
+    /// Threshold, formatted.
+    pub threshold: String,
+    /// Magnitude, formatted.
+    pub magnitude: String,
+    /// When it happened (device clock), formatted.
+    pub when: String,
+    /// When the server stored it, formatted.
+    pub received: String,
+    /// URLs of its sample images.
+    pub images: Vec<String>,
+    /// `pending`, `validated` or `rejected`.
+    pub status: &'static str,
+    /// Whether it can still be decided.
+    pub pending: bool,
+    /// The label it was validated with.
+    pub label: Option<String>,
+    /// The operator's note.
+    pub note: Option<String>,
+    /// Who decided.
+    pub decided_by: String,
+    /// When, formatted.
+    pub decided: String,
+}
+
+/// One package on a device page.
+#[derive(Debug, Clone)]
+pub struct PackageRow {
+    /// Package id.
+    pub id: String,
+    /// Accepted at, formatted.
+    pub accepted: String,
+    /// Processed at, formatted, or `not yet`.
+    pub processed: String,
+    /// `processed`, `pending` or `failed: …`.
+    pub outcome: String,
+    /// Problems with parts of it.
+    pub problems: Vec<String>,
+}
+
+/// One device's page.
+#[derive(Template)]
+#[template(path = "device.html")]
+pub struct DevicePage {
+    /// The bar.
+    pub nav: Option<Nav>,
+    /// The device.
+    pub device: DeviceRow,
+    /// Enrolled at, formatted.
+    pub enrolled: String,
+    /// Its first pending drift events.
+    pub events: Vec<EventRow>,
+    /// Whether it has more pending events than shown.
+    pub events_more: bool,
+    /// This page of its packages.
+    pub packages: Vec<PackageRow>,
+    /// Whether this is not the first page.
+    pub after_given: bool,
+    /// Cursor of the next page.
+    pub next: Option<String>,
+}
+
+/// The Drift Hub.
+#[derive(Template)]
+#[template(path = "drift.html")]
+pub struct DriftPage {
+    /// The bar.
+    pub nav: Option<Nav>,
+    /// The CSRF token of the forms.
+    pub csrf: String,
+    /// Devices for the filter: (id, name, selected).
+    pub devices: Vec<(String, String, bool)>,
+    /// The detector filter as typed.
+    pub detector: String,
+    /// Status choices: (value, selected).
+    pub statuses: Vec<(&'static str, bool)>,
+    /// The `since` field's value.
+    pub since: String,
+    /// The `until` field's value.
+    pub until: String,
+    /// The filter as a query string, so decisions return to the same view.
+    pub return_query: String,
+    /// This page's events.
+    pub events: Vec<EventRow>,
+    /// Whether this is not the first page.
+    pub after_given: bool,
+    /// The first page of this filter.
+    pub first_link: String,
+    /// The next page of this filter.
+    pub next_link: Option<String>,
+}
+
+/// One image on the Data Hub.
+#[derive(Debug, Clone)]
+pub struct ImageRow {
+    /// Where the image is served.
+    pub url: String,
+    /// Device id.
+    pub device_id: String,
+    /// Package id.
+    pub package_id: String,
+    /// File name in the package.
+    pub name: String,
+    /// Quarantine entry, if it is a quarantine thumbnail.
+    pub quarantine_id: Option<u64>,
+    /// When its package was accepted, formatted.
+    pub accepted: String,
+}
+
+/// The Data Hub.
+#[derive(Template)]
+#[template(path = "data.html")]
+pub struct DataPage {
+    /// The bar.
+    pub nav: Option<Nav>,
+    /// Devices for the filter: (id, name, selected).
+    pub devices: Vec<(String, String, bool)>,
+    /// This page's images.
+    pub images: Vec<ImageRow>,
+    /// Whether this is not the first page.
+    pub after_given: bool,
+    /// The first page of this filter.
+    pub first_link: String,
+    /// The next page of this filter.
+    pub next_link: Option<String>,
+}

@@ -1,0 +1,70 @@
+// sphere-lite dashboard: live refresh over server-sent events and bulk selection.
+// Loaded as a file (the CSP allows no inline script); it takes no data from the page but
+// element attributes, and inserts only HTML the server rendered (and escaped) itself.
+"use strict";
+(function () {
+  document.addEventListener("change", function (e) {
+    var t = e.target;
+    if (t.hasAttribute && t.hasAttribute("data-select-all")) {
+      document.querySelectorAll('input[type=checkbox][name=id][form=bulk]').forEach(function (c) {
+        c.checked = t.checked;
+      });
+    }
+  });
+
+  var url = document.body.getAttribute("data-live-url");
+  if (!url || !window.EventSource || !window.fetch) {
+    return;
+  }
+  var onlyDevice = document.body.getAttribute("data-live-device");
+  var timer = null;
+
+  // A region the operator is working in (focus, typed text, ticked boxes) is not replaced:
+  // a banner offers a reload instead.
+  function busy(region) {
+    var active = document.activeElement;
+    if (active && active !== document.body && region.contains(active) &&
+        (active.tagName === "INPUT" || active.tagName === "SELECT" || active.tagName === "TEXTAREA")) {
+      return true;
+    }
+    return Array.prototype.some.call(region.querySelectorAll("input"), function (i) {
+      if (i.type === "checkbox") { return i.checked; }
+      if (i.type === "hidden" || i.type === "submit") { return false; }
+      return i.value !== "";
+    });
+  }
+
+  function refresh() {
+    timer = null;
+    fetch(location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      .then(function (r) { return r.ok && !r.redirected ? r.text() : null; })
+      .then(function (html) {
+        if (!html) { return; }
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        document.querySelectorAll("[data-live]").forEach(function (region) {
+          var fresh = doc.querySelector('[data-live="' + region.getAttribute("data-live") + '"]');
+          if (!fresh) { return; }
+          if (busy(region)) {
+            document.getElementById("live-banner").hidden = false;
+            return;
+          }
+          region.replaceWith(document.importNode(fresh, true));
+        });
+      })
+      .catch(function () { /* the next event retries */ });
+  }
+
+  function schedule(e) {
+    if (onlyDevice && e.type !== "lagged") {
+      try {
+        if (JSON.parse(e.data).device !== onlyDevice) { return; }
+      } catch (err) { return; }
+    }
+    if (!timer) { timer = setTimeout(refresh, 300); }
+  }
+
+  var source = new EventSource(url);
+  ["package", "decided", "lagged"].forEach(function (name) {
+    source.addEventListener(name, schedule);
+  });
+})();

@@ -1,0 +1,892 @@
+//! The web dashboard against a real sphere-lite on 127.0.0.1:0: login and sessions, CSRF and
+//! origin checks, escaping of device-supplied strings, bad parameters, the live stream, and a
+//! real headless Chromium (Debian's `chromium` + `chromium-driver`, driven over WebDriver)
+//! that logs in, finds the device, validates a drift event by clicking, and sees the fleet page
+//! update live.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sphere_lite::server::open_embedded;
+use tinylcm_protocol::api::{DriftVerdict, FeedbackItem, FeedbackVerdict};
+use tinylcm_protocol::package::{FileKind, PackageBuilder};
+use tinylcm_protocol::paths;
+
+#[path = "support/server.rs"]
+mod server;
+
+use server::TestServer;
+
+const THUMB: &str = "samples/00000000000000000012.jpg";
+const XSS_NAME: &str = "<script>alert(1)</script>";
+const XSS_HARDWARE: &str = "<img src=x onerror=alert(2)>";
+const XSS_DETECTOR: &str = "<b onmouseover=alert(3)>adwin</b>";
+
+/// A drift report as the device writes it.
+fn report(seq: u64, detector: &str, samples: &[&str]) -> Value {
+    json!({
+        "event_seq": seq, "incident": 1, "detector": detector, "statistic": 3.5,
+        "threshold": 2.0, "magnitude": 1.25, "sample_id": 900 + seq,
+        "unix_ms": 1_764_147_600_000u64 + seq, "samples": samples,
+    })
+}
+
+/// A package with the drift events `events` and one JPEG-ish quarantine thumbnail.
+fn drift_package(device: &str, id: &str, events: &Value) -> Vec<u8> {
+    let mut b = PackageBuilder::new(id, device, 1_764_147_600_000).unwrap();
+    b.add("metrics.json", FileKind::Metrics, b"{}".to_vec())
+        .unwrap();
+    b.add(
+        "drift-events.json",
+        FileKind::DriftEvents,
+        events.to_string().into_bytes(),
+    )
+    .unwrap();
+    b.add(THUMB, FileKind::Sample, vec![0xff, 0xd8, 0xff, 0xe0, 1])
+        .unwrap();
+    b.finish().unwrap()
+}
+
+/// A raw HTTP reply: status, headers (lower-case names), body.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+struct Fixture {
+    // Field order: the server stops before the directory is removed.
+    server: TestServer,
+    _dir: tempfile::TempDir,
+    key: String,
+    operator: String,
+    http: ureq::Agent,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let sphere = open_embedded(dir.path()).unwrap();
+        let key = sphere.create_enrollment_key(100).unwrap();
+        let operator = sphere.create_operator_token("alice").unwrap();
+        Fixture {
+            server: TestServer::start(sphere),
+            _dir: dir,
+            key,
+            operator,
+            http: ureq::AgentBuilder::new().redirects(0).build(),
+        }
+    }
+
+    /// Enroll a device named `name` with `hardware`; (id, token).
+    fn enroll(&self, name: &str, hardware: &str) -> (String, String) {
+        let (status, body) = self.server.post(
+            paths::ENROLL,
+            None,
+            json!({"enrollment_key": self.key, "name": name, "hardware": hardware})
+                .to_string()
+                .as_bytes(),
+        );
+        assert_eq!(status, 200, "{body}");
+        (
+            body["device_id"].as_str().unwrap().to_owned(),
+            body["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    fn upload(&self, device: &str, token: &str, package: &[u8]) {
+        let (status, body) = self
+            .server
+            .post(&paths::packages(device), Some(token), package);
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// The device's drift events as the operator API lists them, once there are `n`.
+    fn wait_events(&self, device: &str, n: usize) -> Vec<Value> {
+        let start = Instant::now();
+        loop {
+            let (status, body) = self.server.get(
+                &format!("{}?device={device}", paths::DRIFT_EVENTS),
+                Some(&self.operator),
+            );
+            assert_eq!(status, 200, "{body}");
+            let events = body["events"].as_array().unwrap().clone();
+            if events.len() >= n {
+                return events;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "events not processed"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn event(&self, id: u64) -> Value {
+        let (status, body) = self
+            .server
+            .get(&paths::drift_event(id), Some(&self.operator));
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    fn feedback(&self, device: &str, token: &str) -> Vec<FeedbackItem> {
+        let (status, body) = self.server.get(&paths::feedback(device), Some(token));
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_value(body["items"].clone()).unwrap()
+    }
+
+    fn send(&self, request: ureq::Request, body: Option<&str>) -> Reply {
+        let result = match body {
+            Some(b) => request
+                .set("Content-Type", "application/x-www-form-urlencoded")
+                .send_string(b),
+            None => request.call(),
+        };
+        let response = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("transport error: {e}"),
+        };
+        let status = response.status();
+        let headers = response
+            .headers_names()
+            .into_iter()
+            .flat_map(|n| {
+                response
+                    .all(&n)
+                    .into_iter()
+                    .map(|v| (n.to_ascii_lowercase(), v.to_owned()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let body = response.into_string().unwrap_or_default();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// GET `path` with the session cookie `session`, if any.
+    fn page(&self, path: &str, session: Option<&str>) -> Reply {
+        let mut r = self.http.get(&self.server.url(path));
+        if let Some(s) = session {
+            r = r.set("Cookie", &format!("sphere_session={s}"));
+        }
+        self.send(r, None)
+    }
+
+    /// POST the form `body` to `path` with the session cookie and extra headers.
+    fn form(
+        &self,
+        path: &str,
+        session: Option<&str>,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Reply {
+        let mut r = self.http.post(&self.server.url(path));
+        if let Some(s) = session {
+            r = r.set("Cookie", &format!("sphere_session={s}"));
+        }
+        for (n, v) in headers {
+            r = r.set(n, v);
+        }
+        self.send(r, Some(body))
+    }
+
+    /// Log in through the form; the session cookie's value.
+    fn login(&self) -> String {
+        let reply = self.form("/ui/login", None, &[], &format!("token={}", self.operator));
+        assert_eq!(reply.status, 303, "{}", reply.body);
+        let cookie = reply.header("set-cookie").unwrap().to_owned();
+        cookie
+            .strip_prefix("sphere_session=")
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+/// The value of the first `name="csrf"` field of a page.
+fn csrf_of(html: &str) -> String {
+    let start = html
+        .find(r#"name="csrf" value=""#)
+        .expect("a form with a CSRF token")
+        + r#"name="csrf" value=""#.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+/// `html` with numeric character references spelt as named ones (askama writes `&#60;`), so
+/// assertions can name one form.
+fn named_entities(html: &str) -> String {
+    html.replace("&#60;", "&lt;")
+        .replace("&#62;", "&gt;")
+        .replace("&#34;", "&quot;")
+        .replace("&#39;", "&apos;")
+        .replace("&#38;", "&amp;")
+}
+
+fn enc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[test]
+fn pages_need_an_operator_session_and_device_tokens_cannot_log_in() {
+    let f = Fixture::new();
+    let (dev, token) = f.enroll("pi", "zero2w");
+
+    for path in [
+        "/ui/fleet",
+        "/ui/drift",
+        "/ui/data",
+        &format!("/ui/devices/{dev}"),
+        "/",
+    ] {
+        let r = f.page(path, None);
+        assert_eq!(r.status, 303, "{path}");
+        let to = r.header("location").unwrap();
+        assert!(to == "/ui/login" || to == "/ui/fleet", "{path} → {to}");
+    }
+    // A made-up or device token in the cookie is no session either.
+    assert_eq!(
+        f.page("/ui/fleet", Some(&token)).header("location"),
+        Some("/ui/login")
+    );
+    assert_eq!(f.page("/ui/fleet", Some("slo_nope")).status, 303);
+    // Images and the live stream answer 401 (nothing to redirect).
+    assert_eq!(
+        f.page(&format!("/ui/img/devices/{dev}/packages/p/{THUMB}"), None)
+            .status,
+        401
+    );
+    assert_eq!(f.page("/ui/events", None).status, 401);
+
+    // The login page itself is public and carries the security headers.
+    let login = f.page("/ui/login", None);
+    assert_eq!(login.status, 200);
+    let csp = login.header("content-security-policy").unwrap();
+    for part in [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(part), "{csp}");
+    }
+    assert_eq!(login.header("x-content-type-options"), Some("nosniff"));
+    assert!(!login.body.contains("<script>"), "no inline script");
+
+    // A device token cannot log in; an unknown one neither; no cookie is set.
+    let r = f.form("/ui/login", None, &[], &format!("token={token}"));
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("device tokens cannot log in"));
+    assert!(r.header("set-cookie").is_none());
+    let r = f.form("/ui/login", None, &[], "token=slo_unknown");
+    assert_eq!(r.status, 401);
+    assert!(r.header("set-cookie").is_none());
+    // A login posted from another site is refused.
+    let r = f.form(
+        "/ui/login",
+        None,
+        &[("Origin", "http://evil.example")],
+        &format!("token={}", f.operator),
+    );
+    assert_eq!(r.status, 403);
+    assert!(r.header("set-cookie").is_none());
+
+    // The operator logs in: an HttpOnly, SameSite=Strict cookie scoped to /ui.
+    let r = f.form("/ui/login", None, &[], &format!("token={}", f.operator));
+    assert_eq!(r.status, 303);
+    let cookie = r.header("set-cookie").unwrap();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+    // Behind a TLS proxy the cookie is Secure.
+    let r = f.form(
+        "/ui/login",
+        None,
+        &[("X-Forwarded-Proto", "https")],
+        &format!("token={}", f.operator),
+    );
+    assert!(r.header("set-cookie").unwrap().contains("; Secure"));
+
+    let session = f.login();
+    let fleet = f.page("/ui/fleet", Some(&session));
+    assert_eq!(fleet.status, 200);
+    assert!(fleet.body.contains(&dev));
+    assert!(fleet.body.contains(">online<"));
+
+    // Logging out needs the CSRF token, and clears the cookie.
+    let r = f.form("/ui/logout", Some(&session), &[], "csrf=wrong");
+    assert_eq!(r.status, 403);
+    let r = f.form(
+        "/ui/logout",
+        Some(&session),
+        &[],
+        &format!("csrf={}", csrf_of(&fleet.body)),
+    );
+    assert_eq!(r.status, 303);
+    assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
+}
+
+#[test]
+fn device_supplied_markup_is_shown_as_text_never_as_markup() {
+    let f = Fixture::new();
+    let (dev, token) = f.enroll(XSS_NAME, XSS_HARDWARE);
+    f.upload(
+        &dev,
+        &token,
+        &drift_package(&dev, "pkg-1", &json!([report(1, XSS_DETECTOR, &[THUMB])])),
+    );
+    let events = f.wait_events(&dev, 1);
+    let id = events[0]["id"].as_u64().unwrap();
+    let session = f.login();
+
+    // An operator label with markup, through the dashboard's own form.
+    let drift = f.page("/ui/drift", Some(&session));
+    let label = "<i>cat</i>\"'&";
+    let r = f.form(
+        &format!("/ui/drift/{id}/decide"),
+        Some(&session),
+        &[],
+        &format!(
+            "csrf={}&return=status%3Dany&action=validate&label={}&note={}",
+            csrf_of(&drift.body),
+            enc(label),
+            enc("<script>alert(4)</script>")
+        ),
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+
+    for path in [
+        "/ui/fleet".to_owned(),
+        format!("/ui/devices/{dev}"),
+        "/ui/drift?status=any".to_owned(),
+        format!("/ui/drift?status=any&detector={}", enc(XSS_DETECTOR)),
+        format!("/ui/data?device={dev}"),
+    ] {
+        let page = f.page(&path, Some(&session));
+        assert_eq!(page.status, 200, "{path}");
+        let body = &page.body;
+        for raw in [
+            "<script>alert",
+            "<img src=x",
+            "<b onmouseover",
+            "<i>cat</i>",
+            "onerror=alert(2)>",
+        ] {
+            assert!(!body.contains(raw), "{path} contains raw {raw:?}");
+        }
+        // The only script element is the dashboard's own file.
+        assert_eq!(body.matches("<script").count(), 1, "{path}");
+        assert!(body.contains(r#"<script src="/ui/static/app.js" defer></script>"#));
+    }
+    let fleet = named_entities(&f.page("/ui/fleet", Some(&session)).body);
+    assert!(
+        fleet.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{fleet}"
+    );
+    assert!(fleet.contains("&lt;img src=x onerror=alert(2)&gt;"));
+    let drift = named_entities(&f.page("/ui/drift?status=any", Some(&session)).body);
+    assert!(
+        drift.contains("&lt;b onmouseover=alert(3)&gt;adwin&lt;/b&gt;"),
+        "{drift}"
+    );
+    assert!(
+        drift.contains("&lt;i&gt;cat&lt;/i&gt;&quot;&apos;&amp;"),
+        "{drift}"
+    );
+    // The filter field refills with the typed detector, escaped inside the attribute.
+    let filtered = named_entities(
+        &f.page(
+            &format!("/ui/drift?status=any&detector={}", enc(XSS_DETECTOR)),
+            Some(&session),
+        )
+        .body,
+    );
+    assert!(filtered.contains("value=\"&lt;b onmouseover=alert(3)&gt;adwin&lt;/b&gt;\""));
+    // The label was stored as given (data), and reached the device as data.
+    assert_eq!(f.event(id)["label"], label);
+    let items = f.feedback(&dev, &token);
+    assert!(items.iter().any(|i| matches!(
+        &i.verdict,
+        FeedbackVerdict::Sample { id: 12, label: Some(l), .. } if l == label
+    )));
+}
+
+#[test]
+fn decisions_need_the_csrf_token_and_a_same_origin_post() {
+    let f = Fixture::new();
+    let (dev, token) = f.enroll("pi", "zero2w");
+    f.upload(
+        &dev,
+        &token,
+        &drift_package(
+            &dev,
+            "pkg-1",
+            &json!([
+                report(1, "adwin", &[THUMB]),
+                report(2, "adwin", &[]),
+                report(3, "cusum", &[])
+            ]),
+        ),
+    );
+    let events = f.wait_events(&dev, 3);
+    let ids: Vec<u64> = events.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    let session = f.login();
+    let csrf = csrf_of(&f.page("/ui/drift", Some(&session)).body);
+    let path = format!("/ui/drift/{}/decide", ids[0]);
+
+    // Missing or wrong token, another session's token, a foreign origin, a cross-site fetch:
+    // all refused and nothing changes.
+    let other_session = {
+        let dir = tempfile::tempdir().unwrap();
+        let other = open_embedded(dir.path()).unwrap();
+        other.create_operator_token("mallory").unwrap()
+    };
+    let refusals: Vec<(Vec<(&str, &str)>, String)> = vec![
+        (vec![], "action=validate&label=cat".into()),
+        (vec![], "csrf=00&action=validate&label=cat".into()),
+        (
+            vec![],
+            format!(
+                "csrf={}&action=validate",
+                sphere_lite::web::csrf_token(&other_session)
+            ),
+        ),
+        (
+            vec![("Origin", "http://evil.example")],
+            format!("csrf={csrf}&action=validate"),
+        ),
+        (
+            vec![("Sec-Fetch-Site", "cross-site")],
+            format!("csrf={csrf}&action=validate"),
+        ),
+    ];
+    for (headers, body) in &refusals {
+        let r = f.form(&path, Some(&session), headers, body);
+        assert_eq!(r.status, 403, "{body}: {}", r.body);
+    }
+    // Without a session: back to the login page.
+    let r = f.form(&path, None, &[], &format!("csrf={csrf}&action=validate"));
+    assert_eq!(r.header("location"), Some("/ui/login"));
+    // Bad fields: 400 pages.
+    for body in [
+        format!("csrf={csrf}&action=maybe"),
+        format!("csrf={csrf}&action=validate&extra=1"),
+        format!("csrf={csrf}&action=validate&label={}", "x".repeat(300)),
+    ] {
+        let r = f.form(&path, Some(&session), &[], &body);
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+    }
+    assert_eq!(f.event(ids[0])["status"], "pending");
+    assert!(f.feedback(&dev, &token).is_empty());
+
+    // The real form: validated, back to the same filtered view.
+    let r = f.form(
+        &path,
+        Some(&session),
+        &[("Origin", &format!("http://{}", f.server.addr))],
+        &format!(
+            "csrf={csrf}&return={}&action=validate&label=cat",
+            enc(&format!("device={dev}"))
+        ),
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/ui/drift?device={dev}&status=pending").as_str())
+    );
+    assert_eq!(f.event(ids[0])["status"], "validated");
+    assert_eq!(f.event(ids[0])["decided_by"], "alice");
+    // A second decision is a conflict, shown as a 409 page.
+    let r = f.form(
+        &path,
+        Some(&session),
+        &[],
+        &format!("csrf={csrf}&action=reject"),
+    );
+    assert_eq!(r.status, 409);
+
+    // Bulk reject of the other two (the decided one again is reported, not changed).
+    let r = f.form(
+        "/ui/drift/bulk",
+        Some(&session),
+        &[],
+        &format!(
+            "csrf={csrf}&action=reject&note=glare&id={}&id={}",
+            ids[1], ids[2]
+        ),
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    for id in &ids[1..] {
+        assert_eq!(f.event(*id)["status"], "rejected");
+        assert_eq!(f.event(*id)["note"], "glare");
+    }
+    let r = f.form(
+        "/ui/drift/bulk",
+        Some(&session),
+        &[],
+        &format!("csrf={csrf}&action=reject"),
+    );
+    assert_eq!(r.status, 400, "nothing selected");
+
+    let verdicts: Vec<FeedbackVerdict> = f
+        .feedback(&dev, &token)
+        .into_iter()
+        .map(|i| i.verdict)
+        .collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            FeedbackVerdict::Drift {
+                incident: None,
+                event: Some(1),
+                verdict: DriftVerdict::Confirmed
+            },
+            FeedbackVerdict::Sample {
+                id: 12,
+                label: Some("cat".into()),
+                reject: false
+            },
+            FeedbackVerdict::Drift {
+                incident: None,
+                event: Some(2),
+                verdict: DriftVerdict::FalseAlarm
+            },
+            FeedbackVerdict::Drift {
+                incident: None,
+                event: Some(3),
+                verdict: DriftVerdict::FalseAlarm
+            },
+        ]
+    );
+}
+
+#[test]
+fn bad_parameters_get_a_400_page_and_lists_are_paginated() {
+    let f = Fixture::new();
+    let mut devices = Vec::new();
+    for i in 0..55 {
+        devices.push(f.enroll(&format!("pi-{i}"), "zero2w").0);
+    }
+    devices.sort();
+    let session = f.login();
+    for path in [
+        "/ui/fleet?page=2",
+        "/ui/fleet?after=..%2Fx",
+        "/ui/drift?status=open",
+        "/ui/drift?since=yesterday",
+        "/ui/drift?after=-3",
+        "/ui/drift?device=a%20b",
+        "/ui/data?after=incoming%2Fx.tar",
+        "/ui/devices/dev-1?after=..",
+    ] {
+        let r = f.page(path, Some(&session));
+        assert_eq!(r.status, 400, "{path}: {}", r.body);
+        assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    }
+    assert_eq!(f.page("/ui/devices/dev-0000", Some(&session)).status, 404);
+    assert_eq!(f.page("/ui/nothing-here", Some(&session)).status, 404);
+    assert_eq!(
+        f.page("/ui/img/incoming/x/p.tar", Some(&session)).status,
+        404
+    );
+
+    // 55 devices: 50 on the first page, the rest behind the cursor, none twice.
+    let first = f.page("/ui/fleet", Some(&session)).body;
+    let next = format!("/ui/fleet?after={}", devices[49]);
+    assert!(first.contains(&next.replace('&', "&amp;")), "next link");
+    let second = f.page(&next, Some(&session)).body;
+    for (i, d) in devices.iter().enumerate() {
+        let row = format!("data-device=\"{d}\"");
+        assert_eq!(first.contains(&row), i < 50, "{d}");
+        assert_eq!(second.contains(&row), i >= 50, "{d}");
+    }
+    assert!(!second.contains("rel=\"next\""));
+}
+
+#[test]
+fn the_live_stream_reports_processed_packages_and_decisions() {
+    let f = Fixture::new();
+    let (dev, token) = f.server.enrolled(&f.key);
+    let session = f.login();
+    let response = ureq::AgentBuilder::new()
+        .timeout_read(Duration::from_secs(10))
+        .build()
+        .get(&f.server.url("/ui/events"))
+        .set("Cookie", &format!("sphere_session={session}"))
+        .call()
+        .unwrap();
+    assert_eq!(response.header("content-type"), Some("text/event-stream"));
+    let mut lines = BufReader::new(response.into_reader()).lines();
+    f.upload(
+        &dev,
+        &token,
+        &drift_package(&dev, "pkg-1", &json!([report(1, "adwin", &[THUMB])])),
+    );
+    let mut next_event = || -> (String, Value) {
+        let mut name = String::new();
+        loop {
+            let line = lines.next().expect("stream open").expect("read");
+            if let Some(n) = line.strip_prefix("event:") {
+                name = n.trim().to_owned();
+            } else if let Some(d) = line.strip_prefix("data:") {
+                return (name, serde_json::from_str(d.trim()).unwrap());
+            }
+        }
+    };
+    let (name, data) = next_event();
+    assert_eq!(name, "package");
+    assert_eq!(data, json!({"kind": "package", "device": dev}));
+    let id = f.wait_events(&dev, 1)[0]["id"].as_u64().unwrap();
+    let (status, _) = f
+        .server
+        .post(&paths::drift_event_reject(id), Some(&f.operator), b"{}");
+    assert_eq!(status, 200);
+    let (name, data) = next_event();
+    assert_eq!(name, "decided");
+    assert_eq!(data, json!({"kind": "decided", "id": id, "device": dev}));
+}
+
+// --- Headless Chromium -----------------------------------------------------------------------
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// chromedriver on a free port, killed on drop.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "chromedriver did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Driver { child, port }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn an_operator_validates_drift_in_headless_chromium_and_the_device_gets_the_feedback() {
+    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+        eprintln!(
+            "SKIPPED: {CHROMIUM} or {CHROMEDRIVER} is not installed \
+             (apt-get install chromium chromium-driver; ./scripts/test sphere installs them)"
+        );
+        return;
+    }
+    let f = Fixture::new();
+    let (dev, token) = f.enroll("kitchen-cam", "cm4");
+    f.upload(
+        &dev,
+        &token,
+        &drift_package(
+            &dev,
+            "pkg-1",
+            &json!([report(4, "page-hinkley-distance", &[THUMB])]),
+        ),
+    );
+    let id = f.wait_events(&dev, 1)[0]["id"].as_u64().unwrap();
+    let driver = Driver::start();
+    let base = f.server.url("");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use fantoccini::{ClientBuilder, Locator};
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": CHROMIUM,
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--window-size=1400,1000"],
+            }),
+        );
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", driver.port))
+            .await
+            .expect("a WebDriver session with chromium");
+        let wait = Duration::from_secs(15);
+
+        // Not logged in: the dashboard sends the browser to the login page.
+        client.goto(&format!("{base}/ui/fleet")).await.unwrap();
+        client
+            .wait()
+            .at_most(wait)
+            .for_element(Locator::Css("#token"))
+            .await
+            .unwrap()
+            .send_keys(&f.operator)
+            .await
+            .unwrap();
+        client
+            .find(Locator::Css("#login"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+
+        // The fleet page lists the device.
+        let row = match client
+            .wait()
+            .at_most(wait)
+            .for_element(Locator::Css(&format!("tr.device[data-device=\"{dev}\"]")))
+            .await
+        {
+            Ok(row) => row,
+            Err(e) => panic!(
+                "{e}: no device row at {:?}: {}",
+                client.current_url().await.map(|u| u.to_string()),
+                client.source().await.unwrap_or_default()
+            ),
+        };
+        let text = row.text().await.unwrap();
+        assert!(text.contains("kitchen-cam"), "{text}");
+        assert!(text.contains("online"), "{text}");
+
+        // Live: another package arrives while the page is open; the row updates by itself.
+        let packages_cell = format!("tr.device[data-device=\"{dev}\"] td:nth-child(6)");
+        assert_eq!(
+            client
+                .find(Locator::Css(&packages_cell))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+            "1"
+        );
+        f.upload(&dev, &token, &drift_package(&dev, "pkg-2", &json!([])));
+        let start = Instant::now();
+        loop {
+            let cell = client.find(Locator::Css(&packages_cell)).await;
+            if let Ok(cell) = cell {
+                if cell.text().await.unwrap_or_default() == "2" {
+                    break;
+                }
+            }
+            assert!(start.elapsed() < wait, "the fleet page did not update live");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // Drift Hub: type a label and click Validate on the event's row.
+        client
+            .find(Locator::LinkText("Drift Hub"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let row = format!("tr.event[data-event=\"{id}\"]");
+        client
+            .wait()
+            .at_most(wait)
+            .for_element(Locator::Css(&format!("{row} input[name=label]")))
+            .await
+            .unwrap()
+            .send_keys("cat")
+            .await
+            .unwrap();
+        // The sample image loads through the authenticated image route.
+        let loaded = client
+            .execute(
+                &format!(
+                    "var i = document.querySelector('{} img'); return i !== null && i.complete;",
+                    row.replace('"', "\\\"")
+                ),
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(loaded, json!(true));
+        client
+            .find(Locator::Css(&format!("{row} button.validate")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        // Back on the pending list, which is now empty.
+        client
+            .wait()
+            .at_most(wait)
+            .for_element(Locator::Css("#no-events"))
+            .await
+            .unwrap();
+        client.close().await.unwrap();
+    });
+    drop(driver);
+
+    // The decision reached the device's feedback queue.
+    assert_eq!(f.event(id)["status"], "validated");
+    assert_eq!(f.event(id)["label"], "cat");
+    let verdicts: Vec<FeedbackVerdict> = f
+        .feedback(&dev, &token)
+        .into_iter()
+        .map(|i| i.verdict)
+        .collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            FeedbackVerdict::Drift {
+                incident: None,
+                event: Some(4),
+                verdict: DriftVerdict::Confirmed
+            },
+            FeedbackVerdict::Sample {
+                id: 12,
+                label: Some("cat".into()),
+                reject: false
+            },
+        ]
+    );
+}
