@@ -28,7 +28,6 @@ use sphere_lite::server::open_stores;
 use tinylcm_protocol::package::{CONTENT_TYPE, FileKind, PackageBuilder};
 use tinylcm_protocol::paths;
 
-#[allow(dead_code)] // the bench uses only part of the tests' fixture
 #[path = "../tests/support/server.rs"]
 mod server;
 

@@ -35,6 +35,9 @@ pub struct Config {
     /// Tracking in MLflow instead of `<data>/sphere.redb` when set (then `s3` is set too and
     /// nothing is stored in `data`).
     pub mlflow: Option<MlflowSettings>,
+    /// File of trusted release public keys (one `tinylcm-release-public:` line each); without
+    /// it, model releases are refused.
+    pub release_keys: Option<PathBuf>,
 }
 
 /// The MLflow keys as given by flags/environment (`--mlflow-url`, `SPHERE_LITE_MLFLOW_URL`,
@@ -222,6 +225,8 @@ pub struct FileConfig {
     pub mlflow_url: Option<String>,
     /// `mlflow_namespace = "fleet-a"`: prefix of all experiment names (default `sphere-lite`).
     pub mlflow_namespace: Option<String>,
+    /// File of trusted release public keys (one `tinylcm-release-public:` line each).
+    pub release_keys: Option<PathBuf>,
 }
 
 /// A configuration that cannot work.
@@ -229,7 +234,7 @@ pub struct FileConfig {
 pub enum ConfigError {
     /// The file could not be read or parsed.
     #[error(
-        "config file {path}: {message}. Fix: check the file's TOML (keys: data, listen, max_upload_bytes, s3_endpoint, s3_bucket, s3_access_key, s3_secret_key, s3_region, s3_prefix, mlflow_url, mlflow_namespace)"
+        "config file {path}: {message}. Fix: check the file's TOML (keys: data, listen, max_upload_bytes, s3_endpoint, s3_bucket, s3_access_key, s3_secret_key, s3_region, s3_prefix, mlflow_url, mlflow_namespace, release_keys)"
     )]
     File {
         /// The file.
@@ -314,6 +319,7 @@ impl Config {
             max_upload_bytes,
             s3,
             mlflow,
+            release_keys: file.release_keys,
         })
     }
 }

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use sphere_lite::config::{Config, FileConfig, MlflowOptions, S3Options};
 use sphere_lite::{rss, server};
+use tinylcm_protocol::release::PublicKey;
 
 /// The slim fleet server for TinyLCM devices.
 #[derive(Parser)]
@@ -101,6 +102,10 @@ enum Command {
         /// Hard cap on a package upload in bytes. Default 67108864.
         #[arg(long, env = "SPHERE_LITE_MAX_UPLOAD_BYTES")]
         max_upload_bytes: Option<u64>,
+        /// File of trusted model-release public keys (`tinylcm-release-public:` lines). Without
+        /// it, publishing model releases is refused.
+        #[arg(long, env = "SPHERE_LITE_RELEASE_KEYS")]
+        release_keys: Option<PathBuf>,
         #[command(flatten)]
         s3: S3Args,
         #[command(flatten)]
@@ -232,6 +237,25 @@ fn open_serving(config: &Config) -> anyhow::Result<sphere_lite::domain::Sphere> 
             (_, None) => format!("opening the data directory {}", config.data.display()),
         })
         .map(|s| s.with_max_upload(config.max_upload_bytes))
+        .and_then(|s| Ok(s.with_release_keys(release_keys(config)?)))
+}
+
+/// The trusted release keys of `config`'s key file (none without one).
+fn release_keys(config: &Config) -> anyhow::Result<Vec<PublicKey>> {
+    let Some(path) = &config.release_keys else {
+        return Ok(Vec::new());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the release keys {}", path.display()))?;
+    let keys = PublicKey::all_from_text(&text)
+        .with_context(|| format!("release keys {}", path.display()))?;
+    anyhow::ensure!(
+        !keys.is_empty(),
+        "release keys {}: no key in the file",
+        path.display()
+    );
+    tracing::info!(keys = keys.len(), "trusting release keys");
+    Ok(keys)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -248,10 +272,14 @@ fn main() -> anyhow::Result<()> {
             data,
             listen,
             max_upload_bytes,
+            release_keys,
             s3,
             mlflow,
         } => {
-            let config = config(data, listen, max_upload_bytes, s3.into(), mlflow.into())?;
+            let mut config = config(data, listen, max_upload_bytes, s3.into(), mlflow.into())?;
+            if release_keys.is_some() {
+                config.release_keys = release_keys;
+            }
             let sphere = Arc::new(open_serving(&config)?);
             let blobs = match &config.s3 {
                 Some(s3) => format!("S3 bucket {} at {}", s3.bucket, s3.endpoint),

@@ -245,7 +245,127 @@ pub trait Tracking: Send + Sync {
     /// MLflow: metric `sphere.feedback_acked` logged with `step` = watermark (MLflow's latest
     /// value is the largest step: never backwards); acknowledged params stay but are skipped.
     fn ack_feedback(&self, device_id: &str, up_to: u64) -> Result<u64, StoreError>;
+
+    // --- Fleet operations ----------------------------------------------------------------
+
+    /// The operator's settings for `device_id` (default settings for a device that has none
+    /// stored), or `None` for an unknown device.
+    /// MLflow: device experiment tags `sphere.settings` (JSON).
+    fn device_settings(&self, device_id: &str) -> Result<Option<DeviceSettings>, StoreError>;
+
+    /// Replace the operator's settings of `device_id`; false for an unknown device.
+    /// MLflow: `experiments/set-experiment-tag` `sphere.settings`.
+    fn set_device_settings(
+        &self,
+        device_id: &str,
+        settings: &DeviceSettings,
+    ) -> Result<bool, StoreError>;
+
+    /// Replace the token of `device_id` with `new_hash`, or revoke it (`None`): the old token
+    /// stops working in the same step. False for an unknown device.
+    /// MLflow: device experiment tag `token_hash` (and the token index tag).
+    fn replace_device_token(
+        &self,
+        device_id: &str,
+        new_hash: Option<SecretHash>,
+    ) -> Result<bool, StoreError>;
+
+    // --- Model releases (OTA) -------------------------------------------------------------
+
+    /// Record a verified release (its model blob stored before); idempotent on
+    /// (name, version): a second record of the same pair is `AlreadyKnown` and changes nothing.
+    /// MLflow: `registered-models/create` (if missing) and `model-versions/create` with the
+    /// release as tags.
+    fn put_release(&self, release: &ReleaseRecord) -> Result<Recorded, StoreError>;
+
+    /// One release.
+    /// MLflow: `model-versions/search` on name and tag `sphere.version`.
+    fn release(&self, name: &str, version: &str) -> Result<Option<ReleaseRecord>, StoreError>;
+
+    /// Every release, by name then upload time.
+    /// MLflow: `model-versions/search`, paginated.
+    fn releases(&self) -> Result<Vec<ReleaseRecord>, StoreError>;
+
+    /// Set the rollout of `rollout.group` (replacing the group's previous one).
+    /// MLflow: registered-model tag `sphere.rollout.<group>` (JSON).
+    fn set_rollout(&self, rollout: &Rollout) -> Result<(), StoreError>;
+
+    /// Every group's rollout, by group.
+    fn rollouts(&self) -> Result<Vec<Rollout>, StoreError>;
 }
+
+/// What the operator decides about a device (the [`DeviceRecord`] is what the device said
+/// about itself at enrollment).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeviceSettings {
+    /// A name that replaces the one given at enrollment.
+    pub name: Option<String>,
+    /// The device group (rollouts target groups).
+    pub group: Option<String>,
+    /// Free tags for filtering.
+    pub tags: Vec<String>,
+    /// Where the device is, when known.
+    pub location: Option<Location>,
+    /// Taken out of service: its token is revoked and it is hidden from rollouts.
+    pub decommissioned: bool,
+}
+
+/// A position on the map.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    /// Degrees north.
+    pub latitude: f64,
+    /// Degrees east.
+    pub longitude: f64,
+    /// Accuracy radius in metres, when known.
+    #[serde(default)]
+    pub accuracy_m: Option<f64>,
+}
+
+/// A model release the server holds (its model file is the blob at `blob_key`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseRecord {
+    /// Model name (an id).
+    pub name: String,
+    /// Version (an id).
+    pub version: String,
+    /// The signed release exactly as uploaded (devices verify it themselves).
+    pub signed: tinylcm_protocol::release::SignedRelease,
+    /// Model file size in bytes.
+    pub size: u64,
+    /// Model file SHA-256 (hex).
+    pub sha256: String,
+    /// Blob key of the model file.
+    pub blob_key: String,
+    /// The operator who uploaded it.
+    pub uploaded_by: String,
+    /// When (Unix ms).
+    pub uploaded_unix_ms: u64,
+}
+
+/// Which release the devices of a group should run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollout {
+    /// A device group, or [`ALL_DEVICES`].
+    pub group: String,
+    /// Release name.
+    pub name: String,
+    /// Release version.
+    pub version: String,
+    /// Share of the group (1..=100) that gets it; the others keep `previous`.
+    pub percent: u8,
+    /// What the rest of the group runs during a canary: (name, version) of the last release
+    /// the group had at 100 %.
+    pub previous: Option<(String, String)>,
+    /// The operator who set it.
+    pub by: String,
+    /// When (Unix ms).
+    pub unix_ms: u64,
+}
+
+/// The group name that targets every device without a group rollout of its own.
+pub const ALL_DEVICES: &str = "all";
 
 /// Which drift events a listing wants (all set fields must match).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sphere_lite::domain::Sphere;
 use sphere_lite::ports::{
-    DecideOutcome, Decision, DeviceRecord, DriftEventFilter, EnrollOutcome, PackageRecord,
-    Principal, Recorded, SecretHash, StoreError, Tracking,
+    DecideOutcome, Decision, DeviceRecord, DeviceSettings, DriftEventFilter, EnrollOutcome,
+    PackageRecord, Principal, Recorded, ReleaseRecord, Rollout, SecretHash, StoreError, Tracking,
 };
 use tinylcm_protocol::api::{DriftEventView, EnrollRequest, FeedbackItem, FeedbackVerdict};
 use tinylcm_protocol::package::{FileKind, PackageBuilder};
@@ -541,6 +541,30 @@ impl Tracking for CrashBeforeMark {
     }
     fn ack_feedback(&self, d: &str, up_to: u64) -> Result<u64, StoreError> {
         self.inner.ack_feedback(d, up_to)
+    }
+    fn device_settings(&self, d: &str) -> Result<Option<DeviceSettings>, StoreError> {
+        self.inner.device_settings(d)
+    }
+    fn set_device_settings(&self, d: &str, s: &DeviceSettings) -> Result<bool, StoreError> {
+        self.inner.set_device_settings(d, s)
+    }
+    fn replace_device_token(&self, d: &str, h: Option<SecretHash>) -> Result<bool, StoreError> {
+        self.inner.replace_device_token(d, h)
+    }
+    fn put_release(&self, r: &ReleaseRecord) -> Result<Recorded, StoreError> {
+        self.inner.put_release(r)
+    }
+    fn release(&self, n: &str, v: &str) -> Result<Option<ReleaseRecord>, StoreError> {
+        self.inner.release(n, v)
+    }
+    fn releases(&self) -> Result<Vec<ReleaseRecord>, StoreError> {
+        self.inner.releases()
+    }
+    fn set_rollout(&self, r: &Rollout) -> Result<(), StoreError> {
+        self.inner.set_rollout(r)
+    }
+    fn rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
+        self.inner.rollouts()
     }
 }
 

@@ -7,7 +7,6 @@ use sphere_lite::server::open_embedded;
 
 #[path = "support/fleet.rs"]
 mod fleet;
-#[allow(dead_code)]
 #[path = "support/server.rs"]
 mod server;
 

@@ -9,19 +9,16 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sphere_lite::server::open_embedded;
 
-#[allow(dead_code)]
 #[path = "support/server.rs"]
 mod server;
 
-use server::{TestServer, reply};
+use server::TestServer;
 
 struct Fixture {
     server: TestServer,
     _dir: tempfile::TempDir,
     operator: String,
 }
-
-const BOUNDARY: &str = "----sphere-lite-test-7MA4YWxkTrZu0gW";
 
 impl Fixture {
     fn new() -> Fixture {
@@ -51,27 +48,18 @@ impl Fixture {
 
     /// `POST /api/packages/upload` as the original client sends it.
     fn upload(&self, token: &str, metadata: &Value, archive: &[u8]) -> (u16, Value) {
-        let mut body = Vec::new();
-        write!(
-            body,
-            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"package\"; filename=\"{}_1764147600.tar\"\r\nContent-Type: application/octet-stream\r\n\r\n",
+        let file = format!(
+            "{}_1764147600.tar",
             metadata["package_id"].as_str().unwrap_or("x")
-        )
-        .unwrap();
-        body.extend_from_slice(archive);
-        write!(
-            body,
-            "\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n{metadata}\r\n--{BOUNDARY}--\r\n"
-        )
-        .unwrap();
-        reply(
-            ureq::post(&self.server.url("/api/packages/upload"))
-                .set("Authorization", &format!("Bearer {token}"))
-                .set(
-                    "Content-Type",
-                    &format!("multipart/form-data; boundary={BOUNDARY}"),
-                )
-                .send_bytes(&body),
+        );
+        let metadata = metadata.to_string();
+        self.server.post_multipart(
+            "/api/packages/upload",
+            Some(token),
+            &[
+                ("package", Some(&file), archive),
+                ("metadata", None, metadata.as_bytes()),
+            ],
         )
     }
 
@@ -342,15 +330,9 @@ fn hostile_or_foreign_uploads_are_refused_and_nothing_is_stored() {
     assert_eq!(status, 413, "{body}");
 
     // A body without the parts.
-    let (status, _) = reply(
-        ureq::post(&f.server.url("/api/packages/upload"))
-            .set("Authorization", &format!("Bearer {token}"))
-            .set(
-                "Content-Type",
-                &format!("multipart/form-data; boundary={BOUNDARY}"),
-            )
-            .send_bytes(format!("--{BOUNDARY}--\r\n").as_bytes()),
-    );
+    let (status, _) = f
+        .server
+        .post_multipart("/api/packages/upload", Some(&token), &[]);
     assert_eq!(status, 400);
 
     assert_eq!(f.packages_of("pi-legacy-1"), 0);

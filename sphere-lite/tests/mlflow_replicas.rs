@@ -151,7 +151,11 @@ fn one_decision_wins_across_replicas_and_feedback_ids_stay_unique() {
                         label: None,
                         note: Some(format!("attempt {i}")),
                         by: format!("op-{i}"),
-                        unix_ms: 5,
+                        // Now, not a fixed old time: a decision older than
+                        // DECISION_REPAIR_AFTER_MS lets a loser "repair" the winner's missing
+                        // feedback while the winner is still writing it (a hidden duplicate id,
+                        // deduplicated on read, that made the id check below flaky).
+                        unix_ms: tinylcm_protocol::time::now_unix_ms(),
                     };
                     t.decide_drift_event(id, &decision, &[verdict]).unwrap()
                 })

@@ -11,7 +11,6 @@ use sphere_lite::server::open_embedded;
 use tinylcm_protocol::package::{FileKind, PackageBuilder};
 use tinylcm_protocol::paths;
 
-#[allow(dead_code)]
 #[path = "support/server.rs"]
 mod server;
 

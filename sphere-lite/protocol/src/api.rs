@@ -367,6 +367,43 @@ pub struct AckResponse {
     pub acknowledged_up_to: u64,
 }
 
+// ---------------------------------------------------------------------------------------------
+// Model releases (OTA): an operator publishes a signed release and assigns it to a device group
+// (all of it, or a canary share); each device polls which release it should run and downloads
+// the file, then verifies the signature itself before installing.
+// ---------------------------------------------------------------------------------------------
+
+/// `GET /api/v2/devices/{id}/model` answer: the release this device should run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelAssignment {
+    /// Release name.
+    pub name: String,
+    /// Release version.
+    pub version: String,
+    /// Model file size in bytes.
+    pub size: u64,
+    /// Model file SHA-256 (hex).
+    pub sha256: String,
+    /// The signed release: verify it with the trusted release keys before installing.
+    pub release: crate::release::SignedRelease,
+    /// Where to download the file: an absolute presigned URL (no token needed, expires), or a
+    /// server path (send the device token; `Range: bytes=N-` resumes).
+    pub download_url: String,
+}
+
+/// `POST /api/v2/models/{name}/{version}/rollout` body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutRequest {
+    /// A device group, or `"all"` (the default): devices without a group rollout of their own.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Share of the group that gets the release, 1..=100 (default 100); the others keep the
+    /// group's previous full release.
+    #[serde(default)]
+    pub percent: Option<u8>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

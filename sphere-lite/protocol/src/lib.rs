@@ -59,6 +59,28 @@ pub mod paths {
         format!("/api/v2/devices/{device_id}/feedback/ack")
     }
 
+    /// `GET`: the model release this device should run ([`crate::api::ModelAssignment`]), or
+    /// 204 No Content when none is assigned; device token of `device_id` only.
+    pub fn model(device_id: &str) -> String {
+        format!("/api/v2/devices/{device_id}/model")
+    }
+
+    /// `GET`: the model file of release `name`/`version` (supports `Range: bytes=N-` to resume
+    /// a download); device token of `device_id` only.
+    pub fn model_file(device_id: &str, name: &str, version: &str) -> String {
+        format!("/api/v2/devices/{device_id}/models/{name}/{version}")
+    }
+
+    /// `POST` (operator, multipart `release` = [`crate::release::SignedRelease`] JSON, `model` =
+    /// the file): publish a release. `GET` (operator): releases and rollouts.
+    pub const MODELS: &str = "/api/v2/models";
+
+    /// `POST` (operator, [`crate::api::RolloutRequest`]): assign release `name`/`version` to a
+    /// device group.
+    pub fn rollout(name: &str, version: &str) -> String {
+        format!("/api/v2/models/{name}/{version}/rollout")
+    }
+
     /// `GET`: drift events, filtered and paginated ([`crate::api::DriftEventQuery`] as the
     /// query string → [`crate::api::DriftEventList`]); operator token.
     pub const DRIFT_EVENTS: &str = "/api/v2/drift-events";

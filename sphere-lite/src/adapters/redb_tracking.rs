@@ -12,8 +12,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use tinylcm_protocol::api::{DriftEventStatus, DriftEventView, FeedbackItem, FeedbackVerdict};
 
 use crate::ports::{
-    DecideOutcome, Decision, DeviceRecord, DriftEventFilter, EnrollOutcome, PackageRecord,
-    Principal, Recorded, SecretHash, StoreError, Tracking,
+    DecideOutcome, Decision, DeviceRecord, DeviceSettings, DriftEventFilter, EnrollOutcome,
+    PackageRecord, Principal, Recorded, ReleaseRecord, Rollout, SecretHash, StoreError, Tracking,
 };
 
 /// device id → JSON [`DeviceRecord`].
@@ -35,6 +35,12 @@ const DRIFT_EVENT_KEYS: TableDefinition<(&str, u64), u64> =
 const FEEDBACK: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("feedback");
 /// device → (last feedback id given, acknowledged up to).
 const FEEDBACK_STATE: TableDefinition<&str, (u64, u64)> = TableDefinition::new("feedback_state");
+/// device id → JSON [`DeviceSettings`] (absent: defaults).
+const DEVICE_SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("device_settings");
+/// (name, version) → JSON [`ReleaseRecord`].
+const RELEASES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("releases");
+/// group → JSON [`Rollout`].
+const ROLLOUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("rollouts");
 
 /// Tracking in a redb database.
 pub struct RedbTracking {
@@ -88,6 +94,9 @@ impl RedbTracking {
             tx.open_table(DRIFT_EVENT_KEYS).map_err(err)?;
             tx.open_table(FEEDBACK).map_err(err)?;
             tx.open_table(FEEDBACK_STATE).map_err(err)?;
+            tx.open_table(DEVICE_SETTINGS).map_err(err)?;
+            tx.open_table(RELEASES).map_err(err)?;
+            tx.open_table(ROLLOUTS).map_err(err)?;
         }
         tx.commit().map_err(err)?;
         Ok(RedbTracking { db })
@@ -505,6 +514,123 @@ impl Tracking for RedbTracking {
         };
         tx.commit().map_err(err)?;
         Ok(acked)
+    }
+
+    fn device_settings(&self, device_id: &str) -> Result<Option<DeviceSettings>, StoreError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        if Self::read_device(&tx.open_table(DEVICES).map_err(err)?, device_id)?.is_none() {
+            return Ok(None);
+        }
+        let table = tx.open_table(DEVICE_SETTINGS).map_err(err)?;
+        match table.get(device_id).map_err(err)? {
+            Some(v) => from_json(v.value()).map(Some),
+            None => Ok(Some(DeviceSettings::default())),
+        }
+    }
+
+    fn set_device_settings(
+        &self,
+        device_id: &str,
+        settings: &DeviceSettings,
+    ) -> Result<bool, StoreError> {
+        let tx = self.db.begin_write().map_err(err)?;
+        {
+            if Self::read_device(&tx.open_table(DEVICES).map_err(err)?, device_id)?.is_none() {
+                return Ok(false);
+            }
+            tx.open_table(DEVICE_SETTINGS)
+                .map_err(err)?
+                .insert(device_id, to_json(settings)?.as_slice())
+                .map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(true)
+    }
+
+    fn replace_device_token(
+        &self,
+        device_id: &str,
+        new_hash: Option<SecretHash>,
+    ) -> Result<bool, StoreError> {
+        let tx = self.db.begin_write().map_err(err)?;
+        {
+            let mut devices = tx.open_table(DEVICES).map_err(err)?;
+            let Some(mut device) = Self::read_device(&devices, device_id)? else {
+                return Ok(false);
+            };
+            let mut tokens = tx.open_table(TOKENS).map_err(err)?;
+            tokens.remove(device.token_hash.as_slice()).map_err(err)?;
+            // Revoked: a hash no token has (finding a preimage of all zeros is infeasible).
+            device.token_hash = new_hash.unwrap_or([0; 32]);
+            if let Some(hash) = new_hash {
+                tokens
+                    .insert(
+                        hash.as_slice(),
+                        to_json(&Principal::Device(device_id.to_owned()))?.as_slice(),
+                    )
+                    .map_err(err)?;
+            }
+            devices
+                .insert(device_id, to_json(&device)?.as_slice())
+                .map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(true)
+    }
+
+    fn put_release(&self, release: &ReleaseRecord) -> Result<Recorded, StoreError> {
+        let tx = self.db.begin_write().map_err(err)?;
+        {
+            let mut table = tx.open_table(RELEASES).map_err(err)?;
+            let key = (release.name.as_str(), release.version.as_str());
+            if table.get(key).map_err(err)?.is_some() {
+                return Ok(Recorded::AlreadyKnown);
+            }
+            table
+                .insert(key, to_json(release)?.as_slice())
+                .map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(Recorded::New)
+    }
+
+    fn release(&self, name: &str, version: &str) -> Result<Option<ReleaseRecord>, StoreError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_table(RELEASES).map_err(err)?;
+        let value = table.get((name, version)).map_err(err)?;
+        value.map(|v| from_json(v.value())).transpose()
+    }
+
+    fn releases(&self) -> Result<Vec<ReleaseRecord>, StoreError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_table(RELEASES).map_err(err)?;
+        let mut out: Vec<ReleaseRecord> = Vec::new();
+        for row in table.iter().map_err(err)? {
+            out.push(from_json(row.map_err(err)?.1.value())?);
+        }
+        out.sort_by(|a, b| {
+            (a.name.as_str(), a.uploaded_unix_ms).cmp(&(b.name.as_str(), b.uploaded_unix_ms))
+        });
+        Ok(out)
+    }
+
+    fn set_rollout(&self, rollout: &Rollout) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(err)?;
+        tx.open_table(ROLLOUTS)
+            .map_err(err)?
+            .insert(rollout.group.as_str(), to_json(rollout)?.as_slice())
+            .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    fn rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_table(ROLLOUTS).map_err(err)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(err)? {
+            out.push(from_json(row.map_err(err)?.1.value())?);
+        }
+        Ok(out)
     }
 }
 

@@ -10,7 +10,9 @@ mod auth;
 mod dashboard;
 mod drift;
 mod error;
+mod fleet;
 mod ingest;
+mod releases;
 
 use std::sync::{Arc, Mutex};
 
@@ -23,6 +25,8 @@ pub use dashboard::{
 };
 pub use drift::quarantine_id;
 pub use error::DomainError;
+pub use fleet::DeviceUpdate;
+pub use releases::{ReleaseList, ReleaseSummary, release_key};
 
 use crate::ports::{Blobs, DeviceRecord, EnrollOutcome, PackageRecord, Tracking};
 use crate::secret::{self, SecretKind};
@@ -105,6 +109,8 @@ pub struct Sphere {
     changes: tokio::sync::broadcast::Sender<Change>,
     /// Set once the server shuts down, so open live streams end and do not hold it up.
     live_closed: tokio::sync::watch::Sender<bool>,
+    /// Keys whose signatures a published release must carry (none: publishing is refused).
+    release_keys: Vec<tinylcm_protocol::release::PublicKey>,
 }
 
 pub use tinylcm_protocol::time::now_unix_ms;
@@ -119,7 +125,14 @@ impl Sphere {
             accept_lock: Mutex::new(()),
             changes: tokio::sync::broadcast::channel(CHANGE_BUFFER).0,
             live_closed: tokio::sync::watch::channel(false).0,
+            release_keys: Vec::new(),
         }
+    }
+
+    /// Accept model releases signed by one of `keys`.
+    pub fn with_release_keys(mut self, keys: Vec<tinylcm_protocol::release::PublicKey>) -> Self {
+        self.release_keys = keys;
+        self
     }
 
     /// Watches for [`Sphere::close_live`]: it turns `true` at shutdown, and live streams end.

@@ -6,8 +6,6 @@
 
 use std::sync::Arc;
 
-use bytes::Buf;
-use futures_util::StreamExt;
 use tokio::sync::mpsc::UnboundedSender;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
@@ -42,53 +40,6 @@ async fn device_of(
         ))),
         _ => Ok(device),
     }
-}
-
-/// The two parts of an upload, each read up to its own bound.
-#[derive(Default)]
-struct UploadParts {
-    package: Option<Vec<u8>>,
-    metadata: Option<Vec<u8>>,
-}
-
-async fn read_parts(
-    mut form: warp::multipart::FormData,
-    max_package: u64,
-) -> Result<UploadParts, Rejection> {
-    let mut parts = UploadParts::default();
-    while let Some(part) = form.next().await {
-        let part = part.map_err(|e| {
-            bad_request(
-                format!("unreadable multipart body: {e}"),
-                "send multipart/form-data with a `package` file and a `metadata` JSON part",
-            )
-        })?;
-        let (slot, max) = match part.name() {
-            "package" => (&mut parts.package, max_package),
-            "metadata" => (&mut parts.metadata, MAX_JSON_BYTES),
-            _ => continue,
-        };
-        let mut data = Vec::new();
-        let mut stream = part.stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                bad_request(
-                    format!("unreadable multipart body: {e}"),
-                    "resend the package",
-                )
-            })?;
-            if data.len() as u64 + chunk.remaining() as u64 > max {
-                return Err(warp::reject::custom(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("a form part exceeds {max} bytes"),
-                    Some("send smaller packages (sync more often)"),
-                )));
-            }
-            data.extend_from_slice(chunk.chunk());
-        }
-        *slot = Some(data);
-    }
-    Ok(parts)
 }
 
 /// Every route of the original API that sphere-lite answers.
@@ -159,10 +110,20 @@ pub fn routes(
                 let gate = gate.clone();
                 let metrics = metrics.clone();
                 async move {
-                    let parts = read_parts(form, sphere.max_upload_bytes()).await?;
                     let fix =
                         "send multipart/form-data with a `package` file and a `metadata` JSON part";
-                    let (Some(archive), Some(metadata)) = (parts.package, parts.metadata) else {
+                    let mut parts = super::form::read_parts(
+                        form,
+                        &[
+                            ("package", sphere.max_upload_bytes()),
+                            ("metadata", MAX_JSON_BYTES),
+                        ],
+                        fix,
+                    )
+                    .await?;
+                    let (Some(archive), Some(metadata)) =
+                        (parts.remove("package"), parts.remove("metadata"))
+                    else {
                         return Err(bad_request(
                             "the `package` or `metadata` part is missing".into(),
                             fix,

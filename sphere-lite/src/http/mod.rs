@@ -4,9 +4,12 @@
 //! so they run on tokio's blocking pool. Authentication runs before the body is read, and the
 //! body is bounded by `Content-Length` and a hard cap before a byte is buffered.
 
+mod fleet;
+mod form;
 mod legacy;
 mod ops;
 mod reject;
+mod releases;
 
 use std::sync::Arc;
 
@@ -328,8 +331,13 @@ pub fn routes(
 
     let gate = UploadGate::new();
     let metrics = Metrics::new();
-    let legacy = legacy::routes(sphere.clone(), jobs.clone(), gate.clone(), metrics.clone());
-    let ops = ops::routes(sphere.clone(), metrics.clone());
+    // Boxed: each group is a type of its own, so the combined filter's type stays shallow
+    // enough for the compiler (unboxed, it overflowed the query depth limit).
+    let legacy =
+        legacy::routes(sphere.clone(), jobs.clone(), gate.clone(), metrics.clone()).boxed();
+    let ops = ops::routes(sphere.clone(), metrics.clone()).boxed();
+    let fleet = fleet::routes(sphere.clone()).boxed();
+    let releases = releases::routes(sphere.clone()).boxed();
     let counted = metrics.clone();
     // An operator adds a device under a chosen id (original clients cannot enroll).
     let add = warp::path!("api" / "v2" / "devices")
@@ -394,8 +402,8 @@ pub fn routes(
             },
         );
 
-    let drift = drift_routes(sphere.clone());
-    let dashboard = crate::web::routes(sphere.clone());
+    let drift = drift_routes(sphere.clone()).boxed();
+    let dashboard = crate::web::routes(sphere.clone()).boxed();
 
     status
         .or(ops)
@@ -403,6 +411,10 @@ pub fn routes(
         .or(dashboard)
         .unify()
         .or(drift)
+        .unify()
+        .or(fleet)
+        .unify()
+        .or(releases)
         .unify()
         .or(legacy)
         .unify()

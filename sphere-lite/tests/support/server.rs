@@ -1,5 +1,8 @@
 //! A real sphere-lite on 127.0.0.1:0 for the integration tests, with a plain HTTP client.
 
+// Each test binary uses a different part of this support module.
+#![allow(dead_code)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -65,6 +68,46 @@ impl TestServer {
             req = req.set("Authorization", &format!("Bearer {t}"));
         }
         reply(req.send_bytes(body))
+    }
+
+    pub fn patch(&self, path: &str, token: Option<&str>, body: &[u8]) -> (u16, Value) {
+        let mut req = ureq::request("PATCH", &self.url(path));
+        if let Some(t) = token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        reply(req.send_bytes(body))
+    }
+
+    /// `POST` a `multipart/form-data` body of `parts`: (field name, file name if a file, bytes).
+    pub fn post_multipart(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        parts: &[(&str, Option<&str>, &[u8])],
+    ) -> (u16, Value) {
+        const BOUNDARY: &str = "----sphere-lite-test-7MA4YWxkTrZu0gW";
+        let mut body = Vec::new();
+        for (name, file, data) in parts {
+            body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+            let disposition = match file {
+                Some(f) => format!(
+                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                ),
+                None => format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n"),
+            };
+            body.extend_from_slice(disposition.as_bytes());
+            body.extend_from_slice(data);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+        let mut req = ureq::post(&self.url(path)).set(
+            "Content-Type",
+            &format!("multipart/form-data; boundary={BOUNDARY}"),
+        );
+        if let Some(t) = token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        reply(req.send_bytes(&body))
     }
 
     pub fn enroll(&self, key: &str) -> (u16, Value) {

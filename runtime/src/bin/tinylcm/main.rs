@@ -9,6 +9,7 @@ mod demo;
 mod feedback;
 mod init_state;
 mod inspect;
+mod model_cmd;
 mod progress;
 mod quarantine;
 mod report;
@@ -61,6 +62,8 @@ enum Command {
     Status(status::Args),
     /// List, take, verify or restore snapshots of the device's state.
     Snapshot(snapshot::Args),
+    /// Release keys and signed model releases for over-the-air updates.
+    Model(model_cmd::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -87,6 +90,7 @@ fn main() -> std::process::ExitCode {
         Command::Quarantine(args) => quarantine::run(args),
         Command::Status(args) => status::run(args),
         Command::Snapshot(args) => snapshot::run(args),
+        Command::Model(args) => model_cmd::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

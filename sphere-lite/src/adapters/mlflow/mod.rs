@@ -130,6 +130,10 @@ pub(crate) mod names {
         format!("{ns}/drift-events")
     }
 
+    pub fn releases(ns: &str) -> String {
+        format!("{ns}/releases")
+    }
+
     pub fn device(ns: &str, device_id: &str) -> String {
         format!("{ns}/device/{device_id}")
     }

@@ -13,8 +13,8 @@ use super::client::{Client, Experiment, Metric, MlflowError, ParamOutcome, Run, 
 use super::filter::{Cmp, Filter, Literal, hex};
 use super::{MlflowSettings, names};
 use crate::ports::{
-    DecideOutcome, Decision, DeviceRecord, DriftEventFilter, EnrollOutcome, PackageRecord,
-    Principal, Recorded, SecretHash, StoreError, Tracking,
+    DecideOutcome, Decision, DeviceRecord, DeviceSettings, DriftEventFilter, EnrollOutcome,
+    PackageRecord, Principal, Recorded, ReleaseRecord, Rollout, SecretHash, StoreError, Tracking,
 };
 
 /// How long the operator-token snapshot is trusted (a removed operator token stays valid this
@@ -74,6 +74,13 @@ const KIND_KEY: &str = "enrollment-key";
 const KIND_PACKAGE: &str = "package";
 const KIND_EVENT: &str = "drift-event";
 const KIND_QUEUE: &str = "feedback-queue";
+const KIND_RELEASE: &str = "release";
+const SETTINGS: &str = "sphere.settings";
+const RELEASE_NAME: &str = "sphere.release_name";
+const RELEASE_VERSION: &str = "sphere.release_version";
+/// A release record is JSON split over `sphere.record.0`, `.1`, … (a tag holds 8000 chars).
+const RECORD_PREFIX: &str = "sphere.record.";
+const ROLLOUT_PREFIX: &str = "sphere.rollout.";
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::new("mlflow", format!("corrupt record: {what}"))
@@ -161,6 +168,7 @@ pub struct MlflowTracking {
     auth: String,
     packages: String,
     drift: String,
+    releases: String,
     operators: Mutex<Option<OperatorSnapshot>>,
     /// Last drift event id given by this process.
     last_drift_id: Mutex<u64>,
@@ -168,7 +176,7 @@ pub struct MlflowTracking {
 
 impl MlflowTracking {
     /// Connect to the MLflow server of `settings` and make sure the namespace's shared
-    /// experiments exist (`<ns>/auth`, `<ns>/packages`, `<ns>/drift-events`).
+    /// experiments exist (`<ns>/auth`, `<ns>/packages`, `<ns>/drift-events`, `<ns>/releases`).
     pub fn open(settings: &MlflowSettings) -> Result<Self, StoreError> {
         if !names::valid_namespace(&settings.namespace) {
             return Err(StoreError::new(
@@ -181,12 +189,14 @@ impl MlflowTracking {
         let auth = ensure_experiment(&client, &names::auth(&ns))?;
         let packages = ensure_experiment(&client, &names::packages(&ns))?;
         let drift = ensure_experiment(&client, &names::drift_events(&ns))?;
+        let releases = ensure_experiment(&client, &names::releases(&ns))?;
         let tracking = MlflowTracking {
             client,
             namespace: ns,
             auth,
             packages,
             drift,
+            releases,
             operators: Mutex::new(None),
             last_drift_id: Mutex::new(0),
         };
@@ -1164,6 +1174,169 @@ impl Tracking for MlflowTracking {
             )?;
         }
         Ok(new)
+    }
+
+    fn device_settings(&self, device_id: &str) -> Result<Option<DeviceSettings>, StoreError> {
+        let Some(exp) = self.device_experiment(device_id)? else {
+            return Ok(None);
+        };
+        match exp.tag(SETTINGS) {
+            Some(json) => serde_json::from_str(json)
+                .map(Some)
+                .map_err(|e| corrupt(format!("settings of {device_id}: {e}"))),
+            None => Ok(Some(DeviceSettings::default())),
+        }
+    }
+
+    fn set_device_settings(
+        &self,
+        device_id: &str,
+        settings: &DeviceSettings,
+    ) -> Result<bool, StoreError> {
+        let Some(exp) = self.device_experiment(device_id)? else {
+            return Ok(false);
+        };
+        let json = serde_json::to_string(settings).map_err(corrupt)?;
+        if json.chars().count() > MAX_TAG_VALUE {
+            return Err(StoreError::new(
+                "mlflow",
+                "device settings exceed one MLflow tag",
+            ));
+        }
+        self.client
+            .set_experiment_tag(&exp.experiment_id, SETTINGS, &json)?;
+        Ok(true)
+    }
+
+    fn replace_device_token(
+        &self,
+        device_id: &str,
+        new_hash: Option<SecretHash>,
+    ) -> Result<bool, StoreError> {
+        let Some(exp) = self.device_experiment(device_id)? else {
+            return Ok(false);
+        };
+        // Revoked: a hash no token has (finding a preimage of all zeros is infeasible).
+        let hash = new_hash.unwrap_or([0; 32]);
+        self.client
+            .set_experiment_tag(&exp.experiment_id, TOKEN, &hex(&hash))?;
+        Ok(true)
+    }
+
+    fn put_release(&self, release: &ReleaseRecord) -> Result<Recorded, StoreError> {
+        if !self
+            .release_runs(&release.name, &release.version)?
+            .is_empty()
+        {
+            return Ok(Recorded::AlreadyKnown);
+        }
+        let json = serde_json::to_string(release).map_err(corrupt)?;
+        let chars: Vec<char> = json.chars().collect();
+        let mut tags = vec![
+            Tag::new(KIND, KIND_RELEASE),
+            Tag::new(RELEASE_NAME, release.name.clone()),
+            Tag::new(RELEASE_VERSION, release.version.clone()),
+        ];
+        for (i, chunk) in chars.chunks(MAX_TAG_VALUE).enumerate() {
+            tags.push(Tag::new(
+                format!("{RECORD_PREFIX}{i}"),
+                chunk.iter().collect::<String>(),
+            ));
+        }
+        let run_name = format!("{}-{}", release.name, release.version);
+        self.client
+            .create_run(&self.releases, &run_name, release.uploaded_unix_ms, &tags)?;
+        // Two replicas recording the same release at once both create a run; readers take the
+        // oldest, and both describe the same verified file (same name, version and SHA-256
+        // checked by the domain), so either answer is right.
+        Ok(Recorded::New)
+    }
+
+    fn release(&self, name: &str, version: &str) -> Result<Option<ReleaseRecord>, StoreError> {
+        let mut runs = self.release_runs(name, version)?;
+        runs.sort_by_key(|r| r.info.start_time);
+        runs.first().map(release_of).transpose()
+    }
+
+    fn releases(&self) -> Result<Vec<ReleaseRecord>, StoreError> {
+        let query = RunQuery {
+            experiment_ids: vec![self.releases.clone()],
+            filter: Filter::new().tag_eq(KIND, &lit_const(KIND_RELEASE)).build(),
+            order_by: vec![],
+        };
+        let mut runs = self.client.search_runs(&query, MAX_PENDING)?;
+        runs.sort_by_key(|r| r.info.start_time);
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for run in &runs {
+            let record = release_of(run)?;
+            if seen.insert((record.name.clone(), record.version.clone())) {
+                out.push(record);
+            }
+        }
+        out.sort_by(|a, b| {
+            (a.name.as_str(), a.uploaded_unix_ms).cmp(&(b.name.as_str(), b.uploaded_unix_ms))
+        });
+        Ok(out)
+    }
+
+    fn set_rollout(&self, rollout: &Rollout) -> Result<(), StoreError> {
+        let json = serde_json::to_string(rollout).map_err(corrupt)?;
+        self.client.set_experiment_tag(
+            &self.releases,
+            &format!("{ROLLOUT_PREFIX}{}", rollout.group),
+            &json,
+        )?;
+        Ok(())
+    }
+
+    fn rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
+        let exp = self
+            .client
+            .experiment_by_name(&names::releases(&self.namespace))?
+            .ok_or_else(|| StoreError::new("mlflow", "the releases experiment is gone"))?;
+        let mut out: Vec<Rollout> = exp
+            .tags
+            .iter()
+            .filter(|t| t.key.starts_with(ROLLOUT_PREFIX))
+            .map(|t| serde_json::from_str(&t.value).map_err(|e| corrupt(format!("rollout: {e}"))))
+            .collect::<Result<_, _>>()?;
+        out.sort_by(|a, b| a.group.cmp(&b.group));
+        Ok(out)
+    }
+}
+
+/// The release record of a release run (its JSON reassembled from the chunk tags).
+fn release_of(run: &Run) -> Result<ReleaseRecord, StoreError> {
+    let mut json = String::new();
+    for i in 0.. {
+        match run.tag(&format!("{RECORD_PREFIX}{i}")) {
+            Some(chunk) => json.push_str(chunk),
+            None => break,
+        }
+    }
+    serde_json::from_str(&json).map_err(|e| corrupt(format!("release record: {e}")))
+}
+
+impl MlflowTracking {
+    fn release_runs(&self, name: &str, version: &str) -> Result<Vec<Run>, StoreError> {
+        let query = RunQuery {
+            experiment_ids: vec![self.releases.clone()],
+            filter: Filter::new()
+                .tag_eq(KIND, &lit_const(KIND_RELEASE))
+                .tag_eq(RELEASE_NAME, &lit(name)?)
+                .tag_eq(RELEASE_VERSION, &lit(version)?)
+                .build(),
+            order_by: vec![],
+        };
+        let runs = self.client.search_runs(&query, MAX_DUPLICATES)?;
+        // The filter is exact, but check the tags too (MLflow's string compare rules).
+        Ok(runs
+            .into_iter()
+            .filter(|r| {
+                r.tag(RELEASE_NAME) == Some(name) && r.tag(RELEASE_VERSION) == Some(version)
+            })
+            .collect())
     }
 }
 

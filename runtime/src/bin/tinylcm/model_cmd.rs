@@ -1,0 +1,144 @@
+//! `tinylcm model keygen|sign`: the release-side half of over-the-air model updates.
+//!
+//! A release is signed on the operator's machine (never on a device or the server), and the
+//! signed `.release.json` is uploaded to sphere-lite with the model. Devices accept only
+//! releases signed by a key in their trusted list (the `.pub` file written here).
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use sha2::{Digest, Sha256};
+use tinylcm_protocol::release::{FORMAT, ReleaseManifest, SigningKey};
+
+/// Options of `tinylcm model`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: ModelCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum ModelCommand {
+    /// Create a release signing key: DIR/release.key (secret, mode 0600) and DIR/release.pub
+    /// (give it to sphere-lite's --release-keys and to devices).
+    Keygen {
+        /// Folder for the two files (created if missing; existing keys are never overwritten).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Sign MODEL as release NAME/VERSION: writes MODEL.release.json.
+    Sign {
+        /// The model file (.tflite).
+        model: PathBuf,
+        /// The secret key file from `tinylcm model keygen`.
+        #[arg(long)]
+        key: PathBuf,
+        /// Release name (A-Z a-z 0-9 _ -).
+        #[arg(long)]
+        name: String,
+        /// Release version (A-Z a-z 0-9 _ -).
+        #[arg(long)]
+        version: String,
+        /// The model's manifest (labels, input spec, output roles). Default: MODEL with `.toml`.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Release notes for operators.
+        #[arg(long)]
+        notes: Option<String>,
+    },
+}
+
+/// Run `tinylcm model`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        ModelCommand::Keygen { out } => keygen(&out),
+        ModelCommand::Sign {
+            model,
+            key,
+            name,
+            version,
+            manifest,
+            notes,
+        } => sign(&model, &key, name, version, manifest, notes),
+    }
+}
+
+fn keygen(out: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let (secret, public) = (out.join("release.key"), out.join("release.pub"));
+    for path in [&secret, &public] {
+        if path.exists() {
+            bail!(
+                "{} exists; move it away first (keys are never overwritten)",
+                path.display()
+            );
+        }
+    }
+    let key = SigningKey::generate()?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&secret)
+        .with_context(|| format!("cannot create {}", secret.display()))?;
+    std::io::Write::write_all(&mut file, format!("{}\n", key.to_text()).as_bytes())?;
+    file.sync_all()?;
+    std::fs::write(&public, format!("{}\n", key.public().to_text()))
+        .with_context(|| format!("cannot write {}", public.display()))?;
+    println!(
+        "release key {} written:\n  secret {} (keep it off devices and servers)\n  public {}",
+        key.public().id(),
+        secret.display(),
+        public.display()
+    );
+    Ok(())
+}
+
+fn sign(
+    model: &std::path::Path,
+    key: &std::path::Path,
+    name: String,
+    version: String,
+    manifest: Option<PathBuf>,
+    notes: Option<String>,
+) -> anyhow::Result<()> {
+    let key_text =
+        std::fs::read_to_string(key).with_context(|| format!("cannot read {}", key.display()))?;
+    let key = SigningKey::from_text(&key_text).with_context(|| key.display().to_string())?;
+    let bytes = std::fs::read(model).with_context(|| format!("cannot read {}", model.display()))?;
+    let manifest_path = manifest.unwrap_or_else(|| model.with_extension("toml"));
+    let model_manifest = std::fs::read_to_string(&manifest_path).with_context(|| {
+        format!(
+            "cannot read the model manifest {} (pass --manifest)",
+            manifest_path.display()
+        )
+    })?;
+    let release = ReleaseManifest {
+        format: FORMAT,
+        name,
+        version,
+        size: bytes.len() as u64,
+        sha256: Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        model_manifest,
+        created_unix_ms: tinylcm::utc::now_unix_ms(),
+        notes,
+    };
+    let signed = key.sign(&release)?;
+    let mut out = model.as_os_str().to_owned();
+    out.push(".release.json");
+    let out = PathBuf::from(out);
+    std::fs::write(&out, serde_json::to_vec_pretty(&signed)?)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "{} {} signed with key {}: {}",
+        release.name,
+        release.version,
+        signed.key_id,
+        out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,51 @@
+//! Reading `multipart/form-data` bodies part by part, each part under its own byte bound.
+//!
+//! Why: the original clients' uploads and model releases are multipart; warp only bounds the
+//! whole body, and a part named nowhere in the route's list must not be buffered at all.
+
+use std::collections::HashMap;
+
+use bytes::Buf;
+use futures_util::StreamExt;
+use warp::Rejection;
+use warp::http::StatusCode;
+
+use super::ApiError;
+
+/// The parts named in `wanted` (name → byte bound), read fully; other parts are skipped
+/// unread. A part over its bound answers 413, a malformed body 400 with `fix`.
+pub async fn read_parts(
+    mut form: warp::multipart::FormData,
+    wanted: &[(&'static str, u64)],
+    fix: &'static str,
+) -> Result<HashMap<&'static str, Vec<u8>>, Rejection> {
+    let unreadable = |e: warp::Error| {
+        warp::reject::custom(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("unreadable multipart body: {e}"),
+            Some(fix),
+        ))
+    };
+    let mut parts = HashMap::new();
+    while let Some(part) = form.next().await {
+        let part = part.map_err(unreadable)?;
+        let Some(&(name, max)) = wanted.iter().find(|(n, _)| *n == part.name()) else {
+            continue;
+        };
+        let mut data = Vec::new();
+        let mut stream = part.stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(unreadable)?;
+            if data.len() as u64 + chunk.remaining() as u64 > max {
+                return Err(warp::reject::custom(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("form part `{name}` exceeds {max} bytes"),
+                    Some("send a smaller file"),
+                )));
+            }
+            data.extend_from_slice(chunk.chunk());
+        }
+        parts.insert(name, data);
+    }
+    Ok(parts)
+}

@@ -1,0 +1,315 @@
+//! Model releases and fleet operations against a real server, on every backend: publish a
+//! signed release, roll it out (whole group, other group, canary), devices learn and download
+//! what to run; refusals for unsigned, altered and conflicting releases; token rotation and
+//! decommissioning.
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tinylcm_protocol::api::ModelAssignment;
+use tinylcm_protocol::paths;
+use tinylcm_protocol::release::{FORMAT, ReleaseManifest, SigningKey};
+
+#[path = "support/backend.rs"]
+mod backend;
+#[path = "support/server.rs"]
+mod server;
+
+use backend::each_backend;
+use server::TestServer;
+
+fn model_bytes(version: &str) -> Vec<u8> {
+    let mut m = b"TFL3".to_vec();
+    m.extend(std::iter::repeat_n(version.as_bytes()[0], 5000));
+    m
+}
+
+/// `key`'s signed release JSON for `model` as `name`/`version`.
+fn signed(key: &SigningKey, name: &str, version: &str, model: &[u8]) -> Vec<u8> {
+    let manifest = ReleaseManifest {
+        format: FORMAT,
+        name: name.into(),
+        version: version.into(),
+        size: model.len() as u64,
+        sha256: Sha256::digest(model)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        model_manifest: "labels = [\"box\", \"ball\"]\n".into(),
+        created_unix_ms: 1,
+        notes: Some("test".into()),
+    };
+    serde_json::to_vec(&key.sign(&manifest).unwrap()).unwrap()
+}
+
+fn publish(server: &TestServer, op: &str, release: &[u8], model: &[u8]) -> (u16, Value) {
+    server.post_multipart(
+        paths::MODELS,
+        Some(op),
+        &[
+            ("release", None, release),
+            ("model", Some("model.tflite"), model),
+        ],
+    )
+}
+
+fn add_device(server: &TestServer, op: &str, id: &str) -> String {
+    let (status, body) = server.post(
+        "/api/v2/devices",
+        Some(op),
+        json!({"device_id": id}).to_string().as_bytes(),
+    );
+    assert_eq!(status, 201, "{body}");
+    body["token"].as_str().unwrap().to_owned()
+}
+
+fn assignment(server: &TestServer, id: &str, token: &str) -> Option<ModelAssignment> {
+    let response = ureq::get(&server.url(&paths::model(id)))
+        .set("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    match response.status() {
+        204 => None,
+        200 => Some(serde_json::from_str(&response.into_string().unwrap()).unwrap()),
+        other => panic!("{other}"),
+    }
+}
+
+/// Download what `a` points at (a server path with the token, or a presigned URL without).
+fn download(
+    server: &TestServer,
+    token: &str,
+    a: &ModelAssignment,
+    range: Option<&str>,
+) -> (u16, Vec<u8>) {
+    let mut req = if a.download_url.starts_with('/') {
+        ureq::get(&server.url(&a.download_url)).set("Authorization", &format!("Bearer {token}"))
+    } else {
+        ureq::get(&a.download_url)
+    };
+    if let Some(r) = range {
+        req = req.set("Range", r);
+    }
+    let response = match req.call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{e}"),
+    };
+    let status = response.status();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut response.into_reader(), &mut bytes).unwrap();
+    (status, bytes)
+}
+
+#[test]
+fn releases_are_verified_rolled_out_and_downloaded() {
+    each_backend(
+        "releases_are_verified_rolled_out_and_downloaded",
+        |backend| {
+            let key = SigningKey::generate().unwrap();
+            let stranger = SigningKey::generate().unwrap();
+            let sphere = backend.open().with_release_keys(vec![key.public()]);
+            let op = sphere.create_operator_token("rel").unwrap();
+            let server = TestServer::start(sphere);
+            let ids: Vec<String> = (0..10).map(|i| format!("pi-{i}")).collect();
+            let tokens: Vec<String> = ids.iter().map(|id| add_device(&server, &op, id)).collect();
+
+            // Nothing assigned yet.
+            assert!(assignment(&server, &ids[0], &tokens[0]).is_none());
+
+            let v1 = model_bytes("1");
+            let release1 = signed(&key, "shapes", "1", &v1);
+            let (status, body) = publish(&server, &op, &release1, &v1);
+            assert_eq!(status, 201, "{body}");
+            assert_eq!(body["sha256"].as_str().unwrap().len(), 64);
+            // Publishing the same release again is not an error.
+            assert_eq!(publish(&server, &op, &release1, &v1).0, 201);
+
+            // Refused: a file that is not the signed one; an untrusted signer; another file under
+            // an existing version; a device token.
+            let mut altered = v1.clone();
+            altered[100] ^= 1;
+            let (status, body) = publish(&server, &op, &release1, &altered);
+            assert_eq!(status, 400, "{body}");
+            let (status, body) = publish(&server, &op, &signed(&stranger, "shapes", "9", &v1), &v1);
+            assert_eq!(status, 400, "{body}");
+            assert!(
+                body["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("not among the trusted"),
+                "{body}"
+            );
+            let other = model_bytes("x");
+            let (status, _) = publish(&server, &op, &signed(&key, "shapes", "1", &other), &other);
+            assert_eq!(status, 409);
+            assert_eq!(publish(&server, &tokens[0], &release1, &v1).0, 403);
+
+            // Roll out v1 to everyone; each device learns it and downloads the verified file.
+            let (status, body) = server.post(&paths::rollout("shapes", "1"), Some(&op), b"{}");
+            assert_eq!(status, 200, "{body}");
+            let a = assignment(&server, &ids[0], &tokens[0]).unwrap();
+            assert_eq!((a.name.as_str(), a.version.as_str()), ("shapes", "1"));
+            let manifest = a.release.verify(&[key.public()]).unwrap();
+            let (status, file) = download(&server, &tokens[0], &a, None);
+            assert_eq!(status, 200);
+            manifest.check_model(&file).unwrap();
+            // A download resumes where it stopped.
+            let (status, tail) = download(&server, &tokens[0], &a, Some("bytes=4000-"));
+            assert_eq!(status, 206);
+            assert_eq!(tail, v1[4000..]);
+
+            // v2 to group "lab" only; then a 50 % canary of v2 for everyone else.
+            let v2 = model_bytes("2");
+            assert_eq!(
+                publish(&server, &op, &signed(&key, "shapes", "2", &v2), &v2).0,
+                201
+            );
+            let (status, body) = server.patch(
+                &format!("/api/v2/devices/{}/settings", ids[1]),
+                Some(&op),
+                br#"{"group": "lab", "tags": ["bench"]}"#,
+            );
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["group"], "lab");
+            let (status, _) = server.post(
+                &paths::rollout("shapes", "2"),
+                Some(&op),
+                br#"{"group": "lab"}"#,
+            );
+            assert_eq!(status, 200);
+            assert_eq!(
+                assignment(&server, &ids[1], &tokens[1]).unwrap().version,
+                "2"
+            );
+            assert_eq!(
+                assignment(&server, &ids[0], &tokens[0]).unwrap().version,
+                "1"
+            );
+
+            let (status, body) = server.post(
+                &paths::rollout("shapes", "2"),
+                Some(&op),
+                br#"{"percent": 50}"#,
+            );
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["previous"], json!(["shapes", "1"]));
+            let versions: Vec<String> = ids
+                .iter()
+                .zip(&tokens)
+                .filter(|(id, _)| *id != &ids[1])
+                .map(|(id, t)| assignment(&server, id, t).unwrap().version)
+                .collect();
+            assert!(versions.iter().any(|v| v == "2"), "{versions:?}");
+            assert!(versions.iter().any(|v| v == "1"), "{versions:?}");
+
+            // Bad rollouts.
+            assert_eq!(
+                server
+                    .post(&paths::rollout("shapes", "7"), Some(&op), b"{}")
+                    .0,
+                404
+            );
+            assert_eq!(
+                server
+                    .post(
+                        &paths::rollout("shapes", "2"),
+                        Some(&op),
+                        br#"{"percent": 0}"#
+                    )
+                    .0,
+                400
+            );
+            let (status, list) = server.get(paths::MODELS, Some(&op));
+            assert_eq!(status, 200);
+            assert_eq!(list["releases"].as_array().unwrap().len(), 2);
+            assert_eq!(list["rollouts"].as_array().unwrap().len(), 2);
+        },
+    );
+}
+
+#[test]
+fn operators_rotate_tokens_and_decommission_devices() {
+    each_backend(
+        "operators_rotate_tokens_and_decommission_devices",
+        |backend| {
+            let sphere = backend.open();
+            let op = sphere.create_operator_token("fleet").unwrap();
+            let server = TestServer::start(sphere);
+            let old = add_device(&server, &op, "cam-1");
+            let feedback = paths::feedback("cam-1");
+            assert_eq!(server.get(&feedback, Some(&old)).0, 200);
+
+            let (status, body) = server.post("/api/v2/devices/cam-1/token", Some(&op), b"");
+            assert_eq!(status, 200, "{body}");
+            let new = body["token"].as_str().unwrap().to_owned();
+            assert_eq!(server.get(&feedback, Some(&old)).0, 401);
+            assert_eq!(server.get(&feedback, Some(&new)).0, 200);
+
+            // Settings: validated; unknown devices are 404; devices cannot change them.
+            let settings = "/api/v2/devices/cam-1/settings";
+            assert_eq!(
+                server.patch(settings, Some(&op), br#"{"group": "all"}"#).0,
+                400
+            );
+            assert_eq!(
+                server
+                    .patch(
+                        settings,
+                        Some(&op),
+                        br#"{"location": {"latitude": 91, "longitude": 0}}"#
+                    )
+                    .0,
+                400
+            );
+            assert_eq!(
+                server.patch(settings, Some(&new), br#"{"name": "x"}"#).0,
+                403
+            );
+            assert_eq!(
+                server
+                    .patch(
+                        "/api/v2/devices/nobody/settings",
+                        Some(&op),
+                        br#"{"name": "x"}"#
+                    )
+                    .0,
+                404
+            );
+            let (status, body) = server.patch(
+                settings,
+                Some(&op),
+                br#"{"name": "hall", "location": {"latitude": 48.1, "longitude": 11.6}}"#,
+            );
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["name"], "hall");
+
+            let (status, body) = server.post("/api/v2/devices/cam-1/decommission", Some(&op), b"");
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["decommissioned"], true);
+            assert_eq!(server.get(&feedback, Some(&new)).0, 401);
+            let (_, body) = server.get(settings, Some(&op));
+            assert_eq!(body["decommissioned"], true);
+            assert_eq!(body["name"], "hall");
+            assert_eq!(
+                server.post("/api/v2/devices/cam-1/token", Some(&op), b"").0,
+                409
+            );
+        },
+    );
+}
+
+#[test]
+fn a_server_without_release_keys_refuses_releases_and_says_why() {
+    let backend = backend::Backend::embedded();
+    let sphere = backend.open();
+    let op = sphere.create_operator_token("rel").unwrap();
+    let server = TestServer::start(sphere);
+    let key = SigningKey::generate().unwrap();
+    let model = model_bytes("1");
+    let (status, body) = publish(&server, &op, &signed(&key, "m", "1", &model), &model);
+    assert_eq!(status, 400);
+    assert!(
+        body["fix"].as_str().unwrap().contains("--release-keys"),
+        "{body}"
+    );
+}
