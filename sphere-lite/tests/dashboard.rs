@@ -16,6 +16,8 @@ use tinylcm_protocol::api::{DriftVerdict, FeedbackItem, FeedbackVerdict};
 use tinylcm_protocol::package::{FileKind, PackageBuilder};
 use tinylcm_protocol::paths;
 
+#[path = "support/release.rs"]
+mod release;
 #[path = "support/server.rs"]
 mod server;
 
@@ -244,6 +246,59 @@ fn named_entities(html: &str) -> String {
 
 fn enc(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[test]
+fn the_models_page_lists_releases_and_rollouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = tinylcm_protocol::release::SigningKey::generate().unwrap();
+    let sphere = open_embedded(dir.path())
+        .unwrap()
+        .with_release_keys(vec![signer.public()]);
+    let key = sphere.create_enrollment_key(1).unwrap();
+    let operator = sphere.create_operator_token("alice").unwrap();
+    let f = Fixture {
+        server: TestServer::start(sphere),
+        _dir: dir,
+        key,
+        operator,
+        http: ureq::AgentBuilder::new().redirects(0).build(),
+    };
+    assert_eq!(f.page("/ui/models", None).status, 303);
+    let session = f.login();
+    let empty = f.page("/ui/models", Some(&session));
+    assert_eq!(empty.status, 200);
+    assert!(empty.body.contains("No releases yet"), "{}", empty.body);
+
+    let model = release::model_bytes("3");
+    let (status, body) = f.server.post_multipart(
+        paths::MODELS,
+        Some(&f.operator),
+        &[
+            (
+                "release",
+                None,
+                &release::signed(&signer, "shapes", "3", &model),
+            ),
+            ("model", Some("m.tflite"), &model),
+        ],
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = f.server.post(
+        &paths::rollout("shapes", "3"),
+        Some(&f.operator),
+        br#"{"group": "lab", "percent": 25}"#,
+    );
+    assert_eq!(status, 200);
+    let page = f.page("/ui/models", Some(&session));
+    assert_eq!(page.status, 200);
+    for text in [
+        "<td>shapes</td><td>3</td>",
+        "<td>lab</td><td>shapes 3</td><td>25 %</td>",
+    ] {
+        assert!(page.body.contains(text), "{text} missing in {}", page.body);
+    }
+    assert!(page.body.contains(&signer.public().id()));
 }
 
 #[test]

@@ -39,6 +39,18 @@ pub fn iso8601(unix_ms: u64) -> String {
     )
 }
 
+/// Days since 1970-01-01 of a proleptic Gregorian date (the inverse of the calendar date in
+/// [`parts`]; Howard Hinnant's algorithm).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -62,5 +74,9 @@ mod tests {
         assert_eq!(compact(951_782_400_000), "20000229T000000Z");
         assert_eq!(readable(1_795_679_749_000), "2026-11-26 07:55:49Z");
         assert_eq!(iso8601(1_795_679_749_007), "2026-11-26T07:55:49.007Z");
+        for days in [-1, 0, 11_016, 20_418, 100_000] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
     }
 }

@@ -44,7 +44,7 @@ use crate::domain::{
 use crate::http::ApiError;
 use pages::{
     DataPage, DevicePage, DeviceRow, DriftPage, ErrorPage, EventRow, FleetPage, ImageRow,
-    LoginPage, Nav, PackageRow,
+    LoginPage, ModelsPage, Nav, PackageRow, ReleaseRow, RolloutRow,
 };
 
 /// Name of the session cookie.
@@ -970,6 +970,48 @@ async fn data(ctx: Ctx, raw: String) -> Page {
     ))
 }
 
+async fn models(ctx: Ctx) -> Page {
+    let session = require(&ctx).await?;
+    let nav = session.nav();
+    let sphere = ctx.sphere.clone();
+    let list = run(move || sphere.list_releases())
+        .await
+        .map_err(|e| domain_error(Some(nav.clone()), e, "/ui/models"))?;
+    let releases = list
+        .releases
+        .iter()
+        .map(|r| ReleaseRow {
+            name: r.name.clone(),
+            version: r.version.clone(),
+            size: format!("{:.1} KiB", r.size as f64 / 1024.0),
+            sha_short: r.sha256.chars().take(12).collect(),
+            key_id: r.key_id.clone(),
+            uploaded_by: r.uploaded_by.clone(),
+            uploaded: time::format_utc(r.uploaded_unix_ms),
+        })
+        .collect();
+    let rollouts = list
+        .rollouts
+        .iter()
+        .map(|r| RolloutRow {
+            group: r.group.clone(),
+            release: format!("{} {}", r.name, r.version),
+            percent: r.percent,
+            previous: r.previous.as_ref().map(|(n, v)| format!("{n} {v}")),
+            by: r.by.clone(),
+            when: time::format_utc(r.unix_ms),
+        })
+        .collect();
+    Ok(html(
+        StatusCode::OK,
+        &ModelsPage {
+            nav: Some(nav),
+            releases,
+            rollouts,
+        },
+    ))
+}
+
 async fn image(tail: warp::path::Tail, ctx: Ctx) -> Page {
     require_401(&ctx).await?;
     let key = tail.as_str().to_owned();
@@ -1135,6 +1177,10 @@ pub fn routes(
         .and(ctx.clone())
         .and(query)
         .then(|ctx, raw| async move { done(data(ctx, raw).await) });
+    let models_get = warp::path!("ui" / "models")
+        .and(warp::get())
+        .and(ctx.clone())
+        .then(|ctx| async move { done(models(ctx).await) });
     let image_get = warp::path("ui")
         .and(warp::path("img"))
         .and(warp::get())
@@ -1178,6 +1224,8 @@ pub fn routes(
         .or(decide_bulk)
         .unify()
         .or(data_get)
+        .unify()
+        .or(models_get)
         .unify()
         .or(image_get)
         .unify()

@@ -233,3 +233,49 @@ pub struct DataPage {
     /// The next page of this filter.
     pub next_link: Option<String>,
 }
+
+/// One release on the models page.
+pub struct ReleaseRow {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Size, readable.
+    pub size: String,
+    /// SHA-256, first 12 hex digits.
+    pub sha_short: String,
+    /// Signing key id.
+    pub key_id: String,
+    /// Who published it.
+    pub uploaded_by: String,
+    /// When, UTC.
+    pub uploaded: String,
+}
+
+/// One rollout on the models page.
+pub struct RolloutRow {
+    /// Device group (`all`: devices without a group rollout).
+    pub group: String,
+    /// `name version`.
+    pub release: String,
+    /// Share of the group.
+    pub percent: u8,
+    /// What the rest of a canary keeps.
+    pub previous: Option<String>,
+    /// Who set it.
+    pub by: String,
+    /// When, UTC.
+    pub when: String,
+}
+
+/// The models page: releases and rollouts.
+#[derive(Template)]
+#[template(path = "models.html")]
+pub struct ModelsPage {
+    /// The bar.
+    pub nav: Option<Nav>,
+    /// Releases by name, then upload time.
+    pub releases: Vec<ReleaseRow>,
+    /// Rollouts by group.
+    pub rollouts: Vec<RolloutRow>,
+}

@@ -1,52 +1,15 @@
 //! UTC date and time for the dashboard: Unix ms → `2025-11-26 10:00:00 UTC`, and the value of
 //! an HTML `datetime-local` field (`2025-11-26T10:00`, read as UTC) → Unix ms.
 //!
-//! Why: the pages show and filter by time, and a calendar crate for two conversions would be
-//! more code to trust than the arithmetic (Howard Hinnant's days-from-civil algorithms).
+//! Why: the pages show and filter by time; the calendar arithmetic is the protocol crate's
+//! (`tinylcm_protocol::time`), shared with the runtime.
 
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// (year, month, day) of a day count since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
-}
+use tinylcm_protocol::time::{days_from_civil, parts};
 
 /// `YYYY-MM-DD HH:MM:SS UTC`.
 pub fn format_utc(unix_ms: u64) -> String {
-    let secs = (unix_ms / 1000) as i64;
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let rem = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let (y, m, d, h, min, s) = parts(unix_ms);
+    format!("{y:04}-{m:02}-{d:02} {h:02}:{min:02}:{s:02} UTC")
 }
 
 /// The `datetime-local` form of `unix_ms` (`YYYY-MM-DDTHH:MM`), to refill a filter field.

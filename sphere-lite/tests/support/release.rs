@@ -1,0 +1,29 @@
+//! Signed model releases for the tests that publish them.
+
+use sha2::{Digest, Sha256};
+use tinylcm_protocol::release::{FORMAT, ReleaseManifest, SigningKey};
+
+/// A fake model file whose bytes depend on `version`.
+pub fn model_bytes(version: &str) -> Vec<u8> {
+    let mut m = b"TFL3".to_vec();
+    m.extend(std::iter::repeat_n(version.as_bytes()[0], 5000));
+    m
+}
+
+/// `key`'s signed release JSON for `model` as `name`/`version`.
+pub fn signed(key: &SigningKey, name: &str, version: &str, model: &[u8]) -> Vec<u8> {
+    let manifest = ReleaseManifest {
+        format: FORMAT,
+        name: name.into(),
+        version: version.into(),
+        size: model.len() as u64,
+        sha256: Sha256::digest(model)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        model_manifest: "labels = [\"box\", \"ball\"]\n".into(),
+        created_unix_ms: 1,
+        notes: Some("test".into()),
+    };
+    serde_json::to_vec(&key.sign(&manifest).unwrap()).unwrap()
+}
