@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sphere_lite::server::open_embedded;
 use tinylcm_protocol::api::{DriftVerdict, FeedbackItem, FeedbackVerdict};
-use tinylcm_protocol::package::{FileKind, PackageBuilder};
 use tinylcm_protocol::paths;
 
+#[path = "support/drift.rs"]
+mod drift;
 #[path = "support/release.rs"]
 mod release;
 #[path = "support/server.rs"]
@@ -28,29 +29,14 @@ const XSS_NAME: &str = "<script>alert(1)</script>";
 const XSS_HARDWARE: &str = "<img src=x onerror=alert(2)>";
 const XSS_DETECTOR: &str = "<b onmouseover=alert(3)>adwin</b>";
 
-/// A drift report as the device writes it.
+/// A drift report as the device writes it (device time derived from `seq`).
 fn report(seq: u64, detector: &str, samples: &[&str]) -> Value {
-    json!({
-        "event_seq": seq, "incident": 1, "detector": detector, "statistic": 3.5,
-        "threshold": 2.0, "magnitude": 1.25, "sample_id": 900 + seq,
-        "unix_ms": 1_764_147_600_000u64 + seq, "samples": samples,
-    })
+    drift::report(seq, detector, 1_764_147_600_000u64 + seq, samples)
 }
 
 /// A package with the drift events `events` and one JPEG-ish quarantine thumbnail.
 fn drift_package(device: &str, id: &str, events: &Value) -> Vec<u8> {
-    let mut b = PackageBuilder::new(id, device, 1_764_147_600_000).unwrap();
-    b.add("metrics.json", FileKind::Metrics, b"{}".to_vec())
-        .unwrap();
-    b.add(
-        "drift-events.json",
-        FileKind::DriftEvents,
-        events.to_string().into_bytes(),
-    )
-    .unwrap();
-    b.add(THUMB, FileKind::Sample, vec![0xff, 0xd8, 0xff, 0xe0, 1])
-        .unwrap();
-    b.finish().unwrap()
+    drift::drift_package(device, id, events, &[THUMB])
 }
 
 /// A raw HTTP reply: status, headers (lower-case names), body.

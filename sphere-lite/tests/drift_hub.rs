@@ -17,6 +17,8 @@ use tinylcm_protocol::api::{DriftEventView, EnrollRequest, FeedbackItem, Feedbac
 use tinylcm_protocol::package::{FileKind, PackageBuilder};
 use tinylcm_protocol::paths;
 
+#[path = "support/drift.rs"]
+mod drift;
 #[path = "support/server.rs"]
 mod server;
 
@@ -26,34 +28,14 @@ mod backend;
 use backend::{Backend, each_backend};
 use server::TestServer;
 
-/// A drift event report as the device writes it.
-fn report(seq: u64, detector: &str, unix_ms: u64, samples: &[&str]) -> Value {
-    json!({
-        "event_seq": seq, "incident": 1, "detector": detector, "statistic": 3.5,
-        "threshold": 2.0, "magnitude": 1.25, "sample_id": 900 + seq, "unix_ms": unix_ms,
-        "samples": samples,
-    })
-}
+use drift::report;
 
 const THUMB_A: &str = "samples/00000000000000000012.jpg";
 const THUMB_B: &str = "samples/00000000000000000013.jpg";
 
 /// A package with `drift-events.json` = `events`, two JPEG-ish samples and a metrics file.
 fn drift_package(device: &str, id: &str, events: &Value) -> Vec<u8> {
-    let mut b = PackageBuilder::new(id, device, 1_764_147_600_000).unwrap();
-    b.add("metrics.json", FileKind::Metrics, b"{}".to_vec())
-        .unwrap();
-    b.add(
-        "drift-events.json",
-        FileKind::DriftEvents,
-        events.to_string().into_bytes(),
-    )
-    .unwrap();
-    b.add(THUMB_A, FileKind::Sample, vec![0xff, 0xd8, 0xff, 0xe0, 1])
-        .unwrap();
-    b.add(THUMB_B, FileKind::Sample, vec![0xff, 0xd8, 0xff, 0xe0, 2])
-        .unwrap();
-    b.finish().unwrap()
+    drift::drift_package(device, id, events, &[THUMB_A, THUMB_B])
 }
 
 struct Fixture {
