@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::ids::valid_package_id;
+use crate::package::{hex, sha256_hex};
 
 /// The release manifest format written in [`ReleaseManifest::format`].
 pub const FORMAT: u32 = 1;
@@ -140,10 +141,7 @@ impl PublicKey {
 
     /// First 8 bytes of the key's SHA-256, hex: names the key in a [`SignedRelease`].
     pub fn id(&self) -> String {
-        Sha256::digest(self.0.as_bytes())[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex(&Sha256::digest(self.0.as_bytes())[..8])
     }
 }
 
@@ -226,10 +224,7 @@ impl ReleaseManifest {
                 self.size
             )));
         }
-        let actual: String = Sha256::digest(model)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let actual = sha256_hex(model);
         if actual != self.sha256 {
             return Err(ReleaseError::ModelMismatch(format!(
                 "SHA-256 {actual}, the release says {}",
@@ -281,10 +276,7 @@ mod tests {
             name: "shapes".into(),
             version: "2".into(),
             size: model.len() as u64,
-            sha256: Sha256::digest(model)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
+            sha256: sha256_hex(model),
             model_manifest: "labels = [\"a\"]\n".into(),
             created_unix_ms: 1,
             notes: None,

@@ -1,6 +1,6 @@
 //! Signed model releases for the tests that publish them.
 
-use sha2::{Digest, Sha256};
+use tinylcm_protocol::package::sha256_hex;
 use tinylcm_protocol::release::{FORMAT, ReleaseManifest, SigningKey};
 
 /// A fake model file whose bytes depend on `version`.
@@ -17,10 +17,7 @@ pub fn signed(key: &SigningKey, name: &str, version: &str, model: &[u8]) -> Vec<
         name: name.into(),
         version: version.into(),
         size: model.len() as u64,
-        sha256: Sha256::digest(model)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
+        sha256: sha256_hex(model),
         model_manifest: "labels = [\"box\", \"ball\"]\n".into(),
         created_unix_ms: 1,
         notes: Some("test".into()),

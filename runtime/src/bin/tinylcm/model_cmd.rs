@@ -8,7 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use sha2::{Digest, Sha256};
+use tinylcm_protocol::package::sha256_hex;
 use tinylcm_protocol::release::{FORMAT, ReleaseManifest, SigningKey};
 
 /// Options of `tinylcm model`.
@@ -119,10 +119,7 @@ fn sign(
         name,
         version,
         size: bytes.len() as u64,
-        sha256: Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
+        sha256: sha256_hex(&bytes),
         model_manifest,
         created_unix_ms: tinylcm::utc::now_unix_ms(),
         notes,
