@@ -22,6 +22,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod legacy;
+pub mod limits;
 pub mod ports;
 pub mod rss;
 pub mod secret;

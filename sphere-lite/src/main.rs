@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use sphere_lite::config::{Config, FileConfig, MlflowOptions, S3Options};
-use sphere_lite::{rss, server};
+use sphere_lite::{limits, rss, server};
 use tinylcm_protocol::release::PublicKey;
 
 /// The slim fleet server for TinyLCM devices.
@@ -280,6 +280,7 @@ fn main() -> anyhow::Result<()> {
             if release_keys.is_some() {
                 config.release_keys = release_keys;
             }
+            let open_files = limits::raise_open_files_limit();
             let sphere = Arc::new(open_serving(&config)?);
             let blobs = match &config.s3 {
                 Some(s3) => format!("S3 bucket {} at {}", s3.bucket, s3.endpoint),
@@ -303,6 +304,7 @@ fn main() -> anyhow::Result<()> {
                     listen = %listener.local_addr()?,
                     data = %config.data.display(),
                     vm_rss_kib = rss::vm_rss_kib(),
+                    open_files = ?open_files,
                     "sphere-lite serving (tracking: {tracking}; blobs: {blobs})"
                 );
                 server::serve(sphere, listener, server::shutdown_signal()).await?;

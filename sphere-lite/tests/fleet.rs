@@ -15,6 +15,8 @@ const ROUNDS: usize = 2;
 
 #[test]
 fn five_hundred_devices_sync_at_once_without_an_error_or_a_lost_package() {
+    // Server and 500 clients share this process: 1000+ sockets, as `sphere-lite serve` does.
+    sphere_lite::limits::raise_open_files_limit();
     let dir = tempfile::tempdir().unwrap();
     let sphere = open_embedded(dir.path()).unwrap();
     let key = sphere.create_enrollment_key(DEVICES as u32).unwrap();
