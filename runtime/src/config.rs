@@ -276,6 +276,19 @@ mod tests {
     }
 
     #[test]
+    fn every_remotely_settable_section_is_a_section_of_this_config() {
+        // sphere-lite refuses remote fragments outside these sections; each must exist here,
+        // or an operator could push settings the device cannot place.
+        let defaults: toml::Table = Config::default().to_toml().parse().unwrap();
+        for section in tinylcm_protocol::remote_config::REMOTE_SECTIONS {
+            assert!(
+                defaults[section].is_table(),
+                "[{section}] is not a config section"
+            );
+        }
+    }
+
+    #[test]
     fn the_status_file_may_not_be_the_database() {
         let mut config = Config::default();
         config.status.path = config.state.path.clone();

@@ -12,6 +12,7 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+pub use tinylcm_protocol::api::{ConfigDelivery, ConfigLayer};
 use tinylcm_protocol::api::{DriftEventStatus, DriftEventView, FeedbackItem, FeedbackVerdict};
 
 /// A failure inside an adapter (storage unreachable, corrupt record, I/O error).
@@ -292,6 +293,13 @@ pub trait Tracking: Send + Sync {
 
     /// Every group's rollout, by group.
     fn rollouts(&self) -> Result<Vec<Rollout>, StoreError>;
+
+    /// Set the configuration layer of `layer.scope` (`"all"` or a group), replacing it.
+    /// MLflow: tag `sphere.config.<scope>` (JSON) of the releases experiment.
+    fn set_scope_config(&self, layer: &ConfigLayer) -> Result<(), StoreError>;
+
+    /// Every fleet-wide and group layer, by scope.
+    fn scope_configs(&self) -> Result<Vec<ConfigLayer>, StoreError>;
 }
 
 /// What the operator decides about a device (the [`DeviceRecord`] is what the device said
@@ -309,6 +317,10 @@ pub struct DeviceSettings {
     pub location: Option<Location>,
     /// Taken out of service: its token is revoked and it is hidden from rollouts.
     pub decommissioned: bool,
+    /// The device's own configuration layer (scope `"device"`).
+    pub config: Option<ConfigLayer>,
+    /// The effective configuration queued for it last.
+    pub config_delivered: Option<ConfigDelivery>,
 }
 
 /// A position on the map.

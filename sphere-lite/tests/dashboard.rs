@@ -288,6 +288,76 @@ fn the_models_page_lists_releases_and_rollouts() {
 }
 
 #[test]
+fn the_configuration_page_pushes_layers_and_shows_which_devices_applied_them() {
+    let f = Fixture::new();
+    let (dev, token) = f.enroll("pi", "zero2w");
+    let session = f.login();
+    let page = f.page("/ui/config", Some(&session));
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("never set"), "{}", page.body);
+    let csrf = csrf_of(&page.body);
+
+    // A TOML comment is free text: it must come back as text inside the textarea.
+    let toml =
+        "[drift.page-hinkley-distance]\r\nlambda = 80.0 # </textarea><script>alert(1)</script>\r\n";
+    let saved = f.form(
+        "/ui/config",
+        Some(&session),
+        &[],
+        &format!("csrf={csrf}&scope=all&toml={}", enc(toml)),
+    );
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let items = f.feedback(&dev, &token);
+    let Some(FeedbackItem {
+        id,
+        verdict: FeedbackVerdict::Config { toml: sent, .. },
+        ..
+    }) = items.last()
+    else {
+        panic!("no configuration item in {items:?}");
+    };
+    assert!(sent.contains("lambda = 80.0"), "{sent}");
+    let page = f.page("/ui/config", Some(&session));
+    assert!(!page.body.contains("<script>alert"), "{}", page.body);
+    assert!(named_entities(&page.body).contains("&lt;/textarea&gt;&lt;script&gt;"));
+    assert!(
+        page.body.contains("waiting for the device"),
+        "{}",
+        page.body
+    );
+
+    // The device acknowledges: the page says it runs the configuration.
+    let (status, _) = f.server.post(
+        &paths::feedback_ack(&dev),
+        Some(&token),
+        json!({ "up_to": id }).to_string().as_bytes(),
+    );
+    assert_eq!(status, 200);
+    let page = f.page("/ui/config", Some(&session));
+    assert!(page.body.contains("applied"), "{}", page.body);
+
+    // An unsafe section is refused with a page that says why; a missing CSRF token is refused.
+    let refused = f.form(
+        "/ui/config",
+        Some(&session),
+        &[],
+        &format!(
+            "csrf={csrf}&scope=all&toml={}",
+            enc("[model]\npath = \"x\"")
+        ),
+    );
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.body.contains("cannot be set remotely"),
+        "{}",
+        refused.body
+    );
+    let forged = f.form("/ui/config", Some(&session), &[], "scope=all&toml=");
+    assert_eq!(forged.status, 403);
+    assert_eq!(f.feedback(&dev, &token).len(), 0, "nothing new was queued");
+}
+
+#[test]
 fn pages_need_an_operator_session_and_device_tokens_cannot_log_in() {
     let f = Fixture::new();
     let (dev, token) = f.enroll("pi", "zero2w");
@@ -296,6 +366,7 @@ fn pages_need_an_operator_session_and_device_tokens_cannot_log_in() {
         "/ui/fleet",
         "/ui/drift",
         "/ui/data",
+        "/ui/config",
         &format!("/ui/devices/{dev}"),
         "/",
     ] {

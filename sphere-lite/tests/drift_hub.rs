@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sphere_lite::domain::Sphere;
 use sphere_lite::ports::{
-    DecideOutcome, Decision, DeviceRecord, DeviceSettings, DriftEventFilter, EnrollOutcome,
-    PackageRecord, Principal, Recorded, ReleaseRecord, Rollout, SecretHash, StoreError, Tracking,
+    ConfigLayer, DecideOutcome, Decision, DeviceRecord, DeviceSettings, DriftEventFilter,
+    EnrollOutcome, PackageRecord, Principal, Recorded, ReleaseRecord, Rollout, SecretHash,
+    StoreError, Tracking,
 };
 use tinylcm_protocol::api::{DriftEventView, EnrollRequest, FeedbackItem, FeedbackVerdict};
 use tinylcm_protocol::package::{FileKind, PackageBuilder};
@@ -547,6 +548,12 @@ impl Tracking for CrashBeforeMark {
     }
     fn rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
         self.inner.rollouts()
+    }
+    fn set_scope_config(&self, l: &ConfigLayer) -> Result<(), StoreError> {
+        self.inner.set_scope_config(l)
+    }
+    fn scope_configs(&self) -> Result<Vec<ConfigLayer>, StoreError> {
+        self.inner.scope_configs()
     }
 }
 

@@ -294,7 +294,7 @@ pub enum DriftVerdict {
 ///   (`id` is a quarantine entry id; exactly one of `label` / `reject`);
 /// * `Class { from, to }` → `[[class]] from = …, to = …`.
 ///
-/// JSON: internally tagged by `type` (`"drift"`, `"sample"`, `"class"`).
+/// JSON: internally tagged by `type` (`"drift"`, `"sample"`, `"class"`, `"config"`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum FeedbackVerdict {
@@ -326,6 +326,16 @@ pub enum FeedbackVerdict {
         from: String,
         /// Its true name.
         to: String,
+    },
+    /// The remote configuration the device should run from now on: the whole effective
+    /// fragment (it replaces any earlier one; empty = back to the local config file), see
+    /// [`crate::remote_config`]. Not part of the feedback file: the runtime applies it to its
+    /// configuration.
+    Config {
+        /// [`crate::remote_config::Effective::revision`] of `toml`.
+        revision: String,
+        /// The fragment (sections of [`crate::remote_config::REMOTE_SECTIONS`] only).
+        toml: String,
     },
 }
 
@@ -365,6 +375,70 @@ pub struct AckResponse {
     /// Everything up to this id is acknowledged (an `up_to` beyond the last queued item is
     /// clamped to it, so items queued later are not acknowledged in advance).
     pub acknowledged_up_to: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Remote configuration: an operator sets a TOML fragment for the fleet, a group or a device;
+// each device concerned gets its new effective configuration as a feedback item.
+// ---------------------------------------------------------------------------------------------
+
+/// `PUT /api/v2/config/{scope}` and `PUT /api/v2/devices/{id}/config` body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigRequest {
+    /// The fragment ([`crate::remote_config`]); empty clears this layer.
+    pub toml: String,
+}
+
+/// One layer of configuration as the server keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigLayer {
+    /// `"all"`, a group name, or `"device"`.
+    pub scope: String,
+    /// The fragment (empty: cleared).
+    pub toml: String,
+    /// Operator who set it.
+    pub by: String,
+    /// When (Unix ms).
+    pub unix_ms: u64,
+}
+
+/// The configuration delivered to a device last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigDelivery {
+    /// Revision of the effective configuration delivered.
+    pub revision: String,
+    /// The feedback item that carries it.
+    pub feedback_id: u64,
+    /// When it was queued (Unix ms).
+    pub unix_ms: u64,
+}
+
+/// `GET`/`PUT /api/v2/devices/{id}/config` answer: a device's configuration and whether it has
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceConfigState {
+    /// The device.
+    pub device_id: String,
+    /// The layers that apply to it, fleet-wide first.
+    pub layers: Vec<ConfigLayer>,
+    /// Their merge: what the device should run.
+    pub effective_toml: String,
+    /// Its revision.
+    pub revision: String,
+    /// The last delivery, if any.
+    pub delivered: Option<ConfigDelivery>,
+    /// The device acknowledged the last delivery, and it is the effective revision.
+    pub acknowledged: bool,
+}
+
+/// `PUT /api/v2/config/{scope}` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeConfigResult {
+    /// The layer as stored.
+    pub layer: ConfigLayer,
+    /// Devices that were sent a new effective configuration.
+    pub devices_updated: usize,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 //! * [`package`]: the sync package format (plain TAR + `manifest.json` with per-file SHA-256)
 //!   and its limits; see that module for the full format description and the safety rules.
 //! * [`release`]: signed model releases (Ed25519) and release keys.
+//! * [`remote_config`]: configuration pushed from the server, its layers and revisions.
 //! * [`time`]: Unix milliseconds and their UTC renderings.
 
 #![deny(missing_docs)]
@@ -20,6 +21,7 @@ pub mod api;
 pub mod ids;
 pub mod package;
 pub mod release;
+pub mod remote_config;
 pub mod time;
 
 /// The API version this crate describes; every route lives under `/api/{API_VERSION}/`.
@@ -79,6 +81,21 @@ pub mod paths {
     /// device group.
     pub fn rollout(name: &str, version: &str) -> String {
         format!("/api/v2/models/{name}/{version}/rollout")
+    }
+
+    /// `GET` / `PUT` ([`crate::api::ConfigRequest`]): the device's own configuration layer and
+    /// its delivery state ([`crate::api::DeviceConfigState`]); operator token.
+    pub fn device_config(device_id: &str) -> String {
+        format!("/api/v2/devices/{device_id}/config")
+    }
+
+    /// `GET`: every fleet-wide and group layer ([`crate::api::ConfigLayer`]s); operator token.
+    pub const CONFIG: &str = "/api/v2/config";
+
+    /// `PUT` ([`crate::api::ConfigRequest`] → [`crate::api::ScopeConfigResult`]): the layer of
+    /// `scope`, `"all"` or a group name; operator token.
+    pub fn scope_config(scope: &str) -> String {
+        format!("/api/v2/config/{scope}")
     }
 
     /// `GET`: drift events, filtered and paginated ([`crate::api::DriftEventQuery`] as the

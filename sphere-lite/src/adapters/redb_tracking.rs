@@ -12,8 +12,9 @@ use serde::{Serialize, de::DeserializeOwned};
 use tinylcm_protocol::api::{DriftEventStatus, DriftEventView, FeedbackItem, FeedbackVerdict};
 
 use crate::ports::{
-    DecideOutcome, Decision, DeviceRecord, DeviceSettings, DriftEventFilter, EnrollOutcome,
-    PackageRecord, Principal, Recorded, ReleaseRecord, Rollout, SecretHash, StoreError, Tracking,
+    ConfigLayer, DecideOutcome, Decision, DeviceRecord, DeviceSettings, DriftEventFilter,
+    EnrollOutcome, PackageRecord, Principal, Recorded, ReleaseRecord, Rollout, SecretHash,
+    StoreError, Tracking,
 };
 
 /// device id → JSON [`DeviceRecord`].
@@ -41,6 +42,8 @@ const DEVICE_SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("devi
 const RELEASES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("releases");
 /// group → JSON [`Rollout`].
 const ROLLOUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("rollouts");
+/// scope (`all` or a group) → JSON [`ConfigLayer`].
+const SCOPE_CONFIGS: TableDefinition<&str, &[u8]> = TableDefinition::new("scope_configs");
 
 /// Tracking in a redb database.
 pub struct RedbTracking {
@@ -97,9 +100,24 @@ impl RedbTracking {
             tx.open_table(DEVICE_SETTINGS).map_err(err)?;
             tx.open_table(RELEASES).map_err(err)?;
             tx.open_table(ROLLOUTS).map_err(err)?;
+            tx.open_table(SCOPE_CONFIGS).map_err(err)?;
         }
         tx.commit().map_err(err)?;
         Ok(RedbTracking { db })
+    }
+
+    /// Every value of a string-keyed JSON table, in key order.
+    fn all_json<T: DeserializeOwned>(
+        &self,
+        def: TableDefinition<&str, &[u8]>,
+    ) -> Result<Vec<T>, StoreError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_table(def).map_err(err)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(err)? {
+            out.push(from_json(row.map_err(err)?.1.value())?);
+        }
+        Ok(out)
     }
 
     fn read_device(
@@ -624,13 +642,20 @@ impl Tracking for RedbTracking {
     }
 
     fn rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
-        let tx = self.db.begin_read().map_err(err)?;
-        let table = tx.open_table(ROLLOUTS).map_err(err)?;
-        let mut out = Vec::new();
-        for row in table.iter().map_err(err)? {
-            out.push(from_json(row.map_err(err)?.1.value())?);
-        }
-        Ok(out)
+        self.all_json(ROLLOUTS)
+    }
+
+    fn set_scope_config(&self, layer: &ConfigLayer) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(err)?;
+        tx.open_table(SCOPE_CONFIGS)
+            .map_err(err)?
+            .insert(layer.scope.as_str(), to_json(layer)?.as_slice())
+            .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    fn scope_configs(&self) -> Result<Vec<ConfigLayer>, StoreError> {
+        self.all_json(SCOPE_CONFIGS)
     }
 }
 

@@ -117,8 +117,14 @@ impl Sphere {
             }
             settings.location = *location;
         }
+        let regrouped = update.group.is_some();
         if !self.tracking.set_device_settings(device_id, &settings)? {
             return Err(unknown(device_id));
+        }
+        if regrouped {
+            // Another group may mean another configuration.
+            self.deliver_config_logged(device_id);
+            return self.device_settings(device_id);
         }
         Ok(settings)
     }

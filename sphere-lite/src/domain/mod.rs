@@ -13,6 +13,7 @@ mod error;
 mod fleet;
 mod ingest;
 mod releases;
+mod remote_config;
 
 use std::sync::{Arc, Mutex};
 
@@ -27,6 +28,7 @@ pub use drift::quarantine_id;
 pub use error::DomainError;
 pub use fleet::DeviceUpdate;
 pub use releases::{ReleaseList, ReleaseSummary, release_key};
+pub use remote_config::DEVICE_SCOPE;
 
 use crate::ports::{Blobs, DeviceRecord, EnrollOutcome, PackageRecord, Tracking};
 use crate::secret::{self, SecretKind};
@@ -225,6 +227,7 @@ impl Sphere {
         {
             EnrollOutcome::Enrolled => {
                 tracing::info!(device = %device_id, name = ?request.name, "device enrolled");
+                self.deliver_config_logged(&device_id);
                 Ok(EnrollResponse { device_id, token })
             }
             EnrollOutcome::UnknownKey => Err(DomainError::Unauthorized {
@@ -280,6 +283,7 @@ impl Sphere {
         match self.tracking.enroll(key_hash, &record)? {
             EnrollOutcome::Enrolled => {
                 tracing::info!(device = %device_id, ?name, "device added by an operator");
+                self.deliver_config_logged(device_id);
                 Ok(EnrollResponse {
                     device_id: device_id.to_owned(),
                     token,

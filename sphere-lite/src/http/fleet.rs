@@ -12,14 +12,8 @@ use crate::domain::{DeviceUpdate, Sphere};
 pub fn routes(
     sphere: Arc<Sphere>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
-    let with_sphere = warp::any().map(move || sphere.clone());
-    let operator = warp::header::optional::<String>("authorization")
-        .and(with_sphere)
-        .and_then(|auth: Option<String>, sphere: Arc<Sphere>| async move {
-            let s = sphere.clone();
-            blocking(move || s.authorize_operator(auth.as_deref())).await?;
-            Ok::<_, Rejection>(sphere)
-        });
+    // The operator's name is not needed here.
+    let operator = super::operator(sphere).map(|_: String, sphere: Arc<Sphere>| sphere);
 
     let get = warp::path!("api" / "v2" / "devices" / String / "settings")
         .and(warp::get())

@@ -4,6 +4,7 @@
 //! so they run on tokio's blocking pool. Authentication runs before the body is read, and the
 //! body is bounded by `Content-Length` and a hard cap before a byte is buffered.
 
+mod config;
 mod fleet;
 mod form;
 mod legacy;
@@ -45,6 +46,21 @@ async fn blocking<T: Send + 'static>(
             Err(warp::reject::custom(ApiError::internal()))
         }
     }
+}
+
+/// Requests with an operator token: extracts the operator's name and the service. The token
+/// is checked before any body is read.
+fn operator(
+    sphere: Arc<Sphere>,
+) -> impl Filter<Extract = (String, Arc<Sphere>), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization")
+        .and(warp::any().map(move || sphere.clone()))
+        .and_then(|auth: Option<String>, sphere: Arc<Sphere>| async move {
+            let s = sphere.clone();
+            let name = blocking(move || s.authorize_operator(auth.as_deref())).await?;
+            Ok::<_, Rejection>((name, sphere))
+        })
+        .untuple_one()
 }
 
 /// Uploads allowed in the blocking pool at once. Accepting a package ends in a store commit,
@@ -338,6 +354,7 @@ pub fn routes(
     let ops = ops::routes(sphere.clone(), metrics.clone()).boxed();
     let fleet = fleet::routes(sphere.clone()).boxed();
     let releases = releases::routes(sphere.clone()).boxed();
+    let config = config::routes(sphere.clone()).boxed();
     let counted = metrics.clone();
     // An operator adds a device under a chosen id (original clients cannot enroll).
     let add = warp::path!("api" / "v2" / "devices")
@@ -415,6 +432,8 @@ pub fn routes(
         .or(fleet)
         .unify()
         .or(releases)
+        .unify()
+        .or(config)
         .unify()
         .or(legacy)
         .unify()

@@ -35,17 +35,9 @@ fn byte_range(header: Option<&str>, len: u64) -> Option<Result<(u64, u64), ()>> 
 pub fn routes(
     sphere: Arc<Sphere>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    let operator = super::operator(sphere.clone());
     let with_sphere = warp::any().map(move || sphere.clone());
     let auth_header = warp::header::optional::<String>("authorization");
-
-    let operator = auth_header
-        .and(with_sphere.clone())
-        .and_then(|auth: Option<String>, sphere: Arc<Sphere>| async move {
-            let s = sphere.clone();
-            let name = blocking(move || s.authorize_operator(auth.as_deref())).await?;
-            Ok::<_, Rejection>((name, sphere))
-        })
-        .untuple_one();
 
     let publish = warp::path!("api" / "v2" / "models")
         .and(warp::post())

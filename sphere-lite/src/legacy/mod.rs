@@ -177,6 +177,13 @@ fn validation(device_id: &str, item: &FeedbackItem) -> Validation {
             v.notes = Some(format!("class {from:?} renamed to {to:?}"));
             v.true_label = Some(to.clone());
         }
+        // Original clients have no remote configuration: they see a note, and acknowledging
+        // it keeps their queue moving.
+        FeedbackVerdict::Config { revision, .. } => {
+            v.notes = Some(format!(
+                "remote configuration {revision} (not applied by original clients)"
+            ));
+        }
     }
     v
 }

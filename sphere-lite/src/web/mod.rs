@@ -18,6 +18,7 @@
 //! * **Input**: unknown or malformed query parameters get a 400 page, pages are bounded and use
 //!   cursors; only image files of processed packages are served, as images, sandboxed.
 
+mod config_page;
 mod pages;
 pub mod time;
 
@@ -1181,6 +1182,15 @@ pub fn routes(
         .and(warp::get())
         .and(ctx.clone())
         .then(|ctx| async move { done(models(ctx).await) });
+    let config_get = warp::path!("ui" / "config")
+        .and(warp::get())
+        .and(ctx.clone())
+        .then(|ctx| async move { done(config_page::page(ctx).await) });
+    let config_post = warp::path!("ui" / "config")
+        .and(warp::post())
+        .and(ctx.clone())
+        .and(form)
+        .then(|ctx, body| async move { done(config_page::save(ctx, body).await) });
     let image_get = warp::path("ui")
         .and(warp::path("img"))
         .and(warp::get())
@@ -1201,6 +1211,30 @@ pub fn routes(
         )
     });
 
+    // Boxed in groups: one long chain of `or`s makes a type so deep that type-checking it
+    // took the compiler minutes per added route.
+    let pages = fleet_get
+        .or(device_get)
+        .unify()
+        .or(drift_get)
+        .unify()
+        .or(decide_one)
+        .unify()
+        .or(decide_bulk)
+        .unify()
+        .boxed();
+    let more_pages = data_get
+        .or(models_get)
+        .unify()
+        .or(config_get)
+        .unify()
+        .or(config_post)
+        .unify()
+        .or(image_get)
+        .unify()
+        .or(live_get)
+        .unify()
+        .boxed();
     root.or(ui_root)
         .unify()
         .or(css)
@@ -1213,23 +1247,9 @@ pub fn routes(
         .unify()
         .or(logout_post)
         .unify()
-        .or(fleet_get)
+        .or(pages)
         .unify()
-        .or(device_get)
-        .unify()
-        .or(drift_get)
-        .unify()
-        .or(decide_one)
-        .unify()
-        .or(decide_bulk)
-        .unify()
-        .or(data_get)
-        .unify()
-        .or(models_get)
-        .unify()
-        .or(image_get)
-        .unify()
-        .or(live_get)
+        .or(more_pages)
         .unify()
         .or(unknown)
         .unify()

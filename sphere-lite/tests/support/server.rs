@@ -71,7 +71,15 @@ impl TestServer {
     }
 
     pub fn patch(&self, path: &str, token: Option<&str>, body: &[u8]) -> (u16, Value) {
-        let mut req = ureq::request("PATCH", &self.url(path));
+        self.send("PATCH", path, token, body)
+    }
+
+    pub fn put(&self, path: &str, token: Option<&str>, body: &[u8]) -> (u16, Value) {
+        self.send("PUT", path, token, body)
+    }
+
+    fn send(&self, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, Value) {
+        let mut req = ureq::request(method, &self.url(path));
         if let Some(t) = token {
             req = req.set("Authorization", &format!("Bearer {t}"));
         }

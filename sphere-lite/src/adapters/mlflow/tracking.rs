@@ -13,8 +13,9 @@ use super::client::{Client, Experiment, Metric, MlflowError, ParamOutcome, Run, 
 use super::filter::{Cmp, Filter, Literal, hex};
 use super::{MlflowSettings, names};
 use crate::ports::{
-    DecideOutcome, Decision, DeviceRecord, DeviceSettings, DriftEventFilter, EnrollOutcome,
-    PackageRecord, Principal, Recorded, ReleaseRecord, Rollout, SecretHash, StoreError, Tracking,
+    ConfigLayer, DecideOutcome, Decision, DeviceRecord, DeviceSettings, DriftEventFilter,
+    EnrollOutcome, PackageRecord, Principal, Recorded, ReleaseRecord, Rollout, SecretHash,
+    StoreError, Tracking,
 };
 
 /// How long the operator-token snapshot is trusted (a removed operator token stays valid this
@@ -76,6 +77,10 @@ const KIND_EVENT: &str = "drift-event";
 const KIND_QUEUE: &str = "feedback-queue";
 const KIND_RELEASE: &str = "release";
 const SETTINGS: &str = "sphere.settings";
+/// The device's configuration layer (JSON), apart from [`SETTINGS`].
+const DEVICE_CONFIG: &str = "sphere.config";
+/// Experiment tag prefix of the fleet-wide and group configuration layers.
+const SCOPE_CONFIG_PREFIX: &str = "sphere.config.";
 const RELEASE_NAME: &str = "sphere.release_name";
 const RELEASE_VERSION: &str = "sphere.release_version";
 /// A release record is JSON split over `sphere.record.0`, `.1`, … (a tag holds 8000 chars).
@@ -1180,12 +1185,16 @@ impl Tracking for MlflowTracking {
         let Some(exp) = self.device_experiment(device_id)? else {
             return Ok(None);
         };
-        match exp.tag(SETTINGS) {
+        let mut settings: DeviceSettings = match exp.tag(SETTINGS) {
             Some(json) => serde_json::from_str(json)
-                .map(Some)
-                .map_err(|e| corrupt(format!("settings of {device_id}: {e}"))),
-            None => Ok(Some(DeviceSettings::default())),
+                .map_err(|e| corrupt(format!("settings of {device_id}: {e}")))?,
+            None => DeviceSettings::default(),
+        };
+        if let Some(json) = exp.tag(DEVICE_CONFIG) {
+            settings.config = serde_json::from_str(json)
+                .map_err(|e| corrupt(format!("configuration of {device_id}: {e}")))?;
         }
+        Ok(Some(settings))
     }
 
     fn set_device_settings(
@@ -1196,12 +1205,22 @@ impl Tracking for MlflowTracking {
         let Some(exp) = self.device_experiment(device_id)? else {
             return Ok(false);
         };
-        let json = serde_json::to_string(settings).map_err(corrupt)?;
-        if json.chars().count() > MAX_TAG_VALUE {
+        // The configuration layer has a tag of its own: with the tags it would not fit in one.
+        let config = serde_json::to_string(&settings.config).map_err(corrupt)?;
+        let rest = DeviceSettings {
+            config: None,
+            ..settings.clone()
+        };
+        let json = serde_json::to_string(&rest).map_err(corrupt)?;
+        if json.chars().count() > MAX_TAG_VALUE || config.chars().count() > MAX_TAG_VALUE {
             return Err(StoreError::new(
                 "mlflow",
                 "device settings exceed one MLflow tag",
             ));
+        }
+        if exp.tag(DEVICE_CONFIG).unwrap_or("null") != config {
+            self.client
+                .set_experiment_tag(&exp.experiment_id, DEVICE_CONFIG, &config)?;
         }
         self.client
             .set_experiment_tag(&exp.experiment_id, SETTINGS, &json)?;
@@ -1291,18 +1310,27 @@ impl Tracking for MlflowTracking {
     }
 
     fn rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
-        let exp = self
-            .client
-            .experiment_by_name(&names::releases(&self.namespace))?
-            .ok_or_else(|| StoreError::new("mlflow", "the releases experiment is gone"))?;
-        let mut out: Vec<Rollout> = exp
-            .tags
-            .iter()
-            .filter(|t| t.key.starts_with(ROLLOUT_PREFIX))
-            .map(|t| serde_json::from_str(&t.value).map_err(|e| corrupt(format!("rollout: {e}"))))
-            .collect::<Result<_, _>>()?;
-        out.sort_by(|a, b| a.group.cmp(&b.group));
-        Ok(out)
+        self.releases_tags(ROLLOUT_PREFIX, "rollout")
+    }
+
+    fn set_scope_config(&self, layer: &ConfigLayer) -> Result<(), StoreError> {
+        let json = serde_json::to_string(layer).map_err(corrupt)?;
+        if json.chars().count() > MAX_TAG_VALUE {
+            return Err(StoreError::new(
+                "mlflow",
+                "configuration too large for an MLflow tag",
+            ));
+        }
+        self.client.set_experiment_tag(
+            &self.releases,
+            &format!("{SCOPE_CONFIG_PREFIX}{}", layer.scope),
+            &json,
+        )?;
+        Ok(())
+    }
+
+    fn scope_configs(&self) -> Result<Vec<ConfigLayer>, StoreError> {
+        self.releases_tags(SCOPE_CONFIG_PREFIX, "configuration")
     }
 }
 
@@ -1319,6 +1347,27 @@ fn release_of(run: &Run) -> Result<ReleaseRecord, StoreError> {
 }
 
 impl MlflowTracking {
+    /// The JSON records kept as tags `<prefix><key>` of the releases experiment, by tag key.
+    fn releases_tags<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &str,
+        what: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let exp = self
+            .client
+            .experiment_by_name(&names::releases(&self.namespace))?
+            .ok_or_else(|| StoreError::new("mlflow", "the releases experiment is gone"))?;
+        let mut tags: Vec<_> = exp
+            .tags
+            .iter()
+            .filter(|t| t.key.starts_with(prefix))
+            .collect();
+        tags.sort_by(|a, b| a.key.cmp(&b.key));
+        tags.iter()
+            .map(|t| serde_json::from_str(&t.value).map_err(|e| corrupt(format!("{what}: {e}"))))
+            .collect()
+    }
+
     fn release_runs(&self, name: &str, version: &str) -> Result<Vec<Run>, StoreError> {
         let query = RunQuery {
             experiment_ids: vec![self.releases.clone()],

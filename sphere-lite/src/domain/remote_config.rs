@@ -1,0 +1,215 @@
+//! Remote configuration: operators set configuration layers for the whole fleet, a group or
+//! one device; every device concerned is sent its new effective configuration through its
+//! feedback queue, and its acknowledgement of that item is the proof it has it.
+//!
+//! Why here and not in the adapters: which devices a change concerns (groups, decommissioned
+//! devices) and when a delivery is due (the effective revision changed) are fleet rules; the
+//! stores only keep layers and delivery records. Merging and validation are the protocol
+//! crate's ([`tinylcm_protocol::remote_config`]), so the device computes the same thing.
+
+use tinylcm_protocol::api::{
+    ConfigDelivery, ConfigLayer, DeviceConfigState, FeedbackVerdict, ScopeConfigResult,
+};
+use tinylcm_protocol::ids::valid_package_id;
+use tinylcm_protocol::remote_config::{self, Effective};
+
+use super::{DomainError, Sphere, now_unix_ms};
+use crate::ports::{ALL_DEVICES, DeviceSettings};
+
+/// Scope name of a device's own layer.
+pub const DEVICE_SCOPE: &str = "device";
+
+fn refused(e: remote_config::ConfigError) -> DomainError {
+    DomainError::BadRequest {
+        error: e.to_string(),
+        fix: Some(
+            "send a TOML fragment of the runtime's config file, e.g. \"[drift.page-hinkley-distance]\\nlambda = 80.0\""
+                .into(),
+        ),
+    }
+}
+
+/// The layers of `scopes` and `settings` that apply to the device, fleet-wide first; cleared
+/// layers are left out.
+fn layers_in(scopes: &[ConfigLayer], settings: &DeviceSettings) -> Vec<ConfigLayer> {
+    let scope = |name: &str| scopes.iter().find(|l| l.scope == name).cloned();
+    [
+        scope(ALL_DEVICES),
+        settings.group.as_deref().and_then(scope),
+        settings.config.clone(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|l| !l.toml.trim().is_empty())
+    .collect()
+}
+
+impl Sphere {
+    /// The layers that apply to a device with `settings`, fleet-wide first.
+    fn layers_of(&self, settings: &DeviceSettings) -> Result<Vec<ConfigLayer>, DomainError> {
+        Ok(layers_in(&self.tracking.scope_configs()?, settings))
+    }
+
+    fn effective_of(layers: &[ConfigLayer]) -> Result<Effective, DomainError> {
+        remote_config::effective(layers.iter().map(|l| l.toml.as_str())).map_err(refused)
+    }
+
+    /// Queue the device's effective configuration if it is not the one delivered last;
+    /// returns whether an item was queued. Decommissioned devices get nothing.
+    pub(super) fn deliver_config(&self, device_id: &str) -> Result<bool, DomainError> {
+        let settings = self.device_settings(device_id)?;
+        self.deliver_with(device_id, settings, &self.tracking.scope_configs()?)
+    }
+
+    /// [`Sphere::deliver_config`] with the device's settings and the scope layers read already.
+    fn deliver_with(
+        &self,
+        device_id: &str,
+        mut settings: DeviceSettings,
+        scopes: &[ConfigLayer],
+    ) -> Result<bool, DomainError> {
+        if settings.decommissioned {
+            return Ok(false);
+        }
+        let effective = Self::effective_of(&layers_in(scopes, &settings))?;
+        let due = match &settings.config_delivered {
+            Some(d) => d.revision != effective.revision,
+            // Never configured and nothing to configure: the local config file rules.
+            None => !effective.toml.is_empty(),
+        };
+        if !due {
+            return Ok(false);
+        }
+        let now = now_unix_ms();
+        let ids = self.tracking.append_feedback(
+            device_id,
+            &[FeedbackVerdict::Config {
+                revision: effective.revision.clone(),
+                toml: effective.toml,
+            }],
+            now,
+        )?;
+        let Some(&feedback_id) = ids.first() else {
+            return Ok(false);
+        };
+        settings.config_delivered = Some(ConfigDelivery {
+            revision: effective.revision,
+            feedback_id,
+            unix_ms: now,
+        });
+        self.tracking.set_device_settings(device_id, &settings)?;
+        tracing::info!(device = %device_id, feedback_id, "configuration queued");
+        Ok(true)
+    }
+
+    /// Like [`Sphere::deliver_config`], for callers whose own change already succeeded (a
+    /// group change, an enrollment): a failure is logged and shows on the device's
+    /// configuration state as not delivered; pushing the layer again retries it.
+    pub(super) fn deliver_config_logged(&self, device_id: &str) {
+        if let Err(e) = self.deliver_config(device_id) {
+            tracing::warn!(device = %device_id, error = %e, "configuration not queued");
+        }
+    }
+
+    /// A device's layers, effective configuration and whether it acknowledged it.
+    pub fn device_config(&self, device_id: &str) -> Result<DeviceConfigState, DomainError> {
+        let settings = self.device_settings(device_id)?;
+        let layers = self.layers_of(&settings)?;
+        let effective = Self::effective_of(&layers)?;
+        let acknowledged = match &settings.config_delivered {
+            Some(d) if d.revision == effective.revision => {
+                // Acknowledged items are never listed again: if the item is not in the
+                // unacknowledged queue, the device applied it.
+                let pending =
+                    self.tracking
+                        .feedback_after(device_id, d.feedback_id.saturating_sub(1), 1)?;
+                pending.first().is_none_or(|i| i.id != d.feedback_id)
+            }
+            Some(_) => false,
+            None => effective.toml.is_empty(),
+        };
+        Ok(DeviceConfigState {
+            device_id: device_id.to_owned(),
+            layers,
+            effective_toml: effective.toml,
+            revision: effective.revision,
+            delivered: settings.config_delivered,
+            acknowledged,
+        })
+    }
+
+    /// Set (or, with an empty `toml`, clear) the device's own layer and deliver the result.
+    pub fn set_device_config(
+        &self,
+        device_id: &str,
+        toml: &str,
+        by: &str,
+    ) -> Result<DeviceConfigState, DomainError> {
+        remote_config::parse_fragment(toml).map_err(refused)?;
+        let mut settings = self.device_settings(device_id)?;
+        settings.config = Some(ConfigLayer {
+            scope: DEVICE_SCOPE.into(),
+            toml: toml.to_owned(),
+            by: by.to_owned(),
+            unix_ms: now_unix_ms(),
+        });
+        // The merge must fit as well: refuse before anything is stored.
+        Self::effective_of(&self.layers_of(&settings)?)?;
+        self.tracking.set_device_settings(device_id, &settings)?;
+        self.deliver_config(device_id)?;
+        self.device_config(device_id)
+    }
+
+    /// Every fleet-wide and group layer.
+    pub fn scope_configs(&self) -> Result<Vec<ConfigLayer>, DomainError> {
+        Ok(self.tracking.scope_configs()?)
+    }
+
+    /// Set (or clear) the layer of `scope` (`"all"` or a group) and deliver the new effective
+    /// configuration to every device it concerns.
+    pub fn set_scope_config(
+        &self,
+        scope: &str,
+        toml: &str,
+        by: &str,
+    ) -> Result<ScopeConfigResult, DomainError> {
+        if scope != ALL_DEVICES && (!valid_package_id(scope) || scope == DEVICE_SCOPE) {
+            return Err(DomainError::BadRequest {
+                error: format!("invalid scope {scope:?}"),
+                fix: Some(
+                    "use \"all\" or a group name (1 to 64 characters of A-Z a-z 0-9 _ -)".into(),
+                ),
+            });
+        }
+        remote_config::parse_fragment(toml).map_err(refused)?;
+        let layer = ConfigLayer {
+            scope: scope.to_owned(),
+            toml: toml.to_owned(),
+            by: by.to_owned(),
+            unix_ms: now_unix_ms(),
+        };
+        self.tracking.set_scope_config(&layer)?;
+        // A device whose merge no longer fits keeps its last configuration; the others go on.
+        let scopes = self.tracking.scope_configs()?;
+        let mut devices_updated = 0;
+        for device in self.tracking.devices()? {
+            let id = &device.device_id;
+            let settings = self.device_settings(id)?;
+            if scope != ALL_DEVICES && settings.group.as_deref() != Some(scope) {
+                continue;
+            }
+            match self.deliver_with(id, settings, &scopes) {
+                Ok(true) => devices_updated += 1,
+                Ok(false) => {}
+                Err(DomainError::BadRequest { error, .. }) => {
+                    tracing::warn!(device = %id, %error, "configuration not deliverable");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(ScopeConfigResult {
+            layer,
+            devices_updated,
+        })
+    }
+}

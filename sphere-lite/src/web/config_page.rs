@@ -1,0 +1,152 @@
+//! The dashboard's configuration page (`/ui/config`): the fleet-wide and group layers, each
+//! editable, and which devices run their configuration (acknowledged) or still wait for it.
+//!
+//! Why a page of its own: remote configuration concerns many devices at once, and an
+//! operator wants to see, after a change, which devices have applied it.
+
+use askama::Template;
+use warp::http::StatusCode;
+
+use super::{
+    Ctx, Fields, Page, bad_request, domain_error, html, post_guard, redirect, require, run,
+};
+use crate::domain::DEVICE_SCOPE;
+use crate::ports::ALL_DEVICES;
+use crate::web::pages::Nav;
+use crate::web::time;
+
+/// Devices whose state the page shows at once.
+const DEVICES_SHOWN: usize = 50;
+
+/// One editable layer.
+pub struct LayerRow {
+    /// `all` or the group.
+    pub scope: String,
+    /// The fragment.
+    pub toml: String,
+    /// Who set it, and when.
+    pub set: String,
+}
+
+/// One device's configuration state.
+pub struct DeviceConfigRow {
+    /// Device id.
+    pub id: String,
+    /// Its group, or empty.
+    pub group: String,
+    /// Effective revision, or `local` when nothing is configured remotely.
+    pub revision: String,
+    /// `applied`, `waiting for the device`, …
+    pub status: &'static str,
+}
+
+/// `/ui/config`.
+#[derive(Template)]
+#[template(path = "config.html")]
+pub struct ConfigPage {
+    /// The bar.
+    pub nav: Option<Nav>,
+    /// The CSRF token of the forms.
+    pub csrf: String,
+    /// The fleet-wide layer (may be empty).
+    pub fleet: LayerRow,
+    /// Group layers, by group.
+    pub groups: Vec<LayerRow>,
+    /// The first devices' states.
+    pub devices: Vec<DeviceConfigRow>,
+    /// More devices exist than are shown.
+    pub more: bool,
+}
+
+fn layer_row(l: &tinylcm_protocol::api::ConfigLayer) -> LayerRow {
+    LayerRow {
+        scope: l.scope.clone(),
+        toml: l.toml.clone(),
+        set: format!("{}, {}", l.by, time::format_utc(l.unix_ms)),
+    }
+}
+
+/// `GET /ui/config`.
+pub async fn page(ctx: Ctx) -> Page {
+    let session = require(&ctx).await?;
+    let nav = session.nav();
+    let sphere = ctx.sphere.clone();
+    let (layers, states, more) = run(move || {
+        let layers = sphere.scope_configs()?;
+        let (devices, next) = sphere.devices_page(None, DEVICES_SHOWN)?;
+        let mut states = Vec::with_capacity(devices.len());
+        for d in devices {
+            let state = sphere.device_config(&d.device_id)?;
+            let group = sphere.device_settings(&d.device_id)?.group;
+            states.push((state, group));
+        }
+        Ok((layers, states, next.is_some()))
+    })
+    .await
+    .map_err(|e| domain_error(Some(nav.clone()), e, "/ui/fleet"))?;
+    let fleet = layers
+        .iter()
+        .find(|l| l.scope == ALL_DEVICES)
+        .map(layer_row)
+        .unwrap_or(LayerRow {
+            scope: ALL_DEVICES.into(),
+            toml: String::new(),
+            set: "never set".into(),
+        });
+    let groups = layers
+        .iter()
+        .filter(|l| l.scope != ALL_DEVICES && !l.toml.is_empty())
+        .map(layer_row)
+        .collect();
+    let devices = states
+        .into_iter()
+        .map(|(s, group)| DeviceConfigRow {
+            id: s.device_id,
+            group: group.unwrap_or_default(),
+            revision: if s.effective_toml.is_empty() {
+                "local".into()
+            } else {
+                s.revision
+            },
+            status: match (&s.delivered, s.acknowledged) {
+                (_, true) => "applied",
+                (Some(_), false) => "waiting for the device",
+                (None, false) => "not sent (save the layer again)",
+            },
+        })
+        .collect();
+    Ok(html(
+        StatusCode::OK,
+        &ConfigPage {
+            csrf: nav.csrf.clone(),
+            nav: Some(nav),
+            fleet,
+            groups,
+            devices,
+            more,
+        },
+    ))
+}
+
+/// `POST /ui/config`: set the layer of the form's `device`, or else of its `scope` (`all` or
+/// a group).
+pub async fn save(ctx: Ctx, body: bytes::Bytes) -> Page {
+    let (session, fields): (_, Fields) =
+        post_guard(&ctx, &body, &["csrf", "scope", "device", "toml"], None).await?;
+    let nav = session.nav();
+    let toml = fields.get("toml").unwrap_or("").replace("\r\n", "\n");
+    let by = session.name.clone();
+    let sphere = ctx.sphere.clone();
+    let saved = match fields.get("device").map(str::to_owned) {
+        Some(device) => run(move || sphere.set_device_config(&device, &toml, &by).map(drop)).await,
+        None => {
+            let scope = fields.get("scope").unwrap_or(ALL_DEVICES).to_owned();
+            if scope == DEVICE_SCOPE {
+                return Err(bad_request(Some(nav), "name the device", "/ui/config"));
+            }
+            run(move || sphere.set_scope_config(&scope, &toml, &by).map(drop)).await
+        }
+    };
+    saved.map_err(|e| domain_error(Some(nav), e, "/ui/config"))?;
+    Ok(redirect("/ui/config"))
+}
