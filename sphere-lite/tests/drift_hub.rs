@@ -548,6 +548,22 @@ impl Tracking for CrashBeforeMark {
     fn rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
         self.inner.rollouts()
     }
+    fn put_metrics(&self, d: &str, p: &str, t: u64, m: &[(String, f64)]) -> Result<(), StoreError> {
+        self.inner.put_metrics(d, p, t, m)
+    }
+    fn metric_series(
+        &self,
+        d: &str,
+        k: &str,
+        since: u64,
+        until: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, f64)>, StoreError> {
+        self.inner.metric_series(d, k, since, until, max)
+    }
+    fn metric_keys(&self, d: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.inner.metric_keys(d, limit)
+    }
 }
 
 #[test]
