@@ -970,6 +970,10 @@ fn metric_charts_and_the_fleet_map_show_device_data_escaped() {
         status == 401 || status == 403,
         "a device token reads no fleet metrics"
     );
+    let keys_path = format!("/api/v2/devices/{dev}/metrics/keys");
+    let (status, keys) = f.server.get(&keys_path, Some(&f.operator));
+    assert_eq!(status, 200, "{keys}");
+    assert_eq!(keys["keys"], json!(["fps", "latency_ms.p50"]));
 
     // The device page charts both default keys it has, with the values as labels.
     let page = f.page(&format!("/ui/devices/{dev}"), Some(&session));
