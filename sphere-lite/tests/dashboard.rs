@@ -1002,3 +1002,93 @@ fn an_operator_validates_drift_in_headless_chromium_and_the_device_gets_the_feed
         ]
     );
 }
+
+#[test]
+fn metric_charts_and_the_fleet_map_show_device_data_escaped() {
+    let f = Fixture::new();
+    let session = f.login();
+    let (dev, token) = f.enroll(XSS_NAME, "zero2w");
+    for (i, (p50, fps)) in [(11.8, 29.5), (12.4, 30.0)].into_iter().enumerate() {
+        let mut b = tinylcm_protocol::package::PackageBuilder::new(
+            format!("m{i}"),
+            dev.as_str(),
+            1_764_147_600_000 + i as u64 * 60_000,
+        )
+        .unwrap();
+        let doc = json!({"latency_ms": {"p50": p50}, "fps": fps, "<b>bad</b>": 1});
+        b.add(
+            "metrics.json",
+            tinylcm_protocol::package::FileKind::Metrics,
+            doc.to_string().into_bytes(),
+        )
+        .unwrap();
+        f.upload(&dev, &token, &b.finish().unwrap());
+    }
+    // Processing runs in the background: wait for both points through the operator API.
+    let series = format!("/api/v2/devices/{dev}/metrics?key=latency_ms.p50");
+    let start = Instant::now();
+    loop {
+        let (status, body) = f.server.get(&series, Some(&f.operator));
+        assert_eq!(status, 200, "{body}");
+        if body["points"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{body}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, _) = f.server.get(&series, Some(&token));
+    assert!(
+        status == 401 || status == 403,
+        "a device token reads no fleet metrics"
+    );
+    let keys_path = format!("/api/v2/devices/{dev}/metrics/keys");
+    let (status, keys) = f.server.get(&keys_path, Some(&f.operator));
+    assert_eq!(status, 200, "{keys}");
+    assert_eq!(keys["keys"], json!(["fps", "latency_ms.p50"]));
+
+    // The device page charts both default keys it has, with the values as labels.
+    let page = f.page(&format!("/ui/devices/{dev}"), Some(&session));
+    assert_eq!(page.status, 200, "{}", page.body);
+    let html = named_entities(&page.body);
+    assert!(html.contains("<svg"), "{html}");
+    assert!(html.contains("<code>latency_ms.p50</code>"), "{html}");
+    assert!(html.contains("<code>fps</code>"), "{html}");
+    assert!(html.contains(">11.8<") && html.contains(">12.4<"), "{html}");
+    assert!(html.contains("2025-11-26 09:00") && html.contains("2025-11-26 09:01"));
+    assert!(!html.contains("<script>alert(1)") && html.contains("&lt;script&gt;alert(1)"));
+    assert!(
+        !html.contains("<b>bad</b>") && !html.contains("&lt;b&gt;bad"),
+        "refused key"
+    );
+    // One chosen key; a hostile key in the query is a 400, never echoed as markup.
+    let one = f.page(&format!("/ui/devices/{dev}?key=fps"), Some(&session));
+    assert!(one.body.contains("<code>fps</code>") && !one.body.contains("<code>latency_ms.p50"));
+    let bad = f.page(
+        &format!("/ui/devices/{dev}?key={}", enc("<svg onload=x>")),
+        Some(&session),
+    );
+    assert_eq!(bad.status, 400);
+    assert!(!bad.body.contains("<svg onload"));
+
+    // No location, no map; a located device is a labelled point linking to its page.
+    let fleet = f.page("/ui/fleet", Some(&session));
+    assert!(!fleet.body.contains("map-point"), "{}", fleet.body);
+    let (status, body) = f.server.patch(
+        &format!("/api/v2/devices/{dev}/settings"),
+        Some(&f.operator),
+        json!({"name": XSS_HARDWARE, "location": {"latitude": 48.1, "longitude": 11.6}})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let html = named_entities(&f.page("/ui/fleet", Some(&session)).body);
+    assert!(
+        html.contains(&format!(r#"class="map-point" href="/ui/devices/{dev}""#)),
+        "{html}"
+    );
+    assert!(html.contains(r#"cx="383.2" cy="83.8""#), "{html}");
+    assert!(
+        !html.contains("<img src=x") && html.contains("&lt;img src=x"),
+        "{html}"
+    );
+}

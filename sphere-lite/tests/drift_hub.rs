@@ -555,6 +555,22 @@ impl Tracking for CrashBeforeMark {
     fn scope_configs(&self) -> Result<Vec<ConfigLayer>, StoreError> {
         self.inner.scope_configs()
     }
+    fn put_metrics(&self, d: &str, p: &str, t: u64, m: &[(String, f64)]) -> Result<(), StoreError> {
+        self.inner.put_metrics(d, p, t, m)
+    }
+    fn metric_series(
+        &self,
+        d: &str,
+        k: &str,
+        since: u64,
+        until: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, f64)>, StoreError> {
+        self.inner.metric_series(d, k, since, until, max)
+    }
+    fn metric_keys(&self, d: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.inner.metric_keys(d, limit)
+    }
 }
 
 #[test]

@@ -7,6 +7,7 @@ pub mod dir_blobs;
 pub mod mlflow;
 pub mod redb_tracking;
 pub mod s3_blobs;
+mod series;
 
 pub use dir_blobs::DirBlobs;
 pub use mlflow::{MlflowSettings, MlflowTracking};

@@ -11,6 +11,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use tinylcm_protocol::api::{DriftEventStatus, DriftEventView, FeedbackItem, FeedbackVerdict};
 
+use super::series::{MAX_SCAN_POINTS, thin};
 use crate::ports::{
     ConfigLayer, DecideOutcome, Decision, DeviceRecord, DeviceSettings, DriftEventFilter,
     EnrollOutcome, PackageRecord, Principal, Recorded, ReleaseRecord, Rollout, SecretHash,
@@ -44,6 +45,12 @@ const RELEASES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("rel
 const ROLLOUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("rollouts");
 /// scope (`all` or a group) → JSON [`ConfigLayer`].
 const SCOPE_CONFIGS: TableDefinition<&str, &[u8]> = TableDefinition::new("scope_configs");
+/// (device, key, unix ms, package) → value: metric points; the package in the key makes a
+/// re-processed package overwrite its own points instead of adding new ones.
+const METRIC_POINTS: TableDefinition<(&str, &str, u64, &str), f64> =
+    TableDefinition::new("metric_points");
+/// (device, key) → time of its newest point: the keys a device has sent.
+const METRIC_KEYS: TableDefinition<(&str, &str), u64> = TableDefinition::new("metric_keys");
 
 /// Tracking in a redb database.
 pub struct RedbTracking {
@@ -101,6 +108,8 @@ impl RedbTracking {
             tx.open_table(RELEASES).map_err(err)?;
             tx.open_table(ROLLOUTS).map_err(err)?;
             tx.open_table(SCOPE_CONFIGS).map_err(err)?;
+            tx.open_table(METRIC_POINTS).map_err(err)?;
+            tx.open_table(METRIC_KEYS).map_err(err)?;
         }
         tx.commit().map_err(err)?;
         Ok(RedbTracking { db })
@@ -656,6 +665,76 @@ impl Tracking for RedbTracking {
 
     fn scope_configs(&self) -> Result<Vec<ConfigLayer>, StoreError> {
         self.all_json(SCOPE_CONFIGS)
+    }
+
+    fn put_metrics(
+        &self,
+        device_id: &str,
+        package_id: &str,
+        unix_ms: u64,
+        points: &[(String, f64)],
+    ) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(err)?;
+        {
+            let mut table = tx.open_table(METRIC_POINTS).map_err(err)?;
+            let mut keys = tx.open_table(METRIC_KEYS).map_err(err)?;
+            for (key, value) in points {
+                table
+                    .insert((device_id, key.as_str(), unix_ms, package_id), *value)
+                    .map_err(err)?;
+                let newest = keys
+                    .get((device_id, key.as_str()))
+                    .map_err(err)?
+                    .map_or(0, |v| v.value());
+                if unix_ms >= newest {
+                    keys.insert((device_id, key.as_str()), unix_ms)
+                        .map_err(err)?;
+                }
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    fn metric_series(
+        &self,
+        device_id: &str,
+        key: &str,
+        since: u64,
+        until: u64,
+        max_points: usize,
+    ) -> Result<Vec<(u64, f64)>, StoreError> {
+        if since >= until {
+            return Ok(Vec::new());
+        }
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_table(METRIC_POINTS).map_err(err)?;
+        // Newest first, so a range longer than the scan bound keeps its recent end.
+        let mut points = Vec::new();
+        let range = table
+            .range((device_id, key, since, "")..(device_id, key, until, ""))
+            .map_err(err)?;
+        for row in range.rev().take(MAX_SCAN_POINTS) {
+            let (k, v) = row.map_err(err)?;
+            points.push((k.value().2, v.value()));
+        }
+        points.reverse();
+        Ok(thin(points, max_points))
+    }
+
+    fn metric_keys(&self, device_id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_table(METRIC_KEYS).map_err(err)?;
+        let mut out = Vec::new();
+        // Keys of `device_id` sort between (device, "") and the next device id.
+        for row in table.range((device_id, "")..).map_err(err)?.take(limit) {
+            let (k, _) = row.map_err(err)?;
+            let (device, key) = k.value();
+            if device != device_id {
+                break;
+            }
+            out.push(key.to_owned());
+        }
+        Ok(out)
     }
 }
 

@@ -164,16 +164,29 @@ impl Sphere {
         // Drift events after their samples are stored (an event never points at a missing
         // blob), and before the package is marked processed: a crash in between re-runs this,
         // and the store skips events it has (keyed by device and event_seq).
-        let (events, problems) = super::drift::events_of(&package, now_unix_ms());
+        let (events, mut problems) = super::drift::events_of(&package, now_unix_ms());
+        // Metric points likewise before the mark: keyed by (device, key, time, package), so a
+        // re-run stores the same points again, not new ones.
+        let (points, metric_problems) = super::metrics::metrics_of(&package);
+        problems.extend(metric_problems);
         for problem in &problems {
             tracing::warn!(device = %device_id, package = %package_id, %problem, "package problem");
         }
         let new_events = self.tracking.put_drift_events(&events)?;
+        if !points.is_empty() {
+            let at = super::metrics::point_time(
+                package.manifest.created_unix_ms,
+                record.accepted_unix_ms,
+            );
+            self.tracking
+                .put_metrics(device_id, package_id, at, &points)?;
+        }
         self.tracking
             .mark_processed(device_id, package_id, now_unix_ms(), None, &problems)?;
         tracing::info!(
             device = %device_id, package = %package_id, files = keys.len(),
-            drift_events = new_events, problems = problems.len(), "package processed"
+            drift_events = new_events, metrics = points.len(), problems = problems.len(),
+            "package processed"
         );
         self.notify(super::Change::Package {
             device: device_id.to_owned(),

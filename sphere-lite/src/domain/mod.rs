@@ -12,6 +12,7 @@ mod drift;
 mod error;
 mod fleet;
 mod ingest;
+mod metrics;
 mod releases;
 mod remote_config;
 
@@ -27,6 +28,10 @@ pub use dashboard::{
 pub use drift::quarantine_id;
 pub use error::DomainError;
 pub use fleet::DeviceUpdate;
+pub use metrics::{
+    DEFAULT_SERIES_POINTS, MAX_SERIES_POINTS, MetricKeys, MetricPoint, MetricQuery, MetricSeries,
+    valid_key as valid_metric_key,
+};
 pub use releases::{ReleaseList, ReleaseSummary, release_key};
 pub use remote_config::DEVICE_SCOPE;
 

@@ -1,12 +1,12 @@
 //! Routes of fleet operations on one device (operator token): read and change its settings,
-//! rotate its token, decommission it.
+//! rotate its token, decommission it, read its metric series.
 
 use std::sync::Arc;
 
 use warp::{Filter, Rejection, Reply};
 
-use super::{MAX_JSON_BYTES, blocking, parse_json};
-use crate::domain::{DeviceUpdate, Sphere};
+use super::{MAX_JSON_BYTES, blocking, parse_json, parse_query, raw_query};
+use crate::domain::{DeviceUpdate, MetricQuery, Sphere};
 
 /// All fleet-operation routes.
 pub fn routes(
@@ -50,13 +50,38 @@ pub fn routes(
 
     let decommission = warp::path!("api" / "v2" / "devices" / String / "decommission")
         .and(warp::post())
-        .and(operator)
+        .and(operator.clone())
         .and_then(|id: String, sphere: Arc<Sphere>| async move {
             let settings = blocking(move || sphere.decommission_device(&id)).await?;
             Ok::<_, Rejection>(warp::reply::json(&settings).into_response())
         });
 
+    let metric_keys = warp::path!("api" / "v2" / "devices" / String / "metrics" / "keys")
+        .and(warp::get())
+        .and(operator.clone())
+        .and_then(|id: String, sphere: Arc<Sphere>| async move {
+            let keys = blocking(move || sphere.metric_keys(&id)).await?;
+            Ok::<_, Rejection>(warp::reply::json(&keys).into_response())
+        });
+
+    let metric_series = warp::path!("api" / "v2" / "devices" / String / "metrics")
+        .and(warp::get())
+        .and(operator)
+        .and(raw_query())
+        .and_then(|id: String, sphere: Arc<Sphere>, raw: String| async move {
+            let query: MetricQuery = parse_query(
+                &raw,
+                "pass ?key=<metric key>[&since=<unix ms>][&until=<unix ms>][&limit=1..=2000]",
+            )?;
+            let series = blocking(move || sphere.metric_series(&id, &query)).await?;
+            Ok::<_, Rejection>(warp::reply::json(&series).into_response())
+        });
+
     get.or(update)
+        .unify()
+        .or(metric_keys)
+        .unify()
+        .or(metric_series)
         .unify()
         .or(rotate)
         .unify()

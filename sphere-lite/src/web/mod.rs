@@ -18,7 +18,9 @@
 //! * **Input**: unknown or malformed query parameters get a 400 page, pages are bounded and use
 //!   cursors; only image files of processed packages are served, as images, sandboxed.
 
+pub mod chart;
 mod config_page;
+pub mod map;
 mod pages;
 pub mod time;
 
@@ -625,11 +627,12 @@ async fn fleet(ctx: Ctx, raw: String) -> Page {
     }
     let sphere = ctx.sphere.clone();
     let cursor = after.clone();
-    let (total, devices, next, tallies, complete) = run(move || {
+    let (total, devices, next, tallies, complete, map) = run(move || {
         let total = sphere.list_devices()?.devices.len();
         let (devices, next) = sphere.devices_page(cursor.as_deref(), PAGE)?;
         let (tallies, complete) = sphere.drift_tallies()?;
-        Ok((total, devices, next, tallies, complete))
+        let map = map::fleet_map(&sphere, &devices)?;
+        Ok((total, devices, next, tallies, complete, map))
     })
     .await
     .map_err(|e| domain_error(Some(nav.clone()), e, "/ui/fleet"))?;
@@ -652,6 +655,7 @@ async fn fleet(ctx: Ctx, raw: String) -> Page {
             tally_cap: crate::domain::TALLY_SCAN_CAP,
             first_link: after.is_some(),
             next,
+            map,
         },
     ))
 }
@@ -659,8 +663,10 @@ async fn fleet(ctx: Ctx, raw: String) -> Page {
 async fn device(id: String, ctx: Ctx, raw: String) -> Page {
     let session = require(&ctx).await?;
     let mut nav = session.nav();
-    let fields = Fields::parse(&raw, &["after"], None)
+    let fields = Fields::parse(&raw, &["after"], Some("key"))
+        .and_then(|f| chart::check_keys(&f.repeated).map(|()| f))
         .map_err(|e| bad_request(Some(nav.clone()), e, "/ui/fleet"))?;
+    let keys = fields.repeated.clone();
     let after = fields.get("after").map(str::to_owned);
     if after.as_deref().is_some_and(|a| !valid_package_id(a)) {
         return Err(bad_request(
@@ -683,11 +689,12 @@ async fn device(id: String, ctx: Ctx, raw: String) -> Page {
             limit: Some(DEVICE_EVENTS),
             ..DriftEventQuery::default()
         })?;
-        Ok(Some((device, packages, events)))
+        let metrics = chart::device_panel(&sphere, &device_id, &keys)?;
+        Ok(Some((device, packages, events, metrics)))
     })
     .await
     .map_err(|e| domain_error(Some(nav.clone()), e, "/ui/fleet"))?;
-    let Some((device, packages, events)) = found else {
+    let Some((device, packages, events, metrics)) = found else {
         return Err(error_page(
             Some(nav),
             StatusCode::NOT_FOUND,
@@ -734,6 +741,7 @@ async fn device(id: String, ctx: Ctx, raw: String) -> Page {
             packages: package_rows,
             after_given: after.is_some(),
             next: packages.next_after,
+            metrics,
         },
     ))
 }

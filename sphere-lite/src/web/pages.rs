@@ -89,6 +89,8 @@ pub struct FleetPage {
     pub first_link: bool,
     /// Cursor of the next page.
     pub next: Option<String>,
+    /// The located devices of this page, if any.
+    pub map: Option<super::map::FleetMap>,
 }
 
 /// One drift event on the Drift Hub or a device page.
@@ -167,6 +169,8 @@ pub struct DevicePage {
     pub after_given: bool,
     /// Cursor of the next page.
     pub next: Option<String>,
+    /// Its metric charts and the key chooser.
+    pub metrics: super::chart::MetricsPanel,
 }
 
 /// The Drift Hub.

@@ -23,6 +23,10 @@
 //!   but not processed; `FINISHED` / `FAILED` afterwards, with `sphere.problems` (JSON).
 //!   One experiment for all devices, so the startup recovery finds pending packages in one
 //!   search.
+//!   A package's metric points are metrics of its run (`runs/log-batch`, `timestamp` = the
+//!   point time), with `sphere.metrics_unix_ms` = that time: a series is one `runs/search` on
+//!   the device tag and that metric (each run's latest value of a key is the package's one
+//!   point), not one `metrics/get-history` call per package.
 //! * `<ns>/drift-events`: one run per drift event (run name `<device>/<event_seq>`), the report
 //!   as the JSON tag `sphere.event`, filter tags `sphere.device`, `sphere.event_seq`,
 //!   `sphere.detector_hex`, `sphere.status`, and metrics `sphere.id` (the server id, ordered

@@ -12,6 +12,7 @@ use tinylcm_protocol::api::{DriftEventStatus, DriftEventView, FeedbackItem, Feed
 use super::client::{Client, Experiment, Metric, MlflowError, ParamOutcome, Run, RunQuery, Tag};
 use super::filter::{Cmp, Filter, Literal, hex};
 use super::{MlflowSettings, names};
+use crate::adapters::series::thin;
 use crate::ports::{
     ConfigLayer, DecideOutcome, Decision, DeviceRecord, DeviceSettings, DriftEventFilter,
     EnrollOutcome, PackageRecord, Principal, Recorded, ReleaseRecord, Rollout, SecretHash,
@@ -86,6 +87,16 @@ const RELEASE_VERSION: &str = "sphere.release_version";
 /// A release record is JSON split over `sphere.record.0`, `.1`, … (a tag holds 8000 chars).
 const RECORD_PREFIX: &str = "sphere.record.";
 const ROLLOUT_PREFIX: &str = "sphere.rollout.";
+/// Metric of a package run with metric points: their time (Unix ms), to search by time.
+const METRICS_AT: &str = "sphere.metrics_unix_ms";
+/// `runs/log-batch` takes at most this many metrics per call.
+const MAX_BATCH_METRICS: usize = 1000;
+/// Page size of metric searches: every run carries up to 257 metrics, so pages stay small.
+const METRIC_PAGE: u32 = 200;
+/// Most package runs read for one series (the newest; with one point per run per key).
+const MAX_SERIES_RUNS: usize = 10_000;
+/// How many of the newest package runs with metrics give a device's key list.
+const KEY_RUNS: u32 = 50;
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::new("mlflow", format!("corrupt record: {what}"))
@@ -1332,6 +1343,87 @@ impl Tracking for MlflowTracking {
     fn scope_configs(&self) -> Result<Vec<ConfigLayer>, StoreError> {
         self.releases_tags(SCOPE_CONFIG_PREFIX, "configuration")
     }
+
+    fn put_metrics(
+        &self,
+        device_id: &str,
+        package_id: &str,
+        unix_ms: u64,
+        points: &[(String, f64)],
+    ) -> Result<(), StoreError> {
+        let Some(run) = self.package_runs(device_id, package_id)?.into_iter().next() else {
+            return Err(StoreError::new(
+                "mlflow",
+                format!("no run of package {device_id}/{package_id}"),
+            ));
+        };
+        let timestamp = i64::try_from(unix_ms).unwrap_or(i64::MAX);
+        let metric = |key: &str, value: f64| Metric {
+            key: key.to_owned(),
+            value,
+            timestamp,
+            step: 0,
+        };
+        // The search key goes last: a run that searches find has all its points. Logging the
+        // same point again is idempotent (MLflow skips an identical key, value, time and step,
+        // and a run's latest value of a key is one point either way).
+        let metrics: Vec<Metric> = points
+            .iter()
+            .map(|(k, v)| metric(k, *v))
+            .chain(std::iter::once(metric(METRICS_AT, unix_ms as f64)))
+            .collect();
+        for chunk in metrics.chunks(MAX_BATCH_METRICS) {
+            self.client.log_batch(&run.info.run_id, chunk, &[], &[])?;
+        }
+        Ok(())
+    }
+
+    fn metric_series(
+        &self,
+        device_id: &str,
+        key: &str,
+        since: u64,
+        until: u64,
+        max_points: usize,
+    ) -> Result<Vec<(u64, f64)>, StoreError> {
+        let Some(query) = self.metric_runs(device_id, since, until)? else {
+            return Ok(Vec::new());
+        };
+        let mut points = Vec::new();
+        let mut scanned = 0;
+        let mut token: Option<String> = None;
+        while scanned < MAX_SERIES_RUNS {
+            let (runs, next) =
+                self.client
+                    .search_runs_page(&query, METRIC_PAGE, token.as_deref())?;
+            scanned += runs.len();
+            for run in &runs {
+                if let (Some(at), Some(value)) = (metric_u64(run, METRICS_AT), run.metric(key)) {
+                    points.push((at, value));
+                }
+            }
+            match next {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        // Searched newest first; a chart wants time order.
+        points.reverse();
+        Ok(thin(points, max_points))
+    }
+
+    fn metric_keys(&self, device_id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        let Some(query) = self.metric_runs(device_id, 0, u64::MAX)? else {
+            return Ok(Vec::new());
+        };
+        let (runs, _) = self.client.search_runs_page(&query, KEY_RUNS, None)?;
+        let keys: std::collections::BTreeSet<&str> = runs
+            .iter()
+            .flat_map(|r| r.data.metrics.iter().map(|m| m.key.as_str()))
+            .filter(|k| !k.starts_with("sphere."))
+            .collect();
+        Ok(keys.into_iter().take(limit).map(str::to_owned).collect())
+    }
 }
 
 /// The release record of a release run (its JSON reassembled from the chunk tags).
@@ -1366,6 +1458,34 @@ impl MlflowTracking {
         tags.iter()
             .map(|t| serde_json::from_str(&t.value).map_err(|e| corrupt(format!("{what}: {e}"))))
             .collect()
+    }
+
+    /// The search of `device_id`'s package runs with metric points in `since..until`, newest
+    /// first; `None` when nothing can match (an id that is no literal, an empty range).
+    fn metric_runs(
+        &self,
+        device_id: &str,
+        since: u64,
+        until: u64,
+    ) -> Result<Option<RunQuery>, StoreError> {
+        let Ok(device) = Literal::new(device_id) else {
+            return Ok(None);
+        };
+        if since >= until {
+            return Ok(None);
+        }
+        let mut filter = Filter::new()
+            .tag_eq(KIND, &lit_const(KIND_PACKAGE))
+            .tag_eq(DEVICE, &device)
+            .metric(METRICS_AT, Cmp::Ge, since);
+        if until != u64::MAX {
+            filter = filter.metric(METRICS_AT, Cmp::Lt, until);
+        }
+        Ok(Some(RunQuery {
+            experiment_ids: vec![self.packages.clone()],
+            filter: filter.build(),
+            order_by: vec![format!("metrics.`{METRICS_AT}` DESC")],
+        }))
     }
 
     fn release_runs(&self, name: &str, version: &str) -> Result<Vec<Run>, StoreError> {

@@ -1,0 +1,213 @@
+//! Device metrics as time series, on the embedded default and again on MLflow + S3 when
+//! `SPHERE_TEST_MLFLOW_URL` and `SPHERE_TEST_S3_*` are set (`./scripts/test sphere`): packages'
+//! `metrics.json` files become points in time order, storing a package again adds nothing,
+//! a malformed file or a hostile key is a problem of its package, never a failure.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use sphere_lite::domain::{DomainError, MetricQuery, Sphere};
+use sphere_lite::ports::Tracking;
+use tinylcm_protocol::api::{EnrollRequest, UploadOutcome};
+use tinylcm_protocol::package::{FileKind, PackageBuilder};
+
+#[path = "support/backend.rs"]
+mod backend;
+
+use backend::{Backend, each_backend};
+
+const T: u64 = 1_764_147_600_000;
+
+/// A package created at `created` with one metrics file per entry of `files`.
+fn package(device: &str, id: &str, created: u64, files: &[&[u8]]) -> Vec<u8> {
+    let mut b = PackageBuilder::new(id, device, created).unwrap();
+    for (i, bytes) in files.iter().enumerate() {
+        b.add(
+            format!("metrics-{i}.json"),
+            FileKind::Metrics,
+            bytes.to_vec(),
+        )
+        .unwrap();
+    }
+    b.finish().unwrap()
+}
+
+fn doc(fps: f64, p50: f64) -> Vec<u8> {
+    json!({"fps": fps, "latency_ms": {"p50": p50}, "system": {"cpu_percent": 40.0},
+           "model": "default", "running": true, "classes": [1, 2]})
+    .to_string()
+    .into_bytes()
+}
+
+/// The service on `backend` and a handle on the same tracking store, with one device.
+fn setup(backend: &Backend) -> (Sphere, Arc<dyn Tracking>, String) {
+    let tracking = backend.tracking();
+    let sphere = Sphere::new(tracking.clone(), backend.blobs());
+    let key = sphere.create_enrollment_key(1).unwrap();
+    let device = sphere
+        .enroll(&EnrollRequest {
+            enrollment_key: key,
+            name: Some("pi".into()),
+            hardware: None,
+        })
+        .unwrap()
+        .device_id;
+    (sphere, tracking, device)
+}
+
+fn ingest(sphere: &Sphere, device: &str, id: &str, body: &[u8]) -> UploadOutcome {
+    let outcome = sphere.accept_upload(device, body).unwrap().outcome;
+    sphere.process(device, id).unwrap();
+    outcome
+}
+
+fn series(
+    sphere: &Sphere,
+    device: &str,
+    key: &str,
+    since: Option<u64>,
+    limit: Option<usize>,
+) -> Vec<(u64, f64)> {
+    sphere
+        .metric_series(
+            device,
+            &MetricQuery {
+                key: key.into(),
+                since,
+                until: None,
+                limit,
+            },
+        )
+        .unwrap()
+        .points
+        .iter()
+        .map(|p| (p.unix_ms, p.value))
+        .collect()
+}
+
+#[test]
+fn metrics_files_become_series_in_time_order_once() {
+    each_backend(
+        "metrics_files_become_series_in_time_order_once",
+        |backend| {
+            let (sphere, tracking, dev) = setup(backend);
+            // Uploaded out of time order: the series follows the packages' creation times.
+            for (id, at, fps, p50) in [
+                ("p3", T + 120_000, 3.0, 12.5),
+                ("p1", T, 1.0, 11.5),
+                ("p2", T + 60_000, 2.0, 12.0),
+            ] {
+                let outcome = ingest(&sphere, &dev, id, &package(&dev, id, at, &[&doc(fps, p50)]));
+                assert_eq!(outcome, UploadOutcome::Accepted);
+            }
+            assert_eq!(
+                sphere.metric_keys(&dev).unwrap().keys,
+                ["fps", "latency_ms.p50", "system.cpu_percent"]
+            );
+            let fps = [(T, 1.0), (T + 60_000, 2.0), (T + 120_000, 3.0)];
+            assert_eq!(series(&sphere, &dev, "fps", None, None), fps);
+            assert_eq!(
+                series(&sphere, &dev, "latency_ms.p50", Some(T + 1), None),
+                [(T + 60_000, 12.0), (T + 120_000, 12.5)]
+            );
+            // Thinned evenly, the ends kept.
+            assert_eq!(
+                series(&sphere, &dev, "fps", None, Some(2)),
+                [(T, 1.0), (T + 120_000, 3.0)]
+            );
+            let until = sphere
+                .metric_series(
+                    &dev,
+                    &MetricQuery {
+                        key: "fps".into(),
+                        until: Some(T + 60_000),
+                        ..MetricQuery::default()
+                    },
+                )
+                .unwrap();
+            assert_eq!(until.points.len(), 1);
+
+            // A re-run of the store step after a crash, and a duplicate upload, add nothing.
+            tracking
+                .put_metrics(&dev, "p1", T, &[("fps".into(), 1.0)])
+                .unwrap();
+            let again = package(&dev, "p1", T, &[&doc(1.0, 11.5)]);
+            assert_eq!(
+                ingest(&sphere, &dev, "p1", &again),
+                UploadOutcome::Duplicate
+            );
+            assert_eq!(series(&sphere, &dev, "fps", None, None), fps);
+        },
+    );
+}
+
+#[test]
+fn bad_metrics_are_problems_and_hostile_keys_are_refused() {
+    each_backend(
+        "bad_metrics_are_problems_and_hostile_keys_are_refused",
+        |backend| {
+            let (sphere, _tracking, dev) = setup(backend);
+            let hostile: Value = json!({
+                "<script>alert(1)</script>": 1, "a b": 2, "sphere.id": 3, "x\"y": 4,
+                "ok": {"value": 5, "é": 6}, &"k".repeat(200): 7,
+            });
+            let hostile = hostile.to_string().into_bytes();
+            ingest(
+                &sphere,
+                &dev,
+                "bad",
+                &package(&dev, "bad", T, &[b"{not json", b"[1, 2]", &hostile]),
+            );
+            let record = sphere.package_record(&dev, "bad").unwrap().unwrap();
+            assert_eq!(
+                record.failed, None,
+                "a bad metrics file does not fail its package"
+            );
+            assert!(record.processed_unix_ms.is_some());
+            assert_eq!(record.problems.len(), 3, "{:?}", record.problems);
+            assert!(record.problems[0].contains("is not JSON"));
+            assert!(record.problems[1].contains("not a JSON object"));
+            assert!(record.problems[2].contains("6 key(s) with invalid names"));
+            assert_eq!(sphere.metric_keys(&dev).unwrap().keys, ["ok.value"]);
+            assert_eq!(series(&sphere, &dev, "ok.value", None, None), [(T, 5.0)]);
+
+            // A clock far ahead is pulled back to the accept time.
+            let future = T * 2;
+            ingest(
+                &sphere,
+                &dev,
+                "fut",
+                &package(&dev, "fut", future, &[br#"{"fps": 9}"#]),
+            );
+            let accepted = sphere
+                .package_record(&dev, "fut")
+                .unwrap()
+                .unwrap()
+                .accepted_unix_ms;
+            assert_eq!(series(&sphere, &dev, "fps", None, None), [(accepted, 9.0)]);
+
+            // Queries are checked.
+            let bad_key = MetricQuery {
+                key: "<script>".into(),
+                ..MetricQuery::default()
+            };
+            assert!(matches!(
+                sphere.metric_series(&dev, &bad_key),
+                Err(DomainError::BadRequest { .. })
+            ));
+            let too_many = MetricQuery {
+                key: "fps".into(),
+                limit: Some(100_000),
+                ..MetricQuery::default()
+            };
+            assert!(matches!(
+                sphere.metric_series(&dev, &too_many),
+                Err(DomainError::BadRequest { .. })
+            ));
+            assert!(matches!(
+                sphere.metric_keys("dev-unknown"),
+                Err(DomainError::NotFound { .. })
+            ));
+        },
+    );
+}
