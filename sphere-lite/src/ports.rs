@@ -275,20 +275,22 @@ pub trait Tracking: Send + Sync {
 
     /// Record a verified release (its model blob stored before); idempotent on
     /// (name, version): a second record of the same pair is `AlreadyKnown` and changes nothing.
-    /// MLflow: `registered-models/create` (if missing) and `model-versions/create` with the
-    /// release as tags.
+    /// MLflow: a run of `<ns>/releases` holds the record (tags); the release is also made a
+    /// version of the registered model `<ns with / as .>.<name>` (once per run; a repeat of
+    /// the publish completes a registration that failed).
     fn put_release(&self, release: &ReleaseRecord) -> Result<Recorded, StoreError>;
 
     /// One release.
-    /// MLflow: `model-versions/search` on name and tag `sphere.version`.
+    /// MLflow: `runs/search` of `<ns>/releases` on the name and version tags (oldest run).
     fn release(&self, name: &str, version: &str) -> Result<Option<ReleaseRecord>, StoreError>;
 
     /// Every release, by name then upload time.
-    /// MLflow: `model-versions/search`, paginated.
+    /// MLflow: `runs/search` of `<ns>/releases`, paginated.
     fn releases(&self) -> Result<Vec<ReleaseRecord>, StoreError>;
 
     /// Set the rollout of `rollout.group` (replacing the group's previous one).
-    /// MLflow: registered-model tag `sphere.rollout.<group>` (JSON).
+    /// MLflow: tag `sphere.rollout.<group>` (JSON) of `<ns>/releases`, mirrored as the
+    /// registered model's alias `rollout-<group>` (100 %) or `canary-<group>`.
     fn set_rollout(&self, rollout: &Rollout) -> Result<(), StoreError>;
 
     /// Every group's rollout, by group.

@@ -587,4 +587,76 @@ impl Client {
         self.post::<Value>("runs/delete", &json!({"run_id": run_id}))
             .map(drop)
     }
+
+    /// `registered-models/create`; a model that exists already is fine.
+    pub fn ensure_registered_model(&self, name: &str, tags: &[Tag]) -> Result<(), MlflowError> {
+        match self.post::<Value>(
+            "registered-models/create",
+            &json!({"name": name, "tags": tags}),
+        ) {
+            Err(e) if e.is_already_exists() => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    /// `model-versions/search` for the versions of registered model `name` made from run
+    /// `run_id` (both [`super::filter::Literal`]-safe, checked by the caller).
+    pub fn model_versions_of_run(
+        &self,
+        name: &super::filter::Literal,
+        run_id: &super::filter::Literal,
+    ) -> Result<Vec<ModelVersion>, MlflowError> {
+        #[derive(Deserialize)]
+        struct Found {
+            #[serde(default)]
+            model_versions: Vec<ModelVersion>,
+        }
+        let filter = format!("name='{}' and run_id='{}'", name.as_str(), run_id.as_str());
+        let found: Found = self.get("model-versions/search", &[("filter", &filter)])?;
+        Ok(found.model_versions)
+    }
+
+    /// `model-versions/create` from run `run_id`: the new version's number.
+    pub fn create_model_version(
+        &self,
+        name: &str,
+        run_id: &str,
+        tags: &[Tag],
+        description: &str,
+    ) -> Result<String, MlflowError> {
+        #[derive(Deserialize)]
+        struct Created {
+            model_version: ModelVersion,
+        }
+        let created: Created = self.post(
+            "model-versions/create",
+            &json!({"name": name, "source": format!("runs:/{run_id}/model"), "run_id": run_id,
+                    "tags": tags, "description": description}),
+        )?;
+        Ok(created.model_version.version)
+    }
+
+    /// `registered-models/alias`: point `alias` of model `name` at `version` (moving it).
+    pub fn set_model_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        version: &str,
+    ) -> Result<(), MlflowError> {
+        self.post::<Value>(
+            "registered-models/alias",
+            &json!({"name": name, "alias": alias, "version": version}),
+        )
+        .map(drop)
+    }
+}
+
+/// A registered model's version as MLflow returns it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModelVersion {
+    /// The version number MLflow assigned (`"1"`, `"2"`, …).
+    pub version: String,
+    /// The run it was made from.
+    #[serde(default)]
+    pub run_id: String,
 }

@@ -84,6 +84,11 @@ const DEVICE_CONFIG: &str = "sphere.config";
 const SCOPE_CONFIG_PREFIX: &str = "sphere.config.";
 const RELEASE_NAME: &str = "sphere.release_name";
 const RELEASE_VERSION: &str = "sphere.release_version";
+/// Model-version tags of a release in the model registry.
+const RELEASE_SHA256: &str = "sphere.sha256";
+const RELEASE_KEY_ID: &str = "sphere.key_id";
+/// Registered-model tag naming the namespace it belongs to.
+const NAMESPACE: &str = "sphere.namespace";
 /// A release record is JSON split over `sphere.record.0`, `.1`, … (a tag holds 8000 chars).
 const RECORD_PREFIX: &str = "sphere.record.";
 const ROLLOUT_PREFIX: &str = "sphere.rollout.";
@@ -1254,10 +1259,11 @@ impl Tracking for MlflowTracking {
     }
 
     fn put_release(&self, release: &ReleaseRecord) -> Result<Recorded, StoreError> {
-        if !self
-            .release_runs(&release.name, &release.version)?
-            .is_empty()
-        {
+        let mut runs = self.release_runs(&release.name, &release.version)?;
+        runs.sort_by_key(|r| r.info.start_time);
+        if let Some(run) = runs.first() {
+            // A publish that failed after its run was made is finished by the repeat.
+            self.register(release, &run.info.run_id)?;
             return Ok(Recorded::AlreadyKnown);
         }
         let json = serde_json::to_string(release).map_err(corrupt)?;
@@ -1274,11 +1280,13 @@ impl Tracking for MlflowTracking {
             ));
         }
         let run_name = format!("{}-{}", release.name, release.version);
-        self.client
-            .create_run(&self.releases, &run_name, release.uploaded_unix_ms, &tags)?;
+        let run =
+            self.client
+                .create_run(&self.releases, &run_name, release.uploaded_unix_ms, &tags)?;
         // Two replicas recording the same release at once both create a run; readers take the
         // oldest, and both describe the same verified file (same name, version and SHA-256
         // checked by the domain), so either answer is right.
+        self.register(release, &run.info.run_id)?;
         Ok(Recorded::New)
     }
 
@@ -1317,6 +1325,21 @@ impl Tracking for MlflowTracking {
             &format!("{ROLLOUT_PREFIX}{}", rollout.group),
             &json,
         )?;
+        // The tag above is what devices are served from; the alias mirrors it in the model
+        // registry for people and tools that read MLflow.
+        let mut runs = self.release_runs(&rollout.name, &rollout.version)?;
+        runs.sort_by_key(|r| r.info.start_time);
+        if let Some(run) = runs.first() {
+            let release = release_of(run)?;
+            let version = self.register(&release, &run.info.run_id)?;
+            let alias = if rollout.percent >= 100 {
+                format!("rollout-{}", rollout.group)
+            } else {
+                format!("canary-{}", rollout.group)
+            };
+            self.client
+                .set_model_alias(&self.registry_name(&rollout.name), &alias, &version)?;
+        }
         Ok(())
     }
 
@@ -1486,6 +1509,41 @@ impl MlflowTracking {
             filter: filter.build(),
             order_by: vec![format!("metrics.`{METRICS_AT}` DESC")],
         }))
+    }
+
+    /// The registered model of release `name`: MLflow model names cannot hold `/`, so the
+    /// namespace's `/` become `.` (`fleet/a` + `shapes` → `fleet.a.shapes`).
+    fn registry_name(&self, name: &str) -> String {
+        format!("{}.{name}", self.namespace.replace('/', "."))
+    }
+
+    /// Make `release` (recorded in run `run_id`) a version of its registered model, once;
+    /// returns the version number.
+    fn register(&self, release: &ReleaseRecord, run_id: &str) -> Result<String, StoreError> {
+        let model = self.registry_name(&release.name);
+        self.client
+            .ensure_registered_model(&model, &[Tag::new(NAMESPACE, self.namespace.clone())])?;
+        let versions = self
+            .client
+            .model_versions_of_run(&lit(&model)?, &lit(run_id)?)?;
+        if let Some(v) = versions
+            .iter()
+            .min_by_key(|v| v.version.parse::<u64>().unwrap_or(u64::MAX))
+        {
+            return Ok(v.version.clone());
+        }
+        let tags = [
+            Tag::new(RELEASE_VERSION, release.version.clone()),
+            Tag::new(RELEASE_SHA256, release.sha256.clone()),
+            Tag::new(RELEASE_KEY_ID, release.signed.key_id.clone()),
+        ];
+        let description = format!(
+            "{} {} ({} bytes), published by {}",
+            release.name, release.version, release.size, release.uploaded_by
+        );
+        Ok(self
+            .client
+            .create_model_version(&model, run_id, &tags, &description)?)
     }
 
     fn release_runs(&self, name: &str, version: &str) -> Result<Vec<Run>, StoreError> {
