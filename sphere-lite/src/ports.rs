@@ -338,7 +338,7 @@ pub trait Tracking: Send + Sync {
 
 /// What the operator decides about a device (the [`DeviceRecord`] is what the device said
 /// about itself at enrollment).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct DeviceSettings {
     /// A name that replaces the one given at enrollment.
@@ -358,7 +358,7 @@ pub struct DeviceSettings {
 }
 
 /// A position on the map.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Location {
     /// Degrees north.
     pub latitude: f64,
@@ -391,7 +391,7 @@ pub struct ReleaseRecord {
 }
 
 /// Which release the devices of a group should run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Rollout {
     /// A device group, or [`ALL_DEVICES`].
     pub group: String,

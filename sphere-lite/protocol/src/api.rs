@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// `GET /api/v2/status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct StatusResponse {
     /// Service name, e.g. `"sphere-lite"`.
     pub service: String,
@@ -19,6 +20,7 @@ pub struct StatusResponse {
 
 /// `POST /api/v2/devices/enroll` request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnrollRequest {
     /// The fleet's enrollment key, configured on the server by an operator.
@@ -33,6 +35,7 @@ pub struct EnrollRequest {
 
 /// `POST /api/v2/devices/enroll` response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EnrollResponse {
     /// The id the server assigned (passes [`crate::ids::valid_device_id`]).
     pub device_id: String,
@@ -42,6 +45,7 @@ pub struct EnrollResponse {
 
 /// What the server did with an uploaded package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum UploadOutcome {
     /// First time this package id was seen; it is stored.
@@ -53,6 +57,7 @@ pub enum UploadOutcome {
 
 /// `POST /api/v2/devices/{id}/packages` response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct UploadResponse {
     /// The package id from the package's manifest.
     pub package_id: String,
@@ -62,6 +67,7 @@ pub struct UploadResponse {
 
 /// Body of every 4xx/5xx answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ErrorResponse {
     /// What is wrong, in one sentence.
     pub error: String,
@@ -104,6 +110,7 @@ pub const DEFAULT_DRIFT_EVENT_PAGE: usize = 50;
 /// incident, event } }` with `event_seq` = the entry's number in the log (what
 /// `tinylcm status` lists and what a `[[drift]] event = N` verdict names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DriftEventReport {
     /// The event's number in the device's event log; unique per device, the server's
@@ -133,6 +140,7 @@ pub struct DriftEventReport {
 
 /// Where a drift event is in its review.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum DriftEventStatus {
     /// Reported, not reviewed yet.
@@ -159,6 +167,7 @@ impl DriftEventStatus {
 ///
 /// `detector`, `label` and `note` are stored as given: render them as text (escape them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DriftEventView {
     /// Server-assigned id, increasing in arrival order.
     pub id: u64,
@@ -204,6 +213,7 @@ pub struct DriftEventView {
 
 /// `GET /api/v2/drift-events` response: one page, ordered by id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DriftEventList {
     /// The events of this page.
     pub events: Vec<DriftEventView>,
@@ -214,6 +224,7 @@ pub struct DriftEventList {
 
 /// Query of `GET /api/v2/drift-events` (all optional; filters combine with "and").
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DriftEventQuery {
     /// Only this device's events.
@@ -241,6 +252,7 @@ pub struct DriftEventQuery {
 
 /// `POST /api/v2/drift-events/{id}/validate` request (an empty body means no label, no note).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ValidateRequest {
     /// The true class of the event's samples (1..=[`MAX_LABEL_BYTES`] bytes, no control
@@ -254,6 +266,7 @@ pub struct ValidateRequest {
 
 /// `POST /api/v2/drift-events/{id}/reject` request (an empty body means no note).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RejectRequest {
     /// Why it is a false alarm (at most [`MAX_NOTE_BYTES`] bytes).
@@ -264,6 +277,7 @@ pub struct RejectRequest {
 /// Body of the 409 a second validate/reject of a decided event gets: an [`ErrorResponse`]
 /// (same `error` / `fix` fields, so it parses as one) plus the event as it stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DecisionConflict {
     /// What is wrong.
     pub error: String,
@@ -276,6 +290,7 @@ pub struct DecisionConflict {
 
 /// A human verdict on drift, as the device's feedback file writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum DriftVerdict {
     /// Nothing changed that matters (the device raises the detector's threshold).
@@ -296,6 +311,7 @@ pub enum DriftVerdict {
 ///
 /// JSON: internally tagged by `type` (`"drift"`, `"sample"`, `"class"`, `"config"`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum FeedbackVerdict {
     /// A verdict on a drift event or a whole incident.
@@ -341,6 +357,7 @@ pub enum FeedbackVerdict {
 
 /// One item of a device's feedback queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FeedbackItem {
     /// Server-assigned, increasing per device (1, 2, …); acknowledge with it.
     pub id: u64,
@@ -353,6 +370,7 @@ pub struct FeedbackItem {
 /// `GET /api/v2/devices/{id}/feedback?after=N` response: unacknowledged items with an id above
 /// `after`, oldest first, at most [`MAX_FEEDBACK_PAGE`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FeedbackPage {
     /// The items.
     pub items: Vec<FeedbackItem>,
@@ -363,6 +381,7 @@ pub struct FeedbackPage {
 /// `POST /api/v2/devices/{id}/feedback/ack` request: every item with id ≤ `up_to` has been
 /// applied (durably) and is never delivered again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AckRequest {
     /// Highest applied item id.
@@ -371,6 +390,7 @@ pub struct AckRequest {
 
 /// `POST /api/v2/devices/{id}/feedback/ack` response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AckResponse {
     /// Everything up to this id is acknowledged (an `up_to` beyond the last queued item is
     /// clamped to it, so items queued later are not acknowledged in advance).
@@ -384,6 +404,7 @@ pub struct AckResponse {
 
 /// `PUT /api/v2/config/{scope}` and `PUT /api/v2/devices/{id}/config` body.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConfigRequest {
     /// The fragment ([`crate::remote_config`]); empty clears this layer.
@@ -392,6 +413,7 @@ pub struct ConfigRequest {
 
 /// One layer of configuration as the server keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ConfigLayer {
     /// `"all"`, a group name, or `"device"`.
     pub scope: String,
@@ -405,6 +427,7 @@ pub struct ConfigLayer {
 
 /// The configuration delivered to a device last.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ConfigDelivery {
     /// Revision of the effective configuration delivered.
     pub revision: String,
@@ -417,6 +440,7 @@ pub struct ConfigDelivery {
 /// `GET`/`PUT /api/v2/devices/{id}/config` answer: a device's configuration and whether it has
 /// it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DeviceConfigState {
     /// The device.
     pub device_id: String,
@@ -434,6 +458,7 @@ pub struct DeviceConfigState {
 
 /// `PUT /api/v2/config/{scope}` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ScopeConfigResult {
     /// The layer as stored.
     pub layer: ConfigLayer,
@@ -449,6 +474,7 @@ pub struct ScopeConfigResult {
 
 /// `GET /api/v2/devices/{id}/model` answer: the release this device should run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ModelAssignment {
     /// Release name.
     pub name: String,
@@ -467,6 +493,7 @@ pub struct ModelAssignment {
 
 /// `POST /api/v2/models/{name}/{version}/rollout` body.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RolloutRequest {
     /// A device group, or `"all"` (the default): devices without a group rollout of their own.

@@ -36,6 +36,7 @@ const SECRET_PREFIX: &str = "tinylcm-release-secret:";
 
 /// What a release says about its model; signed as a whole.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseManifest {
     /// [`FORMAT`].
@@ -59,6 +60,7 @@ pub struct ReleaseManifest {
 
 /// A release manifest with its signature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SignedRelease {
     /// The [`ReleaseManifest`] as JSON text, exactly the bytes that were signed.

@@ -17,7 +17,7 @@ pub const MAX_TAGS: usize = 32;
 
 /// `PATCH /api/v2/devices/{id}` body: the fields to change (absent fields stay; `group` or
 /// `location` set to `null` clear them).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceUpdate {
     /// New display name.
@@ -25,12 +25,14 @@ pub struct DeviceUpdate {
     pub name: Option<String>,
     /// New group (`Some(None)` clears it).
     #[serde(default, with = "serde_with_null")]
+    #[schemars(with = "Option<String>")]
     pub group: Option<Option<String>>,
     /// New tag set.
     #[serde(default)]
     pub tags: Option<Vec<String>>,
     /// New location (`Some(None)` clears it).
     #[serde(default, with = "serde_with_null")]
+    #[schemars(with = "Option<Location>")]
     pub location: Option<Option<Location>>,
 }
 

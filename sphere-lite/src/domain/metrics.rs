@@ -177,7 +177,7 @@ pub(super) fn metrics_of(package: &Package) -> (Vec<(String, f64)>, Vec<String>)
 }
 
 /// One point of a series.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MetricPoint {
     /// When (device clock of the package, Unix ms).
     pub unix_ms: u64,
@@ -186,7 +186,7 @@ pub struct MetricPoint {
 }
 
 /// Body of `GET /api/v2/devices/{id}/metrics?key=…`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MetricSeries {
     /// The device.
     pub device_id: String,
@@ -197,7 +197,7 @@ pub struct MetricSeries {
 }
 
 /// Body of `GET /api/v2/devices/{id}/metrics/keys`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MetricKeys {
     /// The device.
     pub device_id: String,

@@ -45,7 +45,7 @@ pub const MAX_LABEL_BYTES: usize = 200;
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 64 * 1024 * 1024;
 
 /// One device as shown to operators (`GET /api/v2/devices`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DeviceSummary {
     /// Device id.
     pub device_id: String,
@@ -62,7 +62,7 @@ pub struct DeviceSummary {
 }
 
 /// Body of `GET /api/v2/devices`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DeviceList {
     /// All devices, ordered by id.
     pub devices: Vec<DeviceSummary>,

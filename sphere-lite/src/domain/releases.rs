@@ -27,7 +27,7 @@ pub fn release_key(name: &str, version: &str) -> Result<BlobKey, DomainError> {
 }
 
 /// One release as operators see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReleaseSummary {
     /// Name.
     pub name: String,
@@ -46,7 +46,7 @@ pub struct ReleaseSummary {
 }
 
 /// `GET /api/v2/models` answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReleaseList {
     /// Releases by name, then upload time.
     pub releases: Vec<ReleaseSummary>,

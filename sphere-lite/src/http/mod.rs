@@ -8,6 +8,7 @@ mod config;
 mod fleet;
 mod form;
 mod legacy;
+pub mod openapi;
 mod ops;
 mod reject;
 mod releases;
@@ -302,6 +303,11 @@ pub fn routes(
     };
     let auth_header = warp::header::optional::<String>("authorization");
 
+    // Built once: the document only changes with the binary.
+    let document = Arc::new(openapi::document());
+    let openapi = warp::path!("api" / "v2" / "openapi.json")
+        .and(warp::get())
+        .map(move || warp::reply::json(&*document).into_response());
     let status = warp::path!("api" / "v2" / "status")
         .and(warp::get())
         .map(|| {
@@ -423,6 +429,8 @@ pub fn routes(
     let dashboard = crate::web::routes(sphere.clone()).boxed();
 
     status
+        .or(openapi)
+        .unify()
         .or(ops)
         .unify()
         .or(dashboard)
