@@ -164,7 +164,12 @@ impl Sphere {
         // Drift events after their samples are stored (an event never points at a missing
         // blob), and before the package is marked processed: a crash in between re-runs this,
         // and the store skips events it has (keyed by device and event_seq).
-        let (events, problems) = super::drift::events_of(&package, now_unix_ms());
+        let drift = super::drift::events_of(&package, now_unix_ms());
+        // Data Hub parts (embeddings, log index, prediction index) are stored before the
+        // events, so an event never lists an embedding that is not there yet.
+        let mut problems = drift.problems;
+        problems.extend(self.store_datahub(&package, &drift.embeddings)?);
+        let events = drift.events;
         for problem in &problems {
             tracing::warn!(device = %device_id, package = %package_id, %problem, "package problem");
         }

@@ -4,6 +4,7 @@
 //! so they run on tokio's blocking pool. Authentication runs before the body is read, and the
 //! body is bounded by `Content-Length` and a hard cap before a byte is buffered.
 
+mod datahub;
 mod fleet;
 mod form;
 mod legacy;
@@ -23,6 +24,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
+pub(crate) use datahub::embedding_export;
 pub use ops::Metrics;
 pub use reject::{ApiError, recover};
 
@@ -338,6 +340,7 @@ pub fn routes(
     let ops = ops::routes(sphere.clone(), metrics.clone()).boxed();
     let fleet = fleet::routes(sphere.clone()).boxed();
     let releases = releases::routes(sphere.clone()).boxed();
+    let datahub = datahub::routes(sphere.clone()).boxed();
     let counted = metrics.clone();
     // An operator adds a device under a chosen id (original clients cannot enroll).
     let add = warp::path!("api" / "v2" / "devices")
@@ -415,6 +418,8 @@ pub fn routes(
         .or(fleet)
         .unify()
         .or(releases)
+        .unify()
+        .or(datahub)
         .unify()
         .or(legacy)
         .unify()
