@@ -34,6 +34,7 @@ use crate::ports::{BlobKey, DriftEventFilter, PredictionCursor, PredictionFilter
 
 /// Most log-file bytes one log page reads; a page that reaches it ends early with a cursor.
 pub const MAX_LOG_SCAN_BYTES: usize = 8 * 1024 * 1024;
+const _: () = assert!(MAX_LOG_FILE_BYTES < MAX_LOG_SCAN_BYTES);
 
 /// Drift events read per step of the embedding export (one step in memory at a time).
 const EXPORT_STEP: usize = 100;
@@ -450,8 +451,9 @@ impl Sphere {
                 if i > start_file || (i == start_file && start_line <= 1) {
                     continue;
                 }
-                if budget < MAX_LOG_SCAN_BYTES && budget < MAX_LOG_FILE_BYTES {
-                    // Out of reading budget: the next page starts with this file.
+                if budget < MAX_LOG_FILE_BYTES {
+                    // Out of reading budget (it starts above one file's cap, so every page
+                    // reads at least one file): the next page starts with this file.
                     let next = LogCursor {
                         stem: stem.clone(),
                         file: i + 1,
