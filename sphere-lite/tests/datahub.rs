@@ -538,6 +538,18 @@ fn the_embedding_export_carries_labels_and_filters_by_status() {
             assert_eq!(status, 400);
             let (status, _) = server.get(paths::EMBEDDINGS_EXPORT, None);
             assert_eq!(status, 401);
+            // The dashboard's download: the same export behind the session cookie.
+            let download = ureq::get(&server.url("/ui/exports/embeddings?status=validated"))
+                .set("Cookie", &format!("sphere_session={operator}"))
+                .call()
+                .unwrap();
+            assert!(
+                download
+                    .header("content-disposition")
+                    .unwrap()
+                    .starts_with("attachment")
+            );
+            assert_eq!(download.into_string().unwrap().lines().count(), 1);
         },
     );
 }

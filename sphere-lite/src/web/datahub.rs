@@ -8,7 +8,6 @@
 //! the HTML only through askama expressions, so it is always escaped.
 
 use askama::Template;
-use tinylcm_protocol::api::DriftEventStatus;
 use tinylcm_protocol::datahub::{EmbeddingExportQuery, LogLevel, LogQuery, PredictionQuery};
 use tinylcm_protocol::ids::valid_device_id;
 use warp::filters::BoxedFilter;
@@ -347,33 +346,9 @@ async fn logs(ctx: Ctx, raw: String) -> Page {
 async fn export(ctx: Ctx, raw: String) -> Page {
     require_401(&ctx).await?;
     let back = "/ui/data";
-    let fields = Fields::parse(&raw, &["status", "device", "since"], None)
-        .map_err(|e| bad_request(None, e, back))?;
-    let status = match fields.get("status") {
-        None | Some("any") => None,
-        Some("pending") => Some(DriftEventStatus::Pending),
-        Some("validated") => Some(DriftEventStatus::Validated),
-        Some("rejected") => Some(DriftEventStatus::Rejected),
-        Some(_) => {
-            return Err(bad_request(
-                None,
-                "`status` must be pending, validated, rejected or any",
-                back,
-            ));
-        }
-    };
-    let since = match fields.get("since") {
-        Some(s) => Some(
-            s.parse::<u64>()
-                .map_err(|_| bad_request(None, "`since` must be Unix ms", back))?,
-        ),
-        None => None,
-    };
-    let query = EmbeddingExportQuery {
-        status,
-        device: fields.get("device").map(str::to_owned),
-        since,
-    };
+    // The API's query (status, device, since in Unix ms): the same parser, the same errors.
+    let query: EmbeddingExportQuery = serde_urlencoded::from_str(&raw)
+        .map_err(|e| bad_request(None, format!("invalid query string: {e}"), back))?;
     crate::domain::Sphere::check_export_query(&query).map_err(|e| domain_error(None, e, back))?;
     let mut response = crate::http::embedding_export(ctx.sphere.clone(), query);
     response.headers_mut().insert(
