@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 pub use tinylcm_protocol::api::{ConfigDelivery, ConfigLayer};
 use tinylcm_protocol::api::{DriftEventStatus, DriftEventView, FeedbackItem, FeedbackVerdict};
+use tinylcm_protocol::datahub::PredictionView;
 
 /// A failure inside an adapter (storage unreachable, corrupt record, I/O error).
 #[derive(Debug, thiserror::Error)]
@@ -247,6 +248,26 @@ pub trait Tracking: Send + Sync {
     /// value is the largest step: never backwards); acknowledged params stay but are skipped.
     fn ack_feedback(&self, device_id: &str, up_to: u64) -> Result<u64, StoreError>;
 
+    // --- Data Hub --------------------------------------------------------------------------
+    // MLflow: experiment `<ns>/predictions`, one run per prediction sample (tags
+    // `sphere.device`, `sphere.package_id`, `sphere.class`, the sample as `sphere.prediction`;
+    // metrics `sphere.unix_ms`, `sphere.confidence`). Logs and embeddings are blobs only.
+
+    /// Index prediction samples; a sample whose blob key is indexed already is skipped
+    /// (re-processing a package stores nothing twice). Returns how many were new.
+    /// MLflow: `runs/search` on device + package, `runs/create` + `runs/log-batch` for the rest.
+    fn put_predictions(&self, samples: &[PredictionView]) -> Result<usize, StoreError>;
+
+    /// Prediction samples matching `filter`, newest first ([`PredictionCursor`] order),
+    /// strictly after `after`, at most `limit` (the caller caps it).
+    /// MLflow: `runs/search` ordered by `metrics.sphere.unix_ms DESC`; ties sorted here.
+    fn predictions(
+        &self,
+        filter: &PredictionFilter,
+        after: Option<&PredictionCursor>,
+        limit: usize,
+    ) -> Result<Vec<PredictionView>, StoreError>;
+
     // --- Fleet operations ----------------------------------------------------------------
 
     /// The operator's settings for `device_id` (default settings for a device that has none
@@ -436,6 +457,67 @@ impl DriftEventFilter {
             && self.status.is_none_or(|s| s == event.status)
             && self.since.is_none_or(|t| event.unix_ms >= t)
             && self.until.is_none_or(|t| event.unix_ms < t)
+    }
+}
+
+/// Which prediction samples a listing wants (all set fields must match).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PredictionFilter {
+    /// Sending device.
+    pub device: Option<String>,
+    /// Predicted class.
+    pub class: Option<String>,
+    /// Device time at or after (Unix ms).
+    pub since: Option<u64>,
+    /// Device time before (Unix ms).
+    pub until: Option<u64>,
+}
+
+impl PredictionFilter {
+    /// Whether `sample` matches.
+    pub fn matches(&self, sample: &PredictionView) -> bool {
+        self.device.as_deref().is_none_or(|d| d == sample.device_id)
+            && self.class.as_deref().is_none_or(|c| c == sample.class)
+            && self.since.is_none_or(|t| sample.unix_ms >= t)
+            && self.until.is_none_or(|t| sample.unix_ms < t)
+    }
+}
+
+/// A position in the prediction listing, which is ordered newest first: by device time, then
+/// by blob key, both descending. Written `<unix_ms>:<key>` ([`PredictionView::cursor`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PredictionCursor {
+    /// Device time of the sample (Unix ms).
+    pub unix_ms: u64,
+    /// Its blob key.
+    pub key: String,
+}
+
+impl PredictionCursor {
+    /// The cursor of `sample`.
+    pub fn of(sample: &PredictionView) -> Self {
+        PredictionCursor {
+            unix_ms: sample.unix_ms,
+            key: sample.key.clone(),
+        }
+    }
+
+    /// Parse `<unix_ms>:<key>`; `None` unless the key is a valid blob key.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (ms, key) = text.split_once(':')?;
+        if ms.is_empty() || ms.len() > 20 || !ms.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        BlobKey::new(key).ok()?;
+        Some(PredictionCursor {
+            unix_ms: ms.parse().ok()?,
+            key: key.to_owned(),
+        })
+    }
+
+    /// Whether `sample` comes after this position in the listing (is older).
+    pub fn precedes(&self, sample: &PredictionView) -> bool {
+        (sample.unix_ms, sample.key.as_str()) < (self.unix_ms, self.key.as_str())
     }
 }
 

@@ -11,10 +11,11 @@ use serde_json::{Value, json};
 use sphere_lite::domain::Sphere;
 use sphere_lite::ports::{
     ConfigLayer, DecideOutcome, Decision, DeviceRecord, DeviceSettings, DriftEventFilter,
-    EnrollOutcome, PackageRecord, Principal, Recorded, ReleaseRecord, Rollout, SecretHash,
-    StoreError, Tracking,
+    EnrollOutcome, PackageRecord, PredictionCursor, PredictionFilter, Principal, Recorded,
+    ReleaseRecord, Rollout, SecretHash, StoreError, Tracking,
 };
 use tinylcm_protocol::api::{DriftEventView, EnrollRequest, FeedbackItem, FeedbackVerdict};
+use tinylcm_protocol::datahub::PredictionView;
 use tinylcm_protocol::package::{FileKind, PackageBuilder};
 use tinylcm_protocol::paths;
 
@@ -486,6 +487,17 @@ impl Tracking for CrashBeforeMark {
     }
     fn put_drift_events(&self, e: &[DriftEventView]) -> Result<usize, StoreError> {
         self.inner.put_drift_events(e)
+    }
+    fn put_predictions(&self, p: &[PredictionView]) -> Result<usize, StoreError> {
+        self.inner.put_predictions(p)
+    }
+    fn predictions(
+        &self,
+        f: &PredictionFilter,
+        after: Option<&PredictionCursor>,
+        limit: usize,
+    ) -> Result<Vec<PredictionView>, StoreError> {
+        self.inner.predictions(f, after, limit)
     }
     fn drift_event(&self, id: u64) -> Result<Option<DriftEventView>, StoreError> {
         self.inner.drift_event(id)

@@ -136,6 +136,11 @@ pub struct DriftEventReport {
     /// a 20-digit `id` (the runtime's quarantine thumbnail name) stands for quarantine entry `id`.
     #[serde(default)]
     pub samples: Vec<String>,
+    /// The embedding of the sample that triggered it, for retraining exports (optional;
+    /// 1..=[`crate::datahub::MAX_EMBEDDING_DIMS`] finite numbers). Kept in the server's blob
+    /// store, not in its event records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<Vec<f32>>,
 }
 
 /// Where a drift event is in its review.

@@ -8,6 +8,8 @@
 //!
 //! * [`paths`]: the HTTP routes of API [`API_VERSION`] (`/api/v2/...`).
 //! * [`api`]: the JSON bodies of those routes.
+//! * [`datahub`]: what devices send for the Data Hub (prediction samples, log lines,
+//!   drift-sample embeddings) and the listings built from it.
 //! * [`ids`]: the one rule for device and package ids (they become path segments and keys).
 //! * [`package`]: the sync package format (plain TAR + `manifest.json` with per-file SHA-256)
 //!   and its limits; see that module for the full format description and the safety rules.
@@ -18,6 +20,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod datahub;
 pub mod ids;
 pub mod package;
 pub mod release;
@@ -118,6 +121,20 @@ pub mod paths {
     pub fn drift_event_reject(id: u64) -> String {
         format!("/api/v2/drift-events/{id}/reject")
     }
+
+    /// `GET`: prediction samples, filtered and paginated ([`crate::datahub::PredictionQuery`]
+    /// → [`crate::datahub::PredictionList`]); operator token.
+    pub const PREDICTIONS: &str = "/api/v2/predictions";
+
+    /// `GET`: a device's log lines, newest first ([`crate::datahub::LogQuery`] →
+    /// [`crate::datahub::LogPage`]); operator token.
+    pub fn device_logs(device_id: &str) -> String {
+        format!("/api/v2/devices/{device_id}/logs")
+    }
+
+    /// `GET`: drift-sample embeddings as NDJSON [`crate::datahub::EmbeddingExportLine`]s
+    /// ([`crate::datahub::EmbeddingExportQuery`]); operator token.
+    pub const EMBEDDINGS_EXPORT: &str = "/api/v2/exports/embeddings";
 }
 
 #[cfg(test)]

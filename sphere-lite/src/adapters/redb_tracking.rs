@@ -10,12 +10,13 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Serialize, de::DeserializeOwned};
 
 use tinylcm_protocol::api::{DriftEventStatus, DriftEventView, FeedbackItem, FeedbackVerdict};
+use tinylcm_protocol::datahub::PredictionView;
 
 use super::series::{MAX_SCAN_POINTS, thin};
 use crate::ports::{
     ConfigLayer, DecideOutcome, Decision, DeviceRecord, DeviceSettings, DriftEventFilter,
-    EnrollOutcome, PackageRecord, Principal, Recorded, ReleaseRecord, Rollout, SecretHash,
-    StoreError, Tracking,
+    EnrollOutcome, PackageRecord, PredictionCursor, PredictionFilter, Principal, Recorded,
+    ReleaseRecord, Rollout, SecretHash, StoreError, Tracking,
 };
 
 /// device id → JSON [`DeviceRecord`].
@@ -51,6 +52,10 @@ const METRIC_POINTS: TableDefinition<(&str, &str, u64, &str), f64> =
     TableDefinition::new("metric_points");
 /// (device, key) → time of its newest point: the keys a device has sent.
 const METRIC_KEYS: TableDefinition<(&str, &str), u64> = TableDefinition::new("metric_keys");
+/// `<device time ms, 20 digits>/<blob key>` → JSON [`PredictionView`]: the Data Hub's index,
+/// in listing order (read backwards for newest first). Created on open, so databases of older
+/// versions gain it without a migration.
+const PREDICTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("predictions");
 
 /// Tracking in a redb database.
 pub struct RedbTracking {
@@ -72,6 +77,10 @@ fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
 
 fn package_key(device_id: &str, package_id: &str) -> String {
     format!("{device_id}/{package_id}")
+}
+
+fn prediction_key(unix_ms: u64, key: &str) -> String {
+    format!("{unix_ms:020}/{key}")
 }
 
 fn pending_key(record: &PackageRecord) -> String {
@@ -110,6 +119,7 @@ impl RedbTracking {
             tx.open_table(SCOPE_CONFIGS).map_err(err)?;
             tx.open_table(METRIC_POINTS).map_err(err)?;
             tx.open_table(METRIC_KEYS).map_err(err)?;
+            tx.open_table(PREDICTIONS).map_err(err)?;
         }
         tx.commit().map_err(err)?;
         Ok(RedbTracking { db })
@@ -541,6 +551,67 @@ impl Tracking for RedbTracking {
         };
         tx.commit().map_err(err)?;
         Ok(acked)
+    }
+
+    fn put_predictions(&self, samples: &[PredictionView]) -> Result<usize, StoreError> {
+        let tx = self.db.begin_write().map_err(err)?;
+        let mut new = 0;
+        {
+            let mut table = tx.open_table(PREDICTIONS).map_err(err)?;
+            for sample in samples {
+                let key = prediction_key(sample.unix_ms, &sample.key);
+                if table.get(key.as_str()).map_err(err)?.is_none() {
+                    table
+                        .insert(key.as_str(), to_json(sample)?.as_slice())
+                        .map_err(err)?;
+                    new += 1;
+                }
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(new)
+    }
+
+    fn predictions(
+        &self,
+        filter: &PredictionFilter,
+        after: Option<&PredictionCursor>,
+        limit: usize,
+    ) -> Result<Vec<PredictionView>, StoreError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_table(PREDICTIONS).map_err(err)?;
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        // Keys sort by (time, blob key); `<ms>` alone sorts before every key of that ms, so
+        // it bounds a time range exactly. Scanned backwards from the cursor or `until`, down to
+        // `since`; device and class are checked per row (fine for the embedded default's fleet
+        // sizes; the MLflow adapter filters on the server).
+        let mut upper = filter.until.map(|t| format!("{t:020}"));
+        if let Some(c) = after {
+            let at = prediction_key(c.unix_ms, &c.key);
+            if upper.as_ref().is_none_or(|u| at < *u) {
+                upper = Some(at);
+            }
+        }
+        let lower = format!("{:020}", filter.since.unwrap_or(0));
+        let rows = match &upper {
+            Some(u) if *u <= lower => return Ok(out),
+            Some(u) => table.range(lower.as_str()..u.as_str()).map_err(err)?,
+            None => table.range(lower.as_str()..).map_err(err)?,
+        };
+        for row in rows.rev() {
+            let (_, v) = row.map_err(err)?;
+            let sample: PredictionView = from_json(v.value())?;
+            if filter.matches(&sample) {
+                out.push(sample);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn device_settings(&self, device_id: &str) -> Result<Option<DeviceSettings>, StoreError> {

@@ -67,15 +67,21 @@ pub struct ImagePage {
     pub next_after: Option<String>,
 }
 
+/// Whether a file name ends in an image extension the dashboard shows (`.jpg`, `.jpeg`,
+/// `.png`, any case).
+pub fn is_image_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    [".jpg", ".jpeg", ".png"]
+        .iter()
+        .any(|ext| lower.ends_with(ext))
+}
+
 /// Whether `key` is an image file of a processed package (the only blobs the dashboard serves).
 pub fn is_image_key(key: &str) -> bool {
-    let lower = key.to_ascii_lowercase();
     key.starts_with("devices/")
         && key.split('/').nth(2) == Some("packages")
         && key.split('/').count() >= 5
-        && [".jpg", ".jpeg", ".png"]
-            .iter()
-            .any(|ext| lower.ends_with(ext))
+        && is_image_name(key)
 }
 
 fn bad_device() -> DomainError {

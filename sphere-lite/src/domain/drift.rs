@@ -28,6 +28,7 @@ use tinylcm_protocol::api::{
     MAX_FEEDBACK_PAGE, MAX_LABEL_BYTES, MAX_NOTE_BYTES, MAX_SAMPLES_PER_EVENT, RejectRequest,
     ValidateRequest,
 };
+use tinylcm_protocol::datahub::{MAX_EMBEDDING_DIMS, valid_embedding};
 use tinylcm_protocol::package::{FileKind, Package};
 
 use super::ingest::file_key;
@@ -53,12 +54,21 @@ fn printable(s: &str) -> bool {
     !s.chars().any(char::is_control)
 }
 
-/// The drift events of `package` (as pending events, ids unassigned) and the problems found.
-/// Never fails: a bad member or event is a problem, and everything else is kept.
-pub(super) fn events_of(
-    package: &Package,
-    received_unix_ms: u64,
-) -> (Vec<DriftEventView>, Vec<String>) {
+/// What the `drift-events` members of a package hold.
+#[derive(Debug, Default)]
+pub(super) struct DriftParts {
+    /// Its events, pending, ids unassigned.
+    pub events: Vec<DriftEventView>,
+    /// (event_seq, embedding) of the events that carried a valid embedding.
+    pub embeddings: Vec<(u64, Vec<f32>)>,
+    /// Problems found.
+    pub problems: Vec<String>,
+}
+
+/// The drift events of `package` (as pending events, ids unassigned), their embeddings and
+/// the problems found. Never fails: a bad member or event is a problem, and everything else
+/// is kept (an event with a bad embedding is kept without it).
+pub(super) fn events_of(package: &Package, received_unix_ms: u64) -> DriftParts {
     let m = &package.manifest;
     let samples: HashSet<&str> = package
         .files
@@ -67,6 +77,7 @@ pub(super) fn events_of(
         .map(|(e, _)| e.name.as_str())
         .collect();
     let mut events = Vec::new();
+    let mut embeddings = Vec::new();
     let mut problems = Vec::new();
     for (entry, content) in &package.files {
         if entry.kind != FileKind::DriftEvents {
@@ -139,6 +150,13 @@ pub(super) fn events_of(
                     )),
                 }
             }
+            match r.embedding {
+                Some(e) if valid_embedding(&e) => embeddings.push((seq, e)),
+                Some(_) => problems.push(format!(
+                    "drift-events member {name:?}, event {seq}: embedding must be 1..={MAX_EMBEDDING_DIMS} finite numbers; event kept without it"
+                )),
+                None => {}
+            }
             events.push(DriftEventView {
                 id: 0,
                 device_id: m.device_id.clone(),
@@ -161,7 +179,11 @@ pub(super) fn events_of(
             });
         }
     }
-    (events, problems)
+    DriftParts {
+        events,
+        embeddings,
+        problems,
+    }
 }
 
 fn bad(error: impl Into<String>, fix: &str) -> DomainError {
@@ -404,7 +426,9 @@ mod tests {
         )
         .unwrap();
         let package = read_package(&b.finish().unwrap()[..], &Limits::default()).unwrap();
-        let (events, problems) = events_of(&package, 5);
+        let DriftParts {
+            events, problems, ..
+        } = events_of(&package, 5);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].samples, ["devices/dev-1/packages/p1/s/a.jpg"]);
         assert_eq!(events[0].received_unix_ms, 5);

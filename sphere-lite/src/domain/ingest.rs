@@ -164,7 +164,12 @@ impl Sphere {
         // Drift events after their samples are stored (an event never points at a missing
         // blob), and before the package is marked processed: a crash in between re-runs this,
         // and the store skips events it has (keyed by device and event_seq).
-        let (events, mut problems) = super::drift::events_of(&package, now_unix_ms());
+        let drift = super::drift::events_of(&package, now_unix_ms());
+        // Data Hub parts (embeddings, log index, prediction index) are stored before the
+        // events, so an event never lists an embedding that is not there yet.
+        let mut problems = drift.problems;
+        problems.extend(self.store_datahub(&package, &drift.embeddings)?);
+        let events = drift.events;
         // Metric points likewise before the mark: keyed by (device, key, time, package), so a
         // re-run stores the same points again, not new ones.
         let (points, metric_problems) = super::metrics::metrics_of(&package);

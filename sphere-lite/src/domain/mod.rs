@@ -8,6 +8,7 @@
 
 mod auth;
 mod dashboard;
+mod datahub;
 mod drift;
 mod error;
 mod fleet;
@@ -25,6 +26,7 @@ pub use dashboard::{
     DriftTally, ImagePage, MAX_DASHBOARD_PAGE, PackagePage, SampleImage, TALLY_SCAN_CAP,
     is_image_key,
 };
+pub use datahub::{MAX_LOG_SCAN_BYTES, embedding_key};
 pub use drift::quarantine_id;
 pub use error::DomainError;
 pub use fleet::DeviceUpdate;

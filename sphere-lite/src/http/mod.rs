@@ -5,6 +5,7 @@
 //! body is bounded by `Content-Length` and a hard cap before a byte is buffered.
 
 mod config;
+mod datahub;
 mod fleet;
 mod form;
 mod legacy;
@@ -25,6 +26,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
+pub(crate) use datahub::embedding_export;
 pub use ops::Metrics;
 pub use reject::{ApiError, recover};
 
@@ -361,6 +363,7 @@ pub fn routes(
     let fleet = fleet::routes(sphere.clone()).boxed();
     let releases = releases::routes(sphere.clone()).boxed();
     let config = config::routes(sphere.clone()).boxed();
+    let datahub = datahub::routes(sphere.clone()).boxed();
     let counted = metrics.clone();
     // An operator adds a device under a chosen id (original clients cannot enroll).
     let add = warp::path!("api" / "v2" / "devices")
@@ -442,6 +445,8 @@ pub fn routes(
         .or(releases)
         .unify()
         .or(config)
+        .unify()
+        .or(datahub)
         .unify()
         .or(legacy)
         .unify()

@@ -9,7 +9,7 @@
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::{JsonSchema, Schema};
 use serde_json::{Map, Value, json};
-use tinylcm_protocol::api;
+use tinylcm_protocol::{api, datahub};
 
 use crate::domain::{
     DeviceList, DeviceUpdate, MetricKeys, MetricSeries, ReleaseList, ReleaseSummary,
@@ -34,6 +34,8 @@ enum Body {
     Empty,
     /// JSON of a Rust type.
     Json(fn(&mut SchemaGenerator) -> Schema),
+    /// Newline-delimited JSON: one object of a Rust type per line.
+    Lines(fn(&mut SchemaGenerator) -> Schema),
     /// Another media type, described in words.
     Other(&'static str, &'static str),
 }
@@ -285,6 +287,58 @@ fn operations() -> Vec<Op> {
             json::<api::RejectRequest>(),
             (200, json::<api::DriftEventView>()),
         ),
+        Op {
+            query: &[
+                ("device", "device id"),
+                ("class", "class name"),
+                ("since", "Unix ms, device clock"),
+                ("until", "Unix ms, device clock"),
+                ("after", "previous page's next_after"),
+                ("limit", "page size"),
+            ],
+            ..op(
+                "get",
+                "/api/v2/predictions",
+                "Data Hub: prediction samples, newest first",
+                Operator,
+                Body::Empty,
+                (200, json::<datahub::PredictionList>()),
+            )
+        },
+        Op {
+            query: &[
+                ("level", "this level or more severe"),
+                ("q", "text in message or target"),
+                ("after", "previous page's next_after"),
+                ("limit", "page size"),
+            ],
+            ..op(
+                "get",
+                "/api/v2/devices/{id}/logs",
+                "A device's operational log lines, newest first",
+                Operator,
+                Body::Empty,
+                (200, json::<datahub::LogPage>()),
+            )
+        },
+        Op {
+            query: &[
+                ("status", "pending | validated | rejected"),
+                ("device", "device id"),
+                ("since", "Unix ms, device clock"),
+            ],
+            ..op(
+                "get",
+                "/api/v2/exports/embeddings",
+                "Drift-sample embeddings for retraining, one JSON object per line",
+                Operator,
+                Body::Empty,
+                (
+                    200,
+                    Body::Lines(|g| g.subschema_for::<datahub::EmbeddingExportLine>()),
+                ),
+            )
+        },
         op(
             "post",
             "/api/v2/models",
@@ -421,6 +475,7 @@ fn content(body: Body, g: &mut SchemaGenerator) -> Option<Value> {
     match body {
         Body::Empty => None,
         Body::Json(schema) => Some(json!({"application/json": {"schema": schema(g)}})),
+        Body::Lines(schema) => Some(json!({"application/x-ndjson": {"schema": schema(g)}})),
         Body::Other(media, what) => Some(json!({ media: {"schema": {"description": what}} })),
     }
 }

@@ -235,6 +235,7 @@ fn drift_event(
         sample_id,
         unix_ms,
         samples: images.iter().take(MAX_SAMPLES_PER_EVENT).cloned().collect(),
+        embedding: None,
     }
 }
 

@@ -1,4 +1,5 @@
-//! The web dashboard under `/ui/`: server-rendered pages (fleet, device, Drift Hub, Data Hub),
+//! The web dashboard under `/ui/`: server-rendered pages (fleet, device, Drift Hub, Data Hub in
+//! `datahub`),
 //! an operator login, live updates over server-sent events, and the sample images.
 //!
 //! Why: operators review drift and watch the fleet in a browser, without a build step or a CDN:
@@ -20,6 +21,7 @@
 
 pub mod chart;
 mod config_page;
+mod datahub;
 pub mod map;
 mod pages;
 pub mod time;
@@ -46,8 +48,8 @@ use crate::domain::{
 };
 use crate::http::ApiError;
 use pages::{
-    DataPage, DevicePage, DeviceRow, DriftPage, ErrorPage, EventRow, FleetPage, ImageRow,
-    LoginPage, ModelsPage, Nav, PackageRow, ReleaseRow, RolloutRow,
+    DevicePage, DeviceRow, DriftPage, ErrorPage, EventRow, FleetPage, LoginPage, ModelsPage, Nav,
+    PackageRow, ReleaseRow, RolloutRow,
 };
 
 /// Name of the session cookie.
@@ -312,6 +314,17 @@ impl Fields {
             .map(|v| v.trim())
             .filter(|v| !v.is_empty())
     }
+
+    /// The `datetime-local` value of `key` (UTC) as Unix ms.
+    fn time(&self, key: &str) -> Result<Option<u64>, String> {
+        self.get(key)
+            .map(|v| {
+                time::parse_local_field(v).ok_or_else(|| {
+                    format!("`{key}` must be a UTC date and time like 2025-11-26T10:00")
+                })
+            })
+            .transpose()
+    }
 }
 
 fn is_online(last_seen_unix_ms: u64, now: u64) -> bool {
@@ -449,15 +462,6 @@ impl DriftFilter {
             Some("any") => None,
             Some(_) => return Err("`status` must be pending, validated, rejected or any".into()),
         };
-        let time = |key: &str| -> Result<Option<u64>, String> {
-            f.get(key)
-                .map(|v| {
-                    time::parse_local_field(v).ok_or_else(|| {
-                        format!("`{key}` must be a UTC date and time like 2025-11-26T10:00")
-                    })
-                })
-                .transpose()
-        };
         let after = f
             .get("after")
             .map(|v| {
@@ -469,8 +473,8 @@ impl DriftFilter {
             device,
             detector,
             status,
-            since: time("since")?,
-            until: time("until")?,
+            since: f.time("since")?,
+            until: f.time("until")?,
             after,
         })
     }
@@ -911,74 +915,6 @@ async fn decide(ids: Option<u64>, ctx: Ctx, body: bytes::Bytes) -> Page {
     }
 }
 
-async fn data(ctx: Ctx, raw: String) -> Page {
-    let session = require(&ctx).await?;
-    let nav = session.nav();
-    let fields = Fields::parse(&raw, &["device", "after"], None)
-        .map_err(|e| bad_request(Some(nav.clone()), e, "/ui/data"))?;
-    let device = fields.get("device").map(str::to_owned);
-    if device.as_deref().is_some_and(|d| !valid_device_id(d)) {
-        return Err(bad_request(
-            Some(nav),
-            "`device` is not a device id",
-            "/ui/data",
-        ));
-    }
-    let after = fields.get("after").map(str::to_owned);
-    if after.as_deref().is_some_and(|a| !is_image_key(a)) {
-        return Err(bad_request(
-            Some(nav),
-            "`after` is not an image key",
-            "/ui/data",
-        ));
-    }
-    let sphere = ctx.sphere.clone();
-    let (d, a) = (device.clone(), after.clone());
-    let (menu, page) = run(move || {
-        let menu = device_menu(&sphere, d.as_deref())?;
-        let page = sphere.sample_images(d.as_deref(), a.as_deref(), PAGE)?;
-        Ok((menu, page))
-    })
-    .await
-    .map_err(|e| domain_error(Some(nav.clone()), e, "/ui/data"))?;
-    let link = |after: Option<&str>| {
-        let mut q = form_urlencoded::Serializer::new(String::new());
-        if let Some(d) = &device {
-            q.append_pair("device", d);
-        }
-        if let Some(a) = after {
-            q.append_pair("after", a);
-        }
-        format!("/ui/data?{}", q.finish())
-    };
-    let images = page
-        .images
-        .iter()
-        .map(|i| ImageRow {
-            url: image_url(&i.key),
-            device_id: i.device_id.clone(),
-            package_id: i.package_id.clone(),
-            name: i.name.clone(),
-            quarantine_id: i.quarantine_id,
-            accepted: i
-                .accepted_unix_ms
-                .map(time::format_utc)
-                .unwrap_or_else(|| "package not recorded".into()),
-        })
-        .collect();
-    Ok(html(
-        StatusCode::OK,
-        &DataPage {
-            nav: Some(nav),
-            devices: with_selected(menu, device.as_deref()),
-            images,
-            after_given: after.is_some(),
-            first_link: link(None),
-            next_link: page.next_after.as_deref().map(|a| link(Some(a))),
-        },
-    ))
-}
-
 async fn models(ctx: Ctx) -> Page {
     let session = require(&ctx).await?;
     let nav = session.nav();
@@ -1181,11 +1117,7 @@ pub fn routes(
         .and(ctx.clone())
         .and(form)
         .then(|ctx, body| async move { done(decide(None, ctx, body).await) });
-    let data_get = warp::path!("ui" / "data")
-        .and(warp::get())
-        .and(ctx.clone())
-        .and(query)
-        .then(|ctx, raw| async move { done(data(ctx, raw).await) });
+    let data_get = datahub::routes(ctx.clone().boxed(), query.boxed());
     let models_get = warp::path!("ui" / "models")
         .and(warp::get())
         .and(ctx.clone())

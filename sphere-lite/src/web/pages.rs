@@ -220,9 +220,9 @@ pub struct ImageRow {
     pub accepted: String,
 }
 
-/// The Data Hub.
+/// Every image file of processed packages (the Data Hub's file view).
 #[derive(Template)]
-#[template(path = "data.html")]
+#[template(path = "files.html")]
 pub struct DataPage {
     /// The bar.
     pub nav: Option<Nav>,

@@ -33,6 +33,16 @@
 //!   and compared numerically) and `sphere.unix_ms` (device time, for `since`/`until`). A
 //!   decision is the write-once param `sphere.decision`; its note and feedback sit in the
 //!   tags `sphere.note.<nonce>` / `sphere.feedback.<nonce>` of that attempt.
+//! * `<ns>/predictions`: the Data Hub's index, one run per prediction sample (run name = its
+//!   blob key), filter tags `sphere.device`, `sphere.package_id`, `sphere.class` (class names
+//!   are a filter-safe set), the sample as the JSON tag `sphere.prediction`, metrics
+//!   `sphere.unix_ms` (device time: range filters and the newest-first order) and
+//!   `sphere.confidence`. Chosen over an index blob per package or per device because MLflow
+//!   filters and orders runs on the server: a gallery page is one search whatever the fleet
+//!   size, nothing is read-modify-written (so replicas cannot lose each other's writes), and
+//!   no replica keeps state. Re-processing skips samples whose run exists; two replicas
+//!   racing on one package can leave two runs of a sample, and listings drop the copy.
+//!   Log files and drift-sample embeddings stay in the blob store only (`domain::datahub`).
 //!
 //! Only hashes of tokens and keys are stored. Values from devices or operators enter search
 //! filters only as checked literals or as hex (see [`filter`]).
@@ -132,6 +142,10 @@ pub(crate) mod names {
 
     pub fn drift_events(ns: &str) -> String {
         format!("{ns}/drift-events")
+    }
+
+    pub fn predictions(ns: &str) -> String {
+        format!("{ns}/predictions")
     }
 
     pub fn releases(ns: &str) -> String {

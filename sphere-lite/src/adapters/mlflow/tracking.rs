@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tinylcm_protocol::api::{DriftEventStatus, DriftEventView, FeedbackItem, FeedbackVerdict};
+use tinylcm_protocol::datahub::PredictionView;
 
 use super::client::{Client, Experiment, Metric, MlflowError, ParamOutcome, Run, RunQuery, Tag};
 use super::filter::{Cmp, Filter, Literal, hex};
@@ -15,8 +16,8 @@ use super::{MlflowSettings, names};
 use crate::adapters::series::thin;
 use crate::ports::{
     ConfigLayer, DecideOutcome, Decision, DeviceRecord, DeviceSettings, DriftEventFilter,
-    EnrollOutcome, PackageRecord, Principal, Recorded, ReleaseRecord, Rollout, SecretHash,
-    StoreError, Tracking,
+    EnrollOutcome, PackageRecord, PredictionCursor, PredictionFilter, Principal, Recorded,
+    ReleaseRecord, Rollout, SecretHash, StoreError, Tracking,
 };
 
 /// How long the operator-token snapshot is trusted (a removed operator token stays valid this
@@ -102,6 +103,15 @@ const METRIC_PAGE: u32 = 200;
 const MAX_SERIES_RUNS: usize = 10_000;
 /// How many of the newest package runs with metrics give a device's key list.
 const KEY_RUNS: u32 = 50;
+const KIND_PREDICTION: &str = "prediction";
+const CLASS: &str = "sphere.class";
+const PREDICTION: &str = "sphere.prediction";
+const CONFIDENCE: &str = "sphere.confidence";
+/// Most prediction runs one package may have (its samples and replica-race copies).
+const MAX_PACKAGE_PREDICTIONS: usize = 4 * tinylcm_protocol::datahub::MAX_PREDICTIONS_PER_PACKAGE;
+/// Most runs one prediction listing reads (ties at one millisecond beyond a page); a page
+/// stops there rather than scanning without end.
+const MAX_PREDICTION_SCAN: usize = 20_000;
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::new("mlflow", format!("corrupt record: {what}"))
@@ -190,6 +200,7 @@ pub struct MlflowTracking {
     packages: String,
     drift: String,
     releases: String,
+    predictions: String,
     operators: Mutex<Option<OperatorSnapshot>>,
     /// Last drift event id given by this process.
     last_drift_id: Mutex<u64>,
@@ -211,6 +222,7 @@ impl MlflowTracking {
         let packages = ensure_experiment(&client, &names::packages(&ns))?;
         let drift = ensure_experiment(&client, &names::drift_events(&ns))?;
         let releases = ensure_experiment(&client, &names::releases(&ns))?;
+        let predictions = ensure_experiment(&client, &names::predictions(&ns))?;
         let tracking = MlflowTracking {
             client,
             namespace: ns,
@@ -218,6 +230,7 @@ impl MlflowTracking {
             packages,
             drift,
             releases,
+            predictions,
             operators: Mutex::new(None),
             last_drift_id: Mutex::new(0),
         };
@@ -531,6 +544,84 @@ impl MlflowTracking {
         )?;
         Ok(())
     }
+}
+
+impl MlflowTracking {
+    /// The metrics of a prediction run (device time for filters and order, confidence).
+    fn log_prediction_metrics(
+        &self,
+        run_id: &str,
+        sample: &PredictionView,
+    ) -> Result<(), StoreError> {
+        let now = crate::domain::now_unix_ms() as i64;
+        let metric = |key: &str, value: f64| Metric {
+            key: key.into(),
+            value,
+            timestamp: now,
+            step: 0,
+        };
+        let metrics = [
+            metric(UNIX_MS, sample.unix_ms as f64),
+            metric(CONFIDENCE, f64::from(sample.confidence)),
+        ];
+        Ok(self.client.log_batch(run_id, &metrics, &[], &[])?)
+    }
+
+    /// Index the samples of one package (all of `samples` share device and package).
+    fn put_package_predictions(&self, samples: &[&PredictionView]) -> Result<usize, StoreError> {
+        let Some(first) = samples.first() else {
+            return Ok(0);
+        };
+        let query = RunQuery {
+            experiment_ids: vec![self.predictions.clone()],
+            filter: Filter::new()
+                .tag_eq(KIND, &lit_const(KIND_PREDICTION))
+                .tag_eq(DEVICE, &lit(&first.device_id)?)
+                .tag_eq(PACKAGE_ID, &lit(&first.package_id)?)
+                .build(),
+            order_by: vec![],
+        };
+        let mut existing: HashMap<String, Run> = HashMap::new();
+        for run in self.client.search_runs(&query, MAX_PACKAGE_PREDICTIONS)? {
+            existing.insert(prediction_of(&run)?.key, run);
+        }
+        let mut new = 0;
+        for sample in samples {
+            if let Some(run) = existing.get(&sample.key) {
+                // A crash between creating the run and logging its metrics left it out of
+                // every listing (they filter on the metric): complete it now.
+                if metric_u64(run, UNIX_MS).is_none() {
+                    self.log_prediction_metrics(&run.info.run_id, sample)?;
+                    new += 1;
+                }
+                continue;
+            }
+            let json = serde_json::to_string(sample)
+                .map_err(|e| StoreError::new("mlflow", format!("encode: {e}")))?;
+            let run = self.client.create_run(
+                &self.predictions,
+                &sample.key,
+                sample.unix_ms,
+                &[
+                    Tag::new(KIND, KIND_PREDICTION),
+                    Tag::new(DEVICE, &sample.device_id),
+                    Tag::new(PACKAGE_ID, &sample.package_id),
+                    Tag::new(CLASS, &sample.class),
+                    Tag::new(PREDICTION, json),
+                ],
+            )?;
+            self.log_prediction_metrics(&run.info.run_id, sample)?;
+            new += 1;
+        }
+        Ok(new)
+    }
+}
+
+fn prediction_of(run: &Run) -> Result<PredictionView, StoreError> {
+    let json = run
+        .tag(PREDICTION)
+        .ok_or_else(|| corrupt(format!("prediction run {} has no sample", run.info.run_id)))?;
+    serde_json::from_str(json).map_err(|e| corrupt(format!("prediction: {e}")))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -1195,6 +1286,88 @@ impl Tracking for MlflowTracking {
             )?;
         }
         Ok(new)
+    }
+
+    fn put_predictions(&self, samples: &[PredictionView]) -> Result<usize, StoreError> {
+        let mut packages: Vec<((&str, &str), Vec<&PredictionView>)> = Vec::new();
+        for sample in samples {
+            let id = (sample.device_id.as_str(), sample.package_id.as_str());
+            match packages.iter_mut().find(|(p, _)| *p == id) {
+                Some((_, list)) => list.push(sample),
+                None => packages.push((id, vec![sample])),
+            }
+        }
+        let mut new = 0;
+        for (_, list) in &packages {
+            new += self.put_package_predictions(list)?;
+        }
+        Ok(new)
+    }
+
+    fn predictions(
+        &self,
+        filter: &PredictionFilter,
+        after: Option<&PredictionCursor>,
+        limit: usize,
+    ) -> Result<Vec<PredictionView>, StoreError> {
+        let mut out: Vec<PredictionView> = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        let mut f = Filter::new().tag_eq(KIND, &lit_const(KIND_PREDICTION));
+        for (key, value) in [(DEVICE, &filter.device), (CLASS, &filter.class)] {
+            if let Some(v) = value {
+                match Literal::new(v) {
+                    Ok(l) => f = f.tag_eq(key, &l),
+                    // No sample has such a device id or class.
+                    Err(_) => return Ok(out),
+                }
+            }
+        }
+        f = f.metric(UNIX_MS, Cmp::Ge, filter.since.unwrap_or(0));
+        // `< until`, and `<= cursor time` (ties at the cursor's ms are sorted by key below).
+        let cursor_bound = after.map(|c| c.unix_ms.saturating_add(1));
+        if let Some(bound) = [filter.until, cursor_bound].into_iter().flatten().min() {
+            f = f.metric(UNIX_MS, Cmp::Lt, bound);
+        }
+        let query = RunQuery {
+            experiment_ids: vec![self.predictions.clone()],
+            filter: f.build(),
+            order_by: vec![format!("metrics.`{UNIX_MS}` DESC")],
+        };
+        // MLflow orders by time only; samples of one millisecond come in any order. So read
+        // until the page is full *and* the time has moved past the page's oldest sample, then
+        // sort by (time, key) and cut: the page is then exact, ties included.
+        let page = u32::try_from(limit.max(100)).unwrap_or(u32::MAX);
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut scanned = 0;
+        let mut token: Option<String> = None;
+        'pages: loop {
+            let (runs, next) = self
+                .client
+                .search_runs_page(&query, page, token.as_deref())?;
+            for run in &runs {
+                scanned += 1;
+                let sample = prediction_of(run)?;
+                if out.len() >= limit && out.last().is_some_and(|l| sample.unix_ms < l.unix_ms) {
+                    break 'pages;
+                }
+                if after.is_some_and(|c| !c.precedes(&sample)) || !filter.matches(&sample) {
+                    continue;
+                }
+                // A copy left by two replicas processing one package is listed once.
+                if seen.insert(sample.key.clone()) {
+                    out.push(sample);
+                }
+            }
+            match next {
+                Some(t) if scanned < MAX_PREDICTION_SCAN => token = Some(t),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| (b.unix_ms, &b.key).cmp(&(a.unix_ms, &a.key)));
+        out.truncate(limit);
+        Ok(out)
     }
 
     fn device_settings(&self, device_id: &str) -> Result<Option<DeviceSettings>, StoreError> {

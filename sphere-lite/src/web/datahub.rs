@@ -1,0 +1,406 @@
+//! Data Hub pages: the prediction-sample gallery (`/ui/data`, by device, class and time), every
+//! image file of processed packages (`/ui/data/files`), a device's operational logs
+//! (`/ui/logs?device=`), and the embedding export as a download (`/ui/exports/embeddings`).
+//!
+//! Why a module of its own: the pages share the dashboard's session, CSRF-free GET forms,
+//! headers and templates (`super`), and keep the Data Hub's handlers and routes out of the
+//! dashboard's main module. Device-supplied text (class names, file names, log lines) reaches
+//! the HTML only through askama expressions, so it is always escaped.
+
+use askama::Template;
+use tinylcm_protocol::datahub::{EmbeddingExportQuery, LogLevel, LogQuery, PredictionQuery};
+use tinylcm_protocol::ids::valid_device_id;
+use warp::filters::BoxedFilter;
+use warp::http::{HeaderValue, StatusCode, header};
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+use super::pages::{DataPage, ImageRow, Nav};
+use super::{
+    Ctx, Fields, PAGE, Page, bad_request, device_menu, domain_error, done, html, image_url,
+    require, require_401, run, time, with_selected,
+};
+use crate::domain::is_image_key;
+
+/// Log lines on one page of the viewer.
+const LOG_PAGE: usize = 100;
+
+/// One prediction sample in the gallery.
+#[derive(Debug, Clone)]
+pub struct PredictionRow {
+    /// Where the image is served.
+    pub url: String,
+    /// Device id.
+    pub device_id: String,
+    /// File name in its package.
+    pub file: String,
+    /// Predicted class.
+    pub class: String,
+    /// Confidence in percent, formatted.
+    pub confidence: String,
+    /// When it was taken (device clock), formatted.
+    pub when: String,
+}
+
+/// The prediction-sample gallery.
+#[derive(Template)]
+#[template(path = "predictions.html")]
+pub struct GalleryPage {
+    /// The bar.
+    pub nav: Option<Nav>,
+    /// Devices for the filter: (id, name, selected).
+    pub devices: Vec<(String, String, bool)>,
+    /// The class filter as given.
+    pub class: String,
+    /// The `since` field's value.
+    pub since: String,
+    /// The `until` field's value.
+    pub until: String,
+    /// This page's samples.
+    pub rows: Vec<PredictionRow>,
+    /// Whether this is not the first page.
+    pub after_given: bool,
+    /// The first page of this filter.
+    pub first_link: String,
+    /// The next page of this filter.
+    pub next_link: Option<String>,
+    /// The embedding export of validated drift events (of the selected device, since `since`).
+    pub export_link: String,
+}
+
+/// One log line in the viewer.
+#[derive(Debug, Clone)]
+pub struct LogRow {
+    /// When it was written (device clock), formatted, or empty.
+    pub when: String,
+    /// Its level, or `?` for a line that did not parse.
+    pub level: &'static str,
+    /// Its target.
+    pub target: String,
+    /// The message (or the raw line).
+    pub message: String,
+    /// `package / file:line`.
+    pub origin: String,
+}
+
+/// A device's operational logs.
+#[derive(Template)]
+#[template(path = "logs.html")]
+pub struct LogsPage {
+    /// The bar.
+    pub nav: Option<Nav>,
+    /// Devices for the picker: (id, name, selected).
+    pub devices: Vec<(String, String, bool)>,
+    /// The selected device's id, if any.
+    pub device: Option<String>,
+    /// Level choices: (value, selected); `any` first.
+    pub levels: Vec<(&'static str, bool)>,
+    /// The text filter as given.
+    pub q: String,
+    /// This page's lines, newest first.
+    pub rows: Vec<LogRow>,
+    /// Whether this is not the first page.
+    pub after_given: bool,
+    /// The first page of this filter.
+    pub first_link: String,
+    /// The next page of this filter.
+    pub next_link: Option<String>,
+}
+
+/// A dashboard link: `path` with the non-empty `pairs` as its query string.
+fn link(path: &str, pairs: &[(&str, Option<&str>)]) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        if let Some(v) = v {
+            q.append_pair(k, v);
+        }
+    }
+    format!("{path}?{}", q.finish())
+}
+
+async fn gallery(ctx: Ctx, raw: String) -> Page {
+    let nav = require(&ctx).await?.nav();
+    let back = "/ui/data";
+    let fields = Fields::parse(&raw, &["device", "class", "since", "until", "after"], None)
+        .map_err(|e| bad_request(Some(nav.clone()), e, back))?;
+    let bad = |e: String| bad_request(Some(nav.clone()), e, back);
+    let device = fields.get("device").map(str::to_owned);
+    if device.as_deref().is_some_and(|d| !valid_device_id(d)) {
+        return Err(bad("`device` is not a device id".into()));
+    }
+    let class = fields.get("class").map(str::to_owned);
+    let since = fields.time("since").map_err(bad)?;
+    let until = fields.time("until").map_err(bad)?;
+    let query = PredictionQuery {
+        device: device.clone(),
+        class: class.clone(),
+        since,
+        until,
+        after: fields.get("after").map(str::to_owned),
+        limit: Some(PAGE),
+    };
+    let sphere = ctx.sphere.clone();
+    let q = query.clone();
+    let (menu, list) = run(move || {
+        let menu = device_menu(&sphere, q.device.as_deref())?;
+        Ok((menu, sphere.list_predictions(&q)?))
+    })
+    .await
+    .map_err(|e| domain_error(Some(nav.clone()), e, back))?;
+    let since_field = since.map(time::format_local_field);
+    let until_field = until.map(time::format_local_field);
+    let page_link = |after: Option<&str>| {
+        link(
+            back,
+            &[
+                ("device", device.as_deref()),
+                ("class", class.as_deref()),
+                ("since", since_field.as_deref()),
+                ("until", until_field.as_deref()),
+                ("after", after),
+            ],
+        )
+    };
+    let since_ms = since.map(|t| t.to_string());
+    let rows = list
+        .predictions
+        .iter()
+        .map(|p| PredictionRow {
+            url: image_url(&p.key),
+            device_id: p.device_id.clone(),
+            file: p.file.clone(),
+            class: p.class.clone(),
+            confidence: format!("{:.0} %", p.confidence * 100.0),
+            when: time::format_utc(p.unix_ms),
+        })
+        .collect();
+    Ok(html(
+        StatusCode::OK,
+        &GalleryPage {
+            nav: Some(nav),
+            devices: with_selected(menu, device.as_deref()),
+            class: class.clone().unwrap_or_default(),
+            since: since_field.clone().unwrap_or_default(),
+            until: until_field.clone().unwrap_or_default(),
+            rows,
+            after_given: query.after.is_some(),
+            first_link: page_link(None),
+            next_link: list.next_after.as_deref().map(|a| page_link(Some(a))),
+            export_link: link(
+                "/ui/exports/embeddings",
+                &[
+                    ("status", Some("validated")),
+                    ("device", device.as_deref()),
+                    ("since", since_ms.as_deref()),
+                ],
+            ),
+        },
+    ))
+}
+
+/// Every image file of processed packages, by blob key (drift and quarantine samples too).
+async fn files(ctx: Ctx, raw: String) -> Page {
+    let nav = require(&ctx).await?.nav();
+    let back = "/ui/data/files";
+    let fields = Fields::parse(&raw, &["device", "after"], None)
+        .map_err(|e| bad_request(Some(nav.clone()), e, back))?;
+    let device = fields.get("device").map(str::to_owned);
+    if device.as_deref().is_some_and(|d| !valid_device_id(d)) {
+        return Err(bad_request(Some(nav), "`device` is not a device id", back));
+    }
+    let after = fields.get("after").map(str::to_owned);
+    if after.as_deref().is_some_and(|a| !is_image_key(a)) {
+        return Err(bad_request(Some(nav), "`after` is not an image key", back));
+    }
+    let sphere = ctx.sphere.clone();
+    let (d, a) = (device.clone(), after.clone());
+    let (menu, page) = run(move || {
+        let menu = device_menu(&sphere, d.as_deref())?;
+        let page = sphere.sample_images(d.as_deref(), a.as_deref(), PAGE)?;
+        Ok((menu, page))
+    })
+    .await
+    .map_err(|e| domain_error(Some(nav.clone()), e, back))?;
+    let page_link =
+        |after: Option<&str>| link(back, &[("device", device.as_deref()), ("after", after)]);
+    let images = page
+        .images
+        .iter()
+        .map(|i| ImageRow {
+            url: image_url(&i.key),
+            device_id: i.device_id.clone(),
+            package_id: i.package_id.clone(),
+            name: i.name.clone(),
+            quarantine_id: i.quarantine_id,
+            accepted: i
+                .accepted_unix_ms
+                .map(time::format_utc)
+                .unwrap_or_else(|| "package not recorded".into()),
+        })
+        .collect();
+    Ok(html(
+        StatusCode::OK,
+        &DataPage {
+            nav: Some(nav),
+            devices: with_selected(menu, device.as_deref()),
+            images,
+            after_given: after.is_some(),
+            first_link: page_link(None),
+            next_link: page.next_after.as_deref().map(|a| page_link(Some(a))),
+        },
+    ))
+}
+
+async fn logs(ctx: Ctx, raw: String) -> Page {
+    let nav = require(&ctx).await?.nav();
+    let back = "/ui/logs";
+    let fields = Fields::parse(&raw, &["device", "level", "q", "after"], None)
+        .map_err(|e| bad_request(Some(nav.clone()), e, back))?;
+    let device = fields.get("device").map(str::to_owned);
+    let level = match fields.get("level") {
+        None | Some("any") => None,
+        Some(l) => Some(LogLevel::parse(l).ok_or_else(|| {
+            bad_request(
+                Some(nav.clone()),
+                "`level` must be any, error, warn, info, debug or trace",
+                back,
+            )
+        })?),
+    };
+    let q = fields.get("q").map(str::to_owned);
+    let after = fields.get("after").map(str::to_owned);
+    let sphere = ctx.sphere.clone();
+    let (d, query) = (
+        device.clone(),
+        LogQuery {
+            level,
+            q: q.clone(),
+            after: after.clone(),
+            limit: Some(LOG_PAGE),
+        },
+    );
+    let (menu, page) = run(move || {
+        let menu = device_menu(&sphere, d.as_deref())?;
+        let page = match &d {
+            Some(d) => Some(sphere.device_logs(d, &query)?),
+            None => None,
+        };
+        Ok((menu, page))
+    })
+    .await
+    .map_err(|e| domain_error(Some(nav.clone()), e, back))?;
+    let level_name = level.map(LogLevel::as_str);
+    let page_link = |after: Option<&str>| {
+        link(
+            back,
+            &[
+                ("device", device.as_deref()),
+                ("level", level_name),
+                ("q", q.as_deref()),
+                ("after", after),
+            ],
+        )
+    };
+    let rows = page
+        .as_ref()
+        .map(|p| {
+            p.lines
+                .iter()
+                .map(|l| LogRow {
+                    when: l.unix_ms.map(time::format_utc).unwrap_or_default(),
+                    level: l.level.map_or("?", LogLevel::as_str),
+                    target: l.target.clone().unwrap_or_default(),
+                    message: l.message.clone(),
+                    origin: format!("{} / {}:{}", l.package_id, l.file, l.line),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let levels = std::iter::once(("any", level.is_none()))
+        .chain(
+            LogLevel::ALL
+                .iter()
+                .map(|l| (l.as_str(), Some(*l) == level)),
+        )
+        .collect();
+    Ok(html(
+        StatusCode::OK,
+        &LogsPage {
+            nav: Some(nav),
+            devices: with_selected(menu, device.as_deref()),
+            device: device.clone(),
+            levels,
+            q: q.clone().unwrap_or_default(),
+            rows,
+            after_given: after.is_some(),
+            first_link: page_link(None),
+            next_link: page
+                .as_ref()
+                .and_then(|p| p.next_after.as_deref())
+                .map(|a| page_link(Some(a))),
+        },
+    ))
+}
+
+/// The embedding export (NDJSON) as a download for a logged-in operator.
+async fn export(ctx: Ctx, raw: String) -> Page {
+    require_401(&ctx).await?;
+    let back = "/ui/data";
+    // The API's query (status, device, since in Unix ms): the same parser, the same errors.
+    let query: EmbeddingExportQuery = serde_urlencoded::from_str(&raw)
+        .map_err(|e| bad_request(None, format!("invalid query string: {e}"), back))?;
+    crate::domain::Sphere::check_export_query(&query).map_err(|e| domain_error(None, e, back))?;
+    let mut response = crate::http::embedding_export(ctx.sphere.clone(), query);
+    response.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"embeddings.ndjson\""),
+    );
+    Ok(response)
+}
+
+/// The Data Hub's routes (behind the dashboard's context and query filters).
+pub(super) fn routes(
+    ctx: BoxedFilter<(Ctx,)>,
+    query: BoxedFilter<(String,)>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let gallery_get = warp::path!("ui" / "data")
+        .and(warp::get())
+        .and(ctx.clone())
+        .and(query.clone())
+        .then(|ctx, raw| async move { done(gallery(ctx, raw).await) });
+    let files_get = warp::path!("ui" / "data" / "files")
+        .and(warp::get())
+        .and(ctx.clone())
+        .and(query.clone())
+        .then(|ctx, raw| async move { done(files(ctx, raw).await) });
+    let logs_get = warp::path!("ui" / "logs")
+        .and(warp::get())
+        .and(ctx.clone())
+        .and(query.clone())
+        .then(|ctx, raw| async move { done(logs(ctx, raw).await) });
+    let export_get = warp::path!("ui" / "exports" / "embeddings")
+        .and(warp::get())
+        .and(ctx)
+        .and(query)
+        .then(|ctx, raw| async move { done(export(ctx, raw).await) });
+    gallery_get
+        .or(files_get)
+        .unify()
+        .or(logs_get)
+        .unify()
+        .or(export_get)
+        .unify()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_leave_out_empty_values_and_encode_the_rest() {
+        assert_eq!(
+            link("/ui/data", &[("class", Some("a b&c")), ("device", None)]),
+            "/ui/data?class=a+b%26c"
+        );
+    }
+}
