@@ -371,39 +371,47 @@ mod tests {
         );
         let missing = dir.path().join("missing.pem");
 
-        let cases: [(&Path, &Path, &str, fn(&TlsError) -> bool); 6] = [
-            (&missing, &key, "missing.pem", |e| {
-                matches!(
-                    e,
-                    TlsError::Read {
-                        what: "certificate",
-                        ..
-                    }
-                )
-            }),
-            (&cert, &missing, "missing.pem", |e| {
-                matches!(e, TlsError::Read { what: "key", .. })
-            }),
-            (&empty, &key, "empty.pem", |e| {
-                matches!(e, TlsError::Empty { .. })
-            }),
-            (&cert, &empty, "empty.pem", |e| {
-                matches!(e, TlsError::Empty { what: "key", .. })
-            }),
-            // Key and certificate swapped: each file lacks what it should hold.
-            (&key, &cert, "key.pem", |e| {
-                matches!(e, TlsError::NoCertificate { .. })
-            }),
-            (&garbage, &key, "garbage.pem", |e| {
-                matches!(e, TlsError::Pem { .. })
-            }),
-        ];
-        for (cert, key, named, expected) in cases {
+        // The error, after checking that its message names `file` and gives a fix.
+        let refused = |cert: &Path, key: &Path, file: &str| {
             let err = ServerTls::load(cert, key).unwrap_err();
-            assert!(expected(&err), "{err:?}");
             let text = err.to_string();
-            assert!(text.contains(named) && text.contains("Fix"), "{text}");
-        }
+            assert!(text.contains(file) && text.contains("Fix"), "{text}");
+            err
+        };
+        let err = refused(&missing, &key, "missing.pem");
+        assert!(
+            matches!(
+                err,
+                TlsError::Read {
+                    what: "certificate",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = refused(&cert, &missing, "missing.pem");
+        assert!(matches!(err, TlsError::Read { what: "key", .. }), "{err:?}");
+        let err = refused(&empty, &key, "empty.pem");
+        assert!(
+            matches!(
+                err,
+                TlsError::Empty {
+                    what: "certificate",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = refused(&cert, &empty, "empty.pem");
+        assert!(
+            matches!(err, TlsError::Empty { what: "key", .. }),
+            "{err:?}"
+        );
+        // Key and certificate swapped: the certificate file holds no certificate.
+        let err = refused(&key, &cert, "key.pem");
+        assert!(matches!(err, TlsError::NoCertificate { .. }), "{err:?}");
+        let err = refused(&garbage, &key, "garbage.pem");
+        assert!(matches!(err, TlsError::Pem { .. }), "{err:?}");
         let err = read_key(&cert).unwrap_err();
         assert!(matches!(err, TlsError::NoKey { .. }), "{err:?}");
     }
