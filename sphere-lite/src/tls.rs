@@ -145,7 +145,12 @@ impl ServerTls {
         let rejected = |e: rustls::Error| TlsError::Rejected {
             cert: cert.to_owned(),
             key: key.to_owned(),
-            message: e.to_string(),
+            message: match e {
+                rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                    "the key's public key is not the certificate's".to_owned()
+                }
+                e => e.to_string(),
+            },
         };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -351,6 +356,7 @@ mod tests {
         let err = ServerTls::load(&cert, &key).unwrap_err();
         assert!(matches!(err, TlsError::Rejected { .. }), "{err:?}");
         let text = err.to_string();
+        assert!(text.contains("not the certificate's"), "{text}");
         assert!(
             text.contains("cert.pem") && text.contains("other-key.pem") && text.contains("Fix"),
             "{text}"
