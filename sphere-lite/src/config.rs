@@ -38,6 +38,57 @@ pub struct Config {
     /// File of trusted release public keys (one `tinylcm-release-public:` line each); without
     /// it, model releases are refused.
     pub release_keys: Option<PathBuf>,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP when set.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files of native TLS (both or neither are configured).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain, server certificate first.
+    pub cert: PathBuf,
+    /// Private key of the server certificate (PKCS#8, RSA or SEC1).
+    pub key: PathBuf,
+}
+
+/// The TLS keys as given by flags/environment (`--tls-cert`, `SPHERE_LITE_TLS_CERT`, ...): see
+/// the same-named keys of [`FileConfig`].
+#[derive(Debug, Default, Clone)]
+pub struct TlsOptions {
+    /// PEM certificate chain.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl TlsOptions {
+    fn or(self, other: TlsOptions) -> TlsOptions {
+        TlsOptions {
+            tls_cert: self.tls_cert.or(other.tls_cert),
+            tls_key: self.tls_key.or(other.tls_key),
+        }
+    }
+
+    fn resolve(self) -> Result<Option<TlsFiles>, ConfigError> {
+        let empty = |p: &Option<PathBuf>| p.as_ref().is_none_or(|p| p.as_os_str().is_empty());
+        match (empty(&self.tls_cert), empty(&self.tls_key)) {
+            (true, true) => Ok(None),
+            (false, false) => Ok(self
+                .tls_cert
+                .zip(self.tls_key)
+                .map(|(cert, key)| TlsFiles { cert, key })),
+            (false, true) => Err(ConfigError::Invalid {
+                key: "tls_key",
+                problem: "a TLS certificate is set but no key".into(),
+                fix: "set tls_key (--tls-key, SPHERE_LITE_TLS_KEY) to the certificate's PEM private key, or remove tls_cert to serve plain HTTP",
+            }),
+            (true, false) => Err(ConfigError::Invalid {
+                key: "tls_cert",
+                problem: "a TLS key is set but no certificate".into(),
+                fix: "set tls_cert (--tls-cert, SPHERE_LITE_TLS_CERT) to the PEM certificate chain, or remove tls_key to serve plain HTTP",
+            }),
+        }
+    }
 }
 
 /// The MLflow keys as given by flags/environment (`--mlflow-url`, `SPHERE_LITE_MLFLOW_URL`,
@@ -227,6 +278,11 @@ pub struct FileConfig {
     pub mlflow_namespace: Option<String>,
     /// File of trusted release public keys (one `tinylcm-release-public:` line each).
     pub release_keys: Option<PathBuf>,
+    /// `tls_cert = "/etc/sphere-lite/cert.pem"`: PEM certificate chain; with `tls_key`,
+    /// sphere-lite serves HTTPS instead of plain HTTP.
+    pub tls_cert: Option<PathBuf>,
+    /// `tls_key = "/etc/sphere-lite/key.pem"`: PEM private key (PKCS#8, RSA or SEC1).
+    pub tls_key: Option<PathBuf>,
 }
 
 /// A configuration that cannot work.
@@ -234,7 +290,7 @@ pub struct FileConfig {
 pub enum ConfigError {
     /// The file could not be read or parsed.
     #[error(
-        "config file {path}: {message}. Fix: check the file's TOML (keys: data, listen, max_upload_bytes, s3_endpoint, s3_bucket, s3_access_key, s3_secret_key, s3_region, s3_prefix, mlflow_url, mlflow_namespace, release_keys)"
+        "config file {path}: {message}. Fix: check the file's TOML (keys: data, listen, max_upload_bytes, s3_endpoint, s3_bucket, s3_access_key, s3_secret_key, s3_region, s3_prefix, mlflow_url, mlflow_namespace, release_keys, tls_cert, tls_key)"
     )]
     File {
         /// The file.
@@ -276,8 +332,15 @@ impl Config {
         max_upload_bytes: Option<u64>,
         s3: S3Options,
         mlflow: MlflowOptions,
+        tls: TlsOptions,
         file: FileConfig,
     ) -> Result<Self, ConfigError> {
+        let tls = tls
+            .or(TlsOptions {
+                tls_cert: file.tls_cert,
+                tls_key: file.tls_key,
+            })
+            .resolve()?;
         let s3 = s3
             .or(S3Options {
                 s3_endpoint: file.s3_endpoint,
@@ -320,6 +383,7 @@ impl Config {
             s3,
             mlflow,
             release_keys: file.release_keys,
+            tls,
         })
     }
 }
@@ -337,6 +401,7 @@ mod tests {
             None,
             S3Options::default(),
             MlflowOptions::default(),
+            TlsOptions::default(),
             file,
         )
         .unwrap();
@@ -348,6 +413,7 @@ mod tests {
             None,
             S3Options::default(),
             MlflowOptions::default(),
+            TlsOptions::default(),
             FileConfig::default(),
         )
         .unwrap();
@@ -360,6 +426,7 @@ mod tests {
                 None,
                 S3Options::default(),
                 MlflowOptions::default(),
+                TlsOptions::default(),
                 FileConfig::default()
             )
             .is_err()
@@ -378,10 +445,18 @@ mod tests {
             s3_secret_key: Some("sk".into()),
             ..S3Options::default()
         };
-        let s3 = Config::resolve(None, None, None, flags, MlflowOptions::default(), file)
-            .unwrap()
-            .s3
-            .unwrap();
+        let s3 = Config::resolve(
+            None,
+            None,
+            None,
+            flags,
+            MlflowOptions::default(),
+            TlsOptions::default(),
+            file,
+        )
+        .unwrap()
+        .s3
+        .unwrap();
         assert_eq!(s3.endpoint, "http://127.0.0.1:8333");
         assert_eq!(s3.bucket, "from-file");
         assert_eq!(
@@ -401,6 +476,7 @@ mod tests {
                 None,
                 o,
                 MlflowOptions::default(),
+                TlsOptions::default(),
                 FileConfig::default(),
             )
         };
@@ -446,7 +522,15 @@ mod tests {
             ..S3Options::default()
         };
         let resolve = |s3: S3Options, m: MlflowOptions, file: &str| {
-            Config::resolve(None, None, None, s3, m, toml::from_str(file).unwrap())
+            Config::resolve(
+                None,
+                None,
+                None,
+                s3,
+                m,
+                TlsOptions::default(),
+                toml::from_str(file).unwrap(),
+            )
         };
         let url = |u: &str| MlflowOptions {
             mlflow_url: Some(u.into()),
@@ -486,6 +570,63 @@ mod tests {
             ),
         ] {
             assert!(resolve(s3.clone(), m, file).is_err());
+        }
+    }
+
+    #[test]
+    fn tls_needs_both_files_from_any_source() {
+        let resolve = |flags: TlsOptions, file: &str| {
+            Config::resolve(
+                None,
+                None,
+                None,
+                S3Options::default(),
+                MlflowOptions::default(),
+                flags,
+                toml::from_str(file).unwrap(),
+            )
+        };
+        assert_eq!(resolve(TlsOptions::default(), "").unwrap().tls, None);
+        // Flag for one, file for the other; a flag beats the file.
+        let c = resolve(
+            TlsOptions {
+                tls_cert: Some("/flag/cert.pem".into()),
+                tls_key: None,
+            },
+            "tls_cert = \"/file/cert.pem\"\ntls_key = \"/file/key.pem\"",
+        )
+        .unwrap();
+        assert_eq!(
+            c.tls,
+            Some(TlsFiles {
+                cert: "/flag/cert.pem".into(),
+                key: "/file/key.pem".into()
+            })
+        );
+        for (flags, file, key) in [
+            (
+                TlsOptions {
+                    tls_cert: Some("/c.pem".into()),
+                    tls_key: None,
+                },
+                "",
+                "tls_key",
+            ),
+            (TlsOptions::default(), "tls_key = \"/k.pem\"", "tls_cert"),
+            (
+                TlsOptions {
+                    tls_cert: Some("/c.pem".into()),
+                    tls_key: Some("".into()),
+                },
+                "",
+                "tls_key",
+            ),
+        ] {
+            let err = resolve(flags, file).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("`{key}`")) && err.contains("Fix"),
+                "{err}"
+            );
         }
     }
 }

@@ -12,7 +12,8 @@
 //!   domain (archives → v2 packages, the feedback queue → validations);
 //! * [`http`]: the warp routes of API v2 and of the original API;
 //! * [`web`]: the operators' web dashboard under `/ui/` (server-rendered, live over SSE);
-//! * [`server`]: wiring and the serve loop; [`config`]: settings; [`secret`]: tokens;
+//! * [`server`]: wiring and the serve loop; [`tls`]: native TLS (rustls) for it;
+//!   [`config`]: settings; [`secret`]: tokens;
 //!   [`rss`]: resident-memory reading for the idle-RSS bar.
 
 #![warn(missing_docs)]
@@ -27,4 +28,5 @@ pub mod ports;
 pub mod rss;
 pub mod secret;
 pub mod server;
+pub mod tls;
 pub mod web;

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use sphere_lite::config::{Config, FileConfig, MlflowOptions, S3Options};
+use sphere_lite::config::{Config, FileConfig, MlflowOptions, S3Options, TlsOptions};
+use sphere_lite::tls::ServerTls;
 use sphere_lite::{limits, rss, server};
 use tinylcm_protocol::release::PublicKey;
 
@@ -28,7 +29,8 @@ struct DataArgs {
     #[arg(long, env = "SPHERE_LITE_DATA")]
     data: Option<PathBuf>,
     /// TOML config file (keys: data, listen, max_upload_bytes, s3_endpoint, s3_bucket,
-    /// s3_access_key, s3_secret_key, s3_region, s3_prefix, mlflow_url, mlflow_namespace).
+    /// s3_access_key, s3_secret_key, s3_region, s3_prefix, mlflow_url, mlflow_namespace,
+    /// release_keys, tls_cert, tls_key).
     #[arg(long, env = "SPHERE_LITE_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -66,6 +68,27 @@ struct MlflowArgs {
     /// sphere-lite.
     #[arg(long, env = "SPHERE_LITE_MLFLOW_NAMESPACE")]
     mlflow_namespace: Option<String>,
+}
+
+/// Native TLS (optional; both or neither). Without them sphere-lite speaks plain HTTP (put a
+/// TLS-terminating reverse proxy in front, or set these).
+#[derive(clap::Args)]
+struct TlsArgs {
+    /// PEM certificate chain (server certificate first): serve HTTPS instead of plain HTTP.
+    #[arg(long, env = "SPHERE_LITE_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate (PKCS#8, RSA or SEC1).
+    #[arg(long, env = "SPHERE_LITE_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+}
+
+impl From<TlsArgs> for TlsOptions {
+    fn from(a: TlsArgs) -> Self {
+        TlsOptions {
+            tls_cert: a.tls_cert,
+            tls_key: a.tls_key,
+        }
+    }
 }
 
 impl From<MlflowArgs> for MlflowOptions {
@@ -110,6 +133,8 @@ enum Command {
         s3: S3Args,
         #[command(flatten)]
         mlflow: MlflowArgs,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// Operator tokens.
     Token {
@@ -164,6 +189,7 @@ impl StoreArgs {
             None,
             self.s3.into(),
             self.mlflow.into(),
+            TlsOptions::default(),
         )?)
     }
 }
@@ -200,13 +226,14 @@ fn config(
     max_upload: Option<u64>,
     s3: S3Options,
     mlflow: MlflowOptions,
+    tls: TlsOptions,
 ) -> anyhow::Result<Config> {
     let file = match &data.config {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
     Ok(Config::resolve(
-        data.data, listen, max_upload, s3, mlflow, file,
+        data.data, listen, max_upload, s3, mlflow, tls, file,
     )?)
 }
 
@@ -275,11 +302,27 @@ fn main() -> anyhow::Result<()> {
             release_keys,
             s3,
             mlflow,
+            tls,
         } => {
-            let mut config = config(data, listen, max_upload_bytes, s3.into(), mlflow.into())?;
+            let mut config = config(
+                data,
+                listen,
+                max_upload_bytes,
+                s3.into(),
+                mlflow.into(),
+                tls.into(),
+            )?;
             if release_keys.is_some() {
                 config.release_keys = release_keys;
             }
+            // Before the stores: a bad certificate should not wait for S3 or MLflow to answer.
+            let tls = match &config.tls {
+                Some(files) => Some(ServerTls::load(&files.cert, &files.key).with_context(
+                    || "loading the TLS certificate and key (--tls-cert, --tls-key)",
+                )?),
+                None => None,
+            };
+            let scheme = if tls.is_some() { "https" } else { "http" };
             let open_files = limits::raise_open_files_limit();
             let sphere = Arc::new(open_serving(&config)?);
             let blobs = match &config.s3 {
@@ -302,12 +345,13 @@ fn main() -> anyhow::Result<()> {
                     .with_context(|| format!("listening on {}", config.listen))?;
                 tracing::info!(
                     listen = %listener.local_addr()?,
+                    scheme,
                     data = %config.data.display(),
                     vm_rss_kib = rss::vm_rss_kib(),
                     open_files = ?open_files,
                     "sphere-lite serving (tracking: {tracking}; blobs: {blobs})"
                 );
-                server::serve(sphere, listener, server::shutdown_signal()).await?;
+                server::serve_with(sphere, listener, tls, server::shutdown_signal()).await?;
                 anyhow::Ok(())
             })?;
             tracing::info!("stopped");

@@ -1,5 +1,6 @@
 //! Wiring of the stores (embedded default, S3 blobs, MLflow tracking) and the serve loop: open the stores, finish pending
-//! packages, process new ones in the background, serve until shutdown.
+//! packages, process new ones in the background, serve (plain HTTP through warp's own loop, or
+//! TLS through [`crate::tls`]) until shutdown.
 //!
 //! Why: `main` and the integration tests start the server the same way, so the tests exercise
 //! the real startup recovery and shutdown path.
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::mpsc::UnboundedSender;
 
 use crate::adapters::{
     DirBlobs, MlflowSettings, MlflowTracking, RedbTracking, S3Blobs, S3Settings,
@@ -17,6 +19,7 @@ use crate::adapters::{
 use crate::domain::{DomainError, Sphere};
 use crate::http::{self, ProcessJob};
 use crate::ports::{Blobs, StoreError, Tracking};
+use crate::tls::ServerTls;
 
 /// How often pending packages are retried after a processing failure.
 pub const RETRY_SWEEP: Duration = Duration::from_secs(30);
@@ -61,11 +64,22 @@ pub fn open_stores(
     Ok(Sphere::new(tracking, blobs))
 }
 
-/// Process pending packages, then serve on `listener` until `shutdown` resolves; in-flight
-/// requests are finished first.
+/// Process pending packages, then serve plain HTTP on `listener` until `shutdown` resolves;
+/// in-flight requests are finished first.
 pub async fn serve(
     sphere: Arc<Sphere>,
     listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DomainError> {
+    serve_with(sphere, listener, None, shutdown).await
+}
+
+/// As [`serve`], over TLS when `tls` is given: the same routes, startup recovery and graceful
+/// shutdown, only the transport differs.
+pub async fn serve_with(
+    sphere: Arc<Sphere>,
+    listener: TcpListener,
+    tls: Option<ServerTls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DomainError> {
     let s = sphere.clone();
@@ -76,8 +90,36 @@ pub async fn serve(
         tracing::info!(recovered, "processed packages left pending by the last run");
     }
 
+    let (jobs, worker) = process_in_background(sphere.clone());
+    // Open dashboard live streams never end by themselves: close them when shutdown starts,
+    // or the graceful shutdown would wait for them forever.
+    let live = sphere.clone();
+    let shutdown = async move {
+        shutdown.await;
+        live.close_live();
+    };
+    let routes = http::routes(sphere, jobs);
+    match tls {
+        None => {
+            warp::serve(routes)
+                .incoming(listener)
+                .graceful(shutdown)
+                .run()
+                .await
+        }
+        Some(tls) => tls.serve(routes, listener, shutdown).await,
+    }
+    // The routes (and with them the job sender) are gone: let the worker drain the queue.
+    let _ = worker.await;
+    Ok(())
+}
+
+/// The background processing of uploaded packages: the routes send jobs, the worker runs them
+/// until every sender is gone.
+fn process_in_background(
+    sphere: Arc<Sphere>,
+) -> (UnboundedSender<ProcessJob>, tokio::task::JoinHandle<()>) {
     let (jobs, mut queue) = tokio::sync::mpsc::unbounded_channel::<ProcessJob>();
-    let worker_sphere = sphere.clone();
     let worker = tokio::spawn(async move {
         // One package at a time: processing is disk-bound, and the server runs on small hosts.
         // A package whose processing failed on storage stays pending; a sweep retries pending
@@ -89,7 +131,7 @@ pub async fn serve(
             tokio::select! {
                 job = queue.recv() => {
                     let Some((device, package)) = job else { break };
-                    let s = worker_sphere.clone();
+                    let s = sphere.clone();
                     match tokio::task::spawn_blocking(move || s.process(&device, &package)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => {
@@ -100,7 +142,7 @@ pub async fn serve(
                     }
                 }
                 _ = sweep.tick(), if retry_needed => {
-                    let s = worker_sphere.clone();
+                    let s = sphere.clone();
                     retry_needed = !matches!(
                         tokio::task::spawn_blocking(move || {
                             s.process_pending()?;
@@ -113,22 +155,7 @@ pub async fn serve(
             }
         }
     });
-
-    // Open dashboard live streams never end by themselves: close them when shutdown starts,
-    // or the graceful shutdown would wait for them forever.
-    let live = sphere.clone();
-    let shutdown = async move {
-        shutdown.await;
-        live.close_live();
-    };
-    warp::serve(http::routes(sphere, jobs))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
-    // The routes (and with them the job sender) are gone: let the worker drain the queue.
-    let _ = worker.await;
-    Ok(())
+    (jobs, worker)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -1053,14 +1053,18 @@ pub fn routes(
         .and(warp::header::optional::<String>("host"))
         .and(warp::header::optional::<String>("sec-fetch-site"))
         .and(warp::header::optional::<String>("x-forwarded-proto"))
+        .and(warp::ext::optional::<crate::tls::TlsConnection>())
         .map(
-            |sphere, session, origin, host, fetch_site, proto: Option<String>| Ctx {
-                sphere,
-                session,
-                origin,
-                host,
-                fetch_site,
-                https: proto.is_some_and(|p| p.eq_ignore_ascii_case("https")),
+            |sphere, session, origin, host, fetch_site, proto: Option<String>, tls: Option<_>| {
+                Ctx {
+                    sphere,
+                    session,
+                    origin,
+                    host,
+                    fetch_site,
+                    // Behind a TLS proxy, or over sphere-lite's own TLS.
+                    https: proto.is_some_and(|p| p.eq_ignore_ascii_case("https")) || tls.is_some(),
+                }
             },
         );
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sphere_lite::domain::Sphere;
-use sphere_lite::server::serve;
+use sphere_lite::server::serve_with;
+use sphere_lite::tls::ServerTls;
 use tinylcm_protocol::paths;
 
 /// A server running on its own thread and runtime; stopped (gracefully) on drop.
@@ -23,6 +24,11 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(sphere: Sphere) -> TestServer {
+        Self::start_with(sphere, None)
+    }
+
+    /// Started over TLS when `tls` is given (then `url` still says `http`: use `addr`).
+    pub fn start_with(sphere: Sphere, tls: Option<ServerTls>) -> TestServer {
         let sphere = Arc::new(sphere);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -35,7 +41,7 @@ impl TestServer {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                serve(sphere, listener, async {
+                serve_with(sphere, listener, tls, async {
                     let _ = stopped.await;
                 })
                 .await
