@@ -30,16 +30,6 @@ fn publish(server: &TestServer, op: &str, release: &[u8], model: &[u8]) -> (u16,
     )
 }
 
-fn add_device(server: &TestServer, op: &str, id: &str) -> String {
-    let (status, body) = server.post(
-        "/api/v2/devices",
-        Some(op),
-        json!({"device_id": id}).to_string().as_bytes(),
-    );
-    assert_eq!(status, 201, "{body}");
-    body["token"].as_str().unwrap().to_owned()
-}
-
 fn assignment(server: &TestServer, id: &str, token: &str) -> Option<ModelAssignment> {
     let response = ureq::get(&server.url(&paths::model(id)))
         .set("Authorization", &format!("Bearer {token}"))
@@ -89,7 +79,7 @@ fn releases_are_verified_rolled_out_and_downloaded() {
             let op = sphere.create_operator_token("rel").unwrap();
             let server = TestServer::start(sphere);
             let ids: Vec<String> = (0..10).map(|i| format!("pi-{i}")).collect();
-            let tokens: Vec<String> = ids.iter().map(|id| add_device(&server, &op, id)).collect();
+            let tokens: Vec<String> = ids.iter().map(|id| server.add_device(&op, id)).collect();
 
             // Nothing assigned yet.
             assert!(assignment(&server, &ids[0], &tokens[0]).is_none());
@@ -213,7 +203,7 @@ fn operators_rotate_tokens_and_decommission_devices() {
             let sphere = backend.open();
             let op = sphere.create_operator_token("fleet").unwrap();
             let server = TestServer::start(sphere);
-            let old = add_device(&server, &op, "cam-1");
+            let old = server.add_device(&op, "cam-1");
             let feedback = paths::feedback("cam-1");
             assert_eq!(server.get(&feedback, Some(&old)).0, 200);
 

@@ -15,16 +15,6 @@ mod server;
 use backend::each_backend;
 use server::TestServer;
 
-fn add_device(server: &TestServer, op: &str, id: &str) -> String {
-    let (status, body) = server.post(
-        "/api/v2/devices",
-        Some(op),
-        json!({"device_id": id}).to_string().as_bytes(),
-    );
-    assert_eq!(status, 201, "{body}");
-    body["token"].as_str().unwrap().to_owned()
-}
-
 fn config_body(toml: &str) -> Vec<u8> {
     json!({ "toml": toml }).to_string().into_bytes()
 }
@@ -75,7 +65,7 @@ fn configuration_reaches_the_devices_it_concerns_once_and_is_acknowledged() {
             let op = sphere.create_operator_token("cfg").unwrap();
             let server = TestServer::start(sphere);
             let ids = ["cam-a", "cam-b", "cam-c"];
-            let tokens: Vec<String> = ids.iter().map(|id| add_device(&server, &op, id)).collect();
+            let tokens: Vec<String> = ids.iter().map(|id| server.add_device(&op, id)).collect();
             let group = |id: &str, g: Value| {
                 let (status, body) = server.patch(
                     &format!("/api/v2/devices/{id}/settings"),
@@ -162,7 +152,7 @@ fn configuration_reaches_the_devices_it_concerns_once_and_is_acknowledged() {
             let (status, _) =
                 server.put(&paths::scope_config("all"), Some(&op), &config_body(fleet));
             assert_eq!(status, 200);
-            let late = add_device(&server, &op, "cam-late");
+            let late = server.add_device(&op, "cam-late");
             let items = pending_configs(&server, "cam-late", &late);
             assert_eq!(items.len(), 1);
             assert_eq!(lambda(&items[0].2), Some(50.0));
@@ -178,7 +168,7 @@ fn unsafe_or_unauthorised_configuration_is_refused_and_changes_nothing() {
             let sphere = backend.open();
             let op = sphere.create_operator_token("cfg").unwrap();
             let server = TestServer::start(sphere);
-            let token = add_device(&server, &op, "cam-a");
+            let token = server.add_device(&op, "cam-a");
 
             for (path, toml, status) in [
                 // Sections a typo in which would take the device off the air.

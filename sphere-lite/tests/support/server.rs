@@ -134,6 +134,18 @@ impl TestServer {
         )
     }
 
+    /// Add device `id` through the operator route (`POST /api/v2/devices`); its token.
+    pub fn add_device(&self, operator: &str, id: &str) -> String {
+        let (status, body) = self.post(
+            "/api/v2/devices",
+            Some(operator),
+            json!({"device_id": id}).to_string().as_bytes(),
+        );
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["device_id"], id);
+        body["token"].as_str().unwrap().to_owned()
+    }
+
     /// Enroll with `key` and return (device id, token).
     pub fn enrolled(&self, key: &str) -> (String, String) {
         let (status, body) = self.enroll(key);
