@@ -285,6 +285,19 @@ fn the_models_page_lists_releases_and_rollouts() {
         assert!(page.body.contains(text), "{text} missing in {}", page.body);
     }
     assert!(page.body.contains(&signer.public().id()));
+
+    // The fleet overview shows which release each device is assigned.
+    f.server.add_device(&f.operator, "cam-9");
+    let fleet = f.page("/ui/fleet", Some(&session));
+    assert!(fleet.body.contains("<td>—</td>"), "{}", fleet.body);
+    let (status, _) = f.server.post(
+        &paths::rollout("shapes", "3"),
+        Some(&f.operator),
+        br#"{"group": "all"}"#,
+    );
+    assert_eq!(status, 200);
+    let fleet = f.page("/ui/fleet", Some(&session));
+    assert!(fleet.body.contains("<td>shapes 3</td>"), "{}", fleet.body);
 }
 
 #[test]

@@ -15,7 +15,9 @@ use tinylcm_protocol::ids::valid_package_id;
 use tinylcm_protocol::release::{MAX_MANIFEST_BYTES, SignedRelease};
 
 use super::{DomainError, Sphere, now_unix_ms};
-use crate::ports::{ALL_DEVICES, BlobKey, Recorded, ReleaseRecord, Rollout, StoreError};
+use crate::ports::{
+    ALL_DEVICES, BlobKey, DeviceSettings, Recorded, ReleaseRecord, Rollout, StoreError,
+};
 
 /// How long a presigned model download URL stays valid.
 pub const DOWNLOAD_URL_TTL: Duration = Duration::from_secs(3600);
@@ -228,6 +230,26 @@ impl Sphere {
     }
 
     /// The release device `device_id` (already authorised) should run, if any.
+    /// The release (name, version) each of `device_ids` is assigned, for the fleet overview
+    /// (rollouts are read once); devices without one are left out.
+    pub fn assigned_releases(
+        &self,
+        device_ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, (String, String)>, DomainError> {
+        let rollouts = self.tracking.rollouts()?;
+        let mut out = std::collections::HashMap::new();
+        if rollouts.is_empty() {
+            return Ok(out);
+        }
+        for &id in device_ids {
+            let settings = self.tracking.device_settings(id)?.unwrap_or_default();
+            if let Some(release) = assigned(id, &settings, &rollouts) {
+                out.insert(id.to_owned(), release);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn model_for_device(
         &self,
         device_id: &str,
@@ -236,27 +258,10 @@ impl Sphere {
             .tracking
             .device_settings(device_id)?
             .unwrap_or_default();
-        if settings.decommissioned {
-            return Ok(None);
-        }
         let rollouts = self.tracking.rollouts()?;
-        let rollout = settings
-            .group
-            .as_deref()
-            .and_then(|g| rollouts.iter().find(|r| r.group == g))
-            .or_else(|| rollouts.iter().find(|r| r.group == ALL_DEVICES));
-        let Some(rollout) = rollout else {
+        let Some((name, version)) = assigned(device_id, &settings, &rollouts) else {
             return Ok(None);
         };
-        let (name, version) =
-            if in_canary(device_id, &rollout.name, &rollout.version, rollout.percent) {
-                (rollout.name.clone(), rollout.version.clone())
-            } else {
-                match &rollout.previous {
-                    Some(p) => p.clone(),
-                    None => return Ok(None),
-                }
-            };
         let Some(release) = self.tracking.release(&name, &version)? else {
             return Ok(None);
         };
@@ -290,6 +295,28 @@ impl Sphere {
         self.blobs
             .get(&release_key(name, version)?)?
             .ok_or_else(not_found)
+    }
+}
+
+/// The release (name, version) a device with `settings` should run under `rollouts`: its
+/// group's rollout, else the `all` rollout; outside a canary, the rollout's previous release.
+fn assigned(
+    device_id: &str,
+    settings: &DeviceSettings,
+    rollouts: &[Rollout],
+) -> Option<(String, String)> {
+    if settings.decommissioned {
+        return None;
+    }
+    let rollout = settings
+        .group
+        .as_deref()
+        .and_then(|g| rollouts.iter().find(|r| r.group == g))
+        .or_else(|| rollouts.iter().find(|r| r.group == ALL_DEVICES))?;
+    if in_canary(device_id, &rollout.name, &rollout.version, rollout.percent) {
+        Some((rollout.name.clone(), rollout.version.clone()))
+    } else {
+        rollout.previous.clone()
     }
 }
 

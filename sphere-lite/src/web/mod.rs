@@ -341,6 +341,7 @@ fn device_row(d: &DeviceSummary, pending: u64, total: u64, now: u64) -> DeviceRo
         packages: d.packages,
         pending,
         total,
+        model: "—".into(),
     }
 }
 
@@ -631,12 +632,14 @@ async fn fleet(ctx: Ctx, raw: String) -> Page {
     }
     let sphere = ctx.sphere.clone();
     let cursor = after.clone();
-    let (total, devices, next, tallies, complete, map) = run(move || {
+    let (total, devices, next, tallies, complete, map, models) = run(move || {
         let total = sphere.list_devices()?.devices.len();
         let (devices, next) = sphere.devices_page(cursor.as_deref(), PAGE)?;
         let (tallies, complete) = sphere.drift_tallies()?;
         let map = map::fleet_map(&sphere, &devices)?;
-        Ok((total, devices, next, tallies, complete, map))
+        let ids: Vec<&str> = devices.iter().map(|d| d.device_id.as_str()).collect();
+        let models = sphere.assigned_releases(&ids)?;
+        Ok((total, devices, next, tallies, complete, map, models))
     })
     .await
     .map_err(|e| domain_error(Some(nav.clone()), e, "/ui/fleet"))?;
@@ -645,7 +648,11 @@ async fn fleet(ctx: Ctx, raw: String) -> Page {
         .iter()
         .map(|d| {
             let t = tallies.get(&d.device_id).copied().unwrap_or_default();
-            device_row(d, t.pending, t.total, now)
+            let mut row = device_row(d, t.pending, t.total, now);
+            if let Some((name, version)) = models.get(&d.device_id) {
+                row.model = format!("{name} {version}");
+            }
+            row
         })
         .collect();
     Ok(html(

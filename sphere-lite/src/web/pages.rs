@@ -67,6 +67,8 @@ pub struct DeviceRow {
     pub pending: u64,
     /// All drift events.
     pub total: u64,
+    /// The release it is assigned (`name version`), or `—`.
+    pub model: String,
 }
 
 /// The fleet overview.
