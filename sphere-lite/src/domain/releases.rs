@@ -229,7 +229,6 @@ impl Sphere {
         Ok(rollout)
     }
 
-    /// The release device `device_id` (already authorised) should run, if any.
     /// The release (name, version) each of `device_ids` is assigned, for the fleet overview
     /// (rollouts are read once); devices without one are left out.
     pub fn assigned_releases(
@@ -250,6 +249,7 @@ impl Sphere {
         Ok(out)
     }
 
+    /// The release device `device_id` (already authorised) should run, if any.
     pub fn model_for_device(
         &self,
         device_id: &str,
