@@ -525,6 +525,32 @@ fn the_embedding_export_carries_labels_and_filters_by_status() {
             assert_eq!(validated[0].detector, "adwin");
             let url = validated[0].sample_url.as_deref().unwrap();
             assert!(url.contains("00000000000000000012.jpg"), "{url}");
+            // A script fetches the sample with the operator token it exported with (a server
+            // path on the embedded backend; a presigned URL needs no token).
+            let absolute = if url.starts_with('/') {
+                server.url(url)
+            } else {
+                url.to_owned()
+            };
+            let mut fetch = ureq::get(&absolute);
+            if url.starts_with('/') {
+                fetch = fetch.set("Authorization", &format!("Bearer {operator}"));
+            }
+            assert_eq!(fetch.call().unwrap().status(), 200);
+            if url.starts_with('/') {
+                let refused = |auth: Option<&str>| {
+                    let mut r = ureq::get(&absolute);
+                    if let Some(a) = auth {
+                        r = r.set("Authorization", a);
+                    }
+                    match r.call() {
+                        Err(ureq::Error::Status(code, _)) => code,
+                        other => panic!("{other:?}"),
+                    }
+                };
+                assert_eq!(refused(None), 401);
+                assert_eq!(refused(Some("Bearer not-a-token")), 401);
+            }
             let pending = export(&format!("?status=pending&device={dev}"));
             assert_eq!(pending.len(), 1);
             assert_eq!(pending[0].label, None);

@@ -964,8 +964,20 @@ async fn models(ctx: Ctx) -> Page {
     ))
 }
 
-async fn image(tail: warp::path::Tail, ctx: Ctx) -> Page {
-    require_401(&ctx).await?;
+/// A sample image, for a logged-in operator or a script with an operator token (the
+/// embedding export's `sample_url` on the embedded backend points here).
+async fn image(tail: warp::path::Tail, ctx: Ctx, authorization: Option<String>) -> Page {
+    match authorization {
+        Some(auth) => {
+            let sphere = ctx.sphere.clone();
+            run(move || sphere.authorize_operator(Some(&auth)))
+                .await
+                .map_err(|e| domain_error(None, e, "/ui/login"))?;
+        }
+        None => {
+            require_401(&ctx).await?;
+        }
+    }
     let key = tail.as_str().to_owned();
     let sphere = ctx.sphere.clone();
     let k = key.clone();
@@ -1147,7 +1159,8 @@ pub fn routes(
         .and(warp::get())
         .and(warp::path::tail())
         .and(ctx.clone())
-        .then(|tail, ctx| async move { done(image(tail, ctx).await) });
+        .and(warp::header::optional::<String>("authorization"))
+        .then(|tail, ctx, auth| async move { done(image(tail, ctx, auth).await) });
     let live_get = warp::path!("ui" / "events")
         .and(warp::get())
         .and(ctx)
