@@ -45,11 +45,6 @@ fn layers_in(scopes: &[ConfigLayer], settings: &DeviceSettings) -> Vec<ConfigLay
 }
 
 impl Sphere {
-    /// The layers that apply to a device with `settings`, fleet-wide first.
-    fn layers_of(&self, settings: &DeviceSettings) -> Result<Vec<ConfigLayer>, DomainError> {
-        Ok(layers_in(&self.tracking.scope_configs()?, settings))
-    }
-
     fn effective_of(layers: &[ConfigLayer]) -> Result<Effective, DomainError> {
         remote_config::effective(layers.iter().map(|l| l.toml.as_str())).map_err(refused)
     }
@@ -57,21 +52,22 @@ impl Sphere {
     /// Queue the device's effective configuration if it is not the one delivered last;
     /// returns whether an item was queued. Decommissioned devices get nothing.
     pub(super) fn deliver_config(&self, device_id: &str) -> Result<bool, DomainError> {
-        let settings = self.device_settings(device_id)?;
-        self.deliver_with(device_id, settings, &self.tracking.scope_configs()?)
+        let mut settings = self.device_settings(device_id)?;
+        self.deliver_with(device_id, &mut settings, &self.tracking.scope_configs()?)
     }
 
-    /// [`Sphere::deliver_config`] with the device's settings and the scope layers read already.
+    /// [`Sphere::deliver_config`] with the device's settings and the scope layers read
+    /// already; `settings` ends as stored.
     fn deliver_with(
         &self,
         device_id: &str,
-        mut settings: DeviceSettings,
+        settings: &mut DeviceSettings,
         scopes: &[ConfigLayer],
     ) -> Result<bool, DomainError> {
         if settings.decommissioned {
             return Ok(false);
         }
-        let effective = Self::effective_of(&layers_in(scopes, &settings))?;
+        let effective = Self::effective_of(&layers_in(scopes, settings))?;
         let due = match &settings.config_delivered {
             Some(d) => d.revision != effective.revision,
             // Never configured and nothing to configure: the local config file rules.
@@ -97,7 +93,7 @@ impl Sphere {
             feedback_id,
             unix_ms: now,
         });
-        self.tracking.set_device_settings(device_id, &settings)?;
+        self.tracking.set_device_settings(device_id, settings)?;
         tracing::info!(device = %device_id, feedback_id, "configuration queued");
         Ok(true)
     }
@@ -114,7 +110,33 @@ impl Sphere {
     /// A device's layers, effective configuration and whether it acknowledged it.
     pub fn device_config(&self, device_id: &str) -> Result<DeviceConfigState, DomainError> {
         let settings = self.device_settings(device_id)?;
-        let layers = self.layers_of(&settings)?;
+        self.state_with(device_id, &settings, &self.tracking.scope_configs()?)
+    }
+
+    /// The states of `device_ids` with their groups, for the configuration page (the scope
+    /// layers are read once).
+    pub fn config_states(
+        &self,
+        device_ids: &[&str],
+    ) -> Result<Vec<(DeviceConfigState, Option<String>)>, DomainError> {
+        let scopes = self.tracking.scope_configs()?;
+        device_ids
+            .iter()
+            .map(|&id| {
+                let settings = self.device_settings(id)?;
+                Ok((self.state_with(id, &settings, &scopes)?, settings.group))
+            })
+            .collect()
+    }
+
+    /// [`Sphere::device_config`] with the device's settings and the scope layers read already.
+    fn state_with(
+        &self,
+        device_id: &str,
+        settings: &DeviceSettings,
+        scopes: &[ConfigLayer],
+    ) -> Result<DeviceConfigState, DomainError> {
+        let layers = layers_in(scopes, settings);
         let effective = Self::effective_of(&layers)?;
         let acknowledged = match &settings.config_delivered {
             Some(d) if d.revision == effective.revision => {
@@ -133,7 +155,7 @@ impl Sphere {
             layers,
             effective_toml: effective.toml,
             revision: effective.revision,
-            delivered: settings.config_delivered,
+            delivered: settings.config_delivered.clone(),
             acknowledged,
         })
     }
@@ -154,10 +176,11 @@ impl Sphere {
             unix_ms: now_unix_ms(),
         });
         // The merge must fit as well: refuse before anything is stored.
-        Self::effective_of(&self.layers_of(&settings)?)?;
+        let scopes = self.tracking.scope_configs()?;
+        Self::effective_of(&layers_in(&scopes, &settings))?;
         self.tracking.set_device_settings(device_id, &settings)?;
-        self.deliver_config(device_id)?;
-        self.device_config(device_id)
+        self.deliver_with(device_id, &mut settings, &scopes)?;
+        self.state_with(device_id, &settings, &scopes)
     }
 
     /// Every fleet-wide and group layer.
@@ -194,11 +217,11 @@ impl Sphere {
         let mut devices_updated = 0;
         for device in self.tracking.devices()? {
             let id = &device.device_id;
-            let settings = self.device_settings(id)?;
+            let mut settings = self.device_settings(id)?;
             if scope != ALL_DEVICES && settings.group.as_deref() != Some(scope) {
                 continue;
             }
-            match self.deliver_with(id, settings, &scopes) {
+            match self.deliver_with(id, &mut settings, &scopes) {
                 Ok(true) => devices_updated += 1,
                 Ok(false) => {}
                 Err(DomainError::BadRequest { error, .. }) => {

@@ -74,12 +74,8 @@ pub async fn page(ctx: Ctx) -> Page {
     let (layers, states, more) = run(move || {
         let layers = sphere.scope_configs()?;
         let (devices, next) = sphere.devices_page(None, DEVICES_SHOWN)?;
-        let mut states = Vec::with_capacity(devices.len());
-        for d in devices {
-            let state = sphere.device_config(&d.device_id)?;
-            let group = sphere.device_settings(&d.device_id)?.group;
-            states.push((state, group));
-        }
+        let ids: Vec<&str> = devices.iter().map(|d| d.device_id.as_str()).collect();
+        let states = sphere.config_states(&ids)?;
         Ok((layers, states, next.is_some()))
     })
     .await
