@@ -229,24 +229,19 @@ impl Sphere {
         Ok(rollout)
     }
 
-    /// The release (name, version) each of `device_ids` is assigned, for the fleet overview
-    /// (rollouts are read once); devices without one are left out.
+    /// The release (name, version) each of `devices` (id and settings) is assigned, for the
+    /// fleet overview (rollouts are read once); devices without one are left out.
     pub fn assigned_releases(
         &self,
-        device_ids: &[&str],
+        devices: &[(&str, &DeviceSettings)],
     ) -> Result<std::collections::HashMap<String, (String, String)>, DomainError> {
         let rollouts = self.tracking.rollouts()?;
-        let mut out = std::collections::HashMap::new();
-        if rollouts.is_empty() {
-            return Ok(out);
-        }
-        for &id in device_ids {
-            let settings = self.tracking.device_settings(id)?.unwrap_or_default();
-            if let Some(release) = assigned(id, &settings, &rollouts) {
-                out.insert(id.to_owned(), release);
-            }
-        }
-        Ok(out)
+        Ok(devices
+            .iter()
+            .filter_map(|&(id, settings)| {
+                assigned(id, settings, &rollouts).map(|release| (id.to_owned(), release))
+            })
+            .collect())
     }
 
     /// The release device `device_id` (already authorised) should run, if any.

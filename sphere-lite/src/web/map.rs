@@ -6,7 +6,8 @@
 //! each other; exact places are in the device settings. Like the charts, this module computes
 //! numbers and the `map.html` template draws them, escaping every text.
 
-use crate::domain::{DeviceSummary, DomainError, Sphere};
+use crate::domain::DeviceSummary;
+use crate::ports::DeviceSettings;
 
 /// Width of the map's view box (2 units per degree of longitude).
 pub const WIDTH: f64 = 720.0;
@@ -97,27 +98,19 @@ impl FleetMap {
 }
 
 /// The map of the devices of one fleet page that have a location (`None` when none has).
-pub fn fleet_map(
-    sphere: &Sphere,
-    devices: &[DeviceSummary],
-) -> Result<Option<FleetMap>, DomainError> {
+pub fn fleet_map(devices: &[(&DeviceSummary, &DeviceSettings)]) -> Option<FleetMap> {
     let mut located = Vec::new();
-    for d in devices {
-        let settings = match sphere.device_settings(&d.device_id) {
-            Ok(s) => s,
-            // Removed between the listing and now: nothing to draw.
-            Err(DomainError::NotFound { .. }) => continue,
-            Err(e) => return Err(e),
-        };
+    for (d, settings) in devices {
         if let Some(l) = settings.location {
             let label = settings
                 .name
+                .clone()
                 .or_else(|| d.name.clone())
                 .unwrap_or_else(|| d.device_id.clone());
             located.push((d.device_id.clone(), label, l.latitude, l.longitude));
         }
     }
-    Ok(FleetMap::new(&located))
+    FleetMap::new(&located)
 }
 
 #[cfg(test)]

@@ -636,9 +636,23 @@ async fn fleet(ctx: Ctx, raw: String) -> Page {
         let total = sphere.list_devices()?.devices.len();
         let (devices, next) = sphere.devices_page(cursor.as_deref(), PAGE)?;
         let (tallies, complete) = sphere.drift_tallies()?;
-        let map = map::fleet_map(&sphere, &devices)?;
-        let ids: Vec<&str> = devices.iter().map(|d| d.device_id.as_str()).collect();
-        let models = sphere.assigned_releases(&ids)?;
+        // Each device's settings once, for the map and the assigned releases.
+        let mut settings = Vec::with_capacity(devices.len());
+        for d in &devices {
+            match sphere.device_settings(&d.device_id) {
+                Ok(s) => settings.push((d, s)),
+                // Removed between the listing and now: nothing to show for it.
+                Err(DomainError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let map = map::fleet_map(&settings.iter().map(|(d, s)| (*d, s)).collect::<Vec<_>>());
+        let models = sphere.assigned_releases(
+            &settings
+                .iter()
+                .map(|(d, s)| (d.device_id.as_str(), s))
+                .collect::<Vec<_>>(),
+        )?;
         Ok((total, devices, next, tallies, complete, map, models))
     })
     .await
