@@ -23,6 +23,7 @@ pub mod pipeline;
 pub mod preprocess;
 pub mod quarantine;
 pub mod report;
+pub mod service;
 pub mod state;
 pub mod stats;
 pub mod status;
