@@ -66,7 +66,7 @@ fn installer_child() {
     for n in 0u64.. {
         let r = 1 + n % 2;
         match rng.below(6) {
-            0 | 1 | 2 => {
+            0..=2 => {
                 let activate = rng.below(2) == 0;
                 ignore_refusal(models.install_files(
                     &dir.join(format!("r{r}.tflite")),

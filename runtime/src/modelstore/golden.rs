@@ -235,7 +235,7 @@ mod tests {
         let g = Golden {
             seed: 3,
             tolerance: 1e-3,
-            scores: vec![0.1, 0.2, 0.30000001, 0.4],
+            scores: vec![0.1, 0.2, 1.0 / 3.0, 0.4],
             embedding: Some(vec![-1.5e-7, 12.25]),
         };
         let text = format!(

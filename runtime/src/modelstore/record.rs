@@ -94,6 +94,19 @@ pub enum Happening {
     Refused,
 }
 
+impl Happening {
+    /// The word used in status output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Happening::Installed => "installed",
+            Happening::Activated => "activated",
+            Happening::Committed => "committed",
+            Happening::RolledBack => "rolled back",
+            Happening::Refused => "refused",
+        }
+    }
+}
+
 /// One history entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
@@ -202,6 +215,16 @@ pub enum ActiveState {
     Committed,
     /// Activated, health window not yet passed.
     Trial,
+}
+
+impl ActiveState {
+    /// The words used in status output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActiveState::Committed => "committed",
+            ActiveState::Trial => "on trial",
+        }
+    }
 }
 
 /// The identity of the model that runs, for sync and status.

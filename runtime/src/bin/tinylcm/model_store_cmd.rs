@@ -232,11 +232,11 @@ fn render(view: &StatusView, config: &Config) -> String {
     }
     match (&view.state, &view.active) {
         (_, Some(a)) => out.push_str(&format!(
-            "active: {} {} (slot {}, {:?}, key {}, SHA-256 {})\n",
+            "active: {} {} (slot {}, {}, key {}, SHA-256 {})\n",
             a.name,
             a.version,
             a.slot,
-            a.state,
+            a.state.as_str(),
             a.key_id,
             &a.sha256[..16.min(a.sha256.len())]
         )),
@@ -270,9 +270,9 @@ fn render(view: &StatusView, config: &Config) -> String {
             out.push_str("history:\n");
             for h in &s.history {
                 out.push_str(&format!(
-                    "  {} {:?} {}: {}\n",
+                    "  {} {} {}: {}\n",
                     utc(h.unix_ms),
-                    h.what,
+                    h.what.as_str(),
                     h.release,
                     h.detail
                 ));
