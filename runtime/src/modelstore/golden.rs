@@ -244,6 +244,31 @@ mod tests {
             to_toml(std::slice::from_ref(&g))
         );
         let m = ModelManifest::parse(&text, std::path::Path::new("t")).unwrap();
-        assert_eq!(m.golden, vec![g]);
+        assert_eq!(m.golden, vec![g.clone()]);
+        // Entries that cannot be checked are refused when the manifest is read.
+        for bad in [
+            Golden {
+                scores: vec![0.5; 3],
+                ..g.clone()
+            },
+            Golden {
+                tolerance: -1.0,
+                ..g.clone()
+            },
+            Golden {
+                scores: vec![f32::INFINITY; 4],
+                ..g.clone()
+            },
+        ] {
+            let text = format!(
+                "{}{}",
+                include_str!("../../models/default/default_f32.toml"),
+                to_toml(std::slice::from_ref(&bad)).replace("inf", "1e99")
+            );
+            assert!(
+                ModelManifest::parse(&text, std::path::Path::new("t")).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 }

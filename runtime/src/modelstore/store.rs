@@ -36,6 +36,9 @@ pub struct ModelStore {
     engine: EngineConfig,
     trusted: Vec<PublicKey>,
     store: Arc<Store>,
+    /// Serialises read-modify-write of the state value between threads (e.g. the service
+    /// loop committing while a worker processes `incoming/`).
+    write: std::sync::Mutex<()>,
 }
 
 /// What the service should load, decided once per start by [`ModelStore::boot`].
@@ -105,6 +108,7 @@ impl ModelStore {
             engine,
             trusted,
             store,
+            write: std::sync::Mutex::new(()),
         })
     }
 
@@ -126,6 +130,12 @@ impl ModelStore {
         Ok(self.state()?.active())
     }
 
+    /// The write lock (a panic while holding it leaves no half-done change: the state value
+    /// is replaced whole, so a poisoned lock is still usable).
+    fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.write.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Commits `state` durably before returning.
     fn save(&self, state: &ModelsState) -> Result<(), ModelStoreError> {
         let mut batch = Batch::new();
@@ -137,6 +147,7 @@ impl ModelStore {
 
     /// Records a refusal (best effort: the refusal itself is what the caller reports).
     fn note_refusal(&self, label: String, error: &ModelStoreError) {
+        let _guard = self.guard();
         let recorded = self.state().and_then(|mut s| {
             s.refuse(Happening::Refused, label, error.to_string());
             self.save(&s)
@@ -221,8 +232,16 @@ impl ModelStore {
                 return Err(e);
             }
         };
-        // Read again after the slow smoke test, so the decision uses the newest state.
+        // Read again after the slow smoke test, under the lock, so the decision uses the
+        // newest state.
+        let _guard = self.guard();
         state = self.state()?;
+        if let Some(trial) = &state.trial {
+            return Err(ModelStoreError::Refused(format!(
+                "{} was activated meanwhile; install after it is committed or rolled back",
+                trial.record.label()
+            )));
+        }
         let slot = state.committed.as_ref().map_or(Slot::A, |c| c.slot.other());
         // (2) Nothing may refer to the slot while its files change.
         if state.references(slot) {
@@ -263,6 +282,7 @@ impl ModelStore {
     /// Makes the staged model the trial model (one flushed state change); it runs from the
     /// next service start (or model reload) and must pass the health window.
     pub fn activate(&self) -> Result<SlotRecord, ModelStoreError> {
+        let _guard = self.guard();
         let mut state = self.state()?;
         let Some(record) = state.staged.take() else {
             return Err(ModelStoreError::Refused(
@@ -287,6 +307,7 @@ impl ModelStore {
     /// trial is rolled back (a crash loop). A slot whose files no longer match its release is
     /// abandoned too. Falls back to the committed slot, then to the configured model.
     pub fn boot(&self) -> Result<Boot, ModelStoreError> {
+        let _guard = self.guard();
         let mut state = self.state()?;
         let mut rolled_back = None;
         if let Some(mut trial) = state.trial.take() {
@@ -387,9 +408,24 @@ impl ModelStore {
         }))
     }
 
+    /// Records how many frames the trial has run (queued, not flushed: informational, for
+    /// status; call it now and then, e.g. with each status report).
+    pub fn note_trial_frames(&self, frames: u64) -> Result<(), ModelStoreError> {
+        let _guard = self.guard();
+        let mut state = self.state()?;
+        if let Some(trial) = state.trial.as_mut() {
+            trial.frames = frames;
+            let mut batch = Batch::new();
+            batch.put_state(STATE_KEY, &Stored::V1(state))?;
+            self.store.submit(batch)?;
+        }
+        Ok(())
+    }
+
     /// Commits the trial model after a passed health window (`summary` is stored with it);
     /// the previously committed model stays available to `rollback` until the next install.
     pub fn commit(&self, summary: HealthSummary) -> Result<SlotRecord, ModelStoreError> {
+        let _guard = self.guard();
         let mut state = self.state()?;
         let Some(trial) = state.trial.take() else {
             return Err(ModelStoreError::Refused(
@@ -419,6 +455,7 @@ impl ModelStore {
     /// Rolls back: drops the trial if there is one; else replaces the committed model by the
     /// previously committed one, or by the configured model when there is none.
     pub fn rollback(&self, reason: &str) -> Result<RolledBack, ModelStoreError> {
+        let _guard = self.guard();
         let mut state = self.state()?;
         let done = if let Some(trial) = state.trial.take() {
             RolledBack::Trial(trial.record)
