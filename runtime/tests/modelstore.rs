@@ -249,3 +249,38 @@ fn a_damaged_slot_is_never_loaded() {
     assert!(boot.rolled_back.unwrap().contains("cannot be used"));
     assert!(Path::new(&path).exists());
 }
+
+#[test]
+fn goldens_computed_on_one_backend_hold_on_the_other() {
+    use std::sync::Arc;
+    use tinylcm::engine::{BackendChoice, EngineConfig};
+    use tinylcm::model::ModelManifest;
+    use tinylcm::modelstore::golden;
+    // libtensorflowlite_c.so exists for x86_64 only: elsewhere there is one backend.
+    if !cfg!(target_arch = "x86_64") {
+        return;
+    }
+    let engine = |backend| EngineConfig {
+        backend,
+        ..EngineConfig::default()
+    };
+    for stem in ["default_f32", "default_int8"] {
+        let m = model(stem);
+        let manifest = ModelManifest::parse(&m.manifest, Path::new(stem)).unwrap();
+        let bytes: Arc<[u8]> = Arc::from(m.bytes.clone());
+        let goldens = golden::compute(
+            &engine(BackendChoice::TfliteC),
+            Arc::clone(&bytes),
+            &manifest,
+            3,
+            None,
+        )
+        .unwrap();
+        let signed = ModelManifest {
+            golden: goldens,
+            ..manifest
+        };
+        golden::smoke_test(&engine(BackendChoice::Litert), bytes, &signed, stem)
+            .unwrap_or_else(|e| panic!("{stem}: {e}"));
+    }
+}

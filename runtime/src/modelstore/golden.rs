@@ -53,10 +53,41 @@ pub fn run_seeds(
     manifest: &ModelManifest,
     seeds: &[u64],
 ) -> Result<Vec<GoldenOutputs>, String> {
+    let mut pipeline = open_pipeline(engine_config, model, manifest)?;
+    run_on(&mut pipeline, manifest, seeds)
+}
+
+fn open_pipeline(
+    engine_config: &EngineConfig,
+    model: Arc<[u8]>,
+    manifest: &ModelManifest,
+) -> Result<Pipeline, String> {
     let engine = engine::open(engine_config, &ModelSource::Bytes(model))
         .map_err(|e| format!("the model does not load: {e}"))?;
-    let mut pipeline = Pipeline::new(engine, manifest, None, &OutputSelection::default())
-        .map_err(|e| format!("the model does not fit its manifest: {e}"))?;
+    Pipeline::new(engine, manifest, None, &OutputSelection::default())
+        .map_err(|e| format!("the model does not fit its manifest: {e}"))
+}
+
+/// The largest quantisation step of the scores and embedding outputs (0 for float outputs).
+fn quantisation_step(pipeline: &Pipeline, manifest: &ModelManifest) -> f32 {
+    let outputs = pipeline.engine().outputs();
+    [
+        Some(&manifest.outputs.scores),
+        manifest.outputs.embedding.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|r| r.resolve(outputs).ok())
+    .filter_map(|i| outputs[i].quantization)
+    .map(|q| q.scale.abs())
+    .fold(0.0, f32::max)
+}
+
+fn run_on(
+    pipeline: &mut Pipeline,
+    manifest: &ModelManifest,
+    seeds: &[u64],
+) -> Result<Vec<GoldenOutputs>, String> {
     let (width, height) = (manifest.input.width, manifest.input.height);
     seeds
         .iter()
@@ -82,16 +113,26 @@ pub fn run_seeds(
         .collect()
 }
 
-/// `n` goldens for `model` (seeds 1..=n) with `tolerance`, for `tinylcm model sign --golden`.
+/// Tolerance of computed goldens for float outputs.
+pub const FLOAT_TOLERANCE: f32 = 1e-3;
+
+/// `n` goldens for `model` (seeds 1..=n), for `tinylcm model sign --golden`.
+///
+/// `tolerance` `None` picks one that holds across backends: [`FLOAT_TOLERANCE`] for float
+/// outputs, two quantisation steps of the coarsest output for quantised ones (kernels of
+/// different libraries round int8 arithmetic differently by a step).
 pub fn compute(
     engine_config: &EngineConfig,
     model: Arc<[u8]>,
     manifest: &ModelManifest,
     n: usize,
-    tolerance: f32,
+    tolerance: Option<f32>,
 ) -> Result<Vec<Golden>, String> {
     let seeds: Vec<u64> = (1..=n as u64).collect();
-    let outputs = run_seeds(engine_config, model, manifest, &seeds)?;
+    let mut pipeline = open_pipeline(engine_config, model, manifest)?;
+    let tolerance = tolerance
+        .unwrap_or_else(|| FLOAT_TOLERANCE.max(2.0 * quantisation_step(&pipeline, manifest)));
+    let outputs = run_on(&mut pipeline, manifest, &seeds)?;
     Ok(seeds
         .into_iter()
         .zip(outputs)

@@ -40,7 +40,7 @@ pub fn with_goldens(model: &Model, from: &Model, n: usize) -> Model {
         Arc::from(from.bytes.clone()),
         &from_manifest,
         n,
-        1e-3,
+        Some(1e-3),
     )
     .unwrap();
     Model {

@@ -61,8 +61,10 @@ enum ModelCommand {
         #[arg(long, value_name = "N", default_value_t = 0)]
         golden: usize,
         /// Tolerance of the computed goldens: |got - expected| <= T * max(1, |expected|).
-        #[arg(long, value_name = "T", default_value_t = 1e-3)]
-        tolerance: f32,
+        /// Default: 0.001 for float outputs, two quantisation steps for quantised ones (what
+        /// holds across inference libraries).
+        #[arg(long, value_name = "T")]
+        tolerance: Option<f32>,
     },
     #[command(flatten)]
     Store(StoreCommand),
@@ -97,7 +99,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 /// What `sign --golden` asks for.
 struct Goldens<'a> {
     count: usize,
-    tolerance: f32,
+    tolerance: Option<f32>,
     engine: &'a tinylcm::engine::EngineConfig,
 }
 
@@ -118,7 +120,7 @@ fn with_goldens(
             tinylcm::model::MAX_GOLDENS
         );
     }
-    if !goldens.tolerance.is_finite() || goldens.tolerance < 0.0 {
+    if goldens.tolerance.is_some_and(|t| !t.is_finite() || t < 0.0) {
         bail!("--tolerance must be a finite number >= 0");
     }
     let manifest = ModelManifest::parse(&text, manifest_path)?;
