@@ -179,6 +179,20 @@ fn refused_releases_leave_the_active_model_unchanged() {
     };
     assert!(e.to_string().contains("trusted-keys"), "{e}");
     assert_eq!(models.active().unwrap(), before);
+
+    // A broken keys file does not stop the store (the service must still start); installs
+    // are refused naming the file.
+    drop(models);
+    drop(_store);
+    let bad = dir.path().join("bad.pub");
+    std::fs::write(&bad, "tinylcm-release-public:not-base64\n").unwrap();
+    let (_store, models) = open(dir.path(), &config(Some(bad)));
+    assert_eq!(run_boot_choice(&models).as_deref(), Some("1"));
+    let refused = models.install(&int8.bytes, &release(&int8, &key, "shapes", "2"), true);
+    let Err(e @ ModelStoreError::TrustedKeys { .. }) = refused else {
+        panic!("{refused:?}");
+    };
+    assert!(e.to_string().contains("bad.pub"), "{e}");
 }
 
 #[test]

@@ -255,4 +255,11 @@ fn a_running_service_gets_requests_handed_over() {
         models.state().unwrap().last_refusal.unwrap().reason,
         "by hand"
     );
+
+    // A request the service cannot carry out is recorded where the operator looks.
+    assert!(ok(run(&["activate"], &s.config, &s.state)).contains("handed over"));
+    let done = process_incoming(&models).unwrap();
+    assert!(done[0].result.is_err());
+    let why = models.state().unwrap().last_refusal.unwrap().reason;
+    assert!(why.contains("install one first"), "{why}");
 }

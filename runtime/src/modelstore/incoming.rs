@@ -231,7 +231,18 @@ pub fn process_incoming(store: &ModelStore) -> Result<Vec<Processed>, ModelStore
         });
         match &result {
             Ok(outcome) => tracing::info!("hand-over {}: {outcome:?}", request_path.display()),
-            Err(e) => tracing::warn!("hand-over {} refused: {e}", request_path.display()),
+            Err(e) => {
+                tracing::warn!("hand-over {} refused: {e}", request_path.display());
+                // Release refusals are recorded by the install itself; the others (nothing to
+                // activate, a trial in progress, a malformed request) only here, so the
+                // operator who handed it over sees why in `tinylcm model status`.
+                if matches!(
+                    e,
+                    ModelStoreError::Refused(_) | ModelStoreError::Request { .. }
+                ) {
+                    store.note_refusal(request_path.display().to_string(), e);
+                }
+            }
         }
         for path in files.iter().chain([&request_path]) {
             match std::fs::remove_file(path) {

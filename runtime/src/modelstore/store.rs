@@ -34,7 +34,9 @@ pub struct ModelStore {
     layout: Layout,
     config: ModelsConfig,
     engine: EngineConfig,
-    trusted: Vec<PublicKey>,
+    /// The trusted release keys, or why the keys file could not be used (reported by every
+    /// install: a typo in the keys file must not stop the service from starting).
+    trusted: Result<Vec<PublicKey>, (PathBuf, String)>,
     store: Arc<Store>,
     /// Serialises read-modify-write of the state value between threads (e.g. the service
     /// loop committing while a worker processes `incoming/`).
@@ -93,15 +95,22 @@ pub enum RolledBack {
 
 impl ModelStore {
     /// The store in `dir` with its state in `store`; trusted keys are read from
-    /// `config.trusted_keys` now (a bad file is an error; none configured refuses installs
-    /// later, but boot and rollback work).
+    /// `config.trusted_keys` now. A missing or bad keys file (or none configured) does not
+    /// fail here: boot, status and rollback still work, and every install is refused saying
+    /// why.
     pub fn open(
         config: &ModelsConfig,
         dir: PathBuf,
         engine: EngineConfig,
         store: Arc<Store>,
     ) -> Result<Self, ModelStoreError> {
-        let trusted = load_trusted_keys(config.trusted_keys.as_deref())?;
+        let trusted = load_trusted_keys(config.trusted_keys.as_deref()).map_err(|e| {
+            tracing::warn!("model installs will be refused: {e}");
+            match e {
+                ModelStoreError::TrustedKeys { path, reason } => (path, reason),
+                other => (PathBuf::new(), other.to_string()),
+            }
+        });
         Ok(ModelStore {
             layout: Layout::new(dir),
             config: config.clone(),
@@ -110,6 +119,16 @@ impl ModelStore {
             store,
             write: std::sync::Mutex::new(()),
         })
+    }
+
+    /// The trusted keys, or the error that made them unusable.
+    fn trusted_keys(&self) -> Result<&[PublicKey], ModelStoreError> {
+        self.trusted
+            .as_deref()
+            .map_err(|(path, reason)| ModelStoreError::TrustedKeys {
+                path: path.clone(),
+                reason: reason.clone(),
+            })
     }
 
     /// The store's file layout.
@@ -146,7 +165,7 @@ impl ModelStore {
     }
 
     /// Records a refusal (best effort: the refusal itself is what the caller reports).
-    fn note_refusal(&self, label: String, error: &ModelStoreError) {
+    pub(crate) fn note_refusal(&self, label: String, error: &ModelStoreError) {
         let _guard = self.guard();
         let recorded = self.state().and_then(|mut s| {
             s.refuse(Happening::Refused, label, error.to_string());
@@ -218,8 +237,10 @@ impl ModelStore {
             "signed by {}",
             signed.key_id.chars().take(16).collect::<String>()
         );
-        let checked =
-            verify(signed, model, &self.trusted, self.config.max_bytes, &what).and_then(|v| {
+        let checked = self
+            .trusted_keys()
+            .and_then(|trusted| verify(signed, model, trusted, self.config.max_bytes, &what))
+            .and_then(|v| {
                 let smoke = smoke_test(&self.engine, Arc::from(model), &v.manifest, &v.label())?;
                 Ok((v, smoke))
             });

@@ -51,7 +51,7 @@ pub enum StoreCommand {
 
 /// The store opened, or the sign that the service holds it.
 enum Opened {
-    Store(ModelStore),
+    Store(Box<ModelStore>),
     Locked(Layout),
 }
 
@@ -61,7 +61,7 @@ fn layout(config: &Config) -> Layout {
 
 fn open(config: &Config) -> anyhow::Result<Opened> {
     match Store::open(&config.state.path, config.state.policy()) {
-        Ok(store) => Ok(Opened::Store(
+        Ok(store) => Ok(Opened::Store(Box::new(
             ModelStore::open(
                 &config.models,
                 config.models.dir(&config.state.path),
@@ -69,7 +69,7 @@ fn open(config: &Config) -> anyhow::Result<Opened> {
                 Arc::new(store),
             )
             .context("cannot open the model store")?,
-        )),
+        ))),
         Err(StateError::Locked { .. }) => Ok(Opened::Locked(layout(config))),
         Err(e) => Err(e).context("cannot open the state database"),
     }
