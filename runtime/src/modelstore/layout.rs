@@ -80,7 +80,13 @@ impl Layout {
             write_atomic(&path, bytes, Durability::Synced)
                 .map_err(|e| ModelStoreError::io("writing", &path, e))?;
         }
-        sync_dir(&self.dir).map_err(|e| ModelStoreError::io("syncing", &self.dir, e))
+        // The slot folder's entry, and the store folder's own (it may be new), must survive a
+        // power cut before the state refers to them.
+        sync_dir(&self.dir).map_err(|e| ModelStoreError::io("syncing", &self.dir, e))?;
+        match self.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(parent) => sync_dir(parent).map_err(|e| ModelStoreError::io("syncing", parent, e)),
+            None => Ok(()),
+        }
     }
 }
 
