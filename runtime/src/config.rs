@@ -55,6 +55,7 @@ use crate::drift::DriftConfig;
 use crate::engine::{EngineConfig, TensorRef};
 use crate::frame::SourceConfig;
 use crate::knn::KnnConfig;
+use crate::modelstore::ModelsConfig;
 use crate::preprocess::PreprocessConfig;
 use crate::quarantine::QuarantineConfig;
 use crate::state::StateConfig;
@@ -93,6 +94,8 @@ pub struct Config {
     pub adaptation: AdaptationConfig,
     /// The status file the running service publishes for `tinylcm status`.
     pub status: StatusConfig,
+    /// The A/B store of over-the-air models.
+    pub models: ModelsConfig,
 }
 
 /// The `[model]` section.
@@ -234,6 +237,7 @@ impl Config {
         self.quarantine.validate()?;
         self.adaptation.validate()?;
         self.status.validate()?;
+        self.models.validate()?;
         if self.status.path == self.state.path {
             return Err(ConfigError::new(
                 "status.path",

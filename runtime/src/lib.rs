@@ -19,6 +19,7 @@ pub mod files;
 pub mod frame;
 pub mod knn;
 pub mod model;
+pub mod modelstore;
 pub mod pipeline;
 pub mod preprocess;
 pub mod quarantine;
