@@ -22,17 +22,20 @@
 //! that no longer fits is ignored with an error: no setting can take the device off the air.
 
 pub mod control;
+pub mod models;
 pub mod remote;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use control::{Control, Request};
+pub use models::{HealthObserver, IncomingWorker, Models};
 pub use remote::{Applied, RemoteConfig, RemoteError};
 
 use crate::assemble::{self, AssembleError};
 use crate::autonomy::Autonomy;
 use crate::config::{Config, ConfigError};
+use crate::modelstore::ModelStoreError;
 use crate::pipeline::runner::{self, EndReason, Observer, RunError, RunOptions, RunSummary};
 use crate::state::{StateError, Store};
 
@@ -56,6 +59,18 @@ pub enum ServiceError {
     /// Model, engine, source, autonomy, store or status could not start.
     #[error(transparent)]
     Assemble(#[from] AssembleError),
+    /// The A/B model store failed.
+    #[error(transparent)]
+    Models(#[from] ModelStoreError),
+    /// A service thread could not be started.
+    #[error("cannot start the {what} thread: {source}")]
+    Thread {
+        /// Which thread.
+        what: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The pipeline failed while running.
     #[error("the pipeline stopped: {0}")]
     Run(#[from] RunError),
@@ -104,6 +119,8 @@ pub struct Service {
     options: ServiceOptions,
     control: Arc<Control>,
     store: Option<Arc<Store>>,
+    models: Option<Models>,
+    incoming: Option<IncomingWorker>,
     last_good: Option<Config>,
     frames: u64,
 }
@@ -115,6 +132,8 @@ impl Service {
             options,
             control,
             store: None,
+            models: None,
+            incoming: None,
             last_good: None,
             frames: 0,
         }
@@ -188,10 +207,32 @@ impl Service {
                 config.state.path.display()
             );
         }
+        self.incoming = None;
+        self.models = None;
         self.store = None;
         let store = assemble::store(config)?;
         self.store = Some(Arc::clone(&store));
         Ok(store)
+    }
+
+    /// The A/B model store (opened with the state store), and its hand-over worker.
+    pub fn models(&mut self, config: &Config) -> Result<&mut Models, ServiceError> {
+        let store = self.store(config)?;
+        let models = match self.models.take() {
+            Some(models) => models,
+            None => {
+                let models = Models::open(config, store)?;
+                self.incoming = Some(
+                    IncomingWorker::start(Arc::clone(models.store()), Arc::clone(&self.control))
+                        .map_err(|source| ServiceError::Thread {
+                            what: "model hand-over",
+                            source,
+                        })?,
+                );
+                models
+            }
+        };
+        Ok(self.models.insert(models))
     }
 
     /// Run generations until a stop, the end of the source or the frame limit.
@@ -204,7 +245,21 @@ impl Service {
         loop {
             let config = self.config()?;
             generations += 1;
-            let end = self.generation(&config, observer)?;
+            let end = match self.generation(&config, observer) {
+                Ok(end) => end,
+                Err(e) => {
+                    // A model on trial that cannot start or run is the model's fault: the next
+                    // generation runs the previous one. Anything else ends the service.
+                    let rolled_back = match self.models.as_ref() {
+                        Some(models) => models.roll_back_trial(&e.to_string())?,
+                        None => false,
+                    };
+                    if rolled_back {
+                        continue;
+                    }
+                    return Err(e);
+                }
+            };
             self.last_good = Some(config);
             if end != EndReason::Stopped {
                 return Ok(self.summary(generations, end));
@@ -234,12 +289,28 @@ impl Service {
         config: &Config,
         observer: &mut dyn ServiceObserver,
     ) -> Result<EndReason, ServiceError> {
-        let model = assemble::load_model(&config.model).map_err(AssembleError::from)?;
+        let mut config = config.clone();
+        let active = self.models(&config)?.choose(&mut config)?;
+        let config = &config;
+        let mut model = assemble::load_model(&config.model).map_err(AssembleError::from)?;
+        if let Some(active) = &active {
+            model.origin = format!(
+                "release {} {} ({}, slot {})",
+                active.name,
+                active.version,
+                active.state.as_str(),
+                active.slot.dir_name()
+            );
+        }
         let mut pipeline = assemble::pipeline(config, &model)?;
         let mut source = assemble::source(config)?;
         let engine_line = assemble::describe(&pipeline, &model.origin, &source.describe());
         tracing::info!("{engine_line}");
         let store = self.store(config)?;
+        let mut health = match &self.models {
+            Some(models) => models.health(&self.control)?,
+            None => None,
+        };
         let mut autonomy = if config.autonomy.enabled {
             Some(assemble::autonomy(
                 config,
@@ -272,7 +343,7 @@ impl Service {
             &mut pipeline,
             autonomy.as_mut(),
             &options,
-            &mut (&mut *observer, status.as_mut()),
+            &mut (&mut *observer, (status.as_mut(), health.as_mut())),
         );
         if let Some(a) = autonomy.as_mut() {
             a.finish().map_err(|source| ServiceError::State {
