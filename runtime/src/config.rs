@@ -51,12 +51,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::adapt::AdaptationConfig;
 use crate::autonomy::AutonomyConfig;
+use crate::board::BoardConfig;
 use crate::drift::DriftConfig;
 use crate::engine::{EngineConfig, TensorRef};
 use crate::frame::SourceConfig;
 use crate::knn::KnnConfig;
 use crate::preprocess::PreprocessConfig;
 use crate::quarantine::QuarantineConfig;
+use crate::rauc::RaucConfig;
 use crate::state::StateConfig;
 use crate::status::StatusConfig;
 
@@ -93,6 +95,10 @@ pub struct Config {
     pub adaptation: AdaptationConfig,
     /// The status file the running service publishes for `tinylcm status`.
     pub status: StatusConfig,
+    /// RAUC, the OS updater: slot status, marking slots good, OS bundles.
+    pub rauc: RaucConfig,
+    /// Board hardware: status LED, button, free space kept on the data partition.
+    pub board: BoardConfig,
 }
 
 /// The `[model]` section.
@@ -205,6 +211,8 @@ impl Config {
         self.quarantine.validate()?;
         self.adaptation.validate()?;
         self.status.validate()?;
+        self.rauc.validate()?;
+        self.board.validate()?;
         if self.status.path == self.state.path {
             return Err(ConfigError::new(
                 "status.path",
