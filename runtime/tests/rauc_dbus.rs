@@ -9,13 +9,19 @@
 //! 2. `booted-a`: booted from A; a bundle signed by a foreign CA is refused with RAUC's
 //!    reason; the real bundle installs and makes the other slot (B) primary.
 //! 3. `booted-b` ("rebooted" into B): mark-good on the booted slot, then mark-bad rolls
-//!    back: A is primary again.
+//!    back: A is primary again; then the same through `tinylcm healthcheck --mark-good
+//!    --mark-bad-on-failure` with a healthy and a dead service.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use tinylcm::rauc::{BusAddress, RaucClient, RaucError};
+
+#[path = "support/cli.rs"]
+mod cli_support;
+#[path = "support/status_writer.rs"]
+mod status_writer;
 
 const PHASE: &str = "TINYLCM_RAUC_PHASE";
 const DIR: &str = "TINYLCM_RAUC_DIR";
@@ -103,6 +109,25 @@ fn slot(client: &RaucClient, name: &str) -> tinylcm::rauc::SlotSummary {
         .unwrap_or_else(|| panic!("no slot {name}"))
 }
 
+/// `tinylcm healthcheck --mark-good --mark-bad-on-failure` with a short timeout.
+fn healthcheck(config: &Path, status: &Path) -> (i32, String, String) {
+    let out = cli_support::tinylcm()
+        .arg("healthcheck")
+        .arg("--config")
+        .arg(config)
+        .arg("--status-file")
+        .arg(status)
+        .args(["--timeout", "2", "--poll-ms", "50"])
+        .args(["--mark-good", "--mark-bad-on-failure"])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn child(phase: &str, dir: &Path) {
     let timeout = Duration::from_secs(60);
     match phase {
@@ -164,19 +189,38 @@ fn child(phase: &str, dir: &Path) {
         }
         "booted-b" => {
             let client = RaucClient::connect(&bus()).unwrap();
+            let boot_status = |name| slot(&client, name).boot_status;
             assert_eq!(client.booted_slot().unwrap(), "B");
             assert_eq!(client.mark_good_booted().unwrap(), "rootfs.1");
-            assert_eq!(
-                slot(&client, "rootfs.1").boot_status.as_deref(),
-                Some("good")
-            );
+            assert_eq!(boot_status("rootfs.1").as_deref(), Some("good"));
             assert_eq!(client.primary().unwrap(), "rootfs.1");
-            // The health gate failed: mark the booted slot bad; the bootloader falls back.
+            // A failed health gate marks the booted slot bad: the bootloader falls back.
             assert_eq!(client.mark_bad_booted().unwrap(), "rootfs.1");
-            assert_eq!(
-                slot(&client, "rootfs.1").boot_status.as_deref(),
-                Some("bad")
+            assert_eq!(boot_status("rootfs.1").as_deref(), Some("bad"));
+            assert_eq!(client.primary().unwrap(), "rootfs.0");
+
+            // The same through `tinylcm healthcheck` as the unit runs it: a healthy
+            // service gets the slot marked good (and primary again) ...
+            let config = dir.join("tinylcm.toml");
+            let toml = format!("[rauc]\nenabled = true\nbus = {:?}\n", bus().to_string());
+            std::fs::write(&config, toml).unwrap();
+            let status = dir.join("status.json");
+            let writer = status_writer::Writer::start(status.clone(), 2, status_writer::SHA);
+            let (code, stdout, stderr) = healthcheck(&config, &status);
+            assert_eq!(code, 0, "{stdout}{stderr}");
+            assert!(
+                stdout.contains("marked booted slot rootfs.1 good"),
+                "{stdout}"
             );
+            assert_eq!(boot_status("rootfs.1").as_deref(), Some("good"));
+            assert_eq!(client.primary().unwrap(), "rootfs.1");
+            // ... and a dead one gets it marked bad.
+            drop(writer);
+            std::fs::remove_file(&status).unwrap();
+            let (code, stdout, stderr) = healthcheck(&config, &status);
+            assert_eq!(code, 1, "{stdout}{stderr}");
+            assert!(stderr.contains("booted slot marked bad"), "{stderr}");
+            assert_eq!(boot_status("rootfs.1").as_deref(), Some("bad"));
             assert_eq!(client.primary().unwrap(), "rootfs.0");
         }
         other => panic!("unknown phase {other}"),
