@@ -93,4 +93,10 @@ impl Signals {
     pub fn take_reload(&self) -> bool {
         RELOAD.swap(false, Ordering::SeqCst)
     }
+
+    /// Whether a reload is pending, without clearing it: cheap enough for a per-frame
+    /// observer that ends the current run so the loop can re-read the configuration.
+    pub fn reload_requested(&self) -> bool {
+        RELOAD.load(Ordering::Relaxed)
+    }
 }

@@ -16,7 +16,10 @@ fn sighup_asks_for_a_reload_and_sigterm_for_a_stop() {
     let flag = signals.stop_flag();
     assert!(!signals.take_reload());
     raise(Signal::SIGHUP).unwrap();
-    assert!(signals.take_reload(), "SIGHUP sets the reload flag");
+    assert!(signals.reload_requested(), "SIGHUP sets the reload flag");
+    assert!(signals.reload_requested(), "peeking leaves it set");
+    assert!(signals.take_reload(), "taking returns it");
+    assert!(!signals.reload_requested());
     assert!(!signals.take_reload(), "taking the flag clears it");
     assert!(!flag.load(Ordering::SeqCst), "SIGHUP is no stop");
     raise(Signal::SIGTERM).unwrap();

@@ -42,6 +42,11 @@ impl BoardConfig {
         self.min_free_mib.saturating_mul(1 << 20)
     }
 
+    /// A disk guard for the file system holding `path` with this section's minimum.
+    pub fn disk_guard(&self, path: impl Into<std::path::PathBuf>) -> super::DiskGuard {
+        super::DiskGuard::new(path, self.min_free_bytes())
+    }
+
     /// Check values that cannot work, naming the key and the fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let pin_ok = |p: Option<u8>| p.is_none_or(|p| HEADER_PINS.contains(&p));

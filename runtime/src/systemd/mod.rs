@@ -20,4 +20,4 @@ pub mod watchdog;
 
 pub use health::{HealthGate, Verdict};
 pub use notify::{Notifier, NotifyError};
-pub use watchdog::{WatchdogObserver, watchdog_interval};
+pub use watchdog::{WatchdogObserver, watchdog_from_env, watchdog_interval};
