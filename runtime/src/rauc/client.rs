@@ -25,6 +25,9 @@ use super::status::{RaucStatus, SlotSummary};
 /// The RAUC service's well-known bus name.
 pub const RAUC_SERVICE: &str = "de.pengutronix.rauc";
 
+/// Longest wait for one D-Bus call (installs wait for their signal separately).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A connection to the RAUC service.
 pub struct RaucClient {
     runtime: tokio::runtime::Runtime,
@@ -64,17 +67,20 @@ impl RaucClient {
             source: Box::new(source),
         };
         let proxy = runtime.block_on(async {
-            let connection = match bus {
-                BusAddress::System => zbus::Connection::system().await,
-                BusAddress::Session => zbus::Connection::session().await,
+            let builder = match bus {
+                BusAddress::System => zbus::connection::Builder::system(),
+                BusAddress::Session => zbus::connection::Builder::session(),
                 BusAddress::Address(address) => {
                     zbus::connection::Builder::address(address.as_str())
-                        .map_err(connect_error)?
-                        .build()
-                        .await
                 }
             }
             .map_err(connect_error)?;
+            // A hung service must not hang the health gate (or the service loop's caller).
+            let connection = builder
+                .method_timeout(CALL_TIMEOUT)
+                .build()
+                .await
+                .map_err(connect_error)?;
             let dbus = zbus::fdo::DBusProxy::new(&connection)
                 .await
                 .map_err(connect_error)?;
@@ -84,7 +90,16 @@ impl RaucClient {
                 .name_has_owner(service)
                 .await
                 .map_err(|e| connect_error(e.into()))?;
-            if !present {
+            // On the device rauc.service is D-Bus activated: a name that is not owned yet
+            // but activatable starts with the first call.
+            let activatable = present
+                || dbus
+                    .list_activatable_names()
+                    .await
+                    .map_err(|e| connect_error(e.into()))?
+                    .iter()
+                    .any(|n| n.as_str() == RAUC_SERVICE);
+            if !activatable {
                 return Err(RaucError::NotRunning {
                     bus: name.clone(),
                     detail: format!("no owner of {RAUC_SERVICE}"),
