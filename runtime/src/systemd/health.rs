@@ -101,3 +101,68 @@ impl HealthGate {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{ModelInfo, STATUS_FORMAT};
+
+    fn report(pid: u32, frames: u64, written_unix_ms: u64) -> StatusReport {
+        StatusReport {
+            format: STATUS_FORMAT,
+            running: true,
+            written_unix_ms,
+            started_unix_ms: u64::from(pid) * 10,
+            pid,
+            uptime_s: 1.0,
+            interval_s: 5.0,
+            model: ModelInfo {
+                origin: "builtin:default-f32".into(),
+                sha256: "ab".repeat(32),
+                ..Default::default()
+            },
+            frames,
+            fps: 1.0,
+            fps_interval: 1.0,
+            latency: Default::default(),
+            confidence: Default::default(),
+            classes: Default::default(),
+            autonomy: None,
+            system: Default::default(),
+            store: None,
+            dropped_reports: 0,
+            failed_writes: 0,
+        }
+    }
+
+    #[test]
+    fn progress_is_judged_within_one_run_of_the_service() {
+        let path = Path::new("status.json");
+        let mut gate = HealthGate::new();
+        let now = 100_000;
+        let waiting = |v: Verdict| matches!(v, Verdict::Waiting(_));
+        // The first report is only a baseline, however many frames it counts.
+        assert!(waiting(gate.observe(path, Ok(&report(1, 50, now)), now)));
+        assert_eq!(
+            gate.observe(path, Ok(&report(1, 60, now)), now),
+            Verdict::Healthy { frames: 60 }
+        );
+        // A restarted service (another pid) starts over: its count is no progress yet.
+        assert!(waiting(gate.observe(path, Ok(&report(2, 70, now)), now)));
+        assert!(waiting(gate.observe(path, Ok(&report(2, 70, now)), now)));
+        assert_eq!(
+            gate.observe(path, Ok(&report(2, 71, now)), now),
+            Verdict::Healthy { frames: 71 }
+        );
+        // Three intervals old is stale, just under is not.
+        let stale = gate.observe(path, Ok(&report(2, 80, now - 15_000)), now);
+        assert!(
+            matches!(&stale, Verdict::Waiting(r) if r.contains("stale")),
+            "{stale:?}"
+        );
+        assert_eq!(
+            gate.observe(path, Ok(&report(2, 80, now - 14_999)), now),
+            Verdict::Healthy { frames: 80 }
+        );
+    }
+}
