@@ -51,6 +51,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adapt::AdaptationConfig;
 use crate::autonomy::AutonomyConfig;
+use crate::board::BoardConfig;
 use crate::drift::DriftConfig;
 use crate::engine::{EngineConfig, TensorRef};
 use crate::frame::SourceConfig;
@@ -58,6 +59,7 @@ use crate::knn::KnnConfig;
 use crate::modelstore::ModelsConfig;
 use crate::preprocess::PreprocessConfig;
 use crate::quarantine::QuarantineConfig;
+use crate::rauc::RaucConfig;
 use crate::state::StateConfig;
 use crate::status::StatusConfig;
 
@@ -96,6 +98,10 @@ pub struct Config {
     pub status: StatusConfig,
     /// The A/B store of over-the-air models.
     pub models: ModelsConfig,
+    /// RAUC, the OS updater: slot status, marking slots good, OS bundles.
+    pub rauc: RaucConfig,
+    /// Board hardware: status LED, button, free space kept on the data partition.
+    pub board: BoardConfig,
 }
 
 /// The `[model]` section.
@@ -238,6 +244,8 @@ impl Config {
         self.adaptation.validate()?;
         self.status.validate()?;
         self.models.validate()?;
+        self.rauc.validate()?;
+        self.board.validate()?;
         if self.status.path == self.state.path {
             return Err(ConfigError::new(
                 "status.path",

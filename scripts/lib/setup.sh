@@ -33,6 +33,13 @@ ensure_runtime_build_deps() {
     ensure_apt libclang-dev clang pkg-config unzip python3-venv fonts-dejavu-core
 }
 
+# What the runtime's service tests run for real: Debian's RAUC service on a private D-Bus
+# with file-backed slots (squashfs-tools and openssl make and sign bundles, e2fsprogs the
+# slot images), unshare for the fake /proc/cmdline, systemd-analyze for the unit files.
+ensure_runtime_test_deps() {
+    ensure_apt rauc rauc-service squashfs-tools openssl dbus e2fsprogs util-linux systemd
+}
+
 # Major version of the installed qemu-aarch64-static, or 0.
 qemu_major() {
     qemu-aarch64-static --version 2>/dev/null | sed -n 's/.*version \([0-9]*\).*/\1/p' | head -n1 | grep . || echo 0

@@ -7,6 +7,7 @@ mod bench;
 mod config_cmd;
 mod demo;
 mod feedback;
+mod healthcheck;
 mod init_state;
 mod inspect;
 mod model_cmd;
@@ -65,6 +66,8 @@ enum Command {
     Snapshot(snapshot::Args),
     /// Release keys and signed model releases for over-the-air updates.
     Model(model_cmd::Args),
+    /// The boot health gate: exit 0 once the service runs a model on progressing frames.
+    Healthcheck(healthcheck::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -92,6 +95,7 @@ fn main() -> std::process::ExitCode {
         Command::Status(args) => status::run(args),
         Command::Snapshot(args) => snapshot::run(args),
         Command::Model(args) => model_cmd::run(args),
+        Command::Healthcheck(args) => healthcheck::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,100 @@
+//! Board glue: the status LED, the button, and the disk-space guard.
+//!
+//! A field device has no screen; an LED says in which state it is and a button is the
+//! one input a person on site has. Both sit behind traits with a no-op implementation, so
+//! the service runs the same off the Pi, and a GPIO implementation (rppal) on it. The SD
+//! card is the other hazard: a full card corrupts more than it stores, so writers that can
+//! wait or drop (quarantine thumbnails, the sync outbox) ask the [`DiskGuard`] first.
+//! SoC temperature and throttling are read by [`crate::status::system`].
+//!
+//! * [`led`] — [`LedState`], its [`BlinkPattern`], the [`StatusLed`] and [`Button`] traits
+//!   and the no-op implementations.
+//! * `gpio` (Linux) — [`GpioLed`] and [`GpioButton`] over rppal.
+//! * [`disk`] — [`DiskGuard`] over `statvfs`.
+//! * [`config`] — the `[board]` section.
+
+pub mod config;
+pub mod disk;
+#[cfg(target_os = "linux")]
+pub mod gpio;
+pub mod led;
+
+pub use config::BoardConfig;
+pub use disk::{DiskGuard, DiskSpace};
+#[cfg(target_os = "linux")]
+pub use gpio::{GpioButton, GpioLed};
+pub use led::{BlinkPattern, Button, LedState, NoButton, NoLed, StatusLed};
+
+/// Board hardware or the disk could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum BoardError {
+    /// There is no GPIO character device (not a Pi, or no access to it).
+    #[error(
+        "no GPIO device at {path}: this board has no GPIO or the kernel driver is missing; \
+         remove `board.led-pin`/`board.button-pin` off the Pi"
+    )]
+    NoGpio {
+        /// The device looked for.
+        path: std::path::PathBuf,
+    },
+    /// The GPIO library refused (unknown board, pin busy, no permission).
+    #[error("GPIO {pin}: {reason} (is the service in the `gpio` group, and is the pin free?)")]
+    Gpio {
+        /// BCM pin number.
+        pin: u8,
+        /// What the library said.
+        reason: String,
+    },
+    /// `statvfs` failed on the guarded path.
+    #[error("cannot read the free space of {path}: {source}")]
+    Statvfs {
+        /// The path asked about.
+        path: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: nix::Error,
+    },
+    /// A write would leave less free space than configured.
+    #[error(
+        "not writing {bytes} bytes to {path}: {free} bytes free, {min_free} must stay free \
+         (`board.min-free-mib`); free space on the data partition"
+    )]
+    DiskFull {
+        /// The guarded path.
+        path: std::path::PathBuf,
+        /// The size of the refused write.
+        bytes: u64,
+        /// Free bytes now.
+        free: u64,
+        /// Bytes that must stay free.
+        min_free: u64,
+    },
+}
+
+/// The status LED configured in `[board]`: a GPIO LED on Linux when `led-pin` is set, else
+/// [`NoLed`].
+pub fn open_led(config: &BoardConfig) -> Result<Box<dyn StatusLed>, BoardError> {
+    match config.led_pin {
+        #[cfg(target_os = "linux")]
+        Some(pin) => Ok(Box::new(GpioLed::open(pin, config.led_active_low)?)),
+        #[cfg(not(target_os = "linux"))]
+        Some(_) => Err(BoardError::NoGpio {
+            path: std::path::PathBuf::from("/dev/gpiochip0"),
+        }),
+        None => Ok(Box::new(NoLed::default())),
+    }
+}
+
+/// The button configured in `[board]`: a GPIO button on Linux when `button-pin` is set,
+/// else [`NoButton`].
+pub fn open_button(config: &BoardConfig) -> Result<Box<dyn Button>, BoardError> {
+    match config.button_pin {
+        #[cfg(target_os = "linux")]
+        Some(pin) => Ok(Box::new(GpioButton::open(pin)?)),
+        #[cfg(not(target_os = "linux"))]
+        Some(_) => Err(BoardError::NoGpio {
+            path: std::path::PathBuf::from("/dev/gpiochip0"),
+        }),
+        None => Ok(Box::new(NoButton)),
+    }
+}
