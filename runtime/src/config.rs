@@ -59,6 +59,7 @@ use crate::preprocess::PreprocessConfig;
 use crate::quarantine::QuarantineConfig;
 use crate::state::StateConfig;
 use crate::status::StatusConfig;
+use crate::sync::SyncConfig;
 
 /// Prefix of environment variables that override configuration keys:
 /// `TINYLCM_ENGINE__THREADS=2` sets `engine.threads`; `_` stands for `-` in key names.
@@ -93,6 +94,8 @@ pub struct Config {
     pub adaptation: AdaptationConfig,
     /// The status file the running service publishes for `tinylcm status`.
     pub status: StatusConfig,
+    /// Synchronisation with sphere-lite (off until a server is set or the device enrolled).
+    pub sync: SyncConfig,
 }
 
 /// The `[model]` section.
@@ -205,6 +208,7 @@ impl Config {
         self.quarantine.validate()?;
         self.adaptation.validate()?;
         self.status.validate()?;
+        self.sync.validate()?;
         if self.status.path == self.state.path {
             return Err(ConfigError::new(
                 "status.path",

@@ -26,5 +26,6 @@ pub mod report;
 pub mod state;
 pub mod stats;
 pub mod status;
+pub mod sync;
 /// Wall-clock time (shared with the server through the protocol crate).
 pub use tinylcm_protocol::time as utc;

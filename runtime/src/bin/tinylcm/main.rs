@@ -6,6 +6,7 @@
 mod bench;
 mod config_cmd;
 mod demo;
+mod enroll;
 mod feedback;
 mod init_state;
 mod inspect;
@@ -64,6 +65,9 @@ enum Command {
     Snapshot(snapshot::Args),
     /// Release keys and signed model releases for over-the-air updates.
     Model(model_cmd::Args),
+    /// Enroll this device with a sphere-lite server (once; the sync client then uses the
+    /// stored credentials).
+    Enroll(enroll::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -91,6 +95,7 @@ fn main() -> std::process::ExitCode {
         Command::Status(args) => status::run(args),
         Command::Snapshot(args) => snapshot::run(args),
         Command::Model(args) => model_cmd::run(args),
+        Command::Enroll(args) => enroll::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
