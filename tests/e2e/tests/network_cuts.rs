@@ -87,7 +87,9 @@ fn no_package_is_lost_or_duplicated_through_faults_and_restarts() {
     assert_eq!(store.counter(DROPPED_COUNTER).unwrap(), 0);
     assert_eq!(store.counter(REJECTED_COUNTER).unwrap(), 0);
     assert_eq!(queued, uploaded + duplicates, "{status:?}");
-    assert!(duplicates >= 2, "the slow and the lost answers are retried as duplicates: {status:?}");
+    // The lost answer comes back as a duplicate (the slow one may too, or its retry may
+    // overtake it in the proxy and be the one stored).
+    assert!(duplicates >= 1, "the lost answer is retried as a duplicate: {status:?}");
     // Server side: every package once, every event once.
     let row = sphere.device(&id).unwrap();
     assert_eq!(row["packages"].as_u64().unwrap(), queued, "{row}");
