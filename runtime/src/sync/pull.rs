@@ -252,6 +252,14 @@ async fn download(
 ) -> Result<PathBuf, String> {
     let io = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {e}", p.display());
     std::fs::create_dir_all(dir).map_err(|e| io("creating", dir, e))?;
+    // A partial download of an assignment that was replaced will never finish: remove it.
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if !e.file_name().to_string_lossy().starts_with(&a.sha256) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     let part = dir.join(format!("{}.part", a.sha256));
     let mut have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
     if have > a.size {

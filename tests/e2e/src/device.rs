@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tinylcm::autonomy::{EventKind, RuntimeEvent};
 use tinylcm::drift::{DetectorKind, DriftEvent};
-use tinylcm::quarantine::{Entry, ENTRY_VERSION, Reason, Status, thumbnail_name};
+use tinylcm::quarantine::{ENTRY_VERSION, Entry, Reason, Status, thumbnail_name};
 use tinylcm::state::{Batch, DurabilityPolicy, Store};
 use tinylcm::sync::collect::Sources;
 use tinylcm::sync::{SyncConfig, SyncSetup};
@@ -141,7 +141,11 @@ pub fn add_drift(store: &Store, device: &Device, incident: u64, sample: u64, qid
         thumbnail: Some(thumbnail_name(qid)),
     };
     std::fs::create_dir_all(device.thumbnails()).unwrap();
-    std::fs::write(device.thumbnails().join(thumbnail_name(qid)), jpeg(qid as u8)).unwrap();
+    std::fs::write(
+        device.thumbnails().join(thumbnail_name(qid)),
+        jpeg(qid as u8),
+    )
+    .unwrap();
     let mut b = Batch::new();
     b.append_event(&event).unwrap();
     b.put_quarantine(qid, &entry).unwrap();

@@ -136,7 +136,13 @@ impl Proxy {
 
     /// Rules with uses left.
     pub fn pending_rules(&self) -> u32 {
-        self.shared.lock().unwrap().rules.iter().map(|r| r.times).sum()
+        self.shared
+            .lock()
+            .unwrap()
+            .rules
+            .iter()
+            .map(|r| r.times)
+            .sum()
     }
 
     /// What it saw so far.
@@ -273,16 +279,23 @@ async fn handle(mut conn: TcpStream, shared: Arc<Mutex<Shared>>) {
     match fault {
         Fault::Status500 => {
             let _ = conn
-                .write_all(&answer_with("500 Internal Server Error", "{\"error\":\"injected fault\"}"))
+                .write_all(&answer_with(
+                    "500 Internal Server Error",
+                    "{\"error\":\"injected fault\"}",
+                ))
                 .await;
             return;
         }
         Fault::GarbageBody => {
-            let _ = conn.write_all(&answer_with("200 OK", "<html>oops</ht")).await;
+            let _ = conn
+                .write_all(&answer_with("200 OK", "<html>oops</ht"))
+                .await;
             return;
         }
         Fault::GarbageBytes => {
-            let _ = conn.write_all(b"\x00\xff\x13garbage, not HTTP\r\n\r\n").await;
+            let _ = conn
+                .write_all(b"\x00\xff\x13garbage, not HTTP\r\n\r\n")
+                .await;
             return;
         }
         Fault::Slow(d) => tokio::time::sleep(d).await,

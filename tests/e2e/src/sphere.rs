@@ -203,7 +203,13 @@ impl Sphere {
     }
 
     /// A request with `token`.
-    pub fn call_as(&self, token: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    pub fn call_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
         let req = ureq::request(method, &format!("{}{path}", self.url()))
             .set("Authorization", &format!("Bearer {token}"))
             .timeout(Duration::from_secs(30));
@@ -215,7 +221,11 @@ impl Sphere {
     }
 
     /// `POST` a multipart form: (field, file name, bytes).
-    pub fn post_multipart(&self, path: &str, parts: &[(&str, Option<&str>, &[u8])]) -> (u16, Value) {
+    pub fn post_multipart(
+        &self,
+        path: &str,
+        parts: &[(&str, Option<&str>, &[u8])],
+    ) -> (u16, Value) {
         const BOUNDARY: &str = "----tinylcm-e2e-boundary-3f9a";
         let mut body = Vec::new();
         for (name, file, data) in parts {

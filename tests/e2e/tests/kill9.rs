@@ -57,7 +57,10 @@ fn every_committed_event_arrives_once_after_random_kills() {
     // A last run with the server reachable: everything committed gets there.
     let child = spawn(&dir, &proxy.url(), &sphere.enrollment_key);
     let id = wait_for(30, "enrollment", || {
-        tinylcm::sync::Credentials::load(&dir).ok().flatten().map(|c| c.device_id)
+        tinylcm::sync::Credentials::load(&dir)
+            .ok()
+            .flatten()
+            .map(|c| c.device_id)
     });
     wait_for(120, "all events on the server", || {
         (sphere.drift_events(&id).len() as u64 >= EVENTS).then_some(())

@@ -55,7 +55,11 @@ fn no_package_is_lost_or_duplicated_through_faults_and_restarts() {
     proxy.inject("/packages", Fault::Slow(Duration::from_secs(5)), 1);
     phase(&mut events, &sphere, "events through a slow answer");
     proxy.inject("/packages", Fault::Slow(Duration::from_millis(800)), 1);
-    phase(&mut events, &sphere, "events through a late but timely answer");
+    phase(
+        &mut events,
+        &sphere,
+        "events through a late but timely answer",
+    );
     proxy.inject("/packages", Fault::ResetMidUpload, 2);
     phase(&mut events, &sphere, "events through resets mid-upload");
     proxy.inject("/packages", Fault::DropResponse, 1);
@@ -71,7 +75,11 @@ fn no_package_is_lost_or_duplicated_through_faults_and_restarts() {
     wait_for(30, "failed rounds while the server is down", || {
         (client.status().failures >= failures + 2).then_some(())
     });
-    assert_eq!(store.outbox_len().unwrap(), 1, "the package waits in the outbox");
+    assert_eq!(
+        store.outbox_len().unwrap(),
+        1,
+        "the package waits in the outbox"
+    );
     sphere.start();
     proxy.set_upstream(&sphere.addr);
     phase(&mut events, &sphere, "events after the restart");
@@ -89,7 +97,10 @@ fn no_package_is_lost_or_duplicated_through_faults_and_restarts() {
     assert_eq!(queued, uploaded + duplicates, "{status:?}");
     // The lost answer comes back as a duplicate (the slow one may too, or its retry may
     // overtake it in the proxy and be the one stored).
-    assert!(duplicates >= 1, "the lost answer is retried as a duplicate: {status:?}");
+    assert!(
+        duplicates >= 1,
+        "the lost answer is retried as a duplicate: {status:?}"
+    );
     // Server side: every package once, every event once.
     let row = sphere.device(&id).unwrap();
     assert_eq!(row["packages"].as_u64().unwrap(), queued, "{row}");
@@ -115,7 +126,8 @@ impl Events<'_> {
     fn add(&mut self, n: u64) {
         for _ in 0..n {
             let k = self.next;
-            self.sent.push(add_drift(self.store, self.device, k, 500 + k, k));
+            self.sent
+                .push(add_drift(self.store, self.device, k, 500 + k, k));
             self.next += 1;
         }
         self.store.flush().unwrap();

@@ -51,7 +51,10 @@ fn scenario(sphere: Sphere, key: SigningKey, work: &Path) {
         let e = sphere.drift_events(&id);
         (e.len() == 3).then_some(e)
     });
-    let mut got: Vec<u64> = events.iter().map(|e| e["event_seq"].as_u64().unwrap()).collect();
+    let mut got: Vec<u64> = events
+        .iter()
+        .map(|e| e["event_seq"].as_u64().unwrap())
+        .collect();
     got.sort_unstable();
     assert_eq!(got, seqs);
     for e in &events {
@@ -63,10 +66,7 @@ fn scenario(sphere: Sphere, key: SigningKey, work: &Path) {
 
     // An operator validates the first event with a label: a feedback file with the drift
     // verdict and the sample's label appears in the inbox, and the items are acknowledged.
-    let first = events
-        .iter()
-        .find(|e| e["event_seq"] == seqs[0])
-        .unwrap();
+    let first = events.iter().find(|e| e["event_seq"] == seqs[0]).unwrap();
     let (status, body) = sphere.call(
         "POST",
         &format!("/api/v2/drift-events/{}/validate", first["id"]),
@@ -150,7 +150,10 @@ fn scenario(sphere: Sphere, key: SigningKey, work: &Path) {
         host.installs.lock().unwrap().first().cloned()
     });
     assert_eq!(install.bytes, bytes);
-    assert_eq!((install.name.as_str(), install.version.as_str()), ("shapes", "2"));
+    assert_eq!(
+        (install.name.as_str(), install.version.as_str()),
+        ("shapes", "2")
+    );
     // Installed once: the next rounds see it active and download nothing.
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert_eq!(host.installs.lock().unwrap().len(), 1);
