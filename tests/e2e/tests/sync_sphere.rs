@@ -185,3 +185,37 @@ fn sync_with_sphere_lite_on_mlflow_and_s3() {
     };
     scenario(sphere, key, work.path());
 }
+
+/// What `tinylcm enroll` does: a good key gives credentials saved privately; a bad key is an
+/// error naming the server and its reason, and saves nothing.
+#[test]
+fn enroll_saves_credentials_and_a_bad_key_is_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let sphere = Sphere::embedded(None);
+    let config = tinylcm::sync::SyncConfig::default();
+    let bad = tempfile::tempdir().unwrap();
+    let e = tinylcm::sync::enroll(&config, bad.path(), &sphere.url(), "sle_not-a-key")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&sphere.url()) && e.contains("401"), "{e}");
+    assert!(
+        tinylcm::sync::Credentials::load(bad.path())
+            .unwrap()
+            .is_none()
+    );
+
+    let c =
+        tinylcm::sync::enroll(&config, work.path(), &sphere.url(), &sphere.enrollment_key).unwrap();
+    assert_eq!(
+        tinylcm::sync::Credentials::load(work.path()).unwrap(),
+        Some(c.clone())
+    );
+    assert!(sphere.device(&c.device_id).is_some());
+    let (status, _) = sphere.call_as(
+        &c.token,
+        "GET",
+        &format!("/api/v2/devices/{}/feedback?after=0", c.device_id),
+        None,
+    );
+    assert_eq!(status, 200);
+}
