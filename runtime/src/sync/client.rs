@@ -124,6 +124,7 @@ impl SyncClient {
             outbox,
             status: Arc::clone(&status),
             sampler: sampler.clone(),
+            last_packaged: None,
         };
         let stop2 = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -215,6 +216,10 @@ struct Worker {
     outbox: Outbox,
     status: Arc<SyncStatus>,
     sampler: PredictionSampler,
+    /// When the last package was built: retries after a failure upload and pull again but
+    /// package at most once per interval, so an outage does not fill the outbox with tiny
+    /// packages of the client's own warnings.
+    last_packaged: Option<std::time::Instant>,
 }
 
 impl Worker {
@@ -307,13 +312,19 @@ impl Worker {
             Err(e) => return RoundEnd::Failed(e),
         };
         self.status.update(|s| s.enrolled = true);
-        if let Err(e) = self.package(&creds) {
-            return RoundEnd::Failed(format!("packaging: {e}"));
+        let due = self
+            .last_packaged
+            .is_none_or(|t| t.elapsed() >= self.setup.config.interval());
+        if due {
+            self.last_packaged = Some(std::time::Instant::now());
+            if let Err(e) = self.package(&creds) {
+                return RoundEnd::Failed(format!("packaging: {e}"));
+            }
         }
         if let Err(e) = self.upload_all(&creds).await {
             return RoundEnd::Failed(e);
         }
-        let more = !self.outbox.is_empty();
+        let more = !self.outbox.is_empty() || self.last_packaged.is_none();
         if let Err(e) = pull::pull_feedback(&self.client, &creds, &*self.host, &self.status).await {
             return RoundEnd::Failed(e);
         }
@@ -354,6 +365,10 @@ impl Worker {
         }
         if collected.package.is_none() && !collected.moved {
             return Ok(());
+        }
+        if collected.more {
+            // The rest goes into the next package, built at the next round (soon).
+            self.last_packaged = None;
         }
         let queued = collected.package.is_some();
         let r = self.outbox.enqueue(collected.package, collected.cursors)?;

@@ -68,6 +68,8 @@ pub struct Collected {
     pub moved: bool,
     /// Whether log lines were lost to rotation before they were packaged.
     pub logs_lost: bool,
+    /// Whether more events wait than fitted (build the next package soon).
+    pub more: bool,
 }
 
 /// TAR bytes a member of `len` bytes takes.
@@ -117,6 +119,7 @@ pub fn collect(
     // Drift events first: they matter most; at most half the package, so routine data
     // always gets through too.
     let raw = store.events_after_raw(cursors.events_after, MAX_EVENTS_PER_PACKAGE)?;
+    let mut more = raw.len() == MAX_EVENTS_PER_PACKAGE;
     let mut reports = Vec::new();
     let mut samples: Vec<(String, Vec<u8>)> = Vec::new();
     let drift_budget = budget / 2;
@@ -176,6 +179,7 @@ pub fn collect(
                 new_samples.push((name, jpeg));
             }
             if drift_cost + cost > drift_budget && !reports.is_empty() {
+                more = true;
                 break;
             }
             drift_cost += cost;
@@ -337,6 +341,7 @@ pub fn collect(
         cursors: next,
         moved,
         logs_lost,
+        more,
     })
 }
 
