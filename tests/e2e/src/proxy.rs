@@ -31,6 +31,9 @@ pub enum Fault {
     ResetMidUpload,
     /// Forward it, read the whole answer, then reset the connection without answering.
     DropResponse,
+    /// Forward it and pass on only the first this many bytes of the answer, then reset (a
+    /// download cut half-way).
+    CutAnswer(usize),
 }
 
 /// Apply `fault` to the next `times` requests whose path contains `path`.
@@ -53,6 +56,8 @@ pub struct Counts {
     pub faults: u64,
     /// Upload requests (`/packages`) forwarded to the server.
     pub uploads_forwarded: u64,
+    /// Requests that asked for a byte range (resumed downloads).
+    pub range_requests: u64,
 }
 
 struct Shared {
@@ -308,12 +313,27 @@ async fn handle(mut conn: TcpStream, shared: Arc<Mutex<Shared>>) {
     if up.write_all(&closing(&head)).await.is_err() || up.write_all(&body).await.is_err() {
         return;
     }
-    if path.contains("/packages") {
-        shared.lock().unwrap().counts.uploads_forwarded += 1;
+    {
+        let mut s = shared.lock().unwrap();
+        if path.contains("/packages") {
+            s.counts.uploads_forwarded += 1;
+        }
+        if String::from_utf8_lossy(&head)
+            .to_ascii_lowercase()
+            .contains("\r\nrange: bytes=")
+        {
+            s.counts.range_requests += 1;
+        }
     }
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(60), up.read_to_end(&mut answer)).await;
     if fault == Fault::DropResponse {
+        reset(conn);
+        return;
+    }
+    if let Fault::CutAnswer(n) = fault {
+        let _ = conn.write_all(&answer[..n.min(answer.len())]).await;
+        let _ = conn.flush().await;
         reset(conn);
         return;
     }

@@ -219,3 +219,104 @@ fn enroll_saves_credentials_and_a_bad_key_is_refused() {
     );
     assert_eq!(status, 200);
 }
+
+/// A model download cut half-way resumes with `Range` from where it stopped and installs the
+/// exact bytes; a partial file with wrong bytes is caught by the SHA-256 check and fetched
+/// again whole.
+#[test]
+fn a_cut_model_download_resumes_and_installs_the_exact_bytes() {
+    let work = tempfile::tempdir().unwrap();
+    let (key, keys) = release_key(work.path());
+    let sphere = Sphere::embedded(Some(&keys));
+    let proxy = tinylcm_e2e::proxy::Proxy::start(&sphere.addr);
+    let device = Device::new(&work.path().join("device"));
+    let store = device.open_store();
+    let host = Arc::new(TestHost::new(device.inbox(), vec![key.public()]));
+    let client = SyncClient::start(
+        device.setup(&proxy.url(), &sphere.enrollment_key, 1),
+        Arc::clone(&store),
+        host.clone(),
+    )
+    .unwrap();
+    wait_for(30, "enrollment", || device.device_id());
+
+    let (bytes, manifest_text) = model();
+    publish(&sphere, &key, "shapes", "3", &bytes, manifest_text);
+    // The first download gets the headers and part of the file, then the connection resets.
+    proxy.inject(
+        "/models/shapes/3",
+        tinylcm_e2e::proxy::Fault::CutAnswer(bytes.len() / 2),
+        1,
+    );
+    let (status, body) = sphere.call(
+        "POST",
+        "/api/v2/models/shapes/3/rollout",
+        Some(&json!({"percent": 100})),
+    );
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let install = wait_for(60, "the release to be installed", || {
+        host.installs.lock().unwrap().first().cloned()
+    });
+    assert_eq!(install.bytes, bytes);
+    assert!(proxy.counts().range_requests >= 1, "{:?}", proxy.counts());
+
+    // A partial file whose bytes are wrong (a damaged card): the resumed file fails the
+    // SHA-256 check, is discarded, and the next round fetches it whole.
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../runtime/models/default");
+    let other = std::fs::read(models.join("default_int8.tflite")).unwrap();
+    let manifest = std::fs::read_to_string(models.join("default_int8.toml")).unwrap();
+    let sha = tinylcm_protocol::package::sha256_hex(&other);
+    std::fs::create_dir_all(device.dir.join("downloads")).unwrap();
+    std::fs::write(
+        device.dir.join("downloads").join(format!("{sha}.part")),
+        vec![0x5a; other.len() / 2],
+    )
+    .unwrap();
+    publish(&sphere, &key, "shapes", "4", &other, manifest);
+    let (status, body) = sphere.call(
+        "POST",
+        "/api/v2/models/shapes/4/rollout",
+        Some(&json!({"percent": 100})),
+    );
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let second = wait_for(60, "the second release to be installed", || {
+        host.installs.lock().unwrap().get(1).cloned()
+    });
+    assert_eq!(second.bytes, other);
+    assert_eq!(host.installs.lock().unwrap().len(), 2);
+    assert!(client.stop());
+    // Nothing left behind in the download folder.
+    let left: Vec<_> = std::fs::read_dir(device.dir.join("downloads"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+fn publish(
+    sphere: &Sphere,
+    key: &SigningKey,
+    name: &str,
+    version: &str,
+    bytes: &[u8],
+    manifest: String,
+) {
+    let m = ReleaseManifest {
+        format: tinylcm_protocol::release::FORMAT,
+        name: name.into(),
+        version: version.into(),
+        size: bytes.len() as u64,
+        sha256: tinylcm_protocol::package::sha256_hex(bytes),
+        model_manifest: manifest,
+        created_unix_ms: tinylcm::utc::now_unix_ms(),
+        notes: None,
+    };
+    let signed = serde_json::to_vec(&key.sign(&m).unwrap()).unwrap();
+    let (status, body) = sphere.post_multipart(
+        "/api/v2/models",
+        &[
+            ("release", Some("release.json"), &signed),
+            ("model", Some("model.tflite"), bytes),
+        ],
+    );
+    assert_eq!(status, 201, "{body}");
+}
