@@ -408,3 +408,163 @@ fn quarantine_by_sample(store: &Store) -> BTreeMap<u64, Vec<(u64, Vec<f32>)>> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drift::{DetectorKind, DriftEvent};
+    use crate::quarantine::{ENTRY_VERSION, Reason, Status};
+    use crate::state::{Batch, DurabilityPolicy};
+    use tinylcm_protocol::package::read_package;
+
+    fn drift(sample: u64) -> RuntimeEvent {
+        RuntimeEvent {
+            unix_ms: 5,
+            kind: EventKind::Drift {
+                incident: 1,
+                event: DriftEvent {
+                    detector: DetectorKind::PageHinkleyDistance,
+                    statistic: f64::INFINITY,
+                    threshold: 1.0,
+                    magnitude: 2.0,
+                    sample_id: sample,
+                    at: sample,
+                },
+            },
+        }
+    }
+
+    fn entry(id: u64, sample: u64) -> Entry {
+        Entry {
+            version: ENTRY_VERSION,
+            id,
+            created_unix_ms: 1,
+            sample,
+            reason: Reason::LowConfidence,
+            predicted: "a".into(),
+            confidence: 0.5,
+            knn_distance: None,
+            features: vec![0.5; 4],
+            status: Status::Pending,
+            thumbnail: Some(thumbnail_name(id)),
+        }
+    }
+
+    /// Drift events come with their thumbnails and embedding, other events only move the
+    /// cursor, and a second collection finds nothing new.
+    #[test]
+    fn drift_events_with_samples_and_cursors_that_cover_exactly_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s.redb"), DurabilityPolicy::default()).unwrap();
+        let thumbs = dir.path().join("thumbs");
+        std::fs::create_dir_all(&thumbs).unwrap();
+        std::fs::write(thumbs.join(thumbnail_name(3)), [0xff, 0xd8, 1, 2]).unwrap();
+        let mut b = Batch::new();
+        b.append_event(&RuntimeEvent {
+            unix_ms: 1,
+            kind: EventKind::ClassRenamed {
+                from: "a".into(),
+                to: "b".into(),
+                moved: 0,
+            },
+        })
+        .unwrap();
+        b.append_event(&drift(40)).unwrap();
+        b.put_quarantine(3, &entry(3, 40)).unwrap();
+        b.put_quarantine(4, &entry(4, 41)).unwrap();
+        store.submit(b).unwrap();
+        store.flush().unwrap();
+        let sources = Sources {
+            thumbnail_dir: Some(thumbs),
+            ..Default::default()
+        };
+        let view = SyncStatusView::default();
+        let c = collect(
+            &store,
+            &sources,
+            "dev",
+            &Cursors::default(),
+            1 << 20,
+            &view,
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.cursors.events_after, 2);
+        assert!(c.moved && !c.more);
+        let p = c.package.unwrap();
+        assert_eq!(p.header.priority, Priority::Drift);
+        assert_eq!(p.header.drift_events, 1);
+        let pkg = read_package(&p.tar[..], &Limits::default()).unwrap();
+        let names: Vec<&str> = pkg.files.iter().map(|(f, _)| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["samples/00000000000000000003.jpg", "drift-events.json"]
+        );
+        let reports: Vec<DriftEventReport> =
+            serde_json::from_slice(pkg.file("drift-events.json").unwrap()).unwrap();
+        assert_eq!(reports[0].event_seq, 2);
+        assert_eq!(reports[0].samples, ["samples/00000000000000000003.jpg"]);
+        assert_eq!(reports[0].embedding.as_deref(), Some(&[0.5f32; 4][..]));
+        // A non-finite statistic is sent as 0 (JSON has no infinity).
+        assert_eq!(reports[0].statistic, 0.0);
+
+        let again = collect(
+            &store,
+            &sources,
+            "dev",
+            &c.cursors,
+            1 << 20,
+            &view,
+            None,
+            None,
+        )
+        .unwrap();
+        assert!(again.package.is_none() && !again.moved);
+    }
+
+    /// More drift than half a package: the rest waits, and the cursor stops before it.
+    #[test]
+    fn a_full_package_leaves_the_rest_for_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s.redb"), DurabilityPolicy::default()).unwrap();
+        let mut b = Batch::new();
+        for i in 0..400 {
+            b.append_event(&drift(i)).unwrap();
+        }
+        store.submit(b).unwrap();
+        store.flush().unwrap();
+        let view = SyncStatusView::default();
+        let c = collect(
+            &store,
+            &Sources::default(),
+            "dev",
+            &Cursors::default(),
+            192 << 10,
+            &view,
+            None,
+            None,
+        )
+        .unwrap();
+        assert!(c.more);
+        let first = c.package.unwrap().header.drift_events as u64;
+        assert!(first > 0 && first < 400, "{first}");
+        assert_eq!(c.cursors.events_after, first);
+        let rest = collect(
+            &store,
+            &Sources::default(),
+            "dev",
+            &c.cursors,
+            16 << 20,
+            &view,
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            rest.package.unwrap().header.drift_events as u64,
+            400 - first
+        );
+        assert!(!rest.more);
+    }
+}
