@@ -175,6 +175,16 @@ pub fn status(
     })?))
 }
 
+/// One line saying what runs: model, backend, accelerator, source.
+pub fn describe(pipeline: &Pipeline, model: &str, source: &str) -> String {
+    let engine = pipeline.engine();
+    format!(
+        "model {model} on {} ({}), source: {source}",
+        engine.backend(),
+        engine.accelerator()
+    )
+}
+
 /// `dir` as the state location: `dir/state.redb`, `dir/snapshots`, `dir/quarantine` (thumbnails)
 /// and `dir/status.json`.
 pub fn state_in(config: &mut Config, dir: &Path) {

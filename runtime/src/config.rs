@@ -55,6 +55,7 @@ use crate::drift::DriftConfig;
 use crate::engine::{EngineConfig, TensorRef};
 use crate::frame::SourceConfig;
 use crate::knn::KnnConfig;
+use crate::modelstore::ModelsConfig;
 use crate::preprocess::PreprocessConfig;
 use crate::quarantine::QuarantineConfig;
 use crate::state::StateConfig;
@@ -96,6 +97,8 @@ pub struct Config {
     pub status: StatusConfig,
     /// Synchronisation with sphere-lite (off until a server is set or the device enrolled).
     pub sync: SyncConfig,
+    /// The A/B store of over-the-air models.
+    pub models: ModelsConfig,
 }
 
 /// The `[model]` section.
@@ -159,7 +162,26 @@ impl Config {
         Self::load_with_env(file, Env::prefixed(ENV_PREFIX))
     }
 
+    /// [`Config::load`] with a remote configuration fragment (sphere-lite's, see
+    /// [`crate::service::remote`]) between the file and the environment: an operator's push
+    /// overrides the image's file, a local administrator's environment overrides both.
+    /// The fragment may only set [`tinylcm_protocol::remote_config::REMOTE_SECTIONS`].
+    pub fn load_with_remote(
+        file: Option<&Path>,
+        remote: Option<&str>,
+    ) -> Result<Self, ConfigError> {
+        Self::load_layers(file, remote, Env::prefixed(ENV_PREFIX))
+    }
+
     fn load_with_env(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
+        Self::load_layers(file, None, env)
+    }
+
+    fn load_layers(
+        file: Option<&Path>,
+        remote: Option<&str>,
+        env: Env,
+    ) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             if !path.is_file() {
@@ -170,6 +192,16 @@ impl Config {
                 ));
             }
             figment = figment.merge(Toml::file(path));
+        }
+        if let Some(fragment) = remote {
+            tinylcm_protocol::remote_config::parse_fragment(fragment).map_err(|e| {
+                ConfigError::new(
+                    "(remote)",
+                    e.to_string(),
+                    "fix the configuration layers on sphere-lite (`/ui/config`)",
+                )
+            })?;
+            figment = figment.merge(Toml::string(fragment));
         }
         // Only double-underscore names are keys: TINYLCM_LOG, TINYLCM_CACHE and the
         // library path variables are settings of their own, not config keys.
@@ -209,6 +241,7 @@ impl Config {
         self.adaptation.validate()?;
         self.status.validate()?;
         self.sync.validate()?;
+        self.models.validate()?;
         if self.status.path == self.state.path {
             return Err(ConfigError::new(
                 "status.path",
@@ -290,6 +323,20 @@ mod tests {
                 "[{section}] is not a config section"
             );
         }
+    }
+
+    #[test]
+    fn a_remote_fragment_overrides_the_file_and_may_not_leave_its_sections() {
+        let file = write("[knn]\nk = 3\n[run]\nmax-frames = 7\n");
+        let config =
+            Config::load_layers(Some(file.path()), Some("[knn]\nk = 7\n"), no_env()).unwrap();
+        assert_eq!(config.knn.k, 7);
+        assert_eq!(config.run.max_frames, 7);
+        let err = Config::load_layers(Some(file.path()), Some("[run]\nmax-frames = 1\n"), no_env())
+            .unwrap_err();
+        assert_eq!(err.key, "(remote)", "{err}");
+        let err = Config::load_layers(None, Some("[knn]\nk = \"many\"\n"), no_env()).unwrap_err();
+        assert_eq!(err.key, "knn.k", "{err}");
     }
 
     #[test]

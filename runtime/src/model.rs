@@ -22,6 +22,10 @@ pub const MAX_MODEL_BYTES: u64 = 64 * 1024 * 1024;
 const MAX_MANIFEST_BYTES: u64 = 64 * 1024;
 /// Most labels a manifest may list.
 const MAX_LABELS: usize = 10_000;
+/// Most golden entries a manifest may carry (each costs one inference at install).
+pub const MAX_GOLDENS: usize = 16;
+/// Largest embedding a golden entry may list (keeps signed manifests small).
+pub const MAX_GOLDEN_EMBEDDING: usize = 4096;
 
 /// The sidecar manifest of a model file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +43,30 @@ pub struct ModelManifest {
     pub input: InputSpec,
     /// Which output tensor plays which role.
     pub outputs: OutputRoles,
+    /// Known outputs for generated inputs (`[[golden]]`), checked before an over-the-air
+    /// model is activated (see [`Golden`]); empty for models that never travel.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub golden: Vec<Golden>,
+}
+
+/// One golden check: the outputs the model must produce for the input generated from `seed`.
+///
+/// The input is an RGB8 frame of the manifest's input size whose bytes come from SplitMix64
+/// seeded with `seed` (byte *k* is the top byte of the *k*-th draw), prepared with the
+/// manifest's own `[input]` spec; so a golden is a seed plus a few numbers and works for any
+/// model. `tinylcm model sign --golden N` computes them with the real engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Golden {
+    /// Seed of the generated input frame (0..2^63).
+    pub seed: u64,
+    /// Largest accepted difference per value: `|got - expected| <= tolerance * max(1, |expected|)`.
+    pub tolerance: f32,
+    /// Expected class scores (dequantised), one per label.
+    pub scores: Vec<f32>,
+    /// Expected embedding (dequantised), when the model has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<Vec<f32>>,
 }
 
 /// How the model expects its input.
@@ -216,7 +244,45 @@ impl ModelManifest {
                 "`input.mean` must be finite and `input.std` finite and non-zero".into(),
             ));
         }
+        for (k, golden) in manifest.golden.iter().enumerate() {
+            golden.check(k, manifest.labels.len()).map_err(bad)?;
+        }
+        if manifest.golden.len() > MAX_GOLDENS {
+            return Err(bad(format!(
+                "at most {MAX_GOLDENS} `[[golden]]` entries are accepted"
+            )));
+        }
         Ok(manifest)
+    }
+}
+
+impl Golden {
+    /// The shape rules of entry `k` of a manifest with `labels` classes.
+    fn check(&self, k: usize, labels: usize) -> Result<(), String> {
+        if !self.tolerance.is_finite() || self.tolerance < 0.0 {
+            return Err(format!(
+                "golden {k}: `tolerance` must be a finite number >= 0"
+            ));
+        }
+        if self.seed > i64::MAX as u64 {
+            return Err(format!("golden {k}: `seed` must be below 2^63"));
+        }
+        if self.scores.len() != labels {
+            return Err(format!(
+                "golden {k}: `scores` lists {} values, the manifest {labels} labels",
+                self.scores.len()
+            ));
+        }
+        let embedding = self.embedding.as_deref().unwrap_or(&[]);
+        if embedding.len() > MAX_GOLDEN_EMBEDDING {
+            return Err(format!(
+                "golden {k}: `embedding` lists more than {MAX_GOLDEN_EMBEDDING} values"
+            ));
+        }
+        if self.scores.iter().chain(embedding).any(|v| !v.is_finite()) {
+            return Err(format!("golden {k}: expected outputs must be finite"));
+        }
+        Ok(())
     }
 }
 

@@ -287,6 +287,7 @@ fn live_report(dir: &Path, interval: Duration) -> StatusObserver {
         label: "ball",
         autonomy: None,
         truth: None,
+        image: &Default::default(),
         latencies: &StageLatencies::default(),
         outcomes: &outcomes,
     });

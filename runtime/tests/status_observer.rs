@@ -62,6 +62,7 @@ fn frame(
         label,
         autonomy: None,
         truth: None,
+        image: &Default::default(),
         latencies,
         outcomes,
     });
@@ -252,6 +253,7 @@ fn frames_between_reports_allocate_nothing() {
                 label: "ball",
                 autonomy: None,
                 truth: None,
+                image: &Default::default(),
                 latencies: &lat,
                 outcomes: &out,
             });

@@ -41,6 +41,8 @@ pub struct FrameReport<'a> {
     pub autonomy: Option<&'a Autonomy>,
     /// What the source knows about the frame.
     pub truth: Option<&'a Truth>,
+    /// The frame itself (e.g. for prediction samples); recycled after the observer returns.
+    pub image: &'a crate::frame::Frame,
     /// Latencies so far.
     pub latencies: &'a StageLatencies,
     /// Outcomes so far.
@@ -223,6 +225,7 @@ fn drive(
             label,
             autonomy,
             truth: frame.truth.as_ref(),
+            image: &frame,
             latencies: &latencies,
             outcomes: &outcomes,
         });

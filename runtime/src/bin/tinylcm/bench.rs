@@ -38,7 +38,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let model = assemble::load_model(&config.model).context("cannot load the model")?;
     let mut pipeline = assemble::pipeline(&config, &model).context("cannot start the model")?;
     let mut source = assemble::source(&config).context("cannot open the frame source")?;
-    let line = crate::run::engine_line(&pipeline, &model.origin, &source.describe());
+    let line = tinylcm::assemble::describe(&pipeline, &model.origin, &source.describe());
     let options = BenchOptions {
         warmup: args.warmup,
         iterations: args.iterations,

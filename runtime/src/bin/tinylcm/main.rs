@@ -11,6 +11,7 @@ mod feedback;
 mod init_state;
 mod inspect;
 mod model_cmd;
+mod model_store_cmd;
 mod progress;
 mod quarantine;
 mod report;

@@ -1,21 +1,31 @@
-//! `tinylcm model keygen|sign`: the release-side half of over-the-air model updates.
+//! `tinylcm model`: both halves of over-the-air model updates.
 //!
-//! A release is signed on the operator's machine (never on a device or the server), and the
-//! signed `.release.json` is uploaded to sphere-lite with the model. Devices accept only
-//! releases signed by a key in their trusted list (the `.pub` file written here).
+//! `keygen` and `sign` are the release side: a release is signed on the operator's machine
+//! (never on a device or the server), and the signed `.release.json` is uploaded to
+//! sphere-lite with the model. Devices accept only releases signed by a key in their trusted
+//! list (the `.pub` file written here). `status`, `install`, `activate` and `rollback` are the
+//! device side, in `model_store_cmd`.
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use tinylcm::model::{ModelManifest, read_bounded};
+use tinylcm::modelstore::golden;
 use tinylcm_protocol::package::sha256_hex;
 use tinylcm_protocol::release::{FORMAT, ReleaseManifest, SigningKey};
+
+use crate::model_store_cmd::{self, StoreCommand};
+use crate::status::StatePlace;
 
 /// Options of `tinylcm model`.
 #[derive(clap::Args)]
 pub struct Args {
     #[command(subcommand)]
     command: ModelCommand,
+    #[command(flatten)]
+    place: StatePlace,
 }
 
 #[derive(clap::Subcommand)]
@@ -46,7 +56,18 @@ enum ModelCommand {
         /// Release notes for operators.
         #[arg(long)]
         notes: Option<String>,
+        /// Compute N golden checks with the real engine and add them to the signed manifest
+        /// (devices refuse the model unless it reproduces them).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        golden: usize,
+        /// Tolerance of the computed goldens: |got - expected| <= T * max(1, |expected|).
+        /// Default: 0.001 for float outputs, two quantisation steps for quantised ones (what
+        /// holds across inference libraries).
+        #[arg(long, value_name = "T")]
+        tolerance: Option<f32>,
     },
+    #[command(flatten)]
+    Store(StoreCommand),
 }
 
 /// Run `tinylcm model`.
@@ -60,8 +81,71 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             version,
             manifest,
             notes,
-        } => sign(&model, &key, name, version, manifest, notes),
+            golden,
+            tolerance,
+        } => {
+            let config = args.place.config()?;
+            let goldens = Goldens {
+                count: golden,
+                tolerance,
+                engine: &config.engine,
+            };
+            sign(&model, &key, name, version, manifest, notes, &goldens)
+        }
+        ModelCommand::Store(command) => model_store_cmd::run(command, &args.place),
     }
+}
+
+/// What `sign --golden` asks for.
+struct Goldens<'a> {
+    count: usize,
+    tolerance: Option<f32>,
+    engine: &'a tinylcm::engine::EngineConfig,
+}
+
+/// `text` with `goldens.count` computed `[[golden]]` entries appended.
+fn with_goldens(
+    text: String,
+    bytes: Vec<u8>,
+    manifest_path: &std::path::Path,
+    goldens: &Goldens<'_>,
+) -> anyhow::Result<String> {
+    if goldens.count == 0 {
+        return Ok(text);
+    }
+    if goldens.count > tinylcm::model::MAX_GOLDENS {
+        bail!(
+            "--golden {} is more than the {} a manifest may carry",
+            goldens.count,
+            tinylcm::model::MAX_GOLDENS
+        );
+    }
+    if goldens.tolerance.is_some_and(|t| !t.is_finite() || t < 0.0) {
+        bail!("--tolerance must be a finite number >= 0");
+    }
+    let manifest = ModelManifest::parse(&text, manifest_path)?;
+    if !manifest.golden.is_empty() {
+        bail!(
+            "{} already has [[golden]] entries: remove them, or sign without --golden",
+            manifest_path.display()
+        );
+    }
+    let computed = golden::compute(
+        goldens.engine,
+        Arc::from(bytes),
+        &manifest,
+        goldens.count,
+        goldens.tolerance,
+    )
+    .map_err(|e| anyhow::anyhow!("cannot compute goldens: {e}"))?;
+    let mut text = text;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&golden::to_toml(&computed));
+    // What devices will parse: check it here, where the operator can still fix it.
+    ModelManifest::parse(&text, manifest_path).context("the manifest with goldens")?;
+    Ok(text)
 }
 
 fn keygen(out: &std::path::Path) -> anyhow::Result<()> {
@@ -102,11 +186,13 @@ fn sign(
     version: String,
     manifest: Option<PathBuf>,
     notes: Option<String>,
+    goldens: &Goldens<'_>,
 ) -> anyhow::Result<()> {
     let key_text =
         std::fs::read_to_string(key).with_context(|| format!("cannot read {}", key.display()))?;
     let key = SigningKey::from_text(&key_text).with_context(|| key.display().to_string())?;
-    let bytes = std::fs::read(model).with_context(|| format!("cannot read {}", model.display()))?;
+    let bytes = read_bounded(model, tinylcm::model::MAX_MODEL_BYTES)
+        .with_context(|| format!("cannot read {}", model.display()))?;
     let manifest_path = manifest.unwrap_or_else(|| model.with_extension("toml"));
     let model_manifest = std::fs::read_to_string(&manifest_path).with_context(|| {
         format!(
@@ -114,6 +200,7 @@ fn sign(
             manifest_path.display()
         )
     })?;
+    let model_manifest = with_goldens(model_manifest, bytes.clone(), &manifest_path, goldens)?;
     let release = ReleaseManifest {
         format: FORMAT,
         name,

@@ -9,9 +9,10 @@ use anyhow::Context;
 use tinylcm::assemble;
 use tinylcm::config::Config;
 use tinylcm::frame::SourceKind;
-use tinylcm::pipeline::Pipeline;
 use tinylcm::pipeline::runner::{self, RunOptions};
+use tinylcm::pipeline::runner::{FrameReport, Observer};
 use tinylcm::report::IncidentLog;
+use tinylcm::service::{Control, GenerationEnd, Service, ServiceObserver, ServiceOptions};
 
 use crate::progress::ProgressLine;
 use crate::summary;
@@ -54,16 +55,68 @@ pub struct ReplayArgs {
     state: Option<PathBuf>,
 }
 
-/// Run `tinylcm run`.
+/// Run `tinylcm run`: the field service, until stopped (reloading on new settings).
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    let mut config = Config::load(args.config.as_deref())?;
-    if let Some(frames) = args.frames {
-        config.run.max_frames = frames;
+    let control = Control::new();
+    let handle = Arc::clone(&control);
+    ctrlc::set_handler(move || handle.request_stop())
+        .context("cannot install the Ctrl-C handler")?;
+    let mut service = Service::new(
+        ServiceOptions {
+            config_file: args.config,
+            state_dir: args.state,
+            max_frames: args.frames,
+        },
+        control,
+    );
+    let mut foreground = Foreground::new();
+    let result = service.run(&mut foreground);
+    foreground.progress.finish();
+    let summary = result?;
+    if summary.generations > 1 {
+        println!(
+            "{} frames over {} generations (reloaded {} times)",
+            summary.frames,
+            summary.generations,
+            summary.generations - 1
+        );
     }
-    if let Some(dir) = &args.state {
-        assemble::state_in(&mut config, dir);
+    Ok(())
+}
+
+/// What `tinylcm run` shows in the foreground: a progress line, and a summary per generation.
+struct Foreground {
+    progress: ProgressLine,
+    incidents: IncidentLog,
+}
+
+impl Foreground {
+    fn new() -> Self {
+        Foreground {
+            progress: ProgressLine::new(),
+            incidents: IncidentLog::default(),
+        }
     }
-    run_config(&config)
+}
+
+impl Observer for Foreground {
+    fn on_frame(&mut self, report: &FrameReport<'_>) {
+        self.progress.on_frame(report);
+        self.incidents.on_frame(report);
+    }
+}
+
+impl ServiceObserver for Foreground {
+    fn on_generation_end(&mut self, end: GenerationEnd<'_>) {
+        self.progress.finish();
+        // A new line for the next generation (a finished bar stays hidden).
+        self.progress = ProgressLine::new();
+        summary::print_run(end.summary, end.engine_line);
+        if let Some(a) = end.autonomy {
+            summary::print_autonomy(a, &self.incidents, end.state_path);
+        }
+        self.incidents = IncidentLog::default();
+    }
 }
 
 /// Run `tinylcm replay`.
@@ -91,7 +144,7 @@ pub fn run_config(config: &Config) -> anyhow::Result<()> {
     let model = assemble::load_model(&config.model).context("cannot load the model")?;
     let mut pipeline = assemble::pipeline(config, &model).context("cannot start the model")?;
     let mut source = assemble::source(config).context("cannot open the frame source")?;
-    let engine_line = engine_line(&pipeline, &model.origin, &source.describe());
+    let engine_line = assemble::describe(&pipeline, &model.origin, &source.describe());
     tracing::info!("{engine_line}");
     let mut autonomy = if config.autonomy.enabled {
         let store = assemble::store(config).context("cannot open the state store")?;
@@ -141,14 +194,4 @@ pub fn run_config(config: &Config) -> anyhow::Result<()> {
         summary::print_autonomy(a, &incidents, &config.state.path);
     }
     Ok(())
-}
-
-/// One line saying what runs: model, backend, accelerator, source.
-pub fn engine_line(pipeline: &Pipeline, model: &str, source: &str) -> String {
-    let engine = pipeline.engine();
-    format!(
-        "model {model} on {} ({}), source: {source}",
-        engine.backend(),
-        engine.accelerator()
-    )
 }

@@ -10,7 +10,7 @@
 
 mod export;
 mod render;
-mod rng;
+pub(crate) mod rng;
 mod scene;
 mod tables;
 

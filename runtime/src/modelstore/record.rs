@@ -1,0 +1,288 @@
+//! What the store remembers in the state database (`kv` key `models`): which slot is
+//! committed, which is on trial and how often it was started, what was installed, refused or
+//! rolled back. One versioned value, replaced as a whole, so every change is atomic.
+
+use serde::{Deserialize, Serialize};
+
+/// Entries kept in [`ModelsState::history`] (oldest dropped first).
+pub const HISTORY_LEN: usize = 32;
+
+/// The name of the value in the state database.
+pub(crate) const STATE_KEY: &str = "models";
+
+/// One of the two model slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Slot {
+    /// Folder `a/`.
+    A,
+    /// Folder `b/`.
+    B,
+}
+
+impl Slot {
+    /// The other slot.
+    pub fn other(self) -> Slot {
+        match self {
+            Slot::A => Slot::B,
+            Slot::B => Slot::A,
+        }
+    }
+
+    /// The slot's folder name.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Slot::A => "a",
+            Slot::B => "b",
+        }
+    }
+}
+
+impl std::fmt::Display for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.dir_name())
+    }
+}
+
+/// A verified release whose files are complete in a slot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlotRecord {
+    /// Where its files are.
+    pub slot: Slot,
+    /// Release name.
+    pub name: String,
+    /// Release version.
+    pub version: String,
+    /// SHA-256 of the model file.
+    pub sha256: String,
+    /// Model file size.
+    pub size: u64,
+    /// Id of the key that signed the release.
+    pub key_id: String,
+    /// When it was installed (Unix ms).
+    pub installed_unix_ms: u64,
+    /// Mean top-class confidence measured in its health window (set at commit).
+    pub mean_confidence: Option<f32>,
+}
+
+/// A slot on trial: activated, not yet committed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trial {
+    /// The release on trial.
+    pub record: SlotRecord,
+    /// Service starts with this model so far (incremented and flushed before each load).
+    pub starts: u32,
+    /// Frames seen in the current health window (informational, saved at commit/rollback).
+    pub frames: u64,
+    /// When it was activated (Unix ms).
+    pub activated_unix_ms: u64,
+}
+
+/// What happened, for the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Happening {
+    /// Verified and written to a slot.
+    Installed,
+    /// Made the trial model.
+    Activated,
+    /// Passed its health window.
+    Committed,
+    /// Taken out of use.
+    RolledBack,
+    /// Refused at install.
+    Refused,
+}
+
+impl Happening {
+    /// The word used in status output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Happening::Installed => "installed",
+            Happening::Activated => "activated",
+            Happening::Committed => "committed",
+            Happening::RolledBack => "rolled back",
+            Happening::Refused => "refused",
+        }
+    }
+}
+
+/// One history entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// When (Unix ms).
+    pub unix_ms: u64,
+    /// What.
+    pub what: Happening,
+    /// Which release (`name version`), when known.
+    pub release: String,
+    /// Why, or details.
+    pub detail: String,
+}
+
+/// The last refusal or automatic rollback, for status and sync.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// When (Unix ms).
+    pub unix_ms: u64,
+    /// The error or reason.
+    pub reason: String,
+}
+
+/// The model store's whole state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelsState {
+    /// The committed model (what runs when nothing is on trial).
+    pub committed: Option<SlotRecord>,
+    /// The model committed before it, while its files are still in the other slot.
+    pub previous: Option<SlotRecord>,
+    /// Installed and verified, not activated.
+    pub staged: Option<SlotRecord>,
+    /// Activated, on trial.
+    pub trial: Option<Trial>,
+    /// The last refusal or automatic rollback.
+    pub last_refusal: Option<Refusal>,
+    /// The last [`HISTORY_LEN`] happenings, oldest first.
+    pub history: Vec<HistoryEntry>,
+}
+
+/// The stored form: a version tag in front, so a later runtime can migrate it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Stored {
+    /// Format 1.
+    V1(ModelsState),
+}
+
+impl ModelsState {
+    /// Appends a history entry, dropping the oldest beyond [`HISTORY_LEN`].
+    pub(crate) fn note(&mut self, what: Happening, release: String, detail: String) {
+        self.history.push(HistoryEntry {
+            unix_ms: crate::utc::now_unix_ms(),
+            what,
+            release,
+            detail,
+        });
+        let excess = self.history.len().saturating_sub(HISTORY_LEN);
+        self.history.drain(..excess);
+    }
+
+    /// Records `reason` as the last refusal and in the history.
+    pub(crate) fn refuse(&mut self, what: Happening, release: String, reason: String) {
+        self.last_refusal = Some(Refusal {
+            unix_ms: crate::utc::now_unix_ms(),
+            reason: reason.clone(),
+        });
+        self.note(what, release, reason);
+    }
+
+    /// Forgets every reference to `slot` except the committed and trial ones (their files
+    /// are about to be overwritten).
+    pub(crate) fn release_slot(&mut self, slot: Slot) {
+        if self.staged.as_ref().is_some_and(|r| r.slot == slot) {
+            self.staged = None;
+        }
+        if self.previous.as_ref().is_some_and(|r| r.slot == slot) {
+            self.previous = None;
+        }
+    }
+
+    /// Whether anything refers to `slot`.
+    pub(crate) fn references(&self, slot: Slot) -> bool {
+        [
+            self.committed.as_ref(),
+            self.previous.as_ref(),
+            self.staged.as_ref(),
+            self.trial.as_ref().map(|t| &t.record),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|r| r.slot == slot)
+    }
+}
+
+impl SlotRecord {
+    /// `name version`, for messages.
+    pub fn label(&self) -> String {
+        format!("{} {}", self.name, self.version)
+    }
+}
+
+/// Whether the active model is committed or on trial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActiveState {
+    /// Passed its health window.
+    Committed,
+    /// Activated, health window not yet passed.
+    Trial,
+}
+
+impl ActiveState {
+    /// The words used in status output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActiveState::Committed => "committed",
+            ActiveState::Trial => "on trial",
+        }
+    }
+}
+
+/// The identity of the model that runs, for sync and status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActiveModel {
+    /// Release name.
+    pub name: String,
+    /// Release version.
+    pub version: String,
+    /// SHA-256 of the model file.
+    pub sha256: String,
+    /// Its slot.
+    pub slot: Slot,
+    /// Committed or on trial.
+    pub state: ActiveState,
+    /// The key that signed the release.
+    pub key_id: String,
+}
+
+impl ActiveModel {
+    /// The identity of `record` in `state`.
+    pub(crate) fn of(record: &SlotRecord, state: ActiveState) -> Self {
+        ActiveModel {
+            name: record.name.clone(),
+            version: record.version.clone(),
+            sha256: record.sha256.clone(),
+            slot: record.slot,
+            state,
+            key_id: record.key_id.clone(),
+        }
+    }
+}
+
+impl ModelsState {
+    /// The model that runs: the trial, else the committed one; `None`: the configured model.
+    pub fn active(&self) -> Option<ActiveModel> {
+        match (&self.trial, &self.committed) {
+            (Some(t), _) => Some(ActiveModel::of(&t.record, ActiveState::Trial)),
+            (None, Some(c)) => Some(ActiveModel::of(c, ActiveState::Committed)),
+            (None, None) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_is_bounded_and_state_round_trips_through_postcard() {
+        let mut s = ModelsState::default();
+        for i in 0..(HISTORY_LEN + 5) {
+            s.note(Happening::Installed, format!("m {i}"), String::new());
+        }
+        assert_eq!(s.history.len(), HISTORY_LEN);
+        assert_eq!(s.history[0].release, "m 5");
+        let bytes = postcard::to_allocvec(&Stored::V1(s.clone())).unwrap();
+        let Stored::V1(back) = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back, s);
+    }
+}

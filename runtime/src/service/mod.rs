@@ -1,0 +1,370 @@
+//! `tinylcm run` as a field service: the pipeline runs in *generations*, and the device moves
+//! from one to the next by itself when its configuration or its model changes.
+//!
+//! A camera left alone for months gets new settings and models from sphere-lite, and a signal
+//! from systemd now and then. Restarting the process for each would lose the frames in between
+//! and make every change a small crash; keeping one pipeline forever would mean settings that
+//! never take effect. So the service is a loop:
+//!
+//! ```text
+//! loop {
+//!     config     = defaults < file < remote fragment (remote.rs) < environment
+//!     generation = model, engine, source, autonomy (state restored from the store), status
+//!     run frames until the source ends, a frame limit, or Control (control.rs) interrupts:
+//!         stop   -> save the state, leave the loop
+//!         reload -> save the state, go round again with what changed
+//! }
+//! ```
+//!
+//! The state store stays open across generations (only its owner may write it), so what the
+//! autonomy layer learnt is saved by one generation and restored by the next. A configuration
+//! that does not load at a reload keeps the previous one running, and a stored remote fragment
+//! that no longer fits is ignored with an error: no setting can take the device off the air.
+
+pub mod control;
+pub mod models;
+pub mod remote;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use control::{Control, Request};
+pub use models::{HealthObserver, IncomingWorker, Models};
+pub use remote::{Applied, RemoteConfig, RemoteError};
+
+use crate::assemble::{self, AssembleError};
+use crate::autonomy::Autonomy;
+use crate::config::{Config, ConfigError};
+use crate::modelstore::ModelStoreError;
+use crate::pipeline::runner::{self, EndReason, Observer, RunError, RunOptions, RunSummary};
+use crate::state::{StateError, Store};
+
+/// How the service was started (the command line of `tinylcm run`).
+#[derive(Debug, Clone, Default)]
+pub struct ServiceOptions {
+    /// The configuration file; `None`: the built-in defaults.
+    pub config_file: Option<PathBuf>,
+    /// Keep the state in this folder instead of the configured paths.
+    pub state_dir: Option<PathBuf>,
+    /// Stop after this many frames in all (overrides `run.max-frames`).
+    pub max_frames: Option<u64>,
+}
+
+/// Why the service could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The local configuration is invalid at start.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Model, engine, source, autonomy, store or status could not start.
+    #[error(transparent)]
+    Assemble(#[from] AssembleError),
+    /// The A/B model store failed.
+    #[error(transparent)]
+    Models(#[from] ModelStoreError),
+    /// A service thread could not be started.
+    #[error("cannot start the {what} thread: {source}")]
+    Thread {
+        /// Which thread.
+        what: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The pipeline failed while running.
+    #[error("the pipeline stopped: {0}")]
+    Run(#[from] RunError),
+    /// What the generation learnt could not be saved.
+    #[error("cannot save the state to {path}: {source}")]
+    State {
+        /// The database.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: StateError,
+    },
+}
+
+/// What a generation ended with, for the caller's summary.
+pub struct GenerationEnd<'a> {
+    /// Its totals.
+    pub summary: &'a RunSummary,
+    /// Its autonomy layer, when it ran.
+    pub autonomy: Option<&'a Autonomy>,
+    /// What ran ([`assemble::describe`]).
+    pub engine_line: &'a str,
+    /// The state database.
+    pub state_path: &'a Path,
+}
+
+/// Watches a service: every frame of every generation, and each generation's end.
+pub trait ServiceObserver: Observer {
+    /// A generation ended (the binary prints its summary here).
+    fn on_generation_end(&mut self, end: GenerationEnd<'_>);
+}
+
+/// How the service ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceSummary {
+    /// Generations run (1 + reloads).
+    pub generations: u32,
+    /// Frames over all generations.
+    pub frames: u64,
+    /// Why the last generation ended.
+    pub end: EndReason,
+}
+
+/// The field service: configuration, store and generations.
+pub struct Service {
+    options: ServiceOptions,
+    control: Arc<Control>,
+    store: Option<Arc<Store>>,
+    models: Option<Models>,
+    incoming: Option<IncomingWorker>,
+    last_good: Option<Config>,
+    frames: u64,
+}
+
+impl Service {
+    /// A service started with `options`, interrupted through `control`.
+    pub fn new(options: ServiceOptions, control: Arc<Control>) -> Service {
+        Service {
+            options,
+            control,
+            store: None,
+            models: None,
+            incoming: None,
+            last_good: None,
+            frames: 0,
+        }
+    }
+
+    /// The configuration to run now: file, remote fragment, environment, command line.
+    ///
+    /// A stored remote fragment that no longer makes a valid configuration is ignored (and
+    /// logged); an invalid local file is an error at start, and keeps the previous
+    /// configuration at a reload.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        let file = self.options.config_file.as_deref();
+        let local = match Config::load(file) {
+            Ok(config) => self.with_options(config),
+            Err(e) => match &self.last_good {
+                Some(previous) => {
+                    tracing::error!(
+                        "the configuration does not load ({e}); keeping the one running"
+                    );
+                    return Ok(previous.clone());
+                }
+                None => return Err(e),
+            },
+        };
+        let remote = RemoteConfig::beside(&local.state.path);
+        let applied = match remote.read() {
+            Ok(applied) => applied,
+            Err(e) => {
+                tracing::error!("{e}; running on the local configuration");
+                None
+            }
+        };
+        let Some(applied) = applied else {
+            return Ok(local);
+        };
+        match Config::load_with_remote(file, Some(&applied.toml)) {
+            Ok(config) => {
+                tracing::info!(revision = %applied.revision, "remote configuration in force");
+                Ok(self.with_options(config))
+            }
+            Err(e) => {
+                tracing::error!(
+                    revision = %applied.revision,
+                    "the remote configuration no longer fits the local file ({e}); running on \
+                     the local configuration"
+                );
+                Ok(local)
+            }
+        }
+    }
+
+    fn with_options(&self, mut config: Config) -> Config {
+        if let Some(dir) = &self.options.state_dir {
+            assemble::state_in(&mut config, dir);
+        }
+        if let Some(frames) = self.options.max_frames {
+            config.run.max_frames = frames;
+        }
+        config
+    }
+
+    /// The state store of `config`, opened once and kept across generations.
+    pub fn store(&mut self, config: &Config) -> Result<Arc<Store>, AssembleError> {
+        if let Some(store) = &self.store {
+            if store.path() == config.state.path {
+                return Ok(Arc::clone(store));
+            }
+            tracing::warn!(
+                "state.path changed from {} to {}: reopening the store",
+                store.path().display(),
+                config.state.path.display()
+            );
+        }
+        self.incoming = None;
+        self.models = None;
+        self.store = None;
+        let store = assemble::store(config)?;
+        self.store = Some(Arc::clone(&store));
+        Ok(store)
+    }
+
+    /// The A/B model store (opened with the state store), and its hand-over worker.
+    pub fn models(&mut self, config: &Config) -> Result<&mut Models, ServiceError> {
+        let store = self.store(config)?;
+        let models = match self.models.take() {
+            Some(models) => models,
+            None => {
+                let models = Models::open(config, store)?;
+                self.incoming = Some(
+                    IncomingWorker::start(Arc::clone(models.store()), Arc::clone(&self.control))
+                        .map_err(|source| ServiceError::Thread {
+                            what: "model hand-over",
+                            source,
+                        })?,
+                );
+                models
+            }
+        };
+        Ok(self.models.insert(models))
+    }
+
+    /// Run generations until a stop, the end of the source or the frame limit.
+    ///
+    pub fn run(
+        &mut self,
+        observer: &mut dyn ServiceObserver,
+    ) -> Result<ServiceSummary, ServiceError> {
+        let mut generations = 0;
+        loop {
+            let config = self.config()?;
+            generations += 1;
+            let end = match self.generation(&config, observer) {
+                Ok(end) => end,
+                Err(e) => {
+                    // A model on trial that cannot start or run is the model's fault: the next
+                    // generation runs the previous one. Anything else ends the service.
+                    let rolled_back = match self.models.as_ref() {
+                        Some(models) => models.roll_back_trial(&e.to_string())?,
+                        None => false,
+                    };
+                    if rolled_back {
+                        continue;
+                    }
+                    return Err(e);
+                }
+            };
+            self.last_good = Some(config);
+            if end != EndReason::Stopped {
+                return Ok(self.summary(generations, end));
+            }
+            match self.control.take() {
+                Some(Request::Reload(reasons)) => {
+                    tracing::info!("reloading: {}", reasons.join("; "));
+                }
+                Some(Request::Stop) | None => {
+                    return Ok(self.summary(generations, EndReason::Stopped));
+                }
+            }
+        }
+    }
+
+    fn summary(&self, generations: u32, end: EndReason) -> ServiceSummary {
+        ServiceSummary {
+            generations,
+            frames: self.frames,
+            end,
+        }
+    }
+
+    /// One generation: assemble everything from `config`, run, save.
+    fn generation(
+        &mut self,
+        config: &Config,
+        observer: &mut dyn ServiceObserver,
+    ) -> Result<EndReason, ServiceError> {
+        let mut config = config.clone();
+        let active = self.models(&config)?.choose(&mut config)?;
+        let config = &config;
+        let mut model = assemble::load_model(&config.model).map_err(AssembleError::from)?;
+        if let Some(active) = &active {
+            model.origin = format!(
+                "release {} {} ({}, slot {})",
+                active.name,
+                active.version,
+                active.state.as_str(),
+                active.slot.dir_name()
+            );
+        }
+        let mut pipeline = assemble::pipeline(config, &model)?;
+        let mut source = assemble::source(config)?;
+        let engine_line = assemble::describe(&pipeline, &model.origin, &source.describe());
+        tracing::info!("{engine_line}");
+        let store = self.store(config)?;
+        let mut health = match &self.models {
+            Some(models) => models.health(&self.control)?,
+            None => None,
+        };
+        let mut autonomy = if config.autonomy.enabled {
+            Some(assemble::autonomy(
+                config,
+                &model,
+                &pipeline,
+                Some(Arc::clone(&store)),
+            )?)
+        } else {
+            None
+        };
+        let mut status = assemble::status(
+            config,
+            &model,
+            &pipeline,
+            &source.describe(),
+            Some(Arc::clone(&store)),
+        )?;
+        let remaining =
+            (config.run.max_frames > 0).then(|| config.run.max_frames.saturating_sub(self.frames));
+        if remaining == Some(0) {
+            return Ok(EndReason::FrameLimit);
+        }
+        let options = RunOptions {
+            max_frames: remaining,
+            stop: Some(self.control.interrupt_flag()),
+            capture_depth: config.run.capture_depth,
+        };
+        let result = runner::run_with(
+            source.as_mut(),
+            &mut pipeline,
+            autonomy.as_mut(),
+            &options,
+            &mut (&mut *observer, (status.as_mut(), health.as_mut())),
+        );
+        if let Some(a) = autonomy.as_mut() {
+            a.finish().map_err(|source| ServiceError::State {
+                path: config.state.path.clone(),
+                source,
+            })?;
+        }
+        if let Some(s) = status {
+            // The run's outcome matters more than its last status report: warn, do not fail.
+            if let Err(e) = s.finish(result.as_ref().ok(), autonomy.as_ref()) {
+                tracing::warn!("cannot write the final status report: {e}");
+            }
+        }
+        let summary = result?;
+        self.frames += summary.frames;
+        observer.on_generation_end(GenerationEnd {
+            summary: &summary,
+            autonomy: autonomy.as_ref(),
+            engine_line: &engine_line,
+            state_path: &config.state.path,
+        });
+        Ok(summary.end)
+    }
+}

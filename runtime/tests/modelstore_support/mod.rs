@@ -1,0 +1,94 @@
+//! Shared fixtures of the model store tests: real models, real keys, real signed releases.
+
+#![allow(dead_code)] // each test file uses its own part
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tinylcm::engine::EngineConfig;
+use tinylcm::model::ModelManifest;
+use tinylcm::modelstore::{ModelStore, ModelsConfig, golden};
+use tinylcm::state::{DurabilityPolicy, Store};
+use tinylcm_protocol::package::sha256_hex;
+use tinylcm_protocol::release::{FORMAT, ReleaseManifest, SignedRelease, SigningKey};
+
+/// A model file with its manifest text.
+#[derive(Clone)]
+pub struct Model {
+    pub bytes: Vec<u8>,
+    pub manifest: String,
+}
+
+fn models_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default")
+}
+
+/// `default_f32` or `default_int8` from `runtime/models/default`.
+pub fn model(stem: &str) -> Model {
+    let dir = models_dir();
+    Model {
+        bytes: std::fs::read(dir.join(format!("{stem}.tflite"))).unwrap(),
+        manifest: std::fs::read_to_string(dir.join(format!("{stem}.toml"))).unwrap(),
+    }
+}
+
+/// `model` with `n` goldens computed from `from` (usually itself) through the real engine.
+pub fn with_goldens(model: &Model, from: &Model, n: usize) -> Model {
+    let from_manifest = ModelManifest::parse(&from.manifest, Path::new("from")).unwrap();
+    let goldens = golden::compute(
+        &EngineConfig::default(),
+        Arc::from(from.bytes.clone()),
+        &from_manifest,
+        n,
+        Some(1e-3),
+    )
+    .unwrap();
+    Model {
+        bytes: model.bytes.clone(),
+        manifest: format!("{}{}", model.manifest, golden::to_toml(&goldens)),
+    }
+}
+
+/// A signed release of `model` as NAME/VERSION.
+pub fn release(model: &Model, key: &SigningKey, name: &str, version: &str) -> SignedRelease {
+    key.sign(&ReleaseManifest {
+        format: FORMAT,
+        name: name.into(),
+        version: version.into(),
+        size: model.bytes.len() as u64,
+        sha256: sha256_hex(&model.bytes),
+        model_manifest: model.manifest.clone(),
+        created_unix_ms: 1,
+        notes: None,
+    })
+    .unwrap()
+}
+
+/// Writes `key`'s public line to DIR/trusted.pub and returns the path.
+pub fn trust(dir: &Path, key: &SigningKey) -> PathBuf {
+    let path = dir.join("trusted.pub");
+    std::fs::write(&path, format!("{}\n", key.public().to_text())).unwrap();
+    path
+}
+
+/// Store settings for tests: trusted keys, a short health window.
+pub fn config(trusted: Option<PathBuf>) -> ModelsConfig {
+    ModelsConfig {
+        trusted_keys: trusted,
+        health_frames: 5,
+        ..ModelsConfig::default()
+    }
+}
+
+/// The state database and model store in DIR.
+pub fn open(dir: &Path, config: &ModelsConfig) -> (Arc<Store>, ModelStore) {
+    let store = Arc::new(Store::open(dir.join("state.redb"), DurabilityPolicy::default()).unwrap());
+    let models = ModelStore::open(
+        config,
+        dir.join("models"),
+        EngineConfig::default(),
+        Arc::clone(&store),
+    )
+    .unwrap();
+    (store, models)
+}
