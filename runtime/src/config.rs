@@ -62,6 +62,7 @@ use crate::quarantine::QuarantineConfig;
 use crate::rauc::RaucConfig;
 use crate::state::StateConfig;
 use crate::status::StatusConfig;
+use crate::sync::SyncConfig;
 
 /// Prefix of environment variables that override configuration keys:
 /// `TINYLCM_ENGINE__THREADS=2` sets `engine.threads`; `_` stands for `-` in key names.
@@ -96,6 +97,8 @@ pub struct Config {
     pub adaptation: AdaptationConfig,
     /// The status file the running service publishes for `tinylcm status`.
     pub status: StatusConfig,
+    /// Synchronisation with sphere-lite (off until a server is set or the device enrolled).
+    pub sync: SyncConfig,
     /// The A/B store of over-the-air models.
     pub models: ModelsConfig,
     /// RAUC, the OS updater: slot status, marking slots good, OS bundles.
@@ -243,6 +246,7 @@ impl Config {
         self.quarantine.validate()?;
         self.adaptation.validate()?;
         self.status.validate()?;
+        self.sync.validate()?;
         self.models.validate()?;
         self.rauc.validate()?;
         self.board.validate()?;

@@ -31,6 +31,7 @@ pub mod signals;
 pub mod state;
 pub mod stats;
 pub mod status;
+pub mod sync;
 pub mod systemd;
 /// Wall-clock time (shared with the server through the protocol crate).
 pub use tinylcm_protocol::time as utc;

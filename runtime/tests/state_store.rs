@@ -332,7 +332,7 @@ mod schema {
     /// A version-1 database as the schema-1 runtime left it: `meta` with version 1 and the
     /// next event number, `kv`, `events`, `counters`, and no `quarantine` table.
     #[test]
-    fn v1_database_is_migrated_to_v2_gaining_an_empty_quarantine() {
+    fn v1_database_is_migrated_gaining_an_empty_quarantine() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v1.redb");
         {
@@ -362,9 +362,9 @@ mod schema {
             let txn = db.begin_read().unwrap();
             assert!(txn.open_table(QUARANTINE).is_err());
         }
-        assert_eq!(SCHEMA_VERSION, 2);
+        assert_eq!(SCHEMA_VERSION, 3);
         let store = Store::open(&path, manual()).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 2);
+        assert_eq!(store.schema_version().unwrap(), 3);
         assert_eq!(store.get_state::<u32>("knn").unwrap(), Some(11));
         assert_eq!(store.counter("frames").unwrap(), 9);
         assert_eq!(store.events_after::<u32>(0, 10).unwrap().len(), 2);
@@ -377,10 +377,71 @@ mod schema {
 
         // Reopening a migrated file runs nothing and keeps the entry.
         let store = Store::open(&path, manual()).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 2);
+        assert_eq!(store.schema_version().unwrap(), 3);
         assert_eq!(
             store.quarantine_entries::<String>(0, 10).unwrap(),
             vec![(1, "sample".to_string())]
+        );
+    }
+
+    /// A version-2 database (quarantine, no outbox) gains an empty outbox and keeps its data;
+    /// outbox records then commit, read back in id order and delete.
+    #[test]
+    fn v2_database_is_migrated_to_v3_gaining_an_empty_outbox() {
+        const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut meta = txn.open_table(META).unwrap();
+                meta.insert("schema_version", 2u32.to_le_bytes().as_slice())
+                    .unwrap();
+                meta.insert("next_event_seq", 1u64.to_le_bytes().as_slice())
+                    .unwrap();
+                txn.open_table(KV).unwrap();
+                txn.open_table(EVENTS).unwrap();
+                txn.open_table(COUNTERS).unwrap();
+                let mut q = txn.open_table(QUARANTINE).unwrap();
+                let e = postcard::to_stdvec(&"kept").unwrap();
+                q.insert(4, e.as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+            let txn = db.begin_read().unwrap();
+            assert!(txn.open_table(OUTBOX).is_err());
+        }
+        let store = Store::open(&path, manual()).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 3);
+        assert_eq!(store.outbox_len().unwrap(), 0);
+        assert_eq!(store.outbox_last_id().unwrap(), None);
+        assert_eq!(store.quarantine_len().unwrap(), 1);
+        let mut b = Batch::new();
+        b.put_outbox(2, b"two".to_vec()).unwrap();
+        b.put_outbox(1, b"one".to_vec()).unwrap();
+        b.put_sync("cursor", &7u64).unwrap();
+        store.submit(b).unwrap();
+        store.flush().unwrap();
+        let mut seen = Vec::new();
+        let n = store
+            .outbox_visit(0, 10, |id, bytes| seen.push((id, bytes.to_vec())))
+            .unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(seen, vec![(1, b"one".to_vec()), (2, b"two".to_vec())]);
+        assert_eq!(store.outbox_last_id().unwrap(), Some(2));
+        assert_eq!(store.outbox_get(2).unwrap(), Some(b"two".to_vec()));
+        let mut b = Batch::new();
+        b.delete_outbox(1);
+        store.submit(b).unwrap();
+        store.close().unwrap();
+        let store = Store::open(&path, manual()).unwrap();
+        assert_eq!(store.outbox_len().unwrap(), 1);
+        assert_eq!(store.outbox_get(1).unwrap(), None);
+        assert_eq!(store.get_sync::<u64>("cursor").unwrap(), Some(7));
+        assert!(
+            Batch::new()
+                .put_outbox(9, vec![0; tinylcm::state::MAX_VALUE_BYTES + 1])
+                .is_err()
         );
     }
 

@@ -46,3 +46,10 @@ require_cmds() {
         command -v "$c" >/dev/null 2>&1 || die "required command not found: $c"
     done
 }
+
+# Cargo's target directory for this workspace (CARGO_TARGET_DIR, a `target-dir` setting, or
+# ./target), as cargo itself resolves it.
+cargo_target_dir() {
+    cargo metadata --format-version 1 --no-deps |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
+}

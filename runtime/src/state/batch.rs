@@ -23,6 +23,12 @@ pub(crate) enum Op {
     PutQuarantine { id: u64, bytes: Vec<u8> },
     /// Remove a quarantine entry.
     DeleteQuarantine { id: u64 },
+    /// Insert or replace an outbox record (`outbox` table).
+    PutOutbox { id: u64, bytes: Vec<u8> },
+    /// Remove an outbox record.
+    DeleteOutbox { id: u64 },
+    /// Replace a sync cursor (`sync` table).
+    PutSync { name: String, bytes: Vec<u8> },
 }
 
 /// Operations committed together, all or nothing.
@@ -106,6 +112,36 @@ impl Batch {
     pub fn delete_quarantine(&mut self, id: u64) -> &mut Self {
         self.ops.push(Op::DeleteQuarantine { id });
         self
+    }
+
+    /// Sets outbox record `id` to `bytes` (insert or replace), refusing more than
+    /// [`MAX_VALUE_BYTES`](super::MAX_VALUE_BYTES). The sync client encodes its records
+    /// itself so that it can read a record's header without copying the package.
+    pub fn put_outbox(&mut self, id: u64, bytes: Vec<u8>) -> Result<&mut Self, StateError> {
+        codec::check_len("outbox record", bytes.len())?;
+        self.ops.push(Op::PutOutbox { id, bytes });
+        Ok(self)
+    }
+
+    /// Removes outbox record `id` (no error if absent).
+    pub fn delete_outbox(&mut self, id: u64) -> &mut Self {
+        self.ops.push(Op::DeleteOutbox { id });
+        self
+    }
+
+    /// Sets sync cursor `name` to `value` (table `sync`: not in snapshots, so restoring one
+    /// never moves a cursor back).
+    pub fn put_sync<T: Serialize + ?Sized>(
+        &mut self,
+        name: &str,
+        value: &T,
+    ) -> Result<&mut Self, StateError> {
+        let bytes = codec::encode(Path::new("<batch>"), name, value)?;
+        self.ops.push(Op::PutSync {
+            name: name.to_string(),
+            bytes,
+        });
+        Ok(self)
     }
 
     /// Number of operations.

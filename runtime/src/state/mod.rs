@@ -15,7 +15,12 @@
 //!   `quarantine` (`u64` entry id → postcard-encoded entry: the suspicious samples of
 //!   [`crate::quarantine`], bounded by that module; written with
 //!   [`Batch::put_quarantine`]/[`Batch::delete_quarantine`], read in pages with
-//!   [`Store::quarantine_entries`]).
+//!   [`Store::quarantine_entries`]) and, since schema 3, `outbox` (`u64` record id → a sync
+//!   package waiting for upload, encoded by [`crate::sync`]; written with
+//!   [`Batch::put_outbox`]/[`Batch::delete_outbox`] in the same batch as the sync cursors in
+//!   `sync`, read with [`Store::outbox_visit`]) and `sync` (name → the sync client's
+//!   postcard-encoded cursors, [`Batch::put_sync`], [`Store::get_sync`]); neither is in
+//!   snapshots, so rolling the KNN back never resends or forgets uploads.
 //! * `<data>/snapshots/<id>.snap` ([`Snapshots`]): versioned, SHA-256-checksummed copies of
 //!   the component states and counters, written atomically, newest N kept. **The quarantine
 //!   is not in snapshots**, and restoring one leaves it as it is: it records what the camera
@@ -81,7 +86,7 @@ pub use codec::MAX_VALUE_BYTES;
 pub use config::StateConfig;
 pub use error::{StateError, TrySubmitError};
 pub use policy::DurabilityPolicy;
-pub use read::{MAX_EVENTS_PER_READ, MAX_QUARANTINE_PER_READ};
+pub use read::{MAX_EVENTS_PER_READ, MAX_OUTBOX_PER_READ, MAX_QUARANTINE_PER_READ};
 pub use schema::{OLDEST_SNAPSHOT_SCHEMA, SCHEMA_VERSION};
 pub use snapshot::{MAX_SNAPSHOT_BYTES, SNAPSHOT_FORMAT, SnapshotInfo, Snapshots};
 pub use writer::{PRUNED_EVENTS_COUNTER, RESTORES_COUNTER};

@@ -1,4 +1,4 @@
-//! Reads: component states, events, counters, quarantine entries. Each read is one read transaction, so it sees
+//! Reads: component states, events, counters, quarantine entries, outbox records. Each read is one read transaction, so it sees
 //! one committed state of the database and never waits for the writer.
 
 use std::collections::BTreeMap;
@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use super::Store;
 use super::codec;
 use super::error::StateError;
-use super::schema::{self, COUNTERS, EVENTS, KV, QUARANTINE};
+use super::schema::{self, COUNTERS, EVENTS, KV, OUTBOX, QUARANTINE, SYNC};
 
 /// The most events one [`Store::events_after`] call returns.
 pub const MAX_EVENTS_PER_READ: usize = 10_000;
@@ -18,6 +18,9 @@ pub const MAX_EVENTS_PER_READ: usize = 10_000;
 /// feature vector (at most 32 KiB at the largest feature dimension), so a page stays
 /// within about 4 MiB.
 pub const MAX_QUARANTINE_PER_READ: usize = 128;
+
+/// The most records one [`Store::outbox_visit`] call visits.
+pub const MAX_OUTBOX_PER_READ: usize = 1024;
 
 impl Store {
     fn read_txn(&self, what: &'static str) -> Result<ReadTransaction, StateError> {
@@ -201,6 +204,78 @@ impl Store {
         let txn = self.read_txn(WHAT)?;
         let table = self.read_table(&txn, QUARANTINE, WHAT)?;
         table.len().map_err(|e| StateError::db(&self.path, WHAT, e))
+    }
+
+    /// Calls `visit` with up to `limit` (at most [`MAX_OUTBOX_PER_READ`]) outbox records with
+    /// an id greater than `after`, lowest id first, borrowing their bytes from one read
+    /// transaction (a record holds a whole package: the visitor reads what it needs, e.g. a
+    /// header, without copying the rest). Returns the number of records visited.
+    pub fn outbox_visit(
+        &self,
+        after: u64,
+        limit: usize,
+        mut visit: impl FnMut(u64, &[u8]),
+    ) -> Result<usize, StateError> {
+        const WHAT: &str = "reading the outbox";
+        let Some(start) = after.checked_add(1) else {
+            return Ok(0);
+        };
+        let txn = self.read_txn(WHAT)?;
+        let table = self.read_table(&txn, OUTBOX, WHAT)?;
+        let range = table
+            .range(start..)
+            .map_err(|e| StateError::db(&self.path, WHAT, e))?;
+        let mut n = 0;
+        for r in range.take(limit.min(MAX_OUTBOX_PER_READ)) {
+            let (k, v) = r.map_err(|e| StateError::db(&self.path, WHAT, e))?;
+            visit(k.value(), v.value());
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The bytes of outbox record `id`, if it is committed.
+    pub fn outbox_get(&self, id: u64) -> Result<Option<Vec<u8>>, StateError> {
+        const WHAT: &str = "reading an outbox record";
+        let txn = self.read_txn(WHAT)?;
+        let table = self.read_table(&txn, OUTBOX, WHAT)?;
+        let v = table
+            .get(id)
+            .map_err(|e| StateError::db(&self.path, WHAT, e))?;
+        Ok(v.map(|v| v.value().to_vec()))
+    }
+
+    /// Number of outbox records committed.
+    pub fn outbox_len(&self) -> Result<u64, StateError> {
+        const WHAT: &str = "counting outbox records";
+        let txn = self.read_txn(WHAT)?;
+        let table = self.read_table(&txn, OUTBOX, WHAT)?;
+        table.len().map_err(|e| StateError::db(&self.path, WHAT, e))
+    }
+
+    /// The highest outbox record id committed, if any.
+    pub fn outbox_last_id(&self) -> Result<Option<u64>, StateError> {
+        const WHAT: &str = "reading the outbox";
+        let txn = self.read_txn(WHAT)?;
+        let table = self.read_table(&txn, OUTBOX, WHAT)?;
+        let last = table
+            .last()
+            .map_err(|e| StateError::db(&self.path, WHAT, e))?;
+        Ok(last.map(|(k, _)| k.value()))
+    }
+
+    /// Sync cursor `name` decoded as `T`, if set.
+    pub fn get_sync<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StateError> {
+        const WHAT: &str = "reading a sync cursor";
+        let txn = self.read_txn(WHAT)?;
+        let table = self.read_table(&txn, SYNC, WHAT)?;
+        let v = table
+            .get(name)
+            .map_err(|e| StateError::db(&self.path, WHAT, e))?;
+        match v {
+            Some(v) => codec::decode(&self.path, name, v.value()).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The schema version recorded in the database.

@@ -14,11 +14,13 @@ use super::error::{DbError, StateError};
 ///
 /// * 1: `meta`, `kv`, `events`, `counters`.
 /// * 2: adds `quarantine` (suspicious samples, see [`crate::quarantine`]).
-pub const SCHEMA_VERSION: u32 = 2;
+/// * 3: adds `outbox` (sync packages waiting for upload) and `sync` (the sync client's
+///   cursors), see [`crate::sync`].
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The oldest schema version whose snapshots this runtime restores.
 ///
-/// A snapshot holds only `kv` and `counters`; schema 2 added a table without changing what
+/// A snapshot holds only `kv` and `counters`; schemas 2 and 3 added tables without changing what
 /// those two hold, so a snapshot taken before the upgrade restores unchanged (refusing it
 /// would leave a freshly upgraded device without a rollback point). Raise this when a
 /// migration changes the meaning of a component state or a counter.
@@ -34,6 +36,13 @@ pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("eve
 pub(crate) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 /// `quarantine`: suspicious samples by entry id, postcard-encoded (schema 2).
 pub(crate) const QUARANTINE: TableDefinition<u64, &[u8]> = TableDefinition::new("quarantine");
+/// `outbox`: sync packages waiting for upload by record id, encoded by [`crate::sync`]
+/// (schema 3).
+pub(crate) const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+/// `sync`: the sync client's cursors by name, postcard-encoded (schema 3). Not `kv`:
+/// restoring a snapshot replaces `kv`, and must not move the cursors back (that would send
+/// data again under new package ids).
+pub(crate) const SYNC: TableDefinition<&str, &[u8]> = TableDefinition::new("sync");
 
 pub(crate) const VERSION_KEY: &str = "schema_version";
 pub(crate) const NEXT_EVENT_KEY: &str = "next_event_seq";
@@ -61,6 +70,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         what: "create the quarantine table",
         apply: v1_to_v2,
     },
+    Migration {
+        from: 2,
+        what: "create the sync outbox and cursor tables",
+        apply: v2_to_v3,
+    },
 ];
 
 /// Version 0 is a database without `meta` (a new file, or one from before versioning):
@@ -84,6 +98,15 @@ fn v0_to_v1(txn: &WriteTransaction) -> Result<(), DbError> {
 /// read in pages, bounded apart from component states, and left out of snapshots.
 fn v1_to_v2(txn: &WriteTransaction) -> Result<(), DbError> {
     txn.open_table(QUARANTINE)?;
+    Ok(())
+}
+
+/// Version 3 keeps sync packages in their own table, so that a package record and the
+/// cursors of the data it holds (in `kv`) commit in one transaction, and so that packages
+/// stay out of snapshots (rolling the KNN back must not resend or forget uploads).
+fn v2_to_v3(txn: &WriteTransaction) -> Result<(), DbError> {
+    txn.open_table(OUTBOX)?;
+    txn.open_table(SYNC)?;
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, WriteTran
 use super::batch::{Batch, Op};
 use super::error::{DbError, StateError};
 use super::policy::DurabilityPolicy;
-use super::schema::{COUNTERS, EVENTS, KV, META, NEXT_EVENT_KEY, QUARANTINE};
+use super::schema::{COUNTERS, EVENTS, KV, META, NEXT_EVENT_KEY, OUTBOX, QUARANTINE, SYNC};
 
 /// Counter holding how many events retention has pruned.
 pub const PRUNED_EVENTS_COUNTER: &str = "store.events_pruned";
@@ -214,6 +214,8 @@ fn apply(
     let mut events = txn.open_table(EVENTS)?;
     let mut counters = txn.open_table(COUNTERS)?;
     let mut quarantine = txn.open_table(QUARANTINE)?;
+    let mut outbox = txn.open_table(OUTBOX)?;
+    let mut sync = txn.open_table(SYNC)?;
     let mut ops = 0u64;
     let mut next_event = None;
     for (batch, first_event) in batches {
@@ -238,6 +240,15 @@ fn apply(
                 }
                 Op::DeleteQuarantine { id } => {
                     quarantine.remove(*id)?;
+                }
+                Op::PutOutbox { id, bytes } => {
+                    outbox.insert(*id, bytes.as_slice())?;
+                }
+                Op::DeleteOutbox { id } => {
+                    outbox.remove(*id)?;
+                }
+                Op::PutSync { name, bytes } => {
+                    sync.insert(name.as_str(), bytes.as_slice())?;
                 }
             }
         }

@@ -6,6 +6,7 @@
 mod bench;
 mod config_cmd;
 mod demo;
+mod enroll;
 mod feedback;
 mod healthcheck;
 mod init_state;
@@ -68,6 +69,9 @@ enum Command {
     Model(model_cmd::Args),
     /// The boot health gate: exit 0 once the service runs a model on progressing frames.
     Healthcheck(healthcheck::Args),
+    /// Enroll this device with a sphere-lite server (once; the sync client then uses the
+    /// stored credentials).
+    Enroll(enroll::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -96,6 +100,7 @@ fn main() -> std::process::ExitCode {
         Command::Snapshot(args) => snapshot::run(args),
         Command::Model(args) => model_cmd::run(args),
         Command::Healthcheck(args) => healthcheck::run(args),
+        Command::Enroll(args) => enroll::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

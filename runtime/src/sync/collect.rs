@@ -1,0 +1,570 @@
+//! What goes into a package: everything new since the cursors, built once with
+//! [`PackageBuilder`] under the package size bound.
+//!
+//! * **Drift events** from the event log (`EventKind::Drift`) as a `drift-events` member of
+//!   [`DriftEventReport`]s, each with the quarantine thumbnails of its triggering frame as
+//!   `sample` members named `samples/<20-digit quarantine id>.jpg` (the server maps that name
+//!   to a quarantine id, so a validation with a label comes back as a sample verdict) and the
+//!   entry's feature vector as the embedding.
+//! * **Metrics** ([`super::metrics`]) when `status.json` was rewritten since the last package.
+//! * **Logs** written since the last package ([`super::logs`]).
+//! * **Snapshot metadata** when the snapshot list changed.
+//! * **Prediction samples** waiting in the [`PredictionSampler`].
+//!
+//! The cursors returned cover exactly what is in the package: what did not fit stays for the
+//! next one.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tinylcm_protocol::api::{DriftEventReport, MAX_SAMPLES_PER_EVENT};
+use tinylcm_protocol::datahub::{MAX_LOG_FILE_BYTES, PredictionSample, valid_embedding};
+use tinylcm_protocol::package::{FileKind, Limits, PackageBuilder, PackageError};
+
+use super::error::SyncError;
+use super::host::ModelIdentity;
+use super::logs;
+use super::metrics::metrics_json;
+use super::outbox::{Cursors, NewPackage, Priority, RecordHeader};
+use super::predictions::{PendingSample, PredictionSampler};
+use super::status::SyncStatusView;
+use crate::autonomy::{EventKind, RuntimeEvent};
+use crate::quarantine::{Entry, thumbnail_name};
+use crate::state::{MAX_QUARANTINE_PER_READ, Snapshots, Store};
+use crate::status::StatusReport;
+
+/// Most events looked at per package.
+pub const MAX_EVENTS_PER_PACKAGE: usize = 500;
+/// Most quarantine entries searched for a drift event's samples.
+const MAX_QUARANTINE_SCAN: usize = 4096;
+/// Largest thumbnail attached.
+const MAX_THUMBNAIL_BYTES: u64 = 256 << 10;
+/// Most prediction samples per package (the server's bound).
+const MAX_PREDICTIONS: usize = tinylcm_protocol::datahub::MAX_PREDICTIONS_PER_PACKAGE;
+
+/// Where the data comes from.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// The service's `status.json`, if it writes one.
+    pub status_file: Option<PathBuf>,
+    /// The quarantine thumbnail folder, if thumbnails are on.
+    pub thumbnail_dir: Option<PathBuf>,
+    /// The snapshot folder.
+    pub snapshots_dir: Option<PathBuf>,
+    /// The log folder ([`logs::log_dir`]), if logs are shipped.
+    pub log_dir: Option<PathBuf>,
+}
+
+/// A collection's result.
+#[derive(Debug)]
+pub struct Collected {
+    /// The package, if anything was new.
+    pub package: Option<NewPackage>,
+    /// The cursors after it.
+    pub cursors: Cursors,
+    /// Whether the cursors moved (then they must be stored even without a package).
+    pub moved: bool,
+    /// Whether log lines were lost to rotation before they were packaged.
+    pub logs_lost: bool,
+    /// Whether more events wait than fitted (build the next package soon).
+    pub more: bool,
+}
+
+/// TAR bytes a member of `len` bytes takes.
+fn tar_cost(len: u64) -> u64 {
+    512 + len.div_ceil(512) * 512
+}
+
+/// A new random package id (32 hex digits).
+pub fn new_package_id() -> Result<String, SyncError> {
+    let mut b = [0u8; 16];
+    getrandom::getrandom(&mut b).map_err(|e| SyncError::Http(format!("no randomness: {e}")))?;
+    Ok(tinylcm_protocol::package::hex(&b))
+}
+
+#[derive(Serialize)]
+struct SnapshotMeta<'a> {
+    id: &'a str,
+    bytes: u64,
+    schema_version: u32,
+    created_unix_ms: u64,
+}
+
+/// Builds the next package for `device_id` from everything after `cursors`.
+#[allow(clippy::too_many_arguments)]
+pub fn collect(
+    store: &Store,
+    sources: &Sources,
+    device_id: &str,
+    cursors: &Cursors,
+    max_bytes: u64,
+    sync: &SyncStatusView,
+    model: Option<&ModelIdentity>,
+    predictions: Option<&PredictionSampler>,
+) -> Result<Collected, SyncError> {
+    let now = crate::utc::now_unix_ms();
+    let limits = Limits {
+        max_package_bytes: max_bytes,
+        ..Limits::default()
+    };
+    let mut builder = PackageBuilder::new(new_package_id()?, device_id, now)?.with_limits(limits);
+    let mut next = cursors.clone();
+    // Room kept for the manifest and the end marker.
+    let mut budget = max_bytes.saturating_sub(64 << 10);
+    let mut drift_events = 0u32;
+    let mut members = 0usize;
+
+    // Drift events first: they matter most; at most half the package, so routine data
+    // always gets through too.
+    let raw = store.events_after_raw(cursors.events_after, MAX_EVENTS_PER_PACKAGE)?;
+    let mut more = raw.len() == MAX_EVENTS_PER_PACKAGE;
+    let mut reports = Vec::new();
+    let mut samples: Vec<(String, Vec<u8>)> = Vec::new();
+    let drift_budget = budget / 2;
+    let mut drift_cost = 0u64;
+    if !raw.is_empty() {
+        let by_sample = quarantine_by_sample(store);
+        let mut taken = HashSet::new();
+        for (seq, bytes) in raw {
+            let event: RuntimeEvent = match store.decode_event(seq, &bytes) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!("sync: skipping event {seq}: {e}");
+                    next.events_after = seq;
+                    continue;
+                }
+            };
+            let EventKind::Drift { incident, event: d } = event.kind else {
+                next.events_after = seq;
+                continue;
+            };
+            let mut report = DriftEventReport {
+                event_seq: seq,
+                incident,
+                detector: d.detector.name().to_string(),
+                statistic: finite_or_zero(d.statistic),
+                threshold: finite_or_zero(d.threshold),
+                magnitude: finite_or_zero(d.magnitude),
+                sample_id: d.sample_id,
+                unix_ms: event.unix_ms,
+                samples: Vec::new(),
+                embedding: None,
+            };
+            let mut cost = 400;
+            let mut new_samples = Vec::new();
+            for (qid, features) in by_sample.get(&d.sample_id).into_iter().flatten() {
+                if report.samples.len() >= MAX_SAMPLES_PER_EVENT {
+                    break;
+                }
+                if report.embedding.is_none() && valid_embedding(features) {
+                    cost += features.len() as u64 * 12;
+                    report.embedding = Some(features.clone());
+                }
+                let name = format!("samples/{}", thumbnail_name(*qid));
+                if taken.contains(&name) {
+                    report.samples.push(name);
+                    continue;
+                }
+                let Some(jpeg) = sources
+                    .thumbnail_dir
+                    .as_ref()
+                    .and_then(|d| read_thumbnail(&d.join(thumbnail_name(*qid))))
+                else {
+                    continue;
+                };
+                cost += tar_cost(jpeg.len() as u64);
+                report.samples.push(name.clone());
+                new_samples.push((name, jpeg));
+            }
+            if drift_cost + cost > drift_budget && !reports.is_empty() {
+                more = true;
+                break;
+            }
+            drift_cost += cost;
+            for (name, _) in &new_samples {
+                taken.insert(name.clone());
+            }
+            samples.extend(new_samples);
+            reports.push(report);
+            next.events_after = seq;
+        }
+    }
+    if !reports.is_empty() {
+        for (name, jpeg) in samples {
+            builder.add(name, FileKind::Sample, jpeg)?;
+            members += 1;
+        }
+        let json = serde_json::to_vec(&reports).map_err(|e| SyncError::Config(e.to_string()))?;
+        builder.add("drift-events.json", FileKind::DriftEvents, json)?;
+        members += 1;
+        drift_events = reports.len() as u32;
+        budget = budget.saturating_sub(drift_cost);
+    }
+
+    // Metrics when the status was rewritten since the last package.
+    let report = sources
+        .status_file
+        .as_ref()
+        .and_then(|p| StatusReport::read(p).ok());
+    let fresh_status = report
+        .as_ref()
+        .is_some_and(|r| r.written_unix_ms > cursors.metrics_unix_ms);
+    if fresh_status {
+        let v = metrics_json(report.as_ref(), sync, model);
+        let json = serde_json::to_vec(&v).map_err(|e| SyncError::Config(e.to_string()))?;
+        if try_add(
+            &mut builder,
+            "metrics.json",
+            FileKind::Metrics,
+            json,
+            &mut budget,
+        )? {
+            members += 1;
+            next.metrics_unix_ms = report.as_ref().map_or(0, |r| r.written_unix_ms);
+        }
+    }
+
+    // Logs written since the last package.
+    let mut logs_lost = false;
+    if let Some(dir) = &sources.log_dir {
+        let room = (budget.saturating_sub(1024) as usize).min(MAX_LOG_FILE_BYTES);
+        match logs::read_new(dir, cursors.log_generation, cursors.log_offset, room) {
+            Ok(lines) => {
+                logs_lost = lines.lost;
+                let moved = (lines.generation, lines.offset)
+                    != (cursors.log_generation, cursors.log_offset);
+                if lines.bytes.is_empty() {
+                    if moved {
+                        next.log_generation = lines.generation;
+                        next.log_offset = lines.offset;
+                    }
+                } else if try_add(
+                    &mut builder,
+                    format!("logs/{now}.jsonl"),
+                    FileKind::Logs,
+                    lines.bytes,
+                    &mut budget,
+                )? {
+                    members += 1;
+                    next.log_generation = lines.generation;
+                    next.log_offset = lines.offset;
+                }
+            }
+            Err(e) => tracing::debug!("sync: reading logs in {}: {e}", dir.display()),
+        }
+    }
+
+    // Snapshot metadata when the list changed.
+    if let Some(dir) = &sources.snapshots_dir {
+        if let Ok(list) = Snapshots::new(dir.clone(), 1).and_then(|s| s.list()) {
+            let meta: Vec<SnapshotMeta<'_>> = list
+                .iter()
+                .map(|s| SnapshotMeta {
+                    id: &s.id,
+                    bytes: s.bytes,
+                    schema_version: s.schema_version,
+                    created_unix_ms: s.created_unix_ms,
+                })
+                .collect();
+            let json = serde_json::to_vec(&meta).map_err(|e| SyncError::Config(e.to_string()))?;
+            let digest = tinylcm_protocol::package::hex(&Sha256::digest(&json));
+            if digest != cursors.snapshots_digest
+                && try_add(
+                    &mut builder,
+                    "snapshots.json",
+                    FileKind::Snapshot,
+                    json,
+                    &mut budget,
+                )?
+            {
+                members += 1;
+                next.snapshots_digest = digest;
+            }
+        }
+    }
+
+    // Prediction samples.
+    if let Some(sampler) = predictions {
+        let pending = sampler.take();
+        let mut left: Vec<PendingSample> = Vec::new();
+        let mut listed = Vec::new();
+        for (i, s) in pending.into_iter().enumerate() {
+            let file = format!("predictions/{}-{i}.jpg", s.unix_ms);
+            let cost = tar_cost(s.jpeg.len() as u64) + 200;
+            if listed.len() >= MAX_PREDICTIONS || cost > budget.saturating_sub(8 << 10) {
+                left.push(s);
+                continue;
+            }
+            builder.add(file.clone(), FileKind::Prediction, s.jpeg.clone())?;
+            budget -= cost;
+            members += 1;
+            listed.push(PredictionSample {
+                file,
+                class: s.class.clone(),
+                confidence: s.confidence,
+                unix_ms: s.unix_ms,
+            });
+        }
+        if !listed.is_empty() {
+            let json = serde_json::to_vec(&listed).map_err(|e| SyncError::Config(e.to_string()))?;
+            builder.add("predictions/predictions.json", FileKind::Prediction, json)?;
+        }
+        if !left.is_empty() {
+            sampler.put_back(left);
+        }
+    }
+
+    let moved = next != *cursors;
+    let package = if members > 0 {
+        let header = RecordHeader {
+            version: 1,
+            package_id: builder.manifest().package_id.clone(),
+            created_unix_ms: now,
+            priority: if drift_events > 0 {
+                Priority::Drift
+            } else {
+                Priority::Routine
+            },
+            drift_events,
+        };
+        Some(NewPackage {
+            header,
+            tar: builder.finish()?,
+        })
+    } else {
+        None
+    };
+    Ok(Collected {
+        package,
+        cursors: next,
+        moved,
+        logs_lost,
+        more,
+    })
+}
+
+/// Adds a member if it fits the budget; `false` when it does not (it waits for the next
+/// package).
+fn try_add(
+    builder: &mut PackageBuilder,
+    name: impl Into<String>,
+    kind: FileKind,
+    bytes: Vec<u8>,
+    budget: &mut u64,
+) -> Result<bool, SyncError> {
+    let cost = tar_cost(bytes.len() as u64);
+    if cost > *budget {
+        return Ok(false);
+    }
+    match builder.add(name, kind, bytes) {
+        Ok(_) => {
+            *budget -= cost;
+            Ok(true)
+        }
+        Err(e @ (PackageError::PackageTooLarge { .. } | PackageError::MemberTooLarge { .. })) => {
+            tracing::debug!("sync: a member waits for the next package: {e}");
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn finite_or_zero(v: f64) -> f64 {
+    if v.is_finite() { v } else { 0.0 }
+}
+
+fn read_thumbnail(path: &std::path::Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).ok()?;
+    let mut bytes = Vec::new();
+    f.take(MAX_THUMBNAIL_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    (bytes.len() as u64 <= MAX_THUMBNAIL_BYTES && bytes.starts_with(&[0xff, 0xd8])).then_some(bytes)
+}
+
+/// Quarantine entries by the frame they hold (newest entries searched first, bounded), with
+/// their feature vectors. Damaged entries are skipped.
+fn quarantine_by_sample(store: &Store) -> BTreeMap<u64, Vec<(u64, Vec<f32>)>> {
+    let mut out: BTreeMap<u64, Vec<(u64, Vec<f32>)>> = BTreeMap::new();
+    let mut after = 0;
+    let mut seen = 0;
+    while seen < MAX_QUARANTINE_SCAN {
+        let Ok(page) = store.quarantine_entries_raw(after, MAX_QUARANTINE_PER_READ) else {
+            break;
+        };
+        let Some((last, _)) = page.last() else {
+            break;
+        };
+        after = *last;
+        seen += page.len();
+        for (id, bytes) in page {
+            if let Ok(e) = Entry::decode(id, &bytes) {
+                out.entry(e.sample).or_default().push((id, e.features));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drift::{DetectorKind, DriftEvent};
+    use crate::quarantine::{ENTRY_VERSION, Reason, Status};
+    use crate::state::{Batch, DurabilityPolicy};
+    use tinylcm_protocol::package::read_package;
+
+    fn drift(sample: u64) -> RuntimeEvent {
+        RuntimeEvent {
+            unix_ms: 5,
+            kind: EventKind::Drift {
+                incident: 1,
+                event: DriftEvent {
+                    detector: DetectorKind::PageHinkleyDistance,
+                    statistic: f64::INFINITY,
+                    threshold: 1.0,
+                    magnitude: 2.0,
+                    sample_id: sample,
+                    at: sample,
+                },
+            },
+        }
+    }
+
+    fn entry(id: u64, sample: u64) -> Entry {
+        Entry {
+            version: ENTRY_VERSION,
+            id,
+            created_unix_ms: 1,
+            sample,
+            reason: Reason::LowConfidence,
+            predicted: "a".into(),
+            confidence: 0.5,
+            knn_distance: None,
+            features: vec![0.5; 4],
+            status: Status::Pending,
+            thumbnail: Some(thumbnail_name(id)),
+        }
+    }
+
+    /// Drift events come with their thumbnails and embedding, other events only move the
+    /// cursor, and a second collection finds nothing new.
+    #[test]
+    fn drift_events_with_samples_and_cursors_that_cover_exactly_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s.redb"), DurabilityPolicy::default()).unwrap();
+        let thumbs = dir.path().join("thumbs");
+        std::fs::create_dir_all(&thumbs).unwrap();
+        std::fs::write(thumbs.join(thumbnail_name(3)), [0xff, 0xd8, 1, 2]).unwrap();
+        let mut b = Batch::new();
+        b.append_event(&RuntimeEvent {
+            unix_ms: 1,
+            kind: EventKind::ClassRenamed {
+                from: "a".into(),
+                to: "b".into(),
+                moved: 0,
+            },
+        })
+        .unwrap();
+        b.append_event(&drift(40)).unwrap();
+        b.put_quarantine(3, &entry(3, 40)).unwrap();
+        b.put_quarantine(4, &entry(4, 41)).unwrap();
+        store.submit(b).unwrap();
+        store.flush().unwrap();
+        let sources = Sources {
+            thumbnail_dir: Some(thumbs),
+            ..Default::default()
+        };
+        let view = SyncStatusView::default();
+        let c = collect(
+            &store,
+            &sources,
+            "dev",
+            &Cursors::default(),
+            1 << 20,
+            &view,
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.cursors.events_after, 2);
+        assert!(c.moved && !c.more);
+        let p = c.package.unwrap();
+        assert_eq!(p.header.priority, Priority::Drift);
+        assert_eq!(p.header.drift_events, 1);
+        let pkg = read_package(&p.tar[..], &Limits::default()).unwrap();
+        let names: Vec<&str> = pkg.files.iter().map(|(f, _)| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["samples/00000000000000000003.jpg", "drift-events.json"]
+        );
+        let reports: Vec<DriftEventReport> =
+            serde_json::from_slice(pkg.file("drift-events.json").unwrap()).unwrap();
+        assert_eq!(reports[0].event_seq, 2);
+        assert_eq!(reports[0].samples, ["samples/00000000000000000003.jpg"]);
+        assert_eq!(reports[0].embedding.as_deref(), Some(&[0.5f32; 4][..]));
+        // A non-finite statistic is sent as 0 (JSON has no infinity).
+        assert_eq!(reports[0].statistic, 0.0);
+
+        let again = collect(
+            &store,
+            &sources,
+            "dev",
+            &c.cursors,
+            1 << 20,
+            &view,
+            None,
+            None,
+        )
+        .unwrap();
+        assert!(again.package.is_none() && !again.moved);
+    }
+
+    /// More drift than half a package: the rest waits, and the cursor stops before it.
+    #[test]
+    fn a_full_package_leaves_the_rest_for_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s.redb"), DurabilityPolicy::default()).unwrap();
+        let mut b = Batch::new();
+        for i in 0..400 {
+            b.append_event(&drift(i)).unwrap();
+        }
+        store.submit(b).unwrap();
+        store.flush().unwrap();
+        let view = SyncStatusView::default();
+        let c = collect(
+            &store,
+            &Sources::default(),
+            "dev",
+            &Cursors::default(),
+            192 << 10,
+            &view,
+            None,
+            None,
+        )
+        .unwrap();
+        assert!(c.more);
+        let first = c.package.unwrap().header.drift_events as u64;
+        assert!(first > 0 && first < 400, "{first}");
+        assert_eq!(c.cursors.events_after, first);
+        let rest = collect(
+            &store,
+            &Sources::default(),
+            "dev",
+            &c.cursors,
+            16 << 20,
+            &view,
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            rest.package.unwrap().header.drift_events as u64,
+            400 - first
+        );
+        assert!(!rest.more);
+    }
+}

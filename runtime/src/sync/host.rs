@@ -1,0 +1,40 @@
+//! What the sync client needs from the running service, as a small trait: the service loop
+//! implements it (and tests implement it in-process), so the client never reaches into the
+//! pipeline, the model store or the configuration itself.
+
+use std::path::{Path, PathBuf};
+
+use tinylcm_protocol::release::SignedRelease;
+
+/// The model a device runs, as the server names releases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelIdentity {
+    /// Release name (or the model file's name when it did not come from a release).
+    pub name: String,
+    /// Release version.
+    pub version: String,
+    /// The model file's SHA-256 (hex): what decides whether an assignment is new.
+    pub sha256: String,
+}
+
+/// The running service, as the sync client sees it. Called from the sync thread; every method
+/// may block for as long as it needs (it never holds up inference).
+pub trait SyncHost: Send + Sync {
+    /// The model running now, if any.
+    fn active_model(&self) -> Option<ModelIdentity>;
+
+    /// Applies remote configuration `toml` (sections of
+    /// [`tinylcm_protocol::remote_config::REMOTE_SECTIONS`] only; empty = back to the local
+    /// file) at `revision`. Must be durable before it returns `Ok`; the item is then
+    /// acknowledged. `Err` names why it was refused.
+    fn apply_config(&self, revision: &str, toml: &str) -> Result<(), String>;
+
+    /// Hands a downloaded model `file` (SHA-256 and size already checked against the
+    /// assignment) to the A/B model store, which verifies `release` and installs it. The client
+    /// removes `file` afterwards: copy or move it. `Err` refuses this release for good (it is
+    /// not downloaded again).
+    fn install_release(&self, file: &Path, release: &SignedRelease) -> Result<(), String>;
+
+    /// The feedback inbox folder ([`crate::autonomy::feedback::inbox_dir`]).
+    fn feedback_inbox(&self) -> PathBuf;
+}

@@ -1,0 +1,212 @@
+//! `metrics.json` for the server's time series: the numbers of the service's `status.json`
+//! ([`crate::status::StatusReport`]) flattened into the shape sphere-lite reads (a JSON object
+//! whose finite numbers are series named by their `.`-joined path), plus the sync counters and
+//! the active model's identity.
+//!
+//! The server skips keys outside `[A-Za-z0-9_-]` parts, keys over 100 bytes and anything past
+//! 256 keys; building to the same rules here keeps every number the device sends (class names
+//! become key parts, so their other characters are replaced).
+
+use serde_json::{Map, Value};
+
+use super::host::ModelIdentity;
+use super::status::SyncStatusView;
+use crate::status::StatusReport;
+
+/// Most numbers in one metrics file (the server's per-package bound).
+pub const MAX_KEYS: usize = 256;
+/// Longest dotted key (the server's bound).
+pub const MAX_KEY_BYTES: usize = 100;
+
+/// Builds the metrics object.
+pub fn metrics_json(
+    report: Option<&StatusReport>,
+    sync: &SyncStatusView,
+    model: Option<&ModelIdentity>,
+) -> Value {
+    let mut out = Map::new();
+    let mut keys = 0;
+    if let Some(m) = model {
+        out.insert(
+            "model".into(),
+            serde_json::json!({"name": m.name, "version": m.version, "sha256": m.sha256}),
+        );
+    }
+    if let Ok(Value::Object(sync)) = serde_json::to_value(sync) {
+        let mut dst = Map::new();
+        flatten_into(&mut dst, &sync, "sync", &mut keys);
+        out.insert("sync".into(), Value::Object(dst));
+    }
+    if let Some(r) = report {
+        if let Ok(Value::Object(status)) = serde_json::to_value(r) {
+            // Plain numbers first, then sections, per-class counts last: when the key bound
+            // bites it cuts classes, not the figures every device has.
+            let rank = |k: &str, v: &Value| match (k, v) {
+                (_, Value::Number(_)) => 0,
+                ("classes", _) => 2,
+                _ => 1,
+            };
+            let mut fields: Vec<(String, Value)> = status.into_iter().collect();
+            fields.sort_by_key(|(k, v)| rank(k, v));
+            for (k, v) in fields {
+                // The model block is strings (and `pid`/`format` say nothing over time).
+                if matches!(k.as_str(), "model" | "pid" | "format") {
+                    continue;
+                }
+                let key = sanitize(&k);
+                if key.is_empty() || out.contains_key(&key) {
+                    continue;
+                }
+                match v {
+                    Value::Object(inner) => {
+                        let mut dst = Map::new();
+                        flatten_into(&mut dst, &inner, &key, &mut keys);
+                        if !dst.is_empty() {
+                            out.insert(key, Value::Object(dst));
+                        }
+                    }
+                    Value::Number(n) if keys < MAX_KEYS && finite(&n) => {
+                        keys += 1;
+                        out.insert(key, Value::Number(n));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+fn finite(n: &serde_json::Number) -> bool {
+    n.as_f64().is_some_and(f64::is_finite)
+}
+
+/// Copies the numbers of `src` into `dst` under sanitized keys, within the key bounds.
+fn flatten_into(
+    dst: &mut Map<String, Value>,
+    src: &Map<String, Value>,
+    path: &str,
+    keys: &mut usize,
+) {
+    for (k, v) in src {
+        let key = sanitize(k);
+        if key.is_empty() || dst.contains_key(&key) {
+            continue;
+        }
+        let full = format!("{path}.{key}");
+        if full.len() > MAX_KEY_BYTES {
+            continue;
+        }
+        match v {
+            Value::Number(n) if *keys < MAX_KEYS && finite(n) => {
+                *keys += 1;
+                dst.insert(key, Value::Number(n.clone()));
+            }
+            Value::Bool(b) if *keys < MAX_KEYS => {
+                *keys += 1;
+                dst.insert(key, Value::from(u8::from(*b)));
+            }
+            Value::Object(inner) => {
+                let mut sub = Map::new();
+                flatten_into(&mut sub, inner, &full, keys);
+                if !sub.is_empty() {
+                    dst.insert(key, Value::Object(sub));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A key part the server accepts: `[A-Za-z0-9_-]`, other characters become `_`, at most 40
+/// bytes, and never starting a reserved `sphere` part.
+fn sanitize(k: &str) -> String {
+    let mut s: String = k
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect();
+    if s == "sphere" {
+        s.push('_');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every numeric leaf path the server would accept.
+    fn leaves(v: &Value, path: &str, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    leaves(v, &p, out);
+                }
+            }
+            Value::Number(_) => out.push(path.to_string()),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn numbers_are_kept_under_valid_keys_within_bounds() {
+        let mut report: StatusReport = serde_json::from_value(serde_json::json!({
+            "format": 1, "running": true, "written_unix_ms": 5, "started_unix_ms": 1, "pid": 9,
+            "uptime_s": 3.5, "interval_s": 5.0,
+            "model": {"origin": "m", "sha256": "ab", "backend": "b", "accelerator": "a", "source": "s"},
+            "frames": 42, "fps": 29.5, "fps_interval": 30.0, "latency": {},
+            "confidence": {"frames": 1, "mean": 0.9, "min": null, "p10": null},
+            "classes": {}, "autonomy": null, "system": {}, "store": null,
+            "dropped_reports": 0, "failed_writes": 0
+        }))
+        .unwrap();
+        for i in 0..400 {
+            report.classes.insert(
+                format!("cls.{i} é"),
+                serde_json::from_value(serde_json::json!({"total": i, "interval": 1})).unwrap(),
+            );
+        }
+        let sync = SyncStatusView {
+            uploaded: 3,
+            ..Default::default()
+        };
+        let model = ModelIdentity {
+            name: "shapes".into(),
+            version: "2".into(),
+            sha256: "ff".into(),
+        };
+        let v = metrics_json(Some(&report), &sync, Some(&model));
+        let mut keys = Vec::new();
+        leaves(&v, "", &mut keys);
+        assert!(keys.len() <= MAX_KEYS, "{}", keys.len());
+        assert!(keys.contains(&"fps".to_string()));
+        assert!(keys.contains(&"confidence.mean".to_string()));
+        assert!(keys.contains(&"sync.uploaded".to_string()));
+        assert!(
+            keys.contains(&"classes.cls_0__.total".to_string()),
+            "{keys:?}"
+        );
+        assert!(!keys.iter().any(|k| k == "pid"));
+        for k in &keys {
+            assert!(k.len() <= MAX_KEY_BYTES);
+            assert!(k.split('.').all(|p| {
+                !p.is_empty()
+                    && p.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            }));
+        }
+        assert_eq!(v["model"]["sha256"], "ff");
+    }
+}

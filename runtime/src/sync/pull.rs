@@ -1,0 +1,420 @@
+//! What the device pulls: feedback (verdicts and remote configuration) and its model
+//! assignment.
+//!
+//! * **Feedback**: a page's drift, sample and class verdicts become one inbox file, written
+//!   atomically and fsynced ([`FeedbackFile::submit`]) before anything is acknowledged; the
+//!   inbox thread applies it and removes it once durable. A crash after the file but before the
+//!   ack brings the same items again and they are applied twice, which the inbox allows (every
+//!   verdict is idempotent or bounded). Configuration items go to [`SyncHost::apply_config`]
+//!   (durable before it returns). A configuration the host refuses is logged at error and
+//!   still acknowledged: leaving it unacknowledged would block every later item, including the
+//!   corrected configuration that replaces it (each item carries the whole effective fragment).
+//! * **Model**: an assignment whose SHA-256 differs from the active model and was not refused
+//!   before is downloaded to `<state dir>/downloads/<sha256>.part`, resuming with
+//!   `Range: bytes=N-`, never past the assignment's size, checked against its SHA-256, then
+//!   handed to [`SyncHost::install_release`]. A refusal is remembered by SHA-256 (in the state
+//!   database) so a bad release is not downloaded in a loop.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tinylcm_protocol::api::{
+    AckRequest, AckResponse, FeedbackPage, FeedbackVerdict, ModelAssignment,
+};
+use tinylcm_protocol::paths;
+
+use super::credentials::Credentials;
+use super::host::SyncHost;
+use super::http;
+use super::status::SyncStatus;
+use crate::autonomy::feedback::{ClassVerdict, DriftVerdict, FeedbackFile, SampleVerdict, Verdict};
+use crate::state::{Batch, Store};
+
+/// Most feedback pages taken per round.
+const MAX_PAGES: usize = 10;
+/// Name of the refused-release list in the `sync` table.
+const REFUSED: &str = "refused-models";
+/// Most refusals remembered (oldest forgotten first).
+const MAX_REFUSED: usize = 64;
+
+/// The verdicts of feedback items as an inbox file, and the configuration items apart.
+pub fn to_feedback_file(items: &[FeedbackVerdict]) -> (FeedbackFile, Vec<(String, String)>) {
+    let mut file = FeedbackFile::default();
+    let mut configs = Vec::new();
+    for v in items {
+        match v {
+            FeedbackVerdict::Drift {
+                incident,
+                event,
+                verdict,
+            } => file.drift.push(DriftVerdict {
+                incident: *incident,
+                event: *event,
+                verdict: match verdict {
+                    tinylcm_protocol::api::DriftVerdict::FalseAlarm => Verdict::FalseAlarm,
+                    tinylcm_protocol::api::DriftVerdict::Confirmed => Verdict::Confirmed,
+                },
+            }),
+            FeedbackVerdict::Sample { id, label, reject } => file.sample.push(SampleVerdict {
+                id: *id,
+                label: label.clone(),
+                reject: *reject,
+            }),
+            FeedbackVerdict::Class { from, to } => file.class.push(ClassVerdict {
+                from: from.clone(),
+                to: to.clone(),
+            }),
+            FeedbackVerdict::Config { revision, toml } => {
+                configs.push((revision.clone(), toml.clone()))
+            }
+        }
+    }
+    (file, configs)
+}
+
+/// Pulls, applies and acknowledges feedback; returns the items acknowledged.
+pub async fn pull_feedback(
+    client: &reqwest::Client,
+    creds: &Credentials,
+    host: &dyn SyncHost,
+    status: &SyncStatus,
+) -> Result<usize, String> {
+    let mut done = 0;
+    let mut after = 0u64;
+    for _ in 0..MAX_PAGES {
+        let url = http::join(&creds.server, &paths::feedback(&creds.device_id));
+        let request = client
+            .get(url)
+            .query(&[("after", after)])
+            .bearer_auth(&creds.token);
+        let answer = http::send(request, http::MAX_JSON_BYTES)
+            .await
+            .map_err(|e| format!("feedback: {e}"))?;
+        if answer.status != 200 {
+            return Err(format!("feedback: {}", answer.error_text()));
+        }
+        let page: FeedbackPage = answer.json().map_err(|e| format!("feedback: {e}"))?;
+        let Some(last) = page.items.iter().map(|i| i.id).max() else {
+            return Ok(done);
+        };
+        let verdicts: Vec<FeedbackVerdict> = page.items.iter().map(|i| i.verdict.clone()).collect();
+        let (file, configs) = to_feedback_file(&verdicts);
+        if !(file.drift.is_empty() && file.sample.is_empty() && file.class.is_empty()) {
+            let inbox = host.feedback_inbox();
+            match file.submit(&inbox) {
+                Ok(path) => tracing::info!(
+                    "sync: feedback items up to {last} written to {}",
+                    path.display()
+                ),
+                Err(crate::autonomy::feedback::FeedbackError::Invalid { reason, .. }) => {
+                    // Verdicts this runtime cannot take (e.g. a label over its bound) would be
+                    // refused by the inbox too: acknowledged so they do not block the queue.
+                    tracing::error!("sync: feedback up to {last} is not valid here: {reason}");
+                }
+                Err(e) => return Err(format!("writing feedback: {e}")),
+            }
+            // Inbox files are named by millisecond: never two in the same one.
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        for (revision, toml) in configs {
+            match host.apply_config(&revision, &toml) {
+                Ok(()) => {
+                    tracing::info!("sync: remote configuration {revision} applied");
+                    status.update(|s| s.configs_applied += 1);
+                }
+                Err(e) => tracing::error!(
+                    "sync: remote configuration {revision} refused (acknowledged anyway, the \
+                     next revision replaces it): {e}"
+                ),
+            }
+        }
+        let url = http::join(&creds.server, &paths::feedback_ack(&creds.device_id));
+        let request = client
+            .post(url)
+            .bearer_auth(&creds.token)
+            .json(&AckRequest { up_to: last });
+        let answer = http::send(request, http::MAX_JSON_BYTES)
+            .await
+            .map_err(|e| format!("feedback ack: {e}"))?;
+        if answer.status != 200 {
+            return Err(format!("feedback ack: {}", answer.error_text()));
+        }
+        let ack: AckResponse = answer.json().map_err(|e| format!("feedback ack: {e}"))?;
+        done += page.items.len();
+        status.update(|s| s.feedback_items += page.items.len() as u64);
+        after = ack.acknowledged_up_to.max(last);
+    }
+    Ok(done)
+}
+
+/// Releases refused before, by SHA-256.
+pub fn refused(store: &Store) -> Vec<String> {
+    store
+        .get_sync::<Vec<String>>(REFUSED)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+fn remember_refusal(store: &Store, sha256: &str) -> Result<(), String> {
+    let mut list = refused(store);
+    if !list.iter().any(|s| s == sha256) {
+        list.push(sha256.to_string());
+    }
+    let over = list.len().saturating_sub(MAX_REFUSED);
+    list.drain(..over);
+    let mut b = Batch::new();
+    b.put_sync(REFUSED, &list).map_err(|e| e.to_string())?;
+    store.submit(b).map_err(|e| e.to_string())?;
+    store.flush().map_err(|e| e.to_string())
+}
+
+/// What [`pull_model`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelOutcome {
+    /// Nothing assigned, or the assignment runs already or was refused before.
+    Nothing,
+    /// Handed to the host, which installed it.
+    Installed(String),
+    /// The host refused it (remembered).
+    Refused(String),
+}
+
+fn valid_sha(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Checks the assignment, downloads and installs it when it is new.
+pub async fn pull_model(
+    client: &reqwest::Client,
+    creds: &Credentials,
+    host: &dyn SyncHost,
+    store: &Store,
+    state_dir: &Path,
+) -> Result<ModelOutcome, String> {
+    let url = http::join(&creds.server, &paths::model(&creds.device_id));
+    let answer = http::send(
+        client.get(url).bearer_auth(&creds.token),
+        http::MAX_JSON_BYTES,
+    )
+    .await
+    .map_err(|e| format!("model assignment: {e}"))?;
+    if answer.status == 204 {
+        return Ok(ModelOutcome::Nothing);
+    }
+    if answer.status != 200 {
+        return Err(format!("model assignment: {}", answer.error_text()));
+    }
+    let a: ModelAssignment = answer
+        .json()
+        .map_err(|e| format!("model assignment: {e}"))?;
+    if !valid_sha(&a.sha256) || a.size == 0 || a.size > tinylcm_protocol::release::MAX_MODEL_BYTES {
+        return Err(format!(
+            "model assignment {}/{}: bad SHA-256 or size {}",
+            a.name, a.version, a.size
+        ));
+    }
+    if host.active_model().is_some_and(|m| m.sha256 == a.sha256)
+        || refused(store).contains(&a.sha256)
+    {
+        return Ok(ModelOutcome::Nothing);
+    }
+    let dir = state_dir.join("downloads");
+    let file = download(client, creds, &a, &dir).await?;
+    let result = host.install_release(&file, &a.release);
+    let _ = std::fs::remove_file(&file);
+    match result {
+        Ok(()) => {
+            tracing::info!("sync: model release {}/{} installed", a.name, a.version);
+            Ok(ModelOutcome::Installed(a.sha256))
+        }
+        Err(e) => {
+            tracing::error!(
+                "sync: model release {}/{} ({}) refused, it will not be downloaded again: {e}",
+                a.name,
+                a.version,
+                a.sha256
+            );
+            remember_refusal(store, &a.sha256)?;
+            Ok(ModelOutcome::Refused(e))
+        }
+    }
+}
+
+/// Downloads the assignment's file into `dir`, resuming a partial one; returns the complete,
+/// checked file.
+async fn download(
+    client: &reqwest::Client,
+    creds: &Credentials,
+    a: &ModelAssignment,
+    dir: &Path,
+) -> Result<PathBuf, String> {
+    let io = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {e}", p.display());
+    std::fs::create_dir_all(dir).map_err(|e| io("creating", dir, e))?;
+    // A partial download of an assignment that was replaced will never finish: remove it.
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if !e.file_name().to_string_lossy().starts_with(&a.sha256) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    let part = dir.join(format!("{}.part", a.sha256));
+    let mut have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    if have > a.size {
+        let _ = std::fs::remove_file(&part);
+        have = 0;
+    }
+    if have < a.size {
+        let absolute =
+            a.download_url.starts_with("https://") || a.download_url.starts_with("http://");
+        let mut request = if absolute {
+            // A presigned URL carries its own authorization: never send the token elsewhere.
+            client.get(&a.download_url)
+        } else {
+            client
+                .get(http::join(&creds.server, &a.download_url))
+                .bearer_auth(&creds.token)
+        };
+        if have > 0 {
+            request = request.header(reqwest::header::RANGE, format!("bytes={have}-"));
+        }
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| format!("model download: {}", http::describe(&e)))?;
+        let status = response.status().as_u16();
+        let mut f = match status {
+            206 if have > 0 => std::fs::OpenOptions::new()
+                .append(true)
+                .open(&part)
+                .map_err(|e| io("opening", &part, e))?,
+            200 => {
+                have = 0;
+                std::fs::File::create(&part).map_err(|e| io("creating", &part, e))?
+            }
+            416 => {
+                // The server has nothing past what we hold: it is not what it claims.
+                let _ = std::fs::remove_file(&part);
+                return Err("model download: range not satisfiable; starting over".into());
+            }
+            _ => {
+                let body = http::read_bounded(&mut response, 4096)
+                    .await
+                    .unwrap_or_default();
+                let a = http::Answer { status, body };
+                return Err(format!("model download: {}", a.error_text()));
+            }
+        };
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| format!("model download: {}", http::describe(&e)))?
+        {
+            if have + chunk.len() as u64 > a.size {
+                drop(f);
+                let _ = std::fs::remove_file(&part);
+                return Err(format!(
+                    "model download: more than the assigned {} bytes; discarded",
+                    a.size
+                ));
+            }
+            f.write_all(&chunk).map_err(|e| io("writing", &part, e))?;
+            have += chunk.len() as u64;
+        }
+        f.sync_all().map_err(|e| io("syncing", &part, e))?;
+    }
+    if have != a.size {
+        return Err(format!(
+            "model download: {have} of {} bytes so far; resuming next round",
+            a.size
+        ));
+    }
+    let actual = sha256_file(&part).map_err(|e| io("reading", &part, e))?;
+    if actual != a.sha256 {
+        let _ = std::fs::remove_file(&part);
+        return Err(format!(
+            "model download: SHA-256 {actual} is not the assigned {}; discarded",
+            a.sha256
+        ));
+    }
+    let done = dir.join(format!("{}.tflite", a.sha256));
+    std::fs::rename(&part, &done).map_err(|e| io("renaming", &part, e))?;
+    Ok(done)
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(tinylcm_protocol::package::hex(&h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tinylcm_protocol::api::DriftVerdict as WireDrift;
+
+    #[test]
+    fn items_map_onto_the_feedback_file_and_configs_apart() {
+        let items = vec![
+            FeedbackVerdict::Drift {
+                incident: None,
+                event: Some(4),
+                verdict: WireDrift::Confirmed,
+            },
+            FeedbackVerdict::Sample {
+                id: 9,
+                label: Some("star".into()),
+                reject: false,
+            },
+            FeedbackVerdict::Config {
+                revision: "r1".into(),
+                toml: "[knn]\nk = 3".into(),
+            },
+            FeedbackVerdict::Class {
+                from: "new-1".into(),
+                to: "empty".into(),
+            },
+        ];
+        let (file, configs) = to_feedback_file(&items);
+        assert_eq!(file.drift.len(), 1);
+        assert_eq!(file.drift[0].event, Some(4));
+        assert_eq!(file.drift[0].verdict, Verdict::Confirmed);
+        assert_eq!(file.sample[0].label.as_deref(), Some("star"));
+        assert_eq!(file.class[0].to, "empty");
+        assert_eq!(
+            configs,
+            vec![("r1".to_string(), "[knn]\nk = 3".to_string())]
+        );
+        file.validate(Path::new("x")).unwrap();
+    }
+
+    #[test]
+    fn refusals_are_remembered_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            dir.path().join("s.redb"),
+            crate::state::DurabilityPolicy::default(),
+        )
+        .unwrap();
+        for i in 0..70 {
+            remember_refusal(&store, &format!("{i:064x}")).unwrap();
+        }
+        remember_refusal(&store, &format!("{:064x}", 69)).unwrap();
+        let list = refused(&store);
+        assert_eq!(list.len(), MAX_REFUSED);
+        assert_eq!(list.last().unwrap(), &format!("{:064x}", 69));
+        assert!(!list.contains(&format!("{:064x}", 0)));
+        assert!(valid_sha(&"a".repeat(64)) && !valid_sha(&"A".repeat(64)));
+    }
+}
