@@ -41,8 +41,10 @@ use crate::autonomy::Autonomy;
 use crate::config::{Config, ConfigError};
 use crate::modelstore::ModelStoreError;
 use crate::pipeline::runner::{self, EndReason, Observer, RunError, RunOptions, RunSummary};
+use crate::rauc::RaucClient;
 use crate::signals::Signals;
 use crate::state::{StateError, Store};
+use crate::status::StatusExtras;
 use crate::sync::{SyncClient, SyncSetup};
 use crate::systemd::{Notifier, WatchdogObserver, watchdog_from_env};
 
@@ -133,6 +135,7 @@ pub struct Service {
     models: Option<Models>,
     incoming: Option<IncomingWorker>,
     sync: Option<SyncClient>,
+    rauc: Option<Arc<std::sync::Mutex<RaucClient>>>,
     signals: Option<SignalForwarder>,
     last_good: Option<Config>,
     frames: u64,
@@ -148,6 +151,7 @@ impl Service {
             models: None,
             incoming: None,
             sync: None,
+            rauc: None,
             signals: None,
             last_good: None,
             frames: 0,
@@ -286,6 +290,43 @@ impl Service {
         }
     }
 
+    /// Connect to RAUC once when `[rauc] enabled`; a device without it still runs.
+    fn connect_rauc(&mut self, config: &Config) {
+        if !config.rauc.enabled || self.rauc.is_some() {
+            return;
+        }
+        match RaucClient::connect(&config.rauc.bus) {
+            Ok(client) => self.rauc = Some(Arc::new(std::sync::Mutex::new(client))),
+            Err(e) => tracing::error!("RAUC status is not reported: {e}"),
+        }
+    }
+
+    /// The model store's active release, the sync counters and the OS slots, added to each
+    /// status report on its writer thread.
+    fn status_extras(&self) -> StatusExtras {
+        let models = self.models.as_ref().map(|m| Arc::clone(m.store()));
+        let sync = self.sync.as_ref().map(SyncClient::status_handle);
+        let rauc = self.rauc.clone();
+        StatusExtras(Arc::new(move |report| {
+            if let Some(models) = &models {
+                report.release = models.active().unwrap_or_else(|e| {
+                    tracing::warn!("cannot read the active model for the status: {e}");
+                    None
+                });
+            }
+            report.sync = sync.as_ref().map(|s| s.view());
+            if let Some(rauc) = &rauc {
+                let client = rauc
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                report.rauc = client
+                    .status()
+                    .map_err(|e| tracing::warn!("cannot read the RAUC status: {e}"))
+                    .ok();
+            }
+        }))
+    }
+
     /// Run generations until a stop, the end of the source or the frame limit.
     ///
     pub fn run(
@@ -394,12 +435,14 @@ impl Service {
         } else {
             None
         };
+        self.connect_rauc(config);
         let mut status = assemble::status(
             config,
             &model,
             &pipeline,
             &source.describe(),
             Some(Arc::clone(&store)),
+            Some(self.status_extras()),
         )?;
         let remaining =
             (config.run.max_frames > 0).then(|| config.run.max_frames.saturating_sub(self.frames));
