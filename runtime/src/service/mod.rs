@@ -31,13 +31,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use control::{Control, Request};
-pub use frames::{PredictionFeeder, SignalForwarder};
+pub use frames::{LedObserver, PredictionFeeder, SignalForwarder};
 pub use host::ServiceHost;
 pub use models::{HealthObserver, IncomingWorker, Models};
 pub use remote::{Applied, RemoteConfig, RemoteError};
 
 use crate::assemble::{self, AssembleError};
 use crate::autonomy::Autonomy;
+use crate::board::LedState;
 use crate::config::{Config, ConfigError};
 use crate::modelstore::ModelStoreError;
 use crate::pipeline::runner::{self, EndReason, Observer, RunError, RunOptions, RunSummary};
@@ -137,6 +138,7 @@ pub struct Service {
     sync: Option<SyncClient>,
     rauc: Option<Arc<std::sync::Mutex<RaucClient>>>,
     signals: Option<SignalForwarder>,
+    led: Option<LedObserver>,
     last_good: Option<Config>,
     frames: u64,
 }
@@ -153,6 +155,7 @@ impl Service {
             sync: None,
             rauc: None,
             signals: None,
+            led: None,
             last_good: None,
             frames: 0,
         }
@@ -290,6 +293,20 @@ impl Service {
         }
     }
 
+    /// The status LED (`[board] led-pin`, opened once) shows that a generation starts.
+    fn show_starting(&mut self, config: &Config) {
+        if self.led.is_none() {
+            let led = crate::board::open_led(&config.board).unwrap_or_else(|e| {
+                tracing::warn!("no status LED: {e}");
+                Box::new(crate::board::NoLed::default())
+            });
+            self.led = Some(LedObserver::new(led));
+        }
+        if let Some(led) = self.led.as_mut() {
+            led.show(LedState::Starting);
+        }
+    }
+
     /// Connect to RAUC once when `[rauc] enabled`; a device without it still runs.
     fn connect_rauc(&mut self, config: &Config) {
         if !config.rauc.enabled || self.rauc.is_some() {
@@ -334,6 +351,9 @@ impl Service {
         observer: &mut dyn ServiceObserver,
     ) -> Result<ServiceSummary, ServiceError> {
         let result = self.generations(observer);
+        if let (Err(_), Some(led)) = (&result, self.led.as_mut()) {
+            led.show(LedState::Error);
+        }
         if let Some(sync) = self.sync.take() {
             if !sync.stop() {
                 tracing::warn!("the sync client did not stop in time; its outbox stays consistent");
@@ -397,6 +417,7 @@ impl Service {
         config: &Config,
         observer: &mut dyn ServiceObserver,
     ) -> Result<EndReason, ServiceError> {
+        self.show_starting(config);
         let mut config = config.clone();
         let active = self.models(&config)?.choose(&mut config)?;
         let config = &config;
@@ -463,7 +484,10 @@ impl Service {
                 &mut *observer,
                 (
                     (status.as_mut(), health.as_mut()),
-                    (self.signals.as_mut(), (feeder.as_mut(), watchdog.as_mut())),
+                    (
+                        (self.signals.as_mut(), self.led.as_mut()),
+                        (feeder.as_mut(), watchdog.as_mut()),
+                    ),
                 ),
             ),
         );
