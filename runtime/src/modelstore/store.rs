@@ -241,6 +241,23 @@ impl ModelStore {
             .trusted_keys()
             .and_then(|trusted| verify(signed, model, trusted, self.config.max_bytes, &what))
             .and_then(|v| {
+                // A release this device took out of use (failed health window, crash loop)
+                // stays out: installing it again would repeat the loop.
+                let label = v.label();
+                if let Some(past) = state
+                    .history
+                    .iter()
+                    .rev()
+                    .find(|h| h.what == Happening::RolledBack && h.release == label)
+                {
+                    return Err(ModelStoreError::RolledBackBefore {
+                        release: label,
+                        reason: past.detail.clone(),
+                    });
+                }
+                Ok(v)
+            })
+            .and_then(|v| {
                 let smoke = smoke_test(&self.engine, Arc::from(model), &v.manifest, &v.label())?;
                 Ok((v, smoke))
             });

@@ -12,8 +12,8 @@ use tinylcm_protocol::release::SignedRelease;
 
 use super::control::Control;
 use super::remote::RemoteConfig;
-use crate::modelstore::ModelStore;
-use crate::sync::{ModelIdentity, SyncHost};
+use crate::modelstore::{ActiveState, ModelStore, ModelStoreError};
+use crate::sync::{InstallError, ModelIdentity, SyncHost};
 
 /// The service as the sync client sees it.
 pub struct ServiceHost {
@@ -76,16 +76,27 @@ impl SyncHost for ServiceHost {
         Ok(())
     }
 
-    fn install_release(&self, file: &Path, release: &SignedRelease) -> Result<(), String> {
-        let bytes = crate::model::read_bounded(file, self.max_model_bytes)
-            .map_err(|e| format!("cannot read the download {}: {e}", file.display()))?;
-        let installed = self
-            .models
-            .install(&bytes, release, true)
-            .map_err(|e| e.to_string())?;
+    fn install_release(&self, file: &Path, release: &SignedRelease) -> Result<(), InstallError> {
+        let bytes = crate::model::read_bounded(file, self.max_model_bytes).map_err(|e| {
+            InstallError::Later(format!("cannot read the download {}: {e}", file.display()))
+        })?;
+        let installed = self.models.install(&bytes, release, true).map_err(|e| {
+            // The release's own faults are final; the device's (disk, database) and the
+            // store's moment (a model on trial) are not.
+            if e.is_refusal() && !matches!(e, ModelStoreError::Refused(_)) {
+                InstallError::Refused(e.to_string())
+            } else {
+                InstallError::Later(e.to_string())
+            }
+        })?;
         self.control
             .request_reload(format!("model {} installed", installed.record.label()));
         Ok(())
+    }
+
+    fn accepts_installs(&self) -> bool {
+        // Two slots: while one model is on trial, the other holds the way back.
+        !matches!(self.models.active(), Ok(Some(a)) if a.state == ActiveState::Trial)
     }
 
     fn feedback_inbox(&self) -> PathBuf {

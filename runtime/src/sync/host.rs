@@ -17,6 +17,24 @@ pub struct ModelIdentity {
     pub sha256: String,
 }
 
+/// Why a release was not installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallError {
+    /// The release itself is refused (signature, size, SHA-256, golden outputs): never again.
+    Refused(String),
+    /// Not now (a model on trial, a full disk, a failing database): try at a later round.
+    Later(String),
+}
+
+impl std::fmt::Display for InstallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InstallError::Refused(why) => write!(f, "refused: {why}"),
+            InstallError::Later(why) => write!(f, "not now: {why}"),
+        }
+    }
+}
+
 /// The running service, as the sync client sees it. Called from the sync thread; every method
 /// may block for as long as it needs (it never holds up inference).
 pub trait SyncHost: Send + Sync {
@@ -31,9 +49,16 @@ pub trait SyncHost: Send + Sync {
 
     /// Hands a downloaded model `file` (SHA-256 and size already checked against the
     /// assignment) to the A/B model store, which verifies `release` and installs it. The client
-    /// removes `file` afterwards: copy or move it. `Err` refuses this release for good (it is
-    /// not downloaded again).
-    fn install_release(&self, file: &Path, release: &SignedRelease) -> Result<(), String>;
+    /// removes `file` afterwards: copy or move it. [`InstallError::Refused`] refuses this
+    /// release for good (it is not downloaded again); [`InstallError::Later`] tries again at a
+    /// later round.
+    fn install_release(&self, file: &Path, release: &SignedRelease) -> Result<(), InstallError>;
+
+    /// Whether an install could be taken now (e.g. `false` while a model is on trial: the
+    /// store has two slots). When `false`, an assignment is not even downloaded this round.
+    fn accepts_installs(&self) -> bool {
+        true
+    }
 
     /// The feedback inbox folder ([`crate::autonomy::feedback::inbox_dir`]).
     fn feedback_inbox(&self) -> PathBuf;

@@ -66,7 +66,7 @@ pub use client::{SyncClient, SyncSetup};
 pub use config::SyncConfig;
 pub use credentials::{Credentials, enroll};
 pub use error::SyncError;
-pub use host::{ModelIdentity, SyncHost};
+pub use host::{InstallError, ModelIdentity, SyncHost};
 pub use logs::{LogLayer, log_layer};
 pub use predictions::PredictionSampler;
 pub use status::{SyncStatus, SyncStatusView};

@@ -25,7 +25,7 @@ use tinylcm_protocol::api::{
 use tinylcm_protocol::paths;
 
 use super::credentials::Credentials;
-use super::host::SyncHost;
+use super::host::{InstallError, SyncHost};
 use super::http;
 use super::status::SyncStatus;
 use crate::autonomy::feedback::{ClassVerdict, DriftVerdict, FeedbackFile, SampleVerdict, Verdict};
@@ -220,6 +220,14 @@ pub async fn pull_model(
     {
         return Ok(ModelOutcome::Nothing);
     }
+    if !host.accepts_installs() {
+        tracing::debug!(
+            "sync: model release {}/{} waits: the device takes no install now",
+            a.name,
+            a.version
+        );
+        return Ok(ModelOutcome::Nothing);
+    }
     let dir = state_dir.join("downloads");
     let file = download(client, creds, &a, &dir).await?;
     let result = host.install_release(&file, &a.release);
@@ -229,7 +237,7 @@ pub async fn pull_model(
             tracing::info!("sync: model release {}/{} installed", a.name, a.version);
             Ok(ModelOutcome::Installed(a.sha256))
         }
-        Err(e) => {
+        Err(InstallError::Refused(e)) => {
             tracing::error!(
                 "sync: model release {}/{} ({}) refused, it will not be downloaded again: {e}",
                 a.name,
@@ -238,6 +246,14 @@ pub async fn pull_model(
             );
             remember_refusal(store, &a.sha256)?;
             Ok(ModelOutcome::Refused(e))
+        }
+        Err(InstallError::Later(e)) => {
+            tracing::warn!(
+                "sync: model release {}/{} not installed now, tried again later: {e}",
+                a.name,
+                a.version
+            );
+            Ok(ModelOutcome::Nothing)
         }
     }
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use tinylcm::sync::{ModelIdentity, SyncHost};
+use tinylcm::sync::{InstallError, ModelIdentity, SyncHost};
 use tinylcm_protocol::release::{PublicKey, SignedRelease};
 
 /// A model install as the host saw it.
@@ -62,7 +62,7 @@ impl SyncHost for TestHost {
         Ok(())
     }
 
-    fn install_release(&self, file: &Path, release: &SignedRelease) -> Result<(), String> {
+    fn install_release(&self, file: &Path, release: &SignedRelease) -> Result<(), InstallError> {
         let result = (|| -> Result<_, String> {
             let manifest = release.verify(&self.trusted).map_err(|e| e.to_string())?;
             let bytes = std::fs::read(file).map_err(|e| e.to_string())?;
@@ -85,7 +85,7 @@ impl SyncHost for TestHost {
             }
             Err(e) => {
                 self.refusals.lock().unwrap().push(e.clone());
-                Err(e)
+                Err(InstallError::Refused(e))
             }
         }
     }
