@@ -65,6 +65,7 @@ fn setup(dir: &Path, max_frames: Option<u64>) -> (Service, Script) {
             config_file: Some(config_file.clone()),
             state_dir: Some(state.clone()),
             max_frames,
+            ..ServiceOptions::default()
         },
         Arc::clone(&control),
     );

@@ -74,6 +74,7 @@ fn a_release_handed_over_while_running_is_loaded_by_a_reload_and_committed_after
             config_file: Some(config_file),
             state_dir: Some(state.clone()),
             max_frames: None,
+            ..ServiceOptions::default()
         },
         Arc::clone(&control),
     );

@@ -22,6 +22,8 @@
 //! that no longer fits is ignored with an error: no setting can take the device off the air.
 
 pub mod control;
+pub mod frames;
+pub mod host;
 pub mod models;
 pub mod remote;
 
@@ -29,6 +31,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use control::{Control, Request};
+pub use frames::{PredictionFeeder, SignalForwarder};
+pub use host::ServiceHost;
 pub use models::{HealthObserver, IncomingWorker, Models};
 pub use remote::{Applied, RemoteConfig, RemoteError};
 
@@ -37,7 +41,10 @@ use crate::autonomy::Autonomy;
 use crate::config::{Config, ConfigError};
 use crate::modelstore::ModelStoreError;
 use crate::pipeline::runner::{self, EndReason, Observer, RunError, RunOptions, RunSummary};
+use crate::signals::Signals;
 use crate::state::{StateError, Store};
+use crate::sync::{SyncClient, SyncSetup};
+use crate::systemd::{Notifier, WatchdogObserver, watchdog_from_env};
 
 /// How the service was started (the command line of `tinylcm run`).
 #[derive(Debug, Clone, Default)]
@@ -48,6 +55,10 @@ pub struct ServiceOptions {
     pub state_dir: Option<PathBuf>,
     /// Stop after this many frames in all (overrides `run.max-frames`).
     pub max_frames: Option<u64>,
+    /// Run the sync client (`[sync]`; it idles until the device is enrolled).
+    pub sync: bool,
+    /// Talk to systemd (`NOTIFY_SOCKET`: READY, STATUS, WATCHDOG, RELOADING, STOPPING).
+    pub notify: bool,
 }
 
 /// Why the service could not go on.
@@ -121,6 +132,8 @@ pub struct Service {
     store: Option<Arc<Store>>,
     models: Option<Models>,
     incoming: Option<IncomingWorker>,
+    sync: Option<SyncClient>,
+    signals: Option<SignalForwarder>,
     last_good: Option<Config>,
     frames: u64,
 }
@@ -134,9 +147,21 @@ impl Service {
             store: None,
             models: None,
             incoming: None,
+            sync: None,
+            signals: None,
             last_good: None,
             frames: 0,
         }
+    }
+
+    /// Take stop and reload requests from process signals (SIGTERM, SIGINT, SIGHUP).
+    pub fn attach_signals(&mut self, signals: Signals) {
+        self.signals = Some(SignalForwarder::new(signals, Arc::clone(&self.control)));
+    }
+
+    /// The sync client's counters, when it runs.
+    pub fn sync(&self) -> Option<&SyncClient> {
+        self.sync.as_ref()
     }
 
     /// The configuration to run now: file, remote fragment, environment, command line.
@@ -235,14 +260,56 @@ impl Service {
         Ok(self.models.insert(models))
     }
 
+    /// Start the sync client once, with the first generation's configuration. A sync that
+    /// cannot start (bad `[sync]` settings) is logged and left off: the camera goes on.
+    fn start_sync(&mut self, config: &Config, store: &Arc<Store>) {
+        if !self.options.sync || self.sync.is_some() {
+            return;
+        }
+        let Some(models) = &self.models else {
+            return;
+        };
+        let host = ServiceHost::new(
+            Arc::clone(&self.control),
+            &config.state.path,
+            self.options.config_file.clone(),
+            Arc::clone(models.store()),
+            config.models.max_bytes,
+        );
+        match SyncClient::start(
+            SyncSetup::from_config(config),
+            Arc::clone(store),
+            Arc::new(host),
+        ) {
+            Ok(client) => self.sync = Some(client),
+            Err(e) => tracing::error!("sync is off: {e}"),
+        }
+    }
+
     /// Run generations until a stop, the end of the source or the frame limit.
     ///
     pub fn run(
         &mut self,
         observer: &mut dyn ServiceObserver,
     ) -> Result<ServiceSummary, ServiceError> {
+        let result = self.generations(observer);
+        if let Some(sync) = self.sync.take() {
+            if !sync.stop() {
+                tracing::warn!("the sync client did not stop in time; its outbox stays consistent");
+            }
+        }
+        result
+    }
+
+    fn generations(
+        &mut self,
+        observer: &mut dyn ServiceObserver,
+    ) -> Result<ServiceSummary, ServiceError> {
         let mut generations = 0;
         loop {
+            if let Some(signals) = &self.signals {
+                signals.forward();
+            }
             let config = self.config()?;
             generations += 1;
             let end = match self.generation(&config, observer) {
@@ -311,6 +378,12 @@ impl Service {
             Some(models) => models.health(&self.control)?,
             None => None,
         };
+        self.start_sync(config, &store);
+        let mut feeder = self
+            .sync
+            .as_ref()
+            .map(|sync| PredictionFeeder::new(sync.predictions()));
+        let mut watchdog = self.options.notify.then(|| watchdog(&model.origin));
         let mut autonomy = if config.autonomy.enabled {
             Some(assemble::autonomy(
                 config,
@@ -343,8 +416,22 @@ impl Service {
             &mut pipeline,
             autonomy.as_mut(),
             &options,
-            &mut (&mut *observer, (status.as_mut(), health.as_mut())),
+            &mut (
+                &mut *observer,
+                (
+                    (status.as_mut(), health.as_mut()),
+                    (self.signals.as_mut(), (feeder.as_mut(), watchdog.as_mut())),
+                ),
+            ),
         );
+        if let Some(w) = watchdog.as_mut() {
+            let notifier = w.notifier_mut();
+            let _ = if self.control.stopping() || result.is_err() {
+                notifier.stopping()
+            } else {
+                notifier.reloading()
+            };
+        }
         if let Some(a) = autonomy.as_mut() {
             a.finish().map_err(|source| ServiceError::State {
                 path: config.state.path.clone(),
@@ -367,4 +454,17 @@ impl Service {
         });
         Ok(summary.end)
     }
+}
+
+/// The systemd watchdog observer of a generation running `model` (disabled without systemd).
+fn watchdog(model: &str) -> WatchdogObserver {
+    let notifier = Notifier::from_env().unwrap_or_else(|e| {
+        tracing::warn!("cannot talk to systemd: {e}");
+        Notifier::disabled()
+    });
+    let interval = watchdog_from_env().unwrap_or_else(|e| {
+        tracing::warn!("ignoring the systemd watchdog setting: {e}");
+        None
+    });
+    WatchdogObserver::new(notifier, interval, model)
 }

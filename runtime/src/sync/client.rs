@@ -42,6 +42,9 @@ pub struct SyncSetup {
     pub sources: Sources,
     /// Delay before the first round (default: none).
     pub first_round_delay: Duration,
+    /// Free space kept on the data partition (`[board] min-free-mib`): a package that would
+    /// eat into it is not queued; its data waits in the state database for a later round.
+    pub disk_guard: Option<crate::board::DiskGuard>,
 }
 
 impl SyncSetup {
@@ -64,6 +67,7 @@ impl SyncSetup {
         };
         SyncSetup {
             config: config.sync.clone(),
+            disk_guard: Some(config.board.disk_guard(state_dir.clone())),
             state_dir,
             sources,
             first_round_delay: Duration::ZERO,
@@ -369,6 +373,16 @@ impl Worker {
         if collected.more {
             // The rest goes into the next package, built at the next round (soon).
             self.last_packaged = None;
+        }
+        let size = collected.package.as_ref().map_or(0, |p| p.tar.len() as u64);
+        if let Some(guard) = &self.setup.disk_guard {
+            if size > 0 && !guard.ok_to_write(size) {
+                tracing::warn!(
+                    "sync: the data partition is nearly full; a package of {size} bytes waits \
+                     (its data stays in the state database)"
+                );
+                return Ok(());
+            }
         }
         let queued = collected.package.is_some();
         let r = self.outbox.enqueue(collected.package, collected.cursors)?;

@@ -68,6 +68,7 @@ impl Device {
                 ..Default::default()
             },
             state_dir: self.dir.clone(),
+            disk_guard: None,
             sources: Sources {
                 status_file: None,
                 thumbnail_dir: Some(self.thumbnails()),

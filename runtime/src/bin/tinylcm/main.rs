@@ -74,15 +74,40 @@ enum Command {
     Enroll(enroll::Args),
 }
 
+/// The sync client's log layer, set once the state folder is known (`tinylcm run`).
+type SyncLogs = tracing_subscriber::reload::Handle<
+    Option<tinylcm::sync::LogLayer>,
+    tracing_subscriber::Registry,
+>;
+static SYNC_LOGS: std::sync::OnceLock<SyncLogs> = std::sync::OnceLock::new();
+
+/// Also write log lines into the files the sync client sends to sphere-lite.
+pub fn send_logs(layer: tinylcm::sync::LogLayer) {
+    if let Some(handle) = SYNC_LOGS.get() {
+        if let Err(e) = handle.reload(Some(layer)) {
+            tracing::warn!("cannot send logs to the server: {e}");
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TINYLCM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TINYLCM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The terminal's filter is the user's; the sync log files keep their own level.
+    let (sync_logs, handle) = tracing_subscriber::reload::Layer::new(None);
+    tracing_subscriber::registry()
+        .with(sync_logs)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_filter(filter),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
         .init();
+    let _ = SYNC_LOGS.set(handle);
     let result = match Cli::parse().command {
         Command::Demo(args) => demo::run(args),
         Command::Run(args) => run::run(args),

@@ -13,6 +13,8 @@ use tinylcm::pipeline::runner::{self, RunOptions};
 use tinylcm::pipeline::runner::{FrameReport, Observer};
 use tinylcm::report::IncidentLog;
 use tinylcm::service::{Control, GenerationEnd, Service, ServiceObserver, ServiceOptions};
+use tinylcm::signals::Signals;
+use tinylcm::sync::SyncSetup;
 
 use crate::progress::ProgressLine;
 use crate::summary;
@@ -57,18 +59,27 @@ pub struct ReplayArgs {
 
 /// Run `tinylcm run`: the field service, until stopped (reloading on new settings).
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    let control = Control::new();
-    let handle = Arc::clone(&control);
-    ctrlc::set_handler(move || handle.request_stop())
-        .context("cannot install the Ctrl-C handler")?;
+    let signals = Signals::install().context("cannot install the signal handlers")?;
     let mut service = Service::new(
         ServiceOptions {
             config_file: args.config,
             state_dir: args.state,
             max_frames: args.frames,
+            sync: true,
+            notify: true,
         },
-        control,
+        Control::new(),
     );
+    service.attach_signals(signals);
+    let config = service.config()?;
+    if config.sync.logs {
+        let state_dir = SyncSetup::from_config(&config).state_dir;
+        crate::send_logs(tinylcm::sync::log_layer(
+            tinylcm::sync::logs::log_dir(&state_dir),
+            config.sync.max_log_kib,
+            tracing::Level::INFO,
+        ));
+    }
     let mut foreground = Foreground::new();
     let result = service.run(&mut foreground);
     foreground.progress.finish();

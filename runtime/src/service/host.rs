@@ -1,0 +1,94 @@
+//! What the sync client may ask of the running service ([`SyncHost`]), answered by the service.
+//!
+//! The sync thread talks to sphere-lite; the service owns the configuration, the model store
+//! and the pipeline. Each request is made durable through the part that owns it (the remote
+//! configuration file, the A/B store) before it returns, so the sync client acknowledges only
+//! what survives a power cut; the pipeline then picks it up through a reload.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tinylcm_protocol::release::SignedRelease;
+
+use super::control::Control;
+use super::remote::RemoteConfig;
+use crate::modelstore::ModelStore;
+use crate::sync::{ModelIdentity, SyncHost};
+
+/// The service as the sync client sees it.
+pub struct ServiceHost {
+    control: Arc<Control>,
+    remote: RemoteConfig,
+    config_file: Option<PathBuf>,
+    models: Arc<ModelStore>,
+    inbox: PathBuf,
+    max_model_bytes: u64,
+}
+
+impl ServiceHost {
+    /// A host over the service's `control`, the remote configuration beside the database at
+    /// `state_path`, the local `config_file` it is checked against, and the model store.
+    pub fn new(
+        control: Arc<Control>,
+        state_path: &Path,
+        config_file: Option<PathBuf>,
+        models: Arc<ModelStore>,
+        max_model_bytes: u64,
+    ) -> ServiceHost {
+        ServiceHost {
+            control,
+            remote: RemoteConfig::beside(state_path),
+            config_file,
+            models,
+            inbox: crate::autonomy::feedback::inbox_dir(state_path),
+            max_model_bytes,
+        }
+    }
+}
+
+impl SyncHost for ServiceHost {
+    fn active_model(&self) -> Option<ModelIdentity> {
+        match self.models.active() {
+            Ok(active) => active.map(|a| ModelIdentity {
+                name: a.name,
+                version: a.version,
+                sha256: a.sha256,
+            }),
+            Err(e) => {
+                tracing::warn!("cannot read the active model: {e}");
+                None
+            }
+        }
+    }
+
+    fn apply_config(&self, revision: &str, toml: &str) -> Result<(), String> {
+        self.remote
+            .apply(
+                self.config_file.as_deref(),
+                revision,
+                toml,
+                crate::utc::now_unix_ms(),
+            )
+            .map_err(|e| e.to_string())?;
+        tracing::info!(revision, "remote configuration applied; reloading");
+        self.control
+            .request_reload(format!("remote configuration {revision}"));
+        Ok(())
+    }
+
+    fn install_release(&self, file: &Path, release: &SignedRelease) -> Result<(), String> {
+        let bytes = crate::model::read_bounded(file, self.max_model_bytes)
+            .map_err(|e| format!("cannot read the download {}: {e}", file.display()))?;
+        let installed = self
+            .models
+            .install(&bytes, release, true)
+            .map_err(|e| e.to_string())?;
+        self.control
+            .request_reload(format!("model {} installed", installed.record.label()));
+        Ok(())
+    }
+
+    fn feedback_inbox(&self) -> PathBuf {
+        self.inbox.clone()
+    }
+}
