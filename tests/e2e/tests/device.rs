@@ -11,7 +11,8 @@
 //!   or whose file is truncated are refused, each downloaded once, the model unchanged; a
 //!   download cut half-way is resumed and installs the exact release;
 //! * a trial killed again and again right after it starts (a crash loop under systemd) is
-//!   rolled back after `max-trial-starts` starts, and stays rolled back.
+//!   rolled back after `max-trial-starts` starts, and stays rolled back;
+//! * a release rolled out while another is on trial is installed once that one is committed.
 
 use std::path::{Path, PathBuf};
 
@@ -59,7 +60,9 @@ fn origin(name: &str, version: &str, state: &str, slot: &str) -> String {
 /// Starts the device and waits until it enrolled and runs the built-in model.
 fn start_enrolled(device: &mut FieldDevice) -> String {
     device.start();
-    let id = device.wait(60, "the device to enroll from its key file", |d| d.device_id());
+    let id = device.wait(60, "the device to enroll from its key file", |d| {
+        d.device_id()
+    });
     device.wait_origin(60, BUILTIN);
     id
 }
@@ -88,16 +91,25 @@ fn drift_and_feedback(sphere: Sphere, work: &Path) {
     let id = start_enrolled(&mut device);
 
     // Drift events in the Drift Hub, one with a sample image that is a JPEG.
-    let event = device.wait(120, "a drift event with a sample image in the Drift Hub", |_| {
-        sphere.drift_events(&id).into_iter().find(|e| {
-            e["samples"]
-                .as_array()
-                .is_some_and(|s| !s.is_empty() && s.iter().all(Value::is_string))
-        })
-    });
+    let event = device.wait(
+        120,
+        "a drift event with a sample image in the Drift Hub",
+        |_| {
+            sphere.drift_events(&id).into_iter().find(|e| {
+                e["samples"]
+                    .as_array()
+                    .is_some_and(|s| !s.is_empty() && s.iter().all(Value::is_string))
+            })
+        },
+    );
     let sample = event["samples"][0].as_str().unwrap().to_string();
     let (status, bytes) = sphere.get_bytes(&format!("/ui/img/{sample}"));
-    assert_eq!(status, 200, "sample {sample}: {}", String::from_utf8_lossy(&bytes));
+    assert_eq!(
+        status,
+        200,
+        "sample {sample}: {}",
+        String::from_utf8_lossy(&bytes)
+    );
     assert!(
         bytes.starts_with(&[0xff, 0xd8, 0xff]),
         "sample {sample} is not a JPEG"
@@ -133,7 +145,11 @@ fn drift_and_feedback(sphere: Sphere, work: &Path) {
     let inbox = tinylcm::autonomy::feedback::inbox_dir(&device.dir.join("state.redb"));
     device.wait(60, "the feedback file to be applied", |_| {
         let pending = std::fs::read_dir(&inbox)
-            .map(|d| d.flatten().count())
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".toml"))
+                    .count()
+            })
             .unwrap_or(0);
         (pending == 0).then_some(())
     });
@@ -199,8 +215,7 @@ fn a_signed_release_is_installed_tried_and_committed() {
     assert_eq!(trial.model.sha256, model.sha256());
     // Well past its health window.
     device.wait_report(60, "the trial to run past its health window", |r| {
-        r.model.origin == trial.model.origin
-            && r.frames > trial.frames + 2 * settings.health_frames
+        r.model.origin == trial.model.origin && r.frames > trial.frames + 2 * settings.health_frames
     });
     device.stop();
 
@@ -218,7 +233,11 @@ fn a_signed_release_is_installed_tried_and_committed() {
         .iter()
         .filter_map(|h| h["what"].as_str())
         .collect();
-    assert_eq!(happened, ["installed", "activated", "committed"], "{status:#}");
+    assert_eq!(
+        happened,
+        ["installed", "activated", "committed"],
+        "{status:#}"
+    );
 
     // The next start runs it committed, and the release is not installed again.
     device.start();
@@ -240,9 +259,11 @@ fn refused_once(
 ) {
     release::publish_and_roll_out(sphere, model, release);
     let path = format!("/models/shapes/{version}");
-    device.wait(60, &format!("the device to download shapes {version}"), |_| {
-        (proxy.counts().to(&path) >= 1).then_some(())
-    });
+    device.wait(
+        60,
+        &format!("the device to download shapes {version}"),
+        |_| (proxy.counts().to(&path) >= 1).then_some(()),
+    );
     let refused = format!("model release shapes/{version} (");
     device.wait(60, &format!("the device to refuse shapes {version}"), |d| {
         d.log()
@@ -289,10 +310,9 @@ fn bad_releases_are_refused_and_a_cut_download_resumes() {
     let cut = &int8.bytes[..int8.bytes.len() / 2];
     let m3 = Model {
         bytes: cut.to_vec(),
-        manifest: int8.manifest.replace(
-            &int8.sha256(),
-            &tinylcm_protocol::package::sha256_hex(cut),
-        ),
+        manifest: int8
+            .manifest
+            .replace(&int8.sha256(), &tinylcm_protocol::package::sha256_hex(cut)),
     };
     let r3 = release::sign(&m3, &trusted_key, "shapes", "3");
     refused_once(&sphere, &proxy, &mut device, &m3, &r3, "3");
@@ -302,7 +322,10 @@ fn bad_releases_are_refused_and_a_cut_download_resumes() {
     let status = device.model_status();
     let state = &status["state"];
     assert!(status["active"].is_null(), "{status:#}");
-    assert!(state["committed"].is_null() && state["trial"].is_null(), "{status:#}");
+    assert!(
+        state["committed"].is_null() && state["trial"].is_null(),
+        "{status:#}"
+    );
     let refusals: Vec<String> = state["history"]
         .as_array()
         .unwrap()
@@ -311,10 +334,16 @@ fn bad_releases_are_refused_and_a_cut_download_resumes() {
         .map(|h| h["detail"].as_str().unwrap_or_default().to_lowercase())
         .collect();
     assert_eq!(refusals.len(), 3, "{status:#}");
-    assert!(refusals[0].contains("key"), "untrusted key: {}", refusals[0]);
+    assert!(
+        refusals[0].contains("key"),
+        "untrusted key: {}",
+        refusals[0]
+    );
     assert!(refusals[1].contains("golden"), "goldens: {}", refusals[1]);
     assert_eq!(
-        state["last_refusal"]["reason"].as_str().map(str::to_lowercase),
+        state["last_refusal"]["reason"]
+            .as_str()
+            .map(str::to_lowercase),
         Some(refusals[2].clone()),
         "{status:#}"
     );
@@ -333,7 +362,10 @@ fn bad_releases_are_refused_and_a_cut_download_resumes() {
     let trial = device.wait_origin(90, &origin("shapes", "4", "on trial", "a"));
     assert_eq!(trial.model.sha256, m4.sha256());
     let counts = proxy.counts();
-    assert!(counts.range_requests >= 1, "no resumed download: {counts:?}");
+    assert!(
+        counts.range_requests >= 1,
+        "no resumed download: {counts:?}"
+    );
     assert_eq!(counts.to("/models/shapes/4"), 2, "{:?}", counts.paths);
     device.stop();
 }
@@ -361,17 +393,28 @@ fn a_crash_looping_trial_is_rolled_back() {
     // systemd restarts it; each start that runs the trial is killed as soon as it runs.
     let mut trial_starts = 0;
     let running = loop {
-        assert!(
-            trial_starts <= settings.max_trial_starts,
-            "the trial still runs after {trial_starts} restarts"
-        );
         device.start();
         let report = device.wait_report(60, "the restarted device to run", |r| r.frames > 0);
         if report.model.origin != on_trial {
             break report;
         }
         trial_starts += 1;
+        let log = device.log_tail();
         device.kill9();
+        let status = device.model_status();
+        assert!(
+            trial_starts <= settings.max_trial_starts,
+            "restart {trial_starts} still runs the trial (max-trial-starts = {}); the model \
+             history says why: {:#}\n{log}",
+            settings.max_trial_starts,
+            status["state"]["history"]
+        );
+        // Each start on trial was counted before the model loaded (the process that installed
+        // it ran it without a start).
+        assert_eq!(
+            status["state"]["trial"]["starts"], trial_starts,
+            "after {trial_starts} restarts: {status:#}"
+        );
     };
     assert_eq!(trial_starts, settings.max_trial_starts);
     assert_eq!(running.model.origin, BUILTIN);
@@ -395,5 +438,43 @@ fn a_crash_looping_trial_is_rolled_back() {
         .iter()
         .filter(|h| h["what"] == "installed")
         .count();
-    assert_eq!(installs, 1, "installed again after the rollback: {status:#}");
+    assert_eq!(
+        installs, 1,
+        "installed again after the rollback: {status:#}"
+    );
+}
+
+/// A release rolled out while another runs on trial cannot be installed yet (the store refuses
+/// installs during a trial); once the trial is committed, the device installs it.
+#[test]
+fn a_release_rolled_out_during_a_trial_follows_it() {
+    let work = tempfile::tempdir().unwrap();
+    let (key, trusted) = release::key(work.path(), "release");
+    let sphere = Sphere::embedded(Some(&trusted));
+    let enroll = enrollment_key(work.path(), &sphere);
+    let mut settings = Settings::new(&sphere.url(), &enroll, Some(&trusted));
+    // Paced, so the trial lasts several sync rounds.
+    settings.fps = 200.0;
+    settings.health_frames = 500;
+    let mut device = FieldDevice::new(&work.path().join("device"), &settings);
+    start_enrolled(&mut device);
+
+    let int8 = release::default_model("default_int8");
+    let first = release::with_goldens(&variant(&int8, 1), &variant(&int8, 1), 2);
+    release::publish_and_roll_out(&sphere, &first, &release::sign(&first, &key, "shapes", "1"));
+    device.wait_origin(90, &origin("shapes", "1", "on trial", "a"));
+    let second = release::with_goldens(&variant(&int8, 2), &variant(&int8, 2), 2);
+    release::publish_and_roll_out(
+        &sphere,
+        &second,
+        &release::sign(&second, &key, "shapes", "2"),
+    );
+    device.wait_origin(60, &origin("shapes", "2", "on trial", "b"));
+    device.stop();
+    let status = device.model_status();
+    assert_eq!(status["state"]["committed"]["version"], "1", "{status:#}");
+    assert_eq!(
+        status["state"]["trial"]["record"]["version"], "2",
+        "{status:#}"
+    );
 }
