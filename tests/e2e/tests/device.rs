@@ -420,7 +420,12 @@ fn a_crash_looping_trial_is_rolled_back() {
     assert_eq!(running.model.origin, BUILTIN);
     // It stays on the previous model: the rolled-back release is not installed again.
     std::thread::sleep(std::time::Duration::from_secs(4));
-    device.wait_origin(10, BUILTIN);
+    device.wait_report(
+        10,
+        "the device to stay on the built-in model after the rollback (was the rolled-back \
+         release installed again?)",
+        |r| r.model.origin == BUILTIN,
+    );
     device.stop();
 
     let status = device.model_status();
