@@ -148,13 +148,15 @@ pub fn autonomy(
 }
 
 /// The status reporter of a run of `model` in `pipeline` from `source` (its description),
-/// when `[status]` is enabled; `store` is the state store whose figures it reports.
+/// when `[status]` is enabled; `store` is the state store whose figures it reports, `extras`
+/// what the caller adds to each report.
 pub fn status(
     config: &Config,
     model: &LoadedModel,
     pipeline: &Pipeline,
     source: &str,
     store: Option<Arc<Store>>,
+    extras: Option<crate::status::StatusExtras>,
 ) -> Result<Option<StatusObserver>, AssembleError> {
     if !config.status.enabled {
         return Ok(None);
@@ -172,6 +174,7 @@ pub fn status(
         },
         store,
         disk: config.state.path.parent().map(Path::to_path_buf),
+        extras,
     })?))
 }
 

@@ -153,6 +153,10 @@ fn a_round_that_makes_things_worse_is_rolled_back_to_its_snapshot() {
         frame += 1;
         let e = world.rng.around(&world.object.clone(), 0.3);
         step(&mut layer, frame, 0, &e);
+        // Frames arrive at a camera's pace: planning runs on a worker thread, and at
+        // microseconds per frame a loaded machine let the quarantine's per-class FIFO evict
+        // the planned members before the plan came back (then none could be marked adapted).
+        std::thread::sleep(std::time::Duration::from_millis(1));
         if let Some(Note::Applied(event)) = layer.last().notes.first() {
             applied = Some(event.clone());
             break;

@@ -157,7 +157,11 @@ fn a_file_that_is_not_a_model_is_refused() {
         &format!("[model]\npath = {:?}\n", model.to_str().unwrap()),
     );
     assert_clean_failure(
-        tinylcm().arg("run").arg("--config").arg(&config),
+        tinylcm()
+            .arg("run")
+            .args(["--state".as_ref(), dir.path().join("state").as_os_str()])
+            .arg("--config")
+            .arg(&config),
         "not a .tflite model",
     );
 }
@@ -182,7 +186,11 @@ fn a_truncated_model_is_refused_by_every_backend() {
             ),
         );
         assert_clean_failure(
-            tinylcm().arg("run").arg("--config").arg(&config),
+            tinylcm()
+                .arg("run")
+                .args(["--state".as_ref(), dir.path().join("state").as_os_str()])
+                .arg("--config")
+                .arg(&config),
             "invalid model",
         );
     }
@@ -201,7 +209,14 @@ fn a_model_changed_after_its_manifest_is_refused() {
         dir.path(),
         &format!("[model]\npath = {:?}\n", model.to_str().unwrap()),
     );
-    assert_clean_failure(tinylcm().arg("run").arg("--config").arg(&config), "SHA-256");
+    assert_clean_failure(
+        tinylcm()
+            .arg("run")
+            .args(["--state".as_ref(), dir.path().join("state").as_os_str()])
+            .arg("--config")
+            .arg(&config),
+        "SHA-256",
+    );
 }
 
 #[test]
@@ -214,7 +229,11 @@ fn scores_that_do_not_match_the_labels_are_refused() {
         &format!("[model]\npath = {:?}\n", model.to_str().unwrap()),
     );
     assert_clean_failure(
-        tinylcm().arg("run").arg("--config").arg(&config),
+        tinylcm()
+            .arg("run")
+            .args(["--state".as_ref(), dir.path().join("state").as_os_str()])
+            .arg("--config")
+            .arg(&config),
         "manifest lists 4 labels",
     );
 }
@@ -232,7 +251,11 @@ fn an_output_the_model_does_not_have_is_refused() {
         ),
     );
     assert_clean_failure(
-        tinylcm().arg("run").arg("--config").arg(&config),
+        tinylcm()
+            .arg("run")
+            .args(["--state".as_ref(), dir.path().join("state").as_os_str()])
+            .arg("--config")
+            .arg(&config),
         "no such tensor",
     );
 }
@@ -247,7 +270,11 @@ fn an_input_shape_that_differs_from_the_manifest_is_refused() {
         &format!("[model]\npath = {:?}\n", model.to_str().unwrap()),
     );
     assert_clean_failure(
-        tinylcm().arg("run").arg("--config").arg(&config),
+        tinylcm()
+            .arg("run")
+            .args(["--state".as_ref(), dir.path().join("state").as_os_str()])
+            .arg("--config")
+            .arg(&config),
         "the manifest says the input is 96x96",
     );
 }
@@ -260,7 +287,11 @@ fn an_unreadable_camera_is_a_clear_error() {
         "[source]\nkind = \"camera\"\n[source.camera]\ndevice = \"/dev/video-nonexistent\"\nreopen-attempts = 0\n",
     );
     assert_clean_failure(
-        tinylcm().arg("run").arg("--config").arg(&config),
+        tinylcm()
+            .arg("run")
+            .args(["--state".as_ref(), dir.path().join("state").as_os_str()])
+            .arg("--config")
+            .arg(&config),
         "/dev/video-nonexistent",
     );
 }
@@ -270,7 +301,11 @@ fn a_bad_config_value_names_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), "[engine]\nthreads = 0\n");
     assert_clean_failure(
-        tinylcm().arg("run").arg("--config").arg(&config),
+        tinylcm()
+            .arg("run")
+            .args(["--state".as_ref(), dir.path().join("state").as_os_str()])
+            .arg("--config")
+            .arg(&config),
         "engine.threads",
     );
     let config = config_file(dir.path(), "[engine]\nbackend = \"gpu\"\n");

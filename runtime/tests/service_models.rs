@@ -99,6 +99,14 @@ fn a_release_handed_over_while_running_is_loaded_by_a_reload_and_committed_after
     );
     drop(service);
 
+    // The last status report names the release (added on the status writer thread).
+    let report = tinylcm::status::StatusReport::read(&state.join("status.json")).unwrap();
+    let release = report.release.expect("the status names the release");
+    assert_eq!(
+        (release.name.as_str(), release.state),
+        ("shapes", ActiveState::Committed)
+    );
+
     // The health window (30 frames) passed within the 80 frames of the second generation.
     let (_store, models) = support::open(&state, &support::config(Some(trusted)));
     let active = models.active().unwrap().unwrap();

@@ -268,6 +268,7 @@ fn live_report(dir: &Path, interval: Duration) -> StatusObserver {
         },
         store: None,
         disk: Some(dir.to_path_buf()),
+        extras: None,
     })
     .unwrap();
     let scores = [0.75];

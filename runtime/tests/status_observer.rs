@@ -32,6 +32,7 @@ fn options(path: &Path, interval: Duration, store: Option<Arc<Store>>) -> Status
         },
         store,
         disk: path.parent().map(Path::to_path_buf),
+        extras: None,
     }
 }
 

@@ -1,5 +1,6 @@
 //! Small per-frame duties of the service that do not belong to the pipeline: passing signals
-//! on to [`Control`], and sampling prediction images for sphere-lite's Data Hub.
+//! on to [`Control`], sampling prediction images for sphere-lite's Data Hub, and showing on
+//! the status LED that frames run.
 //!
 //! Both run on the inference thread, so both are a few atomic loads per frame in the steady
 //! state; the image work happens only when the sampler wants a class (at most one frame per
@@ -8,6 +9,7 @@
 use std::sync::Arc;
 
 use super::control::Control;
+use crate::board::{LedState, StatusLed};
 use crate::pipeline::runner::{FrameReport, Observer};
 use crate::quarantine::thumbnails::scale::downscale;
 use crate::signals::Signals;
@@ -89,5 +91,70 @@ impl Observer for PredictionFeeder {
             self.sampler
                 .offer(report.label, report.prediction.confidence, now, jpeg);
         }
+    }
+}
+
+/// The status LED as the service drives it: starting while a generation is built, running
+/// once frames go through the model, error when the service fails.
+pub struct LedObserver {
+    led: Box<dyn StatusLed>,
+    shown: Option<LedState>,
+}
+
+impl LedObserver {
+    /// Drive `led`.
+    pub fn new(led: Box<dyn StatusLed>) -> Self {
+        LedObserver { led, shown: None }
+    }
+
+    /// Show `state` (a failing LED is logged once per state, never an error of the service).
+    pub fn show(&mut self, state: LedState) {
+        if self.shown == Some(state) {
+            return;
+        }
+        self.shown = Some(state);
+        if let Err(e) = self.led.set(state) {
+            tracing::warn!("status LED: {e}");
+        }
+    }
+}
+
+impl Observer for LedObserver {
+    fn on_frame(&mut self, _report: &FrameReport<'_>) {
+        if self.shown != Some(LedState::Running) {
+            self.show(LedState::Running);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::board::BoardError;
+    use std::sync::Mutex;
+
+    /// An LED that records what it was asked to show.
+    struct Recorder(Arc<Mutex<Vec<LedState>>>);
+
+    impl StatusLed for Recorder {
+        fn set(&mut self, state: LedState) -> Result<(), BoardError> {
+            self.0.lock().unwrap().push(state);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_led_changes_only_when_the_state_does() {
+        let shown = Arc::new(Mutex::new(Vec::new()));
+        let mut led = LedObserver::new(Box::new(Recorder(Arc::clone(&shown))));
+        led.show(LedState::Starting);
+        led.show(LedState::Starting);
+        led.show(LedState::Running);
+        led.show(LedState::Running);
+        led.show(LedState::Error);
+        assert_eq!(
+            *shown.lock().unwrap(),
+            vec![LedState::Starting, LedState::Running, LedState::Error]
+        );
     }
 }

@@ -31,18 +31,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use control::{Control, Request};
-pub use frames::{PredictionFeeder, SignalForwarder};
+pub use frames::{LedObserver, PredictionFeeder, SignalForwarder};
 pub use host::ServiceHost;
 pub use models::{HealthObserver, IncomingWorker, Models};
 pub use remote::{Applied, RemoteConfig, RemoteError};
 
 use crate::assemble::{self, AssembleError};
 use crate::autonomy::Autonomy;
+use crate::board::LedState;
 use crate::config::{Config, ConfigError};
 use crate::modelstore::ModelStoreError;
 use crate::pipeline::runner::{self, EndReason, Observer, RunError, RunOptions, RunSummary};
+use crate::rauc::RaucClient;
 use crate::signals::Signals;
 use crate::state::{StateError, Store};
+use crate::status::StatusExtras;
 use crate::sync::{SyncClient, SyncSetup};
 use crate::systemd::{Notifier, WatchdogObserver, watchdog_from_env};
 
@@ -133,7 +136,9 @@ pub struct Service {
     models: Option<Models>,
     incoming: Option<IncomingWorker>,
     sync: Option<SyncClient>,
+    rauc: Option<Arc<std::sync::Mutex<RaucClient>>>,
     signals: Option<SignalForwarder>,
+    led: Option<LedObserver>,
     last_good: Option<Config>,
     frames: u64,
 }
@@ -148,7 +153,9 @@ impl Service {
             models: None,
             incoming: None,
             sync: None,
+            rauc: None,
             signals: None,
+            led: None,
             last_good: None,
             frames: 0,
         }
@@ -286,6 +293,57 @@ impl Service {
         }
     }
 
+    /// The status LED (`[board] led-pin`, opened once) shows that a generation starts.
+    fn show_starting(&mut self, config: &Config) {
+        if self.led.is_none() {
+            let led = crate::board::open_led(&config.board).unwrap_or_else(|e| {
+                tracing::warn!("no status LED: {e}");
+                Box::new(crate::board::NoLed::default())
+            });
+            self.led = Some(LedObserver::new(led));
+        }
+        if let Some(led) = self.led.as_mut() {
+            led.show(LedState::Starting);
+        }
+    }
+
+    /// Connect to RAUC once when `[rauc] enabled`; a device without it still runs.
+    fn connect_rauc(&mut self, config: &Config) {
+        if !config.rauc.enabled || self.rauc.is_some() {
+            return;
+        }
+        match RaucClient::connect(&config.rauc.bus) {
+            Ok(client) => self.rauc = Some(Arc::new(std::sync::Mutex::new(client))),
+            Err(e) => tracing::error!("RAUC status is not reported: {e}"),
+        }
+    }
+
+    /// The model store's active release, the sync counters and the OS slots, added to each
+    /// status report on its writer thread.
+    fn status_extras(&self) -> StatusExtras {
+        let models = self.models.as_ref().map(|m| Arc::clone(m.store()));
+        let sync = self.sync.as_ref().map(SyncClient::status_handle);
+        let rauc = self.rauc.clone();
+        StatusExtras(Arc::new(move |report| {
+            if let Some(models) = &models {
+                report.release = models.active().unwrap_or_else(|e| {
+                    tracing::warn!("cannot read the active model for the status: {e}");
+                    None
+                });
+            }
+            report.sync = sync.as_ref().map(|s| s.view());
+            if let Some(rauc) = &rauc {
+                let client = rauc
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                report.rauc = client
+                    .status()
+                    .map_err(|e| tracing::warn!("cannot read the RAUC status: {e}"))
+                    .ok();
+            }
+        }))
+    }
+
     /// Run generations until a stop, the end of the source or the frame limit.
     ///
     pub fn run(
@@ -293,6 +351,9 @@ impl Service {
         observer: &mut dyn ServiceObserver,
     ) -> Result<ServiceSummary, ServiceError> {
         let result = self.generations(observer);
+        if let (Err(_), Some(led)) = (&result, self.led.as_mut()) {
+            led.show(LedState::Error);
+        }
         if let Some(sync) = self.sync.take() {
             if !sync.stop() {
                 tracing::warn!("the sync client did not stop in time; its outbox stays consistent");
@@ -356,6 +417,7 @@ impl Service {
         config: &Config,
         observer: &mut dyn ServiceObserver,
     ) -> Result<EndReason, ServiceError> {
+        self.show_starting(config);
         let mut config = config.clone();
         let active = self.models(&config)?.choose(&mut config)?;
         let config = &config;
@@ -394,12 +456,14 @@ impl Service {
         } else {
             None
         };
+        self.connect_rauc(config);
         let mut status = assemble::status(
             config,
             &model,
             &pipeline,
             &source.describe(),
             Some(Arc::clone(&store)),
+            Some(self.status_extras()),
         )?;
         let remaining =
             (config.run.max_frames > 0).then(|| config.run.max_frames.saturating_sub(self.frames));
@@ -420,7 +484,10 @@ impl Service {
                 &mut *observer,
                 (
                     (status.as_mut(), health.as_mut()),
-                    (self.signals.as_mut(), (feeder.as_mut(), watchdog.as_mut())),
+                    (
+                        (self.signals.as_mut(), self.led.as_mut()),
+                        (feeder.as_mut(), watchdog.as_mut()),
+                    ),
                 ),
             ),
         );

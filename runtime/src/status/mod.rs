@@ -33,7 +33,7 @@ pub use config::StatusConfig;
 pub use observer::{StatusObserver, StatusOptions};
 pub use report::{
     AutonomyStatus, ClassCount, ConfidenceStats, KnnStatus, MAX_STATUS_BYTES, ModelInfo,
-    OpenIncident, STATUS_FORMAT, StatusReport, StoreFigures,
+    OpenIncident, STATUS_FORMAT, StatusExtras, StatusReport, StoreFigures,
 };
 pub use store_view::{EventView, StoreView};
 pub use system::{SystemMetrics, SystemSampler, Throttled};

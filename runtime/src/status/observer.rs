@@ -23,7 +23,9 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::report::{AutonomyStatus, ModelInfo, STATUS_FORMAT, StatusReport, StoreFigures};
+use super::report::{
+    AutonomyStatus, ModelInfo, STATUS_FORMAT, StatusExtras, StatusReport, StoreFigures,
+};
 use super::system::{SystemMetrics, SystemSampler};
 use super::window::ConfidenceWindow;
 use super::{StatusError, now_unix_ms};
@@ -45,6 +47,8 @@ pub struct StatusOptions {
     pub store: Option<Arc<Store>>,
     /// The folder whose file system's free space is reported (the state folder).
     pub disk: Option<PathBuf>,
+    /// What the service adds to each report on the writer thread.
+    pub extras: Option<StatusExtras>,
 }
 
 /// The loop's figures a report is built from: a frame's, or a finished run's.
@@ -97,9 +101,10 @@ impl StatusObserver {
         let (tx, rx) = sync_channel(1);
         let path = options.path.clone();
         let sampler = SystemSampler::new(options.disk.clone());
+        let extras = options.extras.clone();
         let writer = std::thread::Builder::new()
             .name("status-writer".into())
-            .spawn(move || write_loop(&path, rx, sampler))
+            .spawn(move || write_loop(&path, rx, sampler, extras))
             .map_err(|e| StatusError::Thread(format!("cannot start: {e}")))?;
         Ok(StatusObserver {
             path: options.path,
@@ -236,6 +241,9 @@ impl StatusObserver {
             store: self.store_figures(),
             dropped_reports: self.dropped,
             failed_writes: 0,
+            release: None,
+            sync: None,
+            rauc: None,
         };
         self.window.clear();
         self.window_start = (view.frames, view.elapsed);
@@ -287,11 +295,15 @@ fn write_loop(
     path: &Path,
     rx: Receiver<StatusReport>,
     mut sampler: SystemSampler,
+    extras: Option<StatusExtras>,
 ) -> Result<(), StatusError> {
     let mut last = Ok(());
     let mut failed_writes = 0u64;
     for mut report in rx {
         report.system = sampler.sample();
+        if let Some(StatusExtras(extras)) = &extras {
+            extras(&mut report);
+        }
         report.failed_writes = failed_writes;
         report.written_unix_ms = now_unix_ms();
         let result = report.to_json().and_then(|json| write_atomic(path, &json));

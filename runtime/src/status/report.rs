@@ -68,6 +68,26 @@ pub struct StatusReport {
     pub dropped_reports: u64,
     /// Reports that could not be written (the file system refused).
     pub failed_writes: u64,
+    /// The over-the-air release that runs (absent: the configured model, or no model store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<crate::modelstore::ActiveModel>,
+    /// The sync client's counters, when it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<crate::sync::SyncStatusView>,
+    /// The OS slots, when `[rauc] enabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rauc: Option<crate::rauc::RaucStatus>,
+}
+
+/// What a service adds to each report, called on the status writer thread (never on the
+/// inference thread: it may ask other threads or D-Bus).
+#[derive(Clone)]
+pub struct StatusExtras(pub std::sync::Arc<dyn Fn(&mut StatusReport) + Send + Sync>);
+
+impl std::fmt::Debug for StatusExtras {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StatusExtras")
+    }
 }
 
 /// What runs: the model and where it runs.
@@ -336,6 +356,9 @@ mod tests {
             store: Some(StoreFigures::default()),
             dropped_reports: 0,
             failed_writes: 0,
+            release: None,
+            sync: None,
+            rauc: None,
         }
     }
 

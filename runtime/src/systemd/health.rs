@@ -132,6 +132,9 @@ mod tests {
             store: None,
             dropped_reports: 0,
             failed_writes: 0,
+            release: None,
+            sync: None,
+            rauc: None,
         }
     }
 

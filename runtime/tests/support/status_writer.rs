@@ -36,6 +36,9 @@ pub fn report(frames: u64, written_unix_ms: u64, sha256: &str) -> StatusReport {
         store: None,
         dropped_reports: 0,
         failed_writes: 0,
+        release: None,
+        sync: None,
+        rauc: None,
     }
 }
 

@@ -177,7 +177,7 @@ pub fn run_config(config: &Config) -> anyhow::Result<()> {
         capture_depth: config.run.capture_depth,
     };
     let store = autonomy.as_ref().and_then(|a| a.store().cloned());
-    let mut status = assemble::status(config, &model, &pipeline, &source.describe(), store)
+    let mut status = assemble::status(config, &model, &pipeline, &source.describe(), store, None)
         .context("cannot start the status report")?;
     let mut progress = ProgressLine::new();
     let mut incidents = IncidentLog::default();

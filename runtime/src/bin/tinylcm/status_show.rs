@@ -136,6 +136,60 @@ fn print_report(out: &mut String, r: &StatusReport) {
         m.accelerator,
         m.source
     );
+    if let Some(release) = &r.release {
+        put!(
+            out,
+            "release {} {} ({}, slot {}, key {})",
+            release.name,
+            release.version,
+            release.state.as_str(),
+            release.slot.dir_name(),
+            release.key_id
+        );
+    }
+    if let Some(s) = &r.sync {
+        let enrolled = if s.needs_enrollment {
+            "must enroll again (the server refused the token)"
+        } else if s.enrolled {
+            "enrolled"
+        } else {
+            "not enrolled"
+        };
+        put!(
+            out,
+            "sync: {enrolled}; outbox {} packages ({}); queued {}, uploaded {}, duplicates {}, \
+             dropped {}, rejected {}, failures {}; last success {}{}",
+            s.outbox_packages,
+            size(s.outbox_bytes),
+            s.queued,
+            s.uploaded,
+            s.duplicates,
+            s.dropped,
+            s.rejected,
+            s.failures,
+            s.last_success_unix_ms
+                .map_or_else(|| "never".to_string(), utc),
+            s.last_error
+                .as_deref()
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(rauc) = &r.rauc {
+        put!(
+            out,
+            "OS (RAUC, {}): booted {}, primary {}, {}{}",
+            rauc.compatible,
+            rauc.booted,
+            rauc.primary,
+            rauc.operation,
+            rauc.last_error
+                .as_deref()
+                .filter(|e| !e.is_empty())
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default()
+        );
+    }
     let c = &r.confidence;
     put!(
         out,
