@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use tinylcm::autonomy::{EventKind, RuntimeEvent};
 use tinylcm::knn::KnnState;
+use tinylcm::modelstore::ActiveState;
 use tinylcm::state::{MAX_EVENTS_PER_READ, Store};
 use tinylcm_e2e::field::{FieldDevice, Settings};
 use tinylcm_e2e::proxy::{Fault, Proxy};
@@ -213,10 +214,18 @@ fn a_signed_release_is_installed_tried_and_committed() {
     release::publish_and_roll_out(&sphere, &model, &release::sign(&model, &key, "shapes", "2"));
     let trial = device.wait_origin(90, &origin("shapes", "2", "on trial", "a"));
     assert_eq!(trial.model.sha256, model.sha256());
-    // Well past its health window.
-    device.wait_report(60, "the trial to run past its health window", |r| {
-        r.model.origin == trial.model.origin && r.frames > trial.frames + 2 * settings.health_frames
+    // Its health window passes: status.json shows the running release committed.
+    let committed = device.wait_report(60, "status.json to show shapes 2 committed", |r| {
+        r.release
+            .as_ref()
+            .is_some_and(|m| m.state == ActiveState::Committed)
     });
+    let running = committed.release.unwrap();
+    assert_eq!(
+        (running.name.as_str(), running.version.as_str()),
+        ("shapes", "2")
+    );
+    assert_eq!(running.sha256, model.sha256());
     device.stop();
 
     let status = device.model_status();
