@@ -1,14 +1,17 @@
 //! Support for the cross-component tests: a real `sphere-lite` process ([`sphere`]), a
 //! fault-injecting proxy in front of it ([`proxy`]), an in-process [`host::TestHost`] for the
 //! sync client, and a device's state folder with drift events as the autonomy layer writes
-//! them ([`device`]).
+//! them ([`device`]); and for the device-level tests a `tinylcm run` process ([`field`]) and
+//! signed model releases ([`release`]).
 //!
 //! Why a crate of its own: these tests need both the runtime (as a library) and the server (as
 //! the binary users run), and a child binary (`sync-child`) the kill -9 test can kill.
 
 pub mod device;
+pub mod field;
 pub mod host;
 pub mod proxy;
+pub mod release;
 pub mod sphere;
 
 /// Polls `f` every 50 ms until it returns `Some`, at most `seconds`; panics with `what`.

@@ -58,6 +58,15 @@ pub struct Counts {
     pub uploads_forwarded: u64,
     /// Requests that asked for a byte range (resumed downloads).
     pub range_requests: u64,
+    /// The path of every request read, in order (to count the downloads of one file).
+    pub paths: Vec<String>,
+}
+
+impl Counts {
+    /// Requests whose path contains `part`.
+    pub fn to(&self, part: &str) -> usize {
+        self.paths.iter().filter(|p| p.contains(part)).count()
+    }
 }
 
 struct Shared {
@@ -266,6 +275,7 @@ async fn handle(mut conn: TcpStream, shared: Arc<Mutex<Shared>>) {
             None => Fault::Pass,
         };
         s.counts.requests += 1;
+        s.counts.paths.push(path.clone());
         if fault != Fault::Pass {
             s.counts.faults += 1;
         }

@@ -220,6 +220,28 @@ impl Sphere {
         reply(result)
     }
 
+    /// `GET` `path` as the operator: (status, the body's bytes, at most 16 MiB), for blobs
+    /// such as a drift event's sample image (`/ui/img/<blob key>`).
+    pub fn get_bytes(&self, path: &str) -> (u16, Vec<u8>) {
+        let result = ureq::get(&format!("{}{path}", self.url()))
+            .set("Authorization", &format!("Bearer {}", self.operator))
+            .timeout(Duration::from_secs(30))
+            .call();
+        let response = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("transport error talking to sphere-lite: {e}"),
+        };
+        let status = response.status();
+        let mut bytes = Vec::new();
+        response
+            .into_reader()
+            .take(16 << 20)
+            .read_to_end(&mut bytes)
+            .unwrap();
+        (status, bytes)
+    }
+
     /// `POST` a multipart form: (field, file name, bytes).
     pub fn post_multipart(
         &self,

@@ -10,16 +10,10 @@ use serde_json::json;
 use tinylcm::sync::SyncClient;
 use tinylcm_e2e::device::{Device, add_drift};
 use tinylcm_e2e::host::TestHost;
+use tinylcm_e2e::release::{self, Model};
 use tinylcm_e2e::sphere::Sphere;
 use tinylcm_e2e::wait_for;
-use tinylcm_protocol::release::{ReleaseManifest, SigningKey};
-
-fn release_key(dir: &Path) -> (SigningKey, std::path::PathBuf) {
-    let key = SigningKey::generate().unwrap();
-    let file = dir.join("release.pub");
-    std::fs::write(&file, key.public().to_text()).unwrap();
-    (key, file)
-}
+use tinylcm_protocol::release::SigningKey;
 
 fn model() -> (Vec<u8>, String) {
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../runtime/models/default");
@@ -120,32 +114,11 @@ fn scenario(sphere: Sphere, key: SigningKey, work: &Path) {
 
     // A signed release rolled out to everyone is downloaded and installed byte for byte.
     let (bytes, manifest_text) = model();
-    let manifest = ReleaseManifest {
-        format: tinylcm_protocol::release::FORMAT,
-        name: "shapes".into(),
-        version: "2".into(),
-        size: bytes.len() as u64,
-        sha256: tinylcm_protocol::package::sha256_hex(&bytes),
-        model_manifest: manifest_text,
-        created_unix_ms: tinylcm::utc::now_unix_ms(),
-        notes: None,
+    let m2 = Model {
+        bytes: bytes.clone(),
+        manifest: manifest_text,
     };
-    let signed = key.sign(&manifest).unwrap();
-    let release_json = serde_json::to_vec(&signed).unwrap();
-    let (status, body) = sphere.post_multipart(
-        "/api/v2/models",
-        &[
-            ("release", Some("release.json"), &release_json),
-            ("model", Some("shapes.tflite"), &bytes),
-        ],
-    );
-    assert_eq!(status, 201, "{body}");
-    let (status, body) = sphere.call(
-        "POST",
-        "/api/v2/models/shapes/2/rollout",
-        Some(&json!({"percent": 100})),
-    );
-    assert!(status == 200 || status == 201, "{status} {body}");
+    release::publish_and_roll_out(&sphere, &m2, &release::sign(&m2, &key, "shapes", "2"));
     let install = wait_for(60, "the release to be installed", || {
         host.installs.lock().unwrap().first().cloned()
     });
@@ -171,7 +144,7 @@ fn scenario(sphere: Sphere, key: SigningKey, work: &Path) {
 #[test]
 fn sync_with_embedded_sphere_lite() {
     let work = tempfile::tempdir().unwrap();
-    let (key, keys) = release_key(work.path());
+    let (key, keys) = release::key(work.path(), "release");
     let sphere = Sphere::embedded(Some(&keys));
     scenario(sphere, key, work.path());
 }
@@ -179,7 +152,7 @@ fn sync_with_embedded_sphere_lite() {
 #[test]
 fn sync_with_sphere_lite_on_mlflow_and_s3() {
     let work = tempfile::tempdir().unwrap();
-    let (key, keys) = release_key(work.path());
+    let (key, keys) = release::key(work.path(), "release");
     let Some(sphere) = Sphere::mlflow("sync", Some(&keys)) else {
         return;
     };
@@ -226,7 +199,7 @@ fn enroll_saves_credentials_and_a_bad_key_is_refused() {
 #[test]
 fn a_cut_model_download_resumes_and_installs_the_exact_bytes() {
     let work = tempfile::tempdir().unwrap();
-    let (key, keys) = release_key(work.path());
+    let (key, keys) = release::key(work.path(), "release");
     let sphere = Sphere::embedded(Some(&keys));
     let proxy = tinylcm_e2e::proxy::Proxy::start(&sphere.addr);
     let device = Device::new(&work.path().join("device"));
@@ -241,7 +214,11 @@ fn a_cut_model_download_resumes_and_installs_the_exact_bytes() {
     wait_for(30, "enrollment", || device.device_id());
 
     let (bytes, manifest_text) = model();
-    publish(&sphere, &key, "shapes", "3", &bytes, manifest_text);
+    let m3 = Model {
+        bytes: bytes.clone(),
+        manifest: manifest_text,
+    };
+    release::publish(&sphere, &m3, &release::sign(&m3, &key, "shapes", "3"));
     // The first download gets the headers and part of the file, then the connection resets.
     proxy.inject(
         "/models/shapes/3",
@@ -272,7 +249,11 @@ fn a_cut_model_download_resumes_and_installs_the_exact_bytes() {
         vec![0x5a; other.len() / 2],
     )
     .unwrap();
-    publish(&sphere, &key, "shapes", "4", &other, manifest);
+    let m4 = Model {
+        bytes: other.clone(),
+        manifest,
+    };
+    release::publish(&sphere, &m4, &release::sign(&m4, &key, "shapes", "4"));
     let (status, body) = sphere.call(
         "POST",
         "/api/v2/models/shapes/4/rollout",
@@ -290,33 +271,4 @@ fn a_cut_model_download_resumes_and_installs_the_exact_bytes() {
         .unwrap()
         .collect();
     assert!(left.is_empty(), "{left:?}");
-}
-
-fn publish(
-    sphere: &Sphere,
-    key: &SigningKey,
-    name: &str,
-    version: &str,
-    bytes: &[u8],
-    manifest: String,
-) {
-    let m = ReleaseManifest {
-        format: tinylcm_protocol::release::FORMAT,
-        name: name.into(),
-        version: version.into(),
-        size: bytes.len() as u64,
-        sha256: tinylcm_protocol::package::sha256_hex(bytes),
-        model_manifest: manifest,
-        created_unix_ms: tinylcm::utc::now_unix_ms(),
-        notes: None,
-    };
-    let signed = serde_json::to_vec(&key.sign(&m).unwrap()).unwrap();
-    let (status, body) = sphere.post_multipart(
-        "/api/v2/models",
-        &[
-            ("release", Some("release.json"), &signed),
-            ("model", Some("model.tflite"), bytes),
-        ],
-    );
-    assert_eq!(status, 201, "{body}");
 }
