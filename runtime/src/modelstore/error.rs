@@ -106,17 +106,6 @@ pub enum ModelStoreError {
         /// What failed.
         reason: String,
     },
-    /// The release was rolled back on this device before (health window or crash loop).
-    #[error(
-        "release {release} was rolled back on this device ({reason}); refused: publish a \
-         new version"
-    )]
-    RolledBackBefore {
-        /// `name version`.
-        release: String,
-        /// Why it was rolled back.
-        reason: String,
-    },
     /// The operation needs a state the store is not in (e.g. activate with nothing installed).
     #[error("{0}")]
     Refused(String),

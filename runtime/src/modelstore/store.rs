@@ -216,6 +216,23 @@ impl ModelStore {
         self.install(&bytes, &signed, activate)
     }
 
+    /// Why release `name version` was rolled back on this device, if it was (within the
+    /// history): automatic installs must not bring it back in a loop.
+    pub fn rolled_back_before(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<String>, ModelStoreError> {
+        let label = format!("{name} {version}");
+        Ok(self
+            .state()?
+            .history
+            .iter()
+            .rev()
+            .find(|h| h.what == Happening::RolledBack && h.release == label)
+            .map(|h| h.detail.clone()))
+    }
+
     /// Verifies, smoke-tests and installs `model` of release `signed` into the free slot;
     /// with `activate`, makes it the trial model in the same step. Refusals are recorded in
     /// the state (last refusal, history) and leave the active model unchanged.
@@ -240,23 +257,6 @@ impl ModelStore {
         let checked = self
             .trusted_keys()
             .and_then(|trusted| verify(signed, model, trusted, self.config.max_bytes, &what))
-            .and_then(|v| {
-                // A release this device took out of use (failed health window, crash loop)
-                // stays out: installing it again would repeat the loop.
-                let label = v.label();
-                if let Some(past) = state
-                    .history
-                    .iter()
-                    .rev()
-                    .find(|h| h.what == Happening::RolledBack && h.release == label)
-                {
-                    return Err(ModelStoreError::RolledBackBefore {
-                        release: label,
-                        reason: past.detail.clone(),
-                    });
-                }
-                Ok(v)
-            })
             .and_then(|v| {
                 let smoke = smoke_test(&self.engine, Arc::from(model), &v.manifest, &v.label())?;
                 Ok((v, smoke))

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tinylcm_protocol::release::SignedRelease;
+use tinylcm_protocol::release::{ReleaseManifest, SignedRelease};
 
 use super::control::Control;
 use super::remote::RemoteConfig;
@@ -80,6 +80,20 @@ impl SyncHost for ServiceHost {
         let bytes = crate::model::read_bounded(file, self.max_model_bytes).map_err(|e| {
             InstallError::Later(format!("cannot read the download {}: {e}", file.display()))
         })?;
+        // Automatic installs never bring back a release this device took out of use (health
+        // window, crash loop, or a person's rollback); `tinylcm model install` still can.
+        if let Ok(manifest) = serde_json::from_str::<ReleaseManifest>(&release.manifest) {
+            let before = self
+                .models
+                .rolled_back_before(&manifest.name, &manifest.version)
+                .map_err(|e| InstallError::Later(e.to_string()))?;
+            if let Some(why) = before {
+                return Err(InstallError::Refused(format!(
+                    "release {} {} was rolled back on this device ({why}); publish a new version",
+                    manifest.name, manifest.version
+                )));
+            }
+        }
         let installed = self.models.install(&bytes, release, true).map_err(|e| {
             // The release's own faults are final; the device's (disk, database) and the
             // store's moment (a model on trial) are not.
