@@ -23,6 +23,9 @@ use super::event::{EventKind, RuntimeEvent};
 use crate::drift::DriftEvent;
 use crate::state::{MAX_EVENTS_PER_READ, Store};
 
+/// Files this process submitted, for unique names.
+static SUBMITTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Largest feedback file read (a verdict is a few lines).
 pub const MAX_FILE_BYTES: u64 = 64 << 10;
 /// Most verdicts in one file.
@@ -184,8 +187,11 @@ impl FeedbackFile {
         };
         self.validate(inbox)?;
         std::fs::create_dir_all(inbox).map_err(io(inbox))?;
+        // Millisecond, process and a per-process sequence: unique even for many submits in
+        // one millisecond, and sorted in submission order.
         let stamp = crate::utc::now_unix_ms();
-        let name = format!("feedback-{stamp}-{}.toml", std::process::id());
+        let seq = SUBMITTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("feedback-{stamp}-{}-{seq:08}.toml", std::process::id());
         let path = inbox.join(&name);
         let text = toml::to_string(self).map_err(|e| FeedbackError::Invalid {
             path: path.clone(),
@@ -492,6 +498,22 @@ mod tests {
             let err = FeedbackFile::parse(p, text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn submits_in_the_same_millisecond_get_distinct_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = FeedbackFile {
+            class: vec![ClassVerdict {
+                from: "new-1".into(),
+                to: "kite".into(),
+            }],
+            ..FeedbackFile::default()
+        };
+        let paths: std::collections::BTreeSet<_> =
+            (0..50).map(|_| file.submit(dir.path()).unwrap()).collect();
+        assert_eq!(paths.len(), 50);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 50);
     }
 
     #[test]

@@ -114,8 +114,6 @@ pub async fn pull_feedback(
                 }
                 Err(e) => return Err(format!("writing feedback: {e}")),
             }
-            // Inbox files are named by millisecond: never two in the same one.
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
         for (revision, toml) in configs {
             match host.apply_config(&revision, &toml) {
