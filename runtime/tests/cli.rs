@@ -32,6 +32,17 @@ fn assert_clean_failure(cmd: &mut Command, needle: &str) {
     );
 }
 
+/// `tinylcm run --config CONFIG` with its state in DIR/state (tests run in parallel).
+fn run_in(dir: &Path, config: &Path) -> Command {
+    let mut cmd = tinylcm();
+    cmd.arg("run")
+        .arg("--state")
+        .arg(dir.join("state"))
+        .arg("--config")
+        .arg(config);
+    cmd
+}
+
 fn test_model(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("models/test")
@@ -156,14 +167,7 @@ fn a_file_that_is_not_a_model_is_refused() {
         dir.path(),
         &format!("[model]\npath = {:?}\n", model.to_str().unwrap()),
     );
-    assert_clean_failure(
-        tinylcm()
-            .arg("run")
-            .args(["--state".as_ref(), dir.path().join("state").as_os_str()])
-            .arg("--config")
-            .arg(&config),
-        "not a .tflite model",
-    );
+    assert_clean_failure(&mut run_in(dir.path(), &config), "not a .tflite model");
 }
 
 #[test]
@@ -185,14 +189,7 @@ fn a_truncated_model_is_refused_by_every_backend() {
                 model.to_str().unwrap()
             ),
         );
-        assert_clean_failure(
-            tinylcm()
-                .arg("run")
-                .args(["--state".as_ref(), dir.path().join("state").as_os_str()])
-                .arg("--config")
-                .arg(&config),
-            "invalid model",
-        );
+        assert_clean_failure(&mut run_in(dir.path(), &config), "invalid model");
     }
 }
 
@@ -209,14 +206,7 @@ fn a_model_changed_after_its_manifest_is_refused() {
         dir.path(),
         &format!("[model]\npath = {:?}\n", model.to_str().unwrap()),
     );
-    assert_clean_failure(
-        tinylcm()
-            .arg("run")
-            .args(["--state".as_ref(), dir.path().join("state").as_os_str()])
-            .arg("--config")
-            .arg(&config),
-        "SHA-256",
-    );
+    assert_clean_failure(&mut run_in(dir.path(), &config), "SHA-256");
 }
 
 #[test]
@@ -228,14 +218,7 @@ fn scores_that_do_not_match_the_labels_are_refused() {
         dir.path(),
         &format!("[model]\npath = {:?}\n", model.to_str().unwrap()),
     );
-    assert_clean_failure(
-        tinylcm()
-            .arg("run")
-            .args(["--state".as_ref(), dir.path().join("state").as_os_str()])
-            .arg("--config")
-            .arg(&config),
-        "manifest lists 4 labels",
-    );
+    assert_clean_failure(&mut run_in(dir.path(), &config), "manifest lists 4 labels");
 }
 
 #[test]
@@ -250,14 +233,7 @@ fn an_output_the_model_does_not_have_is_refused() {
             model.to_str().unwrap()
         ),
     );
-    assert_clean_failure(
-        tinylcm()
-            .arg("run")
-            .args(["--state".as_ref(), dir.path().join("state").as_os_str()])
-            .arg("--config")
-            .arg(&config),
-        "no such tensor",
-    );
+    assert_clean_failure(&mut run_in(dir.path(), &config), "no such tensor");
 }
 
 #[test]
@@ -270,11 +246,7 @@ fn an_input_shape_that_differs_from_the_manifest_is_refused() {
         &format!("[model]\npath = {:?}\n", model.to_str().unwrap()),
     );
     assert_clean_failure(
-        tinylcm()
-            .arg("run")
-            .args(["--state".as_ref(), dir.path().join("state").as_os_str()])
-            .arg("--config")
-            .arg(&config),
+        &mut run_in(dir.path(), &config),
         "the manifest says the input is 96x96",
     );
 }
@@ -286,28 +258,14 @@ fn an_unreadable_camera_is_a_clear_error() {
         dir.path(),
         "[source]\nkind = \"camera\"\n[source.camera]\ndevice = \"/dev/video-nonexistent\"\nreopen-attempts = 0\n",
     );
-    assert_clean_failure(
-        tinylcm()
-            .arg("run")
-            .args(["--state".as_ref(), dir.path().join("state").as_os_str()])
-            .arg("--config")
-            .arg(&config),
-        "/dev/video-nonexistent",
-    );
+    assert_clean_failure(&mut run_in(dir.path(), &config), "/dev/video-nonexistent");
 }
 
 #[test]
 fn a_bad_config_value_names_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), "[engine]\nthreads = 0\n");
-    assert_clean_failure(
-        tinylcm()
-            .arg("run")
-            .args(["--state".as_ref(), dir.path().join("state").as_os_str()])
-            .arg("--config")
-            .arg(&config),
-        "engine.threads",
-    );
+    assert_clean_failure(&mut run_in(dir.path(), &config), "engine.threads");
     let config = config_file(dir.path(), "[engine]\nbackend = \"gpu\"\n");
     assert_clean_failure(
         tinylcm().arg("config").arg("--config").arg(&config),

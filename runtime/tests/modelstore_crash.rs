@@ -10,7 +10,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -20,7 +20,10 @@ use tinylcm::model::LoadedModel;
 use tinylcm::modelstore::{BootChoice, HealthSummary, ModelStore, ModelStoreError, SlotRecord};
 use tinylcm_protocol::release::{PublicKey, SignedRelease, SigningKey};
 
+#[path = "support/child.rs"]
+mod child;
 mod modelstore_support;
+use child::{Rng, command, pin_binary};
 use modelstore_support::{config, model, open, release, trust, with_goldens};
 
 const ROLE_DIR: &str = "TINYLCM_MODELSTORE_CRASH_DIR";
@@ -29,18 +32,6 @@ const ROLE_SEED: &str = "TINYLCM_MODELSTORE_CRASH_SEED";
 const KILLS: u32 = if cfg!(target_arch = "x86_64") { 60 } else { 12 };
 /// Delays are stretched under qemu.
 const STRETCH: u64 = if cfg!(target_arch = "x86_64") { 1 } else { 10 };
-
-/// xorshift64*: seeded kill delays and installer choices.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
 
 fn ignore_refusal<T>(r: Result<T, ModelStoreError>) {
     match r {
@@ -85,30 +76,6 @@ fn installer_child() {
         if rng.below(10) == 0 {
             ignore_refusal(models.rollback("installer"));
         }
-    }
-}
-
-/// A private link (or copy) of the test binary: a build alongside may replace the original.
-fn pin_binary(dir: &Path) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let pinned = dir.join("modelstore-installer");
-    if std::fs::hard_link(&exe, &pinned).is_err() {
-        std::fs::copy(&exe, &pinned).expect("copy the test binary");
-    }
-    pinned
-}
-
-/// `exe`, behind `TINYLCM_TEST_RUNNER` (qemu) when set.
-fn command(exe: &Path) -> Command {
-    let runner = std::env::var("TINYLCM_TEST_RUNNER").unwrap_or_default();
-    let mut words = runner.split_whitespace();
-    match words.next() {
-        Some(program) => {
-            let mut cmd = Command::new(program);
-            cmd.args(words).arg(exe);
-            cmd
-        }
-        None => Command::new(exe),
     }
 }
 
@@ -193,7 +160,7 @@ fn kill_during_install_leaves_a_working_model() {
         )
         .unwrap();
     }
-    let exe = pin_binary(dir.path());
+    let exe = pin_binary(dir.path(), "modelstore-installer");
     let stderr_path = dir.path().join("installer.stderr");
     let seed = std::env::var("TINYLCM_CRASH_SEED")
         .ok()

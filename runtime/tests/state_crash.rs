@@ -10,13 +10,17 @@
 //! event; and every acknowledged batch is there.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tinylcm::state::{Batch, DurabilityPolicy, PRUNED_EVENTS_COUNTER, Store};
+
+#[path = "support/child.rs"]
+mod child;
+use child::{Rng, command, pin_binary};
 
 const ROLE_DB: &str = "TINYLCM_STATE_CRASH_DB";
 const ROLE_POLICY: &str = "TINYLCM_STATE_CRASH_POLICY";
@@ -96,47 +100,6 @@ fn crash_writer_child() {
     }
 }
 
-/// xorshift64*: a seeded, dependency-free source of kill delays.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// A private link (or copy) of the test binary in `dir`: a `cargo build` running alongside
-/// (in a shared target directory) may replace the original while the test runs.
-fn pin_binary(dir: &Path) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let pinned = dir.join("state-crash-writer");
-    if std::fs::hard_link(&exe, &pinned).is_err() {
-        std::fs::copy(&exe, &pinned).expect("copy the test binary");
-    }
-    pinned
-}
-
-/// `exe`, behind `TINYLCM_TEST_RUNNER` (qemu) when set.
-fn command(exe: &Path) -> Command {
-    let runner = std::env::var("TINYLCM_TEST_RUNNER").unwrap_or_default();
-    let mut words = runner.split_whitespace();
-    match words.next() {
-        Some(program) => {
-            let mut cmd = Command::new(program);
-            cmd.args(words).arg(exe);
-            cmd
-        }
-        None => Command::new(exe),
-    }
-}
-
 /// Reopens the database after a kill and checks every invariant; returns the last batch.
 fn check(db: &Path, acked: u64, before: u64, kill: u32) -> u64 {
     let store = Store::open(db, DurabilityPolicy::default())
@@ -185,7 +148,7 @@ fn kill_at_random_points_leaves_a_consistent_database() {
     // Beside the build output, so the test binary can be hard-linked rather than copied.
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let db = dir.path().join("state.redb");
-    let exe = pin_binary(dir.path());
+    let exe = pin_binary(dir.path(), "state-crash-writer");
     let stderr_path = dir.path().join("writer.stderr");
     let seed = std::env::var("TINYLCM_CRASH_SEED")
         .ok()
