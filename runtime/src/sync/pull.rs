@@ -12,8 +12,11 @@
 //! * **Model**: an assignment whose SHA-256 differs from the active model and was not refused
 //!   before is downloaded to `<state dir>/downloads/<sha256>.part`, resuming with
 //!   `Range: bytes=N-`, never past the assignment's size, checked against its SHA-256, then
-//!   handed to [`SyncHost::install_release`]. A refusal is remembered by SHA-256 (in the state
-//!   database) so a bad release is not downloaded in a loop.
+//!   handed to [`SyncHost::install_release`]. A refusal is remembered by the signed release (in
+//!   the state database) so a bad release is not downloaded in a loop, while the same model
+//!   file signed again (right key, right goldens) is taken. A release the host cannot take
+//!   *now* ([`crate::sync::InstallError::Later`], or [`SyncHost::accepts_installs`] false
+//!   while a model is on trial) is tried again at a later round.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -155,10 +158,21 @@ pub fn refused(store: &Store) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn remember_refusal(store: &Store, sha256: &str) -> Result<(), String> {
+/// What a refusal is remembered by: the signed release (manifest and signature), not only
+/// the model file, so the same file published again with a right key or right goldens is
+/// taken, while the same refused release is never downloaded twice.
+fn refusal_key(a: &ModelAssignment) -> String {
+    let mut hash = Sha256::new();
+    hash.update(a.release.manifest.as_bytes());
+    hash.update([0]);
+    hash.update(a.release.signature.as_bytes());
+    tinylcm_protocol::package::hex(&hash.finalize())
+}
+
+fn remember_refusal(store: &Store, key: &str) -> Result<(), String> {
     let mut list = refused(store);
-    if !list.iter().any(|s| s == sha256) {
-        list.push(sha256.to_string());
+    if !list.iter().any(|s| s == key) {
+        list.push(key.to_string());
     }
     let over = list.len().saturating_sub(MAX_REFUSED);
     list.drain(..over);
@@ -214,7 +228,7 @@ pub async fn pull_model(
         ));
     }
     if host.active_model().is_some_and(|m| m.sha256 == a.sha256)
-        || refused(store).contains(&a.sha256)
+        || refused(store).contains(&refusal_key(&a))
     {
         return Ok(ModelOutcome::Nothing);
     }
@@ -242,7 +256,7 @@ pub async fn pull_model(
                 a.version,
                 a.sha256
             );
-            remember_refusal(store, &a.sha256)?;
+            remember_refusal(store, &refusal_key(&a))?;
             Ok(ModelOutcome::Refused(e))
         }
         Err(InstallError::Later(e)) => {
