@@ -81,19 +81,18 @@ impl Device {
 
     /// The device id once enrolled.
     pub fn device_id(&self) -> Option<String> {
-        tinylcm::sync::Credentials::load(&self.dir)
-            .ok()
-            .flatten()
-            .map(|c| c.device_id)
+        enrolled(&self.dir).map(|c| c.device_id)
     }
 
     /// The device token once enrolled.
     pub fn token(&self) -> Option<String> {
-        tinylcm::sync::Credentials::load(&self.dir)
-            .ok()
-            .flatten()
-            .map(|c| c.token)
+        enrolled(&self.dir).map(|c| c.token)
     }
+}
+
+/// The credentials a device with its state in `dir` enrolled with, once it has.
+pub fn enrolled(dir: &std::path::Path) -> Option<tinylcm::sync::Credentials> {
+    tinylcm::sync::Credentials::load(dir).ok().flatten()
 }
 
 /// A small JPEG, different per `seed`.

@@ -259,18 +259,12 @@ impl FieldDevice {
 
     /// The device id once it enrolled.
     pub fn device_id(&self) -> Option<String> {
-        tinylcm::sync::Credentials::load(&self.dir)
-            .ok()
-            .flatten()
-            .map(|c| c.device_id)
+        crate::device::enrolled(&self.dir).map(|c| c.device_id)
     }
 
     /// The device token once it enrolled.
     pub fn token(&self) -> Option<String> {
-        tinylcm::sync::Credentials::load(&self.dir)
-            .ok()
-            .flatten()
-            .map(|c| c.token)
+        crate::device::enrolled(&self.dir).map(|c| c.token)
     }
 
     /// `tinylcm model status --json` (the device must be stopped: a running service holds the
