@@ -299,72 +299,75 @@ impl StatusReport {
 mod tests {
     use super::*;
 
-    pub(crate) fn sample() -> StatusReport {
-        let p = Percentiles {
-            count: 3,
-            mean_us: 12.5,
-            p50_us: 10,
-            p90_us: 20,
-            p99_us: 30,
-            max_us: 31,
-        };
-        StatusReport {
-            format: STATUS_FORMAT,
-            running: true,
-            written_unix_ms: 1_000,
-            started_unix_ms: 500,
-            pid: 42,
-            uptime_s: 0.5,
-            interval_s: 5.0,
-            model: ModelInfo {
-                origin: "builtin:default-f32".into(),
-                sha256: "ab".repeat(32),
-                backend: "tflite-c 2.6.0".into(),
-                accelerator: "xnnpack".into(),
-                source: "synthetic".into(),
-            },
-            frames: 3,
-            fps: 6.0,
-            fps_interval: 6.0,
-            latency: [("invoke".to_string(), p)].into(),
-            confidence: ConfidenceStats {
-                frames: 3,
-                mean: Some(0.9),
-                min: Some(0.8),
-                p10: Some(0.8),
-            },
-            classes: [(
-                "ball".to_string(),
-                ClassCount {
-                    total: 3,
-                    interval: 3,
+    impl StatusReport {
+        /// A report with every part filled, for tests across the crate.
+        pub(crate) fn sample() -> StatusReport {
+            let p = Percentiles {
+                count: 3,
+                mean_us: 12.5,
+                p50_us: 10,
+                p90_us: 20,
+                p99_us: 30,
+                max_us: 31,
+            };
+            StatusReport {
+                format: STATUS_FORMAT,
+                running: true,
+                written_unix_ms: 1_000,
+                started_unix_ms: 500,
+                pid: 42,
+                uptime_s: 0.5,
+                interval_s: 5.0,
+                model: ModelInfo {
+                    origin: "builtin:default-f32".into(),
+                    sha256: "ab".repeat(32),
+                    backend: "tflite-c 2.6.0".into(),
+                    accelerator: "xnnpack".into(),
+                    source: "synthetic".into(),
                 },
-            )]
-            .into(),
-            autonomy: Some(AutonomyStatus {
-                detectors: [("cusum".to_string(), Phase::Monitoring)].into(),
-                knn: Some(KnnStatus {
-                    samples: 200,
-                    classes: 4,
+                frames: 3,
+                fps: 6.0,
+                fps_interval: 6.0,
+                latency: [("invoke".to_string(), p)].into(),
+                confidence: ConfidenceStats {
+                    frames: 3,
+                    mean: Some(0.9),
+                    min: Some(0.8),
+                    p10: Some(0.8),
+                },
+                classes: [(
+                    "ball".to_string(),
+                    ClassCount {
+                        total: 3,
+                        interval: 3,
+                    },
+                )]
+                .into(),
+                autonomy: Some(AutonomyStatus {
+                    detectors: [("cusum".to_string(), Phase::Monitoring)].into(),
+                    knn: Some(KnnStatus {
+                        samples: 200,
+                        classes: 4,
+                    }),
+                    ..Default::default()
                 }),
-                ..Default::default()
-            }),
-            system: SystemMetrics {
-                soc_temperature_c: Some(48.3),
-                ..Default::default()
-            },
-            store: Some(StoreFigures::default()),
-            dropped_reports: 0,
-            failed_writes: 0,
-            release: None,
-            sync: None,
-            rauc: None,
+                system: SystemMetrics {
+                    soc_temperature_c: Some(48.3),
+                    ..Default::default()
+                },
+                store: Some(StoreFigures::default()),
+                dropped_reports: 0,
+                failed_writes: 0,
+                release: None,
+                sync: None,
+                rauc: None,
+            }
         }
     }
 
     #[test]
     fn round_trips_through_json() {
-        let r = sample();
+        let r = StatusReport::sample();
         let text = r.to_json().unwrap();
         assert!(text.contains("\"format\": 1"), "{text}");
         assert!(text.contains("\"cusum\": \"monitoring\""), "{text}");
@@ -377,7 +380,7 @@ mod tests {
     #[test]
     fn other_versions_and_garbage_are_refused_clearly() {
         let p = Path::new("s.json");
-        let newer = sample()
+        let newer = StatusReport::sample()
             .to_json()
             .unwrap()
             .replace("\"format\": 1", "\"format\": 2");
@@ -415,7 +418,7 @@ mod tests {
         let missing = StatusReport::read(&dir.path().join("none.json")).unwrap_err();
         assert!(matches!(missing, StatusError::Io { .. }), "{missing}");
         let ok = dir.path().join("ok.json");
-        std::fs::write(&ok, sample().to_json().unwrap()).unwrap();
-        assert_eq!(StatusReport::read(&ok).unwrap(), sample());
+        std::fs::write(&ok, StatusReport::sample().to_json().unwrap()).unwrap();
+        assert_eq!(StatusReport::read(&ok).unwrap(), StatusReport::sample());
     }
 }

@@ -105,36 +105,14 @@ impl HealthGate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{ModelInfo, STATUS_FORMAT};
 
     fn report(pid: u32, frames: u64, written_unix_ms: u64) -> StatusReport {
         StatusReport {
-            format: STATUS_FORMAT,
-            running: true,
             written_unix_ms,
             started_unix_ms: u64::from(pid) * 10,
             pid,
-            uptime_s: 1.0,
-            interval_s: 5.0,
-            model: ModelInfo {
-                origin: "builtin:default-f32".into(),
-                sha256: "ab".repeat(32),
-                ..Default::default()
-            },
             frames,
-            fps: 1.0,
-            fps_interval: 1.0,
-            latency: Default::default(),
-            confidence: Default::default(),
-            classes: Default::default(),
-            autonomy: None,
-            system: Default::default(),
-            store: None,
-            dropped_reports: 0,
-            failed_writes: 0,
-            release: None,
-            sync: None,
-            rauc: None,
+            ..StatusReport::sample()
         }
     }
 
