@@ -417,6 +417,11 @@ impl Service {
         config: &Config,
         observer: &mut dyn ServiceObserver,
     ) -> Result<EndReason, ServiceError> {
+        let remaining =
+            (config.run.max_frames > 0).then(|| config.run.max_frames.saturating_sub(self.frames));
+        if remaining == Some(0) {
+            return Ok(EndReason::FrameLimit);
+        }
         self.show_starting(config);
         let mut config = config.clone();
         let active = self.models(&config)?.choose(&mut config)?;
@@ -433,7 +438,8 @@ impl Service {
         }
         let mut pipeline = assemble::pipeline(config, &model)?;
         let mut source = assemble::source(config)?;
-        let engine_line = assemble::describe(&pipeline, &model.origin, &source.describe());
+        let source_line = source.describe();
+        let engine_line = assemble::describe(&pipeline, &model.origin, &source_line);
         tracing::info!("{engine_line}");
         let store = self.store(config)?;
         let mut health = match &self.models {
@@ -461,15 +467,10 @@ impl Service {
             config,
             &model,
             &pipeline,
-            &source.describe(),
+            &source_line,
             Some(Arc::clone(&store)),
             Some(self.status_extras()),
         )?;
-        let remaining =
-            (config.run.max_frames > 0).then(|| config.run.max_frames.saturating_sub(self.frames));
-        if remaining == Some(0) {
-            return Ok(EndReason::FrameLimit);
-        }
         let options = RunOptions {
             max_frames: remaining,
             stop: Some(self.control.interrupt_flag()),
