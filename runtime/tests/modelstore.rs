@@ -4,39 +4,17 @@
 
 use std::path::Path;
 
-use tinylcm::assemble;
-use tinylcm::config::Config;
-use tinylcm::model::LoadedModel;
 use tinylcm::modelstore::{
     ActiveState, BootChoice, ModelStore, ModelStoreError, RolledBack, Slot, Verdict,
 };
 use tinylcm_protocol::release::SigningKey;
 
 mod modelstore_support;
-use modelstore_support::{config, model, open, release, trust, with_goldens};
+use modelstore_support::{config, model, open, release, run_choice, trust, with_goldens};
 
 /// Loads what `boot` chose through the real engine and runs one frame.
 fn run_boot_choice(models: &ModelStore) -> Option<String> {
-    let boot = models.boot().unwrap();
-    let BootChoice::Installed {
-        model,
-        manifest,
-        identity,
-        ..
-    } = boot.choice
-    else {
-        return None;
-    };
-    let loaded = LoadedModel::from_file(&model, Some(&manifest)).unwrap();
-    assert_eq!(loaded.manifest.sha256, identity.sha256);
-    let mut config = Config::default();
-    config.model.path = Some(model.clone());
-    config.model.manifest = Some(manifest);
-    let mut pipeline = assemble::pipeline(&config, &loaded).unwrap();
-    let frame = tinylcm::modelstore::golden::golden_frame(1, 96, 96);
-    let p = pipeline.process(&frame).unwrap();
-    assert!(p.confidence.is_finite());
-    Some(identity.version)
+    run_choice(models.boot().unwrap().choice, "boot")
 }
 
 /// Feeds the health window until it decides.

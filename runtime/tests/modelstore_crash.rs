@@ -15,16 +15,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tinylcm::config::Config;
-use tinylcm::model::LoadedModel;
-use tinylcm::modelstore::{BootChoice, HealthSummary, ModelStore, ModelStoreError, SlotRecord};
+use tinylcm::modelstore::{HealthSummary, ModelStore, ModelStoreError, SlotRecord};
 use tinylcm_protocol::release::{PublicKey, SignedRelease, SigningKey};
 
 #[path = "support/child.rs"]
 mod child;
 mod modelstore_support;
 use child::{Rng, command, pin_binary};
-use modelstore_support::{config, model, open, release, trust, with_goldens};
+use modelstore_support::{config, model, open, release, run_choice, trust, with_goldens};
 
 const ROLE_DIR: &str = "TINYLCM_MODELSTORE_CRASH_DIR";
 const ROLE_SEED: &str = "TINYLCM_MODELSTORE_CRASH_SEED";
@@ -127,21 +125,7 @@ fn check(dir: &Path, trusted: &[PublicKey], kill: u32) -> Option<String> {
     if let Some(why) = &boot.rolled_back {
         assert!(why.contains("crash loop"), "kill {kill}: {why}");
     }
-    let BootChoice::Installed {
-        model,
-        manifest,
-        identity,
-    } = boot.choice
-    else {
-        return None;
-    };
-    let loaded = LoadedModel::from_file(&model, Some(&manifest))
-        .unwrap_or_else(|e| panic!("kill {kill}: the active model does not load: {e}"));
-    assert_eq!(loaded.manifest.sha256, identity.sha256, "kill {kill}");
-    let mut pipeline = tinylcm::assemble::pipeline(&Config::default(), &loaded).unwrap();
-    let frame = tinylcm::modelstore::golden::golden_frame(9, 96, 96);
-    assert!(pipeline.process(&frame).unwrap().confidence.is_finite());
-    Some(identity.version)
+    run_choice(boot.choice, &format!("kill {kill}"))
 }
 
 #[test]

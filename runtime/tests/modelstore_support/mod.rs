@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tinylcm::engine::EngineConfig;
 use tinylcm::model::ModelManifest;
-use tinylcm::modelstore::{ModelStore, ModelsConfig, golden};
+use tinylcm::modelstore::{BootChoice, ModelStore, ModelsConfig, golden};
 use tinylcm::state::{DurabilityPolicy, Store};
 use tinylcm_protocol::package::sha256_hex;
 use tinylcm_protocol::release::{FORMAT, ReleaseManifest, SignedRelease, SigningKey};
@@ -91,4 +91,28 @@ pub fn open(dir: &Path, config: &ModelsConfig) -> (Arc<Store>, ModelStore) {
     )
     .unwrap();
     (store, models)
+}
+
+/// Loads what a boot chose through the real engine and runs one frame; returns the running
+/// release's version (`None`: the configured model). `context` prefixes failure messages.
+pub fn run_choice(choice: BootChoice, context: &str) -> Option<String> {
+    let BootChoice::Installed {
+        model,
+        manifest,
+        identity,
+    } = choice
+    else {
+        return None;
+    };
+    let loaded = tinylcm::model::LoadedModel::from_file(&model, Some(&manifest))
+        .unwrap_or_else(|e| panic!("{context}: the active model does not load: {e}"));
+    assert_eq!(loaded.manifest.sha256, identity.sha256, "{context}");
+    let mut pipeline =
+        tinylcm::assemble::pipeline(&tinylcm::config::Config::default(), &loaded).unwrap();
+    let frame = golden::golden_frame(1, 96, 96);
+    assert!(
+        pipeline.process(&frame).unwrap().confidence.is_finite(),
+        "{context}"
+    );
+    Some(identity.version)
 }
