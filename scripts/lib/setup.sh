@@ -66,3 +66,34 @@ ensure_aarch64_deps() {
     fi
     ensure_rust_targets aarch64-unknown-linux-gnu
 }
+
+# The Python tools of the Yocto layer's offline checks, pinned, in their own venv:
+# oelint-adv (lints recipes against a release's rules) and kas (reads our project files).
+YOCTO_TOOLS=(oelint-adv==9.11.2 kas==5.5)
+
+# The venv holding YOCTO_TOOLS (its bin/ has oelint-adv and kas).
+yocto_venv() {
+    printf '%s\n' "$(cache_dir)/venv-yocto"
+}
+
+# Create or update the venv with YOCTO_TOOLS; quick when they are already there.
+ensure_yocto_tools() {
+    ensure_apt python3-venv git
+    local venv stamp want
+    venv=$(yocto_venv)
+    stamp="$venv/.tinylcm-tools"
+    want="${YOCTO_TOOLS[*]}"
+    [ -x "$venv/bin/kas" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
+    note "installing ${want} into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "${YOCTO_TOOLS[@]}"
+    printf '%s\n' "$want" >"$stamp"
+}
+
+# Tools the image scripts and their checks use: bmaptool (flash), mkimage (boot.scr),
+# filesystem and partition tools that build images without mounting, cpio and a static
+# busybox for initramfs images, and RAUC (bundles, the A/B round trip).
+ensure_image_tools() {
+    ensure_apt bmap-tools u-boot-tools cpio busybox-static dosfstools mtools fdisk e2fsprogs \
+        rauc rauc-service squashfs-tools openssl dbus util-linux systemd
+}

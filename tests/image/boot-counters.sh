@@ -8,7 +8,7 @@
 #  2. That the boards' system.conf, layout.toml and boot.cmd agree on which partition is
 #     which slot.
 #  3. That the checks can fail: each of a few broken copies of boot.cmd must fail step 1.
-# Usage: board/tests/boot-counters.sh [BOOT_CMD]   (default board/common/boot.cmd; with an
+# Usage: tests/image/boot-counters.sh [BOOT_CMD]   (default board/common/boot.cmd; with an
 # explicit script only step 1 runs, which is how step 3 calls itself)
 set -eu
 
