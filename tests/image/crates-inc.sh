@@ -24,7 +24,7 @@ if ! diff -u "$INC" "$WORK/fresh.inc" >"$WORK/diff"; then
     head -40 "$WORK/diff" >&2
     die "the crates include differs from Cargo.lock: run scripts/update-crates-inc and commit the result"
 fi
-n=$(grep -c '^    crate://crates.io/' "$INC")
+n=$(grep -c 'crate://crates.io/' "$INC")
 locked=$(grep -c '^source = "registry+https://github.com/rust-lang/crates.io-index"' "$ROOT/Cargo.lock")
 [ "$n" -eq "$locked" ] || die "the include lists $n crates, Cargo.lock has $locked from crates.io"
 echo "ok: tinylcm-runtime-crates.inc equals the one made from Cargo.lock ($n crates)"
