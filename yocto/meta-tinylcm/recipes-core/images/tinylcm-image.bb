@@ -25,7 +25,7 @@ IMAGE_INSTALL += "kernel-image \
                   libtensorflow-lite-c \
                   libubootenv-bin \
                   v4l-utils \
-                  ${@bb.utils.contains('TINYLCM_CAMERA', 'libcamera', 'libcamera libcamera-v4l2', '', d)} \
+                  ${@bb.utils.contains('TINYLCM_CAMERA', 'libcamera', 'libcamera', '', d)} \
                   e2fsprogs-resize2fs \
                   parted \
                   "
