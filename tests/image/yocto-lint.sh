@@ -93,6 +93,20 @@ grep -q 'LAYERSERIES_COMPAT_tinylcm = "wrynose"' "$LAYER/conf/layer.conf" ||
     die "conf/layer.conf does not declare LAYERSERIES_COMPAT wrynose"
 echo "ok: README.md (maintainer, patches, e-mail), SECURITY.md, COPYING.MIT and LAYERSERIES_COMPAT are there"
 
+# bitbake refuses to build when a licence file's checksum is stale: catch an edited
+# LICENSE-* here rather than on the first build after it.
+recipe="$LAYER/recipes-tinylcm/tinylcm-runtime/tinylcm-runtime_git.bb"
+n=0
+while read -r file sum; do
+    [ -f "$ROOT/$file" ] || die "$recipe: LIC_FILES_CHKSUM names $file, which the repository lacks"
+    actual=$(md5sum "$ROOT/$file" | cut -d' ' -f1)
+    [ "$actual" = "$sum" ] ||
+        die "$recipe: LIC_FILES_CHKSUM of $file is $sum, the file's md5 is $actual: update the recipe"
+    n=$((n + 1))
+done < <(grep -o 'file://[^;]*;md5=[0-9a-f]*' "$recipe" | sed 's|file://||; s|;md5=| |')
+[ "$n" -ge 2 ] || die "$recipe: expected LIC_FILES_CHKSUM entries for LICENSE-MIT and LICENSE-APACHE"
+echo "ok: the runtime recipe's LIC_FILES_CHKSUM matches the repository's $n licence files"
+
 # 3. Every bbappend acts only under the distro override.
 if ! check_gated "$LAYER" >"$WORK/gated.txt"; then
     cat "$WORK/gated.txt" >&2
