@@ -2,6 +2,9 @@
 //! classifies the synthetic camera it was trained for — on every backend and
 //! accelerator this machine has, with the same answers everywhere.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
 use tinylcm::assemble;
 use tinylcm::config::{BuiltinVariant, Config};
 use tinylcm::engine::BackendChoice;
@@ -11,7 +14,11 @@ use tinylcm::pipeline::runner::{self, FrameReport, Observer, RunOptions};
 
 /// Frames per run: enough for a stable accuracy. Under qemu (aarch64) fewer: there the test
 /// is about LiteRT's aarch64 kernels giving the right answers, and each frame costs ~20x.
-const FRAMES: u64 = if cfg!(target_arch = "x86_64") { 120 } else { 40 };
+const FRAMES: u64 = if cfg!(target_arch = "x86_64") {
+    120
+} else {
+    40
+};
 
 /// Records every frame's top class and scores.
 #[derive(Default)]
@@ -67,6 +74,22 @@ fn run(backend: BackendChoice, xnnpack: bool, variant: BuiltinVariant, phase: Ph
     }
 }
 
+/// The run for these settings, made once per test binary and shared by the tests that need
+/// it: a run costs seconds under qemu, most of it LiteRT preparing the model.
+fn outcome(
+    backend: BackendChoice,
+    xnnpack: bool,
+    variant: BuiltinVariant,
+    phase: Phase,
+) -> Arc<Outcome> {
+    type Cell = Arc<OnceLock<Arc<Outcome>>>;
+    static RUNS: Mutex<BTreeMap<String, Cell>> = Mutex::new(BTreeMap::new());
+    let key = format!("{backend:?} {xnnpack} {variant:?} {phase:?}");
+    let cell = RUNS.lock().unwrap().entry(key).or_default().clone();
+    cell.get_or_init(|| Arc::new(run(backend, xnnpack, variant, phase)))
+        .clone()
+}
+
 /// The backends and XNNPACK settings this architecture can run.
 fn engines() -> Vec<(BackendChoice, bool)> {
     let mut engines = vec![(BackendChoice::Litert, true)];
@@ -89,7 +112,7 @@ fn recognises_the_normal_scene_on_every_engine_and_variant() {
         let runs: Vec<_> = engines()
             .into_iter()
             .map(|(backend, xnnpack)| {
-                let outcome = run(backend, xnnpack, variant, Phase::Normal);
+                let outcome = outcome(backend, xnnpack, variant, Phase::Normal);
                 assert!(
                     outcome.accuracy >= 0.9,
                     "{variant:?} on {backend:?} (xnnpack {xnnpack}): accuracy {:.3}",
@@ -123,13 +146,13 @@ fn recognises_the_normal_scene_on_every_engine_and_variant() {
 
 #[test]
 fn int8_and_f32_agree_on_the_normal_scene() {
-    let f32 = run(
+    let f32 = outcome(
         BackendChoice::Litert,
         true,
         BuiltinVariant::F32,
         Phase::Normal,
     );
-    let int8 = run(
+    let int8 = outcome(
         BackendChoice::Litert,
         true,
         BuiltinVariant::Int8,
@@ -146,13 +169,13 @@ fn the_unseen_object_is_not_recognised_as_itself() {
     // The star was never trained on: the model can only answer a known class, and
     // does so with less confidence than on the normal scene. This is the drift
     // the runtime will detect.
-    let normal = run(
+    let normal = outcome(
         BackendChoice::Litert,
         true,
         BuiltinVariant::F32,
         Phase::Normal,
     );
-    let unseen = run(
+    let unseen = outcome(
         BackendChoice::Litert,
         true,
         BuiltinVariant::F32,
