@@ -43,8 +43,8 @@ NEEDED_LAYERS=(meta meta-poky meta-oe meta-python meta-multimedia meta-raspberry
 
 export GIT_AUTHOR_NAME=kas-test GIT_AUTHOR_EMAIL=kas-test@localhost
 export GIT_COMMITTER_NAME=kas-test GIT_COMMITTER_EMAIL=kas-test@localhost
-export GIT_CONFIG_NOSYSTEM=1 HOME="$WORK/home"
-mkdir -p "$HOME"
+# The stubs are built with git: no user or system configuration may change them.
+export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null
 
 # --- 1. schema and lock file ------------------------------------------------------------------
 
@@ -304,6 +304,9 @@ for bad in raspberrypi5 ""; do
         fail "build-image: the error for board '$bad' does not list the boards: $out"
 done
 ok "build-image: an unknown or missing board is refused with the list of boards"
+"$ROOT/scripts/update-kas-lock" --help | grep -q "kas lock" || fail "update-kas-lock --help"
+if "$ROOT/scripts/update-kas-lock" --bogus >/dev/null 2>&1; then fail "update-kas-lock accepted --bogus"; fi
+ok "update-kas-lock: --help, unknown arguments refused (the lock itself needs the network)"
 
 # --- 4. broken copies must fail ---------------------------------------------------------------
 
