@@ -10,7 +10,11 @@ use std::process::Command;
 #[path = "support/cli.rs"]
 mod cli_support;
 
-const UNITS: [&str; 2] = ["tinylcm.service", "tinylcm-healthcheck.service"];
+const UNITS: [&str; 3] = [
+    "tinylcm.service",
+    "tinylcm-healthcheck.service",
+    "tinylcm-provision.service",
+];
 
 fn board() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../board")
@@ -48,7 +52,7 @@ fn root(units: &[(&str, String)]) -> tempfile::TempDir {
         .arg(r.join("usr/lib/systemd/"))
         .status();
     assert!(copy.unwrap().success(), "copying the distro's units");
-    for dir in ["etc/systemd/system", "usr/bin", "bin"] {
+    for dir in ["etc/systemd/system", "usr/bin", "usr/sbin", "bin"] {
         std::fs::create_dir_all(r.join(dir)).unwrap();
     }
     for (name, text) in units {
@@ -60,6 +64,12 @@ fn root(units: &[(&str, String)]) -> tempfile::TempDir {
         std::fs::copy(binary, &target).unwrap();
     }
     std::fs::copy("/bin/kill", r.join("bin/kill")).unwrap();
+    // The provisioning script, installed executable as the image does.
+    let provision = r.join("usr/sbin/tinylcm-provision");
+    std::fs::copy(board().join("common/tinylcm-provision"), &provision).unwrap();
+    let mut perms = std::fs::metadata(&provision).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&provision, perms).unwrap();
     root
 }
 
@@ -129,6 +139,107 @@ fn the_service_is_a_watched_notify_service_in_a_sandbox() {
     let exec = value(&gate, "ExecStart");
     assert!(exec.starts_with("/usr/bin/tinylcm healthcheck "), "{exec}");
     assert!(exec.contains("--mark-good") && exec.contains("--mark-bad-on-failure"));
+
+    // Provisioning runs before the runtime, which reads what it wrote; a device never
+    // provisioned has no file, hence the "-".
+    let provision = unit("tinylcm-provision.service");
+    for (key, expected) in [
+        ("Type", "oneshot"),
+        ("ExecStart", "/usr/sbin/tinylcm-provision"),
+        ("RequiresMountsFor", "/data /boot"),
+    ] {
+        assert_eq!(value(&provision, key), expected, "{key}");
+    }
+    let before: Vec<String> = directives(&provision)
+        .into_iter()
+        .filter(|(k, _)| k == "Before")
+        .flat_map(|(_, v)| v.split_whitespace().map(String::from).collect::<Vec<_>>())
+        .collect();
+    assert!(before.iter().any(|u| u == "tinylcm.service"), "{before:?}");
+    assert_eq!(
+        value(&service, "EnvironmentFile"),
+        "-/data/tinylcm/provision.env"
+    );
+}
+
+/// What `tinylcm-provision` writes for the runtime (`provision.env`) is understood by the
+/// binary: the script runs in a fake root with provisioning files on its "boot partition",
+/// and `tinylcm config` with the device's config file and that environment prints the
+/// server, the key file and the CA it names.
+#[test]
+fn the_provisioned_environment_configures_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    for sub in ["boot/tinylcm", "data", "proc/sys/kernel", "etc"] {
+        std::fs::create_dir_all(r.join(sub)).unwrap();
+    }
+    std::fs::write(
+        r.join("boot/tinylcm/provision.conf"),
+        "server = https://sphere.example:8470\n",
+    )
+    .unwrap();
+    std::fs::write(r.join("boot/tinylcm/enroll.key"), "enr_units_test\n").unwrap();
+    std::fs::write(
+        r.join("boot/tinylcm/ca.pem"),
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    std::fs::write(r.join("proc/cpuinfo"), "Serial\t\t: 00000000feedbeef\n").unwrap();
+    std::fs::write(r.join("proc/mounts"), "").unwrap();
+    std::fs::write(r.join("proc/sys/kernel/hostname"), "localhost\n").unwrap();
+    let out = Command::new("sh")
+        .arg(board().join("common/tinylcm-provision"))
+        .env("TINYLCM_PROVISION_BOOT", r.join("boot"))
+        .env("TINYLCM_PROVISION_DATA", r.join("data"))
+        .env("TINYLCM_PROVISION_PROC", r.join("proc"))
+        .env("TINYLCM_PROVISION_MACHINE_ID", r.join("etc/machine-id"))
+        // Growing partitions is tests/image/provision.sh's part.
+        .env("TINYLCM_PROVISION_GROW", "no")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The EnvironmentFile's assignments, as systemd would pass them.
+    let env_file = std::fs::read_to_string(r.join("data/tinylcm/provision.env")).unwrap();
+    let vars: Vec<(String, String)> = env_file
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (k, v) = l.split_once('=').expect("KEY=value");
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    assert_eq!(vars.len(), 3, "{env_file}");
+    let out = cli_support::tinylcm()
+        .args(["config", "--config"])
+        .arg(board().join("tinylcm.toml"))
+        .envs(vars)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let data = r.join("data/tinylcm");
+    for line in [
+        "server = \"https://sphere.example:8470\"".to_string(),
+        format!(
+            "enrollment-key-file = \"{}\"",
+            data.join("enroll.key").display()
+        ),
+        format!("ca-file = \"{}\"", data.join("ca.pem").display()),
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.trim() == line),
+            "{line} in:\n{stdout}"
+        );
+    }
 }
 
 #[test]

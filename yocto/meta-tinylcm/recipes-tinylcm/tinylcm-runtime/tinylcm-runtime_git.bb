@@ -56,8 +56,8 @@ do_install:append() {
     install -m 0644 ${S}/board/systemd/tinylcm-provision.service ${D}${systemd_system_unitdir}/
     install -d ${D}${nonarch_libdir}/tmpfiles.d
     install -m 0644 ${S}/board/systemd/tinylcm.tmpfiles ${D}${nonarch_libdir}/tmpfiles.d/tinylcm.conf
-    install -d ${D}${libexecdir}
-    install -m 0755 ${S}/board/common/tinylcm-provision ${D}${libexecdir}/tinylcm-provision
+    install -d ${D}${sbindir}
+    install -m 0755 ${S}/board/common/tinylcm-provision ${D}${sbindir}/tinylcm-provision
     install -d ${D}${sysconfdir}/tinylcm
     install -m 0644 ${S}/board/tinylcm.toml ${D}${sysconfdir}/tinylcm/config.toml
     install -d ${D}${docdir}/tinylcm
@@ -65,9 +65,11 @@ do_install:append() {
 }
 
 FILES:${PN} += "${nonarch_libdir}/tmpfiles.d/tinylcm.conf \
-                ${libexecdir}/tinylcm-provision"
+                ${sbindir}/tinylcm-provision"
 CONFFILES:${PN} = "${sysconfdir}/tinylcm/config.toml"
 
 # The inference library is dlopen'ed by name (libtensorflowlite_c.so), never linked, so
 # the package manager cannot see the dependency: name it. The health gate talks to RAUC.
-RDEPENDS:${PN} = "libtensorflow-lite-c rauc"
+# tinylcm-provision grows /data (sfdisk, partx, e2fsck, resize2fs, dumpe2fs) at boot.
+RDEPENDS:${PN} = "e2fsprogs-dumpe2fs e2fsprogs-e2fsck e2fsprogs-resize2fs \
+                  libtensorflow-lite-c rauc util-linux-partx util-linux-sfdisk"
