@@ -294,7 +294,7 @@ impl Worker {
             Ok(k) => k,
             Err(e) => return Err(format!("enrollment key: {e}")),
         };
-        let c = credentials::enroll_with(&self.client, server, &key, None)
+        let c = credentials::enroll_with(&self.client, server, &key)
             .await
             .map_err(|e| e.to_string())?;
         c.save(&self.setup.state_dir).map_err(|e| e.to_string())?;

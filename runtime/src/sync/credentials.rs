@@ -118,12 +118,13 @@ pub fn read_small(path: &Path) -> Result<String, SyncError> {
         .map_err(|_| SyncError::Config(format!("{} is not UTF-8 text", path.display())))
 }
 
-/// Trades `key` for credentials at `server` (async, on the caller's runtime).
+/// Trades `key` for credentials at `server` (async, on the caller's runtime). The machine's
+/// host name goes along as the device's display name (provisioning names each device from
+/// its serial number), so operators see the same name whichever way a device enrolled.
 pub async fn enroll_with(
     client: &reqwest::Client,
     server: &str,
     key: &str,
-    name: Option<String>,
 ) -> Result<Credentials, SyncError> {
     let fail = |reason: String| SyncError::Enroll {
         server: server.to_string(),
@@ -135,7 +136,7 @@ pub async fn enroll_with(
     }
     let body = EnrollRequest {
         enrollment_key: key.to_string(),
-        name,
+        name: hostname(),
         hardware: Some(std::env::consts::ARCH.to_string()),
     };
     let request = client.post(http::join(server, paths::ENROLL)).json(&body);
@@ -171,8 +172,7 @@ pub fn enroll(
         .enable_all()
         .build()
         .map_err(|e| SyncError::io("starting the HTTP runtime for", state_dir, e))?;
-    let name = hostname();
-    let c = rt.block_on(enroll_with(&client, server, key, name))?;
+    let c = rt.block_on(enroll_with(&client, server, key))?;
     c.save(state_dir)?;
     tracing::info!("enrolled with {} as device {}", c.server, c.device_id);
     Ok(c)

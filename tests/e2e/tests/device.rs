@@ -91,6 +91,12 @@ fn drift_and_feedback(sphere: Sphere, work: &Path) {
     let mut device = FieldDevice::new(&work.join("device"), &settings);
     let id = start_enrolled(&mut device);
 
+    // Enrolled from the key file, the device is listed under the machine's host name (what
+    // provisioning sets from the serial number), as after `tinylcm enroll`.
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let row = sphere.device(&id).expect("the enrolled device is listed");
+    assert_eq!(row["name"], hostname.trim(), "{row:#}");
+
     // Drift events in the Drift Hub, one with a sample image that is a JPEG.
     let event = device.wait(
         120,

@@ -42,3 +42,31 @@ WKS_FILE = "tinylcm-dual-rpi.wks.in"
 WKS_SEARCH_PATH:prepend := "${THISDIR}/../../files/wic:"
 # The slot size of board/common/layout.toml (1 GiB): the ext4 of the bundle must fit it.
 IMAGE_ROOTFS_MAXSIZE = "1048576"
+
+# Wi-Fi: tinylcm-provision writes the credentials from the boot partition to
+# /data/etc/wpa_supplicant/wpa_supplicant-wlan0.conf; the read-only root links to that file
+# and starts wpa_supplicant on wlan0 (which fails quietly on a board without credentials).
+IMAGE_INSTALL += "wpa-supplicant"
+ROOTFS_POSTPROCESS_COMMAND += "tinylcm_wifi_from_data tinylcm_camera_compat"
+tinylcm_wifi_from_data[doc] = "Links wpa_supplicant's wlan0 configuration to the provisioned file on /data"
+tinylcm_camera_compat[doc] = "Preloads libcamera's V4L2 compatibility layer into tinylcm.service"
+
+tinylcm_wifi_from_data() {
+    install -d ${IMAGE_ROOTFS}${sysconfdir}/wpa_supplicant
+    ln -sf /data/etc/wpa_supplicant/wpa_supplicant-wlan0.conf \
+        ${IMAGE_ROOTFS}${sysconfdir}/wpa_supplicant/wpa_supplicant-wlan0.conf
+    install -d ${IMAGE_ROOTFS}${sysconfdir}/systemd/system/multi-user.target.wants
+    ln -sf ${systemd_system_unitdir}/wpa_supplicant@.service \
+        ${IMAGE_ROOTFS}${sysconfdir}/systemd/system/multi-user.target.wants/wpa_supplicant@wlan0.service
+}
+
+# A camera module gives raw Bayer frames on its V4L2 node; libcamera's V4L2 compatibility
+# layer, preloaded into the runtime, turns them into the processed frames the runtime's V4L2
+# source reads. USB webcams work either way.
+tinylcm_camera_compat() {
+    if [ "${TINYLCM_CAMERA}" = "libcamera" ]; then
+        install -d ${IMAGE_ROOTFS}${sysconfdir}/systemd/system/tinylcm.service.d
+        printf '[Service]\nEnvironment=LD_PRELOAD=%s/libcamera/v4l2-compat.so\n' "${libexecdir}" \
+            > ${IMAGE_ROOTFS}${sysconfdir}/systemd/system/tinylcm.service.d/libcamera.conf
+    fi
+}
