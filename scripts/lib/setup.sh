@@ -97,3 +97,36 @@ ensure_image_tools() {
     ensure_apt bmap-tools u-boot-tools cpio busybox-static dosfstools mtools fdisk e2fsprogs \
         rauc rauc-service squashfs-tools openssl dbus util-linux systemd
 }
+
+# Major version of the installed qemu-system-aarch64, or 0.
+qemu_system_major() {
+    qemu-system-aarch64 --version 2>/dev/null | sed -n 's/.*version \([0-9]*\).*/\1/p' | head -n1 | grep . || echo 0
+}
+
+# qemu-system-aarch64 for booting the aarch64 runtime (scripts/qemu-boot). From
+# bookworm-backports: bookworm's qemu-system-arm 7.2 cannot be installed next to the
+# qemu-utils 10 that ensure_aarch64_deps' qemu-user pulls in ("Breaks: qemu-system-common
+# (< 1:8.0)"). Also makes arm64 packages downloadable (`apt-get download pkg:arm64`), which
+# is how the guest kernel and busybox are fetched.
+ensure_qemu_system() {
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    if [ "$(qemu_system_major)" -lt 8 ]; then
+        if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+            echo 'deb http://deb.debian.org/debian bookworm-backports main' |
+                $sudo tee /etc/apt/sources.list.d/bookworm-backports.list >/dev/null
+        fi
+        note "installing qemu-system-arm >= 8 from bookworm-backports"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+            -t bookworm-backports qemu-system-arm >/dev/null
+        [ "$(qemu_system_major)" -ge 8 ] ||
+            die "qemu-system-aarch64 >= 8 is needed (found $(qemu_system_major))"
+    fi
+    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        note "adding the arm64 architecture to apt (for the guest's kernel and busybox)"
+        $sudo dpkg --add-architecture arm64
+        $sudo apt-get update -qq
+    fi
+    ensure_apt cpio binutils-aarch64-linux-gnu
+}
