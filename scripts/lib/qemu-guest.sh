@@ -52,10 +52,20 @@ guest_deb() {
     printf '%s\n' "$file"
 }
 
-# guest_kernel DIR: extract the pinned kernel into DIR: DIR/Image and DIR/zero2w.dtb.
+# guest_kernel: print the folder holding the pinned kernel as Image and the Zero 2 W's
+# device tree as zero2w.dtb. Extracted once from the verified .deb into the cache (unpacking
+# the 60 MB package costs seconds per boot otherwise); a stamp written last names the .deb's
+# SHA-256, so an interrupted or outdated extraction is redone.
 guest_kernel() {
-    local dir=$1 deb
+    local dir deb
+    dir=$(cache_dir)/qemu/kernel-$GUEST_KERNEL_RELEASE
+    if [ "$(cat "$dir/.deb-sha256" 2>/dev/null)" = "$GUEST_KERNEL_DEB_SHA256" ] &&
+        [ -f "$dir/Image" ] && [ -f "$dir/zero2w.dtb" ]; then
+        printf '%s\n' "$dir"
+        return
+    fi
     deb=$(guest_deb "$GUEST_KERNEL_PKG" "$GUEST_KERNEL_VERSION" "$GUEST_KERNEL_DEB_SHA256")
+    rm -rf -- "$dir"
     mkdir -p "$dir/x"
     dpkg-deb --fsys-tarfile "$deb" |
         tar -x -C "$dir/x" "./boot/vmlinuz-$GUEST_KERNEL_RELEASE" \
@@ -63,6 +73,8 @@ guest_kernel() {
     mv "$dir/x/boot/vmlinuz-$GUEST_KERNEL_RELEASE" "$dir/Image"
     mv "$dir/x/usr/lib/linux-image-$GUEST_KERNEL_RELEASE/$GUEST_ZERO2W_DTB" "$dir/zero2w.dtb"
     rm -rf -- "$dir/x"
+    printf '%s\n' "$GUEST_KERNEL_DEB_SHA256" >"$dir/.deb-sha256"
+    printf '%s\n' "$dir"
 }
 
 # guest_busybox FILE: extract the pinned static arm64 busybox to FILE.

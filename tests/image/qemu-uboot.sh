@@ -68,7 +68,7 @@ require_cmds qemu-system-aarch64 mkimage mkfs.fat mcopy mke2fs sfdisk fw_printen
 
 # ------------------------------------------------------------------ the disk
 
-guest_kernel "$WORK/kernel"
+KERNEL=$(guest_kernel)/Image
 mkimage -A arm64 -O linux -T script -C none -n "tinylcm boot.cmd" \
     -d "$BOOT_CMD" "$WORK/boot.scr" >/dev/null
 
@@ -116,7 +116,7 @@ while read -r number label fstype size slot; do
             if [ "$slot" != - ]; then
                 # A root file system as the image lays it out: the kernel inside the slot.
                 mkdir -p "$WORK/fs$number/boot"
-                cp "$WORK/kernel/Image" "$WORK/fs$number/boot/Image"
+                cp "$KERNEL" "$WORK/fs$number/boot/Image"
             fi
             mke2fs -q -t ext4 -L "$label" -d "$WORK/fs$number" -E offset=$((start * MIB)) \
                 "$DISK" $((size * 1024))k
