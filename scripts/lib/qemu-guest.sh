@@ -86,3 +86,76 @@ guest_busybox() {
     mv "$tmp/bin/busybox" "$file"
     rm -rf -- "$tmp"
 }
+
+# Debian's U-Boot for the Raspberry Pi (rpi_arm64: the configuration meta-raspberrypi builds
+# for both boards; environment in uboot.env on the FAT partition), same pinning as above.
+GUEST_UBOOT_RPI_PKG=u-boot-rpi
+GUEST_UBOOT_RPI_VERSION=2023.01+dfsg-2+deb12u3
+GUEST_UBOOT_RPI_DEB_SHA256=3722f286cfafca03f4cac7adade04fccf66158ad8467501b9deabd154162b5e8
+
+# guest_uboot_rpi FILE: extract the pinned rpi_arm64 u-boot.bin to FILE.
+guest_uboot_rpi() {
+    local file=$1 deb tmp
+    deb=$(guest_deb "$GUEST_UBOOT_RPI_PKG" "$GUEST_UBOOT_RPI_VERSION" "$GUEST_UBOOT_RPI_DEB_SHA256")
+    tmp=$(mktemp -d)
+    dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" ./usr/lib/u-boot/rpi_arm64/u-boot.bin
+    mv "$tmp/usr/lib/u-boot/rpi_arm64/u-boot.bin" "$file"
+    rm -rf -- "$tmp"
+}
+
+# layout_partitions LAYOUT_TOML: one line per partition, in order:
+# "number label fstype size-mib slot" (slot "-" when the partition is not a slot).
+layout_partitions() {
+    python3 - "$1" <<'PY'
+import sys, tomllib
+with open(sys.argv[1], "rb") as f:
+    layout = tomllib.load(f)
+if layout["table"] != "msdos":
+    sys.exit(f"{sys.argv[1]}: table {layout['table']!r}: only MBR disks are built here")
+for p in sorted(layout["partition"], key=lambda p: p["number"]):
+    print(p["number"], p["label"], p["fstype"], p["size-mib"], p.get("slot", "-"))
+PY
+}
+
+# guest_disk LAYOUT_TOML DISK BOOT_SCR KERNEL: a sparse disk image with the partitions of
+# LAYOUT_TOML (the first at 1 MiB, as wic and sfdisk align it): BOOT_SCR as boot.scr on the
+# vfat partition, KERNEL as boot/Image in every slot's ext4 (where boot.cmd loads it), other
+# ext4 partitions empty. File systems are written at their offsets, without loop mounts.
+guest_disk() {
+    local layout=$1 disk=$2 boot_scr=$3 kernel=$4 parts script start number label fstype size slot tmp
+    local mib=$((1024 * 1024))
+    parts=$(layout_partitions "$layout") || die "cannot read $layout"
+    tmp=$(mktemp -d)
+    script="label: dos"$'\n'
+    start=1
+    while read -r number label fstype size slot; do
+        case "$fstype" in
+            vfat) script+="start=$((start * 2048)), size=$((size * 2048)), type=c, bootable"$'\n' ;;
+            ext4) script+="start=$((start * 2048)), size=$((size * 2048)), type=83"$'\n' ;;
+            *) die "$layout: partition $number has fstype $fstype, which guest_disk cannot build" ;;
+        esac
+        start=$((start + size))
+    done <<<"$parts"
+    rm -f -- "$disk"
+    truncate -s $((start * mib)) "$disk"
+    sfdisk -q "$disk" <<<"$script"
+    start=1
+    while read -r number label fstype size slot; do
+        if [ "$fstype" = vfat ]; then
+            mkfs.fat -C -n "${label^^}" "$tmp/p$number.vfat" $((size * 1024)) >/dev/null
+            mcopy -i "$tmp/p$number.vfat" "$boot_scr" ::boot.scr
+            dd if="$tmp/p$number.vfat" of="$disk" bs=1M seek="$start" conv=notrunc status=none
+            rm -f -- "$tmp/p$number.vfat"
+        else
+            mkdir -p "$tmp/fs$number"
+            if [ "$slot" != - ]; then
+                mkdir -p "$tmp/fs$number/boot"
+                cp "$kernel" "$tmp/fs$number/boot/Image"
+            fi
+            mke2fs -q -t ext4 -L "$label" -d "$tmp/fs$number" -E offset=$((start * mib)) \
+                "$disk" $((size * 1024))k
+        fi
+        start=$((start + size))
+    done <<<"$parts"
+    rm -rf -- "$tmp"
+}

@@ -72,16 +72,8 @@ KERNEL=$(guest_kernel)/Image
 mkimage -A arm64 -O linux -T script -C none -n "tinylcm boot.cmd" \
     -d "$BOOT_CMD" "$WORK/boot.scr" >/dev/null
 
-# layout.toml as lines "number label fstype size-mib slot" (slot "-" for none), in order.
-python3 - "$ROOT/board/common/layout.toml" >"$WORK/layout" <<'PY'
-import sys, tomllib
-with open(sys.argv[1], "rb") as f:
-    layout = tomllib.load(f)
-if layout["table"] != "msdos":
-    sys.exit(f"layout.toml: table {layout['table']!r}: this check builds MBR disks only")
-for p in sorted(layout["partition"], key=lambda p: p["number"]):
-    print(p["number"], p["label"], p["fstype"], p["size-mib"], p.get("slot", "-"))
-PY
+LAYOUT=$ROOT/board/common/layout.toml
+layout_partitions "$LAYOUT" >"$WORK/layout"
 
 # Partition number of SLOT per layout.toml.
 slot_part() {
@@ -89,42 +81,7 @@ slot_part() {
 }
 
 DISK=$WORK/disk.img
-MIB=$((1024 * 1024))
-# The partition table first (the first partition at 1 MiB, as wic and sfdisk align it),
-# then each file system written at its partition's offset, without loop mounts.
-sfdisk_script="label: dos"$'\n'
-start=1
-while read -r _ _ fstype size _; do
-    type=83
-    [ "$fstype" != vfat ] || type="c, bootable"
-    sfdisk_script+="start=$((start * 2048)), size=$((size * 2048)), type=$type"$'\n'
-    start=$((start + size))
-done <"$WORK/layout"
-truncate -s $((start * MIB)) "$DISK" # sparse: 2.6 GiB on paper, a few MiB on disk
-sfdisk -q "$DISK" <<<"$sfdisk_script"
-start=1
-while read -r number label fstype size slot; do
-    case "$fstype" in
-        vfat)
-            mkfs.fat -C -n "${label^^}" "$WORK/p$number.vfat" $((size * 1024)) >/dev/null
-            mcopy -i "$WORK/p$number.vfat" "$WORK/boot.scr" ::boot.scr
-            dd if="$WORK/p$number.vfat" of="$DISK" bs=1M seek="$start" conv=notrunc status=none
-            rm -f "$WORK/p$number.vfat"
-            ;;
-        ext4)
-            mkdir -p "$WORK/fs$number"
-            if [ "$slot" != - ]; then
-                # A root file system as the image lays it out: the kernel inside the slot.
-                mkdir -p "$WORK/fs$number/boot"
-                cp "$KERNEL" "$WORK/fs$number/boot/Image"
-            fi
-            mke2fs -q -t ext4 -L "$label" -d "$WORK/fs$number" -E offset=$((start * MIB)) \
-                "$DISK" $((size * 1024))k
-            ;;
-        *) fail "layout.toml: partition $number has fstype $fstype, which this check cannot build" ;;
-    esac
-    start=$((start + size))
-done <"$WORK/layout"
+guest_disk "$LAYOUT" "$DISK" "$WORK/boot.scr" "$KERNEL"
 printf 'ok: disk with the layout of layout.toml: %s\n' \
     "$(awk '{ printf "%sp%s %s %s %s MiB", sep, $1, $2, $3, $4; sep = " | " }' "$WORK/layout")"
 
