@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# The Pi's own U-Boot build runs board/common/boot.cmd (run by `./scripts/test image`).
+# qemu-uboot.sh uses U-Boot for QEMU's virt board; this check uses Debian's rpi_arm64 U-Boot
+# (the configuration meta-raspberrypi builds for both boards) on qemu-system-aarch64
+# -M raspi3b with the Raspberry Pi Zero 2 W device tree, so the Pi-specific parts are real:
+#  * an SD card with the partitions of board/common/layout.toml, seen by U-Boot as `mmc 0`
+#    (distro boot finds boot.scr on partition 1 and sets devtype/devnum);
+#  * the environment in uboot.env on the FAT partition, read and written between power-ons
+#    with fw_printenv/fw_setenv through board/common/fw_env.config (only its device path
+#    points at a copy of the file: offset and size are the board file's), as RAUC does;
+#  * QEMU plays the Pi firmware: it loads U-Boot as the kernel and hands over the device
+#    tree, with board/common/cmdline.txt as /chosen/bootargs, at the address boot.cmd reads
+#    as ${fdt_addr}.
+# Loading the 33 MB Debian kernel over the emulated SD controller takes ~30 s, so each slot
+# holds a 4 KiB stand-in arm64 Image (a valid header, code that only spins). What the kernel
+# would get is read from the guest's memory once U-Boot has jumped to it: the device tree
+# U-Boot handed over (QMP pmemsave), whose /chosen/bootargs must be the firmware's command
+# line plus root=/dev/mmcblk0pN rauc.slot=X of the chosen slot.
+# Three power-ons: a fresh card boots A (3 -> 2); after an update made B primary, B; after B
+# was marked bad, A again. Every boot checks U-Boot's message, the handed-over bootargs and
+# the counters saved in uboot.env. Last, that it can fail: a copy of boot.cmd that drops
+# rauc.slot= from the command line must fail the first power-on (the check runs itself with
+# that copy: `qemu-uboot-rpi.sh BOOT_CMD` uses another script and skips this step).
+# Skipped (exit 0, with a message) only where qemu-system-aarch64 cannot be installed.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=scripts/lib/common.sh
+. "$ROOT/scripts/lib/common.sh"
+# shellcheck source=scripts/lib/setup.sh
+. "$ROOT/scripts/lib/setup.sh"
+# shellcheck source=scripts/lib/qemu-guest.sh
+. "$ROOT/scripts/lib/qemu-guest.sh"
+
+BOOT_CMD=${1:-$ROOT/board/common/boot.cmd}
+WORK=$(mktemp -d)
+QEMU_PID=""
+cleanup() {
+    if [ -n "$QEMU_PID" ] && kill -0 "$QEMU_PID" 2>/dev/null; then
+        kill "$QEMU_PID" 2>/dev/null || true
+        wait "$QEMU_PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+fail() {
+    if [ -s "$WORK/console" ]; then
+        printf -- '--- last 30 lines of the console of the last power-on:\n' >&2
+        tail -n 30 "$WORK/console" >&2
+    fi
+    printf 'FAIL: %s\n' "$*" >&2
+    exit 1
+}
+
+if ! ensure_qemu_system >"$WORK/install.log" 2>&1; then
+    cat "$WORK/install.log" >&2
+    printf 'SKIP: qemu-system-aarch64 cannot be installed here (see above); the Pi U-Boot check did not run\n'
+    exit 0
+fi
+ensure_image_tools
+ensure_apt libubootenv-tool device-tree-compiler
+require_cmds qemu-system-aarch64 mkimage mcopy fw_printenv fw_setenv fdtget python3
+
+# ------------------------------------------------------------------ U-Boot, kernel stand-in, SD
+
+guest_uboot_rpi "$WORK/u-boot.bin"
+DTB=$(guest_kernel)/zero2w.dtb
+mkimage -A arm64 -O linux -T script -C none -n "tinylcm boot.cmd" \
+    -d "$BOOT_CMD" "$WORK/boot.scr" >/dev/null
+
+# The stand-in kernel: an arm64 Image header (Documentation/arch/arm64/booting.rst) that
+# U-Boot's booti accepts, whose first instruction branches to itself.
+python3 - "$WORK/Image" <<'PY'
+import struct, sys
+header = struct.pack(
+    "<IIQQQQQQII",
+    0x14000000,  # code0: "b ." (spin)
+    0,           # code1
+    0,           # text_offset
+    4096,        # image_size
+    0x2,         # flags: little-endian, 4 KiB pages
+    0, 0, 0,     # reserved
+    0x644D5241,  # magic "ARM\x64"
+    0,           # reserved (no PE header)
+)
+with open(sys.argv[1], "wb") as f:
+    f.write(header.ljust(4096, b"\0"))
+PY
+
+LAYOUT=$ROOT/board/common/layout.toml
+layout_partitions "$LAYOUT" >"$WORK/layout"
+slot_part() {
+    awk -v s="$1" '$5 == s { print $1 }' "$WORK/layout"
+}
+SD=$WORK/sd.img
+guest_disk "$LAYOUT" "$SD" "$WORK/boot.scr" "$WORK/Image"
+# QEMU's SD card must be a power of two in size; the space after the last partition is unused.
+size=$(stat -c %s "$SD")
+pow=$((1024 * 1024))
+while [ "$pow" -lt "$size" ]; do pow=$((pow * 2)); done
+truncate -s "$pow" "$SD"
+BOOT_PART_OFFSET=$((1024 * 1024)) # partition 1 starts at 1 MiB (guest_disk)
+[ "$(awk 'NR == 1 { print $3 }' "$WORK/layout")" = vfat ] || fail "layout.toml: partition 1 is not the vfat boot partition"
+
+# ------------------------------------------------------------------ the environment, as RAUC sees it
+
+# board/common/fw_env.config with its device path pointing at a copy of uboot.env taken out
+# of the card's FAT partition (on the device the partition is mounted at /boot).
+ENVFILE=$WORK/uboot.env
+grep -q '^/boot/uboot.env[[:space:]]' "$ROOT/board/common/fw_env.config" ||
+    fail "board/common/fw_env.config does not name /boot/uboot.env"
+sed "s|^/boot/uboot.env|$ENVFILE|" "$ROOT/board/common/fw_env.config" >"$WORK/fw_env.config"
+env_pull() {
+    rm -f "$ENVFILE"
+    mcopy -n -i "$SD@@$BOOT_PART_OFFSET" ::uboot.env "$ENVFILE" 2>/dev/null ||
+        fail "no uboot.env on the boot partition: U-Boot never saved its environment"
+}
+envget() {
+    fw_printenv -c "$WORK/fw_env.config" -n "$1" 2>/dev/null
+}
+envset() {
+    env_pull
+    fw_setenv -c "$WORK/fw_env.config" "$@"
+    mcopy -o -i "$SD@@$BOOT_PART_OFFSET" "$ENVFILE" ::uboot.env
+}
+
+# ------------------------------------------------------------------ power-ons
+
+FIRMWARE_CMDLINE=$(tr -s ' \n' '  ' <"$ROOT/board/common/cmdline.txt" | sed 's/ *$//')
+
+# Ask QEMU (QMP on a Unix socket) to save guest memory to a file, then to quit.
+qmp_save_and_quit() { # SOCKET ADDRESS SIZE FILE
+    python3 - "$@" <<'PY'
+import json, socket, sys
+sock, addr, size, path = sys.argv[1], int(sys.argv[2], 16), int(sys.argv[3]), sys.argv[4]
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(20)
+s.connect(sock)
+f = s.makefile("rw")
+json.loads(f.readline())  # greeting
+def call(cmd, **args):
+    f.write(json.dumps({"execute": cmd, "arguments": args}) + "\n")
+    f.flush()
+    while True:
+        reply = json.loads(f.readline())
+        if "error" in reply:
+            sys.exit(f"QMP {cmd}: {reply['error']}")
+        if "return" in reply:
+            return reply["return"]
+call("qmp_capabilities")
+call("pmemsave", val=addr, size=size, filename=path)
+try:
+    call("quit")
+except (OSError, ValueError):
+    pass  # QEMU closes the socket as it quits
+PY
+}
+
+# One power-on until U-Boot has jumped to the kernel; saves the device tree it handed over
+# to $WORK/handed.dtb.
+power_on() {
+    local what=$1 waited=0 fdt
+    : >"$WORK/console"
+    rm -f "$WORK/qmp.sock" "$WORK/handed.dtb"
+    # raspi3b: the first serial port is the PL011, the second the mini UART that the Zero 2 W's
+    # device tree makes the console (stdout-path = serial1 on these boards).
+    qemu-system-aarch64 -M raspi3b -kernel "$WORK/u-boot.bin" -dtb "$DTB" \
+        -append "$FIRMWARE_CMDLINE" -drive if=sd,format=raw,file="$SD" \
+        -display none -serial null -serial stdio -no-reboot \
+        -qmp unix:"$WORK/qmp.sock",server=on,wait=off </dev/null >"$WORK/console" 2>&1 &
+    QEMU_PID=$!
+    while kill -0 "$QEMU_PID" 2>/dev/null && [ "$waited" -lt 90 ]; do
+        grep -aq 'Starting kernel \.\.\.' "$WORK/console" && break
+        grep -aq 'resetting \.\.\.' "$WORK/console" && break
+        sleep 1
+        waited=$((waited + 1))
+    done
+    sed -i 's/\r$//' "$WORK/console"
+    if grep -aq 'Starting kernel \.\.\.' "$WORK/console"; then
+        fdt=$(sed -n 's/.*Booting using the fdt blob at \(0x[0-9a-fA-F]*\).*/\1/p' "$WORK/console" | tail -n1)
+        [ -n "$fdt" ] || fail "$what: U-Boot started the kernel without saying where the device tree is"
+        # The stand-in spins at once; a second lets U-Boot's last writes land.
+        sleep 1
+        qmp_save_and_quit "$WORK/qmp.sock" "$fdt" 131072 "$WORK/handed.dtb" ||
+            fail "$what: could not read the device tree from the guest"
+    fi
+    kill "$QEMU_PID" 2>/dev/null || true
+    wait "$QEMU_PID" 2>/dev/null || true
+    QEMU_PID=""
+    [ "$waited" -lt 90 ] || fail "$what: U-Boot did not start a kernel within 90 s"
+}
+
+# expect_boot WHAT SLOT A_LEFT B_LEFT: one power-on must boot SLOT with the firmware's
+# command line plus the slot's root=/rauc.slot= and save the counters in uboot.env.
+expect_boot() {
+    local what=$1 slot=$2 a=$3 b=$4 want got
+    power_on "$what"
+    grep -aq "^tinylcm: booting slot $slot (tries left: A=$a B=$b)$" "$WORK/console" ||
+        fail "$what: U-Boot did not report booting slot $slot with A=$a B=$b left"
+    [ -s "$WORK/handed.dtb" ] || fail "$what: U-Boot never started the kernel"
+    want="$FIRMWARE_CMDLINE root=/dev/mmcblk0p$(slot_part "$slot") rauc.slot=$slot"
+    got=$(fdtget "$WORK/handed.dtb" /chosen bootargs) ||
+        fail "$what: no /chosen/bootargs in the device tree U-Boot handed over"
+    [ "$got" = "$want" ] || fail "$what: bootargs handed to the kernel are '$got', expected '$want'"
+    env_pull
+    if [ "$(envget BOOT_A_LEFT)" != "$a" ] || [ "$(envget BOOT_B_LEFT)" != "$b" ]; then
+        fail "$what: uboot.env holds A=$(envget BOOT_A_LEFT) B=$(envget BOOT_B_LEFT), expected A=$a B=$b"
+    fi
+    printf 'ok: %s: U-Boot (rpi_arm64) booted slot %s, uboot.env A=%s B=%s; bootargs: %s\n' \
+        "$what" "$slot" "$a" "$b" "$got"
+}
+
+# 1. A fresh card: no uboot.env yet; U-Boot starts from its built-in environment.
+expect_boot "first boot" A 2 3
+[ "$(envget BOOT_ORDER)" = "A B" ] || fail "first boot: BOOT_ORDER saved as '$(envget BOOT_ORDER)'"
+
+# 2. RAUC installed into B and made it primary (what its uboot backend writes).
+envset BOOT_ORDER "B A"
+envset BOOT_B_LEFT 3
+expect_boot "update to B" B 2 2
+
+# 3. B failed its health gate: RAUC marked it bad.
+envset BOOT_B_LEFT 0
+expect_boot "B marked bad" A 1 0
+
+[ $# -eq 0 ] || exit 0
+
+# RAUC cannot tell which slot booted without rauc.slot= (root= alone is ambiguous to it).
+# shellcheck disable=SC2016 # the ${...} is boot.cmd's text, not bash's
+sed 's/ rauc\.slot=\${tinylcm_slot}//' "$ROOT/board/common/boot.cmd" >"$WORK/no-rauc-slot.cmd"
+cmp -s "$ROOT/board/common/boot.cmd" "$WORK/no-rauc-slot.cmd" && fail "no rauc.slot= found to remove in boot.cmd"
+if "$0" "$WORK/no-rauc-slot.cmd" >"$WORK/broken.out" 2>&1; then
+    cat "$WORK/broken.out" >&2
+    fail "a boot.cmd that drops rauc.slot= passed"
+fi
+grep -q "^FAIL: first boot: bootargs handed to the kernel are '.* root=/dev/mmcblk0p2'" "$WORK/broken.out" ||
+    { cat "$WORK/broken.out" >&2; fail "the boot.cmd without rauc.slot= failed, but not on the handed-over bootargs"; }
+printf 'ok: a boot.cmd without rauc.slot= fails: %s\n' "$(grep '^FAIL' "$WORK/broken.out")"
