@@ -53,3 +53,22 @@ cargo_target_dir() {
     cargo metadata --format-version 1 --no-deps |
         python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
 }
+
+# Build the tests of the packages selected by ARGS (cargo test --no-run ARGS) and print the
+# path of the binary NAME that this build made. Layers and checks that need a binary use the
+# same package selection as the layer that tests it, so a whole-suite run builds it once (a
+# plain `cargo build` would select other features: no dev-dependencies).
+binary_of_test_build() {
+    local name=$1
+    shift
+    cargo test "$@" --locked --no-run --message-format=json-render-diagnostics |
+        python3 -c '
+import json, sys
+name = sys.argv[1]
+paths = [m["executable"] for m in map(json.loads, sys.stdin)
+         if m.get("reason") == "compiler-artifact" and m["target"]["name"] == name
+         and "bin" in m["target"]["kind"] and not m["profile"]["test"]]
+if not paths:
+    sys.exit(f"no binary {name} in this build")
+print(paths[-1])' "$name"
+}

@@ -31,11 +31,12 @@ if ! (ensure_qemu_system) >"$WORK/install.log" 2>&1; then
     exit 0
 fi
 
-# The binary the aarch64 test layer builds (cached there; built here when run alone).
+# The binary of the aarch64 layer's test build: same features (dev-dependencies on), so a
+# whole-suite run compiles it once; built here when the check runs alone. Selecting one of
+# that layer's integration tests is what makes cargo link the binary at all.
 ensure_runtime_build_deps
 ensure_aarch64_deps
-(cd "$ROOT" && cargo build -q -p tinylcm --target aarch64-unknown-linux-gnu --bin tinylcm --locked)
-BIN=$(cd "$ROOT" && cargo_target_dir)/aarch64-unknown-linux-gnu/debug/tinylcm
+BIN=$(cd "$ROOT" && binary_of_test_build tinylcm -p tinylcm --target aarch64-unknown-linux-gnu --test default_model)
 FRAMES=3
 
 # The default model's classes (runtime/models/default/default_f32.toml), so a predicted class is checked
