@@ -18,62 +18,105 @@ GUEST_BUSYBOX_DEB_SHA256=732c9135564fc71337e0e05fb4da4d11e6c28c1834bce3e405e575a
 # The Raspberry Pi Zero 2 W's device tree, from the kernel package.
 GUEST_ZERO2W_DTB=broadcom/bcm2837-rpi-zero-2-w.dtb
 
-# guest_deb PKG VERSION SHA256: print the path of the verified .deb in the cache, downloading
-# it with apt on first use. A cached file that does not match its pin is replaced.
+# apt_download SPEC DIR: download the arm64 package SPEC (NAME or NAME=VERSION) into DIR;
+# fails quietly when apt cannot get it. apt checks the .deb against Debian's signed index.
+apt_download() {
+    local spec=$1 dir=$2 sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    # APT::Sandbox::User=root: apt would otherwise hand the download to the _apt user, who
+    # cannot write into a private temporary folder (it warns and falls back to root anyway).
+    (cd "$dir" && apt-get download -q -o APT::Sandbox::User=root "${spec%%=*}:arm64${spec#"${spec%%=*}"}" >&2) && return
+    # Stale lists (e.g. the arm64 architecture was just added): refresh once.
+    $sudo apt-get update -qq
+    (cd "$dir" && apt-get download -q -o APT::Sandbox::User=root "${spec%%=*}:arm64${spec#"${spec%%=*}"}" >&2)
+}
+
+# guest_deb PKG VERSION SHA256 [FALLBACK_PKG]: print the path of the .deb in the cache,
+# downloading it with apt on first use. The pinned version is checked against its SHA-256.
+# Debian drops superseded versions (and a kernel's whole ABI package) at point releases: a
+# pin that apt no longer has falls back to the current FALLBACK_PKG (default PKG), which apt
+# has verified against Debian's signed index, with a warning to update the pin; CI keeps
+# working while the pin is stale.
 guest_deb() {
-    local pkg=$1 version=$2 sha=$3 dir file tmp got sudo=""
+    local pkg=$1 version=$2 sha=$3 fallback=${4:-$1} dir file tmp got stale
     dir=$(cache_dir)/qemu
     file=$dir/${pkg}_${version#*:}_arm64.deb
     if sha256_matches "$file" "$sha"; then
         printf '%s\n' "$file"
         return
     fi
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    # A stale pin's fallback, downloaded before (apt is not asked again on every boot).
+    stale=$dir/${pkg}_${version#*:}.stale
+    if [ -f "$stale" ] && [ -f "$(cat "$stale")" ]; then
+        cat "$stale"
+        return
+    fi
     mkdir -p "$dir"
     tmp=$(mktemp -d "$dir/download.XXXXXX")
     note "downloading $pkg $version (arm64) with apt"
-    # APT::Sandbox::User=root: apt would otherwise hand the download to the _apt user, who
-    # cannot write into a private temporary folder (it warns and falls back to root anyway).
-    if ! (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root "$pkg:arm64=$version" >&2); then
-        # Stale lists (e.g. the arm64 architecture was just added): refresh once.
-        $sudo apt-get update -qq
-        (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root "$pkg:arm64=$version" >&2) || {
+    if apt_download "$pkg=$version" "$tmp"; then
+        got=$(find "$tmp" -name "${pkg}_*_arm64.deb" -print -quit)
+        if [ -z "$got" ] || ! sha256_matches "$got" "$sha"; then
             rm -rf -- "$tmp"
-            die "apt cannot download $pkg:arm64=$version; if Debian no longer has it, update the pin in scripts/lib/qemu-guest.sh"
+            die "$pkg $version: the downloaded .deb is missing or does not match the pinned SHA-256 $sha"
+        fi
+    else
+        note "warning: Debian no longer has $pkg $version; using the current $fallback" \
+            "(update the pin in scripts/lib/qemu-guest.sh)"
+        apt_download "$fallback" "$tmp" || {
+            rm -rf -- "$tmp"
+            die "apt can download neither $pkg:arm64=$version nor $fallback:arm64"
         }
-    fi
-    got=$(find "$tmp" -name "${pkg}_*_arm64.deb" -print -quit)
-    if [ -z "$got" ] || ! sha256_matches "$got" "$sha"; then
-        rm -rf -- "$tmp"
-        die "$pkg $version: the downloaded .deb is missing or does not match the pinned SHA-256 $sha"
+        got=$(find "$tmp" -name "${fallback}_*_arm64.deb" -print -quit)
+        [ -n "$got" ] || die "apt reported $fallback downloaded, but there is no .deb"
+        file=$dir/$(basename "$got")
+        printf '%s\n' "$file" >"$stale"
     fi
     mv -f -- "$got" "$file"
     rm -rf -- "$tmp"
     printf '%s\n' "$file"
 }
 
-# guest_kernel: print the folder holding the pinned kernel as Image and the Zero 2 W's
-# device tree as zero2w.dtb. Extracted once from the verified .deb into the cache (unpacking
-# the 60 MB package costs seconds per boot otherwise); a stamp written last names the .deb's
-# SHA-256, so an interrupted or outdated extraction is redone.
+# The kernel package linux-image-arm64 depends on now (the fallback for a stale kernel pin).
+current_kernel_pkg() {
+    apt-cache depends linux-image-arm64:arm64 2>/dev/null |
+        sed -n 's/^ *Depends: \(linux-image-[0-9][^:]*-arm64\).*/\1/p' | head -n1
+}
+
+# guest_kernel: print the folder holding the kernel as Image and the Zero 2 W's device tree
+# as zero2w.dtb. Extracted once from the verified .deb into the cache (unpacking the 60 MB
+# package costs seconds per boot otherwise); a stamp written last names the .deb's SHA-256,
+# so an interrupted or outdated extraction is redone.
 guest_kernel() {
-    local dir deb
+    local dir deb release debsha
     dir=$(cache_dir)/qemu/kernel-$GUEST_KERNEL_RELEASE
     if [ "$(cat "$dir/.deb-sha256" 2>/dev/null)" = "$GUEST_KERNEL_DEB_SHA256" ] &&
         [ -f "$dir/Image" ] && [ -f "$dir/zero2w.dtb" ]; then
         printf '%s\n' "$dir"
         return
     fi
-    deb=$(guest_deb "$GUEST_KERNEL_PKG" "$GUEST_KERNEL_VERSION" "$GUEST_KERNEL_DEB_SHA256")
+    deb=$(guest_deb "$GUEST_KERNEL_PKG" "$GUEST_KERNEL_VERSION" "$GUEST_KERNEL_DEB_SHA256" \
+        "$(current_kernel_pkg)")
+    # The release is in the package's name (linux-image-<release>_<version>_arm64.deb).
+    release=$(basename "$deb")
+    release=${release#linux-image-}
+    release=${release%%_*}
+    debsha=$(sha256_of "$deb")
+    dir=$(cache_dir)/qemu/kernel-$release
+    if [ "$(cat "$dir/.deb-sha256" 2>/dev/null)" = "$debsha" ] &&
+        [ -f "$dir/Image" ] && [ -f "$dir/zero2w.dtb" ]; then
+        printf '%s\n' "$dir"
+        return
+    fi
     rm -rf -- "$dir"
     mkdir -p "$dir/x"
     dpkg-deb --fsys-tarfile "$deb" |
-        tar -x -C "$dir/x" "./boot/vmlinuz-$GUEST_KERNEL_RELEASE" \
-            "./usr/lib/linux-image-$GUEST_KERNEL_RELEASE/$GUEST_ZERO2W_DTB"
-    mv "$dir/x/boot/vmlinuz-$GUEST_KERNEL_RELEASE" "$dir/Image"
-    mv "$dir/x/usr/lib/linux-image-$GUEST_KERNEL_RELEASE/$GUEST_ZERO2W_DTB" "$dir/zero2w.dtb"
+        tar -x -C "$dir/x" "./boot/vmlinuz-$release" \
+            "./usr/lib/linux-image-$release/$GUEST_ZERO2W_DTB"
+    mv "$dir/x/boot/vmlinuz-$release" "$dir/Image"
+    mv "$dir/x/usr/lib/linux-image-$release/$GUEST_ZERO2W_DTB" "$dir/zero2w.dtb"
     rm -rf -- "$dir/x"
-    printf '%s\n' "$GUEST_KERNEL_DEB_SHA256" >"$dir/.deb-sha256"
+    printf '%s\n' "$debsha" >"$dir/.deb-sha256"
     printf '%s\n' "$dir"
 }
 
