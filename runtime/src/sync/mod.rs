@@ -51,6 +51,7 @@ pub mod client;
 pub mod collect;
 pub mod config;
 pub mod credentials;
+pub mod download;
 pub mod error;
 pub mod host;
 pub mod http;

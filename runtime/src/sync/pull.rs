@@ -10,24 +10,25 @@
 //!   still acknowledged: leaving it unacknowledged would block every later item, including the
 //!   corrected configuration that replaces it (each item carries the whole effective fragment).
 //! * **Model**: an assignment whose SHA-256 differs from the active model and was not refused
-//!   before is downloaded to `<state dir>/downloads/<sha256>.part`, resuming with
-//!   `Range: bytes=N-`, never past the assignment's size, checked against its SHA-256, then
-//!   handed to [`SyncHost::install_release`]. A refusal is remembered by the signed release (in
+//!   before is downloaded to `<state dir>/downloads/` ([`download::fetch`]: resumed, bounded
+//!   by the assignment's size, checked against its SHA-256), then handed to
+//!   [`SyncHost::install_release`]. A refusal is remembered by the signed release (in
 //!   the state database) so a bad release is not downloaded in a loop, while the same model
 //!   file signed again (right key, right goldens) is taken. A release the host cannot take
 //!   *now* ([`crate::sync::InstallError::Later`], or [`SyncHost::accepts_installs`] false
 //!   while a model is on trial) is tried again at a later round.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sha2::{Digest, Sha256};
+
 use tinylcm_protocol::api::{
     AckRequest, AckResponse, FeedbackPage, FeedbackVerdict, ModelAssignment,
 };
 use tinylcm_protocol::paths;
 
 use super::credentials::Credentials;
+use super::download;
 use super::host::{InstallError, SyncHost};
 use super::http;
 use super::status::SyncStatus;
@@ -241,7 +242,7 @@ pub async fn pull_model(
         return Ok(ModelOutcome::Nothing);
     }
     let dir = state_dir.join("downloads");
-    let file = download(client, creds, &a, &dir).await?;
+    let file = download::fetch(client, creds, &a, &dir).await?;
     let result = host.install_release(&file, &a.release);
     let _ = std::fs::remove_file(&file);
     match result {
@@ -268,123 +269,6 @@ pub async fn pull_model(
             Ok(ModelOutcome::Nothing)
         }
     }
-}
-
-/// Downloads the assignment's file into `dir`, resuming a partial one; returns the complete,
-/// checked file.
-async fn download(
-    client: &reqwest::Client,
-    creds: &Credentials,
-    a: &ModelAssignment,
-    dir: &Path,
-) -> Result<PathBuf, String> {
-    let io = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {e}", p.display());
-    std::fs::create_dir_all(dir).map_err(|e| io("creating", dir, e))?;
-    // A partial download of an assignment that was replaced will never finish: remove it.
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if !e.file_name().to_string_lossy().starts_with(&a.sha256) {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
-    let part = dir.join(format!("{}.part", a.sha256));
-    let mut have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
-    if have > a.size {
-        let _ = std::fs::remove_file(&part);
-        have = 0;
-    }
-    if have < a.size {
-        let absolute =
-            a.download_url.starts_with("https://") || a.download_url.starts_with("http://");
-        let mut request = if absolute {
-            // A presigned URL carries its own authorization: never send the token elsewhere.
-            client.get(&a.download_url)
-        } else {
-            client
-                .get(http::join(&creds.server, &a.download_url))
-                .bearer_auth(&creds.token)
-        };
-        if have > 0 {
-            request = request.header(reqwest::header::RANGE, format!("bytes={have}-"));
-        }
-        let mut response = request
-            .send()
-            .await
-            .map_err(|e| format!("model download: {}", http::describe(&e)))?;
-        let status = response.status().as_u16();
-        let mut f = match status {
-            206 if have > 0 => std::fs::OpenOptions::new()
-                .append(true)
-                .open(&part)
-                .map_err(|e| io("opening", &part, e))?,
-            200 => {
-                have = 0;
-                std::fs::File::create(&part).map_err(|e| io("creating", &part, e))?
-            }
-            416 => {
-                // The server has nothing past what we hold: it is not what it claims.
-                let _ = std::fs::remove_file(&part);
-                return Err("model download: range not satisfiable; starting over".into());
-            }
-            _ => {
-                let body = http::read_bounded(&mut response, 4096)
-                    .await
-                    .unwrap_or_default();
-                let a = http::Answer { status, body };
-                return Err(format!("model download: {}", a.error_text()));
-            }
-        };
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| format!("model download: {}", http::describe(&e)))?
-        {
-            if have + chunk.len() as u64 > a.size {
-                drop(f);
-                let _ = std::fs::remove_file(&part);
-                return Err(format!(
-                    "model download: more than the assigned {} bytes; discarded",
-                    a.size
-                ));
-            }
-            f.write_all(&chunk).map_err(|e| io("writing", &part, e))?;
-            have += chunk.len() as u64;
-        }
-        f.sync_all().map_err(|e| io("syncing", &part, e))?;
-    }
-    if have != a.size {
-        return Err(format!(
-            "model download: {have} of {} bytes so far; resuming next round",
-            a.size
-        ));
-    }
-    let actual = sha256_file(&part).map_err(|e| io("reading", &part, e))?;
-    if actual != a.sha256 {
-        let _ = std::fs::remove_file(&part);
-        return Err(format!(
-            "model download: SHA-256 {actual} is not the assigned {}; discarded",
-            a.sha256
-        ));
-    }
-    let done = dir.join(format!("{}.tflite", a.sha256));
-    std::fs::rename(&part, &done).map_err(|e| io("renaming", &part, e))?;
-    Ok(done)
-}
-
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(tinylcm_protocol::package::hex(&h.finalize()))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //!   store, runs on trial and is committed, and runs committed after a restart;
 //! * releases signed by a key the device does not trust, whose goldens do not match the model,
 //!   or whose file is truncated are refused, each downloaded once, the model unchanged; a
+//!   server whose file is shorter than its assignment is not asked again at every round; a
 //!   download cut half-way is resumed and installs the exact release;
 //! * a trial killed again and again right after it starts (a crash loop under systemd) is
 //!   rolled back after `max-trial-starts` starts, and stays rolled back;
@@ -331,6 +332,39 @@ fn bad_releases_are_refused_and_a_cut_download_resumes() {
     };
     let r3 = release::sign(&m3, &trusted_key, "shapes", "3");
     refused_once(&sphere, &proxy, &mut device, &m3, &r3, "3");
+    // 3b. The server's file is shorter than its own assignment (the blob cut on the server's
+    //     disk after publishing): fetched in full, found short when the resume gets a 416,
+    //     and then left alone instead of fetched again at every round (a metered link).
+    let m5 = release::with_goldens(&variant(&int8, 5), &variant(&int8, 5), 2);
+    release::publish(
+        &sphere,
+        &m5,
+        &release::sign(&m5, &trusted_key, "shapes", "5"),
+    );
+    let blob = sphere
+        .dir
+        .path()
+        .join("data/blobs/models/shapes/5/model.tflite");
+    let stored = std::fs::read(&blob).unwrap();
+    std::fs::write(&blob, &stored[..stored.len() / 2]).unwrap();
+    release::roll_out(&sphere, "shapes", "5");
+    device.wait(
+        60,
+        "the device to find shapes 5 shorter than assigned",
+        |d| {
+            d.log()
+                .lines()
+                .any(|l| l.contains("the assignment says") && l.contains("not asked again"))
+                .then_some(())
+        },
+    );
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert_eq!(
+        proxy.counts().to("/models/shapes/5"),
+        2,
+        "shapes 5: one full answer and one resume, then no more"
+    );
+    device.wait_origin(10, BUILTIN);
     device.stop();
 
     // Each refusal is in the store's history, with its reason; nothing was installed.

@@ -1,0 +1,211 @@
+//! The model download: resumable, bounded and checked, and careful with a metered link.
+//!
+//! A release is downloaded into `<state dir>/downloads/<sha256>.part`, resumed after a cut with
+//! `Range: bytes=N-`, never written past the assignment's size, and renamed to
+//! `<sha256>.tflite` only once its SHA-256 is the assigned one.
+//!
+//! A server whose file contradicts its own assignment (shorter than the assigned size, longer,
+//! or other bytes) would otherwise be downloaded again at every round, for ever: on a cellular
+//! link that is the whole model every few minutes. Such a contradiction is remembered beside
+//! the download as `<sha256>.mismatch` (the Unix time it was seen) and the server is not asked
+//! for that assignment again for [`MISMATCH_RETRY`]; a new assignment clears it, as it clears
+//! every other leftover of the old one.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+use tinylcm_protocol::api::ModelAssignment;
+
+use super::credentials::Credentials;
+use super::http;
+
+/// How long an assignment whose file contradicted it is left alone before it is tried again
+/// (the server may have been fixed): four downloads a day at most instead of one per round.
+pub const MISMATCH_RETRY: Duration = Duration::from_secs(6 * 3600);
+
+/// Downloads the assignment's file into `dir`, resuming a partial one; returns the complete,
+/// checked file. Errors are one-line messages for the sync log.
+pub async fn fetch(
+    client: &reqwest::Client,
+    creds: &Credentials,
+    a: &ModelAssignment,
+    dir: &Path,
+) -> Result<PathBuf, String> {
+    let io = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {e}", p.display());
+    std::fs::create_dir_all(dir).map_err(|e| io("creating", dir, e))?;
+    // Leftovers of an assignment that was replaced will never be used: remove them.
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if !e.file_name().to_string_lossy().starts_with(&a.sha256) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    let mismatch = dir.join(format!("{}.mismatch", a.sha256));
+    if let Some(left) = still_mismatched(&mismatch, SystemTime::now()) {
+        return Err(format!(
+            "model download: the server's file contradicted this assignment; not asking \
+             again for {} min",
+            left.as_secs().div_ceil(60)
+        ));
+    }
+    let contradiction = |reason: String| {
+        remember_mismatch(&mismatch, SystemTime::now());
+        format!(
+            "model download: {reason}; not asked again for {} h",
+            MISMATCH_RETRY.as_secs() / 3600
+        )
+    };
+    let part = dir.join(format!("{}.part", a.sha256));
+    let mut have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    if have > a.size {
+        let _ = std::fs::remove_file(&part);
+        have = 0;
+    }
+    if have < a.size {
+        let absolute =
+            a.download_url.starts_with("https://") || a.download_url.starts_with("http://");
+        let mut request = if absolute {
+            // A presigned URL carries its own authorization: never send the token elsewhere.
+            client.get(&a.download_url)
+        } else {
+            client
+                .get(http::join(&creds.server, &a.download_url))
+                .bearer_auth(&creds.token)
+        };
+        if have > 0 {
+            request = request.header(reqwest::header::RANGE, format!("bytes={have}-"));
+        }
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| format!("model download: {}", http::describe(&e)))?;
+        let status = response.status().as_u16();
+        let mut f = match status {
+            206 if have > 0 => std::fs::OpenOptions::new()
+                .append(true)
+                .open(&part)
+                .map_err(|e| io("opening", &part, e))?,
+            200 => {
+                have = 0;
+                std::fs::File::create(&part).map_err(|e| io("creating", &part, e))?
+            }
+            416 => {
+                // Nothing past what we hold, though the assignment says there is more.
+                let _ = std::fs::remove_file(&part);
+                return Err(contradiction(format!(
+                    "the server's file ends at byte {have}, the assignment says {}",
+                    a.size
+                )));
+            }
+            _ => {
+                let body = http::read_bounded(&mut response, 4096)
+                    .await
+                    .unwrap_or_default();
+                let a = http::Answer { status, body };
+                return Err(format!("model download: {}", a.error_text()));
+            }
+        };
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| format!("model download: {}", http::describe(&e)))?
+        {
+            if have + chunk.len() as u64 > a.size {
+                drop(f);
+                let _ = std::fs::remove_file(&part);
+                return Err(contradiction(format!(
+                    "more than the assigned {} bytes; discarded",
+                    a.size
+                )));
+            }
+            f.write_all(&chunk).map_err(|e| io("writing", &part, e))?;
+            have += chunk.len() as u64;
+        }
+        f.sync_all().map_err(|e| io("syncing", &part, e))?;
+    }
+    if have != a.size {
+        // A cut answer (or a short complete one, which the next round's 416 tells apart).
+        return Err(format!(
+            "model download: {have} of {} bytes so far; resuming next round",
+            a.size
+        ));
+    }
+    let actual = sha256_file(&part).map_err(|e| io("reading", &part, e))?;
+    if actual != a.sha256 {
+        let _ = std::fs::remove_file(&part);
+        return Err(contradiction(format!(
+            "SHA-256 {actual} is not the assigned {}; discarded",
+            a.sha256
+        )));
+    }
+    let done = dir.join(format!("{}.tflite", a.sha256));
+    std::fs::rename(&part, &done).map_err(|e| io("renaming", &part, e))?;
+    Ok(done)
+}
+
+/// Time left before an assignment remembered in `marker` as contradicted may be fetched
+/// again; `None` when there is no marker, it is unreadable, or its time has passed (a clock
+/// that went back, as a Pi's does before NTP, also counts as passed: one extra download at
+/// worst).
+fn still_mismatched(marker: &Path, now: SystemTime) -> Option<Duration> {
+    let text = std::fs::read_to_string(marker).ok()?;
+    let seen = UNIX_EPOCH + Duration::from_secs(text.trim().parse().ok()?);
+    let age = now.duration_since(seen).ok()?;
+    MISMATCH_RETRY.checked_sub(age).filter(|d| !d.is_zero())
+}
+
+/// Records in `marker` that the assignment's file contradicted it at `now`. Best effort: if
+/// the disk refuses, the next round downloads again, as before.
+fn remember_mismatch(marker: &Path, now: SystemTime) {
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    if let Err(e) = std::fs::write(marker, format!("{secs}\n")) {
+        tracing::warn!(
+            "sync: cannot remember a mismatched download in {}: {e}",
+            marker.display()
+        );
+    }
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(tinylcm_protocol::package::hex(&h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mismatch_is_left_alone_for_the_retry_time_then_tried_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("abc.mismatch");
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(still_mismatched(&marker, t0), None, "no marker, no wait");
+        remember_mismatch(&marker, t0);
+        let hour = Duration::from_secs(3600);
+        assert_eq!(still_mismatched(&marker, t0), Some(MISMATCH_RETRY));
+        assert_eq!(
+            still_mismatched(&marker, t0 + hour),
+            Some(MISMATCH_RETRY - hour)
+        );
+        assert_eq!(still_mismatched(&marker, t0 + MISMATCH_RETRY), None);
+        // A clock that went back (no RTC before NTP) does not block for ever.
+        assert_eq!(still_mismatched(&marker, t0 - hour), None);
+        // A damaged marker is ignored rather than trusted.
+        std::fs::write(&marker, "yesterday").unwrap();
+        assert_eq!(still_mismatched(&marker, t0), None);
+    }
+}
