@@ -4,9 +4,11 @@
 //! `Range: bytes=N-`, never written past the assignment's size, and renamed to
 //! `<sha256>.tflite` only once its SHA-256 is the assigned one.
 //!
-//! A server whose file contradicts its own assignment (shorter than the assigned size, longer,
-//! or other bytes) would otherwise be downloaded again at every round, for ever: on a cellular
-//! link that is the whole model every few minutes. Such a contradiction is remembered beside
+//! A server whose file contradicts its own assignment (an answer that ends cleanly before the
+//! assigned size, one that goes past it, or a whole file with other bytes) would otherwise be
+//! downloaded again at every round, for ever: on a cellular link that is the whole model every
+//! few minutes. A cut connection, or a resumed file that fails its check (the kept part may be
+//! what was damaged), is not held against the server: the next round tries again. Such a contradiction is remembered beside
 //! the download as `<sha256>.mismatch` (the Unix time it was seen) and the server is not asked
 //! for that assignment again for [`MISMATCH_RETRY`]; a new assignment clears it, as it clears
 //! every other leftover of the old one.
@@ -60,6 +62,7 @@ pub async fn fetch(
     };
     let part = dir.join(format!("{}.part", a.sha256));
     let mut have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    let mut resumed = false;
     if have > a.size {
         let _ = std::fs::remove_file(&part);
         have = 0;
@@ -84,21 +87,22 @@ pub async fn fetch(
             .map_err(|e| format!("model download: {}", http::describe(&e)))?;
         let status = response.status().as_u16();
         let mut f = match status {
-            206 if have > 0 => std::fs::OpenOptions::new()
-                .append(true)
-                .open(&part)
-                .map_err(|e| io("opening", &part, e))?,
+            206 if have > 0 => {
+                resumed = true;
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&part)
+                    .map_err(|e| io("opening", &part, e))?
+            }
             200 => {
                 have = 0;
                 std::fs::File::create(&part).map_err(|e| io("creating", &part, e))?
             }
             416 => {
-                // Nothing past what we hold, though the assignment says there is more.
+                // Nothing past what we hold. Our partial file may be what is wrong (a damaged
+                // card): start over; a server whose file is short shows it on a whole answer.
                 let _ = std::fs::remove_file(&part);
-                return Err(contradiction(format!(
-                    "the server's file ends at byte {have}, the assignment says {}",
-                    a.size
-                )));
+                return Err("model download: range not satisfiable; starting over".into());
             }
             _ => {
                 let body = http::read_bounded(&mut response, 4096)
@@ -125,17 +129,29 @@ pub async fn fetch(
             have += chunk.len() as u64;
         }
         f.sync_all().map_err(|e| io("syncing", &part, e))?;
-    }
-    if have != a.size {
-        // A cut answer (or a short complete one, which the next round's 416 tells apart).
-        return Err(format!(
-            "model download: {have} of {} bytes so far; resuming next round",
-            a.size
-        ));
+        if have < a.size {
+            // A cut connection is an error above; this answer ended cleanly, so the
+            // server's file itself is shorter than it says.
+            drop(f);
+            let _ = std::fs::remove_file(&part);
+            return Err(contradiction(format!(
+                "the server's file ends at byte {have}, the assignment says {}",
+                a.size
+            )));
+        }
     }
     let actual = sha256_file(&part).map_err(|e| io("reading", &part, e))?;
     if actual != a.sha256 {
         let _ = std::fs::remove_file(&part);
+        if resumed {
+            // Part of it came from an earlier answer we kept on disk: that part may be
+            // the damaged one. Fetch it whole before blaming the server.
+            return Err(format!(
+                "model download: SHA-256 {actual} of the resumed file is not the assigned {}; \
+                 discarded, fetched whole next round",
+                a.sha256
+            ));
+        }
         return Err(contradiction(format!(
             "SHA-256 {actual} is not the assigned {}; discarded",
             a.sha256
