@@ -13,21 +13,17 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 . "$ROOT/scripts/lib/common.sh"
 # shellcheck source=scripts/lib/setup.sh
 . "$ROOT/scripts/lib/setup.sh"
+# shellcheck source=scripts/lib/check.sh
+. "$ROOT/scripts/lib/check.sh"
 ensure_image_tools
 FLASH="$ROOT/scripts/flash"
 
-WORK=$(mktemp -d)
 LOOP=""
-cleanup() {
+check_cleanup_hook() {
     [ -z "$LOOP" ] || losetup -d "$LOOP" 2>/dev/null || true
-    rm -rf "$WORK"
 }
-trap cleanup EXIT
+check_init
 
-fail() {
-    printf 'FAIL: %s\n' "$*" >&2
-    exit 1
-}
 
 # Run scripts/flash expecting a refusal whose message matches PATTERN.
 expect_refusal() {

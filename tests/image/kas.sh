@@ -21,19 +21,15 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 . "$ROOT/scripts/lib/common.sh"
 # shellcheck source=scripts/lib/setup.sh
 . "$ROOT/scripts/lib/setup.sh"
+# shellcheck source=scripts/lib/check.sh
+. "$ROOT/scripts/lib/check.sh"
 ensure_yocto_tools
 VENV=$(yocto_venv)
 KAS="$VENV/bin/kas"
 PY="$VENV/bin/python"
 
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+check_init
 
-fail() {
-    printf 'FAIL: %s\n' "$*" >&2
-    exit 1
-}
-ok() { printf 'ok: %s\n' "$*"; }
 
 # Boards: kas file and the machine it must select.
 BOARDS=("rpi0-2w-64.yml raspberrypi0-2w-64" "cm4-64.yml raspberrypi4-64")

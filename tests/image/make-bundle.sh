@@ -12,16 +12,13 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 . "$ROOT/scripts/lib/common.sh"
 # shellcheck source=scripts/lib/setup.sh
 . "$ROOT/scripts/lib/setup.sh"
+# shellcheck source=scripts/lib/check.sh
+. "$ROOT/scripts/lib/check.sh"
 ensure_image_tools
 
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+check_init
 PKI="$WORK/pki"
 
-fail() {
-    printf 'FAIL: %s\n' "$*" >&2
-    exit 1
-}
 
 expect_error() {
     local what=$1 pattern=$2

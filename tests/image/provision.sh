@@ -24,18 +24,14 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 . "$ROOT/scripts/lib/common.sh"
 # shellcheck source=scripts/lib/setup.sh
 . "$ROOT/scripts/lib/setup.sh"
+# shellcheck source=scripts/lib/check.sh
+. "$ROOT/scripts/lib/check.sh"
 ensure_apt fdisk e2fsprogs busybox-static coreutils
 SCRIPT="$ROOT/board/common/tinylcm-provision"
 LAYOUT="$ROOT/board/common/layout.toml"
 
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+check_init
 
-fail() {
-    printf 'FAIL: %s\n' "$*" >&2
-    exit 1
-}
-ok() { printf 'ok: %s\n' "$*"; }
 
 SERVER="https://sphere.example:8470"
 KEY="enr_5f2c9a7d41b8e3"

@@ -16,14 +16,11 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 . "$ROOT/scripts/lib/common.sh"
 # shellcheck source=scripts/lib/setup.sh
 . "$ROOT/scripts/lib/setup.sh"
+# shellcheck source=scripts/lib/check.sh
+. "$ROOT/scripts/lib/check.sh"
 
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+check_init
 
-fail() {
-    printf 'FAIL: %s\n' "$*" >&2
-    exit 1
-}
 
 if ! (ensure_qemu_system) >"$WORK/install.log" 2>&1; then
     cat "$WORK/install.log" >&2

@@ -32,28 +32,19 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 . "$ROOT/scripts/lib/common.sh"
 # shellcheck source=scripts/lib/setup.sh
 . "$ROOT/scripts/lib/setup.sh"
+# shellcheck source=scripts/lib/check.sh
+. "$ROOT/scripts/lib/check.sh"
 # shellcheck source=scripts/lib/qemu-guest.sh
 . "$ROOT/scripts/lib/qemu-guest.sh"
 
-WORK=$(mktemp -d)
 QEMU_PID=""
-cleanup() {
+check_cleanup_hook() {
     if [ -n "$QEMU_PID" ] && kill -0 "$QEMU_PID" 2>/dev/null; then
         kill "$QEMU_PID" 2>/dev/null || true
         wait "$QEMU_PID" 2>/dev/null || true
     fi
-    rm -rf "$WORK"
 }
-trap cleanup EXIT
-
-fail() {
-    if [ -s "$WORK/console" ]; then
-        printf -- '--- last 30 lines of the console of the last power-on:\n' >&2
-        tail -n 30 "$WORK/console" >&2
-    fi
-    printf 'FAIL: %s\n' "$*" >&2
-    exit 1
-}
+check_init
 
 BOOT_CMD=${1:-$ROOT/board/common/boot.cmd}
 UBOOT=/usr/lib/u-boot/qemu_arm64/u-boot.bin

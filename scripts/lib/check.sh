@@ -1,0 +1,34 @@
+# shellcheck shell=bash
+# What every tests/image/*.sh check shares: a scratch folder, clean-up at exit, and how a
+# check reports. Source after common.sh, then call check_init.
+
+# Make a scratch folder in WORK, removed at exit. A check that starts something else that
+# must not outlive it (a loop device, QEMU) defines check_cleanup_hook; it runs first.
+check_init() {
+    WORK=$(mktemp -d)
+    trap check_cleanup EXIT
+}
+
+# The EXIT trap of check_init.
+check_cleanup() {
+    if declare -F check_cleanup_hook >/dev/null; then
+        check_cleanup_hook || true
+    fi
+    rm -rf "$WORK"
+}
+
+# One verified fact, on stdout.
+ok() {
+    printf 'ok: %s\n' "$*"
+}
+
+# Fail the check with MESSAGE. A check that boots something keeps its serial console in
+# $WORK/console: the end of it comes first, since that is where the reason usually is.
+fail() {
+    if [ -s "${WORK:-}/console" ]; then
+        printf -- '--- last 30 lines of the console of the last power-on:\n' >&2
+        tail -n 30 "$WORK/console" >&2
+    fi
+    printf 'FAIL: %s\n' "$*" >&2
+    exit 1
+}
