@@ -40,6 +40,21 @@ ensure_runtime_test_deps() {
     ensure_apt rauc rauc-service squashfs-tools openssl dbus e2fsprogs util-linux systemd
 }
 
+# Install PACKAGES from bookworm-backports (adding that source once): the qemu 7.2 of
+# bookworm proper is too old for LiteRT under qemu-user and clashes with qemu-utils 10.
+ensure_backports() {
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        echo 'deb http://deb.debian.org/debian bookworm-backports main' |
+            $sudo tee /etc/apt/sources.list.d/bookworm-backports.list >/dev/null
+    fi
+    note "installing $* from bookworm-backports"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        -t bookworm-backports "$@" >/dev/null
+}
+
 # Major version of the installed qemu-aarch64-static, or 0.
 qemu_major() {
     qemu-aarch64-static --version 2>/dev/null | sed -n 's/.*version \([0-9]*\).*/\1/p' | head -n1 | grep . || echo 0
@@ -52,16 +67,7 @@ ensure_aarch64_deps() {
     # LiteRT's CPU detection crashes under bookworm's qemu 7.2 (it passes the
     # host's /proc/cpuinfo through); bookworm-backports has 10.x.
     if [ "$(qemu_major)" -lt 8 ]; then
-        local sudo=""
-        [ "$(id -u)" -eq 0 ] || sudo="sudo"
-        if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
-            echo 'deb http://deb.debian.org/debian bookworm-backports main' |
-                $sudo tee /etc/apt/sources.list.d/bookworm-backports.list >/dev/null
-        fi
-        note "installing qemu-user-static >= 8 from bookworm-backports"
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-            -t bookworm-backports qemu-user-static >/dev/null
+        ensure_backports qemu-user-static
         [ "$(qemu_major)" -ge 8 ] || die "qemu-aarch64-static >= 8 is needed (found $(qemu_major))"
     fi
     ensure_rust_targets aarch64-unknown-linux-gnu
@@ -112,14 +118,7 @@ ensure_qemu_system() {
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     if [ "$(qemu_system_major)" -lt 8 ]; then
-        if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
-            echo 'deb http://deb.debian.org/debian bookworm-backports main' |
-                $sudo tee /etc/apt/sources.list.d/bookworm-backports.list >/dev/null
-        fi
-        note "installing qemu-system-arm >= 8 from bookworm-backports"
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-            -t bookworm-backports qemu-system-arm >/dev/null
+        ensure_backports qemu-system-arm
         [ "$(qemu_system_major)" -ge 8 ] ||
             die "qemu-system-aarch64 >= 8 is needed (found $(qemu_system_major))"
     fi
