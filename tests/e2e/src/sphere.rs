@@ -275,6 +275,17 @@ impl Sphere {
         reply(r)
     }
 
+    /// Whether device `id` (calling with its own `token`) has no feedback left to acknowledge.
+    pub fn feedback_drained(&self, token: &str, id: &str) -> bool {
+        let (status, page) = self.call_as(
+            token,
+            "GET",
+            &format!("/api/v2/devices/{id}/feedback?after=0"),
+            None,
+        );
+        status == 200 && page["items"].as_array().is_some_and(|i| i.is_empty())
+    }
+
     /// The device's row in `GET /api/v2/devices`.
     pub fn device(&self, id: &str) -> Option<Value> {
         let (status, body) = self.call("GET", "/api/v2/devices", None);

@@ -141,13 +141,7 @@ fn drift_and_feedback(sphere: Sphere, work: &Path) {
     assert_eq!(status, 200, "{body}");
     let token = device.token().unwrap();
     device.wait(60, "the device to acknowledge the feedback", |_| {
-        let (s, page) = sphere.call_as(
-            &token,
-            "GET",
-            &format!("/api/v2/devices/{id}/feedback?after=0"),
-            None,
-        );
-        (s == 200 && page["items"].as_array().is_some_and(|i| i.is_empty())).then_some(())
+        sphere.feedback_drained(&token, &id).then_some(())
     });
     // The inbox file goes only once what it changed is durable.
     let inbox = tinylcm::autonomy::feedback::inbox_dir(&device.dir.join("state.redb"));

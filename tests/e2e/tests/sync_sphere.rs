@@ -82,13 +82,7 @@ fn scenario(sphere: Sphere, key: SigningKey, work: &Path) {
     assert_eq!(file.sample[0].label.as_deref(), Some("star"));
     let token = device.token().unwrap();
     wait_for(30, "the feedback to be acknowledged", || {
-        let (s, page) = sphere.call_as(
-            &token,
-            "GET",
-            &format!("/api/v2/devices/{id}/feedback?after=0"),
-            None,
-        );
-        (s == 200 && page["items"].as_array().is_some_and(|i| i.is_empty())).then_some(())
+        sphere.feedback_drained(&token, &id).then_some(())
     });
 
     // Remote configuration: applied by the host, acknowledged on the server.
