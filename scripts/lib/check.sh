@@ -32,3 +32,20 @@ fail() {
     printf 'FAIL: %s\n' "$*" >&2
     exit 1
 }
+
+# Show that the check can fail: make a copy of FILE edited by SED_SCRIPT (which must change
+# it), run this check again on the copy ("$0" COPY), and require it to fail with a FAIL line
+# matching PATTERN (grep -E). WHAT names the defect in the messages.
+expect_failure_on_copy() {
+    local what=$1 file=$2 sed_script=$3 pattern=$4 copy
+    copy="$WORK/broken-$(basename "$file")"
+    sed "$sed_script" "$file" >"$copy"
+    cmp -s "$file" "$copy" && fail "nothing to remove in $(basename "$file") for: $what"
+    if "$0" "$copy" >"$WORK/broken.out" 2>&1; then
+        cat "$WORK/broken.out" >&2
+        fail "$what: the check passed"
+    fi
+    grep -Eq "^FAIL: .*$pattern" "$WORK/broken.out" ||
+        { cat "$WORK/broken.out" >&2; fail "$what: the check failed, but not as expected ($pattern)"; }
+    ok "$what fails: $(grep '^FAIL' "$WORK/broken.out")"
+}
