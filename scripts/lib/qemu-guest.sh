@@ -83,6 +83,12 @@ current_kernel_pkg() {
         sed -n 's/^ *Depends: \(linux-image-[0-9][^:]*-arm64\).*/\1/p' | head -n1
 }
 
+# kernel_extracted DIR DEB_SHA256: DIR holds Image and zero2w.dtb from the .deb with that
+# SHA-256 (the stamp is written last, so an interrupted extraction does not count).
+kernel_extracted() {
+    [ "$(cat "$1/.deb-sha256" 2>/dev/null)" = "$2" ] && [ -f "$1/Image" ] && [ -f "$1/zero2w.dtb" ]
+}
+
 # guest_kernel: print the folder holding the kernel as Image and the Zero 2 W's device tree
 # as zero2w.dtb. Extracted once from the verified .deb into the cache (unpacking the 60 MB
 # package costs seconds per boot otherwise); a stamp written last names the .deb's SHA-256,
@@ -90,8 +96,7 @@ current_kernel_pkg() {
 guest_kernel() {
     local dir deb release debsha
     dir=$(cache_dir)/qemu/kernel-$GUEST_KERNEL_RELEASE
-    if [ "$(cat "$dir/.deb-sha256" 2>/dev/null)" = "$GUEST_KERNEL_DEB_SHA256" ] &&
-        [ -f "$dir/Image" ] && [ -f "$dir/zero2w.dtb" ]; then
+    if kernel_extracted "$dir" "$GUEST_KERNEL_DEB_SHA256"; then
         printf '%s\n' "$dir"
         return
     fi
@@ -103,8 +108,7 @@ guest_kernel() {
     release=${release%%_*}
     debsha=$(sha256_of "$deb")
     dir=$(cache_dir)/qemu/kernel-$release
-    if [ "$(cat "$dir/.deb-sha256" 2>/dev/null)" = "$debsha" ] &&
-        [ -f "$dir/Image" ] && [ -f "$dir/zero2w.dtb" ]; then
+    if kernel_extracted "$dir" "$debsha"; then
         printf '%s\n' "$dir"
         return
     fi

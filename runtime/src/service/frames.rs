@@ -121,9 +121,8 @@ impl LedObserver {
 
 impl Observer for LedObserver {
     fn on_frame(&mut self, _report: &FrameReport<'_>) {
-        if self.shown != Some(LedState::Running) {
-            self.show(LedState::Running);
-        }
+        // One comparison per frame: `show` returns at once when nothing changes.
+        self.show(LedState::Running);
     }
 }
 
