@@ -156,8 +156,28 @@ fn accelerators_are_reported() {
             (BackendKind::TfliteC, Accelerator::Xnnpack)
         );
         assert!(e.library().starts_with("2.6.0"), "{}", e.library());
+        // The options come from the library's own TfLiteXNNPackDelegateOptionsDefault
+        // through the register convention of 2.6, whose defaults are all zero
+        // (`xor eax,eax`): a wrong convention, a fallback or garbage flags fail here.
+        assert_eq!(
+            e.xnnpack_setup(),
+            Some(&tflite_c::XnnpackSetup {
+                source: tflite_c::OptionsSource::LibraryDefault(tflite_c::OptionsAbi::InRegister),
+                flags: Some(0),
+                num_threads: 1,
+            }),
+            "{}",
+            e.selection_reason()
+        );
+        assert!(
+            e.selection_reason()
+                .contains("XNNPACK options: TfLiteXNNPackDelegateOptionsDefault"),
+            "{}",
+            e.selection_reason()
+        );
         let e = tflite_c::open(&cfg_tflite(false), &file("tiny_f32.tflite")).unwrap();
         assert_eq!(e.accelerator(), Accelerator::Cpu);
+        assert_eq!(e.xnnpack_setup(), None);
     }
 }
 

@@ -36,8 +36,9 @@ pub const TFLITE_C_CACHE_DIR: &str = "tflite-c-2.6.0";
 ///
 /// Every C function the backend calls exists with the same signature from 2.6
 /// (the development library) up to the 2.2x releases that the Yocto layer
-/// builds; the one known ABI hazard, the XNNPACK options struct, is avoided by
-/// never calling `TfLiteXNNPackDelegateOptionsDefault` (see `tflite_c::ffi`).
+/// builds. The one known ABI hazard, `TfLiteXNNPackDelegateOptionsDefault`
+/// returning a struct whose size (and so calling convention) changed, is
+/// called only for releases whose layout is known (see `tflite_c::xnnpack`).
 pub const TFLITE_C_MIN_MINOR: u32 = 6;
 
 /// Whether `sha256` (lower-case hex) is a pinned LiteRT build.
@@ -47,17 +48,21 @@ pub fn litert_hash_is_pinned(sha256: &str) -> bool {
 
 /// Whether a `TfLiteVersion()` string is one the `tflite-c` backend accepts.
 pub fn tflite_c_version_supported(version: &str) -> bool {
+    matches!(major_minor(version), Some((2, m)) if m >= TFLITE_C_MIN_MINOR)
+}
+
+/// Major and minor of a `TfLiteVersion()` string such as `2.21.0` or `2.16.1-rc0`.
+pub fn major_minor(version: &str) -> Option<(u32, u32)> {
     let mut parts = version.trim().split('.');
-    let major = parts.next().and_then(|p| p.parse::<u32>().ok());
+    let major = parts.next()?.parse::<u32>().ok()?;
     let minor = parts
-        .next()
-        .map(|p| {
-            p.chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-        })
-        .and_then(|p| p.parse::<u32>().ok());
-    matches!((major, minor), (Some(2), Some(m)) if m >= TFLITE_C_MIN_MINOR)
+        .next()?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse::<u32>()
+        .ok()?;
+    Some((major, minor))
 }
 
 #[cfg(test)]
@@ -74,6 +79,9 @@ mod tests {
         assert!(!tflite_c_version_supported("3.0.0"));
         assert!(!tflite_c_version_supported(""));
         assert!(!tflite_c_version_supported("garbage"));
+        assert_eq!(major_minor("2.21.0"), Some((2, 21)));
+        assert_eq!(major_minor("2.6"), Some((2, 6)));
+        assert_eq!(major_minor("2"), None);
     }
 
     #[test]

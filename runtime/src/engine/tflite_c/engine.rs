@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use super::delegate::Delegate;
 use super::edgetpu::EdgeTpuProvider;
-use super::ffi::{TfliteCApi, XnnpackOptions};
+use super::ffi::TfliteCApi;
 use super::reporter::{self, ErrorSink};
+use super::xnnpack::{self, XnnpackSetup};
 use crate::engine::config::{EdgeTpuMode, EngineConfig};
 use crate::engine::model::ModelSource;
 use crate::engine::{
@@ -43,6 +44,8 @@ pub struct TfliteCEngine {
     outputs: Vec<TensorInfo>,
     accelerator: Accelerator,
     why: String,
+    /// How the XNNPACK delegate's options were made, when XNNPACK runs the model.
+    xnnpack: Option<XnnpackSetup>,
     /// Receives the interpreter's error reports; outlives the interpreter.
     sink: Box<ErrorSink>,
     api: Arc<TfliteCApi>,
@@ -65,6 +68,12 @@ impl TfliteCEngine {
     /// Why this accelerator was chosen (the fallbacks taken, if any).
     pub fn selection_reason(&self) -> &str {
         &self.why
+    }
+
+    /// The options the XNNPACK delegate was created with (`None` unless the
+    /// accelerator is XNNPACK).
+    pub fn xnnpack_setup(&self) -> Option<&XnnpackSetup> {
+        self.xnnpack.as_ref()
     }
 }
 
@@ -128,16 +137,23 @@ pub fn open_with_edgetpu(
     }
 
     // 2. XNNPACK.
+    let mut xnnpack_setup = None;
     if chosen.is_none() {
         if cfg.xnnpack {
-            match xnnpack_delegate(&api, threads) {
-                Some(delegate) => {
+            match xnnpack_delegate_with_setup(&api, threads) {
+                (Some(delegate), setup) => {
                     match create_interpreter(&api, model_ptr, threads, Some(&delegate), &sink) {
-                        Ok(interp) => chosen = Some((interp, vec![delegate], Accelerator::Xnnpack)),
+                        Ok(interp) => {
+                            notes.push(format!("XNNPACK options: {setup}"));
+                            xnnpack_setup = Some(setup);
+                            chosen = Some((interp, vec![delegate], Accelerator::Xnnpack));
+                        }
                         Err(e) => notes.push(format!("XNNPACK refused the model ({e})")),
                     }
                 }
-                None => notes.push("XNNPACK delegate could not be created".to_string()),
+                (None, setup) => notes.push(format!(
+                    "XNNPACK delegate could not be created (options: {setup})"
+                )),
             }
         } else {
             notes.push("XNNPACK off (engine.xnnpack = false)".to_string());
@@ -166,6 +182,7 @@ pub fn open_with_edgetpu(
         outputs: Vec::new(),
         accelerator,
         why: notes.join("; "),
+        xnnpack: xnnpack_setup,
         sink,
         api,
         _bytes: bytes,
@@ -176,9 +193,13 @@ pub fn open_with_edgetpu(
         .iter()
         .chain(&engine.outputs)
         .any(|t| matches!(t.dtype, ElementType::I8 | ElementType::U8));
-    if accelerator == Accelerator::Xnnpack && quantised && engine.api.version.starts_with("2.6.") {
+    let quantised_ops_off = engine
+        .xnnpack
+        .as_ref()
+        .is_some_and(|s| s.flags.is_some_and(|f| f & 0x3 == 0));
+    if quantised && quantised_ops_off {
         engine.why.push_str(
-            "; note: TF 2.6's XNNPACK takes no int8/uint8 ops, they run on the builtin kernels",
+            "; note: the XNNPACK options leave QS8/QU8 off, int8/uint8 ops run on the builtin kernels",
         );
     }
     Ok(engine)
@@ -266,15 +287,33 @@ fn edgetpu_delegate(
 
 /// An XNNPACK delegate with `threads` threads, or `None` if the library refuses.
 pub fn xnnpack_delegate(api: &Arc<TfliteCApi>, threads: i32) -> Option<Delegate> {
-    let opts = XnnpackOptions::with_threads(threads);
-    // SAFETY: `opts` is a zeroed buffer larger than any release's options
-    // struct with `num_threads` first (see `XnnpackOptions`); the delegate
-    // copies what it needs during the call.
+    xnnpack_delegate_with_setup(api, threads).0
+}
+
+/// [`xnnpack_delegate`], also saying how its options were made (the library's
+/// `TfLiteXNNPackDelegateOptionsDefault` when its release is known, else zeroed).
+pub fn xnnpack_delegate_with_setup(
+    api: &Arc<TfliteCApi>,
+    threads: i32,
+) -> (Option<Delegate>, XnnpackSetup) {
+    // SAFETY: the function pointer is this library's own
+    // `TfLiteXNNPackDelegateOptionsDefault` and `api.version` its `TfLiteVersion()`.
+    let (opts, setup) =
+        unsafe { xnnpack::build_options(&api.version, api.xnnpack_options_default, threads) };
+    // SAFETY: `opts` is at least as large and as aligned as this release's
+    // options struct (see `xnnpack::XnnpackOptions`); the delegate copies what
+    // it needs during the call.
     let ptr = unsafe { (api.xnnpack_create)(&opts) };
+    if let (Some(get_flags), false) = (api.xnnpack_get_flags, ptr.is_null()) {
+        // SAFETY: a live XNNPACK delegate of this library.
+        let live = unsafe { get_flags(ptr) };
+        tracing::debug!("XNNPACK delegate reports flags {live:#x}");
+    }
     let owner: Arc<dyn std::any::Any + Send + Sync> = api.clone();
     // SAFETY: created by this library's XNNPACK create, freed by its delete;
     // `owner` keeps the library loaded.
-    unsafe { Delegate::from_raw(ptr, api.xnnpack_delete, owner) }
+    let delegate = unsafe { Delegate::from_raw(ptr, api.xnnpack_delete, owner) };
+    (delegate, setup)
 }
 
 fn create_interpreter(

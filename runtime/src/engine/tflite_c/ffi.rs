@@ -15,6 +15,8 @@ use crate::engine::dylib;
 use crate::engine::locate::{LibraryKind, LibraryLocation};
 use crate::engine::pins;
 
+use super::xnnpack::{RawFn, XnnpackOptions};
+
 /// `TfLiteStatus`: 0 is `kTfLiteOk`.
 pub(crate) type Status = c_int;
 
@@ -29,29 +31,6 @@ pub(crate) struct QuantParams {
     pub zero_point: i32,
 }
 
-/// Room for `TfLiteXNNPackDelegateOptions` of any 2.x release.
-///
-/// In 2.6 the struct is `{int32_t num_threads; bool ...}` (8 bytes); later
-/// releases append fields. `num_threads` is first in every release, all other
-/// fields default to zero, so a zeroed over-sized buffer with `num_threads` set
-/// is valid for all of them. `TfLiteXNNPackDelegateOptionsDefault` is never
-/// called: it returns the struct by value, and a size mismatch would silently
-/// change the calling convention (register vs. hidden pointer).
-#[repr(C, align(8))]
-pub(crate) struct XnnpackOptions {
-    pub num_threads: i32,
-    _rest: [u8; 508],
-}
-
-impl XnnpackOptions {
-    pub(crate) fn with_threads(threads: i32) -> Self {
-        XnnpackOptions {
-            num_threads: threads,
-            _rest: [0; 508],
-        }
-    }
-}
-
 macro_rules! api_table {
     ($( $field:ident : $sym:literal => fn($($arg:ty),*) $(-> $ret:ty)? ;)*) => {
         /// Function pointers into one loaded `libtensorflowlite_c.so`.
@@ -63,6 +42,13 @@ macro_rules! api_table {
             pub path: PathBuf,
             /// Where the lookup found it.
             pub location: LibraryLocation,
+            /// `TfLiteXNNPackDelegateOptionsDefault`, if exported. Untyped:
+            /// its return convention depends on the release (see
+            /// [`super::xnnpack`]).
+            pub(crate) xnnpack_options_default: Option<RawFn>,
+            /// `TfLiteXNNPackDelegateGetFlags` (newer releases): the flags a
+            /// delegate actually runs with.
+            pub(crate) xnnpack_get_flags: Option<unsafe extern "C" fn(*mut c_void) -> c_int>,
             _lib: Library,
         }
 
@@ -72,13 +58,32 @@ macro_rules! api_table {
                 let p = &location.path;
                 // SAFETY: each type below is the C signature of that symbol in
                 // the 2.x C API (c_api.h); the version is checked before use.
+                // `TfLiteXNNPackDelegateOptionsDefault` is kept as an untyped
+                // address and only called once the version fixes its type;
+                // `TfLiteXNNPackDelegateGetFlags` is `int (TfLiteDelegate*)`
+                // wherever it exists. The pointers live as long as `lib`,
+                // which the table owns.
                 unsafe {
                     $(let $field = dylib::symbol::<unsafe extern "C" fn($($arg),*) $(-> $ret)?>(&lib, kind, p, $sym)?;)*
+                    // Optional: absent in some builds; a missing one only
+                    // changes how the XNNPACK options are made and logged.
+                    let xnnpack_options_default = lib
+                        .get::<RawFn>(b"TfLiteXNNPackDelegateOptionsDefault")
+                        .ok()
+                        .map(|s| *s);
+                    let xnnpack_get_flags = lib
+                        .get::<unsafe extern "C" fn(*mut c_void) -> c_int>(
+                            b"TfLiteXNNPackDelegateGetFlags",
+                        )
+                        .ok()
+                        .map(|s| *s);
                     Ok(TfliteCApi {
                         $($field,)*
                         version: String::new(),
                         path: p.clone(),
                         location,
+                        xnnpack_options_default,
+                        xnnpack_get_flags,
                         _lib: lib,
                     })
                 }
@@ -168,14 +173,6 @@ impl std::fmt::Debug for TfliteCApi {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn xnnpack_options_are_large_and_start_with_threads() {
-        let o = XnnpackOptions::with_threads(3);
-        assert!(std::mem::size_of::<XnnpackOptions>() >= 256);
-        assert_eq!(std::mem::offset_of!(XnnpackOptions, num_threads), 0);
-        assert_eq!(o.num_threads, 3);
-    }
 
     #[test]
     fn quant_params_layout() {

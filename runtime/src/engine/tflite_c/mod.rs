@@ -4,6 +4,7 @@
 //! * [`ffi`]: the function table and version check;
 //! * [`edgetpu`]: Edge TPU discovery behind [`EdgeTpuProvider`];
 //! * [`delegate`]: owned delegates;
+//! * [`xnnpack`]: the XNNPACK delegate options of each TF Lite release;
 //! * [`engine`]: the interpreter and the Edge TPU → XNNPACK → CPU fallback.
 
 pub mod delegate;
@@ -11,13 +12,17 @@ pub mod edgetpu;
 pub mod engine;
 pub mod ffi;
 mod reporter;
+pub mod xnnpack;
 
 use std::sync::Arc;
 
 pub use delegate::Delegate;
 pub use edgetpu::{EdgeTpuDevice, EdgeTpuKind, EdgeTpuProvider, LibEdgeTpu};
-pub use engine::{EdgeTpuSource, TfliteCEngine, open_with_edgetpu, xnnpack_delegate};
+pub use engine::{
+    EdgeTpuSource, TfliteCEngine, open_with_edgetpu, xnnpack_delegate, xnnpack_delegate_with_setup,
+};
 pub use ffi::TfliteCApi;
+pub use xnnpack::{OptionsAbi, OptionsSource, XnnpackSetup};
 
 use super::EngineError;
 use super::config::{EdgeTpuMode, EngineConfig};
