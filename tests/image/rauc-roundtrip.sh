@@ -11,16 +11,25 @@
 #   Refused: a bundle for the other board (compatible) and one signed by a foreign CA.
 #
 # What ties RAUC to the boot script: board/<board>/system.conf is used with ONLY its device
-# paths, keyring path, mountprefix, data-directory and bootloader rewritten (checked), and
-# the bootloader is a custom backend that reads and writes the simulated U-Boot environment
-# with the semantics of RAUC's `uboot` backend (the one the device uses), so every
+# paths, mountprefix, data-directory and bootloader rewritten (checked), and the bootloader
+# is a custom backend that reads and writes the simulated U-Boot environment with the
+# semantics of RAUC's `uboot` backend (the one the device uses), so every
 # BOOT_ORDER/BOOT_x_LEFT value RAUC writes is what the next simulated power-on reads.
+# The keyring path is NOT rewritten: system.conf sits in a folder that stands for the
+# image's /usr/lib/rauc, with the keyring beside it under the name rauc-conf.bbappend gives
+# it, so a path that does not lead there on the device fails here too.
+# The board's bundle rules, with nothing else changed: a verity bundle is accepted, a plain
+# one refused (bundle-formats), and with the clock at 2020 (a Pi without RTC or network)
+# the certificates still verify (use-bundle-signing-time). The installs themselves use plain
+# bundles (no device-mapper here, platform notes §6.5): for them, and only for them,
+# bundle-formats is rewritten too.
 #
-# Finally it proves it can fail: the round trip against a boot.cmd that ignores BOOT_ORDER
-# and a system.conf rewrite that changes the compatible must both be caught.
+# Finally it proves it can fail: the round trip against a boot.cmd that ignores BOOT_ORDER,
+# a system.conf rewrite that changes the compatible, and board system.confs with the old
+# keyring path, without bundle-formats or without use-bundle-signing-time must be caught.
 #
-# Usage: tests/image/rauc-roundtrip.sh [--board BOARD] [--boot-cmd FILE]
-#   (both only for the self-check; without them: every board, then the self-check)
+# Usage: tests/image/rauc-roundtrip.sh [--board BOARD] [--boot-cmd FILE] [--board-conf FILE]
+#   (all only for the self-check; without them: every board, then the self-check)
 # Needs root (unshare -m, loop devices for the install) like runtime/tests/rauc_dbus.rs.
 set -euo pipefail
 
@@ -97,10 +106,21 @@ in_boot() {
 # ---------------------------------------------------------------------------------------
 # Outside: the test of one board in its own folder T.
 
-# board/<board>/system.conf with only the host-specific keys rewritten, into $T/system.conf;
-# REWRITE_MUTANT (self-check only) adds one change that is not allowed.
+# Where rauc-conf.bbappend puts the keyring: beside system.conf, as keyring.pem.
+IMAGE_KEYRING=keyring.pem
+RAUC_CONF_APPEND="$ROOT/yocto/meta-tinylcm/recipes-core/rauc/rauc-conf.bbappend"
+
+# The board's system.conf with only the host-specific keys rewritten, into $T/system.conf
+# (for the installs: plain bundles allowed too) and $T/strict/system.conf (the board's
+# bundle formats); the keyring beside each as the image installs it. REWRITE_MUTANT
+# (self-check only) adds one change that is not allowed.
 make_system_conf() {
-    python3 - "$ROOT/board/$BOARD/system.conf" "$T" "${REWRITE_MUTANT:-}" <<'PY'
+    grep -q '${D}${nonarch_libdir}/rauc/'"$IMAGE_KEYRING" "$RAUC_CONF_APPEND" ||
+        fail "rauc-conf.bbappend does not install the keyring as \${nonarch_libdir}/rauc/$IMAGE_KEYRING (beside system.conf)"
+    mkdir -p "$T/strict"
+    cp "$T/pki/ca.cert.pem" "$T/$IMAGE_KEYRING"
+    cp "$T/pki/ca.cert.pem" "$T/strict/$IMAGE_KEYRING"
+    python3 - "$BOARD_CONF" "$T" "${REWRITE_MUTANT:-}" <<'PY'
 import configparser, sys
 
 board_conf, t, mutant = sys.argv[1:]
@@ -113,37 +133,47 @@ def load(text):
     return cp
 
 original = load(open(board_conf).read())
-conf = load(open(board_conf).read())
-conf["system"]["bootloader"] = "custom"
-conf["system"]["mountprefix"] = f"{t}/mnt"
-conf["system"]["data-directory"] = f"{t}/data"
-if not conf.has_section("handlers"):
-    conf.add_section("handlers")
-conf["handlers"]["bootloader-custom-backend"] = f"{t}/bootloader.sh"
-conf["keyring"]["path"] = f"{t}/pki/ca.cert.pem"
-for name in conf.sections():
-    if name.startswith("slot.") and "device" in conf[name]:
-        conf[name]["device"] = f"{t}/slots/{name[len('slot.'):]}.img"
-if mutant:
-    section, key, value = mutant.split(":")
-    conf[section][key] = value
 
-# What may differ from the board's file, and nothing else: devices, where RAUC keeps its
-# mounts and status, the keyring's path, the bootloader and its backend.
-allowed = {("system", "bootloader"), ("system", "mountprefix"), ("system", "data-directory"),
-           ("keyring", "path"), ("handlers", "bootloader-custom-backend")}
-allowed |= {(s, "device") for s in original.sections() if s.startswith("slot.")}
-for section in original.sections():
-    for key, value in original[section].items():
-        if (section, key) not in allowed and conf.get(section, key, fallback=None) != value:
-            sys.exit(f"the test's system.conf changes [{section}] {key}: "
-                     f"{value!r} -> {conf.get(section, key, fallback=None)!r}")
-for section in conf.sections():
-    for key in conf[section]:
-        if (section, key) not in allowed and not original.has_option(section, key):
-            sys.exit(f"the test's system.conf adds [{section}] {key}")
-with open(f"{t}/system.conf", "w") as f:
-    conf.write(f, space_around_delimiters=False)
+def rewritten(installs):
+    conf = load(open(board_conf).read())
+    conf["system"]["bootloader"] = "custom"
+    conf["system"]["mountprefix"] = f"{t}/mnt"
+    conf["system"]["data-directory"] = f"{t}/data"
+    if not conf.has_section("handlers"):
+        conf.add_section("handlers")
+    conf["handlers"]["bootloader-custom-backend"] = f"{t}/bootloader.sh"
+    if installs:
+        conf["system"]["bundle-formats"] = "plain verity"
+    for name in conf.sections():
+        if name.startswith("slot.") and "device" in conf[name]:
+            conf[name]["device"] = f"{t}/slots/{name[len('slot.'):]}.img"
+    if mutant:
+        section, key, value = mutant.split(":")
+        conf[section][key] = value
+
+    # What may differ from the board's file, and nothing else: devices, where RAUC keeps
+    # its mounts and status, the bootloader and its backend (and for the installs, which
+    # bundle formats are allowed).
+    allowed = {("system", "bootloader"), ("system", "mountprefix"), ("system", "data-directory"),
+               ("handlers", "bootloader-custom-backend")}
+    if installs:
+        allowed.add(("system", "bundle-formats"))
+    allowed |= {(s, "device") for s in original.sections() if s.startswith("slot.")}
+    for section in original.sections():
+        for key, value in original[section].items():
+            if (section, key) not in allowed and conf.get(section, key, fallback=None) != value:
+                sys.exit(f"the test's system.conf changes [{section}] {key}: "
+                         f"{value!r} -> {conf.get(section, key, fallback=None)!r}")
+    for section in conf.sections():
+        for key in conf[section]:
+            if (section, key) not in allowed and not original.has_option(section, key):
+                sys.exit(f"the test's system.conf adds [{section}] {key}")
+    return conf
+
+for folder, installs in ((t, True), (f"{t}/strict", False)):
+    conf = rewritten(installs)
+    with open(f"{folder}/system.conf", "w") as f:
+        conf.write(f, space_around_delimiters=False)
 for section in conf.sections():
     if section.startswith("slot."):
         print(f"{section}={conf[section]['device']}")
@@ -270,6 +300,7 @@ expect_status() {
 roundtrip() {
     BOARD=$1
     T="$WORK/$BOARD"
+    BOARD_CONF=${board_conf:-$ROOT/board/$BOARD/system.conf}
     # The --in-boot child reads both.
     export BOARD T
     mkdir -p "$T/slots" "$T/mnt" "$T/data"
@@ -306,11 +337,22 @@ roundtrip() {
     "$mb" --board "$BOARD" --rootfs "$T/rootfs-2.0.ext4" --version 2.0 --pki "$T/foreign-pki" --format plain \
         -o "$T/foreign.raucb" >/dev/null 2>"$T/mb.log" || fail "make-bundle foreign CA: $(cat "$T/mb.log")"
     # The verity bundle cannot be installed here (no device-mapper, platform notes §6.5), but
-    # the board's configuration must accept it.
-    rauc info --conf="$T/system.conf" "$T/v2-verity.raucb" >"$T/info" 2>"$T/info.log" ||
-        fail "$BOARD: rauc info refuses the verity bundle: $(cat "$T/info.log")"
+    # the board's configuration, bundle formats and keyring path as they are, must accept it
+    # and refuse a plain one.
+    local strict="$T/strict/system.conf"
+    rauc info --conf="$strict" "$T/v2-verity.raucb" >"$T/info" 2>"$T/info.log" ||
+        fail "$BOARD: rauc info refuses the verity bundle: $(tail -n 1 "$T/info.log")"
     grep -q "^Bundle Format:[[:space:]]*verity" "$T/info" || fail "$BOARD: the verity bundle is $(grep '^Bundle Format' "$T/info")"
-    printf 'ok: %s: scripts/make-bundle: plain bundles 2.0 and 3.0, a verity bundle rauc info accepts\n' "$BOARD"
+    if rauc info --conf="$strict" "$T/v2.raucb" >"$T/info" 2>"$T/info.log"; then
+        fail "$BOARD: the board's system.conf accepts a plain bundle (bundle-formats)"
+    fi
+    grep -q "format 'plain' not allowed" "$T/info.log" ||
+        fail "$BOARD: a plain bundle was refused, but not for its format: $(tr '\n' ' ' <"$T/info.log")"
+    # No RTC: until NTP answers the clock can be years off; the certificates are still valid
+    # at the bundle's signing time.
+    faketime '2020-01-01 00:00:00' rauc info --conf="$strict" "$T/v2-verity.raucb" >"$T/info" 2>"$T/info.log" ||
+        fail "$BOARD: with the clock at 2020 the verity bundle is refused (use-bundle-signing-time): $(tr '\n' ' ' <"$T/info.log" | grep -o 'signature verification failed.*' || tail -n 1 "$T/info.log")"
+    printf 'ok: %s: scripts/make-bundle: plain bundles 2.0 and 3.0 (refused by the board'"'"'s own formats), a verity bundle the board accepts, also with its clock at 2020\n' "$BOARD"
 
     # The factory image: 1.0 in slot A, B empty, a fresh U-Boot environment.
     dd if="$T/rootfs-1.0.ext4" of="$T/slots/rootfs.0.img" conv=notrunc status=none
@@ -371,12 +413,13 @@ if [ "${1:-}" = --in-boot ]; then
     exit 0
 fi
 
-only_board="" BOOT_CMD="$ROOT/board/common/boot.cmd"
+only_board="" BOOT_CMD="$ROOT/board/common/boot.cmd" board_conf=""
 while [ $# -gt 0 ]; do
     case $1 in
         --board) only_board=$2 && shift 2 ;;
         --boot-cmd) BOOT_CMD=$2 && shift 2 ;;
-        *) fail "unknown argument $1 (usage: $0 [--board BOARD] [--boot-cmd FILE])" ;;
+        --board-conf) board_conf=$2 && shift 2 ;;
+        *) fail "unknown argument $1 (usage: $0 [--board BOARD] [--boot-cmd FILE] [--board-conf FILE])" ;;
     esac
 done
 
@@ -385,6 +428,7 @@ done
 # shellcheck source=scripts/lib/setup.sh
 . "$ROOT/scripts/lib/setup.sh"
 ensure_image_tools
+ensure_apt faketime
 [ "$(id -u)" -eq 0 ] || fail "needs root: unshare -m and the loop device RAUC installs through"
 
 WORK=$(mktemp -d)
@@ -420,4 +464,21 @@ fi
 grep -q "changes \[system\] compatible" "$WORK/mutant.log" ||
     fail "a changed compatible failed, but not at the rewrite check: $(tail -n 3 "$WORK/mutant.log")"
 printf 'ok: caught a test system.conf whose compatible differs from the board'"'"'s\n'
+
+# The board's own file, broken: each must fail at the check that guards it.
+board_mutant() {
+    local what=$1 expr=$2 pattern=$3 conf="$WORK/mutant-system.conf"
+    sed "$expr" "$ROOT/board/$first/system.conf" >"$conf"
+    ! cmp -s "$conf" "$ROOT/board/$first/system.conf" || fail "the mutant '$what' changes nothing"
+    if "$SELF" --board "$first" --board-conf "$conf" >"$WORK/mutant.log" 2>&1; then
+        fail "the round trip passes with a system.conf $what"
+    fi
+    grep -Eq "^FAIL: .*$pattern" "$WORK/mutant.log" ||
+        fail "a system.conf $what failed, but not where expected: $(tail -n 3 "$WORK/mutant.log")"
+    printf 'ok: caught a system.conf %s: %s\n' "$what" "$(grep -m1 '^FAIL' "$WORK/mutant.log" | cut -c7-220)"
+}
+board_mutant "whose keyring path is /etc/rauc/keyring.pem (where the image puts nothing)" \
+    's|^path=.*|path=/etc/rauc/keyring.pem|' "refuses the verity bundle"
+board_mutant "without bundle-formats=-plain" '/^bundle-formats=/d' "accepts a plain bundle"
+board_mutant "without use-bundle-signing-time" '/^use-bundle-signing-time=/d' "clock at 2020"
 printf 'rauc-roundtrip: all checks passed\n'
