@@ -124,6 +124,75 @@ guest_kernel() {
     printf '%s\n' "$dir"
 }
 
+# guest_modules DEST NAME: copy the kernel module NAME and the modules it depends on, from
+# the kernel package of guest_kernel, into DEST (flat: NAME.ko, ...) and print their file
+# names in load order, dependencies first. Fails when the kernel has no such module (e.g.
+# it is built in, or not configured: look in the package's /boot/config-*). The package
+# ships no modules.dep (depmod runs at install), so dependencies are read from each
+# module's own .modinfo section. Extracted modules are cached beside the kernel.
+guest_modules() {
+    local dest=$1 name=$2 kdir deb index order=() seen=" "
+    kdir=$(guest_kernel)
+    deb=$(guest_deb "$GUEST_KERNEL_PKG" "$GUEST_KERNEL_VERSION" "$GUEST_KERNEL_DEB_SHA256" \
+        "$(current_kernel_pkg)")
+    index=$kdir/modules.index
+    if [ ! -s "$index" ]; then
+        # "name path" per module, names with _ for - as the kernel compares them.
+        dpkg-deb --fsys-tarfile "$deb" | tar -t | sed -n 's|^\./\(lib/modules/.*/\([^/]*\)\.ko\)$|\2 \1|p' |
+            awk '{ n = $1; gsub("-", "_", n); print n, $2 }' >"$index.tmp"
+        [ -s "$index.tmp" ] || die "no kernel modules in $deb"
+        mv "$index.tmp" "$index"
+    fi
+    # path_of NAME: the module's path in the package (empty: none).
+    path_of() {
+        local n=${1//-/_}
+        awk -v n="$n" '$1 == n { print $2; exit }' "$index"
+    }
+    # deps_of PATH: the names the module depends on.
+    deps_of() {
+        aarch64-linux-gnu-objcopy -O binary --only-section=.modinfo "$kdir/$1" /dev/stdout |
+            tr '\0' '\n' | sed -n 's/^depends=//p' | tr ',' ' '
+    }
+    # Extract the closure level by level: one pass over the 60 MB package per level, not
+    # per module (a pass costs seconds).
+    local level=("$name") next n path dep fetch
+    while [ ${#level[@]} -gt 0 ]; do
+        fetch=()
+        for n in "${level[@]}"; do
+            path=$(path_of "$n")
+            [ -n "$path" ] || { note "the guest kernel has no module $n"; return 1; }
+            [ -f "$kdir/$path" ] || fetch+=("./$path")
+        done
+        if [ ${#fetch[@]} -gt 0 ]; then
+            dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$kdir" "${fetch[@]}" ||
+                { note "cannot extract ${fetch[*]} from $deb"; return 1; }
+        fi
+        next=()
+        for n in "${level[@]}"; do
+            for dep in $(deps_of "$(path_of "$n")"); do
+                dep=${dep//-/_}
+                case "$seen" in *" $dep "*) ;; *) seen+="$dep "; next+=("$dep") ;; esac
+            done
+        done
+        level=("${next[@]}")
+    done
+    # visit NAME: depth first, dependencies before the module.
+    visit() {
+        local n=${1//-/_} p d
+        case " ${order[*]} " in *" $(path_of "$n") "*) return 0 ;; esac
+        p=$(path_of "$n")
+        for d in $(deps_of "$p"); do
+            visit "$d"
+        done
+        order+=("$p")
+    }
+    visit "$name"
+    for path in "${order[@]}"; do
+        cp "$kdir/$path" "$dest/"
+        basename "$path"
+    done
+}
+
 # guest_busybox FILE: extract the pinned static arm64 busybox to FILE.
 guest_busybox() {
     local file=$1 deb tmp

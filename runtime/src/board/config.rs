@@ -20,9 +20,14 @@ pub struct BoardConfig {
     pub led_pin: Option<u8>,
     /// The LED is lit when the pin is low. Default `false`.
     pub led_active_low: bool,
-    /// BCM pin of a button to ground (internal pull-up); absent: no button.
+    /// BCM pin of a button to ground (internal pull-up); absent: no button. Held for
+    /// [`crate::service::LONG_PRESS`], it marks the open drift incident as a false alarm.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub button_pin: Option<u8>,
+    /// Label of the GPIO chip the LED and button are on (as `gpioinfo` shows it); absent:
+    /// the Pi's header controller (`pinctrl-bcm2835`, `pinctrl-bcm2711` or `pinctrl-rp1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpio_chip: Option<String>,
 }
 
 impl Default for BoardConfig {
@@ -32,6 +37,7 @@ impl Default for BoardConfig {
             led_pin: None,
             led_active_low: false,
             button_pin: None,
+            gpio_chip: None,
         }
     }
 }
@@ -71,6 +77,16 @@ impl BoardConfig {
                 "use a BCM pin number 2..=27 of the 40-pin header".to_string(),
             ),
         ])?;
+        if let Some(chip) = &self.gpio_chip {
+            // The kernel's label field holds 31 bytes and a NUL.
+            if chip.trim().is_empty() || chip.len() > 31 {
+                return Err(ConfigError::new(
+                    "board.gpio-chip",
+                    format!("{chip:?} is not a GPIO chip label (1..=31 bytes)"),
+                    "use the label `gpioinfo` prints, or remove the key for the Pi's own chip",
+                ));
+            }
+        }
         if self.led_pin.is_some() && self.led_pin == self.button_pin {
             return Err(ConfigError::new(
                 "board.button-pin",
@@ -97,6 +113,11 @@ mod tests {
             ("button-pin = 28", "board.button-pin"),
             ("led-pin = 17\nbutton-pin = 17", "board.button-pin"),
             ("min-free-mib = 2000000", "board.min-free-mib"),
+            ("gpio-chip = \"\"", "board.gpio-chip"),
+            (
+                "gpio-chip = \"an-expander-label-longer-than-31-bytes\"",
+                "board.gpio-chip",
+            ),
         ] {
             let c: BoardConfig = toml::from_str(text).unwrap();
             let e = c.validate().unwrap_err().to_string();

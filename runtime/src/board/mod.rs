@@ -2,14 +2,15 @@
 //!
 //! A field device has no screen; an LED says in which state it is and a button is the
 //! one input a person on site has. Both sit behind traits with a no-op implementation, so
-//! the service runs the same off the Pi, and a GPIO implementation (rppal) on it. The SD
+//! the service runs the same off the Pi, and a GPIO implementation (the kernel's GPIO
+//! character device) on it. The SD
 //! card is the other hazard: a full card corrupts more than it stores, so writers that can
 //! wait or drop (quarantine thumbnails, the sync outbox) ask the [`DiskGuard`] first.
 //! SoC temperature and throttling are read by [`crate::status::system`].
 //!
 //! * [`led`] — [`LedState`], its [`BlinkPattern`], the [`StatusLed`] and [`Button`] traits
 //!   and the no-op implementations.
-//! * `gpio` (Linux) — [`GpioLed`] and [`GpioButton`] over rppal.
+//! * `gpio` (Linux) — [`GpioLed`] and [`GpioButton`] over `/dev/gpiochipN`.
 //! * [`disk`] — [`DiskGuard`] over `statvfs`.
 //! * [`config`] — the `[board]` section.
 
@@ -37,8 +38,27 @@ pub enum BoardError {
         /// The device looked for.
         path: std::path::PathBuf,
     },
-    /// The GPIO library refused (unknown board, pin busy, no permission).
-    #[error("GPIO {pin}: {reason} (is the service in the `gpio` group, and is the pin free?)")]
+    /// No GPIO chip has the label looked for.
+    #[error(
+        "no GPIO chip labelled {wanted} (the kernel has: {found}); set `board.gpio-chip` to \
+         the label of the chip the LED and button are on"
+    )]
+    NoGpioChip {
+        /// The label(s) looked for.
+        wanted: String,
+        /// The chips there are, as "label (path)".
+        found: String,
+    },
+    /// A GPIO chip's device could not be opened or asked (no permission, not a chip).
+    #[error("GPIO chip {chip}: {reason} (may the service open `char-gpiochip` devices?)")]
+    GpioChip {
+        /// The device.
+        chip: std::path::PathBuf,
+        /// What the OS said.
+        reason: String,
+    },
+    /// The kernel refused a line (pin busy, out of range, no permission).
+    #[error("GPIO {pin}: {reason} (is the pin free, and is it the right `board` pin?)")]
     Gpio {
         /// BCM pin number.
         pin: u8,
@@ -76,7 +96,11 @@ pub enum BoardError {
 pub fn open_led(config: &BoardConfig) -> Result<Box<dyn StatusLed>, BoardError> {
     match config.led_pin {
         #[cfg(target_os = "linux")]
-        Some(pin) => Ok(Box::new(GpioLed::open(pin, config.led_active_low)?)),
+        Some(pin) => Ok(Box::new(GpioLed::open(
+            config.gpio_chip.as_deref(),
+            pin,
+            config.led_active_low,
+        )?)),
         #[cfg(not(target_os = "linux"))]
         Some(_) => Err(BoardError::NoGpio {
             path: std::path::PathBuf::from("/dev/gpiochip0"),
@@ -90,7 +114,10 @@ pub fn open_led(config: &BoardConfig) -> Result<Box<dyn StatusLed>, BoardError> 
 pub fn open_button(config: &BoardConfig) -> Result<Box<dyn Button>, BoardError> {
     match config.button_pin {
         #[cfg(target_os = "linux")]
-        Some(pin) => Ok(Box::new(GpioButton::open(pin)?)),
+        Some(pin) => Ok(Box::new(GpioButton::open(
+            config.gpio_chip.as_deref(),
+            pin,
+        )?)),
         #[cfg(not(target_os = "linux"))]
         Some(_) => Err(BoardError::NoGpio {
             path: std::path::PathBuf::from("/dev/gpiochip0"),

@@ -272,7 +272,7 @@ mod device {
                         // stream is unusable; start over with a fresh open.
                         let cause = format!("capture failed: {e}");
                         tracing::warn!(device = %self.what(), "{cause}");
-                        self.open = None;
+                        close(self.open.take(), &self.what());
                         if self.cfg.reopen_attempts == 0 {
                             return Err(FrameError::Disconnected {
                                 what: self.what(),
@@ -289,6 +289,21 @@ mod device {
             match &self.open {
                 Some(open) => open.describe.clone(),
                 None => format!("v4l2 {} (closed)", self.cfg.device.display()),
+            }
+        }
+    }
+
+    /// Close a stream that failed. The device file is closed before any reopen, so the
+    /// driver can free the node and a re-plugged camera gets the same `/dev/videoN`.
+    ///
+    /// v4l's stream and buffer destructors panic when stopping fails with anything but
+    /// ENODEV (e.g. EIO from a USB reset); a camera's failure must not end the process, so
+    /// such a panic is caught here and logged.
+    fn close(open: Option<Open>, what: &str) {
+        if let Some(open) = open {
+            let closed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(open)));
+            if closed.is_err() {
+                tracing::warn!(device = %what, "the failed stream could not be stopped cleanly");
             }
         }
     }

@@ -21,6 +21,7 @@
 //! that does not load at a reload keeps the previous one running, and a stored remote fragment
 //! that no longer fits is ignored with an error: no setting can take the device off the air.
 
+pub mod button;
 pub mod control;
 pub mod frames;
 pub mod host;
@@ -30,6 +31,7 @@ pub mod remote;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use button::{ButtonObserver, LONG_PRESS};
 pub use control::{Control, Request};
 pub use frames::{LedObserver, PredictionFeeder, SignalForwarder};
 pub use host::ServiceHost;
@@ -139,6 +141,7 @@ pub struct Service {
     rauc: Option<Arc<std::sync::Mutex<RaucClient>>>,
     signals: Option<SignalForwarder>,
     led: Option<LedObserver>,
+    button: Option<ButtonObserver>,
     last_good: Option<Config>,
     frames: u64,
 }
@@ -156,6 +159,7 @@ impl Service {
             rauc: None,
             signals: None,
             led: None,
+            button: None,
             last_good: None,
             frames: 0,
         }
@@ -293,7 +297,8 @@ impl Service {
         }
     }
 
-    /// The status LED (`[board] led-pin`, opened once) shows that a generation starts.
+    /// The status LED (`[board] led-pin`, opened once) shows that a generation starts; the
+    /// button (`[board] button-pin`) is opened with it.
     fn show_starting(&mut self, config: &Config) {
         if self.led.is_none() {
             let led = crate::board::open_led(&config.board).unwrap_or_else(|e| {
@@ -304,6 +309,18 @@ impl Service {
         }
         if let Some(led) = self.led.as_mut() {
             led.show(LedState::Starting);
+        }
+        // The button, opened once too (its line stays claimed across generations).
+        let inbox = crate::autonomy::feedback::inbox_dir(&config.state.path);
+        match self.button.as_mut() {
+            Some(button) => button.set_inbox(inbox),
+            None if config.board.button_pin.is_some() => {
+                match crate::board::open_button(&config.board) {
+                    Ok(button) => self.button = Some(ButtonObserver::new(button, inbox)),
+                    Err(e) => tracing::warn!("no button: {e}"),
+                }
+            }
+            None => {}
         }
     }
 
@@ -486,7 +503,10 @@ impl Service {
                 (
                     (status.as_mut(), health.as_mut()),
                     (
-                        (self.signals.as_mut(), self.led.as_mut()),
+                        (
+                            (self.signals.as_mut(), self.led.as_mut()),
+                            self.button.as_mut(),
+                        ),
                         (feeder.as_mut(), watchdog.as_mut()),
                     ),
                 ),
