@@ -339,7 +339,7 @@ add_case "the CM4 file naming another machine" cm4-64.yml \
     'machine: raspberrypi4-64=>machine: raspberrypi4'
 add_case "meta-rauc left out" base.yml '  meta-rauc:
     url: https://github.com/rauc/meta-rauc.git
-    branch: master
+    branch: wrynose
 =>'
 add_case "U-Boot off" base.yml 'RPI_USE_U_BOOT = "1"=>RPI_USE_U_BOOT = "0"'
 add_case "another distro" base.yml 'distro: tinylcm=>distro: poky'
