@@ -62,6 +62,12 @@ for path in sorted(pathlib.Path(sys.argv[1]).rglob("*.bbappend")):
                 bad.append(f"{path}:{i + 1}: anonymous python that does not check the tinylcm override")
             i = end + 1
             continue
+        if re.match(r"(include|require)\s", line):
+            # Taking in a file is gated by its path expression: empty outside the distro.
+            if "'tinylcm'" not in line:
+                bad.append(f"{path}:{i + 1}: include not conditional on the tinylcm override")
+            i += 1
+            continue
         # An assignment, flag or function header: the override must be part of its name.
         name = re.split(r"\s*(\?\?=|\?=|:=|\+=|=\+|\.=|=\.|=|\(\)\s*\{)", line, maxsplit=1)[0]
         if ":tinylcm" not in name:
@@ -117,32 +123,8 @@ n=$(find "$LAYER" -name '*.bbappend' | wc -l)
 echo "ok: all $n bbappends act only under the tinylcm distro override"
 
 # 4. The wks and fstab follow board/common/layout.toml (order, labels, types, sizes, devices).
-python3 - "$ROOT/board/common/layout.toml" "$LAYER/files/wic/tinylcm-dual-rpi.wks.in" \
-    "$LAYER/recipes-core/base-files/files/tinylcm-fstab" <<'PY'
-import re, sys, tomllib
-layout = tomllib.load(open(sys.argv[1], "rb"))["partition"]
-parts = [l.split() for l in open(sys.argv[2]) if l.startswith("part ")]
-if len(parts) != len(layout):
-    sys.exit(f"wks has {len(parts)} partitions, layout.toml {len(layout)}")
-opt = lambda p, k: next((x.split("=", 1)[1] if "=" in x else p[p.index(x) + 1]
-                         for x in p if x == k or x.startswith(k + "=")), None)
-for want, p in zip(sorted(layout, key=lambda x: x["number"]), parts):
-    got = (opt(p, "--label"), opt(p, "--fstype"), opt(p, "--fixed-size"))
-    exp = (want["label"], want["fstype"], f"{want['size-mib']}M")
-    if got != exp:
-        sys.exit(f"wks partition {want['number']}: label/fstype/size {got}, layout.toml says {exp}")
-    if "--no-fstab-update" not in p:
-        sys.exit(f"wks partition {want['number']}: no --no-fstab-update (fstab comes from base-files)")
-fstab = {l.split()[1]: l.split() for l in open(sys.argv[3]) if l.strip() and not l.startswith("#")}
-for want in layout:
-    if want["mountpoint"] == "/":
-        continue
-    row = fstab.get(want["mountpoint"])
-    if not row or row[0] != want["device"] or row[2] != want["fstype"]:
-        sys.exit(f"fstab: {want['mountpoint']} should be {want['device']} ({want['fstype']}), got {row}")
-if "ro" not in fstab.get("/", ["", "", "", ""])[3].split(","):
-    sys.exit("fstab: / is not mounted read-only")
-PY
+python3 "$ROOT/tests/image/wks-layout.py" "$ROOT/board/common/layout.toml" \
+    "$LAYER/files/wic/tinylcm-dual-rpi.wks.in" "$LAYER/recipes-core/base-files/files/tinylcm-fstab"
 echo "ok: the wks and the fstab follow board/common/layout.toml"
 
 # 5. The checks can fail. A temp copy of the layer with an ungated bbappend and a recipe
@@ -152,6 +134,7 @@ mkdir -p "$WORK/broken/recipes-core/busybox"
 cat >"$WORK/broken/recipes-core/busybox/busybox_%.bbappend" <<'BB'
 FILESEXTRAPATHS:prepend := "${THISDIR}/files:"
 SRC_URI += "file://tinylcm.cfg"
+include busybox-tinylcm.inc
 BB
 recipe=recipes-tinylcm/tinylcm-runtime/tinylcm-runtime_git.bb
 sed -i '/^LICENSE = /d' "$WORK/broken/$recipe"
@@ -168,6 +151,8 @@ grep -q 'LICENSE' "$WORK/bad-recipe.txt" ||
 if check_gated "$WORK/broken" >"$WORK/bad-gated.txt"; then
     die "the override check accepted an ungated bbappend"
 fi
-[ "$(grep -c 'busybox_%.bbappend' "$WORK/bad-gated.txt")" -eq 2 ] ||
-    die "the override check should name both ungated lines: $(cat "$WORK/bad-gated.txt")"
-echo "ok: an ungated bbappend and a recipe without LICENSE are reported (the checks can fail)"
+[ "$(grep -c 'busybox_%.bbappend' "$WORK/bad-gated.txt")" -eq 3 ] ||
+    die "the override check should name the three ungated lines: $(cat "$WORK/bad-gated.txt")"
+grep -q 'include not conditional' "$WORK/bad-gated.txt" ||
+    die "the override check did not report an unconditional include: $(cat "$WORK/bad-gated.txt")"
+echo "ok: an ungated bbappend (assignments, an include) and a recipe without LICENSE are reported (the checks can fail)"

@@ -15,12 +15,26 @@ LIC_FILES_CHKSUM = "file://LICENSE-MIT;md5=355c9b31f87be0fa18cac291c7fda40a \
 # bindgen (v4l2-sys-mit) needs libclang at build time.
 DEPENDS = "clang-native"
 
-# The repository and commit come from the distro (TINYLCM_GIT_URI, TINYLCM_SRCREV): pin a
-# real commit for releases. With TINYLCM_SRC_DIR set the distro builds the local checkout
-# through externalsrc instead; the crates below are still fetched (externalsrc keeps crate://).
+# The source is the checkout this layer is in (TINYLCM_SRC_DIR, set in layer.conf, built
+# through externalsrc, which keeps the crate:// entries below), or with TINYLCM_SRC_DIR = "" a
+# git repository at a pinned commit (TINYLCM_GIT_URI, TINYLCM_SRCREV; there is no AUTOREV).
+# With neither the recipe is skipped with that advice, instead of failing later in do_fetch.
+TINYLCM_SRC_DIR ??= ""
+TINYLCM_GIT_URI ??= ""
+TINYLCM_SRCREV ??= ""
 PV = "0.1.0+git"
 SRC_URI = "${TINYLCM_GIT_URI}"
 SRCREV = "${TINYLCM_SRCREV}"
+inherit_defer ${@'externalsrc' if d.getVar('TINYLCM_SRC_DIR') else ''}
+EXTERNALSRC = "${TINYLCM_SRC_DIR}"
+
+# Only Python can skip a recipe with a reason the user sees.
+# nooelint: oelint.task.noanonpython
+python () {
+    if not d.getVar('TINYLCM_SRC_DIR') and not (d.getVar('TINYLCM_GIT_URI') and d.getVar('TINYLCM_SRCREV')):
+        raise bb.parse.SkipRecipe('no source: set TINYLCM_SRC_DIR to a TinyLCM checkout, or '
+                                  'TINYLCM_GIT_URI and TINYLCM_SRCREV to a repository and commit')
+}
 
 require tinylcm-runtime-crates.inc
 
@@ -56,6 +70,8 @@ do_install:append() {
     install -m 0644 ${S}/board/systemd/tinylcm-provision.service ${D}${systemd_system_unitdir}/
     install -d ${D}${nonarch_libdir}/tmpfiles.d
     install -m 0644 ${S}/board/systemd/tinylcm.tmpfiles ${D}${nonarch_libdir}/tmpfiles.d/tinylcm.conf
+    install -d ${D}${systemd_unitdir}/network
+    install -m 0644 ${S}/board/systemd/tinylcm-wlan.network ${D}${systemd_unitdir}/network/80-tinylcm-wlan.network
     install -d ${D}${sbindir}
     install -m 0755 ${S}/board/common/tinylcm-provision ${D}${sbindir}/tinylcm-provision
     install -d ${D}${sysconfdir}/tinylcm
@@ -65,6 +81,7 @@ do_install:append() {
 }
 
 FILES:${PN} += "${nonarch_libdir}/tmpfiles.d/tinylcm.conf \
+                ${systemd_unitdir}/network/80-tinylcm-wlan.network \
                 ${sbindir}/tinylcm-provision"
 CONFFILES:${PN} = "${sysconfdir}/tinylcm/config.toml"
 
