@@ -139,6 +139,10 @@ fn the_service_is_a_watched_notify_service_in_a_sandbox() {
     let exec = value(&gate, "ExecStart");
     assert!(exec.starts_with("/usr/bin/tinylcm healthcheck "), "{exec}");
     assert!(exec.contains("--mark-good") && exec.contains("--mark-bad-on-failure"));
+    // The gate records the installations it confirmed beside the status file; without
+    // write access there, a confirmed slot would be marked bad on its next failure.
+    assert_eq!(value(&gate, "ProtectSystem"), "strict");
+    assert_eq!(value(&gate, "ReadWritePaths"), "/data/tinylcm");
 
     // Provisioning runs before the runtime, which reads what it wrote; a device never
     // provisioned has no file, hence the "-".
@@ -156,9 +160,86 @@ fn the_service_is_a_watched_notify_service_in_a_sandbox() {
         .flat_map(|(_, v)| v.split_whitespace().map(String::from).collect::<Vec<_>>())
         .collect();
     assert!(before.iter().any(|u| u == "tinylcm.service"), "{before:?}");
+    // Wi-Fi starts from the configuration provisioning writes (Before= on this side orders
+    // the upstream wpa_supplicant@.service instance without a drop-in).
+    assert!(
+        before.iter().any(|u| u == "wpa_supplicant@wlan0.service"),
+        "tinylcm-provision.service must come before wpa_supplicant@wlan0.service: {before:?}"
+    );
     assert_eq!(
         value(&service, "EnvironmentFile"),
         "-/data/tinylcm/provision.env"
+    );
+}
+
+/// Every `Key=` of a unit, in order.
+fn values(text: &str, key: &str) -> Vec<String> {
+    directives(text)
+        .into_iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// The camera stack the image preloads into the service (libcamera's V4L2 compatibility
+/// layer) opens the media controller and allocates from the DMA heaps besides the V4L2
+/// nodes; with `DevicePolicy=closed` each needs its `/proc/devices` major allowed, or a
+/// camera module fails while a USB webcam works.
+#[test]
+fn the_device_sandbox_admits_the_camera_stack() {
+    let service = unit("tinylcm.service");
+    assert_eq!(value(&service, "DevicePolicy"), "closed");
+    let allowed = values(&service, "DeviceAllow");
+    for device in [
+        "char-video4linux rw",
+        "char-media rw",
+        "char-dma_heap rw",
+        "char-gpiochip rw",
+        "char-usb_device rw",
+    ] {
+        assert!(
+            allowed.iter().any(|a| a == device),
+            "tinylcm.service: no DeviceAllow={device} in {allowed:?}"
+        );
+    }
+}
+
+/// `[Section]` -> `Key=value` lines of a systemd-style file.
+fn sections(text: &str) -> Vec<(String, String, String)> {
+    let mut section = String::new();
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line.trim_matches(['[', ']']).to_string();
+        } else if let Some((k, v)) = line.split_once('=').filter(|_| !line.starts_with('#')) {
+            out.push((section.clone(), k.to_string(), v.to_string()));
+        }
+    }
+    out
+}
+
+/// Wi-Fi gets an address: openembedded-core's only `.network` (80-wired.network) matches
+/// `Type=ether`, so the image brings its own for wlan0, and the runtime recipe installs it
+/// where systemd-networkd reads it.
+#[test]
+fn wlan0_has_a_network_file_that_the_image_installs() {
+    let text = std::fs::read_to_string(board().join("systemd/tinylcm-wlan.network"))
+        .expect("board/systemd/tinylcm-wlan.network");
+    let keys = sections(&text);
+    let has = |s: &str, k: &str, v: &str| keys.iter().any(|e| e == &(s.into(), k.into(), v.into()));
+    assert!(has("Match", "Name", "wlan0"), "{keys:?}");
+    assert!(
+        has("Network", "DHCP", "yes") || has("Network", "DHCP", "ipv4"),
+        "{keys:?}"
+    );
+    let recipe = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../yocto/meta-tinylcm/recipes-tinylcm/tinylcm-runtime/tinylcm-runtime_git.bb"),
+    )
+    .unwrap();
+    assert!(
+        recipe.contains("${S}/board/systemd/tinylcm-wlan.network ${D}${systemd_unitdir}/network/"),
+        "the runtime recipe does not install tinylcm-wlan.network into ${{systemd_unitdir}}/network"
     );
 }
 
