@@ -7,14 +7,17 @@
 #   BOOT_A_LEFT  tries left for slot A (RAUC writes 3 on set-primary and mark-good, 0 on mark-bad)
 #   BOOT_B_LEFT  the same for slot B
 # Each boot takes the first slot in BOOT_ORDER with tries left, decrements its counter and
-# saves the environment *before* booting, so a kernel or userspace that never reaches
-# rauc-mark-good.service costs one try; after three failed tries the next slot in order
-# boots. The kernel command line always gets `root=` and `rauc.slot=`: RAUC finds the booted
-# slot from them.
+# saves the environment *before* booting, so a kernel or userspace that never gets the slot
+# marked good (tinylcm-healthcheck.service) costs one try; after three failed tries the next
+# slot in order boots. The kernel command line always gets `root=` and `rauc.slot=`: RAUC
+# finds the booted slot from them.
 #
-# Recovery (documented choice): when no slot has tries left, both counters are reset to 3
-# and the board resets, so the primary slot gets three new tries. A device that can boot
-# neither slot keeps cycling with a visible serial log instead of halting for good.
+# When no slot has tries left (both failed their health gates, e.g. the camera is gone on a
+# device whose slots were both confirmed), the first slot of BOOT_ORDER (A when the order is
+# empty) boots anyway, without a try and without writing the environment: the device stays
+# up on one OS, reachable for a fix, instead of resetting its counters and falling back and
+# forth between A and B for ever. A slot marked good later gets its tries back (RAUC writes
+# 3), and the normal order resumes.
 #
 # Layout (board/common/layout.toml): A = partition 2, B = partition 3 of the boot medium;
 # the kernel sits inside each root file system (/boot/Image) so it updates with the slot.
@@ -54,16 +57,23 @@ for slot in ${BOOT_ORDER}; do
 done
 
 if test -z "${tinylcm_slot}"; then
-    echo "tinylcm: no slot has tries left; giving A and B 3 tries each and resetting"
-    setenv BOOT_A_LEFT 3
-    setenv BOOT_B_LEFT 3
+    for slot in ${BOOT_ORDER} A; do
+        if test -z "${tinylcm_slot}"; then
+            if test "x${slot}" = "xA"; then
+                setenv tinylcm_slot A
+                setenv tinylcm_part 2
+            elif test "x${slot}" = "xB"; then
+                setenv tinylcm_slot B
+                setenv tinylcm_part 3
+            fi
+        fi
+    done
+    echo "tinylcm: no slot has tries left; booting slot ${tinylcm_slot} without a try until a slot is marked good"
+else
+    echo "tinylcm: booting slot ${tinylcm_slot} (tries left: A=${BOOT_A_LEFT} B=${BOOT_B_LEFT})"
+    # Persist the spent try before anything can fail or hang.
     saveenv
-    reset
 fi
-
-echo "tinylcm: booting slot ${tinylcm_slot} (tries left: A=${BOOT_A_LEFT} B=${BOOT_B_LEFT})"
-# Persist the spent try before anything can fail or hang.
-saveenv
 
 # The firmware merged cmdline.txt into the device tree it hands over at ${fdt_addr}; start
 # from its bootargs and add the slot's root. bootargs is set after saveenv so the stored
@@ -76,6 +86,7 @@ if load ${devtype} ${devnum}:${tinylcm_part} ${kernel_addr_r} boot/Image; then
     booti ${kernel_addr_r} - ${fdt_addr}
 fi
 # Only reached when the kernel could not be loaded or booted: the try is already spent,
-# so resetting retries this slot until its counter runs out, then falls back.
+# so resetting retries this slot until its counter runs out, then falls back. (With no tries
+# left anywhere it is the same slot again: there is no counter left to fall back on.)
 echo "tinylcm: slot ${tinylcm_slot} did not boot; resetting"
 reset

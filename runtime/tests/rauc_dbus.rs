@@ -6,11 +6,15 @@
 //! that makes the client calls:
 //!
 //! 1. `no-service`: a bus without RAUC gives an error saying to start rauc.service.
-//! 2. `booted-a`: booted from A; a bundle signed by a foreign CA is refused with RAUC's
-//!    reason; the real bundle installs and makes the other slot (B) primary.
+//! 2. `booted-a`: booted from A, the factory image RAUC never installed: a failed health
+//!    gate does not mark it bad (it is not on trial); a bundle signed by a foreign CA is
+//!    refused with RAUC's reason; the real bundle installs and makes the other slot (B)
+//!    primary.
 //! 3. `booted-b` ("rebooted" into B): mark-good on the booted slot, then mark-bad rolls
-//!    back: A is primary again; then the same through `tinylcm healthcheck --mark-good
-//!    --mark-bad-on-failure` with a healthy and a dead service.
+//!    back: A is primary again; then `tinylcm healthcheck --mark-good
+//!    --mark-bad-on-failure` as the unit runs it: a dead service while B is on trial marks
+//!    it bad, a healthy one marks it good and records the installation as confirmed, and a
+//!    dead service after that leaves the confirmed slot alone.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -109,6 +113,14 @@ fn slot(client: &RaucClient, name: &str) -> tinylcm::rauc::SlotSummary {
         .unwrap_or_else(|| panic!("no slot {name}"))
 }
 
+/// The gate's configuration: RAUC on the harness's bus.
+fn gate_config(dir: &Path) -> PathBuf {
+    let config = dir.join("tinylcm.toml");
+    let toml = format!("[rauc]\nenabled = true\nbus = {:?}\n", bus().to_string());
+    std::fs::write(&config, toml).unwrap();
+    config
+}
+
 /// `tinylcm healthcheck --mark-good --mark-bad-on-failure` with a short timeout.
 fn healthcheck(config: &Path, status: &Path) -> (i32, String, String) {
     let out = cli_support::tinylcm()
@@ -147,6 +159,21 @@ fn child(phase: &str, dir: &Path) {
             assert_eq!(a.bootname.as_deref(), Some("A"));
             assert_eq!(a.state.as_deref(), Some("booted"));
             assert_eq!(a.class, "rootfs");
+
+            // The factory slot is not on trial: a dead runtime (no status report at all)
+            // fails the gate without marking it bad.
+            let config = gate_config(dir);
+            let (code, stdout, stderr) = healthcheck(&config, &dir.join("status-a.json"));
+            assert_eq!(code, 1, "{stdout}{stderr}");
+            assert!(
+                stderr.contains("booted slot rootfs.0 not marked bad: RAUC never installed it"),
+                "{stderr}"
+            );
+            assert_eq!(
+                slot(&client, "rootfs.0").boot_status.as_deref(),
+                Some("good")
+            );
+            assert_eq!(client.primary().unwrap(), "rootfs.0");
 
             let client = RaucClient::connect(&bus()).unwrap();
             let e = client
@@ -199,12 +226,29 @@ fn child(phase: &str, dir: &Path) {
             assert_eq!(boot_status("rootfs.1").as_deref(), Some("bad"));
             assert_eq!(client.primary().unwrap(), "rootfs.0");
 
-            // The same through `tinylcm healthcheck` as the unit runs it: a healthy
-            // service gets the slot marked good (and primary again) ...
-            let config = dir.join("tinylcm.toml");
-            let toml = format!("[rauc]\nenabled = true\nbus = {:?}\n", bus().to_string());
-            std::fs::write(&config, toml).unwrap();
+            // The same through `tinylcm healthcheck` as the unit runs it. B is on trial (RAUC
+            // installed it, no gate passed since): a dead service gets it marked bad ...
+            let config = gate_config(dir);
             let status = dir.join("status.json");
+            let record = dir.join(tinylcm::rauc::trial::FILE_NAME);
+            let installed_at = slot(&client, "rootfs.1")
+                .installed_at
+                .expect("B was installed");
+            assert!(client.mark_good_booted().is_ok());
+            let (code, stdout, stderr) = healthcheck(&config, &status);
+            assert_eq!(code, 1, "{stdout}{stderr}");
+            assert!(
+                stderr.contains(&format!(
+                    "booted slot rootfs.1 marked bad (on trial since its installation at {installed_at})"
+                )),
+                "{stderr}"
+            );
+            assert_eq!(boot_status("rootfs.1").as_deref(), Some("bad"));
+            assert_eq!(client.primary().unwrap(), "rootfs.0");
+            assert!(!record.exists(), "nothing confirmed yet");
+
+            // ... a healthy service gets it marked good (primary again) and its
+            // installation recorded as confirmed ...
             let writer = status_writer::Writer::start(status.clone(), 2, status_writer::SHA);
             let (code, stdout, stderr) = healthcheck(&config, &status);
             assert_eq!(code, 0, "{stdout}{stderr}");
@@ -214,14 +258,25 @@ fn child(phase: &str, dir: &Path) {
             );
             assert_eq!(boot_status("rootfs.1").as_deref(), Some("good"));
             assert_eq!(client.primary().unwrap(), "rootfs.1");
-            // ... and a dead one gets it marked bad.
+            let text = std::fs::read_to_string(&record).unwrap();
+            assert!(
+                text.lines()
+                    .any(|l| l == format!("rootfs.1 {installed_at}")),
+                "{text}"
+            );
+
+            // ... and once confirmed, a dead service (the camera unplugged, say) fails the
+            // gate without marking the slot bad: it stays primary and good.
             drop(writer);
             std::fs::remove_file(&status).unwrap();
             let (code, stdout, stderr) = healthcheck(&config, &status);
             assert_eq!(code, 1, "{stdout}{stderr}");
-            assert!(stderr.contains("booted slot marked bad"), "{stderr}");
-            assert_eq!(boot_status("rootfs.1").as_deref(), Some("bad"));
-            assert_eq!(client.primary().unwrap(), "rootfs.0");
+            assert!(
+                stderr.contains("booted slot rootfs.1 not marked bad: its installation at"),
+                "{stderr}"
+            );
+            assert_eq!(boot_status("rootfs.1").as_deref(), Some("good"));
+            assert_eq!(client.primary().unwrap(), "rootfs.1");
         }
         other => panic!("unknown phase {other}"),
     }

@@ -99,12 +99,14 @@ setenv() {
         eval "$name=\$*"
     fi
     case " $UBOOT_SIM_NAMES " in *" $name "*) ;; *) UBOOT_SIM_NAMES="$UBOOT_SIM_NAMES $name" ;; esac
-    case $name in BOOT_*) UBOOT_SIM_DIRTY=1 ;; esac
 }
 
 # Only what the script needs: integer + and -. (U-Boot's setexpr reads hex; counters stay
 # below 10, where hex and decimal agree.)
+# A changed counter is a spent try: it must be saved before the script boots or resets
+# (defaults filled in for a missing variable need not be).
 setexpr() {
+    case $1 in BOOT_*) UBOOT_SIM_DIRTY=1 ;; esac
     case $3 in
         +) setenv "$1" $(($2 + $4)) ;;
         -) setenv "$1" $(($2 - $4)) ;;

@@ -11,13 +11,17 @@
 //! * [`client`] — [`RaucClient`], the blocking client.
 //! * [`status`] — [`RaucStatus`], the serialisable summary for `tinylcm status` and metrics.
 //! * [`error`] — [`RaucError`].
+//! * [`trial`] — [`Confirmations`]: whether the booted slot is still on trial (the health
+//!   gate marks only such a slot bad).
 
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod status;
+pub mod trial;
 
 pub use client::RaucClient;
 pub use config::{BusAddress, RaucConfig};
 pub use error::RaucError;
 pub use status::{RaucStatus, SlotSummary};
+pub use trial::{Confirmations, Trial};

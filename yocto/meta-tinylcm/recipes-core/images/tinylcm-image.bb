@@ -1,5 +1,5 @@
 SUMMARY = "TinyLCM camera image: the runtime on an A/B root file system updated by RAUC"
-DESCRIPTION = "systemd, RAUC with rauc-mark-good after the runtime's health gate, camera \
+DESCRIPTION = "systemd, RAUC with the runtime's health gate marking slots good, camera \
                support (V4L2, libcamera with its V4L2 compatibility layer), the TFLite C \
                library, a read-only root file system with the kernel inside it, and a /data \
                partition."
@@ -20,7 +20,6 @@ IMAGE_INSTALL += "kernel-image \
                   kernel-modules \
                   packagegroup-core-boot \
                   rauc \
-                  rauc-mark-good \
                   tinylcm-runtime \
                   libtensorflow-lite-c \
                   libubootenv-bin \
@@ -29,6 +28,12 @@ IMAGE_INSTALL += "kernel-image \
                   e2fsprogs-resize2fs \
                   parted \
                   "
+
+# The runtime's health gate (tinylcm-healthcheck.service) marks the booted slot good, and
+# bad only while it is on trial. meta-rauc's rauc-mark-good.service (which rauc recommends)
+# would mark it good a second time after boot-complete.target: a second write of U-Boot's
+# environment on the boot partition every boot, for nothing.
+BAD_RECOMMENDATIONS += "rauc-mark-good"
 
 # A camera module through libcamera (whose V4L2 compatibility layer turns the raw sensor
 # into frames the runtime's V4L2 source can read), or only plain V4L2 for USB webcams.
