@@ -11,7 +11,7 @@
 # The U-Boot console output of the script goes to stderr.
 #
 # Knobs (environment): UBOOT_SIM_BOOTARGS, the firmware's command line found in the device
-# tree (default: board/common/cmdline.txt's kind of line); UBOOT_SIM_LOAD_FAILS, a list of
+# tree (default: a line like the image's cmdline.txt); UBOOT_SIM_LOAD_FAILS, a list of
 # partition numbers whose kernel cannot be loaded.
 
 # sh cannot tell a sourced file its own path: set UBOOT_SIM_LIB to this file's absolute

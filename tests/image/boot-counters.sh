@@ -22,7 +22,9 @@ BOOT_CMD=${1:-$ROOT/board/common/boot.cmd}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 ENV="$WORK/uboot.env"
-FIRMWARE_ARGS="console=serial0,115200 console=tty1 rootfstype=ext4 rootwait"
+# A firmware command line like the image's cmdline.txt (tests/image/boot-files.sh checks the
+# real one); boot.cmd only passes it on.
+FIRMWARE_ARGS="dwc_otg.lpm_enable=0 console=serial0,115200 ro rootfstype=ext4 rootwait net.ifnames=0"
 UBOOT_SIM_BOOTARGS=$FIRMWARE_ARGS
 export UBOOT_SIM_BOOTARGS
 

@@ -5,22 +5,34 @@
 # -M raspi3b with the Raspberry Pi Zero 2 W device tree, so the Pi-specific parts are real:
 #  * an SD card with the partitions of board/common/layout.toml, seen by U-Boot as `mmc 0`
 #    (distro boot finds boot.scr on partition 1 and sets devtype/devnum);
+#  * the boot partition holds what the image's does: U-Boot under the name
+#    RPI_EXTRA_IMAGE_BOOT_FILES gives it (kernel8.img), boot.scr and the board's config.txt,
+#    and U-Boot is started the way the firmware would find it: the file config.txt's kernel=
+#    names (default kernel8.img with arm_64bit=1), taken from that partition; a config.txt
+#    that names a file the image does not put there fails before QEMU starts
+#    (scripts/lib/rpi-boot.sh reads both from the pinned meta-raspberrypi);
 #  * the environment in uboot.env on the FAT partition, read and written between power-ons
-#    with fw_printenv/fw_setenv through board/common/fw_env.config (only its device path
-#    points at a copy of the file: offset and size are the board file's), as RAUC does;
-#  * QEMU plays the Pi firmware: it loads U-Boot as the kernel and hands over the device
-#    tree, with board/common/cmdline.txt as /chosen/bootargs, at the address boot.cmd reads
-#    as ${fdt_addr}.
+#    with fw_printenv/fw_setenv through board/common/fw_env.config's first line (only its
+#    device path points at a copy of the file: offset and size are the board file's), as RAUC
+#    does. Debian's rpi_arm64 build keeps one copy; the image's U-Boot keeps two
+#    (CONFIG_SYS_REDUNDAND_ENVIRONMENT, the fw_env.config's second line), which
+#    tests/image/boot-files.sh checks with libubootenv and U-Boot's mkenvimage, not here;
+#  * QEMU plays the rest of the firmware: it hands over the device tree, with the image's
+#    cmdline.txt (rpi-cmdline's knobs, scripts/lib/rpi-boot.sh) as /chosen/bootargs, at the
+#    address boot.cmd reads as ${fdt_addr}.
 # Loading the 33 MB Debian kernel over the emulated SD controller takes ~30 s, so each slot
 # holds a 4 KiB stand-in arm64 Image (a valid header, code that only spins). What the kernel
 # would get is read from the guest's memory once U-Boot has jumped to it: the device tree
 # U-Boot handed over (QMP pmemsave), whose /chosen/bootargs must be the firmware's command
 # line plus root=/dev/mmcblk0pN rauc.slot=X of the chosen slot.
-# Three power-ons: a fresh card boots A (3 -> 2); after an update made B primary, B; after B
-# was marked bad, A again. Every boot checks U-Boot's message, the handed-over bootargs and
+# Four power-ons: a fresh card boots A (3 -> 2); after an update made B primary, B; after B
+# was marked bad, A again; with no tries left anywhere, B (first in BOOT_ORDER) without a
+# try and without writing the environment. Every boot checks U-Boot's message, the handed-over bootargs and
 # the counters saved in uboot.env. Last, that it can fail: a copy of boot.cmd that drops
-# rauc.slot= from the command line must fail the first power-on (the check runs itself with
-# that copy: `qemu-uboot-rpi.sh BOOT_CMD` uses another script and skips this step).
+# rauc.slot= from the command line must fail the first power-on, and a config.txt with
+# kernel=u-boot.bin (a name the image does not use) must fail before it (the check runs
+# itself with each copy: `qemu-uboot-rpi.sh FILE` uses another boot.cmd, or config.txt when
+# FILE is named *config.txt, and skips this step).
 # Skipped (exit 0, with a message) only where qemu-system-aarch64 cannot be installed.
 set -euo pipefail
 
@@ -33,8 +45,18 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 . "$ROOT/scripts/lib/check.sh"
 # shellcheck source=scripts/lib/qemu-guest.sh
 . "$ROOT/scripts/lib/qemu-guest.sh"
+# shellcheck source=scripts/lib/rpi-boot.sh
+. "$ROOT/scripts/lib/rpi-boot.sh"
 
-BOOT_CMD=${1:-$ROOT/board/common/boot.cmd}
+# The Zero 2 W: its device tree is the one QEMU's raspi3b gets.
+MACHINE=raspberrypi0-2w-64
+BOOT_CMD=$ROOT/board/common/boot.cmd
+CONFIG_TXT=$ROOT/board/$MACHINE/config.txt
+case ${1:-} in
+    "") ;;
+    *config.txt) CONFIG_TXT=$1 ;;
+    *) BOOT_CMD=$1 ;;
+esac
 QEMU_PID=""
 check_cleanup_hook() {
     if [ -n "$QEMU_PID" ] && kill -0 "$QEMU_PID" 2>/dev/null; then
@@ -93,15 +115,36 @@ while [ "$pow" -lt "$size" ]; do pow=$((pow * 2)); done
 truncate -s "$pow" "$SD"
 BOOT_PART_OFFSET=$((1024 * 1024)) # partition 1 starts at 1 MiB (guest_disk)
 [ "$(awk 'NR == 1 { print $3 }' "$WORK/layout")" = vfat ] || fail "layout.toml: partition 1 is not the vfat boot partition"
+BOOT_FAT="$SD@@$BOOT_PART_OFFSET"
+
+# The image's boot files, named as RPI_EXTRA_IMAGE_BOOT_FILES names them (`source;name`):
+# U-Boot and boot.scr (guest_disk put boot.scr there already), and the board's config.txt.
+uboot_boot_files "$MACHINE" >"$WORK/boot-files" || fail "cannot read RPI_EXTRA_IMAGE_BOOT_FILES for $MACHINE"
+while IFS=';' read -r source name; do
+    case $source in
+        u-boot.bin) mcopy -o -i "$BOOT_FAT" "$WORK/u-boot.bin" "::${name:-$source}" ;;
+        boot.scr) [ "${name:-boot.scr}" = boot.scr ] || fail "IMAGE_BOOT_FILES renames boot.scr to $name; U-Boot looks for boot.scr" ;;
+        *) fail "RPI_EXTRA_IMAGE_BOOT_FILES has $source, which this check does not know" ;;
+    esac
+done <"$WORK/boot-files"
+mcopy -o -i "$BOOT_FAT" "$CONFIG_TXT" ::config.txt
+# What the firmware does: read config.txt from the partition and start the file it names.
+mcopy -n -i "$BOOT_FAT" ::config.txt "$WORK/firmware-config.txt"
+KERNEL_FILE=$(firmware_kernel "$WORK/firmware-config.txt")
+mcopy -n -i "$BOOT_FAT" "::$KERNEL_FILE" "$WORK/firmware-kernel" 2>/dev/null ||
+    fail "the firmware finds no $KERNEL_FILE on the boot partition (config.txt names it; the partition holds: $(mdir -b -i "$BOOT_FAT" :: | tr '\n' ' '))"
+ok "boot partition: $(paste -sd' ' "$WORK/boot-files") config.txt; the firmware starts $KERNEL_FILE (U-Boot)"
 
 # ------------------------------------------------------------------ the environment, as RAUC sees it
 
-# board/common/fw_env.config with its device path pointing at a copy of uboot.env taken out
-# of the card's FAT partition (on the device the partition is mounted at /boot).
+# board/common/fw_env.config's first line with its device path pointing at a copy of
+# uboot.env taken out of the card's FAT partition (on the device the partition is mounted at
+# /boot). Only the first: Debian's build writes no redundant copy (see above).
 ENVFILE=$WORK/uboot.env
 grep -q '^/boot/uboot.env[[:space:]]' "$ROOT/board/common/fw_env.config" ||
     fail "board/common/fw_env.config does not name /boot/uboot.env"
-sed "s|^/boot/uboot.env|$ENVFILE|" "$ROOT/board/common/fw_env.config" >"$WORK/fw_env.config"
+grep '^/boot/uboot.env[[:space:]]' "$ROOT/board/common/fw_env.config" |
+    sed "s|^/boot/uboot.env|$ENVFILE|" >"$WORK/fw_env.config"
 env_pull() {
     rm -f "$ENVFILE"
     mcopy -n -i "$SD@@$BOOT_PART_OFFSET" ::uboot.env "$ENVFILE" 2>/dev/null ||
@@ -118,7 +161,8 @@ envset() {
 
 # ------------------------------------------------------------------ power-ons
 
-FIRMWARE_CMDLINE=$(tr -s ' \n' '  ' <"$ROOT/board/common/cmdline.txt" | sed 's/ *$//')
+FIRMWARE_CMDLINE=$(firmware_cmdline) || fail "cannot evaluate rpi-cmdline's CMDLINE"
+
 
 # Ask QEMU (QMP on a Unix socket) to save guest memory to a file, then to quit.
 qmp_save_and_quit() { # SOCKET ADDRESS SIZE FILE
@@ -156,7 +200,7 @@ power_on() {
     rm -f "$WORK/qmp.sock" "$WORK/handed.dtb"
     # raspi3b: the first serial port is the PL011, the second the mini UART that the Zero 2 W's
     # device tree makes the console (stdout-path = serial1 on these boards).
-    qemu-system-aarch64 -M raspi3b -kernel "$WORK/u-boot.bin" -dtb "$DTB" \
+    qemu-system-aarch64 -M raspi3b -kernel "$WORK/firmware-kernel" -dtb "$DTB" \
         -append "$FIRMWARE_CMDLINE" -drive if=sd,format=raw,file="$SD" \
         -display none -serial null -serial stdio -no-reboot \
         -qmp unix:"$WORK/qmp.sock",server=on,wait=off </dev/null >"$WORK/console" 2>&1 &
@@ -215,6 +259,19 @@ expect_boot "update to B" B 2 2
 envset BOOT_B_LEFT 0
 expect_boot "B marked bad" A 1 0
 
+# 4. A's tries ran out too (its gate failed without marking it: a confirmed slot): the first
+# slot of BOOT_ORDER boots without a try, and nothing is written (no A/B cycle).
+envset BOOT_A_LEFT 0
+cp "$ENVFILE" "$WORK/spent.env"
+power_on "both spent"
+grep -aq "^tinylcm: no slot has tries left; booting slot B without a try" "$WORK/console" ||
+    fail "both spent: U-Boot did not boot B without a try"
+got=$(fdtget "$WORK/handed.dtb" /chosen bootargs 2>/dev/null) || fail "both spent: U-Boot never started the kernel"
+[ "$got" = "$FIRMWARE_CMDLINE root=/dev/mmcblk0p$(slot_part B) rauc.slot=B" ] || fail "both spent: bootargs '$got'"
+env_pull
+cmp -s "$ENVFILE" "$WORK/spent.env" || fail "both spent: U-Boot wrote uboot.env (A=$(envget BOOT_A_LEFT) B=$(envget BOOT_B_LEFT))"
+ok "both spent: U-Boot (rpi_arm64) booted slot B (first in BOOT_ORDER) without a try; uboot.env unchanged"
+
 [ $# -eq 0 ] || exit 0
 
 # RAUC cannot tell which slot booted without rauc.slot= (root= alone is ambiguous to it).
@@ -222,3 +279,6 @@ expect_boot "B marked bad" A 1 0
 expect_failure_on_copy "a boot.cmd without rauc.slot=" "$ROOT/board/common/boot.cmd" \
     's/ rauc\.slot=\${tinylcm_slot}//' \
     "first boot: bootargs handed to the kernel are '.* root=/dev/mmcblk0p2'"
+# The firmware would look for a file meta-raspberrypi does not put on the partition.
+expect_failure_on_copy "a config.txt with kernel=u-boot.bin" "$CONFIG_TXT" \
+    's/^arm_64bit=1$/arm_64bit=1\nkernel=u-boot.bin/' "the firmware finds no u-boot.bin on the boot partition"

@@ -14,7 +14,7 @@
 #    1. a fresh device (no saved environment): slot A, its counter 3 -> 2 saved;
 #    2. after an update made B primary (what RAUC writes: BOOT_ORDER="B A", BOOT_B_LEFT=3),
 #       with a firmware command line in the device tree as the Pi firmware puts it there
-#       (board/common/cmdline.txt): slot B, 3 -> 2, the firmware's arguments kept;
+#       (the image's cmdline.txt): slot B, 3 -> 2, the firmware's arguments kept;
 #    3. after B was marked bad (BOOT_B_LEFT=0): back to slot A, 2 -> 1.
 # Every boot checks U-Boot's own message, `root=`/`rauc.slot=` on the kernel command line
 # against layout.toml, and the counters U-Boot saved.
@@ -36,6 +36,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 . "$ROOT/scripts/lib/check.sh"
 # shellcheck source=scripts/lib/qemu-guest.sh
 . "$ROOT/scripts/lib/qemu-guest.sh"
+# shellcheck source=scripts/lib/rpi-boot.sh
+. "$ROOT/scripts/lib/rpi-boot.sh"
 
 QEMU_PID=""
 check_cleanup_hook() {
@@ -135,10 +137,11 @@ expect_boot "first boot" A 2 3 ""
 [ "$(envget BOOT_ORDER)" = "A B" ] || fail "first boot: BOOT_ORDER saved as '$(envget BOOT_ORDER)'"
 
 # From here on the test plays the Pi firmware: before U-Boot's boot command, the firmware's
-# command line (cmdline.txt; serial0 is the Pi's alias, so the QEMU console is added) goes
-# into the device tree's /chosen/bootargs, where boot.cmd reads it. Only virtio is scanned
-# and autoboot does not wait, to keep power-ons short.
-fw_cmdline="$(tr -s ' \n' '  ' <"$ROOT/board/common/cmdline.txt" | sed 's/ *$//') console=ttyAMA0"
+# command line (the image's cmdline.txt, as rpi-cmdline composes it: scripts/lib/rpi-boot.sh;
+# serial0 is the Pi's alias, so the QEMU console is added) goes into the device tree's
+# /chosen/bootargs, where boot.cmd reads it. Only virtio is scanned and autoboot does not
+# wait, to keep power-ons short.
+fw_cmdline="$(firmware_cmdline) console=ttyAMA0"
 envset firmware_cmdline "$fw_cmdline"
 # shellcheck disable=SC2016 # U-Boot expands these, not bash
 envset bootcmd 'fdt addr ${fdt_addr}; fdt resize; fdt set /chosen bootargs "${firmware_cmdline}"; run distro_bootcmd'

@@ -28,6 +28,9 @@ RAUC_SLOT_rootfs[fstype] = "ext4"
 def tinylcm_compatible(d):
     import configparser, os
     path = os.path.join(d.getVar('TINYLCM_BOARD_DIR'), d.getVar('MACHINE'), 'system.conf')
+    # Read at parse time: without this BitBake's parse cache keeps the old compatible when
+    # only system.conf changes, and the bundle is built for a compatible the device lacks.
+    bb.parse.mark_dependency(d, path)
     conf = configparser.ConfigParser(interpolation=None)
     if not conf.read(path) or not conf.has_option('system', 'compatible'):
         bb.fatal('tinylcm: %s has no [system] compatible= (is TINYLCM_BOARD_DIR right?)' % path)

@@ -5,7 +5,7 @@ SRC_URI:append:tinylcm = " file://tinylcm-watchdog.conf"
 
 do_install:append:tinylcm() {
     install -d ${D}${systemd_unitdir}/system.conf.d
-    sed -e 's/@WATCHDOG_SEC@/${TINYLCM_RUNTIME_WATCHDOG_SEC}/' ${UNPACKDIR}/tinylcm-watchdog.conf \
+    sed -e 's/@WATCHDOG_SEC@/${TINYLCM_RUNTIME_WATCHDOG_SEC}/g' ${UNPACKDIR}/tinylcm-watchdog.conf \
         > ${D}${systemd_unitdir}/system.conf.d/50-tinylcm-watchdog.conf
     chmod 0644 ${D}${systemd_unitdir}/system.conf.d/50-tinylcm-watchdog.conf
 }
