@@ -144,7 +144,9 @@ PY
 # --- 5. U-Boot's redundant environment, as U-Boot and libubootenv see it ---------------------------
 cfg=${IN[uboot-cfg]}
 [ -f "$cfg" ] || fail "no U-Boot config fragment at $cfg"
-grep -qx 'CONFIG_SYS_REDUNDAND_ENVIRONMENT=y' "$cfg" || fail "$(basename "$cfg"): no CONFIG_SYS_REDUNDAND_ENVIRONMENT=y"
+# ENV_REDUNDANT: U-Boot 2026.01's name (oe-core's u-boot_2026.01.bb); SYS_REDUNDAND_ENVIRONMENT
+# no longer exists there and would be dropped from the configuration with a mere warning.
+grep -qx 'CONFIG_ENV_REDUNDANT=y' "$cfg" || fail "$(basename "$cfg"): no CONFIG_ENV_REDUNDANT=y (U-Boot 2026.01's name for a redundant environment)"
 redund=$(sed -n 's/^CONFIG_ENV_FAT_FILE_REDUND="\(.*\)"$/\1/p' "$cfg")
 [ -n "$redund" ] || fail "$(basename "$cfg"): no CONFIG_ENV_FAT_FILE_REDUND"
 append=$(dirname "$(dirname "$cfg")")/u-boot_%.bbappend
@@ -238,6 +240,7 @@ mutant "a distro without DISABLE_VC4GRAPHICS" distro '/^DISABLE_VC4GRAPHICS/d' "
 mutant "RebootWatchdogSec=2min" watchdog 's/^RebootWatchdogSec=.*/RebootWatchdogSec=2min/' "RebootWatchdogSec=2min exceeds"
 mutant "a bundle recipe without mark_dependency" bundle '/mark_dependency/d' "without bb.parse.mark_dependency"
 mutant "a one-file fw_env.config" fw-env '/uboot-redund.env/d' "names 1 environment copies"
+mutant "a U-Boot fragment with the pre-2025 symbol" uboot-cfg 's/^CONFIG_ENV_REDUNDANT=y/CONFIG_SYS_REDUNDAND_ENVIRONMENT=y/' "no CONFIG_ENV_REDUNDANT=y"
 mutant "an image with rauc-mark-good" image 's/^                  rauc \\$/                  rauc rauc-mark-good \\/' "installs rauc-mark-good"
 mutant "a README promising ov5647" readme 's/auto-detected/auto-detected (ov5647 too)/' "names ov5647"
 printf 'boot-files: all checks passed\n'
