@@ -14,7 +14,9 @@
 #     GPIO block; the guest reads its level register (GPLEV0) with devmem to see the LED lit
 #     while running, and presses the button by writing the pin's level (GPCLR0, released
 #     with GPSET0; QEMU does not model the pull-up, so GPSET0 stands in for it first). The
-#     runtime must log the press and the long-press action, and stop cleanly on SIGTERM.
+#     runtime must log the press and the long-press action. Then the camera is unplugged
+#     (see 3.) and SIGTERM sent while the runtime waits to reopen it: it must stop cleanly
+#     at once, not after its reopen back-off.
 #  3. formats = ["rgb24"] at 320x180 for 25 frames, and a disconnect in the middle: the
 #     vivid device is unbound from its driver (its /dev/video0 disappears, as a USB camera
 #     unplugged) until the runtime has failed to reopen it once, then bound again. The
@@ -83,12 +85,14 @@ run() {
         --frames \${FRAMES:-1000000} >/tmp/\$name.log 2>&1 &
     pid=\$!
 }
+# alive PID: the process runs (an exited child stays a zombie until waited for).
+alive() { [ -r /proc/\$1/status ] && ! grep -q '^State:.*Z' /proc/\$1/status; }
 # wait_for NAME PATTERN SECONDS: until the log has PATTERN (grep -E); fails at the timeout
 # or when the runtime ended without it.
 wait_for() {
     ticks=0
     while ! grep -Eq "\$2" /tmp/\$1.log; do
-        kill -0 \$pid 2>/dev/null || { grep -Eq "\$2" /tmp/\$1.log; return; }
+        alive \$pid || { grep -Eq "\$2" /tmp/\$1.log; return; }
         ticks=\$((ticks + 1))
         [ \$ticks -le \$((\$3 * 10)) ] || return 1
         sleep 0.1
@@ -123,7 +127,7 @@ run yuyv TINYLCM_SOURCE__CAMERA__FORMATS='["yuyv"]' TINYLCM_SOURCE__CAMERA__WIDT
 seen=""
 ticks=0
 until grep -q 'first good inference' /tmp/yuyv.log; do
-    kill -0 \$pid 2>/dev/null || { finish yuyv; bad "yuyv: the runtime ended before its first inference"; }
+    alive \$pid || { finish yuyv; bad "yuyv: the runtime ended before its first inference"; }
     ticks=\$((ticks + 1))
     [ \$ticks -le 900 ] || { kill \$pid; finish yuyv; bad "yuyv: no first inference within 90 s"; }
     # The LED while the model loads (starting: slow blink).
@@ -142,8 +146,24 @@ devmem \$GPCLR0 32 \$((1 << BUTTON))
 wait_for yuyv 'button pressed' 10 || { kill \$pid; finish yuyv; bad "yuyv: the runtime did not see the button pressed"; }
 wait_for yuyv 'button held 2 s' 15 || { kill \$pid; finish yuyv; bad "yuyv: the runtime did not act on the long press"; }
 devmem \$GPSET0 32 \$((1 << BUTTON))
+# Unplugged, then stopped while the runtime waits to reopen the camera: SIGTERM must not
+# wait for the back-off (a minute in all, longer than systemd waits for a stop).
+echo -n "\$device" >/sys/bus/platform/drivers/vivid/unbind || bad "cannot unbind \$device"
+wait_for yuyv 'camera reopen failed' 20 || { kill \$pid; finish yuyv; bad "yuyv: the runtime did not try to reopen the camera"; }
 kill -TERM \$pid
+ticks=0
+while alive \$pid && [ \$ticks -lt 50 ]; do
+    ticks=\$((ticks + 1))
+    sleep 0.1
+done
+if alive \$pid; then
+    kill -KILL \$pid
+    finish yuyv
+    bad "yuyv: SIGTERM while the camera was being reopened did not stop the runtime within 5 s"
+fi
+say "yuyv: stopped within \$((ticks / 10)).\$((ticks % 10)) s of SIGTERM while reopening the unplugged camera"
 finish yuyv
+echo -n "\$device" >/sys/bus/platform/drivers/vivid/bind || bad "cannot bind \$device again"
 
 # 3. RGB24, unplugged and plugged back while running.
 FRAMES=25 run rgb24 TINYLCM_SOURCE__CAMERA__FORMATS='["rgb24"]' TINYLCM_SOURCE__CAMERA__WIDTH=320 \\
@@ -196,6 +216,11 @@ yuyv_frames=$(sed -n 's/^yuyv> \([0-9]*\) frames in .*/\1/p' "$log" | tail -n1)
 ok "YUYV: $yuyv_frames frames through the model from vivid over mmap streaming"
 grep -q '^DEVICES: yuyv: LED (BCM 17) lit while running' "$log" || fail "yuyv: LED not seen lit"
 ok "status LED: BCM 17 on pinctrl-bcm2835 lit while running ($(sed -n 's/^DEVICES: yuyv: LED levels while starting/starting/p' "$log"))"
+stopped=$(sed -n 's/^DEVICES: yuyv: stopped within \([0-9.]*\) s .*/\1/p' "$log")
+grep -q '^yuyv> .*camera reopen abandoned: stopping' "$log" && [ -n "$stopped" ] &&
+    grep -Eq '^yuyv> [0-9]+ frames in .*ended: Stopped' "$log" ||
+    fail "yuyv: SIGTERM during the camera's reopen back-off did not end the run as a stop"
+ok "unplugged, then SIGTERM during the reopen back-off: stopped cleanly within $stopped s"
 held=$(grep -o 'button held 2 s: .*' "$log" | head -n1)
 grep -q '^yuyv> .*button pressed' "$log" && [ -n "$held" ] || fail "yuyv: button press not logged"
 ok "button: BCM 27 pressed and held through the emulated GPIO: $held"

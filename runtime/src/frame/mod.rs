@@ -13,6 +13,8 @@ mod source;
 pub mod synthetic;
 pub mod v4l2;
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 pub use convert::PixelFormat;
@@ -114,6 +116,15 @@ pub enum FrameError {
         /// Why.
         reason: String,
     },
+    /// A wait inside the source (a camera's reopen back-off) was cut short because the
+    /// process is asked to stop.
+    #[error("{what}: {reason}; stopped while waiting")]
+    Interrupted {
+        /// Device path.
+        what: String,
+        /// What the source was waiting for.
+        reason: String,
+    },
 }
 
 /// A stream of frames.
@@ -125,4 +136,11 @@ pub trait FrameSource: Send {
 
     /// One line for logs: what this source is (e.g. "v4l2 /dev/video0 640x480 MJPEG").
     fn describe(&self) -> String;
+
+    /// Cut long waits inside the source short once `flag` is set: a camera's reopen back-off
+    /// lasts up to a minute, longer than systemd waits for a stop. The source then fails
+    /// with [`FrameError::Interrupted`]. Sources without such waits ignore it.
+    fn interrupt_on(&mut self, flag: Arc<AtomicBool>) {
+        let _ = flag;
+    }
 }

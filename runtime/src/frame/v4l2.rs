@@ -130,6 +130,8 @@ pub use device::CameraSource;
 #[cfg(target_os = "linux")]
 mod device {
     use std::io;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
 
     use v4l::buffer::{Flags as BufferFlags, Type};
@@ -162,7 +164,11 @@ mod device {
         open: Option<Open>,
         sequence: u64,
         started: Instant,
+        interrupts: Vec<Arc<AtomicBool>>,
     }
+
+    /// Longest sleep between two looks at the interrupt flags during a back-off.
+    const INTERRUPT_POLL: Duration = Duration::from_millis(50);
 
     impl CameraSource {
         /// Open and configure the device; fails with [`FrameError::Open`] when it
@@ -178,6 +184,7 @@ mod device {
                 open: Some(open),
                 sequence: 0,
                 started: Instant::now(),
+                interrupts: Vec::new(),
             })
         }
 
@@ -185,12 +192,33 @@ mod device {
             self.cfg.device.display().to_string()
         }
 
+        /// Sleep for `span` unless an interrupt flag is or becomes set; `false` when one is.
+        fn sleep(&self, span: Duration) -> bool {
+            let until = Instant::now() + span;
+            loop {
+                if self.interrupts.iter().any(|f| f.load(Ordering::Relaxed)) {
+                    return false;
+                }
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return true;
+                }
+                std::thread::sleep(left.min(INTERRUPT_POLL));
+            }
+        }
+
         /// Try to open the device again, backing off between attempts.
         fn reopen(&mut self, cause: &str) -> Result<(), FrameError> {
             let mut backoff = Duration::from_millis(self.cfg.reopen_backoff_ms);
             let mut last = cause.to_string();
             for attempt in 1..=self.cfg.reopen_attempts {
-                std::thread::sleep(backoff);
+                if !self.sleep(backoff) {
+                    tracing::info!(device = %self.what(), attempt, "camera reopen abandoned: stopping");
+                    return Err(FrameError::Interrupted {
+                        what: self.what(),
+                        reason: format!("{cause}; reopening"),
+                    });
+                }
                 match open_device(&self.cfg) {
                     Ok(open) => {
                         tracing::info!(device = %self.what(), attempt, "camera reopened: {}", open.describe);
@@ -290,6 +318,10 @@ mod device {
                 Some(open) => open.describe.clone(),
                 None => format!("v4l2 {} (closed)", self.cfg.device.display()),
             }
+        }
+
+        fn interrupt_on(&mut self, flag: Arc<AtomicBool>) {
+            self.interrupts.push(flag);
         }
     }
 

@@ -189,6 +189,8 @@ fn drive(
         let (frame, capture_time) = match capture.next() {
             Captured::Frame(frame, took) => (frame, took),
             Captured::End => break EndReason::SourceEnded,
+            // The source gave up a wait (a camera's reopen) because a stop was asked.
+            Captured::Failed(FrameError::Interrupted { .. }) => break EndReason::Stopped,
             Captured::Failed(e) => return Err(e.into()),
         };
         latencies.record(Stage::Capture, capture_time);

@@ -32,6 +32,12 @@ impl SignalForwarder {
         SignalForwarder { signals, control }
     }
 
+    /// The flag a stop signal sets at once (forwarding happens per frame, and a source
+    /// waiting for its camera delivers none).
+    pub fn stop_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.signals.stop_flag()
+    }
+
     /// Forward what arrived (also called between generations).
     pub fn forward(&self) {
         if self.signals.stop_requested() && !self.control.stopping() {

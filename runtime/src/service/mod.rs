@@ -455,6 +455,12 @@ impl Service {
         }
         let mut pipeline = assemble::pipeline(config, &model)?;
         let mut source = assemble::source(config)?;
+        // SIGTERM must not wait for a camera's reopen back-off (up to a minute, longer than
+        // systemd's stop timeout). Reloads still wait: the camera may be back by then, and
+        // a new generation without it could not start.
+        if let Some(signals) = self.signals.as_ref() {
+            source.interrupt_on(signals.stop_flag());
+        }
         let source_line = source.describe();
         let engine_line = assemble::describe(&pipeline, &model.origin, &source_line);
         tracing::info!("{engine_line}");
