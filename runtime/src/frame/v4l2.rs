@@ -170,6 +170,21 @@ mod device {
     /// Longest sleep between two looks at the interrupt flags during a back-off.
     const INTERRUPT_POLL: Duration = Duration::from_millis(50);
 
+    /// Sleep for `span` unless one of `flags` is or becomes set; `false` when one is.
+    fn sleep_unless(flags: &[Arc<AtomicBool>], span: Duration) -> bool {
+        let until = Instant::now() + span;
+        loop {
+            if flags.iter().any(|f| f.load(Ordering::Relaxed)) {
+                return false;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            std::thread::sleep(left.min(INTERRUPT_POLL));
+        }
+    }
+
     impl CameraSource {
         /// Open and configure the device; fails with [`FrameError::Open`] when it
         /// is missing, is not a capture device, or offers none of the formats.
@@ -192,27 +207,12 @@ mod device {
             self.cfg.device.display().to_string()
         }
 
-        /// Sleep for `span` unless an interrupt flag is or becomes set; `false` when one is.
-        fn sleep(&self, span: Duration) -> bool {
-            let until = Instant::now() + span;
-            loop {
-                if self.interrupts.iter().any(|f| f.load(Ordering::Relaxed)) {
-                    return false;
-                }
-                let left = until.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return true;
-                }
-                std::thread::sleep(left.min(INTERRUPT_POLL));
-            }
-        }
-
         /// Try to open the device again, backing off between attempts.
         fn reopen(&mut self, cause: &str) -> Result<(), FrameError> {
             let mut backoff = Duration::from_millis(self.cfg.reopen_backoff_ms);
             let mut last = cause.to_string();
             for attempt in 1..=self.cfg.reopen_attempts {
-                if !self.sleep(backoff) {
+                if !sleep_unless(&self.interrupts, backoff) {
                     tracing::info!(device = %self.what(), attempt, "camera reopen abandoned: stopping");
                     return Err(FrameError::Interrupted {
                         what: self.what(),
@@ -478,5 +478,36 @@ mod device {
             code.get(..2),
             Some("BA" | "BG" | "GB" | "GR" | "RG" | "pB" | "pG" | "pR" | "pg" | "pb" | "pr")
         )
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_back_off_sleep_ends_early_once_a_flag_is_set() {
+            let flag = Arc::new(AtomicBool::new(false));
+            let flags = [Arc::clone(&flag)];
+            let start = Instant::now();
+            assert!(sleep_unless(&flags, Duration::from_millis(120)));
+            assert!(start.elapsed() >= Duration::from_millis(120));
+            let setter = {
+                let flag = Arc::clone(&flag);
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(100));
+                    flag.store(true, Ordering::Relaxed);
+                })
+            };
+            let start = Instant::now();
+            assert!(!sleep_unless(&flags, Duration::from_secs(60)));
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{:?}",
+                start.elapsed()
+            );
+            setter.join().unwrap();
+            assert!(!sleep_unless(&flags, Duration::from_secs(60)));
+            assert!(sleep_unless(&[], Duration::ZERO));
+        }
     }
 }
