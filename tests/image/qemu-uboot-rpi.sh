@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
-# The Pi's own U-Boot build runs board/common/boot.cmd (run by `./scripts/test image`).
-# qemu-uboot.sh uses U-Boot for QEMU's virt board; this check uses Debian's rpi_arm64 U-Boot
-# (the configuration meta-raspberrypi builds for both boards) on qemu-system-aarch64
-# -M raspi3b with the Raspberry Pi Zero 2 W device tree, so the Pi-specific parts are real:
+# The Pi's own U-Boot runs board/common/boot.cmd (run by `./scripts/test image`).
+# qemu-uboot.sh uses U-Boot for QEMU's virt board; this check uses the U-Boot the image builds:
+# release v2026.01 (oe-core wrynose's recipe), rpi_arm64_defconfig (meta-raspberrypi's
+# UBOOT_MACHINE for both boards) plus meta-tinylcm's config fragments, built once into the
+# cache by scripts/lib/rpi-boot.sh from a clone of U-Boot (TINYLCM_UBOOT_GIT, else
+# source.denx.de); a fragment line U-Boot's Kconfig drops fails that build. Where the source
+# cannot be had it says so and falls back to Debian's rpi_arm64 build (2023.01, without our
+# fragments). It runs on qemu-system-aarch64 -M raspi3b with the Raspberry Pi Zero 2 W device
+# tree, so the Pi-specific parts are real:
 #  * an SD card with the partitions of board/common/layout.toml, seen by U-Boot as `mmc 0`
-#    (distro boot finds boot.scr on partition 1 and sets devtype/devnum);
+#    (boot.scr is found on partition 1, with devtype/devnum set);
 #  * the boot partition holds what the image's does: U-Boot under the name
 #    RPI_EXTRA_IMAGE_BOOT_FILES gives it (kernel8.img), boot.scr and the board's config.txt,
 #    and U-Boot is started the way the firmware would find it: the file config.txt's kernel=
 #    names (default kernel8.img with arm_64bit=1), taken from that partition; a config.txt
 #    that names a file the image does not put there fails before QEMU starts
 #    (scripts/lib/rpi-boot.sh reads both from the pinned meta-raspberrypi);
-#  * the environment in uboot.env on the FAT partition, read and written between power-ons
-#    with fw_printenv/fw_setenv through board/common/fw_env.config's first line (only its
-#    device path points at a copy of the file: offset and size are the board file's), as RAUC
-#    does. Debian's rpi_arm64 build keeps one copy; the image's U-Boot keeps two
-#    (CONFIG_SYS_REDUNDAND_ENVIRONMENT, the fw_env.config's second line), which
-#    tests/image/boot-files.sh checks with libubootenv and U-Boot's mkenvimage, not here;
+#  * the environment on the FAT partition, read and written between power-ons with
+#    fw_printenv/fw_setenv through board/common/fw_env.config (only the device paths point at
+#    copies of the files: offsets and sizes are the board file's), as RAUC does: with the
+#    image's U-Boot both files of its redundant environment (uboot.env and uboot-redund.env,
+#    written in turn; both must end up valid); Debian's build keeps one copy in the
+#    non-redundant format, so then only the first line is used;
 #  * QEMU plays the rest of the firmware: it hands over the device tree, with the image's
 #    cmdline.txt (rpi-cmdline's knobs, scripts/lib/rpi-boot.sh) as /chosen/bootargs, at the
 #    address boot.cmd reads as ${fdt_addr}.
@@ -27,10 +32,10 @@
 # line plus root=/dev/mmcblk0pN rauc.slot=X of the chosen slot.
 # Four power-ons: a fresh card boots A (3 -> 2); after an update made B primary, B; after B
 # was marked bad, A again; with no tries left anywhere, B (first in BOOT_ORDER) without a
-# try and without writing the environment. Every boot checks U-Boot's message, the handed-over bootargs and
-# the counters saved in uboot.env. Last, that it can fail: a copy of boot.cmd that drops
-# rauc.slot= from the command line must fail the first power-on, and a config.txt with
-# kernel=u-boot.bin (a name the image does not use) must fail before it (the check runs
+# try and without writing the environment. Every boot checks U-Boot's message, the
+# handed-over bootargs and the saved counters. Last, that it can fail: a copy of boot.cmd
+# that drops rauc.slot= from the command line must fail the first power-on, and a config.txt
+# with kernel=u-boot.bin (a name the image does not use) must fail before it (the check runs
 # itself with each copy: `qemu-uboot-rpi.sh FILE` uses another boot.cmd, or config.txt when
 # FILE is named *config.txt, and skips this step).
 # Skipped (exit 0, with a message) only where qemu-system-aarch64 cannot be installed.
@@ -77,7 +82,20 @@ require_cmds qemu-system-aarch64 mkimage mcopy fw_printenv fw_setenv fdtget pyth
 
 # ------------------------------------------------------------------ U-Boot, kernel stand-in, SD
 
-guest_uboot_rpi "$WORK/u-boot.bin"
+# The image's U-Boot (scripts/lib/rpi-boot.sh: the release and configuration the image
+# builds, with meta-tinylcm's fragments, so a redundant environment) when its source can be
+# had; else Debian's rpi_arm64 build of an older release, without our fragments, with a
+# note saying what is then not covered.
+if image_uboot "$WORK/u-boot.bin" 2>"$WORK/uboot-build.log"; then
+    UBOOT="U-Boot $IMAGE_UBOOT_TAG (the image's: rpi_arm64 + meta-tinylcm's fragments)"
+    REDUNDANT=yes
+else
+    cat "$WORK/uboot-build.log" >&2
+    printf 'note: the image'"'"'s U-Boot cannot be built here (no source); Debian'"'"'s rpi_arm64 build runs instead, and the redundant environment is not exercised\n'
+    guest_uboot_rpi "$WORK/u-boot.bin"
+    UBOOT="U-Boot 2023.01 (Debian's rpi_arm64)"
+    REDUNDANT=no
+fi
 DTB=$(guest_kernel)/zero2w.dtb
 mkimage -A arm64 -O linux -T script -C none -n "tinylcm boot.cmd" \
     -d "$BOOT_CMD" "$WORK/boot.scr" >/dev/null
@@ -92,7 +110,7 @@ header = struct.pack(
     0,           # code1
     0,           # text_offset
     4096,        # image_size
-    0x2,         # flags: little-endian, 4 KiB pages
+    0xA,         # flags: little-endian, 4 KiB pages, may sit anywhere in RAM (as Linux's do)
     0, 0, 0,     # reserved
     0x644D5241,  # magic "ARM\x64"
     0,           # reserved (no PE header)
@@ -137,26 +155,52 @@ ok "boot partition: $(paste -sd' ' "$WORK/boot-files") config.txt; the firmware 
 
 # ------------------------------------------------------------------ the environment, as RAUC sees it
 
-# board/common/fw_env.config's first line with its device path pointing at a copy of
-# uboot.env taken out of the card's FAT partition (on the device the partition is mounted at
-# /boot). Only the first: Debian's build writes no redundant copy (see above).
+# board/common/fw_env.config with its device paths pointing at copies of the environment
+# files taken out of the card's FAT partition (on the device the partition is mounted at
+# /boot): both files with the image's U-Boot; with Debian's, which keeps one copy in the
+# non-redundant format, only the first line (see above).
 ENVFILE=$WORK/uboot.env
 grep -q '^/boot/uboot.env[[:space:]]' "$ROOT/board/common/fw_env.config" ||
     fail "board/common/fw_env.config does not name /boot/uboot.env"
-grep '^/boot/uboot.env[[:space:]]' "$ROOT/board/common/fw_env.config" |
-    sed "s|^/boot/uboot.env|$ENVFILE|" >"$WORK/fw_env.config"
+if [ "$REDUNDANT" = yes ]; then
+    grep -v '^[[:space:]]*#' "$ROOT/board/common/fw_env.config" | awk 'NF >= 3' |
+        sed "s|^/boot/|$WORK/|" >"$WORK/fw_env.config"
+else
+    grep '^/boot/uboot.env[[:space:]]' "$ROOT/board/common/fw_env.config" |
+        sed "s|^/boot/uboot.env|$ENVFILE|" >"$WORK/fw_env.config"
+fi
+# The files fw_env.config names, as paths here and names on the FAT partition.
+mapfile -t ENVFILES < <(awk '{ print $1 }' "$WORK/fw_env.config")
+ENV_SIZE=$(awk 'NR == 1 { print $3 }' "$WORK/fw_env.config")
 env_pull() {
-    rm -f "$ENVFILE"
-    mcopy -n -i "$SD@@$BOOT_PART_OFFSET" ::uboot.env "$ENVFILE" 2>/dev/null ||
-        fail "no uboot.env on the boot partition: U-Boot never saved its environment"
+    local f found=""
+    for f in "${ENVFILES[@]}"; do
+        rm -f "$f"
+        if mcopy -n -i "$BOOT_FAT" "::$(basename "$f")" "$f" 2>/dev/null; then
+            found=1
+        else
+            # A redundant U-Boot writes one file at its first save and the other at the next;
+            # until then the missing one reads as an invalid copy.
+            head -c $((ENV_SIZE)) /dev/zero >"$f"
+        fi
+    done
+    [ -n "$found" ] || fail "no environment on the boot partition ($(printf '%s ' "${ENVFILES[@]##*/}")): U-Boot never saved it"
 }
 envget() {
     fw_printenv -c "$WORK/fw_env.config" -n "$1" 2>/dev/null
 }
 envset() {
+    local f
     env_pull
     fw_setenv -c "$WORK/fw_env.config" "$@"
-    mcopy -o -i "$SD@@$BOOT_PART_OFFSET" "$ENVFILE" ::uboot.env
+    for f in "${ENVFILES[@]}"; do
+        mcopy -o -i "$BOOT_FAT" "$f" "::$(basename "$f")"
+    done
+}
+# The environment files' bytes on the card, to tell whether a power-on wrote any of them.
+env_fingerprint() {
+    env_pull
+    cat "${ENVFILES[@]}" | sha256sum
 }
 
 # ------------------------------------------------------------------ power-ons
@@ -213,7 +257,11 @@ power_on() {
     done
     sed -i 's/\r$//' "$WORK/console"
     if grep -aq 'Starting kernel \.\.\.' "$WORK/console"; then
-        fdt=$(sed -n 's/.*Booting using the fdt blob at \(0x[0-9a-fA-F]*\).*/\1/p' "$WORK/console" | tail -n1)
+        # Where the kernel gets its device tree: U-Boot may copy the firmware's blob elsewhere
+        # before booting ("Loading Device Tree to ..."; bootargs are set in that copy).
+        fdt=$(sed -n 's/.*Loading Device Tree to \([0-9a-fA-F]*\),.*/0x\1/p' "$WORK/console" | tail -n1)
+        [ -n "$fdt" ] ||
+            fdt=$(sed -n 's/.*Booting using the fdt blob at \(0x[0-9a-fA-F]*\).*/\1/p' "$WORK/console" | tail -n1)
         [ -n "$fdt" ] || fail "$what: U-Boot started the kernel without saying where the device tree is"
         # The stand-in spins at once; a second lets U-Boot's last writes land.
         sleep 1
@@ -242,8 +290,8 @@ expect_boot() {
     if [ "$(envget BOOT_A_LEFT)" != "$a" ] || [ "$(envget BOOT_B_LEFT)" != "$b" ]; then
         fail "$what: uboot.env holds A=$(envget BOOT_A_LEFT) B=$(envget BOOT_B_LEFT), expected A=$a B=$b"
     fi
-    printf 'ok: %s: U-Boot (rpi_arm64) booted slot %s, uboot.env A=%s B=%s; bootargs: %s\n' \
-        "$what" "$slot" "$a" "$b" "$got"
+    printf 'ok: %s: %s booted slot %s, environment A=%s B=%s; bootargs: %s\n' \
+        "$what" "$UBOOT" "$slot" "$a" "$b" "$got"
 }
 
 # 1. A fresh card: no uboot.env yet; U-Boot starts from its built-in environment.
@@ -262,15 +310,31 @@ expect_boot "B marked bad" A 1 0
 # 4. A's tries ran out too (its gate failed without marking it: a confirmed slot): the first
 # slot of BOOT_ORDER boots without a try, and nothing is written (no A/B cycle).
 envset BOOT_A_LEFT 0
-cp "$ENVFILE" "$WORK/spent.env"
+spent=$(env_fingerprint)
 power_on "both spent"
 grep -aq "^tinylcm: no slot has tries left; booting slot B without a try" "$WORK/console" ||
     fail "both spent: U-Boot did not boot B without a try"
 got=$(fdtget "$WORK/handed.dtb" /chosen bootargs 2>/dev/null) || fail "both spent: U-Boot never started the kernel"
 [ "$got" = "$FIRMWARE_CMDLINE root=/dev/mmcblk0p$(slot_part B) rauc.slot=B" ] || fail "both spent: bootargs '$got'"
-env_pull
-cmp -s "$ENVFILE" "$WORK/spent.env" || fail "both spent: U-Boot wrote uboot.env (A=$(envget BOOT_A_LEFT) B=$(envget BOOT_B_LEFT))"
-ok "both spent: U-Boot (rpi_arm64) booted slot B (first in BOOT_ORDER) without a try; uboot.env unchanged"
+[ "$(env_fingerprint)" = "$spent" ] || fail "both spent: U-Boot wrote its environment (A=$(envget BOOT_A_LEFT) B=$(envget BOOT_B_LEFT))"
+ok "both spent: $UBOOT booted slot B (first in BOOT_ORDER) without a try; environment unchanged"
+
+# The image's U-Boot saved into both files in turn (each power-on that spent a try saved once):
+# both are valid environments, written by U-Boot and fw_setenv alike.
+if [ "$REDUNDANT" = yes ]; then
+    for f in "${ENVFILES[@]}"; do
+        mcopy -n -i "$BOOT_FAT" "::$(basename "$f")" "$WORK/check.env" 2>/dev/null ||
+            fail "U-Boot never wrote $(basename "$f"): its environment is not redundant"
+        # One copy read alone, in the redundant layout (CRC, flag byte, data).
+        python3 - "$WORK/check.env" <<'PY' || fail "$(basename "$f") is not a valid redundant environment copy"
+import binascii, struct, sys
+data = open(sys.argv[1], "rb").read()
+crc, = struct.unpack("<I", data[:4])
+sys.exit(0 if binascii.crc32(data[5:]) & 0xffffffff == crc else 1)
+PY
+    done
+    ok "the image's U-Boot keeps its environment in $(printf '%s ' "${ENVFILES[@]##*/}")(redundant, both valid)"
+fi
 
 [ $# -eq 0 ] || exit 0
 
