@@ -158,7 +158,8 @@ while alive \$pid && [ \$ticks -lt 50 ]; do
 done
 if alive \$pid; then
     kill -KILL \$pid
-    finish yuyv
+    wait \$pid
+    sed "s/^/yuyv> /" /tmp/yuyv.log
     bad "yuyv: SIGTERM while the camera was being reopened did not stop the runtime within 5 s"
 fi
 say "yuyv: stopped within \$((ticks / 10)).\$((ticks % 10)) s of SIGTERM while reopening the unplugged camera"
