@@ -8,7 +8,8 @@
 #     of every layer with no error and no warning that names meta-tinylcm or our recipes;
 #  3. what the parse resolved is what the device needs (bitbake -e values): U-Boot lands on the
 #     boot partition under the name config.txt tells the firmware to load, the image is our
-#     wks and file types, the distro features hold, the runtime is built from this checkout,
+#     wks and file types, the distro features hold, the kernel command line is read-only and
+#     leaves root= to the boot script, the runtime is built from this checkout,
 #     and rauc-conf's real do_install puts system.conf and the keyring where system.conf's
 #     keyring path points;
 #  4. each of those assertions fails on the defect it guards against (a broken input).
@@ -125,8 +126,10 @@ kas_setup() {
     local file=$1 machine=$2 build="$RUN/build-$2"
     (
         cd "$PROJECT"
-        # kas (root) and its git refuse repositories of another user: after a first run
-        # (--keep) they are the BitBake user's; parse() hands them back.
+        # kas (root) and its git refuse repositories of another user: after a parse (of the
+        # other board, or a first run with --keep) they are the BitBake user's; parse() hands
+        # them back.
+        chown -R root: "$PROJECT"
         [ ! -d "$RUN/kas" ] || chown -R root: "$RUN/kas"
         KAS_WORK_DIR="$RUN/kas" KAS_BUILD_DIR="$build" \
             "$KAS" checkout --skip repos_checkout "yocto/kas/$file"
@@ -183,7 +186,7 @@ for board in "${boards[@]}"; do
         tinylcm-image:IMAGE_BOOT_FILES,WKS_FILE,WKS_TEMPLATE_PATH,IMAGE_FSTYPES,DISTRO_FEATURES,IMAGE_INSTALL,KERNEL_IMAGETYPE \
         tinylcm-runtime:SRC_URI,S,EXTERNALSRC,PV \
         rauc-conf:SRC_URI,RAUC_KEYRING_FILE,D,S,UNPACKDIR,nonarch_libdir \
-        libtensorflow-lite-c:SRCREV_flatbuffers,FILESPATH flatbuffers:SRCREV,PV \
+        libtensorflow-lite-c:SRCREV_flatbuffers,FILESPATH flatbuffers:SRCREV,PV rpi-cmdline:CMDLINE \
         --runfile rauc-conf:do_install \
         --fetch rauc-conf \
         --wic tinylcm-image \
@@ -256,6 +259,9 @@ expect_refused "LAYERDEPENDS without meta-poky's collection" "lacks 'yocto'" \
     'l = next(l for l in a["layers"] if "tinylcm" in l["collections"]); l["depends"].remove("yocto")'
 expect_refused "a parse warning about our layer" "warned about our layer" \
     'a["messages"].append(["WARNING", "/x/meta-tinylcm/recipes-core/rauc/rauc-conf.bbappend: example"])'
+expect_refused "cmdline.txt without ro, with upstream's root= and its undefined CMDLINE_CMA" \
+    "lacks ro|unexpanded" \
+    'v = a["vars"]["rpi-cmdline"]; v["CMDLINE"] = v["CMDLINE"].replace("ro ", "root=/dev/mmcblk0p2 ") + " ${CMDLINE_CMA}"'
 expect_refused "U-Boot missing from the boot partition" "which is .*, not U-Boot" \
     'v = a["vars"]["tinylcm-image"]; v["IMAGE_BOOT_FILES"] = v["IMAGE_BOOT_FILES"].replace("u-boot.bin;kernel8.img", "Image;kernel8.img")'
 cp -r "$ROOT/yocto/kas" "$WORK/kas-old-lock"

@@ -199,6 +199,21 @@ def check_image(a, machine, project, config_txt):
     ok(f"{machine}: IMAGE_INSTALL has the runtime, RAUC, the kernel and TFLite C")
 
 
+def check_cmdline(a, machine):
+    """The kernel command line rpi-cmdline writes: the slot read-only from the start, no fixed
+    root= (boot.cmd adds the slot it picked) and no variable left unexpanded."""
+    words = (a["vars"]["rpi-cmdline"]["CMDLINE"] or "").split()
+    left = [w for w in words if "${" in w]
+    if left:
+        fail(f"{machine}: cmdline.txt would carry unexpanded text {left}")
+    if "ro" not in words:
+        fail(f"{machine}: cmdline.txt {' '.join(words)} lacks ro: the slot is mounted read-write")
+    root = [w for w in words if w.startswith("root=")]
+    if root:
+        fail(f"{machine}: cmdline.txt fixes {root[0]}: every boot would take that slot")
+    ok(f"{machine}: cmdline.txt is '{' '.join(words)}': read-only, root= left to boot.cmd")
+
+
 def check_runtime_source(a, machine, project):
     rt = a["vars"]["tinylcm-runtime"]
     real = os.path.realpath(project)
@@ -298,6 +313,7 @@ def main():
     check_messages(a, args.machine)
     check_layer_dependencies(a, args.machine, args.project)
     check_image(a, args.machine, args.project, config_txt)
+    check_cmdline(a, args.machine)
     check_runtime_source(a, args.machine, args.project)
     check_tflite_offline(a, args.machine)
     if args.rauc_image:

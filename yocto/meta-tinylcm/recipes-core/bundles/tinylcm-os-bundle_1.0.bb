@@ -13,6 +13,10 @@ LICENSE = "MIT"
 
 inherit bundle
 
+# Only the boards with a board/<machine>/system.conf (whose compatible the bundle carries):
+# elsewhere the recipe is skipped rather than stopping the parse of a whole build.
+COMPATIBLE_MACHINE = "^(raspberrypi0-2w-64|raspberrypi4-64)$"
+
 # The compatible of the device's own system.conf (board/<machine>/system.conf); RAUC refuses
 # a bundle whose compatible differs.
 RAUC_BUNDLE_COMPATIBLE = "${@tinylcm_compatible(d)}"
