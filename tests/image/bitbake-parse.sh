@@ -253,6 +253,8 @@ expect_refused "the runtime built from an unpacked source instead of the checkou
     'a["vars"]["tinylcm-runtime"]["S"] = "/tmp/tinylcm-runtime-0.1.0+git"; a["vars"]["tinylcm-runtime"]["EXTERNALSRC"] = ""'
 expect_refused "TFLite C configuring with network access" "keeps network access in do_configure" \
     'spec = next(iter(a["network"])); fn = next(f for f in a["network"][spec] if "libtensorflow-lite-c" in f); a["network"][spec][fn] = ["do_configure"]'
+expect_refused "the image building TensorFlow twice (libedgetpu on by default)" "built twice" \
+    'spec = next(iter(a["network"])); a["network"][spec]["/x/meta-tensorflow-lite/recipes-framework/tensorflow-lite/libtensorflow-lite_2.21.0.bb"] = []'
 expect_refused "a flatbuffers pin other than meta-oe's" "SRCREV_flatbuffers" \
     'a["vars"]["libtensorflow-lite-c"]["SRCREV_flatbuffers"] = "0" * 40'
 expect_refused "LAYERDEPENDS without meta-poky's collection" "lacks 'yocto'" \

@@ -268,6 +268,9 @@ def check_tflite_offline(a, machine):
                  "built offline or mirrored")
         tflite = sorted(os.path.basename(fn.split(":")[-1]) for fn in found
                         if "meta-tensorflow-lite" in fn)
+        if spec.startswith("tinylcm-image:") and any(t.startswith("libtensorflow-lite_") for t in tflite):
+            fail(f"{machine}: the image pulls in the full libtensorflow-lite besides "
+                 "libtensorflow-lite-c: TensorFlow would be built twice (libedgetpu is opt-in)")
         if not tflite:
             fail(f"{machine}: {spec.split(':')[0]} needs no recipe of meta-tensorflow-lite?")
         ok(f"{machine}: {spec.split(':')[0]}: {len(found)} recipes it pulls in through our and "
