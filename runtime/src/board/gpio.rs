@@ -1,5 +1,6 @@
 //! [`GpioLed`] and [`GpioButton`]: the LED and button on the Pi's GPIO header, through the
-//! kernel's GPIO character device (`/dev/gpiochipN`, uAPI v2).
+//! kernel's GPIO character device (`/dev/gpiochipN`, uAPI v2), through the `gpiocdev` crate,
+//! which holds the uAPI's structs and ioctls (so this module has no unsafe code).
 //!
 //! Why the character device and not memory-mapped registers (`/dev/gpiomem`, as rppal
 //! does): the service runs with `DevicePolicy=closed` and may open `char-gpiochip` only; the
@@ -13,13 +14,12 @@
 //! line numbers are the BCM pin numbers, or the label `[board] gpio-chip` names. Blinking
 //! runs on a small thread per LED that sleeps between two value changes.
 
-use std::ffi::CStr;
-use std::fs::{File, OpenOptions};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
+
+use gpiocdev::line::{Bias, Direction, Value};
 
 use super::BoardError;
 use super::led::{BlinkPattern, Button, LedState, StatusLed};
@@ -32,154 +32,46 @@ pub const PI_CHIP_LABELS: [&str; 3] = ["pinctrl-bcm2835", "pinctrl-bcm2711", "pi
 const DEV: &str = "/dev";
 
 /// Name the kernel shows as the consumer of our lines (`gpioinfo`, debugfs).
-const CONSUMER: &[u8] = b"tinylcm";
+const CONSUMER: &str = "tinylcm";
 
-// The uAPI v2 of <linux/gpio.h>, laid out as the kernel's structs (sizes are checked in
-// the tests against the numbers the header's ioctl codes encode).
-const GPIO_MAX_NAME_SIZE: usize = 32;
-const GPIO_V2_LINES_MAX: usize = 64;
-const GPIO_V2_LINE_NUM_ATTRS_MAX: usize = 10;
-const FLAG_ACTIVE_LOW: u64 = 1 << 1;
-const FLAG_INPUT: u64 = 1 << 2;
-const FLAG_OUTPUT: u64 = 1 << 3;
-const FLAG_BIAS_PULL_UP: u64 = 1 << 8;
-const ATTR_ID_OUTPUT_VALUES: u32 = 2;
-
-#[repr(C)]
-struct ChipInfo {
-    name: [u8; GPIO_MAX_NAME_SIZE],
-    label: [u8; GPIO_MAX_NAME_SIZE],
-    lines: u32,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct LineValues {
-    bits: u64,
-    mask: u64,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct LineAttribute {
-    id: u32,
-    padding: u32,
-    /// `flags`, `values` or `debounce_period_us`, by `id`.
-    value: u64,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct LineConfigAttribute {
-    attr: LineAttribute,
-    mask: u64,
-}
-
-#[repr(C)]
-struct LineConfig {
-    flags: u64,
-    num_attrs: u32,
-    padding: [u32; 5],
-    attrs: [LineConfigAttribute; GPIO_V2_LINE_NUM_ATTRS_MAX],
-}
-
-#[repr(C)]
-struct LineRequest {
-    offsets: [u32; GPIO_V2_LINES_MAX],
-    consumer: [u8; GPIO_MAX_NAME_SIZE],
-    config: LineConfig,
-    num_lines: u32,
-    event_buffer_size: u32,
-    padding: [u32; 5],
-    fd: i32,
-}
-
-/// `_IOC(dir, 0xB4, nr, size)` as <asm-generic/ioctl.h> encodes it (arm64 and x86 alike).
-const fn ioc(dir: u64, nr: u64, size: usize) -> u64 {
-    (dir << 30) | ((size as u64) << 16) | (0xB4 << 8) | nr
-}
-const IOC_READ: u64 = 2;
-const IOC_READ_WRITE: u64 = 3;
-const GET_CHIPINFO: u64 = ioc(IOC_READ, 0x01, size_of::<ChipInfo>());
-const GET_LINE: u64 = ioc(IOC_READ_WRITE, 0x07, size_of::<LineRequest>());
-const LINE_GET_VALUES: u64 = ioc(IOC_READ_WRITE, 0x0E, size_of::<LineValues>());
-const LINE_SET_VALUES: u64 = ioc(IOC_READ_WRITE, 0x0F, size_of::<LineValues>());
-
-/// `ioctl(fd, request, arg)`, with the OS error on failure.
-fn ioctl<T>(fd: &impl AsRawFd, request: u64, arg: &mut T) -> std::io::Result<()> {
-    // SAFETY: `arg` is a live, exclusively borrowed `#[repr(C)]` struct of exactly the size
-    // `request` encodes, so the kernel reads and writes only inside it.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), request as _, arg as *mut T) };
-    if rc < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
-/// A C string field of the uAPI as text.
-fn text(field: &[u8]) -> String {
-    CStr::from_bytes_until_nul(field)
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| String::from_utf8_lossy(field).into_owned())
-}
-
-/// An open GPIO chip.
+/// A GPIO chip the kernel offers.
 #[derive(Debug)]
 struct Chip {
-    file: File,
     path: PathBuf,
     label: String,
     lines: u32,
 }
 
-/// The GPIO chips the kernel offers, as (path, label, lines), sorted by path.
+/// The GPIO chips the kernel offers, in gpiochipN order.
 fn chips() -> Result<Vec<Chip>, BoardError> {
     let no_gpio = || BoardError::NoGpio {
         path: Path::new(DEV).join("gpiochip0"),
     };
-    let entries = std::fs::read_dir(DEV).map_err(|_| no_gpio())?;
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("gpiochip"))
-        .map(|e| e.path())
-        .collect();
-    paths.sort();
+    // gpiocdev lists /dev's GPIO character devices only (other devices are left out).
+    let paths = gpiocdev::chip::chips().map_err(|_| no_gpio())?;
     if paths.is_empty() {
         return Err(no_gpio());
     }
-    let mut chips = Vec::new();
-    for path in paths {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| BoardError::GpioChip {
-                chip: path.clone(),
-                reason: e.to_string(),
-            })?;
-        let mut info = ChipInfo {
-            name: [0; GPIO_MAX_NAME_SIZE],
-            label: [0; GPIO_MAX_NAME_SIZE],
-            lines: 0,
-        };
-        ioctl(&file, GET_CHIPINFO, &mut info).map_err(|e| BoardError::GpioChip {
-            chip: path.clone(),
-            reason: format!("not a GPIO chip: {e}"),
-        })?;
-        chips.push(Chip {
-            file,
-            path,
-            label: text(&info.label),
-            lines: info.lines,
-        });
-    }
-    Ok(chips)
+    paths
+        .into_iter()
+        .map(|path| {
+            let info = gpiocdev::Chip::from_path(&path)
+                .and_then(|chip| chip.info())
+                .map_err(|e| BoardError::GpioChip {
+                    chip: path.clone(),
+                    reason: e.to_string(),
+                })?;
+            Ok(Chip {
+                path,
+                label: info.label,
+                lines: info.num_lines,
+            })
+        })
+        .collect()
 }
 
-/// The chip labelled `wanted` (`None`: the Pi's header controller).
-fn find_chip(wanted: Option<&str>) -> Result<Chip, BoardError> {
-    let chips = chips()?;
+/// The chip labelled `wanted` (`None`: the Pi's header controller) among `chips`.
+fn select(chips: Vec<Chip>, wanted: Option<&str>) -> Result<Chip, BoardError> {
     let found: Vec<String> = chips
         .iter()
         .map(|c| format!("{} ({})", c.label, c.path.display()))
@@ -200,15 +92,20 @@ fn find_chip(wanted: Option<&str>) -> Result<Chip, BoardError> {
 /// One line of a chip, requested from the kernel; released when dropped.
 #[derive(Debug)]
 struct Line {
-    fd: OwnedFd,
+    request: gpiocdev::Request,
     pin: u8,
 }
 
 impl Line {
-    /// Request line `pin` of the chip labelled `chip` with `flags` (and, for an output,
-    /// its first value).
-    fn request(chip: Option<&str>, pin: u8, flags: u64, high: bool) -> Result<Line, BoardError> {
-        let chip = find_chip(chip)?;
+    /// Request line `pin` of the chip labelled `chip` as `config` has it (for an output,
+    /// with its first value).
+    fn request(
+        chip: Option<&str>,
+        pin: u8,
+        config: &gpiocdev::line::Config,
+    ) -> Result<Line, BoardError> {
+        let chip = select(chips()?, chip)?;
+        // Checked here for a message naming the chip; the kernel would only say EINVAL.
         if u32::from(pin) >= chip.lines {
             return Err(BoardError::Gpio {
                 pin,
@@ -220,65 +117,33 @@ impl Line {
                 ),
             });
         }
-        let mut req = LineRequest {
-            offsets: [0; GPIO_V2_LINES_MAX],
-            consumer: [0; GPIO_MAX_NAME_SIZE],
-            config: LineConfig {
-                flags,
-                num_attrs: 0,
-                padding: [0; 5],
-                attrs: [LineConfigAttribute::default(); GPIO_V2_LINE_NUM_ATTRS_MAX],
-            },
-            num_lines: 1,
-            event_buffer_size: 0,
-            padding: [0; 5],
-            fd: -1,
-        };
-        req.offsets[0] = u32::from(pin);
-        req.consumer[..CONSUMER.len()].copy_from_slice(CONSUMER);
-        if flags & FLAG_OUTPUT != 0 {
-            // The first value comes with the request, so the pin never glitches.
-            req.config.num_attrs = 1;
-            req.config.attrs[0] = LineConfigAttribute {
-                attr: LineAttribute {
-                    id: ATTR_ID_OUTPUT_VALUES,
-                    padding: 0,
-                    value: u64::from(high),
-                },
-                mask: 1,
-            };
-        }
-        ioctl(&chip.file, GET_LINE, &mut req).map_err(|e| BoardError::Gpio {
-            pin,
-            reason: format!("{} ({}): {e}", chip.label, chip.path.display()),
-        })?;
-        if req.fd < 0 {
-            return Err(BoardError::Gpio {
+        // An output's first value comes with the request, so the pin never glitches.
+        let request = gpiocdev::Request::builder()
+            .on_chip(&chip.path)
+            .with_consumer(CONSUMER)
+            .with_line(u32::from(pin))
+            .from_line_config(config)
+            .request()
+            .map_err(|e| BoardError::Gpio {
                 pin,
-                reason: format!("{}: the kernel returned no line handle", chip.label),
-            });
-        }
+                reason: format!("{} ({}): {e}", chip.label, chip.path.display()),
+            })?;
         tracing::debug!(pin, chip = %chip.label, "GPIO line requested");
-        // SAFETY: the kernel just created this descriptor for us; nothing else owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(req.fd) };
-        Ok(Line { fd, pin })
+        Ok(Line { request, pin })
     }
 
     fn set(&self, high: bool) -> Result<(), BoardError> {
-        let mut values = LineValues {
-            bits: u64::from(high),
-            mask: 1,
-        };
-        ioctl(&self.fd, LINE_SET_VALUES, &mut values).map_err(|e| self.error(e))
+        self.request
+            .set_lone_value(Value::from(high))
+            .map_err(|e| self.error(e))
     }
 
     fn get(&self) -> Result<bool, BoardError> {
-        let mut values = LineValues { bits: 0, mask: 1 };
-        ioctl(&self.fd, LINE_GET_VALUES, &mut values).map_err(|e| self.error(e))?;
-        Ok(values.bits & 1 == 1)
+        let value = self.request.lone_value().map_err(|e| self.error(e))?;
+        Ok(value == Value::Active)
     }
 
-    fn error(&self, e: std::io::Error) -> BoardError {
+    fn error(&self, e: gpiocdev::Error) -> BoardError {
         BoardError::Gpio {
             pin: self.pin,
             reason: e.to_string(),
@@ -311,9 +176,14 @@ impl GpioLed {
     /// Claim line `pin` of the chip labelled `chip` (`None`: the Pi's header) as an
     /// output, LED off. `active_low` is handed to the kernel, so "lit" is "active" for it.
     pub fn open(chip: Option<&str>, pin: u8, active_low: bool) -> Result<Self, BoardError> {
-        let flags = FLAG_OUTPUT | if active_low { FLAG_ACTIVE_LOW } else { 0 };
+        let config = gpiocdev::line::Config {
+            direction: Some(Direction::Output),
+            active_low,
+            value: Some(Value::Inactive),
+            ..Default::default()
+        };
         Ok(GpioLed {
-            line: Arc::new(Line::request(chip, pin, flags, false)?),
+            line: Arc::new(Line::request(chip, pin, &config)?),
             blink: None,
         })
     }
@@ -388,13 +258,14 @@ impl GpioButton {
     /// Claim line `pin` of the chip labelled `chip` (`None`: the Pi's header) as an input
     /// with pull-up; active low, so "active" is "pressed".
     pub fn open(chip: Option<&str>, pin: u8) -> Result<Self, BoardError> {
+        let config = gpiocdev::line::Config {
+            direction: Some(Direction::Input),
+            active_low: true,
+            bias: Some(Bias::PullUp),
+            ..Default::default()
+        };
         Ok(GpioButton {
-            line: Line::request(
-                chip,
-                pin,
-                FLAG_INPUT | FLAG_ACTIVE_LOW | FLAG_BIAS_PULL_UP,
-                false,
-            )?,
+            line: Line::request(chip, pin, &config)?,
         })
     }
 }
@@ -409,19 +280,40 @@ impl Button for GpioButton {
 mod tests {
     use super::*;
 
+    fn chip(label: &str, n: u32) -> Chip {
+        Chip {
+            path: PathBuf::from(format!("/dev/gpiochip{n}")),
+            label: label.to_string(),
+            lines: 54,
+        }
+    }
+
     #[test]
-    fn structs_match_the_kernel_uapi() {
-        // Sizes from <linux/gpio.h> (the kernel rejects an ioctl whose code encodes
-        // another size): 68, 592, 16.
-        assert_eq!(size_of::<ChipInfo>(), 68);
-        assert_eq!(size_of::<LineRequest>(), 592);
-        assert_eq!(size_of::<LineValues>(), 16);
-        assert_eq!(size_of::<LineConfig>(), 272);
-        // GPIO_GET_CHIPINFO_IOCTL and GPIO_V2_GET_LINE_IOCTL as the C header expands them.
-        assert_eq!(GET_CHIPINFO, 0x8044_B401);
-        assert_eq!(GET_LINE, 0xC250_B407);
-        assert_eq!(LINE_GET_VALUES, 0xC010_B40E);
-        assert_eq!(LINE_SET_VALUES, 0xC010_B40F);
+    fn the_pi_header_chip_is_found_by_label_and_a_missing_one_names_what_is_there() {
+        let found = select(
+            vec![chip("raspberrypi-exp-gpio", 0), chip("pinctrl-bcm2835", 1)],
+            None,
+        )
+        .unwrap();
+        assert_eq!(found.path, Path::new("/dev/gpiochip1"));
+        let found = select(vec![chip("gpio-sim", 0)], Some("gpio-sim")).unwrap();
+        assert_eq!(found.label, "gpio-sim");
+        // The text tests/image/qemu-devices.sh expects of a wrong `board.gpio-chip`.
+        let e = select(vec![chip("pinctrl-bcm2835", 0)], Some("pinctrl-bcm2711")).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "no GPIO chip labelled pinctrl-bcm2711 (the kernel has: pinctrl-bcm2835 \
+                 (/dev/gpiochip0)); set `board.gpio-chip`"
+            ),
+            "{e}"
+        );
+        let e = select(vec![chip("gpio-sim", 0)], None).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "no GPIO chip labelled pinctrl-bcm2835 or pinctrl-bcm2711 or pinctrl-rp1 "
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -439,13 +331,5 @@ mod tests {
             matches!(e, BoardError::NoGpio { .. } | BoardError::NoGpioChip { .. }),
             "{e}"
         );
-    }
-
-    #[test]
-    fn c_strings_of_the_uapi_are_read_up_to_the_nul() {
-        let mut field = [0u8; GPIO_MAX_NAME_SIZE];
-        field[..15].copy_from_slice(b"pinctrl-bcm2835");
-        assert_eq!(text(&field), "pinctrl-bcm2835");
-        assert_eq!(text(&[b'x'; 4]), "xxxx");
     }
 }
