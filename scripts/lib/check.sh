@@ -34,18 +34,19 @@ fail() {
 }
 
 # Show that the check can fail: make a copy of FILE edited by SED_SCRIPT (which must change
-# it), run this check again on the copy ("$0" COPY), and require it to fail with a FAIL line
+# it), run this check again on the copy ("$0" PREFIX COPY: a check that takes several inputs
+# names the one it replaces with PREFIX, e.g. "key="), and require it to fail with a FAIL line
 # matching PATTERN (grep -E). WHAT names the defect in the messages.
 expect_failure_on_copy() {
-    local what=$1 file=$2 sed_script=$3 pattern=$4 copy
-    copy="$WORK/broken-$(basename "$file")"
+    local what=$1 file=$2 sed_script=$3 pattern=$4 prefix=${5:-} copy
+    copy="$WORK/broken-${prefix%=}-$(basename "$file")"
     sed "$sed_script" "$file" >"$copy"
-    cmp -s "$file" "$copy" && fail "nothing to remove in $(basename "$file") for: $what"
-    if "$0" "$copy" >"$WORK/broken.out" 2>&1; then
+    cmp -s "$file" "$copy" && fail "nothing to change in $(basename "$file") for: $what"
+    if "$0" "$prefix$copy" >"$WORK/broken.out" 2>&1; then
         cat "$WORK/broken.out" >&2
         fail "$what: the check passed"
     fi
     grep -Eq "^FAIL: .*$pattern" "$WORK/broken.out" ||
         { cat "$WORK/broken.out" >&2; fail "$what: the check failed, but not as expected ($pattern)"; }
-    ok "$what fails: $(grep '^FAIL' "$WORK/broken.out")"
+    ok "$what fails: $(grep -m1 '^FAIL' "$WORK/broken.out" | cut -c7-160)"
 }

@@ -220,17 +220,7 @@ PY
 
 # --- the checks can fail ----------------------------------------------------------------------------
 mutant() { # WHAT INPUT SED PATTERN
-    local what=$1 key=$2 expr=$3 pattern=$4 copy
-    copy="$WORK/broken-$key-$(basename "${IN[$key]}")"
-    sed "$expr" "${IN[$key]}" >"$copy"
-    cmp -s "$copy" "${IN[$key]}" && fail "the mutant '$what' changes nothing"
-    if "$0" "$key=$copy" >"$WORK/mutant.out" 2>&1; then
-        cat "$WORK/mutant.out" >&2
-        fail "$what: the check passed"
-    fi
-    grep -Eq "^FAIL: .*$pattern" "$WORK/mutant.out" ||
-        { cat "$WORK/mutant.out" >&2; fail "$what: failed, but not as expected ($pattern)"; }
-    ok "$what fails: $(grep -m1 '^FAIL' "$WORK/mutant.out" | cut -c7-160)"
+    expect_failure_on_copy "$1" "${IN[$2]}" "$3" "$4" "$2="
 }
 mutant "cmdline without ro" cmdline-append 's/"ro /"/' "lacks ro"
 mutant "cmdline with CMDLINE_CMA undefined" cmdline-append '/^CMDLINE_CMA/d' "unexpanded variable"
