@@ -23,6 +23,7 @@ the parse itself cannot run; judging the answers is the caller's job.
 import contextlib
 import io
 import json
+import re
 import sys
 
 
@@ -62,31 +63,38 @@ def main(argv):
             bb.tinfoil.Tinfoil(output=console) as tinfoil:
         # config_only=False: every recipe of every layer is parsed, as `bitbake -p` does.
         tinfoil.prepare(config_only=False, quiet=2)
+        datastores = {}
+
+        def parsed(recipe):
+            """The recipe's datastore, parsed once however many questions ask about it."""
+            if recipe not in datastores:
+                datastores[recipe] = tinfoil.parse_recipe(recipe)
+            return datastores[recipe]
+
         wanted = {}
         for q in queries:
             recipe, names = q.split(":", 1)
             wanted.setdefault(recipe, []).extend(names.split(","))
         for recipe, names in wanted.items():
-            d = tinfoil.parse_recipe(recipe)
+            d = parsed(recipe)
             result["vars"][recipe] = {n: d.getVar(n) for n in names}
         for r in runfiles:
             recipe, task = r.split(":", 1)
-            d = tinfoil.parse_recipe(recipe)
+            d = parsed(recipe)
             # What bitbake writes to ${T}/run.<task>: the function with every shell function
             # and exported variable it uses, expanded.
             text = io.StringIO()
             bb.data.emit_func(task, text, d)
             result["runfiles"][r] = text.getvalue()
         for recipe in fetches:
-            d = tinfoil.parse_recipe(recipe)
+            d = parsed(recipe)
             # Where do_fetch finds each SRC_URI entry (file:// ones through FILESPATH).
             result["fetch"][recipe] = bb.fetch2.Fetch(d.getVar("SRC_URI").split(), d).localpaths()
         for recipe in wics:
-            d = tinfoil.parse_recipe(recipe)
+            d = parsed(recipe)
             # The wks as the image class's do_write_wks_template writes it (a .wks.in expanded
             # against the image's data, references to undefined variables dropped) and the
             # variables wic reads from its .env file (WICVARS).
-            import re
             wks = d.getVar("_WKS_TEMPLATE") or ""
             while True:
                 stripped = re.sub(r"\${[^{}@\n\t :]+}", "", wks)
