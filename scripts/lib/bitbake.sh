@@ -8,7 +8,8 @@
 # another folder. Each is unpacked once into a git repository on the branch kas asks for, so
 # kas checks the project out exactly as it would from the real remotes (KAS_PREMIRRORS).
 # BitBake refuses to run as root: it runs as the throwaway user BITBAKE_USER, whose home
-# holds the repositories and the build folders.
+# holds the repositories and the build folders. Also here: which kas file builds which board
+# (scripts/build-image and the checks share it).
 
 BITBAKE_USER=tinylcm-bitbake
 
@@ -16,6 +17,28 @@ BITBAKE_USER=tinylcm-bitbake
 BITBAKE_HOST_PACKAGES=(gawk wget git diffstat unzip texinfo gcc build-essential chrpath socat
     cpio python3 python3-pip python3-pexpect xz-utils debianutils iputils-ping python3-git
     python3-jinja2 python3-subunit zstd liblz4-tool lz4 file locales libacl1 python3-yaml)
+
+# The machine and the kas file (relative to the checkout) of BOARD, a board's short name
+# (rpi0-2w, cm4) or its machine; dies naming the boards otherwise.
+board_kas() {
+    case "$1" in
+        raspberrypi0-2w-64 | rpi0-2w) echo "raspberrypi0-2w-64 yocto/kas/rpi0-2w-64.yml" ;;
+        raspberrypi4-64 | cm4) echo "raspberrypi4-64 yocto/kas/cm4-64.yml" ;;
+        "") die "which board? rpi0-2w (raspberrypi0-2w-64) or cm4 (raspberrypi4-64); see --help" ;;
+        *) die "unknown board '$1': use rpi0-2w (raspberrypi0-2w-64) or cm4 (raspberrypi4-64)" ;;
+    esac
+}
+
+# Copy the checkout at ROOT as a user has it into DEST: its tracked files that still exist and
+# its new ones git does not ignore (no build output, no keys), optionally only under PATHSPECs.
+copy_checkout() {
+    local root=$1 dest=$2
+    shift 2
+    mkdir -p "$dest"
+    (cd "$root" && git ls-files -z --cached --others --exclude-standard -- "$@" |
+        while IFS= read -r -d '' f; do [ ! -e "$f" ] || printf '%s\0' "$f"; done |
+        tar --null -T - -cf -) | tar -xf - -C "$dest"
+}
 
 # The folder with MANIFEST.tsv and the layer tarballs; fails with what to do when it is absent.
 yocto_layers_dir() {

@@ -4,7 +4,7 @@
 # RPI_EXTRA_IMAGE_BOOT_FILES entries) and which file the firmware starts (config.txt).
 # Read from the pinned meta-raspberrypi tarball (../shared/yocto-layers, or
 # TINYLCM_YOCTO_LAYERS) with scripts/lib/rpi-bootfiles.py, not guessed.
-# Source after common.sh.
+# Source after common.sh and bitbake.sh (yocto_layers_dir).
 
 RPI_BOOT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 RPI_BOOT_LAYER=$RPI_BOOT_ROOT/yocto/meta-tinylcm
@@ -12,9 +12,7 @@ RPI_BOOT_LAYER=$RPI_BOOT_ROOT/yocto/meta-tinylcm
 # The meta-raspberrypi tarball MANIFEST.tsv lists.
 rpi_layer() {
     local dir tarball
-    dir=${TINYLCM_YOCTO_LAYERS:-$RPI_BOOT_ROOT/../shared/yocto-layers}
-    [ -f "$dir/MANIFEST.tsv" ] ||
-        die "no upstream Yocto layers at $dir (MANIFEST.tsv and its tarballs): set TINYLCM_YOCTO_LAYERS"
+    dir=$(yocto_layers_dir) || exit 1
     tarball=$(awk -F'\t' '$1 == "meta-raspberrypi" { print $6 }' "$dir/MANIFEST.tsv")
     [ -n "$tarball" ] && [ -f "$dir/$tarball" ] || die "$dir/MANIFEST.tsv lists no meta-raspberrypi tarball"
     printf '%s\n' "$dir/$tarball"

@@ -29,6 +29,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 . "$ROOT/scripts/lib/check.sh"
 # shellcheck source=scripts/lib/bitbake.sh
 . "$ROOT/scripts/lib/bitbake.sh"
+# shellcheck source=scripts/lib/rpi-boot.sh
+. "$ROOT/scripts/lib/rpi-boot.sh"
 
 [ "$(id -u)" -eq 0 ] || die "run as root: the check creates and uses the throwaway user $BITBAKE_USER"
 ensure_bitbake_host
@@ -97,10 +99,7 @@ export KAS_PREMIRRORS
 # The project as a user has it: this checkout's files (tracked and new, not ignored), in a git
 # repository of its own, with a placeholder development PKI (the parse reads only the names).
 PROJECT="$RUN/tinylcm"
-mkdir -p "$PROJECT"
-(cd "$ROOT" && git ls-files -z --cached --others --exclude-standard |
-    xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' |
-    tar --null -T - -cf -) | tar -xf - -C "$PROJECT"
+copy_checkout "$ROOT" "$PROJECT"
 mkdir -p "$PROJECT/yocto/pki/dev"
 for f in ca.cert.pem dev.cert.pem dev.key.pem; do
     printf 'placeholder %s for the offline parse\n' "$f" >"$PROJECT/yocto/pki/dev/$f"
@@ -111,14 +110,6 @@ done
     git init -q -b main && git add -A &&
         git -c user.name=tinylcm -c user.email=tinylcm@localhost commit -q -m "checkout under test"
 )
-
-kas_file_of() {
-    case "$1" in
-        rpi0-2w) echo "rpi0-2w-64.yml raspberrypi0-2w-64" ;;
-        cm4) echo "cm4-64.yml raspberrypi4-64" ;;
-        *) die "unknown board $1 (rpi0-2w, cm4)" ;;
-    esac
-}
 
 # kas checkout of BOARD into $RUN/kas (layers) and $RUN/build-<machine>, then the offline
 # settings only this check adds.
@@ -132,7 +123,7 @@ kas_setup() {
         chown -R root: "$PROJECT"
         [ ! -d "$RUN/kas" ] || chown -R root: "$RUN/kas"
         KAS_WORK_DIR="$RUN/kas" KAS_BUILD_DIR="$build" \
-            "$KAS" checkout --skip repos_checkout "yocto/kas/$file"
+            "$KAS" checkout --skip repos_checkout "$file"
     ) >"$WORK/kas-$machine.log" 2>&1 || { cat "$WORK/kas-$machine.log" >&2; fail "kas checkout $file"; }
     cat >>"$build/conf/local.conf" <<EOF
 
@@ -178,12 +169,29 @@ print(v["D"])
 PY
 }
 
+# The quick checks (qemu-uboot-rpi.sh, boot-files.sh) evaluate meta-raspberrypi's cmdline.txt
+# and boot files without BitBake (scripts/lib/rpi-bootfiles.py): MACHINE's CMDLINE and
+# BOOT_FILES from it must be BitBake's.
+check_stand_in() {
+    "$PY" - "$WORK/$1.json" "$2" "$3" <<'PY'
+import json, sys
+a = json.load(open(sys.argv[1]))
+real_cmdline = a["vars"]["rpi-cmdline"]["CMDLINE"].split()
+real_files = a["vars"]["tinylcm-image"]["RPI_EXTRA_IMAGE_BOOT_FILES"].split()
+if sys.argv[2].split() != real_cmdline:
+    sys.exit(f"FAIL: rpi-bootfiles.py's cmdline {sys.argv[2].split()} is not BitBake's {real_cmdline}")
+if sorted(sys.argv[3].split()) != sorted(real_files):
+    sys.exit(f"FAIL: rpi-bootfiles.py's boot files {sys.argv[3].split()} are not BitBake's {real_files}")
+PY
+}
+
 for board in "${boards[@]}"; do
-    read -r file machine <<<"$(kas_file_of "$board")"
+    entry=$(board_kas "$board") || exit 1
+    read -r machine file <<<"$entry"
     kas_setup "$file" "$machine"
     start=$SECONDS
     parse "$machine" \
-        tinylcm-image:IMAGE_BOOT_FILES,WKS_FILE,WKS_TEMPLATE_PATH,IMAGE_FSTYPES,DISTRO_FEATURES,IMAGE_INSTALL,KERNEL_IMAGETYPE \
+        tinylcm-image:IMAGE_BOOT_FILES,RPI_EXTRA_IMAGE_BOOT_FILES,WKS_FILE,WKS_TEMPLATE_PATH,IMAGE_FSTYPES,DISTRO_FEATURES,IMAGE_INSTALL,KERNEL_IMAGETYPE \
         tinylcm-runtime:SRC_URI,S,EXTERNALSRC,PV \
         rauc-conf:SRC_URI,RAUC_KEYRING_FILE,D,S,UNPACKDIR,nonarch_libdir \
         libtensorflow-lite-c:SRCREV_flatbuffers,FILESPATH flatbuffers:SRCREV,PV rpi-cmdline:CMDLINE \
@@ -202,9 +210,13 @@ for board in "${boards[@]}"; do
     if grep -q WARNING "$WORK/rauc-install-$machine.log"; then
         fail "$machine: rauc-conf's do_install warns: $(grep WARNING "$WORK/rauc-install-$machine.log")"
     fi
+    KERNEL=$(firmware_kernel "$PROJECT/board/$machine/config.txt")
     "$PY" "$ROOT/tests/image/bitbake-verdict.py" --answers "$WORK/$machine.json" --machine "$machine" \
-        --project "$PROJECT" --rauc-image "$D" --keyring "$PROJECT/yocto/pki/dev/ca.cert.pem" ||
-        fail "$machine: see above"
+        --project "$PROJECT" --firmware-kernel "$KERNEL" --rauc-image "$D" \
+        --keyring "$PROJECT/yocto/pki/dev/ca.cert.pem" || fail "$machine: see above"
+    check_stand_in "$machine" "$(firmware_cmdline)" "$(uboot_boot_files "$machine")" ||
+        fail "$machine: the quick checks' stand-in for meta-raspberrypi disagrees with BitBake"
+    ok "$machine: scripts/lib/rpi-bootfiles.py gives BitBake's cmdline.txt and U-Boot boot files"
 done
 
 # The wks as BitBake expands it for the image follows board/common/layout.toml.
@@ -230,7 +242,7 @@ exec(sys.argv[3])
 json.dump(a, open(sys.argv[2], "w"))
 PY
     if "$PY" "$ROOT/tests/image/bitbake-verdict.py" --answers "$WORK/mutant.json" \
-        --machine "$machine" --project "$PROJECT" --rauc-image "$D" \
+        --machine "$machine" --project "$PROJECT" --firmware-kernel "$KERNEL" --rauc-image "$D" \
         --keyring "$PROJECT/yocto/pki/dev/ca.cert.pem" "$@" >"$WORK/mutant.out"; then
         fail "$what: the verdict passed"
     fi
@@ -240,7 +252,7 @@ PY
 }
 sed 's/^kernel=.*//; $a kernel=u-boot.bin' "$PROJECT/board/$machine/config.txt" >"$WORK/u-boot-bin.txt"
 expect_refused "config.txt loading u-boot.bin (meta-raspberrypi names it kernel8.img)" \
-    "firmware load u-boot.bin" "" --config-txt "$WORK/u-boot-bin.txt"
+    "firmware load u-boot.bin" "" --firmware-kernel "$(firmware_kernel "$WORK/u-boot-bin.txt")"
 sed 's|^path=.*|path=/etc/rauc/keyring.pem|' "$PROJECT/board/$machine/system.conf" >"$WORK/etc-keyring.conf"
 expect_refused "system.conf looking for the keyring in /etc/rauc (rauc-conf installs to /usr/lib/rauc)" \
     "keyring /etc/rauc/keyring.pem" "" --system-conf "$WORK/etc-keyring.conf"
@@ -266,6 +278,11 @@ expect_refused "cmdline.txt without ro, with upstream's root= and its undefined 
     'v = a["vars"]["rpi-cmdline"]; v["CMDLINE"] = v["CMDLINE"].replace("ro ", "root=/dev/mmcblk0p2 ") + " ${CMDLINE_CMA}"'
 expect_refused "U-Boot missing from the boot partition" "which is .*, not U-Boot" \
     'v = a["vars"]["tinylcm-image"]; v["IMAGE_BOOT_FILES"] = v["IMAGE_BOOT_FILES"].replace("u-boot.bin;kernel8.img", "Image;kernel8.img")'
+if out=$(check_stand_in "$machine" "$(firmware_cmdline) quiet" "$(uboot_boot_files "$machine")" 2>&1); then
+    fail "a stand-in cmdline other than BitBake's passed"
+fi
+grep -q "^FAIL: rpi-bootfiles.py's cmdline" <<<"$out" || fail "stand-in: unexpected refusal: $out"
+ok "refused: a stand-in cmdline.txt other than BitBake's"
 cp -r "$ROOT/yocto/kas" "$WORK/kas-old-lock"
 sed -i 's/"38da0e5866a953e664001ba90b5edad68d68cd5d"/"27424e2000000000000000000000000000000000"/' "$WORK/kas-old-lock/base.lock.yml"
 if out=$(check_pins "$WORK/kas-old-lock" 2>&1); then

@@ -3,15 +3,15 @@
 device needs. Run by tests/image/bitbake-parse.sh; prints one `ok:` line per fact, or a
 `FAIL:` line and exits 1 at the first broken one.
 
-  bitbake-verdict.py --answers A.json --machine M --project DIR [--config-txt F]
+  bitbake-verdict.py --answers A.json --machine M --project DIR --firmware-kernel NAME
                      [--system-conf F] [--rauc-image DIR [--keyring F]]
-                     [--set RECIPE.VAR=VALUE ...]
 
 --project is the checkout the build was made from (its board/ files are the ones the image
-installs); --config-txt / --system-conf replace that checkout's board files and --set replaces
-an answer, which is how the caller shows that each assertion fails on the defect it guards
-against. --rauc-image is the ${D} of rauc-conf's real do_install, run by the caller, and
---keyring the CA it must have installed.
+installs); --firmware-kernel is the file its config.txt makes the firmware start (the caller
+reads it with scripts/lib/rpi-boot.sh's firmware_kernel); --system-conf replaces the board's
+system.conf. The caller shows that each assertion fails on the defect it guards against by
+passing broken inputs or edited answers. --rauc-image is the ${D} of rauc-conf's real
+do_install, run by the caller, and --keyring the CA it must have installed.
 """
 
 import argparse
@@ -124,24 +124,6 @@ def check_layer_dependencies(a, machine, project):
        "includes come from: " + ", ".join(f"{c} ({len(n)})" for c, n in sorted(needed.items())))
 
 
-def firmware_kernel(config_txt):
-    """The file the Pi firmware loads as the kernel: the last kernel= of config.txt, else its
-    default for a 64-bit boot (arm_64bit=1) on the Zero 2 W and CM4, kernel8.img."""
-    kernel = None
-    arm64 = False
-    for line in open(config_txt):
-        line = line.split("#", 1)[0].strip()
-        if line.startswith("kernel="):
-            kernel = line.split("=", 1)[1].strip()
-        if line.replace(" ", "") == "arm_64bit=1":
-            arm64 = True
-    if kernel:
-        return kernel
-    if not arm64:
-        fail(f"{config_txt}: no arm_64bit=1: the firmware would start a 32-bit kernel7.img")
-    return "kernel8.img"
-
-
 def boot_files(image_boot_files):
     """IMAGE_BOOT_FILES as {name on the boot partition: deploy-folder source}."""
     names = {}
@@ -153,10 +135,9 @@ def boot_files(image_boot_files):
     return names
 
 
-def check_image(a, machine, project, config_txt):
+def check_image(a, machine, project, kernel):
     img = a["vars"]["tinylcm-image"]
     files = boot_files(img["IMAGE_BOOT_FILES"])
-    kernel = firmware_kernel(config_txt)
     if kernel not in files:
         top = sorted(f for f in files if "/" not in f)
         fail(f"{machine}: config.txt makes the firmware load {kernel}, but the boot partition "
@@ -298,24 +279,19 @@ def main():
     p.add_argument("--answers", required=True)
     p.add_argument("--machine", required=True)
     p.add_argument("--project", required=True)
-    p.add_argument("--config-txt")
+    p.add_argument("--firmware-kernel", required=True,
+                   help="the file config.txt makes the firmware start (rpi-boot.sh's firmware_kernel)")
     p.add_argument("--system-conf")
     p.add_argument("--rauc-image")
     p.add_argument("--keyring", help="the CA the image must trust (TINYLCM_RAUC_KEYRING)")
-    p.add_argument("--set", action="append", default=[])
     args = p.parse_args()
     a = json.load(open(args.answers))
-    for s in args.set:
-        key, value = s.split("=", 1)
-        recipe, var = key.rsplit(".", 1)
-        a["vars"][recipe][var] = value
     board = os.path.join(args.project, "board", args.machine)
-    config_txt = args.config_txt or os.path.join(board, "config.txt")
     system_conf = args.system_conf or os.path.join(board, "system.conf")
 
     check_messages(a, args.machine)
     check_layer_dependencies(a, args.machine, args.project)
-    check_image(a, args.machine, args.project, config_txt)
+    check_image(a, args.machine, args.project, args.firmware_kernel)
     check_cmdline(a, args.machine)
     check_runtime_source(a, args.machine, args.project)
     check_tflite_offline(a, args.machine)

@@ -33,6 +33,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 . "$ROOT/scripts/lib/setup.sh"
 # shellcheck source=scripts/lib/check.sh
 . "$ROOT/scripts/lib/check.sh"
+# shellcheck source=scripts/lib/bitbake.sh
+. "$ROOT/scripts/lib/bitbake.sh"
 # shellcheck source=scripts/lib/rpi-boot.sh
 . "$ROOT/scripts/lib/rpi-boot.sh"
 

@@ -36,6 +36,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 . "$ROOT/scripts/lib/check.sh"
 # shellcheck source=scripts/lib/qemu-guest.sh
 . "$ROOT/scripts/lib/qemu-guest.sh"
+# shellcheck source=scripts/lib/bitbake.sh
+. "$ROOT/scripts/lib/bitbake.sh"
 # shellcheck source=scripts/lib/rpi-boot.sh
 . "$ROOT/scripts/lib/rpi-boot.sh"
 
