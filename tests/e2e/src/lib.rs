@@ -1,7 +1,8 @@
 //! Support for the cross-component tests: a real `sphere-lite` process ([`sphere`]), a
 //! fault-injecting proxy in front of it ([`proxy`]), an in-process [`host::TestHost`] for the
 //! sync client, and a device's state folder with drift events as the autonomy layer writes
-//! them ([`device`]); and for the device-level tests a `tinylcm run` process ([`field`]) and
+//! them ([`device`]); and for the device-level tests a `tinylcm run` process ([`field`]), the
+//! same laid out as the shipped systemd unit runs it on a `/data` of its own ([`shipped`]), and
 //! signed model releases ([`release`]).
 //!
 //! Why a crate of its own: these tests need both the runtime (as a library) and the server (as
@@ -12,6 +13,7 @@ pub mod field;
 pub mod host;
 pub mod proxy;
 pub mod release;
+pub mod shipped;
 pub mod sphere;
 
 /// Polls `f` every 50 ms until it returns `Some`, at most `seconds`; panics with `what`.
