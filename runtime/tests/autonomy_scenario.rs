@@ -169,7 +169,10 @@ fn the_shipped_initial_state_agrees_with_the_model_and_state_survives_a_restart(
 #[test]
 fn drift_events_land_in_the_event_log_with_their_incident() {
     if !cfg!(target_arch = "x86_64") {
-        eprintln!("skipped under emulation");
+        eprintln!(
+            "skipped under emulation: the scenario's frames take minutes with qemu \
+             (./scripts/test runtime runs this on x86_64)"
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use tinylcm::board::{BoardError, DiskGuard};
+use tinylcm_protocol::test_support::missing;
 
 const CHILD: &str = "TINYLCM_DISK_GUARD_DIR";
 const TEST: &str = "the_guard_refuses_writes_on_a_nearly_full_tmpfs";
@@ -18,7 +19,10 @@ fn the_guard_refuses_writes_on_a_nearly_full_tmpfs() {
     }
     let unshare = Command::new("unshare").args(["-m", "true"]).status();
     if !unshare.is_ok_and(|s| s.success()) {
-        eprintln!("SKIPPED: `unshare -m` is not available (needs util-linux and root)");
+        missing(
+            "`unshare -m` (a private mount namespace for the tmpfs)",
+            "run as root with util-linux installed (apt-get install util-linux)",
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();

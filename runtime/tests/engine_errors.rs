@@ -16,6 +16,7 @@ use tinylcm::engine::{
     self, Accelerator, BackendChoice, EdgeTpuMode, Engine, EngineConfig, EngineError, ModelSource,
     litert, tflite_c,
 };
+use tinylcm_protocol::test_support::missing;
 
 /// A fresh temporary folder (removed when the returned guard drops) and `name` in it.
 fn scratch(name: &str) -> (tempfile::TempDir, PathBuf) {
@@ -166,7 +167,10 @@ fn wrong_input_length_and_output_index() {
 fn unknown_litert_hash_is_refused() {
     require_litert();
     if std::env::var_os("TINYLCM_LITERT_UNPINNED").is_some() {
-        eprintln!("skipped: TINYLCM_LITERT_UNPINNED is set in this environment");
+        missing(
+            "an environment without TINYLCM_LITERT_UNPINNED (it lets any LiteRT build load)",
+            "unset TINYLCM_LITERT_UNPINNED where the tests run",
+        );
         return;
     }
     let api = litert::load_api(&cfg_litert()).unwrap();

@@ -358,7 +358,11 @@ fn default_model_if_present() {
         })
         .unwrap_or_default();
     if models.is_empty() {
-        eprintln!("skipped: no default model in {} yet", dir.display());
+        tinylcm_protocol::test_support::missing(
+            &format!("the default model (*.tflite in {})", dir.display()),
+            "restore runtime/models/default from git \
+             (./scripts/train-default-model rebuilds it)",
+        );
         return;
     }
     require_litert();

@@ -21,6 +21,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use tinylcm::rauc::{BusAddress, RaucClient, RaucError};
+use tinylcm_protocol::test_support;
 
 #[path = "support/cli.rs"]
 mod cli_support;
@@ -53,9 +54,10 @@ fn the_client_drives_a_real_rauc_service() {
         .filter(|p| !have(p))
         .collect();
     if !missing.is_empty() {
-        eprintln!(
-            "SKIPPED: {missing:?} not installed (./scripts/test runtime installs them: \
-             apt rauc rauc-service dbus e2fsprogs openssl util-linux)"
+        test_support::missing(
+            &format!("{missing:?} (with root, for unshare -m)"),
+            "apt-get install rauc rauc-service dbus e2fsprogs openssl util-linux, as root \
+             (./scripts/test runtime installs them)",
         );
         return;
     }

@@ -404,12 +404,13 @@ fn a_package_accepted_before_a_crash_is_processed_at_the_next_start() {
     );
 }
 
-/// S3 settings from `SPHERE_TEST_S3_*` under a fresh prefix, or `None` (with a note) if unset.
+/// S3 settings from `SPHERE_TEST_S3_*` under a fresh prefix, or `None` if unset
+/// (`test_support::missing`).
 fn s3_settings(test: &str) -> Option<S3Settings> {
     let Ok(endpoint) = std::env::var("SPHERE_TEST_S3_ENDPOINT") else {
-        eprintln!(
-            "{test}: SKIPPED: SPHERE_TEST_S3_ENDPOINT is not set \
-             (run ./scripts/test sphere to start SeaweedFS and set it)"
+        tinylcm_protocol::test_support::missing(
+            &format!("{test}: an S3 service (SPHERE_TEST_S3_ENDPOINT is not set)"),
+            "run ./scripts/test sphere, which starts SeaweedFS and sets it",
         );
         return None;
     };

@@ -17,12 +17,13 @@ fn key(k: &str) -> BlobKey {
     BlobKey::new(k).unwrap()
 }
 
-/// S3 settings from the environment, under a fresh prefix; `None` (with a note) when unset.
+/// S3 settings from the environment, under a fresh prefix; `None` when unset
+/// (`test_support::missing`).
 fn s3_settings(test: &str) -> Option<S3Settings> {
     let Ok(endpoint) = std::env::var("SPHERE_TEST_S3_ENDPOINT") else {
-        eprintln!(
-            "{test}: S3 half SKIPPED: SPHERE_TEST_S3_ENDPOINT is not set \
-             (run ./scripts/test sphere to start SeaweedFS and set it)"
+        tinylcm_protocol::test_support::missing(
+            &format!("{test}, S3 half: an S3 service (SPHERE_TEST_S3_ENDPOINT is not set)"),
+            "run ./scripts/test sphere, which starts SeaweedFS and sets it",
         );
         return None;
     };

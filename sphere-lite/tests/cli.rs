@@ -139,7 +139,13 @@ fn stateless_args(test: &str) -> Option<Vec<String>> {
         std::env::var("SPHERE_TEST_MLFLOW_URL"),
         std::env::var("SPHERE_TEST_S3_ENDPOINT"),
     ) else {
-        eprintln!("{test}: SKIPPED: SPHERE_TEST_MLFLOW_URL or SPHERE_TEST_S3_ENDPOINT is not set");
+        tinylcm_protocol::test_support::missing(
+            &format!(
+                "{test}: MLflow and S3 (SPHERE_TEST_MLFLOW_URL or SPHERE_TEST_S3_ENDPOINT is not \
+                 set)"
+            ),
+            "run ./scripts/test sphere, which starts MLflow and SeaweedFS and sets them",
+        );
         return None;
     };
     let nanos = std::time::SystemTime::now()

@@ -838,9 +838,9 @@ impl Drop for Driver {
 #[test]
 fn an_operator_validates_drift_in_headless_chromium_and_the_device_gets_the_feedback() {
     if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
-        eprintln!(
-            "SKIPPED: {CHROMIUM} or {CHROMEDRIVER} is not installed \
-             (apt-get install chromium chromium-driver; ./scripts/test sphere installs them)"
+        tinylcm_protocol::test_support::missing(
+            &format!("{CHROMIUM} or {CHROMEDRIVER}"),
+            "apt-get install chromium chromium-driver (./scripts/test sphere installs them)",
         );
         return;
     }

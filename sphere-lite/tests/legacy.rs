@@ -344,8 +344,9 @@ fn hostile_or_foreign_uploads_are_refused_and_nothing_is_stored() {
 fn python() -> Option<String> {
     let python = std::env::var("SPHERE_TEST_PYTHON").ok();
     if python.is_none() {
-        eprintln!(
-            "skipped: SPHERE_TEST_PYTHON is not set (`./scripts/test sphere` sets it to a Python with `requests`)"
+        tinylcm_protocol::test_support::missing(
+            "a Python with `requests` (SPHERE_TEST_PYTHON is not set)",
+            "run ./scripts/test sphere, which sets it to its venv's Python",
         );
     }
     python

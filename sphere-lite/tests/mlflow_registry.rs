@@ -1,7 +1,8 @@
 //! Releases in MLflow's model registry, against a real MLflow server (`SPHERE_TEST_MLFLOW_URL`;
-//! skipped with a note when unset): each release is a version of a registered model, exactly
-//! once even when published again, and rollouts move the `rollout-<group>` / `canary-<group>`
-//! aliases, so people and tools that read MLflow see what the fleet runs.
+//! unset, skipped with a note, or a failure under `./scripts/test`): each release is a version
+//! of a registered model, exactly once even when published again, and rollouts move the
+//! `rollout-<group>` / `canary-<group>` aliases, so people and tools that read MLflow see what
+//! the fleet runs.
 
 use serde_json::Value;
 use sphere_lite::adapters::{MlflowSettings, MlflowTracking};
@@ -50,9 +51,9 @@ fn mlflow_get(url: &str, endpoint: &str, query: &[(&str, &str)]) -> Value {
 #[test]
 fn releases_are_registered_model_versions_and_rollouts_move_aliases() {
     let Ok(url) = std::env::var("SPHERE_TEST_MLFLOW_URL") else {
-        eprintln!(
-            "mlflow_registry: SKIPPED: SPHERE_TEST_MLFLOW_URL is not set \
-             (run ./scripts/test sphere to start MLflow and set it)"
+        tinylcm_protocol::test_support::missing(
+            "mlflow_registry: an MLflow server (SPHERE_TEST_MLFLOW_URL is not set)",
+            "run ./scripts/test sphere, which starts MLflow and sets it",
         );
         return;
     };

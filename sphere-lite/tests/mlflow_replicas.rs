@@ -1,8 +1,9 @@
 //! Several sphere-lite replicas on one MLflow: two `MlflowTracking` instances on the same
 //! namespace, driven from many threads at once, against a real MLflow server
-//! (`SPHERE_TEST_MLFLOW_URL`; skipped with a note when unset). These check the guarantees the
-//! adapter's module docs promise: exact enrollment-key uses, one decision per event, unique
-//! increasing feedback ids, acks that never move backwards, harmless package duplicates.
+//! (`SPHERE_TEST_MLFLOW_URL`; unset, they skip with a note, or fail under `./scripts/test`).
+//! These check the guarantees the adapter's module docs promise: exact enrollment-key uses,
+//! one decision per event, unique increasing feedback ids, acks that never move backwards,
+//! harmless package duplicates.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,12 +15,12 @@ use sphere_lite::ports::{
 };
 use tinylcm_protocol::api::{DriftEventStatus, DriftEventView, DriftVerdict, FeedbackVerdict};
 
-/// Two replicas' adapters on a fresh namespace, or `None` (with a note) without MLflow.
+/// Two replicas' adapters on a fresh namespace, or `None` without MLflow (`test_support::missing`).
 fn replicas(test: &str) -> Option<[Arc<MlflowTracking>; 2]> {
     let Ok(url) = std::env::var("SPHERE_TEST_MLFLOW_URL") else {
-        eprintln!(
-            "{test}: SKIPPED: SPHERE_TEST_MLFLOW_URL is not set \
-             (run ./scripts/test sphere to start MLflow and set it)"
+        tinylcm_protocol::test_support::missing(
+            &format!("{test}: an MLflow server (SPHERE_TEST_MLFLOW_URL is not set)"),
+            "run ./scripts/test sphere, which starts MLflow and sets it",
         );
         return None;
     };

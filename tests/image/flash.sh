@@ -4,8 +4,11 @@
 # that is not removable, on a mounted disk and on the disk holding / (both even with
 # --force), without a typed confirmation, and is written with --force --yes, once with the
 # bmap and once without (readback), and reads back identical. A missing image and a regular
-# file as device give clear errors. Where no loop device can be attached the check says so
-# and runs only the parts without one.
+# file as device give clear errors. Where no loop device can be attached the parts without
+# one run, then the rest is skipped with a message when run by hand, a failure under
+# ./scripts/test (check.sh's missing). The refusal of this machine's own system disk is tried
+# only where / is on a block device (not in an overlay-rooted container): not a dependency
+# anyone can install, so that one step says so and the check goes on.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -125,10 +128,9 @@ fi
 truncate -s 32M "$WORK/target.img"
 if ! LOOP=$(losetup -f --show "$WORK/target.img" 2>"$WORK/losetup.err"); then
     LOOP=""
-    printf 'SKIP: no loop device could be attached (%s): the loop parts of this check did not run\n' \
-        "$(tr '\n' ' ' <"$WORK/losetup.err")"
     printf 'flash: checks without a loop device passed\n'
-    exit 0
+    missing "a loop device ($(tr '\n' ' ' <"$WORK/losetup.err"))" \
+        "run as root where /dev/loop-control exists (a container needs --privileged or the loop devices)"
 fi
 name=$(basename "$LOOP")
 reset_target

@@ -25,6 +25,8 @@ pub mod ids;
 pub mod package;
 pub mod release;
 pub mod remote_config;
+#[doc(hidden)]
+pub mod test_support;
 pub mod time;
 
 /// The API version this crate describes; every route lives under `/api/{API_VERSION}/`.

@@ -829,7 +829,7 @@ fn packages_written_by_gnu_tar_are_accepted() {
         .output()
         .is_err()
     {
-        eprintln!("skipped: no tar binary");
+        tinylcm_protocol::test_support::missing("GNU tar", "apt-get install tar");
         return;
     }
     let dir = std::env::temp_dir().join(format!("tinylcm-protocol-tar-{}", std::process::id()));

@@ -33,15 +33,19 @@ fn nonce() -> String {
     format!("{nanos:x}-{}", std::process::id())
 }
 
-/// MLflow + S3 settings for `test` under a fresh namespace/prefix, or `None` (with a note).
+/// MLflow + S3 settings for `test` under a fresh namespace/prefix, or `None`
+/// (`test_support::missing`).
 fn remote(test: &str) -> Option<(S3Settings, MlflowSettings)> {
     let (Ok(url), Ok(endpoint)) = (
         std::env::var("SPHERE_TEST_MLFLOW_URL"),
         std::env::var("SPHERE_TEST_S3_ENDPOINT"),
     ) else {
-        eprintln!(
-            "{test}: MLflow + S3 half SKIPPED: SPHERE_TEST_MLFLOW_URL or SPHERE_TEST_S3_ENDPOINT \
-             is not set (run ./scripts/test sphere to start MLflow and SeaweedFS and set them)"
+        tinylcm_protocol::test_support::missing(
+            &format!(
+                "{test}, MLflow + S3 half: the services (SPHERE_TEST_MLFLOW_URL or \
+                 SPHERE_TEST_S3_ENDPOINT is not set)"
+            ),
+            "run ./scripts/test sphere, which starts MLflow and SeaweedFS and sets them",
         );
         return None;
     };

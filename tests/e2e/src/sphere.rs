@@ -61,15 +61,19 @@ impl Sphere {
     }
 
     /// MLflow + S3 from `SPHERE_TEST_MLFLOW_URL` and `SPHERE_TEST_S3_*` under a fresh
-    /// namespace, or `None` (with a note saying the variant is skipped).
+    /// namespace, or `None` when unset (`test_support::missing`: a note, or a failure under
+    /// `./scripts/test`).
     pub fn mlflow(test: &str, release_keys: Option<&Path>) -> Option<Sphere> {
         let (Ok(url), Ok(s3)) = (
             std::env::var("SPHERE_TEST_MLFLOW_URL"),
             std::env::var("SPHERE_TEST_S3_ENDPOINT"),
         ) else {
-            eprintln!(
-                "{test}: MLflow + S3 variant SKIPPED: SPHERE_TEST_MLFLOW_URL or \
-                 SPHERE_TEST_S3_ENDPOINT is not set (scripts/test e2e sets them)"
+            tinylcm_protocol::test_support::missing(
+                &format!(
+                    "{test}, MLflow + S3 variant: the services (SPHERE_TEST_MLFLOW_URL or \
+                     SPHERE_TEST_S3_ENDPOINT is not set)"
+                ),
+                "run ./scripts/test e2e, which starts MLflow and SeaweedFS and sets them",
             );
             return None;
         };
