@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::autonomy::{self, Autonomy, AutonomyError, InitialError, InitialState};
+use crate::board::space::{SpaceBudget, Tier, shed_files};
 use crate::config::{Config, ModelConfig};
 use crate::engine::{self, EngineError};
 use crate::frame::{self, FrameError, FrameSource};
@@ -101,12 +102,48 @@ pub fn initial_state(config: &ModelConfig) -> Result<Option<(String, InitialStat
     }
 }
 
-/// Open the state store at `config.state.path`, creating its folder.
+/// Open the state store at `config.state.path`, creating its folder, with the data
+/// partition's space budget ([`space`]) attached.
 pub fn store(config: &Config) -> Result<Arc<Store>, AssembleError> {
-    Ok(Arc::new(Store::open(
-        &config.state.path,
-        config.state.policy(),
-    )?))
+    let store = Arc::new(Store::open(&config.state.path, config.state.policy())?);
+    store.attach_space(space(config));
+    Ok(store)
+}
+
+/// How often the space budget looks at the data partition when nobody nudges it.
+const SPACE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The data partition's space budget (the state database's folder, `[board] min-free-mib`)
+/// with the shedders of the files no running component owns: model downloads, old log
+/// files and old snapshots (the thumbnail writer registers its own), and its keeper thread.
+pub fn space(config: &Config) -> Arc<SpaceBudget> {
+    let state_dir = config
+        .state
+        .path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| std::path::PathBuf::from("."), Path::to_path_buf);
+    let budget = SpaceBudget::new(state_dir.clone(), config.board.min_free_bytes());
+    let downloads = state_dir.join("downloads");
+    budget.register_for_life(
+        Tier::Downloads,
+        Box::new(move |want| shed_files(&downloads, want, |_| true)),
+    );
+    let logs = crate::sync::logs::log_dir(&state_dir);
+    budget.register_for_life(
+        Tier::Logs,
+        Box::new(move |want| crate::sync::logs::shed_old(&logs, want)),
+    );
+    if let Ok(snapshots) = crate::state::Snapshots::new(config.state.snapshots.clone(), 1) {
+        budget.register_for_life(
+            Tier::Snapshots,
+            Box::new(move |want| snapshots.shed_old(want)),
+        );
+    }
+    if let Err(e) = budget.start_keeper(SPACE_INTERVAL) {
+        tracing::warn!("the disk space keeper did not start: {e}; shedding only when nudged");
+    }
+    budget
 }
 
 /// Start the autonomy layer for `model` running in `pipeline`, keeping its state in `store`.

@@ -5,13 +5,16 @@
 //! the service runs the same off the Pi, and a GPIO implementation (the kernel's GPIO
 //! character device) on it. The SD
 //! card is the other hazard: a full card corrupts more than it stores, so writers that can
-//! wait or drop (quarantine thumbnails, the sync outbox) ask the [`DiskGuard`] first.
+//! wait or drop (quarantine thumbnails, the sync outbox, model downloads) ask the
+//! [`DiskGuard`] or the [`SpaceBudget`] first, and the budget sheds expendable files when the
+//! partition falls below its floor.
 //! SoC temperature and throttling are read by [`crate::status::system`].
 //!
 //! * [`led`] — [`LedState`], its [`BlinkPattern`], the [`StatusLed`] and [`Button`] traits
 //!   and the no-op implementations.
 //! * `gpio` (Linux) — [`GpioLed`] and [`GpioButton`] over `/dev/gpiochipN`.
 //! * [`disk`] — [`DiskGuard`] over `statvfs`.
+//! * [`space`] — [`SpaceBudget`]: the floor, and who is shed in which order below it.
 //! * [`config`] — the `[board]` section.
 
 pub mod config;
@@ -19,12 +22,14 @@ pub mod disk;
 #[cfg(target_os = "linux")]
 pub mod gpio;
 pub mod led;
+pub mod space;
 
 pub use config::BoardConfig;
 pub use disk::{DiskGuard, DiskSpace};
 #[cfg(target_os = "linux")]
 pub use gpio::{GpioButton, GpioLed};
 pub use led::{BlinkPattern, Button, LedState, NoButton, NoLed, StatusLed};
+pub use space::{SpaceBudget, SpaceStatus, Tier};
 
 /// Board hardware or the disk could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -174,7 +174,11 @@ impl Quarantine {
                 .filter(|e| e.thumbnail.is_some())
                 .map(|e| e.id)
                 .collect();
-            q.thumbnails = Some(ThumbnailWriter::start(&q.config, keep)?);
+            q.thumbnails = Some(ThumbnailWriter::start_with_space(
+                &q.config,
+                keep,
+                store.space().cloned(),
+            )?);
         }
         tracing::info!(
             "quarantine: {} entries ({} feature bytes) loaded, next id {}",

@@ -154,6 +154,27 @@ impl Batch {
         self.ops.is_empty()
     }
 
+    /// Roughly the memory the batch holds (value and name bytes plus a word per op): what
+    /// the writer counts against its bound while commits fail.
+    pub fn approx_bytes(&self) -> usize {
+        self.ops
+            .iter()
+            .map(|op| {
+                16 + match op {
+                    Op::PutState { name, bytes } | Op::PutSync { name, bytes } => {
+                        name.len() + bytes.len()
+                    }
+                    Op::DeleteState { name } => name.len(),
+                    Op::Increment { counter, .. } => counter.len(),
+                    Op::AppendEvent { bytes }
+                    | Op::PutQuarantine { bytes, .. }
+                    | Op::PutOutbox { bytes, .. } => bytes.len(),
+                    Op::DeleteQuarantine { .. } | Op::DeleteOutbox { .. } => 0,
+                }
+            })
+            .sum()
+    }
+
     /// Number of events the batch appends.
     pub fn event_count(&self) -> u64 {
         self.events

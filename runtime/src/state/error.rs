@@ -98,6 +98,26 @@ pub enum StateError {
         /// Why it stopped.
         reason: String,
     },
+    /// Commits are failing (a full disk, an I/O error): the writer keeps what is queued and
+    /// retries with back-off, so nothing is durable yet.
+    #[error(
+        "state database {path}: commits are failing ({reason}); the writer keeps what is queued \
+         and retries: free space on the data partition"
+    )]
+    CommitsFailing {
+        /// The database file.
+        path: PathBuf,
+        /// The last commit's error.
+        reason: String,
+    },
+    /// The writer is reopening the database after a failed commit; try again shortly.
+    #[error(
+        "state database {path} is being reopened after a failed commit (a full disk?); try again"
+    )]
+    Reopening {
+        /// The database file.
+        path: PathBuf,
+    },
     /// An invalid setting.
     #[error("state store setting {key}: {reason}")]
     Config {

@@ -69,13 +69,14 @@ mod policy;
 mod power_cut;
 mod read;
 mod schema;
+mod slot;
 mod snapshot;
 mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -91,7 +92,8 @@ pub use schema::{OLDEST_SNAPSHOT_SCHEMA, SCHEMA_VERSION};
 pub use snapshot::{MAX_SNAPSHOT_BYTES, SNAPSHOT_FORMAT, SnapshotInfo, Snapshots};
 pub use writer::{PRUNED_EVENTS_COUNTER, RESTORES_COUNTER};
 
-use writer::{Msg, Writer};
+use slot::{DbSlot, Opener};
+use writer::{FailureHook, Msg, RetryPolicy, Writer};
 
 /// What the writer has done since the store was opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -111,6 +113,17 @@ pub struct StoreStats {
     /// Longest time a batch waited from queueing to the end of its commit, µs: the measured
     /// loss window.
     pub max_wait_us: u64,
+    /// Commits that failed (a full disk, an I/O error); the writer keeps the batches and
+    /// retries.
+    pub failed_commits: u64,
+    /// Batches dropped because commits failed for longer than the writer's memory bound.
+    pub dropped_batches: u64,
+    /// Operations in the dropped batches.
+    pub dropped_ops: u64,
+    /// Batches waiting in memory for their commit.
+    pub retained_batches: u64,
+    /// The last commit failed and none has worked since.
+    pub commits_failing: bool,
 }
 
 /// The queue's sending side and the next event number, kept together so that event numbers
@@ -123,13 +136,15 @@ struct Queue {
 /// The device state store. Share it between threads (`&Store` or `Arc<Store>`).
 pub struct Store {
     path: PathBuf,
-    db: Arc<Database>,
+    slot: Arc<DbSlot>,
     policy: DurabilityPolicy,
     queue: Mutex<Queue>,
     writer: Option<JoinHandle<()>>,
     counters: Arc<writer::Counters>,
     rejected: std::sync::atomic::AtomicU64,
     stopped: Arc<Mutex<Option<String>>>,
+    on_failure: FailureHook,
+    space: OnceLock<Arc<crate::board::SpaceBudget>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -158,29 +173,48 @@ impl Store {
             redb::DatabaseError::DatabaseAlreadyOpen => StateError::Locked { path: path.clone() },
             e => StateError::db(&path, "opening", e),
         })?;
-        Self::start(db, path, policy)
+        let file = path.clone();
+        let opener: Opener = Box::new(move || Database::create(&file));
+        Self::start_with(db, path, policy, Some(opener), RetryPolicy::default())
     }
 
-    /// Migrates an opened database and starts the writer (`path` names it in errors).
+    /// Migrates an opened database and starts the writer (`path` names it in errors). The
+    /// database is never reopened: a failed commit is retried on the same handle.
+    #[cfg(test)]
     pub(crate) fn start(
         db: Database,
         path: PathBuf,
         policy: DurabilityPolicy,
     ) -> Result<Store, StateError> {
+        Self::start_with(db, path, policy, None, RetryPolicy::default())
+    }
+
+    /// Migrates an opened database and starts the writer, which reopens it through `opener`
+    /// after a failed commit and retries per `retry`.
+    pub(crate) fn start_with(
+        db: Database,
+        path: PathBuf,
+        policy: DurabilityPolicy,
+        opener: Option<Opener>,
+        retry: RetryPolicy,
+    ) -> Result<Store, StateError> {
         policy.validate()?;
         schema::migrate(&db, &path, SCHEMA_VERSION, schema::MIGRATIONS)?;
         let next_event = schema::next_event_seq(&db, &path)?;
-        let db = Arc::new(db);
+        let slot = Arc::new(DbSlot::new(db, opener));
         let (tx, rx) = sync_channel(policy.queue_capacity);
         let counters = Arc::new(writer::Counters::default());
         let stopped = Arc::new(Mutex::new(None));
+        let on_failure: FailureHook = Arc::new(OnceLock::new());
         let w = Writer {
-            db: Arc::clone(&db),
+            slot: Arc::clone(&slot),
             path: path.clone(),
             policy,
+            retry,
             rx,
             counters: Arc::clone(&counters),
             stopped: Arc::clone(&stopped),
+            on_failure: Arc::clone(&on_failure),
         };
         let writer = std::thread::Builder::new()
             .name("state-writer".into())
@@ -188,7 +222,7 @@ impl Store {
             .map_err(|e| StateError::io("starting the state writer for", &path, e))?;
         Ok(Store {
             path,
-            db,
+            slot,
             policy,
             queue: Mutex::new(Queue {
                 tx: Some(tx),
@@ -198,7 +232,36 @@ impl Store {
             counters,
             rejected: Default::default(),
             stopped,
+            on_failure,
+            space: OnceLock::new(),
         })
+    }
+
+    /// Attaches the data partition's space budget: the writer asks it to shed expendable
+    /// files whenever a commit fails, and other writers ([`Store::space`]) consult it.
+    /// Only the first call counts.
+    pub fn attach_space(&self, space: Arc<crate::board::SpaceBudget>) {
+        if self.space.set(Arc::clone(&space)).is_ok() {
+            let _ = self.on_failure.set(Arc::new(move || space.nudge()));
+        }
+    }
+
+    /// The space budget attached with [`Store::attach_space`], if any.
+    pub fn space(&self) -> Option<&Arc<crate::board::SpaceBudget>> {
+        self.space.get()
+    }
+
+    /// The database for one transaction (an error while the writer reopens it).
+    pub(crate) fn db(&self) -> Result<Arc<Database>, StateError> {
+        self.slot.get(&self.path)
+    }
+
+    /// The last failed commit's message while commits fail.
+    pub fn write_error(&self) -> Option<String> {
+        if !self.counters.failing.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.counters.last_error.lock().ok().and_then(|e| e.clone())
     }
 
     /// The database file.
@@ -340,6 +403,11 @@ impl Store {
             last_commit_us: c.last_commit_us.load(Ordering::Relaxed),
             max_commit_us: c.max_commit_us.load(Ordering::Relaxed),
             max_wait_us: c.max_wait_us.load(Ordering::Relaxed),
+            failed_commits: c.failed_commits.load(Ordering::Relaxed),
+            dropped_batches: c.dropped_batches.load(Ordering::Relaxed),
+            dropped_ops: c.dropped_ops.load(Ordering::Relaxed),
+            retained_batches: c.retained_batches.load(Ordering::Relaxed),
+            commits_failing: c.failing.load(Ordering::Relaxed),
         }
     }
 

@@ -24,7 +24,7 @@ pub const MAX_OUTBOX_PER_READ: usize = 1024;
 
 impl Store {
     fn read_txn(&self, what: &'static str) -> Result<ReadTransaction, StateError> {
-        self.db
+        self.db()?
             .begin_read()
             .map_err(|e| StateError::db(&self.path, what, e))
     }
@@ -280,7 +280,7 @@ impl Store {
 
     /// The schema version recorded in the database.
     pub fn schema_version(&self) -> Result<u32, StateError> {
-        schema::read_version(&self.db, &self.path)
+        schema::read_version(&*self.db()?, &self.path)
     }
 
     /// All component states and counters from one read transaction (for snapshots).

@@ -188,7 +188,7 @@ impl StatusObserver {
     }
 
     fn store_figures(&self) -> Option<StoreFigures> {
-        self.store.as_ref().map(|s| s.stats().into())
+        self.store.as_ref().map(|s| StoreFigures::of(s))
     }
 
     /// A report of `view`; starts the next interval.

@@ -221,6 +221,25 @@ pub struct StoreFigures {
     pub max_commit_us: u64,
     /// Longest wait from queueing to durable, µs (the measured loss window).
     pub max_wait_us: u64,
+    /// The data partition is full: commits fail, or free space is below `[board]
+    /// min-free-mib` even after shedding. Inference and detection go on meanwhile.
+    #[serde(default)]
+    pub disk_full: bool,
+    /// Commits that failed since start (the writer keeps the batches and retries).
+    #[serde(default)]
+    pub failed_commits: u64,
+    /// Batches the writer dropped because commits failed for longer than its memory bound.
+    #[serde(default)]
+    pub dropped_batches: u64,
+    /// Operations in those batches.
+    #[serde(default)]
+    pub dropped_ops: u64,
+    /// Batches waiting in memory for a commit that works.
+    #[serde(default)]
+    pub retained_batches: u64,
+    /// The data partition's space budget: free space, floor, what was shed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space: Option<crate::board::SpaceStatus>,
 }
 
 impl From<StoreStats> for StoreFigures {
@@ -233,7 +252,26 @@ impl From<StoreStats> for StoreFigures {
             last_commit_us: s.last_commit_us,
             max_commit_us: s.max_commit_us,
             max_wait_us: s.max_wait_us,
+            disk_full: s.commits_failing,
+            failed_commits: s.failed_commits,
+            dropped_batches: s.dropped_batches,
+            dropped_ops: s.dropped_ops,
+            retained_batches: s.retained_batches,
+            space: None,
         }
+    }
+}
+
+impl StoreFigures {
+    /// The figures of `store`, with its space budget's when one is attached.
+    pub fn of(store: &crate::state::Store) -> Self {
+        let mut f = StoreFigures::from(store.stats());
+        if let Some(space) = store.space() {
+            let s = space.status();
+            f.disk_full |= s.below_floor;
+            f.space = Some(s);
+        }
+        f
     }
 }
 

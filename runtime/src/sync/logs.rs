@@ -48,6 +48,25 @@ pub fn generations(dir: &Path) -> Vec<u64> {
     g
 }
 
+/// Removes the oldest log files in `dir`, never the newest (the one being written: removing
+/// an open file frees nothing), until `want` bytes are freed; returns the bytes freed. The
+/// space budget's shedder for logs when the data partition is below its floor.
+pub fn shed_old(dir: &Path, want: u64) -> u64 {
+    let gens = generations(dir);
+    let mut freed = 0;
+    for g in gens.iter().take(gens.len().saturating_sub(1)) {
+        if freed >= want {
+            break;
+        }
+        let path = dir.join(file_name(*g));
+        let len = fs::metadata(&path).map_or(0, |m| m.len());
+        if fs::remove_file(&path).is_ok() {
+            freed += len;
+        }
+    }
+    freed
+}
+
 struct Current {
     generation: u64,
     file: Option<File>,

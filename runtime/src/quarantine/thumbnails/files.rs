@@ -116,6 +116,22 @@ impl Inventory {
         remove(&path) || known.is_some()
     }
 
+    /// Removes the oldest thumbnails (lowest ids) until `want` bytes are freed or none is
+    /// left; returns the count and the bytes freed (the space budget's shedder).
+    pub fn shed_oldest(&mut self, want: u64) -> (usize, u64) {
+        let (mut n, mut freed) = (0, 0);
+        while freed < want {
+            let Some((id, bytes)) = self.files.pop_first() else {
+                break;
+            };
+            self.total -= bytes;
+            remove(&self.path_of(id));
+            freed += bytes;
+            n += 1;
+        }
+        (n, freed)
+    }
+
     /// Removes the oldest thumbnails (lowest ids) until the total fits the budget; returns
     /// how many went.
     pub fn enforce_budget(&mut self) -> usize {
@@ -187,6 +203,13 @@ mod tests {
         assert_eq!(inv.total(), 70);
         assert!(!inv.path_of(1).exists() && !inv.path_of(2).exists());
         assert_eq!(fs::read(inv.path_of(4)).unwrap(), [9; 40]);
+        assert_eq!(
+            inv.shed_oldest(1),
+            (1, 30),
+            "the oldest left (3) goes first"
+        );
+        assert!(!inv.path_of(3).exists());
+        inv.write(3, &[3; 30]).unwrap();
         assert!(inv.remove(3));
         assert!(!inv.remove(3));
         assert_eq!((inv.len(), inv.total()), (1, 40));

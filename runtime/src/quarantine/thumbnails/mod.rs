@@ -9,20 +9,26 @@
 //! leftover, see `files`).
 //!
 //! The directory is kept under `max-thumbnail-bytes` by removing the oldest thumbnails
-//! (lowest ids) after each write, so an entry may outlive its thumbnail.
+//! (lowest ids) after each write, so an entry may outlive its thumbnail. With the data
+//! partition's [`SpaceBudget`] (the service's case) that budget is also capped to a quarter
+//! of the partition, a write that would cross the partition's floor is skipped (counted in
+//! [`ThumbnailStats::refused_for_space`]), and the thumbnails are one tier the budget sheds,
+//! oldest first, when the partition falls below its floor.
 
 mod files;
 pub mod scale;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use super::config::QuarantineConfig;
 use super::entry::thumbnail_name;
 use super::error::QuarantineError;
+use crate::board::SpaceBudget;
+use crate::board::space::Tier;
 use crate::frame::Frame;
 use files::Inventory;
 
@@ -47,6 +53,10 @@ pub struct ThumbnailStats {
     pub removed_for_budget: u64,
     /// Thumbnails removed because their entry went.
     pub deleted: u64,
+    /// Thumbnails the space budget shed because the data partition was below its floor.
+    pub shed_for_space: u64,
+    /// Thumbnails not written because the data partition was at its floor.
+    pub refused_for_space: u64,
     /// Thumbnails of vanished entries and temporaries removed at start.
     pub cleaned_at_start: u64,
     /// Bytes of thumbnails on disk (after the last job).
@@ -64,6 +74,8 @@ struct Counters {
     failed: AtomicU64,
     removed_for_budget: AtomicU64,
     deleted: AtomicU64,
+    shed_for_space: AtomicU64,
+    refused_for_space: AtomicU64,
     cleaned_at_start: AtomicU64,
     bytes_on_disk: AtomicU64,
     files: AtomicU64,
@@ -119,6 +131,17 @@ impl ThumbnailWriter {
     /// then starts the writer thread, whose first act is to list the directory and remove
     /// thumbnails whose id `keep` does not hold, and leftover temporaries.
     pub fn start(config: &QuarantineConfig, keep: Vec<u64>) -> Result<Self, QuarantineError> {
+        Self::start_with_space(config, keep, None)
+    }
+
+    /// [`start`](Self::start), under the data partition's `space` budget when given: the byte
+    /// budget is capped by it, writes respect its floor, and it may shed the oldest
+    /// thumbnails.
+    pub fn start_with_space(
+        config: &QuarantineConfig,
+        keep: Vec<u64>,
+        space: Option<Arc<SpaceBudget>>,
+    ) -> Result<Self, QuarantineError> {
         let dir = config.thumbnail_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|source| QuarantineError::Io {
             what: "creating the thumbnails directory",
@@ -127,9 +150,22 @@ impl ThumbnailWriter {
         })?;
         let (tx, rx) = sync_channel(QUEUE_CAPACITY);
         let counters = Arc::new(Counters::default());
+        let budget = match &space {
+            Some(space) => space.cap(config.max_thumbnail_bytes),
+            None => config.max_thumbnail_bytes,
+        };
+        if budget < config.max_thumbnail_bytes {
+            tracing::info!(
+                "quarantine thumbnails {}: keeping at most {budget} bytes, a quarter of the data \
+                 partition (quarantine.max-thumbnail-bytes is {})",
+                dir.display(),
+                config.max_thumbnail_bytes
+            );
+        }
         let worker = Worker {
             dir: dir.clone(),
-            budget: config.max_thumbnail_bytes,
+            budget,
+            space,
             quality: config.thumbnail_quality.clamp(1, 100),
             counters: Arc::clone(&counters),
         };
@@ -233,6 +269,8 @@ impl ThumbnailWriter {
             failed: get(&c.failed),
             removed_for_budget: get(&c.removed_for_budget),
             deleted: get(&c.deleted),
+            shed_for_space: get(&c.shed_for_space),
+            refused_for_space: get(&c.refused_for_space),
             cleaned_at_start: get(&c.cleaned_at_start),
             bytes_on_disk: get(&c.bytes_on_disk),
             files: get(&c.files),
@@ -279,6 +317,7 @@ impl Drop for ThumbnailWriter {
 struct Worker {
     dir: PathBuf,
     budget: u64,
+    space: Option<Arc<SpaceBudget>>,
     quality: u8,
     counters: Arc<Counters>,
 }
@@ -286,9 +325,27 @@ struct Worker {
 impl Worker {
     fn run(self, rx: Receiver<Job>, mut keep: Vec<u64>) {
         keep.sort_unstable();
-        let (mut inv, scan) =
+        let (inv, scan) =
             Inventory::scan(&self.dir, self.budget, |id| keep.binary_search(&id).is_ok());
         drop(keep);
+        let inv = Arc::new(Mutex::new(inv));
+        // Held for as long as this thread runs: a stopped writer is not asked to shed.
+        let _shedder = self.space.as_ref().map(|space| {
+            let inv = Arc::clone(&inv);
+            let counters = Arc::clone(&self.counters);
+            space.register(
+                Tier::Thumbnails,
+                Box::new(move |want| {
+                    let mut inv = lock(&inv);
+                    let (n, freed) = inv.shed_oldest(want);
+                    counters
+                        .shed_for_space
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    publish(&counters, &inv);
+                    freed
+                }),
+            )
+        });
         let cleaned = scan.orphans + scan.temporaries;
         if cleaned > 0 {
             tracing::info!(
@@ -302,7 +359,7 @@ impl Worker {
         self.counters
             .cleaned_at_start
             .store(cleaned as u64, Ordering::Relaxed);
-        self.budget_and_publish(&mut inv);
+        self.budget_and_publish(&mut lock(&inv));
         let mut jpeg = Vec::new();
         for job in rx {
             self.counters.queued.fetch_sub(1, Ordering::Relaxed);
@@ -314,8 +371,18 @@ impl Worker {
                     rgb,
                 } => {
                     jpeg.clear();
-                    match self.encode(&rgb, width, height, &mut jpeg) {
-                        Ok(()) => match inv.write(id, &jpeg) {
+                    let encoded = self.encode(&rgb, width, height, &mut jpeg);
+                    let room = self
+                        .space
+                        .as_ref()
+                        .is_none_or(|s| s.ok_to_write(jpeg.len() as u64));
+                    match encoded {
+                        Ok(()) if !room => {
+                            self.counters
+                                .refused_for_space
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(()) => match lock(&inv).write(id, &jpeg) {
                             Ok(()) => {
                                 self.counters.written.fetch_add(1, Ordering::Relaxed);
                             }
@@ -325,7 +392,7 @@ impl Worker {
                     }
                 }
                 Job::Delete { id } => {
-                    if inv.remove(id) {
+                    if lock(&inv).remove(id) {
                         self.counters.deleted.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -340,7 +407,7 @@ impl Worker {
                     continue;
                 }
             }
-            self.budget_and_publish(&mut inv);
+            self.budget_and_publish(&mut lock(&inv));
         }
     }
 
@@ -379,13 +446,20 @@ impl Worker {
                 self.budget
             );
         }
-        self.counters
-            .bytes_on_disk
-            .store(inv.total(), Ordering::Relaxed);
-        self.counters
-            .files
-            .store(inv.len() as u64, Ordering::Relaxed);
+        publish(&self.counters, inv);
     }
+}
+
+fn lock(inv: &Mutex<Inventory>) -> std::sync::MutexGuard<'_, Inventory> {
+    // A panic half-way through a file operation leaves the inventory no worse than a crash
+    // would: it is still usable.
+    inv.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Publishes the inventory's totals.
+fn publish(counters: &Counters, inv: &Inventory) {
+    counters.bytes_on_disk.store(inv.total(), Ordering::Relaxed);
+    counters.files.store(inv.len() as u64, Ordering::Relaxed);
 }
 
 #[cfg(test)]

@@ -164,6 +164,23 @@ impl Snapshots {
         Ok(info)
     }
 
+    /// Removes the oldest snapshots, never the newest (what a rollback needs), until `want`
+    /// bytes are freed; returns the bytes freed. The space budget's shedder for snapshots
+    /// when the data partition is below its floor.
+    pub fn shed_old(&self, want: u64) -> u64 {
+        let Ok(all) = self.list() else { return 0 };
+        let mut freed = 0;
+        for old in all.iter().take(all.len().saturating_sub(1)) {
+            if freed >= want {
+                break;
+            }
+            if fs::remove_file(&old.path).is_ok() {
+                freed += old.bytes;
+            }
+        }
+        freed
+    }
+
     /// Removes the oldest snapshots beyond the retention limit.
     fn prune(&self) -> Result<(), StateError> {
         let all = self.list()?;
