@@ -246,6 +246,7 @@ impl Worker {
                     self.status.update(|s| {
                         s.last_error = None;
                         s.last_success_unix_ms = Some(crate::utc::now_unix_ms());
+                        s.clear_foreign();
                     });
                     if more {
                         Duration::from_millis(50)
@@ -282,6 +283,8 @@ impl Worker {
     /// Credentials from the file, or from enrolling with the configured key file.
     async fn credentials(&self) -> Result<Option<Credentials>, String> {
         if let Some(c) = Credentials::load(&self.setup.state_dir).map_err(|e| e.to_string())? {
+            c.check_server(&self.setup.config, &self.setup.state_dir)
+                .map_err(|e| e.to_string())?;
             return Ok(Some(c));
         }
         let (Some(server), Some(key_file)) = (
@@ -306,8 +309,26 @@ impl Worker {
         Ok(Some(c))
     }
 
+    /// Raises the status alert if a request of `request` was answered with an error by
+    /// something that is not sphere-lite (see [`http::take_foreign`]).
+    fn note_foreign(&self, request: &str) {
+        if let Some(f) = http::take_foreign() {
+            tracing::warn!(
+                "sync: {request}: {} answered in sphere-lite's place ({}); nothing is dropped, \
+                 the request is retried with backoff",
+                f.answered_by,
+                f.text
+            );
+            let now = crate::utc::now_unix_ms();
+            self.status.update(|s| s.raise_foreign(request, &f, now));
+        }
+    }
+
     async fn round(&mut self) -> RoundEnd {
-        let creds = match self.credentials().await {
+        let _ = http::take_foreign();
+        let creds = self.credentials().await;
+        self.note_foreign("enrollment");
+        let creds = match creds {
             Ok(Some(c)) => c,
             Ok(None) => {
                 self.status.update(|s| s.enrolled = false);
@@ -325,27 +346,38 @@ impl Worker {
                 return RoundEnd::Failed(format!("packaging: {e}"));
             }
         }
-        if let Err(e) = self.upload_all(&creds).await {
-            return RoundEnd::Failed(e);
-        }
+        let uploaded = self.upload_all(&creds).await;
+        self.note_foreign("upload");
+        // Packages a proxy refused were kept and skipped: the small ones behind them went
+        // (with the status that shows the alert), and feedback and models are still pulled.
+        let kept = match uploaded {
+            Ok(kept) => kept,
+            Err(e) => return RoundEnd::Failed(e),
+        };
         let more = !self.outbox.is_empty() || self.last_packaged.is_none();
-        if let Err(e) = pull::pull_feedback(&self.client, &creds, &*self.host, &self.status).await {
+        let feedback = pull::pull_feedback(&self.client, &creds, &*self.host, &self.status).await;
+        self.note_foreign("feedback");
+        if let Err(e) = feedback {
             return RoundEnd::Failed(e);
         }
-        match pull::pull_model(
+        let model = pull::pull_model(
             &self.client,
             &creds,
             &*self.host,
             &self.store,
             &self.setup.state_dir,
         )
-        .await
-        {
+        .await;
+        self.note_foreign("model");
+        match model {
             Ok(pull::ModelOutcome::Installed(_)) => {
                 self.status.update(|s| s.models_installed += 1);
             }
             Ok(_) => {}
             Err(e) => return RoundEnd::Failed(e),
+        }
+        if let Some(e) = kept {
+            return RoundEnd::Failed(e);
         }
         RoundEnd::Done { more }
     }
@@ -395,10 +427,15 @@ impl Worker {
         Ok(())
     }
 
-    /// Uploads the outbox oldest first until it is empty or something fails.
-    async fn upload_all(&mut self, creds: &Credentials) -> Result<(), String> {
+    /// Uploads the outbox oldest first until it is empty or something fails. A package that
+    /// something other than sphere-lite refused with a 4xx (a proxy's body limit, a filter) is
+    /// kept and skipped, and the others still go; the first such refusal is returned so that
+    /// the round backs off. Any other failure stops the pass (`Err`).
+    async fn upload_all(&mut self, creds: &Credentials) -> Result<Option<String>, String> {
+        let mut kept = None;
         for id in self.outbox.ids() {
             let (header, tar) = self.outbox.load(id).map_err(|e| e.to_string())?;
+            let size = tar.len();
             let verdict = upload::upload(&self.client, creds, &header.package_id, tar).await;
             let counter = match &verdict {
                 Verdict::Stored { duplicate: false } => {
@@ -443,12 +480,24 @@ impl Worker {
                     );
                     return Err(format!("not authorized: {e}"));
                 }
+                Verdict::Foreign(f) => {
+                    let e = format!(
+                        "upload of {} ({} bytes) kept: {}",
+                        header.package_id, size, f.text
+                    );
+                    if f.status >= 500 {
+                        return Err(e);
+                    }
+                    tracing::warn!("sync: {e}; trying the next package");
+                    kept.get_or_insert(e);
+                    continue;
+                }
                 Verdict::Retry(e) => return Err(format!("upload of {}: {e}", header.package_id)),
             };
             self.outbox.remove(id, counter).map_err(|e| e.to_string())?;
             self.publish_outbox();
         }
-        Ok(())
+        Ok(kept)
     }
 
     /// Keeps a refused package's bytes under `<state dir>/sync/rejected/` (newest few).

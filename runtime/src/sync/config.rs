@@ -13,9 +13,16 @@ use crate::config::ConfigError;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SyncConfig {
-    /// sphere-lite's base URL, e.g. `https://sphere.example:8470`. Default: none.
+    /// sphere-lite's base URL, e.g. `https://sphere.example:8470`. Default: none. Must be
+    /// `https://` (the device's token, remote configuration and feedback cross it), except a
+    /// loopback address (`127.0.0.0/8`, `::1`, `localhost`: a server on the device itself or
+    /// a local tunnel) or with `allow-insecure-http = true`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
+    /// Allow a plain `http://` server that is not a loopback address. Anyone on the path can
+    /// then read the device's token and change the configuration and feedback it is sent:
+    /// only for a closed lab network. Default false.
+    pub allow_insecure_http: bool,
     /// A file holding an enrollment key (e.g. on the boot partition), used once when the device
     /// has no credentials yet. Default: none.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -52,6 +59,7 @@ impl Default for SyncConfig {
     fn default() -> Self {
         SyncConfig {
             server: None,
+            allow_insecure_http: false,
             enrollment_key_file: None,
             ca_file: None,
             interval_seconds: 60,
@@ -85,16 +93,16 @@ impl SyncConfig {
         self.max_outbox_mib * 1024 * 1024
     }
 
+    /// Checks a server URL (`[sync] server`, `tinylcm enroll --server`, the server recorded in
+    /// the credentials) against the https rule of [`SyncConfig::server`], naming `key`.
+    pub fn check_server(&self, key: &str, server: &str) -> Result<(), ConfigError> {
+        check_server_url(key, server, self.allow_insecure_http)
+    }
+
     /// Check values that cannot work, naming the key and the fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(server) = &self.server {
-            if !(server.starts_with("http://") || server.starts_with("https://")) {
-                return Err(ConfigError::new(
-                    "sync.server",
-                    format!("{server:?} is not an http(s) URL"),
-                    "write the server's base URL, e.g. \"https://sphere.example:8470\"",
-                ));
-            }
+            self.check_server("sync.server", server)?;
         }
         let max_member_mib = crate::state::MAX_VALUE_BYTES as u64 / 1024 / 2;
         ConfigError::first_failed([
@@ -159,6 +167,53 @@ impl SyncConfig {
     }
 }
 
+/// The https rule: `server` must be an `https://` URL, or `http://` to a loopback host
+/// (`127.0.0.0/8`, `::1`, `localhost`), or any `http://` when `allow_insecure_http`.
+pub fn check_server_url(
+    key: &str,
+    server: &str,
+    allow_insecure_http: bool,
+) -> Result<(), ConfigError> {
+    let example = "write the server's base URL, e.g. \"https://sphere.example:8470\"";
+    let url = match reqwest::Url::parse(server) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
+        _ => {
+            return Err(ConfigError::new(
+                key,
+                format!("{server:?} is not an http(s) URL"),
+                example,
+            ));
+        }
+    };
+    if url.scheme() == "https" || allow_insecure_http || is_loopback(&url) {
+        return Ok(());
+    }
+    Err(ConfigError::new(
+        key,
+        format!(
+            "{server:?} is plain http to a host that is not this machine: the device's token, \
+             its remote configuration and feedback would cross the network readable and \
+             changeable by anyone on the path"
+        ),
+        "use https:// (sphere-lite serves TLS with --tls-cert/--tls-key; a private CA goes in \
+         [sync] ca-file); plain http is accepted only to a loopback address (127.0.0.0/8, ::1, \
+         localhost) or with [sync] allow-insecure-http = true",
+    ))
+}
+
+/// Whether `url`'s host is this machine: `localhost`, `127.0.0.0/8` or `::1`.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    // An IPv6 host comes bracketed; the URL parser has already normalized IPv4 forms.
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +234,58 @@ mod tests {
         let c: SyncConfig = toml::from_str("interval-seconds = 0").unwrap();
         assert!(c.validate().is_err());
         assert!(toml::from_str::<SyncConfig>("bogus = 1").is_err());
+    }
+}
+
+#[cfg(test)]
+mod https_rule {
+    use super::*;
+
+    fn check(server: &str, allow: bool) -> Result<(), String> {
+        let c = SyncConfig {
+            server: Some(server.into()),
+            allow_insecure_http: allow,
+            ..Default::default()
+        };
+        c.validate().map_err(|e| e.to_string())
+    }
+
+    /// `[sync] server` must be https unless it is this machine or insecure http is allowed
+    /// explicitly. Fails before this change: any `http://` server was accepted, so the token
+    /// and the unsigned configuration and feedback crossed the network in the clear.
+    #[test]
+    fn plain_http_is_refused_except_loopback_or_when_allowed() {
+        for ok in [
+            "https://sphere.example:8470",
+            "https://10.0.0.5",
+            "http://127.0.0.1:8470",
+            "http://127.1.2.3/",
+            "http://[::1]:8470",
+            "http://localhost:8470",
+            "http://LOCALHOST",
+        ] {
+            check(ok, false).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in [
+            "http://sphere.example:8470",
+            "http://10.0.0.5:8470",
+            "http://localhost.evil.example",
+            "http://128.0.0.1",
+            "http://[::2]",
+            "http://0.0.0.0:8470",
+        ] {
+            let e = check(bad, false).unwrap_err();
+            assert!(e.contains("sync.server"), "{e}");
+            assert!(e.contains("allow-insecure-http = true"), "{e}");
+            assert!(e.contains("https://"), "{e}");
+            check(bad, true).unwrap_or_else(|e| panic!("{bad} with allow-insecure-http: {e}"));
+        }
+        for garbage in ["ftp://x", "sphere.example", "http://", "file:///etc"] {
+            let e = check(garbage, true).unwrap_err();
+            assert!(e.contains("not an http(s) URL"), "{garbage}: {e}");
+        }
+        let c: SyncConfig =
+            toml::from_str("server = \"http://lab:1\"\nallow-insecure-http = true").unwrap();
+        c.validate().unwrap();
     }
 }

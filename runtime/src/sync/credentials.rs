@@ -101,6 +101,24 @@ impl Credentials {
     }
 }
 
+impl Credentials {
+    /// Checks the recorded server against the https rule of [`super::SyncConfig::server`]
+    /// (a device enrolled over plain http before that rule, or with `allow-insecure-http`
+    /// since turned off, must not keep sending its token in the clear).
+    pub fn check_server(
+        &self,
+        config: &super::SyncConfig,
+        state_dir: &Path,
+    ) -> Result<(), SyncError> {
+        config
+            .check_server(
+                &format!("server in {}", credentials_path(state_dir).display()),
+                &self.server,
+            )
+            .map_err(|e| SyncError::Config(e.to_string()))
+    }
+}
+
 /// Reads a small text file with a bound.
 pub fn read_small(path: &Path) -> Result<String, SyncError> {
     let f = std::fs::File::open(path).map_err(|e| SyncError::io("reading", path, e))?;
@@ -167,6 +185,9 @@ pub fn enroll(
     server: &str,
     key: &str,
 ) -> Result<Credentials, SyncError> {
+    config
+        .check_server("the enrollment server", server)
+        .map_err(|e| SyncError::Config(e.to_string()))?;
     let client = http::client(config)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -209,5 +230,41 @@ mod tests {
         assert!(e.contains("enroll again"), "{e}");
         std::fs::write(&path, r#"{"server":"x","device_id":"../x","token":"t"}"#).unwrap();
         assert!(Credentials::load(dir.path()).is_err());
+    }
+
+    /// The server recorded with the credentials obeys the https rule too, and so does the
+    /// server given to `tinylcm enroll`. Fails before this change: any http server was used.
+    #[test]
+    fn recorded_and_enrollment_servers_must_be_https_or_loopback() {
+        let dir = tempfile::tempdir().unwrap();
+        let strict = crate::sync::SyncConfig::default();
+        let lab = crate::sync::SyncConfig {
+            allow_insecure_http: true,
+            ..Default::default()
+        };
+        let c = |server: &str| Credentials {
+            server: server.into(),
+            device_id: "dev-1".into(),
+            token: "t".into(),
+        };
+        let e = c("http://sphere.example")
+            .check_server(&strict, dir.path())
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("credentials.json") && text.contains("allow-insecure-http"),
+            "{text}"
+        );
+        c("http://sphere.example")
+            .check_server(&lab, dir.path())
+            .unwrap();
+        c("http://127.0.0.1:1")
+            .check_server(&strict, dir.path())
+            .unwrap();
+        c("https://sphere.example")
+            .check_server(&strict, dir.path())
+            .unwrap();
+        let e = enroll(&strict, dir.path(), "http://sphere.example:8470", "key").unwrap_err();
+        assert!(e.to_string().contains("the enrollment server"), "{e}");
     }
 }

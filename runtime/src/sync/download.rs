@@ -105,10 +105,11 @@ pub async fn fetch(
                 return Err("model download: range not satisfiable; starting over".into());
             }
             _ => {
+                let headers = response.headers().clone();
                 let body = http::read_bounded(&mut response, 4096)
                     .await
                     .unwrap_or_default();
-                let a = http::Answer { status, body };
+                let a = http::Answer::new(status, &headers, body);
                 return Err(format!("model download: {}", a.error_text()));
             }
         };

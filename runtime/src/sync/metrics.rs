@@ -32,7 +32,10 @@ pub fn metrics_json(
             serde_json::json!({"name": m.name, "version": m.version, "sha256": m.sha256}),
         );
     }
-    if let Ok(Value::Object(sync)) = serde_json::to_value(sync) {
+    if let Ok(Value::Object(mut sync)) = serde_json::to_value(sync) {
+        // Its numbers (times, Unix ms) are no series; `foreign_answer_status` is the one the
+        // dashboard reads ([`tinylcm_protocol::api::FOREIGN_ANSWER_METRIC`]).
+        sync.remove("foreign_answer");
         let mut dst = Map::new();
         flatten_into(&mut dst, &sync, "sync", &mut keys);
         out.insert("sync".into(), Value::Object(dst));
@@ -178,10 +181,19 @@ mod tests {
                 serde_json::from_value(serde_json::json!({"total": i, "interval": 1})).unwrap(),
             );
         }
-        let sync = SyncStatusView {
+        let mut sync = SyncStatusView {
             uploaded: 3,
             ..Default::default()
         };
+        sync.raise_foreign(
+            "upload",
+            &crate::sync::http::Foreign {
+                status: 413,
+                answered_by: "nginx (not sphere-lite)".into(),
+                text: "HTTP 413".into(),
+            },
+            5,
+        );
         let model = ModelIdentity {
             name: "shapes".into(),
             version: "2".into(),
@@ -194,6 +206,15 @@ mod tests {
         assert!(keys.contains(&"fps".to_string()));
         assert!(keys.contains(&"confidence.mean".to_string()));
         assert!(keys.contains(&"sync.uploaded".to_string()));
+        // The proxy alert reaches the dashboard as the metric it reads, and nothing else of it.
+        assert_eq!(
+            v["sync"]["foreign_answer_status"],
+            413,
+            "{}",
+            tinylcm_protocol::api::FOREIGN_ANSWER_METRIC
+        );
+        assert!(keys.contains(&tinylcm_protocol::api::FOREIGN_ANSWER_METRIC.to_string()));
+        assert!(!keys.iter().any(|k| k.starts_with("sync.foreign_answer.")));
         assert!(
             keys.contains(&"classes.cls_0__.total".to_string()),
             "{keys:?}"

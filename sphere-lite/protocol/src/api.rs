@@ -65,7 +65,21 @@ pub struct UploadResponse {
     pub outcome: UploadOutcome,
 }
 
-/// Body of every 4xx/5xx answer.
+/// Body of every 4xx/5xx answer sphere-lite gives.
+///
+/// # The origin contract
+///
+/// Every error sphere-lite itself answers carries `"origin": "sphere-lite"`
+/// ([`ERROR_ORIGIN`]). A device treats a refusal as final (a package moved aside or dropped,
+/// the token taken as revoked) **only** when the body parses as this type with that origin
+/// ([`ErrorResponse::is_from_sphere_lite`], [`is_sphere_lite_error`]). Anything else with an
+/// error status (an HTML `413 Request Entity Too Large` from a reverse proxy whose body limit
+/// is below the device's packages, a bare 400, a 502 or 504 from a gateway, a captive portal)
+/// was not sphere-lite's decision about these bytes: the device keeps what it sent, backs off,
+/// retries and shows who answered. A body marker rather than a status code, because proxies
+/// answer with the same codes; a body field rather than a response header, because the
+/// device reads the body anyway (bounded), and a proxy that replaces an upstream error page
+/// (nginx `proxy_intercept_errors`) drops the body but may keep upstream headers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ErrorResponse {
@@ -74,7 +88,46 @@ pub struct ErrorResponse {
     /// What the caller can do about it, when the server knows.
     #[serde(default)]
     pub fix: Option<String>,
+    /// Who answered: [`ERROR_ORIGIN`] on every error sphere-lite gives (see the origin
+    /// contract above). Optional when parsing, so a body without it parses and is *not*
+    /// sphere-lite's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
+
+/// The `origin` of every error sphere-lite answers (see [`ErrorResponse`]).
+pub const ERROR_ORIGIN: &str = "sphere-lite";
+
+impl ErrorResponse {
+    /// An error as sphere-lite answers it: `error`, an optional `fix`, and the
+    /// [`ERROR_ORIGIN`] marker.
+    pub fn new(error: impl Into<String>, fix: Option<String>) -> Self {
+        ErrorResponse {
+            error: error.into(),
+            fix,
+            origin: Some(ERROR_ORIGIN.to_owned()),
+        }
+    }
+
+    /// Whether sphere-lite gave this error (its `origin` is [`ERROR_ORIGIN`]).
+    pub fn is_from_sphere_lite(&self) -> bool {
+        self.origin.as_deref() == Some(ERROR_ORIGIN)
+    }
+}
+
+/// Whether an answer body is an error sphere-lite itself gave: it parses as an
+/// [`ErrorResponse`] (or a body that extends it, like [`DecisionConflict`]) whose `origin` is
+/// [`ERROR_ORIGIN`]. Cheap: one JSON parse of a body the caller already holds (bounded).
+pub fn is_sphere_lite_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<ErrorResponse>(body).is_ok_and(|e| e.is_from_sphere_lite())
+}
+
+/// The metric (in a device's `metrics.json`, flattened from its sync status) holding the HTTP
+/// status of the last answer to the device's sync requests that did **not** come from
+/// sphere-lite (see [`ErrorResponse`]'s origin contract), or 0 when the device's last sync
+/// round went through. The dashboard shows a non-zero latest value as an alert: something
+/// between the device and the server (a proxy) answers in its place.
+pub const FOREIGN_ANSWER_METRIC: &str = "sync.foreign_answer_status";
 
 // ---------------------------------------------------------------------------------------------
 // Drift Hub and feedback.
@@ -289,6 +342,9 @@ pub struct DecisionConflict {
     /// What to do.
     #[serde(default)]
     pub fix: Option<String>,
+    /// [`ERROR_ORIGIN`], as on every sphere-lite error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
     /// The event's current state.
     pub current: DriftEventView,
 }
@@ -598,6 +654,41 @@ mod tests {
             FeedbackItem {
                 id: 3,
                 created_unix_ms: 6,
+    /// The origin contract: only a body marked `"origin": "sphere-lite"` is sphere-lite's
+    /// error; a proxy's HTML page, a bare body, an unmarked or differently marked JSON error
+    /// is not. Fails before this change: there was no marker, so a device could not tell
+    /// sphere-lite's 413 from nginx's.
+    #[test]
+    fn only_a_marked_error_body_is_sphere_lites() {
+        let ours = ErrorResponse::new("request body too large", Some("send less".into()));
+        let json = serde_json::to_vec(&ours).unwrap();
+        assert!(String::from_utf8_lossy(&json).contains(r#""origin":"sphere-lite""#));
+        assert!(is_sphere_lite_error(&json));
+        assert!(
+            serde_json::from_slice::<ErrorResponse>(&json)
+                .unwrap()
+                .is_from_sphere_lite()
+        );
+        let nginx = b"<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n\
+            <body>\r\n<center><h1>413 Request Entity Too Large</h1></center>\r\n\
+            <hr><center>nginx/1.24.0</center>\r\n</body>\r\n</html>\r\n";
+        for body in [
+            &nginx[..],
+            b"",
+            b"Bad Request",
+            br#"{"error":"bad"}"#,
+            br#"{"error":"bad","origin":"nginx"}"#,
+            br#"{"origin":"sphere-lite"}"#,
+            br#"["sphere-lite"]"#,
+        ] {
+            assert!(
+                !is_sphere_lite_error(body),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
                 verdict: FeedbackVerdict::Class {
                     from: "new-1".into(),
                     to: "empty".into(),
@@ -681,5 +772,7 @@ mod tests {
             "already decided"
         );
         assert_eq!(serde_json::from_str::<DecisionConflict>(&json).unwrap(), c);
+        assert!(is_sphere_lite_error(json.as_bytes()));
     }
 }
+            origin: Some(ERROR_ORIGIN.into()),

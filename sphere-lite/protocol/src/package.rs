@@ -465,10 +465,7 @@ impl PackageError {
 
 impl From<&PackageError> for crate::api::ErrorResponse {
     fn from(e: &PackageError) -> Self {
-        crate::api::ErrorResponse {
-            error: e.to_string(),
-            fix: e.fix().map(str::to_owned),
-        }
+        crate::api::ErrorResponse::new(e.to_string(), e.fix().map(str::to_owned))
     }
 }
 

@@ -2,11 +2,14 @@
 //!
 //! Why: the original server leaked tracebacks and server paths; here domain errors become
 //! client-facing text chosen in the domain, storage details are logged only, and warp's own
-//! rejections (unknown route, too large, no Content-Length) get the same JSON shape.
+//! rejections (unknown route, too large, no Content-Length) get the same JSON shape. Every
+//! one carries `"origin": "sphere-lite"` ([`tinylcm_protocol::api::ERROR_ORIGIN`]): a device
+//! treats a refusal as final only with that marker, so a reverse proxy's own 413 or 400 in
+//! front of this server never costs a device its data.
 
 use std::convert::Infallible;
 
-use tinylcm_protocol::api::{DecisionConflict, DriftEventView, ErrorResponse};
+use tinylcm_protocol::api::{DecisionConflict, DriftEventView, ERROR_ORIGIN, ErrorResponse};
 use warp::http::StatusCode;
 use warp::{Rejection, Reply};
 
@@ -45,14 +48,12 @@ impl ApiError {
             let body = DecisionConflict {
                 error: self.error.clone(),
                 fix: self.fix.clone(),
+                origin: Some(ERROR_ORIGIN.to_owned()),
                 current: (**current).clone(),
             };
             return warp::reply::with_status(warp::reply::json(&body), self.status).into_response();
         }
-        let body = ErrorResponse {
-            error: self.error.clone(),
-            fix: self.fix.clone(),
-        };
+        let body = ErrorResponse::new(self.error.clone(), self.fix.clone());
         warp::reply::with_status(warp::reply::json(&body), self.status).into_response()
     }
 
@@ -147,4 +148,53 @@ pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infa
         ApiError::new(StatusCode::BAD_REQUEST, "bad request", None)
     };
     Ok(error.reply())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    /// Every error this server answers, its own refusals and warp's rejections alike, carries
+    /// the origin marker a device checks before it treats a refusal as final. Fails before
+    /// this change: the bodies had no `origin`, so a device could not tell them from a proxy's.
+    #[tokio::test]
+    async fn every_error_carries_the_origin_marker() {
+        let mut conflict = ApiError::new(StatusCode::CONFLICT, "already decided", None);
+        conflict.current = Some(Box::new(
+            serde_json::from_value(serde_json::json!({
+                "id": 1, "device_id": "d", "package_id": "p", "event_seq": 1, "incident": 1,
+                "detector": "x", "statistic": 1.0, "threshold": 1.0, "magnitude": 1.0,
+                "sample_id": 1, "unix_ms": 1, "received_unix_ms": 1, "samples": [],
+                "status": "rejected"
+            }))
+            .unwrap(),
+        ));
+        let rejections = [
+            warp::reject::not_found(),
+            warp::reject::custom(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad package",
+                Some("rebuild it"),
+            )),
+            warp::reject::custom(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too big",
+                None,
+            )),
+            warp::reject::custom(ApiError::internal()),
+            warp::reject::custom(conflict),
+        ];
+        for rejection in rejections {
+            let response = recover(rejection).await.unwrap();
+            let status = response.status();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            assert!(status.is_client_error() || status.is_server_error());
+            assert!(
+                tinylcm_protocol::api::is_sphere_lite_error(&body),
+                "{status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
 }

@@ -6,6 +6,11 @@
 //! half-way through the upload, or forwards the request and then drops the server's answer
 //! (the server accepted, the device never hears it). When the upstream is down the connection
 //! is simply closed. Counters say what happened, so tests can check both sides.
+//!
+//! It can also answer as a real reverse proxy does in sphere-lite's place: with a body limit
+//! ([`Proxy::limit_body`]) every request whose body is larger gets nginx's own `413 Request
+//! Entity Too Large` HTML page (nginx's default `client_max_body_size` is 1 MiB, below the
+//! device's 4 MiB packages), and [`Fault::Bare400`] is a `400 Bad Request` with no body.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -34,7 +39,17 @@ pub enum Fault {
     /// Forward it and pass on only the first this many bytes of the answer, then reset (a
     /// download cut half-way).
     CutAnswer(usize),
+    /// Answer `400 Bad Request` with an empty body, as a proxy does (not sphere-lite's JSON).
+    Bare400,
 }
+
+/// nginx's `Server` header, sent with the proxy's own 413.
+pub const NGINX_SERVER: &str = "nginx/1.24.0";
+
+/// nginx's 413 page, byte for byte as nginx 1.24 sends it.
+pub const NGINX_413_BODY: &str = "<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n\
+    <body>\r\n<center><h1>413 Request Entity Too Large</h1></center>\r\n\
+    <hr><center>nginx/1.24.0</center>\r\n</body>\r\n</html>\r\n";
 
 /// Apply `fault` to the next `times` requests whose path contains `path`.
 #[derive(Debug, Clone)]
@@ -60,6 +75,8 @@ pub struct Counts {
     pub range_requests: u64,
     /// The path of every request read, in order (to count the downloads of one file).
     pub paths: Vec<String>,
+    /// Requests answered with the proxy's own 413 ([`Proxy::limit_body`]).
+    pub too_large: u64,
 }
 
 impl Counts {
@@ -73,6 +90,8 @@ struct Shared {
     upstream: String,
     rules: Vec<Rule>,
     counts: Counts,
+    /// Largest request body forwarded (nginx's `client_max_body_size`), if limited.
+    max_body: Option<usize>,
 }
 
 /// The proxy, on its own thread and runtime, stopped on drop.
@@ -91,6 +110,7 @@ impl Proxy {
             upstream: upstream.to_string(),
             rules: Vec::new(),
             counts: Counts::default(),
+            max_body: None,
         }));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
@@ -141,6 +161,13 @@ impl Proxy {
             fault,
             times,
         });
+    }
+
+    /// Answers every request whose body is larger than `max` bytes with nginx's own 413 page
+    /// instead of forwarding it, as nginx with `client_max_body_size` does; `None` lifts the
+    /// limit.
+    pub fn limit_body(&self, max: Option<usize>) {
+        self.shared.lock().unwrap().max_body = max;
     }
 
     /// Removes every rule.
@@ -261,8 +288,9 @@ async fn handle(mut conn: TcpStream, shared: Arc<Mutex<Shared>>) {
         .nth(1)
         .unwrap_or("")
         .to_string();
-    let (fault, upstream) = {
+    let (fault, upstream, too_large) = {
         let mut s = shared.lock().unwrap();
+        let too_large = s.max_body.is_some_and(|max| len > max);
         let fault = match s
             .rules
             .iter_mut()
@@ -279,7 +307,10 @@ async fn handle(mut conn: TcpStream, shared: Arc<Mutex<Shared>>) {
         if fault != Fault::Pass {
             s.counts.faults += 1;
         }
-        (fault, s.upstream.clone())
+        if too_large {
+            s.counts.too_large += 1;
+        }
+        (fault, s.upstream.clone(), too_large)
     };
     if fault == Fault::ResetMidUpload {
         let mut part = vec![0u8; len / 2];
@@ -291,7 +322,31 @@ async fn handle(mut conn: TcpStream, shared: Arc<Mutex<Shared>>) {
     if conn.read_exact(&mut body).await.is_err() {
         return;
     }
+    if too_large {
+        // nginx refuses on the Content-Length and then reads the body away before it closes
+        // (lingering close), so the client gets the answer rather than a reset.
+        let _ = conn
+            .write_all(
+                format!(
+                    "HTTP/1.1 413 Request Entity Too Large\r\nServer: {NGINX_SERVER}\r\n\
+                     Content-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n\
+                     {NGINX_413_BODY}",
+                    NGINX_413_BODY.len()
+                )
+                .as_bytes(),
+            )
+            .await;
+        return;
+    }
     match fault {
+        Fault::Bare400 => {
+            let _ = conn
+                .write_all(
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+                .await;
+            return;
+        }
         Fault::Status500 => {
             let _ = conn
                 .write_all(&answer_with(

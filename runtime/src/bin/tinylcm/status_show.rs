@@ -174,6 +174,20 @@ fn print_report(out: &mut String, r: &StatusReport) {
                 .map(|e| format!("; last error: {e}"))
                 .unwrap_or_default()
         );
+        if let Some(a) = &s.foreign_answer {
+            put!(
+                out,
+                "ALERT sync: {} is answered by {}, not sphere-lite: HTTP {} ({} times since {}); \
+                 the data is kept and retried. {}. Answer: {}",
+                a.request,
+                a.answered_by,
+                a.status,
+                a.times,
+                utc(a.since_unix_ms),
+                a.fix,
+                a.error
+            );
+        }
     }
     if let Some(rauc) = &r.rauc {
         put!(
