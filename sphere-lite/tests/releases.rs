@@ -191,6 +191,11 @@ fn releases_are_verified_rolled_out_and_downloaded() {
             assert_eq!(status, 200);
             assert_eq!(list["releases"].as_array().unwrap().len(), 2);
             assert_eq!(list["rollouts"].as_array().unwrap().len(), 2);
+            // Releases signed without an epoch or a compatible show epoch 0, not bound.
+            for r in list["releases"].as_array().unwrap() {
+                assert_eq!(r["epoch"], 0, "{r}");
+                assert!(r.get("compatible").is_none(), "{r}");
+            }
         },
     );
 }

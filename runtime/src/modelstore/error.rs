@@ -36,6 +36,48 @@ pub enum ModelStoreError {
         /// The signing key's id.
         key_id: String,
     },
+    /// The release was signed by a key listed in `[models] revoked-keys`.
+    #[error(
+        "release {what} is signed by key {key_id}, which is revoked (`[models] revoked-keys`); \
+         refused. Fix: sign it again with a key that is not revoked"
+    )]
+    RevokedKey {
+        /// The release.
+        what: String,
+        /// The revoked key's id.
+        key_id: String,
+    },
+    /// The release's security epoch is below the highest this device has committed.
+    #[error(
+        "release {what} has security epoch {epoch}, below this device's floor {floor} (the \
+         highest epoch it has committed); refused: a release below the floor never installs \
+         again. Fix: publish a release signed with `--epoch {floor}` or higher"
+    )]
+    BelowFloor {
+        /// The release.
+        what: String,
+        /// Its epoch.
+        epoch: u32,
+        /// The device's floor.
+        floor: u32,
+    },
+    /// The release is bound to another product or board than this device (or one side is
+    /// bound and the other is not).
+    #[error(
+        "release {what} is {}, and this device {}; refused (a release installs only where its \
+         signed compatible equals `[models] compatible`, or where neither is set). Fix: sign \
+         it with `tinylcm model sign --compatible` set to the device's, or correct the device's",
+        .release.as_deref().map_or("bound to no compatible".to_string(), |c| format!("for {c:?}")),
+        .device.as_deref().map_or("has no `[models] compatible`".to_string(), |c| format!("is {c:?}"))
+    )]
+    Incompatible {
+        /// The release.
+        what: String,
+        /// The release's compatible.
+        release: Option<String>,
+        /// The device's.
+        device: Option<String>,
+    },
     /// The signature does not match the release manifest (altered in transit or forged).
     #[error(
         "release {what}: the signature does not match its manifest (altered or forged); refused"

@@ -1,6 +1,10 @@
 //! What the store remembers in the state database (`kv` key `models`): which slot is
 //! committed, which is on trial and how often it was started, what was installed, refused or
 //! rolled back. One versioned value, replaced as a whole, so every change is atomic.
+//!
+//! Format 2 added the security epoch of each slot's release and the store's epoch floor (the
+//! highest epoch ever committed): a value of format 1 is read as floor 0 and epoch 0 for every
+//! record, which is what its releases carried, and written back as format 2.
 
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +67,8 @@ pub struct SlotRecord {
     pub installed_unix_ms: u64,
     /// Mean top-class confidence measured in its health window (set at commit).
     pub mean_confidence: Option<f32>,
+    /// The release's security epoch (0 for releases without one).
+    pub epoch: u32,
 }
 
 /// A slot on trial: activated, not yet committed.
@@ -144,13 +150,105 @@ pub struct ModelsState {
     pub last_refusal: Option<Refusal>,
     /// The last [`HISTORY_LEN`] happenings, oldest first.
     pub history: Vec<HistoryEntry>,
+    /// The highest security epoch this device ever committed: releases below it are refused,
+    /// whoever asks. It only rises (at a commit), survives restarts and rollbacks, and a
+    /// rollback never returns to a model below it.
+    pub epoch_floor: u32,
 }
 
 /// The stored form: a version tag in front, so a later runtime can migrate it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum Stored {
-    /// Format 1.
-    V1(ModelsState),
+    /// Format 1 (before epochs), read only.
+    V1(v1::ModelsState),
+    /// Format 2.
+    V2(ModelsState),
+}
+
+impl Stored {
+    /// The state in the current form, whatever format it was stored in.
+    pub(crate) fn into_current(self) -> ModelsState {
+        match self {
+            Stored::V1(old) => old.into(),
+            Stored::V2(s) => s,
+        }
+    }
+}
+
+/// Format 1's layout, kept to read values written before format 2 (postcard has no
+/// optional fields: an added field is a new format).
+pub(crate) mod v1 {
+    use serde::{Deserialize, Serialize};
+
+    use super::{HistoryEntry, Refusal, Slot};
+
+    /// Format 1's slot record.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct SlotRecord {
+        pub slot: Slot,
+        pub name: String,
+        pub version: String,
+        pub sha256: String,
+        pub size: u64,
+        pub key_id: String,
+        pub installed_unix_ms: u64,
+        pub mean_confidence: Option<f32>,
+    }
+
+    /// Format 1's trial.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Trial {
+        pub record: SlotRecord,
+        pub starts: u32,
+        pub frames: u64,
+        pub activated_unix_ms: u64,
+    }
+
+    /// Format 1's state.
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    pub struct ModelsState {
+        pub committed: Option<SlotRecord>,
+        pub previous: Option<SlotRecord>,
+        pub staged: Option<SlotRecord>,
+        pub trial: Option<Trial>,
+        pub last_refusal: Option<Refusal>,
+        pub history: Vec<HistoryEntry>,
+    }
+
+    impl From<SlotRecord> for super::SlotRecord {
+        fn from(r: SlotRecord) -> Self {
+            super::SlotRecord {
+                slot: r.slot,
+                name: r.name,
+                version: r.version,
+                sha256: r.sha256,
+                size: r.size,
+                key_id: r.key_id,
+                installed_unix_ms: r.installed_unix_ms,
+                mean_confidence: r.mean_confidence,
+                epoch: 0,
+            }
+        }
+    }
+
+    impl From<ModelsState> for super::ModelsState {
+        fn from(s: ModelsState) -> Self {
+            super::ModelsState {
+                committed: s.committed.map(Into::into),
+                previous: s.previous.map(Into::into),
+                staged: s.staged.map(Into::into),
+                trial: s.trial.map(|t| super::Trial {
+                    record: t.record.into(),
+                    starts: t.starts,
+                    frames: t.frames,
+                    activated_unix_ms: t.activated_unix_ms,
+                }),
+                last_refusal: s.last_refusal,
+                history: s.history,
+                epoch_floor: 0,
+            }
+        }
+    }
 }
 
 impl ModelsState {
@@ -281,8 +379,42 @@ mod tests {
         }
         assert_eq!(s.history.len(), HISTORY_LEN);
         assert_eq!(s.history[0].release, "m 5");
-        let bytes = postcard::to_allocvec(&Stored::V1(s.clone())).unwrap();
-        let Stored::V1(back) = postcard::from_bytes(&bytes).unwrap();
-        assert_eq!(back, s);
+        s.epoch_floor = 4;
+        let bytes = postcard::to_allocvec(&Stored::V2(s.clone())).unwrap();
+        let back: Stored = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back.into_current(), s);
+    }
+
+    /// A state written by a runtime before epochs existed reads as floor 0, epoch 0.
+    #[test]
+    fn format_1_values_read_as_floor_zero() {
+        let record = v1::SlotRecord {
+            slot: Slot::B,
+            name: "shapes".into(),
+            version: "1".into(),
+            sha256: "ab".repeat(32),
+            size: 9,
+            key_id: "k".into(),
+            installed_unix_ms: 5,
+            mean_confidence: Some(0.5),
+        };
+        let old = v1::ModelsState {
+            committed: Some(record.clone()),
+            trial: Some(v1::Trial {
+                record,
+                starts: 2,
+                frames: 7,
+                activated_unix_ms: 6,
+            }),
+            ..Default::default()
+        };
+        let bytes = postcard::to_allocvec(&Stored::V1(old)).unwrap();
+        let now = postcard::from_bytes::<Stored>(&bytes)
+            .unwrap()
+            .into_current();
+        assert_eq!(now.epoch_floor, 0);
+        let committed = now.committed.unwrap();
+        assert_eq!((committed.slot, committed.epoch), (Slot::B, 0));
+        assert_eq!(now.trial.unwrap().starts, 2);
     }
 }

@@ -9,11 +9,16 @@
 //! commit and rollback are each one flushed state change; boot increments the trial's start
 //! count and flushes before the model is loaded, so a model that crashes the service is
 //! rolled back after `max-trial-starts` starts.
+//!
+//! Downgrades: a commit raises the store's epoch floor to the committed release's security
+//! epoch (never lowers it); every install, by sync or by a person, refuses a release below the
+//! floor, and a rollback never returns to a previous model below it (the configured model
+//! runs instead). A model signed by a key later put in `[models] revoked-keys` is not started.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tinylcm_protocol::release::{PublicKey, SignedRelease};
+use tinylcm_protocol::release::{PublicKey, ReleaseManifest, SignedRelease};
 
 use super::config::ModelsConfig;
 use super::error::ModelStoreError;
@@ -23,7 +28,9 @@ use super::layout::Layout;
 use super::record::{
     ActiveModel, ActiveState, Happening, ModelsState, STATE_KEY, Slot, SlotRecord, Stored, Trial,
 };
-use super::verify::{VerifiedRelease, load_trusted_keys, parse_signed, verify};
+use super::verify::{
+    Policy, VerifiedRelease, load_trusted_keys, parse_signed, verify, verify_release,
+};
 use crate::engine::EngineConfig;
 use crate::model::{LoadedModel, read_bounded};
 use crate::state::{Batch, Store};
@@ -37,6 +44,8 @@ pub struct ModelStore {
     /// The trusted release keys, or why the keys file could not be used (reported by every
     /// install: a typo in the keys file must not stop the service from starting).
     trusted: Result<Vec<PublicKey>, (PathBuf, String)>,
+    /// Ids of the keys in `[models] revoked-keys`.
+    revoked: Vec<String>,
     store: Arc<Store>,
     /// Serialises read-modify-write of the state value between threads (e.g. the service
     /// loop committing while a worker processes `incoming/`).
@@ -116,6 +125,7 @@ impl ModelStore {
             config: config.clone(),
             engine,
             trusted,
+            revoked: config.revoked_key_ids(),
             store,
             write: std::sync::Mutex::new(()),
         })
@@ -131,6 +141,29 @@ impl ModelStore {
             })
     }
 
+    /// What an install must satisfy now, given the store's `state` (its epoch floor).
+    fn policy<'a>(&'a self, state: &ModelsState) -> Result<Policy<'a>, ModelStoreError> {
+        Ok(Policy {
+            trusted: self.trusted_keys()?,
+            revoked: &self.revoked,
+            max_bytes: self.config.max_bytes,
+            compatible: self.config.compatible.as_deref(),
+            epoch_floor: state.epoch_floor,
+        })
+    }
+
+    /// Checks the signed release `signed` as far as it can be without its model file
+    /// (signature, revoked key, size limit, epoch floor, compatible), so that a release this
+    /// device would refuse is not downloaded. Records nothing: the caller decides whether a
+    /// refusal is new ([`ModelStore::record_refusal`]).
+    pub fn check_release(
+        &self,
+        signed: &SignedRelease,
+    ) -> Result<ReleaseManifest, ModelStoreError> {
+        let state = self.state()?;
+        verify_release(signed, &self.policy(&state)?, &signed_by(signed))
+    }
+
     /// The store's file layout.
     pub fn layout(&self) -> &Layout {
         &self.layout
@@ -139,7 +172,7 @@ impl ModelStore {
     /// The committed state (call after any write of this store: writes are flushed).
     pub fn state(&self) -> Result<ModelsState, ModelStoreError> {
         Ok(match self.store.get_state::<Stored>(STATE_KEY)? {
-            Some(Stored::V1(s)) => s,
+            Some(stored) => stored.into_current(),
             None => ModelsState::default(),
         })
     }
@@ -158,7 +191,7 @@ impl ModelStore {
     /// Commits `state` durably before returning.
     fn save(&self, state: &ModelsState) -> Result<(), ModelStoreError> {
         let mut batch = Batch::new();
-        batch.put_state(STATE_KEY, &Stored::V1(state.clone()))?;
+        batch.put_state(STATE_KEY, &Stored::V2(state.clone()))?;
         self.store.submit(batch)?;
         self.store.flush()?;
         Ok(())
@@ -166,9 +199,15 @@ impl ModelStore {
 
     /// Records a refusal (best effort: the refusal itself is what the caller reports).
     pub(crate) fn note_refusal(&self, label: String, error: &ModelStoreError) {
+        self.record_refusal(label, error.to_string());
+    }
+
+    /// Records that release `label` was refused for `reason` (last refusal and history), e.g.
+    /// by the sync client before downloading it. Best effort: a failing database is logged.
+    pub fn record_refusal(&self, label: String, reason: String) {
         let _guard = self.guard();
         let recorded = self.state().and_then(|mut s| {
-            s.refuse(Happening::Refused, label, error.to_string());
+            s.refuse(Happening::Refused, label, reason);
             self.save(&s)
         });
         if let Err(e) = recorded {
@@ -250,13 +289,10 @@ impl ModelStore {
                 trial.record.label()
             )));
         }
-        let what = format!(
-            "signed by {}",
-            signed.key_id.chars().take(16).collect::<String>()
-        );
+        let what = signed_by(signed);
         let checked = self
-            .trusted_keys()
-            .and_then(|trusted| verify(signed, model, trusted, self.config.max_bytes, &what))
+            .policy(&state)
+            .and_then(|policy| verify(signed, model, &policy, &what))
             .and_then(|v| {
                 let smoke = smoke_test(&self.engine, Arc::from(model), &v.manifest, &v.label())?;
                 Ok((v, smoke))
@@ -418,8 +454,19 @@ impl ModelStore {
         }
     }
 
-    /// Whether a slot's files are still the release its record names.
+    /// Whether a slot's files are still the release its record names, and its signing key is
+    /// not revoked.
     fn check_slot(&self, record: &SlotRecord) -> Result<(), String> {
+        if self
+            .revoked
+            .iter()
+            .any(|id| id.eq_ignore_ascii_case(&record.key_id))
+        {
+            return Err(format!(
+                "its release is signed by key {}, which is revoked (`[models] revoked-keys`)",
+                record.key_id
+            ));
+        }
         let loaded = LoadedModel::from_file(
             &self.layout.model(record.slot),
             Some(&self.layout.manifest(record.slot)),
@@ -454,7 +501,7 @@ impl ModelStore {
         if let Some(trial) = state.trial.as_mut() {
             trial.frames = frames;
             let mut batch = Batch::new();
-            batch.put_state(STATE_KEY, &Stored::V1(state))?;
+            batch.put_state(STATE_KEY, &Stored::V2(state))?;
             self.store.submit(batch)?;
         }
         Ok(())
@@ -474,6 +521,8 @@ impl ModelStore {
         record.mean_confidence = summary.mean_confidence;
         state.previous = state.committed.take();
         state.committed = Some(record.clone());
+        let raised = record.epoch > state.epoch_floor;
+        state.epoch_floor = state.epoch_floor.max(record.epoch);
         state.note(
             Happening::Committed,
             record.label(),
@@ -485,8 +534,24 @@ impl ModelStore {
                     .map_or("n/a".to_string(), |c| format!("{c:.3}"))
             ),
         );
+        if raised {
+            // Same state change as the commit: a crash cannot leave one without the other.
+            state.note(
+                Happening::Committed,
+                record.label(),
+                format!(
+                    "security epoch floor raised to {}: releases below it are refused from now on",
+                    record.epoch
+                ),
+            );
+        }
         self.save(&state)?;
-        tracing::info!("model {} committed", record.label());
+        tracing::info!(
+            "model {} committed (security epoch {}, floor {})",
+            record.label(),
+            record.epoch,
+            state.epoch_floor
+        );
         Ok(record)
     }
 
@@ -499,9 +564,20 @@ impl ModelStore {
             RolledBack::Trial(trial.record)
         } else if let Some(from) = state.committed.take() {
             match state.previous.take() {
-                Some(to) => {
+                Some(to) if to.epoch >= state.epoch_floor => {
                     state.committed = Some(to.clone());
                     RolledBack::ToPrevious { from, to }
+                }
+                Some(below) => {
+                    // Going back to it would undo the floor this device committed to.
+                    tracing::warn!(
+                        "the previous model {} has security epoch {}, below the floor {}: \
+                         the configured model runs instead",
+                        below.label(),
+                        below.epoch,
+                        state.epoch_floor
+                    );
+                    RolledBack::ToConfigured(from)
                 }
                 None => RolledBack::ToConfigured(from),
             }
@@ -532,7 +608,16 @@ fn record_of(v: &VerifiedRelease, slot: Slot) -> SlotRecord {
         key_id: v.signed.key_id.clone(),
         installed_unix_ms: crate::utc::now_unix_ms(),
         mean_confidence: None,
+        epoch: v.release.epoch,
     }
+}
+
+/// How a release is named in errors before its signature is checked.
+fn signed_by(signed: &SignedRelease) -> String {
+    format!(
+        "signed by {}",
+        signed.key_id.chars().take(16).collect::<String>()
+    )
 }
 
 fn activate_record(state: &mut ModelsState, record: SlotRecord) {

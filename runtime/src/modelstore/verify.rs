@@ -1,6 +1,11 @@
 //! Is this release trustworthy and is this the file it describes? Signature first (nothing
-//! unsigned is interpreted), then size and SHA-256 of the bytes, then the model manifest the
-//! release carries. Pure checks on bytes in memory: no file is written before they pass.
+//! unsigned is interpreted; a revoked key's signature counts as none), then what the device's
+//! policy says of the signed manifest (its size limit, its epoch floor, its compatible), then
+//! size and SHA-256 of the bytes, then the model manifest the release carries. Pure checks on
+//! bytes in memory: no file is written before they pass.
+//!
+//! The checks that need no model bytes ([`verify_release`]) also run before a download, so a
+//! release the device would refuse is never fetched.
 
 use std::path::{Path, PathBuf};
 
@@ -32,6 +37,21 @@ impl VerifiedRelease {
     }
 }
 
+/// What this device accepts besides a good signature: its `[models]` settings and its floor.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy<'a> {
+    /// Keys whose signatures count.
+    pub trusted: &'a [PublicKey],
+    /// Ids of keys whose signatures never count, trusted or not.
+    pub revoked: &'a [String],
+    /// Largest model file accepted (`[models] max-bytes`).
+    pub max_bytes: u64,
+    /// The device's `[models] compatible`.
+    pub compatible: Option<&'a str>,
+    /// The store's epoch floor: releases below it are refused.
+    pub epoch_floor: u32,
+}
+
 /// The trusted release keys from `path`; `None` (not configured) gives an empty list.
 pub fn load_trusted_keys(path: Option<&Path>) -> Result<Vec<PublicKey>, ModelStoreError> {
     let Some(path) = path else {
@@ -50,19 +70,28 @@ pub fn load_trusted_keys(path: Option<&Path>) -> Result<Vec<PublicKey>, ModelSto
     Ok(keys)
 }
 
-/// Verifies `signed` against `trusted` and `model` against it, refusing models over `limit`.
+/// Verifies `signed` under `policy` without the model file: signature by a trusted key that
+/// is not revoked, then size limit, epoch floor and compatible of the signed manifest.
 /// `what` names the release in errors until its manifest is known.
-pub fn verify(
+pub fn verify_release(
     signed: &SignedRelease,
-    model: &[u8],
-    trusted: &[PublicKey],
-    limit: u64,
+    policy: &Policy<'_>,
     what: &str,
-) -> Result<VerifiedRelease, ModelStoreError> {
-    if trusted.is_empty() {
+) -> Result<ReleaseManifest, ModelStoreError> {
+    if policy.trusted.is_empty() {
         return Err(ModelStoreError::NoTrustedKeys);
     }
-    let release = signed.verify(trusted).map_err(|e| match e {
+    if policy
+        .revoked
+        .iter()
+        .any(|id| id.eq_ignore_ascii_case(&signed.key_id))
+    {
+        return Err(ModelStoreError::RevokedKey {
+            what: what.to_string(),
+            key_id: signed.key_id.chars().take(32).collect(),
+        });
+    }
+    let release = signed.verify(policy.trusted).map_err(|e| match e {
         ReleaseError::UnknownKey(key_id) => ModelStoreError::UntrustedKey {
             what: what.to_string(),
             key_id,
@@ -76,7 +105,7 @@ pub fn verify(
         },
     })?;
     let what = format!("{} {}", release.name, release.version);
-    let limit = limit.min(MAX_MODEL_BYTES);
+    let limit = policy.max_bytes.min(MAX_MODEL_BYTES);
     if release.size > limit {
         return Err(ModelStoreError::TooLarge {
             what,
@@ -84,6 +113,32 @@ pub fn verify(
             limit,
         });
     }
+    if release.epoch < policy.epoch_floor {
+        return Err(ModelStoreError::BelowFloor {
+            what,
+            epoch: release.epoch,
+            floor: policy.epoch_floor,
+        });
+    }
+    if release.compatible.as_deref() != policy.compatible {
+        return Err(ModelStoreError::Incompatible {
+            what,
+            release: release.compatible.clone(),
+            device: policy.compatible.map(str::to_string),
+        });
+    }
+    Ok(release)
+}
+
+/// Verifies `signed` under `policy` ([`verify_release`]) and `model` against it.
+pub fn verify(
+    signed: &SignedRelease,
+    model: &[u8],
+    policy: &Policy<'_>,
+    what: &str,
+) -> Result<VerifiedRelease, ModelStoreError> {
+    let release = verify_release(signed, policy, what)?;
+    let what = format!("{} {}", release.name, release.version);
     release
         .check_model(model)
         .map_err(|e| ModelStoreError::ModelMismatch {

@@ -51,6 +51,18 @@ pub fn with_goldens(model: &Model, from: &Model, n: usize) -> Model {
 
 /// A signed release of `model` as NAME/VERSION.
 pub fn release(model: &Model, key: &SigningKey, name: &str, version: &str) -> SignedRelease {
+    release_bound(model, key, name, version, 0, None)
+}
+
+/// A signed release of `model` as NAME/VERSION at security `epoch`, bound to `compatible`.
+pub fn release_bound(
+    model: &Model,
+    key: &SigningKey,
+    name: &str,
+    version: &str,
+    epoch: u32,
+    compatible: Option<&str>,
+) -> SignedRelease {
     key.sign(&ReleaseManifest {
         format: FORMAT,
         name: name.into(),
@@ -60,6 +72,8 @@ pub fn release(model: &Model, key: &SigningKey, name: &str, version: &str) -> Si
         model_manifest: model.manifest.clone(),
         created_unix_ms: 1,
         notes: None,
+        epoch,
+        compatible: compatible.map(str::to_string),
     })
     .unwrap()
 }

@@ -6,6 +6,17 @@
 //! JSON bytes** ([`SignedRelease`]). The JSON text travels as a string and is verified before it
 //! is parsed, so no canonical form is needed and nothing unsigned is ever interpreted.
 //!
+//! Downgrades and cross-product installs: a manifest may carry a security `epoch` (absent =
+//! 0, so releases signed before it existed keep their exact bytes and signature) and a
+//! `compatible` (the product or board it is for; absent = not bound). Both are signed with the
+//! rest; what a device does with them (its epoch floor, its own compatible) is the device's
+//! policy, not this crate's. Fields this build does not know are refused (`deny_unknown_fields`),
+//! so an older device refuses a release that relies on a newer rule instead of ignoring it.
+//!
+//! Signatures are checked with Ed25519's strict verification (`verify_strict`: no small-order
+//! keys or `R` points, canonical `s`), and keys of small order are refused when parsed, so one
+//! signature cannot verify for several messages or keys.
+//!
 //! Keys are text, one line each: `tinylcm-release-public:<base64 of 32 bytes>` and
 //! `tinylcm-release-secret:<base64 of the 32-byte seed>`. A key id (the first 8 bytes of the
 //! public key's SHA-256, hex) names the key that signed, so a device can trust several (key
@@ -16,7 +27,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use ed25519_dalek::{Signer as _, Verifier as _};
+use ed25519_dalek::Signer as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -28,6 +39,11 @@ use crate::package::{hex, sha256_hex};
 pub const FORMAT: u32 = 1;
 /// Largest model file a release may describe (bytes).
 pub const MAX_MODEL_BYTES: u64 = 256 * 1024 * 1024;
+/// Largest security epoch a release may carry (a bound so that no arithmetic near `u32::MAX`
+/// can surprise a device, and far more bumps than a product will ever need).
+pub const MAX_EPOCH: u32 = 1_000_000;
+/// Longest `compatible` string.
+pub const MAX_COMPATIBLE_LEN: usize = 64;
 /// Largest release manifest JSON (bytes).
 pub const MAX_MANIFEST_BYTES: usize = 256 * 1024;
 
@@ -56,6 +72,29 @@ pub struct ReleaseManifest {
     /// Free text for operators (release notes).
     #[serde(default)]
     pub notes: Option<String>,
+    /// Security epoch: a device refuses a release whose epoch is below the highest it has
+    /// committed. Bump it when older releases must never run again (a fixed vulnerability);
+    /// leave it for ordinary updates. Absent in the JSON = 0 (and 0 is not written, so
+    /// releases without it keep the bytes they were signed with).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch: u32,
+    /// The product or board the release is for (e.g. `tinylcm-cm4`); a device installs it only
+    /// when its own `[models] compatible` is the same string. Absent = not bound, which only a
+    /// device without a compatible of its own takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compatible: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Whether `s` is a valid `compatible`: 1 to [`MAX_COMPATIBLE_LEN`] characters of
+/// `A-Z a-z 0-9 . _ -` (what RAUC compatibles and board names use).
+pub fn valid_compatible(s: &str) -> bool {
+    (1..=MAX_COMPATIBLE_LEN).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// A release manifest with its signature.
@@ -122,9 +161,15 @@ impl PublicKey {
     /// Parse a `tinylcm-release-public:` line.
     pub fn from_text(text: &str) -> Result<Self, ReleaseError> {
         let bytes = decode_32(text, PUBLIC_PREFIX)?;
-        ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-            .map(PublicKey)
-            .map_err(|_| ReleaseError::BadKey("not a valid Ed25519 public key"))
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+            .map_err(|_| ReleaseError::BadKey("not a valid Ed25519 public key"))?;
+        if key.is_weak() {
+            // A small-order point: signatures under it say nothing about who signed.
+            return Err(ReleaseError::BadKey(
+                "a weak (small-order) Ed25519 public key",
+            ));
+        }
+        Ok(PublicKey(key))
     }
 
     /// Every key of a keys file: one per line; blank lines and `#` comments are skipped.
@@ -214,6 +259,16 @@ impl ReleaseManifest {
         {
             return bad("sha256 must be 64 lowercase hex digits".into());
         }
+        if self.epoch > MAX_EPOCH {
+            return bad(format!("epoch must be 0..={MAX_EPOCH}"));
+        }
+        if let Some(c) = &self.compatible {
+            if !valid_compatible(c) {
+                return bad(format!(
+                    "compatible must be 1 to {MAX_COMPATIBLE_LEN} characters of A-Z a-z 0-9 . _ -"
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -256,7 +311,7 @@ impl SignedRelease {
             .try_into()
             .map_err(|_| bad_signature())?;
         key.0
-            .verify(
+            .verify_strict(
                 self.manifest.as_bytes(),
                 &ed25519_dalek::Signature::from_bytes(&bytes),
             )
@@ -282,6 +337,8 @@ mod tests {
             model_manifest: "labels = [\"a\"]\n".into(),
             created_unix_ms: 1,
             notes: None,
+            epoch: 0,
+            compatible: None,
         }
     }
 
@@ -357,6 +414,84 @@ mod tests {
         ] {
             assert!(key.sign(&broken).is_err(), "{broken:?}");
         }
+    }
+
+    /// Fails before this change: the manifest had no `epoch` or `compatible` (unknown
+    /// fields were refused), so a release could not say it must not be downgraded or which
+    /// product it is for.
+    #[test]
+    fn epoch_and_compatible_are_signed_and_absent_means_zero_and_unbound() {
+        let key = SigningKey::generate().unwrap();
+        let bound = ReleaseManifest {
+            epoch: 3,
+            compatible: Some("tinylcm-cm4".into()),
+            ..manifest(b"model")
+        };
+        let signed = key.sign(&bound).unwrap();
+        assert_eq!(signed.verify(&[key.public()]).unwrap(), bound);
+        // Both are under the signature.
+        let mut lowered = signed.clone();
+        lowered.manifest = lowered.manifest.replace("\"epoch\":3", "\"epoch\":1");
+        assert_ne!(lowered.manifest, signed.manifest);
+        assert!(matches!(
+            lowered.verify(&[key.public()]),
+            Err(ReleaseError::BadSignature(_))
+        ));
+        // A release signed before they existed keeps its bytes: epoch 0, not bound.
+        let old = key.sign(&manifest(b"model")).unwrap();
+        assert!(!old.manifest.contains("epoch") && !old.manifest.contains("compatible"));
+        let m = old.verify(&[key.public()]).unwrap();
+        assert_eq!((m.epoch, m.compatible), (0, None));
+        // Bounds.
+        for broken in [
+            ReleaseManifest {
+                epoch: MAX_EPOCH + 1,
+                ..manifest(b"m")
+            },
+            ReleaseManifest {
+                compatible: Some(String::new()),
+                ..manifest(b"m")
+            },
+            ReleaseManifest {
+                compatible: Some("a/b".into()),
+                ..manifest(b"m")
+            },
+            ReleaseManifest {
+                compatible: Some("x".repeat(MAX_COMPATIBLE_LEN + 1)),
+                ..manifest(b"m")
+            },
+        ] {
+            assert!(key.sign(&broken).is_err(), "{broken:?}");
+        }
+        assert!(valid_compatible("tinylcm-rpi0-2w") && valid_compatible("board_1.2"));
+    }
+
+    /// Fails before this change: `verify` (not `verify_strict`) accepted the identity point as
+    /// a key and (identity, 0) as a signature of *any* manifest under it, and such a key line
+    /// parsed.
+    #[test]
+    fn small_order_keys_and_signatures_are_refused() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = PublicKey(ed25519_dalek::VerifyingKey::from_bytes(&identity).unwrap());
+        let mut signature = [0u8; 64];
+        signature[..32].copy_from_slice(&identity);
+        let forged = SignedRelease {
+            manifest: serde_json::to_string(&manifest(b"anything")).unwrap(),
+            key_id: weak.id(),
+            signature: B64.encode(signature),
+        };
+        assert_eq!(
+            forged.verify(std::slice::from_ref(&weak)),
+            Err(ReleaseError::BadSignature(weak.id()))
+        );
+        let line = format!("{PUBLIC_PREFIX}{}", B64.encode(identity));
+        assert_eq!(
+            PublicKey::from_text(&line),
+            Err(ReleaseError::BadKey(
+                "a weak (small-order) Ed25519 public key"
+            ))
+        );
     }
 
     #[test]

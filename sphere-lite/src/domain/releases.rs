@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tinylcm_protocol::api::{ModelAssignment, RolloutRequest};
 use tinylcm_protocol::ids::valid_package_id;
-use tinylcm_protocol::release::{MAX_MANIFEST_BYTES, SignedRelease};
+use tinylcm_protocol::release::{MAX_MANIFEST_BYTES, ReleaseManifest, SignedRelease};
 
 use super::{DomainError, Sphere, now_unix_ms};
 use crate::ports::{
@@ -41,6 +41,13 @@ pub struct ReleaseSummary {
     pub sha256: String,
     /// Signing key id.
     pub key_id: String,
+    /// Its signed security epoch (0 when the release has none): a device that committed a
+    /// release of a higher epoch refuses it.
+    pub epoch: u32,
+    /// The product or board it is signed for (absent: not bound; only devices without a
+    /// `[models] compatible` take it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compatible: Option<String>,
     /// Who uploaded it.
     pub uploaded_by: String,
     /// When (Unix ms).
@@ -57,7 +64,11 @@ pub struct ReleaseList {
 }
 
 fn summary(r: &ReleaseRecord) -> ReleaseSummary {
+    // Verified when it was published; stored exactly as signed, so it parses again.
+    let manifest = serde_json::from_str::<ReleaseManifest>(&r.signed.manifest).ok();
     ReleaseSummary {
+        epoch: manifest.as_ref().map_or(0, |m| m.epoch),
+        compatible: manifest.and_then(|m| m.compatible),
         name: r.name.clone(),
         version: r.version.clone(),
         size: r.size,

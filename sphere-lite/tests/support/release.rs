@@ -21,6 +21,8 @@ pub fn signed(key: &SigningKey, name: &str, version: &str, model: &[u8]) -> Vec<
         model_manifest: "labels = [\"box\", \"ball\"]\n".into(),
         created_unix_ms: 1,
         notes: Some("test".into()),
+        epoch: 0,
+        compatible: None,
     };
     serde_json::to_vec(&key.sign(&manifest).unwrap()).unwrap()
 }

@@ -82,8 +82,20 @@ pub fn key_file(dir: &Path, name: &str, keys: &[&SigningKey]) -> PathBuf {
     file
 }
 
-/// `model` signed with `key` as release NAME/VERSION.
+/// `model` signed with `key` as release NAME/VERSION (security epoch 0, bound to no
+/// compatible: what releases were before either existed).
 pub fn sign(model: &Model, key: &SigningKey, name: &str, version: &str) -> SignedRelease {
+    sign_at(model, key, name, version, 0)
+}
+
+/// `model` signed with `key` as release NAME/VERSION at security `epoch`.
+pub fn sign_at(
+    model: &Model,
+    key: &SigningKey,
+    name: &str,
+    version: &str,
+    epoch: u32,
+) -> SignedRelease {
     key.sign(&ReleaseManifest {
         format: FORMAT,
         name: name.into(),
@@ -93,6 +105,8 @@ pub fn sign(model: &Model, key: &SigningKey, name: &str, version: &str) -> Signe
         model_manifest: model.manifest.clone(),
         created_unix_ms: tinylcm::utc::now_unix_ms(),
         notes: None,
+        epoch,
+        compatible: None,
     })
     .unwrap()
 }

@@ -56,6 +56,16 @@ enum ModelCommand {
         /// Release notes for operators.
         #[arg(long)]
         notes: Option<String>,
+        /// Security epoch (0..=1000000, default 0). A device that has committed a release of
+        /// epoch E refuses every release below E for good: raise it when older releases must
+        /// never run again (a fixed vulnerability), not for ordinary updates.
+        #[arg(long, value_name = "E", default_value_t = 0)]
+        epoch: u32,
+        /// The product or board this release is for (e.g. `tinylcm-cm4`): only devices whose
+        /// `[models] compatible` is the same install it. Absent: not bound, which only devices
+        /// without a `compatible` of their own take.
+        #[arg(long, value_name = "C")]
+        compatible: Option<String>,
         /// Compute N golden checks with the real engine and add them to the signed manifest
         /// (devices refuse the model unless it reproduces them).
         #[arg(long, value_name = "N", default_value_t = 0)]
@@ -81,6 +91,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             version,
             manifest,
             notes,
+            epoch,
+            compatible,
             golden,
             tolerance,
         } => {
@@ -90,10 +102,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 tolerance,
                 engine: &config.engine,
             };
-            sign(&model, &key, name, version, manifest, notes, &goldens)
+            let release = Release {
+                name,
+                version,
+                notes,
+                epoch,
+                compatible,
+            };
+            sign(&model, &key, release, manifest, &goldens)
         }
         ModelCommand::Store(command) => model_store_cmd::run(command, &args.place),
     }
+}
+
+/// What `sign` writes into the release besides the model's own facts.
+struct Release {
+    name: String,
+    version: String,
+    notes: Option<String>,
+    epoch: u32,
+    compatible: Option<String>,
 }
 
 /// What `sign --golden` asks for.
@@ -182,10 +210,8 @@ fn keygen(out: &std::path::Path) -> anyhow::Result<()> {
 fn sign(
     model: &std::path::Path,
     key: &std::path::Path,
-    name: String,
-    version: String,
+    what: Release,
     manifest: Option<PathBuf>,
-    notes: Option<String>,
     goldens: &Goldens<'_>,
 ) -> anyhow::Result<()> {
     let key_text =
@@ -203,13 +229,15 @@ fn sign(
     let model_manifest = with_goldens(model_manifest, bytes.clone(), &manifest_path, goldens)?;
     let release = ReleaseManifest {
         format: FORMAT,
-        name,
-        version,
+        name: what.name,
+        version: what.version,
         size: bytes.len() as u64,
         sha256: sha256_hex(&bytes),
         model_manifest,
         created_unix_ms: tinylcm::utc::now_unix_ms(),
-        notes,
+        notes: what.notes,
+        epoch: what.epoch,
+        compatible: what.compatible,
     };
     let signed = key.sign(&release)?;
     let mut out = model.as_os_str().to_owned();
@@ -218,9 +246,16 @@ fn sign(
     std::fs::write(&out, serde_json::to_vec_pretty(&signed)?)
         .with_context(|| format!("cannot write {}", out.display()))?;
     println!(
-        "{} {} signed with key {}: {}",
+        "{} {} (epoch {}, {}) signed with key {}: {}",
         release.name,
         release.version,
+        release.epoch,
+        release
+            .compatible
+            .as_deref()
+            .map_or("not bound to a compatible".to_string(), |c| format!(
+                "for {c}"
+            )),
         signed.key_id,
         out.display()
     );
