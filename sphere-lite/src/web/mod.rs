@@ -19,6 +19,7 @@
 //! * **Input**: unknown or malformed query parameters get a 400 page, pages are bounded and use
 //!   cursors; only image files of processed packages are served, as images, sandboxed.
 
+mod alerts;
 pub mod chart;
 mod config_page;
 mod datahub;
@@ -342,6 +343,7 @@ fn device_row(d: &DeviceSummary, pending: u64, total: u64, now: u64) -> DeviceRo
         pending,
         total,
         model: "—".into(),
+        sync_alert: None,
     }
 }
 
@@ -632,7 +634,7 @@ async fn fleet(ctx: Ctx, raw: String) -> Page {
     }
     let sphere = ctx.sphere.clone();
     let cursor = after.clone();
-    let (total, devices, next, tallies, complete, map, models) = run(move || {
+    let (total, devices, next, tallies, complete, map, (models, blocked)) = run(move || {
         let total = sphere.list_devices()?.devices.len();
         let (devices, next) = sphere.devices_page(cursor.as_deref(), PAGE)?;
         let (tallies, complete) = sphere.drift_tallies()?;
@@ -653,7 +655,21 @@ async fn fleet(ctx: Ctx, raw: String) -> Page {
                 .map(|(d, s)| (d.device_id.as_str(), s))
                 .collect::<Vec<_>>(),
         )?;
-        Ok((total, devices, next, tallies, complete, map, models))
+        let mut blocked = HashMap::new();
+        for d in &devices {
+            if let Some(a) = alerts::sync_alert(&sphere, &d.device_id)? {
+                blocked.insert(d.device_id.clone(), a);
+            }
+        }
+        Ok((
+            total,
+            devices,
+            next,
+            tallies,
+            complete,
+            map,
+            (models, blocked),
+        ))
     })
     .await
     .map_err(|e| domain_error(Some(nav.clone()), e, "/ui/fleet"))?;
@@ -666,6 +682,7 @@ async fn fleet(ctx: Ctx, raw: String) -> Page {
             if let Some((name, version)) = models.get(&d.device_id) {
                 row.model = format!("{name} {version}");
             }
+            row.sync_alert = blocked.get(&d.device_id).cloned();
             row
         })
         .collect();
@@ -715,11 +732,12 @@ async fn device(id: String, ctx: Ctx, raw: String) -> Page {
             ..DriftEventQuery::default()
         })?;
         let metrics = chart::device_panel(&sphere, &device_id, &keys)?;
-        Ok(Some((device, packages, events, metrics)))
+        let alert = alerts::sync_alert(&sphere, &device_id)?;
+        Ok(Some((device, packages, events, (metrics, alert))))
     })
     .await
     .map_err(|e| domain_error(Some(nav.clone()), e, "/ui/fleet"))?;
-    let Some((device, packages, events, metrics)) = found else {
+    let Some((device, packages, events, (metrics, alert))) = found else {
         return Err(error_page(
             Some(nav),
             StatusCode::NOT_FOUND,
@@ -759,7 +777,10 @@ async fn device(id: String, ctx: Ctx, raw: String) -> Page {
         StatusCode::OK,
         &DevicePage {
             nav: Some(nav),
-            device: device_row(&device, 0, 0, now),
+            device: DeviceRow {
+                sync_alert: alert,
+                ..device_row(&device, 0, 0, now)
+            },
             enrolled: time::format_utc(device.enrolled_unix_ms),
             events_more: events.next_after.is_some(),
             events: events.events.iter().map(|e| event_row(e, &names)).collect(),

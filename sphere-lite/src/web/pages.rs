@@ -69,6 +69,8 @@ pub struct DeviceRow {
     pub total: u64,
     /// The release it is assigned (`name version`), or `—`.
     pub model: String,
+    /// Its sync alert: something that is not sphere-lite answers its requests.
+    pub sync_alert: Option<super::alerts::SyncAlert>,
 }
 
 /// The fleet overview.
