@@ -79,4 +79,31 @@ fn a_release_signed_by_the_cli_verifies_with_its_public_key() {
         .output()
         .unwrap();
     assert!(!bad.status.success());
+
+    // Fails before this change (no such options): the security epoch and the compatible go
+    // into the signed manifest; a compatible that could never match is refused.
+    ok(cli::tinylcm()
+        .args(["model", "sign"])
+        .arg(&model)
+        .arg("--key")
+        .arg(&secret)
+        .args(["--name", "shapes", "--version", "4", "--epoch", "3"])
+        .args(["--compatible", "tinylcm-cm4"]));
+    let signed: SignedRelease = serde_json::from_slice(
+        &std::fs::read(dir.path().join("shapes.tflite.release.json")).unwrap(),
+    )
+    .unwrap();
+    let manifest = signed.verify(&public).unwrap();
+    assert_eq!(manifest.epoch, 3);
+    assert_eq!(manifest.compatible.as_deref(), Some("tinylcm-cm4"));
+    let bad = cli::tinylcm()
+        .args(["model", "sign"])
+        .arg(&model)
+        .arg("--key")
+        .arg(&secret)
+        .args(["--name", "shapes", "--version", "5", "--compatible", "a b"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("compatible"));
 }
