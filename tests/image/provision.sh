@@ -249,6 +249,8 @@ while IFS='|' read -r name conf key ca message; do
     ok "refused with nothing changed: $name ($(grep -o 'error: .*' "$dir/out" | cut -c8-90))"
 done <<EOF
 a server that is not http(s)|server = ftp://sphere.example\n|$KEY\n|-|server 'ftp://sphere.example' is not an http\\(s\\) URL
+plain http to another machine|server = http://sphere.example:8470\n|$KEY\n|-|is plain http to another machine.*allow-insecure-http = yes
+a bad allow-insecure-http|server = $SERVER\nallow-insecure-http = maybe\n|-|-|allow-insecure-http must be yes or no
 a misspelt key|sever = $SERVER\n|-|-|line 1: unknown key 'sever'
 a line without '='|server $SERVER\n|-|-|line 1: expected 'key = value'
 an empty enroll.key|server = $SERVER\n|\r\n|-|enroll.key is empty
@@ -266,6 +268,21 @@ echo "stale" >"$WORK/bad/root/boot/tinylcm/provision-error.txt"
 GROW=no provision "$WORK/bad" || fail "good files after bad ones: $(cat "$WORK/bad/out")"
 [ ! -e "$WORK/bad/root/boot/tinylcm/provision-error.txt" ] || fail "provision-error.txt kept after a good run"
 ok "good files after bad ones are applied and the error note removed"
+
+# Plain http: to this machine as it is; to another only with allow-insecure-http = yes, which
+# then reaches the runtime ([sync] allow-insecure-http) and stays on later boots.
+make_device "$WORK/lab"
+printf 'server = http://127.0.0.1:8470\r\n' >"$WORK/lab/root/boot/tinylcm/provision.conf"
+GROW=no provision "$WORK/lab" || fail "http to loopback refused: $(cat "$WORK/lab/out")"
+! grep -q ALLOW_INSECURE "$WORK/lab/root/data/tinylcm/provision.env" || fail "loopback needs no insecure flag"
+printf 'server = http://10.0.0.5:8470\r\nallow-insecure-http = yes\r\n' >"$WORK/lab/root/boot/tinylcm/provision.conf"
+GROW=no provision "$WORK/lab" || fail "allow-insecure-http = yes refused: $(cat "$WORK/lab/out")"
+grep -qx "TINYLCM_SYNC__ALLOW_INSECURE_HTTP=true" "$WORK/lab/root/data/tinylcm/provision.env" ||
+    fail "allow-insecure-http not passed on: $(cat "$WORK/lab/root/data/tinylcm/provision.env")"
+GROW=no provision "$WORK/lab" || fail "second boot: $(cat "$WORK/lab/out")"
+grep -qx "TINYLCM_SYNC__ALLOW_INSECURE_HTTP=true" "$WORK/lab/root/data/tinylcm/provision.env" ||
+    fail "allow-insecure-http lost on a later boot"
+ok "plain http to this machine is accepted; to another one only with allow-insecure-http = yes"
 
 # A missing data partition or disk is an error, not a silent skip.
 make_device "$WORK/nodisk"
