@@ -330,13 +330,48 @@ fn write_atomic(path: &Path, text: &str) -> Result<(), StatusError> {
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| StatusError::io("creating the folder of", dir, e))?;
     // Not fsynced: it is rewritten every few seconds, and SD card wear matters more.
-    crate::files::write_atomic(path, text.as_bytes(), crate::files::Durability::Unsynced)
-        .map_err(|e| StatusError::io("replacing", path, e))
+    match crate::files::write_atomic(path, text.as_bytes(), crate::files::Durability::Unsynced) {
+        Err(e) if e.raw_os_error() == Some(ENOSPC) => overwrite_in_place(path, text)
+            .map_err(|_| StatusError::io("replacing (the disk is full)", path, e)),
+        r => r.map_err(|e| StatusError::io("replacing", path, e)),
+    }
+}
+
+/// `ENOSPC`: no space left on the device.
+const ENOSPC: i32 = 28;
+
+/// The full-disk fallback: a full data partition has no room for the temporary file of an
+/// atomic replace, but the status file's own blocks are still there. Rewrites them in place,
+/// padding a shorter report with spaces (JSON allows trailing whitespace) so the file never
+/// needs a new block. A reader may see a torn file meanwhile and reads again; that beats a
+/// status that stops while the disk is full, which is when it matters.
+fn overwrite_in_place(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+    let old = f.metadata()?.len() as usize;
+    let mut bytes = text.as_bytes().to_vec();
+    if bytes.len() < old {
+        bytes.resize(old, b' ');
+    }
+    f.write_all(&bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_full_disk_fallback_overwrites_in_place_and_stays_valid_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.json");
+        std::fs::write(&path, r#"{"a": "a longer old report"}"#).unwrap();
+        overwrite_in_place(&path, r#"{"a": 1}"#).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.len(), r#"{"a": "a longer old report"}"#.len());
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["a"], 1);
+        assert!(overwrite_in_place(&dir.path().join("absent.json"), "{}").is_err());
+    }
 
     #[test]
     fn atomic_writes_replace_the_file_and_leave_no_temporaries() {
