@@ -260,8 +260,19 @@ fn render(view: &StatusView, config: &Config) -> String {
             ("previous", &s.previous),
         ] {
             if let Some(r) = record {
-                out.push_str(&format!("{what}: {} (slot {})\n", r.label(), r.slot));
+                out.push_str(&format!(
+                    "{what}: {} (slot {}, security epoch {})\n",
+                    r.label(),
+                    r.slot,
+                    r.epoch
+                ));
             }
+        }
+        if s.epoch_floor > 0 {
+            out.push_str(&format!(
+                "security epoch floor: {} (releases below it are refused)\n",
+                s.epoch_floor
+            ));
         }
         if let Some(r) = &s.last_refusal {
             out.push_str(&format!("last refusal: {} {}\n", utc(r.unix_ms), r.reason));
