@@ -171,7 +171,8 @@ impl Config {
     /// [`Config::load`] with a remote configuration fragment (sphere-lite's, see
     /// [`crate::service::remote`]) between the file and the environment: an operator's push
     /// overrides the image's file, a local administrator's environment overrides both.
-    /// The fragment may only set [`tinylcm_protocol::remote_config::REMOTE_SECTIONS`].
+    /// The fragment may only set keys of [`tinylcm_protocol::remote_config::REMOTE_KEYS`],
+    /// within their bounds: checked here, whatever the server checked.
     pub fn load_with_remote(
         file: Option<&Path>,
         remote: Option<&str>,
@@ -202,7 +203,7 @@ impl Config {
         if let Some(fragment) = remote {
             tinylcm_protocol::remote_config::parse_fragment(fragment).map_err(|e| {
                 ConfigError::new(
-                    "(remote)",
+                    e.key().unwrap_or("(remote)"),
                     e.to_string(),
                     "fix the configuration layers on sphere-lite (`/ui/config`)",
                 )
@@ -333,6 +334,109 @@ mod tests {
         }
     }
 
+    /// The leaf at dotted `key` of `table`.
+    fn leaf<'a>(table: &'a toml::Table, key: &str) -> Option<&'a toml::Value> {
+        let mut segments = key.split('.');
+        let mut value = table.get(segments.next()?)?;
+        for segment in segments {
+            value = value.as_table()?.get(segment)?;
+        }
+        (!value.is_table()).then_some(value)
+    }
+
+    /// The allow-list lives in the protocol crate (the server checks it too): it must not
+    /// drift from the sections defined here. Fails when a key is renamed, removed or retyped
+    /// in a section config without the list following, or when a default falls outside the
+    /// remote bound.
+    #[test]
+    fn every_allow_listed_remote_key_is_a_key_of_this_config_with_its_type() {
+        use tinylcm_protocol::remote_config::{KeyType, REMOTE_KEYS, expand};
+        let defaults: toml::Table = Config::default().to_toml().parse().unwrap();
+        for entry in REMOTE_KEYS {
+            for key in expand(entry.pattern) {
+                let value = leaf(&defaults, &key).unwrap_or_else(|| {
+                    panic!("allow-listed `{key}` is not a key of the runtime's config")
+                });
+                let same_type = matches!(
+                    (entry.kind, value),
+                    (KeyType::Bool, toml::Value::Boolean(_))
+                        | (KeyType::Integer { .. }, toml::Value::Integer(_))
+                        | (KeyType::Float { .. }, toml::Value::Float(_))
+                        | (
+                            KeyType::Choice(_) | KeyType::Name { .. },
+                            toml::Value::String(_)
+                        )
+                );
+                assert!(
+                    same_type,
+                    "`{key}` is {value:?} here, {:?} in the list",
+                    entry.kind
+                );
+                entry
+                    .kind
+                    .check(value)
+                    .unwrap_or_else(|e| panic!("the default of `{key}` is off its bound: {e}"));
+                // Every choice is a value this runtime takes.
+                if let KeyType::Choice(choices) = entry.kind {
+                    for choice in choices {
+                        let (section, rest) = key.rsplit_once('.').unwrap();
+                        let fragment = format!("[{section}]\n{rest} = {choice:?}\n");
+                        Config::load_layers(None, Some(&fragment), no_env())
+                            .unwrap_or_else(|e| panic!("`{key} = {choice:?}` does not load: {e}"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A bound of the allow-list that the runtime's own validation refuses would let the
+    /// server queue what every device refuses; at each end of each bound, with the other keys
+    /// at their defaults, the configuration must load (the only exceptions are keys whose
+    /// runtime check ties them to another key, listed with that reason).
+    #[test]
+    fn every_remote_bound_is_a_value_the_runtime_takes() {
+        use tinylcm_protocol::remote_config::{KeyType, REMOTE_KEYS, expand};
+        // Bounded by another key as well (checked on the device, reported if refused).
+        let tied = [
+            "adaptation.min-pending",      // ≥ min-cluster-size
+            "adaptation.min-neighbors",    // < min-cluster-size
+            "adaptation.min-cluster-size", // ≤ min-pending, > min-neighbors
+            "adaptation.near-factor",      // ≤ far-factor
+            "adaptation.far-factor",       // ≥ near-factor
+            "quarantine.per-class-cap",    // ≤ max-entries
+            "quarantine.max-entries",      // ≥ per-class-cap
+            "drift.ewma-confidence.limit", // > exit-limit
+            "drift.ewma-confidence.exit-limit",
+            "drift.distribution.threshold", // ≥ exit-threshold
+            "drift.distribution.exit-threshold",
+            "drift.embedding.threshold", // ≥ exit-threshold
+            "drift.embedding.exit-threshold",
+            "drift.adwin.min-window", // max-window ≥ 4 × min-window
+            "drift.adwin.max-window",
+        ];
+        let mut refused = Vec::new();
+        for entry in REMOTE_KEYS {
+            let ends: Vec<String> = match entry.kind {
+                KeyType::Integer { min, max } => vec![min.to_string(), max.to_string()],
+                KeyType::Float { min, max } => vec![format!("{min:?}"), format!("{max:?}")],
+                _ => continue,
+            };
+            for key in expand(entry.pattern) {
+                if tied.contains(&key.as_str()) {
+                    continue;
+                }
+                let (section, rest) = key.rsplit_once('.').unwrap();
+                for end in &ends {
+                    let fragment = format!("[{section}]\n{rest} = {end}\n");
+                    if let Err(e) = Config::load_layers(None, Some(&fragment), no_env()) {
+                        refused.push(format!("{key} = {end}: {e}"));
+                    }
+                }
+            }
+        }
+        assert!(refused.is_empty(), "{}", refused.join("\n"));
+    }
+
     #[test]
     fn a_remote_fragment_overrides_the_file_and_may_not_leave_its_sections() {
         let file = write("[knn]\nk = 3\n[run]\nmax-frames = 7\n");
@@ -342,9 +446,17 @@ mod tests {
         assert_eq!(config.run.max_frames, 7);
         let err = Config::load_layers(Some(file.path()), Some("[run]\nmax-frames = 1\n"), no_env())
             .unwrap_err();
-        assert_eq!(err.key, "(remote)", "{err}");
+        assert_eq!(err.key, "run", "{err}");
         let err = Config::load_layers(None, Some("[knn]\nk = \"many\"\n"), no_env()).unwrap_err();
         assert_eq!(err.key, "knn.k", "{err}");
+        // A path, even in an allowed section, is refused naming its key.
+        let err = Config::load_layers(
+            None,
+            Some("[quarantine]\nthumbnail-dir = \"/tmp/x\"\n"),
+            no_env(),
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "quarantine.thumbnail-dir", "{err}");
     }
 
     #[test]

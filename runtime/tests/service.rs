@@ -1,7 +1,8 @@
 //! The field service's generations: a remote configuration applied while frames run takes
 //! effect in the next generation without a restart, the frame limit counts over all
-//! generations, a stop ends the service, and a stored fragment that no longer fits the local
-//! runtime never keeps the device from running.
+//! generations, a stop ends the service, and a remote fragment never keeps the device from
+//! running: one that no longer fits is refused at start, and one whose generation fails is
+//! refused and the next generation runs on the local file in the same process.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -122,4 +123,109 @@ fn a_stored_fragment_that_no_longer_fits_is_ignored_and_the_device_runs() {
     assert_eq!(config.knn.k, tinylcm::knn::KnnConfig::default().k);
     let summary = service.run(&mut script).unwrap();
     assert_eq!((summary.end, summary.frames), (EndReason::FrameLimit, 20));
+    // Set aside with the reason, for the sync client to report; not read again.
+    assert_eq!(script.remote.read().unwrap(), None);
+    let refused = script.remote.refused().unwrap().unwrap();
+    assert_eq!(refused.revision, "aaaa");
+    assert!(
+        refused.reason.contains("knn.weighting"),
+        "{}",
+        refused.reason
+    );
+}
+
+/// Fails before this change: the generation's error ended the service, and the stored
+/// fragment was applied again at the next start (under systemd: a crash loop that also
+/// stopped the sync client, so nothing could fix it remotely).
+#[test]
+fn a_generation_that_fails_with_a_remote_fragment_drops_it_and_runs_on_the_local_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut service, mut script) = setup(dir.path(), Some(30));
+    // The local file keeps thumbnails off: their folder cannot be made here (a file is in
+    // the way). Every key of the fragment is allowed and the schema is satisfied; only the
+    // generation finds out.
+    std::fs::write(
+        &script.config_file,
+        format!("{LOCAL}[quarantine]\nthumbnails = false\n"),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("quarantine"), b"not a folder").unwrap();
+    let revision = "00ff00ff00ff00ff";
+    script
+        .remote
+        .apply(
+            Some(&script.config_file),
+            revision,
+            "[quarantine]\nthumbnails = true\n",
+            1,
+        )
+        .unwrap();
+
+    let summary = service.run(&mut script).unwrap();
+    assert_eq!((summary.end, summary.frames), (EndReason::FrameLimit, 30));
+    assert_eq!(summary.generations, 2, "one failed, one ran");
+    assert_eq!(script.generations, vec![(30, true)]);
+    assert_eq!(script.remote.read().unwrap(), None);
+    let refused = script.remote.refused().unwrap().unwrap();
+    assert_eq!(refused.revision, revision);
+    assert!(
+        refused.reason.contains("failed to start or run") && refused.reason.contains("quarantine"),
+        "{}",
+        refused.reason
+    );
+    assert_eq!(
+        script
+            .remote
+            .unreported_refusal()
+            .map(|(r, _)| r)
+            .as_deref(),
+        Some(revision)
+    );
+
+    // A restart runs on the local file: the fragment is never applied again, and the same
+    // revision delivered again is refused at once.
+    drop(service);
+    let (mut service, mut script) = setup_again(dir.path(), &script, Some(10));
+    assert!(!service.config().unwrap().quarantine.thumbnails);
+    let summary = service.run(&mut script).unwrap();
+    assert_eq!((summary.generations, summary.frames), (1, 10));
+    let again = script.remote.apply(
+        Some(&script.config_file),
+        revision,
+        "[quarantine]\nthumbnails = true\n",
+        2,
+    );
+    assert!(
+        matches!(
+            again,
+            Err(tinylcm::service::RemoteError::RefusedBefore { .. })
+        ),
+        "{again:?}"
+    );
+}
+
+/// A second service over the same folder and config file as `script`'s (a restart).
+fn setup_again(dir: &Path, script: &Script, max_frames: Option<u64>) -> (Service, Script) {
+    let control = Control::new();
+    let service = Service::new(
+        ServiceOptions {
+            config_file: Some(script.config_file.clone()),
+            state_dir: Some(dir.join("state")),
+            max_frames,
+            ..ServiceOptions::default()
+        },
+        Arc::clone(&control),
+    );
+    let script = Script {
+        control,
+        remote: script.remote.clone(),
+        config_file: script.config_file.clone(),
+        frames_in_generation: 0,
+        generations: Vec::new(),
+        reload_at: None,
+        stop_in_second_at: None,
+    };
+    (service, script)
 }

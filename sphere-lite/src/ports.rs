@@ -376,6 +376,9 @@ pub struct DeviceSettings {
     pub config: Option<ConfigLayer>,
     /// The effective configuration queued for it last.
     pub config_delivered: Option<ConfigDelivery>,
+    /// The remote configuration the device refused last (that revision is never delivered to
+    /// it again). Kept with the settings, so both stores hold it without a port of its own.
+    pub config_refused: Option<tinylcm_protocol::api::ConfigRefused>,
 }
 
 /// A position on the map.

@@ -370,6 +370,55 @@ fn the_configuration_page_pushes_layers_and_shows_which_devices_applied_them() {
     assert_eq!(f.feedback(&dev, &token).len(), 0, "nothing new was queued");
 }
 
+/// Fails before this change: a device could not report a refusal, and the page said
+/// "applied" for a configuration the device had set aside.
+#[test]
+fn the_configuration_page_shows_a_refusal_with_the_devices_reason() {
+    let f = Fixture::new();
+    let (dev, token) = f.enroll("pi", "zero2w");
+    let session = f.login();
+    let csrf = csrf_of(&f.page("/ui/config", Some(&session)).body);
+    let saved = f.form(
+        "/ui/config",
+        Some(&session),
+        &[],
+        &format!("csrf={csrf}&scope=all&toml={}", enc("[knn]\nk = 7\n")),
+    );
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let items = f.feedback(&dev, &token);
+    let Some(FeedbackItem {
+        id,
+        verdict: FeedbackVerdict::Config { revision, .. },
+        ..
+    }) = items.last()
+    else {
+        panic!("no configuration item in {items:?}");
+    };
+    let (status, _) = f.server.post(
+        &paths::feedback_ack(&dev),
+        Some(&token),
+        json!({ "up_to": id }).to_string().as_bytes(),
+    );
+    assert_eq!(status, 200);
+    let reason = "generation failed: <b>cannot create</b> the thumbnail folder";
+    let (status, body) = f.server.post(
+        &paths::config_refusal(&dev),
+        Some(&token),
+        json!({ "revision": revision, "reason": reason })
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let page = f.page("/ui/config", Some(&session));
+    let text = named_entities(&page.body);
+    assert!(
+        text.contains("refused by the device: generation failed: &lt;b&gt;cannot create&lt;/b&gt;"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("<b>cannot"), "{}", page.body);
+}
+
 #[test]
 fn pages_need_an_operator_session_and_device_tokens_cannot_log_in() {
     let f = Fixture::new();

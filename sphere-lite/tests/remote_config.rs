@@ -221,3 +221,135 @@ fn unsafe_or_unauthorised_configuration_is_refused_and_changes_nothing() {
         },
     );
 }
+
+/// Fails before this change: only sections were checked, so a path inside `[quarantine]` (the
+/// fragment that crash-looped every device it reached) and a 4 GiB thumbnail budget were
+/// stored and queued to the whole fleet.
+#[test]
+fn keys_off_the_allow_list_are_refused_naming_the_key() {
+    each_backend(
+        "keys_off_the_allow_list_are_refused_naming_the_key",
+        |backend| {
+            let sphere = backend.open();
+            let op = sphere.create_operator_token("cfg").unwrap();
+            let server = TestServer::start(sphere);
+            let token = server.add_device(&op, "cam-a");
+            for (path, toml, key) in [
+                (
+                    paths::scope_config("all"),
+                    "[quarantine]\nthumbnail-dir = \"/data/elsewhere\"\n",
+                    "quarantine.thumbnail-dir",
+                ),
+                (
+                    paths::device_config("cam-a"),
+                    "[quarantine]\nmax-thumbnail-bytes = 4294967296\n",
+                    "quarantine.max-thumbnail-bytes",
+                ),
+                (
+                    paths::scope_config("all"),
+                    "[drift.embedding]\nmax-dim = 1\n",
+                    "drift.embedding.max-dim",
+                ),
+            ] {
+                let (status, body) = server.put(&path, Some(&op), &config_body(toml));
+                assert_eq!(status, 400, "{path}: {body}");
+                let error = body["error"].as_str().unwrap_or_default();
+                assert!(error.contains(&format!("`{key}`")), "{body}");
+                assert!(body["fix"].is_string(), "{body}");
+            }
+            assert!(pending_configs(&server, "cam-a", &token).is_empty());
+            let (_, layers) = server.get(paths::CONFIG, Some(&op));
+            assert_eq!(layers, json!([]));
+        },
+    );
+}
+
+fn refuse(
+    server: &TestServer,
+    id: &str,
+    token: &str,
+    revision: &str,
+    reason: &str,
+) -> (u16, Value) {
+    server.post(
+        &paths::config_refusal(id),
+        Some(token),
+        json!({ "revision": revision, "reason": reason })
+            .to_string()
+            .as_bytes(),
+    )
+}
+
+/// Fails before this change: the server had no way to hear of a refusal, showed the
+/// configuration as applied, and would queue the same revision again after a round trip
+/// through another one.
+#[test]
+fn a_refused_revision_is_shown_and_never_delivered_to_that_device_again() {
+    each_backend(
+        "a_refused_revision_is_shown_and_never_delivered_to_that_device_again",
+        |backend| {
+            let sphere = backend.open();
+            let op = sphere.create_operator_token("cfg").unwrap();
+            let server = TestServer::start(sphere);
+            let token = server.add_device(&op, "cam-a");
+            let other = server.add_device(&op, "cam-b");
+            let put_all = |toml: &str| {
+                let (status, body) =
+                    server.put(&paths::scope_config("all"), Some(&op), &config_body(toml));
+                assert_eq!(status, 200, "{body}");
+                body["devices_updated"].as_u64().unwrap()
+            };
+
+            let seven = "[knn]\nk = 7\n";
+            assert_eq!(put_all(seven), 2);
+            let items = pending_configs(&server, "cam-a", &token);
+            let (item, revision, _) = items.last().unwrap().clone();
+            ack(&server, "cam-a", &token, item);
+            let reason = "the next generation failed to start: cannot create /x\nsecond line";
+            let (status, body) = refuse(&server, "cam-a", &token, &revision, reason);
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["revision"], revision.as_str());
+            // Repeats (a device retrying after a lost answer) change nothing.
+            let (status, again) = refuse(&server, "cam-a", &token, &revision, reason);
+            assert_eq!((status, &again), (200, &body));
+
+            let s = state(&server, &op, "cam-a");
+            let refused = s.refused.expect("the state says refused");
+            assert_eq!(refused.revision, revision);
+            assert_eq!(
+                refused.reason,
+                "the next generation failed to start: cannot create /x second line"
+            );
+            assert!(state(&server, &op, "cam-b").refused.is_none());
+
+            // Another revision goes out (and is no longer shown as refused); coming back to the
+            // refused one reaches only the device that did not refuse it.
+            assert_eq!(put_all("[knn]\nk = 9\n"), 2);
+            assert!(state(&server, &op, "cam-a").refused.is_none());
+            let before = pending_configs(&server, "cam-a", &token).len();
+            assert_eq!(put_all(seven), 1);
+            assert_eq!(pending_configs(&server, "cam-a", &token).len(), before);
+            assert_eq!(
+                pending_configs(&server, "cam-b", &other).last().unwrap().1,
+                revision
+            );
+            let s = state(&server, &op, "cam-a");
+            assert_eq!(s.refused.map(|r| r.revision), Some(revision.clone()));
+
+            // Bad reports, and reports by anyone but the device itself.
+            let long = "x".repeat(tinylcm_protocol::api::MAX_REFUSAL_REASON_BYTES + 1);
+            for (rev, why) in [
+                ("not-hex", "r"),
+                ("00AA00AA00AA00AA", "r"),
+                (&revision[..], &long[..]),
+            ] {
+                let (status, body) = refuse(&server, "cam-a", &token, rev, why);
+                assert_eq!(status, 400, "{rev}: {body}");
+            }
+            assert_eq!(refuse(&server, "cam-a", &other, &revision, "r").0, 403);
+            assert_eq!(refuse(&server, "cam-a", &op, &revision, "r").0, 403);
+            let (status, _) = server.post(&paths::config_refusal("cam-a"), None, b"{}");
+            assert_eq!(status, 401);
+        },
+    );
+}

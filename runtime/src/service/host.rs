@@ -116,4 +116,14 @@ impl SyncHost for ServiceHost {
     fn feedback_inbox(&self) -> PathBuf {
         self.inbox.clone()
     }
+
+    fn config_refusal(&self) -> Option<(String, String)> {
+        self.remote.unreported_refusal()
+    }
+
+    fn config_refusal_reported(&self, revision: &str) {
+        if let Err(e) = self.remote.mark_reported(revision) {
+            tracing::warn!("cannot note that the refusal was reported (it is sent again): {e}");
+        }
+    }
 }

@@ -18,8 +18,13 @@
 //!
 //! The state store stays open across generations (only its owner may write it), so what the
 //! autonomy layer learnt is saved by one generation and restored by the next. A configuration
-//! that does not load at a reload keeps the previous one running, and a stored remote fragment
-//! that no longer fits is ignored with an error: no setting can take the device off the air.
+//! that does not load at a reload keeps the previous one running. A remote fragment never
+//! takes the device off the air: one that no longer passes (allow-list, schema) is refused
+//! before a generation is built, and when a generation fails to start or run while a remote
+//! fragment is in force, the fragment is refused (set aside with the reason, reported to
+//! sphere-lite by the sync client, never applied again) and the next generation runs on the
+//! local file in the same process. Only a generation that fails on the local file alone ends
+//! the service.
 
 pub mod button;
 pub mod control;
@@ -36,7 +41,7 @@ pub use control::{Control, Request};
 pub use frames::{LedObserver, PredictionFeeder, SignalForwarder};
 pub use host::ServiceHost;
 pub use models::{HealthObserver, IncomingWorker, Models};
-pub use remote::{Applied, RemoteConfig, RemoteError};
+pub use remote::{Applied, Refused, RemoteConfig, RemoteError};
 
 use crate::assemble::{self, AssembleError};
 use crate::autonomy::Autonomy;
@@ -142,7 +147,11 @@ pub struct Service {
     signals: Option<SignalForwarder>,
     led: Option<LedObserver>,
     button: Option<ButtonObserver>,
-    last_good: Option<Config>,
+    /// The last configuration a generation ran with, and the remote fragment in it.
+    last_good: Option<(Config, Option<Applied>)>,
+    /// Remote revisions refused in this process: never run again, even when setting them
+    /// aside on disk failed.
+    refused: Vec<String>,
     frames: u64,
 }
 
@@ -161,6 +170,7 @@ impl Service {
             led: None,
             button: None,
             last_good: None,
+            refused: Vec::new(),
             frames: 0,
         }
     }
@@ -177,47 +187,70 @@ impl Service {
 
     /// The configuration to run now: file, remote fragment, environment, command line.
     ///
-    /// A stored remote fragment that no longer makes a valid configuration is ignored (and
-    /// logged); an invalid local file is an error at start, and keeps the previous
-    /// configuration at a reload.
+    /// A stored remote fragment that no longer passes the allow-list or no longer makes a
+    /// valid configuration is refused (set aside, reported) and the local file runs; an
+    /// invalid local file is an error at start, and keeps the previous configuration at a
+    /// reload.
     pub fn config(&self) -> Result<Config, ConfigError> {
+        self.resolve().map(|(config, _)| config)
+    }
+
+    /// [`Service::config`], and the remote fragment in force in it.
+    fn resolve(&self) -> Result<(Config, Option<Applied>), ConfigError> {
         let file = self.options.config_file.as_deref();
         let local = match Config::load(file) {
             Ok(config) => self.with_options(config),
             Err(e) => match &self.last_good {
-                Some(previous) => {
+                Some((previous, remote))
+                    if !remote
+                        .as_ref()
+                        .is_some_and(|a| self.refused.contains(&a.revision)) =>
+                {
                     tracing::error!(
                         "the configuration does not load ({e}); keeping the one running"
                     );
-                    return Ok(previous.clone());
+                    return Ok((previous.clone(), remote.clone()));
                 }
-                None => return Err(e),
+                _ => return Err(e),
             },
         };
         let remote = RemoteConfig::beside(&local.state.path);
-        let applied = match remote.read() {
-            Ok(applied) => applied,
-            Err(e) => {
-                tracing::error!("{e}; running on the local configuration");
-                None
-            }
-        };
-        let Some(applied) = applied else {
-            return Ok(local);
-        };
-        match Config::load_with_remote(file, Some(&applied.toml)) {
-            Ok(config) => {
-                tracing::info!(revision = %applied.revision, "remote configuration in force");
-                Ok(self.with_options(config))
-            }
-            Err(e) => {
+        match remote.in_force(file, crate::utc::now_unix_ms()) {
+            Some((applied, _)) if self.refused.contains(&applied.revision) => {
                 tracing::error!(
                     revision = %applied.revision,
-                    "the remote configuration no longer fits the local file ({e}); running on \
-                     the local configuration"
+                    "the remote configuration was refused in this run; running on the local \
+                     configuration"
                 );
-                Ok(local)
+                Ok((local, None))
             }
+            Some((applied, config)) => {
+                tracing::info!(revision = %applied.revision, "remote configuration in force");
+                Ok((self.with_options(config), Some(applied)))
+            }
+            None => Ok((local, None)),
+        }
+    }
+
+    /// A generation with the remote fragment `applied` failed with `error`: refuse the
+    /// fragment for good (in this process at once, on disk for the next ones and for the
+    /// report to sphere-lite).
+    fn refuse_remote(&mut self, config: &Config, applied: &Applied, error: &ServiceError) {
+        let reason = format!(
+            "a generation with it failed to start or run: {}",
+            error_chain(error)
+        );
+        tracing::error!(
+            revision = %applied.revision,
+            "remote configuration refused, running on the local configuration: {reason}"
+        );
+        self.refused.push(applied.revision.clone());
+        let remote = RemoteConfig::beside(&config.state.path);
+        if let Err(e) = remote.refuse_stored(applied, &reason, crate::utc::now_unix_ms()) {
+            tracing::error!(
+                "cannot set the refused remote configuration aside ({e}); this run will not \
+                 use it again"
+            );
         }
     }
 
@@ -388,13 +421,15 @@ impl Service {
             if let Some(signals) = &self.signals {
                 signals.forward();
             }
-            let config = self.config()?;
+            let (config, remote) = self.resolve()?;
             generations += 1;
             let end = match self.generation(&config, observer) {
                 Ok(end) => end,
                 Err(e) => {
                     // A model on trial that cannot start or run is the model's fault: the next
-                    // generation runs the previous one. Anything else ends the service.
+                    // generation runs the previous one. Else a remote fragment in force is
+                    // (the next generation runs on the local file). Anything else ends the
+                    // service.
                     let rolled_back = match self.models.as_ref() {
                         Some(models) => models.roll_back_trial(&e.to_string())?,
                         None => false,
@@ -402,10 +437,14 @@ impl Service {
                     if rolled_back {
                         continue;
                     }
+                    if let Some(applied) = &remote {
+                        self.refuse_remote(&config, applied, &e);
+                        continue;
+                    }
                     return Err(e);
                 }
             };
-            self.last_good = Some(config);
+            self.last_good = Some((config, remote));
             if end != EndReason::Stopped {
                 return Ok(self.summary(generations, end));
             }
@@ -548,6 +587,22 @@ impl Service {
         });
         Ok(summary.end)
     }
+}
+
+/// `error` and its sources, as one line ("a: b: c").
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let next = e.to_string();
+        // Transparent wrappers repeat their source's message.
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = e.source();
+    }
+    text
 }
 
 /// The systemd watchdog observer of a generation running `model` (disabled without systemd).

@@ -41,10 +41,11 @@ pub trait SyncHost: Send + Sync {
     /// The model running now, if any.
     fn active_model(&self) -> Option<ModelIdentity>;
 
-    /// Applies remote configuration `toml` (sections of
-    /// [`tinylcm_protocol::remote_config::REMOTE_SECTIONS`] only; empty = back to the local
+    /// Applies remote configuration `toml` (keys of
+    /// [`tinylcm_protocol::remote_config::REMOTE_KEYS`] only; empty = back to the local
     /// file) at `revision`. Must be durable before it returns `Ok`; the item is then
-    /// acknowledged. `Err` names why it was refused.
+    /// acknowledged. `Err` names why it was refused (and the host then has a
+    /// [`SyncHost::config_refusal`] to report).
     fn apply_config(&self, revision: &str, toml: &str) -> Result<(), String>;
 
     /// Hands a downloaded model `file` (SHA-256 and size already checked against the
@@ -62,4 +63,14 @@ pub trait SyncHost: Send + Sync {
 
     /// The feedback inbox folder ([`crate::autonomy::feedback::inbox_dir`]).
     fn feedback_inbox(&self) -> PathBuf;
+
+    /// A remote configuration the device refused (on receipt, or when a generation failed
+    /// with it) that sphere-lite has not recorded yet: `(revision, reason)`.
+    fn config_refusal(&self) -> Option<(String, String)> {
+        None
+    }
+
+    /// sphere-lite recorded the refusal of `revision` (or is too old to take refusals): it
+    /// is not reported again.
+    fn config_refusal_reported(&self, _revision: &str) {}
 }

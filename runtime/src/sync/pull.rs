@@ -9,6 +9,11 @@
 //!   (durable before it returns). A configuration the host refuses is logged at error and
 //!   still acknowledged: leaving it unacknowledged would block every later item, including the
 //!   corrected configuration that replaces it (each item carries the whole effective fragment).
+//!   A refusal — on receipt, or later when a generation failed with the configuration — is
+//!   reported to sphere-lite ([`SyncHost::config_refusal`], `POST`
+//!   [`paths::config_refusal`]) before and after each pull until sphere-lite records it, so
+//!   the operator sees it and the server never sends that revision again. A server without
+//!   the route (older than the device) answers 404: logged once, not retried.
 //! * **Model**: an assignment whose SHA-256 differs from the active model and was not refused
 //!   before is downloaded to `<state dir>/downloads/` ([`download::fetch`]: resumed, bounded
 //!   by the assignment's size, checked against its SHA-256), then handed to
@@ -23,7 +28,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use tinylcm_protocol::api::{
-    AckRequest, AckResponse, FeedbackPage, FeedbackVerdict, ModelAssignment,
+    AckRequest, AckResponse, ConfigRefusal, FeedbackPage, FeedbackVerdict, ModelAssignment,
 };
 use tinylcm_protocol::paths;
 
@@ -77,8 +82,61 @@ pub fn to_feedback_file(items: &[FeedbackVerdict]) -> (FeedbackFile, Vec<(String
     (file, configs)
 }
 
-/// Pulls, applies and acknowledges feedback; returns the items acknowledged.
+/// Reports the host's unreported configuration refusal, if any. A failure is logged and
+/// left for the next round: a report must never hold up feedback.
+async fn report_refusal(client: &reqwest::Client, creds: &Credentials, host: &dyn SyncHost) {
+    let Some((revision, reason)) = host.config_refusal() else {
+        return;
+    };
+    let url = http::join(&creds.server, &paths::config_refusal(&creds.device_id));
+    let request = client
+        .post(url)
+        .bearer_auth(&creds.token)
+        .json(&ConfigRefusal::new(&revision, &reason));
+    match http::send(request, http::MAX_JSON_BYTES).await {
+        Ok(answer) if answer.status == 200 => {
+            tracing::info!("sync: sphere-lite recorded the refusal of configuration {revision}");
+            host.config_refusal_reported(&revision);
+        }
+        // An older sphere-lite has no such route (nor a proxy that passes only the routes it
+        // knows): asking every round would change nothing.
+        Ok(answer) if answer.status == 404 => {
+            tracing::warn!(
+                "sync: {} cannot record the refusal of configuration {revision} ({}; older \
+                 than this device?); the device runs without it",
+                answer.answered_by(),
+                answer.error_text()
+            );
+            host.config_refusal_reported(&revision);
+        }
+        Ok(answer) => tracing::warn!(
+            "sync: the refusal of configuration {revision} was not recorded ({}); again next \
+             round",
+            answer.error_text()
+        ),
+        Err(e) => tracing::warn!(
+            "sync: the refusal of configuration {revision} was not sent ({e}); again next round"
+        ),
+    }
+}
+
+/// Pulls, applies and acknowledges feedback; returns the items acknowledged. A configuration
+/// refusal is reported before (one left by a failed generation) and after (one refused on
+/// receipt in this pull).
 pub async fn pull_feedback(
+    client: &reqwest::Client,
+    creds: &Credentials,
+    host: &dyn SyncHost,
+    status: &SyncStatus,
+) -> Result<usize, String> {
+    report_refusal(client, creds, host).await;
+    let done = pull_pages(client, creds, host, status).await?;
+    report_refusal(client, creds, host).await;
+    Ok(done)
+}
+
+/// The pages of [`pull_feedback`].
+async fn pull_pages(
     client: &reqwest::Client,
     creds: &Credentials,
     host: &dyn SyncHost,

@@ -764,6 +764,7 @@ mod tests {
         let c = DecisionConflict {
             error: "already decided".into(),
             fix: None,
+            origin: Some(ERROR_ORIGIN.into()),
             current: view,
         };
         let json = serde_json::to_string(&c).unwrap();
@@ -775,4 +776,3 @@ mod tests {
         assert!(is_sphere_lite_error(json.as_bytes()));
     }
 }
-            origin: Some(ERROR_ORIGIN.into()),

@@ -94,6 +94,12 @@ pub mod paths {
         format!("/api/v2/devices/{device_id}/config")
     }
 
+    /// `POST`: the device refused a remote configuration ([`crate::api::ConfigRefusal`] →
+    /// [`crate::api::ConfigRefused`]); device token of `device_id` only.
+    pub fn config_refusal(device_id: &str) -> String {
+        format!("/api/v2/devices/{device_id}/config/refusal")
+    }
+
     /// `GET`: every fleet-wide and group layer ([`crate::api::ConfigLayer`]s); operator token.
     pub const CONFIG: &str = "/api/v2/config";
 

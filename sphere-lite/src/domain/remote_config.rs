@@ -1,6 +1,8 @@
 //! Remote configuration: operators set configuration layers for the whole fleet, a group or
 //! one device; every device concerned is sent its new effective configuration through its
-//! feedback queue, and its acknowledgement of that item is the proof it has it.
+//! feedback queue, and its acknowledgement of that item is the proof it has it. A device that
+//! cannot run a revision reports it ([`Sphere::refuse_config`]); the refusal is kept with the
+//! device's settings, shown with its state, and that revision is not delivered to it again.
 //!
 //! Why here and not in the adapters: which devices a change concerns (groups, decommissioned
 //! devices) and when a delivery is due (the effective revision changed) are fleet rules; the
@@ -8,7 +10,8 @@
 //! crate's ([`tinylcm_protocol::remote_config`]), so the device computes the same thing.
 
 use tinylcm_protocol::api::{
-    ConfigDelivery, ConfigLayer, DeviceConfigState, FeedbackVerdict, ScopeConfigResult,
+    ConfigDelivery, ConfigLayer, ConfigRefusal, ConfigRefused, DeviceConfigState, FeedbackVerdict,
+    MAX_REFUSAL_REASON_BYTES, ScopeConfigResult,
 };
 use tinylcm_protocol::ids::valid_package_id;
 use tinylcm_protocol::remote_config::{self, Effective};
@@ -20,12 +23,22 @@ use crate::ports::{ALL_DEVICES, DeviceSettings};
 pub const DEVICE_SCOPE: &str = "device";
 
 fn refused(e: remote_config::ConfigError) -> DomainError {
+    let fix = match &e {
+        remote_config::ConfigError::NotAllowed(_) => {
+            "remove the key: only the keys of tinylcm_protocol::remote_config::REMOTE_KEYS (drift \
+             thresholds, KNN, quarantine and adaptation tuning, within bounds) may be set remotely; \
+             paths and other settings belong in the device's own config file"
+        }
+        remote_config::ConfigError::Value { .. } => {
+            "use a value of the type and within the bound named"
+        }
+        _ => {
+            "send a TOML fragment of the runtime's config file, e.g. \"[drift.page-hinkley-distance]\\nlambda = 80.0\""
+        }
+    };
     DomainError::BadRequest {
         error: e.to_string(),
-        fix: Some(
-            "send a TOML fragment of the runtime's config file, e.g. \"[drift.page-hinkley-distance]\\nlambda = 80.0\""
-                .into(),
-        ),
+        fix: Some(fix.into()),
     }
 }
 
@@ -73,6 +86,14 @@ impl Sphere {
             // Never configured and nothing to configure: the local config file rules.
             None => !effective.toml.is_empty(),
         };
+        // The device could not run it: sending it again would only be refused again.
+        let refused = settings
+            .config_refused
+            .as_ref()
+            .is_some_and(|r| r.revision == effective.revision);
+        if refused {
+            return Ok(false);
+        }
         if !due {
             return Ok(false);
         }
@@ -150,6 +171,10 @@ impl Sphere {
             Some(_) => false,
             None => effective.toml.is_empty(),
         };
+        let refused = settings
+            .config_refused
+            .clone()
+            .filter(|r| r.revision == effective.revision);
         Ok(DeviceConfigState {
             device_id: device_id.to_owned(),
             layers,
@@ -157,7 +182,67 @@ impl Sphere {
             revision: effective.revision,
             delivered: settings.config_delivered.clone(),
             acknowledged,
+            refused,
         })
+    }
+
+    /// The device refused a remote configuration (device token checked by the caller): keep
+    /// it with its settings, replacing an earlier refusal. Repeats of the same refusal are
+    /// answered with the one kept.
+    pub fn refuse_config(
+        &self,
+        device_id: &str,
+        refusal: &ConfigRefusal,
+    ) -> Result<ConfigRefused, DomainError> {
+        let revision_ok = refusal.revision.len() == 16
+            && refusal
+                .revision
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !revision_ok {
+            return Err(DomainError::BadRequest {
+                error: format!(
+                    "revision {:?} is not a configuration revision",
+                    refusal.revision
+                ),
+                fix: Some("send the 16 hex digits of the refused configuration's revision".into()),
+            });
+        }
+        if refusal.reason.len() > MAX_REFUSAL_REASON_BYTES {
+            return Err(DomainError::BadRequest {
+                error: format!(
+                    "the reason has {} bytes; at most {MAX_REFUSAL_REASON_BYTES} are accepted",
+                    refusal.reason.len()
+                ),
+                fix: Some("shorten the reason".into()),
+            });
+        }
+        let mut settings = self.device_settings(device_id)?;
+        if let Some(kept) = &settings.config_refused {
+            if kept.revision == refusal.revision {
+                return Ok(kept.clone());
+            }
+        }
+        // Shown on the dashboard and in the API: one line, no control characters.
+        let reason: String = refusal
+            .reason
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let kept = ConfigRefused {
+            revision: refusal.revision.clone(),
+            reason,
+            unix_ms: now_unix_ms(),
+        };
+        settings.config_refused = Some(kept.clone());
+        self.tracking.set_device_settings(device_id, &settings)?;
+        tracing::warn!(
+            device = %device_id,
+            revision = %kept.revision,
+            reason = %kept.reason,
+            "the device refused its remote configuration"
+        );
+        Ok(kept)
     }
 
     /// Set (or, with an empty `toml`, clear) the device's own layer and deliver the result.

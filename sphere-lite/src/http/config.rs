@@ -1,12 +1,14 @@
-//! Routes of remote configuration (operator token): the fleet-wide and group layers, and each
-//! device's own layer with its delivery state.
+//! Routes of remote configuration: the fleet-wide and group layers, and each device's own
+//! layer with its delivery state (operator token); and the device's report of a configuration
+//! it refused (device token).
 
 use std::sync::Arc;
 
-use tinylcm_protocol::api::ConfigRequest;
+use tinylcm_protocol::api::{ConfigRefusal, ConfigRequest};
+use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use super::{blocking, parse_json};
+use super::{ApiError, MAX_JSON_BYTES, blocking, parse_json};
 use crate::domain::Sphere;
 
 /// Largest configuration request body: the fragment limit plus JSON escaping.
@@ -19,6 +21,7 @@ const FIX: &str =
 pub fn routes(
     sphere: Arc<Sphere>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    let device_sphere = sphere.clone();
     let operator = super::operator(sphere);
     let body = warp::body::content_length_limit(MAX_CONFIG_BODY).and(warp::body::bytes());
 
@@ -51,6 +54,34 @@ pub fn routes(
             Ok::<_, Rejection>(warp::reply::json(&state).into_response())
         });
 
+    let refusal = warp::path!("api" / "v2" / "devices" / String / "config" / "refusal")
+        .and(warp::post())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::any().map(move || device_sphere.clone()))
+        .and_then(
+            |device: String, auth: Option<String>, sphere: Arc<Sphere>| async move {
+                let (d, s) = (device.clone(), sphere.clone());
+                blocking(move || s.authorize_device(&d, auth.as_deref())).await?;
+                Ok::<_, Rejection>((device, sphere))
+            },
+        )
+        .untuple_one()
+        .and(warp::body::content_length_limit(MAX_JSON_BYTES))
+        .and(warp::body::bytes())
+        .and_then(
+            |device: String, sphere: Arc<Sphere>, body: bytes::Bytes| async move {
+                let refusal: ConfigRefusal = serde_json::from_slice(&body).map_err(|e| {
+                    warp::reject::custom(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("invalid JSON body: {e}"),
+                        Some(r#"send JSON {"revision": "<16 hex digits>", "reason": "..."}"#),
+                    ))
+                })?;
+                let kept = blocking(move || sphere.refuse_config(&device, &refusal)).await?;
+                Ok::<_, Rejection>(warp::reply::json(&kept).into_response())
+            },
+        );
+
     let set_device = warp::path!("api" / "v2" / "devices" / String / "config")
         .and(warp::put())
         .and(operator)
@@ -70,5 +101,7 @@ pub fn routes(
         .or(device)
         .unify()
         .or(set_device)
+        .unify()
+        .or(refusal)
         .unify()
 }

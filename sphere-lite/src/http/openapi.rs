@@ -229,6 +229,14 @@ fn operations() -> Vec<Op> {
             (200, json::<api::DeviceConfigState>()),
         ),
         op(
+            "post",
+            "/api/v2/devices/{id}/config/refusal",
+            "The device refused a remote configuration (never delivered to it again)",
+            Device,
+            json::<api::ConfigRefusal>(),
+            (200, json::<api::ConfigRefused>()),
+        ),
+        op(
             "get",
             "/api/v2/config",
             "The fleet-wide and group configuration layers",

@@ -1,5 +1,6 @@
 //! The dashboard's configuration page (`/ui/config`): the fleet-wide and group layers, each
-//! editable, and which devices run their configuration (acknowledged) or still wait for it.
+//! editable, and which devices run their configuration (acknowledged), still wait for it, or
+//! refused it (with the device's reason).
 //!
 //! Why a page of its own: remote configuration concerns many devices at once, and an
 //! operator wants to see, after a change, which devices have applied it.
@@ -36,8 +37,10 @@ pub struct DeviceConfigRow {
     pub group: String,
     /// Effective revision, or `local` when nothing is configured remotely.
     pub revision: String,
-    /// `applied`, `waiting for the device`, …
-    pub status: &'static str,
+    /// `applied`, `waiting for the device`, `refused by the device: <reason>`, …
+    pub status: String,
+    /// The device refused it (the row is marked).
+    pub refused: bool,
 }
 
 /// `/ui/config`.
@@ -104,11 +107,13 @@ pub async fn page(ctx: Ctx) -> Page {
             } else {
                 s.revision
             },
-            status: match (&s.delivered, s.acknowledged) {
-                (_, true) => "applied",
-                (Some(_), false) => "waiting for the device",
-                (None, false) => "not sent (save the layer again)",
+            status: match (&s.refused, &s.delivered, s.acknowledged) {
+                (Some(r), _, _) => format!("refused by the device: {}", r.reason),
+                (None, _, true) => "applied".into(),
+                (None, Some(_), false) => "waiting for the device".into(),
+                (None, None, false) => "not sent (save the layer again)".into(),
             },
+            refused: s.refused.is_some(),
         })
         .collect();
     Ok(html(
