@@ -515,6 +515,64 @@ pub struct DeviceConfigState {
     pub delivered: Option<ConfigDelivery>,
     /// The device acknowledged the last delivery, and it is the effective revision.
     pub acknowledged: bool,
+    /// The device refused the effective revision (and runs without it): why. Absent when it
+    /// did not, or refused only an older revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<ConfigRefused>,
+}
+
+// A device reports a remote configuration it will not run (refused on receipt, or its
+// generation failed to start or run with it) on a route of its own, `POST`
+// [`crate::paths::config_refusal`] with a [`ConfigRefusal`]; the server answers with the
+// [`ConfigRefused`] it keeps. Why not a field of the feedback ack: a refusal at generation
+// time comes after the item was acknowledged (there may be nothing left to ack), and
+// [`AckRequest`] refuses unknown fields, so older servers would refuse every ack that carried
+// it; an older server answers this route with 404, and the device only logs that.
+
+/// Longest refusal reason a device sends, in bytes (the device cuts longer ones at a character
+/// boundary; the server refuses them). Bounded so the server keeps it with the device's
+/// settings (one MLflow tag).
+pub const MAX_REFUSAL_REASON_BYTES: usize = 512;
+
+/// `POST /api/v2/devices/{id}/config/refusal` body (device token): the device will not run the
+/// remote configuration `revision` and runs its local file (or the fragment it ran before).
+/// Idempotent: the device repeats it until it is answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ConfigRefusal {
+    /// [`crate::remote_config::Effective::revision`] of the refused fragment.
+    pub revision: String,
+    /// Why, as the device's log says it (at most [`MAX_REFUSAL_REASON_BYTES`]).
+    pub reason: String,
+}
+
+impl ConfigRefusal {
+    /// A refusal of `revision` for `reason`, cut to [`MAX_REFUSAL_REASON_BYTES`] at a character
+    /// boundary.
+    pub fn new(revision: &str, reason: &str) -> ConfigRefusal {
+        let mut end = reason.len().min(MAX_REFUSAL_REASON_BYTES);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        ConfigRefusal {
+            revision: revision.to_owned(),
+            reason: reason[..end].to_owned(),
+        }
+    }
+}
+
+/// A device's refusal as the server keeps it (per device; a later refusal replaces it) and
+/// answers it: that revision is never delivered to that device again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ConfigRefused {
+    /// The refused revision.
+    pub revision: String,
+    /// Why.
+    pub reason: String,
+    /// When the server heard of it (Unix ms).
+    pub unix_ms: u64,
 }
 
 /// `PUT /api/v2/config/{scope}` answer.
@@ -596,6 +654,41 @@ mod tests {
         assert_eq!(e.fix, None);
     }
 
+    /// The origin contract: only a body marked `"origin": "sphere-lite"` is sphere-lite's
+    /// error; a proxy's HTML page, a bare body, an unmarked or differently marked JSON error
+    /// is not. Fails before this change: there was no marker, so a device could not tell
+    /// sphere-lite's 413 from nginx's.
+    #[test]
+    fn only_a_marked_error_body_is_sphere_lites() {
+        let ours = ErrorResponse::new("request body too large", Some("send less".into()));
+        let json = serde_json::to_vec(&ours).unwrap();
+        assert!(String::from_utf8_lossy(&json).contains(r#""origin":"sphere-lite""#));
+        assert!(is_sphere_lite_error(&json));
+        assert!(
+            serde_json::from_slice::<ErrorResponse>(&json)
+                .unwrap()
+                .is_from_sphere_lite()
+        );
+        let nginx = b"<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n\
+            <body>\r\n<center><h1>413 Request Entity Too Large</h1></center>\r\n\
+            <hr><center>nginx/1.24.0</center>\r\n</body>\r\n</html>\r\n";
+        for body in [
+            &nginx[..],
+            b"",
+            b"Bad Request",
+            br#"{"error":"bad"}"#,
+            br#"{"error":"bad","origin":"nginx"}"#,
+            br#"{"origin":"sphere-lite"}"#,
+            br#"["sphere-lite"]"#,
+        ] {
+            assert!(
+                !is_sphere_lite_error(body),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
     #[test]
     fn drift_event_reports_round_trip_and_refuse_bad_input() {
         let json = r#"[{"event_seq":7,"incident":2,"detector":"page-hinkley-distance",
@@ -654,41 +747,6 @@ mod tests {
             FeedbackItem {
                 id: 3,
                 created_unix_ms: 6,
-    /// The origin contract: only a body marked `"origin": "sphere-lite"` is sphere-lite's
-    /// error; a proxy's HTML page, a bare body, an unmarked or differently marked JSON error
-    /// is not. Fails before this change: there was no marker, so a device could not tell
-    /// sphere-lite's 413 from nginx's.
-    #[test]
-    fn only_a_marked_error_body_is_sphere_lites() {
-        let ours = ErrorResponse::new("request body too large", Some("send less".into()));
-        let json = serde_json::to_vec(&ours).unwrap();
-        assert!(String::from_utf8_lossy(&json).contains(r#""origin":"sphere-lite""#));
-        assert!(is_sphere_lite_error(&json));
-        assert!(
-            serde_json::from_slice::<ErrorResponse>(&json)
-                .unwrap()
-                .is_from_sphere_lite()
-        );
-        let nginx = b"<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n\
-            <body>\r\n<center><h1>413 Request Entity Too Large</h1></center>\r\n\
-            <hr><center>nginx/1.24.0</center>\r\n</body>\r\n</html>\r\n";
-        for body in [
-            &nginx[..],
-            b"",
-            b"Bad Request",
-            br#"{"error":"bad"}"#,
-            br#"{"error":"bad","origin":"nginx"}"#,
-            br#"{"origin":"sphere-lite"}"#,
-            br#"["sphere-lite"]"#,
-        ] {
-            assert!(
-                !is_sphere_lite_error(body),
-                "{}",
-                String::from_utf8_lossy(body)
-            );
-        }
-    }
-
                 verdict: FeedbackVerdict::Class {
                     from: "new-1".into(),
                     to: "empty".into(),
@@ -774,5 +832,24 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<DecisionConflict>(&json).unwrap(), c);
         assert!(is_sphere_lite_error(json.as_bytes()));
+    }
+
+    #[test]
+    fn a_refusal_reason_is_cut_at_a_character_boundary_and_older_states_parse() {
+        let long = "é".repeat(MAX_REFUSAL_REASON_BYTES);
+        let r = ConfigRefusal::new("00aa00aa00aa00aa", &long);
+        assert!(r.reason.len() <= MAX_REFUSAL_REASON_BYTES);
+        assert!(r.reason.len() >= MAX_REFUSAL_REASON_BYTES - 1);
+        assert_eq!(ConfigRefusal::new("r", "short").reason, "short");
+        assert!(
+            serde_json::from_str::<ConfigRefusal>(r#"{"revision":"r","reason":"x","more":1}"#)
+                .is_err()
+        );
+        // A state from a server that knows nothing of refusals.
+        let state: DeviceConfigState = serde_json::from_str(
+            r#"{"device_id":"d","layers":[],"effective_toml":"","revision":"r","delivered":null,"acknowledged":true}"#,
+        )
+        .unwrap();
+        assert_eq!(state.refused, None);
     }
 }
