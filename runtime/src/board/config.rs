@@ -12,8 +12,10 @@ const HEADER_PINS: std::ops::RangeInclusive<u8> = 2..=27;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct BoardConfig {
-    /// Free space (MiB) that must stay on the data partition; writes that would go below
-    /// are refused. Default 64.
+    /// Free space (MiB) that must stay on the data partition: writes that can wait or drop
+    /// (thumbnails, outbox, downloads) are refused below it, and the space budget
+    /// ([`super::SpaceBudget`]) sheds downloads, old logs, the oldest thumbnails and old
+    /// snapshots to get back above it. Default 64.
     pub min_free_mib: u64,
     /// BCM pin of the status LED; absent: no LED.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -563,6 +563,51 @@ mod tests {
         assert!(!w.path_of(1).exists(), "the oldest went first");
     }
 
+    /// Fails before this change: thumbnails ignored the data partition (`board`'s docs said
+    /// they asked the disk guard; nothing did), and nothing could shed them.
+    #[test]
+    fn under_a_space_budget_writes_respect_the_floor_and_the_budget_sheds_the_oldest() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = ThumbnailWriter::start(&config(dir.path(), 1 << 20), vec![]).unwrap();
+        for id in 1..=3 {
+            assert!(w.submit(id, &frame(64, 64, id as u32)));
+        }
+        w.close();
+        let free = crate::board::DiskGuard::new(dir.path(), 0)
+            .space()
+            .unwrap()
+            .free_bytes;
+        // A floor above the free space: the partition counts as full.
+        let space = SpaceBudget::new(dir.path(), free + (1 << 30));
+        let w = ThumbnailWriter::start_with_space(
+            &config(dir.path(), 1 << 20),
+            vec![1, 2, 3],
+            Some(Arc::clone(&space)),
+        )
+        .unwrap();
+        assert!(w.submit(4, &frame(64, 64, 4)));
+        w.flush();
+        let s = w.stats();
+        assert_eq!(
+            (s.refused_for_space, s.written, s.files),
+            (1, 0, 3),
+            "{s:?}"
+        );
+        assert!(!w.path_of(4).exists());
+        space.pass();
+        let s = w.stats();
+        assert_eq!(
+            (s.shed_for_space, s.files, s.bytes_on_disk),
+            (3, 0, 0),
+            "{s:?}"
+        );
+        assert!((1..=3).all(|id| !w.path_of(id).exists()));
+        assert!(space.status().shed_bytes.thumbnails > 0);
+        // A stopped writer is not asked any more.
+        w.close();
+        assert_eq!(space.pass(), 0);
+    }
+
     #[test]
     fn start_removes_thumbnails_of_vanished_entries() {
         let dir = tempfile::tempdir().unwrap();
