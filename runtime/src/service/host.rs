@@ -46,6 +46,36 @@ impl ServiceHost {
     }
 }
 
+impl ServiceHost {
+    /// Automatic installs never bring back a release this device took out of use (health
+    /// window, crash loop, or a person's rollback); `tinylcm model install` still can.
+    fn not_rolled_back(&self, release: &SignedRelease) -> Result<(), InstallError> {
+        if let Ok(manifest) = serde_json::from_str::<ReleaseManifest>(&release.manifest) {
+            let before = self
+                .models
+                .rolled_back_before(&manifest.name, &manifest.version)
+                .map_err(|e| InstallError::Later(e.to_string()))?;
+            if let Some(why) = before {
+                return Err(InstallError::Refused(format!(
+                    "release {} {} was rolled back on this device ({why}); publish a new version",
+                    manifest.name, manifest.version
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The release's own faults are final; the device's (disk, database) and the store's moment
+/// (a model on trial) are not.
+fn install_error(e: ModelStoreError) -> InstallError {
+    if e.is_refusal() && !matches!(e, ModelStoreError::Refused(_)) {
+        InstallError::Refused(e.to_string())
+    } else {
+        InstallError::Later(e.to_string())
+    }
+}
+
 impl SyncHost for ServiceHost {
     fn active_model(&self) -> Option<ModelIdentity> {
         match self.models.active() {
@@ -76,33 +106,31 @@ impl SyncHost for ServiceHost {
         Ok(())
     }
 
+    fn check_release(&self, release: &SignedRelease) -> Result<(), InstallError> {
+        self.models.check_release(release).map_err(install_error)?;
+        self.not_rolled_back(release)
+    }
+
+    fn release_refused(&self, label: &str, reason: &str) {
+        self.models
+            .record_refusal(label.replace('/', " "), reason.to_string());
+    }
+
     fn install_release(&self, file: &Path, release: &SignedRelease) -> Result<(), InstallError> {
-        let bytes = crate::model::read_bounded(file, self.max_model_bytes).map_err(|e| {
-            InstallError::Later(format!("cannot read the download {}: {e}", file.display()))
-        })?;
-        // Automatic installs never bring back a release this device took out of use (health
-        // window, crash loop, or a person's rollback); `tinylcm model install` still can.
-        if let Ok(manifest) = serde_json::from_str::<ReleaseManifest>(&release.manifest) {
-            let before = self
-                .models
-                .rolled_back_before(&manifest.name, &manifest.version)
-                .map_err(|e| InstallError::Later(e.to_string()))?;
-            if let Some(why) = before {
-                return Err(InstallError::Refused(format!(
-                    "release {} {} was rolled back on this device ({why}); publish a new version",
-                    manifest.name, manifest.version
-                )));
-            }
-        }
-        let installed = self.models.install(&bytes, release, true).map_err(|e| {
-            // The release's own faults are final; the device's (disk, database) and the
-            // store's moment (a model on trial) are not.
-            if e.is_refusal() && !matches!(e, ModelStoreError::Refused(_)) {
-                InstallError::Refused(e.to_string())
-            } else {
-                InstallError::Later(e.to_string())
-            }
-        })?;
+        let bytes =
+            crate::model::read_bounded(file, self.max_model_bytes).map_err(|e| match e {
+                // The release is over this device's limit: final (the sync client refuses such a
+                // release before downloading it; this is the last line).
+                crate::model::ModelError::TooLarge { .. } => InstallError::Refused(e.to_string()),
+                e => {
+                    InstallError::Later(format!("cannot read the download {}: {e}", file.display()))
+                }
+            })?;
+        self.not_rolled_back(release)?;
+        let installed = self
+            .models
+            .install(&bytes, release, true)
+            .map_err(install_error)?;
         self.control
             .request_reload(format!("model {} installed", installed.record.label()));
         Ok(())

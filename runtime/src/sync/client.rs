@@ -366,20 +366,42 @@ impl Worker {
             &*self.host,
             &self.store,
             &self.setup.state_dir,
+            self.setup.disk_guard.as_ref(),
         )
         .await;
         self.note_foreign("model");
         match model {
-            Ok(pull::ModelOutcome::Installed(_)) => {
-                self.status.update(|s| s.models_installed += 1);
-            }
-            Ok(_) => {}
+            Ok(outcome) => self.note_model(outcome),
             Err(e) => return RoundEnd::Failed(e),
         }
         if let Some(e) = kept {
             return RoundEnd::Failed(e);
         }
         RoundEnd::Done { more }
+    }
+
+    /// Shows what the model assignment came to in the status (and so in `status.json` and
+    /// the metrics sphere-lite keeps: `sync.models_refused`).
+    fn note_model(&self, outcome: pull::ModelOutcome) {
+        match outcome {
+            pull::ModelOutcome::Installed(_) => self.status.update(|s| {
+                s.models_installed += 1;
+                s.model_waiting = None;
+            }),
+            pull::ModelOutcome::Refused(why) => self.status.update(|s| {
+                s.models_refused += 1;
+                s.model_refusal = Some(why);
+                s.model_waiting = None;
+            }),
+            pull::ModelOutcome::Waiting(why) => {
+                let view = self.status.view();
+                if view.model_waiting.as_deref() != Some(why.as_str()) {
+                    tracing::warn!("sync: {why}");
+                }
+                self.status.update(|s| s.model_waiting = Some(why));
+            }
+            pull::ModelOutcome::Nothing => {}
+        }
     }
 
     /// Builds one package from what is new and queues it with its cursors.

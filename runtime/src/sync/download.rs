@@ -12,6 +12,11 @@
 //! the download as `<sha256>.mismatch` (the Unix time it was seen) and the server is not asked
 //! for that assignment again for [`MISMATCH_RETRY`]; a new assignment clears it, as it clears
 //! every other leftover of the old one.
+//!
+//! A download that would leave the state folder's file system with less than `[board]
+//! min-free-mib` free does not start ([`FetchError::NoRoom`]): what is still missing of the
+//! file plus that minimum must be free first. Leftovers of older assignments are removed
+//! before the check, so they never stand in the way.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,19 +27,41 @@ use tinylcm_protocol::api::ModelAssignment;
 
 use super::credentials::Credentials;
 use super::http;
+use crate::board::DiskGuard;
 
 /// How long an assignment whose file contradicted it is left alone before it is tried again
 /// (the server may have been fixed): four downloads a day at most instead of one per round.
 pub const MISMATCH_RETRY: Duration = Duration::from_secs(6 * 3600);
 
+/// Why [`fetch`] returned no file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// The file system cannot take the rest of the file and keep its minimum free: nothing
+    /// was asked of the server; try again when there is room.
+    #[error("{0}")]
+    NoRoom(String),
+    /// The download failed (network, server, disk, a file that contradicts its assignment):
+    /// a one-line message for the sync log.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for FetchError {
+    fn from(message: String) -> Self {
+        FetchError::Failed(message)
+    }
+}
+
 /// Downloads the assignment's file into `dir`, resuming a partial one; returns the complete,
-/// checked file. Errors are one-line messages for the sync log.
+/// checked file. With `disk`, the download starts only when the rest of the file fits and
+/// leaves the guard's minimum free.
 pub async fn fetch(
     client: &reqwest::Client,
     creds: &Credentials,
     a: &ModelAssignment,
     dir: &Path,
-) -> Result<PathBuf, String> {
+    disk: Option<&DiskGuard>,
+) -> Result<PathBuf, FetchError> {
     let io = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {e}", p.display());
     std::fs::create_dir_all(dir).map_err(|e| io("creating", dir, e))?;
     // Leftovers of an assignment that was replaced will never be used: remove them.
@@ -47,11 +74,11 @@ pub async fn fetch(
     }
     let mismatch = dir.join(format!("{}.mismatch", a.sha256));
     if let Some(left) = still_mismatched(&mismatch, SystemTime::now()) {
-        return Err(format!(
+        return Err(FetchError::Failed(format!(
             "model download: the server's file contradicted this assignment; not asking \
              again for {} min",
             left.as_secs().div_ceil(60)
-        ));
+        )));
     }
     let contradiction = |reason: String| {
         remember_mismatch(&mismatch, SystemTime::now());
@@ -68,6 +95,20 @@ pub async fn fetch(
         have = 0;
     }
     if have < a.size {
+        if let Some(guard) = disk {
+            let need = a.size - have;
+            if !guard.ok_to_write(need) {
+                let free = guard.space().map_or("unknown".to_string(), |s| {
+                    format!("{} MiB", s.free_bytes >> 20)
+                });
+                return Err(FetchError::NoRoom(format!(
+                    "{need} more bytes would leave less than the {} MiB kept free on {} \
+                     (`[board] min-free-mib`; free now: {free}); waiting for room",
+                    guard.min_free_bytes() >> 20,
+                    guard.path().display()
+                )));
+            }
+        }
         let absolute =
             a.download_url.starts_with("https://") || a.download_url.starts_with("http://");
         let mut request = if absolute {
@@ -102,7 +143,9 @@ pub async fn fetch(
                 // Nothing past what we hold. Our partial file may be what is wrong (a damaged
                 // card): start over; a server whose file is short shows it on a whole answer.
                 let _ = std::fs::remove_file(&part);
-                return Err("model download: range not satisfiable; starting over".into());
+                return Err(FetchError::Failed(
+                    "model download: range not satisfiable; starting over".into(),
+                ));
             }
             _ => {
                 let headers = response.headers().clone();
@@ -110,7 +153,7 @@ pub async fn fetch(
                     .await
                     .unwrap_or_default();
                 let a = http::Answer::new(status, &headers, body);
-                return Err(format!("model download: {}", a.error_text()));
+                return Err(format!("model download: {}", a.error_text()).into());
             }
         };
         while let Some(chunk) = response
@@ -124,7 +167,8 @@ pub async fn fetch(
                 return Err(contradiction(format!(
                     "more than the assigned {} bytes; discarded",
                     a.size
-                )));
+                ))
+                .into());
             }
             f.write_all(&chunk).map_err(|e| io("writing", &part, e))?;
             have += chunk.len() as u64;
@@ -138,7 +182,8 @@ pub async fn fetch(
             return Err(contradiction(format!(
                 "the server's file ends at byte {have}, the assignment says {}",
                 a.size
-            )));
+            ))
+            .into());
         }
     }
     let actual = sha256_file(&part).map_err(|e| io("reading", &part, e))?;
@@ -151,12 +196,14 @@ pub async fn fetch(
                 "model download: SHA-256 {actual} of the resumed file is not the assigned {}; \
                  discarded, fetched whole next round",
                 a.sha256
-            ));
+            )
+            .into());
         }
         return Err(contradiction(format!(
             "SHA-256 {actual} is not the assigned {}; discarded",
             a.sha256
-        )));
+        ))
+        .into());
     }
     let done = dir.join(format!("{}.tflite", a.sha256));
     std::fs::rename(&part, &done).map_err(|e| io("renaming", &part, e))?;
@@ -204,6 +251,50 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fails before this change: the download started whatever the free space, filling the
+    /// data partition the database and the logs need.
+    #[test]
+    fn a_download_without_room_is_not_even_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        server.set_nonblocking(true).unwrap();
+        let creds = Credentials {
+            server: format!("http://{}", server.local_addr().unwrap()),
+            device_id: "d".into(),
+            token: "t".into(),
+        };
+        let release = tinylcm_protocol::release::SignedRelease {
+            manifest: String::new(),
+            key_id: String::new(),
+            signature: String::new(),
+        };
+        let a = ModelAssignment {
+            name: "m".into(),
+            version: "1".into(),
+            size: 1 << 20,
+            sha256: "a".repeat(64),
+            release,
+            download_url: "/x".into(),
+        };
+        // Keeping more free than the file system holds: no download fits.
+        let guard = DiskGuard::new(dir.path(), u64::MAX / 4);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = reqwest::Client::new();
+        let got = rt.block_on(fetch(&client, &creds, &a, dir.path(), Some(&guard)));
+        let Err(FetchError::NoRoom(why)) = got else {
+            panic!("{got:?}");
+        };
+        assert!(why.contains("min-free-mib"), "{why}");
+        assert!(
+            matches!(server.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "the server was asked for the file"
+        );
+        assert!(!dir.path().join(format!("{}.part", a.sha256)).exists());
+    }
 
     #[test]
     fn a_mismatch_is_left_alone_for_the_retry_time_then_tried_again() {

@@ -55,6 +55,19 @@ pub trait SyncHost: Send + Sync {
     /// later round.
     fn install_release(&self, file: &Path, release: &SignedRelease) -> Result<(), InstallError>;
 
+    /// Checks `release` as far as it can be without its model file (signature, revoked key,
+    /// the device's size limit, its epoch floor and compatible, a release rolled back here
+    /// before), so that one this device would refuse is never downloaded.
+    /// [`InstallError::Refused`] refuses it for good, as from [`SyncHost::install_release`].
+    fn check_release(&self, _release: &SignedRelease) -> Result<(), InstallError> {
+        Ok(())
+    }
+
+    /// Records that release `label` (`name/version` as assigned) was refused before its
+    /// download for `reason`, where the device keeps its install history (called once per
+    /// release and reason).
+    fn release_refused(&self, _label: &str, _reason: &str) {}
+
     /// Whether an install could be taken now (e.g. `false` while a model is on trial: the
     /// store has two slots). When `false`, an assignment is not even downloaded this round.
     fn accepts_installs(&self) -> bool {

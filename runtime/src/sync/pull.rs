@@ -15,15 +15,25 @@
 //!   the operator sees it and the server never sends that revision again. A server without
 //!   the route (older than the device) answers 404: logged once, not retried.
 //! * **Model**: an assignment whose SHA-256 differs from the active model and was not refused
-//!   before is downloaded to `<state dir>/downloads/` ([`download::fetch`]: resumed, bounded
-//!   by the assignment's size, checked against its SHA-256), then handed to
-//!   [`SyncHost::install_release`]. A refusal is remembered by the signed release (in
-//!   the state database) so a bad release is not downloaded in a loop, while the same model
-//!   file signed again (right key, right goldens) is taken. A release the host cannot take
-//!   *now* ([`crate::sync::InstallError::Later`], or [`SyncHost::accepts_installs`] false
-//!   while a model is on trial) is tried again at a later round.
+//!   before is first checked without its file ([`SyncHost::check_release`]: signature, revoked
+//!   key, the device's `[models] max-bytes`, epoch floor and compatible), so a release the
+//!   device would refuse is never downloaded; such a refusal is remembered together with its
+//!   reason (a device whose limit or compatible changes checks it again, and takes it when it
+//!   now passes). Then the file is downloaded to `<state dir>/downloads/` ([`download::fetch`]:
+//!   only when the state folder's file system keeps `[board] min-free-mib` free after it;
+//!   resumed, bounded by the assignment's size, checked against its SHA-256), and handed to
+//!   [`SyncHost::install_release`]. A refusal is remembered by the signed release (in the
+//!   state database) so a bad release is not downloaded in a loop, while the same model file
+//!   signed again (right key, right goldens) is taken. A release the host cannot take *now*
+//!   ([`crate::sync::InstallError::Later`]) is tried again after a back-off per release
+//!   ([`LATER_FIRST`] doubling up to [`LATER_MAX`], kept in the state database), not at every
+//!   round; while a model is on trial ([`SyncHost::accepts_installs`] false) nothing is
+//!   downloaded.
 
 use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use sha2::{Digest, Sha256};
 
@@ -31,13 +41,15 @@ use tinylcm_protocol::api::{
     AckRequest, AckResponse, ConfigRefusal, FeedbackPage, FeedbackVerdict, ModelAssignment,
 };
 use tinylcm_protocol::paths;
+use tinylcm_protocol::release::ReleaseManifest;
 
 use super::credentials::Credentials;
-use super::download;
+use super::download::{self, FetchError};
 use super::host::{InstallError, SyncHost};
 use super::http;
 use super::status::SyncStatus;
 use crate::autonomy::feedback::{ClassVerdict, DriftVerdict, FeedbackFile, SampleVerdict, Verdict};
+use crate::board::DiskGuard;
 use crate::state::{Batch, Store};
 
 /// Most feedback pages taken per round.
@@ -46,6 +58,12 @@ const MAX_PAGES: usize = 10;
 const REFUSED: &str = "refused-models";
 /// Most refusals remembered (oldest forgotten first).
 const MAX_REFUSED: usize = 64;
+/// Name of the back-off record of a release the host could not take now, in the `sync` table.
+const LATER: &str = "model-later";
+/// First wait after a release the host could not take now.
+pub const LATER_FIRST: Duration = Duration::from_secs(60);
+/// Longest wait between tries of such a release.
+pub const LATER_MAX: Duration = Duration::from_secs(3600);
 
 /// The verdicts of feedback items as an inbox file, and the configuration items apart.
 pub fn to_feedback_file(items: &[FeedbackVerdict]) -> (FeedbackFile, Vec<(String, String)>) {
@@ -228,6 +246,18 @@ fn refusal_key(a: &ModelAssignment) -> String {
     tinylcm_protocol::package::hex(&hash.finalize())
 }
 
+/// What a refusal *before the download* is remembered by: the signed release and the reason,
+/// which names the device's side (its limit, floor, compatible, revoked key). The same check is
+/// made again each round (it costs no download): while it fails for the same reason nothing is
+/// logged or recorded again; when the device's side changed the release is judged anew.
+fn precheck_key(a: &ModelAssignment, reason: &str) -> String {
+    let mut hash = Sha256::new();
+    hash.update(refusal_key(a).as_bytes());
+    hash.update([0]);
+    hash.update(reason.as_bytes());
+    tinylcm_protocol::package::hex(&hash.finalize())
+}
+
 fn remember_refusal(store: &Store, key: &str) -> Result<(), String> {
     let mut list = refused(store);
     if !list.iter().any(|s| s == key) {
@@ -241,28 +271,80 @@ fn remember_refusal(store: &Store, key: &str) -> Result<(), String> {
     store.flush().map_err(|e| e.to_string())
 }
 
+/// The back-off of the one release the host last could not take now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Later {
+    /// [`refusal_key`] of the release.
+    release: String,
+    /// "Later" answers so far.
+    attempts: u32,
+    /// Not tried again before (Unix ms).
+    not_before_unix_ms: u64,
+}
+
+/// The wait after the `attempts`-th "later": [`LATER_FIRST`] doubling, at most [`LATER_MAX`].
+fn later_wait(attempts: u32) -> Duration {
+    let doublings = attempts.saturating_sub(1).min(16);
+    LATER_FIRST.saturating_mul(1 << doublings).min(LATER_MAX)
+}
+
+/// Time left before release `key` may be tried again, if it is backing off. A clock that went
+/// back (no RTC before NTP) counts as passed: one early try at worst.
+fn later_left(store: &Store, key: &str, now_ms: u64) -> Option<Duration> {
+    let later = store.get_sync::<Later>(LATER).ok().flatten()?;
+    if later.release != key || later.not_before_unix_ms <= now_ms {
+        return None;
+    }
+    let left = Duration::from_millis(later.not_before_unix_ms - now_ms);
+    (left <= LATER_MAX).then_some(left)
+}
+
+/// Records another "later" for release `key` (a new release starts the count again).
+fn remember_later(store: &Store, key: &str, now_ms: u64) -> Result<Duration, String> {
+    let attempts = match store.get_sync::<Later>(LATER).ok().flatten() {
+        Some(l) if l.release == key => l.attempts.saturating_add(1),
+        _ => 1,
+    };
+    let wait = later_wait(attempts);
+    let later = Later {
+        release: key.to_string(),
+        attempts,
+        not_before_unix_ms: now_ms.saturating_add(wait.as_millis() as u64),
+    };
+    let mut b = Batch::new();
+    b.put_sync(LATER, &later).map_err(|e| e.to_string())?;
+    store.submit(b).map_err(|e| e.to_string())?;
+    store.flush().map_err(|e| e.to_string())?;
+    Ok(wait)
+}
+
 /// What [`pull_model`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelOutcome {
-    /// Nothing assigned, or the assignment runs already or was refused before.
+    /// Nothing assigned, or the assignment runs already, was refused before, or backs off.
     Nothing,
     /// Handed to the host, which installed it.
     Installed(String),
-    /// The host refused it (remembered).
+    /// Refused this round, before or after its download (remembered): why.
     Refused(String),
+    /// Not taken this round and why: no room for its download, or the host could not take it
+    /// now (tried again after a back-off).
+    Waiting(String),
 }
 
 fn valid_sha(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// Checks the assignment, downloads and installs it when it is new.
+/// Checks the assignment, downloads and installs it when it is new; `disk` guards the state
+/// folder's file system (a download that would leave less than its minimum free waits).
 pub async fn pull_model(
     client: &reqwest::Client,
     creds: &Credentials,
     host: &dyn SyncHost,
     store: &Store,
     state_dir: &Path,
+    disk: Option<&DiskGuard>,
 ) -> Result<ModelOutcome, String> {
     let url = http::join(&creds.server, &paths::model(&creds.device_id));
     let answer = http::send(
@@ -286,45 +368,90 @@ pub async fn pull_model(
             a.name, a.version, a.size
         ));
     }
-    if host.active_model().is_some_and(|m| m.sha256 == a.sha256)
-        || refused(store).contains(&refusal_key(&a))
-    {
+    let key = refusal_key(&a);
+    if host.active_model().is_some_and(|m| m.sha256 == a.sha256) || refused(store).contains(&key) {
         return Ok(ModelOutcome::Nothing);
     }
-    if !host.accepts_installs() {
+    let label = format!("{}/{}", a.name, a.version);
+    // What the signed release says must be what the server assigns: the download is bounded
+    // and checked by the assignment's figures.
+    if let Ok(m) = serde_json::from_str::<ReleaseManifest>(&a.release.manifest) {
+        if m.size != a.size || m.sha256 != a.sha256 {
+            return Err(format!(
+                "model assignment {label}: the server says {} bytes, SHA-256 {}, its signed \
+                 release {} bytes, {}; not downloaded",
+                a.size, a.sha256, m.size, m.sha256
+            ));
+        }
+    }
+    match host.check_release(&a.release) {
+        Ok(()) => {}
+        Err(InstallError::Refused(e)) => {
+            let pre = precheck_key(&a, &e);
+            if refused(store).contains(&pre) {
+                return Ok(ModelOutcome::Nothing);
+            }
+            tracing::error!(
+                "sync: model release {label} ({}) refused before downloading it, not \
+                 downloaded: {e}",
+                a.sha256
+            );
+            host.release_refused(&label, &e);
+            remember_refusal(store, &pre)?;
+            return Ok(ModelOutcome::Refused(e));
+        }
+        Err(InstallError::Later(e)) => {
+            return Ok(ModelOutcome::Waiting(format!(
+                "model release {label} cannot be checked now: {e}"
+            )));
+        }
+    }
+    let now_ms = crate::utc::now_unix_ms();
+    if let Some(left) = later_left(store, &key, now_ms) {
         tracing::debug!(
-            "sync: model release {}/{} waits: the device takes no install now",
-            a.name,
-            a.version
+            "sync: model release {label} backs off for {} s more",
+            left.as_secs()
         );
         return Ok(ModelOutcome::Nothing);
     }
+    if !host.accepts_installs() {
+        tracing::debug!("sync: model release {label} waits: the device takes no install now");
+        return Ok(ModelOutcome::Nothing);
+    }
     let dir = state_dir.join("downloads");
-    let file = download::fetch(client, creds, &a, &dir).await?;
+    let file = match download::fetch(client, creds, &a, &dir, disk).await {
+        Ok(file) => file,
+        Err(FetchError::NoRoom(why)) => {
+            return Ok(ModelOutcome::Waiting(format!(
+                "model release {label} not downloaded: {why}"
+            )));
+        }
+        Err(FetchError::Failed(e)) => return Err(e),
+    };
     let result = host.install_release(&file, &a.release);
     let _ = std::fs::remove_file(&file);
     match result {
         Ok(()) => {
-            tracing::info!("sync: model release {}/{} installed", a.name, a.version);
+            tracing::info!("sync: model release {label} installed");
             Ok(ModelOutcome::Installed(a.sha256))
         }
         Err(InstallError::Refused(e)) => {
             tracing::error!(
-                "sync: model release {}/{} ({}) refused, it will not be downloaded again: {e}",
-                a.name,
-                a.version,
+                "sync: model release {label} ({}) refused, it will not be downloaded again: {e}",
                 a.sha256
             );
-            remember_refusal(store, &refusal_key(&a))?;
+            remember_refusal(store, &key)?;
             Ok(ModelOutcome::Refused(e))
         }
         Err(InstallError::Later(e)) => {
+            let wait = remember_later(store, &key, now_ms)?;
             tracing::warn!(
-                "sync: model release {}/{} not installed now, tried again later: {e}",
-                a.name,
-                a.version
+                "sync: model release {label} not installed now, tried again in {} s: {e}",
+                wait.as_secs()
             );
-            Ok(ModelOutcome::Nothing)
+            Ok(ModelOutcome::Waiting(format!(
+                "model release {label} not installed now: {e}"
+            )))
         }
     }
 }
@@ -386,5 +513,44 @@ mod tests {
         assert_eq!(list.last().unwrap(), &format!("{:064x}", 69));
         assert!(!list.contains(&format!("{:064x}", 0)));
         assert!(valid_sha(&"a".repeat(64)) && !valid_sha(&"A".repeat(64)));
+    }
+
+    /// Fails before this change: a release the host could not take now was downloaded and
+    /// handed over again at every round (41 downloads in 40 s).
+    #[test]
+    fn a_later_release_backs_off_doubling_and_a_new_release_starts_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            dir.path().join("s.redb"),
+            crate::state::DurabilityPolicy::default(),
+        )
+        .unwrap();
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        let t0 = 1_800_000_000_000u64;
+        assert_eq!(later_left(&store, &a, t0), None);
+        assert_eq!(remember_later(&store, &a, t0).unwrap(), LATER_FIRST);
+        assert_eq!(later_left(&store, &a, t0), Some(LATER_FIRST));
+        assert_eq!(
+            later_left(&store, &b, t0),
+            None,
+            "another release is not held back"
+        );
+        let t1 = t0 + LATER_FIRST.as_millis() as u64;
+        assert_eq!(
+            later_left(&store, &a, t1),
+            None,
+            "tried again after the wait"
+        );
+        assert_eq!(remember_later(&store, &a, t1).unwrap(), 2 * LATER_FIRST);
+        for _ in 0..20 {
+            remember_later(&store, &a, t1).unwrap();
+        }
+        assert_eq!(later_left(&store, &a, t1), Some(LATER_MAX));
+        // A clock that went back does not block for ever.
+        assert_eq!(
+            later_left(&store, &a, t1 - 10 * LATER_MAX.as_millis() as u64),
+            None
+        );
+        assert_eq!(remember_later(&store, &b, t1).unwrap(), LATER_FIRST);
     }
 }

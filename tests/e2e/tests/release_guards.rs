@@ -1,0 +1,232 @@
+//! What a device refuses without downloading it, end to end: `tinylcm run` as a process against
+//! a real sphere-lite behind the counting proxy, observed through the proxy's request log (the
+//! server side), the device's `status.json`, sphere-lite's metric series and
+//! `tinylcm model status --json`.
+//!
+//! * a release larger than the device's `[models] max-bytes` is never downloaded, over many
+//!   sync rounds, and the device reports the refusal (status, and the `sync.models_refused`
+//!   series on the server);
+//! * a release of an older security epoch, assigned after the device committed a newer one,
+//!   is refused and not installed (nor downloaded), and the floor is in the store's record.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tinylcm::modelstore::ActiveState;
+use tinylcm_e2e::field::{FieldDevice, Settings};
+use tinylcm_e2e::proxy::Proxy;
+use tinylcm_e2e::release::{self, Model};
+use tinylcm_e2e::sphere::Sphere;
+
+/// The origin `status.json` shows for the model built into the runtime.
+const BUILTIN: &str = "builtin:default-f32";
+
+/// Writes `sphere`'s enrollment key to `dir/enroll.key`.
+fn enrollment_key(dir: &Path, sphere: &Sphere) -> PathBuf {
+    let file = dir.join("enroll.key");
+    std::fs::write(&file, format!("{}\n", sphere.enrollment_key)).unwrap();
+    file
+}
+
+/// `model` with `tag`-filled bytes appended and its manifest's SHA-256 updated: the same
+/// network under another SHA-256.
+fn variant(model: &Model, tag: u8) -> Model {
+    let old = model.sha256();
+    let mut bytes = model.bytes.clone();
+    bytes.extend_from_slice(&[tag; 64]);
+    let new = tinylcm_protocol::package::sha256_hex(&bytes);
+    Model {
+        bytes,
+        manifest: model.manifest.replace(&old, &new),
+    }
+}
+
+/// A good release model (goldens from itself) under tag `tag`.
+fn good(tag: u8) -> Model {
+    let int8 = variant(&release::default_model("default_int8"), tag);
+    release::with_goldens(&int8, &int8, 2)
+}
+
+/// Starts the device and waits until it enrolled and runs the built-in model; its id.
+fn start_enrolled(device: &mut FieldDevice) -> String {
+    device.start();
+    let id = device.wait(60, "the device to enroll from its key file", |d| {
+        d.device_id()
+    });
+    device.wait_origin(60, BUILTIN);
+    id
+}
+
+/// Fails before this change: the release was downloaded, refused as "later" by the service
+/// (its file is over `max-bytes`), deleted and downloaded again at every round, for ever (41
+/// downloads in 40 s), and the device said nothing of it.
+#[test]
+fn a_release_over_max_bytes_is_never_downloaded_and_reported_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let (key, trusted) = release::key(work.path(), "release");
+    let sphere = Sphere::embedded(Some(&trusted));
+    let proxy = Proxy::start(&sphere.addr);
+    let enroll = enrollment_key(work.path(), &sphere);
+    let settings = Settings::new(&proxy.url(), &enroll, Some(&trusted));
+    let mut device = FieldDevice::new(&work.path().join("device"), &settings);
+    let model = good(9);
+    // One byte short of the release.
+    let limit = model.bytes.len() - 1;
+    let text = settings.toml();
+    assert!(text.contains("[models]\n"), "{text}");
+    std::fs::write(
+        &device.config,
+        text.replace("[models]\n", &format!("[models]\nmax-bytes = {limit}\n")),
+    )
+    .unwrap();
+    let id = start_enrolled(&mut device);
+
+    release::publish_and_roll_out(&sphere, &model, &release::sign(&model, &key, "shapes", "9"));
+    let report = device.wait_report(60, "status.json to report shapes 9 refused", |r| {
+        r.sync.as_ref().is_some_and(|s| s.models_refused >= 1)
+    });
+    let sync = report.sync.unwrap();
+    let why = sync.model_refusal.unwrap_or_default();
+    assert!(
+        why.contains("max-bytes") && why.contains(&limit.to_string()),
+        "{why}"
+    );
+    // The server sees the refusal in the device's metrics.
+    let series = device.wait(60, "sphere-lite to hold sync.models_refused", |_| {
+        let (status, body) = sphere.call(
+            "GET",
+            &format!("/api/v2/devices/{id}/metrics?key=sync.models_refused"),
+            None,
+        );
+        (status == 200
+            && body["points"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|v| v["value"].as_f64() >= Some(1.0))))
+        .then_some(body)
+    });
+    assert_eq!(series["key"], "sync.models_refused");
+    // Many more sync rounds (one a second): never downloaded, refused once.
+    let assignment = format!("/devices/{id}/model");
+    let rounds = |c: &tinylcm_e2e::proxy::Counts| {
+        c.paths.iter().filter(|p| p.ends_with(&assignment)).count()
+    };
+    let rounds_before = rounds(&proxy.counts());
+    std::thread::sleep(Duration::from_secs(6));
+    let counts = proxy.counts();
+    assert!(
+        rounds(&counts) >= rounds_before + 3,
+        "the device stopped asking for its assignment: {:?}",
+        counts.paths
+    );
+    assert_eq!(
+        counts.to("/models/shapes/9"),
+        0,
+        "shapes 9 was downloaded: {:?}",
+        counts.paths
+    );
+    let report = device.wait_origin(10, BUILTIN);
+    assert_eq!(report.sync.unwrap().models_refused, 1);
+    device.stop();
+
+    // The refusal is in the model store's history, with its reason.
+    let status = device.model_status();
+    let refusals: Vec<&serde_json::Value> = status["state"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["what"] == "refused")
+        .collect();
+    assert_eq!(refusals.len(), 1, "{status:#}");
+    assert_eq!(refusals[0]["release"], "shapes 9", "{status:#}");
+    assert!(
+        refusals[0]["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("max-bytes"),
+        "{status:#}"
+    );
+}
+
+/// Fails before this change: releases had no security epoch and the device no floor, so the
+/// older release, validly signed, was downloaded and installed over the newer one.
+#[test]
+fn an_older_epoch_release_after_a_newer_one_is_refused_and_not_installed() {
+    let work = tempfile::tempdir().unwrap();
+    let (key, trusted) = release::key(work.path(), "release");
+    let sphere = Sphere::embedded(Some(&trusted));
+    let proxy = Proxy::start(&sphere.addr);
+    let enroll = enrollment_key(work.path(), &sphere);
+    let settings = Settings::new(&proxy.url(), &enroll, Some(&trusted));
+    let mut device = FieldDevice::new(&work.path().join("device"), &settings);
+    start_enrolled(&mut device);
+
+    // Epoch 2 is installed, tried and committed: the floor becomes 2.
+    let newer = good(2);
+    release::publish_and_roll_out(
+        &sphere,
+        &newer,
+        &release::sign_at(&newer, &key, "shapes", "2", 2),
+    );
+    device.wait_report(90, "status.json to show shapes 2 committed", |r| {
+        r.release
+            .as_ref()
+            .is_some_and(|m| m.version == "2" && m.state == ActiveState::Committed)
+    });
+
+    // An operator (or an attacker holding an old signed release) assigns epoch 1.
+    let older = good(1);
+    release::publish_and_roll_out(
+        &sphere,
+        &older,
+        &release::sign_at(&older, &key, "shapes", "1", 1),
+    );
+    let report = device.wait_report(60, "status.json to report shapes 1 refused", |r| {
+        r.sync.as_ref().is_some_and(|s| s.models_refused >= 1)
+    });
+    let why = report.sync.unwrap().model_refusal.unwrap_or_default();
+    assert!(why.contains("below this device's floor 2"), "{why}");
+    std::thread::sleep(Duration::from_secs(4));
+    let running = device
+        .wait_report(10, "status.json", |r| r.release.is_some())
+        .release
+        .unwrap();
+    assert_eq!(
+        (running.version.as_str(), running.state),
+        ("2", ActiveState::Committed)
+    );
+    assert_eq!(
+        proxy.counts().to("/models/shapes/1"),
+        0,
+        "the older release was downloaded"
+    );
+    device.stop();
+
+    // A restart keeps the floor: still refused, still not installed.
+    device.start();
+    device.wait_report(60, "the restarted device to refuse shapes 1 again", |r| {
+        r.release.as_ref().is_some_and(|m| m.version == "2") && r.frames > 0
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    device.stop();
+    let status = device.model_status();
+    let state = &status["state"];
+    assert_eq!(state["epoch_floor"], 2, "{status:#}");
+    assert_eq!(state["committed"]["version"], "2", "{status:#}");
+    assert!(state["trial"].is_null(), "{status:#}");
+    let history = state["history"].as_array().unwrap();
+    assert_eq!(
+        history.iter().filter(|h| h["what"] == "installed").count(),
+        1,
+        "{status:#}"
+    );
+    assert!(
+        history.iter().any(|h| h["what"] == "refused"
+            && h["release"] == "shapes 1"
+            && h["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("security epoch 1")),
+        "{status:#}"
+    );
+    assert_eq!(proxy.counts().to("/models/shapes/1"), 0);
+}
