@@ -47,6 +47,13 @@
 //! * **Atomic batches**: a batch is never split across commits: after any crash each batch is
 //!   wholly present or wholly absent, and batches are present in submission order (a gap-free
 //!   prefix). Counters incremented in the same batch as the events they count stay equal.
+//! * **Full disk**: a failed commit (`ENOSPC` or any I/O error) does not stop the writer. It
+//!   keeps the batches in memory (at most 16 MiB; beyond, the oldest are dropped and counted
+//!   in [`StoreStats::dropped_batches`]), reopens the database (redb refuses every write on
+//!   a handle that saw an I/O error) and retries with back-off from 250 ms to 10 s; flushes
+//!   answer [`StateError::CommitsFailing`] meanwhile. The attached space budget
+//!   ([`Store::attach_space`]) is asked to shed files at each failure. Dropped batches leave
+//!   gaps in the event numbers.
 //! * **Reads** see committed data only: call [`Store::flush`] first to read your own writes.
 //! * `kill -9` at any instant leaves a database that opens (redb picks the newest commit slot
 //!   with a valid checksum and repairs its allocator); `tests/state_crash.rs` kills a writer
