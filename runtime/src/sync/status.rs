@@ -40,6 +40,17 @@ pub struct SyncStatusView {
     pub configs_applied: u64,
     /// Model releases handed to the model store since start.
     pub models_installed: u64,
+    /// Model releases refused since start (before or after their download); each is refused
+    /// once and remembered.
+    #[serde(default)]
+    pub models_refused: u64,
+    /// Why the last of them was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_refusal: Option<String>,
+    /// Why the assigned release is not being installed for now (no room for its download,
+    /// or the device could not take it and backs off); cleared once it is installed or refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_waiting: Option<String>,
     /// The last failure, if the last round had one.
     pub last_error: Option<String>,
     /// When a round last completed without failure (Unix ms).
