@@ -28,11 +28,19 @@
 //!   before a new package is queued, the oldest *routine* packages (metrics, logs, predictions,
 //!   snapshot metadata) are dropped first, packages holding drift events last; each drop is
 //!   logged at warn and counted (`sync.dropped`), in the same commit as the new record.
-//! * **Upload** ([`upload`]): exponential backoff with full jitter ([`backoff`]); 400 → the
-//!   package is moved aside to `<state dir>/sync/rejected/` and counted; 401/403 → uploads stop
-//!   until the device is enrolled again (logged as such); 413 → dropped by policy; 5xx, network
+//! * **Upload** ([`upload`]): exponential backoff with full jitter ([`backoff`]). A refusal is
+//!   final only when sphere-lite itself gave it (its error body carries `"origin":
+//!   "sphere-lite"`, the contract of [`tinylcm_protocol::api::ErrorResponse`]): its 400 → the
+//!   package is moved aside to `<state dir>/sync/rejected/` and counted; its 401/403 → the
+//!   status asks for a new enrollment; its 413 → dropped by policy. The same statuses from
+//!   anything else (a reverse proxy's HTML 413 for a body over its limit, a bare 400, a
+//!   gateway's 502) keep the package (a 4xx skips it so smaller packages behind it still go),
+//!   back off, and raise [`status::ForeignAnswerAlert`] naming who answered. 5xx, network
 //!   errors and answers that do not parse → retried. Every answer body is read with a bound
 //!   ([`http`]).
+//! * **Transport security** ([`config`]): `[sync] server` must be `https://` except to a
+//!   loopback address or with `allow-insecure-http = true`; so must the server recorded with
+//!   the credentials.
 //! * **Pull** ([`pull`]): feedback verdicts become one inbox file (fsynced) before they are
 //!   acknowledged; configuration items go to [`SyncHost::apply_config`]; a model assignment that
 //!   differs from [`SyncHost::active_model`] is downloaded with resume to
