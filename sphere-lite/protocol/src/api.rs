@@ -515,8 +515,9 @@ pub struct DeviceConfigState {
     pub delivered: Option<ConfigDelivery>,
     /// The device acknowledged the last delivery, and it is the effective revision.
     pub acknowledged: bool,
-    /// The device refused the effective revision (and runs without it): why. Absent when it
-    /// did not, or refused only an older revision.
+    /// The device refused the effective revision, or refused one after the last delivery
+    /// (e.g. a fragment an older server sent), and runs without it: which and why. Absent
+    /// when it did not, or a later delivery superseded the refusal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<ConfigRefused>,
 }

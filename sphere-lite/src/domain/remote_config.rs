@@ -171,10 +171,15 @@ impl Sphere {
             Some(_) => false,
             None => effective.toml.is_empty(),
         };
-        let refused = settings
-            .config_refused
-            .clone()
-            .filter(|r| r.revision == effective.revision);
+        // The refusal is news while it concerns the revision in force, or nothing was
+        // delivered since (a device that set aside a fragment an older server sent it).
+        let refused = settings.config_refused.clone().filter(|r| {
+            r.revision == effective.revision
+                || settings
+                    .config_delivered
+                    .as_ref()
+                    .is_none_or(|d| d.unix_ms < r.unix_ms)
+        });
         Ok(DeviceConfigState {
             device_id: device_id.to_owned(),
             layers,
