@@ -566,10 +566,23 @@ impl Service {
             };
         }
         if let Some(a) = autonomy.as_mut() {
-            a.finish().map_err(|source| ServiceError::State {
-                path: config.state.path.clone(),
-                source,
-            })?;
+            match a.finish() {
+                Ok(()) => {}
+                // A full disk at a reload: the store stays open across generations and its
+                // writer keeps what is queued and retries, so the next generation goes on.
+                // Ending the service here would lose that queue and crash-loop the device.
+                Err(e @ (StateError::CommitsFailing { .. } | StateError::Reopening { .. }))
+                    if !self.control.stopping() =>
+                {
+                    tracing::warn!("{e}; the next generation starts meanwhile");
+                }
+                Err(source) => {
+                    return Err(ServiceError::State {
+                        path: config.state.path.clone(),
+                        source,
+                    });
+                }
+            }
         }
         if let Some(s) = status {
             // The run's outcome matters more than its last status report: warn, do not fail.
