@@ -10,14 +10,14 @@
 //! The binary comes from `TINYLCM_BIN`, else `$CARGO_TARGET_DIR/debug/tinylcm`, else the
 //! workspace's `target/debug/tinylcm` (`scripts/test e2e` builds it first).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 use tinylcm::state::{DurabilityPolicy, Store};
 use tinylcm::status::StatusReport;
+
+use crate::process::{Harness, Process};
 
 /// Where the tinylcm binary is.
 pub fn binary() -> PathBuf {
@@ -100,24 +100,21 @@ pub struct FieldDevice {
     pub dir: PathBuf,
     /// The config file.
     pub config: PathBuf,
-    logs: PathBuf,
-    child: Option<Child>,
-    starts: u32,
+    process: Process,
 }
 
 impl FieldDevice {
     /// A device under `root` (state in `root/state`, logs in `root/logs`) configured by
     /// `settings`; not started.
     pub fn new(root: &Path, settings: &Settings) -> FieldDevice {
+        let logs = root.join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
         let d = FieldDevice {
             dir: root.join("state"),
             config: root.join("tinylcm.toml"),
-            logs: root.join("logs"),
-            child: None,
-            starts: 0,
+            process: Process::new(logs),
         };
         std::fs::create_dir_all(&d.dir).unwrap();
-        std::fs::create_dir_all(&d.logs).unwrap();
         d.configure(settings);
         d
     }
@@ -129,9 +126,7 @@ impl FieldDevice {
 
     /// Starts `tinylcm run` (stderr into a log file per start).
     pub fn start(&mut self) {
-        assert!(self.child.is_none(), "the device runs already");
-        self.starts += 1;
-        let log = std::fs::File::create(self.log_path(self.starts)).unwrap();
+        let log = self.process.next_log();
         let child = Command::new(binary())
             .arg("run")
             .arg("--config")
@@ -144,108 +139,32 @@ impl FieldDevice {
             .stderr(log)
             .spawn()
             .unwrap();
-        self.child = Some(child);
+        self.process.started(child);
     }
 
     /// How many times it was started.
     pub fn starts(&self) -> u32 {
-        self.starts
+        self.process.starts()
     }
 
     /// The pid of the running process.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.pid()
     }
 
     /// Stops it with SIGTERM, as systemd does, and expects a clean exit within 60 s.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        // SAFETY: a plain kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(child.id() as i32, libc::SIGTERM);
-        }
-        let until = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "tinylcm run exited with {status} after SIGTERM:\n{}",
-                    self.log_tail()
-                );
-                return;
-            }
-            if Instant::now() > until {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "tinylcm run did not stop within 60 s of SIGTERM:\n{}",
-                    self.log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.process.stop();
     }
 
     /// Kills it with SIGKILL (a crash: nothing saved on the way out) and reaps it.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill9();
     }
 
     /// The last `status.json` if this process wrote it (not a report left by an earlier one).
     pub fn report(&self) -> Option<StatusReport> {
-        let pid = self.pid()?;
-        let text = std::fs::read_to_string(self.dir.join("status.json")).ok()?;
-        let report: StatusReport = serde_json::from_str(&text).ok()?;
-        (report.pid == pid && report.running).then_some(report)
-    }
-
-    /// Polls `f` every 100 ms for at most `seconds`; panics with `what` and the log's tail when
-    /// the time is up or the process exited.
-    pub fn wait<T>(
-        &mut self,
-        seconds: u64,
-        what: &str,
-        mut f: impl FnMut(&FieldDevice) -> Option<T>,
-    ) -> T {
-        let until = Instant::now() + Duration::from_secs(seconds);
-        loop {
-            if let Some(v) = f(self) {
-                return v;
-            }
-            let exited = match self.child.as_mut() {
-                Some(child) => child.try_wait().unwrap(),
-                None => None,
-            };
-            if let Some(status) = exited {
-                self.child = None;
-                panic!(
-                    "tinylcm run exited ({status}) while waiting for {what}:\n{}",
-                    self.log_tail()
-                );
-            }
-            if Instant::now() > until {
-                panic!(
-                    "timed out after {seconds} s waiting for {what}:\n{}",
-                    self.log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Waits for a report of the running process that satisfies `ok`.
-    pub fn wait_report(
-        &mut self,
-        seconds: u64,
-        what: &str,
-        ok: impl Fn(&StatusReport) -> bool,
-    ) -> StatusReport {
-        self.wait(seconds, what, |d| d.report().filter(|r| ok(r)))
+        self.process.report(&self.dir.join("status.json"))
     }
 
     /// The running model's origin in the current process's status report, once it has one.
@@ -270,7 +189,7 @@ impl FieldDevice {
     /// `tinylcm model status --json` (the device must be stopped: a running service holds the
     /// database and the store's state is not shown).
     pub fn model_status(&self) -> Value {
-        assert!(self.child.is_none(), "stop the device first");
+        assert!(!self.process.running(), "stop the device first");
         self.cli_json(&["model", "status", "--json"])
     }
 
@@ -300,38 +219,27 @@ impl FieldDevice {
 
     /// Opens the stopped device's state database (to read its KNN and event log).
     pub fn open_store(&self) -> Store {
-        assert!(self.child.is_none(), "stop the device first");
+        assert!(!self.process.running(), "stop the device first");
         Store::open(self.dir.join("state.redb"), DurabilityPolicy::default()).unwrap()
     }
 
-    fn log_path(&self, start: u32) -> PathBuf {
-        self.logs.join(format!("run-{start}.log"))
-    }
-
-    /// The current (or last) start's log.
+    /// The current (or last) start's log (its first 8 MiB).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path(self.starts)).unwrap_or_default()
+        self.process.log()
     }
 
     /// The last 60 lines of the current (or last) start's log.
     pub fn log_tail(&self) -> String {
-        let mut text = String::new();
-        if let Ok(f) = std::fs::File::open(self.log_path(self.starts)) {
-            let _ = f.take(8 << 20).read_to_string(&mut text);
-        }
-        let lines: Vec<&str> = text.lines().collect();
-        let from = lines.len().saturating_sub(60);
-        format!(
-            "--- {} (last {} lines) ---\n{}",
-            self.log_path(self.starts).display(),
-            lines.len() - from,
-            lines[from..].join("\n")
-        )
+        self.process.log_tail()
     }
 }
 
-impl Drop for FieldDevice {
-    fn drop(&mut self) {
-        self.kill9();
+impl Harness for FieldDevice {
+    fn process_mut(&mut self) -> &mut Process {
+        &mut self.process
+    }
+
+    fn current_report(&self) -> Option<StatusReport> {
+        self.report()
     }
 }

@@ -2,8 +2,9 @@
 //! fault-injecting proxy in front of it ([`proxy`]), an in-process [`host::TestHost`] for the
 //! sync client, and a device's state folder with drift events as the autonomy layer writes
 //! them ([`device`]); and for the device-level tests a `tinylcm run` process ([`field`]), the
-//! same laid out as the shipped systemd unit runs it on a `/data` of its own ([`shipped`]), and
-//! signed model releases ([`release`]).
+//! same laid out as the shipped systemd unit runs it on a `/data` of its own ([`shipped`]), the
+//! child process both of them stop, kill and wait on ([`process`]), and signed model releases
+//! ([`release`]).
 //!
 //! Why a crate of its own: these tests need both the runtime (as a library) and the server (as
 //! the binary users run), and a child binary (`sync-child`) the kill -9 test can kill.
@@ -11,6 +12,7 @@
 pub mod device;
 pub mod field;
 pub mod host;
+pub mod process;
 pub mod proxy;
 pub mod release;
 pub mod shipped;

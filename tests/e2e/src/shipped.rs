@@ -28,13 +28,13 @@
 //! Needs root (mount) and `unshare` (util-linux); without them it panics saying what to install.
 
 use std::ffi::CString;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Stdio};
 
 use tinylcm::status::StatusReport;
+
+use crate::process::{Harness, Process};
 
 /// The data partition's mount point on the device (and inside the child's namespace).
 pub const DATA: &str = "/data";
@@ -146,11 +146,9 @@ pub struct ShippedDevice {
     root: tempfile::TempDir,
     data: PathBuf,
     config: PathBuf,
-    logs: PathBuf,
     unit: Unit,
     env: Vec<(String, String)>,
-    child: Option<Child>,
-    starts: u32,
+    process: Process,
     mounted: bool,
 }
 
@@ -181,11 +179,9 @@ impl ShippedDevice {
             config: root.path().join("config.toml"),
             root,
             data,
-            logs,
             unit: Unit::shipped(),
             env: Vec::new(),
-            child: None,
-            starts: 0,
+            process: Process::new(logs),
             mounted: true,
         };
         std::fs::create_dir_all(device.state_dir()).unwrap();
@@ -278,9 +274,7 @@ impl ShippedDevice {
     /// Starts the unit's command in a private mount namespace with the tmpfs on `/data`;
     /// stdout and stderr go to a log per start.
     pub fn start(&mut self) {
-        assert!(self.child.is_none(), "the device runs already");
-        self.starts += 1;
-        let log = std::fs::File::create(self.log_path(self.starts)).unwrap();
+        let log = self.process.next_log();
         let words = self.command_line();
         // unshare execs sh, which execs tinylcm: the child's pid is the service's pid (the
         // one status.json carries), and SIGTERM reaches it directly, as systemd sends it.
@@ -313,7 +307,7 @@ impl ShippedDevice {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        self.child = Some(
+        self.process.started(
             cmd.spawn()
                 .unwrap_or_else(|e| panic!("cannot run unshare (install util-linux): {e}")),
         );
@@ -335,19 +329,17 @@ impl ShippedDevice {
 
     /// How many times it was started.
     pub fn starts(&self) -> u32 {
-        self.starts
+        self.process.starts()
     }
 
     /// The pid of the running service.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.pid()
     }
 
     /// Whether the process exited, and how (reaps it); `None` while it runs or when not started.
     pub fn exited(&mut self) -> Option<ExitStatus> {
-        let status = self.child.as_mut()?.try_wait().unwrap()?;
-        self.child = None;
-        Some(status)
+        self.process.exited()
     }
 
     /// `/data/tinylcm/status.json` as the test sees it, whoever wrote it.
@@ -358,49 +350,7 @@ impl ShippedDevice {
     /// The last `status.json` if the running process wrote it (not one left by an earlier
     /// start).
     pub fn status(&self) -> Option<StatusReport> {
-        let pid = self.pid()?;
-        let text = std::fs::read_to_string(self.status_path()).ok()?;
-        let report: StatusReport = serde_json::from_str(&text).ok()?;
-        (report.pid == pid && report.running).then_some(report)
-    }
-
-    /// Polls `f` every 100 ms for at most `seconds`; panics with `what` and the log's tail when
-    /// the time is up or the process exited.
-    pub fn wait<T>(
-        &mut self,
-        seconds: u64,
-        what: &str,
-        mut f: impl FnMut(&ShippedDevice) -> Option<T>,
-    ) -> T {
-        let until = Instant::now() + Duration::from_secs(seconds);
-        loop {
-            if let Some(v) = f(self) {
-                return v;
-            }
-            if let Some(status) = self.exited() {
-                panic!(
-                    "tinylcm run exited ({status}) while waiting for {what}:\n{}",
-                    self.log_tail()
-                );
-            }
-            if Instant::now() > until {
-                panic!(
-                    "timed out after {seconds} s waiting for {what}:\n{}",
-                    self.log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Waits for a `status.json` of the running process that satisfies `ok`.
-    pub fn wait_report(
-        &mut self,
-        seconds: u64,
-        what: &str,
-        ok: impl Fn(&StatusReport) -> bool,
-    ) -> StatusReport {
-        self.wait(seconds, what, |d| d.status().filter(|r| ok(r)))
+        self.process.report(&self.status_path())
     }
 
     /// The device id once it enrolled.
@@ -410,67 +360,22 @@ impl ShippedDevice {
 
     /// Stops it with SIGTERM, as systemd does, and expects a clean exit within 60 s.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        // SAFETY: a plain kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(child.id() as i32, libc::SIGTERM);
-        }
-        let until = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "tinylcm run exited with {status} after SIGTERM:\n{}",
-                    self.log_tail()
-                );
-                return;
-            }
-            if Instant::now() > until {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "tinylcm run did not stop within 60 s of SIGTERM:\n{}",
-                    self.log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.process.stop();
     }
 
     /// Kills it with SIGKILL (a crash) and reaps it.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill9();
     }
 
-    fn log_path(&self, start: u32) -> PathBuf {
-        self.logs.join(format!("run-{start}.log"))
-    }
-
-    /// The current (or last) start's log (stdout and stderr).
+    /// The current (or last) start's log (stdout and stderr, its first 8 MiB).
     pub fn log(&self) -> String {
-        let mut text = String::new();
-        if let Ok(f) = std::fs::File::open(self.log_path(self.starts)) {
-            let _ = f.take(8 << 20).read_to_string(&mut text);
-        }
-        text
+        self.process.log()
     }
 
     /// The last 60 lines of the current (or last) start's log.
     pub fn log_tail(&self) -> String {
-        let text = self.log();
-        let lines: Vec<&str> = text.lines().collect();
-        let from = lines.len().saturating_sub(60);
-        format!(
-            "--- {} (last {} lines) ---\n{}",
-            self.log_path(self.starts).display(),
-            lines.len() - from,
-            lines[from..].join("\n")
-        )
+        self.process.log_tail()
     }
 
     /// The temporary folder holding the config, the logs and the mount point.
@@ -492,6 +397,16 @@ impl Drop for ShippedDevice {
             }
             self.mounted = false;
         }
+    }
+}
+
+impl Harness for ShippedDevice {
+    fn process_mut(&mut self) -> &mut Process {
+        &mut self.process
+    }
+
+    fn current_report(&self) -> Option<StatusReport> {
+        self.status()
     }
 }
 

@@ -24,6 +24,7 @@ use tinylcm::knn::KnnState;
 use tinylcm::modelstore::ActiveState;
 use tinylcm::state::{MAX_EVENTS_PER_READ, Store};
 use tinylcm_e2e::field::{FieldDevice, Settings};
+use tinylcm_e2e::process::Harness;
 use tinylcm_e2e::proxy::{Fault, Proxy};
 use tinylcm_e2e::release::{self, Model};
 use tinylcm_e2e::sphere::Sphere;

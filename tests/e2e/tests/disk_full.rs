@@ -10,6 +10,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 
 use tinylcm::state::{DurabilityPolicy, Store};
+use tinylcm_e2e::process::Harness;
 use tinylcm_e2e::shipped::ShippedDevice;
 
 const MIB: u64 = 1 << 20;

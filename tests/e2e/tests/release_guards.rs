@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tinylcm::modelstore::ActiveState;
 use tinylcm_e2e::field::{FieldDevice, Settings};
+use tinylcm_e2e::process::Harness;
 use tinylcm_e2e::proxy::Proxy;
 use tinylcm_e2e::release::{self, Model};
 use tinylcm_e2e::sphere::Sphere;

@@ -13,6 +13,7 @@
 //!   inferring and never applies it again.
 
 use serde_json::{Value, json};
+use tinylcm_e2e::process::Harness;
 use tinylcm_e2e::shipped::ShippedDevice;
 use tinylcm_e2e::sphere::Sphere;
 

@@ -2,6 +2,7 @@
 //! `--state`, finds its state at the default `/data/tinylcm` on the tmpfs the test sees, infers,
 //! and stops cleanly on SIGTERM. The remote-config and disk-full tests build on this.
 
+use tinylcm_e2e::process::Harness;
 use tinylcm_e2e::shipped::ShippedDevice;
 
 /// A device on a 64 MiB `/data` runs the unit's command line and keeps its database, status
