@@ -48,9 +48,15 @@ impl std::fmt::Display for Slot {
     }
 }
 
-/// A verified release whose files are complete in a slot.
+/// A verified release whose files are complete in a slot (format 2, the one written).
+pub type SlotRecord = SlotRecordOf<u32>;
+
+/// A slot record of either format: `E` is the type of its epoch, `u32` in format 2 and `()` in
+/// format 1 (which had none; postcard writes `()` as nothing). One layout for both formats, so
+/// they cannot drift apart but where format 2 added the epoch; the bytes of format 1 are held
+/// by a test.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SlotRecord {
+pub struct SlotRecordOf<E> {
     /// Where its files are.
     pub slot: Slot,
     /// Release name.
@@ -68,14 +74,17 @@ pub struct SlotRecord {
     /// Mean top-class confidence measured in its health window (set at commit).
     pub mean_confidence: Option<f32>,
     /// The release's security epoch (0 for releases without one).
-    pub epoch: u32,
+    pub epoch: E,
 }
 
-/// A slot on trial: activated, not yet committed.
+/// A slot on trial (format 2, the one written).
+pub type Trial = TrialOf<u32>;
+
+/// A slot on trial: activated, not yet committed; `E` as in [`SlotRecordOf`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Trial {
+pub struct TrialOf<E> {
     /// The release on trial.
-    pub record: SlotRecord,
+    pub record: SlotRecordOf<E>,
     /// Service starts with this model so far (incremented and flushed before each load).
     pub starts: u32,
     /// Frames seen in the current health window (informational, saved at commit/rollback).
@@ -135,17 +144,20 @@ pub struct Refusal {
     pub reason: String,
 }
 
-/// The model store's whole state.
+/// The model store's whole state (format 2, the one written).
+pub type ModelsState = ModelsStateOf<u32>;
+
+/// The model store's whole state in either format: `E` as in [`SlotRecordOf`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ModelsState {
+pub struct ModelsStateOf<E> {
     /// The committed model (what runs when nothing is on trial).
-    pub committed: Option<SlotRecord>,
+    pub committed: Option<SlotRecordOf<E>>,
     /// The model committed before it, while its files are still in the other slot.
-    pub previous: Option<SlotRecord>,
+    pub previous: Option<SlotRecordOf<E>>,
     /// Installed and verified, not activated.
-    pub staged: Option<SlotRecord>,
+    pub staged: Option<SlotRecordOf<E>>,
     /// Activated, on trial.
-    pub trial: Option<Trial>,
+    pub trial: Option<TrialOf<E>>,
     /// The last refusal or automatic rollback.
     pub last_refusal: Option<Refusal>,
     /// The last [`HISTORY_LEN`] happenings, oldest first.
@@ -153,7 +165,7 @@ pub struct ModelsState {
     /// The highest security epoch this device ever committed: releases below it are refused,
     /// whoever asks. It only rises (at a commit), survives restarts and rollbacks, and a
     /// rollback never returns to a model below it.
-    pub epoch_floor: u32,
+    pub epoch_floor: E,
 }
 
 /// The stored form: a version tag in front, so a later runtime can migrate it.
@@ -175,47 +187,16 @@ impl Stored {
     }
 }
 
-/// Format 1's layout, kept to read values written before format 2 (postcard has no
+/// Format 1 (before epochs): format 2's layout without the epochs, read only (postcard has no
 /// optional fields: an added field is a new format).
 pub(crate) mod v1 {
-    use serde::{Deserialize, Serialize};
-
-    use super::{HistoryEntry, Refusal, Slot};
-
     /// Format 1's slot record.
-    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-    pub struct SlotRecord {
-        pub slot: Slot,
-        pub name: String,
-        pub version: String,
-        pub sha256: String,
-        pub size: u64,
-        pub key_id: String,
-        pub installed_unix_ms: u64,
-        pub mean_confidence: Option<f32>,
-    }
-
-    /// Format 1's trial.
-    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-    pub struct Trial {
-        pub record: SlotRecord,
-        pub starts: u32,
-        pub frames: u64,
-        pub activated_unix_ms: u64,
-    }
-
+    pub type SlotRecord = super::SlotRecordOf<()>;
     /// Format 1's state.
-    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-    pub struct ModelsState {
-        pub committed: Option<SlotRecord>,
-        pub previous: Option<SlotRecord>,
-        pub staged: Option<SlotRecord>,
-        pub trial: Option<Trial>,
-        pub last_refusal: Option<Refusal>,
-        pub history: Vec<HistoryEntry>,
-    }
+    pub type ModelsState = super::ModelsStateOf<()>;
 
     impl From<SlotRecord> for super::SlotRecord {
+        /// Format 1's releases carried no epoch: epoch 0.
         fn from(r: SlotRecord) -> Self {
             super::SlotRecord {
                 slot: r.slot,
@@ -232,6 +213,7 @@ pub(crate) mod v1 {
     }
 
     impl From<ModelsState> for super::ModelsState {
+        /// Format 1 had no floor: floor 0.
         fn from(s: ModelsState) -> Self {
             super::ModelsState {
                 committed: s.committed.map(Into::into),
@@ -385,6 +367,25 @@ mod tests {
         assert_eq!(back.into_current(), s);
     }
 
+    /// The record below as the runtime before epochs (1b3d9c9) wrote it, in hex: slot B,
+    /// "shapes", "1", the 64-character digest, size 9, key "k", installed 5, confidence 0.5.
+    const FORMAT_1_RECORD: &str = concat!(
+        "0106736861706573013140616261626162616261626162616261626162616261",
+        "6261626162616261626162616261626162616261626162616261626162616261",
+        "626162616261626162616209016b05010000003f",
+    );
+
+    /// The whole value of format 1 the test writes: `Stored::V1`, `Some(record)`, no previous,
+    /// no staged, `Some(trial)` of the same record (starts 2, frames 7, activated 6), no
+    /// refusal, no history.
+    fn format_1_bytes() -> Vec<u8> {
+        let hex = format!("0001{FORMAT_1_RECORD}000001{FORMAT_1_RECORD}0207060000");
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
     /// A state written by a runtime before epochs existed reads as floor 0, epoch 0.
     #[test]
     fn format_1_values_read_as_floor_zero() {
@@ -397,10 +398,11 @@ mod tests {
             key_id: "k".into(),
             installed_unix_ms: 5,
             mean_confidence: Some(0.5),
+            epoch: (),
         };
         let old = v1::ModelsState {
             committed: Some(record.clone()),
-            trial: Some(v1::Trial {
+            trial: Some(TrialOf {
                 record,
                 starts: 2,
                 frames: 7,
@@ -409,6 +411,11 @@ mod tests {
             ..Default::default()
         };
         let bytes = postcard::to_allocvec(&Stored::V1(old)).unwrap();
+        assert_eq!(
+            bytes,
+            format_1_bytes(),
+            "format 1's bytes changed: a change to the shared layout must not reach format 1"
+        );
         let now = postcard::from_bytes::<Stored>(&bytes)
             .unwrap()
             .into_current();
