@@ -5,10 +5,9 @@
 use std::sync::Arc;
 
 use tinylcm_protocol::api::{ConfigRefusal, ConfigRequest};
-use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use super::{ApiError, MAX_JSON_BYTES, blocking, parse_json};
+use super::{blocking, device_json_post, parse_json};
 use crate::domain::Sphere;
 
 /// Largest configuration request body: the fragment limit plus JSON escaping.
@@ -54,33 +53,12 @@ pub fn routes(
             Ok::<_, Rejection>(warp::reply::json(&state).into_response())
         });
 
-    let refusal = warp::path!("api" / "v2" / "devices" / String / "config" / "refusal")
-        .and(warp::post())
-        .and(warp::header::optional::<String>("authorization"))
-        .and(warp::any().map(move || device_sphere.clone()))
-        .and_then(
-            |device: String, auth: Option<String>, sphere: Arc<Sphere>| async move {
-                let (d, s) = (device.clone(), sphere.clone());
-                blocking(move || s.authorize_device(&d, auth.as_deref())).await?;
-                Ok::<_, Rejection>((device, sphere))
-            },
-        )
-        .untuple_one()
-        .and(warp::body::content_length_limit(MAX_JSON_BYTES))
-        .and(warp::body::bytes())
-        .and_then(
-            |device: String, sphere: Arc<Sphere>, body: bytes::Bytes| async move {
-                let refusal: ConfigRefusal = serde_json::from_slice(&body).map_err(|e| {
-                    warp::reject::custom(ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        format!("invalid JSON body: {e}"),
-                        Some(r#"send JSON {"revision": "<16 hex digits>", "reason": "..."}"#),
-                    ))
-                })?;
-                let kept = blocking(move || sphere.refuse_config(&device, &refusal)).await?;
-                Ok::<_, Rejection>(warp::reply::json(&kept).into_response())
-            },
-        );
+    let refusal = device_json_post(
+        warp::path!("api" / "v2" / "devices" / String / "config" / "refusal"),
+        device_sphere,
+        r#"send JSON {"revision": "<16 hex digits>", "reason": "..."}"#,
+        |sphere, device, refusal: &ConfigRefusal| sphere.refuse_config(device, refusal),
+    );
 
     let set_device = warp::path!("api" / "v2" / "devices" / String / "config")
         .and(warp::put())

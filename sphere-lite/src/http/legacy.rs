@@ -10,7 +10,10 @@ use tokio::sync::mpsc::UnboundedSender;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use super::{ApiError, MAX_JSON_BYTES, Metrics, ProcessJob, UploadGate, blocking, parse_query};
+use super::{
+    ApiError, MAX_JSON_BYTES, Metrics, ProcessJob, UploadGate, blocking, parse_json_body,
+    parse_query,
+};
 use crate::domain::Sphere;
 use crate::legacy::{self, wire};
 
@@ -172,12 +175,7 @@ pub fn routes(
         .and_then(
             |device: String, sphere: Arc<Sphere>, body: bytes::Bytes| async move {
                 let request: wire::AcknowledgeRequest =
-                    serde_json::from_slice(&body).map_err(|e| {
-                        bad_request(
-                            format!("invalid JSON body: {e}"),
-                            r#"send JSON {"validation_ids": ["1", "2"]}"#,
-                        )
-                    })?;
+                    parse_json_body(&body, r#"send JSON {"validation_ids": ["1", "2"]}"#)?;
                 let response = blocking(move || {
                     legacy::acknowledge(&sphere, &device, &request.validation_ids)
                 })

@@ -66,6 +66,56 @@ fn operator(
         .untuple_one()
 }
 
+/// Checks `auth` as the device token of `device` (the path's id); passes both on.
+async fn authorized_device(
+    device: String,
+    auth: Option<String>,
+    sphere: Arc<Sphere>,
+) -> Result<(String, Arc<Sphere>), Rejection> {
+    let (d, s) = (device.clone(), sphere.clone());
+    blocking(move || s.authorize_device(&d, auth.as_deref())).await?;
+    Ok((device, sphere))
+}
+
+/// A device's POST to `path` (which extracts its id): the device token is checked before the
+/// body (at most `limit` bytes) is read; extracts the id, the service and the body.
+fn device_post(
+    path: impl Filter<Extract = (String,), Error = Rejection> + Clone,
+    sphere: Arc<Sphere>,
+    limit: u64,
+) -> impl Filter<Extract = (String, Arc<Sphere>, bytes::Bytes), Error = Rejection> + Clone {
+    path.and(warp::post())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::any().map(move || sphere.clone()))
+        .and_then(authorized_device)
+        .untuple_one()
+        .and(warp::body::content_length_limit(limit))
+        .and(warp::body::bytes())
+}
+
+/// A device's POST of a JSON `T` to `path`, as [`device_post`] with a body of at most
+/// [`MAX_JSON_BYTES`]: a body that is not a `T` is answered 400 with `fix`; else `handle` runs
+/// on the blocking pool with the service, the device id and the request, and its result is
+/// the JSON reply.
+fn device_json_post<T, R>(
+    path: impl Filter<Extract = (String,), Error = Rejection> + Clone,
+    sphere: Arc<Sphere>,
+    fix: &'static str,
+    handle: fn(&Sphere, &str, &T) -> Result<R, DomainError>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone
+where
+    T: DeserializeOwned + Send + 'static,
+    R: serde::Serialize + Send + 'static,
+{
+    device_post(path, sphere, MAX_JSON_BYTES).and_then(
+        move |device: String, sphere: Arc<Sphere>, body: bytes::Bytes| async move {
+            let request: T = parse_json_body(&body, fix)?;
+            let reply = blocking(move || handle(&sphere, &device, &request)).await?;
+            Ok::<_, Rejection>(warp::reply::json(&reply).into_response())
+        },
+    )
+}
+
 /// Uploads allowed in the blocking pool at once. Accepting a package ends in a store commit,
 /// and commits are serialised by the store anyway; without this bound a fleet-wide sync storm
 /// filled the whole pool with uploads waiting for each other, and feedback polls and listings
@@ -119,6 +169,11 @@ fn parse_json<T: DeserializeOwned + Default>(
     if empty_ok && body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
+    parse_json_body(body, fix)
+}
+
+/// Parse a JSON body into `T` or answer 400 saying what is wrong and `fix`.
+fn parse_json_body<T: DeserializeOwned>(body: &[u8], fix: &str) -> Result<T, Rejection> {
     serde_json::from_slice(body).map_err(|e| {
         warp::reject::custom(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -150,6 +205,7 @@ struct FeedbackQuery {
 fn drift_routes(
     sphere: Arc<Sphere>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    let ack_sphere = sphere.clone();
     let with_sphere = warp::any().map(move || sphere.clone());
     let auth_header = warp::header::optional::<String>("authorization");
 
@@ -253,34 +309,12 @@ fn drift_routes(
             },
         );
 
-    let ack = warp::path!("api" / "v2" / "devices" / String / "feedback" / "ack")
-        .and(warp::post())
-        .and(auth_header)
-        .and(with_sphere)
-        .and_then(
-            |device: String, auth: Option<String>, sphere: Arc<Sphere>| async move {
-                let d = device.clone();
-                let s = sphere.clone();
-                blocking(move || s.authorize_device(&d, auth.as_deref())).await?;
-                Ok::<_, Rejection>((device, sphere))
-            },
-        )
-        .untuple_one()
-        .and(warp::body::content_length_limit(MAX_JSON_BYTES))
-        .and(warp::body::bytes())
-        .and_then(
-            |device: String, sphere: Arc<Sphere>, body: bytes::Bytes| async move {
-                let request: AckRequest = serde_json::from_slice(&body).map_err(|e| {
-                    warp::reject::custom(ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        format!("invalid JSON body: {e}"),
-                        Some(r#"send JSON {"up_to": N}"#),
-                    ))
-                })?;
-                let response = blocking(move || sphere.ack_feedback(&device, &request)).await?;
-                Ok::<_, Rejection>(warp::reply::json(&response).into_response())
-            },
-        );
+    let ack = device_json_post(
+        warp::path!("api" / "v2" / "devices" / String / "feedback" / "ack"),
+        ack_sphere,
+        r#"send JSON {"up_to": N}"#,
+        |sphere, device, request: &AckRequest| sphere.ack_feedback(device, request),
+    );
 
     list.or(one)
         .unify()
@@ -376,13 +410,10 @@ pub fn routes(
             |auth: Option<String>, sphere: Arc<Sphere>, body: bytes::Bytes| async move {
                 let s = sphere.clone();
                 blocking(move || s.authorize_operator(auth.as_deref()).map(drop)).await?;
-                let request: AddDeviceRequest = serde_json::from_slice(&body).map_err(|e| {
-                    warp::reject::custom(ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        format!("invalid JSON body: {e}"),
-                        Some(r#"send JSON {"device_id": "...", "name": "..."} (name optional)"#),
-                    ))
-                })?;
+                let request: AddDeviceRequest = parse_json_body(
+                    &body,
+                    r#"send JSON {"device_id": "...", "name": "..."} (name optional)"#,
+                )?;
                 let added = blocking(move || {
                     sphere.add_device(&request.device_id, request.name.as_deref())
                 })
@@ -395,38 +426,28 @@ pub fn routes(
         );
 
     let max_upload = sphere.max_upload_bytes();
-    let upload = warp::path!("api" / "v2" / "devices" / String / "packages")
-        .and(warp::post())
-        .and(auth_header)
-        .and(with_sphere.clone())
-        .and_then(
-            |device: String, auth: Option<String>, sphere: Arc<Sphere>| async move {
-                let checked = device.clone();
-                let s = sphere.clone();
-                blocking(move || s.authorize_device(&checked, auth.as_deref())).await?;
-                Ok::<_, Rejection>((device, sphere))
-            },
-        )
-        .untuple_one()
-        .and(warp::body::content_length_limit(max_upload))
-        .and(warp::body::bytes())
-        .and_then(
-            move |device: String, sphere: Arc<Sphere>, body: bytes::Bytes| {
-                let jobs = jobs.clone();
-                let gate = gate.clone();
-                let metrics = metrics.clone();
-                async move {
-                    let d = device.clone();
-                    let response = gate.run(move || sphere.accept_upload(&d, &body)).await?;
-                    metrics.package(response.outcome == UploadOutcome::Accepted);
-                    if response.outcome == UploadOutcome::Accepted {
-                        // The package is durable already; a lost job is redone at next start.
-                        let _ = jobs.send((device, response.package_id.clone()));
-                    }
-                    Ok::<_, Rejection>(warp::reply::json(&response).into_response())
+    let upload = device_post(
+        warp::path!("api" / "v2" / "devices" / String / "packages"),
+        sphere.clone(),
+        max_upload,
+    )
+    .and_then(
+        move |device: String, sphere: Arc<Sphere>, body: bytes::Bytes| {
+            let jobs = jobs.clone();
+            let gate = gate.clone();
+            let metrics = metrics.clone();
+            async move {
+                let d = device.clone();
+                let response = gate.run(move || sphere.accept_upload(&d, &body)).await?;
+                metrics.package(response.outcome == UploadOutcome::Accepted);
+                if response.outcome == UploadOutcome::Accepted {
+                    // The package is durable already; a lost job is redone at next start.
+                    let _ = jobs.send((device, response.package_id.clone()));
                 }
-            },
-        );
+                Ok::<_, Rejection>(warp::reply::json(&response).into_response())
+            }
+        },
+    );
 
     let drift = drift_routes(sphere.clone()).boxed();
     let dashboard = crate::web::routes(sphere.clone()).boxed();
