@@ -4,30 +4,17 @@
 
 use std::path::Path;
 
-use tinylcm::modelstore::{
-    ActiveState, BootChoice, ModelStore, ModelStoreError, RolledBack, Slot, Verdict,
-};
+use tinylcm::modelstore::{ActiveState, BootChoice, ModelStore, ModelStoreError, RolledBack, Slot};
 use tinylcm_protocol::release::SigningKey;
 
 mod modelstore_support;
-use modelstore_support::{config, model, open, release, run_choice, trust, with_goldens};
+use modelstore_support::{
+    config, model, open, pass_health_window, release, run_choice, trust, with_goldens,
+};
 
 /// Loads what `boot` chose through the real engine and runs one frame.
 fn run_boot_choice(models: &ModelStore) -> Option<String> {
     run_choice(models.boot().unwrap().choice, "boot")
-}
-
-/// Feeds the health window until it decides.
-fn pass_health_window(models: &ModelStore) {
-    let mut window = models.health_window().unwrap().expect("a model on trial");
-    loop {
-        match window.on_frame(true, Some(0.9)) {
-            Verdict::Pending => continue,
-            Verdict::Commit => break,
-            Verdict::Rollback(why) => panic!("unexpected rollback: {why}"),
-        }
-    }
-    models.commit(window.summary()).unwrap();
 }
 
 #[test]

@@ -6,28 +6,13 @@
 //! Every test here fails before this change: releases carried no epoch or compatible, the
 //! store kept no floor and had no revoked keys, so an older signed release installed.
 
-use tinylcm::modelstore::{
-    BootChoice, ModelStore, ModelStoreError, ModelsConfig, RolledBack, Verdict,
-};
+use tinylcm::modelstore::{BootChoice, ModelStore, ModelStoreError, ModelsConfig, RolledBack};
 use tinylcm_protocol::release::SigningKey;
 
 mod modelstore_support;
 use modelstore_support::{
-    Model, config, model, open, release_bound, run_choice, trust, with_goldens,
+    Model, config, model, open, pass_health_window, release_bound, run_choice, trust, with_goldens,
 };
-
-/// Feeds the health window until it commits.
-fn pass_health_window(models: &ModelStore) {
-    let mut window = models.health_window().unwrap().expect("a model on trial");
-    loop {
-        match window.on_frame(true, Some(0.9)) {
-            Verdict::Pending => continue,
-            Verdict::Commit => break,
-            Verdict::Rollback(why) => panic!("unexpected rollback: {why}"),
-        }
-    }
-    models.commit(window.summary()).unwrap();
-}
 
 /// `stem` with goldens computed from itself.
 fn good(stem: &str) -> Model {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tinylcm::engine::EngineConfig;
 use tinylcm::model::ModelManifest;
-use tinylcm::modelstore::{BootChoice, ModelStore, ModelsConfig, golden};
+use tinylcm::modelstore::{BootChoice, ModelStore, ModelsConfig, Verdict, golden};
 use tinylcm::state::{DurabilityPolicy, Store};
 use tinylcm_protocol::package::sha256_hex;
 use tinylcm_protocol::release::{FORMAT, ReleaseManifest, SignedRelease, SigningKey};
@@ -129,4 +129,18 @@ pub fn run_choice(choice: BootChoice, context: &str) -> Option<String> {
         "{context}"
     );
     Some(identity.version)
+}
+
+/// Feeds the health window of the model on trial good frames until it commits, and commits it;
+/// panics on a rollback.
+pub fn pass_health_window(models: &ModelStore) {
+    let mut window = models.health_window().unwrap().expect("a model on trial");
+    loop {
+        match window.on_frame(true, Some(0.9)) {
+            Verdict::Pending => continue,
+            Verdict::Commit => break,
+            Verdict::Rollback(why) => panic!("unexpected rollback: {why}"),
+        }
+    }
+    models.commit(window.summary()).unwrap();
 }
