@@ -111,6 +111,19 @@ pub fn jpeg(seed: u8) -> Vec<u8> {
 /// of that frame and its thumbnail, as the autonomy layer and the quarantine do; returns the
 /// event's sequence number.
 pub fn add_drift(store: &Store, device: &Device, incident: u64, sample: u64, qid: u64) -> u64 {
+    add_drift_with_thumbnail(store, device, incident, sample, qid, jpeg(qid as u8))
+}
+
+/// [`add_drift`] with `thumbnail` as the frame's thumbnail (written before the event is
+/// logged, so no sync round can package the event without it).
+pub fn add_drift_with_thumbnail(
+    store: &Store,
+    device: &Device,
+    incident: u64,
+    sample: u64,
+    qid: u64,
+    thumbnail: Vec<u8>,
+) -> u64 {
     let event = RuntimeEvent {
         unix_ms: tinylcm::utc::now_unix_ms(),
         kind: EventKind::Drift {
@@ -141,11 +154,7 @@ pub fn add_drift(store: &Store, device: &Device, incident: u64, sample: u64, qid
         thumbnail: Some(thumbnail_name(qid)),
     };
     std::fs::create_dir_all(device.thumbnails()).unwrap();
-    std::fs::write(
-        device.thumbnails().join(thumbnail_name(qid)),
-        jpeg(qid as u8),
-    )
-    .unwrap();
+    std::fs::write(device.thumbnails().join(thumbnail_name(qid)), thumbnail).unwrap();
     let mut b = Batch::new();
     b.append_event(&event).unwrap();
     b.put_quarantine(qid, &entry).unwrap();

@@ -19,6 +19,9 @@ use tinylcm::status::StatusReport;
 
 use crate::process::{Harness, Process};
 
+/// The origin `status.json` shows for the model built into the runtime.
+pub const BUILTIN_ORIGIN: &str = "builtin:default-f32";
+
 /// Where the tinylcm binary is.
 pub fn binary() -> PathBuf {
     if let Some(p) = std::env::var_os("TINYLCM_BIN") {
@@ -174,6 +177,16 @@ impl FieldDevice {
             &format!("status.json to say the model is `{expected}`"),
             |r| r.model.origin == expected && r.frames > 0,
         )
+    }
+
+    /// Starts the device and waits until it enrolled and runs the built-in model; its id.
+    pub fn start_enrolled(&mut self) -> String {
+        self.start();
+        let id = self.wait(60, "the device to enroll from its key file", |d| {
+            d.device_id()
+        });
+        self.wait_origin(60, BUILTIN_ORIGIN);
+        id
     }
 
     /// The device id once it enrolled.

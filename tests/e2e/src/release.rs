@@ -63,6 +63,21 @@ pub fn with_goldens(model: &Model, from: &Model, n: usize) -> Model {
     }
 }
 
+/// `model` with `tag`-filled bytes appended, its manifest's SHA-256 updated: the same network
+/// (flatbuffers ignore what follows the model) under another SHA-256, so each release of a test
+/// is a file the device has neither run nor refused before.
+pub fn variant(model: &Model, tag: u8) -> Model {
+    let old = model.sha256();
+    let mut bytes = model.bytes.clone();
+    bytes.extend_from_slice(&[tag; 64]);
+    let new = sha256_hex(&bytes);
+    assert!(model.manifest.contains(&old), "{}", model.manifest);
+    Model {
+        bytes,
+        manifest: model.manifest.replace(&old, &new),
+    }
+}
+
 /// A fresh release key with its public line written to `dir/<name>.pub`.
 pub fn key(dir: &Path, name: &str) -> (SigningKey, PathBuf) {
     let key = SigningKey::generate().unwrap();

@@ -301,6 +301,36 @@ impl Sphere {
             .cloned()
     }
 
+    /// Writes the enrollment key to `dir/enroll.key` (as it would lie on a device's boot
+    /// partition) and returns that file.
+    pub fn enrollment_key_file(&self, dir: &Path) -> PathBuf {
+        let file = dir.join("enroll.key");
+        std::fs::write(&file, format!("{}\n", self.enrollment_key)).unwrap();
+        file
+    }
+
+    /// How many packages the server stored from device `id` (its row's `packages`).
+    pub fn packages(&self, id: &str) -> u64 {
+        let row = self
+            .device(id)
+            .unwrap_or_else(|| panic!("device {id} is not listed"));
+        row["packages"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no package count in {row}"))
+    }
+
+    /// The sequence numbers (as the device numbered them) of every drift event of device `id`
+    /// on the server, ascending.
+    pub fn event_seqs(&self, id: &str) -> Vec<u64> {
+        let mut seqs: Vec<u64> = self
+            .drift_events(id)
+            .iter()
+            .map(|e| e["event_seq"].as_u64().unwrap())
+            .collect();
+        seqs.sort_unstable();
+        seqs
+    }
+
     /// Every drift event of device `id` (all pages).
     pub fn drift_events(&self, id: &str) -> Vec<Value> {
         let mut out = Vec::new();

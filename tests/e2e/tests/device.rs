@@ -16,59 +16,25 @@
 //!   rolled back after `max-trial-starts` starts, and stays rolled back;
 //! * a release rolled out while another is on trial is installed once that one is committed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{Value, json};
 use tinylcm::autonomy::{EventKind, RuntimeEvent};
 use tinylcm::knn::KnnState;
 use tinylcm::modelstore::ActiveState;
 use tinylcm::state::{MAX_EVENTS_PER_READ, Store};
-use tinylcm_e2e::field::{FieldDevice, Settings};
+use tinylcm_e2e::field::{BUILTIN_ORIGIN, FieldDevice, Settings};
 use tinylcm_e2e::process::Harness;
 use tinylcm_e2e::proxy::{Fault, Proxy};
 use tinylcm_e2e::release::{self, Model};
 use tinylcm_e2e::sphere::Sphere;
 
-/// The origin `status.json` shows for the model built into the runtime.
-const BUILTIN: &str = "builtin:default-f32";
 /// The label an operator gives a drift sample (no class of the default model has it).
 const LABEL: &str = "star";
-
-/// Writes `sphere`'s enrollment key to `dir/enroll.key` (as it would lie on a boot partition).
-fn enrollment_key(dir: &Path, sphere: &Sphere) -> PathBuf {
-    let file = dir.join("enroll.key");
-    std::fs::write(&file, format!("{}\n", sphere.enrollment_key)).unwrap();
-    file
-}
-
-/// `model` with `tag`-filled bytes appended, its manifest's SHA-256 updated: the same network
-/// (flatbuffers ignore what follows the model) under another SHA-256, so each release of a test
-/// is a file the device has neither run nor refused before.
-fn variant(model: &Model, tag: u8) -> Model {
-    let old = model.sha256();
-    let mut bytes = model.bytes.clone();
-    bytes.extend_from_slice(&[tag; 64]);
-    let new = tinylcm_protocol::package::sha256_hex(&bytes);
-    assert!(model.manifest.contains(&old), "{}", model.manifest);
-    Model {
-        bytes,
-        manifest: model.manifest.replace(&old, &new),
-    }
-}
 
 /// `origin` of an installed release as `status.json` shows it.
 fn origin(name: &str, version: &str, state: &str, slot: &str) -> String {
     format!("release {name} {version} ({state}, slot {slot})")
-}
-
-/// Starts the device and waits until it enrolled and runs the built-in model.
-fn start_enrolled(device: &mut FieldDevice) -> String {
-    device.start();
-    let id = device.wait(60, "the device to enroll from its key file", |d| {
-        d.device_id()
-    });
-    device.wait_origin(60, BUILTIN);
-    id
 }
 
 /// Every event in a stopped device's log.
@@ -87,12 +53,12 @@ fn all_events(store: &Store) -> Vec<(u64, RuntimeEvent)> {
 }
 
 fn drift_and_feedback(sphere: Sphere, work: &Path) {
-    let key = enrollment_key(work, &sphere);
+    let key = sphere.enrollment_key_file(work);
     let mut settings = Settings::new(&sphere.url(), &key, None);
     // Unpaced: the scene's first drift (frame 600) comes within seconds.
     settings.fps = 0.0;
     let mut device = FieldDevice::new(&work.join("device"), &settings);
-    let id = start_enrolled(&mut device);
+    let id = device.start_enrolled();
 
     // Enrolled from the key file, the device is listed under the machine's host name (what
     // provisioning sets from the serial number), as after `tinylcm enroll`.
@@ -206,11 +172,11 @@ fn a_signed_release_is_installed_tried_and_committed() {
     let work = tempfile::tempdir().unwrap();
     let (key, trusted) = release::key(work.path(), "release");
     let sphere = Sphere::embedded(Some(&trusted));
-    let enroll = enrollment_key(work.path(), &sphere);
+    let enroll = sphere.enrollment_key_file(work.path());
     let mut settings = Settings::new(&sphere.url(), &enroll, Some(&trusted));
     settings.health_frames = 200;
     let mut device = FieldDevice::new(&work.path().join("device"), &settings);
-    start_enrolled(&mut device);
+    device.start_enrolled();
 
     let int8 = release::default_model("default_int8");
     let model = release::with_goldens(&int8, &int8, 3);
@@ -294,7 +260,7 @@ fn refused_once(
         downloads,
         "shapes {version} was downloaded again after its refusal"
     );
-    device.wait_origin(10, BUILTIN);
+    device.wait_origin(10, BUILTIN_ORIGIN);
 }
 
 #[test]
@@ -306,21 +272,21 @@ fn bad_releases_are_refused_and_a_cut_download_resumes() {
     let server_keys = release::key_file(work.path(), "server.pub", &[&trusted_key, &other_key]);
     let sphere = Sphere::embedded(Some(&server_keys));
     let proxy = Proxy::start(&sphere.addr);
-    let enroll = enrollment_key(work.path(), &sphere);
+    let enroll = sphere.enrollment_key_file(work.path());
     let mut settings = Settings::new(&proxy.url(), &enroll, Some(&trusted));
     settings.health_frames = 100;
     let mut device = FieldDevice::new(&work.path().join("device"), &settings);
-    start_enrolled(&mut device);
+    device.start_enrolled();
 
     let int8 = release::default_model("default_int8");
     let f32 = release::default_model("default_f32");
     // 1. A good model signed by a key the device does not trust: refused from its signed
     //    release alone, never downloaded.
-    let m1 = release::with_goldens(&variant(&int8, 1), &variant(&int8, 1), 2);
+    let m1 = release::with_goldens(&release::variant(&int8, 1), &release::variant(&int8, 1), 2);
     let r1 = release::sign(&m1, &other_key, "shapes", "1");
     refused_once(&sphere, &proxy, &mut device, &m1, &r1, "1", 0);
     // 2. The int8 model with goldens computed from the float model: out of tolerance.
-    let m2 = release::with_goldens(&variant(&int8, 2), &f32, 2);
+    let m2 = release::with_goldens(&release::variant(&int8, 2), &f32, 2);
     let r2 = release::sign(&m2, &trusted_key, "shapes", "2");
     refused_once(&sphere, &proxy, &mut device, &m2, &r2, "2", 1);
     // 3. A truncated model file, signed as it is (size and SHA-256 are the truncated file's).
@@ -336,7 +302,7 @@ fn bad_releases_are_refused_and_a_cut_download_resumes() {
     // 3b. The server's file is shorter than its own assignment (the blob cut on the server's
     //     disk after publishing): its answer ends cleanly before the assigned size, and the
     //     release is then left alone instead of fetched again at every round (a metered link).
-    let m5 = release::with_goldens(&variant(&int8, 5), &variant(&int8, 5), 2);
+    let m5 = release::with_goldens(&release::variant(&int8, 5), &release::variant(&int8, 5), 2);
     release::publish(
         &sphere,
         &m5,
@@ -365,7 +331,7 @@ fn bad_releases_are_refused_and_a_cut_download_resumes() {
         1,
         "shapes 5 was fetched again after its short answer"
     );
-    device.wait_origin(10, BUILTIN);
+    device.wait_origin(10, BUILTIN_ORIGIN);
     device.stop();
 
     // Each refusal is in the store's history, with its reason; nothing was installed.
@@ -401,8 +367,8 @@ fn bad_releases_are_refused_and_a_cut_download_resumes() {
     // 4. A good release whose first download is cut half-way: resumed with Range, installed
     //    byte for byte, on trial.
     device.start();
-    device.wait_origin(60, BUILTIN);
-    let m4 = release::with_goldens(&variant(&int8, 4), &variant(&int8, 4), 2);
+    device.wait_origin(60, BUILTIN_ORIGIN);
+    let m4 = release::with_goldens(&release::variant(&int8, 4), &release::variant(&int8, 4), 2);
     proxy.inject("/models/shapes/4", Fault::CutAnswer(m4.bytes.len() / 2), 1);
     release::publish_and_roll_out(
         &sphere,
@@ -425,16 +391,16 @@ fn a_crash_looping_trial_is_rolled_back() {
     let work = tempfile::tempdir().unwrap();
     let (key, trusted) = release::key(work.path(), "release");
     let sphere = Sphere::embedded(Some(&trusted));
-    let enroll = enrollment_key(work.path(), &sphere);
+    let enroll = sphere.enrollment_key_file(work.path());
     let mut settings = Settings::new(&sphere.url(), &enroll, Some(&trusted));
     // The trial never passes its window by itself: only the kills decide it.
     settings.health_frames = 10_000_000;
     settings.max_trial_starts = 3;
     let mut device = FieldDevice::new(&work.path().join("device"), &settings);
-    start_enrolled(&mut device);
+    device.start_enrolled();
 
     let int8 = release::default_model("default_int8");
-    let model = release::with_goldens(&variant(&int8, 7), &variant(&int8, 7), 2);
+    let model = release::with_goldens(&release::variant(&int8, 7), &release::variant(&int8, 7), 2);
     release::publish_and_roll_out(&sphere, &model, &release::sign(&model, &key, "shapes", "7"));
     let on_trial = origin("shapes", "7", "on trial", "a");
     device.wait_origin(90, &on_trial);
@@ -467,14 +433,14 @@ fn a_crash_looping_trial_is_rolled_back() {
         );
     };
     assert_eq!(trial_starts, settings.max_trial_starts);
-    assert_eq!(running.model.origin, BUILTIN);
+    assert_eq!(running.model.origin, BUILTIN_ORIGIN);
     // It stays on the previous model: the rolled-back release is not installed again.
     std::thread::sleep(std::time::Duration::from_secs(4));
     device.wait_report(
         10,
         "the device to stay on the built-in model after the rollback (was the rolled-back \
          release installed again?)",
-        |r| r.model.origin == BUILTIN,
+        |r| r.model.origin == BUILTIN_ORIGIN,
     );
     device.stop();
 
@@ -506,19 +472,19 @@ fn a_release_rolled_out_during_a_trial_follows_it() {
     let work = tempfile::tempdir().unwrap();
     let (key, trusted) = release::key(work.path(), "release");
     let sphere = Sphere::embedded(Some(&trusted));
-    let enroll = enrollment_key(work.path(), &sphere);
+    let enroll = sphere.enrollment_key_file(work.path());
     let mut settings = Settings::new(&sphere.url(), &enroll, Some(&trusted));
     // Paced, so the trial lasts several sync rounds.
     settings.fps = 200.0;
     settings.health_frames = 500;
     let mut device = FieldDevice::new(&work.path().join("device"), &settings);
-    start_enrolled(&mut device);
+    device.start_enrolled();
 
     let int8 = release::default_model("default_int8");
-    let first = release::with_goldens(&variant(&int8, 1), &variant(&int8, 1), 2);
+    let first = release::with_goldens(&release::variant(&int8, 1), &release::variant(&int8, 1), 2);
     release::publish_and_roll_out(&sphere, &first, &release::sign(&first, &key, "shapes", "1"));
     device.wait_origin(90, &origin("shapes", "1", "on trial", "a"));
-    let second = release::with_goldens(&variant(&int8, 2), &variant(&int8, 2), 2);
+    let second = release::with_goldens(&release::variant(&int8, 2), &release::variant(&int8, 2), 2);
     release::publish_and_roll_out(
         &sphere,
         &second,

@@ -12,12 +12,11 @@
 
 use std::sync::Arc;
 
-use tinylcm::state::{Batch, Store};
 use tinylcm::sync::SyncClient;
 use tinylcm::sync::outbox::{
     DROPPED_COUNTER, DUPLICATE_COUNTER, QUEUED_COUNTER, REJECTED_COUNTER, UPLOADED_COUNTER,
 };
-use tinylcm_e2e::device::{Device, add_drift};
+use tinylcm_e2e::device::{Device, add_drift, add_drift_with_thumbnail};
 use tinylcm_e2e::host::TestHost;
 use tinylcm_e2e::proxy::{Fault, NGINX_SERVER, Proxy};
 use tinylcm_e2e::sphere::Sphere;
@@ -44,50 +43,6 @@ fn big_jpeg(side: u32, seed: u32) -> Vec<u8> {
     out
 }
 
-/// [`add_drift`] with `thumbnail` as the frame's thumbnail, in place before the event is
-/// logged (so no round can package the event with a small one).
-fn add_big_drift(store: &Store, device: &Device, k: u64, thumbnail: Vec<u8>) -> u64 {
-    use tinylcm::autonomy::{EventKind, RuntimeEvent};
-    use tinylcm::drift::{DetectorKind, DriftEvent};
-    use tinylcm::quarantine::{ENTRY_VERSION, Entry, Reason, Status, thumbnail_name};
-    let now = tinylcm::utc::now_unix_ms();
-    let event = RuntimeEvent {
-        unix_ms: now,
-        kind: EventKind::Drift {
-            incident: k,
-            event: DriftEvent {
-                detector: DetectorKind::PageHinkleyDistance,
-                statistic: 12.5,
-                threshold: 10.0,
-                magnitude: 2.0,
-                sample_id: 500 + k,
-                at: 500 + k,
-            },
-        },
-    };
-    let entry = Entry {
-        version: ENTRY_VERSION,
-        id: k,
-        created_unix_ms: now,
-        sample: 500 + k,
-        reason: Reason::Drift {
-            detector: "page-hinkley-distance".into(),
-        },
-        predicted: "circle".into(),
-        confidence: 0.4,
-        knn_distance: Some(1.5),
-        features: vec![0.25; 8],
-        status: Status::Pending,
-        thumbnail: Some(thumbnail_name(k)),
-    };
-    std::fs::create_dir_all(device.thumbnails()).unwrap();
-    std::fs::write(device.thumbnails().join(thumbnail_name(k)), thumbnail).unwrap();
-    let mut b = Batch::new();
-    b.append_event(&event).unwrap();
-    b.put_quarantine(k, &entry).unwrap();
-    store.submit(b).unwrap().first_event
-}
-
 #[test]
 fn a_proxys_own_refusals_keep_the_packages_and_raise_an_alert() {
     let work = tempfile::tempdir().unwrap();
@@ -107,7 +62,7 @@ fn a_proxys_own_refusals_keep_the_packages_and_raise_an_alert() {
         let seq = if big {
             let thumb = big_jpeg(200, k as u32);
             assert!(thumb.len() > LIMIT, "{} bytes", thumb.len());
-            add_big_drift(&store, &device, k, thumb)
+            add_drift_with_thumbnail(&store, &device, k, 500 + k, k, thumb)
         } else {
             add_drift(&store, &device, k, 500 + k, k)
         };
@@ -142,12 +97,7 @@ fn a_proxys_own_refusals_keep_the_packages_and_raise_an_alert() {
     // A small package behind them still goes: the big ones are skipped, not in the way.
     let small = add(3, false);
     wait_for(30, "the small package past the blocked big ones", || {
-        let on_server: Vec<u64> = sphere
-            .drift_events(&id)
-            .iter()
-            .map(|e| e["event_seq"].as_u64().unwrap())
-            .collect();
-        (on_server == [small]).then_some(())
+        (sphere.event_seqs(&id) == [small]).then_some(())
     });
 
     // A bare 400 from the proxy is no verdict on the package either.
@@ -189,14 +139,7 @@ fn a_proxys_own_refusals_keep_the_packages_and_raise_an_alert() {
     assert_eq!(store.counter(REJECTED_COUNTER).unwrap(), 0);
     // The proxy never forwarded a refused body, so nothing is a duplicate.
     assert_eq!((uploaded, duplicates), (queued, 0), "{status:?}");
-    let row = sphere.device(&id).unwrap();
-    assert_eq!(row["packages"].as_u64().unwrap(), queued, "{row}");
-    let mut seqs: Vec<u64> = sphere
-        .drift_events(&id)
-        .iter()
-        .map(|e| e["event_seq"].as_u64().unwrap())
-        .collect();
-    seqs.sort_unstable();
+    assert_eq!(sphere.packages(&id), queued);
     sent.sort_unstable();
-    assert_eq!(seqs, sent);
+    assert_eq!(sphere.event_seqs(&id), sent);
 }

@@ -9,53 +9,51 @@
 //! * a release of an older security epoch, assigned after the device committed a newer one,
 //!   is refused and not installed (nor downloaded), and the floor is in the store's record.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tinylcm::modelstore::ActiveState;
-use tinylcm_e2e::field::{FieldDevice, Settings};
+use tinylcm_e2e::field::{BUILTIN_ORIGIN, FieldDevice, Settings};
 use tinylcm_e2e::process::Harness;
 use tinylcm_e2e::proxy::Proxy;
 use tinylcm_e2e::release::{self, Model};
 use tinylcm_e2e::sphere::Sphere;
-
-/// The origin `status.json` shows for the model built into the runtime.
-const BUILTIN: &str = "builtin:default-f32";
-
-/// Writes `sphere`'s enrollment key to `dir/enroll.key`.
-fn enrollment_key(dir: &Path, sphere: &Sphere) -> PathBuf {
-    let file = dir.join("enroll.key");
-    std::fs::write(&file, format!("{}\n", sphere.enrollment_key)).unwrap();
-    file
-}
-
-/// `model` with `tag`-filled bytes appended and its manifest's SHA-256 updated: the same
-/// network under another SHA-256.
-fn variant(model: &Model, tag: u8) -> Model {
-    let old = model.sha256();
-    let mut bytes = model.bytes.clone();
-    bytes.extend_from_slice(&[tag; 64]);
-    let new = tinylcm_protocol::package::sha256_hex(&bytes);
-    Model {
-        bytes,
-        manifest: model.manifest.replace(&old, &new),
-    }
-}
+use tinylcm_protocol::release::SigningKey;
 
 /// A good release model (goldens from itself) under tag `tag`.
 fn good(tag: u8) -> Model {
-    let int8 = variant(&release::default_model("default_int8"), tag);
+    let int8 = release::variant(&release::default_model("default_int8"), tag);
     release::with_goldens(&int8, &int8, 2)
 }
 
-/// Starts the device and waits until it enrolled and runs the built-in model; its id.
-fn start_enrolled(device: &mut FieldDevice) -> String {
-    device.start();
-    let id = device.wait(60, "the device to enroll from its key file", |d| {
-        d.device_id()
-    });
-    device.wait_origin(60, BUILTIN);
-    id
+/// Each test's world: an embedded sphere-lite trusting a fresh release key, the counting proxy
+/// in front of it, and a device (not started) that enrolls and syncs through the proxy.
+struct Rig {
+    work: tempfile::TempDir,
+    key: SigningKey,
+    sphere: Sphere,
+    proxy: Proxy,
+    settings: Settings,
+    device: FieldDevice,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let work = tempfile::tempdir().unwrap();
+        let (key, trusted) = release::key(work.path(), "release");
+        let sphere = Sphere::embedded(Some(&trusted));
+        let proxy = Proxy::start(&sphere.addr);
+        let enroll = sphere.enrollment_key_file(work.path());
+        let settings = Settings::new(&proxy.url(), &enroll, Some(&trusted));
+        let device = FieldDevice::new(&work.path().join("device"), &settings);
+        Rig {
+            work,
+            key,
+            sphere,
+            proxy,
+            settings,
+            device,
+        }
+    }
 }
 
 /// Fails before this change: the release was downloaded, refused as "later" by the service
@@ -63,13 +61,15 @@ fn start_enrolled(device: &mut FieldDevice) -> String {
 /// downloads in 40 s), and the device said nothing of it.
 #[test]
 fn a_release_over_max_bytes_is_never_downloaded_and_reported_refused() {
-    let work = tempfile::tempdir().unwrap();
-    let (key, trusted) = release::key(work.path(), "release");
-    let sphere = Sphere::embedded(Some(&trusted));
-    let proxy = Proxy::start(&sphere.addr);
-    let enroll = enrollment_key(work.path(), &sphere);
-    let settings = Settings::new(&proxy.url(), &enroll, Some(&trusted));
-    let mut device = FieldDevice::new(&work.path().join("device"), &settings);
+    // Bound in this order so they drop in reverse, the device first.
+    let Rig {
+        work: _work,
+        key,
+        sphere,
+        proxy,
+        settings,
+        mut device,
+    } = Rig::new();
     let model = good(9);
     // One byte short of the release.
     let limit = model.bytes.len() - 1;
@@ -80,7 +80,7 @@ fn a_release_over_max_bytes_is_never_downloaded_and_reported_refused() {
         text.replace("[models]\n", &format!("[models]\nmax-bytes = {limit}\n")),
     )
     .unwrap();
-    let id = start_enrolled(&mut device);
+    let id = device.start_enrolled();
 
     release::publish_and_roll_out(&sphere, &model, &release::sign(&model, &key, "shapes", "9"));
     let report = device.wait_report(60, "status.json to report shapes 9 refused", |r| {
@@ -125,7 +125,7 @@ fn a_release_over_max_bytes_is_never_downloaded_and_reported_refused() {
         "shapes 9 was downloaded: {:?}",
         counts.paths
     );
-    let report = device.wait_origin(10, BUILTIN);
+    let report = device.wait_origin(10, BUILTIN_ORIGIN);
     assert_eq!(report.sync.unwrap().models_refused, 1);
     device.stop();
 
@@ -152,14 +152,16 @@ fn a_release_over_max_bytes_is_never_downloaded_and_reported_refused() {
 /// older release, validly signed, was downloaded and installed over the newer one.
 #[test]
 fn an_older_epoch_release_after_a_newer_one_is_refused_and_not_installed() {
-    let work = tempfile::tempdir().unwrap();
-    let (key, trusted) = release::key(work.path(), "release");
-    let sphere = Sphere::embedded(Some(&trusted));
-    let proxy = Proxy::start(&sphere.addr);
-    let enroll = enrollment_key(work.path(), &sphere);
-    let settings = Settings::new(&proxy.url(), &enroll, Some(&trusted));
-    let mut device = FieldDevice::new(&work.path().join("device"), &settings);
-    start_enrolled(&mut device);
+    // Bound in this order so they drop in reverse, the device first.
+    let Rig {
+        work: _work,
+        key,
+        sphere,
+        proxy,
+        settings: _,
+        mut device,
+    } = Rig::new();
+    device.start_enrolled();
 
     // Epoch 2 is installed, tried and committed: the floor becomes 2.
     let newer = good(2);
