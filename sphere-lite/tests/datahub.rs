@@ -613,17 +613,7 @@ fn device_text_cannot_inject_markup_into_the_data_hub_pages() {
                 (dev, sphere.create_operator_token("alice").unwrap())
             };
             let server = TestServer::start(b.open());
-            let page = |path: &str| -> (u16, String) {
-                let r = ureq::get(&server.url(path))
-                    .set("Cookie", &format!("sphere_session={operator}"))
-                    .call();
-                let r = match r {
-                    Ok(r) => r,
-                    Err(ureq::Error::Status(_, r)) => r,
-                    Err(e) => panic!("{e}"),
-                };
-                (r.status(), r.into_string().unwrap())
-            };
+            let page = |path: &str| server.page(&ureq::agent(), path, &operator);
             for (path, status, escaped) in [
                 (
                     format!("/ui/logs?device={dev}"),

@@ -12,9 +12,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sphere_lite::server::open_embedded;
 use tinylcm_protocol::api::FOREIGN_ANSWER_METRIC;
-use tinylcm_protocol::package::{FileKind, PackageBuilder};
 use tinylcm_protocol::paths;
 
+// Only its package builder: the fleet simulation is not used here.
+#[allow(dead_code)]
+#[path = "support/fleet.rs"]
+mod fleet;
 #[path = "support/server.rs"]
 mod server;
 
@@ -22,29 +25,8 @@ use server::TestServer;
 
 /// A package holding only a metrics file with the device's sync alert status.
 fn metrics_package(device: &str, id: &str, at: u64, foreign_status: u16) -> Vec<u8> {
-    let mut b = PackageBuilder::new(id, device, at).unwrap();
     let doc = json!({"sync": {"uploaded": 1, "foreign_answer_status": foreign_status}});
-    b.add(
-        "metrics.json",
-        FileKind::Metrics,
-        doc.to_string().into_bytes(),
-    )
-    .unwrap();
-    b.finish().unwrap()
-}
-
-/// GET `path` as the logged-in operator (session cookie `session`): (status, body).
-fn page(agent: &ureq::Agent, server: &TestServer, path: &str, session: &str) -> (u16, String) {
-    let r = agent
-        .get(&server.url(path))
-        .set("Cookie", &format!("sphere_session={session}"))
-        .call();
-    let r = match r {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{e}"),
-    };
-    (r.status(), r.into_string().unwrap())
+    fleet::metrics_package_of(device, id, at, &doc)
 }
 
 #[test]
@@ -102,19 +84,19 @@ fn a_devices_sync_alert_shows_on_the_fleet_list_and_its_page_until_it_clears() {
     // No alert yet.
     upload("m0", 1_764_147_600_000, 0);
     wait_points(1);
-    let (status, fleet) = page(&agent, &server, "/ui/fleet", &session);
+    let (status, fleet) = server.page(&agent, "/ui/fleet", &session);
     assert_eq!(status, 200, "{fleet}");
     assert!(!fleet.contains("sync-alert"), "{fleet}");
 
     // A proxy's 413: both pages say so.
     upload("m1", 1_764_147_660_000, 413);
     wait_points(2);
-    let (_, fleet) = page(&agent, &server, "/ui/fleet", &session);
+    let (_, fleet) = server.page(&agent, "/ui/fleet", &session);
     assert!(
         fleet.contains("sync blocked: HTTP 413 not from sphere-lite"),
         "{fleet}"
     );
-    let (status, device) = page(&agent, &server, &format!("/ui/devices/{dev}"), &session);
+    let (status, device) = server.page(&agent, &format!("/ui/devices/{dev}"), &session);
     assert_eq!(status, 200, "{device}");
     assert!(device.contains("class=\"sync-alert\""), "{device}");
     assert!(
@@ -126,8 +108,8 @@ fn a_devices_sync_alert_shows_on_the_fleet_list_and_its_page_until_it_clears() {
     // The device got through again: the alert is gone.
     upload("m2", 1_764_147_720_000, 0);
     wait_points(3);
-    let (_, fleet) = page(&agent, &server, "/ui/fleet", &session);
+    let (_, fleet) = server.page(&agent, "/ui/fleet", &session);
     assert!(!fleet.contains("sync-alert"), "{fleet}");
-    let (_, device) = page(&agent, &server, &format!("/ui/devices/{dev}"), &session);
+    let (_, device) = server.page(&agent, &format!("/ui/devices/{dev}"), &session);
     assert!(!device.contains("sync-alert"), "{device}");
 }

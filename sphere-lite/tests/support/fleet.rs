@@ -95,7 +95,17 @@ pub fn metrics_package(device: &str, package_id: &str) -> Vec<u8> {
         "total_inferences": 36000, "latency_ms": {"p50": 11.8, "p99": 19.7},
         "system": {"cpu_percent": 41.5, "temperature_c": 52.1}, "classes": classes,
     });
-    let mut b = PackageBuilder::new(package_id, device, 1_764_147_600_000).unwrap();
+    metrics_package_of(device, package_id, 1_764_147_600_000, &doc)
+}
+
+/// A package made at `unix_ms` holding only `doc` as its `metrics.json`.
+pub fn metrics_package_of(
+    device: &str,
+    package_id: &str,
+    unix_ms: u64,
+    doc: &serde_json::Value,
+) -> Vec<u8> {
+    let mut b = PackageBuilder::new(package_id, device, unix_ms).unwrap();
     b.add(
         "metrics.json",
         FileKind::Metrics,

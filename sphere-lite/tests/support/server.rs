@@ -157,6 +157,23 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// GET the page `path` through `agent` as the operator logged in with session cookie
+    /// `session`: (status, body), whatever the status.
+    pub fn page(&self, agent: &ureq::Agent, path: &str, session: &str) -> (u16, String) {
+        let r = agent
+            .get(&self.url(path))
+            .set("Cookie", &format!("sphere_session={session}"))
+            .call();
+        let r = match r {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{e}"),
+        };
+        (r.status(), r.into_string().unwrap())
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
