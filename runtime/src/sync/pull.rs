@@ -496,14 +496,20 @@ mod tests {
         file.validate(Path::new("x")).unwrap();
     }
 
-    #[test]
-    fn refusals_are_remembered_and_bounded() {
+    /// A state store in a temporary folder (kept while the folder is).
+    fn temp_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(
             dir.path().join("s.redb"),
             crate::state::DurabilityPolicy::default(),
         )
         .unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn refusals_are_remembered_and_bounded() {
+        let (_dir, store) = temp_store();
         for i in 0..70 {
             remember_refusal(&store, &format!("{i:064x}")).unwrap();
         }
@@ -519,12 +525,7 @@ mod tests {
     /// handed over again at every round (41 downloads in 40 s).
     #[test]
     fn a_later_release_backs_off_doubling_and_a_new_release_starts_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(
-            dir.path().join("s.redb"),
-            crate::state::DurabilityPolicy::default(),
-        )
-        .unwrap();
+        let (_dir, store) = temp_store();
         let (a, b) = ("a".repeat(64), "b".repeat(64));
         let t0 = 1_800_000_000_000u64;
         assert_eq!(later_left(&store, &a, t0), None);
