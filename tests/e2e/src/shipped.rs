@@ -17,6 +17,7 @@
 //! `/etc/tinylcm/config.toml` is read-only and absent here).
 //!
 //! ```no_run
+//! use tinylcm_e2e::process::Harness;
 //! use tinylcm_e2e::shipped::ShippedDevice;
 //! let mut device = ShippedDevice::new(Some(64 << 20)); // a 64 MiB /data
 //! device.provision(&[("TINYLCM_SYNC__SERVER", "http://127.0.0.1:1")]);
