@@ -27,3 +27,52 @@ pub fn missing(what: &str, how_to_get_it: &str) {
     }
     eprintln!("SKIPPED: {what} is missing ({how_to_get_it}; with {REQUIRE_ALL_ENV}=1 this fails)");
 }
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    /// Set in the child process this test starts: it only calls [`super::missing`].
+    const CHILD: &str = "TINYLCM_TEST_SUPPORT_CHILD";
+
+    /// The rule itself, in a child process (the flag is process-wide): with the flag a missing
+    /// dependency fails the test with the advice, without it the test says SKIPPED and passes.
+    /// Fails before this module existed: every site returned with a note whatever the flag.
+    #[test]
+    fn a_missing_dependency_fails_under_the_flag_and_skips_without_it() {
+        if std::env::var_os(CHILD).is_some() {
+            super::missing("the frobnicator", "apt install frobnicator");
+            return;
+        }
+        let run = |flag: Option<&str>| {
+            let mut command = Command::new(std::env::current_exe().unwrap());
+            command
+                .args([
+                    "--exact",
+                    "test_support::tests::a_missing_dependency_fails_under_the_flag_and_skips_without_it",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD, "1")
+                .env_remove(super::REQUIRE_ALL_ENV);
+            if let Some(flag) = flag {
+                command.env(super::REQUIRE_ALL_ENV, flag);
+            }
+            command.output().unwrap()
+        };
+        let required = run(Some("1"));
+        let text = String::from_utf8_lossy(&required.stdout).to_string()
+            + &String::from_utf8_lossy(&required.stderr);
+        assert!(!required.status.success(), "{text}");
+        assert!(text.contains("apt install frobnicator"), "{text}");
+        for flag in [None, Some("0")] {
+            let skipped = run(flag);
+            let text = String::from_utf8_lossy(&skipped.stderr);
+            assert!(skipped.status.success(), "{flag:?}: {text}");
+            assert!(
+                text.contains("SKIPPED: the frobnicator is missing"),
+                "{text}"
+            );
+        }
+    }
+}
