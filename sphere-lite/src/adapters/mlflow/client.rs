@@ -75,9 +75,38 @@ impl MlflowError {
         self.code() == Some("RESOURCE_DOES_NOT_EXIST")
     }
 
+    /// A failure on the server's side (a 5xx), which a repeat may not meet. A transport
+    /// failure is not one: it may be a 30 s timeout, not worth tripling.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, MlflowError::Api { status, .. } if *status >= 500)
+    }
+
     /// `INVALID_PARAMETER_VALUE` (among others: a param logged again with another value).
     pub fn is_invalid_parameter(&self) -> bool {
         self.code() == Some("INVALID_PARAMETER_VALUE")
+    }
+}
+
+/// Attempts at a read before its error is returned.
+const READ_ATTEMPTS: u32 = 3;
+
+/// Run an idempotent read, again after a short pause when the server failed on its side (a
+/// 5xx) or the connection broke. MLflow answers the odd concurrent request with a 500 that a
+/// repeat does not get (measured: `runs/search` racing its own lazy import of
+/// `mlflow.server.auth` under six parallel requests), and a proxy in front of it may answer
+/// 502/503 while it restarts; a read is safe to repeat, a write is not (it is checked by the
+/// caller instead, as [`Client::claim_param`] does).
+fn retry_read<T>(mut read: impl FnMut() -> Result<T, MlflowError>) -> Result<T, MlflowError> {
+    let mut attempt = 1;
+    loop {
+        match read() {
+            Err(e) if attempt < READ_ATTEMPTS && e.is_transient() => {
+                tracing::debug!(error = %e, attempt, "MLflow read failed; trying again");
+                std::thread::sleep(Duration::from_millis(50 << attempt));
+                attempt += 1;
+            }
+            other => return other,
+        }
     }
 }
 
@@ -335,7 +364,24 @@ impl Client {
         Self::answer(endpoint, result)
     }
 
+    /// A read-only POST (the search endpoints): retried like [`Client::get`].
+    fn post_read<T: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        body: &Value,
+    ) -> Result<T, MlflowError> {
+        retry_read(|| self.post(endpoint, body))
+    }
+
     fn get<T: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, MlflowError> {
+        retry_read(|| self.get_once(endpoint, query))
+    }
+
+    fn get_once<T: DeserializeOwned>(
         &self,
         endpoint: &str,
         query: &[(&str, &str)],
@@ -397,7 +443,7 @@ impl Client {
             if let Some(t) = &token {
                 body["page_token"] = json!(t);
             }
-            let page: Page = self.post("experiments/search", &body)?;
+            let page: Page = self.post_read("experiments/search", &body)?;
             out.extend(page.experiments);
             if out.len() > cap {
                 return Err(MlflowError::Response {
@@ -481,7 +527,7 @@ impl Client {
         if let Some(t) = page_token {
             body["page_token"] = json!(t);
         }
-        let page: Page = self.post("runs/search", &body)?;
+        let page: Page = self.post_read("runs/search", &body)?;
         Ok((page.runs, page.next_page_token.filter(|t| !t.is_empty())))
     }
 
@@ -659,4 +705,48 @@ pub struct ModelVersion {
     /// The run it was made from.
     #[serde(default)]
     pub run_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16) -> MlflowError {
+        MlflowError::Api {
+            endpoint: "runs/search".into(),
+            status,
+            code: String::new(),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_read_is_repeated_after_a_server_error_and_not_after_a_refusal() {
+        let mut calls = 0;
+        let got = retry_read(|| {
+            calls += 1;
+            if calls < READ_ATTEMPTS {
+                Err(api(500))
+            } else {
+                Ok(calls)
+            }
+        });
+        assert_eq!(got.unwrap(), READ_ATTEMPTS);
+
+        let mut calls = 0;
+        let got: Result<(), _> = retry_read(|| {
+            calls += 1;
+            Err(api(400))
+        });
+        assert!(got.is_err());
+        assert_eq!(calls, 1, "a 400 is an answer, not a hiccup");
+
+        let mut calls = 0;
+        let got: Result<(), _> = retry_read(|| {
+            calls += 1;
+            Err(api(503))
+        });
+        assert!(matches!(got, Err(MlflowError::Api { status: 503, .. })));
+        assert_eq!(calls, READ_ATTEMPTS, "bounded");
+    }
 }
