@@ -279,14 +279,16 @@ fn bytes_outlive_caller() {
     }
 }
 
+/// `auto` on a float model keeps tflite-c first where it exists (both XNNPACKs accelerate
+/// float ops; it is what the device image ships).
 #[test]
-fn auto_prefers_tflite_c_where_it_exists() {
+fn auto_prefers_tflite_c_for_a_float_model() {
     require_litert();
     let cfg = EngineConfig {
         threads: 1,
         ..EngineConfig::default()
     };
-    let e = engine::open(&cfg, &file("tiny_int8.tflite")).unwrap();
+    let e = engine::open(&cfg, &file("tiny_f32.tflite")).unwrap();
     if cfg!(target_arch = "aarch64") {
         // No classic library for aarch64: auto must fall through to LiteRT
         // (unless someone installed one system-wide).
@@ -299,6 +301,46 @@ fn auto_prefers_tflite_c_where_it_exists() {
         // No Coral here: Edge TPU auto falls back to XNNPACK.
         assert_eq!(e.accelerator(), Accelerator::Xnnpack);
     }
+    let (order, why) = engine::order_for(&cfg, &file("tiny_f32.tflite"), || false);
+    assert_eq!(order, [BackendKind::TfliteC, BackendKind::Litert]);
+    assert!(why.contains("float"), "{why}");
+}
+
+/// `auto` on an integer model the project makes picks LiteRT, whose XNNPACK runs int8/uint8
+/// ops (TF 2.6's runs float ops only), and says so.
+///
+/// Fails before this change: auto tried tflite-c first for every model, so these opened on
+/// tflite-c, where their int8/uint8 ops run on the builtin kernels.
+#[test]
+fn auto_picks_litert_for_an_integer_model() {
+    require_litert();
+    let cfg = EngineConfig {
+        threads: 1,
+        ..EngineConfig::default()
+    };
+    for name in [
+        "tiny_uint8.tflite",
+        "tiny_int8.tflite",
+        "mobilenetv2_int8.tflite",
+    ] {
+        let e = engine::open(&cfg, &file(name)).unwrap();
+        assert_eq!(e.backend(), BackendKind::Litert, "{name}");
+        assert_eq!(e.accelerator(), Accelerator::Xnnpack, "{name}");
+        let (order, why) = engine::order_for(&cfg, &file(name), || false);
+        assert_eq!(order, [BackendKind::Litert, BackendKind::TfliteC], "{name}");
+        assert!(why.contains("integer") && why.contains("XNNPACK"), "{why}");
+    }
+    // The built-in default int8 model too (from bytes).
+    let builtin = tinylcm::model::builtin(tinylcm::config::BuiltinVariant::Int8).unwrap();
+    let e = engine::open(&cfg, &builtin.source()).unwrap();
+    assert_eq!(e.backend(), BackendKind::Litert);
+    // With a Coral present, tflite-c (the only backend that drives one) stays first.
+    let (order, why) = engine::order_for(&cfg, &file("tiny_uint8.tflite"), || true);
+    assert_eq!(order, [BackendKind::TfliteC, BackendKind::Litert]);
+    assert!(why.contains("Edge TPU"), "{why}");
+    // A fixed backend is kept whatever the model.
+    let (order, _) = engine::order_for(&cfg_tflite(true), &file("tiny_uint8.tflite"), || false);
+    assert_eq!(order, [BackendKind::TfliteC]);
 }
 
 #[test]

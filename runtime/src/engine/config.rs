@@ -14,7 +14,8 @@ use crate::config::ConfigError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackendChoice {
-    /// `tflite-c` first, then `litert` (see [`crate::engine::open`]).
+    /// Per model, the backend that accelerates it: `tflite-c` first for a float model,
+    /// `litert` first for an int8/uint8 one (see [`crate::engine::order_for`]).
     #[default]
     Auto,
     /// Only the classic TF Lite C API.

@@ -299,6 +299,56 @@ pub(crate) fn verify_tflite(buf: &[u8]) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// What backend selection needs to know about a model before any library sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Traits {
+    /// Some tensor that is computed (not a constant) is int8 or uint8: the model's
+    /// operations run on integers (full-integer quantisation), not floats.
+    pub integer_ops: bool,
+}
+
+/// `TensorType` codes of the TFLite schema for int8 and uint8.
+const TENSOR_UINT8: u8 = 3;
+const TENSOR_INT8: u8 = 9;
+
+/// The [`Traits`] of a model that [`verify_tflite`] accepts (checked again here, so every
+/// offset followed below is known to lie inside `buf`).
+pub(crate) fn traits(buf: &[u8]) -> Result<Traits, Invalid> {
+    verify_tflite(buf)?;
+    let mut w = Walker { buf, visited: 0 };
+    let root = w.deref(0, "model")?;
+    let model = w.table(root, "model")?;
+    let buffers = w.tables(model, 4, "buffers")?;
+    // A constant's data sits in its buffer (inline, or at an offset in large files).
+    let mut constant = Vec::with_capacity(buffers.len());
+    for b in &buffers {
+        let inline = w
+            .vector(*b, 0, 1, "buffer data")?
+            .is_some_and(|(_, n)| n > 0);
+        let outside = w
+            .field(*b, 1, 8, "buffer offset")?
+            .map(|p| w.u64(p, "buffer offset"))
+            .transpose()?
+            .is_some_and(|off| off > 1);
+        constant.push(inline || outside);
+    }
+    let mut traits = Traits::default();
+    for sg in w.tables(model, 2, "subgraphs")? {
+        for t in w.tables(sg, 0, "tensors")? {
+            let ty = match w.field(t, 1, 1, "tensor type")? {
+                Some(p) => w.bytes(p, 1, "tensor type")?[0],
+                None => 0,
+            };
+            let buffer = w.scalar_u32(t, 2, "tensor buffer")?.unwrap_or(0) as usize;
+            let is_constant = constant.get(buffer).copied().unwrap_or(false);
+            if !is_constant && (ty == TENSOR_INT8 || ty == TENSOR_UINT8) {
+                traits.integer_ops = true;
+            }
+        }
+    }
+    Ok(traits)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,6 +370,20 @@ mod tests {
         ] {
             verify_tflite(&model(n)).unwrap_or_else(|e| panic!("{n}: {e}"));
         }
+    }
+
+    #[test]
+    fn integer_models_are_told_from_float_ones() {
+        for (n, integer) in [
+            ("tiny_f32.tflite", false),
+            ("tiny_int8.tflite", true),
+            ("tiny_uint8.tflite", true),
+            ("mobilenetv2_int8.tflite", true),
+        ] {
+            let t = traits(&model(n)).unwrap_or_else(|e| panic!("{n}: {e}"));
+            assert_eq!(t.integer_ops, integer, "{n}");
+        }
+        assert!(traits(&model("tiny_int8.tflite")[..100]).is_err());
     }
 
     #[test]

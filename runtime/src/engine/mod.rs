@@ -23,7 +23,7 @@ pub mod tflite_c;
 pub use config::{BackendChoice, EdgeTpuMode, EngineConfig};
 pub use locate::{LibraryKind, LibraryLocation, LibrarySource};
 pub use model::ModelSource;
-pub use select::{BackendStatus, ModelInfo, candidates, inspect, open, probe};
+pub use select::{BackendStatus, ModelInfo, candidates, inspect, open, order_for, probe};
 pub use tensor::{TensorRef, decode_output, encode_input};
 
 /// Element type of a tensor, as the model declares it.
