@@ -91,6 +91,12 @@ fn tiny_models_agree_across_backends_and_goldens() {
             &TINY_Q_EMBEDDING[..],
             &TINY_Q_SCORES[..],
         ),
+        (
+            "tiny_dynbatch_uint8.tflite",
+            ElementType::U8,
+            &TINY_Q_EMBEDDING[..],
+            &TINY_Q_SCORES[..],
+        ),
     ] {
         let mut engines: Vec<Box<dyn Engine>> =
             vec![Box::new(litert::open(&cfg_litert(), &file(name)).unwrap())];
@@ -225,6 +231,47 @@ fn mobilenet_int8_runs_everywhere() {
             e.accelerator()
         );
     }
+}
+
+/// A model exported with a dynamic batch (input shape signature `[-1, 64, 64, 3]`) runs on
+/// both backends with batch 1 and the golden values of its static twin (`tiny_uint8`: same
+/// weights), byte for byte the same outputs on each.
+///
+/// Fails before this change: LiteRT reported the `-1` of the shape signature and the engine
+/// refused the model ("dynamic dimension (-1) in [-1, 64, 64, 3]").
+#[test]
+fn dynamic_batch_runs_on_both_backends() {
+    require_litert();
+    assert!(
+        tflite_c_available() || cfg!(target_arch = "aarch64"),
+        "the TF Lite C library is missing: run ./scripts/fetch-libs"
+    );
+    let name = "tiny_dynbatch_uint8.tflite";
+    let mut engines: Vec<Box<dyn Engine>> =
+        vec![Box::new(litert::open(&cfg_litert(), &file(name)).unwrap())];
+    if tflite_c_available() {
+        engines.push(Box::new(
+            tflite_c::open(&cfg_tflite(true), &file(name)).unwrap(),
+        ));
+    }
+    let mut twin = litert::open(&cfg_litert(), &file("tiny_uint8.tflite")).unwrap();
+    let input = golden_input(&twin.inputs()[0]);
+    let expected = run(&mut twin, &input);
+    for e in &mut engines {
+        assert_eq!(e.inputs()[0].shape, vec![1, 64, 64, 3], "{}", e.backend());
+        assert_eq!(e.outputs()[0].shape, vec![1, 16], "{}", e.backend());
+        assert_eq!(e.outputs()[1].shape, vec![1, 5], "{}", e.backend());
+        // Twice: the resized buffers are reused from one invoke to the next.
+        for _ in 0..2 {
+            let outs = run(e.as_mut(), &input);
+            check_golden(e.as_ref(), &outs, &TINY_Q_EMBEDDING, &TINY_Q_SCORES, 1e-5);
+            assert_eq!(outs, expected, "{}", e.backend());
+        }
+    }
+    // auto opens it too (an integer model: LiteRT first).
+    let e = engine::open(&EngineConfig::default(), &file(name)).unwrap();
+    assert_eq!(e.backend(), BackendKind::Litert);
+    assert_eq!(e.inputs()[0].shape, vec![1, 64, 64, 3]);
 }
 
 /// Loading from bytes gives the same tensors and outputs as loading the file,

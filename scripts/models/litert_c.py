@@ -64,12 +64,37 @@ def run(model_bytes: bytes, x_float: np.ndarray, inputs: list[dict], outputs: li
             _chk(lib.LiteRtCreateCompiledModel(env, model, opts, C.byref(cm)), "CreateCompiledModel")
             _chk(lib.LiteRtGetModelSignature(model, 0, C.byref(sig)), "GetModelSignature")
 
+            # A dynamic batch (-1 in the shape signature) is resized to 1, as the runtime does;
+            # the compiled model's layouts then give every tensor's real shape.
+            resolved = {}
+            for i in range(len(inputs)):
+                t = P()
+                _chk(lib.LiteRtGetSignatureInputTensorByIndex(sig, i, C.byref(t)), "GetSignatureInputTensor")
+                rtt = _RankedTensorType()
+                _chk(lib.LiteRtGetRankedTensorType(t, C.byref(rtt)), "GetRankedTensorType")
+                rank = rtt.layout.bits & 0x7F
+                dims = [rtt.layout.dims[k] for k in range(rank)]
+                if any(d < 0 for d in dims):
+                    fixed = (C.c_int * rank)(*[1 if d < 0 else d for d in dims])
+                    _chk(lib.LiteRtCompiledModelResizeInputTensor(cm, 0, i, fixed, rank), "ResizeInputTensor")
+            layouts = (_Layout * max(1, len(outputs)))()
+            dynamic = lib.LiteRtGetCompiledModelOutputTensorLayouts(cm, 0, len(outputs), layouts, True) == 0
+            for i in range(len(inputs)):
+                lay = _Layout()
+                if lib.LiteRtGetCompiledModelInputTensorLayout(cm, 0, i, C.byref(lay)) == 0:
+                    resolved[(False, i)] = lay
+            if dynamic:
+                for i in range(len(outputs)):
+                    resolved[(True, i)] = layouts[i]
+
             def make(i: int, out: bool):
                 t, req, buf = P(), P(), P()
                 get_t = lib.LiteRtGetSignatureOutputTensorByIndex if out else lib.LiteRtGetSignatureInputTensorByIndex
                 _chk(get_t(sig, i, C.byref(t)), "GetSignatureTensorByIndex")
                 rtt = _RankedTensorType()
                 _chk(lib.LiteRtGetRankedTensorType(t, C.byref(rtt)), "GetRankedTensorType")
+                if (out, i) in resolved:
+                    rtt.layout = resolved[(out, i)]
                 get_r = (lib.LiteRtGetCompiledModelOutputBufferRequirements if out
                          else lib.LiteRtGetCompiledModelInputBufferRequirements)
                 _chk(get_r(cm, 0, i, C.byref(req)), "GetBufferRequirements")

@@ -21,10 +21,10 @@ SIZE_BUDGET_F32_MNV2 = 1_600_000  # brief: include mobilenetv2_f32 only if below
 MODELS_DIR_BUDGET = 2_000_000     # ... and only if runtime/models stays below 2 MB in total
 
 
-def tiny_net() -> keras.Model:
+def tiny_net(batch: int | None = 1) -> keras.Model:
     """64x64x3 -> small conv net; outputs [scores (softmax 5), embedding (16)]."""
     L = keras.layers
-    inp = keras.Input(TINY_SHAPE, batch_size=1, name="input")
+    inp = keras.Input(TINY_SHAPE, batch_size=batch, name="input")
     x = L.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(inp)
     x = L.BatchNormalization()(x)
     x = L.ReLU()(x)
@@ -71,72 +71,134 @@ def random_images(rng: np.random.Generator, n: int, shape) -> np.ndarray:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True, type=pathlib.Path)
-    args = ap.parse_args()
-    out: pathlib.Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+NOTE_TINY = ("Tiny conv net (conv/BN/ReLU, depthwise-separable blocks, GAP, dense 16 `embedding`, "
+             "dense softmax 5 `scores`), random init (seed {}), BatchNorm statistics calibrated on "
+             "pseudo-random images.").format(SEED)
+NOTE_MN = ("Keras MobileNetV2 alpha 0.35, 96x96, `include_top=False, pooling='avg'` (1280-d "
+           "features, output named `embedding`), random init (seed {}), BatchNorm statistics "
+           "calibrated on pseudo-random images; a standard architecture for engine and latency "
+           "tests.").format(SEED + 1)
+TINY_FLAVOURS = [
+    ("tiny_f32.tflite", None, 1, "float32 input and outputs."),
+    ("tiny_int8.tflite", "int8", 1, "Full-integer int8, int8 input and outputs (same weights as tiny_f32)."),
+    ("tiny_uint8.tflite", "uint8", 1, "Full-integer int8 inside, uint8 input and outputs (same weights as tiny_f32)."),
+    ("tiny_dynbatch_uint8.tflite", "uint8", None,
+     "Full-integer int8 inside, uint8 input and outputs, exported with a **dynamic batch** "
+     "(input shape signature `[-1, 64, 64, 3]`, as models exported for batched serving have; "
+     "LiteRT must resize it to batch 1). Same architecture and seed as tiny_uint8, its own "
+     "conversion."),
+]
+MNV2_NAMES = ["mobilenetv2_int8.tflite"]
+ALL = [f[0] for f in TINY_FLAVOURS] + MNV2_NAMES
 
-    results = {}  # fname -> (bytes, description, golden, note)
 
-    # ---- tiny net: one set of weights, three I/O flavours ----
-    tc.set_seeds(SEED)
-    rng = np.random.default_rng(SEED)
-    tiny = tiny_net()
-    tc.calibrate_batchnorm(tiny, random_images(rng, 32, TINY_SHAPE))
-    rep = [s[None] for s in random_images(rng, 48, TINY_SHAPE)]
-    rep.append(tc.golden_input_float((1, *TINY_SHAPE)))
-    names = ["scores", "embedding"]
-    note_tiny = ("Tiny conv net (conv/BN/ReLU, depthwise-separable blocks, GAP, dense 16 `embedding`, "
-                 "dense softmax 5 `scores`), random init (seed {}), BatchNorm statistics calibrated on "
-                 "pseudo-random images.").format(SEED)
-    for fname, quant, extra in [
-        ("tiny_f32.tflite", None, "float32 input and outputs."),
-        ("tiny_int8.tflite", "int8", "Full-integer int8, int8 input and outputs (same weights as tiny_f32)."),
-        ("tiny_uint8.tflite", "uint8", "Full-integer int8 inside, uint8 input and outputs (same weights as tiny_f32)."),
-    ]:
-        b = tc.convert(tiny, names, TINY_SHAPE, quant, rep)
-        results[fname] = (b, note_tiny + " " + extra)
+def build_tiny(names) -> dict:
+    """The tiny net: one set of weights, several I/O flavours (only those in `names`)."""
+    results = {}
+    for fname, quant, batch, extra in TINY_FLAVOURS:
+        if fname not in names:
+            continue
+        # Same seed, same calibration for every flavour: the weights are identical.
+        tc.set_seeds(SEED)
+        rng = np.random.default_rng(SEED)
+        tiny = tiny_net(batch)
+        tc.calibrate_batchnorm(tiny, random_images(rng, 32, TINY_SHAPE))
+        rep = [s[None] for s in random_images(rng, 48, TINY_SHAPE)]
+        rep.append(tc.golden_input_float((1, *TINY_SHAPE)))
+        b = tc.convert(tiny, ["scores", "embedding"], TINY_SHAPE, quant, rep, batch=batch)
+        results[fname] = (b, NOTE_TINY + " " + extra)
+    return results
 
-    # ---- MobileNetV2 alpha 0.35, 96x96, GAP features (1280) ----
+
+def build_mobilenet(out: pathlib.Path, others: int):
+    """MobileNetV2 alpha 0.35, 96x96, GAP features (1280); the f32 one only within budget."""
+    results = {}
     tc.set_seeds(SEED + 1)
     rng = np.random.default_rng(SEED + 1)
     mnv2 = mobilenet()
     tc.calibrate_batchnorm(mnv2, random_images(rng, 16, MNV2_SHAPE))
     rep = [s[None] for s in random_images(rng, 32, MNV2_SHAPE)]
     rep.append(tc.golden_input_float((1, *MNV2_SHAPE)))
-    note_mn = ("Keras MobileNetV2 alpha 0.35, 96x96, `include_top=False, pooling='avg'` (1280-d "
-               "features, output named `embedding`), random init (seed {}), BatchNorm statistics "
-               "calibrated on pseudo-random images; a standard architecture for engine and latency "
-               "tests.").format(SEED + 1)
     b = tc.convert(mnv2, ["embedding"], MNV2_SHAPE, "uint8", rep)
-    results["mobilenetv2_int8.tflite"] = (b, note_mn + " Full-integer int8 inside, uint8 input and output.")
+    results["mobilenetv2_int8.tflite"] = (b, NOTE_MN + " Full-integer int8 inside, uint8 input and output.")
     b32 = tc.convert(mnv2, ["embedding"], MNV2_SHAPE, None)
 
-    # size budget for the f32 MobileNet
-    others = sum(len(v[0]) for v in results.values())
+    others += len(b)
     existing_elsewhere = sum(p.stat().st_size for p in out.parent.rglob("*")
                              if p.is_file() and out not in p.parents)
     mn32_note = None
     if len(b32) < SIZE_BUDGET_F32_MNV2 and others + len(b32) + existing_elsewhere < MODELS_DIR_BUDGET - 200_000:
-        results["mobilenetv2_f32.tflite"] = (b32, note_mn + " float32 input and output.")
+        results["mobilenetv2_f32.tflite"] = (b32, NOTE_MN + " float32 input and output.")
     else:
         mn32_note = (f"`mobilenetv2_f32.tflite` is not committed: it is {len(b32):,} bytes and would push "
                      f"runtime/models over its 2 MB budget (the other test models take {others:,} bytes).")
         stale = out / "mobilenetv2_f32.tflite"
         if stale.exists():
             stale.unlink()
+    return results, mn32_note
+
+
+def kept_not_included(out: pathlib.Path):
+    """The README's "Not included" note of an earlier full run (kept by --only runs)."""
+    readme = out / "README.md"
+    if not readme.exists():
+        return None
+    text = readme.read_text()
+    marker = "\n## Not included\n\n"
+    return text.split(marker, 1)[1].strip() if marker in text else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True, type=pathlib.Path)
+    ap.add_argument("--only", default="",
+                    help="comma-separated model files to (re)build; the others are kept as they "
+                         "are (bytes and golden values), so adding a model changes no other")
+    args = ap.parse_args()
+    out: pathlib.Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    only = [n for n in args.only.split(",") if n]
+    unknown = [n for n in only if n not in ALL]
+    if unknown:
+        raise SystemExit(f"unknown model(s) {unknown}; known: {ALL}")
+    build = set(only or ALL)
+
+    # fname -> (bytes, description): built now, or kept from `out` (with its golden values).
+    old_golden = {}
+    if (out / "golden.json").exists():
+        old_golden = json.loads((out / "golden.json").read_text()).get("models", {})
+    results = build_tiny(build)
+    mn32_note = None
+    if set(MNV2_NAMES) & build:
+        others = sum(len(v[0]) for v in results.values())
+        mn, mn32_note = build_mobilenet(out, others)
+        results.update(mn)
+    else:
+        mn32_note = kept_not_included(out)
+    built = set(results)
+    notes = {f[0]: NOTE_TINY + " " + f[3] for f in TINY_FLAVOURS}
+    notes.update({"mobilenetv2_int8.tflite": NOTE_MN + " Full-integer int8 inside, uint8 input and output.",
+                  "mobilenetv2_f32.tflite": NOTE_MN + " float32 input and output."})
+    ordered = {}
+    for fname in ALL + ["mobilenetv2_f32.tflite"]:
+        if fname in results:
+            ordered[fname] = results[fname]
+        elif (out / fname).exists() and fname in old_golden:
+            ordered[fname] = ((out / fname).read_bytes(), notes[fname])
+    results = ordered
 
     golden_all = {}
     sections = []
     for fname, (b, note) in results.items():
-        (out / fname).write_bytes(b)
+        if fname in built:
+            (out / fname).write_bytes(b)
+            gold = tc.golden(b)
+        else:
+            gold = old_golden[fname]
         info = tc.describe(b)
-        gold = tc.golden(b)
         golden_all[fname] = gold
         sections.append(tc.markdown_model_section(fname, info, gold, note))
-        print(f"{fname}: {len(b):,} bytes, outputs "
+        print(f"{fname}: {len(b):,} bytes{'' if fname in built else ' (kept)'}, outputs "
               + ", ".join(f"{o['index']}={o['name']}{o['shape']}" for o in info["outputs"]))
 
     (out / "golden.json").write_text(json.dumps(
@@ -156,7 +218,8 @@ see `scripts/models/`). CI never regenerates them. Re-running the script on anot
 other weights and therefore other golden values and hashes: if you regenerate, commit the
 `.tflite` files, `golden.json` and this README together.
 
-All models have a **static batch of 1** (LiteRT refuses dynamic batch dims).
+All models but `tiny_dynbatch_uint8.tflite` have a **static batch of 1**; that one keeps the
+dynamic batch (`-1`) a batched-serving export has, which the runtime resizes to 1 on LiteRT.
 Tensor names were set from the SavedModel signature after conversion (the converter itself names
 outputs `StatefulPartitionedCall:N`): the input is `input`, outputs are `scores` / `embedding`.
 **Output order:** the converter orders outputs by signature name, so in every two-output model
@@ -196,6 +259,7 @@ came out at its zero point).
     tail = ""
     if mn32_note:
         tail = "\n## Not included\n\n" + mn32_note + "\n"
+    # `scripts/make-test-models --only NAME` rebuilds one model and keeps the others.
     (out / "README.md").write_text(head + "## Models\n\n" + "\n".join(sections) + tail)
 
 

@@ -67,8 +67,9 @@ def calibrate_batchnorm(model: keras.Model, batch: np.ndarray) -> None:
 
 
 def convert(model: keras.Model, output_names, input_shape, quant: str | None = None,
-            representative=None) -> bytes:
-    """Convert a Keras model to TFLite with a static batch of 1.
+            representative=None, batch: int | None = 1) -> bytes:
+    """Convert a Keras model to TFLite with a static batch of 1 (batch=None: a dynamic batch,
+    shape signature [-1, ...], as models exported for batched serving have).
 
     quant: None (float32), "int8" (full integer, int8 I/O) or "uint8" (full integer, uint8 I/O).
     representative: iterable of float32 arrays shaped (1, *input_shape) for calibration.
@@ -90,7 +91,7 @@ def convert(model: keras.Model, output_names, input_shape, quant: str | None = N
         archive = keras.export.ExportArchive()
         archive.track(model)
         archive.add_endpoint(name="serving_default", fn=serve, input_signature=[
-            tf.TensorSpec((1, *input_shape), tf.float32, name="input")])
+            tf.TensorSpec((batch, *input_shape), tf.float32, name="input")])
         archive.write_out(d, verbose=False)
         conv = tf.lite.TFLiteConverter.from_saved_model(d)
         if quant is not None:
@@ -203,6 +204,9 @@ def _tensor_desc(d) -> dict:
         "dtype": np.dtype(d["dtype"]).name,
         "shape": [int(s) for s in d["shape"]],
     }
+    signature = [int(s) for s in d.get("shape_signature", d["shape"])]
+    if signature != desc["shape"]:
+        desc["shape_signature"] = signature
     if d["dtype"] != np.float32:
         desc["quantization"] = {"scale": float(scale), "zero_point": int(zp)}
     else:
@@ -302,10 +306,14 @@ def markdown_model_section(fname: str, info: dict, gold: dict, extra: str = "") 
         lines += [extra, ""]
     lines += [f"- size: {info['bytes']:,} bytes", f"- SHA-256: `{info['sha256']}`", ""]
     lines += ["| kind | index | name | dtype | shape | quantisation |", "|---|---|---|---|---|---|"]
+    def shape(t) -> str:
+        sig = t.get("shape_signature")
+        return f"{t['shape']} (signature {sig})" if sig else f"{t['shape']}"
+
     for t in info["inputs"]:
-        lines.append(f"| input | {t['index']} | `{t['name']}` | {t['dtype']} | {t['shape']} | {fmt_quant(t['quantization'])} |")
+        lines.append(f"| input | {t['index']} | `{t['name']}` | {t['dtype']} | {shape(t)} | {fmt_quant(t['quantization'])} |")
     for t in info["outputs"]:
-        lines.append(f"| output | {t['index']} | `{t['name']}` | {t['dtype']} | {t['shape']} | {fmt_quant(t['quantization'])} |")
+        lines.append(f"| output | {t['index']} | `{t['name']}` | {t['dtype']} | {shape(t)} | {fmt_quant(t['quantization'])} |")
     lines += ["", "Golden values (dequantised; input per the formula above):", ""]
     if gold["input"]["quantization"] is not None:
         lines.append(f"- quantised input starts {gold['input']['first_values']}")

@@ -366,6 +366,7 @@ mod tests {
             "tiny_f32.tflite",
             "tiny_int8.tflite",
             "tiny_uint8.tflite",
+            "tiny_dynbatch_uint8.tflite",
             "mobilenetv2_int8.tflite",
         ] {
             verify_tflite(&model(n)).unwrap_or_else(|e| panic!("{n}: {e}"));

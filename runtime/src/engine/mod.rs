@@ -128,7 +128,8 @@ pub struct TensorInfo {
     pub name: String,
     /// Element type.
     pub dtype: ElementType,
-    /// Static shape; every dimension is known (dynamic shapes are refused at load).
+    /// Static shape; every dimension is known (a dynamic batch is resized to 1 at load,
+    /// other dynamic dimensions are refused).
     pub shape: Vec<usize>,
     /// Quantisation parameters, when the tensor is quantised.
     pub quantization: Option<Quantization>,

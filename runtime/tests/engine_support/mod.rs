@@ -27,6 +27,7 @@ pub const TEST_MODELS: &[&str] = &[
     "tiny_f32.tflite",
     "tiny_int8.tflite",
     "tiny_uint8.tflite",
+    "tiny_dynbatch_uint8.tflite",
     "mobilenetv2_int8.tflite",
 ];
 

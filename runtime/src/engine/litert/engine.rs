@@ -163,24 +163,14 @@ pub fn open_with_api(
         e.in_map = order(&sig_in, sub_in.as_deref());
         e.out_map = order(&sig_out, sub_out.as_deref());
 
-        let sig_in_types = sig_in
+        let mut sig_in_types = sig_in
             .iter()
             .map(|&t| tensor_info(&api, t, &label))
             .collect::<Result<Vec<_>, _>>()?;
-        let sig_out_types = sig_out
+        let mut sig_out_types = sig_out
             .iter()
             .map(|&t| tensor_info(&api, t, &label))
             .collect::<Result<Vec<_>, _>>()?;
-        e.inputs = e
-            .in_map
-            .iter()
-            .map(|&s| sig_in_types[s].0.clone())
-            .collect();
-        e.outputs = e
-            .out_map
-            .iter()
-            .map(|&s| sig_out_types[s].0.clone())
-            .collect();
 
         call("LiteRtCreateOptions", (api.create_options)(&mut e.options))?;
         call(
@@ -195,6 +185,31 @@ pub fn open_with_api(
                 if status == 0 { 3 } else { status },
             )?;
         }
+        resolve_dynamic_batch(
+            &api,
+            e.compiled,
+            &mut sig_in_types,
+            &mut sig_out_types,
+            &label,
+        )?;
+        let finish = |types: &[(Pending, RankedTensorType)]| {
+            types
+                .iter()
+                .map(|(p, rtt)| Ok((p.info(&label)?, *rtt)))
+                .collect::<Result<Vec<_>, EngineError>>()
+        };
+        let sig_in_types = finish(&sig_in_types)?;
+        let sig_out_types = finish(&sig_out_types)?;
+        e.inputs = e
+            .in_map
+            .iter()
+            .map(|&s| sig_in_types[s].0.clone())
+            .collect();
+        e.outputs = e
+            .out_map
+            .iter()
+            .map(|&s| sig_out_types[s].0.clone())
+            .collect();
         let mut full = false;
         if (api.fully_accelerated)(e.compiled, &mut full) == 0 {
             e.fully_accelerated = full;
@@ -363,13 +378,133 @@ fn order(sig: &[Handle], sub: Option<&[Handle]>) -> Vec<usize> {
     }
 }
 
+/// A tensor as the model file declares it, before dynamic dimensions are resolved.
+struct Pending {
+    name: String,
+    dtype: ElementType,
+    /// Dimensions as declared: -1 marks a dynamic one.
+    dims: Vec<i32>,
+    quantization: Option<Quantization>,
+}
+
+impl Pending {
+    /// The tensor's final description; every dimension must be known by now.
+    fn info(&self, label: &str) -> Result<TensorInfo, EngineError> {
+        let bad = |reason: String| EngineError::Model {
+            model: label.into(),
+            reason: format!("tensor \"{}\": {reason}", self.name),
+        };
+        let shape = self
+            .dims
+            .iter()
+            .map(|&d| usize::try_from(d))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| {
+                bad(format!(
+                    "dynamic dimension in {:?}; only a dynamic batch (the first dimension of an \
+                     input) is resized to 1: export the model with static sizes otherwise",
+                    self.dims
+                ))
+            })?;
+        let info = TensorInfo {
+            name: self.name.clone(),
+            dtype: self.dtype,
+            shape,
+            quantization: self.quantization,
+        };
+        checked_byte_len(&info).map_err(bad)?;
+        Ok(info)
+    }
+}
+
+/// Give a dynamic batch (`-1` as an input's first dimension, as batched-serving exports
+/// have) the size 1, the way the classic interpreter runs such a model, and read back every
+/// input and output shape the compiled model then has.
+///
+/// LiteRT reports the shape *signature* (with the `-1`) and sizes buffers from it, so
+/// without this it cannot run a model the classic C API runs unchanged. Other dynamic
+/// dimensions are left for [`Pending::info`] to refuse.
+///
+/// # Safety
+/// `compiled` is a live compiled model of the signature the types were read from.
+unsafe fn resolve_dynamic_batch(
+    api: &LitertApi,
+    compiled: Handle,
+    inputs: &mut [(Pending, RankedTensorType)],
+    outputs: &mut [(Pending, RankedTensorType)],
+    label: &str,
+) -> Result<(), EngineError> {
+    let dynamic = |t: &(Pending, RankedTensorType)| t.0.dims.iter().any(|&d| d < 0);
+    if !inputs.iter().any(dynamic) && !outputs.iter().any(dynamic) {
+        return Ok(());
+    }
+    let mut resized = Vec::new();
+    for (i, (p, _)) in inputs.iter().enumerate() {
+        let batch_only =
+            p.dims.first().is_some_and(|&d| d < 0) && p.dims[1..].iter().all(|&d| d > 0);
+        if !batch_only {
+            continue;
+        }
+        let mut dims: Vec<std::ffi::c_int> = p.dims.clone();
+        dims[0] = 1;
+        // SAFETY: live compiled model; `dims` holds `dims.len()` ints for the call.
+        let status = unsafe { (api.resize_input)(compiled, 0, i, dims.as_ptr(), dims.len()) };
+        if status != 0 {
+            return Err(EngineError::Model {
+                model: label.into(),
+                reason: format!(
+                    "input \"{}\" has a dynamic batch {:?} and LiteRT refused to resize it to 1: \
+                     status {status} ({})",
+                    p.name,
+                    p.dims,
+                    ffi::status_name(status)
+                ),
+            });
+        }
+        resized.push(p.name.clone());
+    }
+    // The compiled model's layouts are the shapes it now runs with.
+    for (i, (p, rtt)) in inputs.iter_mut().enumerate() {
+        // SAFETY: a zeroed layout is a valid out-parameter.
+        let mut layout: ffi::Layout = unsafe { std::mem::zeroed() };
+        // SAFETY: live compiled model; `layout` is a local.
+        if unsafe { (api.input_layout)(compiled, 0, i, &mut layout) } == 0 {
+            adopt(p, rtt, &layout);
+        }
+    }
+    if !outputs.is_empty() {
+        // SAFETY: a zeroed layout is a valid value.
+        let mut layouts = vec![unsafe { std::mem::zeroed::<ffi::Layout>() }; outputs.len()];
+        // SAFETY: live compiled model; `layouts` holds one layout per signature output;
+        // `true` lets it allocate the outputs for the resized inputs.
+        let status =
+            unsafe { (api.output_layouts)(compiled, 0, layouts.len(), layouts.as_mut_ptr(), true) };
+        call("LiteRtGetCompiledModelOutputTensorLayouts", status)?;
+        for ((p, rtt), layout) in outputs.iter_mut().zip(&layouts) {
+            adopt(p, rtt, layout);
+        }
+    }
+    tracing::debug!(model = label, inputs = ?resized, "dynamic batch resized to 1");
+    Ok(())
+}
+
+/// Take the dimensions of `layout` (a compiled model's) for a tensor of the same rank.
+fn adopt(p: &mut Pending, rtt: &mut RankedTensorType, layout: &ffi::Layout) {
+    let rank = layout.rank();
+    if rank != p.dims.len() || rank > ffi::MAX_RANK {
+        return;
+    }
+    p.dims.copy_from_slice(&layout.dims[..rank]);
+    rtt.layout.dims[..rank].copy_from_slice(&layout.dims[..rank]);
+}
+
 /// # Safety
 /// `t` is a live tensor handle of a live model.
 unsafe fn tensor_info(
     api: &LitertApi,
     t: Handle,
     label: &str,
-) -> Result<(TensorInfo, RankedTensorType), EngineError> {
+) -> Result<(Pending, RankedTensorType), EngineError> {
     // SAFETY: per the function contract; out-pointers are locals.
     unsafe {
         let mut name_ptr: *const std::ffi::c_char = std::ptr::null();
@@ -401,15 +536,9 @@ unsafe fn tensor_info(
         if rank > ffi::MAX_RANK {
             return Err(bad(format!("rank {rank} not supported")));
         }
-        let mut shape = Vec::with_capacity(rank);
-        for &d in &rtt.layout.dims[..rank] {
-            let d = usize::try_from(d).map_err(|_| {
-                bad(format!(
-                    "dynamic dimension ({d}) in {:?}; export the model with a static shape (batch 1)",
-                    &rtt.layout.dims[..rank]
-                ))
-            })?;
-            shape.push(d);
+        let dims = rtt.layout.dims[..rank].to_vec();
+        if dims.iter().any(|&d| d < -1) {
+            return Err(bad(format!("invalid dimensions {dims:?}")));
         }
         let mut quantization = None;
         let mut qtype = 0;
@@ -425,14 +554,13 @@ unsafe fn tensor_info(
                 });
             }
         }
-        let info = TensorInfo {
+        let pending = Pending {
             name: name.clone(),
             dtype: ElementType::from_tflite_code(rtt.element_type),
-            shape,
+            dims,
             quantization,
         };
-        checked_byte_len(&info).map_err(&bad)?;
-        Ok((info, rtt))
+        Ok((pending, rtt))
     }
 }
 

@@ -142,6 +142,9 @@ api_table! {
     lock_buffer: "LiteRtLockTensorBuffer" => fn(Handle, *mut *mut c_void, c_int) -> Status;
     unlock_buffer: "LiteRtUnlockTensorBuffer" => fn(Handle) -> Status;
     run: "LiteRtRunCompiledModel" => fn(Handle, usize, usize, *mut Handle, usize, *mut Handle) -> Status;
+    resize_input: "LiteRtCompiledModelResizeInputTensor" => fn(Handle, usize, usize, *const c_int, usize) -> Status;
+    input_layout: "LiteRtGetCompiledModelInputTensorLayout" => fn(Handle, usize, usize, *mut Layout) -> Status;
+    output_layouts: "LiteRtGetCompiledModelOutputTensorLayouts" => fn(Handle, usize, usize, *mut Layout, bool) -> Status;
 }
 
 impl LitertApi {
