@@ -43,6 +43,9 @@ pub enum AssembleError {
     /// The status reporter could not start.
     #[error(transparent)]
     Status(#[from] StatusError),
+    /// An embedding-only model cannot run as configured (it needs the KNN as classifier).
+    #[error("{0}")]
+    EmbeddingOnly(String),
 }
 
 /// The model the configuration names: a file with its manifest, or the built-in one.
@@ -146,38 +149,28 @@ pub fn space(config: &Config) -> Arc<SpaceBudget> {
     budget
 }
 
-/// Start the autonomy layer for `model` running in `pipeline`, keeping its state in `store`
-/// and taking human verdicts from its feedback inbox.
+/// Start the autonomy layer for `model` running in `pipeline`, keeping its state in `store`.
 pub fn autonomy(
     config: &Config,
     model: &LoadedModel,
     pipeline: &Pipeline,
     store: Option<Arc<Store>>,
 ) -> Result<Autonomy, AssembleError> {
-    autonomy_with(config, model, pipeline, store, true)
-}
-
-/// [`autonomy`], with (`inbox`) or without a feedback inbox: `tinylcm eval` scores what the
-/// layer learns on its own, so no verdict file may reach it.
-pub fn autonomy_with(
-    config: &Config,
-    model: &LoadedModel,
-    pipeline: &Pipeline,
-    store: Option<Arc<Store>>,
-    inbox: bool,
-) -> Result<Autonomy, AssembleError> {
     let initial = initial_state(&config.model).map_err(AutonomyError::from)?;
     let sha = model.manifest.sha256.to_ascii_lowercase();
     let inbox = match &store {
-        Some(store) if inbox => Some(
+        Some(store) => Some(
             autonomy::feedback::Inbox::start(
                 autonomy::feedback::inbox_dir(&config.state.path),
                 Arc::clone(store),
             )
             .map_err(AutonomyError::from)?,
         ),
-        _ => None,
+        None => None,
     };
+    if pipeline.embedding_only() {
+        embedding_only_fits(config, model, initial.is_some())?;
+    }
     Ok(Autonomy::start(autonomy::Setup {
         config: &config.autonomy,
         knn: &config.knn,
@@ -195,6 +188,33 @@ pub fn autonomy_with(
         },
         store,
     })?)
+}
+
+/// An embedding-only model is classified by the KNN: refuse a configuration under which
+/// nothing would classify its frames.
+fn embedding_only_fits(
+    config: &Config,
+    model: &LoadedModel,
+    has_initial: bool,
+) -> Result<(), AssembleError> {
+    if config.autonomy.classifier == autonomy::Classifier::Model {
+        return Err(AssembleError::EmbeddingOnly(format!(
+            "autonomy.classifier = \"model\", but the model {} has no class scores (an \
+             embedding-only model: its manifest names no `scores` output); its classifier is the \
+             KNN. Fix: set autonomy.classifier = \"knn\"",
+            model.origin
+        )));
+    }
+    if !has_initial {
+        return Err(AssembleError::EmbeddingOnly(format!(
+            "the model {} is embedding-only: the KNN classifies its frames and needs an initial \
+             state, and none was found. Fix: build one from a folder with one sub-folder of \
+             images per class, `tinylcm init-state DIR --config <this config>` (it is written \
+             beside the model), or set model.initial-state",
+            model.origin
+        )));
+    }
+    Ok(())
 }
 
 /// The status reporter of a run of `model` in `pipeline` from `source` (its description),

@@ -15,7 +15,6 @@ pub mod board;
 pub mod config;
 pub mod drift;
 pub mod engine;
-pub mod eval;
 pub mod features;
 pub mod files;
 pub mod frame;

@@ -5,6 +5,10 @@
 //! The runtime reads the labels, the preprocessing the model was trained with
 //! and the roles of its outputs from there, and refuses a file whose SHA-256
 //! does not match, so a model and its description cannot drift apart.
+//!
+//! A model need not classify: an **embedding-only** model (a headless feature extractor,
+//! the original TinyLCM's design) has no `scores` output and no `labels`; the KNN on its
+//! embedding is then the classifier, and its classes come from the initial state.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,11 +41,15 @@ pub struct ModelManifest {
     pub version: String,
     /// SHA-256 (lowercase hex) of the `.tflite` bytes.
     pub sha256: String,
-    /// Class labels in the index order of the scores output.
+    /// Class labels in the index order of the scores output; empty (or absent) for an
+    /// embedding-only model, whose classes come from its initial state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<String>,
     /// How frames must be prepared for this model.
     pub input: InputSpec,
-    /// Which output tensor plays which role.
+    /// Which output tensor plays which role (absent: an embedding-only model whose single
+    /// output is the embedding).
+    #[serde(default)]
     pub outputs: OutputRoles,
     /// Known outputs for generated inputs (`[[golden]]`), checked before an over-the-air
     /// model is activated (see [`Golden`]); empty for models that never travel.
@@ -62,7 +70,8 @@ pub struct Golden {
     pub seed: u64,
     /// Largest accepted difference per value: `|got - expected| <= tolerance * max(1, |expected|)`.
     pub tolerance: f32,
-    /// Expected class scores (dequantised), one per label.
+    /// Expected class scores (dequantised), one per label (none for an embedding-only model).
+    #[serde(default)]
     pub scores: Vec<f32>,
     /// Expected embedding (dequantised), when the model has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,12 +97,14 @@ pub struct InputSpec {
 }
 
 /// Output tensors by role.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputRoles {
-    /// Class scores, one per label.
-    pub scores: TensorRef,
-    /// Feature vector for KNN and drift statistics, if the model has one.
+    /// Class scores, one per label; `None` for an embedding-only model.
+    #[serde(default)]
+    pub scores: Option<TensorRef>,
+    /// Feature vector for KNN and drift statistics, if the model has one. An
+    /// embedding-only model that names none uses its single output.
     #[serde(default)]
     pub embedding: Option<TensorRef>,
 }
@@ -223,10 +234,19 @@ impl ModelManifest {
             reason,
         };
         let manifest: ModelManifest = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
-        if manifest.labels.is_empty() || manifest.labels.len() > MAX_LABELS {
-            return Err(bad(format!(
-                "`labels` must list between 1 and {MAX_LABELS} classes"
-            )));
+        if manifest.outputs.scores.is_some() {
+            if manifest.labels.is_empty() || manifest.labels.len() > MAX_LABELS {
+                return Err(bad(format!(
+                    "`labels` must list between 1 and {MAX_LABELS} classes"
+                )));
+            }
+        } else if !manifest.labels.is_empty() {
+            return Err(bad(
+                "`labels` name the classes of a scores output, and `[outputs]` names none; \
+                 name it (`scores = \"...\"`), or drop `labels` for an embedding-only model \
+                 (its classes come from `tinylcm init-state`)"
+                    .into(),
+            ));
         }
         if manifest.sha256.len() != 64 || !manifest.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(bad("`sha256` must be 64 hex digits".into()));
@@ -246,6 +266,11 @@ impl ModelManifest {
         }
         for (k, golden) in manifest.golden.iter().enumerate() {
             golden.check(k, manifest.labels.len()).map_err(bad)?;
+            if manifest.embedding_only() && golden.embedding.is_none() {
+                return Err(bad(format!(
+                    "golden {k}: an embedding-only model's golden needs an `embedding`"
+                )));
+            }
         }
         if manifest.golden.len() > MAX_GOLDENS {
             return Err(bad(format!(
@@ -253,6 +278,13 @@ impl ModelManifest {
             )));
         }
         Ok(manifest)
+    }
+}
+
+impl ModelManifest {
+    /// The model has no class scores: the KNN on its embedding classifies.
+    pub fn embedding_only(&self) -> bool {
+        self.outputs.scores.is_none()
     }
 }
 

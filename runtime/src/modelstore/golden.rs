@@ -72,7 +72,7 @@ fn open_pipeline(
 fn quantisation_step(pipeline: &Pipeline, manifest: &ModelManifest) -> f32 {
     let outputs = pipeline.engine().outputs();
     [
-        Some(&manifest.outputs.scores),
+        manifest.outputs.scores.as_ref(),
         manifest.outputs.embedding.as_ref(),
     ]
     .into_iter()

@@ -29,7 +29,14 @@ pub enum PipelineError {
     Mismatch(String),
 }
 
+/// The label of an embedding-only model's frame that nothing classified (no KNN runs).
+pub const UNCLASSIFIED: &str = "unknown";
+
 /// The result of one frame.
+///
+/// For an embedding-only model the pipeline knows no class: `class` 0, `label`
+/// [`UNCLASSIFIED`], `confidence` NaN and no `scores`, until the runner puts the KNN's
+/// class and confidence in (see [`runner`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Prediction<'a> {
     /// Index of the top class.
@@ -38,7 +45,7 @@ pub struct Prediction<'a> {
     pub label: &'a str,
     /// Its score (softmax probability for the default model).
     pub confidence: f32,
-    /// All class scores, dequantised.
+    /// All class scores, dequantised (empty for an embedding-only model).
     pub scores: &'a [f32],
     /// The embedding, if the model has one.
     pub embedding: Option<&'a [f32]>,
@@ -58,7 +65,8 @@ pub struct Pipeline {
     engine: Box<dyn Engine>,
     preprocessor: Preprocessor,
     input: Vec<u8>,
-    scores: OutputBuffer,
+    /// `None`: an embedding-only model.
+    scores: Option<OutputBuffer>,
     embedding: Option<OutputBuffer>,
     labels: Vec<String>,
 }
@@ -93,26 +101,43 @@ impl Pipeline {
         }
         let input = vec![0; preprocessor.output_len()];
 
-        let scores_ref = select.scores.as_ref().unwrap_or(&manifest.outputs.scores);
-        let scores_index = scores_ref.resolve(engine.outputs())?;
-        let scores = OutputBuffer::new(engine.as_ref(), scores_index)?;
-        if scores.info().element_count() != manifest.labels.len() {
-            return Err(PipelineError::Mismatch(format!(
-                "scores output `{}` has {} values but the manifest lists {} labels",
-                scores.info().name,
-                scores.info().element_count(),
-                manifest.labels.len()
-            )));
-        }
-        let embedding = match select
-            .embedding
-            .as_ref()
-            .or(manifest.outputs.embedding.as_ref())
-        {
-            Some(r) => Some(OutputBuffer::new(
-                engine.as_ref(),
-                r.resolve(engine.outputs())?,
-            )?),
+        let scores = match select.scores.as_ref().or(manifest.outputs.scores.as_ref()) {
+            Some(r) => {
+                let scores = OutputBuffer::new(engine.as_ref(), r.resolve(engine.outputs())?)?;
+                if scores.info().element_count() != manifest.labels.len() {
+                    return Err(PipelineError::Mismatch(format!(
+                        "scores output `{}` has {} values but the manifest lists {} labels",
+                        scores.info().name,
+                        scores.info().element_count(),
+                        manifest.labels.len()
+                    )));
+                }
+                Some(scores)
+            }
+            None => None,
+        };
+        let embedding_ref = match (
+            select
+                .embedding
+                .as_ref()
+                .or(manifest.outputs.embedding.as_ref()),
+            &scores,
+        ) {
+            (Some(r), _) => Some(r.resolve(engine.outputs())?),
+            (None, Some(_)) => None,
+            // Embedding-only and unnamed: the model's one output.
+            (None, None) if engine.outputs().len() == 1 => Some(0),
+            (None, None) => {
+                return Err(PipelineError::Mismatch(format!(
+                    "the manifest names neither a scores nor an embedding output and the model \
+                     has {} outputs; name them in `[outputs]` (`scores = \"...\"`, \
+                     `embedding = \"...\"`)",
+                    engine.outputs().len()
+                )));
+            }
+        };
+        let embedding = match embedding_ref {
+            Some(index) => Some(OutputBuffer::new(engine.as_ref(), index)?),
             None => None,
         };
         Ok(Pipeline {
@@ -130,12 +155,17 @@ impl Pipeline {
         self.engine.as_ref()
     }
 
+    /// The model has no class scores: the KNN on its embedding is the classifier.
+    pub fn embedding_only(&self) -> bool {
+        self.scores.is_none()
+    }
+
     /// Length of the embedding output, when the model has one.
     pub fn embedding_len(&self) -> Option<usize> {
         self.embedding.as_ref().map(|e| e.info().element_count())
     }
 
-    /// Class labels in score order.
+    /// Class labels in score order (empty for an embedding-only model).
     pub fn labels(&self) -> &[String] {
         &self.labels
     }
@@ -162,11 +192,21 @@ impl Pipeline {
 
     /// Read the outputs of the last invoke as a prediction.
     pub fn read_outputs(&mut self) -> Result<Prediction<'_>, PipelineError> {
-        self.scores.read(self.engine.as_mut())?;
         if let Some(embedding) = self.embedding.as_mut() {
             embedding.read(self.engine.as_mut())?;
         }
-        let scores = self.scores.values();
+        let embedding = self.embedding.as_ref().map(OutputBuffer::values);
+        let Some(scores) = self.scores.as_mut() else {
+            return Ok(Prediction {
+                class: 0,
+                label: UNCLASSIFIED,
+                confidence: f32::NAN,
+                scores: &[],
+                embedding,
+            });
+        };
+        scores.read(self.engine.as_mut())?;
+        let scores = scores.values();
         let (class, confidence) = top_class(scores).ok_or_else(|| {
             PipelineError::Mismatch("the scores output has no finite value".into())
         })?;
@@ -175,7 +215,7 @@ impl Pipeline {
             label: &self.labels[class],
             confidence,
             scores,
-            embedding: self.embedding.as_ref().map(OutputBuffer::values),
+            embedding,
         })
     }
 }

@@ -32,7 +32,8 @@ pub struct FrameReport<'a> {
     pub frames: u64,
     /// Time since the loop started.
     pub elapsed: Duration,
-    /// This frame's prediction by the model.
+    /// This frame's prediction by the model (for an embedding-only model, the KNN's class
+    /// and confidence, when the KNN ran).
     pub prediction: &'a Prediction<'a>,
     /// The label reported for the frame: the KNN's when the autonomy layer classifies,
     /// else the model's.
@@ -134,6 +135,14 @@ pub enum RunError {
     Thread(#[from] std::io::Error),
 }
 
+/// The KNN's class index, label and confidence for the last frame, when it decided one.
+fn knn_class(autonomy: &Autonomy) -> Option<(usize, &str, f32)> {
+    let step = autonomy.last();
+    let id = step.knn_label?;
+    let label = autonomy.knn()?.labels().name(id)?;
+    Some((usize::from(id.0), label, step.knn_confidence))
+}
+
 /// Run frames from `source` through `pipeline`.
 ///
 /// The source is borrowed, so a caller can run it again (e.g. warm-up, then measure).
@@ -172,6 +181,7 @@ fn drive(
     let mut outcomes = Outcomes::default();
     let started = Instant::now();
     let mut frames = 0u64;
+    let embedding_only = pipeline.embedding_only();
     let stop_requested = || {
         options
             .stop
@@ -212,6 +222,22 @@ fn drive(
         if autonomy.is_some() {
             latencies.record(Stage::Autonomy, autonomy_end - autonomy_start);
         }
+        // An embedding-only model knows no class: the KNN's is the frame's prediction, for
+        // the counts and every observer (status, prediction samples, health window).
+        let classified;
+        let prediction = match autonomy.filter(|_| embedding_only).and_then(knn_class) {
+            Some((class, label, confidence)) => {
+                classified = Prediction {
+                    class,
+                    label,
+                    confidence,
+                    scores: &[],
+                    embedding: prediction.embedding,
+                };
+                &classified
+            }
+            None => &prediction,
+        };
         let label = autonomy
             .and_then(Autonomy::label)
             .unwrap_or(prediction.label);
@@ -223,7 +249,7 @@ fn drive(
         observer.on_frame(&FrameReport {
             frames,
             elapsed: started.elapsed(),
-            prediction: &prediction,
+            prediction,
             label,
             autonomy,
             truth: frame.truth.as_ref(),

@@ -169,7 +169,8 @@ impl Observer for WatchdogObserver {
         let now = report.elapsed;
         if !self.ready {
             let prediction = report.prediction;
-            if prediction.scores.is_empty() || !prediction.confidence.is_finite() {
+            // A finite confidence: the model's top score, or an embedding-only model's KNN vote.
+            if !prediction.confidence.is_finite() {
                 return;
             }
             let sent = self.notifier.ready();
