@@ -149,24 +149,37 @@ pub fn space(config: &Config) -> Arc<SpaceBudget> {
     budget
 }
 
-/// Start the autonomy layer for `model` running in `pipeline`, keeping its state in `store`.
+/// Start the autonomy layer for `model` running in `pipeline`, keeping its state in `store`
+/// and taking human verdicts from its feedback inbox.
 pub fn autonomy(
     config: &Config,
     model: &LoadedModel,
     pipeline: &Pipeline,
     store: Option<Arc<Store>>,
 ) -> Result<Autonomy, AssembleError> {
+    autonomy_with(config, model, pipeline, store, true)
+}
+
+/// [`autonomy`], with (`inbox`) or without a feedback inbox: `tinylcm eval` scores what the
+/// layer learns on its own, so no verdict file may reach it.
+pub fn autonomy_with(
+    config: &Config,
+    model: &LoadedModel,
+    pipeline: &Pipeline,
+    store: Option<Arc<Store>>,
+    inbox: bool,
+) -> Result<Autonomy, AssembleError> {
     let initial = initial_state(&config.model).map_err(AutonomyError::from)?;
     let sha = model.manifest.sha256.to_ascii_lowercase();
     let inbox = match &store {
-        Some(store) => Some(
+        Some(store) if inbox => Some(
             autonomy::feedback::Inbox::start(
                 autonomy::feedback::inbox_dir(&config.state.path),
                 Arc::clone(store),
             )
             .map_err(AutonomyError::from)?,
         ),
-        None => None,
+        _ => None,
     };
     if pipeline.embedding_only() {
         embedding_only_fits(config, model, initial.is_some())?;

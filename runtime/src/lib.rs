@@ -15,6 +15,7 @@ pub mod board;
 pub mod config;
 pub mod drift;
 pub mod engine;
+pub mod eval;
 pub mod features;
 pub mod files;
 pub mod frame;

@@ -32,12 +32,8 @@ pub struct ScenarioArgs {
     /// recovery phases twice as many).
     #[arg(long, default_value_t = 200)]
     phase_frames: u64,
-    /// Inference backend (overrides `engine.backend`).
-    #[arg(long, value_enum)]
-    backend: Option<Backend>,
-    /// Built-in model variant (overrides `model.builtin`).
-    #[arg(long, value_enum)]
-    model: Option<Variant>,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Scene seed (overrides `source.synthetic.seed`).
     #[arg(long)]
     seed: Option<u64>,
@@ -45,6 +41,17 @@ pub struct ScenarioArgs {
     /// there; default: a fresh temporary folder, removed at the end.
     #[arg(long, value_name = "DIR")]
     state: Option<PathBuf>,
+}
+
+/// Backend and built-in model overrides, shared by `demo`, `report` and `eval`.
+#[derive(clap::Args)]
+pub struct ModelArgs {
+    /// Inference backend (overrides `engine.backend`).
+    #[arg(long, value_enum)]
+    backend: Option<Backend>,
+    /// Built-in model variant (overrides `model.builtin`).
+    #[arg(long, value_enum)]
+    model: Option<Variant>,
 }
 
 /// Where a scenario keeps its state; a temporary folder lives as long as this value.
@@ -117,21 +124,28 @@ impl ScenarioArgs {
             };
             phase.frames = args.phase_frames.saturating_mul(times);
         }
-        if let Some(backend) = args.backend {
+        args.model.apply(&mut config);
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl ModelArgs {
+    /// Put the overrides into `config`.
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(backend) = self.backend {
             config.engine.backend = match backend {
                 Backend::Auto => BackendChoice::Auto,
                 Backend::TfliteC => BackendChoice::TfliteC,
                 Backend::Litert => BackendChoice::Litert,
             };
         }
-        if let Some(model) = args.model {
+        if let Some(model) = self.model {
             config.model.path = None;
             config.model.builtin = match model {
                 Variant::Int8 => BuiltinVariant::Int8,
                 Variant::F32 => BuiltinVariant::F32,
             };
         }
-        config.validate()?;
-        Ok(config)
     }
 }

@@ -7,6 +7,7 @@ mod bench;
 mod config_cmd;
 mod demo;
 mod enroll;
+mod eval;
 mod feedback;
 mod healthcheck;
 mod init_state;
@@ -49,6 +50,8 @@ enum Command {
     Bench(bench::Args),
     /// Run the synthetic scenario and draw what happened as PNG and SVG.
     Report(report::Args),
+    /// Score what the device learns against the truth on held-out frames, before and after.
+    Eval(eval::Args),
     /// Print the effective configuration (defaults, file and environment merged).
     Config(config_cmd::Args),
     /// Render labelled frames of the synthetic scene into class folders (training data, tests).
@@ -115,6 +118,7 @@ fn main() -> std::process::ExitCode {
         Command::InspectModel(args) => inspect::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Report(args) => report::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Config(args) => config_cmd::run(args),
         Command::Synth(args) => synth::run(args),
         Command::InitState(args) => init_state::init(args),
