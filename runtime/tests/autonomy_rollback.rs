@@ -241,12 +241,14 @@ fn a_sample_verdict_delivered_twice_teaches_the_knn_once() {
         }
     }
     let id = quarantined.expect("a quarantined frame");
-    let verdict =
-        tinylcm::autonomy::feedback::Item::Sample(tinylcm::autonomy::feedback::SampleVerdict {
+    let verdict = tinylcm::autonomy::feedback::Item::Sample {
+        verdict: tinylcm::autonomy::feedback::SampleVerdict {
             id,
             label: Some("thing".into()),
             reject: false,
-        });
+        },
+        carried: None,
+    };
     layer.apply_feedback(&verdict);
     layer.apply_feedback(&verdict);
     let knn = layer.knn().unwrap();

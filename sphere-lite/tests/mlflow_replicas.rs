@@ -69,6 +69,7 @@ fn event(device: &str, seq: u64) -> DriftEventView {
         note: None,
         decided_by: None,
         decided_unix_ms: None,
+        feedback: Vec::new(),
     }
 }
 

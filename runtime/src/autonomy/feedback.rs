@@ -9,7 +9,16 @@
 //! thread, which applies them between frames. A file is removed only after what it changed
 //! is durable in the store, so a power cut at any moment loses no verdict (it may apply one
 //! twice; every verdict is idempotent or bounded: false-alarm raises stop at
-//! `max-threshold-factor`).
+//! `max-threshold-factor`, and a label applied through carried features teaches one sample).
+//!
+//! Verdicts that came from sphere-lite carry their feedback item ids ([`SourceItems`]). What
+//! became of each (applied, or refused with the device's reason: [`Outcome`]) is written, once
+//! durable, as a small JSON file of [`FeedbackResult`]s into `inbox/results/`, which the sync
+//! client reports to sphere-lite ([`pending_results`], [`remove_results`]).
+//!
+//! A label for a quarantined sample that has left the quarantine (evicted or expired) still
+//! applies when the sync client kept a copy of the features it sent with the sample's drift
+//! event ([`crate::quarantine::review`]): the KNN learns the label from those features.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,10 +27,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tinylcm_protocol::api::{FeedbackOutcome, FeedbackResult};
 
 use super::event::{EventKind, RuntimeEvent};
 use crate::drift::DriftEvent;
-use crate::state::{MAX_EVENTS_PER_READ, Store};
+use crate::knn::Knn;
+use crate::quarantine::{Quarantine, Status};
+use crate::state::{Batch, MAX_EVENTS_PER_READ, Store};
 
 /// Files this process submitted, for unique names.
 static SUBMITTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -82,6 +94,30 @@ pub struct ClassVerdict {
     pub to: String,
 }
 
+/// The sphere-lite feedback items the verdicts of a file came from, one list per verdict
+/// list and in its order (the sync client writes them; verdicts written on the device have
+/// none). A list is either empty or as long as its verdict list.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceItems {
+    /// Items of the `drift` verdicts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<u64>,
+    /// Items of the `sample` verdicts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sample: Vec<u64>,
+    /// Items of the `class` verdicts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class: Vec<u64>,
+}
+
+impl SourceItems {
+    /// Whether no verdict names an item.
+    pub fn is_empty(&self) -> bool {
+        self.drift.is_empty() && self.sample.is_empty() && self.class.is_empty()
+    }
+}
+
 /// The content of one inbox file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,6 +131,9 @@ pub struct FeedbackFile {
     /// Class names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub class: Vec<ClassVerdict>,
+    /// The sphere-lite feedback items they came from (what the device reports results for).
+    #[serde(default, skip_serializing_if = "SourceItems::is_empty")]
+    pub items: SourceItems,
 }
 
 /// Failures reading or writing feedback.
@@ -127,6 +166,18 @@ impl FeedbackFile {
         };
         if self.drift.len() + self.sample.len() + self.class.len() > MAX_ITEMS {
             return Err(bad(format!("more than {MAX_ITEMS} verdicts")));
+        }
+        for (what, ids, verdicts) in [
+            ("drift", &self.items.drift, self.drift.len()),
+            ("sample", &self.items.sample, self.sample.len()),
+            ("class", &self.items.class, self.class.len()),
+        ] {
+            if !ids.is_empty() && ids.len() != verdicts {
+                return Err(bad(format!(
+                    "items.{what} names {} items for {verdicts} {what} verdicts",
+                    ids.len()
+                )));
+            }
         }
         for d in &self.drift {
             if d.incident.is_some() == d.event.is_some() {
@@ -214,9 +265,39 @@ pub enum Item {
         verdict: Verdict,
     },
     /// A verdict on a quarantined sample.
-    Sample(SampleVerdict),
+    Sample {
+        /// The verdict.
+        verdict: SampleVerdict,
+        /// The features the sample's drift event carried to sphere-lite, when the sync client
+        /// kept a copy ([`crate::quarantine::review`]): what a label applies through when the
+        /// entry has left the quarantine.
+        carried: Option<Vec<f32>>,
+    },
     /// A class renamed.
     Class(ClassVerdict),
+}
+
+/// What became of one verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied; how, when that is worth telling (e.g. through carried features).
+    Applied(Option<String>),
+    /// Not applied: why.
+    Refused(String),
+}
+
+impl Outcome {
+    /// This outcome as the result of sphere-lite feedback item `id`, at `unix_ms`.
+    pub fn result(&self, id: u64, unix_ms: u64) -> FeedbackResult {
+        match self {
+            Outcome::Applied(how) => {
+                FeedbackResult::new(id, FeedbackOutcome::Applied, how.as_deref(), unix_ms)
+            }
+            Outcome::Refused(why) => {
+                FeedbackResult::new(id, FeedbackOutcome::Refused, Some(why), unix_ms)
+            }
+        }
+    }
 }
 
 /// One inbox file, resolved; acknowledge it once applied.
@@ -226,13 +307,47 @@ pub struct Delivery {
     pub items: Vec<Item>,
     /// Verdicts that named no known event or incident (logged, counted, dropped).
     pub unresolved: usize,
+    /// The sphere-lite feedback item of each of `items` (same length), if any.
+    sources: Vec<Option<u64>>,
+    /// Outcomes per sphere-lite item so far: a refusal of any of an item's verdicts (an
+    /// incident verdict resolves to several events) stands for the item.
+    outcomes: Vec<(u64, Outcome)>,
     file: PathBuf,
+}
+
+impl Delivery {
+    /// Records what became of `items[index]` (reported to sphere-lite when it came from there).
+    pub fn record(&mut self, index: usize, outcome: Outcome) {
+        if let Some(Some(id)) = self.sources.get(index).copied() {
+            self.note(id, outcome);
+        }
+    }
+
+    fn note(&mut self, id: u64, outcome: Outcome) {
+        match self.outcomes.iter_mut().find(|(i, _)| *i == id) {
+            Some((_, o @ Outcome::Applied(_))) => {
+                if matches!(outcome, Outcome::Refused(_)) {
+                    *o = outcome;
+                }
+            }
+            Some(_) => {}
+            None => self.outcomes.push((id, outcome)),
+        }
+    }
+
+    /// The results to report for the sphere-lite items of this delivery.
+    pub fn results(&self, unix_ms: u64) -> Vec<FeedbackResult> {
+        self.outcomes
+            .iter()
+            .map(|(id, o)| o.result(*id, unix_ms))
+            .collect()
+    }
 }
 
 /// The inbox folder and the thread that reads it.
 pub struct Inbox {
     deliveries: Receiver<Delivery>,
-    acks: Option<Sender<PathBuf>>,
+    acks: Option<Sender<(PathBuf, Vec<FeedbackResult>)>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -282,10 +397,11 @@ impl Inbox {
     }
 
     /// `delivery` was applied and its changes queued to the store: remove its file once
-    /// they are durable.
+    /// they are durable (after writing the results of its sphere-lite items).
     pub fn ack(&self, delivery: Delivery) {
         if let Some(acks) = &self.acks {
-            let _ = acks.send(delivery.file);
+            let results = delivery.results(crate::utc::now_unix_ms());
+            let _ = acks.send((delivery.file, results));
         }
     }
 }
@@ -304,19 +420,24 @@ fn watch(
     dir: &Path,
     store: &Store,
     tx: &Sender<Delivery>,
-    acks: &Receiver<PathBuf>,
+    acks: &Receiver<(PathBuf, Vec<FeedbackResult>)>,
     mut in_flight: Vec<PathBuf>,
 ) {
     loop {
         loop {
             match acks.try_recv() {
-                Ok(file) => {
+                Ok((file, results)) => {
                     if let Err(e) = store.flush() {
                         tracing::warn!(
                             "feedback applied but not yet durable ({e}); keeping {}",
                             file.display()
                         );
                         continue;
+                    }
+                    // Before the file goes: a crash in between applies it again and reports
+                    // twice, which sphere-lite takes (the first result stands).
+                    if let Err(e) = write_results(dir, &results) {
+                        tracing::warn!("cannot keep feedback results for sphere-lite: {e}");
                     }
                     if let Err(e) = std::fs::remove_file(&file) {
                         tracing::warn!("cannot remove applied feedback {}: {e}", file.display());
@@ -396,26 +517,308 @@ fn read(file: &Path, store: &Store) -> Result<Delivery, FeedbackError> {
     }
     let text = std::fs::read_to_string(file).map_err(io)?;
     let parsed = FeedbackFile::parse(file, &text)?;
-    let mut items = Vec::new();
-    let mut unresolved = 0;
-    for d in &parsed.drift {
+    let source = |ids: &[u64], i: usize| ids.get(i).copied();
+    let mut delivery = Delivery {
+        items: Vec::new(),
+        unresolved: 0,
+        sources: Vec::new(),
+        outcomes: Vec::new(),
+        file: file.to_path_buf(),
+    };
+    for (i, d) in parsed.drift.iter().enumerate() {
         let events = drift_events(store, d);
+        let src = source(&parsed.items.drift, i);
         if events.is_empty() {
             tracing::warn!(incident = ?d.incident, event = ?d.event, "feedback names no drift event in the log");
-            unresolved += 1;
+            delivery.unresolved += 1;
+            if let Some(id) = src {
+                let what = match (d.event, d.incident) {
+                    (Some(e), _) => format!("event {e}"),
+                    (None, Some(n)) => format!("incident {n}"),
+                    (None, None) => "nothing".into(),
+                };
+                delivery.note(
+                    id,
+                    Outcome::Refused(format!("no drift {what} in the device's event log")),
+                );
+            }
         }
-        items.extend(events.into_iter().map(|event| Item::Drift {
-            event,
-            verdict: d.verdict,
-        }));
+        for event in events {
+            delivery.items.push(Item::Drift {
+                event,
+                verdict: d.verdict,
+            });
+            delivery.sources.push(src);
+        }
     }
-    items.extend(parsed.sample.into_iter().map(Item::Sample));
-    items.extend(parsed.class.into_iter().map(Item::Class));
-    Ok(Delivery {
-        items,
-        unresolved,
-        file: file.to_path_buf(),
-    })
+    // A label is carried through the features sent with the drift event when the entry is
+    // gone by the time it is applied.
+    let labelled: Vec<u64> = parsed
+        .sample
+        .iter()
+        .filter(|s| s.label.is_some())
+        .map(|s| s.id)
+        .collect();
+    let mut carried = crate::quarantine::review::carried(store, &labelled);
+    for (i, verdict) in parsed.sample.into_iter().enumerate() {
+        let carried = carried.remove(&verdict.id);
+        delivery.items.push(Item::Sample { verdict, carried });
+        delivery.sources.push(source(&parsed.items.sample, i));
+    }
+    for (i, c) in parsed.class.into_iter().enumerate() {
+        delivery.items.push(Item::Class(c));
+        delivery.sources.push(source(&parsed.items.class, i));
+    }
+    Ok(delivery)
+}
+
+/// What applying a sample verdict did: its outcome, and the event to log when it changed
+/// something.
+#[derive(Debug)]
+pub struct SampleApplied {
+    /// Applied or refused, and why.
+    pub outcome: Outcome,
+    /// `EventKind::SampleFeedback` when the verdict changed something.
+    pub event: Option<EventKind>,
+}
+
+/// Applies a human's verdict on quarantined sample `verdict.id`: a label is learnt by the KNN
+/// and the entry becomes validated; a rejection rejects it. When the entry has left the
+/// quarantine, a label applies through `carried` (the features its drift event carried), and
+/// a rejection has nothing left to do. Changes are queued into `batch`.
+pub fn apply_sample(
+    verdict: &SampleVerdict,
+    carried: Option<&[f32]>,
+    quarantine: Option<&mut Quarantine>,
+    knn: Option<&mut Knn>,
+    now_ms: u64,
+    batch: &mut Batch,
+) -> SampleApplied {
+    let id = verdict.id;
+    let Some(q) = quarantine.filter(|q| q.get(id).is_some()) else {
+        return apply_gone(verdict, carried, knn, now_ms);
+    };
+    let Some(entry) = q.get(id) else {
+        return apply_gone(verdict, carried, knn, now_ms);
+    };
+    let status = match &verdict.label {
+        Some(label) => Status::Validated {
+            label: label.clone(),
+        },
+        None => Status::Rejected,
+    };
+    // A verdict delivered twice (its file outlived a power cut) must not teach the KNN the
+    // same sample twice.
+    if entry.status == status {
+        return SampleApplied {
+            outcome: Outcome::Applied(None),
+            event: None,
+        };
+    }
+    if !entry.status.may_become(&status) {
+        let why = format!(
+            "quarantine entry {id} is {} already",
+            entry.status.kind().name()
+        );
+        tracing::warn!(sample = id, "{why}; the verdict is not applied");
+        return SampleApplied {
+            outcome: Outcome::Refused(why),
+            event: None,
+        };
+    }
+    let mut learnt = false;
+    let mut outcome = Outcome::Applied(None);
+    if let Some(label) = &verdict.label {
+        match knn {
+            Some(knn) => match knn.add_named(label, &entry.features, now_ms) {
+                Ok(_) => learnt = true,
+                Err(e) => {
+                    tracing::warn!(sample = id, "the KNN cannot learn it: {e}");
+                    outcome = Outcome::Refused(format!("the KNN cannot learn it: {e}"));
+                }
+            },
+            None => outcome = Outcome::Refused("the KNN is off on this device".into()),
+        }
+    }
+    if let Err(e) = q.set_status(id, status, batch) {
+        tracing::warn!(sample = id, "{e}");
+        outcome = Outcome::Refused(e.to_string());
+    }
+    SampleApplied {
+        outcome,
+        event: Some(EventKind::SampleFeedback {
+            id,
+            label: verdict.label.clone(),
+            learnt,
+        }),
+    }
+}
+
+/// A sample verdict for an entry that is not in the quarantine (evicted, expired, or the
+/// quarantine is off).
+fn apply_gone(
+    verdict: &SampleVerdict,
+    carried: Option<&[f32]>,
+    knn: Option<&mut Knn>,
+    now_ms: u64,
+) -> SampleApplied {
+    let id = verdict.id;
+    let refused = |why: String| {
+        tracing::warn!(sample = id, "{why}");
+        SampleApplied {
+            outcome: Outcome::Refused(why),
+            event: None,
+        }
+    };
+    let Some(label) = &verdict.label else {
+        return SampleApplied {
+            outcome: Outcome::Applied(Some(format!(
+                "sample {id} had left the quarantine already; nothing to reject"
+            ))),
+            event: None,
+        };
+    };
+    let Some(features) = carried else {
+        return refused(format!(
+            "sample {id} has left the quarantine (evicted or expired) and no features of it \
+             were kept"
+        ));
+    };
+    let Some(knn) = knn else {
+        return refused("the KNN is off on this device".into());
+    };
+    match knn.add_named(label, features, now_ms) {
+        Ok(_) => {
+            tracing::info!(
+                sample = id,
+                label = %label,
+                "sample verdict applied through the features its drift event carried (the \
+                 sample had left the quarantine)"
+            );
+            SampleApplied {
+                outcome: Outcome::Applied(Some(format!(
+                    "learnt from the features the drift event carried (sample {id} had left \
+                     the quarantine)"
+                ))),
+                event: Some(EventKind::SampleFeedback {
+                    id,
+                    label: Some(label.clone()),
+                    learnt: true,
+                }),
+            }
+        }
+        Err(e) => refused(format!(
+            "the KNN cannot learn the features the drift event carried: {e}"
+        )),
+    }
+}
+
+/// Folder of result files inside the inbox.
+pub fn results_dir(inbox: &Path) -> PathBuf {
+    inbox.join("results")
+}
+
+/// Most result files kept (the oldest are dropped beyond, logged): the results of a server
+/// that never takes them must not fill the disk.
+pub const MAX_RESULT_FILES: usize = 256;
+
+/// Writes `results` (if any) as a new file in `inbox`'s results folder, atomically, and drops
+/// the oldest files beyond [`MAX_RESULT_FILES`].
+pub fn write_results(inbox: &Path, results: &[FeedbackResult]) -> Result<(), FeedbackError> {
+    if results.is_empty() {
+        return Ok(());
+    }
+    let dir = results_dir(inbox);
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| FeedbackError::Io { path, source }
+    };
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let stamp = crate::utc::now_unix_ms();
+    let seq = SUBMITTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!(
+        "results-{stamp}-{}-{seq:08}.json",
+        std::process::id()
+    ));
+    let json = serde_json::to_vec(results).map_err(|e| FeedbackError::Invalid {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    crate::files::write_atomic(&path, &json, crate::files::Durability::Synced)
+        .map_err(io(&path))?;
+    let files = result_files(&dir);
+    let over = files.len().saturating_sub(MAX_RESULT_FILES);
+    for old in &files[..over] {
+        tracing::warn!(
+            "feedback results {} dropped unreported: more than {MAX_RESULT_FILES} wait",
+            old.display()
+        );
+        let _ = std::fs::remove_file(old);
+    }
+    Ok(())
+}
+
+/// Largest result file read.
+const MAX_RESULT_FILE_BYTES: u64 = 256 << 10;
+
+fn result_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && p.extension().is_some_and(|e| e == "json")
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("results-"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// The result files waiting in `inbox`, oldest first, with their results (at most `max`
+/// files). A file that cannot be read as results is removed (logged): it would block nothing
+/// but would be retried for ever.
+pub fn pending_results(inbox: &Path, max: usize) -> Vec<(PathBuf, Vec<FeedbackResult>)> {
+    let mut out = Vec::new();
+    for path in result_files(&results_dir(inbox)).into_iter().take(max) {
+        let read = std::fs::metadata(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|m| {
+                if m.len() > MAX_RESULT_FILE_BYTES {
+                    Err(format!("{} bytes", m.len()))
+                } else {
+                    std::fs::read(&path).map_err(|e| e.to_string())
+                }
+            })
+            .and_then(|b| {
+                serde_json::from_slice::<Vec<FeedbackResult>>(&b).map_err(|e| e.to_string())
+            });
+        match read {
+            Ok(results) => out.push((path, results)),
+            Err(e) => {
+                tracing::warn!(
+                    "feedback results {} unreadable ({e}); removed",
+                    path.display()
+                );
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    out
+}
+
+/// Removes a result file once reported.
+pub fn remove_results(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path) {
+        tracing::warn!(
+            "cannot remove reported feedback results {}: {e}",
+            path.display()
+        );
+    }
 }
 
 /// The drift events a verdict names, from the event log (bounded reads).

@@ -72,8 +72,7 @@ pub struct Setup<'a> {
     pub drift: &'a DriftConfig,
     /// SHA-256 of the running model.
     pub model_sha256: &'a str,
-    /// The model's class labels; empty for an embedding-only model, whose classes are the
-    /// KNN's (from the initial state).
+    /// The model's class labels.
     pub labels: &'a [String],
     /// Length of the model's embedding, if it has one.
     pub embedding_dim: Option<usize>,
@@ -153,9 +152,6 @@ pub struct Autonomy {
     config: AutonomyConfig,
     model_sha256: String,
     num_classes: usize,
-    /// The model has no class scores: the KNN's class and confidence stand in for the
-    /// model's in what the detectors and the quarantine see.
-    embedding_only: bool,
     side: Option<KnnSide>,
     detectors: DetectorSet,
     incidents: Incidents,
@@ -260,13 +256,7 @@ impl Autonomy {
         };
         Ok(Autonomy {
             model_sha256: setup.model_sha256.to_string(),
-            // The classes the KNN started with (a class adaptation adds later is outside the
-            // class-mix detector's reference, which ignores it).
-            num_classes: match (&side, setup.labels.is_empty()) {
-                (Some(side), true) => side.knn.labels().len(),
-                _ => setup.labels.len(),
-            },
-            embedding_only: setup.labels.is_empty(),
+            num_classes: setup.labels.len(),
             side,
             detectors,
             incidents: Incidents::new(setup.config.incident_quiet_frames, next_incident),
@@ -322,17 +312,11 @@ impl Autonomy {
                 self.counts.bad_embeddings += 1;
             }
         }
-        let (predicted, confidence) = match (self.embedding_only, step.knn_label) {
-            (false, _) => (prediction.class, prediction.confidence),
-            (true, Some(label)) => (usize::from(label.0), step.knn_confidence),
-            // No class at all: out of every class range and NaN, which the detectors skip.
-            (true, None) => (usize::MAX, f32::NAN),
-        };
         let observation = Observation {
             sample_id: frame,
-            predicted,
+            predicted: prediction.class,
             num_classes: self.num_classes,
-            confidence,
+            confidence: prediction.confidence,
             knn_distance: step.distance,
             embedding: features,
         };
@@ -414,18 +398,22 @@ impl Autonomy {
             sample: self.step.frame,
             reason,
             predicted,
-            confidence: if self.embedding_only {
-                self.step.knn_confidence
-            } else {
-                prediction.confidence
-            },
+            confidence: prediction.confidence,
             knn_distance: self.step.distance,
             features: &side.buffer,
         };
-        match q.admit(candidate, image, event::now_unix_ms(), &mut self.pending) {
+        let now = event::now_unix_ms();
+        match q.admit(candidate, image, now, &mut self.pending) {
             Ok(Some(id)) => {
                 self.step.quarantined = Some(id);
                 self.counts.quarantined += 1;
+                // The frame of a drift onset goes to a human with its event: keep it for the
+                // verdict (bounded by the quarantine's review settings).
+                if !self.step.events.is_empty() {
+                    if let Err(e) = q.hold_for_review(id, now, &mut self.pending) {
+                        tracing::debug!("not held for review: {e}");
+                    }
+                }
             }
             Ok(None) => {}
             Err(e) => tracing::debug!("not quarantined: {e}"),
@@ -438,9 +426,10 @@ impl Autonomy {
     /// everything it changed has been handed to the store: while the store's queue is full
     /// the changes wait in `pending`, and so does the acknowledgement.
     fn take_feedback(&mut self) {
-        if let Some(delivery) = self.inbox.as_ref().and_then(feedback::Inbox::try_recv) {
-            for item in &delivery.items {
-                self.apply_feedback(item);
+        if let Some(mut delivery) = self.inbox.as_ref().and_then(feedback::Inbox::try_recv) {
+            for i in 0..delivery.items.len() {
+                let outcome = self.apply_feedback(&delivery.items[i]);
+                delivery.record(i, outcome);
             }
             self.checkpoint();
             self.unacked.push(delivery);
@@ -455,10 +444,16 @@ impl Autonomy {
         }
     }
 
-    /// Apply one human verdict now.
-    pub fn apply_feedback(&mut self, item: &feedback::Item) {
+    /// Apply one human verdict now; what became of it.
+    pub fn apply_feedback(&mut self, item: &feedback::Item) -> feedback::Outcome {
         match item {
             feedback::Item::Drift { event, verdict } => {
+                // The verdict on the event ends the review of the frame it named.
+                if let Some(q) = self.quarantine.as_mut() {
+                    if let Err(e) = q.release_review_of_sample(event.sample_id, &mut self.pending) {
+                        tracing::warn!("{e}");
+                    }
+                }
                 match verdict {
                     feedback::Verdict::FalseAlarm => self.detectors.false_alarm(event),
                     feedback::Verdict::Confirmed => self.detectors.confirmed(event),
@@ -482,11 +477,26 @@ impl Autonomy {
                     verdict: *verdict,
                     threshold,
                 });
+                feedback::Outcome::Applied(None)
             }
-            feedback::Item::Sample(verdict) => self.sample_feedback(verdict),
+            feedback::Item::Sample { verdict, carried } => {
+                let done = feedback::apply_sample(
+                    verdict,
+                    carried.as_deref(),
+                    self.quarantine.as_mut(),
+                    self.side.as_mut().map(|s| &mut s.knn),
+                    event::now_unix_ms(),
+                    &mut self.pending,
+                );
+                if let Some(kind) = done.event {
+                    self.counts.feedback += 1;
+                    self.push(kind);
+                }
+                done.outcome
+            }
             feedback::Item::Class(c) => {
                 let Some(side) = self.side.as_mut() else {
-                    return;
+                    return feedback::Outcome::Refused("the KNN is off on this device".into());
                 };
                 match side.knn.relabel(&c.from, &c.to) {
                     Ok(moved) => {
@@ -497,59 +507,18 @@ impl Autonomy {
                             to: c.to.clone(),
                             moved,
                         });
+                        feedback::Outcome::Applied(None)
                     }
-                    Err(e) => tracing::warn!("cannot rename class {} to {}: {e}", c.from, c.to),
+                    Err(e) => {
+                        tracing::warn!("cannot rename class {} to {}: {e}", c.from, c.to);
+                        feedback::Outcome::Refused(format!(
+                            "cannot rename class {} to {}: {e}",
+                            c.from, c.to
+                        ))
+                    }
                 }
             }
         }
-    }
-
-    /// A human labelled a quarantined sample (the KNN learns it) or rejected it.
-    fn sample_feedback(&mut self, verdict: &feedback::SampleVerdict) {
-        let Some(q) = self.quarantine.as_mut() else {
-            tracing::warn!(
-                sample = verdict.id,
-                "sample feedback needs the quarantine, which is off"
-            );
-            return;
-        };
-        let Some(entry) = q.get(verdict.id) else {
-            tracing::warn!(
-                sample = verdict.id,
-                "no such quarantine entry (evicted or expired?)"
-            );
-            return;
-        };
-        let status = match &verdict.label {
-            Some(label) => crate::quarantine::Status::Validated {
-                label: label.clone(),
-            },
-            None => crate::quarantine::Status::Rejected,
-        };
-        // A verdict delivered twice (its file outlived a power cut) must not teach the KNN the
-        // same sample twice.
-        if entry.status == status {
-            return;
-        }
-        let mut learnt = false;
-        if let (Some(label), Some(side)) = (&verdict.label, self.side.as_mut()) {
-            match side
-                .knn
-                .add_named(label, &entry.features, event::now_unix_ms())
-            {
-                Ok(_) => learnt = true,
-                Err(e) => tracing::warn!(sample = verdict.id, "the KNN cannot learn it: {e}"),
-            }
-        }
-        if let Err(e) = q.set_status(verdict.id, status, &mut self.pending) {
-            tracing::warn!(sample = verdict.id, "{e}");
-        }
-        self.counts.feedback += 1;
-        self.push(EventKind::SampleFeedback {
-            id: verdict.id,
-            label: verdict.label.clone(),
-            learnt,
-        });
     }
 
     /// Queue an event (when there is a store).

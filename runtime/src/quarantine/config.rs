@@ -20,6 +20,11 @@
 //! max-age-hours = 168
 //! # Entries kept per predicted label, so one class cannot push out all others.
 //! per-class-cap = 150
+//! # Entries backing a drift event sent for review, kept from eviction until their verdict
+//! # (0: none); beyond it the oldest is released. Never more than max-entries / 2.
+//! max-under-review = 32
+//! # A sample waits this long for its verdict before it is released from review (hours).
+//! review-hours = 72
 //! # Write a small JPEG of each admitted frame (for a human to label later).
 //! thumbnails = true
 //! # Longest side of a thumbnail, pixels (8..=256).
@@ -67,6 +72,15 @@ pub struct QuarantineConfig {
     pub max_age_hours: u64,
     /// Entries kept per predicted label. Default 150.
     pub per_class_cap: usize,
+    /// Entries under review (they back a drift event sent to a human) that eviction leaves
+    /// alone until their verdict (0: no entry is held for review), 0..=10000; never more than
+    /// half of `max-entries` ([`QuarantineConfig::review_limit`]), so new samples always find
+    /// room. Beyond it, or beyond half of `max-bytes`, the oldest is released (and logged).
+    /// Default 32.
+    pub max_under_review: usize,
+    /// How long an entry under review waits for its verdict before it is released (logged)
+    /// and may be evicted like any other, hours. Default 72.
+    pub review_hours: u64,
     /// Write JPEG thumbnails of admitted frames. Default true.
     pub thumbnails: bool,
     /// Longest side of a thumbnail, px. Default 64.
@@ -87,6 +101,8 @@ impl Default for QuarantineConfig {
             max_bytes: 8 << 20,
             max_age_hours: 168,
             per_class_cap: 150,
+            max_under_review: 32,
+            review_hours: 72,
             thumbnails: true,
             thumbnail_size: 64,
             thumbnail_quality: 80,
@@ -102,10 +118,21 @@ impl QuarantineConfig {
         self.max_age_hours.saturating_mul(3_600_000)
     }
 
+    /// Entries held for review at most: `max-under-review`, but never more than half of
+    /// `max-entries`.
+    pub fn review_limit(&self) -> usize {
+        self.max_under_review.min(self.max_entries / 2)
+    }
+
+    /// `review-hours` in milliseconds.
+    pub fn review_ms(&self) -> u64 {
+        self.review_hours.saturating_mul(3_600_000)
+    }
+
     /// Check values that cannot work, naming the key and the fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let d = QuarantineConfig::default();
-        let checks: [crate::config::Check<'_>; 8] = [
+        let checks: [crate::config::Check<'_>; 10] = [
             (
                 "quarantine.max-entries",
                 (1..=MAX_ENTRIES).contains(&self.max_entries),
@@ -135,6 +162,22 @@ impl QuarantineConfig {
                     "set 1..=quarantine.max-entries ({}) (default {})",
                     self.max_entries, d.per_class_cap
                 ),
+            ),
+            (
+                "quarantine.max-under-review",
+                self.max_under_review <= MAX_ENTRIES,
+                self.max_under_review.to_string(),
+                format!(
+                    "set 0..={MAX_ENTRIES} (default {}); at most half of \
+                     quarantine.max-entries are held",
+                    d.max_under_review
+                ),
+            ),
+            (
+                "quarantine.review-hours",
+                (1..=MAX_AGE_HOURS).contains(&self.review_hours),
+                self.review_hours.to_string(),
+                format!("set 1..={MAX_AGE_HOURS} (default {})", d.review_hours),
             ),
             (
                 "quarantine.thumbnail-size",
@@ -218,6 +261,8 @@ mod tests {
     fn bad_values_name_the_key_and_the_fix() {
         let cases = [
             ("max-entries = 0", "quarantine.max-entries"),
+            ("max-under-review = 10001", "quarantine.max-under-review"),
+            ("review-hours = 0", "quarantine.review-hours"),
             ("max-bytes = 10", "quarantine.max-bytes"),
             ("max-age-hours = 0", "quarantine.max-age-hours"),
             (

@@ -5,9 +5,10 @@
 //! admit a sample allocates nothing; the owned [`Entry`] is built only on admission.
 //!
 //! Entries are postcard-encoded in the state store's `quarantine` table. Postcard is not
-//! self-describing, so `version` is the first field: a future layout is recognised by
-//! reading that one varint (`postcard::take_from_bytes::<u32>`) before decoding the rest.
-//! Whatever is read back is checked ([`Entry::check`]) before it is trusted.
+//! self-describing, so `version` is the first field: a layout is recognised by reading that
+//! one varint (`postcard::take_from_bytes::<u32>`) before decoding the rest. Layout 2 added
+//! [`Entry::review_since_unix_ms`]; layout 1 entries (written before) are still read, as not
+//! under review. Whatever is read back is checked ([`Entry::check`]) before it is trusted.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,8 +16,8 @@ use super::error::QuarantineError;
 use super::status::Status;
 use crate::knn::MAX_LABEL_BYTES;
 
-/// Version of [`Entry`] written, and the only one read.
-pub const ENTRY_VERSION: u32 = 1;
+/// Version of [`Entry`] written. Version 1 (without the review pin) is read too.
+pub const ENTRY_VERSION: u32 = 2;
 
 /// Longest feature vector accepted (the feature module's largest dimension).
 pub const MAX_FEATURES: usize = crate::features::MAX_DIM;
@@ -137,6 +138,48 @@ pub struct Entry {
     /// writing. Always [`thumbnail_name`]`(id)`; the file may be missing (the write failed,
     /// or the directory's byte budget removed it), so readers must expect that.
     pub thumbnail: Option<String>,
+    /// When the entry was put under review (ms since the Unix epoch): it backs a drift event
+    /// sent to a human, so eviction leaves it alone until the verdict comes or the review
+    /// bounds release it (see [`QuarantineConfig::max_under_review`]). `None`: not under
+    /// review.
+    ///
+    /// [`QuarantineConfig::max_under_review`]: super::QuarantineConfig::max_under_review
+    pub review_since_unix_ms: Option<u64>,
+}
+
+/// Layout 1 of [`Entry`] (before the review pin), read from older databases.
+#[derive(Deserialize)]
+struct EntryV1 {
+    version: u32,
+    id: u64,
+    created_unix_ms: u64,
+    sample: u64,
+    reason: Reason,
+    predicted: String,
+    confidence: f32,
+    knn_distance: Option<f32>,
+    features: Vec<f32>,
+    status: Status,
+    thumbnail: Option<String>,
+}
+
+impl From<EntryV1> for Entry {
+    fn from(e: EntryV1) -> Entry {
+        Entry {
+            version: e.version,
+            id: e.id,
+            created_unix_ms: e.created_unix_ms,
+            sample: e.sample,
+            reason: e.reason,
+            predicted: e.predicted,
+            confidence: e.confidence,
+            knn_distance: e.knn_distance,
+            features: e.features,
+            status: e.status,
+            thumbnail: e.thumbnail,
+            review_since_unix_ms: None,
+        }
+    }
 }
 
 impl Entry {
@@ -151,13 +194,19 @@ impl Entry {
         let damaged = |reason: String| QuarantineError::Damaged { id, reason };
         let (version, _) = postcard::take_from_bytes::<u32>(bytes)
             .map_err(|e| damaged(format!("no version: {e}")))?;
-        if version != ENTRY_VERSION {
-            return Err(damaged(format!(
-                "layout version {version}; this build reads {ENTRY_VERSION}"
-            )));
-        }
-        let entry: Entry =
-            postcard::from_bytes(bytes).map_err(|e| damaged(format!("does not decode: {e}")))?;
+        let decoded = match version {
+            1 => postcard::from_bytes::<EntryV1>(bytes).map(|mut e| {
+                e.version = ENTRY_VERSION;
+                Entry::from(e)
+            }),
+            ENTRY_VERSION => postcard::from_bytes::<Entry>(bytes),
+            _ => {
+                return Err(damaged(format!(
+                    "layout version {version}; this build reads 1..={ENTRY_VERSION}"
+                )));
+            }
+        };
+        let entry = decoded.map_err(|e| damaged(format!("does not decode: {e}")))?;
         if entry.id != id {
             return Err(damaged(format!(
                 "stored under id {id} but says {}",
@@ -279,6 +328,7 @@ mod tests {
                 label: "dog".into(),
             },
             thumbnail: Some(thumbnail_name(id)),
+            review_since_unix_ms: Some(2_000),
         }
     }
 
@@ -288,6 +338,49 @@ mod tests {
         let bytes = postcard::to_stdvec(&e).unwrap();
         assert_eq!(bytes[0], ENTRY_VERSION as u8, "version is the first byte");
         assert_eq!(Entry::decode(42, &bytes).unwrap(), e);
+    }
+
+    /// An entry written by the previous layout (before the review pin) is read, as not under
+    /// review.
+    #[test]
+    fn layout_1_entries_are_read_as_not_under_review() {
+        #[derive(Serialize)]
+        struct V1<'a> {
+            version: u32,
+            id: u64,
+            created_unix_ms: u64,
+            sample: u64,
+            reason: &'a Reason,
+            predicted: &'a str,
+            confidence: f32,
+            knn_distance: Option<f32>,
+            features: &'a [f32],
+            status: &'a Status,
+            thumbnail: &'a Option<String>,
+        }
+        let e = entry(42);
+        let bytes = postcard::to_stdvec(&V1 {
+            version: 1,
+            id: e.id,
+            created_unix_ms: e.created_unix_ms,
+            sample: e.sample,
+            reason: &e.reason,
+            predicted: &e.predicted,
+            confidence: e.confidence,
+            knn_distance: e.knn_distance,
+            features: &e.features,
+            status: &e.status,
+            thumbnail: &e.thumbnail,
+        })
+        .unwrap();
+        let read = Entry::decode(42, &bytes).unwrap();
+        assert_eq!(
+            read,
+            Entry {
+                review_since_unix_ms: None,
+                ..e
+            }
+        );
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Choosing which entries make room: one pass per eviction tier, allocation-free.
 //!
 //! Order: entries of the lowest [eviction tier](super::StatusKind) first (resolved, then
-//! pending, then pseudo-labelled), oldest (lowest id) first within a tier. The per-class cap
+//! pending, then pseudo-labelled, then entries under review: they back a drift event a human
+//! is looking at, and a verdict for a sample that is gone could not be applied to it), oldest
+//! (lowest id) first within a tier. A new sample takes from the first two tiers only. The
+//! per-class cap
 //! is met first with entries of the new sample's class; then the count and byte caps with
 //! any entries. Planning never changes anything, so a sample that cannot be admitted leaves
 //! the quarantine exactly as it was.
@@ -9,6 +12,19 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::entry::Entry;
+
+/// The tier of entries under review: above every status, so only enforcing caps (at open)
+/// takes them.
+pub(crate) const REVIEW_TIER: u8 = 3;
+
+/// The eviction tier of `e`: [`REVIEW_TIER`] while it is under review, else its status's.
+pub(crate) fn tier_of(e: &Entry) -> u8 {
+    if e.review_since_unix_ms.is_some() {
+        REVIEW_TIER
+    } else {
+        e.status.kind().eviction_tier()
+    }
+}
 
 /// The caps a plan must meet.
 #[derive(Debug, Clone, Copy)]
@@ -42,7 +58,7 @@ pub(crate) fn plan(
     victims: &mut Vec<u64>,
 ) -> bool {
     victims.clear();
-    let tier = |e: &Entry| e.status.kind().eviction_tier();
+    let tier = tier_of;
     let mut count = entries.len() + incoming.count;
     let mut bytes = held_bytes.saturating_add(incoming.bytes);
 
@@ -106,6 +122,7 @@ mod tests {
             features: vec![0.0; dim],
             status,
             thumbnail: None,
+            review_since_unix_ms: None,
         }
     }
 
@@ -190,6 +207,44 @@ mod tests {
         assert_eq!(run(&f, caps, "c", 2, 1), None);
         // ...taken when enforcing caps (every tier).
         assert_eq!(run(&f, caps, "c", 2, 2), Some(vec![3, 4, 2, 1]));
+    }
+
+    /// Fails before this change: entries backing a drift event under review were evicted
+    /// like any pending entry, so the verdict found nothing to apply to.
+    #[test]
+    fn entries_under_review_are_never_taken_for_a_new_sample() {
+        let mut pinned = entry(1, "a", 2, Status::Pending);
+        pinned.review_since_unix_ms = Some(5);
+        let f = fixture(vec![
+            pinned,
+            entry(2, "a", 2, Status::Pending),
+            entry(3, "a", 2, Status::Validated { label: "a".into() }),
+            entry(4, "a", 2, Status::Pending),
+        ]);
+        // Full at 4: the resolved one first, then the oldest pending that is not under review.
+        assert_eq!(run(&f, CAPS, "a", 2, 1), Some(vec![3]));
+        let caps = Caps {
+            max_entries: 2,
+            ..CAPS
+        };
+        assert_eq!(run(&f, caps, "a", 2, 1), Some(vec![3, 2, 4]));
+        // Only the entry under review would be left to take: the sample is refused...
+        let caps = Caps {
+            max_entries: 1,
+            ..CAPS
+        };
+        assert_eq!(run(&f, caps, "a", 2, 1), None);
+        let caps = Caps {
+            per_class: 1,
+            ..CAPS
+        };
+        assert_eq!(run(&f, caps, "a", 2, 1), None);
+        // ...and enforcing caps at open takes it last.
+        let caps = Caps {
+            max_entries: 1,
+            ..CAPS
+        };
+        assert_eq!(run(&f, caps, "a", 2, REVIEW_TIER), Some(vec![3, 2, 4, 1]));
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub struct QuarantineStats {
     pub rejected: usize,
     /// Entries adapted.
     pub adapted: usize,
+    /// Entries under review (held for a human's verdict, see [`Quarantine::hold_for_review`]).
+    pub under_review: usize,
     /// Samples admitted since open.
     pub admitted: u64,
     /// Samples not admitted since open because only entries worth more than a new sample
@@ -56,6 +58,9 @@ pub struct QuarantineStats {
     pub evicted: u64,
     /// Entries removed by age since open.
     pub expired: u64,
+    /// Entries released from review since open without their verdict (waited `review-hours`,
+    /// or made room under `max-under-review`).
+    pub released: u64,
     /// Stored entries found damaged at open (dropped; deleted by the next `expire`).
     pub damaged: u64,
     /// The thumbnail writer's figures, when thumbnails are on.
@@ -68,6 +73,7 @@ struct Session {
     refused: u64,
     evicted: u64,
     expired: u64,
+    released: u64,
     damaged: u64,
 }
 
@@ -85,6 +91,10 @@ pub struct Quarantine {
     bytes: u64,
     per_class: HashMap<String, usize>,
     by_kind: [usize; 5],
+    /// Ids of the entries under review (few: at most `max-under-review`).
+    reviews: Vec<u64>,
+    /// Feature bytes of the entries under review.
+    review_bytes: u64,
     next_id: u64,
     /// Scratch for eviction plans, with capacity for every entry, so planning (also for a
     /// sample that is then refused) never allocates.
@@ -125,6 +135,8 @@ impl Quarantine {
             bytes: 0,
             per_class: HashMap::new(),
             by_kind: [0; 5],
+            reviews: Vec::new(),
+            review_bytes: 0,
             next_id: 1,
             stale: Vec::new(),
             thumbnails: None,
@@ -205,7 +217,7 @@ impl Quarantine {
             self.bytes,
             self.caps(),
             incoming,
-            2,
+            evict::REVIEW_TIER,
             &mut self.victims,
         ) {
             for i in 0..self.victims.len() {
@@ -227,6 +239,10 @@ impl Quarantine {
 
     fn insert(&mut self, entry: Entry) {
         self.bytes += entry.feature_bytes();
+        if entry.review_since_unix_ms.is_some() {
+            self.reviews.push(entry.id);
+            self.review_bytes += entry.feature_bytes();
+        }
         self.by_kind[kind_index(entry.status.kind())] += 1;
         match self.per_class.get_mut(entry.predicted.as_str()) {
             Some(n) => *n += 1,
@@ -241,6 +257,10 @@ impl Quarantine {
     fn take(&mut self, id: u64) -> Option<Entry> {
         let entry = self.entries.remove(&id)?;
         self.bytes -= entry.feature_bytes();
+        if entry.review_since_unix_ms.is_some() {
+            self.reviews.retain(|r| *r != id);
+            self.review_bytes -= entry.feature_bytes();
+        }
         self.by_kind[kind_index(entry.status.kind())] -= 1;
         if let Some(n) = self.per_class.get_mut(entry.predicted.as_str()) {
             *n -= 1;
@@ -282,7 +302,8 @@ impl Quarantine {
     ///
     /// Room is made by evicting, in order: resolved entries (validated, rejected, adapted),
     /// then pending ones, oldest first; for the per-class cap only within the sample's
-    /// predicted class. `now_ms` is the wall clock (ms since the Unix epoch), used for age.
+    /// predicted class. Entries under review are never evicted for a new sample (entries that
+    /// waited `review-hours` are released from review first). `now_ms` is the wall clock (ms since the Unix epoch), used for age.
     ///
     /// Errors (nothing changed, nothing queued): non-finite or out-of-range features,
     /// confidence or distance, bad label lengths, features larger than `max-bytes`.
@@ -297,6 +318,9 @@ impl Quarantine {
             return Ok(None);
         }
         candidate.check()?;
+        if !self.reviews.is_empty() {
+            self.release_overdue(now_ms, batch);
+        }
         let bytes = candidate.feature_bytes();
         if bytes > self.config.max_bytes {
             return Err(QuarantineError::TooLarge {
@@ -339,6 +363,7 @@ impl Quarantine {
             features: candidate.features.to_vec(),
             status: Status::Pending,
             thumbnail,
+            review_since_unix_ms: None,
         };
         if let Err(e) = batch.put_quarantine(id, &entry) {
             if entry.thumbnail.is_some() {
@@ -389,15 +414,193 @@ impl Quarantine {
             });
         }
         let (from, to) = (entry.status.kind(), status.kind());
+        // A human's verdict is what the review waited for.
+        let verdict = matches!(to, StatusKind::Validated | StatusKind::Rejected);
+        let review = entry.review_since_unix_ms;
         let old = std::mem::replace(&mut entry.status, status);
+        if verdict {
+            entry.review_since_unix_ms = None;
+        }
         if let Err(e) = batch.put_quarantine(id, &*entry) {
             entry.status = old;
+            entry.review_since_unix_ms = review;
             return Err(e.into());
+        }
+        if verdict && review.is_some() {
+            self.forget_review(id);
         }
         self.by_kind[kind_index(from)] -= 1;
         self.by_kind[kind_index(to)] += 1;
         tracing::debug!("quarantine: entry {id} {} -> {}", from.name(), to.name());
         Ok(())
+    }
+
+    /// Holds entry `id` for review: it backs a drift event sent to a human (the sync client
+    /// reports the event with this entry's thumbnail and features), so eviction leaves it
+    /// alone until its verdict ([`set_status`](Self::set_status) to validated or rejected, or
+    /// [`release_review`](Self::release_review) when the drift verdict came without one).
+    ///
+    /// Bounded, because a verdict may never come: at most `max-under-review` entries (never
+    /// more than half of `max-entries`) and half of `max-bytes` are held (beyond, the oldest is released, logged), and an entry is
+    /// released after `review-hours` (at the next admission or [`expire`](Self::expire),
+    /// logged). Returns whether it is held: false when `max-under-review` is 0 or the entry
+    /// has its verdict already. Holding an entry held already changes nothing.
+    pub fn hold_for_review(
+        &mut self,
+        id: u64,
+        now_ms: u64,
+        batch: &mut Batch,
+    ) -> Result<bool, QuarantineError> {
+        let entry = self
+            .entries
+            .get(&id)
+            .ok_or(QuarantineError::UnknownEntry { id })?;
+        let final_status = matches!(
+            entry.status.kind(),
+            StatusKind::Validated | StatusKind::Rejected
+        );
+        if self.config.review_limit() == 0 || final_status {
+            return Ok(false);
+        }
+        if entry.review_since_unix_ms.is_some() {
+            return Ok(true);
+        }
+        let bytes = entry.feature_bytes();
+        while !self.reviews.is_empty()
+            && (self.reviews.len() >= self.config.review_limit()
+                || self.review_bytes + bytes > self.config.max_bytes / 2)
+        {
+            let oldest = self.reviews[0];
+            tracing::info!(
+                "quarantine: entry {oldest} is no longer held for review ({} entries under \
+                 review at most, quarantine.max-under-review); it may be evicted, and its \
+                 verdict then applies through the features its drift event carried",
+                self.config.review_limit()
+            );
+            self.unpin(oldest, batch)?;
+            self.session.released += 1;
+        }
+        let entry = self
+            .entries
+            .get_mut(&id)
+            .ok_or(QuarantineError::UnknownEntry { id })?;
+        entry.review_since_unix_ms = Some(now_ms);
+        if let Err(e) = batch.put_quarantine(id, &*entry) {
+            entry.review_since_unix_ms = None;
+            return Err(e.into());
+        }
+        self.reviews.push(id);
+        self.review_bytes += bytes;
+        tracing::debug!("quarantine: entry {id} held for review");
+        Ok(true)
+    }
+
+    /// Ends the review of entry `id` without a sample verdict (e.g. its drift event was
+    /// rejected, or validated without a label): it may be evicted like any other from now on.
+    /// Returns whether it was under review.
+    pub fn release_review(&mut self, id: u64, batch: &mut Batch) -> Result<bool, QuarantineError> {
+        match self.entries.get(&id) {
+            Some(e) if e.review_since_unix_ms.is_some() => {
+                self.unpin(id, batch)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Ends the review of every entry holding frame `sample` (what a drift event names);
+    /// returns how many were under review.
+    pub fn release_review_of_sample(
+        &mut self,
+        sample: u64,
+        batch: &mut Batch,
+    ) -> Result<usize, QuarantineError> {
+        let mut n = 0;
+        let mut i = 0;
+        while i < self.reviews.len() {
+            let id = self.reviews[i];
+            if self.entries.get(&id).is_some_and(|e| e.sample == sample) {
+                self.unpin(id, batch)?;
+                n += 1;
+            } else {
+                i += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// The ids of the entries under review, oldest hold first.
+    pub fn under_review(&self) -> &[u64] {
+        &self.reviews
+    }
+
+    /// Clears the review pin of `id` (held) and queues the entry.
+    fn unpin(&mut self, id: u64, batch: &mut Batch) -> Result<(), QuarantineError> {
+        let entry = self
+            .entries
+            .get_mut(&id)
+            .ok_or(QuarantineError::UnknownEntry { id })?;
+        let since = entry.review_since_unix_ms.take();
+        if let Err(e) = batch.put_quarantine(id, &*entry) {
+            entry.review_since_unix_ms = since;
+            return Err(e.into());
+        }
+        self.forget_review(id);
+        Ok(())
+    }
+
+    /// Drops `id` from the review bookkeeping (its pin is already cleared).
+    fn forget_review(&mut self, id: u64) {
+        if let Some(i) = self.reviews.iter().position(|r| *r == id) {
+            self.reviews.remove(i);
+            if let Some(e) = self.entries.get(&id) {
+                self.review_bytes -= e.feature_bytes();
+            }
+        }
+    }
+
+    /// Releases the entries that waited longer than `review-hours` for their verdict, and the
+    /// oldest beyond `max-under-review` (the setting may have been lowered since they were
+    /// held). Looks at the few entries under review only.
+    fn release_overdue(&mut self, now_ms: u64, batch: &mut Batch) {
+        let cutoff = now_ms.saturating_sub(self.config.review_ms());
+        let mut i = 0;
+        while i < self.reviews.len() {
+            let id = self.reviews[i];
+            let since = self
+                .entries
+                .get(&id)
+                .and_then(|e| e.review_since_unix_ms)
+                .unwrap_or(0);
+            let over = self.reviews.len() > self.config.review_limit();
+            if since < cutoff || over {
+                if over {
+                    tracing::info!(
+                        "quarantine: entry {id} is no longer held for review (more than {} \
+                         entries under review, quarantine.max-under-review)",
+                        self.config.review_limit()
+                    );
+                } else {
+                    tracing::info!(
+                        "quarantine: entry {id} waited {} h for a verdict \
+                         (quarantine.review-hours = {}); it is no longer held for review and \
+                         may be evicted; a later verdict applies through the features its \
+                         drift event carried",
+                        now_ms.saturating_sub(since) / 3_600_000,
+                        self.config.review_hours
+                    );
+                }
+                match self.unpin(id, batch) {
+                    Ok(()) => self.session.released += 1,
+                    Err(e) => {
+                        tracing::warn!("quarantine: cannot release entry {id} from review: {e}");
+                        i += 1;
+                    }
+                }
+            } else {
+                i += 1;
+            }
+        }
     }
 
     /// Removes entry `id` (and its thumbnail), queuing the deletion into `batch`; returns it.
@@ -413,6 +616,7 @@ impl Quarantine {
         for id in self.stale.drain(..) {
             batch.delete_quarantine(id);
         }
+        self.release_overdue(now_ms, batch);
         let cutoff = now_ms.saturating_sub(self.config.max_age_ms());
         self.victims.clear();
         self.victims.extend(
@@ -496,10 +700,12 @@ impl Quarantine {
             validated: k(StatusKind::Validated),
             rejected: k(StatusKind::Rejected),
             adapted: k(StatusKind::Adapted),
+            under_review: self.reviews.len(),
             admitted: self.session.admitted,
             refused: self.session.refused,
             evicted: self.session.evicted,
             expired: self.session.expired,
+            released: self.session.released,
             damaged: self.session.damaged,
             thumbnails: self.thumbnails.as_ref().map(ThumbnailWriter::stats),
         }

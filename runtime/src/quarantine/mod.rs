@@ -14,8 +14,13 @@
 //! * [`entry`]: what is stored per sample ([`Entry`], versioned) and what the per-frame path
 //!   offers ([`Candidate`], borrowed, so refusing allocates nothing).
 //! * [`status`]: the life of an entry (`pending` → `pseudo-labelled` / `validated` /
-//!   `rejected` / `adapted`) and the allowed transitions.
-//! * `evict`: which entries make room (resolved first, then the oldest pending).
+//!   `rejected` / `adapted`) and the allowed transitions. Apart from its status, an entry may
+//!   be *under review*: it backs a drift event sent to a human, and eviction leaves it alone
+//!   until the verdict comes (bounded by `max-under-review` and `review-hours`).
+//! * `evict`: which entries make room (resolved first, then the oldest pending; never an
+//!   entry under review for a new sample).
+//! * [`review`]: copies of the features of samples sent for review, so a human's label still
+//!   applies after the entry is gone.
 //! * `index`: [`Quarantine`], the entries in memory; every change is queued into the
 //!   caller's state store [`Batch`](crate::state::Batch), never written directly.
 //! * [`thumbnails`]: JPEG thumbnails written by a background thread through a bounded
@@ -63,6 +68,7 @@ pub mod entry;
 mod error;
 mod evict;
 mod index;
+pub mod review;
 pub mod status;
 pub mod thumbnails;
 

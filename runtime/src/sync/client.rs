@@ -22,6 +22,7 @@ use super::outbox::{
 };
 use super::predictions::PredictionSampler;
 use super::pull;
+use super::results;
 use super::status::{SyncStatus, SyncStatusView};
 use super::upload::{self, Verdict};
 use crate::state::Store;
@@ -360,6 +361,8 @@ impl Worker {
         if let Err(e) = feedback {
             return RoundEnd::Failed(e);
         }
+        results::report(&self.client, &creds, &*self.host, &self.status).await;
+        self.note_foreign("feedback results");
         let model = pull::pull_model(
             &self.client,
             &creds,
@@ -440,6 +443,18 @@ impl Worker {
         }
         let queued = collected.package.is_some();
         let r = self.outbox.enqueue(collected.package, collected.cursors)?;
+        // The features sent for review, kept for labels that come back after their samples
+        // left the quarantine (a loss here only loses that fallback).
+        let mut b = crate::state::Batch::new();
+        match crate::quarantine::review::remember(&self.store, collected.review, &mut b) {
+            Ok(()) if !b.is_empty() => {
+                if let Err(e) = self.store.submit(b) {
+                    tracing::warn!("sync: the features sent for review are not kept: {e}");
+                }
+            }
+            Ok(()) => {}
+            Err(e) => tracing::warn!("sync: the features sent for review are not kept: {e}"),
+        }
         let dropped = r.dropped.len() as u64;
         self.status.update(|s| {
             s.queued += u64::from(queued && r.id.is_some());

@@ -5,7 +5,10 @@
 //!   [`DriftEventReport`]s, each with the quarantine thumbnails of its triggering frame as
 //!   `sample` members named `samples/<20-digit quarantine id>.jpg` (the server maps that name
 //!   to a quarantine id, so a validation with a label comes back as a sample verdict) and the
-//!   entry's feature vector as the embedding.
+//!   entry's feature vector as the embedding. The features of every sample sent are also
+//!   returned ([`Collected::review`]) for the client to keep
+//!   ([`crate::quarantine::review`]): a label that comes back after the entry left the
+//!   quarantine applies through them.
 //! * **Metrics** ([`super::metrics`]) when `status.json` was rewritten since the last package.
 //! * **Logs** written since the last package ([`super::logs`]).
 //! * **Snapshot metadata** when the snapshot list changed.
@@ -31,6 +34,7 @@ use super::outbox::{Cursors, NewPackage, Priority, RecordHeader};
 use super::predictions::{PendingSample, PredictionSampler};
 use super::status::SyncStatusView;
 use crate::autonomy::{EventKind, RuntimeEvent};
+use crate::quarantine::review::ReviewCopy;
 use crate::quarantine::{Entry, thumbnail_name};
 use crate::state::{MAX_QUARANTINE_PER_READ, Snapshots, Store};
 use crate::status::StatusReport;
@@ -70,6 +74,9 @@ pub struct Collected {
     pub logs_lost: bool,
     /// Whether more events wait than fitted (build the next package soon).
     pub more: bool,
+    /// The features of the quarantined samples sent with drift events in this package, to
+    /// keep once it is queued.
+    pub review: Vec<ReviewCopy>,
 }
 
 /// TAR bytes a member of `len` bytes takes.
@@ -122,6 +129,7 @@ pub fn collect(
     let mut more = raw.len() == MAX_EVENTS_PER_PACKAGE;
     let mut reports = Vec::new();
     let mut samples: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut review = Vec::new();
     let drift_budget = budget / 2;
     let mut drift_cost = 0u64;
     if !raw.is_empty() {
@@ -154,6 +162,7 @@ pub fn collect(
             };
             let mut cost = 400;
             let mut new_samples = Vec::new();
+            let mut copies = Vec::new();
             for (qid, features) in by_sample.get(&d.sample_id).into_iter().flatten() {
                 if report.samples.len() >= MAX_SAMPLES_PER_EVENT {
                     break;
@@ -177,6 +186,10 @@ pub fn collect(
                 cost += tar_cost(jpeg.len() as u64);
                 report.samples.push(name.clone());
                 new_samples.push((name, jpeg));
+                copies.push(ReviewCopy {
+                    id: *qid,
+                    features: features.clone(),
+                });
             }
             if drift_cost + cost > drift_budget && !reports.is_empty() {
                 more = true;
@@ -187,6 +200,7 @@ pub fn collect(
                 taken.insert(name.clone());
             }
             samples.extend(new_samples);
+            review.extend(copies);
             reports.push(report);
             next.events_after = seq;
         }
@@ -342,6 +356,7 @@ pub fn collect(
         moved,
         logs_lost,
         more,
+        review,
     })
 }
 
@@ -447,6 +462,7 @@ mod tests {
             features: vec![0.5; 4],
             status: Status::Pending,
             thumbnail: Some(thumbnail_name(id)),
+            review_since_unix_ms: None,
         }
     }
 
@@ -506,6 +522,12 @@ mod tests {
         assert_eq!(reports[0].event_seq, 2);
         assert_eq!(reports[0].samples, ["samples/00000000000000000003.jpg"]);
         assert_eq!(reports[0].embedding.as_deref(), Some(&[0.5f32; 4][..]));
+        // The features sent with the sample are kept for a label that comes back late.
+        assert_eq!(c.review.len(), 1);
+        assert_eq!(
+            (c.review[0].id, &c.review[0].features[..]),
+            (3, &[0.5f32; 4][..])
+        );
         // A non-finite statistic is sent as 0 (JSON has no infinity).
         assert_eq!(reports[0].statistic, 0.0);
 

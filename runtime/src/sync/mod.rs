@@ -68,6 +68,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod predictions;
 pub mod pull;
+pub mod results;
 pub mod status;
 pub mod upload;
 

@@ -38,7 +38,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use tinylcm_protocol::api::{
-    AckRequest, AckResponse, ConfigRefusal, FeedbackPage, FeedbackVerdict, ModelAssignment,
+    AckRequest, AckResponse, ConfigRefusal, FeedbackItem, FeedbackOutcome, FeedbackPage,
+    FeedbackResult, FeedbackVerdict, ModelAssignment,
 };
 use tinylcm_protocol::paths;
 use tinylcm_protocol::release::ReleaseManifest;
@@ -65,12 +66,20 @@ pub const LATER_FIRST: Duration = Duration::from_secs(60);
 /// Longest wait between tries of such a release.
 pub const LATER_MAX: Duration = Duration::from_secs(3600);
 
-/// The verdicts of feedback items as an inbox file, and the configuration items apart.
-pub fn to_feedback_file(items: &[FeedbackVerdict]) -> (FeedbackFile, Vec<(String, String)>) {
+/// The verdicts of feedback items as an inbox file (each with its item id, for the results),
+/// and the configuration items apart (with theirs).
+pub fn to_feedback_file(items: &[FeedbackItem]) -> (FeedbackFile, Vec<(u64, String, String)>) {
     let mut file = FeedbackFile::default();
     let mut configs = Vec::new();
-    for v in items {
-        match v {
+    for item in items {
+        let id = item.id;
+        match &item.verdict {
+            FeedbackVerdict::Config { .. } => {}
+            FeedbackVerdict::Drift { .. } => file.items.drift.push(id),
+            FeedbackVerdict::Sample { .. } => file.items.sample.push(id),
+            FeedbackVerdict::Class { .. } => file.items.class.push(id),
+        }
+        match &item.verdict {
             FeedbackVerdict::Drift {
                 incident,
                 event,
@@ -93,7 +102,7 @@ pub fn to_feedback_file(items: &[FeedbackVerdict]) -> (FeedbackFile, Vec<(String
                 to: to.clone(),
             }),
             FeedbackVerdict::Config { revision, toml } => {
-                configs.push((revision.clone(), toml.clone()))
+                configs.push((id, revision.clone(), toml.clone()))
             }
         }
     }
@@ -178,10 +187,13 @@ async fn pull_pages(
         let Some(last) = page.items.iter().map(|i| i.id).max() else {
             return Ok(done);
         };
-        let verdicts: Vec<FeedbackVerdict> = page.items.iter().map(|i| i.verdict.clone()).collect();
-        let (file, configs) = to_feedback_file(&verdicts);
+        let (file, configs) = to_feedback_file(&page.items);
+        let inbox = host.feedback_inbox();
+        // Results known now (configurations, verdicts this runtime cannot take); the inbox
+        // reports the others once it applied them.
+        let mut results = Vec::new();
+        let now = crate::utc::now_unix_ms();
         if !(file.drift.is_empty() && file.sample.is_empty() && file.class.is_empty()) {
-            let inbox = host.feedback_inbox();
             match file.submit(&inbox) {
                 Ok(path) => tracing::info!(
                     "sync: feedback items up to {last} written to {}",
@@ -191,21 +203,48 @@ async fn pull_pages(
                     // Verdicts this runtime cannot take (e.g. a label over its bound) would be
                     // refused by the inbox too: acknowledged so they do not block the queue.
                     tracing::error!("sync: feedback up to {last} is not valid here: {reason}");
+                    let why = format!("invalid on this device: {reason}");
+                    for id in file
+                        .items
+                        .drift
+                        .iter()
+                        .chain(&file.items.sample)
+                        .chain(&file.items.class)
+                    {
+                        results.push(FeedbackResult::new(
+                            *id,
+                            FeedbackOutcome::Refused,
+                            Some(&why),
+                            now,
+                        ));
+                    }
                 }
                 Err(e) => return Err(format!("writing feedback: {e}")),
             }
         }
-        for (revision, toml) in configs {
+        for (id, revision, toml) in configs {
             match host.apply_config(&revision, &toml) {
                 Ok(()) => {
                     tracing::info!("sync: remote configuration {revision} applied");
                     status.update(|s| s.configs_applied += 1);
+                    results.push(FeedbackResult::new(id, FeedbackOutcome::Applied, None, now));
                 }
-                Err(e) => tracing::error!(
-                    "sync: remote configuration {revision} refused (acknowledged anyway, the \
-                     next revision replaces it): {e}"
-                ),
+                Err(e) => {
+                    tracing::error!(
+                        "sync: remote configuration {revision} refused (acknowledged anyway, \
+                         the next revision replaces it): {e}"
+                    );
+                    results.push(FeedbackResult::new(
+                        id,
+                        FeedbackOutcome::Refused,
+                        Some(&e),
+                        now,
+                    ));
+                }
             }
+        }
+        if let Err(e) = crate::autonomy::feedback::write_results(&inbox, &results) {
+            tracing::warn!("sync: cannot keep feedback results for sphere-lite: {e}");
         }
         let url = http::join(&creds.server, &paths::feedback_ack(&creds.device_id));
         let request = client
@@ -463,7 +502,7 @@ mod tests {
 
     #[test]
     fn items_map_onto_the_feedback_file_and_configs_apart() {
-        let items = vec![
+        let verdicts = vec![
             FeedbackVerdict::Drift {
                 incident: None,
                 event: Some(4),
@@ -483,16 +522,39 @@ mod tests {
                 to: "empty".into(),
             },
         ];
+        let items: Vec<FeedbackItem> = verdicts
+            .into_iter()
+            .enumerate()
+            .map(|(i, verdict)| FeedbackItem {
+                id: 10 + i as u64,
+                created_unix_ms: 1,
+                verdict,
+            })
+            .collect();
         let (file, configs) = to_feedback_file(&items);
         assert_eq!(file.drift.len(), 1);
+        // Each verdict keeps the item it came from, for the device's results.
+        assert_eq!(
+            (
+                &file.items.drift[..],
+                &file.items.sample[..],
+                &file.items.class[..]
+            ),
+            (&[10][..], &[11][..], &[13][..])
+        );
         assert_eq!(file.drift[0].event, Some(4));
         assert_eq!(file.drift[0].verdict, Verdict::Confirmed);
         assert_eq!(file.sample[0].label.as_deref(), Some("star"));
         assert_eq!(file.class[0].to, "empty");
         assert_eq!(
             configs,
-            vec![("r1".to_string(), "[knn]\nk = 3".to_string())]
+            vec![(12, "r1".to_string(), "[knn]\nk = 3".to_string())]
         );
+        // The file with its items goes through the inbox's TOML and back.
+        let dir = tempfile::tempdir().unwrap();
+        let path = file.submit(dir.path()).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(FeedbackFile::parse(&path, &text).unwrap(), file);
         file.validate(Path::new("x")).unwrap();
     }
 

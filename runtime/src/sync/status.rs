@@ -38,6 +38,10 @@ pub struct SyncStatusView {
     pub feedback_items: u64,
     /// Remote configurations applied since start.
     pub configs_applied: u64,
+    /// Results of feedback items (applied, or refused with the device's reason) sphere-lite
+    /// took since start.
+    #[serde(default)]
+    pub feedback_results: u64,
     /// Model releases handed to the model store since start.
     pub models_installed: u64,
     /// Model releases refused since start (before or after their download); each is refused

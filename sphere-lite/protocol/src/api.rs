@@ -267,6 +267,59 @@ pub struct DriftEventView {
     /// When it was decided (Unix ms).
     #[serde(default)]
     pub decided_unix_ms: Option<u64>,
+    /// The feedback items the decision queued for the device, in order, and how far each got
+    /// (queued → delivered → applied, or refused with the device's reason). Empty while
+    /// pending, and for decisions of servers older than this field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub feedback: Vec<FeedbackItemState>,
+}
+
+/// How far a feedback item got on its way to the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum FeedbackProgress {
+    /// Queued; the device has not acknowledged it yet.
+    Queued,
+    /// The device pulled and acknowledged it (it is durably in the device's inbox) and has not
+    /// said yet what became of it (or is older than the results route).
+    Delivered,
+    /// The device applied it.
+    Applied,
+    /// The device could not apply it: see the reason.
+    Refused,
+}
+
+impl FeedbackProgress {
+    /// The wire name, e.g. `"delivered"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeedbackProgress::Queued => "queued",
+            FeedbackProgress::Delivered => "delivered",
+            FeedbackProgress::Applied => "applied",
+            FeedbackProgress::Refused => "refused",
+        }
+    }
+}
+
+/// One feedback item of a decision, and how far it got ([`DriftEventView::feedback`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct FeedbackItemState {
+    /// The item's id in its device's feedback queue.
+    pub id: u64,
+    /// What it tells the device.
+    pub verdict: FeedbackVerdict,
+    /// How far it got.
+    pub progress: FeedbackProgress,
+    /// The device's words: why it refused the item, or how it applied it (e.g. through the
+    /// features the drift event carried, the sample having left its quarantine). Device text:
+    /// render it escaped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When the device reported the result (its clock, Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_unix_ms: Option<u64>,
 }
 
 /// `GET /api/v2/drift-events` response: one page, ordered by id.
@@ -456,6 +509,91 @@ pub struct AckResponse {
     /// Everything up to this id is acknowledged (an `up_to` beyond the last queued item is
     /// clamped to it, so items queued later are not acknowledged in advance).
     pub acknowledged_up_to: u64,
+}
+
+// A device says what became of each item it applied on a route of its own, `POST`
+// [`crate::paths::feedback_results`] with [`FeedbackResults`]. Why not a field of the ack: the
+// ack comes when the items are durably in the device's inbox, before they are applied (on the
+// inference thread, seconds later, or after a restart), and [`AckRequest`] refuses unknown
+// fields, so older servers would refuse every ack that carried results. An older server answers
+// the route with 404; the device then drops its results (logged) and carries on.
+
+/// What the device did with one feedback item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum FeedbackOutcome {
+    /// Applied.
+    Applied,
+    /// Not applied, for the reason given.
+    Refused,
+}
+
+/// Longest reason a device gives for a result, in bytes (the device cuts longer ones at a
+/// character boundary; the server refuses them).
+pub const MAX_RESULT_REASON_BYTES: usize = 256;
+/// Most results in one [`FeedbackResults`] body (so a body stays far below the server's JSON
+/// body limit).
+pub const MAX_RESULTS_PER_REPORT: usize = 32;
+
+/// The result of one feedback item on the device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackResult {
+    /// The feedback item ([`FeedbackItem::id`]).
+    pub id: u64,
+    /// Applied or refused.
+    pub outcome: FeedbackOutcome,
+    /// Why it was refused, or how it was applied (at most [`MAX_RESULT_REASON_BYTES`], no
+    /// control characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When the device applied or refused it (its clock, Unix ms).
+    pub unix_ms: u64,
+}
+
+impl FeedbackResult {
+    /// A result with `reason` cut to [`MAX_RESULT_REASON_BYTES`] at a character boundary and
+    /// control characters replaced by spaces.
+    pub fn new(id: u64, outcome: FeedbackOutcome, reason: Option<&str>, unix_ms: u64) -> Self {
+        let reason = reason.map(|r| {
+            let clean: String = r
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            let mut end = clean.len().min(MAX_RESULT_REASON_BYTES);
+            while !clean.is_char_boundary(end) {
+                end -= 1;
+            }
+            clean[..end].to_owned()
+        });
+        FeedbackResult {
+            id,
+            outcome,
+            reason,
+            unix_ms,
+        }
+    }
+}
+
+/// `POST /api/v2/devices/{id}/feedback/results` body (device token): what became of feedback
+/// items the device acknowledged earlier. Idempotent: the first result given for an item is
+/// kept, a repeat changes nothing (the device repeats a report until it is answered).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackResults {
+    /// 1..=[`MAX_RESULTS_PER_REPORT`] results.
+    pub results: Vec<FeedbackResult>,
+}
+
+/// `POST /api/v2/devices/{id}/feedback/results` answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct FeedbackResultsAnswer {
+    /// Results recorded now (a repeat, or an item the server never queued, is not counted).
+    pub recorded: usize,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -798,6 +936,55 @@ mod tests {
         assert!(serde_json::from_str::<DriftEventQuery>(r#"{"status":"done"}"#).is_err());
     }
 
+    /// A view from a server without decision feedback parses (empty), and results refuse
+    /// unknown fields and are cut and cleaned on the device.
+    #[test]
+    fn feedback_states_and_results_round_trip() {
+        let state = FeedbackItemState {
+            id: 4,
+            verdict: FeedbackVerdict::Sample {
+                id: 12,
+                label: Some("star".into()),
+                reject: false,
+            },
+            progress: FeedbackProgress::Refused,
+            reason: Some("gone".into()),
+            reported_unix_ms: Some(9),
+        };
+        let json = serde_json::to_value(&state).unwrap();
+        assert_eq!(json["progress"], "refused");
+        assert_eq!(
+            serde_json::from_value::<FeedbackItemState>(json).unwrap(),
+            state
+        );
+        let r = FeedbackResult::new(
+            3,
+            FeedbackOutcome::Refused,
+            Some(&format!("a\nb{}", "é".repeat(200))),
+            5,
+        );
+        let reason = r.reason.as_deref().unwrap();
+        assert!(reason.starts_with("a b") && reason.len() <= MAX_RESULT_REASON_BYTES);
+        let body = FeedbackResults { results: vec![r] };
+        let text = serde_json::to_string(&body).unwrap();
+        assert_eq!(
+            serde_json::from_str::<FeedbackResults>(&text).unwrap(),
+            body
+        );
+        assert!(
+            serde_json::from_str::<FeedbackResults>(
+                r#"{"results":[{"id":1,"outcome":"applied","unix_ms":1,"x":1}]}"#
+            )
+            .is_err()
+        );
+        assert!(
+            serde_json::from_str::<FeedbackResults>(
+                r#"{"results":[{"id":1,"outcome":"maybe","unix_ms":1}]}"#
+            )
+            .is_err()
+        );
+    }
+
     #[test]
     fn a_decision_conflict_parses_as_an_error_response() {
         let view = DriftEventView {
@@ -819,6 +1006,7 @@ mod tests {
             note: Some("<b>x</b>".into()),
             decided_by: Some("alice".into()),
             decided_unix_ms: Some(12),
+            feedback: vec![],
         };
         let c = DecisionConflict {
             error: "already decided".into(),

@@ -66,6 +66,13 @@ pub mod paths {
         format!("/api/v2/devices/{device_id}/feedback/ack")
     }
 
+    /// `POST`: what became of applied feedback items on the device, applied or refused with
+    /// its reason ([`crate::api::FeedbackResults`] → [`crate::api::FeedbackResultsAnswer`]);
+    /// device token of `device_id` only. An older server answers 404.
+    pub fn feedback_results(device_id: &str) -> String {
+        format!("/api/v2/devices/{device_id}/feedback/results")
+    }
+
     /// `GET`: the model release this device should run ([`crate::api::ModelAssignment`]), or
     /// 204 No Content when none is assigned; device token of `device_id` only.
     pub fn model(device_id: &str) -> String {

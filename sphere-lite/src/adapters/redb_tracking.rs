@@ -889,6 +889,7 @@ mod tests {
             note: None,
             decided_by: None,
             decided_unix_ms: None,
+            feedback: Vec::new(),
         }
     }
 

@@ -176,6 +176,7 @@ pub(super) fn events_of(package: &Package, received_unix_ms: u64) -> DriftParts 
                 note: None,
                 decided_by: None,
                 decided_unix_ms: None,
+                feedback: Vec::new(),
             });
         }
     }

@@ -152,6 +152,7 @@ pub fn add_drift_with_thumbnail(
         features: vec![0.25; 8],
         status: Status::Pending,
         thumbnail: Some(thumbnail_name(qid)),
+        review_since_unix_ms: None,
     };
     std::fs::create_dir_all(device.thumbnails()).unwrap();
     std::fs::write(device.thumbnails().join(thumbnail_name(qid)), thumbnail).unwrap();
