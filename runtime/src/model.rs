@@ -357,3 +357,51 @@ pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ModelError> {
     }
     std::fs::read(path).map_err(read_err)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &str = "name = \"m\"\nversion = \"1\"\nsha256 = \"";
+    const INPUT: &str = "[input]\nwidth = 8\nheight = 8\nchannel_order = \"rgb\"\n\
+                         resize = \"stretch\"\nmean = [0.0, 0.0, 0.0]\nstd = [1.0, 1.0, 1.0]\n";
+
+    fn manifest(top: &str, rest: &str) -> Result<ModelManifest, ModelError> {
+        let text = format!("{HEAD}{}\"\n{top}{INPUT}{rest}", "a".repeat(64));
+        ModelManifest::parse(&text, Path::new("m.toml"))
+    }
+
+    #[test]
+    fn an_embedding_only_manifest_needs_no_labels_or_outputs() {
+        let m = manifest("", "").unwrap();
+        assert!(m.embedding_only() && m.labels.is_empty());
+        assert_eq!(m.outputs, OutputRoles::default());
+        let m = manifest("", "[outputs]\nembedding = \"features\"\n").unwrap();
+        assert!(m.embedding_only());
+        let m = manifest("labels = [\"a\"]\n", "[outputs]\nscores = 0\n").unwrap();
+        assert!(!m.embedding_only());
+    }
+
+    #[test]
+    fn labels_without_scores_and_scores_without_labels_are_refused() {
+        let e = manifest("labels = [\"a\"]\n", "").unwrap_err().to_string();
+        assert!(e.contains("embedding-only"), "{e}");
+        let e = manifest("", "[outputs]\nscores = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`labels` must list"), "{e}");
+    }
+
+    #[test]
+    fn an_embedding_only_golden_needs_an_embedding() {
+        let e = manifest("", "[[golden]]\nseed = 1\ntolerance = 0.1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs an `embedding`"), "{e}");
+        manifest(
+            "",
+            "[[golden]]\nseed = 1\ntolerance = 0.1\nembedding = [0.5, 1.0]\n",
+        )
+        .unwrap();
+    }
+}
