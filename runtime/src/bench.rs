@@ -62,6 +62,20 @@ impl BenchReport {
         }
     }
 
+    /// Cost per frame after the model (the autonomy layer and reading the outputs, on
+    /// frames from memory) over the bare invoke, both measured in this run: 0.01 means
+    /// everything after inference costs 1 % of the model. Medians, so that the moments the
+    /// thread waited for a core on a busy machine do not count.
+    pub fn after_inference_ratio(&self) -> f64 {
+        let run = &self.pipeline_cached.latencies;
+        let after = run.percentiles(Stage::Autonomy).p50_us + run.percentiles(Stage::Rest).p50_us;
+        if self.bare_invoke.p50_us > 0 {
+            after as f64 / self.bare_invoke.p50_us as f64
+        } else {
+            0.0
+        }
+    }
+
     /// Per-stage percentiles of the pipeline run.
     pub fn stage(&self, stage: Stage) -> Percentiles {
         self.pipeline.latencies.percentiles(stage)

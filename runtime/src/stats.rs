@@ -67,9 +67,13 @@ pub struct Percentiles {
 }
 
 /// Per-stage latency histograms.
+///
+/// Percentiles come from histograms of whole microseconds; the mean comes from an exact
+/// nanosecond sum, so a stage of a few microseconds is not rounded to one.
 #[derive(Debug, Clone)]
 pub struct StageLatencies {
     histograms: [Histogram<u64>; 6],
+    sums_ns: [u128; 6],
 }
 
 /// Longest latency a histogram tracks exactly (60 s); longer samples are clamped.
@@ -83,6 +87,7 @@ impl Default for StageLatencies {
         };
         StageLatencies {
             histograms: std::array::from_fn(|_| make()),
+            sums_ns: [0; 6],
         }
     }
 }
@@ -94,6 +99,7 @@ impl StageLatencies {
             .unwrap_or(MAX_TRACKED_US)
             .clamp(1, MAX_TRACKED_US);
         self.histograms[stage as usize].saturating_record(micros);
+        self.sums_ns[stage as usize] += elapsed.as_nanos();
     }
 
     /// Percentiles of `stage`.
@@ -101,7 +107,11 @@ impl StageLatencies {
         let h = &self.histograms[stage as usize];
         Percentiles {
             count: h.len(),
-            mean_us: if h.is_empty() { 0.0 } else { h.mean() },
+            mean_us: if h.is_empty() {
+                0.0
+            } else {
+                self.sums_ns[stage as usize] as f64 / 1000.0 / h.len() as f64
+            },
             p50_us: h.value_at_quantile(0.5),
             p90_us: h.value_at_quantile(0.9),
             p99_us: h.value_at_quantile(0.99),
@@ -175,6 +185,21 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// CPU time the calling thread has used so far, where the OS reports it.
+///
+/// Benchmarks divide differences of this by a frame count: on a machine shared with other
+/// work, wall time also counts the time the thread waited for a core, which says nothing
+/// about the code measured.
+pub fn thread_cpu_time() -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the call writes only into it.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +217,17 @@ mod tests {
         assert!((98_900..=99_100).contains(&p.p99_us), "{p:?}");
         assert!((99_900..=100_100).contains(&p.max_us), "{p:?}");
         assert_eq!(lat.percentiles(Stage::Capture).count, 0);
+    }
+
+    /// Fails before this change: the mean came from the microsecond histogram, where 400 ns
+    /// counted as 1 µs and 1.9 µs as 1 µs.
+    #[test]
+    fn the_mean_keeps_sub_microsecond_precision() {
+        let mut lat = StageLatencies::default();
+        lat.record(Stage::Autonomy, Duration::from_nanos(400));
+        lat.record(Stage::Autonomy, Duration::from_nanos(1_900));
+        let p = lat.percentiles(Stage::Autonomy);
+        assert!((p.mean_us - 1.15).abs() < 1e-9, "{p:?}");
     }
 
     #[test]
@@ -218,6 +254,20 @@ mod tests {
         assert_eq!(o.predicted["ball"], 2);
         assert_eq!(o.frames, 4);
         assert!((o.mean_confidence() - 0.675).abs() < 1e-6);
+    }
+
+    #[test]
+    fn thread_cpu_time_grows_with_work_not_with_sleep() {
+        let start = thread_cpu_time().expect("Linux reports thread CPU time");
+        std::thread::sleep(Duration::from_millis(50));
+        let slept = thread_cpu_time().unwrap() - start;
+        assert!(slept < Duration::from_millis(25), "{slept:?}");
+        let mut x = 0u64;
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < Duration::from_millis(20) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        assert!(thread_cpu_time().unwrap() > start + slept);
     }
 
     #[test]

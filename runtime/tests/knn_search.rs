@@ -372,3 +372,68 @@ fn search_equals_a_full_sort_on_random_data() {
         }
     }
 }
+
+/// Neighbours, their order and their reported distances are exactly those of a full sort by
+/// the metric's distance, whatever the memory's size and the vectors' length (lengths that are
+/// not a multiple of the distance kernels' lane width, a removal that moved rows, an excluded
+/// sample): a guard for any faster search kernel.
+#[test]
+fn blocked_search_equals_a_full_sort_at_every_size() {
+    let mut rng = Rng(0xb10c);
+    for round in 0..90 {
+        let metric = [Metric::Euclidean, Metric::Manhattan, Metric::Cosine][round % 3];
+        let dim = [1, 5, 8, 13, 37, 64][round % 6];
+        let n = 1 + rng.below(40) as usize;
+        let k = 1 + rng.below(7) as usize;
+        let cfg = KnnConfig {
+            k,
+            metric,
+            max_samples: 64,
+            eviction: Eviction::Fifo,
+            ..KnnConfig::default()
+        };
+        let mut m = Knn::new(dim, cfg).unwrap();
+        let mut value = || rng.below(5) as f32 - 2.0;
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let v: Vec<f32> = (0..dim).map(|_| value()).collect();
+            ids.push(
+                m.add_named(["a", "b", "c"][i % 3], &v, i as u64 % 5)
+                    .unwrap()
+                    .id,
+            );
+        }
+        if n > 9 {
+            assert!(m.remove(ids[3]));
+        }
+        let q: Vec<f32> = (0..dim).map(|_| value()).collect();
+        let exclude = m.samples().nth(n / 2).map(|s| s.id);
+        let mut expected: Vec<_> = m
+            .samples()
+            .filter(|s| Some(s.id) != exclude)
+            .map(|s| (metric.distance(&q, s.features), s.timestamp, s.id))
+            .collect();
+        expected.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+        expected.truncate(k);
+        let mut p = Prediction::with_capacity(k);
+        match exclude {
+            Some(id) => m.predict_excluding(&q, id, &mut p).unwrap(),
+            None => m.predict(&q, &mut p).unwrap(),
+        }
+        let got: Vec<_> = p
+            .neighbors
+            .iter()
+            .map(|n| (n.distance, n.timestamp, n.id))
+            .collect();
+        let bits = |v: &[(f32, u64, SampleId)]| {
+            v.iter()
+                .map(|(d, t, id)| (d.to_bits(), *t, *id))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            bits(&got),
+            bits(&expected),
+            "round {round}: {metric:?} {n}x{dim}"
+        );
+    }
+}

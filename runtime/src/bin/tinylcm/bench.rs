@@ -64,7 +64,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let size = AutonomyBench::default();
     let promised = bench_autonomy::measure(size, &scratch.path().join("promised"))
         .context("autonomy benchmark failed")?;
+    let parts = bench_autonomy::breakdown(size).context("autonomy benchmark failed")?;
     summary::print_bench(&report, &line);
-    summary::print_autonomy_bench(&size, &promised);
+    summary::print_autonomy_bench(&size, &promised, &parts, &report.bare_invoke);
     Ok(())
 }

@@ -3,7 +3,7 @@
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use tinylcm::autonomy::{Autonomy, Note};
 use tinylcm::bench::BenchReport;
-use tinylcm::bench_autonomy::AutonomyBench;
+use tinylcm::bench_autonomy::{AutonomyBench, Breakdown, Measured};
 use tinylcm::pipeline::runner::RunSummary;
 use tinylcm::report::IncidentLog;
 use tinylcm::stats::{Percentiles, Stage, StageLatencies, peak_rss_bytes};
@@ -85,26 +85,66 @@ pub fn print_run(summary: &RunSummary, engine_line: &str) {
     println!("{}", outcome_table(summary));
 }
 
-/// The autonomy layer's cost at the promised size.
-pub fn print_autonomy_bench(size: &AutonomyBench, p: &Percentiles) {
+/// The autonomy layer's cost at the original TinyLCM's model size (synthetic data), its
+/// kernels apart, and its ratio to the bare invoke of the configured model measured in the
+/// same run.
+pub fn print_autonomy_bench(
+    size: &AutonomyBench,
+    measured: &Measured,
+    parts: &Breakdown,
+    bare_invoke: &Percentiles,
+) {
+    let p = &measured.wall;
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
         "after inference, per frame",
         "frames",
-        "mean ms",
+        "CPU mean ms",
+        "wall mean ms",
         "p50 ms",
         "p90 ms",
         "p99 ms",
         "max ms",
     ]);
-    table.add_row(latency_row(
+    let shape = if size.feature_dim < size.embedding_dim {
+        format!(
+            "{}-d embedding -> {} PCA components",
+            size.embedding_dim, size.feature_dim
+        )
+    } else {
+        format!("{}-d embedding", size.embedding_dim)
+    };
+    let cpu = measured.cpu_us.map_or_else(|| "n/a".into(), ms);
+    let mut row = latency_row(
         &format!(
-            "{}-d embedding, {} KNN samples, 7 detectors, state queued",
-            size.dim, size.samples
+            "{shape}, {} KNN samples, 7 detectors, state queued",
+            size.samples
         ),
         p,
-    ));
+    );
+    row.insert(2, cpu);
+    table.add_row(row);
+    for (name, us) in [
+        ("features (L2, standardise, PCA)", parts.features_us),
+        ("KNN search", parts.knn_us),
+        ("drift detectors", parts.detectors_us),
+    ] {
+        let mut row = vec![String::new(); 8];
+        row[0] = format!("  of which {name}");
+        row[1] = size.frames.to_string();
+        row[2] = ms(us);
+        table.add_row(row);
+    }
     println!("{table}");
+    if bare_invoke.p50_us > 0 {
+        println!(
+            "after inference at that size / bare invoke of this model, medians: {:.3} \
+             ({} ms / {} ms, same run)",
+            p.p50_us as f64 / bare_invoke.p50_us as f64,
+            ms(p.p50_us as f64),
+            ms(bare_invoke.p50_us as f64),
+        );
+    }
 }
 
 /// The drift incidents of the run and what the autonomy layer holds now.
@@ -263,6 +303,10 @@ pub fn print_bench(report: &BenchReport, engine_line: &str) {
     table.add_row(vec![
         "after inference: features, KNN, detectors, state (this model, mean)".to_string(),
         format!("{} ms", ms(report.stage(Stage::Autonomy).mean_us)),
+    ]);
+    table.add_row(vec![
+        "after inference (autonomy + reading outputs) / bare invoke, medians".to_string(),
+        format!("{:.4}", report.after_inference_ratio()),
     ]);
     table.add_row(vec![
         "capture (own thread, overlaps inference, mean)".to_string(),
