@@ -27,6 +27,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let manifest_path = args.file.with_extension("toml");
     if manifest_path.is_file() {
         match LoadedModel::from_file(&args.file, Some(&manifest_path)) {
+            Ok(m) if m.manifest.embedding_only() => println!(
+                "manifest: {} {} v{}, embedding-only (no scores: the KNN classifies, with the \
+                 classes of its initial state), embedding {}",
+                manifest_path.display(),
+                m.manifest.name,
+                m.manifest.version,
+                m.manifest
+                    .outputs
+                    .embedding
+                    .as_ref()
+                    .map_or("the single output".to_string(), |e| format!("{e:?}")),
+            ),
             Ok(m) => println!(
                 "manifest: {} {} v{}, labels {:?}, scores {:?}, embedding {:?}",
                 manifest_path.display(),
