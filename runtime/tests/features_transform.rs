@@ -395,3 +395,58 @@ fn fit_from_a_folder_of_images() {
     let err = tinylcm::features::fit_from_folder(dir.path(), &opts, failing).unwrap_err();
     assert!(err.to_string().contains("boom"), "{err}");
 }
+
+/// At the original TinyLCM's size (1280 inputs → 256 components) and at sizes that leave
+/// remainders everywhere (rows not a multiple of eight, columns not a multiple of the
+/// standardisation block or of the lane width), the path agrees with the textbook formula
+/// computed in f64, one row at a time: `y = ((x/‖x‖ − mean)/scale − pca_mean) · componentsᵀ`.
+#[test]
+fn projection_equals_the_straightforward_formula() {
+    let mut rng = Normal(0x1280);
+    for (n, m) in [(1280, 256), (1100, 13), (515, 9), (17, 17), (8, 1)] {
+        let mut values = |count: usize, f: &dyn Fn(f64) -> f64| -> Vec<f32> {
+            (0..count).map(|_| f(rng.next()) as f32).collect()
+        };
+        let mean = values(n, &|v| 0.03 + 0.01 * v);
+        let scale = values(n, &|v| 0.02 + 0.005 * v.abs());
+        let pca_mean = values(n, &|v| 0.1 * v);
+        let components = values(n * m, &|v| v / (n as f64).sqrt());
+        let x = values(n, &|v| (1.0 + v).max(0.0));
+        let t = FeatureTransform::from_arrays(
+            mean.clone(),
+            scale.clone(),
+            Some(PcaArrays {
+                mean: pca_mean.clone(),
+                components: components.clone(),
+                n_components: m,
+                explained_variance: vec![],
+            }),
+        )
+        .unwrap();
+        let path = FeaturePath::new(n, true, Some(t)).unwrap();
+        let mut out = vec![0.0; m];
+        path.apply(&x, &mut out).unwrap();
+
+        let norm = x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
+        let z: Vec<f64> = (0..n)
+            .map(|j| {
+                (f64::from(x[j]) / norm - f64::from(mean[j])) / f64::from(scale[j])
+                    - f64::from(pca_mean[j])
+            })
+            .collect();
+        for r in 0..m {
+            let row = &components[r * n..(r + 1) * n];
+            let want: f64 = row.iter().zip(&z).map(|(c, z)| f64::from(*c) * z).sum();
+            let size: f64 = row
+                .iter()
+                .zip(&z)
+                .map(|(c, z)| (f64::from(*c) * z).abs())
+                .sum();
+            assert!(
+                (f64::from(out[r]) - want).abs() <= 1e-5 * size.max(1.0),
+                "{n}→{m} row {r}: {} vs {want}",
+                out[r]
+            );
+        }
+    }
+}
