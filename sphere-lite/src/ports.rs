@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 pub use tinylcm_protocol::api::{ConfigDelivery, ConfigLayer};
-use tinylcm_protocol::api::{DriftEventStatus, DriftEventView, FeedbackItem, FeedbackVerdict};
+use tinylcm_protocol::api::{
+    DriftEventStatus, DriftEventView, FeedbackItem, FeedbackResult, FeedbackVerdict,
+};
 use tinylcm_protocol::datahub::PredictionView;
 
 /// A failure inside an adapter (storage unreachable, corrupt record, I/O error).
@@ -185,7 +187,8 @@ pub trait Tracking: Send + Sync {
     // `sphere.status`, with the report as the JSON tag `sphere.event` and the metrics
     // `sphere.id` (server id) and `sphere.unix_ms`; a decision is the write-once param
     // `sphere.decision`. Feedback items are write-once params `feedback.<id>` of the device's
-    // `feedback-queue` run; the ack watermark is its metric `sphere.feedback_acked`.
+    // `feedback-queue` run; the ack watermark is its metric `sphere.feedback_acked`; the
+    // device's result of an item is the write-once param `result.<id>` of the same run.
 
     /// Store new drift events (their `id` is ignored and assigned here, increasing), skipping any
     /// whose (device, event_seq) is stored already; returns how many were new. Idempotent, so
@@ -194,14 +197,20 @@ pub trait Tracking: Send + Sync {
     /// the missing ones, with ids from the clock checked for uniqueness after writing.
     fn put_drift_events(&self, events: &[DriftEventView]) -> Result<usize, StoreError>;
 
-    /// One drift event by server id.
-    /// MLflow: `runs/search` with `metrics.sphere.id = <id>`.
+    /// One drift event by server id, a decided one with its decision's feedback items and how
+    /// far each got ([`DriftEventView::feedback`]: queued, delivered = at or below the
+    /// device's ack watermark, applied / refused = the device's result).
+    /// MLflow: `runs/search` with `metrics.sphere.id = <id>`; for a decided event also the
+    /// device's queue run: its items whose idempotency key is `drift-event/<id>/<n>`, its ack
+    /// watermark and its `result.<id>` params.
     fn drift_event(&self, id: u64) -> Result<Option<DriftEventView>, StoreError>;
 
     /// Drift events matching `filter` with an id above `after`, ascending by id, at most
-    /// `limit` (the caller caps it).
+    /// `limit` (the caller caps it), decided ones with their feedback as in
+    /// [`Tracking::drift_event`].
     /// MLflow: `runs/search` with the filter as tag/metric conditions (the detector through
-    /// its hex tag), ordered by `metrics.sphere.id`, `max_results = limit`.
+    /// its hex tag), ordered by `metrics.sphere.id`, `max_results = limit`; the queue run of
+    /// each device with a decided event on the page, read once per page.
     fn drift_events(
         &self,
         filter: &DriftEventFilter,
@@ -241,6 +250,17 @@ pub trait Tracking: Send + Sync {
         after: u64,
         limit: usize,
     ) -> Result<Vec<FeedbackItem>, StoreError>;
+
+    /// Record what `device_id` did with feedback items it was given: per item the first result
+    /// stands (a repeat changes nothing); a result for an id never given to the device is
+    /// skipped. Returns how many were recorded now.
+    /// MLflow: each result claimed as the write-once param `result.<id>` of the device's queue
+    /// run (`Taken` = reported before; exact across replicas).
+    fn record_feedback_results(
+        &self,
+        device_id: &str,
+        results: &[FeedbackResult],
+    ) -> Result<usize, StoreError>;
 
     /// Acknowledge every item of `device_id` up to `up_to` (clamped to the last id given, never
     /// moving backwards); acknowledged items are never returned again. Returns the watermark.

@@ -1154,3 +1154,55 @@ fn metric_charts_and_the_fleet_map_show_device_data_escaped() {
         "{html}"
     );
 }
+
+/// Fails before this change: a decided event showed its label as if it had taken effect,
+/// whatever the device did with it. Now each item of the decision shows how far it got, and a
+/// refusal shows the device's reason (as text).
+#[test]
+fn the_drift_hub_shows_what_the_device_did_with_each_item_of_a_decision() {
+    let f = Fixture::new();
+    let (dev, token) = f.enroll("cam", "pi");
+    f.upload(
+        &dev,
+        &token,
+        &drift_package(&dev, "pkg-1", &json!([report(1, "adwin", &[THUMB])])),
+    );
+    let id = f.wait_events(&dev, 1)[0]["id"].as_u64().unwrap();
+    let (status, _) = f.server.post(
+        &paths::drift_event_validate(id),
+        Some(&f.operator),
+        br#"{"label": "star"}"#,
+    );
+    assert_eq!(status, 200);
+    let session = f.login();
+    let page = f.page("/ui/drift?status=any", Some(&session)).body;
+    assert!(page.contains("sample 12 is star: <span class=\"progress-queued\">queued</span>"));
+
+    f.server
+        .post(&paths::feedback_ack(&dev), Some(&token), br#"{"up_to": 2}"#);
+    let results = json!({"results": [
+        {"id": 1, "outcome": "applied", "unix_ms": 5},
+        {"id": 2, "outcome": "refused", "reason": "<b>sample 12</b> has left the quarantine", "unix_ms": 6},
+    ]});
+    let (status, body) = f.server.post(
+        &paths::feedback_results(&dev),
+        Some(&token),
+        results.to_string().as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let page = named_entities(&f.page("/ui/drift?status=any", Some(&session)).body);
+    assert!(
+        page.contains(
+            "drift confirmed: <span class=\"progress-applied\">queued → delivered → applied</span>"
+        ),
+        "{page}"
+    );
+    assert!(
+        page.contains(
+            "sample 12 is star: <span class=\"progress-refused\">queued → delivered → refused</span> \
+             <small class=\"reason\">(&lt;b&gt;sample 12&lt;/b&gt; has left the quarantine)</small>"
+        ),
+        "{page}"
+    );
+    assert!(!page.contains("<b>sample 12</b>"));
+}

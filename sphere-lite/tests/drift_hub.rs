@@ -229,6 +229,159 @@ fn a_validated_label_reaches_the_device_exactly_once() {
     });
 }
 
+/// Fails before this change: sphere-lite had no way to learn what became of a verdict, and the
+/// dashboard showed a label as if it took effect while the device logged `no such quarantine
+/// entry`. Now each item of a decision goes queued → delivered (acknowledged) → applied, or
+/// refused with the device's reason, on both backends; the first result stands.
+#[test]
+fn each_item_of_a_decision_shows_queued_delivered_and_what_the_device_did() {
+    each_backend(
+        "each_item_of_a_decision_shows_queued_delivered_and_what_the_device_did",
+        |b| {
+            let f = Fixture::new(b);
+            let (dev, token) = f.server.enrolled(&f.key);
+            let (other, other_token) = f.server.enrolled(&f.key);
+            let reports = json!([report(
+                7,
+                "page-hinkley-distance",
+                1000,
+                &[THUMB_A, THUMB_B]
+            )]);
+            f.upload(&dev, &token, &drift_package(&dev, "pkg-1", &reports));
+            let event = events(&f.wait_events("?status=pending", 1))[0].clone();
+            assert!(event.feedback.is_empty(), "pending: nothing queued");
+            let (status, body) = f.server.post(
+                &paths::drift_event_validate(event.id),
+                Some(&f.operator),
+                br#"{"label": "star"}"#,
+            );
+            assert_eq!(status, 200, "{body}");
+            let progress = |view: &Value| -> Vec<(u64, String, Option<String>)> {
+                view["feedback"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| {
+                        (
+                            i["id"].as_u64().unwrap(),
+                            i["progress"].as_str().unwrap().to_string(),
+                            i["reason"].as_str().map(str::to_string),
+                        )
+                    })
+                    .collect()
+            };
+            let q = |id| (id, "queued".to_string(), None);
+            assert_eq!(progress(&body), [q(1), q(2), q(3)]);
+            assert_eq!(body["feedback"][1]["verdict"]["label"], "star");
+            let get = || {
+                let (status, view) = f
+                    .server
+                    .get(&paths::drift_event(event.id), Some(&f.operator));
+                assert_eq!(status, 200, "{view}");
+                view
+            };
+
+            // The device takes two items: delivered.
+            let (status, _) =
+                f.server
+                    .post(&paths::feedback_ack(&dev), Some(&token), br#"{"up_to": 2}"#);
+            assert_eq!(status, 200);
+            let d = |id| (id, "delivered".to_string(), None);
+            assert_eq!(progress(&get()), [d(1), d(2), q(3)]);
+
+            // It applied the drift verdict and refused one label, saying why.
+            let why = "sample 12 has left the quarantine (evicted or expired) and no features \
+                       of it were kept";
+            let results = json!({"results": [
+                {"id": 1, "outcome": "applied", "unix_ms": 5},
+                {"id": 2, "outcome": "refused", "reason": why, "unix_ms": 6},
+                {"id": 99, "outcome": "applied", "unix_ms": 6},
+            ]});
+            let (status, answer) = f.server.post(
+                &paths::feedback_results(&dev),
+                Some(&token),
+                results.to_string().as_bytes(),
+            );
+            assert_eq!(status, 200, "{answer}");
+            assert_eq!(answer["recorded"], 2, "an item never queued is skipped");
+            let view = get();
+            assert_eq!(
+                progress(&view),
+                [
+                    (1, "applied".to_string(), None),
+                    (2, "refused".to_string(), Some(why.to_string())),
+                    q(3)
+                ]
+            );
+            assert_eq!(view["feedback"][1]["reported_unix_ms"], 6);
+            // The listing shows the same.
+            let listed = f.list(&format!("?device={dev}"));
+            assert_eq!(listed["events"][0]["feedback"], view["feedback"]);
+
+            // A repeat (the device retries after a lost answer) changes nothing; the first
+            // result stands.
+            let again = json!({"results": [{"id": 2, "outcome": "applied", "unix_ms": 9}]});
+            let (status, answer) = f.server.post(
+                &paths::feedback_results(&dev),
+                Some(&token),
+                again.to_string().as_bytes(),
+            );
+            assert_eq!((status, answer["recorded"].clone()), (200, json!(0)));
+            assert_eq!(progress(&get())[1].1, "refused");
+
+            // The last item: acknowledged, then applied through the features its event carried.
+            f.server
+                .post(&paths::feedback_ack(&dev), Some(&token), br#"{"up_to": 3}"#);
+            assert_eq!(progress(&get())[2], d(3));
+            let how = "learnt from the features the drift event carried";
+            let last =
+                json!({"results": [{"id": 3, "outcome": "applied", "reason": how, "unix_ms": 7}]});
+            f.server.post(
+                &paths::feedback_results(&dev),
+                Some(&token),
+                last.to_string().as_bytes(),
+            );
+            assert_eq!(
+                progress(&get())[2],
+                (3, "applied".to_string(), Some(how.to_string()))
+            );
+
+            // Only the device itself reports; bad bodies are refused with a reason.
+            let (status, _) = f.server.post(
+                &paths::feedback_results(&dev),
+                Some(&other_token),
+                again.to_string().as_bytes(),
+            );
+            assert!(status == 401 || status == 403, "{status}");
+            let (status, _) = f.server.post(
+                &paths::feedback_results(&other),
+                Some(&other_token),
+                again.to_string().as_bytes(),
+            );
+            assert_eq!(status, 200, "its own route");
+            let many: Vec<Value> = (1..=33)
+                .map(|i| json!({"id": i, "outcome": "applied", "unix_ms": 1}))
+                .collect();
+            for bad in [
+                json!({"results": many}),
+                json!({"results": []}),
+                json!({"results": [{"id": 1, "outcome": "refused", "reason": "a\u{7}b", "unix_ms": 1}]}),
+                json!({"results": [{"id": 1, "outcome": "refused", "reason": "x".repeat(257), "unix_ms": 1}]}),
+                json!({"results": [{"id": 1, "outcome": "maybe", "unix_ms": 1}]}),
+                json!({"results": [{"id": 1, "outcome": "applied", "unix_ms": 1, "extra": 1}]}),
+            ] {
+                let (status, body) = f.server.post(
+                    &paths::feedback_results(&dev),
+                    Some(&token),
+                    bad.to_string().as_bytes(),
+                );
+                assert_eq!(status, 400, "{bad}: {body}");
+                assert_eq!(body["origin"], "sphere-lite");
+            }
+        },
+    );
+}
+
 #[test]
 fn validation_without_a_label_confirms_the_drift_only() {
     each_backend("validation_without_a_label_confirms_the_drift_only", |b| {
@@ -536,6 +689,13 @@ impl Tracking for CrashBeforeMark {
     }
     fn ack_feedback(&self, d: &str, up_to: u64) -> Result<u64, StoreError> {
         self.inner.ack_feedback(d, up_to)
+    }
+    fn record_feedback_results(
+        &self,
+        d: &str,
+        results: &[tinylcm_protocol::api::FeedbackResult],
+    ) -> Result<usize, StoreError> {
+        self.inner.record_feedback_results(d, results)
     }
     fn device_settings(&self, d: &str) -> Result<Option<DeviceSettings>, StoreError> {
         self.inner.device_settings(d)

@@ -9,7 +9,10 @@ use std::path::Path;
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Serialize, de::DeserializeOwned};
 
-use tinylcm_protocol::api::{DriftEventStatus, DriftEventView, FeedbackItem, FeedbackVerdict};
+use tinylcm_protocol::api::{
+    DriftEventStatus, DriftEventView, FeedbackItem, FeedbackItemState, FeedbackOutcome,
+    FeedbackProgress, FeedbackResult, FeedbackVerdict,
+};
 use tinylcm_protocol::datahub::PredictionView;
 
 use super::series::{MAX_SCAN_POINTS, thin};
@@ -38,6 +41,10 @@ const DRIFT_EVENT_KEYS: TableDefinition<(&str, u64), u64> =
 const FEEDBACK: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("feedback");
 /// device → (last feedback id given, acknowledged up to).
 const FEEDBACK_STATE: TableDefinition<&str, (u64, u64)> = TableDefinition::new("feedback_state");
+/// (device, feedback id) → JSON [`FeedbackResult`]: what the device did with the item (the
+/// first report stands). Created on open, so older databases gain it without a migration.
+const FEEDBACK_RESULTS: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("feedback_results");
 /// device id → JSON [`DeviceSettings`] (absent: defaults).
 const DEVICE_SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("device_settings");
 /// (name, version) → JSON [`ReleaseRecord`].
@@ -113,6 +120,7 @@ impl RedbTracking {
             tx.open_table(DRIFT_EVENT_KEYS).map_err(err)?;
             tx.open_table(FEEDBACK).map_err(err)?;
             tx.open_table(FEEDBACK_STATE).map_err(err)?;
+            tx.open_table(FEEDBACK_RESULTS).map_err(err)?;
             tx.open_table(DEVICE_SETTINGS).map_err(err)?;
             tx.open_table(RELEASES).map_err(err)?;
             tx.open_table(ROLLOUTS).map_err(err)?;
@@ -148,6 +156,57 @@ impl RedbTracking {
             None => Ok(None),
         }
     }
+}
+
+/// Brings the progress of `event`'s decision feedback up to date inside a read transaction:
+/// delivered up to the device's ack watermark, applied or refused as the device reported.
+fn with_progress(
+    tx: &redb::ReadTransaction,
+    mut event: DriftEventView,
+) -> Result<DriftEventView, StoreError> {
+    if event.feedback.is_empty() {
+        return Ok(event);
+    }
+    let device = event.device_id.as_str();
+    let acked = tx
+        .open_table(FEEDBACK_STATE)
+        .map_err(err)?
+        .get(device)
+        .map_err(err)?
+        .map(|v| v.value().1)
+        .unwrap_or(0);
+    let results = tx.open_table(FEEDBACK_RESULTS).map_err(err)?;
+    for state in &mut event.feedback {
+        progress(state, acked, |id| {
+            results
+                .get((device, id))
+                .map_err(err)?
+                .map(|v| from_json::<FeedbackResult>(v.value()))
+                .transpose()
+        })?;
+    }
+    Ok(event)
+}
+
+/// Sets `state`'s progress from the ack watermark and the device's result (`result(id)`).
+pub(crate) fn progress(
+    state: &mut FeedbackItemState,
+    acked: u64,
+    result: impl FnOnce(u64) -> Result<Option<FeedbackResult>, StoreError>,
+) -> Result<(), StoreError> {
+    match result(state.id)? {
+        Some(r) => {
+            state.progress = match r.outcome {
+                FeedbackOutcome::Applied => FeedbackProgress::Applied,
+                FeedbackOutcome::Refused => FeedbackProgress::Refused,
+            };
+            state.reason = r.reason;
+            state.reported_unix_ms = Some(r.unix_ms);
+        }
+        None if state.id <= acked => state.progress = FeedbackProgress::Delivered,
+        None => state.progress = FeedbackProgress::Queued,
+    }
+    Ok(())
 }
 
 /// Queue `verdicts` for `device_id` inside `tx`; returns the ids given.
@@ -418,7 +477,7 @@ impl Tracking for RedbTracking {
         let tx = self.db.begin_read().map_err(err)?;
         let table = tx.open_table(DRIFT_EVENTS).map_err(err)?;
         match table.get(id).map_err(err)? {
-            Some(v) => Ok(Some(from_json(v.value())?)),
+            Some(v) => Ok(Some(with_progress(&tx, from_json(v.value())?)?)),
             None => Ok(None),
         }
     }
@@ -441,7 +500,7 @@ impl Tracking for RedbTracking {
             let (_, v) = row.map_err(err)?;
             let event: DriftEventView = from_json(v.value())?;
             if filter.matches(&event) {
-                out.push(event);
+                out.push(with_progress(&tx, event)?);
                 if out.len() >= limit {
                     break;
                 }
@@ -458,7 +517,7 @@ impl Tracking for RedbTracking {
     ) -> Result<DecideOutcome, StoreError> {
         let tx = self.db.begin_write().map_err(err)?;
         let decided = {
-            let mut table = tx.open_table(DRIFT_EVENTS).map_err(err)?;
+            let table = tx.open_table(DRIFT_EVENTS).map_err(err)?;
             let mut event: DriftEventView = match table.get(id).map_err(err)? {
                 Some(v) => from_json(v.value())?,
                 None => return Ok(DecideOutcome::NotFound),
@@ -471,10 +530,26 @@ impl Tracking for RedbTracking {
             event.note = decision.note.clone();
             event.decided_by = Some(decision.by.clone());
             event.decided_unix_ms = Some(decision.unix_ms);
-            table.insert(id, to_json(&event)?.as_slice()).map_err(err)?;
             event
         };
-        append_feedback_in(&tx, &decided.device_id, feedback, decision.unix_ms)?;
+        let ids = append_feedback_in(&tx, &decided.device_id, feedback, decision.unix_ms)?;
+        // The decision remembers its items: the queue forgets them once acknowledged.
+        let mut decided = decided;
+        decided.feedback = ids
+            .into_iter()
+            .zip(feedback)
+            .map(|(id, verdict)| FeedbackItemState {
+                id,
+                verdict: verdict.clone(),
+                progress: FeedbackProgress::Queued,
+                reason: None,
+                reported_unix_ms: None,
+            })
+            .collect();
+        tx.open_table(DRIFT_EVENTS)
+            .map_err(err)?
+            .insert(id, to_json(&decided)?.as_slice())
+            .map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(DecideOutcome::Decided(decided))
     }
@@ -551,6 +626,36 @@ impl Tracking for RedbTracking {
         };
         tx.commit().map_err(err)?;
         Ok(acked)
+    }
+
+    fn record_feedback_results(
+        &self,
+        device_id: &str,
+        results: &[FeedbackResult],
+    ) -> Result<usize, StoreError> {
+        let tx = self.db.begin_write().map_err(err)?;
+        let mut new = 0;
+        {
+            let last = tx
+                .open_table(FEEDBACK_STATE)
+                .map_err(err)?
+                .get(device_id)
+                .map_err(err)?
+                .map_or(0, |v| v.value().0);
+            let mut table = tx.open_table(FEEDBACK_RESULTS).map_err(err)?;
+            for r in results {
+                if r.id == 0 || r.id > last || table.get((device_id, r.id)).map_err(err)?.is_some()
+                {
+                    continue;
+                }
+                table
+                    .insert((device_id, r.id), to_json(r)?.as_slice())
+                    .map_err(err)?;
+                new += 1;
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(new)
     }
 
     fn put_predictions(&self, samples: &[PredictionView]) -> Result<usize, StoreError> {

@@ -13,6 +13,10 @@
 //!   stands, never a silent overwrite);
 //! * feedback is a per-device queue with increasing ids; the device acknowledges what it
 //!   applied and acknowledged items are never delivered again (exactly once from its view);
+//! * the device then reports what became of each item (applied, or refused with its reason:
+//!   a label for a sample it no longer holds and kept no features of, an unknown class), and a
+//!   decided event shows each of its items queued → delivered → applied / refused, so the
+//!   dashboard never shows a label as taken when the device could not take it;
 //! * a bad `drift-events` member is recorded as a problem of its package; the rest of the
 //!   package (files, other members, other events) is kept.
 //!
@@ -24,9 +28,10 @@ use std::collections::HashSet;
 use tinylcm_protocol::api::{
     AckRequest, AckResponse, DEFAULT_DRIFT_EVENT_PAGE, DriftEventList, DriftEventQuery,
     DriftEventReport, DriftEventStatus, DriftEventView, DriftVerdict, FeedbackPage,
-    FeedbackVerdict, MAX_DETECTOR_BYTES, MAX_DRIFT_EVENT_PAGE, MAX_DRIFT_EVENTS_PER_MEMBER,
-    MAX_FEEDBACK_PAGE, MAX_LABEL_BYTES, MAX_NOTE_BYTES, MAX_SAMPLES_PER_EVENT, RejectRequest,
-    ValidateRequest,
+    FeedbackResults, FeedbackResultsAnswer, FeedbackVerdict, MAX_DETECTOR_BYTES,
+    MAX_DRIFT_EVENT_PAGE, MAX_DRIFT_EVENTS_PER_MEMBER, MAX_FEEDBACK_PAGE, MAX_LABEL_BYTES,
+    MAX_NOTE_BYTES, MAX_RESULT_REASON_BYTES, MAX_RESULTS_PER_REPORT, MAX_SAMPLES_PER_EVENT,
+    RejectRequest, ValidateRequest,
 };
 use tinylcm_protocol::datahub::{MAX_EMBEDDING_DIMS, valid_embedding};
 use tinylcm_protocol::package::{FileKind, Package};
@@ -384,6 +389,46 @@ impl Sphere {
     ) -> Result<AckResponse, DomainError> {
         let acknowledged_up_to = self.tracking.ack_feedback(device_id, request.up_to)?;
         Ok(AckResponse { acknowledged_up_to })
+    }
+
+    /// Record what the device did with its feedback items (device already authorised): 1..=32
+    /// results, reasons of at most 256 printable bytes. The first result of an item stands;
+    /// results for items never queued for the device are skipped.
+    pub fn record_feedback_results(
+        &self,
+        device_id: &str,
+        request: &FeedbackResults,
+    ) -> Result<FeedbackResultsAnswer, DomainError> {
+        if request.results.is_empty() || request.results.len() > MAX_RESULTS_PER_REPORT {
+            return Err(bad(
+                format!("`results` must hold 1..={MAX_RESULTS_PER_REPORT} results"),
+                "send the results in several bodies",
+            ));
+        }
+        for r in &request.results {
+            if let Some(reason) = &r.reason {
+                if reason.len() > MAX_RESULT_REASON_BYTES || !printable(reason) {
+                    return Err(bad(
+                        format!(
+                            "result of item {}: `reason` must be at most \
+                             {MAX_RESULT_REASON_BYTES} printable bytes",
+                            r.id
+                        ),
+                        "cut the reason (tinylcm_protocol::api::FeedbackResult::new does)",
+                    ));
+                }
+            }
+        }
+        let recorded = self
+            .tracking
+            .record_feedback_results(device_id, &request.results)?;
+        if recorded > 0 {
+            tracing::info!(device = %device_id, recorded, "feedback results recorded");
+            self.notify(super::Change::FeedbackResults {
+                device: device_id.to_owned(),
+            });
+        }
+        Ok(FeedbackResultsAnswer { recorded })
     }
 }
 

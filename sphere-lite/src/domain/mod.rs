@@ -100,6 +100,11 @@ pub enum Change {
         /// The device.
         device: String,
     },
+    /// `device` reported what became of feedback items (applied or refused).
+    FeedbackResults {
+        /// The device.
+        device: String,
+    },
 }
 
 /// How many changes a slow dashboard subscriber may fall behind before it is told it lagged

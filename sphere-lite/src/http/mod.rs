@@ -19,8 +19,8 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use tinylcm_protocol::API_VERSION;
 use tinylcm_protocol::api::{
-    AckRequest, DriftEventQuery, EnrollRequest, RejectRequest, StatusResponse, UploadOutcome,
-    ValidateRequest,
+    AckRequest, DriftEventQuery, EnrollRequest, FeedbackResults, RejectRequest, StatusResponse,
+    UploadOutcome, ValidateRequest,
 };
 use tokio::sync::mpsc::UnboundedSender;
 use warp::http::StatusCode;
@@ -309,6 +309,13 @@ fn drift_routes(
             },
         );
 
+    let results = device_json_post(
+        warp::path!("api" / "v2" / "devices" / String / "feedback" / "results"),
+        ack_sphere.clone(),
+        r#"send JSON {"results": [{"id": N, "outcome": "applied"|"refused", "reason": "...", "unix_ms": T}]}"#,
+        |sphere, device, request: &FeedbackResults| sphere.record_feedback_results(device, request),
+    );
+
     let ack = device_json_post(
         warp::path!("api" / "v2" / "devices" / String / "feedback" / "ack"),
         ack_sphere,
@@ -325,6 +332,8 @@ fn drift_routes(
         .or(feedback)
         .unify()
         .or(ack)
+        .unify()
+        .or(results)
         .unify()
 }
 

@@ -138,6 +138,14 @@ fn operations() -> Vec<Op> {
             (200, json::<api::AckResponse>()),
         ),
         op(
+            "post",
+            "/api/v2/devices/{id}/feedback/results",
+            "What became of feedback items on the device: applied, or refused with its reason",
+            Device,
+            json::<api::FeedbackResults>(),
+            (200, json::<api::FeedbackResultsAnswer>()),
+        ),
+        op(
             "get",
             "/api/v2/devices/{id}/model",
             "The release this device should run (204 when none)",

@@ -36,8 +36,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tinylcm_protocol::api::{
-    DEFAULT_DRIFT_EVENT_PAGE, DriftEventQuery, DriftEventStatus, DriftEventView,
-    MAX_DETECTOR_BYTES, RejectRequest, ValidateRequest,
+    DEFAULT_DRIFT_EVENT_PAGE, DriftEventQuery, DriftEventStatus, DriftEventView, DriftVerdict,
+    FeedbackItemState, FeedbackVerdict, MAX_DETECTOR_BYTES, RejectRequest, ValidateRequest,
 };
 use tinylcm_protocol::ids::{valid_device_id, valid_package_id};
 use warp::http::{HeaderValue, StatusCode, header};
@@ -376,9 +376,32 @@ fn event_row(e: &DriftEventView, names: &HashMap<String, String>) -> EventRow {
         status: e.status.as_str(),
         pending: e.status == DriftEventStatus::Pending,
         label: e.label.clone(),
+        feedback: e.feedback.iter().map(feedback_row).collect(),
         note: e.note.clone(),
         decided_by: e.decided_by.clone().unwrap_or_default(),
         decided: e.decided_unix_ms.map(time::format_utc).unwrap_or_default(),
+    }
+}
+
+/// A decision's feedback item in words (escaped by the template like all text).
+fn feedback_row(f: &FeedbackItemState) -> pages::FeedbackRow {
+    let what = match &f.verdict {
+        FeedbackVerdict::Drift { verdict, .. } => match verdict {
+            DriftVerdict::Confirmed => "drift confirmed".to_string(),
+            DriftVerdict::FalseAlarm => "false alarm".to_string(),
+        },
+        FeedbackVerdict::Sample {
+            id, label: Some(l), ..
+        } => format!("sample {id} is {l}"),
+        FeedbackVerdict::Sample { id, .. } => format!("sample {id} rejected"),
+        FeedbackVerdict::Class { from, to } => format!("class {from} → {to}"),
+        FeedbackVerdict::Config { revision, .. } => format!("configuration {revision}"),
+    };
+    pages::FeedbackRow {
+        id: f.id,
+        what,
+        progress: f.progress.as_str(),
+        reason: f.reason.clone(),
     }
 }
 
@@ -1051,6 +1074,7 @@ fn change_event(change: &Change) -> warp::sse::Event {
     let name = match change {
         Change::Package { .. } => "package",
         Change::Decided { .. } => "decided",
+        Change::FeedbackResults { .. } => "feedback-results",
     };
     let data = serde_json::to_string(change).unwrap_or_else(|_| "{}".into());
     warp::sse::Event::default().event(name).data(data)

@@ -97,6 +97,19 @@ pub struct FleetPage {
     pub map: Option<super::map::FleetMap>,
 }
 
+/// One feedback item of a decision, as the Drift Hub shows it.
+#[derive(Debug, Clone)]
+pub struct FeedbackRow {
+    /// The item's id in the device's queue.
+    pub id: u64,
+    /// What it tells the device, in words.
+    pub what: String,
+    /// `queued`, `delivered`, `applied` or `refused`.
+    pub progress: &'static str,
+    /// The device's reason (refused) or how it applied it (device text).
+    pub reason: Option<String>,
+}
+
 /// One drift event on the Drift Hub or a device page.
 #[derive(Debug, Clone)]
 pub struct EventRow {
@@ -130,6 +143,8 @@ pub struct EventRow {
     pub pending: bool,
     /// The label it was validated with.
     pub label: Option<String>,
+    /// The decision's feedback items and how far each got.
+    pub feedback: Vec<FeedbackRow>,
     /// The operator's note.
     pub note: Option<String>,
     /// Who decided.

@@ -55,6 +55,9 @@ pub struct Settings {
     pub max_trial_starts: u32,
     /// `[source.synthetic] fps` (0: as fast as the pipeline takes frames).
     pub fps: f64,
+    /// More TOML appended to the file as given (whole sections a test needs, e.g.
+    /// `[quarantine]`); empty by default.
+    pub extra: String,
 }
 
 impl Settings {
@@ -68,6 +71,7 @@ impl Settings {
             health_frames: 100,
             max_trial_starts: 3,
             fps: 0.0,
+            extra: String::new(),
         }
     }
 
@@ -92,6 +96,10 @@ impl Settings {
                 "trusted-keys = {:?}\n",
                 keys.display().to_string()
             ));
+        }
+        if !self.extra.is_empty() {
+            text.push('\n');
+            text.push_str(&self.extra);
         }
         text
     }

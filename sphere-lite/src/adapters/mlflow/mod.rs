@@ -16,8 +16,9 @@
 //! * `<ns>/device/<id>`: one experiment per device; tags `sphere.device_id`, `sphere.name`,
 //!   `sphere.hardware`, `sphere.token_sha256`, `sphere.enrolled_unix_ms`,
 //!   `sphere.last_seen_unix_ms`, `sphere.packages`. Its one run `feedback-queue` holds the
-//!   feedback items as params `feedback.<id>` (JSON) and the acknowledgement watermark as the
-//!   metric `sphere.feedback_acked`.
+//!   feedback items as params `feedback.<id>` (JSON), the acknowledgement watermark as the
+//!   metric `sphere.feedback_acked`, and the device's result of each item (applied, or refused
+//!   with its reason) as the write-once param `result.<id>` (JSON; the first report stands).
 //! * `<ns>/packages`: one run per accepted package (run name `<device>/<package>`, tags
 //!   `sphere.device`, `sphere.package_id`, `sphere.raw_key`, ...). Status `RUNNING` = accepted
 //!   but not processed; `FINISHED` / `FAILED` afterwards, with `sphere.problems` (JSON).

@@ -7,7 +7,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tinylcm_protocol::api::{DriftEventStatus, DriftEventView, FeedbackItem, FeedbackVerdict};
+use tinylcm_protocol::api::{
+    DriftEventStatus, DriftEventView, FeedbackItem, FeedbackItemState, FeedbackProgress,
+    FeedbackResult, FeedbackVerdict,
+};
 use tinylcm_protocol::datahub::PredictionView;
 
 use super::client::{Client, Experiment, Metric, MlflowError, ParamOutcome, Run, RunQuery, Tag};
@@ -70,6 +73,8 @@ const ID: &str = "sphere.id";
 const UNIX_MS: &str = "sphere.unix_ms";
 const ACKED: &str = "sphere.feedback_acked";
 const FEEDBACK_PARAM_PREFIX: &str = "feedback.";
+/// Write-once param of the device's queue run: the device's result of item `<id>` (JSON).
+const RESULT_PARAM_PREFIX: &str = "result.";
 const USE_PARAM_PREFIX: &str = "use.";
 
 const KIND_DEVICE: &str = "device";
@@ -436,6 +441,25 @@ impl MlflowTracking {
         }
     }
 
+    /// Fills the decision feedback of the decided events in `views` (see
+    /// [`Tracking::drift_event`]): one read of each device's queue run.
+    fn with_feedback(&self, views: &mut [DriftEventView]) -> Result<(), StoreError> {
+        let mut runs: HashMap<String, Option<Run>> = HashMap::new();
+        for view in views.iter_mut() {
+            if view.status == DriftEventStatus::Pending {
+                continue;
+            }
+            if !runs.contains_key(&view.device_id) {
+                let run = self.queue_run(&view.device_id)?;
+                runs.insert(view.device_id.clone(), run);
+            }
+            if let Some(Some(run)) = runs.get(&view.device_id) {
+                view.feedback = decision_feedback(run, view.id)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The feedback queue run of `device_id` (created at enrollment).
     fn queue_run(&self, device_id: &str) -> Result<Option<Run>, StoreError> {
         let Some(exp) = self.device_experiment(device_id)? else {
@@ -649,6 +673,47 @@ fn with_sources(
         .enumerate()
         .map(|(i, v)| (v.clone(), Some(format!("drift-event/{event_id}/{i}"))))
         .collect()
+}
+
+/// The items of `run` (a device's queue) that the decision on event `event_id` queued, in
+/// order, with how far each got.
+fn decision_feedback(run: &Run, event_id: u64) -> Result<Vec<FeedbackItemState>, StoreError> {
+    let prefix = format!("drift-event/{event_id}/");
+    let acked = metric_u64(run, ACKED).unwrap_or(0);
+    let mut found: Vec<(u64, FeedbackItemState)> = Vec::new();
+    for stored in queue_items(run)? {
+        let Some(n) = stored
+            .src
+            .as_deref()
+            .and_then(|s| s.strip_prefix(&prefix))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        // A decision's item queued twice (a repair racing the decider): the first counts, as
+        // it is the one delivered.
+        if found.iter().any(|(m, _)| *m == n) {
+            continue;
+        }
+        let mut state = FeedbackItemState {
+            id: stored.item.id,
+            verdict: stored.item.verdict,
+            progress: FeedbackProgress::Queued,
+            reason: None,
+            reported_unix_ms: None,
+        };
+        crate::adapters::redb_tracking::progress(&mut state, acked, |id| {
+            run.param(&format!("{RESULT_PARAM_PREFIX}{id}"))
+                .map(|v| {
+                    serde_json::from_str::<FeedbackResult>(v)
+                        .map_err(|e| corrupt(format!("feedback result {id}: {e}")))
+                })
+                .transpose()
+        })?;
+        found.push((n, state));
+    }
+    found.sort_by_key(|(n, _)| *n);
+    Ok(found.into_iter().map(|(_, s)| s).collect())
 }
 
 /// The items of a device's queue run, by id.
@@ -1087,7 +1152,13 @@ impl Tracking for MlflowTracking {
     }
 
     fn drift_event(&self, id: u64) -> Result<Option<DriftEventView>, StoreError> {
-        Ok(self.find_event(id)?.map(|(_, view)| view))
+        let Some((_, view)) = self.find_event(id)? else {
+            return Ok(None);
+        };
+        let mut views = [view];
+        self.with_feedback(&mut views)?;
+        let [view] = views;
+        Ok(Some(view))
     }
 
     fn drift_events(
@@ -1139,13 +1210,17 @@ impl Tracking for MlflowTracking {
                 if view.id > after && filter.matches(&view) {
                     out.push(view);
                     if out.len() >= limit {
+                        self.with_feedback(&mut out)?;
                         return Ok(out);
                     }
                 }
             }
             match next {
                 Some(t) => token = Some(t),
-                None => return Ok(out),
+                None => {
+                    self.with_feedback(&mut out)?;
+                    return Ok(out);
+                }
             }
         }
     }
@@ -1207,6 +1282,9 @@ impl Tracking for MlflowTracking {
                 decided.note = decision.note.clone();
                 decided.decided_by = Some(decision.by.clone());
                 decided.decided_unix_ms = Some(decision.unix_ms);
+                let mut views = [decided];
+                self.with_feedback(&mut views)?;
+                let [decided] = views;
                 Ok(DecideOutcome::Decided(decided))
             }
             ParamOutcome::Taken => {
@@ -1263,6 +1341,34 @@ impl Tracking for MlflowTracking {
             }
         }
         Ok(out)
+    }
+
+    fn record_feedback_results(
+        &self,
+        device_id: &str,
+        results: &[FeedbackResult],
+    ) -> Result<usize, StoreError> {
+        let Some(run) = self.queue_run(device_id)? else {
+            return Ok(0);
+        };
+        let last = queue_items(&run)?.last().map_or(0, |s| s.item.id);
+        let mut new = 0;
+        for r in results {
+            let key = format!("{RESULT_PARAM_PREFIX}{}", r.id);
+            if r.id == 0 || r.id > last || run.param(&key).is_some() {
+                continue;
+            }
+            let value = serde_json::to_string(r)
+                .map_err(|e| StoreError::new("mlflow", format!("encode: {e}")))?;
+            if value.chars().count() > MAX_PARAM_VALUE {
+                return Err(StoreError::new("mlflow", "feedback result too large"));
+            }
+            // Write-once: a result reported before (by this or another replica) stands.
+            if let ParamOutcome::Stored = self.client.claim_param(&run.info.run_id, &key, &value)? {
+                new += 1;
+            }
+        }
+        Ok(new)
     }
 
     fn ack_feedback(&self, device_id: &str, up_to: u64) -> Result<u64, StoreError> {

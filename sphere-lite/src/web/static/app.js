@@ -64,7 +64,7 @@
   }
 
   var source = new EventSource(url);
-  ["package", "decided", "lagged"].forEach(function (name) {
+  ["package", "decided", "feedback-results", "lagged"].forEach(function (name) {
     source.addEventListener(name, schedule);
   });
 })();
