@@ -348,7 +348,7 @@ fn auto_prefers_tflite_c_for_a_float_model() {
         // No Coral here: Edge TPU auto falls back to XNNPACK.
         assert_eq!(e.accelerator(), Accelerator::Xnnpack);
     }
-    let (order, why) = engine::order_for(&cfg, &file("tiny_f32.tflite"), || false);
+    let (order, why) = engine::order_for(&cfg, &file("tiny_f32.tflite"), || false, || None);
     assert_eq!(order, [BackendKind::TfliteC, BackendKind::Litert]);
     assert!(why.contains("float"), "{why}");
 }
@@ -373,7 +373,7 @@ fn auto_picks_litert_for_an_integer_model() {
         let e = engine::open(&cfg, &file(name)).unwrap();
         assert_eq!(e.backend(), BackendKind::Litert, "{name}");
         assert_eq!(e.accelerator(), Accelerator::Xnnpack, "{name}");
-        let (order, why) = engine::order_for(&cfg, &file(name), || false);
+        let (order, why) = engine::order_for(&cfg, &file(name), || false, || None);
         assert_eq!(order, [BackendKind::Litert, BackendKind::TfliteC], "{name}");
         assert!(why.contains("integer") && why.contains("XNNPACK"), "{why}");
     }
@@ -382,11 +382,25 @@ fn auto_picks_litert_for_an_integer_model() {
     let e = engine::open(&cfg, &builtin.source()).unwrap();
     assert_eq!(e.backend(), BackendKind::Litert);
     // With a Coral present, tflite-c (the only backend that drives one) stays first.
-    let (order, why) = engine::order_for(&cfg, &file("tiny_uint8.tflite"), || true);
+    let (order, why) = engine::order_for(&cfg, &file("tiny_uint8.tflite"), || true, || None);
     assert_eq!(order, [BackendKind::TfliteC, BackendKind::Litert]);
     assert!(why.contains("Edge TPU"), "{why}");
+    // A TF Lite C library whose XNNPACK runs QS8/QU8 (2.21, the device image's) stays first.
+    let (order, why) = engine::order_for(
+        &cfg,
+        &file("tiny_uint8.tflite"),
+        || false,
+        || Some("2.21.0".into()),
+    );
+    assert_eq!(order, [BackendKind::TfliteC, BackendKind::Litert]);
+    assert!(why.contains("2.21.0") && why.contains("QS8"), "{why}");
     // A fixed backend is kept whatever the model.
-    let (order, _) = engine::order_for(&cfg_tflite(true), &file("tiny_uint8.tflite"), || false);
+    let (order, _) = engine::order_for(
+        &cfg_tflite(true),
+        &file("tiny_uint8.tflite"),
+        || false,
+        || None,
+    );
     assert_eq!(order, [BackendKind::TfliteC]);
 }
 

@@ -6,9 +6,10 @@
 //!   device image ships the TF Lite C library, so a development machine that has both
 //!   libraries runs what the device runs.
 //! * an **integer** model (int8/uint8 activations, full-integer quantisation): **LiteRT
-//!   first, then tflite-c**. TF 2.6's XNNPACK delegate takes float ops only, so there every
-//!   int8/uint8 op runs on the builtin kernels (the built-in int8 model: invoke p50 0.49 ms
-//!   on tflite-c against 0.047 ms on LiteRT); LiteRT's XNNPACK runs them.
+//!   first, then tflite-c**, unless the TF Lite C library's XNNPACK options enable QS8/QU8
+//!   (2.21, what the device image ships, does): TF 2.6's XNNPACK delegate takes float ops
+//!   only, so there every int8/uint8 op runs on the builtin kernels (the built-in int8 model:
+//!   invoke p50 0.49 ms on tflite-c against 0.047 ms on LiteRT); LiteRT's XNNPACK runs them.
 //! * an **Edge TPU** present (and `engine.edgetpu` not `off`), or `engine.edgetpu =
 //!   required`: tflite-c first (only it drives a Coral).
 //!
@@ -74,12 +75,14 @@ pub fn candidates(cfg: &EngineConfig) -> &'static [BackendKind] {
 }
 
 /// The order `cfg` tries the backends in for `model`, and why (for `auto`; a fixed backend
-/// is its own reason). `edgetpu_present` says whether a Coral answers (asked only when it
-/// matters: `auto` with `engine.edgetpu = auto`).
+/// is its own reason). Asked only for an integer model under `auto`: `edgetpu_present`,
+/// whether a Coral answers (with `engine.edgetpu = auto`), and `tflite_c_integer`, the TF
+/// Lite C library's version when its XNNPACK runs int8/uint8 ops (QS8/QU8 in its options).
 pub fn order_for(
     cfg: &EngineConfig,
     model: &ModelSource,
     edgetpu_present: impl FnOnce() -> bool,
+    tflite_c_integer: impl FnOnce() -> Option<String>,
 ) -> (Vec<BackendKind>, String) {
     let fixed = candidates(cfg);
     if cfg.backend != BackendChoice::Auto {
@@ -122,6 +125,15 @@ pub fn order_for(
                 .into(),
         );
     }
+    if let Some(version) = tflite_c_integer() {
+        return (
+            vec![BackendKind::TfliteC, BackendKind::Litert],
+            format!(
+                "engine.backend = auto: an integer (int8/uint8) model, and TF Lite {version}'s \
+                 XNNPACK runs int8/uint8 ops (QS8/QU8 on), so tflite-c first"
+            ),
+        );
+    }
     (
         vec![BackendKind::Litert, BackendKind::TfliteC],
         "engine.backend = auto: an integer (int8/uint8) model; TF 2.6's XNNPACK runs float ops \
@@ -147,6 +159,25 @@ fn model_traits(model: &ModelSource) -> Result<flatbuf::Traits, EngineError> {
     })
 }
 
+/// The TF Lite C library's version when it loads and its XNNPACK delegate, with the options
+/// it would be created with, runs int8/uint8 ops (QS8 or QU8 set).
+fn tflite_c_integer(cfg: &EngineConfig) -> Option<String> {
+    if !cfg.xnnpack {
+        return None;
+    }
+    let api = tflite_c::load_api(cfg).ok()?;
+    let threads = i32::try_from(cfg.threads).unwrap_or(1).max(1);
+    // SAFETY: the function pointer is this library's own `TfLiteXNNPackDelegateOptionsDefault`
+    // and `api.version` its `TfLiteVersion()`.
+    let (_, setup) = unsafe {
+        tflite_c::xnnpack::build_options(&api.version, api.xnnpack_options_default, threads)
+    };
+    setup
+        .flags
+        .is_some_and(|f| f & 0x3 != 0)
+        .then(|| api.version.clone())
+}
+
 /// Whether libedgetpu loads and lists at least one device.
 fn edgetpu_present(cfg: &EngineConfig) -> bool {
     let loc = locate(LibraryKind::EdgeTpu, cfg.edgetpu_library.as_deref());
@@ -157,7 +188,12 @@ fn edgetpu_present(cfg: &EngineConfig) -> bool {
 /// and log one line saying which backend and accelerator run it, and why.
 pub fn open(cfg: &EngineConfig, model: &ModelSource) -> Result<Box<dyn Engine>, EngineError> {
     model.precheck()?;
-    let (order, reason) = order_for(cfg, model, || edgetpu_present(cfg));
+    let (order, reason) = order_for(
+        cfg,
+        model,
+        || edgetpu_present(cfg),
+        || tflite_c_integer(cfg),
+    );
     let order = order.as_slice();
     let mut failures: Vec<(BackendKind, EngineError)> = Vec::new();
     for &kind in order {
