@@ -12,6 +12,7 @@ use super::AdaptError;
 use super::error::check_vector;
 use super::guard::{ProxyMetrics, RollbackReason, Verdict};
 use super::plan::{Decision, Plan};
+use super::protect::{Protected, Room};
 use crate::knn::{Knn, MAX_LABEL_BYTES, MAX_LABELS, SampleId};
 
 /// Most member ids one event lists; the rest is only counted (events stay small).
@@ -124,12 +125,30 @@ impl Applied {
 /// unchanged. A planned new class that meanwhile exists in the KNN is
 /// [`AdaptError::LabelTaken`]: plan again. After the checks the KNN cannot refuse a sample;
 /// should it anyway, the KNN is partly changed and the caller restores its snapshot.
+///
+/// When the memory is full, the KNN's own eviction policy makes room; see
+/// [`apply_keeping`] to keep a protected set instead.
 pub fn apply(
     plan: &Plan,
     knn: &mut Knn,
     id: u64,
     timestamp: u64,
     before: &ProxyMetrics,
+) -> Result<Applied, AdaptError> {
+    apply_keeping(plan, knn, id, timestamp, before, &Protected::default())
+}
+
+/// [`apply`], but room in a full memory is made only by removing the oldest unprotected
+/// samples: the `protected` ones (the model's original reference samples) stay. When only
+/// protected samples are left to remove, the remaining representatives are not added
+/// (logged; the round goes on with what fitted).
+pub fn apply_keeping(
+    plan: &Plan,
+    knn: &mut Knn,
+    id: u64,
+    timestamp: u64,
+    before: &ProxyMetrics,
+    protected: &Protected,
 ) -> Result<Applied, AdaptError> {
     if plan.dim != knn.dim() {
         return Err(AdaptError::Plan(format!(
@@ -183,12 +202,28 @@ pub fn apply(
         };
         let first = added.len();
         for r in &c.representatives {
+            let made = if protected.is_empty() {
+                None
+            } else {
+                match protected.make_room(knn) {
+                    Room::Free => None,
+                    Room::Made(removed) => Some(removed),
+                    Room::Full => {
+                        tracing::warn!(
+                            adaptation = id,
+                            "the KNN is full of the model's original samples: \
+                             raise knn.max-samples to let adaptation add any"
+                        );
+                        break;
+                    }
+                }
+            };
             let a = knn.add_named(label, &r.features, timestamp)?;
             added.push(AddedSample {
                 sample: r.sample,
                 id: a.id,
                 label: label.clone(),
-                evicted: a.evicted,
+                evicted: made.or(a.evicted),
             });
         }
         let round = &added[first..];

@@ -67,6 +67,29 @@ pub struct AdaptationConfig {
     /// Roll back when one class takes more than this share of the predictions while no
     /// class did before. Default 0.8; 1.0 turns the check off.
     pub class_mix_max_share: f64,
+    /// Frames the stream's running mean feature spans (exponentially weighted), the mean
+    /// whose offset from the model's reference samples is the scene's common shift.
+    /// Default 50.
+    pub shift_window: u32,
+    /// A round is about a new object in the scene, not a change of the whole scene, when
+    /// taking the common shift out moves its samples farther from the known samples by more
+    /// than this many reference σ on average. Default 1.0 (measured on the built-in
+    /// scenario: lighting and noise −0.3…+0.1, the unseen object +2.0…+2.3).
+    pub local_shift: f64,
+    /// A sample tells a scene-wide change from a new object only when the stream as a whole
+    /// had moved by at least this, × reference mean distance, when it was admitted.
+    /// Default 1.5 (measured on the built-in scenario: under 1.1 in normal stretches, over
+    /// 1.8 in every drift phase).
+    pub min_stream_shift: f64,
+    /// In a scene-wide round, a sample is pseudo-labelled only when at least this share of
+    /// its k nearest neighbours agree on a class of the model once the shift is taken out.
+    /// Default 1.0 (unanimous).
+    pub pseudo_label_agreement: f64,
+    /// Samples a scene-wide round adds per class at most. Default 16.
+    pub pseudo_labels_per_class: usize,
+    /// Roll a round back at once when the leave-one-out agreement of the model's original
+    /// reference samples (the protected set) falls by more than this share. Default 0.01.
+    pub protected_drop: f64,
 }
 
 impl Default for AdaptationConfig {
@@ -87,6 +110,12 @@ impl Default for AdaptationConfig {
             confidence_drop: 0.15,
             distance_growth: 1.0,
             class_mix_max_share: 0.8,
+            shift_window: 50,
+            local_shift: 1.0,
+            min_stream_shift: 1.5,
+            pseudo_label_agreement: 1.0,
+            pseudo_labels_per_class: 16,
+            protected_drop: 0.01,
         }
     }
 }
@@ -242,6 +271,51 @@ impl AdaptationConfig {
             0.0,
             1.0,
             "use a share in (0, 1] such as 0.8 (the default); 1.0 turns the check off",
+        )?;
+        if self.shift_window < 2 || self.shift_window > MAX_GUARD_FRAMES {
+            return Err(ConfigError::new(
+                "adaptation.shift-window",
+                format!(
+                    "{} is out of range 2..={MAX_GUARD_FRAMES}",
+                    self.shift_window
+                ),
+                "use a few dozen frames; 50 (the default)",
+            ));
+        }
+        range_f64(
+            "local-shift",
+            self.local_shift,
+            0.0,
+            100.0,
+            "use a growth in reference σ such as 1.0 (the default)",
+        )?;
+        range_f64(
+            "min-stream-shift",
+            self.min_stream_shift,
+            0.0,
+            100.0,
+            "use a factor of the reference mean distance such as 1.5 (the default)",
+        )?;
+        range_f64(
+            "pseudo-label-agreement",
+            self.pseudo_label_agreement,
+            0.5,
+            1.0,
+            "use a vote share above 0.5 and at most 1.0 (the default: unanimous)",
+        )?;
+        range_usize(
+            "pseudo-labels-per-class",
+            self.pseudo_labels_per_class,
+            0,
+            MAX_REPRESENTATIVES,
+            "use 0 (never pseudo-label a scene-wide change) up to 256; 16 is the default",
+        )?;
+        range_f64(
+            "protected-drop",
+            self.protected_drop,
+            0.0,
+            1.0,
+            "use a share in (0, 1] such as 0.01 (the default)",
         )?;
         Ok(())
     }

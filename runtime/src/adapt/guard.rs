@@ -169,6 +169,10 @@ pub enum RollbackReason {
     DistanceGrowth,
     /// One class took over the predictions.
     ClassMixExplosion,
+    /// Fewer of the model's original reference samples are classified as their own class
+    /// (leave-one-out) than before the round, by more than `protected-drop`: the round moved
+    /// a class boundary into what the model knew. Decided at once, without waiting for frames.
+    ProtectedSamples,
 }
 
 /// The guard's decision.
@@ -233,6 +237,19 @@ impl Guard {
             if self.after.frames >= self.frames {
                 self.decide();
             }
+        }
+        &self.verdict
+    }
+
+    /// Decide now, for `reason`, without waiting for frames (evidence that needs none, such
+    /// as the protected samples). Nothing changes once a verdict was reached.
+    pub fn reject(&mut self, reason: RollbackReason) -> &Verdict {
+        if matches!(self.verdict, Verdict::Pending) {
+            tracing::warn!(reason = ?reason, "adaptation rejected at once: roll back");
+            self.verdict = Verdict::Rollback {
+                reason,
+                after: std::mem::take(&mut self.after),
+            };
         }
         &self.verdict
     }

@@ -55,6 +55,12 @@
 //! confidence-drop = 0.15       # roll back when mean confidence falls by more than this
 //! distance-growth = 1.0        # … or mean k-NN distance grows by more than this many σ
 //! class-mix-max-share = 0.8    # … or one class takes more than this share (none did before)
+//! shift-window = 50            # frames the stream's mean spans (the scene's common shift)
+//! local-shift = 1.0            # aligned samples this many σ farther → a new object, not the scene
+//! min-stream-shift = 1.5       # the stream's shift (× reference mean) that makes a change judgeable
+//! pseudo-label-agreement = 1.0 # aligned vote share a scene-wide pseudo-label needs
+//! pseudo-labels-per-class = 16 # samples a scene-wide round adds per class
+//! protected-drop = 0.01        # roll back at once when the original samples' agreement falls more
 //! ```
 //!
 //! # Measured behaviour
@@ -86,12 +92,21 @@ mod config;
 mod error;
 mod guard;
 mod plan;
+mod protect;
 mod reference;
+mod scene;
 
-pub use apply::{AdaptationEvent, AddedSample, Applied, EventKind, MAX_EVENT_MEMBERS, apply};
+pub use apply::{
+    AdaptationEvent, AddedSample, Applied, EventKind, MAX_EVENT_MEMBERS, apply, apply_keeping,
+};
 pub use cluster::{Cluster, ClusterParams, Clustering, MAX_POINTS, REPRESENTATIVE_REACH, cluster};
 pub use config::{AdaptationConfig, MAX_GUARD_FRAMES, MAX_PREFIX_BYTES, MAX_REPRESENTATIVES};
 pub use error::{AdaptError, KnnErrorText};
 pub use guard::{Baseline, Guard, ProxyMetrics, RollbackReason, Verdict};
-pub use plan::{Decision, Deferred, Nearest, Plan, PlannedCluster, Representative, Why, plan};
+pub use plan::{
+    Decision, Deferred, Nearest, Plan, PlannedCluster, Representative, Sample, Why, plan,
+    plan_round,
+};
+pub use protect::{Protected, Room};
 pub use reference::Reference;
+pub use scene::{Evidence, PseudoLabelRule, Scene, StreamShift, judge, pseudo_labels, spread};

@@ -25,8 +25,9 @@ use serde::{Deserialize, Serialize};
 
 use super::cluster::{ClusterParams, MAX_POINTS, cluster};
 use super::error::check_vector;
+use super::scene::{self, Evidence, Scene};
 use super::{AdaptError, AdaptationConfig, Reference};
-use crate::knn::{Knn, MAX_LABELS, Metric};
+use crate::knn::{Knn, LabelId, MAX_LABELS, Metric};
 
 /// What to do with one cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,6 +154,9 @@ pub struct Plan {
     pub unclustered: Vec<u64>,
     /// Set when nothing was clustered, and why.
     pub deferred: Option<Deferred>,
+    /// Per change (group), what kind its samples show, when judged ([`plan_round`]).
+    #[serde(default)]
+    pub scenes: Vec<(u64, Scene)>,
 }
 
 impl Plan {
@@ -185,32 +189,8 @@ pub fn plan(
     reference: &Reference,
     config: &AdaptationConfig,
 ) -> Result<Plan, AdaptError> {
-    config.validate()?;
+    check_input(pending, knn, reference, config)?;
     let metric = knn.config().metric;
-    if reference.metric() != metric {
-        return Err(AdaptError::MetricMismatch {
-            knn: metric,
-            reference: reference.metric(),
-        });
-    }
-    if pending.is_empty() {
-        return Err(AdaptError::Empty);
-    }
-    if pending.len() > MAX_POINTS {
-        return Err(AdaptError::TooMany {
-            got: pending.len(),
-            max: MAX_POINTS,
-        });
-    }
-    for (id, v) in pending {
-        check_vector(*id, knn.dim(), v)?;
-    }
-    let mut ids: Vec<u64> = pending.iter().map(|(id, _)| *id).collect();
-    ids.sort_unstable();
-    if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
-        return Err(AdaptError::DuplicateSample(w[0]));
-    }
-
     let deferred = if !config.enabled {
         Some(Deferred::Disabled)
     } else if pending.len() < config.min_pending {
@@ -227,6 +207,7 @@ pub fn plan(
             clusters: Vec::new(),
             unclustered: pending.iter().map(|(id, _)| *id).collect(),
             deferred,
+            scenes: Vec::new(),
         });
     }
 
@@ -343,6 +324,7 @@ pub fn plan(
         clusters,
         unclustered: clustering.noise.iter().map(|&i| pending[i].0).collect(),
         deferred: None,
+        scenes: Vec::new(),
     };
     let count = |f: fn(&Decision) -> bool| plan.clusters.iter().filter(|c| f(&c.decision)).count();
     tracing::info!(
@@ -355,6 +337,233 @@ pub fn plan(
         "adaptation planned"
     );
     Ok(plan)
+}
+
+/// Everything [`plan`] refuses: configuration, metric, empty or oversized input, bad vectors,
+/// duplicate ids.
+fn check_input(
+    pending: &[(u64, &[f32])],
+    knn: &Knn,
+    reference: &Reference,
+    config: &AdaptationConfig,
+) -> Result<(), AdaptError> {
+    config.validate()?;
+    let metric = knn.config().metric;
+    if reference.metric() != metric {
+        return Err(AdaptError::MetricMismatch {
+            knn: metric,
+            reference: reference.metric(),
+        });
+    }
+    if pending.is_empty() {
+        return Err(AdaptError::Empty);
+    }
+    if pending.len() > MAX_POINTS {
+        return Err(AdaptError::TooMany {
+            got: pending.len(),
+            max: MAX_POINTS,
+        });
+    }
+    for (id, v) in pending {
+        check_vector(*id, knn.dim(), v)?;
+    }
+    let mut ids: Vec<u64> = pending.iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable();
+    if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+        return Err(AdaptError::DuplicateSample(w[0]));
+    }
+    Ok(())
+}
+
+/// One quarantined sample as a round sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample<'a> {
+    /// Its pending sample id.
+    pub id: u64,
+    /// Its feature vector.
+    pub features: &'a [f32],
+    /// What was measured when it was admitted; `None` (e.g. admitted before a restart)
+    /// keeps it out of the round.
+    pub evidence: Option<Evidence>,
+}
+
+/// Plan a round as the running device does: judge first, per change ([`Evidence::group`]),
+/// whether its samples show a change of the whole scene or something new in it
+/// ([`scene::judge`]), then
+///
+/// * [`Scene::Local`] samples are planned by geometry as [`plan`] does (pseudo-label, new
+///   class, leave);
+/// * [`Scene::Wide`] samples never make a new class: those whose aligned vote is a class of
+///   the model (`original`) with `pseudo-label-agreement` become one pseudo-label group per
+///   class (groups smaller than `min-cluster-size` are left), each adding at most
+///   `pseudo-labels-per-class` representatives spread over the round.
+///
+/// Samples without evidence are listed as unclustered and change nothing.
+pub fn plan_round(
+    samples: &[Sample<'_>],
+    knn: &Knn,
+    reference: &Reference,
+    config: &AdaptationConfig,
+    original: impl Fn(LabelId) -> bool,
+) -> Result<Plan, AdaptError> {
+    let with: Vec<(&Sample<'_>, Evidence)> = samples
+        .iter()
+        .filter_map(|s| s.evidence.map(|e| (s, e)))
+        .collect();
+    let pending: Vec<(u64, &[f32])> = with.iter().map(|(s, _)| (s.id, s.features)).collect();
+    let all: Vec<u64> = samples.iter().map(|s| s.id).collect();
+    let deferred = |pending: usize| Plan {
+        dim: knn.dim(),
+        clusters: Vec::new(),
+        unclustered: all.clone(),
+        deferred: Some(if config.enabled {
+            Deferred::TooFewPending {
+                pending,
+                min: config.min_pending,
+            }
+        } else {
+            Deferred::Disabled
+        }),
+        scenes: Vec::new(),
+    };
+    if !config.ready(pending.len()) {
+        return Ok(deferred(pending.len()));
+    }
+    check_input(&pending, knn, reference, config)?;
+
+    let mut groups: Vec<u64> = with.iter().map(|(_, e)| e.group).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    let mut scenes = Vec::with_capacity(groups.len());
+    let (mut local, mut wide) = (Vec::new(), Vec::new());
+    for g in groups {
+        let members: Vec<usize> = (0..with.len()).filter(|&i| with[i].1.group == g).collect();
+        let evidence: Vec<Evidence> = members.iter().map(|&i| with[i].1).collect();
+        let verdict = scene::judge(
+            &evidence,
+            reference,
+            config.local_shift,
+            config.min_stream_shift,
+        );
+        tracing::debug!(
+            group = g,
+            samples = members.len(),
+            ?verdict,
+            "change judged"
+        );
+        match verdict {
+            Scene::Local { .. } => local.extend(members),
+            Scene::Wide { .. } => wide.extend(members),
+        }
+        scenes.push((g, verdict));
+    }
+
+    let mut clusters = Vec::new();
+    if config.ready(local.len()) {
+        let local_pending: Vec<(u64, &[f32])> = local.iter().map(|&i| pending[i]).collect();
+        clusters = plan(&local_pending, knn, reference, config)?.clusters;
+    }
+    let wide_evidence: Vec<Evidence> = wide.iter().map(|&i| with[i].1).collect();
+    let rule = scene::PseudoLabelRule {
+        agreement: config.pseudo_label_agreement,
+        local_shift: config.local_shift,
+        min_stream_shift: config.min_stream_shift,
+    };
+    let labelled = scene::pseudo_labels(&wide_evidence, reference, rule, original);
+    for (label, members) in labelled {
+        let Some(name) = knn.labels().name(label) else {
+            continue;
+        };
+        let members: Vec<usize> = members.iter().map(|&j| wide[j]).collect();
+        clusters.push(pseudo_label_group(
+            name, &members, &pending, knn, reference, config,
+        ));
+    }
+    let planned: std::collections::HashSet<u64> = clusters
+        .iter()
+        .flat_map(|c| c.members.iter().copied())
+        .collect();
+    let plan = Plan {
+        dim: knn.dim(),
+        unclustered: all.into_iter().filter(|id| !planned.contains(id)).collect(),
+        clusters,
+        deferred: None,
+        scenes,
+    };
+    tracing::info!(
+        samples = samples.len(),
+        with_evidence = pending.len(),
+        local = local.len(),
+        scene_wide = wide.len(),
+        pseudo_labels = plan
+            .clusters
+            .iter()
+            .filter(|c| matches!(c.decision, Decision::PseudoLabel { .. }))
+            .count(),
+        new_classes = plan
+            .clusters
+            .iter()
+            .filter(|c| matches!(c.decision, Decision::NewClass { .. }))
+            .count(),
+        "adaptation planned"
+    );
+    Ok(plan)
+}
+
+/// One class's pseudo-label group of a scene-wide round.
+fn pseudo_label_group(
+    label: &str,
+    members: &[usize],
+    pending: &[(u64, &[f32])],
+    knn: &Knn,
+    reference: &Reference,
+    config: &AdaptationConfig,
+) -> PlannedCluster {
+    let dim = knn.dim();
+    let mut centroid = vec![0.0f32; dim];
+    for &i in members {
+        centroid
+            .iter_mut()
+            .zip(pending[i].1)
+            .for_each(|(c, &v)| *c += v / members.len() as f32);
+    }
+    let metric = knn.config().metric;
+    let compactness = members
+        .iter()
+        .map(|&i| f64::from(metric.distance(&centroid, pending[i].1)))
+        .sum::<f64>()
+        / members.len().max(1) as f64
+        / reference.mean();
+    let nearest = nearest_class(&centroid, knn, &[], metric).map(|(label, d)| Nearest {
+        label,
+        distance: f64::from(d) / reference.mean(),
+    });
+    let decision = if members.len() < config.min_cluster_size || config.pseudo_labels_per_class == 0
+    {
+        Decision::Leave {
+            why: Why::TooSmall {
+                size: members.len(),
+                min: config.min_cluster_size,
+            },
+        }
+    } else {
+        Decision::PseudoLabel {
+            label: label.to_owned(),
+        }
+    };
+    PlannedCluster {
+        members: members.iter().map(|&i| pending[i].0).collect(),
+        compactness,
+        nearest,
+        representatives: scene::spread(members, config.pseudo_labels_per_class)
+            .into_iter()
+            .map(|i| Representative {
+                sample: pending[i].0,
+                features: pending[i].1.to_vec(),
+            })
+            .collect(),
+        decision,
+    }
 }
 
 /// The class whose k nearest samples are nearest to `centroid` on average (ties: the lower

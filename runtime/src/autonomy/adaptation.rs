@@ -18,9 +18,13 @@
 
 use std::thread::JoinHandle;
 
+use std::collections::BTreeMap;
+
 use crate::adapt::{
-    self, AdaptError, AdaptationEvent, Applied, Baseline, Decision, Guard, Plan, Reference, Verdict,
+    self, AdaptError, AdaptationEvent, Applied, Baseline, Decision, Evidence, Guard, Plan,
+    Protected, Reference, RollbackReason, StreamShift, Verdict,
 };
+use crate::knn::{Knn, LabelId};
 use crate::quarantine::Status;
 use crate::state::Snapshots;
 
@@ -62,6 +66,10 @@ pub(crate) struct Guarded {
     members: Vec<u64>,
 }
 
+/// Evidence kept for at most this many quarantined samples (the newest); the quarantine
+/// holds 500 by default.
+const MAX_EVIDENCE: usize = 4096;
+
 /// The adaptation side of the layer.
 pub(crate) struct Adaptation {
     pub(crate) config: adapt::AdaptationConfig,
@@ -74,6 +82,45 @@ pub(crate) struct Adaptation {
     pub(crate) watermark: u64,
     /// Number the next round gets.
     pub(crate) next_id: u64,
+    /// The model's original reference samples: never evicted, and the guard's ground truth.
+    protected: Protected,
+    /// The stream's common shift against the original samples' mean.
+    shift: StreamShift,
+    /// What was measured on each quarantined sample at admission (in memory only: samples
+    /// admitted before a restart carry none and are not planned).
+    evidence: BTreeMap<u64, Evidence>,
+    /// Scratch: the aligned features of the frame being measured, and the KNN's answer.
+    aligned: Vec<f32>,
+    probe: crate::knn::Prediction,
+}
+
+impl Adaptation {
+    /// The adaptation side for `knn` (the running one), protecting the samples of `original`
+    /// (the model's initial KNN).
+    pub(crate) fn new(
+        config: adapt::AdaptationConfig,
+        knn: &Knn,
+        original: &Knn,
+        snapshots: Option<Snapshots>,
+        next_id: u64,
+    ) -> Self {
+        let protected = Protected::of(original);
+        let mean = StreamShift::mean_of(original.dim(), original.samples().map(|s| s.features));
+        Adaptation {
+            baseline: Baseline::new(knn.labels().len(), config.guard_frames),
+            shift: StreamShift::new(mean, config.shift_window),
+            config,
+            round: Round::Idle,
+            snapshots,
+            last_round: 0,
+            watermark: 0,
+            next_id,
+            protected,
+            evidence: BTreeMap::new(),
+            aligned: vec![0.0; knn.dim()],
+            probe: crate::knn::Prediction::with_capacity(knn.config().k),
+        }
+    }
 }
 
 /// What a round did at this frame, for observers.
@@ -90,6 +137,7 @@ pub enum Note {
 impl Autonomy {
     /// Advance the adaptation loop by one frame (after the KNN and quarantine ran).
     pub(crate) fn adapt_step(&mut self, frame: u64) {
+        self.measure_shift();
         let Some(a) = self.adaptation.as_mut() else {
             return;
         };
@@ -132,6 +180,48 @@ impl Autonomy {
         }
     }
 
+    /// Follow the stream's common shift with this frame's features, and when the frame was
+    /// quarantined, keep what aligning it tells the planner ([`Evidence`]).
+    fn measure_shift(&mut self) {
+        let (Some(a), Some(side)) = (self.adaptation.as_mut(), self.side.as_ref()) else {
+            return;
+        };
+        let Some(distance) = self.step.distance else {
+            return;
+        };
+        a.shift.observe(&side.buffer);
+        let Some(id) = self.step.quarantined else {
+            return;
+        };
+        // The running mean needs a window inside the incident before it describes the new
+        // regime: until then a new object's frames look like a mild scene-wide change
+        // (measured: stars pseudo-labelled `ball` from the first frames of an incident).
+        let settled = self.incidents.open().is_none_or(|incident| {
+            self.step.frame.saturating_sub(incident.opened_at) >= u64::from(a.config.shift_window)
+        });
+        if !a.shift.ready() || !settled {
+            return;
+        }
+        a.shift.align(&side.buffer, &mut a.aligned);
+        if side.knn.predict(&a.aligned, &mut a.probe).is_err() || a.probe.k_effective() == 0 {
+            return;
+        }
+        a.evidence.insert(
+            id,
+            Evidence {
+                distance,
+                aligned_distance: a.probe.mean_distance,
+                aligned_label: a.probe.label,
+                aligned_share: a.probe.vote_share,
+                group: self.incidents.open().map_or(0, |incident| incident.id),
+                stream_shift: a.shift.magnitude(),
+            },
+        );
+        if a.evidence.len() > MAX_EVIDENCE {
+            a.evidence.pop_first();
+        }
+    }
+
     /// Start planning on a worker thread when enough is pending and the interval passed.
     fn maybe_plan(&mut self, frame: u64) {
         let (Some(a), Some(side), Some(q)) = (
@@ -149,13 +239,20 @@ impl Autonomy {
         if !a.config.ready(pending) {
             return;
         }
-        let mut samples: Vec<(u64, Vec<f32>)> = q
+        let mut samples: Vec<(u64, Vec<f32>, Option<Evidence>)> = q
             .pending()
             .filter(|e| e.id > watermark)
-            .map(|e| (e.id, e.features.clone()))
+            .map(|e| (e.id, e.features.clone(), a.evidence.get(&e.id).copied()))
             .collect();
-        samples.sort_unstable_by_key(|(id, _)| std::cmp::Reverse(*id));
+        samples.sort_unstable_by_key(|(id, _, _)| std::cmp::Reverse(*id));
         samples.truncate(MAX_PLANNED);
+        // Evidence of samples no longer pending (resolved, evicted) is not needed again.
+        let oldest = samples.last().map_or(0, |(id, _, _)| *id);
+        a.evidence.retain(|id, _| *id >= oldest);
+        let original: Vec<LabelId> = (0..side.knn.labels().len())
+            .map(|i| LabelId(i as u16))
+            .filter(|l| a.protected.has_class(*l))
+            .collect();
         let knn = side.knn.clone();
         let reference = match Reference::from_stats(&side.reference) {
             Ok(r) => r,
@@ -169,9 +266,17 @@ impl Autonomy {
         let spawned = std::thread::Builder::new()
             .name("tinylcm-adapt".into())
             .spawn(move || {
-                let pending: Vec<(u64, &[f32])> =
-                    samples.iter().map(|(id, v)| (*id, v.as_slice())).collect();
-                adapt::plan(&pending, &knn, &reference, &config)
+                let pending: Vec<adapt::Sample<'_>> = samples
+                    .iter()
+                    .map(|(id, v, evidence)| adapt::Sample {
+                        id: *id,
+                        features: v,
+                        evidence: *evidence,
+                    })
+                    .collect();
+                adapt::plan_round(&pending, &knn, &reference, &config, |l| {
+                    original.contains(&l)
+                })
             });
         match spawned {
             Ok(handle) => {
@@ -207,7 +312,15 @@ impl Autonomy {
         let before = a.baseline.metrics();
         let id = a.next_id;
         a.next_id += 1;
-        let applied = match adapt::apply(plan, &mut side.knn, id, event::now_unix_ms(), &before) {
+        let agreement_before = a.protected.agreement(&side.knn);
+        let applied = match adapt::apply_keeping(
+            plan,
+            &mut side.knn,
+            id,
+            event::now_unix_ms(),
+            &before,
+            &a.protected,
+        ) {
             Ok(applied) => applied,
             Err(e) => {
                 tracing::warn!("adaptation {id} not applied: {e}");
@@ -215,10 +328,24 @@ impl Autonomy {
                 return;
             }
         };
+        let agreement_after = a.protected.agreement(&side.knn);
         let classes = side.knn.labels().len();
         a.baseline.set_classes(classes);
         let reference = Reference::from_stats(&side.reference);
-        let guard = reference.and_then(|r| Guard::new(before, classes, &r, &a.config));
+        let mut guard = reference.and_then(|r| Guard::new(before, classes, &r, &a.config));
+        if let (Ok(guard), Some(b), Some(after)) =
+            (guard.as_mut(), agreement_before, agreement_after)
+        {
+            tracing::info!(
+                round = id,
+                before = b,
+                after,
+                "agreement of the model's original samples"
+            );
+            if after < b - a.config.protected_drop {
+                guard.reject(RollbackReason::ProtectedSamples);
+            }
+        }
         let mut members = Vec::new();
         for cluster in plan.changes() {
             let Some(label) = cluster.target() else {
@@ -261,12 +388,17 @@ impl Autonomy {
         };
         match guard {
             Ok(guard) => {
+                let decided = !matches!(guard.verdict(), Verdict::Pending);
                 a.round = Round::Guarding(Box::new(Guarded {
                     guard,
                     applied,
                     snapshot,
                     members,
-                }))
+                }));
+                if decided {
+                    self.conclude(frame);
+                    return;
+                }
             }
             Err(e) => {
                 tracing::warn!("adaptation {id} applied without a guard: {e}");

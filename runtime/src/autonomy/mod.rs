@@ -30,7 +30,7 @@ pub use event::{EventKind, RuntimeEvent};
 pub use incident::{Change, Incident, Incidents};
 pub use initial::{InitialError, InitialState};
 
-use crate::adapt::{AdaptationConfig, Baseline};
+use crate::adapt::AdaptationConfig;
 use crate::drift::{DetectorSet, DriftConfig, DriftError, DriftEvent, Observation, Phase};
 use crate::features::FeaturePath;
 use crate::frame::Frame;
@@ -72,7 +72,8 @@ pub struct Setup<'a> {
     pub drift: &'a DriftConfig,
     /// SHA-256 of the running model.
     pub model_sha256: &'a str,
-    /// The model's class labels.
+    /// The model's class labels; empty for an embedding-only model, whose classes are the
+    /// KNN's (from the initial state).
     pub labels: &'a [String],
     /// Length of the model's embedding, if it has one.
     pub embedding_dim: Option<usize>,
@@ -152,6 +153,9 @@ pub struct Autonomy {
     config: AutonomyConfig,
     model_sha256: String,
     num_classes: usize,
+    /// The model has no class scores: the KNN's class and confidence stand in for the
+    /// model's in what the detectors and the quarantine see.
+    embedding_only: bool,
     side: Option<KnnSide>,
     detectors: DetectorSet,
     incidents: Incidents,
@@ -243,20 +247,31 @@ impl Autonomy {
             _ => None,
         };
         let adaptation = match (&side, &quarantine) {
-            (Some(side), Some(_)) if setup.adaptation.enabled => Some(adaptation::Adaptation {
-                config: setup.adaptation.clone(),
-                baseline: Baseline::new(side.knn.labels().len(), setup.adaptation.guard_frames),
-                round: adaptation::Round::Idle,
-                snapshots: setup.snapshots,
-                last_round: 0,
-                watermark: 0,
-                next_id: saved.meta.as_ref().map_or(1, |m| m.next_adaptation),
-            }),
+            (Some(side), Some(_)) if setup.adaptation.enabled => {
+                // The side exists only with an initial state: its KNN is what the model knew.
+                let original = match &setup.initial {
+                    Some((_, initial)) => initial.knn()?,
+                    None => side.knn.clone(),
+                };
+                Some(adaptation::Adaptation::new(
+                    setup.adaptation.clone(),
+                    &side.knn,
+                    &original,
+                    setup.snapshots,
+                    saved.meta.as_ref().map_or(1, |m| m.next_adaptation),
+                ))
+            }
             _ => None,
         };
         Ok(Autonomy {
             model_sha256: setup.model_sha256.to_string(),
-            num_classes: setup.labels.len(),
+            // The classes the KNN started with (a class adaptation adds later is outside the
+            // class-mix detector's reference, which ignores it).
+            num_classes: match (&side, setup.labels.is_empty()) {
+                (Some(side), true) => side.knn.labels().len(),
+                _ => setup.labels.len(),
+            },
+            embedding_only: setup.labels.is_empty(),
             side,
             detectors,
             incidents: Incidents::new(setup.config.incident_quiet_frames, next_incident),
@@ -312,11 +327,17 @@ impl Autonomy {
                 self.counts.bad_embeddings += 1;
             }
         }
+        let (predicted, confidence) = match (self.embedding_only, step.knn_label) {
+            (false, _) => (prediction.class, prediction.confidence),
+            (true, Some(label)) => (usize::from(label.0), step.knn_confidence),
+            // No class at all: out of every class range and NaN, which the detectors skip.
+            (true, None) => (usize::MAX, f32::NAN),
+        };
         let observation = Observation {
             sample_id: frame,
-            predicted: prediction.class,
+            predicted,
             num_classes: self.num_classes,
-            confidence: prediction.confidence,
+            confidence,
             knn_distance: step.distance,
             embedding: features,
         };
@@ -398,7 +419,11 @@ impl Autonomy {
             sample: self.step.frame,
             reason,
             predicted,
-            confidence: prediction.confidence,
+            confidence: if self.embedding_only {
+                self.step.knn_confidence
+            } else {
+                prediction.confidence
+            },
             knn_distance: self.step.distance,
             features: &side.buffer,
         };

@@ -43,7 +43,8 @@ pub struct KnnConfig {
     pub k: usize,
     /// Distance (default euclidean).
     pub metric: Metric,
-    /// Samples kept at most, 1..=100000 (default 200).
+    /// Samples kept at most, 1..=100000 (default 320: the 200 original samples of the
+    /// built-in model and room for what adaptation and feedback add).
     pub max_samples: usize,
     /// Who makes room when full (default class-balanced).
     pub eviction: Eviction,
@@ -56,7 +57,7 @@ impl Default for KnnConfig {
         KnnConfig {
             k: 5,
             metric: Metric::Euclidean,
-            max_samples: 200,
+            max_samples: 320,
             eviction: Eviction::ClassBalanced,
             vote: Vote::Majority,
         }
