@@ -60,6 +60,7 @@ pub mod fit;
 mod folder;
 pub mod format;
 pub mod l2;
+mod matvec;
 mod path;
 mod transform;
 

@@ -3,7 +3,7 @@
 
 use super::MAX_DIM;
 use super::error::{FeatureError, check_finite, check_len};
-use crate::knn::distance::dot;
+use super::matvec::matvec_add;
 
 /// Input values standardised per block before the projection; a stack
 /// buffer of this many floats (2 KiB) replaces a heap scratch vector. Large
@@ -185,12 +185,9 @@ impl FeatureTransform {
             }
             return Ok(());
         };
-        // Standardise a block of inputs into a stack buffer, then project it, one row's
-        // vectorised dot product at a time: the buffer stays in the first-level cache and
-        // the projection streams the matrix once. (Kernels sharing each load of the buffer
-        // between several rows were faster only where the compiler happened to keep their
-        // accumulators in registers, and several times slower elsewhere; measured in
-        // `bench_autonomy`.)
+        // Standardise a block of inputs into a stack buffer, then project it (`matvec`: four
+        // component rows per load of the buffer, with explicit SIMD): the buffer stays in the
+        // first-level cache and the projection streams the matrix once.
         out.fill(0.0);
         let d = self.input_dim;
         let mut z = [0.0f32; BLOCK];
@@ -207,9 +204,7 @@ impl FeatureTransform {
             {
                 *z = (factor * x - m) * inv - pm;
             }
-            for (o, row) in out.iter_mut().zip(pca.components.chunks_exact(d)) {
-                *o += dot(&row[start..end], zb);
-            }
+            matvec_add(&pca.components[start..], d, zb, out);
             start = end;
         }
         Ok(())
