@@ -257,13 +257,18 @@ fn drive(
             latencies: &latencies,
             outcomes: &outcomes,
         });
-        capture.recycle(frame);
         let done = Instant::now();
         latencies.record(
             Stage::Rest,
             (done - rest_start) - (autonomy_end - autonomy_start),
         );
         latencies.record(Stage::Total, done - frame_start);
+        // Handed back only after the clock is read: the hand-back wakes the capture thread,
+        // and where no other core is free (one core, or a busy machine) it renders the next
+        // frame before this thread runs again. Inside the window that ~60 us of capture work
+        // was counted as this thread's "rest" (74 us on a 1280-d model whose own reading and
+        // bookkeeping take a few); now it is waiting for the next frame, where it belongs.
+        capture.recycle(frame);
     };
     Ok(RunSummary {
         frames,
