@@ -59,8 +59,8 @@ pub(crate) fn matvec_add(m: &[f32], stride: usize, x: &[f32], out: &mut [f32]) {
     matvec_add_scalar(m, stride, x, out);
 }
 
-/// The reference: one plain dot product per row, in index order.
-#[cfg(any(test, not(any(target_arch = "x86_64", target_arch = "aarch64"))))]
+/// The reference: one plain dot product per row, in index order. The SSE2 and
+/// NEON kernels also use it for the rows after their last group of [`ROWS`].
 pub(crate) fn matvec_add_scalar(m: &[f32], stride: usize, x: &[f32], out: &mut [f32]) {
     for (r, o) in out.iter_mut().enumerate() {
         let row = &m[r * stride..r * stride + x.len()];
@@ -87,7 +87,7 @@ unsafe fn dot_tail(a: *const f32, b: *const f32, len: usize) -> f32 {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{ROWS, dot_tail};
+    use super::{ROWS, dot_tail, matvec_add_scalar};
 
     /// Sum of the 8 lanes.
     #[target_feature(enable = "avx2,fma")]
@@ -212,9 +212,9 @@ mod x86 {
             }
             r += ROWS;
         }
-        for (k, o) in out.iter_mut().enumerate().skip(r) {
-            let row = &m[k * stride..k * stride + n];
-            *o += row.iter().zip(x).map(|(a, b)| a * b).sum::<f32>();
+        // With no row left, `m` may end before `r * stride` (gaps between rows).
+        if r < out.len() {
+            matvec_add_scalar(&m[r * stride..], stride, x, &mut out[r..]);
         }
     }
 }
@@ -223,7 +223,7 @@ mod x86 {
 mod arm {
     use std::arch::aarch64::*;
 
-    use super::{ROWS, dot_tail};
+    use super::{ROWS, dot_tail, matvec_add_scalar};
 
     /// [`super::matvec_add`] with NEON FMA: 4 rows × 2 accumulators of 4 lanes
     /// per step (8 columns).
@@ -258,9 +258,9 @@ mod arm {
             }
             r += ROWS;
         }
-        for (k, o) in out.iter_mut().enumerate().skip(r) {
-            let row = &m[k * stride..k * stride + n];
-            *o += row.iter().zip(x).map(|(a, b)| a * b).sum::<f32>();
+        // With no row left, `m` may end before `r * stride` (gaps between rows).
+        if r < out.len() {
+            matvec_add_scalar(&m[r * stride..], stride, x, &mut out[r..]);
         }
     }
 }
