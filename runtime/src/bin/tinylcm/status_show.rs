@@ -284,6 +284,7 @@ fn print_report(out: &mut String, r: &StatusReport) {
             s.max_wait_us as f64 / 1e6,
             s.rejected
         );
+        print_disk(out, s);
     }
     if r.dropped_reports + r.failed_writes > 0 {
         put!(
@@ -291,6 +292,44 @@ fn print_report(out: &mut String, r: &StatusReport) {
             "status reports: {} dropped (writer busy), {} failed writes",
             r.dropped_reports,
             r.failed_writes
+        );
+    }
+}
+
+/// The data partition's state: an alert line while it is full, then what the budget shed.
+fn print_disk(out: &mut String, s: &tinylcm::status::StoreFigures) {
+    if s.disk_full {
+        put!(
+            out,
+            "ALERT disk: the data partition is full ({} failed commits, {} writes waiting in \
+             memory, {} batches dropped); inference and detection go on, expendable files are \
+             shed. Free space on the data partition to recover.",
+            s.failed_commits,
+            s.retained_batches,
+            s.dropped_batches
+        );
+    } else if s.failed_commits + s.dropped_batches > 0 {
+        put!(
+            out,
+            "state store: {} commits failed since start, {} batches dropped; commits work again",
+            s.failed_commits,
+            s.dropped_batches
+        );
+    }
+    if let Some(sp) = &s.space {
+        let shed = &sp.shed_bytes;
+        put!(
+            out,
+            "data partition: {} free of {}, floor {}; shed {} downloads, {} logs, {} thumbnails, \
+             {} snapshots; {} writes refused",
+            size(sp.free_bytes),
+            size(sp.total_bytes),
+            size(sp.min_free_bytes),
+            size(shed.downloads),
+            size(shed.logs),
+            size(shed.thumbnails),
+            size(shed.snapshots),
+            sp.refused_writes
         );
     }
 }
@@ -462,5 +501,44 @@ mod tests {
         assert_eq!(duration(250.0), "4 min 10 s");
         assert_eq!(duration(3.0 * 3600.0 + 125.0), "3 h 02 min");
         assert_eq!(duration(-1.0), "0.0 s");
+    }
+
+    /// Fails before this change: `tinylcm status` printed the store's commit figures only, so
+    /// a device on a full disk looked healthy to whoever read it (status.json alone said so).
+    #[test]
+    fn a_full_disk_is_an_alert_with_what_was_shed() {
+        let mut s = tinylcm::status::StoreFigures {
+            disk_full: true,
+            failed_commits: 7,
+            retained_batches: 3,
+            ..Default::default()
+        };
+        s.space = Some(tinylcm::board::SpaceStatus {
+            free_bytes: 0,
+            total_bytes: 128 << 20,
+            min_free_bytes: 4 << 20,
+            below_floor: true,
+            shed_bytes: tinylcm::board::space::ShedBytes {
+                thumbnails: 3 << 20,
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        let mut out = String::new();
+        print_disk(&mut out, &s);
+        assert!(
+            out.contains("ALERT disk: the data partition is full (7 failed commits, 3 writes"),
+            "{out}"
+        );
+        assert!(
+            out.contains("0.0 MiB free of 128.0 MiB, floor 4.0 MiB"),
+            "{out}"
+        );
+        assert!(out.contains("3.0 MiB thumbnails"), "{out}");
+
+        let healthy = tinylcm::status::StoreFigures::default();
+        let mut out = String::new();
+        print_disk(&mut out, &healthy);
+        assert!(out.is_empty(), "{out}");
     }
 }
