@@ -107,3 +107,37 @@ fn a_release_signed_by_the_cli_verifies_with_its_public_key() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("compatible"));
 }
+
+/// `tinylcm model sign` runs the flatbuffer walk the device runs before LiteRT: a truncated
+/// model is refused with a clear error and no release file is written. Fails before this
+/// change: the truncated file was signed (size and SHA-256 are all `sign` checked).
+#[test]
+fn a_model_the_walker_rejects_is_not_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    ok(cli::tinylcm().args(["model", "keygen", "--out"]).arg(&keys));
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
+    let full = std::fs::read(models.join("default_int8.tflite")).unwrap();
+    let model = dir.path().join("cut.tflite");
+    std::fs::write(&model, &full[..full.len() / 2]).unwrap();
+    std::fs::copy(
+        models.join("default_int8.toml"),
+        dir.path().join("cut.toml"),
+    )
+    .unwrap();
+    let out = cli::tinylcm()
+        .args(["model", "sign"])
+        .arg(&model)
+        .arg("--key")
+        .arg(keys.join("release.key"))
+        .args(["--name", "cut", "--version", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a truncated model was signed");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not a well-formed TFLite model") && stderr.contains("refusing to sign"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("cut.tflite.release.json").exists());
+}

@@ -286,3 +286,29 @@ fn a_server_without_release_keys_refuses_releases_and_says_why() {
         "{body}"
     );
 }
+
+/// Publishing runs the flatbuffer walk a device runs before LiteRT sees a model: a correctly
+/// signed release of a truncated model is refused with a clear error and nothing is stored.
+/// Fails before this change: it was published (size and SHA-256 matched the signature).
+#[test]
+fn a_release_of_a_model_the_walker_rejects_is_not_published() {
+    let backend = backend::Backend::embedded();
+    let key = SigningKey::generate().unwrap();
+    let sphere = backend.open().with_release_keys(vec![key.public()]);
+    let op = sphere.create_operator_token("rel").unwrap();
+    let server = TestServer::start(sphere);
+    let full = model_bytes("1");
+    let cut = &full[..2000];
+    let (status, body) = publish(&server, &op, &signed(&key, "cut", "1", cut), cut);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a well-formed TFLite file"),
+        "{body}"
+    );
+    // Not stored: the same name and version with a good model is a first publish, not a 409.
+    let (status, body) = publish(&server, &op, &signed(&key, "cut", "1", &full), &full);
+    assert_eq!(status, 201, "{body}");
+}

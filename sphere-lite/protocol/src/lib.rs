@@ -15,6 +15,8 @@
 //!   and its limits; see that module for the full format description and the safety rules.
 //! * [`release`]: signed model releases (Ed25519) and release keys.
 //! * [`remote_config`]: configuration pushed from the server, its layers and revisions.
+//! * [`tflite`]: the bounds-checking walk over a `.tflite` flatbuffer that guards LiteRT,
+//!   model signing and release publishing.
 //! * [`time`]: Unix milliseconds and their UTC renderings.
 
 #![deny(missing_docs)]
@@ -27,6 +29,7 @@ pub mod release;
 pub mod remote_config;
 #[doc(hidden)]
 pub mod test_support;
+pub mod tflite;
 pub mod time;
 
 /// The API version this crate describes; every route lives under `/api/{API_VERSION}/`.

@@ -9,6 +9,8 @@
 mod auth;
 mod dashboard;
 mod datahub;
+#[doc(hidden)]
+pub mod device_json;
 mod drift;
 mod error;
 mod fleet;

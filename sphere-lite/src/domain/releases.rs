@@ -142,6 +142,14 @@ impl Sphere {
                 "upload the model file the release was signed for",
             )
         })?;
+        // The walk a device runs before LiteRT sees the file: a release no device could load
+        // is refused here rather than rolled out.
+        tinylcm_protocol::tflite::verify_tflite(model).map_err(|reason| {
+            bad(
+                format!("the model is not a well-formed TFLite file ({reason})"),
+                "publish the .tflite file your converter wrote, signed with `tinylcm model sign`",
+            )
+        })?;
         if let Some(existing) = self.tracking.release(&manifest.name, &manifest.version)? {
             if existing.sha256 == manifest.sha256 {
                 return Ok(summary(&existing));

@@ -16,8 +16,8 @@
 //! upload answers 200 (the client drops a package for good on any other status), and errors
 //! are real HTTP errors, never a 200 that says "error".
 
-mod archive;
-mod translate;
+pub mod archive;
+pub mod translate;
 pub mod wire;
 
 use tinylcm_protocol::api::{FeedbackItem, FeedbackVerdict, UploadOutcome};

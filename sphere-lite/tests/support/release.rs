@@ -3,9 +3,10 @@
 use tinylcm_protocol::package::sha256_hex;
 use tinylcm_protocol::release::{FORMAT, ReleaseManifest, SigningKey};
 
-/// A fake model file whose bytes depend on `version`.
+/// A model file whose bytes depend on `version`: a real TFLite model (publishing runs the
+/// flatbuffer walk) with `version`'s first byte repeated after it, which the walk ignores.
 pub fn model_bytes(version: &str) -> Vec<u8> {
-    let mut m = b"TFL3".to_vec();
+    let mut m = include_bytes!("../../../runtime/models/test/tiny_f32.tflite").to_vec();
     m.extend(std::iter::repeat_n(version.as_bytes()[0], 5000));
     m
 }

@@ -219,6 +219,15 @@ fn sign(
     let key = SigningKey::from_text(&key_text).with_context(|| key.display().to_string())?;
     let bytes = read_bounded(model, tinylcm::model::MAX_MODEL_BYTES)
         .with_context(|| format!("cannot read {}", model.display()))?;
+    // The walk the device runs before LiteRT sees the file: a release no device can load is
+    // refused here, where the operator can still fix it, not on the fleet.
+    if let Err(reason) = tinylcm_protocol::tflite::verify_tflite(&bytes) {
+        bail!(
+            "{} is not a well-formed TFLite model ({reason}); refusing to sign it (sign the \
+             .tflite file your converter wrote)",
+            model.display()
+        );
+    }
     let manifest_path = manifest.unwrap_or_else(|| model.with_extension("toml"));
     let model_manifest = std::fs::read_to_string(&manifest_path).with_context(|| {
         format!(
