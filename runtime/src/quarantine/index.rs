@@ -31,7 +31,9 @@ pub const EXPIRED_COUNTER: &str = "quarantine.expired";
 const DAMAGED_LOGGED: usize = 5;
 
 /// How many entries are in each status, and what the quarantine has done since it opened.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Also the quarantine's part of the status report, hence serialisable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct QuarantineStats {
     /// Entries held.
     pub entries: usize,

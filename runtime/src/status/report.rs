@@ -148,6 +148,10 @@ pub struct AutonomyStatus {
     pub knn: Option<KnnStatus>,
     /// Detector name → phase.
     pub detectors: BTreeMap<String, Phase>,
+    /// The quarantine's counts per status, entries held for review, what it evicted and
+    /// released since start (`None`: no quarantine, or a report from before it was listed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<crate::quarantine::QuarantineStats>,
 }
 
 impl AutonomyStatus {
@@ -177,6 +181,7 @@ impl AutonomyStatus {
                 .iter()
                 .map(|d| (d.kind().name().to_string(), d.state()))
                 .collect(),
+            quarantine: autonomy.quarantine().map(|q| q.stats()),
         }
     }
 }

@@ -58,6 +58,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         after = last;
     }
     entries.sort_by_key(|e| std::cmp::Reverse(e.id));
+    let held = entries
+        .iter()
+        .filter(|e| e.review_since_unix_ms.is_some())
+        .count();
     let total = entries.len();
     entries.truncate(args.limit);
     let mut table = Table::new();
@@ -84,10 +88,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             },
             format!("{} ({:.0} %)", e.predicted, e.confidence * 100.0),
             e.knn_distance.map_or("-".into(), |d| format!("{d:.3}")),
-            match e.status.label() {
-                Some(l) => format!("{} {l}", e.status.kind().name()),
-                None => e.status.kind().name().to_string(),
-            },
+            status_cell(e),
             if thumb.is_file() {
                 thumb.display().to_string()
             } else {
@@ -96,11 +97,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ]);
     }
     emit(&format!(
-        "{total} entries{}; newest {} shown. Label one: tinylcm feedback sample ID --label NAME\n{table}\n",
+        "{total} entries{}, {held} held for review; newest {} shown. Label one: tinylcm feedback sample ID --label NAME\n{table}\n",
         args.status
             .as_deref()
             .map(|s| format!(" with status {s}"))
             .unwrap_or_default(),
         entries.len()
     ))
+}
+
+/// The status with its label, and since when the entry waits for a human's verdict: such an
+/// entry backs a drift event sent for review and is not evicted until the verdict comes.
+fn status_cell(e: &Entry) -> String {
+    let status = match e.status.label() {
+        Some(l) => format!("{} {l}", e.status.kind().name()),
+        None => e.status.kind().name().to_string(),
+    };
+    match e.review_since_unix_ms {
+        Some(since) => format!("{status}, held for review since {}", utc(since)),
+        None => status,
+    }
 }

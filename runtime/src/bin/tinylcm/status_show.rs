@@ -270,6 +270,9 @@ fn print_report(out: &mut String, r: &StatusReport) {
         if !phases.is_empty() {
             put!(out, "detectors: {}", phases.join(", "));
         }
+        if let Some(q) = &a.quarantine {
+            print_quarantine(out, q);
+        }
     }
     put!(out, "{}", system_table(&r.system));
     if let Some(s) = &r.store {
@@ -294,6 +297,27 @@ fn print_report(out: &mut String, r: &StatusReport) {
             r.failed_writes
         );
     }
+}
+
+/// What the quarantine holds, which of it waits for a human, and what it let go.
+fn print_quarantine(out: &mut String, q: &tinylcm::quarantine::QuarantineStats) {
+    put!(
+        out,
+        "quarantine: {} entries ({} pending, {} pseudo-labelled, {} adapted, {} validated, {} \
+         rejected), {} held for review; since start {} admitted, {} evicted, {} expired, {} \
+         released from review unanswered",
+        q.entries,
+        q.pending,
+        q.pseudo_labelled,
+        q.adapted,
+        q.validated,
+        q.rejected,
+        q.under_review,
+        q.admitted,
+        q.evicted,
+        q.expired,
+        q.released
+    );
 }
 
 /// The data partition's state: an alert line while it is full, then what the budget shed.

@@ -37,7 +37,8 @@ use files::Inventory;
 pub const QUEUE_CAPACITY: usize = 8;
 
 /// What the writer has done since it started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ThumbnailStats {
     /// Thumbnails written.
     pub written: u64,
