@@ -40,6 +40,8 @@ pub struct Config {
     pub release_keys: Option<PathBuf>,
     /// Serve HTTPS with this certificate and key instead of plain HTTP when set.
     pub tls: Option<TlsFiles>,
+    /// The `[server]` section: timeouts, connection cap, host allow-list, failure budget.
+    pub server: crate::door::DoorSettings,
 }
 
 /// The PEM files of native TLS (both or neither are configured).
@@ -283,6 +285,10 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     /// `tls_key = "/etc/sphere-lite/key.pem"`: PEM private key (PKCS#8, RSA or SEC1).
     pub tls_key: Option<PathBuf>,
+    /// `[server]`: the door's timeouts, connection cap, host allow-list and failure budget
+    /// (keys in [`crate::door::ServerSection`]).
+    #[serde(default)]
+    pub server: crate::door::ServerSection,
 }
 
 /// A configuration that cannot work.
@@ -290,7 +296,7 @@ pub struct FileConfig {
 pub enum ConfigError {
     /// The file could not be read or parsed.
     #[error(
-        "config file {path}: {message}. Fix: check the file's TOML (keys: data, listen, max_upload_bytes, s3_endpoint, s3_bucket, s3_access_key, s3_secret_key, s3_region, s3_prefix, mlflow_url, mlflow_namespace, release_keys, tls_cert, tls_key)"
+        "config file {path}: {message}. Fix: check the file's TOML (keys: data, listen, max_upload_bytes, s3_endpoint, s3_bucket, s3_access_key, s3_secret_key, s3_region, s3_prefix, mlflow_url, mlflow_namespace, release_keys, tls_cert, tls_key, [server])"
     )]
     File {
         /// The file.
@@ -384,6 +390,7 @@ impl Config {
             mlflow,
             release_keys: file.release_keys,
             tls,
+            server: file.server.resolve()?,
         })
     }
 }

@@ -12,6 +12,8 @@
 //!   domain (archives → v2 packages, the feedback queue → validations);
 //! * [`http`]: the warp routes of API v2 and of the original API;
 //! * [`web`]: the operators' web dashboard under `/ui/` (server-rendered, live over SSE);
+//! * [`door`]: the accept loop and the checks before routing (timeouts, connection cap,
+//!   `Host` allow-list, failed-authentication budget);
 //! * [`server`]: wiring and the serve loop; [`tls`]: native TLS (rustls) for it;
 //!   [`config`]: settings; [`secret`]: tokens;
 //!   [`rss`]: resident-memory reading for the idle-RSS bar.
@@ -21,6 +23,7 @@
 pub mod adapters;
 pub mod config;
 pub mod domain;
+pub mod door;
 pub mod http;
 pub mod legacy;
 pub mod limits;

@@ -351,7 +351,14 @@ fn main() -> anyhow::Result<()> {
                     open_files = ?open_files,
                     "sphere-lite serving (tracking: {tracking}; blobs: {blobs})"
                 );
-                server::serve_with(sphere, listener, tls, server::shutdown_signal()).await?;
+                server::serve_door(
+                    sphere,
+                    listener,
+                    tls,
+                    &config.server,
+                    server::shutdown_signal(),
+                )
+                .await?;
                 anyhow::Ok(())
             })?;
             tracing::info!("stopped");

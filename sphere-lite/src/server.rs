@@ -1,6 +1,6 @@
 //! Wiring of the stores (embedded default, S3 blobs, MLflow tracking) and the serve loop: open the stores, finish pending
-//! packages, process new ones in the background, serve (plain HTTP through warp's own loop, or
-//! TLS through [`crate::tls`]) until shutdown.
+//! packages, process new ones in the background, serve (plain HTTP or TLS, both through the
+//! door's accept loop, [`crate::door`]) until shutdown.
 //!
 //! Why: `main` and the integration tests start the server the same way, so the tests exercise
 //! the real startup recovery and shutdown path.
@@ -17,6 +17,7 @@ use crate::adapters::{
     DirBlobs, MlflowSettings, MlflowTracking, RedbTracking, S3Blobs, S3Settings,
 };
 use crate::domain::{DomainError, Sphere};
+use crate::door::DoorSettings;
 use crate::http::{self, ProcessJob};
 use crate::ports::{Blobs, StoreError, Tracking};
 use crate::tls::ServerTls;
@@ -75,11 +76,23 @@ pub async fn serve(
 }
 
 /// As [`serve`], over TLS when `tls` is given: the same routes, startup recovery and graceful
-/// shutdown, only the transport differs.
+/// shutdown, only the transport differs. The door runs with its defaults.
 pub async fn serve_with(
     sphere: Arc<Sphere>,
     listener: TcpListener,
     tls: Option<ServerTls>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DomainError> {
+    serve_door(sphere, listener, tls, &DoorSettings::default(), shutdown).await
+}
+
+/// As [`serve_with`], with the door's timeouts, connection cap, host allow-list and
+/// failed-authentication budget from `door` (the config file's `[server]` section).
+pub async fn serve_door(
+    sphere: Arc<Sphere>,
+    listener: TcpListener,
+    tls: Option<ServerTls>,
+    door: &DoorSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DomainError> {
     let s = sphere.clone();
@@ -99,16 +112,7 @@ pub async fn serve_with(
         live.close_live();
     };
     let routes = http::routes(sphere, jobs);
-    match tls {
-        None => {
-            warp::serve(routes)
-                .incoming(listener)
-                .graceful(shutdown)
-                .run()
-                .await
-        }
-        Some(tls) => tls.serve(routes, listener, shutdown).await,
-    }
+    crate::door::accept::serve(routes, listener, tls, door, shutdown).await;
     // The routes (and with them the job sender) are gone: let the worker drain the queue.
     let _ = worker.await;
     Ok(())

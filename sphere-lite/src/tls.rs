@@ -1,15 +1,12 @@
 //! Native TLS for `serve` (`--tls-cert`/`--tls-key`): the PEM certificate chain and private key
-//! loaded into a rustls server configuration, and the accept loop that serves the routes over
-//! TLS connections.
+//! loaded into a rustls server configuration, and the handshake of each accepted connection.
 //!
-//! Why this module exists: warp 0.4 has no TLS and its acceptor trait is sealed, but its server
-//! loop is small: accept, wrap the routes' tower service for hyper, serve the connection with
-//! hyper-util's auto builder (HTTP/1.1 with upgrades), and stop through hyper-util's graceful
-//! shutdown. [`ServerTls::serve`] runs that same loop over `tokio_rustls` streams, so plain HTTP
-//! keeps warp's own loop unchanged and both serve the same routes with the same shutdown
-//! semantics (stop accepting, finish in-flight requests). rustls with the ring provider, as
-//! minio and ureq use it: no OpenSSL, no aws-lc. A reverse proxy that terminates TLS stays the
-//! alternative (README, Operations).
+//! Why this module exists: warp 0.4 has no TLS and its acceptor trait is sealed. The accept
+//! loop every listener shares ([`crate::door::accept`]) calls [`ServerTls::handshake`] after
+//! accepting, then serves the `tokio_rustls` stream exactly as a plain one: the same routes,
+//! limits and shutdown semantics. rustls with the ring provider, as minio and ureq use it: no
+//! OpenSSL, no aws-lc. A reverse proxy that terminates TLS stays the alternative (README,
+//! Operations).
 //!
 //! Decisions:
 //!
@@ -24,24 +21,16 @@
 //!   `X-Forwarded-Proto: https`.
 //! * Certificates are read once at start: replacing them needs a restart.
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::io::Read as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::Service as _;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
-use warp::{Filter, Reply};
 
 /// How long a client may take for the TLS handshake before its connection is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -165,55 +154,14 @@ impl ServerTls {
         })
     }
 
-    /// Serve `routes` over TLS on `listener` until `shutdown` resolves; then stop accepting and
-    /// wait for the open connections to finish their in-flight requests (warp's graceful mode,
-    /// over TLS streams).
-    pub async fn serve<F, R>(
+    /// The TLS handshake with `peer`, bounded by [`HANDSHAKE_TIMEOUT`]; `None` (logged at
+    /// debug) when it fails: a failed handshake is the client's problem, never the server's.
+    pub async fn handshake(
         &self,
-        routes: F,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send,
-    ) where
-        F: Filter<Extract = (R,), Error = Infallible> + Clone + Send + Sync + 'static,
-        R: Reply,
-    {
-        let graceful = GracefulShutdown::new();
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            let (tcp, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        accept_error(e).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            // Taken before the handshake, so shutdown waits for a handshake in progress (at
-            // most HANDSHAKE_TIMEOUT) and then ends its connection gracefully.
-            let watcher = graceful.watcher();
-            let acceptor = self.acceptor.clone();
-            let service = warp::service(routes.clone());
-            tokio::spawn(async move {
-                let Some(stream) = handshake(&acceptor, tcp, peer).await else {
-                    return;
-                };
-                let service = TowerToHyperService::new(service);
-                let service = hyper::service::service_fn(move |mut request| {
-                    http::Request::extensions_mut(&mut request).insert(TlsConnection { peer });
-                    service.call(request)
-                });
-                let builder = auto::Builder::new(TokioExecutor::new());
-                let connection =
-                    builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                if let Err(e) = watcher.watch(connection).await {
-                    tracing::error!(%peer, error = ?e, "server connection error");
-                }
-            });
-        }
-        drop(listener);
-        graceful.shutdown().await;
+        tcp: TcpStream,
+        peer: SocketAddr,
+    ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+        handshake(&self.acceptor, tcp, peer).await
     }
 }
 
@@ -235,20 +183,6 @@ async fn handshake(
             None
         }
     }
-}
-
-/// As warp's loop does: errors of one connection are ignored; others (such as running out of
-/// file descriptors) are logged and the loop pauses a second before accepting again.
-async fn accept_error(e: std::io::Error) {
-    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    if matches!(
-        e.kind(),
-        ConnectionRefused | ConnectionAborted | ConnectionReset
-    ) {
-        return;
-    }
-    tracing::error!(error = %e, "accept error");
-    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// The bytes of `file`, refused when unreadable, empty or larger than [`MAX_PEM_BYTES`].
