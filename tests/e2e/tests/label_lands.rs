@@ -64,6 +64,13 @@ fn label_after_turnover(sphere: Sphere, work: &Path) {
             .then_some(())
     });
 
+    // Meanwhile the device's status says samples wait for a human (before the quarantine
+    // was part of the status report, nothing on the device said so).
+    device.wait(60, "the status to show entries held for review", |d| {
+        let q = d.report()?.autonomy?.quarantine?;
+        (q.under_review >= 1 && q.evicted > 0).then_some(())
+    });
+
     // Only now does the operator validate it, with a label.
     let (status, body) = sphere.call(
         "POST",
