@@ -2,12 +2,16 @@
 //! seeds, what the device learns on its own must not lower held-out accuracy in any phase
 //! (normal within 0.5 point), and no class may be proposed for a nuisance shift of a known
 //! object (spurious classes = 0). The scorecard is `tinylcm eval`'s (see `tinylcm::eval`).
+//! The genuinely new object (the star) must also become one proposed class, pure on held-out
+//! frames: that test is written but ignored until the default model can pass it.
 
 use tinylcm::config::Config;
 use tinylcm::eval::{self, DriftOrder, SyntheticPlan};
 
 /// Tolerance of the normal phase, in accuracy (0.5 point; one held-out frame of 200).
 const NORMAL_TOLERANCE: f64 = 0.005;
+/// Least share of the held-out frames a proposed class takes that must show its object.
+const MIN_PURITY: f64 = 0.9;
 
 #[test]
 fn learning_on_the_default_scenario_never_lowers_held_out_accuracy_nor_proposes_spurious_classes() {
@@ -56,6 +60,63 @@ fn learning_on_the_default_scenario_never_lowers_held_out_accuracy_nor_proposes_
     assert!(
         failures.is_empty(),
         "learning made the model worse on held-out frames:\n  {}",
+        failures.join("\n  ")
+    );
+}
+
+/// The genuinely new object (the star, never trained on) becomes exactly one proposed class
+/// that is at least 90 % pure on held-out frames, in the demo's drift order, seeds 1–3.
+///
+/// Ignored: fails with the committed default model (the star is never proposed: 0 proposed
+/// classes in every seed; its 32-d embedding does not separate the star from `box`). A
+/// 64-d candidate trained with the auxiliary shapes (`scripts/models/train_default_model.py
+/// --emb-dim 64 --aux-weight 1 --epochs 30`) separates it better, but the scene judge calls
+/// the star's change scene-wide and, forced local, its class is 65–68 % pure (it takes noisy
+/// frames). Run it with `cargo test -p tinylcm --test learning_scorecard -- --ignored`.
+#[test]
+#[ignore = "the default model does not yet turn the star into one pure class (issue 14)"]
+fn the_unseen_star_becomes_one_proposed_class_pure_on_held_out_frames() {
+    let plan = SyntheticPlan {
+        seeds: vec![1, 2, 3],
+        orders: vec![DriftOrder::defaults()[0].clone()],
+        phase_frames: 200,
+        eval_frames: 200,
+    };
+    let config = Config::default();
+    config.validate().unwrap();
+    let report = eval::synthetic(&config, &plan, &mut |_| {})
+        .unwrap_or_else(|e| panic!("{e} (run ./scripts/fetch-libs first)"));
+    let mut failures = Vec::new();
+    for run in &report.runs {
+        let seed = run.seed.unwrap_or(0);
+        // The star, never trained on, must become exactly one proposed class that takes
+        // (almost) nothing but star frames on held-out data.
+        let stars: Vec<_> = run
+            .after
+            .proposed
+            .iter()
+            .filter(|c| c.majority.as_deref() == Some("star"))
+            .collect();
+        match stars.as_slice() {
+            [one] if one.purity.unwrap_or(0.0) >= MIN_PURITY => {}
+            [one] => failures.push(format!(
+                "seed {seed}: the star's class {} is {:.0} % pure on held-out frames (at least \
+                 {:.0} % needed): {:?}",
+                one.label,
+                one.purity.unwrap_or(0.0) * 100.0,
+                MIN_PURITY * 100.0,
+                one.by_truth
+            )),
+            many => failures.push(format!(
+                "seed {seed}: the unseen star became {} proposed classes, not one ({:?})",
+                many.len(),
+                many.iter().map(|c| &c.label).collect::<Vec<_>>()
+            )),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "the unseen object did not become one pure class:\n  {}",
         failures.join("\n  ")
     );
 }

@@ -29,7 +29,8 @@ pub struct Args {
     /// Scenario phase whose look to render: normal, lighting, unseen or noise.
     #[arg(long, default_value = "normal", value_parser = parse_phase)]
     phase: Phase,
-    /// Comma-separated classes to write (empty, ball, box, bar, star).
+    /// Comma-separated classes to write (empty, ball, box, bar, star, or the auxiliary
+    /// training shapes no scenario shows: triangle, ring, cross, half-disc).
     /// Default: the four known classes, plus star for `--phase unseen`.
     #[arg(long, value_delimiter = ',', value_parser = parse_class)]
     classes: Option<Vec<SceneClass>>,

@@ -47,6 +47,16 @@ pub enum SceneClass {
     Bar,
     /// A five-pointed star: never in training data, shown in the `unseen` phase.
     Star,
+    /// Auxiliary shapes ([`SceneClass::AUXILIARY`]): never in a scenario, only exported
+    /// (`tinylcm synth --classes`) so a model's embedding can learn shapes beyond the four it
+    /// classifies. A triangle.
+    Triangle,
+    /// Auxiliary: a ring (a disc with a hole showing the table).
+    Ring,
+    /// Auxiliary: a plus-shaped cross of two bars.
+    Cross,
+    /// Auxiliary: half a disc.
+    HalfDisc,
 }
 
 impl SceneClass {
@@ -57,13 +67,23 @@ impl SceneClass {
         SceneClass::Box,
         SceneClass::Bar,
     ];
-    /// Every class, known ones first.
+    /// Every class a scenario shows, known ones first (not the [`SceneClass::AUXILIARY`] shapes).
     pub const ALL: [SceneClass; 5] = [
         SceneClass::Empty,
         SceneClass::Ball,
         SceneClass::Box,
         SceneClass::Bar,
         SceneClass::Star,
+    ];
+
+    /// Shapes no phase shows: training material for a feature extractor's embedding (an
+    /// auxiliary head learns them, the exported `scores` do not), so the embedding stays
+    /// informative about shapes it does not classify. None of them is the star.
+    pub const AUXILIARY: [SceneClass; 4] = [
+        SceneClass::Triangle,
+        SceneClass::Ring,
+        SceneClass::Cross,
+        SceneClass::HalfDisc,
     ];
 
     /// The label, as used in folder names and [`super::Truth::label`].
@@ -74,6 +94,10 @@ impl SceneClass {
             SceneClass::Box => "box",
             SceneClass::Bar => "bar",
             SceneClass::Star => "star",
+            SceneClass::Triangle => "triangle",
+            SceneClass::Ring => "ring",
+            SceneClass::Cross => "cross",
+            SceneClass::HalfDisc => "half-disc",
         }
     }
 }
@@ -89,8 +113,14 @@ impl FromStr for SceneClass {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         SceneClass::ALL
             .into_iter()
+            .chain(SceneClass::AUXILIARY)
             .find(|c| c.as_str() == s)
-            .ok_or_else(|| format!("unknown class `{s}` (expected empty, ball, box, bar or star)"))
+            .ok_or_else(|| {
+                format!(
+                    "unknown class `{s}` (expected empty, ball, box, bar or star, or an \
+                     auxiliary shape: triangle, ring, cross, half-disc)"
+                )
+            })
     }
 }
 

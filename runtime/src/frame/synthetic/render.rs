@@ -233,6 +233,34 @@ fn sdf(o: &Object, qx: f32, qy: f32) -> f32 {
             // there diverge slowly, which would smear the soft shadow.
             second.max((qx * qx + qy * qy).sqrt() - r)
         }
+        Shape::Triangle { normals, c, r } => {
+            let mut d = f32::NEG_INFINITY;
+            for (nx, ny) in normals {
+                d = d.max(nx * qx + ny * qy - c);
+            }
+            d.max((qx * qx + qy * qy).sqrt() - r)
+        }
+        Shape::Ring { r, t } => ((qx * qx + qy * qy).sqrt() - (r - t * 0.5)).abs() - t * 0.5,
+        Shape::Cross { a, b } => {
+            let u = qx * o.cos + qy * o.sin;
+            let v = qy * o.cos - qx * o.sin;
+            rect_sdf(u, v, a, b).min(rect_sdf(u, v, b, a))
+        }
+        Shape::HalfDisc { r } => {
+            let v = qy * o.cos - qx * o.sin;
+            ((qx * qx + qy * qy).sqrt() - r).max(v)
+        }
+    }
+}
+
+/// Signed distance from an axis-aligned rectangle of half extents `a` × `b` at (`u`, `v`).
+fn rect_sdf(u: f32, v: f32, a: f32, b: f32) -> f32 {
+    let dx = u.abs() - a;
+    let dy = v.abs() - b;
+    if dx > 0.0 && dy > 0.0 {
+        (dx * dx + dy * dy).sqrt()
+    } else {
+        dx.max(dy)
     }
 }
 

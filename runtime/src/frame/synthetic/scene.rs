@@ -49,6 +49,18 @@ pub(crate) enum Shape {
         c: f32,
         r: f32,
     },
+    /// A triangle: inside all three lines `n_k · p = c`, bounded by its tip circle `r`.
+    Triangle {
+        normals: [(f32, f32); 3],
+        c: f32,
+        r: f32,
+    },
+    /// A ring of outer radius `r` and width `t`.
+    Ring { r: f32, t: f32 },
+    /// Two bars of half extents `a` × `b` crossing at right angles.
+    Cross { a: f32, b: f32 },
+    /// Half a disc of radius `r`, its straight edge along the object's axis.
+    HalfDisc { r: f32 },
 }
 
 /// The object in a frame, with everything needed to draw it.
@@ -219,6 +231,31 @@ fn sample_object(rng: &mut Rng, class: SceneClass, w: f32, h: f32, gains: [f32; 
             }
             (Shape::Star { normals, c, r }, r)
         }
+        SceneClass::Triangle => {
+            let r = s * 0.6;
+            let c = r * 0.5 * rng.range(1.0, 1.2);
+            let rot = rng.unit();
+            let mut normals = [(0.0, 0.0); 3];
+            for (k, n) in normals.iter_mut().enumerate() {
+                let (ns, nc) = sin_cos(rot + k as f32 / 3.0);
+                *n = (nc, ns);
+            }
+            (Shape::Triangle { normals, c, r }, r)
+        }
+        SceneClass::Ring => {
+            let r = s * 0.5;
+            let t = r * rng.range(0.3, 0.5);
+            (Shape::Ring { r, t }, r)
+        }
+        SceneClass::Cross => {
+            let a = s * rng.range(0.45, 0.6);
+            let b = a * rng.range(0.2, 0.32);
+            (Shape::Cross { a, b }, (a * a + b * b).sqrt())
+        }
+        SceneClass::HalfDisc => {
+            let r = s * 0.55;
+            (Shape::HalfDisc { r }, r)
+        }
     };
     let margin = extent * 0.8;
     let cx = if w > 2.0 * margin {
@@ -272,6 +309,10 @@ mod tests {
             SceneClass::Box,
             SceneClass::Bar,
             SceneClass::Star,
+            SceneClass::Triangle,
+            SceneClass::Ring,
+            SceneClass::Cross,
+            SceneClass::HalfDisc,
         ] {
             let mut quadrants = [0u32; 4];
             let mut rng = Rng::new(3);
