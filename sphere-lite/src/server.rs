@@ -62,7 +62,9 @@ pub fn open_stores(
         Some(settings) => Arc::new(S3Blobs::open(settings)?),
         None => Arc::new(DirBlobs::open(&data.join("blobs"))?),
     };
-    Ok(Sphere::new(tracking, blobs))
+    // Upload bodies are spooled beside the data (the database lock makes the folder ours).
+    let spool = crate::domain::prepare_spool_dir(&data.join("spool"))?;
+    Ok(Sphere::new(tracking, blobs).with_spool_dir(spool))
 }
 
 /// Process pending packages, then serve plain HTTP on `listener` until `shutdown` resolves;

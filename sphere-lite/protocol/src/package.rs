@@ -88,7 +88,7 @@
 //! ```
 
 use std::collections::{HashMap, HashSet};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -720,6 +720,32 @@ fn entry_kind_name(t: tar::EntryType) -> &'static str {
 /// returned. An error of `reader` itself comes back as [`PackageError::Read`] (a server answers
 /// that differently from a bad package).
 pub fn read_package<R: Read>(reader: R, limits: &Limits) -> Result<Package, PackageError> {
+    let (manifest, contents) = read_budgeted(reader, limits, true)?;
+    let files = manifest
+        .files
+        .iter()
+        .cloned()
+        .zip(contents.into_iter().map(Option::unwrap_or_default))
+        .collect();
+    Ok(Package { manifest, files })
+}
+
+/// Verifies a package exactly as [`read_package`] does, keeping none of its files: each
+/// member is hashed as it streams past, so memory stays bounded by the manifest whatever the
+/// package's size. A server checks an upload spooled to disk with this before it stores it.
+pub fn check_package<R: Read>(reader: R, limits: &Limits) -> Result<Manifest, PackageError> {
+    read_budgeted(reader, limits, false).map(|(manifest, _)| manifest)
+}
+
+/// Every file's content in manifest order, when kept (`None` otherwise).
+type Contents = Vec<Option<Vec<u8>>>;
+
+/// The manifest and, when `keep`, every file's content in manifest order (`None` otherwise).
+fn read_budgeted<R: Read>(
+    reader: R,
+    limits: &Limits,
+    keep: bool,
+) -> Result<(Manifest, Contents), PackageError> {
     let mut budget = Budget {
         inner: reader,
         read: 0,
@@ -727,7 +753,7 @@ pub fn read_package<R: Read>(reader: R, limits: &Limits) -> Result<Package, Pack
         exceeded: false,
         source_error: None,
     };
-    let result = read_package_inner(&mut budget, limits);
+    let result = read_package_inner(&mut budget, limits, keep);
     // Whatever error the parser reported, running out of budget is the real cause.
     if budget.exceeded {
         return Err(PackageError::PackageTooLarge {
@@ -743,7 +769,8 @@ pub fn read_package<R: Read>(reader: R, limits: &Limits) -> Result<Package, Pack
 fn read_package_inner<R: Read>(
     budget: &mut Budget<R>,
     limits: &Limits,
-) -> Result<Package, PackageError> {
+    keep: bool,
+) -> Result<(Manifest, Contents), PackageError> {
     let tar_err = |context: String| move |source| PackageError::Tar { context, source };
 
     let mut head = [0u8; 6];
@@ -802,6 +829,7 @@ fn read_package_inner<R: Read>(
         .map(|(i, f)| (f.name.as_str(), i))
         .collect();
     let mut contents: Vec<Option<Vec<u8>>> = vec![None; manifest.files.len()];
+    let mut found = vec![false; manifest.files.len()];
     let mut seen: HashSet<String> = HashSet::new();
     let mut members: usize = 1;
     let mut last = MANIFEST_NAME.to_owned();
@@ -859,8 +887,12 @@ fn read_package_inner<R: Read>(
                 actual: size,
             });
         }
-        let data = read_member(&mut entry, size, &name)?;
-        let actual = sha256_hex(&data);
+        let (actual, data) = if keep {
+            let data = read_member(&mut entry, size, &name)?;
+            (sha256_hex(&data), Some(data))
+        } else {
+            (hash_member(&mut entry, size, &name)?, None)
+        };
         if actual != expected.sha256 {
             return Err(PackageError::HashMismatch {
                 name,
@@ -868,7 +900,8 @@ fn read_package_inner<R: Read>(
                 actual,
             });
         }
-        contents[i] = Some(data);
+        contents[i] = data;
+        found[i] = true;
         last = name;
     }
 
@@ -891,16 +924,12 @@ fn read_package_inner<R: Read>(
         offset += n as u64;
     }
 
-    let mut files = Vec::with_capacity(manifest.files.len());
-    for (entry, data) in manifest.files.iter().zip(contents) {
-        let Some(data) = data else {
-            return Err(PackageError::MissingFile {
-                name: entry.name.clone(),
-            });
-        };
-        files.push((entry.clone(), data));
+    if let Some(i) = found.iter().position(|f| !f) {
+        return Err(PackageError::MissingFile {
+            name: manifest.files[i].name.clone(),
+        });
     }
-    Ok(Package { manifest, files })
+    Ok((manifest, contents))
 }
 
 fn budget_position<R>(rest: &io::Chain<io::Cursor<&[u8]>, &mut Budget<R>>) -> u64 {
@@ -929,6 +958,34 @@ fn read_member<R: Read>(entry: &mut R, size: u64, name: &str) -> Result<Vec<u8>,
         });
     }
     Ok(data)
+}
+
+/// SHA-256 (hex) of exactly `size` bytes of a member, read in small pieces and not kept.
+fn hash_member<R: Read>(entry: &mut R, size: u64, name: &str) -> Result<String, PackageError> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut left = size;
+    let tar_err = |source| PackageError::Tar {
+        context: format!("in member {name:?}"),
+        source,
+    };
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = match entry.read(&mut buf[..want]) {
+            Ok(0) => {
+                return Err(tar_err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("member data ends after {} of {size} bytes", size - left),
+                )));
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(tar_err(e)),
+        };
+        hasher.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(hex(&hasher.finalize()))
 }
 
 /// Builds a package on the device; the counterpart of [`read_package`].
@@ -1033,6 +1090,16 @@ impl PackageBuilder {
 
     /// Writes the TAR: manifest first, then the files in the order added, then the end marker.
     pub fn finish(self) -> Result<Vec<u8>, PackageError> {
+        // The exact size, so the buffer is never grown (and held twice) while writing.
+        let manifest = serde_json::to_vec(&self.manifest).map_or(0, |m| m.len() as u64);
+        let total = self.tar_bytes + BLOCK + manifest.div_ceil(BLOCK) * BLOCK;
+        let capacity = usize::try_from(total.min(self.limits.max_package_bytes)).unwrap_or(0);
+        self.finish_to(Vec::with_capacity(capacity))
+    }
+
+    /// As [`finish`](Self::finish), writing the TAR to `out` (a file, so a large package is
+    /// never held twice in memory); returns `out`.
+    pub fn finish_to<W: Write>(self, out: W) -> Result<W, PackageError> {
         let manifest =
             serde_json::to_vec(&self.manifest).map_err(|e| PackageError::InvalidManifest {
                 reason: e.to_string(),
@@ -1050,7 +1117,7 @@ impl PackageBuilder {
             });
         }
         let mtime = self.manifest.created_unix_ms / 1000;
-        let mut out = tar::Builder::new(Vec::with_capacity(total as usize));
+        let mut out = tar::Builder::new(out);
         let members = std::iter::once((MANIFEST_NAME, manifest.as_slice())).chain(
             self.names
                 .iter()

@@ -65,8 +65,14 @@ impl DirBlobs {
     }
 }
 
-impl Blobs for DirBlobs {
-    fn put(&self, key: &BlobKey, bytes: &[u8]) -> Result<(), StoreError> {
+impl DirBlobs {
+    /// Write the object under `key` through `fill` into a hidden temporary file, fsync it and
+    /// rename it into place (see the module docs); the temporary file goes on any failure.
+    fn write_atomically(
+        &self,
+        key: &BlobKey,
+        fill: impl FnOnce(&mut fs::File) -> io::Result<()>,
+    ) -> Result<(), StoreError> {
         let path = self.path(key);
         let dir = path.parent().unwrap_or(&self.root);
         fs::create_dir_all(dir).map_err(|e| err("create directory", e))?;
@@ -80,7 +86,7 @@ impl Blobs for DirBlobs {
         ));
         let result = (|| -> io::Result<()> {
             let mut file = fs::File::create(&tmp)?;
-            file.write_all(bytes)?;
+            fill(&mut file)?;
             file.sync_all()?;
             fs::rename(&tmp, &path)?;
             fs::File::open(dir)?.sync_all()
@@ -89,6 +95,38 @@ impl Blobs for DirBlobs {
             let _ = fs::remove_file(&tmp);
         }
         result.map_err(|e| err(&format!("write {key}"), e))
+    }
+}
+
+impl Blobs for DirBlobs {
+    fn put(&self, key: &BlobKey, bytes: &[u8]) -> Result<(), StoreError> {
+        self.write_atomically(key, |file| file.write_all(bytes))
+    }
+
+    fn put_file(&self, key: &BlobKey, path: &Path) -> Result<(), StoreError> {
+        let mut source =
+            fs::File::open(path).map_err(|e| err(&format!("read {}", path.display()), e))?;
+        // `io::copy` between files lets the kernel copy (copy_file_range): no user buffer.
+        self.write_atomically(key, |file| io::copy(&mut source, file).map(drop))
+    }
+
+    fn open(
+        &self,
+        key: &BlobKey,
+        start: u64,
+        len: Option<u64>,
+    ) -> Result<Option<crate::ports::BlobStream>, StoreError> {
+        let mut file = match fs::File::open(self.path(key)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(err(&format!("read {key}"), e)),
+        };
+        io::Seek::seek(&mut file, io::SeekFrom::Start(start))
+            .map_err(|e| err(&format!("read {key}"), e))?;
+        Ok(Some(match len {
+            Some(n) => Box::new(io::Read::take(file, n)),
+            None => Box::new(file),
+        }))
     }
 
     fn get(&self, key: &BlobKey) -> Result<Option<Vec<u8>>, StoreError> {

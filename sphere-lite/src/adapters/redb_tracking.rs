@@ -53,6 +53,10 @@ const RELEASES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("rel
 const ROLLOUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("rollouts");
 /// scope (`all` or a group) → JSON [`ConfigLayer`].
 const SCOPE_CONFIGS: TableDefinition<&str, &[u8]> = TableDefinition::new("scope_configs");
+/// (device, release name, version) → when the device was first served it while assigned it.
+/// Created on open, so older databases gain it without a migration.
+const RELEASE_GRANTS: TableDefinition<(&str, &str, &str), u64> =
+    TableDefinition::new("release_grants");
 /// (device, key, unix ms, package) → value: metric points; the package in the key makes a
 /// re-processed package overwrite its own points instead of adding new ones.
 const METRIC_POINTS: TableDefinition<(&str, &str, u64, &str), f64> =
@@ -126,6 +130,7 @@ impl RedbTracking {
             tx.open_table(ROLLOUTS).map_err(err)?;
             tx.open_table(SCOPE_CONFIGS).map_err(err)?;
             tx.open_table(METRIC_POINTS).map_err(err)?;
+            tx.open_table(RELEASE_GRANTS).map_err(err)?;
             tx.open_table(METRIC_KEYS).map_err(err)?;
             tx.open_table(PREDICTIONS).map_err(err)?;
         }
@@ -837,6 +842,37 @@ impl Tracking for RedbTracking {
             .insert(layer.scope.as_str(), to_json(layer)?.as_slice())
             .map_err(err)?;
         tx.commit().map_err(err)
+    fn grant_release(
+        &self,
+        device_id: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(err)?;
+        {
+            let mut table = tx.open_table(RELEASE_GRANTS).map_err(err)?;
+            let key = (device_id, name, version);
+            if table.get(key).map_err(err)?.is_some() {
+                return Ok(());
+            }
+            table
+                .insert(key, crate::domain::now_unix_ms())
+                .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    fn release_granted(
+        &self,
+        device_id: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<bool, StoreError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_table(RELEASE_GRANTS).map_err(err)?;
+        Ok(table.get((device_id, name, version)).map_err(err)?.is_some())
+    }
+
     }
 
     fn scope_configs(&self) -> Result<Vec<ConfigLayer>, StoreError> {

@@ -191,6 +191,38 @@ impl Drop for S3Blobs {
     }
 }
 
+/// Chunks of an object's stream that may wait between S3 and a slow reader.
+const STREAM_CHUNKS: usize = 4;
+
+/// The reading end of [`S3Blobs::open`]: chunks arrive from the adapter's runtime. A reader
+/// waits for the next chunk at most [`CALL_TIMEOUT`].
+struct ChannelReader {
+    rx: mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    chunk: bytes::Bytes,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.recv_timeout(CALL_TIMEOUT) {
+                Ok(Ok(chunk)) => self.chunk = chunk,
+                Ok(Err(e)) => return Err(std::io::Error::other(format!("S3 stream: {e}"))),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(0),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "S3 stream: no data",
+                    ));
+                }
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk[..n]);
+        bytes::Buf::advance(&mut self.chunk, n);
+        Ok(n)
+    }
+}
+
 impl Blobs for S3Blobs {
     fn put(&self, key: &BlobKey, bytes: &[u8]) -> Result<(), StoreError> {
         let client = self.client.clone();
@@ -205,6 +237,66 @@ impl Blobs for S3Blobs {
         })?
         .map(|_| ())
         .map_err(|e| err(&format!("put {key}"), describe(&e)))
+    }
+
+    fn put_file(&self, key: &BlobKey, path: &std::path::Path) -> Result<(), StoreError> {
+        let client = self.client.clone();
+        let (bucket, object) = (self.bucket.clone(), self.object(key));
+        let path = path.to_path_buf();
+        self.run(async move {
+            // minio reads the file part by part (multipart upload above its part size).
+            client
+                .put_object_content(bucket, object, path.as_path())
+                .content_type("application/octet-stream".into())
+                .send()
+                .await
+        })?
+        .map(|_| ())
+        .map_err(|e| err(&format!("put {key}"), describe(&e)))
+    }
+
+    fn open(
+        &self,
+        key: &BlobKey,
+        start: u64,
+        len: Option<u64>,
+    ) -> Result<Option<crate::ports::BlobStream>, StoreError> {
+        let client = self.client.clone();
+        let (bucket, object) = (self.bucket.clone(), self.object(key));
+        // The stream is read on the adapter's runtime and handed over in chunks through a
+        // small bounded channel: at most STREAM_CHUNKS chunks are ever held.
+        let (tx, rx) = mpsc::sync_channel::<std::io::Result<bytes::Bytes>>(STREAM_CHUNKS);
+        let opened = self.run(async move {
+            let get = client
+                .get_object(bucket, object)
+                .offset((start > 0 || len.is_some()).then_some(start))
+                .length(len);
+            let resp = get.send().await?;
+            let (mut stream, _) = resp.content.to_stream().await?;
+            Ok::<_, S3Error>(async move {
+                while let Some(chunk) = stream.next().await {
+                    let stop = chunk.is_err();
+                    // The reader went away (client gone): stop reading from S3.
+                    if tx.send(chunk).is_err() || stop {
+                        break;
+                    }
+                }
+            })
+        })?;
+        match opened {
+            Ok(pump) => {
+                self.runtime
+                    .as_ref()
+                    .expect("runtime lives until drop")
+                    .spawn(pump);
+                Ok(Some(Box::new(ChannelReader {
+                    rx,
+                    chunk: bytes::Bytes::new(),
+                })))
+            }
+            Err(e) if is_code(&e, ErrorCode::NoSuchKey) => Ok(None),
+            Err(e) => Err(err(&format!("get {key}"), describe(&e))),
+        }
     }
 
     fn get(&self, key: &BlobKey) -> Result<Option<Vec<u8>>, StoreError> {

@@ -7,11 +7,44 @@
 //! [`Sphere::process_pending`]. A package id seen before from the same device answers
 //! `Duplicate`, never an error.
 
+use std::io::{Seek, SeekFrom};
+use std::path::Path;
+
 use tinylcm_protocol::api::{UploadOutcome, UploadResponse};
-use tinylcm_protocol::package::{Limits, Package, read_package};
+use tinylcm_protocol::package::{Limits, Manifest, PackageError, check_package, read_package};
 
 use super::{DomainError, Sphere, now_unix_ms};
 use crate::ports::{BlobKey, PackageRecord, Recorded};
+
+/// Name prefix of upload spool files (what [`prepare_spool_dir`] removes).
+const SPOOL_PREFIX: &str = "upload-";
+/// Name suffix of upload spool files.
+const SPOOL_SUFFIX: &str = ".spool";
+
+/// Create `dir` for upload spool files if needed and delete those a killed process left in
+/// it; returns `dir`. Only for a folder this process owns alone (the embedded default's data
+/// folder is locked by its database): replicas sharing a folder would delete each other's
+/// uploads.
+pub fn prepare_spool_dir(dir: &Path) -> Result<std::path::PathBuf, crate::ports::StoreError> {
+    let fail = |e: std::io::Error| {
+        crate::ports::StoreError::new("spool", format!("{}: {e}", dir.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    for entry in std::fs::read_dir(dir).map_err(fail)? {
+        let entry = entry.map_err(fail)?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(SPOOL_PREFIX) && name.ends_with(SPOOL_SUFFIX) {
+            let removed = std::fs::remove_file(entry.path());
+            tracing::info!(file = %name, ok = removed.is_ok(), "removed a stale upload spool file");
+        }
+    }
+    Ok(dir.to_path_buf())
+}
+
+/// Largest stored package processing reads whatever the upload cap is now: packages accepted
+/// under a higher cap set before stay readable.
+const STORED_PACKAGE_BYTES: u64 = 1 << 30;
 
 /// Blob key of a package's raw TAR.
 pub fn raw_key(device_id: &str, package_id: &str) -> Result<BlobKey, DomainError> {
@@ -32,30 +65,77 @@ fn bad_key(e: crate::ports::InvalidKey) -> DomainError {
     }
 }
 
-fn parse(bytes: &[u8], limits: &Limits) -> Result<Package, DomainError> {
-    read_package(bytes, limits).map_err(|e| {
-        if e.is_too_large() {
-            DomainError::TooLarge {
-                error: format!("package rejected: {e}"),
-                fix: Some("send smaller packages (split the data over several packages)".into()),
-            }
-        } else {
-            DomainError::BadRequest {
-                error: format!("package rejected: {e}"),
-                fix: Some("build packages with tinylcm_protocol::package::PackageBuilder".into()),
-            }
+/// A package error as the device's answer (413 for a limit, 400 otherwise); an error of the
+/// server's own copy of the body (its spool file) is the server's failure, not the device's.
+fn refused(e: PackageError) -> DomainError {
+    if let PackageError::Read { source } = &e {
+        return DomainError::Store(crate::ports::StoreError::new(
+            "spool",
+            format!("read the upload: {source}"),
+        ));
+    }
+    if e.is_too_large() {
+        DomainError::TooLarge {
+            error: format!("package rejected: {e}"),
+            fix: Some("send smaller packages (split the data over several packages)".into()),
         }
-    })
+    } else {
+        DomainError::BadRequest {
+            error: format!("package rejected: {e}"),
+            fix: Some("build packages with tinylcm_protocol::package::PackageBuilder".into()),
+        }
+    }
 }
 
-/// Blob keys of every file of `package` (all validated before anything is stored).
-fn file_keys(package: &Package) -> Result<Vec<BlobKey>, DomainError> {
-    let m = &package.manifest;
-    package
+/// Blob keys of every file of `manifest` (all validated before anything is stored).
+fn file_keys(manifest: &Manifest) -> Result<Vec<BlobKey>, DomainError> {
+    manifest
         .files
         .iter()
-        .map(|(entry, _)| file_key(&m.device_id, &m.package_id, &entry.name))
+        .map(|entry| file_key(&manifest.device_id, &manifest.package_id, &entry.name))
         .collect()
+}
+
+/// Where an upload's body is: in memory, or spooled to a file by the HTTP layer.
+enum Body<'a> {
+    Bytes(&'a [u8]),
+    File(&'a Path),
+}
+
+impl Body<'_> {
+    /// Check the package (its files streamed through their hashes, none kept).
+    fn check(&self, limits: &Limits) -> Result<Manifest, DomainError> {
+        match self {
+            Body::Bytes(bytes) => check_package(*bytes, limits).map_err(refused),
+            Body::File(path) => {
+                let mut file = std::fs::File::open(path).map_err(spool_error)?;
+                file.seek(SeekFrom::Start(0)).map_err(spool_error)?;
+                check_package(std::io::BufReader::new(file), limits).map_err(refused)
+            }
+        }
+    }
+
+    fn len(&self) -> Result<u64, DomainError> {
+        match self {
+            Body::Bytes(bytes) => Ok(bytes.len() as u64),
+            Body::File(path) => Ok(std::fs::metadata(path).map_err(spool_error)?.len()),
+        }
+    }
+
+    fn store(&self, sphere: &Sphere, key: &BlobKey) -> Result<(), DomainError> {
+        match self {
+            Body::Bytes(bytes) => sphere.blobs.put(key, bytes)?,
+            Body::File(path) => sphere.blobs.put_file(key, path)?,
+        }
+        Ok(())
+    }
+}
+
+fn spool_error(e: std::io::Error) -> DomainError {
+    DomainError::Store(crate::ports::StoreError::new(
+        "spool",
+        format!("read the upload: {e}"),
+    ))
 }
 
 impl Sphere {
@@ -65,14 +145,45 @@ impl Sphere {
         device_id: &str,
         body: &[u8],
     ) -> Result<UploadResponse, DomainError> {
-        if body.len() as u64 > self.max_upload_bytes {
+        self.accept(device_id, Body::Bytes(body))
+    }
+
+    /// A new, empty file in the spool folder for an upload's body (or a translated legacy
+    /// package); deleted when dropped, so no path leaves it behind.
+    pub fn spool_file(&self) -> Result<tempfile::NamedTempFile, DomainError> {
+        tempfile::Builder::new()
+            .prefix(SPOOL_PREFIX)
+            .suffix(SPOOL_SUFFIX)
+            .tempfile_in(&self.spool_dir)
+            .map_err(|e| {
+                DomainError::Store(crate::ports::StoreError::new(
+                    "spool",
+                    format!("create a file in {}: {e}", self.spool_dir.display()),
+                ))
+            })
+    }
+
+    /// As [`Sphere::accept_upload`], for a body the HTTP layer spooled to the file `path`:
+    /// the package is checked and stored from the file, never held in memory. The file is
+    /// left for the caller to delete.
+    pub fn accept_upload_file(
+        &self,
+        device_id: &str,
+        path: &Path,
+    ) -> Result<UploadResponse, DomainError> {
+        self.accept(device_id, Body::File(path))
+    }
+
+    fn accept(&self, device_id: &str, body: Body<'_>) -> Result<UploadResponse, DomainError> {
+        let len = body.len()?;
+        if len > self.max_upload_bytes {
             return Err(DomainError::TooLarge {
                 error: format!("package body exceeds {} bytes", self.max_upload_bytes),
                 fix: Some("send smaller packages".into()),
             });
         }
-        let package = parse(body, &self.limits())?;
-        let manifest = &package.manifest;
+        let manifest = body.check(&self.limits())?;
+        let manifest = &manifest;
         if manifest.device_id != device_id {
             return Err(DomainError::Forbidden {
                 error: "the package's manifest names another device".into(),
@@ -81,7 +192,7 @@ impl Sphere {
         }
         let package_id = manifest.package_id.clone();
         let raw = raw_key(device_id, &package_id)?;
-        file_keys(&package)?;
+        file_keys(manifest)?;
 
         let _guard = self
             .accept_lock
@@ -95,7 +206,7 @@ impl Sphere {
             tracing::info!(device = %device_id, package = %package_id, "duplicate upload");
             return Ok(duplicate);
         }
-        self.blobs.put(&raw, body)?;
+        body.store(self, &raw)?;
         let record = PackageRecord {
             device_id: device_id.to_owned(),
             package_id: package_id.clone(),
@@ -107,7 +218,7 @@ impl Sphere {
         };
         match self.tracking.record_accepted(&record)? {
             Recorded::New => {
-                tracing::info!(device = %device_id, package = %package_id, bytes = body.len(), "package accepted");
+                tracing::info!(device = %device_id, package = %package_id, bytes = len, "package accepted");
                 Ok(UploadResponse {
                     package_id,
                     outcome: UploadOutcome::Accepted,
@@ -142,19 +253,28 @@ impl Sphere {
             Ok(())
         };
         let raw = raw_key(device_id, package_id)?;
-        let Some(bytes) = self.blobs.get(&raw)? else {
+        // Streamed from the store: the raw TAR is never held beside the files it holds.
+        let Some(stream) = self.blobs.open(&raw, 0, None)? else {
             return fail("raw package blob is missing".into());
         };
-        // Accepted under the cap in force then; a lower cap set since must not fail it now.
+        // Accepted under the cap in force then; a lower cap set since must not fail it now
+        // (the members stay bounded by the per-member and member-count limits).
         let limits = Limits {
-            max_package_bytes: self.max_upload_bytes.max(bytes.len() as u64),
+            max_package_bytes: self.max_upload_bytes.max(STORED_PACKAGE_BYTES),
             ..self.limits()
         };
-        let package = match parse(&bytes, &limits) {
+        let package = match read_package(std::io::BufReader::new(stream), &limits) {
             Ok(p) => p,
-            Err(e) => return fail(e.to_string()),
+            // The store failed while streaming: a retry may work, so it stays pending.
+            Err(PackageError::Read { source }) => {
+                return Err(DomainError::Store(crate::ports::StoreError::new(
+                    "blobs",
+                    format!("read {raw}: {source}"),
+                )));
+            }
+            Err(e) => return fail(refused(e).to_string()),
         };
-        let keys = match file_keys(&package) {
+        let keys = match file_keys(&package.manifest) {
             Ok(k) => k,
             Err(e) => return fail(e.to_string()),
         };

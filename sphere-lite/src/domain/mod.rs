@@ -22,6 +22,8 @@ mod remote_config;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
+pub use ingest::prepare_spool_dir;
+
 use tinylcm_protocol::api::{EnrollRequest, EnrollResponse};
 
 pub use dashboard::{
@@ -123,6 +125,8 @@ pub struct Sphere {
     accept_lock: Mutex<()>,
     /// Live changes for dashboards (bounded; nobody listening is fine).
     changes: tokio::sync::broadcast::Sender<Change>,
+    /// Where upload bodies are spooled (see [`prepare_spool_dir`]).
+    spool_dir: std::path::PathBuf,
     /// Set once the server shuts down, so open live streams end and do not hold it up.
     live_closed: tokio::sync::watch::Sender<bool>,
     /// Keys whose signatures a published release must carry (none: publishing is refused).
@@ -145,6 +149,7 @@ impl Sphere {
         }
     }
 
+            spool_dir: std::env::temp_dir(),
     /// Accept model releases signed by one of `keys`.
     pub fn with_release_keys(mut self, keys: Vec<tinylcm_protocol::release::PublicKey>) -> Self {
         self.release_keys = keys;
@@ -180,6 +185,12 @@ impl Sphere {
 
     /// The hard cap on package bodies (bytes).
     pub fn max_upload_bytes(&self) -> u64 {
+    /// Spool upload bodies in `dir` (default: the system's temporary folder).
+    pub fn with_spool_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.spool_dir = dir;
+        self
+    }
+
         self.max_upload_bytes
     }
 

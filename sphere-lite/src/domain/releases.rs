@@ -294,8 +294,17 @@ impl Sphere {
         }))
     }
 
-    /// The model file of release `name`/`version` (for a device already authorised).
-    pub fn model_file(&self, name: &str, version: &str) -> Result<Vec<u8>, DomainError> {
+    /// The release `name`/`version` as device `device_id` (already authorised) may download
+    /// it: only a release it is assigned now, or one it was served before while assigned (a
+    /// resumed download, a rollback). Anything else is "not found", as for a release that does
+    /// not exist, so a device learns nothing about releases that are not its own. Serving an
+    /// assigned release records that grant.
+    pub fn model_release_for(
+        &self,
+        device_id: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<ReleaseRecord, DomainError> {
         let not_found = || DomainError::NotFound {
             error: format!("no release {name} {version}"),
             fix: Some("ask GET /api/v2/devices/{id}/model which release to fetch".into()),
@@ -303,12 +312,42 @@ impl Sphere {
         if !valid_package_id(name) || !valid_package_id(version) {
             return Err(not_found());
         }
-        if self.tracking.release(name, version)?.is_none() {
+        let settings = self
+            .tracking
+            .device_settings(device_id)?
+            .unwrap_or_default();
+        if settings.decommissioned {
             return Err(not_found());
         }
+        let rollouts = self.tracking.rollouts()?;
+        let now = assigned(device_id, &settings, &rollouts)
+            .is_some_and(|(n, v)| n == name && v == version);
+        if !now && !self.tracking.release_granted(device_id, name, version)? {
+            return Err(not_found());
+        }
+        let release = self.tracking.release(name, version)?.ok_or_else(not_found)?;
+        if now && !self.tracking.release_granted(device_id, name, version)? {
+            self.tracking.grant_release(device_id, name, version)?;
+        }
+        Ok(release)
+    }
+
+    /// `len` bytes (`None`: to the end) of release `name`/`version`'s model file from byte
+    /// `start`, streamed from the blob store; check the device with
+    /// [`Sphere::model_release_for`] first.
+    pub fn open_model_file(
+        &self,
+        name: &str,
+        version: &str,
+        start: u64,
+        len: Option<u64>,
+    ) -> Result<crate::ports::BlobStream, DomainError> {
         self.blobs
-            .get(&release_key(name, version)?)?
-            .ok_or_else(not_found)
+            .open(&release_key(name, version)?, start, len)?
+            .ok_or_else(|| DomainError::NotFound {
+                error: format!("the model file of release {name} {version} is missing"),
+                fix: None,
+            })
     }
 }
 

@@ -1,7 +1,8 @@
 //! Reading `multipart/form-data` bodies part by part, each part under its own byte bound.
 //!
 //! Why: the original clients' uploads and model releases are multipart; warp only bounds the
-//! whole body, and a part named nowhere in the route's list must not be buffered at all.
+//! whole body, and a part named nowhere in the route's list must not be buffered at all. A
+//! large part (an original client's package) can go to a spool file instead of memory.
 
 use std::collections::HashMap;
 
@@ -48,4 +49,60 @@ pub async fn read_parts(
         parts.insert(name, data);
     }
     Ok(parts)
+}
+
+/// As [`read_parts`], with the part named `spooled.0` (at most `spooled.1` bytes) streamed to
+/// `file` instead of memory; returns the other wanted parts and whether the spooled one came.
+/// That part sent twice is a malformed body.
+pub async fn read_parts_spooling(
+    mut form: warp::multipart::FormData,
+    wanted: &[(&'static str, u64)],
+    spooled: (&'static str, u64),
+    file: &tempfile::NamedTempFile,
+    fix: &'static str,
+) -> Result<(HashMap<&'static str, Vec<u8>>, bool), Rejection> {
+    let unreadable = |e: warp::Error| {
+        warp::reject::custom(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("unreadable multipart body: {e}"),
+            Some(fix),
+        ))
+    };
+    let mut parts = HashMap::new();
+    let mut got = false;
+    while let Some(part) = form.next().await {
+        let part = part.map_err(unreadable)?;
+        if part.name() == spooled.0 {
+            if got {
+                return Err(warp::reject::custom(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("form part `{}` is sent twice", spooled.0),
+                    Some(fix),
+                )));
+            }
+            super::spool::write(file, part.stream(), spooled.1)
+                .await
+                .map_err(|e| e.rejection(&format!("form part `{}`", spooled.0), spooled.1))?;
+            got = true;
+            continue;
+        }
+        let Some(&(name, max)) = wanted.iter().find(|(n, _)| *n == part.name()) else {
+            continue;
+        };
+        let mut data = Vec::new();
+        let mut stream = part.stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(unreadable)?;
+            if data.len() as u64 + chunk.remaining() as u64 > max {
+                return Err(warp::reject::custom(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("form part `{name}` exceeds {max} bytes"),
+                    Some("send a smaller file"),
+                )));
+            }
+            data.extend_from_slice(chunk.chunk());
+        }
+        parts.insert(name, data);
+    }
+    Ok((parts, got))
 }

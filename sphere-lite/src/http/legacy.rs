@@ -115,27 +115,33 @@ pub fn routes(
                 async move {
                     let fix =
                         "send multipart/form-data with a `package` file and a `metadata` JSON part";
-                    let mut parts = super::form::read_parts(
+                    // The gate before a byte of the body is read; the archive goes to a spool
+                    // file, never to memory.
+                    let permit = gate.enter(&device).await?;
+                    let archive = super::spool::create(&sphere)?;
+                    let (mut parts, got_archive) = super::form::read_parts_spooling(
                         form,
-                        &[
-                            ("package", sphere.max_upload_bytes()),
-                            ("metadata", MAX_JSON_BYTES),
-                        ],
+                        &[("metadata", MAX_JSON_BYTES)],
+                        ("package", sphere.max_upload_bytes()),
+                        &archive,
                         fix,
                     )
                     .await?;
-                    let (Some(archive), Some(metadata)) =
-                        (parts.remove("package"), parts.remove("metadata"))
-                    else {
+                    let (true, Some(metadata)) = (got_archive, parts.remove("metadata")) else {
                         return Err(bad_request(
                             "the `package` or `metadata` part is missing".into(),
                             fix,
                         ));
                     };
                     let d = device.clone();
-                    let accepted = gate
-                        .run(move || legacy::accept_upload(&sphere, &d, &metadata, &archive))
-                        .await?;
+                    let accepted = blocking(move || {
+                        // Both live until the package is stored, even if the client left.
+                        let result =
+                            legacy::accept_upload_file(&sphere, &d, &metadata, archive.path());
+                        drop((archive, permit));
+                        result
+                    })
+                    .await?;
                     metrics.package(accepted.new);
                     if accepted.new {
                         // Durable already; a lost job is redone at the next start.

@@ -14,6 +14,7 @@ mod ops;
 mod reject;
 mod releases;
 
+mod spool;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -116,31 +117,85 @@ where
     )
 }
 
-/// Uploads allowed in the blocking pool at once. Accepting a package ends in a store commit,
-/// and commits are serialised by the store anyway; without this bound a fleet-wide sync storm
+/// Uploads read and processed at once. Accepting a package ends in a store commit, and
+/// commits are serialised by the store anyway; without this bound a fleet-wide sync storm
 /// filled the whole pool with uploads waiting for each other, and feedback polls and listings
-/// queued behind them for seconds (measured: `cargo bench --bench fleet`).
-const CONCURRENT_UPLOADS: usize = 4;
+/// queued behind them for seconds (measured: `cargo bench --bench fleet`). A slot is taken
+/// before the body is read, so waiting uploads hold neither a thread nor their bodies.
+pub const CONCURRENT_UPLOADS: usize = 4;
 
-/// Gate for [`CONCURRENT_UPLOADS`]; waiting uploads wait asynchronously, holding no thread.
+/// Uploads one device may have in flight (waiting or being read); more answer 429 before
+/// their bodies are read, so one device cannot take every slot of the gate.
+pub const UPLOADS_PER_DEVICE: usize = 2;
+
+/// Gate for [`CONCURRENT_UPLOADS`] and [`UPLOADS_PER_DEVICE`]; waiting uploads wait
+/// asynchronously, holding no thread.
 #[derive(Clone)]
-pub(crate) struct UploadGate(Arc<tokio::sync::Semaphore>);
+pub(crate) struct UploadGate {
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Uploads in flight per device (entries at zero are removed).
+    devices: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+/// One device's place in the gate; released when dropped (also when the request is dropped).
+struct DeviceTurn {
+    device: String,
+    devices: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+impl Drop for DeviceTurn {
+    fn drop(&mut self) {
+        let mut devices = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = devices.get_mut(&self.device) {
+            *n -= 1;
+            if *n == 0 {
+                devices.remove(&self.device);
+            }
+        }
+    }
+}
+
+/// An upload's slot in the gate; the slot is free again when this is dropped.
+pub(crate) struct UploadPermit {
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    _turn: DeviceTurn,
+}
 
 impl UploadGate {
     fn new() -> Self {
-        UploadGate(Arc::new(tokio::sync::Semaphore::new(CONCURRENT_UPLOADS)))
+        UploadGate {
+            slots: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_UPLOADS)),
+            devices: Arc::default(),
+        }
     }
 
-    /// Run the blocking upload `f` once a slot is free.
-    pub(crate) async fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> Result<T, DomainError> + Send + 'static,
-    ) -> Result<T, Rejection> {
-        let _permit = self.0.acquire().await.map_err(|_| {
+    /// Wait for a slot for an upload of `device`; 429 at once when the device has
+    /// [`UPLOADS_PER_DEVICE`] uploads in flight already. Call before reading the body.
+    pub(crate) async fn enter(&self, device: &str) -> Result<UploadPermit, Rejection> {
+        let turn = {
+            let mut devices = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+            let n = devices.entry(device.to_owned()).or_insert(0);
+            if *n >= UPLOADS_PER_DEVICE {
+                return Err(warp::reject::custom(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("this device has {UPLOADS_PER_DEVICE} uploads in progress already"),
+                    Some("upload one package at a time; retry when the others are answered"),
+                )));
+            }
+            *n += 1;
+            DeviceTurn {
+                device: device.to_owned(),
+                devices: self.devices.clone(),
+            }
+        };
+        let slot = self.slots.clone().acquire_owned().await.map_err(|_| {
             tracing::error!("upload gate closed");
             warp::reject::custom(ApiError::internal())
         })?;
-        blocking(f).await
+        Ok(UploadPermit {
+            _slot: slot,
+            _turn: turn,
+        })
     }
 }
 
@@ -435,19 +490,39 @@ pub fn routes(
         );
 
     let max_upload = sphere.max_upload_bytes();
-    let upload = device_post(
-        warp::path!("api" / "v2" / "devices" / String / "packages"),
-        sphere.clone(),
-        max_upload,
-    )
+    // The device token, the declared length and the gate are all checked before a byte of the
+    // body is read; the body then streams to a spool file under the cap (a body without
+    // `Content-Length` too) and is checked and stored from there.
+    let upload = warp::path!("api" / "v2" / "devices" / String / "packages")
+        .and(warp::post())
+        .and(auth_header)
+        .and(with_sphere.clone())
+        .and_then(authorized_device)
+        .untuple_one()
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::body::stream())
     .and_then(
-        move |device: String, sphere: Arc<Sphere>, body: bytes::Bytes| {
+        move |device: String, sphere: Arc<Sphere>, length: Option<u64>, body| {
             let jobs = jobs.clone();
             let gate = gate.clone();
             let metrics = metrics.clone();
             async move {
                 let d = device.clone();
-                let response = gate.run(move || sphere.accept_upload(&d, &body)).await?;
+                if length.is_some_and(|n| n > max_upload) {
+                    return Err(spool::SpoolError::TooLarge.rejection("package body", max_upload));
+                }
+                let permit = gate.enter(&device).await?;
+                let file = spool::create(&sphere)?;
+                spool::write(&file, body, max_upload)
+                    .await
+                    .map_err(|e| e.rejection("package body", max_upload))?;
+                let response = blocking(move || {
+                    // Both live until the check and store are done, even if the client left.
+                    let result = sphere.accept_upload_file(&d, file.path());
+                    drop((file, permit));
+                    result
+                })
+                .await?;
                 metrics.package(response.outcome == UploadOutcome::Accepted);
                 if response.outcome == UploadOutcome::Accepted {
                     // The package is durable already; a lost job is redone at next start.

@@ -31,6 +31,50 @@ fn byte_range(header: Option<&str>, len: u64) -> Option<Result<(u64, u64), ()>> 
     (start <= end).then_some(Ok((start, end)))
 }
 
+/// Chunks of a model file that may wait between the blob store and a slow client.
+const DOWNLOAD_CHUNKS: usize = 4;
+/// Bytes read from the blob store per chunk.
+const DOWNLOAD_CHUNK_BYTES: usize = 64 * 1024;
+
+/// A response body of the `count` bytes `stream` yields, read on the blocking pool a chunk at
+/// a time: a download holds at most [`DOWNLOAD_CHUNKS`] chunks whatever the file's size. A
+/// stream that ends early or fails ends the body with an error, so the client sees a broken
+/// download (and resumes it), never a short file presented as whole.
+fn stream_body(mut stream: crate::ports::BlobStream, count: u64) -> warp::reply::Response {
+    let (tx, mut rx) =
+        tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(DOWNLOAD_CHUNKS);
+    tokio::task::spawn_blocking(move || {
+        let mut left = count;
+        while left > 0 {
+            let want = DOWNLOAD_CHUNK_BYTES.min(usize::try_from(left).unwrap_or(usize::MAX));
+            let mut buf = vec![0u8; want];
+            let chunk = match std::io::Read::read(&mut stream, &mut buf) {
+                Ok(0) => Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("the model file ended {left} bytes early"),
+                )),
+                Ok(n) => {
+                    buf.truncate(n);
+                    left -= n as u64;
+                    Ok(bytes::Bytes::from(buf))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+            let failed = chunk.is_err();
+            if let Err(e) = &chunk {
+                tracing::error!(error = %e, "model download broken off");
+            }
+            // The client went away: stop reading.
+            if tx.blocking_send(chunk).is_err() || failed {
+                break;
+            }
+        }
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    warp::reply::stream(stream).into_response()
+}
+
 /// All release routes.
 pub fn routes(
     sphere: Arc<Sphere>,
@@ -137,29 +181,42 @@ pub fn routes(
                   auth: Option<String>,
                   range: Option<String>,
                   sphere: Arc<Sphere>| async move {
-                let (_, sphere) = device(sphere, id, auth).await?;
-                let bytes = blocking(move || sphere.model_file(&name, &version)).await?;
-                let len = bytes.len() as u64;
-                let (status, body, content_range) = match byte_range(range.as_deref(), len) {
-                    None => (StatusCode::OK, bytes, None),
-                    Some(Ok((start, end))) => (
-                        StatusCode::PARTIAL_CONTENT,
-                        bytes[start as usize..=end as usize].to_vec(),
-                        Some(format!("bytes {start}-{end}/{len}")),
-                    ),
-                    Some(Err(())) => (
-                        StatusCode::RANGE_NOT_SATISFIABLE,
-                        Vec::new(),
-                        Some(format!("bytes */{len}")),
-                    ),
+                let (id, sphere) = device(sphere, id, auth).await?;
+                let (s, n, v) = (sphere.clone(), name.clone(), version.clone());
+                let release = blocking(move || s.model_release_for(&id, &n, &v)).await?;
+                let len = release.size;
+                let (status, start, count, content_range) =
+                    match byte_range(range.as_deref(), len) {
+                        None => (StatusCode::OK, 0, len, None),
+                        Some(Ok((start, end))) => (
+                            StatusCode::PARTIAL_CONTENT,
+                            start,
+                            end - start + 1,
+                            Some(format!("bytes {start}-{end}/{len}")),
+                        ),
+                        Some(Err(())) => (
+                            StatusCode::RANGE_NOT_SATISFIABLE,
+                            0,
+                            0,
+                            Some(format!("bytes */{len}")),
+                        ),
+                    };
+                let mut reply = if count == 0 {
+                    warp::reply::Response::new(Vec::new().into())
+                } else {
+                    let stream = blocking(move || {
+                        sphere.open_model_file(&name, &version, start, Some(count))
+                    })
+                    .await?;
+                    stream_body(stream, count)
                 };
-                let mut reply = warp::reply::Response::new(body.into());
                 *reply.status_mut() = status;
                 let headers = reply.headers_mut();
                 headers.insert(
                     "content-type",
                     warp::http::HeaderValue::from_static("application/octet-stream"),
                 );
+                headers.insert("content-length", warp::http::HeaderValue::from(count));
                 headers.insert(
                     "accept-ranges",
                     warp::http::HeaderValue::from_static("bytes"),

@@ -8,7 +8,7 @@
 //! every byte inflated from a `.tar.gz` counts against the package limit, so a decompression
 //! bomb stops at the limit instead of filling memory.
 
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 
 use flate2::read::GzDecoder;
 use tinylcm_protocol::package::Limits;
@@ -51,9 +51,31 @@ pub struct Member {
 
 /// Read every regular file of `bytes` under `limits` (inflated size, member count and size).
 pub fn read_members(bytes: &[u8], limits: &Limits) -> Result<Vec<Member>, LegacyError> {
-    let source: Box<dyn Read + '_> = match Compression::detect(bytes)? {
-        Compression::None => Box::new(bytes),
-        Compression::Gzip => Box::new(GzDecoder::new(bytes)),
+    read_members_from(std::io::Cursor::new(bytes), limits)
+}
+
+/// As [`read_members`], from `archive` (a spooled upload): the archive itself is streamed,
+/// only the members' contents are held.
+pub fn read_members_from<R: Read + Seek>(
+    mut archive: R,
+    limits: &Limits,
+) -> Result<Vec<Member>, LegacyError> {
+    let unreadable = |e: std::io::Error| LegacyError::Spool(e.to_string());
+    let mut head = [0u8; 4];
+    let mut n = 0;
+    while n < head.len() {
+        match archive.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(unreadable(e)),
+        }
+    }
+    archive.seek(SeekFrom::Start(0)).map_err(unreadable)?;
+    let archive = std::io::BufReader::new(archive);
+    let source: Box<dyn Read + '_> = match Compression::detect(&head[..n])? {
+        Compression::None => Box::new(archive),
+        Compression::Gzip => Box::new(GzDecoder::new(archive)),
     };
     // One byte past the limit tells "exactly at the limit" from "beyond it".
     let mut budget = source.take(limits.max_package_bytes.saturating_add(1));

@@ -45,6 +45,9 @@ pub enum LegacyError {
     /// The `metadata` part is missing fields or names ids that are not allowed.
     #[error("invalid metadata: {0}")]
     BadMetadata(String),
+    /// The server's own copy of the upload (its spool files) could not be read or written.
+    #[error("the spooled upload failed: {0}")]
+    Spool(String),
 }
 
 impl From<LegacyError> for DomainError {
@@ -61,6 +64,9 @@ impl From<LegacyError> for DomainError {
                         .into(),
                 ),
             },
+            LegacyError::Spool(_) => {
+                DomainError::Store(crate::ports::StoreError::new("spool", e.to_string()))
+            }
             LegacyError::BadArchive(_) | LegacyError::Unsupported(_) => DomainError::BadRequest {
                 error: e.to_string(),
                 fix: Some("send a flat TAR (or .tar.gz) of regular files".into()),
@@ -85,6 +91,43 @@ pub fn accept_upload(
     metadata: &[u8],
     archive: &[u8],
 ) -> Result<Accepted, DomainError> {
+    accept_archive(sphere, device_id, metadata, std::io::Cursor::new(archive))
+}
+
+/// As [`accept_upload`], for an archive the HTTP layer spooled to the file `path`. The
+/// archive is streamed (MD5, then its members); the translated package is written to a spool
+/// file of its own and accepted from there, so only the members' contents are ever held.
+pub fn accept_upload_file(
+    sphere: &Sphere,
+    device_id: &str,
+    metadata: &[u8],
+    path: &std::path::Path,
+) -> Result<Accepted, DomainError> {
+    let file = std::fs::File::open(path).map_err(|e| LegacyError::Spool(e.to_string()))?;
+    accept_archive(sphere, device_id, metadata, file)
+}
+
+/// MD5 (hex) of everything `reader` yields, read in small pieces.
+fn md5_hex<R: std::io::Read>(mut reader: R) -> Result<String, LegacyError> {
+    let mut context = md5::Context::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => context.consume(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(LegacyError::Spool(e.to_string())),
+        }
+    }
+    Ok(format!("{:x}", context.compute()))
+}
+
+fn accept_archive<R: std::io::Read + std::io::Seek>(
+    sphere: &Sphere,
+    device_id: &str,
+    metadata: &[u8],
+    mut archive: R,
+) -> Result<Accepted, DomainError> {
     let metadata: UploadMetadata = serde_json::from_slice(metadata)
         .map_err(|e| LegacyError::BadMetadata(format!("not the expected JSON object: {e}")))?;
     if metadata.device_id != device_id {
@@ -101,7 +144,10 @@ pub fn accept_upload(
         .into());
     }
     if let Some(expected) = metadata.hash.as_deref().filter(|h| !h.is_empty()) {
-        let actual = format!("{:x}", md5::compute(archive));
+        let actual = md5_hex(&mut archive)?;
+        archive
+            .seek(std::io::SeekFrom::Start(0))
+            .map_err(|e| LegacyError::Spool(e.to_string()))?;
         if !actual.eq_ignore_ascii_case(expected.trim()) {
             return Err(LegacyError::BadArchive(format!(
                 "the archive's MD5 is {actual}, the metadata says {expected}: it was damaged on the way"
@@ -114,9 +160,18 @@ pub fn accept_upload(
         max_package_bytes: sphere.max_upload_bytes() / 16 * 15,
         ..sphere.limits()
     };
-    let members = archive::read_members(archive, &limits)?;
-    let package = translate::to_package(device_id, &metadata, &members, &limits, now_unix_ms())?;
-    let v2 = sphere.accept_upload(device_id, &package)?;
+    let members = archive::read_members_from(archive, &limits)?;
+    let builder = translate::to_builder(device_id, &metadata, members, &limits, now_unix_ms())?;
+    let spool = sphere.spool_file()?;
+    let mut out = std::io::BufWriter::new(spool.as_file());
+    builder.finish_to(&mut out).map_err(|e| match e {
+        tinylcm_protocol::package::PackageError::Tar { .. } => LegacyError::Spool(e.to_string()),
+        e if e.is_too_large() => LegacyError::TooLarge(e.to_string()),
+        e => LegacyError::BadArchive(e.to_string()),
+    })?;
+    std::io::Write::flush(&mut out).map_err(|e| LegacyError::Spool(e.to_string()))?;
+    drop(out);
+    let v2 = sphere.accept_upload_file(device_id, spool.path())?;
     let new = v2.outcome == UploadOutcome::Accepted;
     Ok(Accepted {
         response: wire::UploadResponse {

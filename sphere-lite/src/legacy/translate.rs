@@ -28,6 +28,21 @@ pub fn to_package(
     limits: &Limits,
     now_unix_ms: u64,
 ) -> Result<Vec<u8>, LegacyError> {
+    to_builder(device_id, metadata, members.to_vec(), limits, now_unix_ms)?
+        .finish()
+        .map_err(|e| LegacyError::BadArchive(e.to_string()))
+}
+
+/// As [`to_package`], taking the members' contents over (never copied) and returning the
+/// builder, so the caller can write the package to a file with
+/// [`PackageBuilder::finish_to`].
+pub fn to_builder(
+    device_id: &str,
+    metadata: &UploadMetadata,
+    members: Vec<Member>,
+    limits: &Limits,
+    now_unix_ms: u64,
+) -> Result<PackageBuilder, LegacyError> {
     let created = metadata
         .timestamp
         .filter(|t| t.is_finite() && *t > 0.0)
@@ -56,7 +71,7 @@ pub fn to_package(
     let package_type = metadata.package_type.to_ascii_lowercase();
     let mut names = Names::default();
     let mut images = Vec::new();
-    let mut drift_files = Vec::new();
+    let mut drift_records = Vec::new();
     for member in members {
         let kind = kind_of(&package_type, &member.name);
         let name = names.place(kind, &member.name);
@@ -64,14 +79,13 @@ pub fn to_package(
             images.push(name.clone());
         }
         if is_drift_json(&member.name) {
-            drift_files.push(&member.data);
+            drift_records.extend(drift_values(&member.data));
         }
-        add(&mut builder, &name, kind, member.data.clone())?;
+        add(&mut builder, &name, kind, member.data)?;
     }
 
-    let events: Vec<DriftEventReport> = drift_files
-        .iter()
-        .flat_map(|data| drift_values(data))
+    let events: Vec<DriftEventReport> = drift_records
+        .into_iter()
         .enumerate()
         .map(|(i, value)| drift_event(&metadata.package_id, i, &value, &images, created))
         .collect();
@@ -79,9 +93,7 @@ pub fn to_package(
         let json = serde_json::to_vec(&events).unwrap_or_default();
         add(&mut builder, DRIFT_MEMBER, FileKind::DriftEvents, json)?;
     }
-    builder
-        .finish()
-        .map_err(|e| LegacyError::BadArchive(e.to_string()))
+    Ok(builder)
 }
 
 const IMAGE_EXTENSIONS: [&str; 4] = [".jpg", ".jpeg", ".png", ".gif"];
