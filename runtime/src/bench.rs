@@ -16,7 +16,7 @@ use crate::autonomy::Autonomy;
 use crate::frame::{Frame, FrameError, FrameSource};
 use crate::pipeline::runner::{self, RunError, RunOptions, RunSummary};
 use crate::pipeline::{Pipeline, PipelineError};
-use crate::stats::{Percentiles, Stage, StageLatencies, peak_rss_bytes};
+use crate::stats::{MemoryUse, Percentiles, Stage, StageLatencies};
 
 /// How much to measure.
 #[derive(Debug, Clone, Copy)]
@@ -39,8 +39,8 @@ pub struct BenchReport {
     /// The same with frames replayed from memory ([`CachedFrames`]).
     pub pipeline_cached: RunSummary,
     /// Peak resident set size of the process after the live-source run (before
-    /// the frame cache exists), where the OS reports it.
-    pub peak_rss_bytes: Option<u64>,
+    /// the frame cache exists), and what was resident then by kind, where the OS reports it.
+    pub memory: Option<MemoryUse>,
 }
 
 impl BenchReport {
@@ -121,7 +121,7 @@ pub fn run(
         &measured,
         &mut (),
     )?;
-    let peak_rss = peak_rss_bytes();
+    let memory = MemoryUse::read();
     let mut cached = CachedFrames::capture(source, CACHED_FRAMES)?;
     let summary_cached = runner::run_with(&mut cached, pipeline, autonomy, &measured, &mut ())?;
     Ok(BenchReport {
@@ -129,7 +129,7 @@ pub fn run(
         bare_rate,
         pipeline: summary,
         pipeline_cached: summary_cached,
-        peak_rss_bytes: peak_rss,
+        memory,
     })
 }
 

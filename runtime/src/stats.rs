@@ -179,10 +179,42 @@ impl Outcomes {
 
 /// Peak resident set size of this process in bytes (`VmHWM`), where the OS reports it.
 pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    MemoryUse::read().map(|m| m.peak_bytes)
+}
+
+/// This process's resident memory: its peak, and what is resident now split by kind, so a
+/// peak RSS figure says what it is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// Peak resident set size (`VmHWM`).
+    pub peak_bytes: u64,
+    /// Resident anonymous memory now (`RssAnon`): heap, thread stacks, the inference
+    /// library's arena, our buffers, and what the allocator keeps after a free.
+    pub anon_bytes: u64,
+    /// Resident file-backed memory now (`RssFile`): the pages of our binary's code and
+    /// data and of the shared libraries (the inference library) that were touched.
+    pub file_bytes: u64,
+}
+
+impl MemoryUse {
+    /// Read `/proc/self/status`; `None` where the OS does not report these fields.
+    pub fn read() -> Option<Self> {
+        Self::parse(&std::fs::read_to_string("/proc/self/status").ok()?)
+    }
+
+    /// The fields of a `/proc/<pid>/status` text (`kB` values).
+    fn parse(status: &str) -> Option<Self> {
+        let field = |name: &str| -> Option<u64> {
+            let line = status.lines().find(|l| l.starts_with(name))?;
+            let kib: u64 = line[name.len()..].split_whitespace().next()?.parse().ok()?;
+            Some(kib * 1024)
+        };
+        Some(MemoryUse {
+            peak_bytes: field("VmHWM:")?,
+            anon_bytes: field("RssAnon:")?,
+            file_bytes: field("RssFile:")?,
+        })
+    }
 }
 
 /// CPU time the calling thread has used so far, where the OS reports it.
@@ -273,5 +305,26 @@ mod tests {
     #[test]
     fn peak_rss_is_reported_on_linux() {
         assert!(peak_rss_bytes().unwrap_or(0) > 0);
+    }
+
+    #[test]
+    fn memory_use_splits_what_is_resident_by_kind() {
+        let m = MemoryUse::read().expect("Linux reports VmHWM, RssAnon and RssFile");
+        assert!(m.anon_bytes > 0 && m.file_bytes > 0, "{m:?}");
+        // What is resident now (shared memory aside) never exceeds the peak.
+        assert!(m.anon_bytes + m.file_bytes <= m.peak_bytes, "{m:?}");
+        let parsed = MemoryUse::parse(
+            "VmPeak:\t  100 kB\nVmHWM:\t    30 kB\nVmRSS:\t 25 kB\n\
+             RssAnon:\t  10 kB\nRssFile:\t  15 kB\nRssShmem:\t 0 kB\n",
+        );
+        assert_eq!(
+            parsed,
+            Some(MemoryUse {
+                peak_bytes: 30 * 1024,
+                anon_bytes: 10 * 1024,
+                file_bytes: 15 * 1024,
+            })
+        );
+        assert_eq!(MemoryUse::parse("VmHWM:\t 30 kB\n"), None);
     }
 }

@@ -312,7 +312,19 @@ pub fn print_bench(report: &BenchReport, engine_line: &str) {
         "capture (own thread, overlaps inference, mean)".to_string(),
         format!("{} ms", ms(report.stage(Stage::Capture).mean_us)),
     ]);
-    table.add_row(vec!["peak RSS".to_string(), mib(report.peak_rss_bytes)]);
+    let memory = report.memory;
+    table.add_row(vec![
+        "peak RSS".to_string(),
+        mib(memory.map(|m| m.peak_bytes)),
+    ]);
+    table.add_row(vec![
+        "  resident then: anonymous (heap, stacks, library arena, buffers)".to_string(),
+        mib(memory.map(|m| m.anon_bytes)),
+    ]);
+    table.add_row(vec![
+        "  resident then: file-backed (code of tinylcm and the libraries)".to_string(),
+        mib(memory.map(|m| m.file_bytes)),
+    ]);
     println!("{table}");
     let mut latencies = Table::new();
     latencies.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
