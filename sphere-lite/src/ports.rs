@@ -337,6 +337,22 @@ pub trait Tracking: Send + Sync {
     /// Every group's rollout, by group.
     fn rollouts(&self) -> Result<Vec<Rollout>, StoreError>;
 
+    /// Remember that device `device_id` was served release `name`/`version` while it was
+    /// assigned it, so it may fetch that file again later (a resumed download, a rollback)
+    /// after its assignment moved on. Idempotent.
+    /// MLflow: tag `sphere.granted/<name>/<version>` of the device's experiment.
+    fn grant_release(&self, device_id: &str, name: &str, version: &str)
+    -> Result<(), StoreError>;
+
+    /// Whether [`Tracking::grant_release`] was recorded for this device and release.
+    /// MLflow: that tag of the device's experiment.
+    fn release_granted(
+        &self,
+        device_id: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<bool, StoreError>;
+
     /// Set the configuration layer of `layer.scope` (`"all"` or a group), replacing it.
     /// MLflow: tag `sphere.config.<scope>` (JSON) of the releases experiment.
     fn set_scope_config(&self, layer: &ConfigLayer) -> Result<(), StoreError>;
@@ -503,22 +519,6 @@ impl PredictionFilter {
             && self.class.as_deref().is_none_or(|c| c == sample.class)
             && self.since.is_none_or(|t| sample.unix_ms >= t)
             && self.until.is_none_or(|t| sample.unix_ms < t)
-    /// Remember that device `device_id` was served release `name`/`version` while it was
-    /// assigned it, so it may fetch that file again later (a resumed download, a rollback)
-    /// after its assignment moved on. Idempotent.
-    /// MLflow: tag `sphere.granted/<name>/<version>` of the device's experiment.
-    fn grant_release(&self, device_id: &str, name: &str, version: &str)
-    -> Result<(), StoreError>;
-
-    /// Whether [`Tracking::grant_release`] was recorded for this device and release.
-    /// MLflow: that tag of the device's experiment.
-    fn release_granted(
-        &self,
-        device_id: &str,
-        name: &str,
-        version: &str,
-    ) -> Result<bool, StoreError>;
-
     }
 }
 
@@ -676,7 +676,41 @@ pub trait Blobs: Send + Sync {
     /// adapter: there the server itself must serve the bytes). Does not check that the object
     /// exists. S3: a SigV4 presigned `GetObject` URL (at most 7 days).
     fn presigned_get(&self, key: &BlobKey, expiry: Duration) -> Result<Option<String>, StoreError>;
+
+    /// Store the file at `path` under `key`, as [`Blobs::put`] does, without holding it in
+    /// memory (the file is read as it is written; it is left in place). The default reads the
+    /// file whole: adapters override it.
+    /// S3: `PutObject` (multipart above its part size) streamed from the file.
+    fn put_file(&self, key: &BlobKey, path: &std::path::Path) -> Result<(), StoreError> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| StoreError::new("blobs", format!("read {}: {e}", path.display())))?;
+        self.put(key, &bytes)
+    }
+
+    /// A stream of the object under `key` from byte `start`, `len` bytes of it (`None`: to the
+    /// end), if the object exists; the caller checks `start` and `len` against the object's
+    /// size. The default reads the object whole: adapters override it.
+    /// S3: `GetObject` with a `Range` header, streamed.
+    fn open(
+        &self,
+        key: &BlobKey,
+        start: u64,
+        len: Option<u64>,
+    ) -> Result<Option<BlobStream>, StoreError> {
+        Ok(self.get(key)?.map(|bytes| {
+            let from = usize::try_from(start).unwrap_or(usize::MAX).min(bytes.len());
+            let to = len.map_or(bytes.len(), |n| {
+                from.saturating_add(usize::try_from(n).unwrap_or(usize::MAX))
+                    .min(bytes.len())
+            });
+            let part = bytes[from..to].to_vec();
+            Box::new(std::io::Cursor::new(part)) as BlobStream
+        }))
+    }
 }
+
+/// The bytes of an object, read as they arrive (see [`Blobs::open`]).
+pub type BlobStream = Box<dyn std::io::Read + Send>;
 
 #[cfg(test)]
 mod tests {
@@ -711,37 +745,3 @@ mod tests {
         assert!(BlobKey::new("a".repeat(MAX_KEY_LEN + 1)).is_err());
     }
 }
-
-    /// Store the file at `path` under `key`, as [`Blobs::put`] does, without holding it in
-    /// memory (the file is read as it is written; it is left in place). The default reads the
-    /// file whole: adapters override it.
-    /// S3: `PutObject` (multipart above its part size) streamed from the file.
-    fn put_file(&self, key: &BlobKey, path: &std::path::Path) -> Result<(), StoreError> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| StoreError::new("blobs", format!("read {}: {e}", path.display())))?;
-        self.put(key, &bytes)
-    }
-
-    /// A stream of the object under `key` from byte `start`, `len` bytes of it (`None`: to the
-    /// end), if the object exists; the caller checks `start` and `len` against the object's
-    /// size. The default reads the object whole: adapters override it.
-    /// S3: `GetObject` with a `Range` header, streamed.
-    fn open(
-        &self,
-        key: &BlobKey,
-        start: u64,
-        len: Option<u64>,
-    ) -> Result<Option<BlobStream>, StoreError> {
-        Ok(self.get(key)?.map(|bytes| {
-            let from = usize::try_from(start).unwrap_or(usize::MAX).min(bytes.len());
-            let to = len.map_or(bytes.len(), |n| {
-                from.saturating_add(usize::try_from(n).unwrap_or(usize::MAX))
-                    .min(bytes.len())
-            });
-            let part = bytes[from..to].to_vec();
-            Box::new(std::io::Cursor::new(part)) as BlobStream
-        }))
-    }
-/// The bytes of an object, read as they arrive (see [`Blobs::open`]).
-pub type BlobStream = Box<dyn std::io::Read + Send>;
-

@@ -721,6 +721,12 @@ impl Tracking for CrashBeforeMark {
     fn rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
         self.inner.rollouts()
     }
+    fn grant_release(&self, d: &str, n: &str, v: &str) -> Result<(), StoreError> {
+        self.inner.grant_release(d, n, v)
+    }
+    fn release_granted(&self, d: &str, n: &str, v: &str) -> Result<bool, StoreError> {
+        self.inner.release_granted(d, n, v)
+    }
     fn set_scope_config(&self, l: &ConfigLayer) -> Result<(), StoreError> {
         self.inner.set_scope_config(l)
     }
@@ -760,12 +766,6 @@ fn reprocessing_after_a_crash_stores_no_duplicates_and_bad_members_are_problems(
                 let sphere = Sphere::new(tracking.clone(), b.blobs());
                 let key = sphere.create_enrollment_key(1).unwrap();
                 let device = sphere
-    fn grant_release(&self, d: &str, n: &str, v: &str) -> Result<(), StoreError> {
-        self.inner.grant_release(d, n, v)
-    }
-    fn release_granted(&self, d: &str, n: &str, v: &str) -> Result<bool, StoreError> {
-        self.inner.release_granted(d, n, v)
-    }
                     .enroll(&EnrollRequest {
                         enrollment_key: key,
                         name: None,

@@ -51,12 +51,12 @@ const DEVICE_SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("devi
 const RELEASES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("releases");
 /// group → JSON [`Rollout`].
 const ROLLOUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("rollouts");
-/// scope (`all` or a group) → JSON [`ConfigLayer`].
-const SCOPE_CONFIGS: TableDefinition<&str, &[u8]> = TableDefinition::new("scope_configs");
 /// (device, release name, version) → when the device was first served it while assigned it.
 /// Created on open, so older databases gain it without a migration.
 const RELEASE_GRANTS: TableDefinition<(&str, &str, &str), u64> =
     TableDefinition::new("release_grants");
+/// scope (`all` or a group) → JSON [`ConfigLayer`].
+const SCOPE_CONFIGS: TableDefinition<&str, &[u8]> = TableDefinition::new("scope_configs");
 /// (device, key, unix ms, package) → value: metric points; the package in the key makes a
 /// re-processed package overwrite its own points instead of adding new ones.
 const METRIC_POINTS: TableDefinition<(&str, &str, u64, &str), f64> =
@@ -128,9 +128,9 @@ impl RedbTracking {
             tx.open_table(DEVICE_SETTINGS).map_err(err)?;
             tx.open_table(RELEASES).map_err(err)?;
             tx.open_table(ROLLOUTS).map_err(err)?;
+            tx.open_table(RELEASE_GRANTS).map_err(err)?;
             tx.open_table(SCOPE_CONFIGS).map_err(err)?;
             tx.open_table(METRIC_POINTS).map_err(err)?;
-            tx.open_table(RELEASE_GRANTS).map_err(err)?;
             tx.open_table(METRIC_KEYS).map_err(err)?;
             tx.open_table(PREDICTIONS).map_err(err)?;
         }
@@ -835,13 +835,6 @@ impl Tracking for RedbTracking {
         self.all_json(ROLLOUTS)
     }
 
-    fn set_scope_config(&self, layer: &ConfigLayer) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(err)?;
-        tx.open_table(SCOPE_CONFIGS)
-            .map_err(err)?
-            .insert(layer.scope.as_str(), to_json(layer)?.as_slice())
-            .map_err(err)?;
-        tx.commit().map_err(err)
     fn grant_release(
         &self,
         device_id: &str,
@@ -873,6 +866,13 @@ impl Tracking for RedbTracking {
         Ok(table.get((device_id, name, version)).map_err(err)?.is_some())
     }
 
+    fn set_scope_config(&self, layer: &ConfigLayer) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(err)?;
+        tx.open_table(SCOPE_CONFIGS)
+            .map_err(err)?
+            .insert(layer.scope.as_str(), to_json(layer)?.as_slice())
+            .map_err(err)?;
+        tx.commit().map_err(err)
     }
 
     fn scope_configs(&self) -> Result<Vec<ConfigLayer>, StoreError> {

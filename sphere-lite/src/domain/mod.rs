@@ -21,9 +21,9 @@ mod remote_config;
 
 use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
 pub use ingest::prepare_spool_dir;
 
+use serde::{Deserialize, Serialize};
 use tinylcm_protocol::api::{EnrollRequest, EnrollResponse};
 
 pub use dashboard::{
@@ -120,13 +120,13 @@ pub struct Sphere {
     tracking: Arc<dyn Tracking>,
     blobs: Arc<dyn Blobs>,
     max_upload_bytes: u64,
+    /// Where upload bodies are spooled (see [`prepare_spool_dir`]).
+    spool_dir: std::path::PathBuf,
     /// Serialises "check duplicate → store raw TAR → record" so two concurrent uploads of the
     /// same package cannot overwrite each other's raw blob after one was recorded.
     accept_lock: Mutex<()>,
     /// Live changes for dashboards (bounded; nobody listening is fine).
     changes: tokio::sync::broadcast::Sender<Change>,
-    /// Where upload bodies are spooled (see [`prepare_spool_dir`]).
-    spool_dir: std::path::PathBuf,
     /// Set once the server shuts down, so open live streams end and do not hold it up.
     live_closed: tokio::sync::watch::Sender<bool>,
     /// Keys whose signatures a published release must carry (none: publishing is refused).
@@ -142,6 +142,7 @@ impl Sphere {
             tracking,
             blobs,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            spool_dir: std::env::temp_dir(),
             accept_lock: Mutex::new(()),
             changes: tokio::sync::broadcast::channel(CHANGE_BUFFER).0,
             live_closed: tokio::sync::watch::channel(false).0,
@@ -149,7 +150,6 @@ impl Sphere {
         }
     }
 
-            spool_dir: std::env::temp_dir(),
     /// Accept model releases signed by one of `keys`.
     pub fn with_release_keys(mut self, keys: Vec<tinylcm_protocol::release::PublicKey>) -> Self {
         self.release_keys = keys;
@@ -177,6 +177,12 @@ impl Sphere {
         let _ = self.changes.send(change);
     }
 
+    /// Spool upload bodies in `dir` (default: the system's temporary folder).
+    pub fn with_spool_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.spool_dir = dir;
+        self
+    }
+
     /// Set the hard cap on package bodies (bytes).
     pub fn with_max_upload(mut self, bytes: u64) -> Self {
         self.max_upload_bytes = bytes;
@@ -185,12 +191,6 @@ impl Sphere {
 
     /// The hard cap on package bodies (bytes).
     pub fn max_upload_bytes(&self) -> u64 {
-    /// Spool upload bodies in `dir` (default: the system's temporary folder).
-    pub fn with_spool_dir(mut self, dir: std::path::PathBuf) -> Self {
-        self.spool_dir = dir;
-        self
-    }
-
         self.max_upload_bytes
     }
 

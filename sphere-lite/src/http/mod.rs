@@ -13,8 +13,8 @@ pub mod openapi;
 mod ops;
 mod reject;
 mod releases;
-
 mod spool;
+
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -507,7 +507,6 @@ pub fn routes(
             let gate = gate.clone();
             let metrics = metrics.clone();
             async move {
-                let d = device.clone();
                 if length.is_some_and(|n| n > max_upload) {
                     return Err(spool::SpoolError::TooLarge.rejection("package body", max_upload));
                 }
@@ -516,6 +515,7 @@ pub fn routes(
                 spool::write(&file, body, max_upload)
                     .await
                     .map_err(|e| e.rejection("package body", max_upload))?;
+                let d = device.clone();
                 let response = blocking(move || {
                     // Both live until the check and store are done, even if the client left.
                     let result = sphere.accept_upload_file(&d, file.path());

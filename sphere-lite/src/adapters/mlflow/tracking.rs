@@ -98,14 +98,14 @@ const NAMESPACE: &str = "sphere.namespace";
 /// A release record is JSON split over `sphere.record.0`, `.1`, … (a tag holds 8000 chars).
 const RECORD_PREFIX: &str = "sphere.record.";
 const ROLLOUT_PREFIX: &str = "sphere.rollout.";
-/// Metric of a package run with metric points: their time (Unix ms), to search by time.
-const METRICS_AT: &str = "sphere.metrics_unix_ms";
-/// `runs/log-batch` takes at most this many metrics per call.
-const MAX_BATCH_METRICS: usize = 1000;
 /// Device experiment tag `sphere.granted/<name>/<version>` = Unix ms: the device was served
 /// that release while assigned it, so it may fetch it again (names and versions are
 /// `A-Z a-z 0-9 _ -`, all allowed in tag keys).
 const GRANT_PREFIX: &str = "sphere.granted/";
+/// Metric of a package run with metric points: their time (Unix ms), to search by time.
+const METRICS_AT: &str = "sphere.metrics_unix_ms";
+/// `runs/log-batch` takes at most this many metrics per call.
+const MAX_BATCH_METRICS: usize = 1000;
 /// Page size of metric searches: every run carries up to 257 metrics, so pages stay small.
 const METRIC_PAGE: u32 = 200;
 /// Most package runs read for one series (the newest; with one point per run per key).
@@ -1562,36 +1562,6 @@ impl Tracking for MlflowTracking {
                 chunk.iter().collect::<String>(),
             ));
         }
-    fn grant_release(
-        &self,
-        device_id: &str,
-        name: &str,
-        version: &str,
-    ) -> Result<(), StoreError> {
-        let Some(exp) = self.device_experiment(device_id)? else {
-            return Ok(());
-        };
-        let key = format!("{GRANT_PREFIX}{name}/{version}");
-        if exp.tag(&key).is_none() {
-            let now = crate::domain::now_unix_ms().to_string();
-            self.client
-                .set_experiment_tag(&exp.experiment_id, &key, &now)?;
-        }
-        Ok(())
-    }
-
-    fn release_granted(
-        &self,
-        device_id: &str,
-        name: &str,
-        version: &str,
-    ) -> Result<bool, StoreError> {
-        let key = format!("{GRANT_PREFIX}{name}/{version}");
-        Ok(self
-            .device_experiment(device_id)?
-            .is_some_and(|exp| exp.tag(&key).is_some()))
-    }
-
         let run_name = format!("{}-{}", release.name, release.version);
         let run =
             self.client
@@ -1658,6 +1628,36 @@ impl Tracking for MlflowTracking {
 
     fn rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
         self.releases_tags(ROLLOUT_PREFIX, "rollout")
+    }
+
+    fn grant_release(
+        &self,
+        device_id: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<(), StoreError> {
+        let Some(exp) = self.device_experiment(device_id)? else {
+            return Ok(());
+        };
+        let key = format!("{GRANT_PREFIX}{name}/{version}");
+        if exp.tag(&key).is_none() {
+            let now = crate::domain::now_unix_ms().to_string();
+            self.client
+                .set_experiment_tag(&exp.experiment_id, &key, &now)?;
+        }
+        Ok(())
+    }
+
+    fn release_granted(
+        &self,
+        device_id: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<bool, StoreError> {
+        let key = format!("{GRANT_PREFIX}{name}/{version}");
+        Ok(self
+            .device_experiment(device_id)?
+            .is_some_and(|exp| exp.tag(&key).is_some()))
     }
 
     fn set_scope_config(&self, layer: &ConfigLayer) -> Result<(), StoreError> {
