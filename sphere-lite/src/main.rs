@@ -1,5 +1,6 @@
 //! `sphere-lite`: the fleet server binary. Parses the command line, sets up logging and runs
-//! one of: `serve`, `token create`, `enrollment-key create`, `device add`.
+//! one of: `serve`, `token create|list|revoke`, `enrollment-key create|list|revoke`,
+//! `device add`.
 //!
 //! Why here and not in the library: process concerns (arguments, signals, exit codes, anyhow
 //! errors for humans) stay at the edge; everything testable lives in the library.
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use sphere_lite::config::{Config, FileConfig, MlflowOptions, S3Options, TlsOptions};
+use sphere_lite::ports::Role;
 use sphere_lite::tls::ServerTls;
 use sphere_lite::{limits, rss, server};
 use tinylcm_protocol::release::PublicKey;
@@ -199,9 +201,28 @@ enum TokenAction {
     /// Create an operator token and print it once (only its hash is stored). With MLflow
     /// tracking this works while servers are running; embedded, stop the server first.
     Create {
-        /// Operator name.
-        #[arg(long)]
-        operator: String,
+        /// Operator name (recorded on decisions and uploads), e.g. alice or grafana.
+        #[arg(long, visible_alias = "operator")]
+        name: String,
+        /// admin (everything) or read-only (the dashboard, GET routes and /metrics; no writes).
+        #[arg(long, default_value = "admin", value_parser = parse_role)]
+        role: Role,
+        /// Lifetime, e.g. 30d, 12h, 90m, 2w (default: until revoked).
+        #[arg(long, value_parser = parse_lifetime_arg)]
+        expires: Option<u64>,
+        #[command(flatten)]
+        stores: StoreArgs,
+    },
+    /// List operator tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        stores: StoreArgs,
+    },
+    /// Revoke an operator token by id (`tok-…`) or name: it stops working and its dashboard
+    /// sessions end. With MLflow, other running servers notice within 5 s.
+    Revoke {
+        /// The token's id, or its name when one active token has it.
+        which: String,
         #[command(flatten)]
         stores: StoreArgs,
     },
@@ -213,11 +234,77 @@ enum KeyAction {
     /// tracking this works while servers are running; embedded, stop the server first.
     Create {
         /// How many devices may enroll with it.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, conflicts_with = "unlimited")]
         uses: u32,
+        /// No use count: any number of devices until it expires (needs --expires) or is revoked.
+        #[arg(long, requires = "expires")]
+        unlimited: bool,
+        /// Lifetime, e.g. 7d, 12h (default: until used up or revoked).
+        #[arg(long, value_parser = parse_lifetime_arg)]
+        expires: Option<u64>,
+        /// What the key is for, e.g. the batch of devices (lets `revoke` find it by name).
+        #[arg(long)]
+        name: Option<String>,
         #[command(flatten)]
         stores: StoreArgs,
     },
+    /// List enrollment keys (never their secrets).
+    List {
+        #[command(flatten)]
+        stores: StoreArgs,
+    },
+    /// Revoke an enrollment key by id (`key-…`) or name: no device enrolls with it again.
+    Revoke {
+        /// The key's id, or its name when one unrevoked key has it.
+        which: String,
+        #[command(flatten)]
+        stores: StoreArgs,
+    },
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    match text {
+        "admin" => Ok(Role::Admin),
+        "read-only" => Ok(Role::ReadOnly),
+        _ => Err("admin or read-only".into()),
+    }
+}
+
+fn parse_lifetime_arg(text: &str) -> Result<u64, String> {
+    sphere_lite::domain::parse_lifetime(text).map_err(|e| e.to_string())
+}
+
+/// A Unix ms time as `YYYY-MM-DDTHH:MMZ` (`-` for none, `unknown` for 0: records of versions
+/// before times were kept).
+fn when(unix_ms: Option<u64>) -> String {
+    match unix_ms {
+        None => "-".into(),
+        Some(0) => "unknown".into(),
+        Some(ms) => {
+            let secs = (ms / 1000) as i64;
+            let days = secs.div_euclid(86_400);
+            let rem = secs.rem_euclid(86_400);
+            let (y, m, d) = civil_from_days(days);
+            format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}Z",
+                rem / 3600,
+                rem % 3600 / 60
+            )
+        }
+    }
+}
+
+/// Days since 1970-01-01 → (year, month, day) (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 fn config(
@@ -364,20 +451,108 @@ fn main() -> anyhow::Result<()> {
             tracing::info!("stopped");
         }
         Command::Token {
-            action: TokenAction::Create { operator, stores },
+            action:
+                TokenAction::Create {
+                    name,
+                    role,
+                    expires,
+                    stores,
+                },
         } => {
             let sphere = stores.open()?;
-            let token = sphere.create_operator_token(&operator)?;
-            eprintln!("operator token for {operator:?} (shown once; store it now):");
+            let (token, view) = sphere.issue_operator_token(&name, role, expires)?;
+            eprintln!(
+                "{} token {} for {:?}, expires {} (shown once; store it now):",
+                view.role.as_str(),
+                view.id,
+                view.name,
+                when(view.expires_unix_ms).replace('-', "never")
+            );
             println!("{token}");
         }
-        Command::EnrollmentKey {
-            action: KeyAction::Create { uses, stores },
+        Command::Token {
+            action: TokenAction::List { stores },
         } => {
             let sphere = stores.open()?;
-            let key = sphere.create_enrollment_key(uses)?;
-            eprintln!("enrollment key for {uses} device(s) (shown once; store it now):");
+            println!(
+                "{:<16} {:<9} {:<8} {:<17} {:<17} {:<17} NAME",
+                "ID", "ROLE", "STATE", "CREATED", "EXPIRES", "LAST USED"
+            );
+            for t in sphere.list_operator_tokens()? {
+                println!(
+                    "{:<16} {:<9} {:<8} {:<17} {:<17} {:<17} {}",
+                    t.id,
+                    t.role.as_str(),
+                    t.state,
+                    when(Some(t.created_unix_ms)),
+                    when(t.expires_unix_ms),
+                    when(t.last_used_unix_ms),
+                    t.name.escape_debug()
+                );
+            }
+        }
+        Command::Token {
+            action: TokenAction::Revoke { which, stores },
+        } => {
+            let sphere = stores.open()?;
+            let t = sphere.revoke_operator_token(&which)?;
+            eprintln!("revoked {} ({:?})", t.id, t.name);
+        }
+        Command::EnrollmentKey {
+            action:
+                KeyAction::Create {
+                    uses,
+                    unlimited,
+                    expires,
+                    name,
+                    stores,
+                },
+        } => {
+            let sphere = stores.open()?;
+            let uses = (!unlimited).then_some(uses);
+            let (key, view) = sphere.issue_enrollment_key(uses, expires, name.as_deref())?;
+            let count = match uses {
+                Some(n) => format!("{n} device(s)"),
+                None => "any number of devices".into(),
+            };
+            let until = match view.expires_unix_ms {
+                Some(_) => format!(", expires {}", when(view.expires_unix_ms)),
+                None => String::new(),
+            };
+            eprintln!(
+                "enrollment key {} for {count}{until} (shown once; store it now):",
+                view.id
+            );
             println!("{key}");
+        }
+        Command::EnrollmentKey {
+            action: KeyAction::List { stores },
+        } => {
+            let sphere = stores.open()?;
+            println!(
+                "{:<16} {:<8} {:<9} {:>6} {:<17} {:<17} NAME",
+                "ID", "STATE", "REMAINING", "USED", "CREATED", "EXPIRES"
+            );
+            for k in sphere.list_enrollment_keys()? {
+                println!(
+                    "{:<16} {:<8} {:<9} {:>6} {:<17} {:<17} {}",
+                    k.id,
+                    k.state,
+                    k.remaining
+                        .map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
+                    k.used,
+                    when(Some(k.created_unix_ms)),
+                    when(k.expires_unix_ms),
+                    k.name.as_deref().unwrap_or("-").escape_debug()
+                );
+            }
+        }
+        Command::EnrollmentKey {
+            action: KeyAction::Revoke { which, stores },
+        } => {
+            let sphere = stores.open()?;
+            let k = sphere.revoke_enrollment_key(&which)?;
+            eprintln!("revoked enrollment key {}", k.id);
         }
         Command::Device {
             action:

@@ -78,6 +78,114 @@ pub enum EnrollOutcome {
     UnknownKey,
     /// The key exists but all its uses are spent.
     KeyUsedUp,
+    /// The key exists but its expiry has passed.
+    KeyExpired,
+    /// The key was revoked by an operator.
+    KeyRevoked,
+}
+
+/// What an operator token may do.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Everything an operator can do (the only role before roles existed).
+    #[default]
+    Admin,
+    /// The dashboard's pages, the API's GET routes and the Prometheus endpoint; no writes.
+    ReadOnly,
+}
+
+impl Role {
+    /// `admin` or `read-only`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::ReadOnly => "read-only",
+        }
+    }
+}
+
+/// An operator token as stored (only its hash, never the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorToken {
+    /// Public id (`tok-` + 12 hex, derived from the hash): what `token list` shows and
+    /// `token revoke` takes.
+    pub id: String,
+    /// The operator's name (recorded as `decided_by`, `uploaded_by`, ...).
+    pub name: String,
+    /// What the token may do.
+    pub role: Role,
+    /// SHA-256 of the token.
+    pub token_hash: SecretHash,
+    /// When it was created (Unix ms; 0 for a token stored before records had times).
+    pub created_unix_ms: u64,
+    /// When it stops working (Unix ms), if ever.
+    pub expires_unix_ms: Option<u64>,
+    /// When it was revoked (Unix ms), if it was.
+    pub revoked_unix_ms: Option<u64>,
+    /// Last authenticated use (Unix ms, recorded at most once a minute), if any.
+    pub last_used_unix_ms: Option<u64>,
+}
+
+impl OperatorToken {
+    /// Whether the token authenticates at `now_unix_ms` (not revoked, not expired).
+    pub fn active(&self, now_unix_ms: u64) -> bool {
+        self.revoked_unix_ms.is_none() && self.expires_unix_ms.is_none_or(|t| now_unix_ms < t)
+    }
+}
+
+/// An enrollment key as stored (only its hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentKey {
+    /// Public id (`key-` + 12 hex, derived from the hash).
+    pub id: String,
+    /// What it is for (free text), if given.
+    pub name: Option<String>,
+    /// SHA-256 of the key.
+    pub key_hash: SecretHash,
+    /// Enrollments left (`None`: no count, until it expires or is revoked).
+    pub remaining: Option<u32>,
+    /// Enrollments made with it.
+    pub used: u64,
+    /// When it was created (Unix ms; 0 for a key stored before records had times).
+    pub created_unix_ms: u64,
+    /// When it stops working (Unix ms), if ever.
+    pub expires_unix_ms: Option<u64>,
+    /// When it was revoked (Unix ms), if it was.
+    pub revoked_unix_ms: Option<u64>,
+}
+
+impl EnrollmentKey {
+    /// Why the key cannot enroll a device at `now_unix_ms`, or `None` if it can.
+    pub fn refusal(&self, now_unix_ms: u64) -> Option<EnrollOutcome> {
+        if self.revoked_unix_ms.is_some() {
+            Some(EnrollOutcome::KeyRevoked)
+        } else if self.expires_unix_ms.is_some_and(|t| now_unix_ms >= t) {
+            Some(EnrollOutcome::KeyExpired)
+        } else if self.remaining == Some(0) {
+            Some(EnrollOutcome::KeyUsedUp)
+        } else {
+            None
+        }
+    }
+}
+
+/// A dashboard session (the browser holds the random session id; only its hash is stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// SHA-256 of the session id.
+    pub session_hash: SecretHash,
+    /// SHA-256 of the operator token that logged in: the session lives only as long as it.
+    pub token_hash: SecretHash,
+    /// When the login happened (Unix ms).
+    pub created_unix_ms: u64,
+    /// When it ends whatever happens (Unix ms).
+    pub expires_unix_ms: u64,
+    /// Last request seen (Unix ms, recorded at most once a minute): the idle timeout counts
+    /// from here.
+    pub last_active_unix_ms: u64,
 }
 
 /// A package the server has accepted (its raw TAR is stored as a blob).
@@ -117,24 +225,82 @@ pub enum Recorded {
 /// `<ns>/packages` tagged with device and package id (idempotent via `runs/search` on those
 /// tags); operator tokens are tags and enrollment keys runs of `<ns>/auth` (hashes only).
 pub trait Tracking: Send + Sync {
-    /// Store a new enrollment key hash with `uses` uses.
-    /// MLflow: a run in `<ns>/auth` tagged `sphere.key_sha256` and `sphere.uses`.
-    fn add_enrollment_key(&self, key_hash: SecretHash, uses: u32) -> Result<(), StoreError>;
+    // --- Credentials: enrollment keys, operator tokens, dashboard sessions -------------------
+    // Embedded: tables `enrollment_key_records`, `operator_tokens`, `sessions` (a database of
+    // an older version is migrated when opened). MLflow: `adapters::mlflow::tokens`.
 
-    /// Atomically consume one use of the key and store `device` and its token.
+    /// Store a new enrollment key.
+    /// MLflow: a run in `<ns>/auth` tagged `sphere.key_sha256`, `sphere.uses`, `sphere.key_id`,
+    /// `sphere.expires_unix_ms`, `sphere.key_name`.
+    fn add_enrollment_key(&self, key: &EnrollmentKey) -> Result<(), StoreError>;
+
+    /// Every enrollment key (spent, expired and revoked ones too), oldest first.
+    /// MLflow: `runs/search` of the key runs; uses counted from their `use.<i>` params.
+    fn enrollment_keys(&self) -> Result<Vec<EnrollmentKey>, StoreError>;
+
+    /// Revoke the key with public id `id` at `now_unix_ms`; false if there is no such key.
+    /// A revoked key stays listed and never enrolls again.
+    /// MLflow: run tag `sphere.revoked_unix_ms` on the key's run.
+    fn revoke_enrollment_key(&self, id: &str, now_unix_ms: u64) -> Result<bool, StoreError>;
+
+    /// Atomically check the key at `now_unix_ms` (known, not revoked, not expired, a use left),
+    /// consume one use and store `device` and its token.
     /// MLflow: claim a write-once param `use.<i>` on the key's run (exact across replicas),
     /// then `experiments/create` for the device and `runs/create` for its feedback queue.
     fn enroll(
         &self,
         key_hash: SecretHash,
         device: &DeviceRecord,
+        now_unix_ms: u64,
     ) -> Result<EnrollOutcome, StoreError>;
 
-    /// Store an operator token hash for `name`.
-    /// MLflow: tag `sphere.operator_token.<hash>` on `<ns>/auth`.
-    fn add_operator_token(&self, name: &str, token_hash: SecretHash) -> Result<(), StoreError>;
+    /// Store a new operator token.
+    /// MLflow: tag `sphere.operator_token.<hash>` (the record as JSON) on `<ns>/auth`.
+    fn add_operator_token(&self, token: &OperatorToken) -> Result<(), StoreError>;
 
-    /// Who owns the token with this hash, if anyone.
+    /// The operator token with this hash (revoked and expired ones too), if any.
+    /// MLflow: `<ns>/auth`'s tags (cached briefly; a revocation made by this process is seen
+    /// at once, one made elsewhere within the cache time).
+    fn operator_token(&self, token_hash: &SecretHash) -> Result<Option<OperatorToken>, StoreError>;
+
+    /// Every operator token (revoked and expired ones too), oldest first.
+    fn operator_tokens(&self) -> Result<Vec<OperatorToken>, StoreError>;
+
+    /// Revoke the operator token with public id `id` at `now_unix_ms` and end its dashboard
+    /// sessions; false if there is no such token.
+    /// MLflow: tag `sphere.operator_revoked.<hash>` on `<ns>/auth` (never overwritten by
+    /// anything else, so no other write can undo it).
+    fn revoke_operator_token(&self, id: &str, now_unix_ms: u64) -> Result<bool, StoreError>;
+
+    /// Record a use of the token with this hash at `now_unix_ms` (the caller throttles).
+    /// MLflow: tag `sphere.operator_used.<hash>` on `<ns>/auth`.
+    fn touch_operator_token(
+        &self,
+        token_hash: &SecretHash,
+        now_unix_ms: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Store a new dashboard session.
+    /// MLflow: a run in `<ns>/auth` tagged `sphere.kind=session`, `sphere.session_sha256`, ...
+    fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
+
+    /// The session with this hash, if stored (expired ones too: the caller checks).
+    /// MLflow: `runs/search` on `sphere.session_sha256`.
+    fn session(&self, session_hash: &SecretHash) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Record activity of a session at `now_unix_ms` (the caller throttles).
+    fn touch_session(&self, session_hash: &SecretHash, now_unix_ms: u64) -> Result<(), StoreError>;
+
+    /// Delete a session (logout, or found expired); deleting a missing one is not an error.
+    /// MLflow: `runs/delete`.
+    fn delete_session(&self, session_hash: &SecretHash) -> Result<(), StoreError>;
+
+    /// Delete every session that ended by `now_unix_ms` (expired, or idle for `idle_ms`);
+    /// returns how many.
+    fn purge_sessions(&self, now_unix_ms: u64, idle_ms: u64) -> Result<usize, StoreError>;
+
+    /// Who owns the token with this hash, if anyone (an operator token whatever its state:
+    /// the caller checks it with [`Tracking::operator_token`]).
     /// MLflow: `<ns>/auth`'s tags (cached briefly), else `experiments/search` on the device
     /// experiments' `sphere.token_sha256` tag.
     fn token_owner(&self, token_hash: &SecretHash) -> Result<Option<Principal>, StoreError>;

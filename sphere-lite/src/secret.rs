@@ -1,4 +1,5 @@
-//! Secrets (device tokens, operator tokens, enrollment keys): generation, hashing, comparison.
+//! Secrets (device tokens, operator tokens, enrollment keys, dashboard session ids): generation,
+//! hashing, comparison, public ids.
 //!
 //! Why: the original server had no authentication at all. Secrets here are 32 random bytes from
 //! the OS, shown once as base64url with a kind prefix; only their SHA-256 is stored, and stored
@@ -19,6 +20,8 @@ pub enum SecretKind {
     OperatorToken,
     /// An enrollment key (`sle_`).
     EnrollmentKey,
+    /// A dashboard session id, carried by the session cookie (`sls_`). Never a bearer token.
+    Session,
 }
 
 impl SecretKind {
@@ -27,6 +30,7 @@ impl SecretKind {
             SecretKind::DeviceToken => "sld_",
             SecretKind::OperatorToken => "slo_",
             SecretKind::EnrollmentKey => "sle_",
+            SecretKind::Session => "sls_",
         }
     }
 }
@@ -58,6 +62,19 @@ pub fn hash(secret: &str) -> SecretHash {
     Sha256::digest(secret.as_bytes()).into()
 }
 
+/// The public id of a stored secret: `prefix` + the first 12 hex digits of SHA-256 over a
+/// fixed label and the secret's hash. Derived, not random, so every replica (and a migration
+/// of records stored before ids existed) gives a secret the same id; it reveals nothing that
+/// helps find the secret.
+pub fn public_id(prefix: &str, hash: &SecretHash) -> String {
+    let mut h = Sha256::new();
+    h.update(b"sphere-lite public id v1");
+    h.update(hash);
+    let digest = h.finalize();
+    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{hex}")
+}
+
 /// Constant-time equality of two hashes.
 pub fn hashes_equal(a: &SecretHash, b: &SecretHash) -> bool {
     a.ct_eq(b).into()
@@ -76,5 +93,11 @@ mod tests {
         assert_eq!(a.len(), 4 + 43);
         assert!(hashes_equal(&hash(&a), &hash(&a)));
         assert!(!hashes_equal(&hash(&a), &hash(&b)));
+        let s = generate(SecretKind::Session).unwrap();
+        assert!(s.starts_with("sls_"));
+        let id = public_id("tok-", &hash(&a));
+        assert_eq!(id.len(), 4 + 12);
+        assert_eq!(id, public_id("tok-", &hash(&a)));
+        assert_ne!(id, public_id("tok-", &hash(&b)));
     }
 }

@@ -565,8 +565,9 @@ fn the_embedding_export_carries_labels_and_filters_by_status() {
             let (status, _) = server.get(paths::EMBEDDINGS_EXPORT, None);
             assert_eq!(status, 401);
             // The dashboard's download: the same export behind the session cookie.
+            let session = server.login(&operator);
             let download = ureq::get(&server.url("/ui/exports/embeddings?status=validated"))
-                .set("Cookie", &format!("sphere_session={operator}"))
+                .set("Cookie", &format!("sphere_session={session}"))
                 .call()
                 .unwrap();
             assert!(
@@ -613,7 +614,8 @@ fn device_text_cannot_inject_markup_into_the_data_hub_pages() {
                 (dev, sphere.create_operator_token("alice").unwrap())
             };
             let server = TestServer::start(b.open());
-            let page = |path: &str| server.page(&ureq::agent(), path, &operator);
+            let session = server.login(&operator);
+            let page = |path: &str| server.page(&ureq::agent(), path, &session);
             for (path, status, escaped) in [
                 (
                     format!("/ui/logs?device={dev}"),

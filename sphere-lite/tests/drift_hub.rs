@@ -11,8 +11,9 @@ use serde_json::{Value, json};
 use sphere_lite::domain::Sphere;
 use sphere_lite::ports::{
     ConfigLayer, DecideOutcome, Decision, DeviceRecord, DeviceSettings, DriftEventFilter,
-    EnrollOutcome, PackageRecord, PredictionCursor, PredictionFilter, Principal, Recorded,
-    ReleaseRecord, Rollout, SecretHash, StoreError, Tracking,
+    EnrollOutcome, EnrollmentKey, OperatorToken, PackageRecord, PredictionCursor,
+    PredictionFilter, Principal, Recorded, ReleaseRecord, Rollout, SecretHash, SessionRecord,
+    StoreError, Tracking,
 };
 use tinylcm_protocol::api::{DriftEventView, EnrollRequest, FeedbackItem, FeedbackVerdict};
 use tinylcm_protocol::datahub::PredictionView;
@@ -595,14 +596,52 @@ struct CrashBeforeMark {
 }
 
 impl Tracking for CrashBeforeMark {
-    fn add_enrollment_key(&self, h: SecretHash, uses: u32) -> Result<(), StoreError> {
-        self.inner.add_enrollment_key(h, uses)
+    fn add_enrollment_key(&self, k: &EnrollmentKey) -> Result<(), StoreError> {
+        self.inner.add_enrollment_key(k)
     }
-    fn enroll(&self, h: SecretHash, d: &DeviceRecord) -> Result<EnrollOutcome, StoreError> {
-        self.inner.enroll(h, d)
+    fn enrollment_keys(&self) -> Result<Vec<EnrollmentKey>, StoreError> {
+        self.inner.enrollment_keys()
     }
-    fn add_operator_token(&self, name: &str, h: SecretHash) -> Result<(), StoreError> {
-        self.inner.add_operator_token(name, h)
+    fn revoke_enrollment_key(&self, id: &str, now: u64) -> Result<bool, StoreError> {
+        self.inner.revoke_enrollment_key(id, now)
+    }
+    fn enroll(
+        &self,
+        h: SecretHash,
+        d: &DeviceRecord,
+        now: u64,
+    ) -> Result<EnrollOutcome, StoreError> {
+        self.inner.enroll(h, d, now)
+    }
+    fn add_operator_token(&self, t: &OperatorToken) -> Result<(), StoreError> {
+        self.inner.add_operator_token(t)
+    }
+    fn operator_token(&self, h: &SecretHash) -> Result<Option<OperatorToken>, StoreError> {
+        self.inner.operator_token(h)
+    }
+    fn operator_tokens(&self) -> Result<Vec<OperatorToken>, StoreError> {
+        self.inner.operator_tokens()
+    }
+    fn revoke_operator_token(&self, id: &str, now: u64) -> Result<bool, StoreError> {
+        self.inner.revoke_operator_token(id, now)
+    }
+    fn touch_operator_token(&self, h: &SecretHash, now: u64) -> Result<(), StoreError> {
+        self.inner.touch_operator_token(h, now)
+    }
+    fn create_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
+        self.inner.create_session(s)
+    }
+    fn session(&self, h: &SecretHash) -> Result<Option<SessionRecord>, StoreError> {
+        self.inner.session(h)
+    }
+    fn touch_session(&self, h: &SecretHash, now: u64) -> Result<(), StoreError> {
+        self.inner.touch_session(h, now)
+    }
+    fn delete_session(&self, h: &SecretHash) -> Result<(), StoreError> {
+        self.inner.delete_session(h)
+    }
+    fn purge_sessions(&self, now: u64, idle_ms: u64) -> Result<usize, StoreError> {
+        self.inner.purge_sessions(now, idle_ms)
     }
     fn token_owner(&self, h: &SecretHash) -> Result<Option<Principal>, StoreError> {
         self.inner.token_owner(h)

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use sphere_lite::adapters::{MlflowSettings, MlflowTracking};
 use sphere_lite::ports::{
-    DecideOutcome, Decision, DeviceRecord, DriftEventFilter, EnrollOutcome, PackageRecord,
-    Recorded, Tracking,
+    DecideOutcome, Decision, DeviceRecord, DriftEventFilter, EnrollOutcome, EnrollmentKey,
+    PackageRecord, Recorded, Tracking,
 };
 use tinylcm_protocol::api::{DriftEventStatus, DriftEventView, DriftVerdict, FeedbackVerdict};
 
@@ -73,15 +73,32 @@ fn event(device: &str, seq: u64) -> DriftEventView {
     }
 }
 
+/// A key of `uses` uses without expiry.
+fn key(hash: [u8; 32], uses: u32) -> EnrollmentKey {
+    EnrollmentKey {
+        id: format!("key-{}", hash[0]),
+        name: None,
+        key_hash: hash,
+        remaining: Some(uses),
+        used: 0,
+        created_unix_ms: 1,
+        expires_unix_ms: None,
+        revoked_unix_ms: None,
+    }
+}
+
 #[test]
 fn an_enrollment_key_enrolls_exactly_its_uses_across_replicas() {
     let Some(r) = replicas("enroll") else { return };
-    r[0].add_enrollment_key([7; 32], 3).unwrap();
+    r[0].add_enrollment_key(&key([7; 32], 3)).unwrap();
     let outcomes: Vec<EnrollOutcome> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8u8)
             .map(|i| {
                 let t = r[usize::from(i % 2)].clone();
-                s.spawn(move || t.enroll([7; 32], &device(&format!("dev-{i}"), i)).unwrap())
+                s.spawn(move || {
+                    t.enroll([7; 32], &device(&format!("dev-{i}"), i), 1)
+                        .unwrap()
+                })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -100,7 +117,7 @@ fn an_enrollment_key_enrolls_exactly_its_uses_across_replicas() {
     );
     assert_eq!(r[1].devices().unwrap().len(), 3);
     assert_eq!(
-        r[1].enroll([8; 32], &device("dev-x", 99)).unwrap(),
+        r[1].enroll([8; 32], &device("dev-x", 99), 1).unwrap(),
         EnrollOutcome::UnknownKey
     );
 }
@@ -108,9 +125,9 @@ fn an_enrollment_key_enrolls_exactly_its_uses_across_replicas() {
 #[test]
 fn one_decision_wins_across_replicas_and_feedback_ids_stay_unique() {
     let Some(r) = replicas("decide") else { return };
-    r[0].add_enrollment_key([1; 32], 1).unwrap();
+    r[0].add_enrollment_key(&key([1; 32], 1)).unwrap();
     assert_eq!(
-        r[0].enroll([1; 32], &device("dev-a", 1)).unwrap(),
+        r[0].enroll([1; 32], &device("dev-a", 1), 1).unwrap(),
         EnrollOutcome::Enrolled
     );
     assert_eq!(r[1].put_drift_events(&[event("dev-a", 1)]).unwrap(), 1);
@@ -230,8 +247,8 @@ fn a_package_recorded_by_two_replicas_at_once_is_one_package() {
     let Some(r) = replicas("packages") else {
         return;
     };
-    r[0].add_enrollment_key([2; 32], 1).unwrap();
-    r[0].enroll([2; 32], &device("dev-b", 2)).unwrap();
+    r[0].add_enrollment_key(&key([2; 32], 1)).unwrap();
+    r[0].enroll([2; 32], &device("dev-b", 2), 1).unwrap();
     let record = PackageRecord {
         device_id: "dev-b".into(),
         package_id: "p1".into(),

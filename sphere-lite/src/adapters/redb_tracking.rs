@@ -18,16 +18,18 @@ use tinylcm_protocol::datahub::PredictionView;
 use super::series::{MAX_SCAN_POINTS, thin};
 use crate::ports::{
     ConfigLayer, DecideOutcome, Decision, DeviceRecord, DeviceSettings, DriftEventFilter,
-    EnrollOutcome, PackageRecord, PredictionCursor, PredictionFilter, Principal, Recorded,
-    ReleaseRecord, Rollout, SecretHash, StoreError, Tracking,
+    EnrollOutcome, EnrollmentKey, OperatorToken, PackageRecord, PredictionCursor,
+    PredictionFilter, Principal, Recorded, ReleaseRecord, Rollout, SecretHash, SessionRecord,
+    StoreError, Tracking,
 };
+
+#[path = "redb_credentials.rs"]
+mod credentials;
 
 /// device id → JSON [`DeviceRecord`].
 const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
 /// token hash → JSON [`Principal`].
 const TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tokens");
-/// enrollment key hash → remaining uses (0 = spent, kept so a reuse is told apart from a typo).
-const ENROLLMENT_KEYS: TableDefinition<&[u8], u32> = TableDefinition::new("enrollment_keys");
 /// `<device>/<package>` → JSON [`PackageRecord`].
 const PACKAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("packages");
 /// `<accepted ms, 20 digits>/<device>/<package>` → () for accepted, unprocessed packages.
@@ -117,7 +119,7 @@ impl RedbTracking {
         {
             tx.open_table(DEVICES).map_err(err)?;
             tx.open_table(TOKENS).map_err(err)?;
-            tx.open_table(ENROLLMENT_KEYS).map_err(err)?;
+            credentials::migrate(&tx)?;
             tx.open_table(PACKAGES).map_err(err)?;
             tx.open_table(PENDING).map_err(err)?;
             tx.open_table(DRIFT_EVENTS).map_err(err)?;
@@ -246,70 +248,75 @@ fn append_feedback_in(
 }
 
 impl Tracking for RedbTracking {
-    fn add_enrollment_key(&self, key_hash: SecretHash, uses: u32) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(err)?;
-        tx.open_table(ENROLLMENT_KEYS)
-            .map_err(err)?
-            .insert(key_hash.as_slice(), uses)
-            .map_err(err)?;
-        tx.commit().map_err(err)
+    fn add_enrollment_key(&self, key: &EnrollmentKey) -> Result<(), StoreError> {
+        self.add_key(key)
+    }
+
+    fn enrollment_keys(&self) -> Result<Vec<EnrollmentKey>, StoreError> {
+        self.keys()
+    }
+
+    fn revoke_enrollment_key(&self, id: &str, now_unix_ms: u64) -> Result<bool, StoreError> {
+        self.revoke_key(id, now_unix_ms)
     }
 
     fn enroll(
         &self,
         key_hash: SecretHash,
         device: &DeviceRecord,
+        now_unix_ms: u64,
     ) -> Result<EnrollOutcome, StoreError> {
-        let tx = self.db.begin_write().map_err(err)?;
-        {
-            let mut keys = tx.open_table(ENROLLMENT_KEYS).map_err(err)?;
-            let remaining = keys
-                .get(key_hash.as_slice())
-                .map_err(err)?
-                .map(|v| v.value());
-            match remaining {
-                None => return Ok(EnrollOutcome::UnknownKey),
-                Some(0) => return Ok(EnrollOutcome::KeyUsedUp),
-                Some(n) => {
-                    keys.insert(key_hash.as_slice(), n - 1).map_err(err)?;
-                }
-            }
-            let mut devices = tx.open_table(DEVICES).map_err(err)?;
-            if devices
-                .get(device.device_id.as_str())
-                .map_err(err)?
-                .is_some()
-            {
-                return Err(StoreError::new("redb", "device id collision"));
-            }
-            devices
-                .insert(device.device_id.as_str(), to_json(device)?.as_slice())
-                .map_err(err)?;
-            tx.open_table(TOKENS)
-                .map_err(err)?
-                .insert(
-                    device.token_hash.as_slice(),
-                    to_json(&Principal::Device(device.device_id.clone()))?.as_slice(),
-                )
-                .map_err(err)?;
-        }
-        tx.commit().map_err(err)?;
-        Ok(EnrollOutcome::Enrolled)
+        self.enroll_with_key(key_hash, device, now_unix_ms)
     }
 
-    fn add_operator_token(&self, name: &str, token_hash: SecretHash) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(err)?;
-        tx.open_table(TOKENS)
-            .map_err(err)?
-            .insert(
-                token_hash.as_slice(),
-                to_json(&Principal::Operator(name.to_owned()))?.as_slice(),
-            )
-            .map_err(err)?;
-        tx.commit().map_err(err)
+    fn add_operator_token(&self, token: &OperatorToken) -> Result<(), StoreError> {
+        self.add_operator(token)
+    }
+
+    fn operator_token(&self, token_hash: &SecretHash) -> Result<Option<OperatorToken>, StoreError> {
+        self.operator(token_hash)
+    }
+
+    fn operator_tokens(&self) -> Result<Vec<OperatorToken>, StoreError> {
+        self.operators()
+    }
+
+    fn revoke_operator_token(&self, id: &str, now_unix_ms: u64) -> Result<bool, StoreError> {
+        self.revoke_operator(id, now_unix_ms)
+    }
+
+    fn touch_operator_token(
+        &self,
+        token_hash: &SecretHash,
+        now_unix_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.touch_operator(token_hash, now_unix_ms)
+    }
+
+    fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        self.add_session(session)
+    }
+
+    fn session(&self, session_hash: &SecretHash) -> Result<Option<SessionRecord>, StoreError> {
+        self.session_of(session_hash)
+    }
+
+    fn touch_session(&self, session_hash: &SecretHash, now_unix_ms: u64) -> Result<(), StoreError> {
+        self.touch_session_at(session_hash, now_unix_ms)
+    }
+
+    fn delete_session(&self, session_hash: &SecretHash) -> Result<(), StoreError> {
+        self.remove_session(session_hash)
+    }
+
+    fn purge_sessions(&self, now_unix_ms: u64, idle_ms: u64) -> Result<usize, StoreError> {
+        self.purge(now_unix_ms, idle_ms)
     }
 
     fn token_owner(&self, token_hash: &SecretHash) -> Result<Option<Principal>, StoreError> {
+        if let Some(token) = self.operator(token_hash)? {
+            return Ok(Some(Principal::Operator(token.name)));
+        }
         let tx = self.db.begin_read().map_err(err)?;
         let table = tx.open_table(TOKENS).map_err(err)?;
         match table.get(token_hash.as_slice()).map_err(err)? {
@@ -971,16 +978,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let t = RedbTracking::open(&dir.path().join("s.redb")).unwrap();
         assert_eq!(
-            t.enroll([1; 32], &device("a", 9)).unwrap(),
+            t.enroll([1; 32], &device("a", 9), 10).unwrap(),
             EnrollOutcome::UnknownKey
         );
-        t.add_enrollment_key([1; 32], 1).unwrap();
+        t.add_enrollment_key(&EnrollmentKey {
+            id: "key-1".into(),
+            name: None,
+            key_hash: [1; 32],
+            remaining: Some(1),
+            used: 0,
+            created_unix_ms: 1,
+            expires_unix_ms: Some(20),
+            revoked_unix_ms: None,
+        })
+        .unwrap();
         assert_eq!(
-            t.enroll([1; 32], &device("a", 9)).unwrap(),
+            t.enroll([1; 32], &device("a", 9), 10).unwrap(),
             EnrollOutcome::Enrolled
         );
         assert_eq!(
-            t.enroll([1; 32], &device("b", 8)).unwrap(),
+            t.enroll([1; 32], &device("b", 8), 10).unwrap(),
             EnrollOutcome::KeyUsedUp
         );
         assert_eq!(

@@ -4,7 +4,7 @@
 //! only ever authorises its own device (compared in constant time against the device record),
 //! and operator routes need an operator token.
 
-use super::{DomainError, Sphere, now_unix_ms};
+use super::{DomainError, Operator, Sphere, now_unix_ms};
 use crate::ports::Principal;
 use crate::secret;
 
@@ -75,16 +75,26 @@ impl Sphere {
         }
     }
 
-    /// Check that `authorization` carries an operator token; returns the operator's name.
+    /// Check that `authorization` carries an active operator token (of either role: writes
+    /// are refused to read-only tokens before any route runs, in `http::access`); returns the
+    /// operator's name. Expired or revoked tokens → 401 saying so; a device token → 403.
     pub fn authorize_operator(&self, authorization: Option<&str>) -> Result<String, DomainError> {
+        self.operator(authorization).map(|o| o.name)
+    }
+
+    /// As [`Sphere::authorize_operator`], with the token's role and id.
+    pub fn operator(&self, authorization: Option<&str>) -> Result<Operator, DomainError> {
         let token = bearer(authorization).ok_or_else(missing)?;
-        match self.tracking.token_owner(&secret::hash(token))? {
-            Some(Principal::Operator(name)) => Ok(name),
+        let hash = secret::hash(token);
+        if let Some(operator) = self.active_operator(&hash)? {
+            return Ok(operator);
+        }
+        match self.tracking.token_owner(&hash)? {
             Some(Principal::Device(_)) => Err(DomainError::Forbidden {
                 error: "this route needs an operator token".into(),
-                fix: Some("create one with `sphere-lite token create --operator NAME`".into()),
+                fix: Some("create one with `sphere-lite token create --name NAME`".into()),
             }),
-            None => Err(missing()),
+            _ => Err(missing()),
         }
     }
 }

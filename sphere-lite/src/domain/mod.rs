@@ -7,6 +7,7 @@
 //! it on the blocking pool.
 
 mod auth;
+mod credentials;
 mod dashboard;
 mod datahub;
 #[doc(hidden)]
@@ -26,6 +27,10 @@ pub use ingest::prepare_spool_dir;
 use serde::{Deserialize, Serialize};
 use tinylcm_protocol::api::{EnrollRequest, EnrollResponse};
 
+pub use credentials::{
+    KeyView, MAX_EXPIRY_MS, Operator, SESSION_IDLE_MS, SESSION_LIFETIME_MS, TokenView,
+    USE_RECORD_INTERVAL_MS, parse_lifetime,
+};
 pub use dashboard::{
     DriftTally, ImagePage, MAX_DASHBOARD_PAGE, PackagePage, SampleImage, TALLY_SCAN_CAP,
     is_image_key,
@@ -131,6 +136,8 @@ pub struct Sphere {
     live_closed: tokio::sync::watch::Sender<bool>,
     /// Keys whose signatures a published release must carry (none: publishing is refused).
     release_keys: Vec<tinylcm_protocol::release::PublicKey>,
+    /// When this process last wrote a token's use or a session's activity.
+    use_throttle: credentials::UseThrottle,
 }
 
 pub use tinylcm_protocol::time::now_unix_ms;
@@ -147,6 +154,7 @@ impl Sphere {
             changes: tokio::sync::broadcast::channel(CHANGE_BUFFER).0,
             live_closed: tokio::sync::watch::channel(false).0,
             release_keys: Vec::new(),
+            use_throttle: Default::default(),
         }
     }
 
@@ -194,34 +202,6 @@ impl Sphere {
         self.max_upload_bytes
     }
 
-    /// Create an operator token for `name`; returns the token (shown once, only its hash is kept).
-    pub fn create_operator_token(&self, name: &str) -> Result<String, DomainError> {
-        let name = name.trim();
-        if name.is_empty() || name.len() > MAX_LABEL_BYTES || name.chars().any(char::is_control) {
-            return Err(DomainError::BadRequest {
-                error: "operator name must be 1 to 200 printable characters".into(),
-                fix: Some("pass --operator with a short name, e.g. --operator alice".into()),
-            });
-        }
-        let token = secret::generate(SecretKind::OperatorToken)?;
-        self.tracking
-            .add_operator_token(name, secret::hash(&token))?;
-        Ok(token)
-    }
-
-    /// Create an enrollment key good for `uses` enrollments; returns the key (shown once).
-    pub fn create_enrollment_key(&self, uses: u32) -> Result<String, DomainError> {
-        if uses == 0 {
-            return Err(DomainError::BadRequest {
-                error: "an enrollment key needs at least one use".into(),
-                fix: Some("pass --uses 1 or more".into()),
-            });
-        }
-        let key = secret::generate(SecretKind::EnrollmentKey)?;
-        self.tracking.add_enrollment_key(secret::hash(&key), uses)?;
-        Ok(key)
-    }
-
     /// Trade an enrollment key for a new device id and device token.
     pub fn enroll(&self, request: &EnrollRequest) -> Result<EnrollResponse, DomainError> {
         check_label("name", request.name.as_deref())?;
@@ -248,7 +228,7 @@ impl Sphere {
         };
         match self
             .tracking
-            .enroll(secret::hash(&request.enrollment_key), &record)?
+            .enroll(secret::hash(&request.enrollment_key), &record, now)?
         {
             EnrollOutcome::Enrolled => {
                 tracing::info!(device = %device_id, name = ?request.name, "device enrolled");
@@ -264,6 +244,14 @@ impl Sphere {
             }),
             EnrollOutcome::KeyUsedUp => Err(DomainError::Forbidden {
                 error: "this enrollment key has been used up".into(),
+                fix: Some("ask the operator for a new enrollment key".into()),
+            }),
+            EnrollOutcome::KeyExpired => Err(DomainError::Forbidden {
+                error: "this enrollment key has expired".into(),
+                fix: Some("ask the operator for a new enrollment key".into()),
+            }),
+            EnrollOutcome::KeyRevoked => Err(DomainError::Forbidden {
+                error: "this enrollment key was revoked".into(),
                 fix: Some("ask the operator for a new enrollment key".into()),
             }),
         }
@@ -291,9 +279,7 @@ impl Sphere {
                 fix: Some("choose another id, or rotate the existing device's token".into()),
             });
         }
-        let key = secret::generate(SecretKind::EnrollmentKey)?;
-        let key_hash = secret::hash(&key);
-        self.tracking.add_enrollment_key(key_hash, 1)?;
+        let key_hash = self.internal_key(device_id)?;
         let token = secret::generate(SecretKind::DeviceToken)?;
         let now = now_unix_ms();
         let record = DeviceRecord {
@@ -305,7 +291,7 @@ impl Sphere {
             last_seen_unix_ms: now,
             packages: 0,
         };
-        match self.tracking.enroll(key_hash, &record)? {
+        match self.tracking.enroll(key_hash, &record, now)? {
             EnrollOutcome::Enrolled => {
                 tracing::info!(device = %device_id, ?name, "device added by an operator");
                 self.deliver_config_logged(device_id);

@@ -4,6 +4,7 @@
 //! so they run on tokio's blocking pool. Authentication runs before the body is read, and the
 //! body is bounded by `Content-Length` and a hard cap before a byte is buffered.
 
+pub mod access;
 mod config;
 mod datahub;
 mod fleet;
@@ -535,8 +536,9 @@ pub fn routes(
 
     let drift = drift_routes(sphere.clone()).boxed();
     let dashboard = crate::web::routes(sphere.clone()).boxed();
+    let read_only_gate = access::read_only_gate(sphere.clone());
 
-    status
+    let all = status
         .or(openapi)
         .unify()
         .or(ops)
@@ -563,6 +565,9 @@ pub fn routes(
         .unify()
         .or(upload)
         .unify()
+        .boxed();
+    read_only_gate
+        .and(all)
         .recover(recover)
         .unify()
         .with(warp::log::custom(move |info| {

@@ -6,13 +6,16 @@
 //! the pages are askama templates compiled into the binary (every value HTML-escaped), the CSS
 //! and the small script are embedded files. The rules that keep it safe:
 //!
-//! * **Login**: the operator pastes their operator token; it is checked like a bearer token
-//!   and kept in an `HttpOnly`, `SameSite=Strict` cookie (`Secure` behind TLS), scoped to
-//!   `/ui`. Nothing is stored on the server, so replicas agree and revoking the token ends the
-//!   session at once. Device tokens are refused. Pages without a valid session redirect to the
-//!   login page; images and the live stream answer 401.
+//! * **Login**: the operator pastes their operator token; an active one (not expired, not
+//!   revoked) starts a server-side session (`domain::credentials`): a new random session id
+//!   goes into an `HttpOnly`, `SameSite=Strict` cookie (`Secure` behind TLS) scoped to `/ui`,
+//!   and only its hash is stored, bound to the token. The cookie is never the token: it is
+//!   worthless as a bearer token on the API, and a token put in the cookie is no session.
+//!   Logout deletes the session; it also ends after 12 h, after 1 h without a request, and
+//!   when its token is revoked or expires. Device tokens are refused. Pages without a valid
+//!   session redirect to the login page; images and the live stream answer 401.
 //! * **CSRF**: every POST carries a token derived from the session (HMAC-SHA256 keyed by the
-//!   session token), compared in constant time; a present `Origin` must be this host and a
+//!   session id), compared in constant time; a present `Origin` must be this host and a
 //!   present `Sec-Fetch-Site` must be same-origin.
 //! * **Headers**: a strict `Content-Security-Policy` (no inline script, nothing from other
 //!   origins, no framing), `nosniff`, no referrer to other sites, `no-store`.
@@ -56,8 +59,9 @@ use pages::{
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "sphere_session";
 
-/// How long a login lasts (seconds); the operator token itself stays valid.
-pub const SESSION_SECONDS: u64 = 12 * 3600;
+/// How long a login lasts at most (seconds): the cookie's `Max-Age`, equal to the server-side
+/// session's lifetime.
+pub const SESSION_SECONDS: u64 = crate::domain::SESSION_LIFETIME_MS / 1000;
 
 /// A device counts as online when its last authenticated request is at most this old.
 pub const ONLINE_WINDOW_MS: u64 = 10 * 60 * 1000;
@@ -78,7 +82,7 @@ const DEVICE_MENU: usize = 500;
 /// Largest form body (bytes).
 const MAX_FORM_BYTES: u64 = 64 * 1024;
 
-/// Longest session cookie value accepted (operator tokens are 47 bytes).
+/// Longest session cookie value accepted (session ids are 47 bytes).
 const MAX_TOKEN_BYTES: usize = 256;
 
 const APP_CSS: &str = include_str!("static/app.css");
@@ -98,6 +102,7 @@ struct Ctx {
 /// A logged-in operator.
 struct Session {
     name: String,
+    /// The session id (the cookie's value): the CSRF key.
     token: String,
 }
 
@@ -126,7 +131,8 @@ pub fn csrf_token(session_token: &str) -> String {
         .collect()
 }
 
-fn cookie_safe(token: &str) -> bool {
+/// Whether a cookie value can be a session id at all (short, URL-safe characters).
+pub(crate) fn cookie_safe(token: &str) -> bool {
     !token.is_empty()
         && token.len() <= MAX_TOKEN_BYTES
         && token
@@ -219,16 +225,19 @@ async fn run<T: Send + 'static>(
         .unwrap_or_else(|e| Err(crate::ports::StoreError::new("task", e).into()))
 }
 
-/// The operator behind the session cookie, if it holds a valid operator token.
+/// The operator behind the session cookie, if it names a live session.
 async fn session(ctx: &Ctx) -> Result<Option<Session>, Response> {
     let Some(token) = ctx.session.clone().filter(|t| cookie_safe(t)) else {
         return Ok(None);
     };
     let sphere = ctx.sphere.clone();
-    let bearer = format!("Bearer {token}");
-    match run(move || sphere.authorize_operator(Some(&bearer))).await {
-        Ok(name) => Ok(Some(Session { name, token })),
-        Err(DomainError::Unauthorized { .. } | DomainError::Forbidden { .. }) => Ok(None),
+    let id = token.clone();
+    match run(move || sphere.session_operator(&id)).await {
+        Ok(Some(operator)) => Ok(Some(Session {
+            name: operator.name,
+            token,
+        })),
+        Ok(None) => Ok(None),
         Err(e) => Err(domain_error(None, e, "/ui/login")),
     }
 }
@@ -573,13 +582,11 @@ async fn login(ctx: Ctx, body: bytes::Bytes) -> Page {
         return Err(refuse(StatusCode::UNAUTHORIZED, "unknown operator token"));
     }
     let sphere = ctx.sphere.clone();
-    let bearer = format!("Bearer {token}");
-    match run(move || sphere.authorize_operator(Some(&bearer))).await {
-        Ok(name) => {
-            tracing::info!(operator = %name, "dashboard login");
+    match run(move || sphere.login(&token)).await {
+        Ok((session_id, _operator)) => {
             let mut r = redirect("/ui/fleet");
             let cookie = format!(
-                "{SESSION_COOKIE}={token}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECONDS}{}",
+                "{SESSION_COOKIE}={session_id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECONDS}{}",
                 if ctx.https { "; Secure" } else { "" }
             );
             if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -591,8 +598,8 @@ async fn login(ctx: Ctx, body: bytes::Bytes) -> Page {
             StatusCode::FORBIDDEN,
             "device tokens cannot log in to the dashboard; use an operator token",
         )),
-        Err(DomainError::Unauthorized { .. }) => {
-            Err(refuse(StatusCode::UNAUTHORIZED, "unknown operator token"))
+        Err(DomainError::Unauthorized { error, .. }) => {
+            Err(refuse(StatusCode::UNAUTHORIZED, &error))
         }
         Err(e) => Err(domain_error(None, e, "/ui/login")),
     }
@@ -633,7 +640,12 @@ async fn post_guard(
 }
 
 async fn logout(ctx: Ctx, body: bytes::Bytes) -> Page {
-    post_guard(&ctx, &body, &["csrf"], None).await?;
+    let (session, _) = post_guard(&ctx, &body, &["csrf"], None).await?;
+    let sphere = ctx.sphere.clone();
+    let id = session.token;
+    run(move || sphere.logout(&id))
+        .await
+        .map_err(|e| domain_error(None, e, "/ui/fleet"))?;
     let mut r = redirect("/ui/login");
     let cookie = format!("{SESSION_COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0");
     if let Ok(v) = HeaderValue::from_str(&cookie) {

@@ -29,7 +29,11 @@ impl TestServer {
 
     /// Started over TLS when `tls` is given (then `url` still says `http`: use `addr`).
     pub fn start_with(sphere: Sphere, tls: Option<ServerTls>) -> TestServer {
-        let sphere = Arc::new(sphere);
+        Self::start_shared(Arc::new(sphere), tls)
+    }
+
+    /// Started on a service the test keeps a handle on (to change it while serving).
+    pub fn start_shared(sphere: Arc<Sphere>, tls: Option<ServerTls>) -> TestServer {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -158,6 +162,30 @@ impl TestServer {
 }
 
 impl TestServer {
+    /// Log in to the dashboard with `operator`'s token: the session cookie's value (a session
+    /// id, not the token).
+    pub fn login(&self, operator: &str) -> String {
+        let agent = ureq::AgentBuilder::new().redirects(0).build();
+        let r = agent
+            .post(&self.url("/ui/login"))
+            .set("Content-Type", "application/x-www-form-urlencoded")
+            .send_string(&format!("token={operator}"));
+        let r = match r {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(r.status(), 303, "login refused");
+        r.header("set-cookie")
+            .expect("a session cookie")
+            .strip_prefix("sphere_session=")
+            .expect("the session cookie")
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+
     /// GET the page `path` through `agent` as the operator logged in with session cookie
     /// `session`: (status, body), whatever the status.
     pub fn page(&self, agent: &ureq::Agent, path: &str, session: &str) -> (u16, String) {

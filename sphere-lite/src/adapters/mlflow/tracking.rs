@@ -19,9 +19,13 @@ use super::{MlflowSettings, names};
 use crate::adapters::series::thin;
 use crate::ports::{
     ConfigLayer, DecideOutcome, Decision, DeviceRecord, DeviceSettings, DriftEventFilter,
-    EnrollOutcome, PackageRecord, PredictionCursor, PredictionFilter, Principal, Recorded,
-    ReleaseRecord, Rollout, SecretHash, StoreError, Tracking,
+    EnrollOutcome, EnrollmentKey, OperatorToken, PackageRecord, PredictionCursor,
+    PredictionFilter, Principal, Recorded, ReleaseRecord, Rollout, SecretHash, SessionRecord,
+    StoreError, Tracking,
 };
+
+#[path = "tokens.rs"]
+mod tokens;
 
 /// How long the operator-token snapshot is trusted (a removed operator token stays valid this
 /// long on a replica that has it cached).
@@ -197,8 +201,8 @@ struct StoredItem {
 
 struct OperatorSnapshot {
     at: Instant,
-    /// token hash (hex) → operator name.
-    by_hash: HashMap<String, String>,
+    /// token hash (hex) → the token's record.
+    by_hash: HashMap<String, OperatorToken>,
 }
 
 /// Tracking in an MLflow server (see the [module docs](super) for the layout).
@@ -268,36 +272,6 @@ impl MlflowTracking {
 
     fn device_prefix(&self) -> Result<Literal, StoreError> {
         lit(&names::device(&self.namespace, ""))
-    }
-
-    fn operator_snapshot(&self, max_age: Duration) -> Result<HashMap<String, String>, StoreError> {
-        {
-            let cached = lock(&self.operators);
-            if let Some(s) = cached.as_ref() {
-                if s.at.elapsed() < max_age {
-                    return Ok(s.by_hash.clone());
-                }
-            }
-        }
-        let exp = self
-            .client
-            .experiment_by_name(&names::auth(&self.namespace))?
-            .filter(Experiment::is_active)
-            .ok_or_else(|| StoreError::new("mlflow", "the auth experiment is gone"))?;
-        let by_hash: HashMap<String, String> = exp
-            .tags
-            .iter()
-            .filter_map(|t| {
-                t.key
-                    .strip_prefix(OPERATOR_TOKEN_PREFIX)
-                    .map(|h| (h.to_owned(), t.value.clone()))
-            })
-            .collect();
-        *lock(&self.operators) = Some(OperatorSnapshot {
-            at: Instant::now(),
-            by_hash: by_hash.clone(),
-        });
-        Ok(by_hash)
     }
 
     fn package_runs(&self, device_id: &str, package_id: &str) -> Result<Vec<Run>, StoreError> {
@@ -827,118 +801,76 @@ fn problems_json(problems: &[String]) -> String {
 }
 
 impl Tracking for MlflowTracking {
-    fn add_enrollment_key(&self, key_hash: SecretHash, uses: u32) -> Result<(), StoreError> {
-        self.client.create_run(
-            &self.auth,
-            KIND_KEY,
-            crate::domain::now_unix_ms(),
-            &[
-                Tag::new(KIND, KIND_KEY),
-                Tag::new(KEY_HASH, hex(&key_hash)),
-                Tag::new(USES, uses.to_string()),
-            ],
-        )?;
-        Ok(())
+    fn add_enrollment_key(&self, key: &EnrollmentKey) -> Result<(), StoreError> {
+        self.store_key(key)
+    }
+
+    fn enrollment_keys(&self) -> Result<Vec<EnrollmentKey>, StoreError> {
+        self.all_keys()
+    }
+
+    fn revoke_enrollment_key(&self, id: &str, now_unix_ms: u64) -> Result<bool, StoreError> {
+        self.revoke_key(id, now_unix_ms)
     }
 
     fn enroll(
         &self,
         key_hash: SecretHash,
         device: &DeviceRecord,
+        now_unix_ms: u64,
     ) -> Result<EnrollOutcome, StoreError> {
-        let query = RunQuery {
-            experiment_ids: vec![self.auth.clone()],
-            filter: Filter::new()
-                .tag_eq(KIND, &lit_const(KIND_KEY))
-                .tag_eq(KEY_HASH, &lit(&hex(&key_hash))?)
-                .build(),
-            order_by: vec![],
-        };
-        let mut runs = self.client.search_runs(&query, MAX_DUPLICATES)?;
-        runs.sort_by(|a, b| {
-            (a.info.start_time, &a.info.run_id).cmp(&(b.info.start_time, &b.info.run_id))
-        });
-        let Some(key) = runs.into_iter().next() else {
-            return Ok(EnrollOutcome::UnknownKey);
-        };
-        let uses: u32 = key
-            .tag(USES)
-            .and_then(|u| u.parse().ok())
-            .ok_or_else(|| corrupt("enrollment key without uses"))?;
-        // Each use is a write-once param `use.<i>` = device id: of two replicas enrolling with
-        // the last use at once, exactly one gets it.
-        let mut claimed = false;
-        for i in 0..uses {
-            let slot = format!("{USE_PARAM_PREFIX}{i}");
-            if key.param(&slot).is_some() {
-                continue;
-            }
-            if self
-                .client
-                .claim_param(&key.info.run_id, &slot, &device.device_id)?
-                == ParamOutcome::Stored
-            {
-                claimed = true;
-                break;
-            }
-        }
-        if !claimed {
-            return Ok(EnrollOutcome::KeyUsedUp);
-        }
-        let mut tags = vec![
-            Tag::new(KIND, KIND_DEVICE),
-            Tag::new(DEVICE_ID, &device.device_id),
-            Tag::new(TOKEN, hex(&device.token_hash)),
-            Tag::new(ENROLLED, device.enrolled_unix_ms.to_string()),
-            Tag::new(LAST_SEEN, device.last_seen_unix_ms.to_string()),
-            Tag::new(PACKAGES, device.packages.to_string()),
-        ];
-        if let Some(n) = &device.name {
-            tags.push(Tag::new(NAME, n));
-        }
-        if let Some(h) = &device.hardware {
-            tags.push(Tag::new(HARDWARE, h));
-        }
-        let exp = match self
-            .client
-            .create_experiment(&names::device(&self.namespace, &device.device_id), &tags)
-        {
-            Ok(id) => id,
-            Err(e) if e.is_already_exists() => {
-                return Err(StoreError::new("mlflow", "device id collision"));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        self.client.create_run(
-            &exp,
-            KIND_QUEUE,
-            device.enrolled_unix_ms,
-            &[
-                Tag::new(KIND, KIND_QUEUE),
-                Tag::new(DEVICE, &device.device_id),
-            ],
-        )?;
-        Ok(EnrollOutcome::Enrolled)
+        self.enroll_with_key(key_hash, device, now_unix_ms)
     }
 
-    fn add_operator_token(&self, name: &str, token_hash: SecretHash) -> Result<(), StoreError> {
-        self.client.set_experiment_tag(
-            &self.auth,
-            &format!("{OPERATOR_TOKEN_PREFIX}{}", hex(&token_hash)),
-            name,
-        )?;
-        *lock(&self.operators) = None;
-        Ok(())
+    fn add_operator_token(&self, token: &OperatorToken) -> Result<(), StoreError> {
+        self.store_operator(token)
+    }
+
+    fn operator_token(&self, token_hash: &SecretHash) -> Result<Option<OperatorToken>, StoreError> {
+        self.find_operator(token_hash)
+    }
+
+    fn operator_tokens(&self) -> Result<Vec<OperatorToken>, StoreError> {
+        self.all_operators()
+    }
+
+    fn revoke_operator_token(&self, id: &str, now_unix_ms: u64) -> Result<bool, StoreError> {
+        self.revoke_operator(id, now_unix_ms)
+    }
+
+    fn touch_operator_token(
+        &self,
+        token_hash: &SecretHash,
+        now_unix_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.touch_operator(token_hash, now_unix_ms)
+    }
+
+    fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        self.store_session(session)
+    }
+
+    fn session(&self, session_hash: &SecretHash) -> Result<Option<SessionRecord>, StoreError> {
+        self.find_session(session_hash)
+    }
+
+    fn touch_session(&self, session_hash: &SecretHash, now_unix_ms: u64) -> Result<(), StoreError> {
+        self.touch_session_at(session_hash, now_unix_ms)
+    }
+
+    fn delete_session(&self, session_hash: &SecretHash) -> Result<(), StoreError> {
+        self.remove_session(session_hash)
+    }
+
+    fn purge_sessions(&self, now_unix_ms: u64, idle_ms: u64) -> Result<usize, StoreError> {
+        self.purge(now_unix_ms, idle_ms)
     }
 
     fn token_owner(&self, token_hash: &SecretHash) -> Result<Option<Principal>, StoreError> {
+        if let Some(token) = self.find_operator(token_hash)? {
+            return Ok(Some(Principal::Operator(token.name)));
+        }
         let h = hex(token_hash);
-        if let Some(name) = self.operator_snapshot(OPERATOR_CACHE_TTL)?.get(&h) {
-            return Ok(Some(Principal::Operator(name.clone())));
-        }
-        if let Some(name) = self.operator_snapshot(OPERATOR_MISS_REFRESH)?.get(&h) {
-            return Ok(Some(Principal::Operator(name.clone())));
-        }
         let prefix = self.device_prefix()?;
         let filter = Filter::new()
             .name_like_prefix(&prefix)
