@@ -507,8 +507,7 @@ pub trait Tracking: Send + Sync {
     /// assigned it, so it may fetch that file again later (a resumed download, a rollback)
     /// after its assignment moved on. Idempotent.
     /// MLflow: tag `sphere.granted/<name>/<version>` of the device's experiment.
-    fn grant_release(&self, device_id: &str, name: &str, version: &str)
-    -> Result<(), StoreError>;
+    fn grant_release(&self, device_id: &str, name: &str, version: &str) -> Result<(), StoreError>;
 
     /// Whether [`Tracking::grant_release`] was recorded for this device and release.
     /// MLflow: that tag of the device's experiment.
@@ -864,7 +863,9 @@ pub trait Blobs: Send + Sync {
         len: Option<u64>,
     ) -> Result<Option<BlobStream>, StoreError> {
         Ok(self.get(key)?.map(|bytes| {
-            let from = usize::try_from(start).unwrap_or(usize::MAX).min(bytes.len());
+            let from = usize::try_from(start)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
             let to = len.map_or(bytes.len(), |n| {
                 from.saturating_add(usize::try_from(n).unwrap_or(usize::MAX))
                     .min(bytes.len())

@@ -11,9 +11,8 @@ use serde_json::{Value, json};
 use sphere_lite::domain::Sphere;
 use sphere_lite::ports::{
     ConfigLayer, DecideOutcome, Decision, DeviceRecord, DeviceSettings, DriftEventFilter,
-    EnrollOutcome, EnrollmentKey, OperatorToken, PackageRecord, PredictionCursor,
-    PredictionFilter, Principal, Recorded, ReleaseRecord, Rollout, SecretHash, SessionRecord,
-    StoreError, Tracking,
+    EnrollOutcome, EnrollmentKey, OperatorToken, PackageRecord, PredictionCursor, PredictionFilter,
+    Principal, Recorded, ReleaseRecord, Rollout, SecretHash, SessionRecord, StoreError, Tracking,
 };
 use tinylcm_protocol::api::{DriftEventView, EnrollRequest, FeedbackItem, FeedbackVerdict};
 use tinylcm_protocol::datahub::PredictionView;

@@ -375,10 +375,16 @@ fn a_device_downloads_only_releases_it_is_or_was_assigned() {
 
             // v1 for group lab: its device downloads it; a device of no group does not, and
             // its 404 looks like the one for a release that does not exist.
-            let (status, _) =
-                server.post(&paths::rollout("net", "1"), Some(&op), br#"{"group": "lab"}"#);
+            let (status, _) = server.post(
+                &paths::rollout("net", "1"),
+                Some(&op),
+                br#"{"group": "lab"}"#,
+            );
             assert_eq!(status, 200);
-            assert_eq!(fetch(&server, "lab-1", &lab, "net", "1", None), (200, v1.clone()));
+            assert_eq!(
+                fetch(&server, "lab-1", &lab, "net", "1", None),
+                (200, v1.clone())
+            );
             let refused = fetch(&server, "field-1", &outsider, "net", "1", None);
             assert_eq!(refused.0, 404);
             assert_eq!(
@@ -388,8 +394,11 @@ fn a_device_downloads_only_releases_it_is_or_was_assigned() {
 
             // v2 replaces it: lab-1 may still fetch v1 (it was served it; a rollback or a
             // resumed download), lab-2 never was and may not; nobody outside gets v2.
-            let (status, _) =
-                server.post(&paths::rollout("net", "2"), Some(&op), br#"{"group": "lab"}"#);
+            let (status, _) = server.post(
+                &paths::rollout("net", "2"),
+                Some(&op),
+                br#"{"group": "lab"}"#,
+            );
             assert_eq!(status, 200);
             assert_eq!(fetch(&server, "lab-1", &lab, "net", "2", None).0, 200);
             assert_eq!(
@@ -398,7 +407,10 @@ fn a_device_downloads_only_releases_it_is_or_was_assigned() {
             );
             assert_eq!(fetch(&server, "lab-2", &late, "net", "1", None).0, 404);
             assert_eq!(fetch(&server, "lab-2", &late, "net", "2", None).0, 200);
-            assert_eq!(fetch(&server, "field-1", &outsider, "net", "2", None).0, 404);
+            assert_eq!(
+                fetch(&server, "field-1", &outsider, "net", "2", None).0,
+                404
+            );
         },
     );
 }
@@ -431,10 +443,19 @@ fn a_range_request_on_a_large_model_returns_exactly_the_bytes_asked() {
             let (status, whole) = fetch(&server, "big-1", &token, "large", "1", None);
             assert_eq!(status, 200);
             assert!(whole == model, "the whole file, byte for byte");
-            let (status, part) =
-                fetch(&server, "big-1", &token, "large", "1", Some("bytes=1000001-9000000"));
+            let (status, part) = fetch(
+                &server,
+                "big-1",
+                &token,
+                "large",
+                "1",
+                Some("bytes=1000001-9000000"),
+            );
             assert_eq!(status, 206);
-            assert!(part == model[1_000_001..=9_000_000], "exactly bytes 1000001..=9000000");
+            assert!(
+                part == model[1_000_001..=9_000_000],
+                "exactly bytes 1000001..=9000000"
+            );
             let tail = format!("bytes={}-", len - 70_000);
             let (status, part) = fetch(&server, "big-1", &token, "large", "1", Some(&tail));
             assert_eq!(status, 206);
@@ -452,7 +473,10 @@ fn a_range_request_on_a_large_model_returns_exactly_the_bytes_asked() {
             let Err(ureq::Error::Status(416, r)) = response else {
                 panic!("expected 416");
             };
-            assert_eq!(r.header("content-range"), Some(format!("bytes */{len}").as_str()));
+            assert_eq!(
+                r.header("content-range"),
+                Some(format!("bytes */{len}").as_str())
+            );
         },
     );
 }

@@ -18,9 +18,8 @@ use tinylcm_protocol::datahub::PredictionView;
 use super::series::{MAX_SCAN_POINTS, thin};
 use crate::ports::{
     ConfigLayer, DecideOutcome, Decision, DeviceRecord, DeviceSettings, DriftEventFilter,
-    EnrollOutcome, EnrollmentKey, OperatorToken, PackageRecord, PredictionCursor,
-    PredictionFilter, Principal, Recorded, ReleaseRecord, Rollout, SecretHash, SessionRecord,
-    StoreError, Tracking,
+    EnrollOutcome, EnrollmentKey, OperatorToken, PackageRecord, PredictionCursor, PredictionFilter,
+    Principal, Recorded, ReleaseRecord, Rollout, SecretHash, SessionRecord, StoreError, Tracking,
 };
 
 #[path = "redb_credentials.rs"]
@@ -842,12 +841,7 @@ impl Tracking for RedbTracking {
         self.all_json(ROLLOUTS)
     }
 
-    fn grant_release(
-        &self,
-        device_id: &str,
-        name: &str,
-        version: &str,
-    ) -> Result<(), StoreError> {
+    fn grant_release(&self, device_id: &str, name: &str, version: &str) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(err)?;
         {
             let mut table = tx.open_table(RELEASE_GRANTS).map_err(err)?;
@@ -870,7 +864,10 @@ impl Tracking for RedbTracking {
     ) -> Result<bool, StoreError> {
         let tx = self.db.begin_read().map_err(err)?;
         let table = tx.open_table(RELEASE_GRANTS).map_err(err)?;
-        Ok(table.get((device_id, name, version)).map_err(err)?.is_some())
+        Ok(table
+            .get((device_id, name, version))
+            .map_err(err)?
+            .is_some())
     }
 
     fn set_scope_config(&self, layer: &ConfigLayer) -> Result<(), StoreError> {

@@ -325,7 +325,10 @@ impl Sphere {
         if !now && !self.tracking.release_granted(device_id, name, version)? {
             return Err(not_found());
         }
-        let release = self.tracking.release(name, version)?.ok_or_else(not_found)?;
+        let release = self
+            .tracking
+            .release(name, version)?
+            .ok_or_else(not_found)?;
         if now && !self.tracking.release_granted(device_id, name, version)? {
             self.tracking.grant_release(device_id, name, version)?;
         }

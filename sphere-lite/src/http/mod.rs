@@ -502,37 +502,39 @@ pub fn routes(
         .untuple_one()
         .and(warp::header::optional::<u64>("content-length"))
         .and(warp::body::stream())
-    .and_then(
-        move |device: String, sphere: Arc<Sphere>, length: Option<u64>, body| {
-            let jobs = jobs.clone();
-            let gate = gate.clone();
-            let metrics = metrics.clone();
-            async move {
-                if length.is_some_and(|n| n > max_upload) {
-                    return Err(spool::SpoolError::TooLarge.rejection("package body", max_upload));
+        .and_then(
+            move |device: String, sphere: Arc<Sphere>, length: Option<u64>, body| {
+                let jobs = jobs.clone();
+                let gate = gate.clone();
+                let metrics = metrics.clone();
+                async move {
+                    if length.is_some_and(|n| n > max_upload) {
+                        return Err(
+                            spool::SpoolError::TooLarge.rejection("package body", max_upload)
+                        );
+                    }
+                    let permit = gate.enter(&device).await?;
+                    let file = spool::create(&sphere)?;
+                    spool::write(&file, body, max_upload)
+                        .await
+                        .map_err(|e| e.rejection("package body", max_upload))?;
+                    let d = device.clone();
+                    let response = blocking(move || {
+                        // Both live until the check and store are done, even if the client left.
+                        let result = sphere.accept_upload_file(&d, file.path());
+                        drop((file, permit));
+                        result
+                    })
+                    .await?;
+                    metrics.package(response.outcome == UploadOutcome::Accepted);
+                    if response.outcome == UploadOutcome::Accepted {
+                        // The package is durable already; a lost job is redone at next start.
+                        let _ = jobs.send((device, response.package_id.clone()));
+                    }
+                    Ok::<_, Rejection>(warp::reply::json(&response).into_response())
                 }
-                let permit = gate.enter(&device).await?;
-                let file = spool::create(&sphere)?;
-                spool::write(&file, body, max_upload)
-                    .await
-                    .map_err(|e| e.rejection("package body", max_upload))?;
-                let d = device.clone();
-                let response = blocking(move || {
-                    // Both live until the check and store are done, even if the client left.
-                    let result = sphere.accept_upload_file(&d, file.path());
-                    drop((file, permit));
-                    result
-                })
-                .await?;
-                metrics.package(response.outcome == UploadOutcome::Accepted);
-                if response.outcome == UploadOutcome::Accepted {
-                    // The package is durable already; a lost job is redone at next start.
-                    let _ = jobs.send((device, response.package_id.clone()));
-                }
-                Ok::<_, Rejection>(warp::reply::json(&response).into_response())
-            }
-        },
-    );
+            },
+        );
 
     let drift = drift_routes(sphere.clone()).boxed();
     let dashboard = crate::web::routes(sphere.clone()).boxed();

@@ -185,22 +185,22 @@ pub fn routes(
                 let (s, n, v) = (sphere.clone(), name.clone(), version.clone());
                 let release = blocking(move || s.model_release_for(&id, &n, &v)).await?;
                 let len = release.size;
-                let (status, start, count, content_range) =
-                    match byte_range(range.as_deref(), len) {
-                        None => (StatusCode::OK, 0, len, None),
-                        Some(Ok((start, end))) => (
-                            StatusCode::PARTIAL_CONTENT,
-                            start,
-                            end - start + 1,
-                            Some(format!("bytes {start}-{end}/{len}")),
-                        ),
-                        Some(Err(())) => (
-                            StatusCode::RANGE_NOT_SATISFIABLE,
-                            0,
-                            0,
-                            Some(format!("bytes */{len}")),
-                        ),
-                    };
+                let (status, start, count, content_range) = match byte_range(range.as_deref(), len)
+                {
+                    None => (StatusCode::OK, 0, len, None),
+                    Some(Ok((start, end))) => (
+                        StatusCode::PARTIAL_CONTENT,
+                        start,
+                        end - start + 1,
+                        Some(format!("bytes {start}-{end}/{len}")),
+                    ),
+                    Some(Err(())) => (
+                        StatusCode::RANGE_NOT_SATISFIABLE,
+                        0,
+                        0,
+                        Some(format!("bytes */{len}")),
+                    ),
+                };
                 let mut reply = if count == 0 {
                     warp::reply::Response::new(Vec::new().into())
                 } else {

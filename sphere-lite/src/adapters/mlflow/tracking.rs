@@ -19,9 +19,8 @@ use super::{MlflowSettings, names};
 use crate::adapters::series::thin;
 use crate::ports::{
     ConfigLayer, DecideOutcome, Decision, DeviceRecord, DeviceSettings, DriftEventFilter,
-    EnrollOutcome, EnrollmentKey, OperatorToken, PackageRecord, PredictionCursor,
-    PredictionFilter, Principal, Recorded, ReleaseRecord, Rollout, SecretHash, SessionRecord,
-    StoreError, Tracking,
+    EnrollOutcome, EnrollmentKey, OperatorToken, PackageRecord, PredictionCursor, PredictionFilter,
+    Principal, Recorded, ReleaseRecord, Rollout, SecretHash, SessionRecord, StoreError, Tracking,
 };
 
 #[path = "tokens.rs"]
@@ -1562,12 +1561,7 @@ impl Tracking for MlflowTracking {
         self.releases_tags(ROLLOUT_PREFIX, "rollout")
     }
 
-    fn grant_release(
-        &self,
-        device_id: &str,
-        name: &str,
-        version: &str,
-    ) -> Result<(), StoreError> {
+    fn grant_release(&self, device_id: &str, name: &str, version: &str) -> Result<(), StoreError> {
         let Some(exp) = self.device_experiment(device_id)? else {
             return Ok(());
         };
