@@ -281,30 +281,10 @@ fn when(unix_ms: Option<u64>) -> String {
         None => "-".into(),
         Some(0) => "unknown".into(),
         Some(ms) => {
-            let secs = (ms / 1000) as i64;
-            let days = secs.div_euclid(86_400);
-            let rem = secs.rem_euclid(86_400);
-            let (y, m, d) = civil_from_days(days);
-            format!(
-                "{y:04}-{m:02}-{d:02}T{:02}:{:02}Z",
-                rem / 3600,
-                rem % 3600 / 60
-            )
+            let (y, m, d, h, min, _) = tinylcm_protocol::time::parts(ms);
+            format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}Z")
         }
     }
-}
-
-/// Days since 1970-01-01 → (year, month, day) (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 fn config(

@@ -20,33 +20,12 @@ pub async fn read_parts(
     wanted: &[(&'static str, u64)],
     fix: &'static str,
 ) -> Result<HashMap<&'static str, Vec<u8>>, Rejection> {
-    let unreadable = |e: warp::Error| {
-        warp::reject::custom(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("unreadable multipart body: {e}"),
-            Some(fix),
-        ))
-    };
     let mut parts = HashMap::new();
     while let Some(part) = form.next().await {
-        let part = part.map_err(unreadable)?;
-        let Some(&(name, max)) = wanted.iter().find(|(n, _)| *n == part.name()) else {
-            continue;
-        };
-        let mut data = Vec::new();
-        let mut stream = part.stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(unreadable)?;
-            if data.len() as u64 + chunk.remaining() as u64 > max {
-                return Err(warp::reject::custom(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("form part `{name}` exceeds {max} bytes"),
-                    Some("send a smaller file"),
-                )));
-            }
-            data.extend_from_slice(chunk.chunk());
+        let part = part.map_err(unreadable(fix))?;
+        if let Some(&(name, max)) = wanted.iter().find(|(n, _)| *n == part.name()) {
+            parts.insert(name, collect(part, name, max, fix).await?);
         }
-        parts.insert(name, data);
     }
     Ok(parts)
 }
@@ -61,17 +40,10 @@ pub async fn read_parts_spooling(
     file: &tempfile::NamedTempFile,
     fix: &'static str,
 ) -> Result<(HashMap<&'static str, Vec<u8>>, bool), Rejection> {
-    let unreadable = |e: warp::Error| {
-        warp::reject::custom(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("unreadable multipart body: {e}"),
-            Some(fix),
-        ))
-    };
     let mut parts = HashMap::new();
     let mut got = false;
     while let Some(part) = form.next().await {
-        let part = part.map_err(unreadable)?;
+        let part = part.map_err(unreadable(fix))?;
         if part.name() == spooled.0 {
             if got {
                 return Err(warp::reject::custom(ApiError::new(
@@ -84,25 +56,43 @@ pub async fn read_parts_spooling(
                 .await
                 .map_err(|e| e.rejection(&format!("form part `{}`", spooled.0), spooled.1))?;
             got = true;
-            continue;
+        } else if let Some(&(name, max)) = wanted.iter().find(|(n, _)| *n == part.name()) {
+            parts.insert(name, collect(part, name, max, fix).await?);
         }
-        let Some(&(name, max)) = wanted.iter().find(|(n, _)| *n == part.name()) else {
-            continue;
-        };
-        let mut data = Vec::new();
-        let mut stream = part.stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(unreadable)?;
-            if data.len() as u64 + chunk.remaining() as u64 > max {
-                return Err(warp::reject::custom(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("form part `{name}` exceeds {max} bytes"),
-                    Some("send a smaller file"),
-                )));
-            }
-            data.extend_from_slice(chunk.chunk());
-        }
-        parts.insert(name, data);
     }
     Ok((parts, got))
+}
+
+/// A malformed body: 400 with `fix`.
+fn unreadable(fix: &'static str) -> impl Fn(warp::Error) -> Rejection {
+    move |e| {
+        warp::reject::custom(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("unreadable multipart body: {e}"),
+            Some(fix),
+        ))
+    }
+}
+
+/// One part read into memory, refused with 413 as soon as it passes `max` bytes.
+async fn collect(
+    part: warp::multipart::Part,
+    name: &str,
+    max: u64,
+    fix: &'static str,
+) -> Result<Vec<u8>, Rejection> {
+    let mut data = Vec::new();
+    let mut stream = part.stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(unreadable(fix))?;
+        if data.len() as u64 + chunk.remaining() as u64 > max {
+            return Err(warp::reject::custom(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("form part `{name}` exceeds {max} bytes"),
+                Some("send a smaller file"),
+            )));
+        }
+        data.extend_from_slice(chunk.chunk());
+    }
+    Ok(data)
 }
