@@ -335,6 +335,44 @@ impl Sphere {
         Ok(release)
     }
 
+    /// How many bytes of release `name` `version` the blob store really holds, when its record
+    /// says `recorded`. Normally `recorded` (its last byte is there); a file damaged on the
+    /// server's disk is shorter, and a download must then say its true length, so the device
+    /// sees a whole answer shorter than its assignment and leaves the release alone, instead of
+    /// a broken answer it would resume again and again. Only that rare damaged case reads the
+    /// file whole to learn its length.
+    pub fn stored_model_len(
+        &self,
+        name: &str,
+        version: &str,
+        recorded: u64,
+    ) -> Result<u64, DomainError> {
+        if recorded == 0 {
+            return Ok(0);
+        }
+        let mut last = [0u8; 1];
+        let mut tail = self.open_model_file(name, version, recorded - 1, Some(1))?;
+        let read = std::io::Read::read(&mut tail, &mut last).map_err(|e| {
+            crate::ports::StoreError::new(
+                "blobs",
+                format!("cannot read the model file of release {name} {version}: {e}"),
+            )
+        })?;
+        if read == 1 {
+            return Ok(recorded);
+        }
+        let key = release_key(name, version)?;
+        let stored = self.blobs.get(&key)?.map_or(0, |b| b.len() as u64);
+        tracing::error!(
+            release = %format!("{name} {version}"),
+            recorded,
+            stored,
+            "the stored model file is shorter than its release says: it was damaged on this \
+             server's disk; publish the release again"
+        );
+        Ok(stored.min(recorded))
+    }
+
     /// `len` bytes (`None`: to the end) of release `name`/`version`'s model file from byte
     /// `start`, streamed from the blob store; check the device with
     /// [`Sphere::model_release_for`] first.

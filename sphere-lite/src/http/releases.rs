@@ -184,7 +184,8 @@ pub fn routes(
                 let (id, sphere) = device(sphere, id, auth).await?;
                 let (s, n, v) = (sphere.clone(), name.clone(), version.clone());
                 let release = blocking(move || s.model_release_for(&id, &n, &v)).await?;
-                let len = release.size;
+                let (s, n, v) = (sphere.clone(), name.clone(), version.clone());
+                let len = blocking(move || s.stored_model_len(&n, &v, release.size)).await?;
                 let (status, start, count, content_range) = match byte_range(range.as_deref(), len)
                 {
                     None => (StatusCode::OK, 0, len, None),

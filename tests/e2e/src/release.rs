@@ -126,17 +126,26 @@ pub fn sign_at(
     .unwrap()
 }
 
-/// Uploads `model` with its signed release to `sphere`, which must accept it.
-pub fn publish(sphere: &Sphere, model: &Model, release: &SignedRelease) {
-    let manifest: ReleaseManifest = serde_json::from_str(&release.manifest).unwrap();
+/// Uploads `model` with its signed release to `sphere`: its answer's status and body.
+pub fn try_publish(
+    sphere: &Sphere,
+    model: &Model,
+    release: &SignedRelease,
+) -> (u16, serde_json::Value) {
     let release_json = serde_json::to_vec(release).unwrap();
-    let (status, body) = sphere.post_multipart(
+    sphere.post_multipart(
         "/api/v2/models",
         &[
             ("release", Some("release.json"), &release_json),
             ("model", Some("model.tflite"), &model.bytes),
         ],
-    );
+    )
+}
+
+/// Uploads `model` with its signed release to `sphere`, which must accept it.
+pub fn publish(sphere: &Sphere, model: &Model, release: &SignedRelease) {
+    let manifest: ReleaseManifest = serde_json::from_str(&release.manifest).unwrap();
+    let (status, body) = try_publish(sphere, model, release);
     assert_eq!(
         status, 201,
         "sphere-lite refused release {}/{}: {body}",
