@@ -25,15 +25,7 @@ fn agent() -> ureq::Agent {
 
 /// GET a dashboard page with the cookie `session`: (status, `Location`, body).
 fn page(server: &TestServer, path: &str, session: &str) -> (u16, Option<String>, String) {
-    let r = agent()
-        .get(&server.url(path))
-        .set("Cookie", &format!("sphere_session={session}"))
-        .call();
-    let r = match r {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{e}"),
-    };
+    let r = server.get_with_session(&agent(), path, session);
     let location = r.header("location").map(str::to_owned);
     (r.status(), location, r.into_string().unwrap_or_default())
 }

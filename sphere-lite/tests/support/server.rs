@@ -189,16 +189,26 @@ impl TestServer {
     /// GET the page `path` through `agent` as the operator logged in with session cookie
     /// `session`: (status, body), whatever the status.
     pub fn page(&self, agent: &ureq::Agent, path: &str, session: &str) -> (u16, String) {
-        let r = agent
+        let r = self.get_with_session(agent, path, session);
+        (r.status(), r.into_string().unwrap())
+    }
+
+    /// The answer to a GET of `path` through `agent` with session cookie `session`, whatever
+    /// its status.
+    pub fn get_with_session(
+        &self,
+        agent: &ureq::Agent,
+        path: &str,
+        session: &str,
+    ) -> ureq::Response {
+        match agent
             .get(&self.url(path))
             .set("Cookie", &format!("sphere_session={session}"))
-            .call();
-        let r = match r {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
+            .call()
+        {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
             Err(e) => panic!("{e}"),
-        };
-        (r.status(), r.into_string().unwrap())
+        }
     }
 }
 
