@@ -23,9 +23,8 @@ fn default_scenario_on_three_seeds() -> eval::Report {
     };
     let config = Config::default();
     config.validate().unwrap();
-    let report = eval::synthetic(&config, &plan, &mut |_| {})
-        .unwrap_or_else(|e| panic!("{e} (run ./scripts/fetch-libs first)"));
-    report
+    eval::synthetic(&config, &plan, &mut |_| {})
+        .unwrap_or_else(|e| panic!("{e} (run ./scripts/fetch-libs first)"))
 }
 
 #[test]
