@@ -239,7 +239,7 @@ impl Config {
             ConfigError::new(
                 "knn",
                 e.to_string(),
-                "see the `[knn]` reference in the README",
+                "see `[knn]` in the Configuration chapter of the user guide (docs/guide/src/configuration.md)",
             )
         })?;
         self.drift.validate()?;
@@ -292,7 +292,7 @@ fn from_figment(error: figment::Error) -> ConfigError {
     ConfigError::new(
         key,
         format!("{}{source}", error.kind),
-        "see the configuration reference in README.md; `tinylcm config` prints every key with its default",
+        "see the Configuration chapter of the user guide (docs/guide/src/configuration.md); `tinylcm config` prints every key with its default",
     )
 }
 

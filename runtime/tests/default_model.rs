@@ -93,7 +93,7 @@ fn outcome(
 /// The backends and XNNPACK settings this architecture can run.
 fn engines() -> Vec<(BackendChoice, bool)> {
     let mut engines = vec![(BackendChoice::Litert, true)];
-    // libtensorflowlite_c.so exists for x86_64 only (see README: libraries).
+    // libtensorflowlite_c.so exists for x86_64 only (guide: "Cameras and accelerators").
     if cfg!(target_arch = "x86_64") {
         engines.push((BackendChoice::TfliteC, true));
         engines.push((BackendChoice::TfliteC, false));

@@ -2,7 +2,7 @@
 //! stateless: MLflow + S3).
 //!
 //! Why a library as well as a binary: the integration tests start the same server the binary
-//! does. Layout (ports and adapters, DESIGN.md §2.5):
+//! does. Layout (ports and adapters, so one domain runs on either storage backend):
 //!
 //! * [`ports`]: the `Tracking` and `Blobs` traits the domain depends on;
 //! * [`adapters`]: their implementations (redb file, local directory, S3, MLflow);

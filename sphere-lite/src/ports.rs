@@ -1,6 +1,6 @@
 //! The two ports of sphere-lite: `Tracking` (who exists, what arrived) and `Blobs` (the bytes).
 //!
-//! Why: the design (DESIGN.md §2.5) runs the same domain logic on an embedded default
+//! Why: sphere-lite runs the same domain logic on an embedded default
 //! (redb + a local directory) and on MLflow + S3 with no local state. The domain only sees
 //! these traits; each method documents what it maps to in the MLflow / S3 adapters
 //! (`adapters::mlflow` has the full layout and its guarantees under several replicas).

@@ -1,6 +1,6 @@
 //! Resident memory of this process, read from `/proc/self/status`.
 //!
-//! Why: the embedded default must idle at ≤ 20 MB RSS (DESIGN.md §3); logging `VmRSS` at
+//! Why: the embedded default must idle at ≤ 20 MB RSS (a bar of the product); logging `VmRSS` at
 //! startup makes that bar checkable from the log without extra tools.
 
 /// `VmRSS` of this process in KiB, if the platform has `/proc/self/status`.

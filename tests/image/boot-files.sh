@@ -50,7 +50,8 @@ declare -A IN=(
     [uboot-cfg]=$L/dynamic-layers/raspberrypi/recipes-bsp/u-boot/files/tinylcm-env-redund.cfg
     [fw-env]=$ROOT/board/common/fw_env.config
     [image]=$L/recipes-core/images/tinylcm-image.bb
-    [readme]=$ROOT/README.md
+    [guide-image]=$ROOT/docs/guide/src/image.md
+    [guide-updates]=$ROOT/docs/guide/src/image-updates.md
 )
 for arg in "$@"; do
     [ -n "${IN[${arg%%=*}]:-}" ] || die "unknown input ${arg%%=*} (one of: ${!IN[*]})"
@@ -198,7 +199,7 @@ print("ok: the health gate is the image's only mark-good (rauc-mark-good left ou
 PY
 
 # --- 7. the camera sensors the docs promise have their overlays ------------------------------------
-python3 - "$LAYER_TARBALL" "${IN[readme]}" "${IN[config-raspberrypi0-2w-64]}" "${IN[config-raspberrypi4-64]}" <<'PY' || fail "camera overlays: see above"
+python3 - "$LAYER_TARBALL" "${IN[guide-image]}" "${IN[guide-updates]}" "${IN[config-raspberrypi0-2w-64]}" "${IN[config-raspberrypi4-64]}" <<'PY' || fail "camera overlays: see above"
 import re, sys, tarfile
 tarball, *docs = sys.argv[1:]
 with tarfile.open(tarball) as tar:
@@ -234,5 +235,5 @@ mutant "a bundle recipe without mark_dependency" bundle '/mark_dependency/d' "wi
 mutant "a one-file fw_env.config" fw-env '/uboot-redund.env/d' "names 1 environment copies"
 mutant "a U-Boot fragment with the pre-2025 symbol" uboot-cfg 's/^CONFIG_ENV_REDUNDANT=y/CONFIG_SYS_REDUNDAND_ENVIRONMENT=y/' "no CONFIG_ENV_REDUNDANT=y"
 mutant "an image with rauc-mark-good" image 's/^                  rauc \\$/                  rauc rauc-mark-good \\/' "installs rauc-mark-good"
-mutant "a README promising ov5647" readme 's/auto-detected/auto-detected (ov5647 too)/' "names ov5647"
+mutant "a guide promising ov5647" guide-image 's/auto-detected/auto-detected (ov5647 too)/' "names ov5647"
 printf 'boot-files: all checks passed\n'

@@ -1,6 +1,6 @@
 //! The A/B model store: over-the-air models that can never leave the device on a broken model.
 //!
-//! DESIGN.md §2.3: install → verify SHA-256 and Ed25519 signature against trusted keys →
+//! The life of a model: install → verify SHA-256 and Ed25519 signature against trusted keys →
 //! smoke test on the manifest's golden inputs through the real engine → activate atomically →
 //! health window → commit; otherwise roll back, also after a crash loop.
 //!

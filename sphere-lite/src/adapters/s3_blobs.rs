@@ -1,6 +1,6 @@
 //! The S3 `Blobs` adapter: objects in one private bucket, through the `minio` crate.
 //!
-//! Why: DESIGN.md §2.5 lets sphere-lite keep its bytes in any S3-compatible store (MinIO,
+//! Why: sphere-lite may keep its bytes in any S3-compatible store (MinIO,
 //! SeaweedFS, AWS) so the server itself holds no blob state. A [`BlobKey`] maps 1:1 to an object
 //! key under an optional prefix (`<prefix>/<key>`); the key rules of [`BlobKey`] are a subset of
 //! what S3 accepts, so nothing needs escaping.

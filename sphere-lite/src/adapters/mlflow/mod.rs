@@ -1,4 +1,4 @@
-//! The MLflow `Tracking` adapter: sphere-lite with no state of its own (DESIGN.md §2.5).
+//! The MLflow `Tracking` adapter: sphere-lite with no state of its own.
 //!
 //! Why: with tracking in MLflow and blobs in S3, a sphere-lite process keeps nothing locally,
 //! so several replicas can serve one fleet and operators see devices, packages and drift

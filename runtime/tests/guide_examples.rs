@@ -1,21 +1,21 @@
-//! The configuration examples in the README are real: they parse, validate and
-//! say what the defaults are.
+//! The configuration examples in the user guide (docs/guide/src/configuration.md) are real:
+//! they parse, validate and say what the defaults are.
 
 use std::path::Path;
 
 use tinylcm::config::Config;
 use tinylcm::model::ModelManifest;
 
-fn readme() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
-    std::fs::read_to_string(path).expect("README.md beside the workspace")
+fn configuration_chapter() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/guide/src/configuration.md");
+    std::fs::read_to_string(path).expect("the guide's configuration chapter in the workspace")
 }
 
 /// The first ```toml block after `marker`.
 fn toml_block_after(text: &str, marker: &str) -> String {
     let start = text
         .find(marker)
-        .unwrap_or_else(|| panic!("README lacks `{marker}`"));
+        .unwrap_or_else(|| panic!("the configuration chapter lacks `{marker}`"));
     let open = start + text[start..].find("```toml\n").expect("a toml block") + "```toml\n".len();
     let close = open + text[open..].find("```").expect("a closed block");
     text[open..close].to_string()
@@ -23,7 +23,7 @@ fn toml_block_after(text: &str, marker: &str) -> String {
 
 #[test]
 fn the_complete_config_example_is_the_defaults() {
-    let example = toml_block_after(&readme(), "A complete example");
+    let example = toml_block_after(&configuration_chapter(), "A complete example");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("example.toml");
     std::fs::write(&file, example).unwrap();
@@ -36,8 +36,8 @@ fn the_complete_config_example_is_the_defaults() {
 
 #[test]
 fn the_manifest_example_parses() {
-    let example = toml_block_after(&readme(), "**Model manifest.**");
+    let example = toml_block_after(&configuration_chapter(), "**Model manifest.**");
     let example = example.replace("<sha-256 of my.tflite>", &"ab".repeat(32));
-    let manifest = ModelManifest::parse(&example, Path::new("README.md")).unwrap();
+    let manifest = ModelManifest::parse(&example, Path::new("configuration.md")).unwrap();
     assert_eq!(manifest.labels.len(), 4);
 }
