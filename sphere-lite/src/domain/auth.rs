@@ -4,7 +4,7 @@
 //! only ever authorises its own device (compared in constant time against the device record),
 //! and operator routes need an operator token.
 
-use super::{DomainError, Operator, Sphere, now_unix_ms};
+use super::{DomainError, Operator, Sphere};
 use crate::ports::Principal;
 use crate::secret;
 
@@ -37,7 +37,7 @@ impl Sphere {
         if tinylcm_protocol::ids::valid_device_id(device_id) {
             if let Some(device) = self.tracking.device(device_id)? {
                 if secret::hashes_equal(&device.token_hash, &hash) {
-                    self.tracking.touch_device(device_id, now_unix_ms())?;
+                    self.saw_device(device_id)?;
                     return Ok(());
                 }
             }
@@ -64,7 +64,7 @@ impl Sphere {
         let token = bearer(authorization).ok_or_else(missing)?;
         match self.tracking.token_owner(&secret::hash(token))? {
             Some(Principal::Device(device_id)) => {
-                self.tracking.touch_device(&device_id, now_unix_ms())?;
+                self.saw_device(&device_id)?;
                 Ok(device_id)
             }
             Some(Principal::Operator(_)) => Err(DomainError::Forbidden {

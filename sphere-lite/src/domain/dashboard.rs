@@ -102,13 +102,15 @@ impl Sphere {
         if !tinylcm_protocol::ids::valid_device_id(device_id) {
             return Ok(None);
         }
-        Ok(self.tracking.device(device_id)?.map(|d| DeviceSummary {
-            device_id: d.device_id,
-            name: d.name,
-            hardware: d.hardware,
-            enrolled_unix_ms: d.enrolled_unix_ms,
-            last_seen_unix_ms: d.last_seen_unix_ms,
-            packages: d.packages,
+        Ok(self.tracking.device(device_id)?.map(|d| {
+            self.freshen(DeviceSummary {
+                device_id: d.device_id,
+                name: d.name,
+                hardware: d.hardware,
+                enrolled_unix_ms: d.enrolled_unix_ms,
+                last_seen_unix_ms: d.last_seen_unix_ms,
+                packages: d.packages,
+            })
         }))
     }
 

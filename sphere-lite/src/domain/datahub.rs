@@ -339,18 +339,20 @@ impl Sphere {
         embeddings: &[(u64, Vec<f32>)],
     ) -> Result<Vec<String>, DomainError> {
         let device = &package.manifest.device_id;
+        let mut problems = Vec::new();
         for (event_seq, embedding) in embeddings {
             let stored = StoredEmbedding {
                 event_seq: *event_seq,
                 package_id: package.manifest.package_id.clone(),
                 embedding: embedding.clone(),
             };
-            let bytes = serde_json::to_vec(&stored)
-                .map_err(|e| crate::ports::StoreError::new("blobs", e))?;
-            self.blobs
-                .put(&embedding_key(device, *event_seq)?, &bytes)?;
+            if let Some(problem) = self.put_embedding_once(device, &stored)? {
+                problems.push(problem);
+            }
         }
-        let parts = datahub_parts_of(package);
+        let mut parts = datahub_parts_of(package);
+        problems.append(&mut parts.problems);
+        parts.problems = problems;
         if let Some((key, index)) = &parts.log_index {
             let bytes =
                 serde_json::to_vec(index).map_err(|e| crate::ports::StoreError::new("blobs", e))?;
@@ -358,6 +360,47 @@ impl Sphere {
         }
         self.tracking.put_predictions(&parts.predictions)?;
         Ok(parts.problems)
+    }
+
+    /// Store the embedding of one drift event unless one is stored for that event already:
+    /// an event's blobs are written once. The same embedding again (a re-run of the package
+    /// after a crash, or the device sending the event again) is accepted as it is; a different
+    /// one is ignored, logged and returned as a problem of the package, so an event an
+    /// operator has already reviewed keeps the embedding the review saw. (MLflow + S3 with
+    /// replicas: two replicas processing different packages with the same event at the same
+    /// moment may both write; each package is processed by one worker, so one replica alone
+    /// cannot race itself.)
+    fn put_embedding_once(
+        &self,
+        device: &str,
+        stored: &StoredEmbedding,
+    ) -> Result<Option<String>, DomainError> {
+        let key = embedding_key(device, stored.event_seq)?;
+        let Some(existing) = self.blobs.get(&key)? else {
+            let bytes = serde_json::to_vec(stored)
+                .map_err(|e| crate::ports::StoreError::new("blobs", e))?;
+            self.blobs.put(&key, &bytes)?;
+            return Ok(None);
+        };
+        match serde_json::from_slice::<StoredEmbedding>(&existing) {
+            Ok(first) if first.package_id == stored.package_id => Ok(None),
+            Ok(first) if first.embedding == stored.embedding => Ok(None),
+            Ok(first) => {
+                tracing::warn!(
+                    device, event_seq = stored.event_seq, first = %first.package_id,
+                    package = %stored.package_id,
+                    "a drift event's embedding arrived again with other values; the first is kept"
+                );
+                Ok(Some(format!(
+                    "drift event {}: its embedding was stored from package {} already; the different one in this package was ignored (an event's data is written once)",
+                    stored.event_seq, first.package_id
+                )))
+            }
+            Err(e) => Ok(Some(format!(
+                "drift event {}: the stored embedding is unreadable ({e}); left as it is",
+                stored.event_seq
+            ))),
+        }
     }
 
     /// One page of prediction samples matching `query`, newest first (operators).

@@ -19,6 +19,7 @@ mod ingest;
 mod metrics;
 mod releases;
 mod remote_config;
+mod seen;
 
 use std::sync::{Arc, Mutex};
 
@@ -45,6 +46,7 @@ pub use metrics::{
 };
 pub use releases::{ReleaseList, ReleaseSummary, release_key};
 pub use remote_config::DEVICE_SCOPE;
+pub use seen::DEFAULT_LAST_SEEN_INTERVAL_MS;
 
 use crate::ports::{Blobs, DeviceRecord, EnrollOutcome, PackageRecord, Tracking};
 use crate::secret::{self, SecretKind};
@@ -138,6 +140,8 @@ pub struct Sphere {
     release_keys: Vec<tinylcm_protocol::release::PublicKey>,
     /// When this process last wrote a token's use or a session's activity.
     use_throttle: credentials::UseThrottle,
+    /// Devices' last-seen times, fresh in memory and written at most once per interval.
+    seen: seen::SeenThrottle,
 }
 
 pub use tinylcm_protocol::time::now_unix_ms;
@@ -155,6 +159,7 @@ impl Sphere {
             live_closed: tokio::sync::watch::channel(false).0,
             release_keys: Vec::new(),
             use_throttle: Default::default(),
+            seen: Default::default(),
         }
     }
 
@@ -313,13 +318,15 @@ impl Sphere {
             .tracking
             .devices()?
             .into_iter()
-            .map(|d| DeviceSummary {
-                device_id: d.device_id,
-                name: d.name,
-                hardware: d.hardware,
-                enrolled_unix_ms: d.enrolled_unix_ms,
-                last_seen_unix_ms: d.last_seen_unix_ms,
-                packages: d.packages,
+            .map(|d| {
+                self.freshen(DeviceSummary {
+                    device_id: d.device_id,
+                    name: d.name,
+                    hardware: d.hardware,
+                    enrolled_unix_ms: d.enrolled_unix_ms,
+                    last_seen_unix_ms: d.last_seen_unix_ms,
+                    packages: d.packages,
+                })
             })
             .collect();
         Ok(DeviceList { devices })
