@@ -143,6 +143,8 @@ struct Queue {
 /// The device state store. Share it between threads (`&Store` or `Arc<Store>`).
 pub struct Store {
     path: PathBuf,
+    /// This database's epoch (`meta/epoch`, see `schema::ensure_epoch`).
+    epoch: String,
     slot: Arc<DbSlot>,
     policy: DurabilityPolicy,
     queue: Mutex<Queue>,
@@ -208,6 +210,7 @@ impl Store {
         policy.validate()?;
         schema::migrate(&db, &path, SCHEMA_VERSION, schema::MIGRATIONS)?;
         let next_event = schema::next_event_seq(&db, &path)?;
+        let epoch = schema::ensure_epoch(&db, &path)?;
         let slot = Arc::new(DbSlot::new(db, opener));
         let (tx, rx) = sync_channel(policy.queue_capacity);
         let counters = Arc::new(writer::Counters::default());
@@ -235,6 +238,7 @@ impl Store {
                 tx: Some(tx),
                 next_event,
             }),
+            epoch,
             writer: Some(writer),
             counters,
             rejected: Default::default(),
@@ -274,6 +278,13 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// This database's epoch: random, made with the database and kept for its life; drift
+    /// events carry it so that sphere-lite tells a recreated database's events (numbered from
+    /// 1 again) from the old ones.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
     }
 
     /// The policy the store was opened with.

@@ -46,6 +46,59 @@ pub(crate) const SYNC: TableDefinition<&str, &[u8]> = TableDefinition::new("sync
 
 pub(crate) const VERSION_KEY: &str = "schema_version";
 pub(crate) const NEXT_EVENT_KEY: &str = "next_event_seq";
+/// `meta` key of the database's epoch (see [`ensure_epoch`]). Not a schema change: a runtime
+/// older than it ignores the key, so an OS rollback still opens the database.
+pub(crate) const EPOCH_KEY: &str = "epoch";
+
+/// This database's epoch: 16 lowercase hex digits (64 random bits) made the first time a
+/// runtime that knows epochs opens it, and kept in `meta` from then on.
+///
+/// Why: event numbers start again at 1 when the database is recreated (a wiped `/data`, a
+/// fresh SD card with the same credentials), and sphere-lite keys drift events by device and
+/// event number; the epoch names one life of the database, so the server keys events by
+/// (device, epoch, event number) and the new life's events are not dropped as duplicates of
+/// the old one's. Snapshots do not hold `meta`, so restoring one keeps the epoch (and the
+/// event numbers go on).
+pub(crate) fn ensure_epoch(db: &Database, path: &Path) -> Result<String, StateError> {
+    let fail = |e: &dyn std::fmt::Display| StateError::Decode {
+        path: path.to_path_buf(),
+        what: format!("meta/{EPOCH_KEY}"),
+        reason: e.to_string(),
+    };
+    {
+        let txn = db
+            .begin_read()
+            .map_err(|e| StateError::db(path, "reading the epoch", e))?;
+        let meta = txn
+            .open_table(META)
+            .map_err(|e| StateError::db(path, "reading the epoch", e))?;
+        if let Some(v) = meta
+            .get(EPOCH_KEY)
+            .map_err(|e| StateError::db(path, "reading the epoch", e))?
+        {
+            let text = std::str::from_utf8(v.value()).map_err(|e| fail(&e))?;
+            if !tinylcm_protocol::ids::valid_epoch(text) {
+                return Err(fail(&"not 1..=32 characters of 0-9 a-z"));
+            }
+            return Ok(text.to_owned());
+        }
+    }
+    let mut bytes = [0u8; 8];
+    getrandom::getrandom(&mut bytes).map_err(|e| fail(&format!("no randomness: {e}")))?;
+    let epoch: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut txn = db
+        .begin_write()
+        .map_err(|e| StateError::db(path, "recording the epoch", e))?;
+    txn.set_durability(Durability::Immediate);
+    txn.open_table(META)
+        .map_err(|e| StateError::db(path, "recording the epoch", e))?
+        .insert(EPOCH_KEY, epoch.as_bytes())
+        .map_err(|e| StateError::db(path, "recording the epoch", e))?;
+    txn.commit()
+        .map_err(|e| StateError::db(path, "recording the epoch", e))?;
+    tracing::info!("state database {}: new epoch {epoch}", path.display());
+    Ok(epoch)
+}
 
 /// One step from schema version `from` to `from + 1`.
 pub(crate) struct Migration {
@@ -244,6 +297,45 @@ mod tests {
         let key = format!("step{n}");
         kv.insert(key.as_str(), [].as_slice())?;
         Ok(())
+    }
+
+    /// Fails before this change (there was no epoch): a recreated database numbers its events
+    /// from 1 again and nothing told them from the old database's, so sphere-lite dropped
+    /// them as duplicates. A database keeps its epoch across reopening, one written by an
+    /// older runtime (no epoch in `meta`) gets one, and a recreated one gets a new one.
+    #[test]
+    fn a_recreated_database_gets_a_new_epoch_and_an_existing_one_keeps_it() {
+        use crate::state::{DurabilityPolicy, Store};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let first = Store::open(&path, DurabilityPolicy::default()).unwrap();
+        let epoch = first.epoch().to_owned();
+        assert!(tinylcm_protocol::ids::valid_epoch(&epoch), "{epoch}");
+        assert_eq!(epoch.len(), 16);
+        drop(first);
+        let again = Store::open(&path, DurabilityPolicy::default()).unwrap();
+        assert_eq!(again.epoch(), epoch, "reopening changed the epoch");
+        drop(again);
+
+        // An older runtime's database: no epoch in `meta` yet.
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META).unwrap().remove(EPOCH_KEY).unwrap();
+            txn.commit().unwrap();
+        }
+        let upgraded = Store::open(&path, DurabilityPolicy::default()).unwrap();
+        let adopted = upgraded.epoch().to_owned();
+        assert_ne!(adopted, epoch);
+        drop(upgraded);
+        let kept = Store::open(&path, DurabilityPolicy::default()).unwrap();
+        assert_eq!(kept.epoch(), adopted);
+        drop(kept);
+
+        // The file deleted and made again: a new life, a new epoch.
+        std::fs::remove_file(&path).unwrap();
+        let recreated = Store::open(&path, DurabilityPolicy::default()).unwrap();
+        assert_ne!(recreated.epoch(), adopted);
     }
 
     #[test]

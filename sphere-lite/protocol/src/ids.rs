@@ -24,9 +24,33 @@ pub fn valid_package_id(s: &str) -> bool {
     valid_id(s)
 }
 
+/// Longest accepted state-database epoch in bytes.
+pub const MAX_EPOCH_BYTES: usize = 32;
+
+/// Whether `s` is a well-formed state-database epoch (`[0-9a-z]`, 1..=32 bytes; the runtime
+/// makes 16 lowercase hex digits). An epoch names one life of a device's state database: its
+/// event numbers start again at 1 when the database is recreated, so the server tells events
+/// apart by (device, epoch, event_seq). It ends up in blob keys, hence the narrow alphabet.
+pub fn valid_epoch(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_EPOCH_BYTES
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epochs_are_short_lowercase_alphanumerics() {
+        for good in ["0", "9f86d081884c7d65", &"z".repeat(MAX_EPOCH_BYTES)] {
+            assert!(valid_epoch(good), "{good}");
+        }
+        for bad in ["", "ABC", "a-b", "a/b", "a.b", &"a".repeat(MAX_EPOCH_BYTES + 1)] {
+            assert!(!valid_epoch(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn accepts_safe_ids() {
