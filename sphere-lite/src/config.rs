@@ -42,6 +42,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// The `[server]` section: timeouts, connection cap, host allow-list, failure budget.
     pub server: crate::door::DoorSettings,
+    /// The `[storage]` section: retention, per-device quota, last-seen interval.
+    pub storage: crate::domain::storage::StorageSettings,
 }
 
 /// The PEM files of native TLS (both or neither are configured).
@@ -289,6 +291,10 @@ pub struct FileConfig {
     /// (keys in [`crate::door::ServerSection`]).
     #[serde(default)]
     pub server: crate::door::ServerSection,
+    /// `[storage]`: retention of stored packages, the per-device quota and the last-seen
+    /// interval (keys in [`crate::domain::storage::StorageSection`]).
+    #[serde(default)]
+    pub storage: crate::domain::storage::StorageSection,
 }
 
 /// A configuration that cannot work.
@@ -296,7 +302,7 @@ pub struct FileConfig {
 pub enum ConfigError {
     /// The file could not be read or parsed.
     #[error(
-        "config file {path}: {message}. Fix: check the file's TOML (keys: data, listen, max_upload_bytes, s3_endpoint, s3_bucket, s3_access_key, s3_secret_key, s3_region, s3_prefix, mlflow_url, mlflow_namespace, release_keys, tls_cert, tls_key, [server])"
+        "config file {path}: {message}. Fix: check the file's TOML (keys: data, listen, max_upload_bytes, s3_endpoint, s3_bucket, s3_access_key, s3_secret_key, s3_region, s3_prefix, mlflow_url, mlflow_namespace, release_keys, tls_cert, tls_key, [server], [storage])"
     )]
     File {
         /// The file.
@@ -391,6 +397,7 @@ impl Config {
             release_keys: file.release_keys,
             tls,
             server: file.server.resolve()?,
+            storage: file.storage.resolve()?,
         })
     }
 }

@@ -330,7 +330,10 @@ fn open_serving(config: &Config) -> anyhow::Result<sphere_lite::domain::Sphere> 
             ),
             (_, None) => format!("opening the data directory {}", config.data.display()),
         })
-        .map(|s| s.with_max_upload(config.max_upload_bytes))
+        .map(|s| {
+            s.with_max_upload(config.max_upload_bytes)
+                .with_storage(&config.storage)
+        })
         .and_then(|s| Ok(s.with_release_keys(release_keys(config)?)))
 }
 

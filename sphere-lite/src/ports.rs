@@ -836,6 +836,19 @@ pub trait Blobs: Send + Sync {
     /// S3: `DeleteObject`.
     fn delete(&self, key: &BlobKey) -> Result<(), StoreError>;
 
+    /// As [`Blobs::list`], with each object's size in bytes (what retention and quotas count).
+    /// The default reads every object: adapters override it.
+    /// S3: `ListObjectsV2` (it gives the sizes).
+    fn list_sizes(&self, prefix: &str) -> Result<Vec<(BlobKey, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for key in self.list(prefix)? {
+            if let Some(bytes) = self.get(&key)? {
+                out.push((key, bytes.len() as u64));
+            }
+        }
+        Ok(out)
+    }
+
     /// A URL that lets anyone holding it download the object with a plain HTTP GET until
     /// `expiry` has passed, or `None` if this store cannot hand out such URLs (the directory
     /// adapter: there the server itself must serve the bytes). Does not check that the object

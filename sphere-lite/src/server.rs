@@ -25,6 +25,9 @@ use crate::tls::ServerTls;
 /// How often pending packages are retried after a processing failure.
 pub const RETRY_SWEEP: Duration = Duration::from_secs(30);
 
+/// How often stored packages past `[storage] retention_days` are pruned (also at startup).
+pub const RETENTION_SWEEP: Duration = Duration::from_secs(3600);
+
 /// Open the embedded stores in `data` (`sphere.redb`, `blobs/`), creating them if needed.
 pub fn open_embedded(data: &Path) -> Result<Sphere, DomainError> {
     open_stores(data, None, None)
@@ -106,6 +109,7 @@ pub async fn serve_door(
     }
 
     let (jobs, worker) = process_in_background(sphere.clone());
+    let sweeper = tokio::spawn(sweep_retention(sphere.clone()));
     // Open dashboard live streams never end by themselves: close them when shutdown starts,
     // or the graceful shutdown would wait for them forever.
     let live = sphere.clone();
@@ -115,9 +119,27 @@ pub async fn serve_door(
     };
     let routes = http::routes(sphere, jobs);
     crate::door::accept::serve(routes, listener, tls, door, shutdown).await;
+    sweeper.abort();
     // The routes (and with them the job sender) are gone: let the worker drain the queue.
     let _ = worker.await;
     Ok(())
+}
+
+/// Prune stored packages past their retention now and every [`RETENTION_SWEEP`]; a failed
+/// sweep is logged and tried again at the next.
+async fn sweep_retention(sphere: Arc<Sphere>) {
+    let mut every = tokio::time::interval(RETENTION_SWEEP);
+    loop {
+        every.tick().await;
+        let s = sphere.clone();
+        match tokio::task::spawn_blocking(move || s.sweep_retention(crate::domain::now_unix_ms()))
+            .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "retention sweep failed; retried later"),
+            Err(e) => tracing::error!(error = %e, "retention sweep task failed"),
+        }
+    }
 }
 
 /// The background processing of uploaded packages: the routes send jobs, the worker runs them

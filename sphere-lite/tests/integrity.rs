@@ -6,8 +6,10 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sphere_lite::domain::{Sphere, now_unix_ms};
+use sphere_lite::domain::storage::StorageSettings;
+use sphere_lite::domain::{DomainError, Sphere, now_unix_ms};
 use tinylcm_protocol::api::{DriftEventQuery, EnrollRequest, UploadOutcome};
+use tinylcm_protocol::package::FileKind;
 
 #[path = "support/backend.rs"]
 mod backend;
@@ -163,6 +165,276 @@ fn a_later_package_does_not_overwrite_a_validated_events_blobs() {
             );
             assert_eq!(sphere.get_drift_event(id).unwrap(), reviewed);
             assert_eq!(exported(&sphere, &device), [(id, vec![1.0, 2.0, 3.0])]);
+        },
+    );
+}
+
+/// A drift report `seq` of the state database `epoch` (`None`: a device older than epochs),
+/// with an embedding `[seq, marker]`.
+fn report_of(epoch: Option<&str>, seq: u64, marker: f32) -> serde_json::Value {
+    let mut r = report_with(seq, &[seq as f32, marker], &[]);
+    if let Some(epoch) = epoch {
+        r["epoch"] = json!(epoch);
+    }
+    r
+}
+
+/// The (epoch, event_seq) of `device`'s stored events, in arrival order.
+fn stored_events(sphere: &Sphere, device: &str) -> Vec<(Option<String>, u64)> {
+    sphere
+        .list_drift_events(&DriftEventQuery {
+            device: Some(device.to_owned()),
+            ..Default::default()
+        })
+        .unwrap()
+        .events
+        .into_iter()
+        .map(|e| (e.epoch, e.event_seq))
+        .collect()
+}
+
+/// Fails before this change: the server keyed drift events by (device, event_seq), so a
+/// device whose state database was recreated (its event numbers start at 1 again) had every
+/// new event dropped as a duplicate of the old database's. Now the key is (device, epoch,
+/// event_seq): the new database's events are stored, each with its own embedding, a re-sent
+/// event of either database is still stored once, and events of devices older than epochs
+/// (no `epoch`) keep their old key.
+#[test]
+fn a_recreated_device_database_reports_new_events_not_duplicates() {
+    each_backend(
+        "a_recreated_device_database_reports_new_events_not_duplicates",
+        |b| {
+            let sphere = b.open();
+            let (device, _) = enroll(&sphere);
+            let send = |id: &str, events: serde_json::Value| {
+                let package = drift::drift_package(&device, id, &events, &[]);
+                deliver(&sphere, &device, &package)
+            };
+            // An older runtime (no epoch), then the upgraded one, then the database recreated.
+            send("p0", json!([report_of(None, 1, 0.0)]));
+            send(
+                "p1",
+                json!([
+                    report_of(Some("aaaa"), 2, 1.0),
+                    report_of(Some("aaaa"), 3, 1.0)
+                ]),
+            );
+            send(
+                "p2",
+                json!([
+                    report_of(Some("bbbb"), 1, 2.0),
+                    report_of(Some("bbbb"), 2, 2.0)
+                ]),
+            );
+            // Re-sent events of each kind are stored once.
+            send(
+                "p3",
+                json!([
+                    report_of(None, 1, 0.0),
+                    report_of(Some("aaaa"), 3, 1.0),
+                    report_of(Some("bbbb"), 2, 2.0)
+                ]),
+            );
+            let aaaa = Some("aaaa".to_owned());
+            let bbbb = Some("bbbb".to_owned());
+            assert_eq!(
+                stored_events(&sphere, &device),
+                [
+                    (None, 1),
+                    (aaaa.clone(), 2),
+                    (aaaa, 3),
+                    (bbbb.clone(), 1),
+                    (bbbb, 2)
+                ]
+            );
+            // Each event exports its own embedding (event 2 of both databases included).
+            let exported: Vec<Vec<f32>> = exported(&sphere, &device)
+                .into_iter()
+                .map(|(_, e)| e)
+                .collect();
+            assert_eq!(
+                exported,
+                [
+                    vec![1.0, 0.0],
+                    vec![2.0, 1.0],
+                    vec![3.0, 1.0],
+                    vec![1.0, 2.0],
+                    vec![2.0, 2.0]
+                ]
+            );
+            // A malformed epoch is refused as a problem of its package; the rest is kept.
+            send("p4", json!([report_of(Some("Not/An-Epoch"), 9, 0.0)]));
+            let record = sphere.package_record(&device, "p4").unwrap().unwrap();
+            assert!(
+                record.problems.iter().any(|p| p.contains("epoch")),
+                "{:?}",
+                record.problems
+            );
+            assert_eq!(stored_events(&sphere, &device).len(), 5);
+        },
+    );
+}
+
+/// Storage settings with `retention` and `quota` (bytes), the last-seen interval default.
+fn storage(retention: Option<Duration>, quota: Option<u64>) -> StorageSettings {
+    StorageSettings {
+        retention,
+        device_quota_bytes: quota,
+        ..StorageSettings::default()
+    }
+}
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+/// Fails before this change: raw TARs and unpacked files were kept for ever. Now a processed
+/// package past the retention is pruned (raw TAR and files), except the samples a pending
+/// drift event shows, which go once the event is decided; the package's record stays, so the
+/// same package sent again is still a duplicate, and the event's embedding stays.
+#[test]
+fn packages_past_retention_are_pruned_but_what_a_pending_event_shows_stays() {
+    each_backend(
+        "packages_past_retention_are_pruned_but_what_a_pending_event_shows_stays",
+        |b| {
+            let sphere = b.open().with_storage(&storage(Some(DAY), None));
+            let (device, _) = enroll(&sphere);
+            let with_event = drift::drift_package(
+                &device,
+                "p1",
+                &json!([report_with(1, &[1.0, 2.0], &["s/a.jpg"])]),
+                &["s/a.jpg"],
+            );
+            let plain = drift::drift_package(&device, "p2", &json!([]), &[]);
+            deliver(&sphere, &device, &with_event);
+            deliver(&sphere, &device, &plain);
+            let now = now_unix_ms();
+            assert_eq!(sphere.sweep_retention(now).unwrap().packages, 0);
+            let before = b.blob_keys();
+            assert!(
+                before.contains(&format!("incoming/{device}/p1.tar")),
+                "{before:?}"
+            );
+
+            let pruned = sphere.sweep_retention(now + 2 * DAY_MS).unwrap();
+            assert_eq!(pruned.packages, 2);
+            let sample = format!("devices/{device}/packages/p1/s/a.jpg");
+            let left: Vec<String> = b
+                .blob_keys()
+                .into_iter()
+                .filter(|k| !k.contains("/embeddings/"))
+                .collect();
+            assert_eq!(
+                left,
+                [sample.as_str()],
+                "only the pending event's sample stays"
+            );
+            assert_eq!(exported(&sphere, &device).len(), 1, "the embedding stays");
+            assert_eq!(
+                sphere.accept_upload(&device, &plain).unwrap().outcome,
+                UploadOutcome::Duplicate
+            );
+
+            let id = sphere
+                .list_drift_events(&DriftEventQuery::default())
+                .unwrap()
+                .events[0]
+                .id;
+            sphere
+                .reject_drift_event(id, "alice", &Default::default())
+                .unwrap();
+            sphere.sweep_retention(now + 2 * DAY_MS).unwrap();
+            assert!(
+                b.blob(&sample).is_none(),
+                "a decided event's sample is pruned in time"
+            );
+        },
+    );
+}
+
+/// A package of `device` with one sample `s/big.jpg` of `sample_bytes` bytes, and a pending
+/// drift event showing it when `event` is set.
+fn sized_package(device: &str, id: &str, sample_bytes: usize, event: bool) -> Vec<u8> {
+    let events = if event {
+        json!([drift::report(1, "adwin", 1, &["s/big.jpg"])])
+    } else {
+        json!([])
+    };
+    let mut b = tinylcm_protocol::package::PackageBuilder::new(id, device, 1).unwrap();
+    b.add(
+        "drift-events.json",
+        FileKind::DriftEvents,
+        events.to_string().into_bytes(),
+    )
+    .unwrap();
+    b.add("s/big.jpg", FileKind::Sample, vec![7; sample_bytes])
+        .unwrap();
+    b.finish().unwrap()
+}
+
+/// Fails before this change: there was no quota, a device could store without bound. Now
+/// a device that needs room has its oldest processed packages pruned; when what is left is all
+/// shown by pending drift events it gets 507 (the runtime keeps the package and retries: not
+/// a final answer to it) until an operator decides them; a package bigger than the quota on
+/// its own gets 413.
+#[test]
+fn a_device_over_its_quota_loses_its_oldest_packages_or_is_told_to_wait() {
+    each_backend(
+        "a_device_over_its_quota_loses_its_oldest_packages_or_is_told_to_wait",
+        |b| {
+            const SAMPLE: usize = 20_000;
+            let len = sized_package("d", "p", SAMPLE, false).len() as u64;
+
+            // Room for three packages (raw + unpacked ≈ 2 × len each), not four.
+            let sphere = b.open().with_storage(&storage(None, Some(7 * len)));
+            let (device, _) = enroll(&sphere);
+            for id in ["q1", "q2", "q3", "q4"] {
+                let package = sized_package(&device, id, SAMPLE, false);
+                assert_eq!(deliver(&sphere, &device, &package), UploadOutcome::Accepted);
+            }
+            let keys = b.blob_keys();
+            assert!(
+                !keys.iter().any(|k| k.contains("/q1")),
+                "the oldest package was not pruned: {keys:?}"
+            );
+            for id in ["q2", "q3", "q4"] {
+                assert!(
+                    keys.contains(&format!("incoming/{device}/{id}.tar")),
+                    "{id}: {keys:?}"
+                );
+            }
+            drop(sphere);
+
+            // Room for one package with its sample held by a pending event, not two.
+            let sphere = b.open().with_storage(&storage(None, Some(5 * len / 2)));
+            let (device, _) = enroll(&sphere);
+            let first = sized_package(&device, "r1", SAMPLE, true);
+            assert_eq!(deliver(&sphere, &device, &first), UploadOutcome::Accepted);
+            let second = sized_package(&device, "r2", SAMPLE, true);
+            match sphere.accept_upload(&device, &second) {
+                Err(DomainError::InsufficientStorage { error, .. }) => {
+                    assert!(error.contains("review"), "{error}")
+                }
+                other => panic!("expected 507, got {other:?}"),
+            }
+            assert!(
+                b.blob(&format!("devices/{device}/packages/r1/s/big.jpg"))
+                    .is_some()
+            );
+            let huge = sized_package(&device, "r3", 3 * SAMPLE, false);
+            assert!(matches!(
+                sphere.accept_upload(&device, &huge),
+                Err(DomainError::TooLarge { .. })
+            ));
+            // Once the operator has decided, the retry gets through.
+            let id = sphere
+                .list_drift_events(&DriftEventQuery::default())
+                .unwrap()
+                .events[0]
+                .id;
+            sphere
+                .reject_drift_event(id, "alice", &Default::default())
+                .unwrap();
+            assert_eq!(deliver(&sphere, &device, &second), UploadOutcome::Accepted);
         },
     );
 }

@@ -55,6 +55,7 @@ fn event(device: &str, seq: u64) -> DriftEventView {
         device_id: device.into(),
         package_id: "p".into(),
         event_seq: seq,
+        epoch: None,
         incident: 1,
         detector: "adwin' or tags.x = 'y".into(),
         statistic: 2.0,

@@ -150,6 +150,7 @@ pub fn collect(
             };
             let mut report = DriftEventReport {
                 event_seq: seq,
+                epoch: Some(store.epoch().to_owned()),
                 incident,
                 detector: d.detector.name().to_string(),
                 statistic: finite_or_zero(d.statistic),
@@ -520,6 +521,9 @@ mod tests {
         let reports: Vec<DriftEventReport> =
             serde_json::from_slice(pkg.file("drift-events.json").unwrap()).unwrap();
         assert_eq!(reports[0].event_seq, 2);
+        // The state database's epoch goes with every event, so the server tells this
+        // database's event 2 from the event 2 of a database recreated later.
+        assert_eq!(reports[0].epoch.as_deref(), Some(store.epoch()));
         assert_eq!(reports[0].samples, ["samples/00000000000000000003.jpg"]);
         assert_eq!(reports[0].embedding.as_deref(), Some(&[0.5f32; 4][..]));
         // The features sent with the sample are kept for a label that comes back late.

@@ -166,9 +166,17 @@ pub const DEFAULT_DRIFT_EVENT_PAGE: usize = 50;
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DriftEventReport {
-    /// The event's number in the device's event log; unique per device, the server's
-    /// idempotency key (re-sent events are stored once).
+    /// The event's number in the device's event log; unique per device and [`Self::epoch`],
+    /// the server's idempotency key with them (re-sent events are stored once).
     pub event_seq: u64,
+    /// The life of the device's state database the event belongs to
+    /// ([`crate::ids::valid_epoch`]): a random value made with the database, so events
+    /// numbered from 1 again after the database was recreated are new events, not
+    /// duplicates. Absent in reports of devices older than this field (their events are keyed
+    /// by device and `event_seq` alone, as before). A server older than this field refuses
+    /// the whole member: upgrade sphere-lite before the devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
     /// The incident the event belongs to.
     pub incident: u64,
     /// The detector's name, e.g. `"page-hinkley-distance"` (1..=[`MAX_DETECTOR_BYTES`] bytes,
@@ -235,6 +243,10 @@ pub struct DriftEventView {
     pub package_id: String,
     /// The device's event log number ([`DriftEventReport::event_seq`]).
     pub event_seq: u64,
+    /// The life of the device's state database ([`DriftEventReport::epoch`]); absent for
+    /// events of devices older than that field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
     /// The device's incident number.
     pub incident: u64,
     /// The detector's name.
@@ -992,6 +1004,7 @@ mod tests {
             device_id: "d".into(),
             package_id: "p".into(),
             event_seq: 3,
+            epoch: None,
             incident: 1,
             detector: "adwin".into(),
             statistic: 1.0,

@@ -154,6 +154,19 @@ impl Blobs for DirBlobs {
         Ok(out)
     }
 
+    fn list_sizes(&self, prefix: &str) -> Result<Vec<(BlobKey, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for key in self.list(prefix)? {
+            match fs::metadata(self.path(&key)) {
+                Ok(m) => out.push((key, m.len())),
+                // Deleted since it was listed.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(err(&format!("size of {key}"), e)),
+            }
+        }
+        Ok(out)
+    }
+
     fn delete(&self, key: &BlobKey) -> Result<(), StoreError> {
         match fs::remove_file(self.path(key)) {
             Ok(()) => Ok(()),

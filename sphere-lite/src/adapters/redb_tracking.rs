@@ -35,7 +35,10 @@ const PACKAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("packages");
 const PENDING: TableDefinition<&str, ()> = TableDefinition::new("pending");
 /// server id → JSON [`DriftEventView`].
 const DRIFT_EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("drift_events");
-/// (device, event_seq) → server id: the idempotency index of reported events.
+/// (device, event_seq) → server id: the idempotency index of reported events. The first part
+/// is `<device>/<epoch>` for events that carry the device database's epoch (a device id has
+/// no `/`, so the two forms never meet), and the bare device id for events of devices older
+/// than epochs, so databases written before epochs keep their keys without a migration.
 const DRIFT_EVENT_KEYS: TableDefinition<(&str, u64), u64> =
     TableDefinition::new("drift_event_keys");
 /// (device, feedback id) → JSON [`FeedbackItem`], unacknowledged items only.
@@ -466,7 +469,11 @@ impl Tracking for RedbTracking {
                 .map(|(k, _)| k.value() + 1)
                 .unwrap_or(1);
             for event in events {
-                let key = (event.device_id.as_str(), event.event_seq);
+                let scope = match &event.epoch {
+                    Some(epoch) => format!("{}/{epoch}", event.device_id),
+                    None => event.device_id.clone(),
+                };
+                let key = (scope.as_str(), event.event_seq);
                 if keys.get(key).map_err(err)?.is_some() {
                     continue;
                 }
@@ -1030,6 +1037,7 @@ mod tests {
             device_id: device.into(),
             package_id: "p".into(),
             event_seq: seq,
+            epoch: None,
             incident: 1,
             detector: detector.into(),
             statistic: 2.0,

@@ -315,6 +315,14 @@ impl Blobs for S3Blobs {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<BlobKey>, StoreError> {
+        Ok(self
+            .list_sizes(prefix)?
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect())
+    }
+
+    fn list_sizes(&self, prefix: &str) -> Result<Vec<(BlobKey, u64)>, StoreError> {
         let client = self.client.clone();
         let bucket = self.bucket.clone();
         let full = format!("{}{prefix}", self.prefix);
@@ -328,16 +336,23 @@ impl Blobs for S3Blobs {
                 .await;
             let mut names = Vec::new();
             while let Some(page) = pages.next().await {
-                names.extend(page?.contents.into_iter().map(|entry| entry.name));
+                names.extend(
+                    page?
+                        .contents
+                        .into_iter()
+                        .map(|entry| (entry.name, entry.size.unwrap_or(0))),
+                );
             }
             Ok::<_, S3Error>(names)
         })?;
         let names = names.map_err(|e| err(&format!("list {prefix}"), describe(&e)))?;
         // Objects that are not valid blob keys (written by something else) are skipped, as the
         // directory adapter skips foreign files.
-        let mut keys: Vec<BlobKey> = names
+        let mut keys: Vec<(BlobKey, u64)> = names
             .into_iter()
-            .filter_map(|n| n.get(strip..).and_then(|k| BlobKey::new(k).ok()))
+            .filter_map(|(n, size)| {
+                Some((n.get(strip..).and_then(|k| BlobKey::new(k).ok())?, size))
+            })
             .collect();
         keys.sort();
         Ok(keys)

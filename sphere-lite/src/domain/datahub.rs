@@ -55,6 +55,9 @@ struct LogIndex {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct StoredEmbedding {
     event_seq: u64,
+    /// The device database's epoch of the event (absent: a device older than epochs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    epoch: Option<String>,
     package_id: String,
     embedding: Vec<f32>,
 }
@@ -78,11 +81,22 @@ fn key(text: String) -> Result<BlobKey, DomainError> {
     BlobKey::new(text).map_err(|e| crate::ports::StoreError::new("blobs", e).into())
 }
 
-/// Blob key of the embedding of drift event `event_seq` of `device_id`.
-pub fn embedding_key(device_id: &str, event_seq: u64) -> Result<BlobKey, DomainError> {
-    key(format!(
-        "devices/{device_id}/embeddings/{event_seq:020}.json"
-    ))
+/// Blob key of the embedding of drift event (`device_id`, `epoch`, `event_seq`):
+/// `<epoch>-<seq>.json`, or `<seq>.json` for events of devices older than epochs (the key
+/// such events always had).
+pub fn embedding_key(
+    device_id: &str,
+    epoch: Option<&str>,
+    event_seq: u64,
+) -> Result<BlobKey, DomainError> {
+    match epoch {
+        Some(epoch) => key(format!(
+            "devices/{device_id}/embeddings/{epoch}-{event_seq:020}.json"
+        )),
+        None => key(format!(
+            "devices/{device_id}/embeddings/{event_seq:020}.json"
+        )),
+    }
 }
 
 fn log_index_key(
@@ -332,17 +346,24 @@ impl Sphere {
     /// Store what `package` adds to the Data Hub (embedding blobs, the log index blob, the
     /// prediction index) and return the problems found. Called while processing, after the
     /// package's files are stored and before it is marked processed (so a crash re-runs it;
-    /// every step is idempotent).
+    /// every step is idempotent). `events` are the package's drift events (their epochs key
+    /// the embeddings).
     pub(super) fn store_datahub(
         &self,
         package: &Package,
         embeddings: &[(u64, Vec<f32>)],
+        events: &[DriftEventView],
     ) -> Result<Vec<String>, DomainError> {
         let device = &package.manifest.device_id;
         let mut problems = Vec::new();
         for (event_seq, embedding) in embeddings {
+            let epoch = events
+                .iter()
+                .find(|e| e.event_seq == *event_seq)
+                .and_then(|e| e.epoch.clone());
             let stored = StoredEmbedding {
                 event_seq: *event_seq,
+                epoch,
                 package_id: package.manifest.package_id.clone(),
                 embedding: embedding.clone(),
             };
@@ -375,7 +396,7 @@ impl Sphere {
         device: &str,
         stored: &StoredEmbedding,
     ) -> Result<Option<String>, DomainError> {
-        let key = embedding_key(device, stored.event_seq)?;
+        let key = embedding_key(device, stored.epoch.as_deref(), stored.event_seq)?;
         let Some(existing) = self.blobs.get(&key)? else {
             let bytes = serde_json::to_vec(stored)
                 .map_err(|e| crate::ports::StoreError::new("blobs", e))?;
@@ -599,7 +620,11 @@ impl Sphere {
     ) -> Result<Option<EmbeddingExportLine>, DomainError> {
         let Some(bytes) = self
             .blobs
-            .get(&embedding_key(&event.device_id, event.event_seq)?)?
+            .get(&embedding_key(
+                &event.device_id,
+                event.epoch.as_deref(),
+                event.event_seq,
+            )?)?
         else {
             return Ok(None);
         };

@@ -76,6 +76,15 @@ pub enum DomainError {
         /// The event's current state.
         current: Box<DriftEventView>,
     },
+    /// The device's storage quota is used up by data still needed (507; the device keeps
+    /// the package and retries).
+    #[error("{error}{}", with_fix(fix))]
+    InsufficientStorage {
+        /// Client-facing message.
+        error: String,
+        /// What the client should do.
+        fix: Option<String>,
+    },
     /// A store failed (500; details are logged, not sent).
     #[error("storage failure: {0}")]
     Store(#[from] StoreError),

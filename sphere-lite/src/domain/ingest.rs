@@ -206,6 +206,8 @@ impl Sphere {
             tracing::info!(device = %device_id, package = %package_id, "duplicate upload");
             return Ok(duplicate);
         }
+        // Stored twice until retention prunes it: the raw TAR and its files unpacked.
+        self.make_room(device_id, len.saturating_mul(2))?;
         body.store(self, &raw)?;
         let record = PackageRecord {
             device_id: device_id.to_owned(),
@@ -288,7 +290,7 @@ impl Sphere {
         // Data Hub parts (embeddings, log index, prediction index) are stored before the
         // events, so an event never lists an embedding that is not there yet.
         let mut problems = drift.problems;
-        problems.extend(self.store_datahub(&package, &drift.embeddings)?);
+        problems.extend(self.store_datahub(&package, &drift.embeddings, &drift.events)?);
         let events = drift.events;
         // Metric points likewise before the mark: keyed by (device, key, time, package), so a
         // re-run stores the same points again, not new ones.

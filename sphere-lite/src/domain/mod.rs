@@ -19,7 +19,9 @@ mod ingest;
 mod metrics;
 mod releases;
 mod remote_config;
+mod retention;
 mod seen;
+pub mod storage;
 
 use std::sync::{Arc, Mutex};
 
@@ -142,6 +144,8 @@ pub struct Sphere {
     use_throttle: credentials::UseThrottle,
     /// Devices' last-seen times, fresh in memory and written at most once per interval.
     seen: seen::SeenThrottle,
+    /// Retention and quota of stored packages (`[storage]`).
+    storage: storage::StorageSettings,
 }
 
 pub use tinylcm_protocol::time::now_unix_ms;
@@ -160,6 +164,7 @@ impl Sphere {
             release_keys: Vec::new(),
             use_throttle: Default::default(),
             seen: Default::default(),
+            storage: Default::default(),
         }
     }
 

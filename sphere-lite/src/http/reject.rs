@@ -74,6 +74,9 @@ impl From<DomainError> for ApiError {
             DomainError::Forbidden { error, fix } => (StatusCode::FORBIDDEN, error, fix),
             DomainError::BadRequest { error, fix } => (StatusCode::BAD_REQUEST, error, fix),
             DomainError::TooLarge { error, fix } => (StatusCode::PAYLOAD_TOO_LARGE, error, fix),
+            DomainError::InsufficientStorage { error, fix } => {
+                (StatusCode::INSUFFICIENT_STORAGE, error, fix)
+            }
             DomainError::NotFound { error, fix } => (StatusCode::NOT_FOUND, error, fix),
             DomainError::Exists { error, fix } => (StatusCode::CONFLICT, error, fix),
             DomainError::Conflict {

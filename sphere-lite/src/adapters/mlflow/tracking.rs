@@ -66,6 +66,8 @@ const PROCESSED: &str = "sphere.processed_unix_ms";
 const FAILED: &str = "sphere.failed";
 const PROBLEMS: &str = "sphere.problems";
 const EVENT_SEQ: &str = "sphere.event_seq";
+/// The device database's epoch of a drift event (absent: a device older than epochs).
+const EPOCH: &str = "sphere.epoch";
 const DETECTOR_HEX: &str = "sphere.detector_hex";
 const STATUS: &str = "sphere.status";
 const EVENT: &str = "sphere.event";
@@ -309,17 +311,29 @@ impl MlflowTracking {
         Ok(())
     }
 
-    fn event_runs(&self, device_id: &str, event_seq: u64) -> Result<Vec<Run>, StoreError> {
+    /// The runs of drift event (device, epoch, event_seq), canonical first. Events without an
+    /// epoch (devices older than epochs) have no `sphere.epoch` tag; MLflow cannot filter on a
+    /// missing tag, so those are picked out here.
+    fn event_runs(
+        &self,
+        device_id: &str,
+        epoch: Option<&str>,
+        event_seq: u64,
+    ) -> Result<Vec<Run>, StoreError> {
+        let mut filter = Filter::new()
+            .tag_eq(KIND, &lit_const(KIND_EVENT))
+            .tag_eq(DEVICE, &lit(device_id)?)
+            .tag_eq(EVENT_SEQ, &lit(&event_seq.to_string())?);
+        if let Some(epoch) = epoch {
+            filter = filter.tag_eq(EPOCH, &lit(epoch)?);
+        }
         let query = RunQuery {
             experiment_ids: vec![self.drift.clone()],
-            filter: Filter::new()
-                .tag_eq(KIND, &lit_const(KIND_EVENT))
-                .tag_eq(DEVICE, &lit(device_id)?)
-                .tag_eq(EVENT_SEQ, &lit(&event_seq.to_string())?)
-                .build(),
+            filter: filter.build(),
             order_by: vec![],
         };
         let mut runs = self.client.search_runs(&query, MAX_DUPLICATES)?;
+        runs.retain(|run| run.tag(EPOCH) == epoch);
         runs.sort_by(event_order);
         Ok(runs)
     }
@@ -1033,7 +1047,8 @@ impl Tracking for MlflowTracking {
     fn put_drift_events(&self, events: &[DriftEventView]) -> Result<usize, StoreError> {
         let mut new = 0;
         for event in events {
-            let existing = self.event_runs(&event.device_id, event.event_seq)?;
+            let epoch = event.epoch.as_deref();
+            let existing = self.event_runs(&event.device_id, epoch, event.event_seq)?;
             if let Some(first) = existing.first() {
                 // Stored before; if a crash left it without an id, give it one now.
                 if metric_u64(first, ID).is_none() {
@@ -1057,23 +1072,28 @@ impl Tracking for MlflowTracking {
                     "drift event too large for an MLflow tag",
                 ));
             }
-            let run = self.client.create_run(
-                &self.drift,
-                &format!("{}/{}", event.device_id, event.event_seq),
-                event.received_unix_ms,
-                &[
-                    Tag::new(KIND, KIND_EVENT),
-                    Tag::new(DEVICE, &event.device_id),
-                    Tag::new(EVENT_SEQ, event.event_seq.to_string()),
-                    Tag::new(DETECTOR_HEX, hex(event.detector.as_bytes())),
-                    Tag::new(STATUS, status_str(DriftEventStatus::Pending)),
-                    Tag::new(EVENT, json),
-                ],
-            )?;
+            let name = match epoch {
+                Some(epoch) => format!("{}/{epoch}/{}", event.device_id, event.event_seq),
+                None => format!("{}/{}", event.device_id, event.event_seq),
+            };
+            let mut tags = vec![
+                Tag::new(KIND, KIND_EVENT),
+                Tag::new(DEVICE, &event.device_id),
+                Tag::new(EVENT_SEQ, event.event_seq.to_string()),
+                Tag::new(DETECTOR_HEX, hex(event.detector.as_bytes())),
+                Tag::new(STATUS, status_str(DriftEventStatus::Pending)),
+                Tag::new(EVENT, json),
+            ];
+            if let Some(epoch) = epoch {
+                tags.push(Tag::new(EPOCH, epoch));
+            }
+            let run = self
+                .client
+                .create_run(&self.drift, &name, event.received_unix_ms, &tags)?;
             self.assign_id(&run, event.unix_ms)?;
             // Another replica may have stored the same (device, event_seq) meanwhile: the
             // canonical copy (smallest id) stays, the other is removed again.
-            let copies = self.event_runs(&event.device_id, event.event_seq)?;
+            let copies = self.event_runs(&event.device_id, epoch, event.event_seq)?;
             if copies
                 .first()
                 .is_some_and(|first| first.info.run_id != run.info.run_id)
