@@ -756,51 +756,15 @@ pub enum DecideOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BlobKey(String);
 
-/// A string that is not a valid blob key.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid blob key {key:?}: {reason}")]
-pub struct InvalidKey {
-    /// The rejected key (may be truncated).
-    pub key: String,
-    /// Why it was rejected.
-    pub reason: &'static str,
-}
-
-/// Longest accepted blob key in bytes (S3 allows 1024).
-pub const MAX_KEY_LEN: usize = 1024;
+// The rule itself is the protocol crate's, so the parsers of device JSON there (fuzzed
+// without the server) turn file names into keys exactly as the stores accept them.
+pub use tinylcm_protocol::blob_key::{InvalidKey, MAX_KEY_LEN};
 
 impl BlobKey {
-    /// Validate `key`.
+    /// Validate `key` ([`tinylcm_protocol::blob_key::check`]).
     pub fn new(key: impl Into<String>) -> Result<Self, InvalidKey> {
         let key = key.into();
-        let fail = |reason| {
-            Err(InvalidKey {
-                key: key.chars().take(100).collect(),
-                reason,
-            })
-        };
-        if key.is_empty() {
-            return fail("empty");
-        }
-        if key.len() > MAX_KEY_LEN {
-            return fail("longer than 1024 bytes");
-        }
-        if !key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
-        {
-            return fail("only A-Z a-z 0-9 . _ - / are allowed");
-        }
-        for segment in key.split('/') {
-            if segment.is_empty() {
-                return fail("empty path segment (leading, trailing or double '/')");
-            }
-            if segment.starts_with('.') {
-                return fail(
-                    "a segment starts with '.' ('.', '..' and hidden names are not allowed)",
-                );
-            }
-        }
+        tinylcm_protocol::blob_key::check(&key)?;
         Ok(BlobKey(key))
     }
 

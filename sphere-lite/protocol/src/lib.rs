@@ -8,9 +8,14 @@
 //!
 //! * [`paths`]: the HTTP routes of API [`API_VERSION`] (`/api/v2/...`).
 //! * [`api`]: the JSON bodies of those routes.
+//! * [`blob_key`]: the one rule for the keys the server stores device files under.
 //! * [`datahub`]: what devices send for the Data Hub (prediction samples, log lines,
 //!   drift-sample embeddings) and the listings built from it.
+//! * [`device_json`]: the server's parsers of the JSON inside a package (drift events,
+//!   prediction samples, metrics).
 //! * [`ids`]: the one rule for device and package ids (they become path segments and keys).
+//! * [`legacy`]: what the original TinyLCM clients upload (their JSON, TAR / `.tar.gz`
+//!   archives) and its translation into a v2 package.
 //! * [`package`]: the sync package format (plain TAR + `manifest.json` with per-file SHA-256)
 //!   and its limits; see that module for the full format description and the safety rules.
 //! * [`release`]: signed model releases (Ed25519) and release keys.
@@ -22,8 +27,11 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod blob_key;
 pub mod datahub;
+pub mod device_json;
 pub mod ids;
+pub mod legacy;
 pub mod package;
 pub mod release;
 pub mod remote_config;

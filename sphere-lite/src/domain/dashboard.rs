@@ -68,13 +68,8 @@ pub struct ImagePage {
 }
 
 /// Whether a file name ends in an image extension the dashboard shows (`.jpg`, `.jpeg`,
-/// `.png`, any case).
-pub fn is_image_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    [".jpg", ".jpeg", ".png"]
-        .iter()
-        .any(|ext| lower.ends_with(ext))
-}
+/// `.png`, any case): the rule the Data Hub's parser of prediction files applies too.
+pub use tinylcm_protocol::device_json::predictions::is_image_name;
 
 /// Whether `key` is an image file of a processed package (the only blobs the dashboard serves).
 pub fn is_image_key(key: &str) -> bool {

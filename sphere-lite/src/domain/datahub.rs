@@ -12,22 +12,23 @@
 //! Reads are bounded: a page of logs reads at most [`MAX_LOG_SCAN_BYTES`] of log files, and the
 //! export streams one page of events at a time.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tinylcm_protocol::api::{DriftEventView, MAX_DRIFT_EVENT_PAGE};
 use tinylcm_protocol::datahub::{
     DEFAULT_LOG_PAGE, DEFAULT_PREDICTION_PAGE, EmbeddingExportLine, EmbeddingExportQuery, LogLevel,
-    LogLine, LogLineView, LogPage, LogQuery, MAX_LOG_FILE_BYTES, MAX_LOG_LINE_BYTES, MAX_LOG_PAGE,
-    MAX_LOG_QUERY_BYTES, MAX_PREDICTION_PAGE, MAX_PREDICTIONS_FILE_BYTES,
-    MAX_PREDICTIONS_PER_PACKAGE, PREDICTIONS_FILE, PredictionList, PredictionQuery,
-    PredictionSample, PredictionView, valid_class_name,
+    LogLineView, LogPage, LogQuery, MAX_LOG_FILE_BYTES, MAX_LOG_PAGE, MAX_LOG_QUERY_BYTES,
+    MAX_PREDICTION_PAGE, PredictionList, PredictionQuery, PredictionView, valid_class_name,
 };
 use tinylcm_protocol::ids::{valid_device_id, valid_package_id};
 use tinylcm_protocol::package::{FileKind, Package};
 
-use super::dashboard::is_image_name;
+// The parser of the prediction files lives in the protocol crate, where the fuzz target
+// `datahub` runs it without the server's dependency tree.
+use tinylcm_protocol::device_json::logs::view_line;
+use tinylcm_protocol::device_json::predictions::predictions_of;
+
 use super::ingest::file_key;
 use super::{DomainError, Sphere};
 use crate::ports::{BlobKey, DriftEventFilter, PredictionCursor, PredictionFilter};
@@ -110,93 +111,16 @@ fn log_index_key(
     ))
 }
 
-/// Shortened for a problem message (device-supplied text).
-fn shown(s: &str) -> String {
-    s.chars().take(120).collect()
-}
-
 /// The prediction samples and log files of `package`, and the problems found. Never fails.
 pub(super) fn datahub_parts_of(package: &Package) -> DataHubParts {
-    let mut parts = DataHubParts::default();
-    predictions_of(package, &mut parts);
+    let predictions = predictions_of(package);
+    let mut parts = DataHubParts {
+        predictions: predictions.predictions,
+        log_index: None,
+        problems: predictions.problems,
+    };
     logs_of(package, &mut parts);
     parts
-}
-
-fn predictions_of(package: &Package, parts: &mut DataHubParts) {
-    let m = &package.manifest;
-    let images: HashSet<&str> = package
-        .files
-        .iter()
-        .filter(|(e, _)| e.kind == FileKind::Prediction && is_image_name(&e.name))
-        .map(|(e, _)| e.name.as_str())
-        .collect();
-    let metadata = package.files.iter().filter(|(e, _)| {
-        e.kind == FileKind::Prediction && e.name.rsplit('/').next() == Some(PREDICTIONS_FILE)
-    });
-    for (entry, content) in metadata {
-        let name = &entry.name;
-        let problems = &mut parts.problems;
-        if content.len() > MAX_PREDICTIONS_FILE_BYTES {
-            problems.push(format!(
-                "prediction file {name:?}: {} bytes, more than {MAX_PREDICTIONS_FILE_BYTES}; skipped",
-                content.len()
-            ));
-            continue;
-        }
-        let samples: Vec<PredictionSample> = match serde_json::from_slice(content) {
-            Ok(s) => s,
-            Err(e) => {
-                problems.push(format!(
-                    "prediction file {name:?} is not a JSON list of prediction samples ({e}); skipped"
-                ));
-                continue;
-            }
-        };
-        for s in samples {
-            if parts.predictions.len() >= MAX_PREDICTIONS_PER_PACKAGE {
-                parts.problems.push(format!(
-                    "prediction file {name:?}: more than {MAX_PREDICTIONS_PER_PACKAGE} samples in the package; the rest skipped"
-                ));
-                break;
-            }
-            let file = shown(&s.file);
-            let reason = if !valid_class_name(&s.class) {
-                Some("class names are 1..=64 bytes of A-Z a-z 0-9 . _ - (not starting with '.')")
-            } else if !(s.confidence.is_finite() && (0.0..=1.0).contains(&s.confidence)) {
-                Some("confidence must be a number in 0..=1")
-            } else if !images.contains(s.file.as_str()) {
-                Some("`file` is not a prediction image (.jpg, .jpeg, .png) of the package")
-            } else {
-                None
-            };
-            if let Some(reason) = reason {
-                parts.problems.push(format!(
-                    "prediction file {name:?}, sample {file:?}: {reason}; sample skipped"
-                ));
-                continue;
-            }
-            match file_key(&m.device_id, &m.package_id, &s.file) {
-                Ok(key) if parts.predictions.iter().any(|p| p.key == key.as_str()) => {
-                    parts.problems.push(format!(
-                        "prediction file {name:?}, sample {file:?}: described twice; the first kept"
-                    ));
-                }
-                Ok(key) => parts.predictions.push(PredictionView {
-                    device_id: m.device_id.clone(),
-                    package_id: m.package_id.clone(),
-                    file: s.file,
-                    class: s.class,
-                    confidence: s.confidence,
-                    unix_ms: s.unix_ms,
-                    key: key.to_string(),
-                }),
-                Err(e) => parts.problems.push(format!(
-                    "prediction file {name:?}, sample {file:?}: {e}; sample skipped"
-                )),
-            }
-        }
-    }
 }
 
 fn logs_of(package: &Package, parts: &mut DataHubParts) {
@@ -294,39 +218,6 @@ impl LogCursor {
 
     fn text(&self) -> String {
         format!("{}/{}/{}", self.stem, self.file, self.line)
-    }
-}
-
-/// `s` cut to at most `max` bytes, on a character boundary.
-fn cut(s: &str, max: usize) -> String {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
-}
-
-/// One line of a log file as shown (a line that is not a [`LogLine`] is shown raw).
-fn view_line(package_id: &str, file: &str, number: u64, raw: &str) -> LogLineView {
-    match serde_json::from_str::<LogLine>(raw) {
-        Ok(l) => LogLineView {
-            package_id: package_id.to_owned(),
-            file: file.to_owned(),
-            line: number,
-            unix_ms: Some(l.unix_ms),
-            level: Some(l.level),
-            target: l.target.map(|t| cut(&t, 200)),
-            message: cut(&l.message, MAX_LOG_LINE_BYTES),
-        },
-        Err(_) => LogLineView {
-            package_id: package_id.to_owned(),
-            file: file.to_owned(),
-            line: number,
-            unix_ms: None,
-            level: None,
-            target: None,
-            message: cut(raw, MAX_LOG_LINE_BYTES),
-        },
     }
 }
 
@@ -652,6 +543,7 @@ impl Sphere {
 
 #[cfg(test)]
 mod tests {
+    use tinylcm_protocol::datahub::MAX_LOG_LINE_BYTES;
     use tinylcm_protocol::package::{Limits, PackageBuilder, read_package};
 
     use super::*;

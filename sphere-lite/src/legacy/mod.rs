@@ -16,10 +16,6 @@
 //! upload answers 200 (the client drops a package for good on any other status), and errors
 //! are real HTTP errors, never a 200 that says "error".
 
-pub mod archive;
-pub mod translate;
-pub mod wire;
-
 use tinylcm_protocol::api::{FeedbackItem, FeedbackVerdict, UploadOutcome};
 use tinylcm_protocol::package::Limits;
 
@@ -28,27 +24,9 @@ use wire::{
     AcknowledgeResponse, AcknowledgeResult, SampleResult, SampleResults, UploadMetadata, Validation,
 };
 
-pub use archive::Compression;
-
-/// Why an original client's upload was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum LegacyError {
-    /// The archive is not a readable flat TAR (or holds links, traversal, truncated members).
-    #[error("package rejected: {0}")]
-    BadArchive(String),
-    /// A format the server does not read.
-    #[error("package rejected: {0}")]
-    Unsupported(&'static str),
-    /// Over a size or count limit (also when inflating a `.tar.gz`).
-    #[error("package rejected: {0}")]
-    TooLarge(String),
-    /// The `metadata` part is missing fields or names ids that are not allowed.
-    #[error("invalid metadata: {0}")]
-    BadMetadata(String),
-    /// The server's own copy of the upload (its spool files) could not be read or written.
-    #[error("the spooled upload failed: {0}")]
-    Spool(String),
-}
+// The parsers of what the clients send (no server state) live in the protocol crate, where
+// the fuzz target `legacy_upload` runs them without the server's dependency tree.
+pub use tinylcm_protocol::legacy::{Compression, LegacyError, archive, translate, wire};
 
 impl From<LegacyError> for DomainError {
     fn from(e: LegacyError) -> Self {

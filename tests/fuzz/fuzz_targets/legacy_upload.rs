@@ -1,13 +1,13 @@
 //! The original clients' uploads: the `metadata` part (JSON), the archive reader (flat TAR or
-//! `.tar.gz` under limits, `sphere_lite::legacy::archive`) and the translator to a v2 package
-//! (`sphere_lite::legacy::translate`). Input: metadata, `tinylcm_fuzz::SPLIT`, archive. What
+//! `.tar.gz` under limits, `tinylcm_protocol::legacy::archive`, which sphere-lite runs) and the
+//! translator to a v2 package (`tinylcm_protocol::legacy::translate`). Input: metadata, `tinylcm_fuzz::SPLIT`, archive. What
 //! the translator builds must be a package the v2 reader accepts.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sphere_lite::legacy::archive::read_members;
-use sphere_lite::legacy::translate::to_package;
-use sphere_lite::legacy::wire::UploadMetadata;
+use tinylcm_protocol::legacy::archive::read_members;
+use tinylcm_protocol::legacy::translate::to_package;
+use tinylcm_protocol::legacy::wire::UploadMetadata;
 use tinylcm_protocol::package::{Limits, read_package};
 
 const LIMITS: Limits = Limits {

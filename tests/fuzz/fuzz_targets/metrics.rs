@@ -7,6 +7,6 @@ use tinylcm_protocol::package::FileKind;
 
 fuzz_target!(|data: &[u8]| {
     let package = tinylcm_fuzz::package(vec![("metrics.json", FileKind::Metrics, data.to_vec())]);
-    let parsed = sphere_lite::domain::device_json::parse(&package, 1_700_000_000_000);
+    let parsed = tinylcm_protocol::device_json::parse(&package, 1_700_000_000_000);
     assert!(parsed.metric_points <= 256);
 });

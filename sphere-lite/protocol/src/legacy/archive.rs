@@ -2,7 +2,7 @@
 //!
 //! Why a reader of its own: these archives have no manifest and come from Python's `tarfile`,
 //! which writes PAX headers when it likes (float mtimes, long or non-ASCII names), so the
-//! strict v2 reader (`tinylcm_protocol::package::read_package`) would refuse them. What stays
+//! strict v2 reader ([`crate::package::read_package`]) would refuse them. What stays
 //! as strict: only regular files are taken (links, devices and FIFOs refuse the archive,
 //! directories are skipped: the format is flat), no name may be absolute or contain `..`, and
 //! every byte inflated from a `.tar.gz` counts against the package limit, so a decompression
@@ -10,8 +10,8 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
+use crate::package::Limits;
 use flate2::read::GzDecoder;
-use tinylcm_protocol::package::Limits;
 
 use super::LegacyError;
 

@@ -7,9 +7,9 @@
 //! the package type and its name, and a `drift_event.json` additionally becomes a v2 drift
 //! event with its images attached, so it shows in the Drift Hub like a new device's.
 
+use crate::api::{DriftEventReport, MAX_DETECTOR_BYTES, MAX_SAMPLES_PER_EVENT};
+use crate::package::{FileKind, Limits, PackageBuilder};
 use serde_json::Value;
-use tinylcm_protocol::api::{DriftEventReport, MAX_DETECTOR_BYTES, MAX_SAMPLES_PER_EVENT};
-use tinylcm_protocol::package::{FileKind, Limits, PackageBuilder};
 
 use super::LegacyError;
 use super::archive::Member;
@@ -239,6 +239,7 @@ fn drift_event(
     let seq = stable_seq(package_id, index);
     DriftEventReport {
         event_seq: seq,
+        epoch: None,
         incident: seq,
         detector,
         statistic,
@@ -276,7 +277,7 @@ fn stable_seq(package_id: &str, index: usize) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use tinylcm_protocol::package::read_package;
+    use crate::package::read_package;
 
     use super::*;
 
