@@ -16,7 +16,7 @@ use crate::autonomy::Autonomy;
 use crate::frame::{Frame, FrameError, FrameSource};
 use crate::pipeline::runner::{self, RunError, RunOptions, RunSummary};
 use crate::pipeline::{Pipeline, PipelineError};
-use crate::stats::{MemoryUse, Percentiles, Stage, StageLatencies};
+use crate::stats::{MemoryUse, Percentiles, ResidentFile, Stage, StageLatencies};
 
 /// How much to measure.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +41,9 @@ pub struct BenchReport {
     /// Peak resident set size of the process after the live-source run (before
     /// the frame cache exists), and what was resident then by kind, where the OS reports it.
     pub memory: Option<MemoryUse>,
+    /// The file-backed part of `memory` per file at the same moment, largest first (empty
+    /// where the OS does not report it): which code a smaller build has to shrink.
+    pub resident_files: Vec<ResidentFile>,
 }
 
 impl BenchReport {
@@ -62,13 +65,20 @@ impl BenchReport {
         }
     }
 
+    /// Median cost per frame after the model, in microseconds: the autonomy layer and
+    /// reading the outputs, on frames from memory (what [`Self::after_inference_ratio`]
+    /// divides by the bare invoke).
+    pub fn after_inference_us(&self) -> u64 {
+        let run = &self.pipeline_cached.latencies;
+        run.percentiles(Stage::Autonomy).p50_us + run.percentiles(Stage::Rest).p50_us
+    }
+
     /// Cost per frame after the model (the autonomy layer and reading the outputs, on
     /// frames from memory) over the bare invoke, both measured in this run: 0.01 means
     /// everything after inference costs 1 % of the model. Medians, so that the moments the
     /// thread waited for a core on a busy machine do not count.
     pub fn after_inference_ratio(&self) -> f64 {
-        let run = &self.pipeline_cached.latencies;
-        let after = run.percentiles(Stage::Autonomy).p50_us + run.percentiles(Stage::Rest).p50_us;
+        let after = self.after_inference_us();
         if self.bare_invoke.p50_us > 0 {
             after as f64 / self.bare_invoke.p50_us as f64
         } else {
@@ -122,6 +132,7 @@ pub fn run(
         &mut (),
     )?;
     let memory = MemoryUse::read();
+    let resident_files = crate::stats::resident_files().unwrap_or_default();
     let mut cached = CachedFrames::capture(source, CACHED_FRAMES)?;
     let summary_cached = runner::run_with(&mut cached, pipeline, autonomy, &measured, &mut ())?;
     Ok(BenchReport {
@@ -130,6 +141,7 @@ pub fn run(
         pipeline: summary,
         pipeline_cached: summary_cached,
         memory,
+        resident_files,
     })
 }
 
