@@ -509,13 +509,11 @@ impl Sphere {
         &self,
         event: &DriftEventView,
     ) -> Result<Option<EmbeddingExportLine>, DomainError> {
-        let Some(bytes) = self
-            .blobs
-            .get(&embedding_key(
-                &event.device_id,
-                event.epoch.as_deref(),
-                event.event_seq,
-            )?)?
+        let Some(bytes) = self.blobs.get(&embedding_key(
+            &event.device_id,
+            event.epoch.as_deref(),
+            event.event_seq,
+        )?)?
         else {
             return Ok(None);
         };
