@@ -187,6 +187,31 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// The zero points (an i64 vector found by [`Walker::vector`]) of a tensor of TFLite type
+    /// `ty` lie in its type's range: -128..=127 for int8, 0..=255 for uint8. LiteRT 2.3.0
+    /// trusts them: an int8 tensor whose zero point was -11 with four bytes changed crashed it
+    /// (SIGSEGV) while tflite-c 2.6.0 loaded the model (found by the fuzz target
+    /// `tflite_walker`'s LiteRT check).
+    fn zero_points(&self, ty: u8, zero_points: Option<(usize, usize)>) -> Result<(), Invalid> {
+        let range = match ty {
+            TENSOR_INT8 => -128..=127,
+            TENSOR_UINT8 => 0..=255,
+            _ => return Ok(()),
+        };
+        let Some((start, n)) = zero_points else {
+            return Ok(());
+        };
+        for i in 0..n {
+            let z = self.u64(start + 8 * i, "quantization zero point")? as i64;
+            if !range.contains(&z) {
+                return Err(format!(
+                    "quantization zero point {z} outside {range:?} for the tensor's type"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// i32 index vector whose entries must be -1 (optional) or `< limit`.
     fn indices(&mut self, t: Table, id: usize, limit: usize, what: &str) -> Result<(), Invalid> {
         if let Some((start, n)) = self.vector(t, id, 4, what)? {
@@ -250,7 +275,12 @@ pub fn verify_tflite(buf: &[u8]) -> Result<(), Invalid> {
                 w.vector(q, 0, 4, "quantization min")?;
                 w.vector(q, 1, 4, "quantization max")?;
                 w.vector(q, 2, 4, "quantization scale")?;
-                w.vector(q, 3, 8, "quantization zero point")?;
+                let zero_points = w.vector(q, 3, 8, "quantization zero point")?;
+                let ty = match w.field(*t, 1, 1, "tensor type")? {
+                    Some(p) => w.bytes(p, 1, "tensor type")?[0],
+                    None => 0,
+                };
+                w.zero_points(ty, zero_points)?;
                 w.sub_table(q, 5, "quantization details")?;
             }
             w.sub_table(*t, 6, "sparsity")?;
@@ -401,6 +431,24 @@ mod tests {
                 "prefix of {len} bytes accepted"
             );
         }
+    }
+
+    /// Fails before this change: the walker accepted this model, and LiteRT 2.3.0 died of
+    /// SIGSEGV loading it (the fuzz target `tflite_walker`'s differential check found it;
+    /// tflite-c 2.6.0 loads it). Four bytes of `tiny_uint8.tflite` turn the int8 output
+    /// `StatefulPartitionedCall:01`'s zero point -11 (an i64 at byte 4240) into a huge one.
+    #[test]
+    fn a_zero_point_outside_its_type_is_rejected() {
+        let mut m = model("tiny_uint8.tflite");
+        assert_eq!(
+            m[4240..4248],
+            (-11i64).to_le_bytes(),
+            "the committed model changed; find the zero point again"
+        );
+        m[4241..4245].copy_from_slice(&[1, 0, 0, 19]);
+        let e = verify_tflite(&m).unwrap_err();
+        assert!(e.contains("zero point"), "{e}");
+        assert!(traits(&m).is_err());
     }
 
     #[test]
