@@ -48,6 +48,7 @@ pub use metrics::{
 pub use tinylcm_protocol::device_json::metrics::valid_key as valid_metric_key;
 pub use releases::{ReleaseList, ReleaseSummary, release_key};
 pub use remote_config::DEVICE_SCOPE;
+pub use retention::Pruned;
 pub use seen::DEFAULT_LAST_SEEN_INTERVAL_MS;
 
 use crate::ports::{Blobs, DeviceRecord, EnrollOutcome, PackageRecord, Tracking};
