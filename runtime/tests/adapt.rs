@@ -8,10 +8,11 @@ use std::time::Instant;
 
 use drift_support::Rng;
 use tinylcm::adapt::{
-    AdaptError, AdaptationConfig, Baseline, Decision, Deferred, EventKind, Guard, MAX_POINTS, Plan,
-    ProxyMetrics, Reference, RollbackReason, Verdict, Why, apply, plan,
+    AdaptError, AdaptationConfig, Baseline, Decision, Deferred, EventKind, Evidence, Guard,
+    MAX_POINTS, Plan, ProxyMetrics, Reference, RollbackReason, Sample, Scene, Verdict, Why, apply,
+    plan, plan_round,
 };
-use tinylcm::knn::{InitialOptions, Knn, KnnConfig, Metric, Prediction, build_initial};
+use tinylcm::knn::{InitialOptions, Knn, KnnConfig, LabelId, Metric, Prediction, build_initial};
 
 const DIM: usize = 32;
 
@@ -717,4 +718,83 @@ fn measure_margins() {
             f(&p3)
         );
     }
+}
+
+/// Evidence of a sample admitted while the whole stream had moved (2 reference means) and
+/// which aligning neither brought closer nor pushed away: a round of such samples is judged
+/// scene-wide. Its aligned vote is unanimous for `label`.
+fn scene_wide_evidence(reference: &Reference, label: LabelId) -> Evidence {
+    Evidence {
+        distance: 1.0,
+        aligned_distance: 1.0,
+        aligned_label: Some(label),
+        aligned_share: 1.0,
+        group: 1,
+        stream_shift: (2.0 * reference.mean()) as f32,
+    }
+}
+
+/// A scene-wide round that also shows a new object (the unseen star under a shifted stream:
+/// the stream's mean follows the object, so aligning cannot tell it from a nuisance): with
+/// `wide-far-factor` the object's dense place far from every class becomes one new class and
+/// none of its samples is pseudo-labelled as a known class; the shifted known samples are
+/// still pseudo-labelled. Fails before this change: a scene-wide round never proposed a
+/// class, and the object's samples were pseudo-labelled `a` by their aligned vote (what the
+/// `wide-far-factor = 0` half asserts).
+#[test]
+fn a_new_object_in_a_scene_wide_round_becomes_one_class_when_wide_far_factor_is_set() {
+    let mut w = world(11);
+    let a = w.knn.labels().get("a").unwrap();
+    let object = centre(&mut w.rng);
+    let near_a = shifted(&mut w.rng, &w.a, 2.0);
+    let mut vectors = blob(&mut w.rng, &object, 1.0, 40);
+    vectors.extend(blob(&mut w.rng, &near_a, 0.8, 30));
+    let samples: Vec<Sample<'_>> = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Sample {
+            id: i as u64,
+            features: v,
+            evidence: Some(scene_wide_evidence(&w.reference, a)),
+        })
+        .collect();
+    let original = |l: LabelId| l == a;
+
+    let off = config();
+    let p = plan_round(&samples, &w.knn, &w.reference, &off, original).unwrap();
+    assert!(matches!(p.scenes[..], [(1, Scene::Wide { .. })]), "{p:#?}");
+    assert!(
+        !decisions(&p)
+            .iter()
+            .any(|d| matches!(d, Decision::NewClass { .. }))
+    );
+
+    let on = AdaptationConfig {
+        wide_far_factor: 2.5,
+        ..config()
+    };
+    let p = plan_round(&samples, &w.knn, &w.reference, &on, original).unwrap();
+    let new: Vec<_> = p
+        .clusters
+        .iter()
+        .filter(|c| matches!(c.decision, Decision::NewClass { .. }))
+        .collect();
+    assert_eq!(new.len(), 1, "{p:#?}");
+    assert_eq!(new[0].decision, new_class("new-1"));
+    assert!(new[0].members.iter().all(|&id| id < 40), "{p:#?}");
+    assert!(
+        new[0].members.len() >= 36,
+        "{} members",
+        new[0].members.len()
+    );
+    for c in p.clusters.iter().filter(|c| c.decision == pseudo("a")) {
+        assert!(
+            c.members.iter().all(|&id| id >= 40),
+            "object samples pseudo-labelled: {c:#?}"
+        );
+    }
+    assert!(
+        p.clusters.iter().any(|c| c.decision == pseudo("a")),
+        "{p:#?}"
+    );
 }

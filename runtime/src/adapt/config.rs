@@ -81,6 +81,13 @@ pub struct AdaptationConfig {
     /// Default 1.5 (measured on the built-in scenario: under 1.1 in normal stretches, over
     /// 1.8 in every drift phase).
     pub min_stream_shift: f64,
+    /// A scene-wide change may still carry a new object: a compact cluster of its samples
+    /// whose centroid lies beyond this × reference mean from every class is proposed as a
+    /// new class (before the rest are pseudo-labelled). A nuisance of the camera moves known
+    /// objects as a whole but keeps each near its class when the model was trained to
+    /// ignore it; a new object makes its own dense place far from all. 0 turns it off: a
+    /// scene-wide change never makes a new class.
+    pub wide_far_factor: f64,
     /// In a scene-wide round, a sample is pseudo-labelled only when at least this share of
     /// its k nearest neighbours agree on a class of the model once the shift is taken out.
     /// Default 1.0 (unanimous).
@@ -113,6 +120,7 @@ impl Default for AdaptationConfig {
             shift_window: 50,
             local_shift: 1.0,
             min_stream_shift: 1.5,
+            wide_far_factor: 0.0,
             pseudo_label_agreement: 1.0,
             pseudo_labels_per_class: 16,
             protected_drop: 0.01,
@@ -296,6 +304,15 @@ impl AdaptationConfig {
             100.0,
             "use a factor of the reference mean distance such as 1.5 (the default)",
         )?;
+        if self.wide_far_factor != 0.0 {
+            range_f64(
+                "wide-far-factor",
+                self.wide_far_factor,
+                0.0,
+                100.0,
+                "use a factor of the reference mean distance above far-factor, or 0 (off)",
+            )?;
+        }
         range_f64(
             "pseudo-label-agreement",
             self.pseudo_label_agreement,

@@ -58,6 +58,7 @@
 //! shift-window = 50            # frames the stream's mean spans (the scene's common shift)
 //! local-shift = 1.0            # aligned samples this many σ farther → a new object, not the scene
 //! min-stream-shift = 1.5       # the stream's shift (× reference mean) that makes a change judgeable
+//! wide-far-factor = 0.0        # > 0: a compact cluster this far from all classes is new, even scene-wide
 //! pseudo-label-agreement = 1.0 # aligned vote share a scene-wide pseudo-label needs
 //! pseudo-labels-per-class = 16 # samples a scene-wide round adds per class
 //! protected-drop = 0.01        # roll back at once when the original samples' agreement falls more

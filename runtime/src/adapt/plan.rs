@@ -393,10 +393,12 @@ pub struct Sample<'a> {
 ///
 /// * [`Scene::Local`] samples are planned by geometry as [`plan`] does (pseudo-label, new
 ///   class, leave);
-/// * [`Scene::Wide`] samples never make a new class: those whose aligned vote is a class of
-///   the model (`original`) with `pseudo-label-agreement` become one pseudo-label group per
-///   class (groups smaller than `min-cluster-size` are left), each adding at most
-///   `pseudo-labels-per-class` representatives spread over the round.
+/// * [`Scene::Wide`] samples never make a new class unless `wide-far-factor` is set (then a
+///   compact cluster of them beyond that factor from every class is proposed first, when
+///   the local samples proposed none, and its samples are not pseudo-labelled): those whose
+///   aligned vote is a class of the model (`original`) with `pseudo-label-agreement` become
+///   one pseudo-label group per class (groups smaller than `min-cluster-size` are left),
+///   each adding at most `pseudo-labels-per-class` representatives spread over the round.
 ///
 /// Samples without evidence are listed as unclustered and change nothing.
 pub fn plan_round(
@@ -462,6 +464,27 @@ pub fn plan_round(
     if config.ready(local.len()) {
         let local_pending: Vec<(u64, &[f32])> = local.iter().map(|&i| pending[i]).collect();
         clusters = plan(&local_pending, knn, reference, config)?.clusters;
+    }
+    // A new object inside a scene-wide change: its own dense place far from every class.
+    // Planned first, so its samples are never pseudo-labelled as a known class.
+    let proposes = |c: &PlannedCluster| matches!(c.decision, Decision::NewClass { .. });
+    if config.wide_far_factor > 0.0 && config.ready(wide.len()) && !clusters.iter().any(proposes) {
+        let wide_pending: Vec<(u64, &[f32])> = wide.iter().map(|&i| pending[i]).collect();
+        let strict = AdaptationConfig {
+            far_factor: config.wide_far_factor.max(config.far_factor),
+            ..config.clone()
+        };
+        let found: Vec<PlannedCluster> = plan(&wide_pending, knn, reference, &strict)?
+            .clusters
+            .into_iter()
+            .filter(proposes)
+            .collect();
+        let taken: std::collections::HashSet<u64> = found
+            .iter()
+            .flat_map(|c| c.members.iter().copied())
+            .collect();
+        wide.retain(|&i| !taken.contains(&pending[i].0));
+        clusters.extend(found);
     }
     let wide_evidence: Vec<Evidence> = wide.iter().map(|&i| with[i].1).collect();
     let rule = scene::PseudoLabelRule {

@@ -58,7 +58,8 @@ impl Evidence {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "scene")]
 pub enum Scene {
-    /// The whole scene changed (a nuisance): pseudo-labels only, never a new class.
+    /// The whole scene changed (a nuisance): pseudo-labels only, never a new class (unless
+    /// `wide-far-factor` is set: see [`plan_round`](super::plan_round)).
     Wide {
         /// Mean growth of the distance when aligned, in reference σ.
         shift: f64,
