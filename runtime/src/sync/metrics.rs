@@ -6,8 +6,14 @@
 //! The server skips keys outside `[A-Za-z0-9_-]` parts, keys over 100 bytes and anything past
 //! 256 keys; building to the same rules here keeps every number the device sends (class names
 //! become key parts, so their other characters are replaced).
+//!
+//! The series the dashboard charts by default ([`tinylcm_protocol::metric_keys`]) are set from
+//! the report's typed fields under those shared constants, and their room is kept before
+//! anything else is counted: a renamed status field fails to compile here instead of leaving
+//! a chart empty on the server.
 
 use serde_json::{Map, Value};
+use tinylcm_protocol::metric_keys;
 
 use super::host::ModelIdentity;
 use super::status::SyncStatusView;
@@ -25,7 +31,9 @@ pub fn metrics_json(
     model: Option<&ModelIdentity>,
 ) -> Value {
     let mut out = Map::new();
-    let mut keys = 0;
+    let charted = report.map(charted_values).unwrap_or_default();
+    // Room for the charted series first, so the key bound never cuts them.
+    let mut keys = charted.len();
     if let Some(m) = model {
         out.insert(
             "model".into(),
@@ -77,7 +85,49 @@ pub fn metrics_json(
             }
         }
     }
+    for (key, value) in charted {
+        set_path(&mut out, key, value);
+    }
     Value::Object(out)
+}
+
+/// The default-chart series of `r` that it has a finite figure for, by their shared keys.
+fn charted_values(r: &StatusReport) -> Vec<(&'static str, f64)> {
+    let total = r.latency.get("total");
+    [
+        (metric_keys::LATENCY_P50_US, total.map(|p| p.p50_us as f64)),
+        (metric_keys::LATENCY_P99_US, total.map(|p| p.p99_us as f64)),
+        (metric_keys::FPS, Some(r.fps_interval)),
+        (metric_keys::CONFIDENCE_MEAN, r.confidence.mean),
+        (
+            metric_keys::PROCESS_CPU_PERCENT,
+            r.system.process_cpu_percent,
+        ),
+        (metric_keys::SOC_TEMPERATURE_C, r.system.soc_temperature_c),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.filter(|v| v.is_finite()).map(|v| (k, v)))
+    .collect()
+}
+
+/// Sets the leaf at dotted `key` to `value`, creating (or replacing non-object) parents.
+fn set_path(out: &mut Map<String, Value>, key: &str, value: f64) {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let Some(leaf) = parts.pop() else { return };
+    let mut map = out;
+    for part in parts {
+        let slot = map
+            .entry(part.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !slot.is_object() {
+            *slot = Value::Object(Map::new());
+        }
+        let Value::Object(inner) = slot else { return };
+        map = inner;
+    }
+    if let Some(n) = serde_json::Number::from_f64(value) {
+        map.insert(leaf.to_owned(), Value::Number(n));
+    }
 }
 
 fn finite(n: &serde_json::Number) -> bool {
@@ -229,5 +279,32 @@ mod tests {
             }));
         }
         assert_eq!(v["model"]["sha256"], "ff");
+    }
+
+    /// Fails before this change: the runtime sent `latency.total.p50_us` and
+    /// `system.process_cpu_percent` only by the accident of its field names, and nothing tied
+    /// them to the dashboard's default charts; now every default chart key is in the file.
+    #[test]
+    fn every_default_chart_key_is_sent() {
+        let mut report = StatusReport::sample();
+        let p = report.latency["invoke"];
+        report.latency.insert("total".into(), p);
+        report.system.process_cpu_percent = Some(37.5);
+        // Enough classes to exhaust the key bound: the charted series keep their room.
+        for i in 0..400 {
+            report.classes.insert(
+                format!("c{i}"),
+                serde_json::from_value(serde_json::json!({"total": i, "interval": 1})).unwrap(),
+            );
+        }
+        let v = metrics_json(Some(&report), &SyncStatusView::default(), None);
+        let mut keys = Vec::new();
+        leaves(&v, "", &mut keys);
+        assert!(keys.len() <= MAX_KEYS, "{}", keys.len());
+        for k in metric_keys::DEFAULT_CHARTS {
+            assert!(keys.iter().any(|have| have == k), "{k} missing: {keys:?}");
+        }
+        assert_eq!(v["system"]["process_cpu_percent"], 37.5);
+        assert_eq!(v["confidence"]["mean"], 0.9);
     }
 }

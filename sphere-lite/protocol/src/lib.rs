@@ -16,6 +16,7 @@
 //! * [`ids`]: the one rule for device and package ids (they become path segments and keys).
 //! * [`legacy`]: what the original TinyLCM clients upload (their JSON, TAR / `.tar.gz`
 //!   archives) and its translation into a v2 package.
+//! * [`metric_keys`]: the metric keys the runtime always sends and the dashboard charts.
 //! * [`package`]: the sync package format (plain TAR + `manifest.json` with per-file SHA-256)
 //!   and its limits; see that module for the full format description and the safety rules.
 //! * [`release`]: signed model releases (Ed25519) and release keys.
@@ -32,6 +33,7 @@ pub mod datahub;
 pub mod device_json;
 pub mod ids;
 pub mod legacy;
+pub mod metric_keys;
 pub mod package;
 pub mod release;
 pub mod remote_config;
