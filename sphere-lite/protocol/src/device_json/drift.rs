@@ -95,7 +95,10 @@ pub fn events_of(package: &Package, received_unix_ms: u64) -> DriftParts {
                 ));
                 continue;
             }
-            if r.epoch.as_deref().is_some_and(|e| !crate::ids::valid_epoch(e)) {
+            if r.epoch
+                .as_deref()
+                .is_some_and(|e| !crate::ids::valid_epoch(e))
+            {
                 problems.push(format!(
                     "drift-events member {name:?}, event {seq}: epoch must be 1..={} characters of 0-9 a-z; event skipped",
                     crate::ids::MAX_EPOCH_BYTES
