@@ -11,8 +11,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use sphere_lite::ports::Role;
 use sphere_lite::server::open_embedded;
 use tinylcm_protocol::api::{DriftVerdict, FeedbackItem, FeedbackVerdict};
+use tinylcm_protocol::metric_keys::{FPS, LATENCY_P50_US};
 use tinylcm_protocol::paths;
 
 #[path = "support/drift.rs"]
@@ -61,6 +63,8 @@ struct Fixture {
     _dir: tempfile::TempDir,
     key: String,
     operator: String,
+    /// A read-only operator token.
+    reader: String,
     http: ureq::Agent,
 }
 
@@ -70,11 +74,15 @@ impl Fixture {
         let sphere = open_embedded(dir.path()).unwrap();
         let key = sphere.create_enrollment_key(100).unwrap();
         let operator = sphere.create_operator_token("alice").unwrap();
+        let (reader, _) = sphere
+            .issue_operator_token("bob", Role::ReadOnly, None)
+            .unwrap();
         Fixture {
             server: TestServer::start(sphere),
             _dir: dir,
             key,
             operator,
+            reader,
             http: ureq::AgentBuilder::new().redirects(0).build(),
         }
     }
@@ -198,7 +206,12 @@ impl Fixture {
 
     /// Log in through the form; the session cookie's value.
     fn login(&self) -> String {
-        let reply = self.form("/ui/login", None, &[], &format!("token={}", self.operator));
+        self.login_as(&self.operator)
+    }
+
+    /// Log in with `token` through the form; the session cookie's value.
+    fn login_as(&self, token: &str) -> String {
+        let reply = self.form("/ui/login", None, &[], &format!("token={token}"));
         assert_eq!(reply.status, 303, "{}", reply.body);
         let cookie = reply.header("set-cookie").unwrap().to_owned();
         cookie
@@ -248,6 +261,7 @@ fn the_models_page_lists_releases_and_rollouts() {
         _dir: dir,
         key,
         operator,
+        reader: String::new(),
         http: ureq::AgentBuilder::new().redirects(0).build(),
     };
     assert_eq!(f.page("/ui/models", None).status, 303);
@@ -1077,7 +1091,9 @@ fn metric_charts_and_the_fleet_map_show_device_data_escaped() {
             1_764_147_600_000 + i as u64 * 60_000,
         )
         .unwrap();
-        let doc = json!({"latency_ms": {"p50": p50}, "fps": fps, "<b>bad</b>": 1});
+        // The runtime's layout: `latency.total.p50_us`, `fps_interval` (both default charts).
+        let doc =
+            json!({"latency": {"total": {"p50_us": p50}}, "fps_interval": fps, "<b>bad</b>": 1});
         b.add(
             "metrics.json",
             tinylcm_protocol::package::FileKind::Metrics,
@@ -1087,7 +1103,7 @@ fn metric_charts_and_the_fleet_map_show_device_data_escaped() {
         f.upload(&dev, &token, &b.finish().unwrap());
     }
     // Processing runs in the background: wait for both points through the operator API.
-    let series = format!("/api/v2/devices/{dev}/metrics?key=latency_ms.p50");
+    let series = format!("/api/v2/devices/{dev}/metrics?key={LATENCY_P50_US}");
     let start = Instant::now();
     loop {
         let (status, body) = f.server.get(&series, Some(&f.operator));
@@ -1106,25 +1122,41 @@ fn metric_charts_and_the_fleet_map_show_device_data_escaped() {
     let keys_path = format!("/api/v2/devices/{dev}/metrics/keys");
     let (status, keys) = f.server.get(&keys_path, Some(&f.operator));
     assert_eq!(status, 200, "{keys}");
-    assert_eq!(keys["keys"], json!(["fps", "latency_ms.p50"]));
+    assert_eq!(keys["keys"], json!([FPS, LATENCY_P50_US]));
 
-    // The device page charts both default keys it has, with the values as labels.
+    // The device page charts both default keys it has: nice value ticks with grid lines,
+    // round time labels (a minute apart: every 30 s), the newest, smallest and largest value
+    // in the caption.
     let page = f.page(&format!("/ui/devices/{dev}"), Some(&session));
     assert_eq!(page.status, 200, "{}", page.body);
     let html = named_entities(&page.body);
     assert!(html.contains("<svg"), "{html}");
-    assert!(html.contains("<code>latency_ms.p50</code>"), "{html}");
-    assert!(html.contains("<code>fps</code>"), "{html}");
-    assert!(html.contains(">11.8<") && html.contains(">12.4<"), "{html}");
-    assert!(html.contains("2025-11-26 09:00") && html.contains("2025-11-26 09:01"));
+    assert!(
+        html.contains(&format!("<code>{LATENCY_P50_US}</code>")),
+        "{html}"
+    );
+    assert!(html.contains(&format!("<code>{FPS}</code>")), "{html}");
+    assert!(
+        html.contains("latest <strong>12.4</strong> · min 11.8 · max 12.4"),
+        "{html}"
+    );
+    assert!(html.contains(r#"class="chart-grid""#), "{html}");
+    assert!(
+        html.contains(">09:00:00<") && html.contains(">09:00:30<") && html.contains(">09:01:00<"),
+        "{html}"
+    );
+    assert!(html.contains(r#"width="100%""#), "responsive: {html}");
     assert!(!html.contains("<script>alert(1)") && html.contains("&lt;script&gt;alert(1)"));
     assert!(
         !html.contains("<b>bad</b>") && !html.contains("&lt;b&gt;bad"),
         "refused key"
     );
     // One chosen key; a hostile key in the query is a 400, never echoed as markup.
-    let one = f.page(&format!("/ui/devices/{dev}?key=fps"), Some(&session));
-    assert!(one.body.contains("<code>fps</code>") && !one.body.contains("<code>latency_ms.p50"));
+    let one = f.page(&format!("/ui/devices/{dev}?key={FPS}"), Some(&session));
+    assert!(
+        one.body.contains(&format!("<code>{FPS}</code>"))
+            && !one.body.contains(&format!("<code>{LATENCY_P50_US}"))
+    );
     let bad = f.page(
         &format!("/ui/devices/{dev}?key={}", enc("<svg onload=x>")),
         Some(&session),
@@ -1205,4 +1237,94 @@ fn the_drift_hub_shows_what_the_device_did_with_each_item_of_a_decision() {
         "{page}"
     );
     assert!(!page.contains("<b>sample 12</b>"));
+}
+
+/// Fails before this change: two devices enrolled from machines with the same host name were
+/// both "vm" on every page, and only the API could rename them. Now each shows as its host
+/// name with a short id, and an admin sets name, group and location on the device page
+/// (CSRF-checked); a read-only operator sees no form and cannot post it.
+#[test]
+fn devices_get_unique_names_and_an_admin_edits_them_on_the_device_page() {
+    let f = Fixture::new();
+    let (a, _) = f.enroll("vm", "zero2w");
+    let (b, _) = f.enroll("vm", "zero2w");
+    let short = |id: &str| id.strip_prefix("dev-").unwrap()[..6].to_owned();
+    let session = f.login();
+    let fleet = f.page("/ui/fleet", Some(&session)).body;
+    let (name_a, name_b) = (format!("vm ({})", short(&a)), format!("vm ({})", short(&b)));
+    assert_ne!(name_a, name_b);
+    assert!(fleet.contains(&format!(">{name_a}<")), "{fleet}");
+    assert!(fleet.contains(&format!(">{name_b}<")), "{fleet}");
+
+    let page = f.page(&format!("/ui/devices/{a}"), Some(&session)).body;
+    assert!(page.contains(&format!("<h1>{name_a}</h1>")), "{page}");
+    let action = format!("/ui/devices/{a}/edit");
+    assert!(page.contains(&format!(r#"action="{action}""#)), "{page}");
+    let csrf = csrf_of(&page);
+
+    // Without the token: refused, nothing changed.
+    let r = f.form(&action, Some(&session), &[], "name=x");
+    assert_eq!(r.status, 403, "{}", r.body);
+    // Half a location: a 400 saying what to fix.
+    let r = f.form(
+        &action,
+        Some(&session),
+        &[],
+        &format!("csrf={csrf}&name=x&group=&latitude=52.5&longitude="),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("latitude and longitude"), "{}", r.body);
+
+    let r = f.form(
+        &action,
+        Some(&session),
+        &[],
+        &format!(
+            "csrf={csrf}&name={}&group=lobby&latitude=52.52&longitude=13.405",
+            enc("Door camera <1>")
+        ),
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.header("location"), Some(action.trim_end_matches("/edit")));
+    let (status, settings) = f
+        .server
+        .get(&format!("/api/v2/devices/{a}/settings"), Some(&f.operator));
+    assert_eq!(status, 200, "{settings}");
+    assert_eq!(settings["name"], "Door camera <1>");
+    assert_eq!(settings["group"], "lobby");
+    assert_eq!(settings["location"]["latitude"], 52.52);
+    let fleet = named_entities(&f.page("/ui/fleet", Some(&session)).body);
+    assert!(fleet.contains(">Door camera &lt;1&gt;<"), "{fleet}");
+    assert!(fleet.contains(&format!(">{name_b}<")), "{fleet}");
+    let page = named_entities(&f.page(&format!("/ui/devices/{a}"), Some(&session)).body);
+    assert!(page.contains(r#"value="Door camera &lt;1&gt;""#), "{page}");
+    assert!(page.contains("<dd>lobby</dd>"), "{page}");
+
+    // An empty name goes back to the default; the group is cleared.
+    let r = f.form(
+        &action,
+        Some(&session),
+        &[],
+        &format!("csrf={csrf}&name=&group=&latitude=&longitude="),
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let fleet = f.page("/ui/fleet", Some(&session)).body;
+    assert!(fleet.contains(&format!(">{name_a}<")), "{fleet}");
+
+    // A read-only operator sees the device but no form, and cannot post one.
+    let reader = f.login_as(&f.reader);
+    let page = f.page(&format!("/ui/devices/{a}"), Some(&reader));
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains(&action), "{}", page.body);
+    let r = f.form(
+        &action,
+        Some(&reader),
+        &[],
+        &format!("csrf={}&name=mine", csrf_of(&page.body)),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    let (_, settings) = f
+        .server
+        .get(&format!("/api/v2/devices/{a}/settings"), Some(&f.operator));
+    assert_eq!(settings["name"], Value::Null, "{settings}");
 }

@@ -25,6 +25,13 @@ use crate::domain::is_image_key;
 /// Log lines on one page of the viewer.
 const LOG_PAGE: usize = 100;
 
+/// The display name of `device_id` from the device menu, else the id itself.
+fn name_of(menu: &[(String, String)], device_id: &str) -> String {
+    menu.iter()
+        .find(|(id, _)| id == device_id)
+        .map_or_else(|| device_id.to_owned(), |(_, name)| name.clone())
+}
+
 /// One prediction sample in the gallery.
 #[derive(Debug, Clone)]
 pub struct PredictionRow {
@@ -32,6 +39,8 @@ pub struct PredictionRow {
     pub url: String,
     /// Device id.
     pub device_id: String,
+    /// Its display name.
+    pub device_name: String,
     /// File name in its package.
     pub file: String,
     /// Predicted class.
@@ -93,6 +102,8 @@ pub struct LogsPage {
     pub devices: Vec<(String, String, bool)>,
     /// The selected device's id, if any.
     pub device: Option<String>,
+    /// Its display name.
+    pub device_name: String,
     /// Level choices: (value, selected); `any` first.
     pub levels: Vec<(&'static str, bool)>,
     /// The text filter as given.
@@ -168,6 +179,7 @@ async fn gallery(ctx: Ctx, raw: String) -> Page {
         .map(|p| PredictionRow {
             url: image_url(&p.key),
             device_id: p.device_id.clone(),
+            device_name: name_of(&menu, &p.device_id),
             file: p.file.clone(),
             class: p.class.clone(),
             confidence: format!("{:.0} %", p.confidence * 100.0),
@@ -229,6 +241,7 @@ async fn files(ctx: Ctx, raw: String) -> Page {
         .map(|i| ImageRow {
             url: image_url(&i.key),
             device_id: i.device_id.clone(),
+            device_name: name_of(&menu, &i.device_id),
             package_id: i.package_id.clone(),
             name: i.name.clone(),
             quarantine_id: i.quarantine_id,
@@ -327,6 +340,10 @@ async fn logs(ctx: Ctx, raw: String) -> Page {
         StatusCode::OK,
         &LogsPage {
             nav: Some(nav),
+            device_name: device
+                .as_deref()
+                .map(|d| name_of(&menu, d))
+                .unwrap_or_default(),
             devices: with_selected(menu, device.as_deref()),
             device: device.clone(),
             levels,

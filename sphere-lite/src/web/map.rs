@@ -102,11 +102,7 @@ pub fn fleet_map(devices: &[(&DeviceSummary, &DeviceSettings)]) -> Option<FleetM
     let mut located = Vec::new();
     for (d, settings) in devices {
         if let Some(l) = settings.location {
-            let label = settings
-                .name
-                .clone()
-                .or_else(|| d.name.clone())
-                .unwrap_or_else(|| d.device_id.clone());
+            let label = super::display_name(d, Some(settings));
             located.push((d.device_id.clone(), label, l.latitude, l.longitude));
         }
     }

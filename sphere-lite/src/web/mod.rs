@@ -48,9 +48,11 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use crate::domain::{
-    Change, DeviceSummary, DomainError, MAX_DASHBOARD_PAGE, Sphere, is_image_key, now_unix_ms,
+    Change, DeviceSummary, DeviceUpdate, DomainError, MAX_DASHBOARD_PAGE, Sphere, is_image_key,
+    now_unix_ms,
 };
 use crate::http::ApiError;
+use crate::ports::{DeviceSettings, Location, Role};
 use pages::{
     DevicePage, DeviceRow, DriftPage, ErrorPage, EventRow, FleetPage, LoginPage, ModelsPage, Nav,
     PackageRow, ReleaseRow, RolloutRow,
@@ -102,6 +104,8 @@ struct Ctx {
 /// A logged-in operator.
 struct Session {
     name: String,
+    /// What the operator may do: read-only sessions see no forms that change anything.
+    role: Role,
     /// The session id (the cookie's value): the CSRF key.
     token: String,
 }
@@ -235,6 +239,7 @@ async fn session(ctx: &Ctx) -> Result<Option<Session>, Response> {
     match run(move || sphere.session_operator(&id)).await {
         Ok(Some(operator)) => Ok(Some(Session {
             name: operator.name,
+            role: operator.role,
             token,
         })),
         Ok(None) => Ok(None),
@@ -341,10 +346,36 @@ fn is_online(last_seen_unix_ms: u64, now: u64) -> bool {
     now.saturating_sub(last_seen_unix_ms) <= ONLINE_WINDOW_MS
 }
 
-fn device_row(d: &DeviceSummary, pending: u64, total: u64, now: u64) -> DeviceRow {
+/// The first hex digits of a device id (`dev-3f9a1c…` → `3f9a1c`): enough to tell apart
+/// devices that share a host name.
+fn short_id(device_id: &str) -> &str {
+    let hex = device_id.strip_prefix("dev-").unwrap_or(device_id);
+    hex.get(..6).unwrap_or(hex)
+}
+
+/// The name an operator sees for a device: the one an operator set, else the name the device
+/// gave at enrollment (its host name, which two devices often share: `vm`, `raspberrypi`)
+/// with its short id, else its id.
+pub(crate) fn display_name(d: &DeviceSummary, settings: Option<&DeviceSettings>) -> String {
+    if let Some(name) = settings.and_then(|s| s.name.clone()) {
+        return name;
+    }
+    match &d.name {
+        Some(host) => format!("{host} ({})", short_id(&d.device_id)),
+        None => d.device_id.clone(),
+    }
+}
+
+fn device_row(
+    d: &DeviceSummary,
+    settings: Option<&DeviceSettings>,
+    pending: u64,
+    total: u64,
+    now: u64,
+) -> DeviceRow {
     DeviceRow {
         id: d.device_id.clone(),
-        name: d.name.clone().unwrap_or_else(|| d.device_id.clone()),
+        name: display_name(d, settings),
         hardware: d.hardware.clone().unwrap_or_else(|| "unknown".into()),
         online: is_online(d.last_seen_unix_ms, now),
         last_seen: time::format_utc(d.last_seen_unix_ms),
@@ -417,16 +448,23 @@ fn feedback_row(f: &FeedbackItemState) -> pages::FeedbackRow {
 /// (id, name) of the first [`DEVICE_MENU`] devices, plus `keep` if it is further on.
 fn device_menu(sphere: &Sphere, keep: Option<&str>) -> Result<Vec<(String, String)>, DomainError> {
     let devices = sphere.list_devices()?.devices;
-    let name = |d: &DeviceSummary| d.name.clone().unwrap_or_else(|| d.device_id.clone());
-    let mut menu: Vec<(String, String)> = devices
-        .iter()
-        .take(DEVICE_MENU)
-        .map(|d| (d.device_id.clone(), name(d)))
-        .collect();
+    let name = |d: &DeviceSummary| -> Result<String, DomainError> {
+        let settings = match sphere.device_settings(&d.device_id) {
+            Ok(s) => Some(s),
+            // Removed since the listing: its enrollment name will do.
+            Err(DomainError::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        Ok(display_name(d, settings.as_ref()))
+    };
+    let mut menu = Vec::new();
+    for d in devices.iter().take(DEVICE_MENU) {
+        menu.push((d.device_id.clone(), name(d)?));
+    }
     if let Some(k) = keep {
         if !menu.iter().any(|(id, _)| id == k) {
             if let Some(d) = devices.iter().find(|d| d.device_id == k) {
-                menu.push((d.device_id.clone(), name(d)));
+                menu.push((d.device_id.clone(), name(d)?));
             }
         }
     }
@@ -669,51 +707,57 @@ async fn fleet(ctx: Ctx, raw: String) -> Page {
     }
     let sphere = ctx.sphere.clone();
     let cursor = after.clone();
-    let (total, devices, next, tallies, complete, map, (models, blocked)) = run(move || {
-        let total = sphere.list_devices()?.devices.len();
-        let (devices, next) = sphere.devices_page(cursor.as_deref(), PAGE)?;
-        let (tallies, complete) = sphere.drift_tallies()?;
-        // Each device's settings once, for the map and the assigned releases.
-        let mut settings = Vec::with_capacity(devices.len());
-        for d in &devices {
-            match sphere.device_settings(&d.device_id) {
-                Ok(s) => settings.push((d, s)),
-                // Removed between the listing and now: nothing to show for it.
-                Err(DomainError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
+    let (total, devices, next, tallies, complete, map, (models, blocked, settings)) =
+        run(move || {
+            let total = sphere.list_devices()?.devices.len();
+            let (devices, next) = sphere.devices_page(cursor.as_deref(), PAGE)?;
+            let (tallies, complete) = sphere.drift_tallies()?;
+            // Each device's settings once, for the map and the assigned releases.
+            let mut settings = Vec::with_capacity(devices.len());
+            for d in &devices {
+                match sphere.device_settings(&d.device_id) {
+                    Ok(s) => settings.push((d, s)),
+                    // Removed between the listing and now: nothing to show for it.
+                    Err(DomainError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
             }
-        }
-        let map = map::fleet_map(&settings.iter().map(|(d, s)| (*d, s)).collect::<Vec<_>>());
-        let models = sphere.assigned_releases(
-            &settings
-                .iter()
-                .map(|(d, s)| (d.device_id.as_str(), s))
-                .collect::<Vec<_>>(),
-        )?;
-        let mut blocked = HashMap::new();
-        for d in &devices {
-            if let Some(a) = alerts::sync_alert(&sphere, &d.device_id)? {
-                blocked.insert(d.device_id.clone(), a);
+            let map = map::fleet_map(&settings.iter().map(|(d, s)| (*d, s)).collect::<Vec<_>>());
+            let models = sphere.assigned_releases(
+                &settings
+                    .iter()
+                    .map(|(d, s)| (d.device_id.as_str(), s))
+                    .collect::<Vec<_>>(),
+            )?;
+            let mut blocked = HashMap::new();
+            for d in &devices {
+                if let Some(a) = alerts::sync_alert(&sphere, &d.device_id)? {
+                    blocked.insert(d.device_id.clone(), a);
+                }
             }
-        }
-        Ok((
-            total,
-            devices,
-            next,
-            tallies,
-            complete,
-            map,
-            (models, blocked),
-        ))
-    })
-    .await
-    .map_err(|e| domain_error(Some(nav.clone()), e, "/ui/fleet"))?;
+            let settings: HashMap<String, DeviceSettings> = settings
+                .into_iter()
+                .map(|(d, s)| (d.device_id.clone(), s))
+                .collect();
+            Ok((
+                total,
+                devices,
+                next,
+                tallies,
+                complete,
+                map,
+                (models, blocked, settings),
+            ))
+        })
+        .await
+        .map_err(|e| domain_error(Some(nav.clone()), e, "/ui/fleet"))?;
     let now = now_unix_ms();
     let rows = devices
         .iter()
         .map(|d| {
             let t = tallies.get(&d.device_id).copied().unwrap_or_default();
-            let mut row = device_row(d, t.pending, t.total, now);
+            let settings = settings.get(&d.device_id);
+            let mut row = device_row(d, settings, t.pending, t.total, now);
             if let Some((name, version)) = models.get(&d.device_id) {
                 row.model = format!("{name} {version}");
             }
@@ -768,11 +812,12 @@ async fn device(id: String, ctx: Ctx, raw: String) -> Page {
         })?;
         let metrics = chart::device_panel(&sphere, &device_id, &keys)?;
         let alert = alerts::sync_alert(&sphere, &device_id)?;
-        Ok(Some((device, packages, events, (metrics, alert))))
+        let settings = sphere.device_settings(&device_id)?;
+        Ok(Some((device, packages, events, (metrics, alert, settings))))
     })
     .await
     .map_err(|e| domain_error(Some(nav.clone()), e, "/ui/fleet"))?;
-    let Some((device, packages, events, (metrics, alert))) = found else {
+    let Some((device, packages, events, (metrics, alert, settings))) = found else {
         return Err(error_page(
             Some(nav),
             StatusCode::NOT_FOUND,
@@ -782,12 +827,10 @@ async fn device(id: String, ctx: Ctx, raw: String) -> Page {
         ));
     };
     nav.live_device = Some(device.device_id.clone());
+    let csrf = nav.csrf.clone();
     let names = HashMap::from([(
         device.device_id.clone(),
-        device
-            .name
-            .clone()
-            .unwrap_or_else(|| device.device_id.clone()),
+        display_name(&device, Some(&settings)),
     )]);
     let now = now_unix_ms();
     let package_rows = packages
@@ -814,8 +857,14 @@ async fn device(id: String, ctx: Ctx, raw: String) -> Page {
             nav: Some(nav),
             device: DeviceRow {
                 sync_alert: alert,
-                ..device_row(&device, 0, 0, now)
+                ..device_row(&device, Some(&settings), 0, 0, now)
             },
+            host_name: device.name.clone(),
+            edit: (session.role == Role::Admin).then(|| pages::DeviceEdit::of(&settings, &csrf)),
+            group: settings.group.clone(),
+            location: settings
+                .location
+                .map(|l| format!("{:.5}, {:.5}", l.latitude, l.longitude)),
             enrolled: time::format_utc(device.enrolled_unix_ms),
             events_more: events.next_after.is_some(),
             events: events.events.iter().map(|e| event_row(e, &names)).collect(),
@@ -825,6 +874,74 @@ async fn device(id: String, ctx: Ctx, raw: String) -> Page {
             metrics,
         },
     ))
+}
+
+/// Fields of the device page's edit form.
+const EDIT_FIELDS: [&str; 5] = ["csrf", "name", "group", "latitude", "longitude"];
+
+/// The edit form's fields as a settings update: an empty name or group clears it, both
+/// coordinates empty clear the location.
+fn device_update(fields: &Fields) -> Result<DeviceUpdate, String> {
+    let text = |k: &str| fields.get(k).map(str::trim).unwrap_or("");
+    let coordinate = |k: &str| -> Result<Option<f64>, String> {
+        match text(k) {
+            "" => Ok(None),
+            t => t
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .map(Some)
+                .ok_or_else(|| format!("`{k}` must be a number of degrees, e.g. 52.52")),
+        }
+    };
+    let location = match (coordinate("latitude")?, coordinate("longitude")?) {
+        (None, None) => None,
+        (Some(latitude), Some(longitude)) => Some(Location {
+            latitude,
+            longitude,
+            accuracy_m: None,
+        }),
+        _ => return Err("give both latitude and longitude, or neither".into()),
+    };
+    Ok(DeviceUpdate {
+        name: Some(text("name").to_owned()),
+        group: Some(Some(text("group").to_owned()).filter(|g| !g.is_empty())),
+        tags: None,
+        location: Some(location),
+    })
+}
+
+/// `POST /ui/devices/{id}/edit`: an admin sets the device's name, group and location.
+async fn edit_device(id: String, ctx: Ctx, body: bytes::Bytes) -> Page {
+    let back = format!("/ui/devices/{id}");
+    if !valid_device_id(&id) {
+        return Err(error_page(
+            None,
+            StatusCode::NOT_FOUND,
+            "no such device",
+            None,
+            "/ui/fleet",
+        ));
+    }
+    let (session, fields) = post_guard(&ctx, &body, &EDIT_FIELDS, None).await?;
+    let nav = session.nav();
+    if session.role != Role::Admin {
+        return Err(error_page(
+            Some(nav),
+            StatusCode::FORBIDDEN,
+            "a read-only operator cannot change a device",
+            Some("log in with an admin token".into()),
+            &back,
+        ));
+    }
+    let update = device_update(&fields).map_err(|e| bad_request(Some(nav.clone()), e, &back))?;
+    let sphere = ctx.sphere.clone();
+    let device_id = id.clone();
+    run(move || sphere.update_device(&device_id, &update))
+        .await
+        .map_err(|e| domain_error(Some(nav), e, &back))?;
+    tracing::info!(device = %id, operator = %session.name, "device settings changed in the dashboard");
+    Ok(redirect(&back))
 }
 
 async fn drift(ctx: Ctx, raw: String) -> Page {
@@ -1196,6 +1313,11 @@ pub fn routes(
         .and(ctx.clone())
         .and(query)
         .then(|id, ctx, raw| async move { done(device(id, ctx, raw).await) });
+    let device_edit = warp::path!("ui" / "devices" / String / "edit")
+        .and(warp::post())
+        .and(ctx.clone())
+        .and(form)
+        .then(|id, ctx, body| async move { done(edit_device(id, ctx, body).await) });
     let drift_get = warp::path!("ui" / "drift")
         .and(warp::get())
         .and(ctx.clone())
@@ -1250,6 +1372,8 @@ pub fn routes(
     // took the compiler minutes per added route.
     let pages = fleet_get
         .or(device_get)
+        .unify()
+        .or(device_edit)
         .unify()
         .or(drift_get)
         .unify()

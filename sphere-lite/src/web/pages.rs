@@ -190,6 +190,48 @@ pub struct DevicePage {
     pub next: Option<String>,
     /// Its metric charts and the key chooser.
     pub metrics: super::chart::MetricsPanel,
+    /// The name it gave at enrollment (its host name), if any.
+    pub host_name: Option<String>,
+    /// Its group, if any.
+    pub group: Option<String>,
+    /// Its location (`latitude, longitude`), if set.
+    pub location: Option<String>,
+    /// The edit form's values; `None` for read-only sessions (no form).
+    pub edit: Option<DeviceEdit>,
+}
+
+/// The device page's edit form, filled with the current settings.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceEdit {
+    /// The session's CSRF token.
+    pub csrf: String,
+    /// The name an operator set (empty: the default display name).
+    pub name: String,
+    /// The group (empty: none).
+    pub group: String,
+    /// Degrees north (empty: no location).
+    pub latitude: String,
+    /// Degrees east.
+    pub longitude: String,
+}
+
+impl DeviceEdit {
+    /// The form for `settings`.
+    pub fn of(settings: &crate::ports::DeviceSettings, csrf: &str) -> DeviceEdit {
+        DeviceEdit {
+            csrf: csrf.to_owned(),
+            name: settings.name.clone().unwrap_or_default(),
+            group: settings.group.clone().unwrap_or_default(),
+            latitude: settings
+                .location
+                .map(|l| l.latitude.to_string())
+                .unwrap_or_default(),
+            longitude: settings
+                .location
+                .map(|l| l.longitude.to_string())
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// The Drift Hub.
@@ -229,6 +271,8 @@ pub struct ImageRow {
     pub url: String,
     /// Device id.
     pub device_id: String,
+    /// Its display name.
+    pub device_name: String,
     /// Package id.
     pub package_id: String,
     /// File name in the package.

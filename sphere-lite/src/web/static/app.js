@@ -12,6 +12,26 @@
     }
   });
 
+  // The metric chooser's search box: hides the keys that do not contain the typed text and
+  // opens the groups that still show one.
+  document.addEventListener("input", function (e) {
+    var t = e.target;
+    if (!t.hasAttribute || !t.hasAttribute("data-filter")) { return; }
+    var box = document.getElementById(t.getAttribute("data-filter"));
+    if (!box) { return; }
+    var text = t.value.trim().toLowerCase();
+    box.querySelectorAll("details").forEach(function (group) {
+      var shown = 0;
+      group.querySelectorAll("label[data-key]").forEach(function (l) {
+        var hit = text === "" || l.getAttribute("data-key").toLowerCase().indexOf(text) >= 0;
+        l.hidden = !hit;
+        if (hit) { shown += 1; }
+      });
+      group.hidden = shown === 0;
+      if (text !== "") { group.open = shown > 0; }
+    });
+  });
+
   var url = document.body.getAttribute("data-live-url");
   if (!url || !window.EventSource || !window.fetch) {
     return;
@@ -28,9 +48,10 @@
       return true;
     }
     return Array.prototype.some.call(region.querySelectorAll("input"), function (i) {
-      if (i.type === "checkbox") { return i.checked; }
+      // Only what the operator changed: boxes and fields the server filled in are not work.
+      if (i.type === "checkbox") { return i.checked !== i.defaultChecked; }
       if (i.type === "hidden" || i.type === "submit") { return false; }
-      return i.value !== "";
+      return i.value !== i.defaultValue;
     });
   }
 
