@@ -39,8 +39,7 @@ fn points(sphere: &Sphere, device: &str, key: &str) -> usize {
 #[test]
 fn every_default_chart_key_of_a_real_device_has_points_on_the_server() {
     let work = tempfile::tempdir().unwrap();
-    let mut sphere = Sphere::embedded(None);
-    sphere.start();
+    let sphere = Sphere::embedded(None);
     let key = sphere.enrollment_key_file(work.path());
     let mut settings = Settings::new(&sphere.url(), &key, None);
     // Paced: the contract needs a few status reports, not a busy CPU.
