@@ -1,5 +1,5 @@
 //! Compatibility with the original TinyLCM Python clients, so deployed devices can move to
-//! sphere-lite unchanged (DESIGN.md §2.6).
+//! sphere-lite unchanged.
 //!
 //! | original call | here |
 //! |---|---|
