@@ -47,7 +47,14 @@ mod tests {
         for good in ["0", "9f86d081884c7d65", &"z".repeat(MAX_EPOCH_BYTES)] {
             assert!(valid_epoch(good), "{good}");
         }
-        for bad in ["", "ABC", "a-b", "a/b", "a.b", &"a".repeat(MAX_EPOCH_BYTES + 1)] {
+        for bad in [
+            "",
+            "ABC",
+            "a-b",
+            "a/b",
+            "a.b",
+            &"a".repeat(MAX_EPOCH_BYTES + 1),
+        ] {
             assert!(!valid_epoch(bad), "{bad:?}");
         }
     }

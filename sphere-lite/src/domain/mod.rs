@@ -45,11 +45,11 @@ pub use fleet::DeviceUpdate;
 pub use metrics::{
     DEFAULT_SERIES_POINTS, MAX_SERIES_POINTS, MetricKeys, MetricPoint, MetricQuery, MetricSeries,
 };
-pub use tinylcm_protocol::device_json::metrics::valid_key as valid_metric_key;
 pub use releases::{ReleaseList, ReleaseSummary, release_key};
 pub use remote_config::DEVICE_SCOPE;
 pub use retention::Pruned;
 pub use seen::DEFAULT_LAST_SEEN_INTERVAL_MS;
+pub use tinylcm_protocol::device_json::metrics::valid_key as valid_metric_key;
 
 use crate::ports::{Blobs, DeviceRecord, EnrollOutcome, PackageRecord, Tracking};
 use crate::secret::{self, SecretKind};
