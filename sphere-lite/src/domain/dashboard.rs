@@ -97,16 +97,7 @@ impl Sphere {
         if !tinylcm_protocol::ids::valid_device_id(device_id) {
             return Ok(None);
         }
-        Ok(self.tracking.device(device_id)?.map(|d| {
-            self.freshen(DeviceSummary {
-                device_id: d.device_id,
-                name: d.name,
-                hardware: d.hardware,
-                enrolled_unix_ms: d.enrolled_unix_ms,
-                last_seen_unix_ms: d.last_seen_unix_ms,
-                packages: d.packages,
-            })
-        }))
+        Ok(self.tracking.device(device_id)?.map(|d| self.summary(d)))
     }
 
     /// Devices with an id above `after`, ordered by id, at most `limit` (clamped); and the

@@ -324,16 +324,7 @@ impl Sphere {
             .tracking
             .devices()?
             .into_iter()
-            .map(|d| {
-                self.freshen(DeviceSummary {
-                    device_id: d.device_id,
-                    name: d.name,
-                    hardware: d.hardware,
-                    enrolled_unix_ms: d.enrolled_unix_ms,
-                    last_seen_unix_ms: d.last_seen_unix_ms,
-                    packages: d.packages,
-                })
-            })
+            .map(|d| self.summary(d))
             .collect();
         Ok(DeviceList { devices })
     }

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::{DeviceSummary, DomainError, Sphere, now_unix_ms};
+use crate::ports::DeviceRecord;
 
 /// How often a device's last-seen time is written at most, by default (ms).
 pub const DEFAULT_LAST_SEEN_INTERVAL_MS: u64 = 60 * 1000;
@@ -112,12 +113,20 @@ impl Sphere {
         Ok(())
     }
 
-    /// `summary` with its last-seen time as fresh as this process knows it.
-    pub(super) fn freshen(&self, mut summary: DeviceSummary) -> DeviceSummary {
-        if let Some(latest) = self.seen.latest(&summary.device_id) {
-            summary.last_seen_unix_ms = summary.last_seen_unix_ms.max(latest);
+    /// A device's record as listed, its last-seen time as fresh as this process knows it.
+    pub(super) fn summary(&self, d: DeviceRecord) -> DeviceSummary {
+        let last_seen_unix_ms = match self.seen.latest(&d.device_id) {
+            Some(latest) => d.last_seen_unix_ms.max(latest),
+            None => d.last_seen_unix_ms,
+        };
+        DeviceSummary {
+            device_id: d.device_id,
+            name: d.name,
+            hardware: d.hardware,
+            enrolled_unix_ms: d.enrolled_unix_ms,
+            last_seen_unix_ms,
+            packages: d.packages,
         }
-        summary
     }
 }
 
