@@ -49,7 +49,7 @@ GOLDEN_RESIZE = "triangle"  # the runtime's resampling (see frame_resize.py)
 
 # Defaults: the committed default model (32-d, no auxiliary head, 40 epochs). The candidate
 # that separates the unseen star better (scripts/models/embedding_probe.py; not yet the default:
-# see MODEL_CARD.md and issue 14) is `--emb-dim 64 --aux-weight 1 --epochs 30`; with the
+# see the guide's Autonomy chapter) is `--emb-dim 64 --aux-weight 1 --epochs 30`; with the
 # scenario's nuisance shifts as augmentation (`--nuisance 0.3 --nuisance-strength 0.5
 # --epochs 24`) noisy and relit known frames stay near their class and, with
 # `adaptation.wide-far-factor = 2.0`, the star becomes one class 96-100 % pure in 9 of 10 eval

@@ -3,7 +3,7 @@
 //! SIGKILL (a crash), observed only through what users see: `status.json`, `tinylcm model
 //! status --json`, and, once stopped, its state database.
 //!
-//! Why a child process and not the library: what issue 5 promises (enrollment from a key file,
+//! Why a child process and not the library: what a field device relies on (enrollment from a key file,
 //! models installed and tried across restarts, crash loops rolled back) only exists in the
 //! service loop of the binary, across process starts.
 //!

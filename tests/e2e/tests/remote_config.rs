@@ -28,7 +28,7 @@ fn config_state(sphere: &Sphere, id: &str) -> Value {
 /// and would have queued it to every device. Steps 2 and 3 cannot pass before it either: no
 /// device reported a refusal (there was no route), and a stored `thumbnail-dir` fragment was
 /// applied at every start, the generation failed to create the thumbnail folder and the
-/// process exited (the crash loop of issue 13; the in-process fallback is shown to fail
+/// process exited (a crash loop; the in-process fallback is shown to fail
 /// without this change in `runtime/tests/service.rs`).
 #[test]
 fn a_configuration_the_device_cannot_run_is_refused_reported_and_the_device_stays_on_the_air() {
