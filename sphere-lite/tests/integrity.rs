@@ -330,6 +330,11 @@ fn packages_past_retention_are_pruned_but_what_a_pending_event_shows_stays() {
             );
             assert_eq!(exported(&sphere, &device).len(), 1, "the embedding stays");
             assert_eq!(
+                sphere.sweep_retention(now + 2 * DAY_MS).unwrap().packages,
+                0,
+                "a package pruned before, with only a pending event's sample left, is not pruned again"
+            );
+            assert_eq!(
                 sphere.accept_upload(&device, &plain).unwrap().outcome,
                 UploadOutcome::Duplicate
             );

@@ -101,24 +101,31 @@ impl Sphere {
         Ok(out)
     }
 
-    /// Delete `blobs` but the `protected` ones; the bytes deleted.
+    /// Delete `blobs` but the `protected` ones; the bytes deleted, or `None` when nothing was
+    /// left to delete (a package pruned before, of which only protected samples remain: it is
+    /// neither counted nor logged again at every sweep).
     fn prune(
         &self,
         device: &str,
         package: &str,
         blobs: &[(BlobKey, u64)],
         protected: &HashSet<String>,
-    ) -> Result<u64, DomainError> {
+    ) -> Result<Option<u64>, DomainError> {
+        let mut deleted = 0;
         let mut freed = 0;
         for (key, size) in blobs {
             if protected.contains(key.as_str()) {
                 continue;
             }
             self.blobs.delete(key)?;
+            deleted += 1;
             freed += size;
         }
+        if deleted == 0 {
+            return Ok(None);
+        }
         tracing::info!(device, package, bytes = freed, "stored package pruned");
-        Ok(freed)
+        Ok(Some(freed))
     }
 
     /// Prune every device's processed packages accepted before `now_unix_ms` minus the
@@ -148,8 +155,10 @@ impl Sphere {
                     protected = Some(self.protected(&device)?);
                 }
                 let keep = protected.as_ref().expect("set above");
-                done.bytes += self.prune(&device, package, blobs, keep)?;
-                done.packages += 1;
+                if let Some(freed) = self.prune(&device, package, blobs, keep)? {
+                    done.bytes += freed;
+                    done.packages += 1;
+                }
             }
         }
         if done.packages > 0 {
@@ -201,7 +210,7 @@ impl Sphere {
                 break;
             }
             let freed = self.prune(device, &package, &stored[&package], &protected)?;
-            used = used.saturating_sub(freed);
+            used = used.saturating_sub(freed.unwrap_or(0));
         }
         if used.saturating_add(incoming) <= quota {
             return Ok(());
