@@ -48,7 +48,6 @@ pub use metrics::{
 pub use releases::{ReleaseList, ReleaseSummary, release_key};
 pub use remote_config::DEVICE_SCOPE;
 pub use retention::Pruned;
-pub use seen::DEFAULT_LAST_SEEN_INTERVAL_MS;
 pub use tinylcm_protocol::device_json::metrics::valid_key as valid_metric_key;
 
 use crate::ports::{Blobs, DeviceRecord, EnrollOutcome, PackageRecord, Tracking};

@@ -11,11 +11,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use super::storage::DEFAULT_LAST_SEEN_INTERVAL_SECS;
 use super::{DeviceSummary, DomainError, Sphere, now_unix_ms};
 use crate::ports::DeviceRecord;
-
-/// How often a device's last-seen time is written at most, by default (ms).
-pub const DEFAULT_LAST_SEEN_INTERVAL_MS: u64 = 60 * 1000;
 
 /// Devices remembered at most; beyond it, entries with nothing left to write are forgotten
 /// (their stored value is as fresh as the remembered one), so the table stays bounded.
@@ -39,7 +37,7 @@ pub(crate) struct SeenThrottle {
 
 impl Default for SeenThrottle {
     fn default() -> Self {
-        SeenThrottle::new(DEFAULT_LAST_SEEN_INTERVAL_MS)
+        SeenThrottle::new(DEFAULT_LAST_SEEN_INTERVAL_SECS * 1000)
     }
 }
 
