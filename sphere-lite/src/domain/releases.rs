@@ -339,8 +339,8 @@ impl Sphere {
     /// says `recorded`. Normally `recorded` (its last byte is there); a file damaged on the
     /// server's disk is shorter, and a download must then say its true length, so the device
     /// sees a whole answer shorter than its assignment and leaves the release alone, instead of
-    /// a broken answer it would resume again and again. Only that rare damaged case reads the
-    /// file whole to learn its length.
+    /// a broken answer it would resume again and again. Only that rare damaged case lists the
+    /// file to learn its length.
     pub fn stored_model_len(
         &self,
         name: &str,
@@ -362,7 +362,13 @@ impl Sphere {
             return Ok(recorded);
         }
         let key = release_key(name, version)?;
-        let stored = self.blobs.get(&key)?.map_or(0, |b| b.len() as u64);
+        // The listing gives the size without reading the file (up to 256 MiB) into memory.
+        let stored = self
+            .blobs
+            .list_sizes(key.as_str())?
+            .into_iter()
+            .find_map(|(k, size)| (k == key).then_some(size))
+            .unwrap_or(0);
         tracing::error!(
             release = %format!("{name} {version}"),
             recorded,
