@@ -262,16 +262,15 @@ impl Sphere {
                 problems.push(problem);
             }
         }
-        let mut parts = datahub_parts_of(package);
-        problems.append(&mut parts.problems);
-        parts.problems = problems;
+        let parts = datahub_parts_of(package);
+        problems.extend(parts.problems);
         if let Some((key, index)) = &parts.log_index {
             let bytes =
                 serde_json::to_vec(index).map_err(|e| crate::ports::StoreError::new("blobs", e))?;
             self.blobs.put(key, &bytes)?;
         }
         self.tracking.put_predictions(&parts.predictions)?;
-        Ok(parts.problems)
+        Ok(problems)
     }
 
     /// Store the embedding of one drift event unless one is stored for that event already:
