@@ -32,7 +32,8 @@ pub fn metrics_json(
 ) -> Value {
     let mut out = Map::new();
     let charted = report.map(charted_values).unwrap_or_default();
-    // Room for the charted series first, so the key bound never cuts them.
+    // Room for the charted series first, so the key bound never cuts them; the flattening
+    // below leaves their keys to them (written once, counted once).
     let mut keys = charted.len();
     if let Some(m) = model {
         out.insert(
@@ -65,7 +66,7 @@ pub fn metrics_json(
                     continue;
                 }
                 let key = sanitize(&k);
-                if key.is_empty() || out.contains_key(&key) {
+                if key.is_empty() || out.contains_key(&key) || is_charted(&key) {
                     continue;
                 }
                 match v {
@@ -110,6 +111,11 @@ fn charted_values(r: &StatusReport) -> Vec<(&'static str, f64)> {
     .collect()
 }
 
+/// Whether dotted `key` is a default-chart series, which [`charted_values`] writes.
+fn is_charted(key: &str) -> bool {
+    metric_keys::DEFAULT_CHARTS.contains(&key)
+}
+
 /// Sets the leaf at dotted `key` to `value`, creating (or replacing non-object) parents.
 fn set_path(out: &mut Map<String, Value>, key: &str, value: f64) {
     let mut parts: Vec<&str> = key.split('.').collect();
@@ -147,7 +153,7 @@ fn flatten_into(
             continue;
         }
         let full = format!("{path}.{key}");
-        if full.len() > MAX_KEY_BYTES {
+        if full.len() > MAX_KEY_BYTES || is_charted(&full) {
             continue;
         }
         match v {
