@@ -2,12 +2,16 @@
 //! one: a temporary beside it, then a rename over it.
 //!
 //! One implementation for every file the runtime replaces (snapshots, initial states,
-//! feature transforms, feedback, thumbnails, the status report), so the rules are the same
-//! everywhere: the temporary is hidden (`.name.<pid>-<nanos>.tmp`), unique per writer, never
-//! follows a symlink planted at its name, and is removed when anything fails.
+//! feature transforms, feedback, thumbnails, the status report, the remote configuration,
+//! the sync credentials), so the rules are the same everywhere: the temporary is hidden
+//! (`.name.<pid>-<nanos>.tmp`), unique per writer, in the same folder (a rename never crosses
+//! file systems), never follows a symlink planted at its name, is created with its final
+//! permissions (a secret is never readable by others, not even for a moment), and is removed
+//! when anything fails.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// How much survives a power cut.
@@ -21,11 +25,32 @@ pub enum Durability {
     Unsynced,
 }
 
-/// Replace `path` with `bytes` atomically.
+/// Replace `path` with `bytes` atomically (permissions: the process's default, `0666` less
+/// the umask).
 pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> io::Result<()> {
+    write_atomic_mode(path, bytes, durability, 0o666)
+}
+
+/// Replace `path` with `bytes` atomically and durably ([`Durability::Synced`]), readable and
+/// writable by the owner only (`0600`): credentials and what an operator sent.
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_mode(path, bytes, Durability::Synced, 0o600)
+}
+
+/// [`write_atomic`] with the permission bits `mode` (less the umask) for the new file.
+fn write_atomic_mode(
+    path: &Path,
+    bytes: &[u8],
+    durability: Durability,
+    mode: u32,
+) -> io::Result<()> {
     let tmp = temporary(path);
     let write = || -> io::Result<()> {
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         if durability != Durability::Unsynced {
             f.sync_all()?;
@@ -82,6 +107,20 @@ mod tests {
             write_atomic(&path, content, durability).unwrap();
             assert_eq!(fs::read(&path).unwrap(), content);
         }
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_private_file_is_owner_only_and_replaces_a_readable_one() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret.json");
+        write_atomic(&path, b"old", Durability::Synced).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&path, b"new").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 

@@ -24,7 +24,6 @@
 //! `remote-config.refused.json` `{format, revision, toml, reason, refused_unix_ms, reported}`
 //! (the last refusal only).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -393,7 +392,8 @@ impl HasFormat for Refused {
     }
 }
 
-/// Write `bytes` to `path` so that a crash leaves the old file or the new one, never a mix.
+/// Write `bytes` to `path` so that a crash leaves the old file or the new one, never a mix
+/// (owner-only, as the temporary file this wrote before [`crate::files`] took over was).
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RemoteError> {
     let io = |source| RemoteError::Io {
         path: path.to_path_buf(),
@@ -401,22 +401,16 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RemoteError> {
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io)?;
-    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    temp.write_all(bytes).map_err(io)?;
-    temp.as_file().sync_all().map_err(io)?;
-    temp.persist(path).map_err(|e| io(e.error))?;
-    sync_dir(path)
+    crate::files::write_private(path, bytes).map_err(io)
 }
 
 /// fsync the folder of `path`, so a rename or removal in it is durable.
 fn sync_dir(path: &Path) -> Result<(), RemoteError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| RemoteError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })
+    crate::files::sync_dir(dir).map_err(|source| RemoteError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! and must not take the identity with it, and an operator forces a new enrollment by deleting
 //! one file. The token never appears in logs or `Debug` output.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -75,28 +75,12 @@ impl Credentials {
 
     /// Writes them atomically, readable by the owner only, and fsyncs file and folder.
     pub fn save(&self, state_dir: &Path) -> Result<PathBuf, SyncError> {
-        use std::os::unix::fs::OpenOptionsExt;
         let path = credentials_path(state_dir);
         let dir = path.parent().unwrap_or(state_dir);
         std::fs::create_dir_all(dir).map_err(|e| SyncError::io("creating", dir, e))?;
-        let tmp = dir.join(format!(".credentials.{}.tmp", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
         let json = serde_json::to_vec_pretty(self).map_err(|e| SyncError::Config(e.to_string()))?;
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&json)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            crate::files::sync_dir(dir)
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            SyncError::io("writing", &path, e)
-        })?;
+        crate::files::write_private(&path, &json)
+            .map_err(|e| SyncError::io("writing", &path, e))?;
         Ok(path)
     }
 }
