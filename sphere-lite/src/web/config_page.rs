@@ -8,9 +8,9 @@
 use askama::Template;
 use warp::http::StatusCode;
 
-use super::{
-    Ctx, Fields, Page, bad_request, domain_error, html, post_guard, redirect, require, run,
-};
+use super::fields::Fields;
+use super::reply::{Page, bad_request, domain_error, html, redirect, run};
+use super::session::{Ctx, post_guard, require};
 use crate::domain::DEVICE_SCOPE;
 use crate::ports::ALL_DEVICES;
 use crate::web::pages::Nav;

@@ -15,11 +15,13 @@ use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
+use super::fields::Fields;
+use super::image::image_url;
+use super::names::{device_menu, with_selected};
 use super::pages::{DataPage, ImageRow, Nav};
-use super::{
-    Ctx, Fields, PAGE, Page, bad_request, device_menu, domain_error, done, html, image_url,
-    require, require_401, run, time, with_selected,
-};
+use super::reply::{Page, bad_request, domain_error, done, html, run};
+use super::session::{Ctx, require, require_401};
+use super::{PAGE, time};
 use crate::domain::is_image_key;
 
 /// Log lines on one page of the viewer.

@@ -1,0 +1,177 @@
+//! A device's page (`/ui/devices/{id}`): its state, pending drift events, packages and metric
+//! charts, and the admin's form that names, groups and locates it.
+
+use std::collections::HashMap;
+
+use tinylcm_protocol::api::{DriftEventQuery, DriftEventStatus};
+use tinylcm_protocol::ids::{valid_device_id, valid_package_id};
+use warp::http::StatusCode;
+
+use super::drift::event_row;
+use super::fields::Fields;
+use super::fleet::device_row;
+use super::names::display_name;
+use super::pages::{self, DevicePage, DeviceRow, PackageRow};
+use super::reply::{Page, bad_request, domain_error, error_page, html, redirect, run};
+use super::session::{Ctx, post_guard, require};
+use super::{PAGE, alerts, chart, time};
+use crate::domain::{DeviceUpdate, now_unix_ms};
+use crate::ports::{Location, Role};
+
+/// Pending events shown on a device page.
+pub(super) const DEVICE_EVENTS: usize = 20;
+
+pub(super) async fn device(id: String, ctx: Ctx, raw: String) -> Page {
+    let session = require(&ctx).await?;
+    let mut nav = session.nav();
+    let fields = Fields::parse(&raw, &["after"], Some("key"))
+        .and_then(|f| chart::check_keys(&f.repeated).map(|()| f))
+        .map_err(|e| bad_request(Some(nav.clone()), e, "/ui/fleet"))?;
+    let keys = fields.repeated.clone();
+    let after = fields.get("after").map(str::to_owned);
+    if after.as_deref().is_some_and(|a| !valid_package_id(a)) {
+        return Err(bad_request(
+            Some(nav),
+            "`after` is not a package id",
+            "/ui/fleet",
+        ));
+    }
+    let sphere = ctx.sphere.clone();
+    let device_id = id.clone();
+    let cursor = after.clone();
+    let found = run(move || {
+        let Some(device) = sphere.device_summary(&device_id)? else {
+            return Ok(None);
+        };
+        let packages = sphere.device_packages(&device_id, cursor.as_deref(), PAGE)?;
+        let events = sphere.list_drift_events(&DriftEventQuery {
+            device: Some(device_id.clone()),
+            status: Some(DriftEventStatus::Pending),
+            limit: Some(DEVICE_EVENTS),
+            ..DriftEventQuery::default()
+        })?;
+        let metrics = chart::device_panel(&sphere, &device_id, &keys)?;
+        let alert = alerts::sync_alert(&sphere, &device_id)?;
+        let settings = sphere.device_settings(&device_id)?;
+        Ok(Some((device, packages, events, (metrics, alert, settings))))
+    })
+    .await
+    .map_err(|e| domain_error(Some(nav.clone()), e, "/ui/fleet"))?;
+    let Some((device, packages, events, (metrics, alert, settings))) = found else {
+        return Err(error_page(
+            Some(nav),
+            StatusCode::NOT_FOUND,
+            "no such device",
+            Some("pick a device on the fleet page".into()),
+            "/ui/fleet",
+        ));
+    };
+    nav.live_device = Some(device.device_id.clone());
+    let csrf = nav.csrf.clone();
+    let names = HashMap::from([(
+        device.device_id.clone(),
+        display_name(&device, Some(&settings)),
+    )]);
+    let now = now_unix_ms();
+    let package_rows = packages
+        .packages
+        .iter()
+        .map(|p| PackageRow {
+            id: p.package_id.clone(),
+            accepted: time::format_utc(p.accepted_unix_ms),
+            processed: p
+                .processed_unix_ms
+                .map(time::format_utc)
+                .unwrap_or_else(|| "not yet".into()),
+            outcome: match (&p.failed, p.processed_unix_ms) {
+                (Some(f), _) => format!("failed: {f}"),
+                (None, Some(_)) => "processed".into(),
+                (None, None) => "pending".into(),
+            },
+            problems: p.problems.clone(),
+        })
+        .collect();
+    Ok(html(
+        StatusCode::OK,
+        &DevicePage {
+            nav: Some(nav),
+            device: DeviceRow {
+                sync_alert: alert,
+                ..device_row(&device, Some(&settings), 0, 0, now)
+            },
+            host_name: device.name.clone(),
+            edit: (session.role == Role::Admin).then(|| pages::DeviceEdit::of(&settings, &csrf)),
+            group: settings.group.clone(),
+            location: settings
+                .location
+                .map(|l| format!("{:.5}, {:.5}", l.latitude, l.longitude)),
+            enrolled: time::format_utc(device.enrolled_unix_ms),
+            events_more: events.next_after.is_some(),
+            events: events.events.iter().map(|e| event_row(e, &names)).collect(),
+            packages: package_rows,
+            after_given: after.is_some(),
+            next: packages.next_after,
+            metrics,
+        },
+    ))
+}
+
+/// Fields of the device page's edit form.
+pub(super) const EDIT_FIELDS: [&str; 5] = ["csrf", "name", "group", "latitude", "longitude"];
+
+/// The edit form's fields as a settings update: an empty name or group clears it, both
+/// coordinates empty clear the location.
+pub(super) fn device_update(fields: &Fields) -> Result<DeviceUpdate, String> {
+    let text = |k: &str| fields.get(k).map(str::trim).unwrap_or("");
+    let coordinate = |k: &str| -> Result<Option<f64>, String> {
+        match text(k) {
+            "" => Ok(None),
+            t => t
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .map(Some)
+                .ok_or_else(|| format!("`{k}` must be a number of degrees, e.g. 52.52")),
+        }
+    };
+    let location = match (coordinate("latitude")?, coordinate("longitude")?) {
+        (None, None) => None,
+        (Some(latitude), Some(longitude)) => Some(Location {
+            latitude,
+            longitude,
+            accuracy_m: None,
+        }),
+        _ => return Err("give both latitude and longitude, or neither".into()),
+    };
+    Ok(DeviceUpdate {
+        name: Some(text("name").to_owned()),
+        group: Some(Some(text("group").to_owned()).filter(|g| !g.is_empty())),
+        tags: None,
+        location: Some(location),
+    })
+}
+
+/// `POST /ui/devices/{id}/edit`: an admin sets the device's name, group and location.
+pub(super) async fn edit_device(id: String, ctx: Ctx, body: bytes::Bytes) -> Page {
+    let back = format!("/ui/devices/{id}");
+    if !valid_device_id(&id) {
+        return Err(error_page(
+            None,
+            StatusCode::NOT_FOUND,
+            "no such device",
+            None,
+            "/ui/fleet",
+        ));
+    }
+    // A read-only session never gets here: `http::access` refuses its every write.
+    let (session, fields) = post_guard(&ctx, &body, &EDIT_FIELDS, None).await?;
+    let nav = session.nav();
+    let update = device_update(&fields).map_err(|e| bad_request(Some(nav.clone()), e, &back))?;
+    let sphere = ctx.sphere.clone();
+    let device_id = id.clone();
+    run(move || sphere.update_device(&device_id, &update))
+        .await
+        .map_err(|e| domain_error(Some(nav), e, &back))?;
+    tracing::info!(device = %id, operator = %session.name, "device settings changed in the dashboard");
+    Ok(redirect(&back))
+}
