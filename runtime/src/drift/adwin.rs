@@ -16,10 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{AdwinConfig, CommonConfig};
 use super::error::{DriftError, check_finite, invalid};
-use super::lifecycle::{LifecycleState, SETTLE_SAMPLES, Stage, Transition};
+use super::lifecycle::{LifecycleState, Stage, Transition};
+use super::monitor::{Monitor, Statistic};
 use super::scalar::{ScalarReference, ScalarState};
 use super::set::DetectorState;
-use super::{Detector, DetectorKind, DriftEvent, Observation};
+use super::{DetectorKind, DriftEvent, Observation};
 
 const KIND: DetectorKind = DetectorKind::Adwin;
 /// Most rows of the histogram (2^40 samples; `max-window` bounds it far earlier).
@@ -66,13 +67,7 @@ pub struct AdwinState {
 }
 
 /// ADWIN change detector.
-#[derive(Debug, Clone)]
-pub struct Adwin {
-    common: CommonConfig,
-    config: AdwinConfig,
-    injected: Option<ScalarReference>,
-    st: AdwinState,
-}
+pub type Adwin = Monitor<AdwinConfig>;
 
 const EMPTY: Bucket = Bucket {
     n: 0,
@@ -81,44 +76,6 @@ const EMPTY: Bucket = Bucket {
 };
 
 impl Adwin {
-    /// A detector that learns its reference.
-    pub fn new(common: CommonConfig, config: AdwinConfig) -> Self {
-        let st = Self::fresh(&common, &config);
-        Adwin {
-            common,
-            config,
-            injected: None,
-            st,
-        }
-    }
-
-    fn fresh(common: &CommonConfig, config: &AdwinConfig) -> AdwinState {
-        // Every row the window can need, allocated up front: no allocation per sample.
-        let needed = (33 - config.max_window.leading_zeros() as usize).min(MAX_ROWS);
-        let mut rows = Vec::with_capacity(MAX_ROWS);
-        for _ in 0..needed.max(1) {
-            rows.push(Vec::with_capacity(config.max_buckets as usize + 1));
-        }
-        AdwinState {
-            life: LifecycleState::new(common, false),
-            reference: ScalarState::new(),
-            rows,
-            window: EMPTY,
-            tick: 0,
-            cuts: 0,
-            stat: 0.0,
-        }
-    }
-
-    /// Use `reference` instead of learning one; monitoring starts at once.
-    pub fn with_reference(mut self, reference: ScalarReference) -> Result<Self, DriftError> {
-        self.st = Self::fresh(&self.common, &self.config);
-        self.st.reference = ScalarState::injected(KIND.name(), reference)?;
-        self.st.life = LifecycleState::new(&self.common, true);
-        self.injected = Some(reference);
-        Ok(self)
-    }
-
     fn threshold(&self) -> f64 {
         self.config.min_shift * self.st.life.threshold_factor
     }
@@ -234,47 +191,81 @@ impl Adwin {
     }
 }
 
-impl Detector for Adwin {
+impl Statistic for AdwinConfig {
+    type State = AdwinState;
+    type Reference = ScalarReference;
+
     fn kind(&self) -> DetectorKind {
         KIND
     }
 
-    fn update(&mut self, obs: &Observation<'_>) -> Option<DriftEvent> {
-        let at = self.st.life.begin();
-        let Some(x) = self.config.signal.value(obs) else {
-            self.st.life.ignore();
+    fn fresh(&self, common: &CommonConfig) -> AdwinState {
+        // Every row the window can need, allocated up front: no allocation per sample.
+        let needed = (33 - self.max_window.leading_zeros() as usize).min(MAX_ROWS);
+        let mut rows = Vec::with_capacity(MAX_ROWS);
+        for _ in 0..needed.max(1) {
+            rows.push(Vec::with_capacity(self.max_buckets as usize + 1));
+        }
+        AdwinState {
+            life: LifecycleState::new(common, false),
+            reference: ScalarState::new(),
+            rows,
+            window: EMPTY,
+            tick: 0,
+            cuts: 0,
+            stat: 0.0,
+        }
+    }
+
+    fn life(state: &AdwinState) -> &LifecycleState {
+        &state.life
+    }
+
+    fn life_mut(state: &mut AdwinState) -> &mut LifecycleState {
+        &mut state.life
+    }
+
+    fn inject(m: &mut Adwin, reference: &ScalarReference) -> Result<(), DriftError> {
+        m.st.reference = ScalarState::injected(KIND.name(), *reference)?;
+        Ok(())
+    }
+
+    fn update(m: &mut Monitor<Self>, obs: &Observation<'_>) -> Option<DriftEvent> {
+        let at = m.st.life.begin();
+        let Some(x) = m.config.signal.value(obs) else {
+            m.st.life.ignore();
             return None;
         };
-        match self.st.life.stage(&self.common) {
+        match m.st.life.stage(&m.common) {
             Stage::Skip => return None,
             Stage::Learn => {
-                self.st.reference.learn(x);
-                self.insert(x);
+                m.st.reference.learn(x);
+                m.insert(x);
                 return None;
             }
             Stage::LearnLast => {
-                self.st.reference.learn(x);
-                self.st.reference.finish();
-                self.insert(x);
+                m.st.reference.learn(x);
+                m.st.reference.finish();
+                m.insert(x);
                 return None;
             }
             Stage::Active => {}
         }
-        self.st.reference.observe(x);
-        self.insert(x);
-        self.st.tick += 1;
-        if self.st.tick >= self.config.clock {
-            self.st.tick = 0;
-            self.detect();
+        m.st.reference.observe(x);
+        m.insert(x);
+        m.st.tick += 1;
+        if m.st.tick >= m.config.clock {
+            m.st.tick = 0;
+            m.detect();
         }
-        let stat = self.outside();
-        self.st.stat = stat;
-        let threshold = self.threshold();
-        let enough = self.st.window.n >= 2 * u64::from(self.config.min_window);
+        let stat = m.outside();
+        m.st.stat = stat;
+        let threshold = m.threshold();
+        let enough = m.st.window.n >= 2 * u64::from(m.config.min_window);
         let alarm = enough && stat > threshold;
-        let clear = stat < 0.5 * self.config.min_shift;
-        let st = &mut self.st;
-        match st.life.step(alarm, clear, obs.sample_id, &self.common) {
+        let clear = stat < 0.5 * m.config.min_shift;
+        let st = &mut m.st;
+        match st.life.step(alarm, clear, obs.sample_id, &m.common) {
             Transition::Onset => {
                 st.reference.onset();
                 let r = &st.reference;
@@ -294,58 +285,30 @@ impl Detector for Adwin {
         None
     }
 
-    fn lifecycle(&self) -> &LifecycleState {
-        &self.st.life
+    fn statistic(m: &Adwin) -> (f64, f64) {
+        (m.st.stat, m.threshold())
     }
 
-    fn lifecycle_mut(&mut self) -> &mut LifecycleState {
-        &mut self.st.life
+    fn accept(m: &mut Adwin, latest: bool, event: &DriftEvent) {
+        m.st.reference.accept_event(latest, event.magnitude);
     }
 
-    fn statistic(&self) -> (f64, f64) {
-        (self.st.stat, self.threshold())
+    fn wrap(&self, state: AdwinState) -> DetectorState {
+        DetectorState::Adwin(state)
     }
 
-    fn reset(&mut self) {
-        self.st = Self::fresh(&self.common, &self.config);
-        if let Some(r) = self.injected {
-            if let Ok(reference) = ScalarState::injected(KIND.name(), r) {
-                self.st.reference = reference;
-                self.st.life = LifecycleState::new(&self.common, true);
-            }
+    fn unwrap(&self, state: DetectorState) -> Option<AdwinState> {
+        match state {
+            DetectorState::Adwin(st) => Some(st),
+            _ => None,
         }
     }
 
-    fn false_alarm(&mut self, event: &DriftEvent) {
-        if event.detector != KIND {
-            return;
-        }
-        let latest = self.st.life.onset_sample == Some(event.sample_id);
-        let pending = self
-            .st
-            .life
-            .false_alarm(event.sample_id, SETTLE_SAMPLES, &self.common);
-        if !pending {
-            self.st.reference.accept_event(latest, event.magnitude);
-        }
-    }
-
-    fn save(&self) -> DetectorState {
-        DetectorState::Adwin(self.st.clone())
-    }
-
-    fn load(&mut self, state: DetectorState) -> Result<(), DriftError> {
-        let DetectorState::Adwin(st) = state else {
-            return Err(DriftError::Kind {
-                found: state.kind(),
-                expected: KIND,
-            });
-        };
+    fn validate(m: &Adwin, st: &AdwinState) -> Result<(), DriftError> {
         let name = KIND.name();
-        st.life.validate(name, &self.common)?;
         st.reference.validate(name)?;
-        let m = self.config.max_buckets as usize;
-        if st.rows.is_empty() || st.rows.len() > MAX_ROWS || st.rows.iter().any(|r| r.len() > m) {
+        let max = m.config.max_buckets as usize;
+        if st.rows.is_empty() || st.rows.len() > MAX_ROWS || st.rows.iter().any(|r| r.len() > max) {
             return Err(invalid(
                 name,
                 "bucket rows out of range for `drift.adwin.max-buckets`",
@@ -361,13 +324,12 @@ impl Detector for Adwin {
             }
         }
         check_finite(name, "window", [st.window.mean, st.window.m2, st.stat])?;
-        if n != st.window.n || n > u64::from(self.config.max_window) || st.window.m2 < 0.0 {
+        if n != st.window.n || n > u64::from(m.config.max_window) || st.window.m2 < 0.0 {
             return Err(invalid(name, "window size does not match its buckets"));
         }
-        if st.tick > self.config.clock {
+        if st.tick > m.config.clock {
             return Err(invalid(name, "clock counter out of range"));
         }
-        self.st = st;
         Ok(())
     }
 }

@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{CommonConfig, CusumConfig, Direction};
 use super::error::DriftError;
-use super::lifecycle::{LifecycleState, SETTLE_SAMPLES, Stage, Transition};
+use super::lifecycle::{LifecycleState, Stage, Transition};
+use super::monitor::{Monitor, Statistic};
 use super::scalar::{OneSided, ScalarReference, ScalarState};
 use super::set::DetectorState;
-use super::{Detector, DetectorKind, DriftEvent, Observation, Phase};
+use super::{DetectorKind, DriftEvent, Observation, Phase};
 
 const KIND: DetectorKind = DetectorKind::Cusum;
 
@@ -33,43 +34,9 @@ pub struct CusumState {
 }
 
 /// Tabular CUSUM.
-#[derive(Debug, Clone)]
-pub struct Cusum {
-    common: CommonConfig,
-    config: CusumConfig,
-    injected: Option<ScalarReference>,
-    st: CusumState,
-}
+pub type Cusum = Monitor<CusumConfig>;
 
 impl Cusum {
-    /// A detector that learns its reference.
-    pub fn new(common: CommonConfig, config: CusumConfig) -> Self {
-        Cusum {
-            common,
-            config,
-            injected: None,
-            st: Self::fresh(&common),
-        }
-    }
-
-    fn fresh(common: &CommonConfig) -> CusumState {
-        CusumState {
-            life: LifecycleState::new(common, false),
-            reference: ScalarState::new(),
-            up: OneSided::default(),
-            down: OneSided::default(),
-            rising: true,
-        }
-    }
-
-    /// Use `reference` instead of learning one; monitoring starts at once.
-    pub fn with_reference(mut self, reference: ScalarReference) -> Result<Self, DriftError> {
-        self.st.reference = ScalarState::injected(KIND.name(), reference)?;
-        self.st.life = LifecycleState::new(&self.common, true);
-        self.injected = Some(reference);
-        Ok(self)
-    }
-
     fn threshold(&self) -> f64 {
         self.config.h * self.st.life.threshold_factor
     }
@@ -90,21 +57,47 @@ impl Cusum {
     }
 }
 
-impl Detector for Cusum {
+impl Statistic for CusumConfig {
+    type State = CusumState;
+    type Reference = ScalarReference;
+
     fn kind(&self) -> DetectorKind {
         KIND
     }
 
-    fn update(&mut self, obs: &Observation<'_>) -> Option<DriftEvent> {
-        let at = self.st.life.begin();
-        let Some(x) = self.config.signal.value(obs) else {
-            self.st.life.ignore();
+    fn fresh(&self, common: &CommonConfig) -> CusumState {
+        CusumState {
+            life: LifecycleState::new(common, false),
+            reference: ScalarState::new(),
+            up: OneSided::default(),
+            down: OneSided::default(),
+            rising: true,
+        }
+    }
+
+    fn life(state: &CusumState) -> &LifecycleState {
+        &state.life
+    }
+
+    fn life_mut(state: &mut CusumState) -> &mut LifecycleState {
+        &mut state.life
+    }
+
+    fn inject(m: &mut Cusum, reference: &ScalarReference) -> Result<(), DriftError> {
+        m.st.reference = ScalarState::injected(KIND.name(), *reference)?;
+        Ok(())
+    }
+
+    fn update(m: &mut Monitor<Self>, obs: &Observation<'_>) -> Option<DriftEvent> {
+        let at = m.st.life.begin();
+        let Some(x) = m.config.signal.value(obs) else {
+            m.st.life.ignore();
             return None;
         };
-        let threshold = self.threshold();
-        let (watch_up, watch_down) = self.watched();
-        let st = &mut self.st;
-        match st.life.stage(&self.common) {
+        let threshold = m.threshold();
+        let (watch_up, watch_down) = m.watched();
+        let st = &mut m.st;
+        match st.life.stage(&m.common) {
             Stage::Skip => return None,
             Stage::Learn => {
                 st.reference.learn(x);
@@ -119,16 +112,16 @@ impl Detector for Cusum {
         }
         st.reference.observe(x);
         let x = st.reference.winsorise(x);
-        let k = self.config.k;
+        let k = m.config.k;
         st.up.step(st.reference.z_up(x), k);
         st.down.step(st.reference.z_down(x), k);
         let up_alarm = watch_up && st.up.s > threshold;
         let down_alarm = watch_down && st.down.s > threshold;
         let recovery = if st.rising { st.up.r } else { st.down.r };
-        let clear = recovery > self.config.exit_h;
+        let clear = recovery > m.config.exit_h;
         match st
             .life
-            .step(up_alarm || down_alarm, clear, obs.sample_id, &self.common)
+            .step(up_alarm || down_alarm, clear, obs.sample_id, &m.common)
         {
             Transition::Onset => {
                 st.rising = up_alarm && (!down_alarm || st.up.s >= st.down.s);
@@ -162,67 +155,37 @@ impl Detector for Cusum {
             }
             Transition::Resume | Transition::Stay => {
                 if st.life.phase == Phase::Monitoring {
-                    st.reference.roll(x, &self.common);
+                    st.reference.roll(x, &m.common);
                 }
             }
         }
         None
     }
 
-    fn lifecycle(&self) -> &LifecycleState {
-        &self.st.life
+    fn statistic(m: &Cusum) -> (f64, f64) {
+        (m.current(), m.threshold())
     }
 
-    fn lifecycle_mut(&mut self) -> &mut LifecycleState {
-        &mut self.st.life
+    fn accept(m: &mut Cusum, latest: bool, event: &DriftEvent) {
+        m.st.reference.accept_event(latest, event.magnitude);
+        m.st.up = OneSided::default();
+        m.st.down = OneSided::default();
     }
 
-    fn statistic(&self) -> (f64, f64) {
-        (self.current(), self.threshold())
+    fn wrap(&self, state: CusumState) -> DetectorState {
+        DetectorState::Cusum(state)
     }
 
-    fn reset(&mut self) {
-        self.st = Self::fresh(&self.common);
-        if let Some(r) = self.injected {
-            if let Ok(reference) = ScalarState::injected(KIND.name(), r) {
-                self.st.reference = reference;
-                self.st.life = LifecycleState::new(&self.common, true);
-            }
+    fn unwrap(&self, state: DetectorState) -> Option<CusumState> {
+        match state {
+            DetectorState::Cusum(st) => Some(st),
+            _ => None,
         }
     }
 
-    fn false_alarm(&mut self, event: &DriftEvent) {
-        if event.detector != KIND {
-            return;
-        }
-        let latest = self.st.life.onset_sample == Some(event.sample_id);
-        let pending = self
-            .st
-            .life
-            .false_alarm(event.sample_id, SETTLE_SAMPLES, &self.common);
-        if !pending {
-            self.st.reference.accept_event(latest, event.magnitude);
-            self.st.up = OneSided::default();
-            self.st.down = OneSided::default();
-        }
-    }
-
-    fn save(&self) -> DetectorState {
-        DetectorState::Cusum(self.st.clone())
-    }
-
-    fn load(&mut self, state: DetectorState) -> Result<(), DriftError> {
-        let DetectorState::Cusum(st) = state else {
-            return Err(DriftError::Kind {
-                found: state.kind(),
-                expected: KIND,
-            });
-        };
-        st.life.validate(KIND.name(), &self.common)?;
+    fn validate(_: &Cusum, st: &CusumState) -> Result<(), DriftError> {
         st.reference.validate(KIND.name())?;
         st.up.validate(KIND.name())?;
-        st.down.validate(KIND.name())?;
-        self.st = st;
-        Ok(())
+        st.down.validate(KIND.name())
     }
 }

@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use super::config::{CommonConfig, DistributionConfig};
 use super::error::{DriftError, check_finite, invalid};
 use super::lifecycle::{LifecycleState, Stage, Transition};
+use super::monitor::{Monitor, Statistic};
 use super::set::DetectorState;
-use super::{Detector, DetectorKind, DriftEvent, Observation, Phase};
+use super::{DetectorKind, DriftEvent, Observation, Phase};
 
 const KIND: DetectorKind = DetectorKind::Distribution;
 
@@ -50,13 +51,7 @@ pub struct DistributionState {
 }
 
 /// Class-mix shift detector.
-#[derive(Debug, Clone)]
-pub struct DistributionShift {
-    common: CommonConfig,
-    config: DistributionConfig,
-    injected: Option<Vec<f64>>,
-    st: DistributionState,
-}
+pub type DistributionShift = Monitor<DistributionConfig>;
 
 fn js_bits(p: impl Iterator<Item = f64>, q: &[f64]) -> f64 {
     let mut s = 0.0;
@@ -73,61 +68,6 @@ fn js_bits(p: impl Iterator<Item = f64>, q: &[f64]) -> f64 {
 }
 
 impl DistributionShift {
-    /// A detector that learns its reference.
-    pub fn new(common: CommonConfig, config: DistributionConfig) -> Self {
-        DistributionShift {
-            common,
-            config,
-            injected: None,
-            st: Self::fresh(&common),
-        }
-    }
-
-    fn fresh(common: &CommonConfig) -> DistributionState {
-        DistributionState {
-            life: LifecycleState::new(common, false),
-            num_classes: 0,
-            reference: Vec::new(),
-            reference_done: false,
-            accepted: Vec::new(),
-            window: Vec::new(),
-            head: 0,
-            filled: 0,
-            counts: Vec::new(),
-            onset: Vec::new(),
-            peak: 0.0,
-            stat: 0.0,
-        }
-    }
-
-    /// Use the class probabilities `reference` (one per class) instead of learning them.
-    pub fn with_reference(mut self, reference: &[f64]) -> Result<Self, DriftError> {
-        let k = reference.len();
-        let sum: f64 = reference.iter().sum();
-        if k < 2
-            || k > self.config.max_classes as usize
-            || reference.iter().any(|p| !p.is_finite() || *p < 0.0)
-            || sum <= 0.0
-        {
-            return Err(DriftError::Reference {
-                detector: KIND.name(),
-                problem: format!(
-                    "need 2..={} finite non-negative class probabilities with a positive sum",
-                    self.config.max_classes
-                ),
-            });
-        }
-        self.st = Self::fresh(&self.common);
-        self.allocate(k);
-        for (r, p) in self.st.reference.iter_mut().zip(reference) {
-            *r = p / sum;
-        }
-        self.st.reference_done = true;
-        self.st.life = LifecycleState::new(&self.common, true);
-        self.injected = Some(reference.to_vec());
-        Ok(self)
-    }
-
     fn allocate(&mut self, k: usize) {
         let st = &mut self.st;
         st.num_classes = k as u32;
@@ -205,42 +145,95 @@ impl DistributionShift {
     }
 }
 
-impl Detector for DistributionShift {
+impl Statistic for DistributionConfig {
+    type State = DistributionState;
+    type Reference = Vec<f64>;
+
     fn kind(&self) -> DetectorKind {
         KIND
     }
 
-    fn update(&mut self, obs: &Observation<'_>) -> Option<DriftEvent> {
-        let at = self.st.life.begin();
-        let k = obs.num_classes;
-        let known = self.st.num_classes as usize;
+    fn fresh(&self, common: &CommonConfig) -> DistributionState {
+        DistributionState {
+            life: LifecycleState::new(common, false),
+            num_classes: 0,
+            reference: Vec::new(),
+            reference_done: false,
+            accepted: Vec::new(),
+            window: Vec::new(),
+            head: 0,
+            filled: 0,
+            counts: Vec::new(),
+            onset: Vec::new(),
+            peak: 0.0,
+            stat: 0.0,
+        }
+    }
+
+    fn life(state: &DistributionState) -> &LifecycleState {
+        &state.life
+    }
+
+    fn life_mut(state: &mut DistributionState) -> &mut LifecycleState {
+        &mut state.life
+    }
+
+    /// The class probabilities `reference` (one per class, scaled to sum to 1).
+    fn inject(m: &mut DistributionShift, reference: &Vec<f64>) -> Result<(), DriftError> {
+        let k = reference.len();
+        let sum: f64 = reference.iter().sum();
         if k < 2
-            || k > self.config.max_classes as usize
+            || k > m.config.max_classes as usize
+            || reference.iter().any(|p| !p.is_finite() || *p < 0.0)
+            || sum <= 0.0
+        {
+            return Err(DriftError::Reference {
+                detector: KIND.name(),
+                problem: format!(
+                    "need 2..={} finite non-negative class probabilities with a positive sum",
+                    m.config.max_classes
+                ),
+            });
+        }
+        m.allocate(k);
+        for (r, p) in m.st.reference.iter_mut().zip(reference) {
+            *r = p / sum;
+        }
+        m.st.reference_done = true;
+        Ok(())
+    }
+
+    fn update(m: &mut Monitor<Self>, obs: &Observation<'_>) -> Option<DriftEvent> {
+        let at = m.st.life.begin();
+        let k = obs.num_classes;
+        let known = m.st.num_classes as usize;
+        if k < 2
+            || k > m.config.max_classes as usize
             || obs.predicted >= k
             || (known != 0 && known != k)
         {
-            self.st.life.ignore();
+            m.st.life.ignore();
             return None;
         }
-        if self.st.life.phase == Phase::WarmUp {
-            self.st.life.stage(&self.common);
+        if m.st.life.phase == Phase::WarmUp {
+            m.st.life.stage(&m.common);
             return None;
         }
         if known == 0 {
-            self.allocate(k);
+            m.allocate(k);
         }
         let class = obs.predicted as u32;
-        self.push(class);
-        match self.st.life.stage(&self.common) {
+        m.push(class);
+        match m.st.life.stage(&m.common) {
             Stage::Skip => return None,
             Stage::Learn => {
-                self.st.reference[class as usize] += 1.0;
+                m.st.reference[class as usize] += 1.0;
                 return None;
             }
             Stage::LearnLast => {
-                let st = &mut self.st;
+                let st = &mut m.st;
                 st.reference[class as usize] += 1.0;
-                let a = self.config.smoothing;
+                let a = m.config.smoothing;
                 let denom: f64 = st.reference.iter().sum::<f64>() + k as f64 * a;
                 for r in &mut st.reference {
                     *r = (*r + a) / denom;
@@ -250,17 +243,17 @@ impl Detector for DistributionShift {
             }
             Stage::Active => {}
         }
-        let full = self.st.filled as usize == self.st.window.len();
-        let stat = if full { self.divergence() } else { 0.0 };
-        self.st.stat = stat;
-        let threshold = self.threshold();
+        let full = m.st.filled as usize == m.st.window.len();
+        let stat = if full { m.divergence() } else { 0.0 };
+        m.st.stat = stat;
+        let threshold = m.threshold();
         let alarm = full && stat > threshold;
-        let clear = full && stat < self.config.exit_threshold;
-        match self.st.life.step(alarm, clear, obs.sample_id, &self.common) {
+        let clear = full && stat < m.config.exit_threshold;
+        match m.st.life.step(alarm, clear, obs.sample_id, &m.common) {
             Transition::Onset => {
-                self.st.peak = stat;
+                m.st.peak = stat;
                 for i in 0..k {
-                    self.st.onset[i] = self.window_prob(i);
+                    m.st.onset[i] = m.window_prob(i);
                 }
                 return Some(DriftEvent {
                     detector: KIND,
@@ -271,32 +264,31 @@ impl Detector for DistributionShift {
                     at,
                 });
             }
-            Transition::Accept => self.accept(false),
+            Transition::Accept => m.accept(false),
             Transition::Exit => {}
-            Transition::Reenter if stat > self.st.peak => {
-                self.st.peak = stat;
+            Transition::Reenter if stat > m.st.peak => {
+                m.st.peak = stat;
                 for i in 0..k {
-                    self.st.onset[i] = self.window_prob(i);
+                    m.st.onset[i] = m.window_prob(i);
                 }
             }
             Transition::Reenter => {}
-            Transition::Stay if self.st.life.phase == Phase::Drift && stat > self.st.peak => {
-                self.st.peak = stat;
+            Transition::Stay if m.st.life.phase == Phase::Drift && stat > m.st.peak => {
+                m.st.peak = stat;
                 for i in 0..k {
-                    self.st.onset[i] = self.window_prob(i);
+                    m.st.onset[i] = m.window_prob(i);
                 }
             }
             Transition::Resume | Transition::Stay => {
-                let beta = self.common.reference_beta;
-                let due = self
-                    .st
-                    .life
-                    .in_phase
-                    .is_multiple_of(u64::from(self.common.reference_interval));
-                if beta > 0.0 && full && due && self.st.life.phase == Phase::Monitoring {
+                let beta = m.common.reference_beta;
+                let due =
+                    m.st.life
+                        .in_phase
+                        .is_multiple_of(u64::from(m.common.reference_interval));
+                if beta > 0.0 && full && due && m.st.life.phase == Phase::Monitoring {
                     for i in 0..k {
-                        let p = self.window_prob(i);
-                        let r = &mut self.st.reference[i];
+                        let p = m.window_prob(i);
+                        let r = &mut m.st.reference[i];
                         *r = (1.0 - beta) * *r + beta * p;
                     }
                 }
@@ -305,71 +297,40 @@ impl Detector for DistributionShift {
         None
     }
 
-    fn lifecycle(&self) -> &LifecycleState {
-        &self.st.life
+    fn statistic(m: &DistributionShift) -> (f64, f64) {
+        (m.st.stat, m.threshold())
     }
 
-    fn lifecycle_mut(&mut self) -> &mut LifecycleState {
-        &mut self.st.life
+    fn settle(&self) -> u64 {
+        u64::from(self.window)
     }
 
-    fn statistic(&self) -> (f64, f64) {
-        (self.st.stat, self.threshold())
-    }
-
-    fn reset(&mut self) {
-        match self.injected.take() {
-            Some(r) => match self.clone().with_reference(&r) {
-                Ok(fresh) => *self = fresh,
-                Err(_) => self.st = Self::fresh(&self.common),
-            },
-            None => self.st = Self::fresh(&self.common),
+    fn accept(m: &mut DistributionShift, latest: bool, _: &DriftEvent) {
+        if latest {
+            m.accept(true);
         }
     }
 
-    fn false_alarm(&mut self, event: &DriftEvent) {
-        if event.detector != KIND {
-            return;
-        }
-        let settle = u64::from(self.config.window);
-        let pending = self
-            .st
-            .life
-            .false_alarm(event.sample_id, settle, &self.common);
-        if !pending && self.st.onset_sample_matches(event.sample_id) {
-            self.accept(true);
+    fn wrap(&self, state: DistributionState) -> DetectorState {
+        DetectorState::Distribution(state)
+    }
+
+    fn unwrap(&self, state: DetectorState) -> Option<DistributionState> {
+        match state {
+            DetectorState::Distribution(st) => Some(st),
+            _ => None,
         }
     }
 
-    fn save(&self) -> DetectorState {
-        DetectorState::Distribution(self.st.clone())
-    }
-
-    fn load(&mut self, state: DetectorState) -> Result<(), DriftError> {
-        let DetectorState::Distribution(st) = state else {
-            return Err(DriftError::Kind {
-                found: state.kind(),
-                expected: KIND,
-            });
-        };
-        st.validate(&self.common, &self.config)?;
-        self.st = st;
-        Ok(())
+    fn validate(m: &DistributionShift, st: &DistributionState) -> Result<(), DriftError> {
+        st.validate(&m.config)
     }
 }
 
 impl DistributionState {
-    fn onset_sample_matches(&self, sample_id: u64) -> bool {
-        self.life.onset_sample == Some(sample_id)
-    }
-
-    fn validate(
-        &self,
-        common: &CommonConfig,
-        config: &DistributionConfig,
-    ) -> Result<(), DriftError> {
+    /// Check a loaded state (its life cycle is checked by [`Monitor`]).
+    fn validate(&self, config: &DistributionConfig) -> Result<(), DriftError> {
         let name = KIND.name();
-        self.life.validate(name, common)?;
         let k = self.num_classes as usize;
         if k == 0 {
             if !(self.reference.is_empty() && self.window.is_empty() && self.counts.is_empty())

@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 use super::config::{CommonConfig, EmbeddingConfig};
 use super::error::{DriftError, check_finite, invalid};
 use super::lifecycle::{LifecycleState, Stage, Transition};
+use super::monitor::{Monitor, Statistic};
 use super::set::DetectorState;
-use super::{Detector, DetectorKind, DriftEvent, Observation, Phase};
+use super::{DetectorKind, DriftEvent, Observation, Phase};
 
 const KIND: DetectorKind = DetectorKind::Embedding;
 
@@ -62,78 +63,9 @@ pub struct EmbeddingState {
 }
 
 /// Embedding mean-shift detector.
-#[derive(Debug, Clone)]
-pub struct EmbeddingShift {
-    common: CommonConfig,
-    config: EmbeddingConfig,
-    injected: Option<EmbeddingReference>,
-    st: EmbeddingState,
-}
+pub type EmbeddingShift = Monitor<EmbeddingConfig>;
 
 impl EmbeddingShift {
-    /// A detector that learns its reference.
-    pub fn new(common: CommonConfig, config: EmbeddingConfig) -> Self {
-        EmbeddingShift {
-            common,
-            config,
-            injected: None,
-            st: Self::fresh(&common),
-        }
-    }
-
-    fn fresh(common: &CommonConfig) -> EmbeddingState {
-        EmbeddingState {
-            life: LifecycleState::new(common, false),
-            dim: 0,
-            n_ref: 0,
-            mean: Vec::new(),
-            spread: Vec::new(),
-            reference_done: false,
-            lo: Vec::new(),
-            hi: Vec::new(),
-            ewma: Vec::new(),
-            onset: Vec::new(),
-            peak: 0.0,
-            stat: 0.0,
-            magnitude: 0.0,
-        }
-    }
-
-    /// Use `reference` instead of learning one; monitoring starts at once.
-    pub fn with_reference(mut self, reference: EmbeddingReference) -> Result<Self, DriftError> {
-        let d = reference.mean.len();
-        if d == 0
-            || d > self.config.max_dim as usize
-            || reference.std.len() != d
-            || reference.samples < 2
-            || reference
-                .mean
-                .iter()
-                .chain(&reference.std)
-                .any(|v| !v.is_finite())
-            || reference.std.iter().any(|s| *s < 0.0)
-        {
-            return Err(DriftError::Reference {
-                detector: KIND.name(),
-                problem: format!(
-                    "need mean and std of equal length 1..={}, finite, std >= 0, from >= 2 samples",
-                    self.config.max_dim
-                ),
-            });
-        }
-        self.st = Self::fresh(&self.common);
-        self.allocate(d);
-        for i in 0..d {
-            self.st.mean[i] = f64::from(reference.mean[i]);
-            self.st.spread[i] = f64::from(reference.std[i]);
-        }
-        self.st.n_ref = reference.samples;
-        self.finish_reference();
-        self.st.life = LifecycleState::new(&self.common, true);
-        self.injected = Some(reference);
-        Ok(self)
-    }
-
     fn allocate(&mut self, d: usize) {
         let st = &mut self.st;
         st.dim = d as u32;
@@ -179,39 +111,99 @@ impl EmbeddingShift {
     }
 }
 
-impl Detector for EmbeddingShift {
+impl Statistic for EmbeddingConfig {
+    type State = EmbeddingState;
+    type Reference = EmbeddingReference;
+
     fn kind(&self) -> DetectorKind {
         KIND
     }
 
-    fn update(&mut self, obs: &Observation<'_>) -> Option<DriftEvent> {
-        let at = self.st.life.begin();
-        let known = self.st.dim as usize;
+    fn fresh(&self, common: &CommonConfig) -> EmbeddingState {
+        EmbeddingState {
+            life: LifecycleState::new(common, false),
+            dim: 0,
+            n_ref: 0,
+            mean: Vec::new(),
+            spread: Vec::new(),
+            reference_done: false,
+            lo: Vec::new(),
+            hi: Vec::new(),
+            ewma: Vec::new(),
+            onset: Vec::new(),
+            peak: 0.0,
+            stat: 0.0,
+            magnitude: 0.0,
+        }
+    }
+
+    fn life(state: &EmbeddingState) -> &LifecycleState {
+        &state.life
+    }
+
+    fn life_mut(state: &mut EmbeddingState) -> &mut LifecycleState {
+        &mut state.life
+    }
+
+    fn inject(m: &mut EmbeddingShift, reference: &EmbeddingReference) -> Result<(), DriftError> {
+        let d = reference.mean.len();
+        if d == 0
+            || d > m.config.max_dim as usize
+            || reference.std.len() != d
+            || reference.samples < 2
+            || reference
+                .mean
+                .iter()
+                .chain(&reference.std)
+                .any(|v| !v.is_finite())
+            || reference.std.iter().any(|s| *s < 0.0)
+        {
+            return Err(DriftError::Reference {
+                detector: KIND.name(),
+                problem: format!(
+                    "need mean and std of equal length 1..={}, finite, std >= 0, from >= 2 samples",
+                    m.config.max_dim
+                ),
+            });
+        }
+        m.allocate(d);
+        for i in 0..d {
+            m.st.mean[i] = f64::from(reference.mean[i]);
+            m.st.spread[i] = f64::from(reference.std[i]);
+        }
+        m.st.n_ref = reference.samples;
+        m.finish_reference();
+        Ok(())
+    }
+
+    fn update(m: &mut Monitor<Self>, obs: &Observation<'_>) -> Option<DriftEvent> {
+        let at = m.st.life.begin();
+        let known = m.st.dim as usize;
         let x = match obs.embedding {
             Some(x)
                 if !x.is_empty()
-                    && x.len() <= self.config.max_dim as usize
+                    && x.len() <= m.config.max_dim as usize
                     && (known == 0 || known == x.len())
                     && x.iter().all(|v| v.is_finite()) =>
             {
                 x
             }
             _ => {
-                self.st.life.ignore();
+                m.st.life.ignore();
                 return None;
             }
         };
-        if self.st.life.phase == Phase::WarmUp {
-            self.st.life.stage(&self.common);
+        if m.st.life.phase == Phase::WarmUp {
+            m.st.life.stage(&m.common);
             return None;
         }
         if known == 0 {
-            self.allocate(x.len());
+            m.allocate(x.len());
         }
-        match self.st.life.stage(&self.common) {
+        match m.st.life.stage(&m.common) {
             Stage::Skip => return None,
             stage @ (Stage::Learn | Stage::LearnLast) => {
-                let st = &mut self.st;
+                let st = &mut m.st;
                 st.n_ref = st.n_ref.saturating_add(1);
                 let n = st.n_ref as f64;
                 for (i, &v) in x.iter().enumerate() {
@@ -225,14 +217,14 @@ impl Detector for EmbeddingShift {
                     for s in &mut st.spread {
                         *s = (*s / denom).sqrt();
                     }
-                    self.finish_reference();
+                    m.finish_reference();
                 }
                 return None;
             }
             Stage::Active => {}
         }
-        let lambda = self.config.lambda;
-        let st = &mut self.st;
+        let lambda = m.config.lambda;
+        let st = &mut m.st;
         let mut excess_sq = 0.0;
         let mut shift_sq = 0.0;
         for (i, &v) in x.iter().enumerate() {
@@ -252,16 +244,16 @@ impl Detector for EmbeddingShift {
             shift_sq += z * z;
         }
         let d = x.len() as f64;
-        let stat = (excess_sq / d).sqrt() / self.null_level();
+        let stat = (excess_sq / d).sqrt() / m.null_level();
         let stat = if stat.is_finite() { stat } else { f64::MAX };
-        self.st.stat = stat;
-        self.st.magnitude = (shift_sq / d).sqrt();
-        let threshold = self.threshold();
+        m.st.stat = stat;
+        m.st.magnitude = (shift_sq / d).sqrt();
+        let threshold = m.threshold();
         let alarm = stat > threshold;
-        let clear = stat < self.config.exit_threshold;
-        match self.st.life.step(alarm, clear, obs.sample_id, &self.common) {
+        let clear = stat < m.config.exit_threshold;
+        match m.st.life.step(alarm, clear, obs.sample_id, &m.common) {
             Transition::Onset => {
-                let st = &mut self.st;
+                let st = &mut m.st;
                 st.peak = stat;
                 st.onset.copy_from_slice(&st.ewma);
                 return Some(DriftEvent {
@@ -273,11 +265,11 @@ impl Detector for EmbeddingShift {
                     at,
                 });
             }
-            Transition::Accept => self.accept(false),
+            Transition::Accept => m.accept(false),
             Transition::Reenter | Transition::Stay
-                if self.st.life.phase == Phase::Drift && stat > self.st.peak =>
+                if m.st.life.phase == Phase::Drift && stat > m.st.peak =>
             {
-                let st = &mut self.st;
+                let st = &mut m.st;
                 st.peak = stat;
                 st.onset.copy_from_slice(&st.ewma);
             }
@@ -286,57 +278,35 @@ impl Detector for EmbeddingShift {
         None
     }
 
-    fn lifecycle(&self) -> &LifecycleState {
-        &self.st.life
+    fn statistic(m: &EmbeddingShift) -> (f64, f64) {
+        (m.st.stat, m.threshold())
     }
 
-    fn lifecycle_mut(&mut self) -> &mut LifecycleState {
-        &mut self.st.life
+    fn settle(&self) -> u64 {
+        (3.0 / self.lambda).ceil() as u64
     }
 
-    fn statistic(&self) -> (f64, f64) {
-        (self.st.stat, self.threshold())
-    }
-
-    fn reset(&mut self) {
-        match self.injected.take() {
-            Some(r) => match self.clone().with_reference(r) {
-                Ok(fresh) => *self = fresh,
-                Err(_) => self.st = Self::fresh(&self.common),
-            },
-            None => self.st = Self::fresh(&self.common),
+    fn accept(m: &mut EmbeddingShift, latest: bool, _: &DriftEvent) {
+        if latest {
+            m.accept(true);
         }
     }
 
-    fn false_alarm(&mut self, event: &DriftEvent) {
-        if event.detector != KIND {
-            return;
-        }
-        let settle = (3.0 / self.config.lambda).ceil() as u64;
-        let pending = self
-            .st
-            .life
-            .false_alarm(event.sample_id, settle, &self.common);
-        if !pending && self.st.life.onset_sample == Some(event.sample_id) {
-            self.accept(true);
+    fn wrap(&self, state: EmbeddingState) -> DetectorState {
+        DetectorState::Embedding(state)
+    }
+
+    fn unwrap(&self, state: DetectorState) -> Option<EmbeddingState> {
+        match state {
+            DetectorState::Embedding(st) => Some(st),
+            _ => None,
         }
     }
 
-    fn save(&self) -> DetectorState {
-        DetectorState::Embedding(self.st.clone())
-    }
-
-    fn load(&mut self, state: DetectorState) -> Result<(), DriftError> {
-        let DetectorState::Embedding(st) = state else {
-            return Err(DriftError::Kind {
-                found: state.kind(),
-                expected: KIND,
-            });
-        };
+    fn validate(m: &EmbeddingShift, st: &EmbeddingState) -> Result<(), DriftError> {
         let name = KIND.name();
-        st.life.validate(name, &self.common)?;
         let d = st.dim as usize;
-        if d > self.config.max_dim as usize {
+        if d > m.config.max_dim as usize {
             return Err(invalid(
                 name,
                 "embedding length exceeds `drift.embedding.max-dim`",
@@ -370,7 +340,6 @@ impl Detector for EmbeddingShift {
         if (0..d).any(|i| st.lo[i] > st.hi[i]) {
             return Err(invalid(name, "band lower end above its upper end"));
         }
-        self.st = st;
         Ok(())
     }
 }

@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{CommonConfig, Direction, EwmaConfig, Signal};
 use super::error::{DriftError, check_finite, invalid};
-use super::lifecycle::{LifecycleState, SETTLE_SAMPLES, Stage, Transition};
+use super::lifecycle::{LifecycleState, Stage, Transition};
+use super::monitor::{Monitor, Statistic};
 use super::scalar::{ScalarReference, ScalarState};
 use super::set::DetectorState;
-use super::{Detector, DetectorKind, DriftEvent, Observation, Phase};
+use super::{DetectorKind, DriftEvent, Observation, Phase};
 
 const KIND: DetectorKind = DetectorKind::EwmaConfidence;
 
@@ -33,44 +34,9 @@ pub struct EwmaState {
 }
 
 /// EWMA control chart on confidence.
-#[derive(Debug, Clone)]
-pub struct EwmaMonitor {
-    common: CommonConfig,
-    config: EwmaConfig,
-    injected: Option<ScalarReference>,
-    st: EwmaState,
-}
+pub type EwmaMonitor = Monitor<EwmaConfig>;
 
 impl EwmaMonitor {
-    /// A detector that learns its reference.
-    pub fn new(common: CommonConfig, config: EwmaConfig) -> Self {
-        EwmaMonitor {
-            common,
-            config,
-            injected: None,
-            st: Self::fresh(&common),
-        }
-    }
-
-    fn fresh(common: &CommonConfig) -> EwmaState {
-        EwmaState {
-            life: LifecycleState::new(common, false),
-            reference: ScalarState::new(),
-            ewma: 0.0,
-            run: 0,
-            stat: 0.0,
-        }
-    }
-
-    /// Use `reference` instead of learning one; monitoring starts at once.
-    pub fn with_reference(mut self, reference: ScalarReference) -> Result<Self, DriftError> {
-        self.st.reference = ScalarState::injected(KIND.name(), reference)?;
-        self.st.ewma = reference.mean;
-        self.st.life = LifecycleState::new(&self.common, true);
-        self.injected = Some(reference);
-        Ok(self)
-    }
-
     fn threshold(&self) -> f64 {
         self.config.limit * self.st.life.threshold_factor
     }
@@ -93,46 +59,73 @@ impl EwmaMonitor {
     }
 }
 
-impl Detector for EwmaMonitor {
+impl Statistic for EwmaConfig {
+    type State = EwmaState;
+    type Reference = ScalarReference;
+
     fn kind(&self) -> DetectorKind {
         KIND
     }
 
-    fn update(&mut self, obs: &Observation<'_>) -> Option<DriftEvent> {
-        let at = self.st.life.begin();
+    fn fresh(&self, common: &CommonConfig) -> EwmaState {
+        EwmaState {
+            life: LifecycleState::new(common, false),
+            reference: ScalarState::new(),
+            ewma: 0.0,
+            run: 0,
+            stat: 0.0,
+        }
+    }
+
+    fn life(state: &EwmaState) -> &LifecycleState {
+        &state.life
+    }
+
+    fn life_mut(state: &mut EwmaState) -> &mut LifecycleState {
+        &mut state.life
+    }
+
+    fn inject(m: &mut EwmaMonitor, reference: &ScalarReference) -> Result<(), DriftError> {
+        m.st.reference = ScalarState::injected(KIND.name(), *reference)?;
+        m.st.ewma = reference.mean;
+        Ok(())
+    }
+
+    fn update(m: &mut Monitor<Self>, obs: &Observation<'_>) -> Option<DriftEvent> {
+        let at = m.st.life.begin();
         let Some(x) = Signal::Confidence.value(obs) else {
-            self.st.life.ignore();
+            m.st.life.ignore();
             return None;
         };
-        match self.st.life.stage(&self.common) {
+        match m.st.life.stage(&m.common) {
             Stage::Skip => return None,
             Stage::Learn => {
-                self.st.reference.learn(x);
+                m.st.reference.learn(x);
                 return None;
             }
             Stage::LearnLast => {
-                self.st.reference.learn(x);
-                self.st.reference.finish();
-                self.st.ewma = self.st.reference.center;
+                m.st.reference.learn(x);
+                m.st.reference.finish();
+                m.st.ewma = m.st.reference.center;
                 return None;
             }
             Stage::Active => {}
         }
-        self.st.reference.observe(x);
-        let x = self.st.reference.winsorise(x);
-        self.st.ewma += self.config.lambda * (x - self.st.ewma);
-        let stat = self.deviation();
-        self.st.stat = stat;
-        let threshold = self.threshold();
+        m.st.reference.observe(x);
+        let x = m.st.reference.winsorise(x);
+        m.st.ewma += m.config.lambda * (x - m.st.ewma);
+        let stat = m.deviation();
+        m.st.stat = stat;
+        let threshold = m.threshold();
         if stat > threshold {
-            self.st.run = self.st.run.saturating_add(1);
+            m.st.run = m.st.run.saturating_add(1);
         } else {
-            self.st.run = 0;
+            m.st.run = 0;
         }
-        let alarm = self.st.run >= self.config.persistence;
-        let clear = stat < self.config.exit_limit;
-        let st = &mut self.st;
-        match st.life.step(alarm, clear, obs.sample_id, &self.common) {
+        let alarm = m.st.run >= m.config.persistence;
+        let clear = stat < m.config.exit_limit;
+        let st = &mut m.st;
+        match st.life.step(alarm, clear, obs.sample_id, &m.common) {
             Transition::Onset => {
                 st.reference.onset();
                 st.reference.drop_batch();
@@ -156,69 +149,39 @@ impl Detector for EwmaMonitor {
             Transition::Reenter => st.run = 0,
             Transition::Resume | Transition::Stay => {
                 if st.life.phase == Phase::Monitoring {
-                    st.reference.roll(x, &self.common);
+                    st.reference.roll(x, &m.common);
                 }
             }
         }
         None
     }
 
-    fn lifecycle(&self) -> &LifecycleState {
-        &self.st.life
+    fn statistic(m: &EwmaMonitor) -> (f64, f64) {
+        (m.st.stat, m.threshold())
     }
 
-    fn lifecycle_mut(&mut self) -> &mut LifecycleState {
-        &mut self.st.life
+    fn accept(m: &mut EwmaMonitor, latest: bool, event: &DriftEvent) {
+        m.st.reference.accept_event(latest, event.magnitude);
+        m.st.run = 0;
     }
 
-    fn statistic(&self) -> (f64, f64) {
-        (self.st.stat, self.threshold())
+    fn wrap(&self, state: EwmaState) -> DetectorState {
+        DetectorState::EwmaConfidence(state)
     }
 
-    fn reset(&mut self) {
-        self.st = Self::fresh(&self.common);
-        if let Some(r) = self.injected {
-            if let Ok(reference) = ScalarState::injected(KIND.name(), r) {
-                self.st.reference = reference;
-                self.st.ewma = r.mean;
-                self.st.life = LifecycleState::new(&self.common, true);
-            }
+    fn unwrap(&self, state: DetectorState) -> Option<EwmaState> {
+        match state {
+            DetectorState::EwmaConfidence(st) => Some(st),
+            _ => None,
         }
     }
 
-    fn false_alarm(&mut self, event: &DriftEvent) {
-        if event.detector != KIND {
-            return;
-        }
-        let latest = self.st.life.onset_sample == Some(event.sample_id);
-        let pending = self
-            .st
-            .life
-            .false_alarm(event.sample_id, SETTLE_SAMPLES, &self.common);
-        if !pending {
-            self.st.reference.accept_event(latest, event.magnitude);
-            self.st.run = 0;
-        }
-    }
-
-    fn save(&self) -> DetectorState {
-        DetectorState::EwmaConfidence(self.st.clone())
-    }
-
-    fn load(&mut self, state: DetectorState) -> Result<(), DriftError> {
-        let DetectorState::EwmaConfidence(st) = state else {
-            return Err(DriftError::Kind {
-                found: state.kind(),
-                expected: KIND,
-            });
-        };
-        st.life.validate(KIND.name(), &self.common)?;
+    fn validate(m: &EwmaMonitor, st: &EwmaState) -> Result<(), DriftError> {
         st.reference.validate(KIND.name())?;
         check_finite(KIND.name(), "EWMA", [st.ewma, st.stat])?;
-        if st.run > self.config.persistence.saturating_mul(2).max(1_000_000) {
+        if st.run > m.config.persistence.saturating_mul(2).max(1_000_000) {
             return Err(invalid(KIND.name(), "violation run is out of range"));
         }
-        self.st = st;
         Ok(())
     }
 }

@@ -97,6 +97,7 @@ mod embedding;
 mod error;
 mod ewma;
 mod lifecycle;
+mod monitor;
 mod page_hinkley;
 mod scalar;
 mod set;
@@ -112,7 +113,8 @@ pub use embedding::{EmbeddingReference, EmbeddingShift, EmbeddingState};
 pub use error::DriftError;
 pub use ewma::{EwmaMonitor, EwmaState};
 pub use lifecycle::LifecycleState;
-pub use page_hinkley::{PageHinkley, PageHinkleyState};
+pub use monitor::{Monitor, Statistic};
+pub use page_hinkley::{PageHinkley, PageHinkleyRole, PageHinkleyState};
 pub use scalar::{OneSided, ScalarReference, ScalarState};
 pub use set::{DetectorSet, DetectorSetState, DetectorState};
 

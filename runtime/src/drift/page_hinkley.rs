@@ -11,10 +11,11 @@
 
 use super::config::{CommonConfig, PageHinkleyConfig, Signal};
 use super::error::DriftError;
-use super::lifecycle::{LifecycleState, SETTLE_SAMPLES, Stage, Transition};
+use super::lifecycle::{LifecycleState, Stage, Transition};
+use super::monitor::{Monitor, Statistic};
 use super::scalar::{OneSided, ScalarReference, ScalarState};
 use super::set::DetectorState;
-use super::{Detector, DetectorKind, DriftEvent, Observation, Phase};
+use super::{DetectorKind, DriftEvent, Observation, Phase};
 use serde::{Deserialize, Serialize};
 
 /// Persistent state of a [`PageHinkley`] detector.
@@ -29,89 +30,83 @@ pub struct PageHinkleyState {
 }
 
 /// Page-Hinkley on one scalar signal, in one direction.
+pub type PageHinkley = Monitor<PageHinkleyRole>;
+
+/// What a [`PageHinkley`] watches and its settings.
 #[derive(Debug, Clone)]
-pub struct PageHinkley {
+pub struct PageHinkleyRole {
     kind: DetectorKind,
     signal: Signal,
     increase: bool,
-    common: CommonConfig,
-    config: PageHinkleyConfig,
-    injected: Option<ScalarReference>,
-    st: PageHinkleyState,
+    settings: PageHinkleyConfig,
 }
 
 impl PageHinkley {
     /// Page-Hinkley on the mean k-NN distance, detecting increases.
     pub fn distance(common: CommonConfig, config: PageHinkleyConfig) -> Self {
-        Self::new(
-            DetectorKind::PageHinkleyDistance,
-            Signal::Distance,
-            true,
-            common,
-            config,
-        )
+        let role = PageHinkleyRole {
+            kind: DetectorKind::PageHinkleyDistance,
+            signal: Signal::Distance,
+            increase: true,
+            settings: config,
+        };
+        Monitor::new(common, role)
     }
 
     /// Page-Hinkley on confidence, detecting decreases.
     pub fn confidence(common: CommonConfig, config: PageHinkleyConfig) -> Self {
-        Self::new(
-            DetectorKind::PageHinkleyConfidence,
-            Signal::Confidence,
-            false,
-            common,
-            config,
-        )
-    }
-
-    fn new(
-        kind: DetectorKind,
-        signal: Signal,
-        increase: bool,
-        common: CommonConfig,
-        config: PageHinkleyConfig,
-    ) -> Self {
-        PageHinkley {
-            kind,
-            signal,
-            increase,
-            common,
-            config,
-            injected: None,
-            st: PageHinkleyState {
-                life: LifecycleState::new(&common, false),
-                reference: ScalarState::new(),
-                sum: OneSided::default(),
-            },
-        }
-    }
-
-    /// Use `reference` instead of learning one; monitoring starts at once.
-    pub fn with_reference(mut self, reference: ScalarReference) -> Result<Self, DriftError> {
-        self.st.reference = ScalarState::injected(self.kind.name(), reference)?;
-        self.st.life = LifecycleState::new(&self.common, true);
-        self.injected = Some(reference);
-        Ok(self)
+        let role = PageHinkleyRole {
+            kind: DetectorKind::PageHinkleyConfidence,
+            signal: Signal::Confidence,
+            increase: false,
+            settings: config,
+        };
+        Monitor::new(common, role)
     }
 
     fn threshold(&self) -> f64 {
-        self.config.lambda * self.st.life.threshold_factor
+        self.config.settings.lambda * self.st.life.threshold_factor
     }
 }
 
-impl Detector for PageHinkley {
+impl Statistic for PageHinkleyRole {
+    type State = PageHinkleyState;
+    type Reference = ScalarReference;
+
     fn kind(&self) -> DetectorKind {
         self.kind
     }
 
-    fn update(&mut self, obs: &Observation<'_>) -> Option<DriftEvent> {
-        let at = self.st.life.begin();
-        let Some(x) = self.signal.value(obs) else {
-            self.st.life.ignore();
+    fn fresh(&self, common: &CommonConfig) -> PageHinkleyState {
+        PageHinkleyState {
+            life: LifecycleState::new(common, false),
+            reference: ScalarState::new(),
+            sum: OneSided::default(),
+        }
+    }
+
+    fn life(state: &PageHinkleyState) -> &LifecycleState {
+        &state.life
+    }
+
+    fn life_mut(state: &mut PageHinkleyState) -> &mut LifecycleState {
+        &mut state.life
+    }
+
+    fn inject(m: &mut PageHinkley, reference: &ScalarReference) -> Result<(), DriftError> {
+        m.st.reference = ScalarState::injected(m.config.kind.name(), *reference)?;
+        Ok(())
+    }
+
+    fn update(m: &mut Monitor<Self>, obs: &Observation<'_>) -> Option<DriftEvent> {
+        let at = m.st.life.begin();
+        let Some(x) = m.config.signal.value(obs) else {
+            m.st.life.ignore();
             return None;
         };
-        let threshold = self.threshold();
-        let st = &mut self.st;
-        match st.life.stage(&self.common) {
+        let threshold = m.threshold();
+        let st = &mut m.st;
+        match st.life.stage(&m.common) {
             Stage::Skip => return None,
             Stage::Learn => {
                 st.reference.learn(x);
@@ -126,21 +121,21 @@ impl Detector for PageHinkley {
         }
         st.reference.observe(x);
         let x = st.reference.winsorise(x);
-        let z = if self.increase {
+        let z = if m.config.increase {
             st.reference.z_up(x)
         } else {
             st.reference.z_down(x)
         };
-        st.sum.step(z, self.config.delta);
+        st.sum.step(z, m.config.settings.delta);
         let alarm = st.sum.s > threshold;
-        let clear = st.sum.r > self.config.exit_lambda;
-        match st.life.step(alarm, clear, obs.sample_id, &self.common) {
+        let clear = st.sum.r > m.config.settings.exit_lambda;
+        match st.life.step(alarm, clear, obs.sample_id, &m.common) {
             Transition::Onset => {
                 st.sum.r = 0.0;
                 st.reference.onset();
                 st.reference.drop_batch();
                 return Some(DriftEvent {
-                    detector: self.kind,
+                    detector: m.config.kind,
                     statistic: st.sum.s,
                     threshold,
                     magnitude: st.reference.magnitude(),
@@ -159,83 +154,44 @@ impl Detector for PageHinkley {
             }
             Transition::Resume | Transition::Stay => {
                 if st.life.phase == Phase::Monitoring {
-                    st.reference.roll(x, &self.common);
+                    st.reference.roll(x, &m.common);
                 }
             }
         }
         None
     }
 
-    fn lifecycle(&self) -> &LifecycleState {
-        &self.st.life
+    fn statistic(m: &PageHinkley) -> (f64, f64) {
+        (m.st.sum.s, m.threshold())
     }
 
-    fn lifecycle_mut(&mut self) -> &mut LifecycleState {
-        &mut self.st.life
+    fn accept(m: &mut PageHinkley, latest: bool, event: &DriftEvent) {
+        m.st.reference.accept_event(latest, event.magnitude);
+        m.st.sum = OneSided::default();
     }
 
-    fn statistic(&self) -> (f64, f64) {
-        (self.st.sum.s, self.threshold())
-    }
-
-    fn reset(&mut self) {
-        self.st = PageHinkleyState {
-            life: LifecycleState::new(&self.common, false),
-            reference: ScalarState::new(),
-            sum: OneSided::default(),
-        };
-        if let Some(r) = self.injected {
-            if let Ok(reference) = ScalarState::injected(self.kind.name(), r) {
-                self.st.reference = reference;
-                self.st.life = LifecycleState::new(&self.common, true);
-            }
-        }
-    }
-
-    fn false_alarm(&mut self, event: &DriftEvent) {
-        if event.detector != self.kind {
-            return;
-        }
-        let latest = self.st.life.onset_sample == Some(event.sample_id);
-        let pending = self
-            .st
-            .life
-            .false_alarm(event.sample_id, SETTLE_SAMPLES, &self.common);
-        if !pending {
-            self.st.reference.accept_event(latest, event.magnitude);
-            self.st.sum = OneSided::default();
-        }
-    }
-
-    fn save(&self) -> DetectorState {
+    fn wrap(&self, state: PageHinkleyState) -> DetectorState {
         match self.kind {
-            DetectorKind::PageHinkleyConfidence => {
-                DetectorState::PageHinkleyConfidence(self.st.clone())
-            }
-            _ => DetectorState::PageHinkleyDistance(self.st.clone()),
+            DetectorKind::PageHinkleyConfidence => DetectorState::PageHinkleyConfidence(state),
+            _ => DetectorState::PageHinkleyDistance(state),
         }
     }
 
-    fn load(&mut self, state: DetectorState) -> Result<(), DriftError> {
-        let found = state.kind();
-        let st = match state {
+    fn unwrap(&self, state: DetectorState) -> Option<PageHinkleyState> {
+        let ours = state.kind() == self.kind;
+        match state {
             DetectorState::PageHinkleyDistance(st) | DetectorState::PageHinkleyConfidence(st)
-                if found == self.kind =>
+                if ours =>
             {
-                st
+                Some(st)
             }
-            _ => {
-                return Err(DriftError::Kind {
-                    found,
-                    expected: self.kind,
-                });
-            }
-        };
-        let name = self.kind.name();
-        st.life.validate(name, &self.common)?;
+            _ => None,
+        }
+    }
+
+    fn validate(m: &PageHinkley, st: &PageHinkleyState) -> Result<(), DriftError> {
+        let name = m.config.kind.name();
         st.reference.validate(name)?;
-        st.sum.validate(name)?;
-        self.st = st;
-        Ok(())
+        st.sum.validate(name)
     }
 }
