@@ -100,7 +100,7 @@ yocto_layer_repos() {
             # race the clean-up).
             git init -q --bare -b "$branch" "$repo"
             (
-                cd "$tmp"/*/
+                cd "$tmp"/*/ || exit 1
                 export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null GIT_DIR="$repo" GIT_WORK_TREE=.
                 git -c gc.auto=0 add -A
                 git -c gc.auto=0 -c user.name=tinylcm -c user.email=tinylcm@localhost \

@@ -14,7 +14,7 @@ rpi_layer() {
     local dir tarball
     dir=$(yocto_layers_dir) || exit 1
     tarball=$(awk -F'\t' '$1 == "meta-raspberrypi" { print $6 }' "$dir/MANIFEST.tsv")
-    [ -n "$tarball" ] && [ -f "$dir/$tarball" ] || die "$dir/MANIFEST.tsv lists no meta-raspberrypi tarball"
+    [[ -n $tarball && -f $dir/$tarball ]] || die "$dir/MANIFEST.tsv lists no meta-raspberrypi tarball"
     printf '%s\n' "$dir/$tarball"
 }
 
@@ -130,6 +130,7 @@ PY
         # Kconfig drops a symbol it does not know with a warning only: every fragment line must
         # be in the final configuration.
         for frag in "${IMAGE_UBOOT_FRAGMENTS[@]}"; do
+            # shellcheck disable=SC2094 # $frag is only read here (its name is in a message)
             while IFS= read -r line; do
                 case $line in CONFIG_*) grep -qxF "$line" "$src/.config" ||
                     die "$(basename "$frag"): $line is not in U-Boot $IMAGE_UBOOT_TAG's configuration (unknown symbol, or a dependency missing)" ;;

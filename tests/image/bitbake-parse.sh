@@ -106,6 +106,7 @@ for f in ca.cert.pem dev.cert.pem dev.key.pem; do
 done
 (
     cd "$PROJECT"
+    # shellcheck disable=SC2031 # meant for this subshell only, as in bitbake.sh's own
     export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null
     git init -q -b main && git add -A &&
         git -c user.name=tinylcm -c user.email=tinylcm@localhost commit -q -m "checkout under test"
@@ -214,6 +215,7 @@ for board in "${boards[@]}"; do
     "$PY" "$ROOT/tests/image/bitbake-verdict.py" --answers "$WORK/$machine.json" --machine "$machine" \
         --project "$PROJECT" --firmware-kernel "$KERNEL" --rauc-image "$D" \
         --keyring "$PROJECT/yocto/pki/dev/ca.cert.pem" || fail "$machine: see above"
+    # shellcheck disable=SC2119 # no arguments: the image's own distro conf and bbappend
     check_stand_in "$machine" "$(firmware_cmdline)" "$(uboot_boot_files "$machine")" ||
         fail "$machine: the quick checks' stand-in for meta-raspberrypi disagrees with BitBake"
     ok "$machine: scripts/lib/rpi-bootfiles.py gives BitBake's cmdline.txt and U-Boot boot files"
@@ -273,11 +275,13 @@ expect_refused "LAYERDEPENDS without meta-poky's collection" "lacks 'yocto'" \
     'l = next(l for l in a["layers"] if "tinylcm" in l["collections"]); l["depends"].remove("yocto")'
 expect_refused "a parse warning about our layer" "warned about our layer" \
     'a["messages"].append(["WARNING", "/x/meta-tinylcm/recipes-core/rauc/rauc-conf.bbappend: example"])'
+# shellcheck disable=SC2016 # Python code; ${CMDLINE_CMA} is BitBake's, left unexpanded on purpose
 expect_refused "cmdline.txt without ro, with upstream's root= and its undefined CMDLINE_CMA" \
     "lacks ro|unexpanded" \
     'v = a["vars"]["rpi-cmdline"]; v["CMDLINE"] = v["CMDLINE"].replace("ro ", "root=/dev/mmcblk0p2 ") + " ${CMDLINE_CMA}"'
 expect_refused "U-Boot missing from the boot partition" "which is .*, not U-Boot" \
     'v = a["vars"]["tinylcm-image"]; v["IMAGE_BOOT_FILES"] = v["IMAGE_BOOT_FILES"].replace("u-boot.bin;kernel8.img", "Image;kernel8.img")'
+# shellcheck disable=SC2119 # no arguments: the image's own distro conf and bbappend
 if out=$(check_stand_in "$machine" "$(firmware_cmdline) quiet" "$(uboot_boot_files "$machine")" 2>&1); then
     fail "a stand-in cmdline other than BitBake's passed"
 fi

@@ -68,6 +68,7 @@ LAYER_TARBALL=$(rpi_layer)
 cmdline=$(firmware_cmdline "${IN[distro]}" "${IN[cmdline-append]}") || fail "cannot evaluate rpi-cmdline's CMDLINE"
 case " $cmdline " in *" ro "*) ;; *) fail "cmdline.txt lacks ro (the slot is mounted read-write at boot): $cmdline" ;; esac
 case " $cmdline " in *" root="*) fail "cmdline.txt has a fixed root= (boot.cmd adds the slot's): $cmdline" ;; esac
+# shellcheck disable=SC2016 # the literal `${` of a variable BitBake did not expand
 case $cmdline in *'${'*) fail "cmdline.txt keeps an unexpanded variable: $cmdline" ;; esac
 ok "cmdline.txt (rpi-cmdline's knobs): $cmdline"
 
@@ -159,7 +160,7 @@ mapfile -t envs < <(grep -v '^[[:space:]]*#' "${IN[fw-env]}" | awk 'NF >= 3')
     fail "fw_env.config names ${#envs[@]} environment copies; U-Boot keeps 2 (uboot.env and $redund): fw_setenv would write a format U-Boot does not read"
 read -r first _ first_size <<<"${envs[0]}"
 read -r second _ second_size <<<"${envs[1]}"
-[ "$first" = /boot/uboot.env ] && [ "$second" = "/boot/$redund" ] ||
+[[ $first = /boot/uboot.env && $second = "/boot/$redund" ]] ||
     fail "fw_env.config names $first and $second; U-Boot writes /boot/uboot.env and /boot/$redund"
 [ "$first_size" = "$second_size" ] || fail "fw_env.config: the two copies differ in size ($first_size, $second_size)"
 # Two copies as U-Boot's own tool makes them, then fw_setenv through fw_env.config with only

@@ -219,12 +219,12 @@ ok "YUYV: $yuyv_frames frames through the model from vivid over mmap streaming"
 grep -q '^DEVICES: yuyv: LED (BCM 17) lit while running' "$log" || fail "yuyv: LED not seen lit"
 ok "status LED: BCM 17 on pinctrl-bcm2835 lit while running ($(sed -n 's/^DEVICES: yuyv: LED levels while starting/starting/p' "$log"))"
 stopped=$(sed -n 's/^DEVICES: yuyv: stopped within \([0-9.]*\) s .*/\1/p' "$log")
-grep -q '^yuyv> .*camera reopen abandoned: stopping' "$log" && [ -n "$stopped" ] &&
-    grep -Eq '^yuyv> [0-9]+ frames in .*ended: Stopped' "$log" ||
+{ grep -q '^yuyv> .*camera reopen abandoned: stopping' "$log" && [ -n "$stopped" ] &&
+    grep -Eq '^yuyv> [0-9]+ frames in .*ended: Stopped' "$log"; } ||
     fail "yuyv: SIGTERM during the camera's reopen back-off did not end the run as a stop"
 ok "unplugged, then SIGTERM during the reopen back-off: stopped cleanly within $stopped s"
 held=$(grep -o 'button held 2 s: .*' "$log" | head -n1)
-grep -q '^yuyv> .*button pressed' "$log" && [ -n "$held" ] || fail "yuyv: button press not logged"
+{ grep -q '^yuyv> .*button pressed' "$log" && [ -n "$held" ]; } || fail "yuyv: button press not logged"
 ok "button: BCM 27 pressed and held through the emulated GPIO: $held"
 
 # 3. Disconnect and reconnect.

@@ -208,6 +208,7 @@ env_fingerprint() {
 
 # ------------------------------------------------------------------ power-ons
 
+# shellcheck disable=SC2119 # no arguments: the image's own distro conf and bbappend
 FIRMWARE_CMDLINE=$(firmware_cmdline) || fail "cannot evaluate rpi-cmdline's CMDLINE"
 
 

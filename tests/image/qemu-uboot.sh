@@ -143,6 +143,7 @@ expect_boot "first boot" A 2 3 ""
 # serial0 is the Pi's alias, so the QEMU console is added) goes into the device tree's
 # /chosen/bootargs, where boot.cmd reads it. Only virtio is scanned and autoboot does not
 # wait, to keep power-ons short.
+# shellcheck disable=SC2119 # no arguments: the image's own distro conf and bbappend
 fw_cmdline="$(firmware_cmdline) console=ttyAMA0"
 envset firmware_cmdline "$fw_cmdline"
 # shellcheck disable=SC2016 # U-Boot expands these, not bash

@@ -115,6 +115,7 @@ RAUC_CONF_APPEND="$ROOT/yocto/meta-tinylcm/recipes-core/rauc/rauc-conf.bbappend"
 # bundle formats); the keyring beside each as the image installs it. REWRITE_MUTANT
 # (self-check only) adds one change that is not allowed.
 make_system_conf() {
+    # shellcheck disable=SC2016 # BitBake's own ${D}${nonarch_libdir}, literally
     grep -q '${D}${nonarch_libdir}/rauc/'"$IMAGE_KEYRING" "$RAUC_CONF_APPEND" ||
         fail "rauc-conf.bbappend does not install the keyring as \${nonarch_libdir}/rauc/$IMAGE_KEYRING (beside system.conf)"
     mkdir -p "$T/strict"
