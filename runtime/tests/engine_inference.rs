@@ -9,7 +9,7 @@ use std::sync::Arc;
 use engine_support::*;
 use tinylcm::engine::{
     self, Accelerator, BackendKind, ElementType, Engine, EngineConfig, ModelSource, Quantization,
-    TensorRef, litert, tflite_c,
+    ResolveTensor, TensorRef, litert, tflite_c,
 };
 
 const TINY_F32_EMBEDDING: [f32; 6] = [-0.389024, -0.552921, -0.700941, 0.112692, 1.061555, 0.90611];

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use tinylcm::autonomy::feedback::{
-    FeedbackFile, Inbox, Item, Outcome, SampleVerdict, SourceItems, apply_sample,
+    FeedbackFile, Inbox, Item, Outcome, SampleVerdict, SourceItems, Submit as _, apply_sample,
 };
 use tinylcm::frame::Frame;
 use tinylcm::knn::{Knn, KnnConfig};

@@ -26,7 +26,6 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tinylcm_protocol::api::{FeedbackOutcome, FeedbackResult};
 
 use super::event::{EventKind, RuntimeEvent};
@@ -38,103 +37,15 @@ use crate::state::{Batch, MAX_EVENTS_PER_READ, Store};
 /// Files this process submitted, for unique names.
 static SUBMITTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Largest feedback file read (a verdict is a few lines).
-pub const MAX_FILE_BYTES: u64 = 64 << 10;
-/// Most verdicts in one file.
-pub const MAX_ITEMS: usize = 1000;
 /// How often the inbox folder is looked at.
 pub const POLL: Duration = Duration::from_millis(500);
 
-/// A human's verdict on a drift.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Verdict {
-    /// Nothing changed that matters: accept the condition as normal.
-    FalseAlarm,
-    /// The drift was real: keep the reference.
-    Confirmed,
-}
-
-/// One verdict on drift, by incident or by event number (as `tinylcm status` lists them).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DriftVerdict {
-    /// Every drift event of this incident.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub incident: Option<u64>,
-    /// This event of the log.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event: Option<u64>,
-    /// The verdict.
-    pub verdict: Verdict,
-}
-
-/// One verdict on a quarantined sample.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SampleVerdict {
-    /// The quarantine entry.
-    pub id: u64,
-    /// Its true class (the KNN learns it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label: Option<String>,
-    /// Not useful: reject it.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub reject: bool,
-}
-
-/// A class the KNN holds gets another name: every sample of `from` becomes `to` (e.g. the
-/// device proposed `new-1` and a human says it is `empty`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClassVerdict {
-    /// The class as the KNN names it now.
-    pub from: String,
-    /// Its true name (an existing class merges).
-    pub to: String,
-}
-
-/// The sphere-lite feedback items the verdicts of a file came from, one list per verdict
-/// list and in its order (the sync client writes them; verdicts written on the device have
-/// none). A list is either empty or as long as its verdict list.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourceItems {
-    /// Items of the `drift` verdicts.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub drift: Vec<u64>,
-    /// Items of the `sample` verdicts.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub sample: Vec<u64>,
-    /// Items of the `class` verdicts.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub class: Vec<u64>,
-}
-
-impl SourceItems {
-    /// Whether no verdict names an item.
-    pub fn is_empty(&self) -> bool {
-        self.drift.is_empty() && self.sample.is_empty() && self.class.is_empty()
-    }
-}
-
-/// The content of one inbox file.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FeedbackFile {
-    /// Verdicts on drift.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub drift: Vec<DriftVerdict>,
-    /// Verdicts on quarantined samples.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub sample: Vec<SampleVerdict>,
-    /// Class names.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub class: Vec<ClassVerdict>,
-    /// The sphere-lite feedback items they came from (what the device reports results for).
-    #[serde(default, skip_serializing_if = "SourceItems::is_empty")]
-    pub items: SourceItems,
-}
+/// The file format, its bounds and its parser are the protocol crate's: the verdicts come
+/// from sphere-lite unchanged, and are fuzzed there.
+pub use tinylcm_protocol::feedback_file::{
+    ClassVerdict, DriftVerdict, FeedbackFile, InvalidFeedback, MAX_FILE_BYTES, MAX_ITEMS,
+    SampleVerdict, SourceItems, Verdict,
+};
 
 /// Failures reading or writing feedback.
 #[derive(Debug, thiserror::Error)]
@@ -157,81 +68,23 @@ pub enum FeedbackError {
     },
 }
 
-impl FeedbackFile {
-    /// Check what serde cannot: one target per drift verdict, label xor reject, bounds.
-    pub fn validate(&self, path: &Path) -> Result<(), FeedbackError> {
-        let bad = |reason: String| FeedbackError::Invalid {
-            path: path.to_path_buf(),
-            reason,
-        };
-        if self.drift.len() + self.sample.len() + self.class.len() > MAX_ITEMS {
-            return Err(bad(format!("more than {MAX_ITEMS} verdicts")));
+impl From<InvalidFeedback> for FeedbackError {
+    fn from(e: InvalidFeedback) -> Self {
+        FeedbackError::Invalid {
+            path: e.path,
+            reason: e.reason,
         }
-        for (what, ids, verdicts) in [
-            ("drift", &self.items.drift, self.drift.len()),
-            ("sample", &self.items.sample, self.sample.len()),
-            ("class", &self.items.class, self.class.len()),
-        ] {
-            if !ids.is_empty() && ids.len() != verdicts {
-                return Err(bad(format!(
-                    "items.{what} names {} items for {verdicts} {what} verdicts",
-                    ids.len()
-                )));
-            }
-        }
-        for d in &self.drift {
-            if d.incident.is_some() == d.event.is_some() {
-                return Err(bad(
-                    "each drift verdict names an incident or an event, not both".into(),
-                ));
-            }
-        }
-        for s in &self.sample {
-            match (&s.label, s.reject) {
-                (Some(_), true) | (None, false) => {
-                    return Err(bad(format!(
-                        "sample {}: give a label or reject = true, not both or neither",
-                        s.id
-                    )));
-                }
-                (Some(l), false)
-                    if l.trim().is_empty() || l.len() > crate::knn::MAX_LABEL_BYTES =>
-                {
-                    return Err(bad(format!(
-                        "sample {}: label must be 1..={} bytes",
-                        s.id,
-                        crate::knn::MAX_LABEL_BYTES
-                    )));
-                }
-                _ => {}
-            }
-        }
-        let label_ok = |l: &str| !l.trim().is_empty() && l.len() <= crate::knn::MAX_LABEL_BYTES;
-        for c in &self.class {
-            if !label_ok(&c.from) || !label_ok(&c.to) {
-                return Err(bad(format!(
-                    "class {:?} -> {:?}: names must be 1..={} bytes",
-                    c.from,
-                    c.to,
-                    crate::knn::MAX_LABEL_BYTES
-                )));
-            }
-        }
-        Ok(())
     }
+}
 
-    /// Parse and validate a file's text.
-    pub fn parse(path: &Path, text: &str) -> Result<Self, FeedbackError> {
-        let file: FeedbackFile = toml::from_str(text).map_err(|e| FeedbackError::Invalid {
-            path: path.to_path_buf(),
-            reason: e.message().to_string(),
-        })?;
-        file.validate(path)?;
-        Ok(file)
-    }
-
+/// Writing a [`FeedbackFile`] into the inbox (a trait: the type is the protocol crate's).
+pub trait Submit {
     /// Write it into `inbox` atomically (a new, unique file) and return its path.
-    pub fn submit(&self, inbox: &Path) -> Result<PathBuf, FeedbackError> {
+    fn submit(&self, inbox: &Path) -> Result<PathBuf, FeedbackError>;
+}
+
+impl Submit for FeedbackFile {
+    fn submit(&self, inbox: &Path) -> Result<PathBuf, FeedbackError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| FeedbackError::Io { path, source }

@@ -24,7 +24,7 @@ pub use config::{BackendChoice, EdgeTpuMode, EngineConfig};
 pub use locate::{LibraryKind, LibraryLocation, LibrarySource};
 pub use model::ModelSource;
 pub use select::{BackendStatus, ModelInfo, candidates, inspect, open, order_for, probe};
-pub use tensor::{TensorRef, decode_output, encode_input};
+pub use tensor::{ResolveTensor, TensorRef, decode_output, encode_input};
 
 /// Element type of a tensor, as the model declares it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,8 +4,6 @@
 //! helpers quantise and dequantise with the tensor's own scale and zero point
 //! into caller-provided buffers, so the per-frame path allocates nothing.
 
-use serde::{Deserialize, Serialize};
-
 use super::{ElementType, EngineError, Quantization, TensorInfo};
 
 fn tensor_error(tensor: &str, reason: impl Into<String>) -> EngineError {
@@ -186,29 +184,20 @@ fn check_len(name: &str, want: usize, got: usize) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// A tensor chosen by position or by name (config: an integer or a string).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum TensorRef {
-    /// Position in the model's input or output list.
-    Index(usize),
-    /// Tensor name as stored in the model (exact match).
-    Name(String),
-}
+/// A tensor chosen by position or by name (config: an integer or a string); the model
+/// manifest names outputs with it, so it is the protocol crate's.
+pub use tinylcm_protocol::model_manifest::TensorRef;
 
-impl std::fmt::Display for TensorRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TensorRef::Index(i) => write!(f, "#{i}"),
-            TensorRef::Name(n) => write!(f, "\"{n}\""),
-        }
-    }
-}
-
-impl TensorRef {
+/// Finding a [`TensorRef`] among a loaded model's tensors (a trait: the type is the
+/// protocol crate's).
+pub trait ResolveTensor {
     /// Index of the referenced tensor in `tensors`, or a [`EngineError::Tensor`]
     /// listing what exists.
-    pub fn resolve(&self, tensors: &[TensorInfo]) -> Result<usize, EngineError> {
+    fn resolve(&self, tensors: &[TensorInfo]) -> Result<usize, EngineError>;
+}
+
+impl ResolveTensor for TensorRef {
+    fn resolve(&self, tensors: &[TensorInfo]) -> Result<usize, EngineError> {
         let found = match self {
             TensorRef::Index(i) => (*i < tensors.len()).then_some(*i),
             TensorRef::Name(n) => tensors.iter().position(|t| &t.name == n),
@@ -399,19 +388,5 @@ mod tests {
             "{e}"
         );
         assert!(TensorRef::Name("logits".into()).resolve(&ts).is_err());
-    }
-
-    #[test]
-    fn tensor_ref_serde_accepts_int_or_string() {
-        #[derive(Deserialize)]
-        struct W {
-            t: TensorRef,
-        }
-        assert_eq!(toml::from_str::<W>("t = 1").unwrap().t, TensorRef::Index(1));
-        assert_eq!(
-            toml::from_str::<W>("t = \"emb\"").unwrap().t,
-            TensorRef::Name("emb".into())
-        );
-        assert!(toml::from_str::<W>("t = -1").is_err());
     }
 }

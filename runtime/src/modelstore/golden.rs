@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::ModelStoreError;
-use crate::engine::{self, EngineConfig, ModelSource};
+use crate::engine::{self, EngineConfig, ModelSource, ResolveTensor};
 use crate::frame::Frame;
 use crate::frame::synthetic::rng::Rng;
 use crate::model::{Golden, ModelManifest};

@@ -6,15 +6,21 @@
 //!
 //! The checks that need no model bytes ([`verify_release`]) also run before a download, so a
 //! release the device would refuse is never fetched.
+//!
+//! The checks are the protocol crate's ([`release_policy`]: they read what the server sends,
+//! and are fuzzed there); this module gives them the store's errors and the trusted keys file.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use tinylcm_protocol::release::{
-    MAX_MODEL_BYTES, PublicKey, ReleaseError, ReleaseManifest, SignedRelease,
-};
+use tinylcm_protocol::release::{PublicKey, ReleaseManifest, SignedRelease};
+use tinylcm_protocol::release_policy::{self, Refusal};
 
 use super::error::ModelStoreError;
 use crate::model::ModelManifest;
+
+/// What this device accepts besides a good signature: its `[models]` settings and its floor.
+/// The checks themselves are the protocol crate's ([`release_policy`]), where they are fuzzed.
+pub use tinylcm_protocol::release_policy::Policy;
 
 /// Largest trusted-keys file read.
 const MAX_KEYS_FILE: u64 = 64 * 1024;
@@ -35,21 +41,6 @@ impl VerifiedRelease {
     pub fn label(&self) -> String {
         format!("{} {}", self.release.name, self.release.version)
     }
-}
-
-/// What this device accepts besides a good signature: its `[models]` settings and its floor.
-#[derive(Debug, Clone, Copy)]
-pub struct Policy<'a> {
-    /// Keys whose signatures count.
-    pub trusted: &'a [PublicKey],
-    /// Ids of keys whose signatures never count, trusted or not.
-    pub revoked: &'a [String],
-    /// Largest model file accepted (`[models] max-bytes`).
-    pub max_bytes: u64,
-    /// The device's `[models] compatible`.
-    pub compatible: Option<&'a str>,
-    /// The store's epoch floor: releases below it are refused.
-    pub epoch_floor: u32,
 }
 
 /// The trusted release keys from `path`; `None` (not configured) gives an empty list.
@@ -78,59 +69,11 @@ pub fn verify_release(
     policy: &Policy<'_>,
     what: &str,
 ) -> Result<ReleaseManifest, ModelStoreError> {
-    if policy.trusted.is_empty() {
-        return Err(ModelStoreError::NoTrustedKeys);
-    }
-    if policy
-        .revoked
-        .iter()
-        .any(|id| id.eq_ignore_ascii_case(&signed.key_id))
-    {
-        return Err(ModelStoreError::RevokedKey {
-            what: what.to_string(),
-            key_id: signed.key_id.chars().take(32).collect(),
-        });
-    }
-    let release = signed.verify(policy.trusted).map_err(|e| match e {
-        ReleaseError::UnknownKey(key_id) => ModelStoreError::UntrustedKey {
-            what: what.to_string(),
-            key_id,
-        },
-        ReleaseError::BadSignature(_) => ModelStoreError::BadSignature {
-            what: what.to_string(),
-        },
-        other => ModelStoreError::BadRelease {
-            what: what.to_string(),
-            reason: other.to_string(),
-        },
-    })?;
-    let what = format!("{} {}", release.name, release.version);
-    let limit = policy.max_bytes.min(MAX_MODEL_BYTES);
-    if release.size > limit {
-        return Err(ModelStoreError::TooLarge {
-            what,
-            size: release.size,
-            limit,
-        });
-    }
-    if release.epoch < policy.epoch_floor {
-        return Err(ModelStoreError::BelowFloor {
-            what,
-            epoch: release.epoch,
-            floor: policy.epoch_floor,
-        });
-    }
-    if release.compatible.as_deref() != policy.compatible {
-        return Err(ModelStoreError::Incompatible {
-            what,
-            release: release.compatible.clone(),
-            device: policy.compatible.map(str::to_string),
-        });
-    }
-    Ok(release)
+    Ok(release_policy::verify_release(signed, policy, what)?)
 }
 
-/// Verifies `signed` under `policy` ([`verify_release`]) and `model` against it.
+/// Verifies `signed` under `policy` ([`verify_release`]), `model` against it and the model
+/// manifest it carries.
 pub fn verify(
     signed: &SignedRelease,
     model: &[u8],
@@ -138,32 +81,7 @@ pub fn verify(
     what: &str,
 ) -> Result<VerifiedRelease, ModelStoreError> {
     let release = verify_release(signed, policy, what)?;
-    let what = format!("{} {}", release.name, release.version);
-    release
-        .check_model(model)
-        .map_err(|e| ModelStoreError::ModelMismatch {
-            what: what.clone(),
-            reason: match e {
-                ReleaseError::ModelMismatch(reason) => reason,
-                other => other.to_string(),
-            },
-        })?;
-    let manifest =
-        ModelManifest::parse(&release.model_manifest, &PathBuf::from(&what)).map_err(|e| {
-            ModelStoreError::BadRelease {
-                what: what.clone(),
-                reason: format!("its model manifest: {e}"),
-            }
-        })?;
-    if manifest.sha256.to_ascii_lowercase() != release.sha256 {
-        return Err(ModelStoreError::BadRelease {
-            what,
-            reason: format!(
-                "its model manifest names SHA-256 {}, the release {}",
-                manifest.sha256, release.sha256
-            ),
-        });
-    }
+    let manifest = release_policy::verify_model(&release, model)?;
     Ok(VerifiedRelease {
         signed: signed.clone(),
         release,
@@ -171,17 +89,41 @@ pub fn verify(
     })
 }
 
-/// Parses a signed release JSON of at most `MAX_MANIFEST_BYTES` plus room for the signature.
+/// Parses a signed release JSON of at most
+/// [`MAX_SIGNED_BYTES`](release_policy::MAX_SIGNED_BYTES).
 pub fn parse_signed(bytes: &[u8], what: &str) -> Result<SignedRelease, ModelStoreError> {
-    let limit = tinylcm_protocol::release::MAX_MANIFEST_BYTES * 2 + 4096;
-    if bytes.len() > limit {
-        return Err(ModelStoreError::BadRelease {
-            what: what.to_string(),
-            reason: format!("the release file is larger than {limit} bytes"),
-        });
+    Ok(release_policy::parse_signed(bytes, what)?)
+}
+
+impl From<Refusal> for ModelStoreError {
+    /// The protocol's refusal, with this store's words (what to do about it).
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::NoTrustedKeys => ModelStoreError::NoTrustedKeys,
+            Refusal::UntrustedKey { what, key_id } => {
+                ModelStoreError::UntrustedKey { what, key_id }
+            }
+            Refusal::RevokedKey { what, key_id } => ModelStoreError::RevokedKey { what, key_id },
+            Refusal::BadSignature { what } => ModelStoreError::BadSignature { what },
+            Refusal::BadRelease { what, reason } => ModelStoreError::BadRelease { what, reason },
+            Refusal::TooLarge { what, size, limit } => {
+                ModelStoreError::TooLarge { what, size, limit }
+            }
+            Refusal::BelowFloor { what, epoch, floor } => {
+                ModelStoreError::BelowFloor { what, epoch, floor }
+            }
+            Refusal::Incompatible {
+                what,
+                release,
+                device,
+            } => ModelStoreError::Incompatible {
+                what,
+                release,
+                device,
+            },
+            Refusal::ModelMismatch { what, reason } => {
+                ModelStoreError::ModelMismatch { what, reason }
+            }
+        }
     }
-    serde_json::from_slice(bytes).map_err(|e| ModelStoreError::BadRelease {
-        what: what.to_string(),
-        reason: format!("not a signed release JSON: {e}"),
-    })
 }

@@ -9,7 +9,7 @@ pub mod capture;
 pub mod outputs;
 pub mod runner;
 
-use crate::engine::{Engine, EngineError, TensorRef};
+use crate::engine::{Engine, EngineError, ResolveTensor, TensorRef};
 use crate::frame::Frame;
 use crate::model::ModelManifest;
 use crate::preprocess::{PreprocessConfig, PreprocessError, Preprocessor};
@@ -89,7 +89,7 @@ impl Pipeline {
                 engine.inputs().len()
             )));
         }
-        let spec_config = manifest.input.preprocess_config();
+        let spec_config = PreprocessConfig::from(&manifest.input);
         let preprocessor = Preprocessor::new(preprocess.unwrap_or(&spec_config), input_info)?;
         let (width, height) = preprocessor.input_size();
         let spec = &manifest.input;

@@ -20,29 +20,9 @@ use lut::{Lut, OutputType};
 /// Largest model input side accepted, in pixels.
 pub const MAX_INPUT_SIDE: usize = 4096;
 
-/// How a frame is fitted to the model's input size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ResizeMode {
-    /// Scale each axis independently (distorts when the aspect ratios differ).
-    #[default]
-    Stretch,
-    /// Crop the centre to the input's aspect ratio, then scale.
-    CenterCrop,
-    /// Scale to fit inside, keeping the aspect ratio; pad the rest with `pad`.
-    Letterbox,
-}
-
-/// Channel order the model expects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ChannelOrder {
-    /// Red, green, blue (frames are RGB).
-    #[default]
-    Rgb,
-    /// Blue, green, red.
-    Bgr,
-}
+/// How a frame is fitted to the model's input size, and the channel order the model
+/// expects: words of the model manifest too, so the protocol crate's.
+pub use tinylcm_protocol::model_manifest::{ChannelOrder, ResizeMode};
 
 /// Memory layout of the input tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::autonomy::feedback::{DriftVerdict, FeedbackFile, Verdict};
+use crate::autonomy::feedback::{DriftVerdict, FeedbackFile, Submit as _, Verdict};
 use crate::board::Button;
 use crate::pipeline::runner::{FrameReport, Observer};
 

@@ -39,7 +39,7 @@ use sha2::{Digest, Sha256};
 
 use tinylcm_protocol::api::{
     AckRequest, AckResponse, ConfigRefusal, FeedbackItem, FeedbackOutcome, FeedbackPage,
-    FeedbackResult, FeedbackVerdict, ModelAssignment,
+    FeedbackResult, ModelAssignment,
 };
 use tinylcm_protocol::paths;
 use tinylcm_protocol::release::ReleaseManifest;
@@ -49,7 +49,7 @@ use super::download::{self, FetchError};
 use super::host::{InstallError, SyncHost};
 use super::http;
 use super::status::SyncStatus;
-use crate::autonomy::feedback::{ClassVerdict, DriftVerdict, FeedbackFile, SampleVerdict, Verdict};
+use crate::autonomy::feedback::{FeedbackFile, Submit as _};
 use crate::board::DiskGuard;
 use crate::state::{Batch, Store};
 
@@ -69,44 +69,7 @@ pub const LATER_MAX: Duration = Duration::from_secs(3600);
 /// The verdicts of feedback items as an inbox file (each with its item id, for the results),
 /// and the configuration items apart (with theirs).
 pub fn to_feedback_file(items: &[FeedbackItem]) -> (FeedbackFile, Vec<(u64, String, String)>) {
-    let mut file = FeedbackFile::default();
-    let mut configs = Vec::new();
-    for item in items {
-        let id = item.id;
-        match &item.verdict {
-            FeedbackVerdict::Config { .. } => {}
-            FeedbackVerdict::Drift { .. } => file.items.drift.push(id),
-            FeedbackVerdict::Sample { .. } => file.items.sample.push(id),
-            FeedbackVerdict::Class { .. } => file.items.class.push(id),
-        }
-        match &item.verdict {
-            FeedbackVerdict::Drift {
-                incident,
-                event,
-                verdict,
-            } => file.drift.push(DriftVerdict {
-                incident: *incident,
-                event: *event,
-                verdict: match verdict {
-                    tinylcm_protocol::api::DriftVerdict::FalseAlarm => Verdict::FalseAlarm,
-                    tinylcm_protocol::api::DriftVerdict::Confirmed => Verdict::Confirmed,
-                },
-            }),
-            FeedbackVerdict::Sample { id, label, reject } => file.sample.push(SampleVerdict {
-                id: *id,
-                label: label.clone(),
-                reject: *reject,
-            }),
-            FeedbackVerdict::Class { from, to } => file.class.push(ClassVerdict {
-                from: from.clone(),
-                to: to.clone(),
-            }),
-            FeedbackVerdict::Config { revision, toml } => {
-                configs.push((id, revision.clone(), toml.clone()))
-            }
-        }
-    }
-    (file, configs)
+    FeedbackFile::from_items(items)
 }
 
 /// Reports the host's unreported configuration refusal, if any. A failure is logged and
@@ -498,7 +461,9 @@ pub async fn pull_model(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::autonomy::feedback::Verdict;
     use tinylcm_protocol::api::DriftVerdict as WireDrift;
+    use tinylcm_protocol::api::FeedbackVerdict;
 
     #[test]
     fn items_map_onto_the_feedback_file_and_configs_apart() {

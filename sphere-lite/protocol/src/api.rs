@@ -425,8 +425,8 @@ pub enum DriftVerdict {
     Confirmed,
 }
 
-/// What one feedback item tells the device. Each variant is one entry of the runtime's
-/// feedback file (`runtime/src/autonomy/feedback.rs`, `FeedbackFile`), field for field:
+/// What one feedback item tells the device. Each variant is one entry of the device's
+/// feedback file ([`crate::feedback_file::FeedbackFile`]), field for field:
 ///
 /// * `Drift { incident, event, verdict }` → `[[drift]] incident = … | event = …, verdict = …`
 ///   (`event` is the device's event log number, [`DriftEventReport::event_seq`]; exactly one of

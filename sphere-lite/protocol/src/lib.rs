@@ -13,13 +13,19 @@
 //!   drift-sample embeddings) and the listings built from it.
 //! * [`device_json`]: the server's parsers of the JSON inside a package (drift events,
 //!   prediction samples, metrics).
+//! * [`feedback_file`]: the device's feedback inbox file (human verdicts) and the translation
+//!   of the server's feedback items into one.
 //! * [`ids`]: the one rule for device and package ids (they become path segments and keys).
 //! * [`legacy`]: what the original TinyLCM clients upload (their JSON, TAR / `.tar.gz`
 //!   archives) and its translation into a v2 package.
 //! * [`metric_keys`]: the metric keys the runtime always sends and the dashboard charts.
+//! * [`model_manifest`]: the model manifest (`<model>.toml`: labels, input spec, output roles,
+//!   goldens) that travels inside a signed release.
 //! * [`package`]: the sync package format (plain TAR + `manifest.json` with per-file SHA-256)
 //!   and its limits; see that module for the full format description and the safety rules.
 //! * [`release`]: signed model releases (Ed25519) and release keys.
+//! * [`release_policy`]: what a device accepts of a signed release (trusted and revoked keys,
+//!   size limit, epoch floor, compatible, the model bytes and manifest).
 //! * [`remote_config`]: configuration pushed from the server, its layers and revisions.
 //! * [`tflite`]: the bounds-checking walk over a `.tflite` flatbuffer that guards LiteRT,
 //!   model signing and release publishing.
@@ -31,11 +37,14 @@ pub mod api;
 pub mod blob_key;
 pub mod datahub;
 pub mod device_json;
+pub mod feedback_file;
 pub mod ids;
 pub mod legacy;
 pub mod metric_keys;
+pub mod model_manifest;
 pub mod package;
 pub mod release;
+pub mod release_policy;
 pub mod remote_config;
 #[doc(hidden)]
 pub mod test_support;

@@ -10,7 +10,7 @@
 //! 0, so releases signed before it existed keep their exact bytes and signature) and a
 //! `compatible` (the product or board it is for; absent = not bound). Both are signed with the
 //! rest; what a device does with them (its epoch floor, its own compatible) is the device's
-//! policy, not this crate's. Fields this build does not know are refused (`deny_unknown_fields`),
+//! policy ([`crate::release_policy`]). Fields this build does not know are refused (`deny_unknown_fields`),
 //! so an older device refuses a release that relies on a newer rule instead of ignoring it.
 //!
 //! Signatures are checked with Ed25519's strict verification (`verify_strict`: no small-order

@@ -1,18 +1,18 @@
-//! Signed model releases as a device reads them from the server's model assignment: the
-//! signed release (JSON, `tinylcm::modelstore::verify::parse_signed`), its verification under
-//! a policy (`verify_release`: signature, revoked keys, size, epoch floor, compatible) and the
-//! model manifest inside (`ModelManifest::parse`). First byte 0: the input is the signed
-//! release as sent; otherwise the rest is a release manifest that the target signs with a
-//! trusted key first, so the checks after the signature are reached.
+//! Signed model releases as a device reads them from the server's model assignment, with the
+//! protocol crate's `release_policy` (the runtime's model store maps its refusals into its
+//! own errors): the signed release (JSON, `parse_signed`), its verification under a policy
+//! (`verify_release`: signature, revoked keys, size, epoch floor, compatible) and the model
+//! manifest inside (`model_manifest`: parsed, checked, naming the release's SHA-256). First
+//! byte 0: the input is the signed release as sent; otherwise the rest is a release manifest
+//! that the target signs with a trusted key first, so the checks after the signature are
+//! reached.
 #![no_main]
 
-use std::path::Path;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use tinylcm::model::ModelManifest;
-use tinylcm::modelstore::verify::{Policy, parse_signed, verify_release};
 use tinylcm_protocol::release::{PublicKey, ReleaseManifest, SignedRelease, SigningKey};
+use tinylcm_protocol::release_policy::{Policy, model_manifest, parse_signed, verify_release};
 
 /// A fixed key (the fuzzer must reproduce a run), made from a constant seed.
 fn key() -> &'static (SigningKey, PublicKey) {
@@ -55,6 +55,8 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(release) = verify_release(&signed, &policy, "the assignment's release") {
         release.validate().expect("a verified release is valid");
-        let _ = ModelManifest::parse(&release.model_manifest, Path::new("release"));
+        if let Ok(manifest) = model_manifest(&release) {
+            assert_eq!(manifest.sha256.to_ascii_lowercase(), release.sha256);
+        }
     }
 });

@@ -7,7 +7,7 @@
 
 use anyhow::{Context, bail};
 use tinylcm::autonomy::feedback::{
-    ClassVerdict, DriftVerdict, FeedbackFile, SampleVerdict, Verdict, inbox_dir,
+    ClassVerdict, DriftVerdict, FeedbackFile, SampleVerdict, Submit as _, Verdict, inbox_dir,
 };
 
 use crate::status::StatePlace;
