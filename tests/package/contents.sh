@@ -73,6 +73,8 @@ for deb in "${debs[@]}"; do
         tail -n 20 "$WORK/run.log" >&2
         fail "the arm64 package's tinylcm did not run under qemu-aarch64"
     fi
+    grep -q "$x/usr/lib/tinylcm/libLiteRt.so" "$WORK/run.log" ||
+        fail "the arm64 run did not load the packaged LiteRT: $(head -n 20 "$WORK/run.log")"
     [ -s "$WORK/state/status.json" ] || fail "the arm64 run wrote no status.json"
     grep -q '"frames"' "$WORK/state/status.json" || fail "no frames in the arm64 run's status"
     ok "$(basename "$deb"): its tinylcm ran frames through its LiteRT under qemu-aarch64"
