@@ -96,7 +96,7 @@ pub fn open_with_api(
         reason,
     };
 
-    // SAFETY (whole block): every call below is a LiteRT 2.3.0 C function
+    // SAFETY: (the whole block) every call below is a LiteRT 2.3.0 C function
     // called with its documented arguments; out-pointers point to locals;
     // handles are stored in `e` as soon as they exist so that `Drop` frees
     // them on any early return, in the right order.

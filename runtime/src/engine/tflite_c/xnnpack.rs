@@ -103,7 +103,12 @@ pub enum OptionsAbi {
     InRegister,
     /// A struct of `size` bytes (more than 16) written through a hidden
     /// pointer; the delegate flags are the `uint32_t` at `flags_offset`.
-    Indirect { size: usize, flags_offset: usize },
+    Indirect {
+        /// The struct's size in bytes.
+        size: usize,
+        /// Where its `uint32_t` delegate flags are.
+        flags_offset: usize,
+    },
 }
 
 impl OptionsAbi {
@@ -184,9 +189,11 @@ pub enum OptionsSource {
 /// What the XNNPACK delegate was created with, for the start-up log and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct XnnpackSetup {
+    /// Where the options came from (the library's defaults, or zeroed and why).
     pub source: OptionsSource,
     /// The delegate flags in the options (`None` when the layout is unknown).
     pub flags: Option<u32>,
+    /// The threads the delegate was given.
     pub num_threads: i32,
 }
 
