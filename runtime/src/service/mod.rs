@@ -31,6 +31,7 @@ pub mod control;
 pub mod frames;
 pub mod host;
 pub mod models;
+mod observers;
 pub mod remote;
 
 use std::path::{Path, PathBuf};
@@ -543,19 +544,16 @@ impl Service {
             &mut pipeline,
             autonomy.as_mut(),
             &options,
-            &mut (
-                &mut *observer,
-                (
-                    (status.as_mut(), health.as_mut()),
-                    (
-                        (
-                            (self.signals.as_mut(), self.led.as_mut()),
-                            self.button.as_mut(),
-                        ),
-                        (feeder.as_mut(), watchdog.as_mut()),
-                    ),
-                ),
-            ),
+            &mut observers::Observers {
+                caller: &mut *observer,
+                status: status.as_mut(),
+                health: health.as_mut(),
+                signals: self.signals.as_mut(),
+                led: self.led.as_mut(),
+                button: self.button.as_mut(),
+                feeder: feeder.as_mut(),
+                watchdog: watchdog.as_mut(),
+            },
         );
         if let Some(w) = watchdog.as_mut() {
             let notifier = w.notifier_mut();
