@@ -14,7 +14,7 @@ use super::backoff::Backoff;
 use super::collect::{self, Sources};
 use super::config::SyncConfig;
 use super::credentials::{self, Credentials};
-use super::error::SyncError;
+use super::error::{RoundError, SyncError};
 use super::host::SyncHost;
 use super::http;
 use super::outbox::{
@@ -208,7 +208,7 @@ enum RoundEnd {
     /// Everything went; `more` when the outbox still holds packages.
     Done { more: bool },
     /// Something failed; retry with backoff.
-    Failed(String),
+    Failed(RoundError),
     /// Not enrolled (nothing to do until credentials exist).
     NotEnrolled,
 }
@@ -265,7 +265,7 @@ impl Worker {
                     );
                     self.status.update(|s| {
                         s.failures += 1;
-                        s.last_error = Some(e);
+                        s.last_error = Some(e.to_string());
                     });
                     wait
                 }
@@ -282,10 +282,12 @@ impl Worker {
     }
 
     /// Credentials from the file, or from enrolling with the configured key file.
-    async fn credentials(&self) -> Result<Option<Credentials>, String> {
-        if let Some(c) = Credentials::load(&self.setup.state_dir).map_err(|e| e.to_string())? {
+    async fn credentials(&self) -> Result<Option<Credentials>, RoundError> {
+        if let Some(c) =
+            Credentials::load(&self.setup.state_dir).map_err(RoundError::Credentials)?
+        {
             c.check_server(&self.setup.config, &self.setup.state_dir)
-                .map_err(|e| e.to_string())?;
+                .map_err(RoundError::Credentials)?;
             return Ok(Some(c));
         }
         let (Some(server), Some(key_file)) = (
@@ -296,12 +298,13 @@ impl Worker {
         };
         let key = match credentials::read_small(key_file) {
             Ok(k) => k,
-            Err(e) => return Err(format!("enrollment key: {e}")),
+            Err(e) => return Err(RoundError::EnrollmentKey(e)),
         };
         let c = credentials::enroll_with(&self.client, server, &key)
             .await
-            .map_err(|e| e.to_string())?;
-        c.save(&self.setup.state_dir).map_err(|e| e.to_string())?;
+            .map_err(RoundError::Credentials)?;
+        c.save(&self.setup.state_dir)
+            .map_err(RoundError::Credentials)?;
         tracing::info!(
             "sync: enrolled with {} as device {} (the key file is not needed any more)",
             c.server,
@@ -344,7 +347,7 @@ impl Worker {
         if due {
             self.last_packaged = Some(std::time::Instant::now());
             if let Err(e) = self.package(&creds) {
-                return RoundEnd::Failed(format!("packaging: {e}"));
+                return RoundEnd::Failed(RoundError::Packaging(e));
             }
         }
         let uploaded = self.upload_all(&creds).await;
@@ -359,7 +362,7 @@ impl Worker {
         let feedback = pull::pull_feedback(&self.client, &creds, &*self.host, &self.status).await;
         self.note_foreign("feedback");
         if let Err(e) = feedback {
-            return RoundEnd::Failed(e);
+            return RoundEnd::Failed(RoundError::Pull(e));
         }
         results::report(&self.client, &creds, &*self.host, &self.status).await;
         self.note_foreign("feedback results");
@@ -375,7 +378,7 @@ impl Worker {
         self.note_foreign("model");
         match model {
             Ok(outcome) => self.note_model(outcome),
-            Err(e) => return RoundEnd::Failed(e),
+            Err(e) => return RoundEnd::Failed(RoundError::Pull(e)),
         }
         if let Some(e) = kept {
             return RoundEnd::Failed(e);
@@ -468,10 +471,10 @@ impl Worker {
     /// something other than sphere-lite refused with a 4xx (a proxy's body limit, a filter) is
     /// kept and skipped, and the others still go; the first such refusal is returned so that
     /// the round backs off. Any other failure stops the pass (`Err`).
-    async fn upload_all(&mut self, creds: &Credentials) -> Result<Option<String>, String> {
+    async fn upload_all(&mut self, creds: &Credentials) -> Result<Option<RoundError>, RoundError> {
         let mut kept = None;
         for id in self.outbox.ids() {
-            let (header, tar) = self.outbox.load(id).map_err(|e| e.to_string())?;
+            let (header, tar) = self.outbox.load(id).map_err(RoundError::Outbox)?;
             let size = tar.len();
             let verdict = upload::upload(&self.client, creds, &header.package_id, tar).await;
             let counter = match &verdict {
@@ -515,13 +518,14 @@ impl Worker {
                          file); uploads wait until then",
                         credentials::credentials_path(&self.setup.state_dir).display()
                     );
-                    return Err(format!("not authorized: {e}"));
+                    return Err(RoundError::Unauthorized(e.clone()));
                 }
                 Verdict::Foreign(f) => {
-                    let e = format!(
-                        "upload of {} ({} bytes) kept: {}",
-                        header.package_id, size, f.text
-                    );
+                    let e = RoundError::Kept {
+                        package: header.package_id.clone(),
+                        bytes: size,
+                        answer: f.text.clone(),
+                    };
                     if f.status >= 500 {
                         return Err(e);
                     }
@@ -529,9 +533,16 @@ impl Worker {
                     kept.get_or_insert(e);
                     continue;
                 }
-                Verdict::Retry(e) => return Err(format!("upload of {}: {e}", header.package_id)),
+                Verdict::Retry(e) => {
+                    return Err(RoundError::Upload {
+                        package: header.package_id.clone(),
+                        reason: e.clone(),
+                    });
+                }
             };
-            self.outbox.remove(id, counter).map_err(|e| e.to_string())?;
+            self.outbox
+                .remove(id, counter)
+                .map_err(RoundError::Outbox)?;
             self.publish_outbox();
         }
         Ok(kept)

@@ -46,6 +46,49 @@ pub enum SyncError {
     },
 }
 
+/// Why a sync round stopped before its end. The round is retried with backoff; the message
+/// is what the log and `status.json`'s `last_error` show, so it names the step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RoundError {
+    /// The stored credentials do not work, or enrolling failed.
+    #[error(transparent)]
+    Credentials(SyncError),
+    /// The enrollment key file could not be read.
+    #[error("enrollment key: {0}")]
+    EnrollmentKey(#[source] SyncError),
+    /// A package could not be built into the outbox.
+    #[error("packaging: {0}")]
+    Packaging(#[source] SyncError),
+    /// The outbox could not be read or updated.
+    #[error(transparent)]
+    Outbox(SyncError),
+    /// The server refuses the device's token: uploads wait for a new enrollment.
+    #[error("not authorized: {0}")]
+    Unauthorized(String),
+    /// An upload failed (network, server) and is tried again.
+    #[error("upload of {package}: {reason}")]
+    Upload {
+        /// The package id.
+        package: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Something that is not sphere-lite answered an upload with an error: the package is
+    /// kept for the next round.
+    #[error("upload of {package} ({bytes} bytes) kept: {answer}")]
+    Kept {
+        /// The package id.
+        package: String,
+        /// Its size.
+        bytes: usize,
+        /// What was answered.
+        answer: String,
+    },
+    /// Pulling feedback or the model assignment failed.
+    #[error("{0}")]
+    Pull(String),
+}
+
 impl SyncError {
     /// An I/O error on `path` while doing `what`.
     pub fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
