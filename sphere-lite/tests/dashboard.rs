@@ -1006,7 +1006,7 @@ fn an_operator_validates_drift_in_headless_chromium_and_the_device_gets_the_feed
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
 
-        // Drift Hub: type a label and click Validate on the event's row.
+        // Drift Hub: type a label and click Validate on the incident's card.
         client
             .find(Locator::LinkText("Drift Hub"))
             .await
@@ -1014,7 +1014,7 @@ fn an_operator_validates_drift_in_headless_chromium_and_the_device_gets_the_feed
             .click()
             .await
             .unwrap();
-        let row = format!("tr.event[data-event=\"{id}\"]");
+        let row = format!("article.incident[data-incident=\"{id}\"]");
         client
             .wait()
             .at_most(wait)
@@ -1327,4 +1327,356 @@ fn devices_get_unique_names_and_an_admin_edits_them_on_the_device_page() {
         .server
         .get(&format!("/api/v2/devices/{a}/settings"), Some(&f.operator));
     assert_eq!(settings["name"], Value::Null, "{settings}");
+}
+
+// --- Incidents -------------------------------------------------------------------------------
+
+/// Quarantine thumbnails (real 64×48 JPEGs like the synthetic camera's) by their names.
+const INCIDENT_THUMBS: [(&str, &[u8]); 4] = [
+    (
+        "samples/00000000000000000031.jpg",
+        include_bytes!("support/samples/star.jpg"),
+    ),
+    (
+        "samples/00000000000000000032.jpg",
+        include_bytes!("support/samples/dimstar.jpg"),
+    ),
+    (
+        "samples/00000000000000000033.jpg",
+        include_bytes!("support/samples/glare.jpg"),
+    ),
+    (
+        "samples/00000000000000000034.jpg",
+        include_bytes!("support/samples/ball.jpg"),
+    ),
+];
+
+/// A drift report of `incident`.
+fn onset(seq: u64, incident: u64, detector: &str, samples: &[&str]) -> Value {
+    json!({
+        "event_seq": seq, "epoch": "0123456789abcdef0123456789abcdef", "incident": incident,
+        "detector": detector, "statistic": 4.2, "threshold": 3.0, "magnitude": 0.8,
+        "sample_id": 30 + seq, "unix_ms": 1_764_147_600_000u64 + seq * 1000, "samples": samples,
+    })
+}
+
+/// A package as the runtime sends it during drift: per-class counts in `metrics.json` (the
+/// classes `ball` and `star` it knows, `new-1` it proposed), two incidents (7: two detectors
+/// sharing two samples; 8: one detector), and their thumbnails.
+fn incident_package(device: &str) -> Vec<u8> {
+    use tinylcm_protocol::package::{FileKind, PackageBuilder};
+    let metrics = json!({"fps": 9.5, "classes": {
+        "star": {"total": 120, "interval": 4}, "ball": {"total": 80, "interval": 2},
+        "new-1": {"total": 6, "interval": 6},
+    }});
+    let events = json!([
+        onset(
+            1,
+            7,
+            "page-hinkley-confidence",
+            &[INCIDENT_THUMBS[0].0, INCIDENT_THUMBS[1].0]
+        ),
+        onset(
+            2,
+            7,
+            "adwin-distance",
+            &[INCIDENT_THUMBS[0].0, INCIDENT_THUMBS[1].0]
+        ),
+        onset(
+            3,
+            8,
+            "cusum-confidence",
+            &[INCIDENT_THUMBS[2].0, INCIDENT_THUMBS[3].0]
+        ),
+    ]);
+    let mut b = PackageBuilder::new("pkg-incidents", device, 1_764_147_600_000).unwrap();
+    b.add(
+        "metrics.json",
+        FileKind::Metrics,
+        metrics.to_string().into_bytes(),
+    )
+    .unwrap();
+    b.add(
+        "drift-events.json",
+        FileKind::DriftEvents,
+        events.to_string().into_bytes(),
+    )
+    .unwrap();
+    for (name, jpeg) in INCIDENT_THUMBS {
+        b.add(name, FileKind::Sample, jpeg.to_vec()).unwrap();
+    }
+    b.finish().unwrap()
+}
+
+/// Fails before this change: the Drift Hub listed one row per detector onset (an incident
+/// with two detectors twice), offered free text only for the label, and `/ui/drift/{id}` was
+/// a 404. Now each incident is one card with its detectors, samples and the device's classes
+/// (known ones, then proposed `new-…`), it has a page, and one decision covers its events,
+/// labelling each shared sample once.
+#[test]
+fn each_incident_is_one_card_with_its_detectors_classes_and_a_page() {
+    let f = Fixture::new();
+    let (dev, token) = f.enroll("yard-cam", "zero2w");
+    f.upload(&dev, &token, &incident_package(&dev));
+    let events = f.wait_events(&dev, 3);
+    let ids: Vec<u64> = events.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    let session = f.login();
+
+    let hub = f.page("/ui/drift", Some(&session)).body;
+    assert_eq!(
+        hub.matches("<article class=\"incident\"").count(),
+        2,
+        "{hub}"
+    );
+    let seven = &hub[hub.find(&format!("data-incident=\"{}\"", ids[0])).unwrap()
+        ..hub.find(&format!("data-incident=\"{}\"", ids[2])).unwrap()];
+    assert!(seven.contains("Incident 7"), "{seven}");
+    assert!(seven.contains("page-hinkley-confidence") && seven.contains("adwin-distance"));
+    // Its two samples once each, though both onsets carry them.
+    assert_eq!(seven.matches("<img ").count(), 2, "{seven}");
+    // The chooser: known classes first with digits 1 and 2, the proposed one third.
+    assert!(
+        seven.contains(r#"data-pick="ball" data-key="1""#),
+        "{seven}"
+    );
+    assert!(seven.contains(r#"data-pick="star" data-key="2""#));
+    assert!(seven.contains(r#"class="pick proposed" data-pick="new-1" data-key="3""#));
+    assert!(seven.contains("carry no predicted class and no top-k"));
+
+    // The incident's page, from either of its events.
+    for id in [ids[0], ids[1]] {
+        let page = f.page(&format!("/ui/drift/{id}"), Some(&session));
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert!(page.body.contains("Incident 7"));
+        assert!(
+            page.body.contains("adwin-distance") && page.body.contains("page-hinkley-confidence")
+        );
+        assert!(!page.body.contains("cusum-confidence"));
+    }
+    assert_eq!(f.page("/ui/drift/999999", Some(&session)).status, 404);
+
+    // One decision validates both onsets; the hub confirms it with the decision's progress.
+    let r = f.form(
+        &format!("/ui/drift/{}/incident", ids[1]),
+        Some(&session),
+        &[],
+        &format!(
+            "csrf={}&return=status%3Dpending&action=validate&label=star",
+            csrf_of(&hub)
+        ),
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let back = r.header("location").unwrap().to_owned();
+    assert_eq!(back, format!("/ui/drift?status=pending&decided={}", ids[1]));
+    for id in &ids[..2] {
+        assert_eq!(f.event(*id)["status"], "validated");
+        assert_eq!(f.event(*id)["label"], "star");
+    }
+    assert_eq!(f.event(ids[2])["status"], "pending");
+    let verdicts: Vec<FeedbackVerdict> = f
+        .feedback(&dev, &token)
+        .into_iter()
+        .map(|i| i.verdict)
+        .collect();
+    let star = |id| FeedbackVerdict::Sample {
+        id,
+        label: Some("star".into()),
+        reject: false,
+    };
+    let confirmed = |seq| FeedbackVerdict::Drift {
+        incident: None,
+        event: Some(seq),
+        verdict: DriftVerdict::Confirmed,
+    };
+    assert_eq!(
+        verdicts,
+        vec![confirmed(1), star(31), star(32), confirmed(2)]
+    );
+    let hub = f.page(&back, Some(&session)).body;
+    let decided = &hub[hub.find("id=\"decided\"").expect("the decided incident")..];
+    assert!(
+        decided.contains("Incident 7") && decided.contains("validated"),
+        "{decided}"
+    );
+    assert!(decided.contains("sample 31 is star: <span class=\"progress-queued\">queued</span>"));
+    assert_eq!(
+        hub.matches("<article class=\"incident\"").count(),
+        2,
+        "decided + incident 8"
+    );
+
+    // Deciding it again: a conflict page, nothing queued.
+    let r = f.form(
+        &format!("/ui/drift/{}/incident", ids[0]),
+        Some(&session),
+        &[],
+        &format!("csrf={}&action=reject", csrf_of(&hub)),
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(f.feedback(&dev, &token).len(), 4);
+}
+
+/// Fails before this change: there were no incident cards to move between and no keys. An
+/// operator on the Drift Hub presses j (first incident), 2 (its second class, `star`) and
+/// Enter: both onsets of the incident are validated as `star`, and the hub shows the decided
+/// incident. The incident review page's screenshot goes to `$SPHERE_LITE_SCREENSHOTS` when
+/// that is set (the guide's picture).
+#[test]
+fn an_operator_reviews_incidents_by_keyboard_in_headless_chromium() {
+    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+        tinylcm_protocol::test_support::missing(
+            &format!("{CHROMIUM} or {CHROMEDRIVER}"),
+            "apt-get install chromium chromium-driver (./scripts/test sphere installs them)",
+        );
+        return;
+    }
+    let f = Fixture::new();
+    let (dev, token) = f.enroll("yard-cam", "zero2w");
+    f.upload(&dev, &token, &incident_package(&dev));
+    let events = f.wait_events(&dev, 3);
+    let ids: Vec<u64> = events.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    let driver = Driver::start();
+    let base = f.server.url("");
+    let shots = std::env::var_os("SPHERE_LITE_SCREENSHOTS").map(std::path::PathBuf::from);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use fantoccini::key::Key;
+        use fantoccini::{ClientBuilder, Locator};
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": CHROMIUM,
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--window-size=1100,900",
+                         "--hide-scrollbars"],
+            }),
+        );
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", driver.port))
+            .await
+            .expect("a WebDriver session with chromium");
+        let wait = Duration::from_secs(15);
+        client.goto(&format!("{base}/ui/login")).await.unwrap();
+        client
+            .wait()
+            .at_most(wait)
+            .for_element(Locator::Css("#token"))
+            .await
+            .unwrap()
+            .send_keys(&f.operator)
+            .await
+            .unwrap();
+        client
+            .find(Locator::Css("#login"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        client
+            .wait()
+            .at_most(wait)
+            .for_element(Locator::Css("tr.device"))
+            .await
+            .unwrap();
+
+        // The incident review page: both onsets, both samples loaded, the classes offered.
+        client
+            .goto(&format!("{base}/ui/drift/{}", ids[0]))
+            .await
+            .unwrap();
+        client
+            .wait()
+            .at_most(wait)
+            .for_element(Locator::Css("article.incident"))
+            .await
+            .unwrap();
+        let loaded = client
+            .execute(
+                "return Array.prototype.map.call(document.querySelectorAll('article.incident img'), \
+                 function (i) { return i.complete && i.naturalWidth === 64; });",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(loaded, json!([true, true]));
+        let onsets = client
+            .find_all(Locator::Css("article.incident tr.event"))
+            .await
+            .unwrap();
+        assert_eq!(onsets.len(), 2);
+        // Keyboard on the incident's page: 2 picks `star` (not validated yet).
+        client
+            .find(Locator::Css("body"))
+            .await
+            .unwrap()
+            .send_keys("2")
+            .await
+            .unwrap();
+        let label = client
+            .execute(
+                "return document.querySelector('article.incident input[name=label]').value;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(label, json!("star"));
+        if let Some(dir) = &shots {
+            std::fs::create_dir_all(dir).unwrap();
+            let main = client.find(Locator::Css("main")).await.unwrap();
+            let png = main.screenshot().await.unwrap();
+            std::fs::write(dir.join("drift-incident.png"), png).unwrap();
+        }
+
+        // The Drift Hub: j selects the first incident, 2 picks `star`, Enter validates.
+        client.goto(&format!("{base}/ui/drift")).await.unwrap();
+        let cards = client
+            .wait()
+            .at_most(wait)
+            .for_element(Locator::Css("section.review"))
+            .await
+            .unwrap()
+            .find_all(Locator::Css("article.incident"))
+            .await
+            .unwrap();
+        assert_eq!(cards.len(), 2, "one card per incident");
+        let body = client.find(Locator::Css("body")).await.unwrap();
+        body.send_keys("j").await.unwrap();
+        body.send_keys("2").await.unwrap();
+        let state = client
+            .execute(
+                "var c = document.querySelector('article.incident.current'); \
+                 return [c.getAttribute('data-incident'), c.querySelector('input[name=label]').value];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(state, json!([ids[0].to_string(), "star"]));
+        body.send_keys(&String::from(char::from(Key::Enter)))
+            .await
+            .unwrap();
+        let decided = client
+            .wait()
+            .at_most(wait)
+            .for_element(Locator::Css("#decided article.incident"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(decided.contains("Incident 7") && decided.contains("validated"), "{decided}");
+        client.close().await.unwrap();
+    });
+    drop(driver);
+    for id in &ids[..2] {
+        assert_eq!(f.event(*id)["status"], "validated");
+        assert_eq!(f.event(*id)["label"], "star");
+    }
+    assert_eq!(f.event(ids[2])["status"], "pending");
 }

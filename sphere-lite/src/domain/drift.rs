@@ -138,6 +138,20 @@ impl Sphere {
         operator: &str,
         request: &ValidateRequest,
     ) -> Result<DriftEventView, DomainError> {
+        self.validate_drift_event_once(id, operator, request, &mut HashSet::new())
+    }
+
+    /// [`Sphere::validate_drift_event`], labelling only the samples not in `labelled` (and
+    /// adding those it labels): the events of one incident often share their samples, and a
+    /// decision on several events then tells the device each sample's label once (a second
+    /// label for a sample that left the quarantine with the first would come back refused).
+    pub fn validate_drift_event_once(
+        &self,
+        id: u64,
+        operator: &str,
+        request: &ValidateRequest,
+        labelled: &mut HashSet<u64>,
+    ) -> Result<DriftEventView, DomainError> {
         if let Some(l) = &request.label {
             if l.trim().is_empty() || l.len() > MAX_LABEL_BYTES || !printable(l) {
                 return Err(bad(
@@ -153,10 +167,11 @@ impl Sphere {
             event: Some(event.event_seq),
             verdict: DriftVerdict::Confirmed,
         }];
+        let mut added = Vec::new();
         if let Some(label) = &request.label {
-            let mut seen = HashSet::new();
             for q in event.samples.iter().filter_map(|s| quarantine_id(s)) {
-                if seen.insert(q) {
+                if !labelled.contains(&q) && !added.contains(&q) {
+                    added.push(q);
                     feedback.push(FeedbackVerdict::Sample {
                         id: q,
                         label: Some(label.clone()),
@@ -165,7 +180,7 @@ impl Sphere {
                 }
             }
         }
-        self.decide(
+        let decided = self.decide(
             id,
             Decision {
                 status: DriftEventStatus::Validated,
@@ -175,7 +190,9 @@ impl Sphere {
                 unix_ms: now_unix_ms(),
             },
             &feedback,
-        )
+        )?;
+        labelled.extend(added);
+        Ok(decided)
     }
 
     /// pending → rejected by `operator`. Feedback for the device: `Drift { event, false-alarm }`.

@@ -13,6 +13,7 @@ mod datahub;
 #[doc(hidden)]
 pub mod device_json;
 mod drift;
+mod drift_incident;
 mod error;
 mod fleet;
 mod ingest;
@@ -40,6 +41,10 @@ pub use dashboard::{
 };
 pub use datahub::{MAX_LOG_SCAN_BYTES, embedding_key};
 pub use drift::quarantine_id;
+pub use drift_incident::{
+    INCIDENT_WINDOW_MS, IncidentKey, MAX_INCIDENT_SCAN, PROPOSED_CLASS_PREFIX, classes_of_keys,
+    group_by_incident,
+};
 pub use error::DomainError;
 pub use fleet::DeviceUpdate;
 pub use metrics::{

@@ -1,7 +1,9 @@
-//! The Drift Hub (`/ui/drift`): drift events filtered by device, detector, status and time,
-//! and the operator's decisions on them, one at a time or in bulk.
+//! The Drift Hub (`/ui/drift`): drift incidents (one card per incident, its events one per
+//! detector onset) filtered by device, detector, status and time, and the operator's
+//! decisions: on a whole incident, on one event, or on selected events in bulk. After a
+//! decision the hub shows the incident just decided and how far its feedback got.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use tinylcm_protocol::api::{
     DEFAULT_DRIFT_EVENT_PAGE, DriftEventQuery, DriftEventStatus, DriftEventView, DriftVerdict,
@@ -12,12 +14,13 @@ use warp::http::StatusCode;
 
 use super::fields::Fields;
 use super::image::image_url;
+use super::incident::{CARD_IMAGES, card, classes_by_device};
 use super::names::{device_menu, with_selected};
 use super::pages::{self, DriftPage, ErrorPage, EventRow};
-use super::reply::{Page, bad_request, domain_error, html, redirect, run};
+use super::reply::{Page, bad_request, domain_error, error_page, html, redirect, run};
 use super::session::{Ctx, post_guard, require};
 use super::time;
-use crate::domain::{DomainError, MAX_DASHBOARD_PAGE, Sphere, is_image_key};
+use crate::domain::{DomainError, MAX_DASHBOARD_PAGE, Sphere, group_by_incident, is_image_key};
 use crate::http::ApiError;
 
 pub(super) fn event_row(e: &DriftEventView, names: &HashMap<String, String>) -> EventRow {
@@ -25,7 +28,6 @@ pub(super) fn event_row(e: &DriftEventView, names: &HashMap<String, String>) -> 
         id: e.id,
         event_seq: e.event_seq,
         incident: e.incident,
-        device_id: e.device_id.clone(),
         device_name: names
             .get(&e.device_id)
             .cloned()
@@ -86,6 +88,9 @@ pub(super) struct DriftFilter {
     since: Option<u64>,
     until: Option<u64>,
     after: Option<u64>,
+    /// The incident (id of its first event) decided just before: shown above the list. Not
+    /// part of the filter's links.
+    decided: Option<u64>,
 }
 
 impl Default for DriftFilter {
@@ -97,15 +102,17 @@ impl Default for DriftFilter {
             since: None,
             until: None,
             after: None,
+            decided: None,
         }
     }
 }
 
-pub(super) const DRIFT_PARAMS: [&str; 6] =
-    ["device", "detector", "status", "since", "until", "after"];
+pub(super) const DRIFT_PARAMS: [&str; 7] = [
+    "device", "detector", "status", "since", "until", "after", "decided",
+];
 
 impl DriftFilter {
-    fn parse(raw: &str) -> Result<DriftFilter, String> {
+    pub(super) fn parse(raw: &str) -> Result<DriftFilter, String> {
         let f = Fields::parse(raw, &DRIFT_PARAMS, None)?;
         let device = f.get("device").map(str::to_owned);
         if device.as_deref().is_some_and(|d| !valid_device_id(d)) {
@@ -134,6 +141,13 @@ impl DriftFilter {
                     .map_err(|_| "`after` must be an event id".to_owned())
             })
             .transpose()?;
+        let decided = f
+            .get("decided")
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| "`decided` must be an event id".to_owned())
+            })
+            .transpose()?;
         Ok(DriftFilter {
             device,
             detector,
@@ -141,11 +155,12 @@ impl DriftFilter {
             since: f.time("since")?,
             until: f.time("until")?,
             after,
+            decided,
         })
     }
 
     /// The filter as a query string, with `after` as the cursor.
-    fn query(&self, after: Option<u64>) -> String {
+    pub(super) fn query(&self, after: Option<u64>) -> String {
         let mut q = form_urlencoded::Serializer::new(String::new());
         if let Some(d) = &self.device {
             q.append_pair("device", d);
@@ -178,7 +193,7 @@ pub(super) async fn drift(ctx: Ctx, raw: String) -> Page {
         DriftFilter::parse(&raw).map_err(|e| bad_request(Some(nav.clone()), e, "/ui/drift"))?;
     let sphere = ctx.sphere.clone();
     let f = filter.clone();
-    let (menu, list) = run(move || {
+    let (menu, list, decided, classes) = run(move || {
         let menu = device_menu(&sphere, f.device.as_deref())?;
         let list = sphere.list_drift_events(&DriftEventQuery {
             device: f.device.clone(),
@@ -189,7 +204,15 @@ pub(super) async fn drift(ctx: Ctx, raw: String) -> Page {
             after: f.after,
             limit: Some(DEFAULT_DRIFT_EVENT_PAGE),
         })?;
-        Ok((menu, list))
+        let decided = match f.decided.map(|id| sphere.drift_incident(id)).transpose() {
+            Ok(d) => d,
+            // Gone since (retention): nothing to confirm.
+            Err(DomainError::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let classes =
+            classes_by_device(&sphere, list.events.iter().chain(decided.iter().flatten()))?;
+        Ok((menu, list, decided, classes))
     })
     .await
     .map_err(|e| domain_error(Some(nav.clone()), e, "/ui/drift"))?;
@@ -197,6 +220,10 @@ pub(super) async fn drift(ctx: Ctx, raw: String) -> Page {
     let statuses = ["pending", "validated", "rejected", "any"]
         .into_iter()
         .map(|s| (s, filter.status.map_or("any", |st| st.as_str()) == s))
+        .collect();
+    let incidents = group_by_incident(list.events)
+        .iter()
+        .filter_map(|events| card(events, &names, &classes, CARD_IMAGES))
         .collect();
     Ok(html(
         StatusCode::OK,
@@ -215,7 +242,8 @@ pub(super) async fn drift(ctx: Ctx, raw: String) -> Page {
                 .map(time::format_local_field)
                 .unwrap_or_default(),
             return_query: filter.query(filter.after),
-            events: list.events.iter().map(|e| event_row(e, &names)).collect(),
+            decided: decided.and_then(|events| card(&events, &names, &classes, CARD_IMAGES)),
+            incidents,
             after_given: filter.after.is_some(),
             first_link: filter.link(None),
             next_link: list.next_after.map(|a| filter.link(Some(a))),
@@ -234,15 +262,18 @@ pub(super) fn decide_all(
 ) -> (Vec<(u64, String)>, Option<DomainError>) {
     let mut outcomes = Vec::new();
     let mut failure = None;
+    // Events decided together (an incident's) often share samples: each label once.
+    let mut labelled = HashSet::new();
     for &id in ids {
         let result = if validate {
-            sphere.validate_drift_event(
+            sphere.validate_drift_event_once(
                 id,
                 operator,
                 &ValidateRequest {
                     label: label.clone(),
                     note: note.clone(),
                 },
+                &mut labelled,
             )
         } else {
             sphere.reject_drift_event(id, operator, &RejectRequest { note: note.clone() })
@@ -260,14 +291,24 @@ pub(super) fn decide_all(
 
 pub(super) const DECIDE_FIELDS: [&str; 5] = ["csrf", "return", "action", "label", "note"];
 
-pub(super) async fn decide(ids: Option<u64>, ctx: Ctx, body: bytes::Bytes) -> Page {
-    let repeatable = if ids.is_none() { Some("id") } else { None };
+/// What a decision covers.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Target {
+    /// One event (`/ui/drift/{id}/decide`).
+    Event(u64),
+    /// The events selected by `id` fields (`/ui/drift/bulk`).
+    Selected,
+    /// The pending events of the incident event `id` belongs to (`/ui/drift/{id}/incident`).
+    Incident(u64),
+}
+
+pub(super) async fn decide(target: Target, ctx: Ctx, body: bytes::Bytes) -> Page {
+    let repeatable = matches!(target, Target::Selected).then_some("id");
     let (session, fields) = post_guard(&ctx, &body, &DECIDE_FIELDS, repeatable).await?;
     let nav = session.nav();
     // The view to return to: re-parsed and re-built, so it can only ever be a Drift Hub URL.
-    let back = DriftFilter::parse(fields.get("return").unwrap_or(""))
-        .unwrap_or_default()
-        .link(None);
+    let filter = DriftFilter::parse(fields.get("return").unwrap_or("")).unwrap_or_default();
+    let back = filter.link(None);
     let validate = match fields.get("action") {
         Some("validate") => true,
         Some("reject") => false,
@@ -279,9 +320,30 @@ pub(super) async fn decide(ids: Option<u64>, ctx: Ctx, body: bytes::Bytes) -> Pa
             ));
         }
     };
-    let ids: Vec<u64> = match ids {
-        Some(id) => vec![id],
-        None => {
+    let ids: Vec<u64> = match target {
+        Target::Event(id) => vec![id],
+        Target::Incident(id) => {
+            let sphere = ctx.sphere.clone();
+            let events = run(move || sphere.drift_incident(id))
+                .await
+                .map_err(|e| domain_error(Some(nav.clone()), e, &back))?;
+            let ids: Vec<u64> = events
+                .iter()
+                .filter(|e| e.status == DriftEventStatus::Pending)
+                .map(|e| e.id)
+                .collect();
+            if ids.is_empty() {
+                return Err(error_page(
+                    Some(nav),
+                    StatusCode::CONFLICT,
+                    "every event of this incident is decided already",
+                    Some("open the incident to see its decision".into()),
+                    &format!("/ui/drift/{id}"),
+                ));
+            }
+            ids
+        }
+        Target::Selected => {
             let mut ids = Vec::new();
             for v in &fields.repeated {
                 match v.parse::<u64>() {
@@ -313,7 +375,11 @@ pub(super) async fn decide(ids: Option<u64>, ctx: Ctx, body: bytes::Bytes) -> Pa
             .await
             .map_err(|e| domain_error(Some(nav.clone()), e, &back))?;
     match failure {
-        None => Ok(redirect(&back)),
+        // After a whole incident, the hub confirms it and shows its feedback's progress.
+        None => Ok(redirect(&match target {
+            Target::Incident(id) => format!("{back}&decided={id}"),
+            _ => back,
+        })),
         Some(e) => {
             let api = ApiError::from(e);
             Err(html(

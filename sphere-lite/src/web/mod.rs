@@ -31,6 +31,7 @@ mod drift;
 mod fields;
 mod fleet;
 mod image;
+mod incident;
 mod live;
 mod login;
 pub mod map;
@@ -144,12 +145,28 @@ pub fn routes(
         .and(warp::post())
         .and(ctx.clone())
         .and(form)
-        .then(|id, ctx, body| async move { done(drift::decide(Some(id), ctx, body).await) });
-    let decide_bulk = warp::path!("ui" / "drift" / "bulk")
+        .then(|id, ctx, body| async move {
+            done(drift::decide(drift::Target::Event(id), ctx, body).await)
+        });
+    let incident_get = warp::path!("ui" / "drift" / u64)
+        .and(warp::get())
+        .and(ctx.clone())
+        .then(|id, ctx| async move { done(incident::page(id, ctx).await) });
+    let decide_incident = warp::path!("ui" / "drift" / u64 / "incident")
         .and(warp::post())
         .and(ctx.clone())
         .and(form)
-        .then(|ctx, body| async move { done(drift::decide(None, ctx, body).await) });
+        .then(|id, ctx, body| async move {
+            done(drift::decide(drift::Target::Incident(id), ctx, body).await)
+        });
+    let decide_bulk =
+        warp::path!("ui" / "drift" / "bulk")
+            .and(warp::post())
+            .and(ctx.clone())
+            .and(form)
+            .then(|ctx, body| async move {
+                done(drift::decide(drift::Target::Selected, ctx, body).await)
+            });
     let data_get = datahub::routes(ctx.clone().boxed(), query.boxed());
     let models_get = warp::path!("ui" / "models")
         .and(warp::get())
@@ -197,6 +214,10 @@ pub fn routes(
         .or(decide_one)
         .unify()
         .or(decide_bulk)
+        .unify()
+        .or(incident_get)
+        .unify()
+        .or(decide_incident)
         .unify()
         .boxed();
     let more_pages = data_get

@@ -119,8 +119,6 @@ pub struct EventRow {
     pub event_seq: u64,
     /// Device incident number.
     pub incident: u64,
-    /// Device id.
-    pub device_id: String,
     /// Device name (or id).
     pub device_name: String,
     /// Detector name (device-supplied).
@@ -234,7 +232,47 @@ impl DeviceEdit {
     }
 }
 
-/// The Drift Hub.
+/// A class the label chooser offers.
+#[derive(Debug, Clone)]
+pub struct ClassChoice {
+    /// The digit that picks it in keyboard review (1–9), if it has one.
+    pub key: Option<usize>,
+    /// The class name (device-supplied).
+    pub name: String,
+    /// Whether the device proposed it (`new-…`) rather than knowing it.
+    pub proposed: bool,
+}
+
+/// One incident: the drift events one device reported for it, reviewed as one.
+#[derive(Debug, Clone)]
+pub struct IncidentCard {
+    /// The id of its first event: its page is `/ui/drift/{id}`.
+    pub id: u64,
+    /// Device id.
+    pub device_id: String,
+    /// Device name (or id).
+    pub device_name: String,
+    /// The device's incident number.
+    pub incident: u64,
+    /// Its first onset (device clock), formatted.
+    pub when: String,
+    /// `pending`, `validated`, `rejected` or `partly decided`.
+    pub status: &'static str,
+    /// Whether some of its events can still be decided.
+    pub pending: bool,
+    /// Its events, one per detector onset.
+    pub events: Vec<EventRow>,
+    /// Its distinct detectors, in order of onset.
+    pub detectors: Vec<String>,
+    /// URLs of its distinct sample images.
+    pub images: Vec<String>,
+    /// The label chooser's classes: the device's known ones, then the ones it proposed.
+    pub classes: Vec<ClassChoice>,
+    /// Whether its pending onsets can be selected for the page's bulk form.
+    pub bulk: bool,
+}
+
+/// The Drift Hub: one card per incident.
 #[derive(Template)]
 #[template(path = "drift.html")]
 pub struct DriftPage {
@@ -254,14 +292,30 @@ pub struct DriftPage {
     pub until: String,
     /// The filter as a query string, so decisions return to the same view.
     pub return_query: String,
-    /// This page's events.
-    pub events: Vec<EventRow>,
+    /// The incident just decided, shown with what became of the decision.
+    pub decided: Option<IncidentCard>,
+    /// This page's incidents.
+    pub incidents: Vec<IncidentCard>,
     /// Whether this is not the first page.
     pub after_given: bool,
     /// The first page of this filter.
     pub first_link: String,
     /// The next page of this filter.
     pub next_link: Option<String>,
+}
+
+/// One incident's page (`/ui/drift/{id}`).
+#[derive(Template)]
+#[template(path = "incident.html")]
+pub struct IncidentPage {
+    /// The bar.
+    pub nav: Option<Nav>,
+    /// The CSRF token of the form.
+    pub csrf: String,
+    /// Where a decision returns to (the Drift Hub's pending list).
+    pub return_query: String,
+    /// The incident.
+    pub card: IncidentCard,
 }
 
 /// One image on the Data Hub.

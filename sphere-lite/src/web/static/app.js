@@ -1,4 +1,5 @@
-// sphere-lite dashboard: live refresh over server-sent events and bulk selection.
+// sphere-lite dashboard: live refresh over server-sent events, bulk selection, the metric
+// chooser's search and keyboard review of drift incidents.
 // Loaded as a file (the CSP allows no inline script); it takes no data from the page but
 // element attributes, and inserts only HTML the server rendered (and escaped) itself.
 "use strict";
@@ -30,6 +31,61 @@
       group.hidden = shown === 0;
       if (text !== "") { group.open = shown > 0; }
     });
+  });
+
+  // Keyboard review (Drift Hub, an incident's page): j/k move between incident cards, 1-9 pick
+  // a label of the current card, Enter validates it, o opens its page. Keys typed into a
+  // field stay text.
+  var current = -1;
+  function cards() {
+    return Array.prototype.slice.call(document.querySelectorAll(".review article.incident"));
+  }
+  function mark(scroll) {
+    var list = cards();
+    list.forEach(function (c, n) { c.classList.toggle("current", n === current); });
+    if (scroll && list[current]) { list[current].scrollIntoView({ block: "nearest" }); }
+  }
+  function pick(button) {
+    var form = button.closest("form");
+    var input = form && form.querySelector("input[name=label]");
+    if (!input) { return; }
+    input.value = button.getAttribute("data-pick");
+    form.querySelectorAll("[data-pick]").forEach(function (b) {
+      b.classList.toggle("chosen", b === button);
+    });
+  }
+  document.addEventListener("click", function (e) {
+    var button = e.target.closest ? e.target.closest("[data-pick]") : null;
+    if (button) { pick(button); }
+  });
+  document.addEventListener("keydown", function (e) {
+    var t = e.target;
+    if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing) { return; }
+    if (t && /^(INPUT|TEXTAREA|SELECT|BUTTON|A)$/.test(t.tagName)) { return; }
+    var list = cards();
+    if (list.length === 0) { return; }
+    if (current >= list.length) { current = list.length - 1; }
+    var card = list[current < 0 ? 0 : current];
+    if (e.key === "j" || e.key === "k") {
+      current = e.key === "j" ? Math.min(current + 1, list.length - 1) : Math.max(current - 1, 0);
+      mark(true);
+    } else if (/^[1-9]$/.test(e.key)) {
+      var button = card.querySelector('[data-key="' + e.key + '"]');
+      if (!button) { return; }
+      if (current < 0) { current = 0; mark(true); }
+      pick(button);
+    } else if (e.key === "Enter") {
+      var validate = card.querySelector("button.validate");
+      if (!validate) { return; }
+      validate.click();
+    } else if (e.key === "o") {
+      var open = card.querySelector("a.open");
+      if (!open) { return; }
+      location.href = open.href;
+    } else {
+      return;
+    }
+    e.preventDefault();
   });
 
   var url = document.body.getAttribute("data-live-url");
@@ -71,6 +127,7 @@
           }
           region.replaceWith(document.importNode(fresh, true));
         });
+        mark(false);
       })
       .catch(function () { /* the next event retries */ });
   }
