@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{AdwinConfig, CommonConfig};
 use super::error::{DriftError, check_finite, invalid};
 use super::lifecycle::{LifecycleState, Stage, Transition};
-use super::monitor::{Monitor, Statistic};
+use super::monitor::{Monitor, Statistic, life_in_field};
 use super::scalar::{ScalarReference, ScalarState};
 use super::set::DetectorState;
 use super::{DetectorKind, DriftEvent, Observation};
@@ -217,13 +217,7 @@ impl Statistic for AdwinConfig {
         }
     }
 
-    fn life(state: &AdwinState) -> &LifecycleState {
-        &state.life
-    }
-
-    fn life_mut(state: &mut AdwinState) -> &mut LifecycleState {
-        &mut state.life
-    }
+    life_in_field!();
 
     fn inject(m: &mut Adwin, reference: &ScalarReference) -> Result<(), DriftError> {
         m.st.reference = ScalarState::injected(KIND.name(), *reference)?;
@@ -236,20 +230,13 @@ impl Statistic for AdwinConfig {
             m.st.life.ignore();
             return None;
         };
-        match m.st.life.stage(&m.common) {
-            Stage::Skip => return None,
-            Stage::Learn => {
-                m.st.reference.learn(x);
-                m.insert(x);
-                return None;
-            }
-            Stage::LearnLast => {
-                m.st.reference.learn(x);
-                m.st.reference.finish();
-                m.insert(x);
-                return None;
-            }
+        match m.st.reference.admit(&mut m.st.life, &m.common, x) {
             Stage::Active => {}
+            Stage::Skip => return None,
+            Stage::Learn | Stage::LearnLast => {
+                m.insert(x);
+                return None;
+            }
         }
         m.st.reference.observe(x);
         m.insert(x);

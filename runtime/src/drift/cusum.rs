@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{CommonConfig, CusumConfig, Direction};
 use super::error::DriftError;
 use super::lifecycle::{LifecycleState, Stage, Transition};
-use super::monitor::{Monitor, Statistic};
+use super::monitor::{Monitor, Statistic, life_in_field};
 use super::scalar::{OneSided, ScalarReference, ScalarState};
 use super::set::DetectorState;
 use super::{DetectorKind, DriftEvent, Observation, Phase};
@@ -75,13 +75,7 @@ impl Statistic for CusumConfig {
         }
     }
 
-    fn life(state: &CusumState) -> &LifecycleState {
-        &state.life
-    }
-
-    fn life_mut(state: &mut CusumState) -> &mut LifecycleState {
-        &mut state.life
-    }
+    life_in_field!();
 
     fn inject(m: &mut Cusum, reference: &ScalarReference) -> Result<(), DriftError> {
         m.st.reference = ScalarState::injected(KIND.name(), *reference)?;
@@ -97,18 +91,8 @@ impl Statistic for CusumConfig {
         let threshold = m.threshold();
         let (watch_up, watch_down) = m.watched();
         let st = &mut m.st;
-        match st.life.stage(&m.common) {
-            Stage::Skip => return None,
-            Stage::Learn => {
-                st.reference.learn(x);
-                return None;
-            }
-            Stage::LearnLast => {
-                st.reference.learn(x);
-                st.reference.finish();
-                return None;
-            }
-            Stage::Active => {}
+        if st.reference.admit(&mut st.life, &m.common, x) != Stage::Active {
+            return None;
         }
         st.reference.observe(x);
         let x = st.reference.winsorise(x);

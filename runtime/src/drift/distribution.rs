@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{CommonConfig, DistributionConfig};
 use super::error::{DriftError, check_finite, invalid};
 use super::lifecycle::{LifecycleState, Stage, Transition};
-use super::monitor::{Monitor, Statistic};
+use super::monitor::{Monitor, Statistic, life_in_field};
 use super::set::DetectorState;
 use super::{DetectorKind, DriftEvent, Observation, Phase};
 
@@ -170,13 +170,7 @@ impl Statistic for DistributionConfig {
         }
     }
 
-    fn life(state: &DistributionState) -> &LifecycleState {
-        &state.life
-    }
-
-    fn life_mut(state: &mut DistributionState) -> &mut LifecycleState {
-        &mut state.life
-    }
+    life_in_field!();
 
     /// The class probabilities `reference` (one per class, scaled to sum to 1).
     fn inject(m: &mut DistributionShift, reference: &Vec<f64>) -> Result<(), DriftError> {

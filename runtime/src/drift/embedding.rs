@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{CommonConfig, EmbeddingConfig};
 use super::error::{DriftError, check_finite, invalid};
 use super::lifecycle::{LifecycleState, Stage, Transition};
-use super::monitor::{Monitor, Statistic};
+use super::monitor::{Monitor, Statistic, life_in_field};
 use super::set::DetectorState;
 use super::{DetectorKind, DriftEvent, Observation, Phase};
 
@@ -137,13 +137,7 @@ impl Statistic for EmbeddingConfig {
         }
     }
 
-    fn life(state: &EmbeddingState) -> &LifecycleState {
-        &state.life
-    }
-
-    fn life_mut(state: &mut EmbeddingState) -> &mut LifecycleState {
-        &mut state.life
-    }
+    life_in_field!();
 
     fn inject(m: &mut EmbeddingShift, reference: &EmbeddingReference) -> Result<(), DriftError> {
         let d = reference.mean.len();

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{CommonConfig, Direction, EwmaConfig, Signal};
 use super::error::{DriftError, check_finite, invalid};
 use super::lifecycle::{LifecycleState, Stage, Transition};
-use super::monitor::{Monitor, Statistic};
+use super::monitor::{Monitor, Statistic, life_in_field};
 use super::scalar::{ScalarReference, ScalarState};
 use super::set::DetectorState;
 use super::{DetectorKind, DriftEvent, Observation, Phase};
@@ -77,13 +77,7 @@ impl Statistic for EwmaConfig {
         }
     }
 
-    fn life(state: &EwmaState) -> &LifecycleState {
-        &state.life
-    }
-
-    fn life_mut(state: &mut EwmaState) -> &mut LifecycleState {
-        &mut state.life
-    }
+    life_in_field!();
 
     fn inject(m: &mut EwmaMonitor, reference: &ScalarReference) -> Result<(), DriftError> {
         m.st.reference = ScalarState::injected(KIND.name(), *reference)?;
@@ -97,19 +91,13 @@ impl Statistic for EwmaConfig {
             m.st.life.ignore();
             return None;
         };
-        match m.st.life.stage(&m.common) {
-            Stage::Skip => return None,
-            Stage::Learn => {
-                m.st.reference.learn(x);
-                return None;
-            }
+        match m.st.reference.admit(&mut m.st.life, &m.common, x) {
+            Stage::Active => {}
             Stage::LearnLast => {
-                m.st.reference.learn(x);
-                m.st.reference.finish();
                 m.st.ewma = m.st.reference.center;
                 return None;
             }
-            Stage::Active => {}
+            Stage::Skip | Stage::Learn => return None,
         }
         m.st.reference.observe(x);
         let x = m.st.reference.winsorise(x);

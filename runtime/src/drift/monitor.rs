@@ -51,6 +51,21 @@ pub trait Statistic: Clone + std::fmt::Debug + Send + Sized {
     fn validate(m: &Monitor<Self>, state: &Self::State) -> Result<(), DriftError>;
 }
 
+/// [`Statistic::life`] and [`Statistic::life_mut`] for a state that keeps its life cycle in
+/// its `life` field, as every detector's does.
+macro_rules! life_in_field {
+    () => {
+        fn life(state: &Self::State) -> &LifecycleState {
+            &state.life
+        }
+
+        fn life_mut(state: &mut Self::State) -> &mut LifecycleState {
+            &mut state.life
+        }
+    };
+}
+pub(super) use life_in_field;
+
 /// A detector: the statistic `S` inside the shared life cycle.
 #[derive(Debug, Clone)]
 pub struct Monitor<S: Statistic> {

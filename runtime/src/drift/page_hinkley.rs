@@ -12,7 +12,7 @@
 use super::config::{CommonConfig, PageHinkleyConfig, Signal};
 use super::error::DriftError;
 use super::lifecycle::{LifecycleState, Stage, Transition};
-use super::monitor::{Monitor, Statistic};
+use super::monitor::{Monitor, Statistic, life_in_field};
 use super::scalar::{OneSided, ScalarReference, ScalarState};
 use super::set::DetectorState;
 use super::{DetectorKind, DriftEvent, Observation, Phase};
@@ -85,13 +85,7 @@ impl Statistic for PageHinkleyRole {
         }
     }
 
-    fn life(state: &PageHinkleyState) -> &LifecycleState {
-        &state.life
-    }
-
-    fn life_mut(state: &mut PageHinkleyState) -> &mut LifecycleState {
-        &mut state.life
-    }
+    life_in_field!();
 
     fn inject(m: &mut PageHinkley, reference: &ScalarReference) -> Result<(), DriftError> {
         m.st.reference = ScalarState::injected(m.config.kind.name(), *reference)?;
@@ -106,18 +100,8 @@ impl Statistic for PageHinkleyRole {
         };
         let threshold = m.threshold();
         let st = &mut m.st;
-        match st.life.stage(&m.common) {
-            Stage::Skip => return None,
-            Stage::Learn => {
-                st.reference.learn(x);
-                return None;
-            }
-            Stage::LearnLast => {
-                st.reference.learn(x);
-                st.reference.finish();
-                return None;
-            }
-            Stage::Active => {}
+        if st.reference.admit(&mut st.life, &m.common, x) != Stage::Active {
+            return None;
         }
         st.reference.observe(x);
         let x = st.reference.winsorise(x);

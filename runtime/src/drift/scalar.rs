@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::Observation;
 use super::config::{CommonConfig, Signal};
 use super::error::{DriftError, check_finite, invalid};
+use super::lifecycle::{LifecycleState, Stage};
 
 /// Largest standardised value fed to a sum: one absurd sample cannot overflow anything.
 const Z_CAP: f64 = 1e6;
@@ -125,6 +126,27 @@ impl ScalarState {
     /// Add a reference sample.
     pub(crate) fn learn(&mut self, x: f64) {
         self.acc(x);
+    }
+
+    /// Advance `life` by the valid sample `x` and, while it builds the reference, learn `x`
+    /// (finishing the reference on its last sample). Returns the stage: the scalar
+    /// detectors compute their statistic only when it is [`Stage::Active`].
+    pub(crate) fn admit(
+        &mut self,
+        life: &mut LifecycleState,
+        common: &CommonConfig,
+        x: f64,
+    ) -> Stage {
+        let stage = life.stage(common);
+        match stage {
+            Stage::Learn => self.learn(x),
+            Stage::LearnLast => {
+                self.learn(x);
+                self.finish();
+            }
+            Stage::Skip | Stage::Active => {}
+        }
+        stage
     }
 
     /// The reference is complete: fix mean and σ.
