@@ -85,8 +85,72 @@ pub enum RoundError {
         answer: String,
     },
     /// Pulling feedback or the model assignment failed.
+    #[error(transparent)]
+    Pull(#[from] PullError),
+}
+
+/// Why pulling feedback or the model assignment stopped this round (it is retried with
+/// backoff; a model the device refuses is not an error but a [`super::pull::ModelOutcome`]).
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    /// A request did not get an answer (network, an answer over its bound).
+    #[error("{what}: {source}")]
+    Transport {
+        /// The request (`feedback`, `feedback ack`, `model assignment`).
+        what: &'static str,
+        /// Why.
+        source: super::http::Transport,
+    },
+    /// The server answered with an error.
+    #[error("{what}: {answer}")]
+    Answer {
+        /// The request.
+        what: &'static str,
+        /// The answer's status and text.
+        answer: String,
+    },
+    /// The answer does not decode.
+    #[error("{what}: {reason}")]
+    Decode {
+        /// The request.
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The feedback could not be written to the inbox.
+    #[error("writing feedback: {0}")]
+    Inbox(#[source] crate::autonomy::feedback::FeedbackError),
+    /// The model assignment's SHA-256 or size cannot be right.
+    #[error("model assignment {label}: bad SHA-256 or size {size}")]
+    BadAssignment {
+        /// `name/version`.
+        label: String,
+        /// The size it gives.
+        size: u64,
+    },
+    /// The model assignment contradicts its own signed release: not downloaded.
+    #[error(
+        "model assignment {label}: the server says {size} bytes, SHA-256 {sha256}, its signed \
+         release {release_size} bytes, {release_sha256}; not downloaded"
+    )]
+    Contradicted {
+        /// `name/version`.
+        label: String,
+        /// The assignment's size.
+        size: u64,
+        /// The assignment's SHA-256.
+        sha256: String,
+        /// The signed release's size.
+        release_size: u64,
+        /// The signed release's SHA-256.
+        release_sha256: String,
+    },
+    /// The model file could not be downloaded.
     #[error("{0}")]
-    Pull(String),
+    Download(String),
+    /// Remembering a refusal or a back-off in the state database failed.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
 }
 
 impl SyncError {

@@ -75,7 +75,7 @@ pub mod upload;
 pub use client::{SyncClient, SyncSetup};
 pub use config::SyncConfig;
 pub use credentials::{Credentials, enroll};
-pub use error::{RoundError, SyncError};
+pub use error::{PullError, RoundError, SyncError};
 pub use host::{InstallError, ModelIdentity, SyncHost};
 pub use logs::{LogLayer, log_layer};
 pub use predictions::PredictionSampler;

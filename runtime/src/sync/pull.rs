@@ -46,6 +46,7 @@ use tinylcm_protocol::release::ReleaseManifest;
 
 use super::credentials::Credentials;
 use super::download::{self, FetchError};
+use super::error::PullError;
 use super::host::{InstallError, SyncHost};
 use super::http;
 use super::status::SyncStatus;
@@ -118,7 +119,7 @@ pub async fn pull_feedback(
     creds: &Credentials,
     host: &dyn SyncHost,
     status: &SyncStatus,
-) -> Result<usize, String> {
+) -> Result<usize, PullError> {
     report_refusal(client, creds, host).await;
     let done = pull_pages(client, creds, host, status).await?;
     report_refusal(client, creds, host).await;
@@ -131,7 +132,7 @@ async fn pull_pages(
     creds: &Credentials,
     host: &dyn SyncHost,
     status: &SyncStatus,
-) -> Result<usize, String> {
+) -> Result<usize, PullError> {
     let mut done = 0;
     let mut after = 0u64;
     for _ in 0..MAX_PAGES {
@@ -142,11 +143,20 @@ async fn pull_pages(
             .bearer_auth(&creds.token);
         let answer = http::send(request, http::MAX_JSON_BYTES)
             .await
-            .map_err(|e| format!("feedback: {e}"))?;
+            .map_err(|source| PullError::Transport {
+                what: "feedback",
+                source,
+            })?;
         if answer.status != 200 {
-            return Err(format!("feedback: {}", answer.error_text()));
+            return Err(PullError::Answer {
+                what: "feedback",
+                answer: answer.error_text(),
+            });
         }
-        let page: FeedbackPage = answer.json().map_err(|e| format!("feedback: {e}"))?;
+        let page: FeedbackPage = answer.json().map_err(|reason| PullError::Decode {
+            what: "feedback",
+            reason,
+        })?;
         let Some(last) = page.items.iter().map(|i| i.id).max() else {
             return Ok(done);
         };
@@ -182,7 +192,7 @@ async fn pull_pages(
                         ));
                     }
                 }
-                Err(e) => return Err(format!("writing feedback: {e}")),
+                Err(e) => return Err(PullError::Inbox(e)),
             }
         }
         for (id, revision, toml) in configs {
@@ -216,11 +226,20 @@ async fn pull_pages(
             .json(&AckRequest { up_to: last });
         let answer = http::send(request, http::MAX_JSON_BYTES)
             .await
-            .map_err(|e| format!("feedback ack: {e}"))?;
+            .map_err(|source| PullError::Transport {
+                what: "feedback ack",
+                source,
+            })?;
         if answer.status != 200 {
-            return Err(format!("feedback ack: {}", answer.error_text()));
+            return Err(PullError::Answer {
+                what: "feedback ack",
+                answer: answer.error_text(),
+            });
         }
-        let ack: AckResponse = answer.json().map_err(|e| format!("feedback ack: {e}"))?;
+        let ack: AckResponse = answer.json().map_err(|reason| PullError::Decode {
+            what: "feedback ack",
+            reason,
+        })?;
         done += page.items.len();
         status.update(|s| s.feedback_items += page.items.len() as u64);
         after = ack.acknowledged_up_to.max(last);
@@ -260,7 +279,7 @@ fn precheck_key(a: &ModelAssignment, reason: &str) -> String {
     tinylcm_protocol::package::hex(&hash.finalize())
 }
 
-fn remember_refusal(store: &Store, key: &str) -> Result<(), String> {
+fn remember_refusal(store: &Store, key: &str) -> Result<(), PullError> {
     let mut list = refused(store);
     if !list.iter().any(|s| s == key) {
         list.push(key.to_string());
@@ -268,9 +287,9 @@ fn remember_refusal(store: &Store, key: &str) -> Result<(), String> {
     let over = list.len().saturating_sub(MAX_REFUSED);
     list.drain(..over);
     let mut b = Batch::new();
-    b.put_sync(REFUSED, &list).map_err(|e| e.to_string())?;
-    store.submit(b).map_err(|e| e.to_string())?;
-    store.flush().map_err(|e| e.to_string())
+    b.put_sync(REFUSED, &list)?;
+    store.submit(b)?;
+    Ok(store.flush()?)
 }
 
 /// The back-off of the one release the host last could not take now.
@@ -302,7 +321,7 @@ fn later_left(store: &Store, key: &str, now_ms: u64) -> Option<Duration> {
 }
 
 /// Records another "later" for release `key` (a new release starts the count again).
-fn remember_later(store: &Store, key: &str, now_ms: u64) -> Result<Duration, String> {
+fn remember_later(store: &Store, key: &str, now_ms: u64) -> Result<Duration, PullError> {
     let attempts = match store.get_sync::<Later>(LATER).ok().flatten() {
         Some(l) if l.release == key => l.attempts.saturating_add(1),
         _ => 1,
@@ -314,9 +333,9 @@ fn remember_later(store: &Store, key: &str, now_ms: u64) -> Result<Duration, Str
         not_before_unix_ms: now_ms.saturating_add(wait.as_millis() as u64),
     };
     let mut b = Batch::new();
-    b.put_sync(LATER, &later).map_err(|e| e.to_string())?;
-    store.submit(b).map_err(|e| e.to_string())?;
-    store.flush().map_err(|e| e.to_string())?;
+    b.put_sync(LATER, &later)?;
+    store.submit(b)?;
+    store.flush()?;
     Ok(wait)
 }
 
@@ -347,28 +366,35 @@ pub async fn pull_model(
     store: &Store,
     state_dir: &Path,
     disk: Option<&DiskGuard>,
-) -> Result<ModelOutcome, String> {
+) -> Result<ModelOutcome, PullError> {
     let url = http::join(&creds.server, &paths::model(&creds.device_id));
     let answer = http::send(
         client.get(url).bearer_auth(&creds.token),
         http::MAX_JSON_BYTES,
     )
     .await
-    .map_err(|e| format!("model assignment: {e}"))?;
+    .map_err(|source| PullError::Transport {
+        what: "model assignment",
+        source,
+    })?;
     if answer.status == 204 {
         return Ok(ModelOutcome::Nothing);
     }
     if answer.status != 200 {
-        return Err(format!("model assignment: {}", answer.error_text()));
+        return Err(PullError::Answer {
+            what: "model assignment",
+            answer: answer.error_text(),
+        });
     }
-    let a: ModelAssignment = answer
-        .json()
-        .map_err(|e| format!("model assignment: {e}"))?;
+    let a: ModelAssignment = answer.json().map_err(|reason| PullError::Decode {
+        what: "model assignment",
+        reason,
+    })?;
     if !valid_sha(&a.sha256) || a.size == 0 || a.size > tinylcm_protocol::release::MAX_MODEL_BYTES {
-        return Err(format!(
-            "model assignment {}/{}: bad SHA-256 or size {}",
-            a.name, a.version, a.size
-        ));
+        return Err(PullError::BadAssignment {
+            label: format!("{}/{}", a.name, a.version),
+            size: a.size,
+        });
     }
     let key = refusal_key(&a);
     if host.active_model().is_some_and(|m| m.sha256 == a.sha256) || refused(store).contains(&key) {
@@ -379,11 +405,13 @@ pub async fn pull_model(
     // and checked by the assignment's figures.
     if let Ok(m) = serde_json::from_str::<ReleaseManifest>(&a.release.manifest) {
         if m.size != a.size || m.sha256 != a.sha256 {
-            return Err(format!(
-                "model assignment {label}: the server says {} bytes, SHA-256 {}, its signed \
-                 release {} bytes, {}; not downloaded",
-                a.size, a.sha256, m.size, m.sha256
-            ));
+            return Err(PullError::Contradicted {
+                label,
+                size: a.size,
+                sha256: a.sha256.clone(),
+                release_size: m.size,
+                release_sha256: m.sha256,
+            });
         }
     }
     match host.check_release(&a.release) {
@@ -428,7 +456,7 @@ pub async fn pull_model(
                 "model release {label} not downloaded: {why}"
             )));
         }
-        Err(FetchError::Failed(e)) => return Err(e),
+        Err(FetchError::Failed(e)) => return Err(PullError::Download(e)),
     };
     let result = host.install_release(&file, &a.release);
     let _ = std::fs::remove_file(&file);
