@@ -731,6 +731,7 @@ fn scene_wide_evidence(reference: &Reference, label: LabelId) -> Evidence {
         aligned_share: 1.0,
         group: 1,
         stream_shift: (2.0 * reference.mean()) as f32,
+        model_label: Some(label),
     }
 }
 
@@ -797,4 +798,71 @@ fn a_new_object_in_a_scene_wide_round_becomes_one_class_when_wide_far_factor_is_
         p.clusters.iter().any(|c| c.decision == pseudo("a")),
         "{p:#?}"
     );
+}
+
+/// A new object that aligning does not push away (the stream's mean follows it) looks like a
+/// scene-wide change, and its samples' aligned votes name a known class — but the model's own
+/// head names another one. With `scene-agreement` such a change is planned as local: the
+/// object becomes one new class and none of it is pseudo-labelled by its vote, while a
+/// change on which head and vote agree stays scene-wide. Fails before this change: there was
+/// no second view, the round was judged scene-wide and the object's samples were
+/// pseudo-labelled `a` (what the `scene-agreement = 0` half asserts).
+#[test]
+fn a_change_the_models_head_disputes_is_planned_as_local_when_scene_agreement_is_set() {
+    let mut w = world(12);
+    let a = w.knn.labels().get("a").unwrap();
+    let b = w.knn.labels().get("b").unwrap();
+    let object = centre(&mut w.rng);
+    let vectors = blob(&mut w.rng, &object, 1.0, 40);
+    // The aligned vote says `a` unanimously; the head says `b` for three samples in four.
+    let evidence = |i: usize| Evidence {
+        model_label: Some(if i.is_multiple_of(4) { a } else { b }),
+        ..scene_wide_evidence(&w.reference, a)
+    };
+    let samples: Vec<Sample<'_>> = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Sample {
+            id: i as u64,
+            features: v,
+            evidence: Some(evidence(i)),
+        })
+        .collect();
+    let original = |l: LabelId| l == a || l == b;
+
+    let off = config();
+    let p = plan_round(&samples, &w.knn, &w.reference, &off, original).unwrap();
+    assert!(matches!(p.scenes[..], [(1, Scene::Wide { .. })]), "{p:#?}");
+    assert!(decisions(&p).contains(&&pseudo("a")), "{p:#?}");
+
+    let on = AdaptationConfig {
+        scene_agreement: 0.6,
+        ..config()
+    };
+    let p = plan_round(&samples, &w.knn, &w.reference, &on, original).unwrap();
+    assert!(
+        matches!(p.scenes[..], [(1, Scene::Disputed { agreement, .. })] if (agreement - 0.25).abs() < 1e-9),
+        "{p:#?}"
+    );
+    // One class (a split object's second cluster joins it), nothing pseudo-labelled `a`.
+    let ds = decisions(&p);
+    assert!(ds.contains(&&new_class("new-1")), "{p:#?}");
+    assert!(
+        ds.iter().all(|d| **d == new_class("new-1")
+            || **d == pseudo("new-1")
+            || matches!(d, Decision::Leave { .. })),
+        "{p:#?}"
+    );
+
+    // Head and vote agreeing on every sample: still scene-wide, still pseudo-labelled.
+    let agreed: Vec<Sample<'_>> = samples
+        .iter()
+        .map(|s| Sample {
+            evidence: Some(scene_wide_evidence(&w.reference, a)),
+            ..*s
+        })
+        .collect();
+    let p = plan_round(&agreed, &w.knn, &w.reference, &on, original).unwrap();
+    assert!(matches!(p.scenes[..], [(1, Scene::Wide { .. })]), "{p:#?}");
+    assert!(decisions(&p).contains(&&pseudo("a")), "{p:#?}");
 }

@@ -92,6 +92,15 @@ pub struct AdaptationConfig {
     /// its k nearest neighbours agree on a class of the model once the shift is taken out.
     /// Default 1.0 (unanimous).
     pub pseudo_label_agreement: f64,
+    /// In a scene-wide round, a sample is pseudo-labelled only when the model's own head
+    /// names the same class as the aligned vote (models without a head: the vote alone).
+    /// Default `false`.
+    pub pseudo_label_head_agreement: bool,
+    /// A change judged scene-wide is planned as local (new classes by geometry, no
+    /// pseudo-labels by vote) when fewer than this share of its shifted samples get the same
+    /// class from the model's own head and the aligned vote. 0 turns the check off (and
+    /// models without a class head never make it). Default 0.
+    pub scene_agreement: f64,
     /// Samples a scene-wide round adds per class at most. Default 16.
     pub pseudo_labels_per_class: usize,
     /// Roll a round back at once when the leave-one-out agreement of the model's original
@@ -122,6 +131,8 @@ impl Default for AdaptationConfig {
             min_stream_shift: 1.5,
             wide_far_factor: 0.0,
             pseudo_label_agreement: 1.0,
+            pseudo_label_head_agreement: false,
+            scene_agreement: 0.0,
             pseudo_labels_per_class: 16,
             protected_drop: 0.01,
         }
@@ -320,6 +331,15 @@ impl AdaptationConfig {
             1.0,
             "use a vote share above 0.5 and at most 1.0 (the default: unanimous)",
         )?;
+        if self.scene_agreement != 0.0 {
+            range_f64(
+                "scene-agreement",
+                self.scene_agreement,
+                0.0,
+                1.0,
+                "use a share of samples such as 0.6, or 0 (off)",
+            )?;
+        }
         range_usize(
             "pseudo-labels-per-class",
             self.pseudo_labels_per_class,

@@ -60,6 +60,8 @@
 //! min-stream-shift = 1.5       # the stream's shift (× reference mean) that makes a change judgeable
 //! wide-far-factor = 0.0        # > 0: a compact cluster this far from all classes is new, even scene-wide
 //! pseudo-label-agreement = 1.0 # aligned vote share a scene-wide pseudo-label needs
+//! pseudo-label-head-agreement = false # … and the model's head must name the same class
+//! scene-agreement = 0.0        # > 0: fewer head/vote agreements than this share → plan as local
 //! pseudo-labels-per-class = 16 # samples a scene-wide round adds per class
 //! protected-drop = 0.01        # roll back at once when the original samples' agreement falls more
 //! ```
@@ -110,4 +112,6 @@ pub use plan::{
 };
 pub use protect::{Protected, Room};
 pub use reference::Reference;
-pub use scene::{Evidence, PseudoLabelRule, Scene, StreamShift, judge, pseudo_labels, spread};
+pub use scene::{
+    Evidence, PseudoLabelRule, Scene, StreamShift, head_agreement, judge, pseudo_labels, spread,
+};

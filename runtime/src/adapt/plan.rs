@@ -392,7 +392,9 @@ pub struct Sample<'a> {
 /// ([`scene::judge`]), then
 ///
 /// * [`Scene::Local`] samples are planned by geometry as [`plan`] does (pseudo-label, new
-///   class, leave);
+///   class, leave), and so are a [`Scene::Wide`] change's when `scene-agreement` is set and
+///   fewer of its samples than that share get the same class from the model's head and the
+///   aligned vote ([`Scene::Disputed`]);
 /// * [`Scene::Wide`] samples never make a new class unless `wide-far-factor` is set (then a
 ///   compact cluster of them beyond that factor from every class is proposed first, when
 ///   the local samples proposed none, and its samples are not pseudo-labelled): those whose
@@ -447,6 +449,22 @@ pub fn plan_round(
             config.local_shift,
             config.min_stream_shift,
         );
+        let verdict = match verdict {
+            Scene::Wide { shift } if config.scene_agreement > 0.0 => {
+                match scene::head_agreement(
+                    &evidence,
+                    reference,
+                    config.min_stream_shift,
+                    config.pseudo_label_agreement,
+                ) {
+                    Some(agreement) if agreement < config.scene_agreement => {
+                        Scene::Disputed { shift, agreement }
+                    }
+                    _ => verdict,
+                }
+            }
+            _ => verdict,
+        };
         tracing::debug!(
             group = g,
             samples = members.len(),
@@ -454,7 +472,7 @@ pub fn plan_round(
             "change judged"
         );
         match verdict {
-            Scene::Local { .. } => local.extend(members),
+            Scene::Local { .. } | Scene::Disputed { .. } => local.extend(members),
             Scene::Wide { .. } => wide.extend(members),
         }
         scenes.push((g, verdict));
@@ -491,6 +509,7 @@ pub fn plan_round(
         agreement: config.pseudo_label_agreement,
         local_shift: config.local_shift,
         min_stream_shift: config.min_stream_shift,
+        head_agreement: config.pseudo_label_head_agreement,
     };
     let labelled = scene::pseudo_labels(&wide_evidence, reference, rule, original);
     for (label, members) in labelled {

@@ -213,6 +213,7 @@ impl Autonomy {
                 aligned_distance: a.probe.mean_distance,
                 aligned_label: a.probe.label,
                 aligned_share: a.probe.vote_share,
+                model_label: self.step.model_label,
                 group: self.incidents.open().map_or(0, |incident| incident.id),
                 stream_shift: a.shift.magnitude(),
             },

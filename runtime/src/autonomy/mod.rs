@@ -111,6 +111,8 @@ pub struct Step {
     pub knn_confidence: f32,
     /// Mean distance to the k nearest neighbours.
     pub distance: Option<f32>,
+    /// The model head's class as a KNN label (models with a head, classes the KNN knows).
+    pub model_label: Option<LabelId>,
     /// Drift onsets of this frame.
     pub events: Vec<DriftEvent>,
     /// Incident changes of this frame.
@@ -303,6 +305,7 @@ impl Autonomy {
         step.knn_label = None;
         step.knn_confidence = 0.0;
         step.distance = None;
+        step.model_label = None;
         step.events.clear();
         step.changes.clear();
         step.notes.clear();
@@ -315,6 +318,9 @@ impl Autonomy {
                 && side.knn.predict(&side.buffer, &mut side.out).is_ok();
             if ok {
                 features = Some(side.buffer.as_slice());
+                if !self.embedding_only {
+                    step.model_label = side.knn.labels().get(prediction.label);
+                }
                 step.knn_label = side.out.label;
                 step.knn_confidence = side.out.confidence;
                 if side.out.k_effective() > 0 {

@@ -22,6 +22,11 @@ pub struct Cluster {
     pub members: usize,
     /// Representatives added to the KNN.
     pub added: usize,
+    /// The members (the first [`MAX_EVENT_MEMBERS`](crate::adapt::MAX_EVENT_MEMBERS)) by
+    /// what their frames truly showed, when the source knows: a pseudo-label's or a proposed
+    /// class's members traced to the truth.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_truth: BTreeMap<String, usize>,
 }
 
 /// One adaptation round of the learning run.
@@ -69,7 +74,14 @@ pub struct LearningSummary {
 pub struct RoundLog {
     /// The rounds so far.
     pub rounds: Vec<Round>,
+    /// What each quarantined frame showed, by quarantine id (sources that know the truth),
+    /// the newest [`TRUTH_KEPT`] (a round plans only the newest pending samples).
+    truth_of: BTreeMap<u64, String>,
 }
+
+/// Quarantined frames whose truth the log keeps (a round plans at most
+/// [`MAX_POINTS`](crate::adapt::MAX_POINTS) pending samples, the newest).
+const TRUTH_KEPT: usize = 4 * crate::adapt::MAX_POINTS;
 
 /// A unit enum's serde name (`pseudo-label`, `class-mix-explosion`): the names the event log
 /// uses, and new variants need no change here.
@@ -83,14 +95,28 @@ fn serde_name<T: Serialize + std::fmt::Debug>(value: &T) -> String {
 impl Observer for RoundLog {
     fn on_frame(&mut self, report: &FrameReport<'_>) {
         let Some(a) = report.autonomy else { return };
+        if let (Some(id), Some(label)) = (
+            a.last().quarantined,
+            report.truth.and_then(|t| t.label.as_ref()),
+        ) {
+            self.truth_of.insert(id, label.clone());
+            if self.truth_of.len() > TRUTH_KEPT {
+                self.truth_of.pop_first();
+            }
+        }
         for note in &a.last().notes {
             match note {
                 Note::Applied(e) => {
+                    let mut by_truth = BTreeMap::new();
+                    for label in e.members.iter().filter_map(|m| self.truth_of.get(m)) {
+                        *by_truth.entry(label.clone()).or_insert(0) += 1;
+                    }
                     let cluster = Cluster {
                         kind: serde_name(&e.kind),
                         label: e.label.clone(),
                         members: e.member_count,
                         added: e.added.len(),
+                        by_truth,
                     };
                     match self.rounds.iter_mut().find(|r| r.id == e.id) {
                         Some(r) => r.clusters.push(cluster),
