@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sphere_lite::domain::Sphere;
 use sphere_lite::ports::{
-    ConfigLayer, DecideOutcome, Decision, DeviceRecord, DeviceSettings, DriftEventFilter,
-    EnrollOutcome, EnrollmentKey, OperatorToken, PackageRecord, PredictionCursor, PredictionFilter,
-    Principal, Recorded, ReleaseRecord, Rollout, SecretHash, SessionRecord, StoreError, Tracking,
+    AccessStore, ConfigLayer, ConfigStore, DecideOutcome, Decision, DeviceRecord, DeviceSettings,
+    DeviceStore, DriftEventFilter, DriftStore, EnrollOutcome, EnrollmentKey, MetricStore,
+    OperatorToken, PackageRecord, PackageStore, PredictionCursor, PredictionFilter,
+    PredictionStore, Principal, Recorded, ReleaseRecord, ReleaseStore, Rollout, SecretHash,
+    SessionRecord, SessionStore, StoreError, Tracking,
 };
 use tinylcm_protocol::api::{DriftEventView, EnrollRequest, FeedbackItem, FeedbackVerdict};
 use tinylcm_protocol::datahub::PredictionView;
@@ -594,7 +596,7 @@ struct CrashBeforeMark {
     crash: AtomicBool,
 }
 
-impl Tracking for CrashBeforeMark {
+impl AccessStore for CrashBeforeMark {
     fn add_enrollment_key(&self, k: &EnrollmentKey) -> Result<(), StoreError> {
         self.inner.add_enrollment_key(k)
     }
@@ -627,6 +629,15 @@ impl Tracking for CrashBeforeMark {
     fn touch_operator_token(&self, h: &SecretHash, now: u64) -> Result<(), StoreError> {
         self.inner.touch_operator_token(h, now)
     }
+    fn token_owner(&self, h: &SecretHash) -> Result<Option<Principal>, StoreError> {
+        self.inner.token_owner(h)
+    }
+    fn replace_device_token(&self, d: &str, h: Option<SecretHash>) -> Result<bool, StoreError> {
+        self.inner.replace_device_token(d, h)
+    }
+}
+
+impl SessionStore for CrashBeforeMark {
     fn create_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
         self.inner.create_session(s)
     }
@@ -642,9 +653,9 @@ impl Tracking for CrashBeforeMark {
     fn purge_sessions(&self, now: u64, idle_ms: u64) -> Result<usize, StoreError> {
         self.inner.purge_sessions(now, idle_ms)
     }
-    fn token_owner(&self, h: &SecretHash) -> Result<Option<Principal>, StoreError> {
-        self.inner.token_owner(h)
-    }
+}
+
+impl DeviceStore for CrashBeforeMark {
     fn device(&self, id: &str) -> Result<Option<DeviceRecord>, StoreError> {
         self.inner.device(id)
     }
@@ -654,6 +665,15 @@ impl Tracking for CrashBeforeMark {
     fn touch_device(&self, id: &str, now: u64) -> Result<(), StoreError> {
         self.inner.touch_device(id, now)
     }
+    fn device_settings(&self, d: &str) -> Result<Option<DeviceSettings>, StoreError> {
+        self.inner.device_settings(d)
+    }
+    fn set_device_settings(&self, d: &str, s: &DeviceSettings) -> Result<bool, StoreError> {
+        self.inner.set_device_settings(d, s)
+    }
+}
+
+impl PackageStore for CrashBeforeMark {
     fn package(&self, d: &str, p: &str) -> Result<Option<PackageRecord>, StoreError> {
         self.inner.package(d, p)
     }
@@ -676,19 +696,11 @@ impl Tracking for CrashBeforeMark {
     fn unprocessed(&self) -> Result<Vec<PackageRecord>, StoreError> {
         self.inner.unprocessed()
     }
+}
+
+impl DriftStore for CrashBeforeMark {
     fn put_drift_events(&self, e: &[DriftEventView]) -> Result<usize, StoreError> {
         self.inner.put_drift_events(e)
-    }
-    fn put_predictions(&self, p: &[PredictionView]) -> Result<usize, StoreError> {
-        self.inner.put_predictions(p)
-    }
-    fn predictions(
-        &self,
-        f: &PredictionFilter,
-        after: Option<&PredictionCursor>,
-        limit: usize,
-    ) -> Result<Vec<PredictionView>, StoreError> {
-        self.inner.predictions(f, after, limit)
     }
     fn drift_event(&self, id: u64) -> Result<Option<DriftEventView>, StoreError> {
         self.inner.drift_event(id)
@@ -725,9 +737,6 @@ impl Tracking for CrashBeforeMark {
     ) -> Result<Vec<FeedbackItem>, StoreError> {
         self.inner.feedback_after(d, after, limit)
     }
-    fn ack_feedback(&self, d: &str, up_to: u64) -> Result<u64, StoreError> {
-        self.inner.ack_feedback(d, up_to)
-    }
     fn record_feedback_results(
         &self,
         d: &str,
@@ -735,15 +744,26 @@ impl Tracking for CrashBeforeMark {
     ) -> Result<usize, StoreError> {
         self.inner.record_feedback_results(d, results)
     }
-    fn device_settings(&self, d: &str) -> Result<Option<DeviceSettings>, StoreError> {
-        self.inner.device_settings(d)
+    fn ack_feedback(&self, d: &str, up_to: u64) -> Result<u64, StoreError> {
+        self.inner.ack_feedback(d, up_to)
     }
-    fn set_device_settings(&self, d: &str, s: &DeviceSettings) -> Result<bool, StoreError> {
-        self.inner.set_device_settings(d, s)
+}
+
+impl PredictionStore for CrashBeforeMark {
+    fn put_predictions(&self, p: &[PredictionView]) -> Result<usize, StoreError> {
+        self.inner.put_predictions(p)
     }
-    fn replace_device_token(&self, d: &str, h: Option<SecretHash>) -> Result<bool, StoreError> {
-        self.inner.replace_device_token(d, h)
+    fn predictions(
+        &self,
+        f: &PredictionFilter,
+        after: Option<&PredictionCursor>,
+        limit: usize,
+    ) -> Result<Vec<PredictionView>, StoreError> {
+        self.inner.predictions(f, after, limit)
     }
+}
+
+impl ReleaseStore for CrashBeforeMark {
     fn put_release(&self, r: &ReleaseRecord) -> Result<Recorded, StoreError> {
         self.inner.put_release(r)
     }
@@ -765,12 +785,18 @@ impl Tracking for CrashBeforeMark {
     fn release_granted(&self, d: &str, n: &str, v: &str) -> Result<bool, StoreError> {
         self.inner.release_granted(d, n, v)
     }
+}
+
+impl ConfigStore for CrashBeforeMark {
     fn set_scope_config(&self, l: &ConfigLayer) -> Result<(), StoreError> {
         self.inner.set_scope_config(l)
     }
     fn scope_configs(&self) -> Result<Vec<ConfigLayer>, StoreError> {
         self.inner.scope_configs()
     }
+}
+
+impl MetricStore for CrashBeforeMark {
     fn put_metrics(&self, d: &str, p: &str, t: u64, m: &[(String, f64)]) -> Result<(), StoreError> {
         self.inner.put_metrics(d, p, t, m)
     }

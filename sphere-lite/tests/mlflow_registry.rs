@@ -6,7 +6,8 @@
 
 use serde_json::Value;
 use sphere_lite::adapters::{MlflowSettings, MlflowTracking};
-use sphere_lite::ports::{Recorded, ReleaseRecord, Rollout, Tracking};
+use sphere_lite::ports::prelude::*;
+use sphere_lite::ports::{Recorded, ReleaseRecord, Rollout};
 use tinylcm_protocol::release::{SignedRelease, SigningKey};
 
 #[path = "support/release.rs"]

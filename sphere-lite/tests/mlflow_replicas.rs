@@ -9,9 +9,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use sphere_lite::adapters::{MlflowSettings, MlflowTracking};
+use sphere_lite::ports::prelude::*;
 use sphere_lite::ports::{
     DecideOutcome, Decision, DeviceRecord, DriftEventFilter, EnrollOutcome, EnrollmentKey,
-    PackageRecord, Recorded, Tracking,
+    PackageRecord, Recorded,
 };
 use tinylcm_protocol::api::{DriftEventStatus, DriftEventView, DriftVerdict, FeedbackVerdict};
 

@@ -362,7 +362,8 @@ mod tests {
 
     use super::*;
     use crate::adapters::{DirBlobs, RedbTracking};
-    use crate::ports::{Blobs, StoreError, Tracking};
+    use crate::ports::prelude::*;
+    use crate::ports::{Blobs, StoreError};
 
     /// Local blobs whose writes fail while `broken` is set (a full disk, an S3 outage).
     struct Flaky {

@@ -13,10 +13,37 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 pub use tinylcm_protocol::api::{ConfigDelivery, ConfigLayer};
-use tinylcm_protocol::api::{
-    DriftEventStatus, DriftEventView, FeedbackItem, FeedbackResult, FeedbackVerdict,
-};
+use tinylcm_protocol::api::{DriftEventStatus, DriftEventView};
 use tinylcm_protocol::datahub::PredictionView;
+
+mod access;
+mod config;
+mod devices;
+mod drift;
+mod metrics;
+mod packages;
+mod predictions;
+mod releases;
+mod sessions;
+
+pub use access::AccessStore;
+pub use config::ConfigStore;
+pub use devices::DeviceStore;
+pub use drift::DriftStore;
+pub use metrics::MetricStore;
+pub use packages::PackageStore;
+pub use predictions::PredictionStore;
+pub use releases::ReleaseStore;
+pub use sessions::SessionStore;
+
+/// The traits [`Tracking`] is made of, unnamed: `use crate::ports::prelude::*` lets code call
+/// any tracking method on a `dyn Tracking` without naming the part it belongs to.
+pub mod prelude {
+    pub use super::{
+        AccessStore as _, ConfigStore as _, DeviceStore as _, DriftStore as _, MetricStore as _,
+        PackageStore as _, PredictionStore as _, ReleaseStore as _, SessionStore as _,
+    };
+}
 
 /// A failure inside an adapter (storage unreachable, corrupt record, I/O error).
 #[derive(Debug, thiserror::Error)]
@@ -224,338 +251,37 @@ pub enum Recorded {
 /// `<ns>/device/<id>` with tags for name, hardware and token hash; packages are runs of
 /// `<ns>/packages` tagged with device and package id (idempotent via `runs/search` on those
 /// tags); operator tokens are tags and enrollment keys runs of `<ns>/auth` (hashes only).
-pub trait Tracking: Send + Sync {
-    // --- Credentials: enrollment keys, operator tokens, dashboard sessions -------------------
-    // Embedded: tables `enrollment_key_records`, `operator_tokens`, `sessions` (a database of
-    // an older version is migrated when opened). MLflow: `adapters::mlflow::tokens`.
+///
+/// The methods are grouped by aggregate into the traits it is made of (one file each in
+/// `ports/` and in each adapter); code that calls them imports [`prelude`].
+pub trait Tracking:
+    AccessStore
+    + SessionStore
+    + DeviceStore
+    + PackageStore
+    + DriftStore
+    + PredictionStore
+    + ReleaseStore
+    + ConfigStore
+    + MetricStore
+    + Send
+    + Sync
+{
+}
 
-    /// Store a new enrollment key.
-    /// MLflow: a run in `<ns>/auth` tagged `sphere.key_sha256`, `sphere.uses`, `sphere.key_id`,
-    /// `sphere.expires_unix_ms`, `sphere.key_name`.
-    fn add_enrollment_key(&self, key: &EnrollmentKey) -> Result<(), StoreError>;
-
-    /// Every enrollment key (spent, expired and revoked ones too), oldest first.
-    /// MLflow: `runs/search` of the key runs; uses counted from their `use.<i>` params.
-    fn enrollment_keys(&self) -> Result<Vec<EnrollmentKey>, StoreError>;
-
-    /// Revoke the key with public id `id` at `now_unix_ms`; false if there is no such key.
-    /// A revoked key stays listed and never enrolls again.
-    /// MLflow: run tag `sphere.revoked_unix_ms` on the key's run.
-    fn revoke_enrollment_key(&self, id: &str, now_unix_ms: u64) -> Result<bool, StoreError>;
-
-    /// Atomically check the key at `now_unix_ms` (known, not revoked, not expired, a use left),
-    /// consume one use and store `device` and its token.
-    /// MLflow: claim a write-once param `use.<i>` on the key's run (exact across replicas),
-    /// then `experiments/create` for the device and `runs/create` for its feedback queue.
-    fn enroll(
-        &self,
-        key_hash: SecretHash,
-        device: &DeviceRecord,
-        now_unix_ms: u64,
-    ) -> Result<EnrollOutcome, StoreError>;
-
-    /// Store a new operator token.
-    /// MLflow: tag `sphere.operator_token.<hash>` (the record as JSON) on `<ns>/auth`.
-    fn add_operator_token(&self, token: &OperatorToken) -> Result<(), StoreError>;
-
-    /// The operator token with this hash (revoked and expired ones too), if any.
-    /// MLflow: `<ns>/auth`'s tags (cached briefly; a revocation made by this process is seen
-    /// at once, one made elsewhere within the cache time).
-    fn operator_token(&self, token_hash: &SecretHash) -> Result<Option<OperatorToken>, StoreError>;
-
-    /// Every operator token (revoked and expired ones too), oldest first.
-    fn operator_tokens(&self) -> Result<Vec<OperatorToken>, StoreError>;
-
-    /// Revoke the operator token with public id `id` at `now_unix_ms` and end its dashboard
-    /// sessions; false if there is no such token.
-    /// MLflow: tag `sphere.operator_revoked.<hash>` on `<ns>/auth` (never overwritten by
-    /// anything else, so no other write can undo it).
-    fn revoke_operator_token(&self, id: &str, now_unix_ms: u64) -> Result<bool, StoreError>;
-
-    /// Record a use of the token with this hash at `now_unix_ms` (the caller throttles).
-    /// MLflow: tag `sphere.operator_used.<hash>` on `<ns>/auth`.
-    fn touch_operator_token(
-        &self,
-        token_hash: &SecretHash,
-        now_unix_ms: u64,
-    ) -> Result<(), StoreError>;
-
-    /// Store a new dashboard session.
-    /// MLflow: a run in `<ns>/auth` tagged `sphere.kind=session`, `sphere.session_sha256`, ...
-    fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
-
-    /// The session with this hash, if stored (expired ones too: the caller checks).
-    /// MLflow: `runs/search` on `sphere.session_sha256`.
-    fn session(&self, session_hash: &SecretHash) -> Result<Option<SessionRecord>, StoreError>;
-
-    /// Record activity of a session at `now_unix_ms` (the caller throttles).
-    fn touch_session(&self, session_hash: &SecretHash, now_unix_ms: u64) -> Result<(), StoreError>;
-
-    /// Delete a session (logout, or found expired); deleting a missing one is not an error.
-    /// MLflow: `runs/delete`.
-    fn delete_session(&self, session_hash: &SecretHash) -> Result<(), StoreError>;
-
-    /// Delete every session that ended by `now_unix_ms` (expired, or idle for `idle_ms`);
-    /// returns how many.
-    fn purge_sessions(&self, now_unix_ms: u64, idle_ms: u64) -> Result<usize, StoreError>;
-
-    /// Who owns the token with this hash, if anyone (an operator token whatever its state:
-    /// the caller checks it with [`Tracking::operator_token`]).
-    /// MLflow: `<ns>/auth`'s tags (cached briefly), else `experiments/search` on the device
-    /// experiments' `sphere.token_sha256` tag.
-    fn token_owner(&self, token_hash: &SecretHash) -> Result<Option<Principal>, StoreError>;
-
-    /// One device by id.
-    /// MLflow: `experiments/get-by-name` `<ns>/device/<id>`.
-    fn device(&self, device_id: &str) -> Result<Option<DeviceRecord>, StoreError>;
-
-    /// All devices, ordered by id.
-    /// MLflow: `experiments/search` with `name LIKE '<ns>/device/%'`, paginated.
-    fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError>;
-
-    /// Update a device's last-seen time (never moves backwards).
-    /// MLflow: `experiments/set-experiment-tag` `last_seen`.
-    fn touch_device(&self, device_id: &str, now_unix_ms: u64) -> Result<(), StoreError>;
-
-    /// The record of package `package_id` of `device_id`, if accepted before.
-    /// MLflow: `runs/search` in `<ns>/packages` on the device and package id tags.
-    fn package(
-        &self,
-        device_id: &str,
-        package_id: &str,
-    ) -> Result<Option<PackageRecord>, StoreError>;
-
-    /// Record an accepted package (idempotent on device + package id) and count it for the device.
-    /// MLflow: `runs/create` (status `RUNNING` = not processed), searched before and after so
-    /// a replica race keeps one canonical copy; the count is a device experiment tag.
-    fn record_accepted(&self, record: &PackageRecord) -> Result<Recorded, StoreError>;
-
-    /// Mark a package processed (or failed for good with `failed`), with the `problems` found
-    /// in parts of it.
-    /// MLflow: `runs/update` status `FINISHED` / `FAILED`; problems as the run tag
-    /// `sphere.problems` (JSON list).
-    fn mark_processed(
-        &self,
-        device_id: &str,
-        package_id: &str,
-        now_unix_ms: u64,
-        failed: Option<String>,
-        problems: &[String],
-    ) -> Result<(), StoreError>;
-
-    /// Accepted packages not yet processed, oldest first.
-    /// MLflow: `runs/search` in `<ns>/packages` with `attributes.status = 'RUNNING'`.
-    fn unprocessed(&self) -> Result<Vec<PackageRecord>, StoreError>;
-
-    // --- Drift Hub -------------------------------------------------------------------------
-    // MLflow: one experiment `<ns>/drift-events`; each event is a run tagged
-    // `sphere.kind=drift-event`, `sphere.device`, `sphere.event_seq`, `sphere.detector_hex`,
-    // `sphere.status`, with the report as the JSON tag `sphere.event` and the metrics
-    // `sphere.id` (server id) and `sphere.unix_ms`; a decision is the write-once param
-    // `sphere.decision`. Feedback items are write-once params `feedback.<id>` of the device's
-    // `feedback-queue` run; the ack watermark is its metric `sphere.feedback_acked`; the
-    // device's result of an item is the write-once param `result.<id>` of the same run.
-
-    /// Store new drift events (their `id` is ignored and assigned here, increasing), skipping any
-    /// whose (device, event_seq) is stored already; returns how many were new. Idempotent, so
-    /// re-processing a package after a crash stores nothing twice.
-    /// MLflow: `runs/search` on `sphere.device` + `sphere.event_seq`, then `runs/create` for
-    /// the missing ones, with ids from the clock checked for uniqueness after writing.
-    fn put_drift_events(&self, events: &[DriftEventView]) -> Result<usize, StoreError>;
-
-    /// One drift event by server id, a decided one with its decision's feedback items and how
-    /// far each got ([`DriftEventView::feedback`]: queued, delivered = at or below the
-    /// device's ack watermark, applied / refused = the device's result).
-    /// MLflow: `runs/search` with `metrics.sphere.id = <id>`; for a decided event also the
-    /// device's queue run: its items whose idempotency key is `drift-event/<id>/<n>`, its ack
-    /// watermark and its `result.<id>` params.
-    fn drift_event(&self, id: u64) -> Result<Option<DriftEventView>, StoreError>;
-
-    /// Drift events matching `filter` with an id above `after`, ascending by id, at most
-    /// `limit` (the caller caps it), decided ones with their feedback as in
-    /// [`Tracking::drift_event`].
-    /// MLflow: `runs/search` with the filter as tag/metric conditions (the detector through
-    /// its hex tag), ordered by `metrics.sphere.id`, `max_results = limit`; the queue run of
-    /// each device with a decided event on the page, read once per page.
-    fn drift_events(
-        &self,
-        filter: &DriftEventFilter,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<DriftEventView>, StoreError>;
-
-    /// Atomically move a *pending* event to `decision.status` with the audit fields, and queue
-    /// `feedback` for its device in the same step (so a decision never exists without its
-    /// feedback, nor twice). A decided event is left unchanged: `AlreadyDecided`.
-    /// MLflow: the write-once param `sphere.decision` decides (exact across replicas), then
-    /// `runs/set-tag sphere.status` and the feedback items (idempotent per event).
-    fn decide_drift_event(
-        &self,
-        id: u64,
-        decision: &Decision,
-        feedback: &[FeedbackVerdict],
-    ) -> Result<DecideOutcome, StoreError>;
-
-    /// Queue `verdicts` for `device_id`, each with the next per-device id (1, 2, …).
-    /// Returns the ids given.
-    /// MLflow: each id claimed as the write-once param `feedback.<id>` of the device's queue run
-    /// (unique and increasing across replicas).
-    fn append_feedback(
-        &self,
-        device_id: &str,
-        verdicts: &[FeedbackVerdict],
-        now_unix_ms: u64,
-    ) -> Result<Vec<u64>, StoreError>;
-
-    /// Unacknowledged feedback of `device_id` with an id above `after`, ascending, at most
-    /// `limit`.
-    /// MLflow: the queue run's params above the larger of `after` and the ack watermark.
-    fn feedback_after(
-        &self,
-        device_id: &str,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<FeedbackItem>, StoreError>;
-
-    /// Record what `device_id` did with feedback items it was given: per item the first result
-    /// stands (a repeat changes nothing); a result for an id never given to the device is
-    /// skipped. Returns how many were recorded now.
-    /// MLflow: each result claimed as the write-once param `result.<id>` of the device's queue
-    /// run (`Taken` = reported before; exact across replicas).
-    fn record_feedback_results(
-        &self,
-        device_id: &str,
-        results: &[FeedbackResult],
-    ) -> Result<usize, StoreError>;
-
-    /// Acknowledge every item of `device_id` up to `up_to` (clamped to the last id given, never
-    /// moving backwards); acknowledged items are never returned again. Returns the watermark.
-    /// MLflow: metric `sphere.feedback_acked` logged with `step` = watermark (MLflow's latest
-    /// value is the largest step: never backwards); acknowledged params stay but are skipped.
-    fn ack_feedback(&self, device_id: &str, up_to: u64) -> Result<u64, StoreError>;
-
-    // --- Data Hub --------------------------------------------------------------------------
-    // MLflow: experiment `<ns>/predictions`, one run per prediction sample (tags
-    // `sphere.device`, `sphere.package_id`, `sphere.class`, the sample as `sphere.prediction`;
-    // metrics `sphere.unix_ms`, `sphere.confidence`). Logs and embeddings are blobs only.
-
-    /// Index prediction samples; a sample whose blob key is indexed already is skipped
-    /// (re-processing a package stores nothing twice). Returns how many were new.
-    /// MLflow: `runs/search` on device + package, `runs/create` + `runs/log-batch` for the rest.
-    fn put_predictions(&self, samples: &[PredictionView]) -> Result<usize, StoreError>;
-
-    /// Prediction samples matching `filter`, newest first ([`PredictionCursor`] order),
-    /// strictly after `after`, at most `limit` (the caller caps it).
-    /// MLflow: `runs/search` ordered by `metrics.sphere.unix_ms DESC`; ties sorted here.
-    fn predictions(
-        &self,
-        filter: &PredictionFilter,
-        after: Option<&PredictionCursor>,
-        limit: usize,
-    ) -> Result<Vec<PredictionView>, StoreError>;
-
-    // --- Fleet operations ----------------------------------------------------------------
-
-    /// The operator's settings for `device_id` (default settings for a device that has none
-    /// stored), or `None` for an unknown device.
-    /// MLflow: device experiment tags `sphere.settings` (JSON).
-    fn device_settings(&self, device_id: &str) -> Result<Option<DeviceSettings>, StoreError>;
-
-    /// Replace the operator's settings of `device_id`; false for an unknown device.
-    /// MLflow: `experiments/set-experiment-tag` `sphere.settings`.
-    fn set_device_settings(
-        &self,
-        device_id: &str,
-        settings: &DeviceSettings,
-    ) -> Result<bool, StoreError>;
-
-    /// Replace the token of `device_id` with `new_hash`, or revoke it (`None`): the old token
-    /// stops working in the same step. False for an unknown device.
-    /// MLflow: device experiment tag `token_hash` (and the token index tag).
-    fn replace_device_token(
-        &self,
-        device_id: &str,
-        new_hash: Option<SecretHash>,
-    ) -> Result<bool, StoreError>;
-
-    // --- Model releases (OTA) -------------------------------------------------------------
-
-    /// Record a verified release (its model blob stored before); idempotent on
-    /// (name, version): a second record of the same pair is `AlreadyKnown` and changes nothing.
-    /// MLflow: a run of `<ns>/releases` holds the record (tags); the release is also made a
-    /// version of the registered model `<ns with / as .>.<name>` (once per run; a repeat of
-    /// the publish completes a registration that failed).
-    fn put_release(&self, release: &ReleaseRecord) -> Result<Recorded, StoreError>;
-
-    /// One release.
-    /// MLflow: `runs/search` of `<ns>/releases` on the name and version tags (oldest run).
-    fn release(&self, name: &str, version: &str) -> Result<Option<ReleaseRecord>, StoreError>;
-
-    /// Every release, by name then upload time.
-    /// MLflow: `runs/search` of `<ns>/releases`, paginated.
-    fn releases(&self) -> Result<Vec<ReleaseRecord>, StoreError>;
-
-    /// Set the rollout of `rollout.group` (replacing the group's previous one).
-    /// MLflow: tag `sphere.rollout.<group>` (JSON) of `<ns>/releases`, mirrored as the
-    /// registered model's alias `rollout-<group>` (100 %) or `canary-<group>`.
-    fn set_rollout(&self, rollout: &Rollout) -> Result<(), StoreError>;
-
-    /// Every group's rollout, by group.
-    fn rollouts(&self) -> Result<Vec<Rollout>, StoreError>;
-
-    /// Remember that device `device_id` was served release `name`/`version` while it was
-    /// assigned it, so it may fetch that file again later (a resumed download, a rollback)
-    /// after its assignment moved on. Idempotent.
-    /// MLflow: tag `sphere.granted/<name>/<version>` of the device's experiment.
-    fn grant_release(&self, device_id: &str, name: &str, version: &str) -> Result<(), StoreError>;
-
-    /// Whether [`Tracking::grant_release`] was recorded for this device and release.
-    /// MLflow: that tag of the device's experiment.
-    fn release_granted(
-        &self,
-        device_id: &str,
-        name: &str,
-        version: &str,
-    ) -> Result<bool, StoreError>;
-
-    /// Set the configuration layer of `layer.scope` (`"all"` or a group), replacing it.
-    /// MLflow: tag `sphere.config.<scope>` (JSON) of the releases experiment.
-    fn set_scope_config(&self, layer: &ConfigLayer) -> Result<(), StoreError>;
-
-    /// Every fleet-wide and group layer, by scope.
-    fn scope_configs(&self) -> Result<Vec<ConfigLayer>, StoreError>;
-
-    // --- Device metrics (keys checked by `domain::valid_metric_key`) -------------------------
-
-    /// Store one package's metric points, all at `unix_ms`, one per key. Idempotent per
-    /// (device, package): storing the same package again adds nothing.
-    /// MLflow: `runs/log-batch` onto the package's run (≤ 1000 metrics per call), every point
-    /// with `timestamp` = `unix_ms`, plus the metric `sphere.metrics_unix_ms` for searches.
-    fn put_metrics(
-        &self,
-        device_id: &str,
-        package_id: &str,
-        unix_ms: u64,
-        points: &[(String, f64)],
-    ) -> Result<(), StoreError>;
-
-    /// The (Unix ms, value) points of `key` with `since <= t < until`, ascending by time, at
-    /// most `max_points` (evenly thinned when more match; of very long ranges the newest
-    /// points are read).
-    /// MLflow: `runs/search` of the device's package runs on `sphere.metrics_unix_ms`: each
-    /// run's latest value of `key` is the package's one point.
-    fn metric_series(
-        &self,
-        device_id: &str,
-        key: &str,
-        since: u64,
-        until: u64,
-        max_points: usize,
-    ) -> Result<Vec<(u64, f64)>, StoreError>;
-
-    /// The metric keys of `device_id`, sorted, at most `limit`.
-    /// MLflow: the keys of the device's most recent package runs with metrics.
-    fn metric_keys(&self, device_id: &str, limit: usize) -> Result<Vec<String>, StoreError>;
+/// Every store that has all the parts is a [`Tracking`] store.
+impl<T> Tracking for T where
+    T: AccessStore
+        + SessionStore
+        + DeviceStore
+        + PackageStore
+        + DriftStore
+        + PredictionStore
+        + ReleaseStore
+        + ConfigStore
+        + MetricStore
+        + ?Sized
+{
 }
 
 /// What the operator decides about a device (the [`DeviceRecord`] is what the device said
@@ -740,7 +466,7 @@ pub struct Decision {
     pub unix_ms: u64,
 }
 
-/// Result of [`Tracking::decide_drift_event`].
+/// Result of [`DriftStore::decide_drift_event`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum DecideOutcome {
     /// Decided now; the event as stored.

@@ -2,7 +2,7 @@
 //! and the migration of databases written before they had expiry, roles and revocation.
 //!
 //! Why a module of its own: the credential lifecycle (create, list, revoke, expire, sessions)
-//! is one concern with its own tables; keeping it out of `redb_tracking` keeps that file about
+//! is one concern with its own tables; keeping it out of the per-trait files keeps them about
 //! the fleet's data. Every record is JSON keyed by the SHA-256 of its secret, so a look-up
 //! by a presented secret is one read.
 
@@ -398,7 +398,7 @@ impl RedbTracking {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::Tracking;
+    use crate::ports::prelude::*;
 
     /// A database written by the version before credential records: its operator token and
     /// enrollment key keep working after the upgrade (fails before this change: the tables

@@ -1,0 +1,104 @@
+//! The embedded (redb) adapter: the `PackageStore` part of the `Tracking` port.
+//!
+//! Why a file of its own: one aggregate of the store per file, as in `ports/`; the
+//! tables and shared helpers live in the parent module.
+
+use super::*;
+use crate::ports::PackageStore;
+
+impl PackageStore for RedbTracking {
+    fn package(
+        &self,
+        device_id: &str,
+        package_id: &str,
+    ) -> Result<Option<PackageRecord>, StoreError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_table(PACKAGES).map_err(err)?;
+        match table
+            .get(package_key(device_id, package_id).as_str())
+            .map_err(err)?
+        {
+            Some(v) => Ok(Some(from_json(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn record_accepted(&self, record: &PackageRecord) -> Result<Recorded, StoreError> {
+        let key = package_key(&record.device_id, &record.package_id);
+        let tx = self.db.begin_write().map_err(err)?;
+        {
+            let mut packages = tx.open_table(PACKAGES).map_err(err)?;
+            if packages.get(key.as_str()).map_err(err)?.is_some() {
+                return Ok(Recorded::AlreadyKnown);
+            }
+            packages
+                .insert(key.as_str(), to_json(record)?.as_slice())
+                .map_err(err)?;
+            if record.processed_unix_ms.is_none() {
+                tx.open_table(PENDING)
+                    .map_err(err)?
+                    .insert(pending_key(record).as_str(), ())
+                    .map_err(err)?;
+            }
+            let mut devices = tx.open_table(DEVICES).map_err(err)?;
+            if let Some(mut device) = Self::read_device(&devices, &record.device_id)? {
+                device.packages += 1;
+                device.last_seen_unix_ms = device.last_seen_unix_ms.max(record.accepted_unix_ms);
+                devices
+                    .insert(record.device_id.as_str(), to_json(&device)?.as_slice())
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(Recorded::New)
+    }
+
+    fn mark_processed(
+        &self,
+        device_id: &str,
+        package_id: &str,
+        now_unix_ms: u64,
+        failed: Option<String>,
+        problems: &[String],
+    ) -> Result<(), StoreError> {
+        let key = package_key(device_id, package_id);
+        let tx = self.db.begin_write().map_err(err)?;
+        {
+            let mut packages = tx.open_table(PACKAGES).map_err(err)?;
+            let mut record: PackageRecord = match packages.get(key.as_str()).map_err(err)? {
+                Some(v) => from_json(v.value())?,
+                None => return Err(StoreError::new("redb", format!("no package {key}"))),
+            };
+            tx.open_table(PENDING)
+                .map_err(err)?
+                .remove(pending_key(&record).as_str())
+                .map_err(err)?;
+            record.processed_unix_ms = Some(now_unix_ms);
+            record.failed = failed;
+            record.problems = problems.to_vec();
+            packages
+                .insert(key.as_str(), to_json(&record)?.as_slice())
+                .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    fn unprocessed(&self) -> Result<Vec<PackageRecord>, StoreError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let pending = tx.open_table(PENDING).map_err(err)?;
+        let packages = tx.open_table(PACKAGES).map_err(err)?;
+        let mut out = Vec::new();
+        for row in pending.iter().map_err(err)? {
+            let (k, _) = row.map_err(err)?;
+            let key = k.value();
+            // `<ms>/<device>/<package>` → `<device>/<package>`
+            let Some((_, rest)) = key.split_once('/') else {
+                continue;
+            };
+            if let Some(v) = packages.get(rest).map_err(err)? {
+                out.push(from_json(v.value())?);
+            }
+        }
+        Ok(out)
+    }
+}
