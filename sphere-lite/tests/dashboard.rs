@@ -891,6 +891,52 @@ impl Driver {
     }
 }
 
+/// How long the browser tests wait for a page element.
+const BROWSER_WAIT: Duration = Duration::from_secs(15);
+
+impl Driver {
+    /// A headless Chromium session (with `window` arguments such as its size) that opens
+    /// `start`, which must show the login form, and logs in with `operator`'s token.
+    async fn logged_in(&self, start: &str, operator: &str, window: &[&str]) -> fantoccini::Client {
+        use fantoccini::{ClientBuilder, Locator};
+        let mut args = vec![
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+        ];
+        args.extend_from_slice(window);
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({ "binary": CHROMIUM, "args": args }),
+        );
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .expect("a WebDriver session with chromium");
+        client.goto(start).await.unwrap();
+        client
+            .wait()
+            .at_most(BROWSER_WAIT)
+            .for_element(Locator::Css("#token"))
+            .await
+            .unwrap()
+            .send_keys(operator)
+            .await
+            .unwrap();
+        client
+            .find(Locator::Css("#login"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        client
+    }
+}
+
 impl Drop for Driver {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -927,41 +973,16 @@ fn an_operator_validates_drift_in_headless_chromium_and_the_device_gets_the_feed
         .build()
         .unwrap();
     rt.block_on(async {
-        use fantoccini::{ClientBuilder, Locator};
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": CHROMIUM,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1400,1000"],
-            }),
-        );
-        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", driver.port))
-            .await
-            .expect("a WebDriver session with chromium");
-        let wait = Duration::from_secs(15);
-
+        use fantoccini::Locator;
+        let wait = BROWSER_WAIT;
         // Not logged in: the dashboard sends the browser to the login page.
-        client.goto(&format!("{base}/ui/fleet")).await.unwrap();
-        client
-            .wait()
-            .at_most(wait)
-            .for_element(Locator::Css("#token"))
-            .await
-            .unwrap()
-            .send_keys(&f.operator)
-            .await
-            .unwrap();
-        client
-            .find(Locator::Css("#login"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        let client = driver
+            .logged_in(
+                &format!("{base}/ui/fleet"),
+                &f.operator,
+                &["--window-size=1400,1000"],
+            )
+            .await;
 
         // The fleet page lists the device.
         let row = match client
@@ -1545,40 +1566,15 @@ fn an_operator_reviews_incidents_by_keyboard_in_headless_chromium() {
         .unwrap();
     rt.block_on(async {
         use fantoccini::key::Key;
-        use fantoccini::{ClientBuilder, Locator};
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": CHROMIUM,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1100,900",
-                         "--hide-scrollbars"],
-            }),
-        );
-        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", driver.port))
-            .await
-            .expect("a WebDriver session with chromium");
-        let wait = Duration::from_secs(15);
-        client.goto(&format!("{base}/ui/login")).await.unwrap();
-        client
-            .wait()
-            .at_most(wait)
-            .for_element(Locator::Css("#token"))
-            .await
-            .unwrap()
-            .send_keys(&f.operator)
-            .await
-            .unwrap();
-        client
-            .find(Locator::Css("#login"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        use fantoccini::Locator;
+        let wait = BROWSER_WAIT;
+        let client = driver
+            .logged_in(
+                &format!("{base}/ui/login"),
+                &f.operator,
+                &["--window-size=1100,900", "--hide-scrollbars"],
+            )
+            .await;
         client
             .wait()
             .at_most(wait)
