@@ -272,7 +272,7 @@ mod tests {
         assert!(keys.contains(&tinylcm_protocol::api::FOREIGN_ANSWER_METRIC.to_string()));
         assert!(!keys.iter().any(|k| k.starts_with("sync.foreign_answer.")));
         assert!(
-            keys.contains(&"classes.cls_0__.total".to_string()),
+            keys.contains(&tinylcm_protocol::metric_keys::class_count_key("cls_0__")),
             "{keys:?}"
         );
         assert!(!keys.iter().any(|k| k == "pid"));

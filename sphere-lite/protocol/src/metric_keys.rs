@@ -33,6 +33,20 @@ pub const DEFAULT_CHARTS: [&str; 6] = [
     SOC_TEMPERATURE_C,
 ];
 
+/// The key of a class's count since start: the runtime's status report counts frames per
+/// class (`classes.<name>.total` once flattened), and the dashboard's label chooser reads
+/// a device's classes from these keys.
+pub fn class_count_key(class: &str) -> String {
+    format!("classes.{class}.total")
+}
+
+/// The class a [`class_count_key`] names, or `None` for any other key.
+pub fn class_of_count_key(key: &str) -> Option<&str> {
+    key.strip_prefix("classes.")?
+        .strip_suffix(".total")
+        .filter(|name| !name.is_empty() && !name.contains('.'))
+}
+
 /// What a series measures, for an axis that means something (a confidence axis runs 0..1,
 /// not 0.956..1, so a small dip does not look like a crash).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +85,20 @@ mod tests {
                     && p.bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
             })
+    }
+
+    #[test]
+    fn a_class_count_key_names_its_class_and_nothing_else_does() {
+        assert_eq!(class_of_count_key(&class_count_key("new-1")), Some("new-1"));
+        assert_eq!(class_of_count_key("classes.box.total"), Some("box"));
+        for other in [
+            "classes..total",
+            "classes.a.b.total",
+            "classes.box.mean",
+            FPS,
+        ] {
+            assert_eq!(class_of_count_key(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@
 use std::collections::BTreeSet;
 
 use tinylcm_protocol::api::{DriftEventQuery, DriftEventView, MAX_DRIFT_EVENT_PAGE};
+use tinylcm_protocol::metric_keys::class_of_count_key;
 
 use super::{DomainError, Sphere};
 
@@ -68,11 +69,7 @@ pub fn group_by_incident(events: Vec<DriftEventView>) -> Vec<Vec<DriftEventView>
 /// The classes a device reports in the metric keys `keys`, known ones first, then the ones it
 /// proposed (`new-…`), each sorted.
 pub fn classes_of_keys<'a>(keys: impl IntoIterator<Item = &'a str>) -> (Vec<String>, Vec<String>) {
-    let names: BTreeSet<&str> = keys
-        .into_iter()
-        .filter_map(|k| k.strip_prefix("classes.")?.strip_suffix(".total"))
-        .filter(|n| !n.is_empty() && !n.contains('.'))
-        .collect();
+    let names: BTreeSet<&str> = keys.into_iter().filter_map(class_of_count_key).collect();
     let (proposed, known): (Vec<&str>, Vec<&str>) = names
         .into_iter()
         .partition(|n| n.starts_with(PROPOSED_CLASS_PREFIX));
