@@ -13,7 +13,7 @@ use tinylcm_protocol::api::{DriftEventStatus, DriftEventView};
 use warp::http::StatusCode;
 
 use super::drift::{DriftFilter, event_row};
-use super::names::display_name;
+use super::names::{device_name, display_name};
 use super::pages::{ClassChoice, IncidentCard, IncidentPage};
 use super::reply::{Page, domain_error, error_page, html, run};
 use super::session::{Ctx, require};
@@ -138,10 +138,8 @@ pub(super) async fn page(id: u64, ctx: Ctx) -> Page {
         let classes = classes_by_device(&sphere, &events)?;
         let device = &events[0].device_id;
         let name = match sphere.device_summary(device)? {
-            Some(d) => {
-                let settings = sphere.device_settings(device).ok();
-                display_name(&d, settings.as_ref())
-            }
+            // A settings read that fails still names the device, by its enrollment name.
+            Some(d) => device_name(&sphere, &d).unwrap_or_else(|_| display_name(&d, None)),
             None => device.clone(),
         };
         Ok(Some((events, classes, name)))

@@ -29,21 +29,24 @@ pub(crate) fn display_name(d: &DeviceSummary, settings: Option<&DeviceSettings>)
     }
 }
 
+/// [`display_name`] of `d` with its settings read from the store (a device removed since it
+/// was listed has none: its enrollment name will do).
+pub(super) fn device_name(sphere: &Sphere, d: &DeviceSummary) -> Result<String, DomainError> {
+    let settings = match sphere.device_settings(&d.device_id) {
+        Ok(s) => Some(s),
+        Err(DomainError::NotFound { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    Ok(display_name(d, settings.as_ref()))
+}
+
 /// (id, name) of the first [`DEVICE_MENU`] devices, plus `keep` if it is further on.
 pub(super) fn device_menu(
     sphere: &Sphere,
     keep: Option<&str>,
 ) -> Result<Vec<(String, String)>, DomainError> {
     let devices = sphere.list_devices()?.devices;
-    let name = |d: &DeviceSummary| -> Result<String, DomainError> {
-        let settings = match sphere.device_settings(&d.device_id) {
-            Ok(s) => Some(s),
-            // Removed since the listing: its enrollment name will do.
-            Err(DomainError::NotFound { .. }) => None,
-            Err(e) => return Err(e),
-        };
-        Ok(display_name(d, settings.as_ref()))
-    };
+    let name = |d: &DeviceSummary| device_name(sphere, d);
     let mut menu = Vec::new();
     for d in devices.iter().take(DEVICE_MENU) {
         menu.push((d.device_id.clone(), name(d)?));
