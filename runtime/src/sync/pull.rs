@@ -38,8 +38,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use tinylcm_protocol::api::{
-    AckRequest, AckResponse, ConfigRefusal, FeedbackItem, FeedbackOutcome, FeedbackPage,
-    FeedbackResult, ModelAssignment,
+    AckRequest, AckResponse, ConfigRefusal, FeedbackOutcome, FeedbackPage, FeedbackResult,
+    ModelAssignment,
 };
 use tinylcm_protocol::paths;
 use tinylcm_protocol::release::ReleaseManifest;
@@ -66,12 +66,6 @@ const LATER: &str = "model-later";
 pub const LATER_FIRST: Duration = Duration::from_secs(60);
 /// Longest wait between tries of such a release.
 pub const LATER_MAX: Duration = Duration::from_secs(3600);
-
-/// The verdicts of feedback items as an inbox file (each with its item id, for the results),
-/// and the configuration items apart (with theirs).
-pub fn to_feedback_file(items: &[FeedbackItem]) -> (FeedbackFile, Vec<(u64, String, String)>) {
-    FeedbackFile::from_items(items)
-}
 
 /// Reports the host's unreported configuration refusal, if any. A failure is logged and
 /// left for the next round: a report must never hold up feedback.
@@ -160,7 +154,7 @@ async fn pull_pages(
         let Some(last) = page.items.iter().map(|i| i.id).max() else {
             return Ok(done);
         };
-        let (file, configs) = to_feedback_file(&page.items);
+        let (file, configs) = FeedbackFile::from_items(&page.items);
         let inbox = host.feedback_inbox();
         // Results known now (configurations, verdicts this runtime cannot take); the inbox
         // reports the others once it applied them.
@@ -491,7 +485,7 @@ mod tests {
     use super::*;
     use crate::autonomy::feedback::Verdict;
     use tinylcm_protocol::api::DriftVerdict as WireDrift;
-    use tinylcm_protocol::api::FeedbackVerdict;
+    use tinylcm_protocol::api::{FeedbackItem, FeedbackVerdict};
 
     #[test]
     fn items_map_onto_the_feedback_file_and_configs_apart() {
@@ -524,7 +518,7 @@ mod tests {
                 verdict,
             })
             .collect();
-        let (file, configs) = to_feedback_file(&items);
+        let (file, configs) = FeedbackFile::from_items(&items);
         assert_eq!(file.drift.len(), 1);
         // Each verdict keeps the item it came from, for the device's results.
         assert_eq!(
