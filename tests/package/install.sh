@@ -3,10 +3,13 @@
 # machine's release from its configured mirror, kept as a tarball in the cache): what the
 # guide's "Install on Raspberry Pi OS" does, then upgrade, remove and purge.
 #
-# Usage: tests/package/install.sh DEB_DIR
-#   DEB_DIR holds tinylcm_*_amd64.deb and sphere-lite_*_amd64.deb at two Debian revisions
+# Usage: tests/package/install.sh DEB_DIR [ARCH]
+#   DEB_DIR holds tinylcm_*_ARCH.deb and sphere-lite_*_ARCH.deb at two Debian revisions
 #   (scripts/package-deb --revision 1 and --revision 2); the lower one is installed first,
-#   the higher one is the upgrade.
+#   the higher one is the upgrade. ARCH is this machine's by default; arm64 here is the
+#   Raspberry Pi OS case: an arm64 root whose programs (dpkg, the maintainer scripts, tinylcm
+#   itself) run under qemu-aarch64 through binfmt_misc, and only tinylcm is checked (the server
+#   runs on a machine of the fleet's owner, amd64 here).
 #
 # For each package: `apt install ./file.deb` (files, conffile, system user and groups, state folder, unit not
 # enabled nor started, its sandbox lines), the unit's ExecStart command line run as the
@@ -22,12 +25,31 @@ repo=$(cd "$here/../.." && pwd)
 # shellcheck source-path=SCRIPTDIR/../..
 . "$repo/scripts/lib/check.sh"
 
-deb_dir=${1:?usage: tests/package/install.sh DEB_DIR}
-arch=$(dpkg --print-architecture)
+deb_dir=${1:?usage: tests/package/install.sh DEB_DIR [ARCH]}
+arch=${2:-$(dpkg --print-architecture)}
+case "$arch" in
+    amd64) machine=x86_64 ;;
+    arm64) machine=aarch64 ;;
+    *) fail "ARCH must be amd64 or arm64, not '$arch'" ;;
+esac
 [ "$(id -u)" -eq 0 ] || missing "root" "run as root (chroot and mounts in a private namespace)"
 command -v debootstrap >/dev/null || missing "debootstrap" "apt-get install debootstrap"
 command -v unshare >/dev/null || missing "unshare" "apt-get install util-linux"
 check_init
+
+# A foreign root's programs run through binfmt_misc: qemu-user-binfmt's registration, loaded
+# with its F flag (the kernel opens the interpreter now, so it works inside the chroot too).
+if [ "$machine" != "$(uname -m)" ]; then
+    binfmt=/proc/sys/fs/binfmt_misc
+    conf=/usr/lib/binfmt.d/qemu-$machine.conf
+    [ -e "$conf" ] || missing "qemu-user-binfmt" "apt-get install qemu-user qemu-user-binfmt"
+    [ -e "$binfmt/register" ] || mount -t binfmt_misc binfmt_misc "$binfmt" ||
+        missing "binfmt_misc" "a kernel with binfmt_misc and the right to mount it (root outside a restricted container)"
+    [ -e "$binfmt/qemu-$machine" ] || cat "$conf" >"$binfmt/register" ||
+        fail "could not register qemu-$machine with binfmt_misc"
+    grep -qx enabled "$binfmt/qemu-$machine" || fail "binfmt_misc: qemu-$machine is disabled"
+    ok "$arch programs run through qemu-$machine (binfmt_misc)"
+fi
 
 # deb NAME REVISION: the package file of that revision.
 deb() {
@@ -46,10 +68,10 @@ suite=$VERSION_CODENAME
 includes=adduser,init-system-helpers
 tarball=$(cache_dir)/debian-root/$suite-$arch-minbase-${includes//,/-}.tar
 if [ ! -s "$tarball" ]; then
-    mirror=$(apt-cache policy | awk -v s="$suite/main $arch" '$0 ~ s {print $2; exit}')
-    [ -n "$mirror" ] || fail "no $suite/main mirror for $arch in apt's sources (apt-get update?)"
+    mirror=$(apt-cache policy | awk -v s="$suite/main" '$0 ~ s {print $2; exit}')
+    [ -n "$mirror" ] || fail "no $suite/main mirror in apt's sources (apt-get update?)"
     note "debootstrap $suite ($arch) from $mirror into $tarball"
-    debootstrap --variant=minbase --include="$includes" "$suite" "$WORK/boot" "$mirror" \
+    debootstrap --arch="$arch" --variant=minbase --include="$includes" "$suite" "$WORK/boot" "$mirror" \
         >"$WORK/debootstrap.log" 2>&1 || {
         tail -n 20 "$WORK/debootstrap.log" >&2
         fail "debootstrap failed"
@@ -65,13 +87,16 @@ tar -C "$root" -xf "$tarball"
 mkdir -p "$root/tmp/debs"
 ok "a fresh $suite root ($arch)"
 
-# in_root CMD...: CMD in the root, with /proc and /dev as a running system has them (mounted
-# in a private mount namespace, so nothing outlives the command), no environment leaking in.
+# in_root CMD...: CMD in the root, with /proc, /sys and /dev as a running system has them
+# (mounted in a private mount namespace, so nothing outlives the command), no environment
+# leaking in. LiteRT's CPU backend on arm64 reads the processor list from /sys (on x86 it asks
+# the CPU): without it the model does not compile.
 in_root() {
     # shellcheck disable=SC2016 # the script is sh's, its variables are its own
     unshare --mount --propagation private -- sh -ec '
         r=$1; shift
         mount -t proc proc "$r/proc"
+        mount --rbind /sys "$r/sys"
         mount --rbind /dev "$r/dev"
         exec chroot "$r" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"
     ' sh "$root" "$@"
@@ -165,14 +190,14 @@ check_conffile() {
 }
 
 # ---------------------------------------------------------------- tinylcm
-pin_sha=$(sed -n "s/^ *\[$(uname -m)\]=\([0-9a-f]\{64\}\)$/\1/p" "$repo/scripts/fetch-libs" | head -n1)
-[ -n "$pin_sha" ] || fail "no LiteRT pin for $(uname -m) in scripts/fetch-libs"
+pin_sha=$(sed -n "s/^ *\[$machine\]=\([0-9a-f]\{64\}\)$/\1/p" "$repo/scripts/fetch-libs" | head -n1)
+[ -n "$pin_sha" ] || fail "no LiteRT pin for $machine in scripts/fetch-libs"
 
 apt_install tinylcm 1
 [ "$(status_of tinylcm)" = "ii 0.1.0-1" ] || fail "tinylcm status: $(status_of tinylcm)"
 [ -x "$root/usr/bin/tinylcm" ] || fail "no /usr/bin/tinylcm"
 sha256_matches "$root/usr/lib/tinylcm/libLiteRt.so" "$pin_sha" ||
-    fail "/usr/lib/tinylcm/libLiteRt.so is not the pinned LiteRT for $(uname -m)"
+    fail "/usr/lib/tinylcm/libLiteRt.so is not the pinned LiteRT for $machine"
 cmp -s "$root/usr/share/doc/tinylcm/LiteRT-LICENSE" "$(cache_dir)/libs/litert-2.3.0/LICENSE" ||
     fail "LiteRT's licence is not /usr/share/doc/tinylcm/LiteRT-LICENSE"
 grep -q "usr/lib/tinylcm/libLiteRt.so" "$root/usr/share/doc/tinylcm/copyright" ||
@@ -280,6 +305,9 @@ in_root apt-get purge -y -q tinylcm </dev/null >"$WORK/dpkg.log" 2>&1 ||
 ok "apt-get purge: state and config deleted"
 
 # ---------------------------------------------------------------- sphere-lite
+# Checked on this machine's architecture only (see the usage above).
+[ "$machine" = "$(uname -m)" ] || exit 0
+
 apt_install sphere-lite 1
 [ "$(status_of sphere-lite)" = "ii 0.1.0-1" ] || fail "sphere-lite status: $(status_of sphere-lite)"
 [ -x "$root/usr/bin/sphere-lite" ] || fail "no /usr/bin/sphere-lite"
