@@ -1,5 +1,6 @@
 //! Signed model releases: what an operator publishes, the server hands out and a device
-//! verifies before it installs a model (DESIGN.md §2.3).
+//! verifies before it installs a model (the user's side: the guide's chapter "Models and
+//! over-the-air updates").
 //!
 //! A release is a [`ReleaseManifest`] (name, version, the model file's size and SHA-256, the
 //! runtime's model manifest) serialised to JSON, plus an Ed25519 signature over **exactly those
