@@ -33,23 +33,106 @@ use crate::board::DiskGuard;
 /// (the server may have been fixed): four downloads a day at most instead of one per round.
 pub const MISMATCH_RETRY: Duration = Duration::from_secs(6 * 3600);
 
-/// Why [`fetch`] returned no file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why [`fetch`] returned no file. Each message is one line for the sync log, beginning with
+/// what failed; none of them is final: the next round tries again (after [`MISMATCH_RETRY`]
+/// for a [`FetchError::Contradicted`] one).
+#[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     /// The file system cannot take the rest of the file and keep its minimum free: nothing
     /// was asked of the server; try again when there is room.
-    #[error("{0}")]
-    NoRoom(String),
-    /// The download failed (network, server, disk, a file that contradicts its assignment):
-    /// a one-line message for the sync log.
-    #[error("{0}")]
-    Failed(String),
+    #[error(
+        "{need} more bytes would leave less than the {} MiB kept free on {} \
+         (`[board] min-free-mib`; free now: {}); waiting for room",
+        min_free >> 20,
+        path.display(),
+        free.map_or("unknown".to_string(), |f| format!("{} MiB", f >> 20))
+    )]
+    NoRoom {
+        /// What is still missing of the file, in bytes.
+        need: u64,
+        /// The free space the guard keeps, in bytes.
+        min_free: u64,
+        /// The guarded file system's folder.
+        path: PathBuf,
+        /// Free bytes now, when the file system could say.
+        free: Option<u64>,
+    },
+    /// A file in the downloads folder could not be read or written.
+    #[error("model download: {what} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The connection failed or was cut.
+    #[error("model download: {}", http::describe(.0))]
+    Network(#[source] reqwest::Error),
+    /// The server answered with an error.
+    #[error("model download: {}", .0.error_text())]
+    Refused(http::Answer),
+    /// A resumed download asked for bytes past the end of the server's file; the partial
+    /// file is removed and the next round starts over.
+    #[error("model download: range not satisfiable; starting over")]
+    RangeNotSatisfiable,
+    /// The resumed file's SHA-256 is not the assigned one: the kept part may be the damaged
+    /// one, so the next round fetches it whole.
+    #[error(
+        "model download: SHA-256 {actual} of the resumed file is not the assigned {expected}; \
+         discarded, fetched whole next round"
+    )]
+    ResumedMismatch {
+        /// What the file hashed to.
+        actual: String,
+        /// What the assignment says.
+        expected: String,
+    },
+    /// The server's file contradicts its own assignment: remembered, and not asked for again
+    /// for [`MISMATCH_RETRY`].
+    #[error(
+        "model download: {0}; not asked again for {hours} h",
+        hours = MISMATCH_RETRY.as_secs() / 3600
+    )]
+    Contradicted(Contradiction),
+    /// The server's file contradicted this assignment recently: not asked for it again yet.
+    #[error(
+        "model download: the server's file contradicted this assignment; not asking again \
+         for {} min",
+        left.as_secs().div_ceil(60)
+    )]
+    StillContradicted {
+        /// Time left before it is tried again.
+        left: Duration,
+    },
 }
 
-impl From<String> for FetchError {
-    fn from(message: String) -> Self {
-        FetchError::Failed(message)
-    }
+/// How a server's file contradicted its assignment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Contradiction {
+    /// The answer went past the assigned size.
+    #[error("more than the assigned {size} bytes; discarded")]
+    Longer {
+        /// The assigned size.
+        size: u64,
+    },
+    /// The answer ended cleanly before the assigned size.
+    #[error("the server's file ends at byte {have}, the assignment says {size}")]
+    Shorter {
+        /// Bytes received.
+        have: u64,
+        /// The assigned size.
+        size: u64,
+    },
+    /// A whole file with other bytes.
+    #[error("SHA-256 {actual} is not the assigned {expected}; discarded")]
+    OtherBytes {
+        /// What the file hashed to.
+        actual: String,
+        /// What the assignment says.
+        expected: String,
+    },
 }
 
 /// Downloads the assignment's file into `dir`, resuming a partial one; returns the complete,
@@ -62,7 +145,11 @@ pub async fn fetch(
     dir: &Path,
     disk: Option<&DiskGuard>,
 ) -> Result<PathBuf, FetchError> {
-    let io = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {e}", p.display());
+    let io = |what: &'static str, p: &Path, source: std::io::Error| FetchError::Io {
+        what,
+        path: p.to_path_buf(),
+        source,
+    };
     std::fs::create_dir_all(dir).map_err(|e| io("creating", dir, e))?;
     // Leftovers of an assignment that was replaced will never be used: remove them.
     if let Ok(entries) = std::fs::read_dir(dir) {
@@ -74,18 +161,11 @@ pub async fn fetch(
     }
     let mismatch = dir.join(format!("{}.mismatch", a.sha256));
     if let Some(left) = still_mismatched(&mismatch, SystemTime::now()) {
-        return Err(FetchError::Failed(format!(
-            "model download: the server's file contradicted this assignment; not asking \
-             again for {} min",
-            left.as_secs().div_ceil(60)
-        )));
+        return Err(FetchError::StillContradicted { left });
     }
-    let contradiction = |reason: String| {
+    let contradiction = |how: Contradiction| {
         remember_mismatch(&mismatch, SystemTime::now());
-        format!(
-            "model download: {reason}; not asked again for {} h",
-            MISMATCH_RETRY.as_secs() / 3600
-        )
+        FetchError::Contradicted(how)
     };
     let part = dir.join(format!("{}.part", a.sha256));
     let mut have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
@@ -98,15 +178,12 @@ pub async fn fetch(
         if let Some(guard) = disk {
             let need = a.size - have;
             if !guard.ok_to_write(need) {
-                let free = guard.space().map_or("unknown".to_string(), |s| {
-                    format!("{} MiB", s.free_bytes >> 20)
+                return Err(FetchError::NoRoom {
+                    need,
+                    min_free: guard.min_free_bytes(),
+                    path: guard.path().to_path_buf(),
+                    free: guard.space().ok().map(|s| s.free_bytes),
                 });
-                return Err(FetchError::NoRoom(format!(
-                    "{need} more bytes would leave less than the {} MiB kept free on {} \
-                     (`[board] min-free-mib`; free now: {free}); waiting for room",
-                    guard.min_free_bytes() >> 20,
-                    guard.path().display()
-                )));
             }
         }
         let absolute =
@@ -122,10 +199,7 @@ pub async fn fetch(
         if have > 0 {
             request = request.header(reqwest::header::RANGE, format!("bytes={have}-"));
         }
-        let mut response = request
-            .send()
-            .await
-            .map_err(|e| format!("model download: {}", http::describe(&e)))?;
+        let mut response = request.send().await.map_err(FetchError::Network)?;
         let status = response.status().as_u16();
         let mut f = match status {
             206 if have > 0 => {
@@ -143,32 +217,23 @@ pub async fn fetch(
                 // Nothing past what we hold. Our partial file may be what is wrong (a damaged
                 // card): start over; a server whose file is short shows it on a whole answer.
                 let _ = std::fs::remove_file(&part);
-                return Err(FetchError::Failed(
-                    "model download: range not satisfiable; starting over".into(),
-                ));
+                return Err(FetchError::RangeNotSatisfiable);
             }
             _ => {
                 let headers = response.headers().clone();
                 let body = http::read_bounded(&mut response, 4096)
                     .await
                     .unwrap_or_default();
-                let a = http::Answer::new(status, &headers, body);
-                return Err(format!("model download: {}", a.error_text()).into());
+                return Err(FetchError::Refused(http::Answer::new(
+                    status, &headers, body,
+                )));
             }
         };
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| format!("model download: {}", http::describe(&e)))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(FetchError::Network)? {
             if have + chunk.len() as u64 > a.size {
                 drop(f);
                 let _ = std::fs::remove_file(&part);
-                return Err(contradiction(format!(
-                    "more than the assigned {} bytes; discarded",
-                    a.size
-                ))
-                .into());
+                return Err(contradiction(Contradiction::Longer { size: a.size }));
             }
             f.write_all(&chunk).map_err(|e| io("writing", &part, e))?;
             have += chunk.len() as u64;
@@ -179,11 +244,7 @@ pub async fn fetch(
             // server's file itself is shorter than it says.
             drop(f);
             let _ = std::fs::remove_file(&part);
-            return Err(contradiction(format!(
-                "the server's file ends at byte {have}, the assignment says {}",
-                a.size
-            ))
-            .into());
+            return Err(contradiction(Contradiction::Shorter { have, size: a.size }));
         }
     }
     let actual = sha256_file(&part).map_err(|e| io("reading", &part, e))?;
@@ -192,18 +253,15 @@ pub async fn fetch(
         if resumed {
             // Part of it came from an earlier answer we kept on disk: that part may be
             // the damaged one. Fetch it whole before blaming the server.
-            return Err(format!(
-                "model download: SHA-256 {actual} of the resumed file is not the assigned {}; \
-                 discarded, fetched whole next round",
-                a.sha256
-            )
-            .into());
+            return Err(FetchError::ResumedMismatch {
+                actual,
+                expected: a.sha256.clone(),
+            });
         }
-        return Err(contradiction(format!(
-            "SHA-256 {actual} is not the assigned {}; discarded",
-            a.sha256
-        ))
-        .into());
+        return Err(contradiction(Contradiction::OtherBytes {
+            actual,
+            expected: a.sha256.clone(),
+        }));
     }
     let done = dir.join(format!("{}.tflite", a.sha256));
     std::fs::rename(&part, &done).map_err(|e| io("renaming", &part, e))?;
@@ -285,9 +343,10 @@ mod tests {
             .unwrap();
         let client = reqwest::Client::new();
         let got = rt.block_on(fetch(&client, &creds, &a, dir.path(), Some(&guard)));
-        let Err(FetchError::NoRoom(why)) = got else {
+        let Err(e @ FetchError::NoRoom { .. }) = got else {
             panic!("{got:?}");
         };
+        let why = e.to_string();
         assert!(why.contains("min-free-mib"), "{why}");
         assert!(
             matches!(server.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),

@@ -146,8 +146,8 @@ pub enum PullError {
         release_sha256: String,
     },
     /// The model file could not be downloaded.
-    #[error("{0}")]
-    Download(String),
+    #[error(transparent)]
+    Download(super::download::FetchError),
     /// Remembering a refusal or a back-off in the state database failed.
     #[error(transparent)]
     State(#[from] crate::state::StateError),

@@ -445,12 +445,12 @@ pub async fn pull_model(
     let dir = state_dir.join("downloads");
     let file = match download::fetch(client, creds, &a, &dir, disk).await {
         Ok(file) => file,
-        Err(FetchError::NoRoom(why)) => {
+        Err(why @ FetchError::NoRoom { .. }) => {
             return Ok(ModelOutcome::Waiting(format!(
                 "model release {label} not downloaded: {why}"
             )));
         }
-        Err(FetchError::Failed(e)) => return Err(PullError::Download(e)),
+        Err(e) => return Err(PullError::Download(e)),
     };
     let result = host.install_release(&file, &a.release);
     let _ = std::fs::remove_file(&file);
