@@ -54,9 +54,10 @@ pub fn open_stores(
             )
             .into());
         };
-        let tracking = MlflowTracking::open(mlflow)?;
-        let blobs = S3Blobs::open(s3)?;
-        return Ok(Sphere::new(Arc::new(tracking), Arc::new(blobs)));
+        let blobs: Arc<dyn Blobs> = Arc::new(S3Blobs::open(s3)?);
+        // Release model files are logged as artifacts of their MLflow runs from the blobs.
+        let tracking = MlflowTracking::open(mlflow)?.with_release_files(blobs.clone());
+        return Ok(Sphere::new(Arc::new(tracking), blobs));
     }
     std::fs::create_dir_all(data)
         .map_err(|e| StoreError::new("data", format!("create {}: {e}", data.display())))?;

@@ -89,6 +89,20 @@ impl Backend {
         out
     }
 
+    /// The MLflow + S3 backend alone for `test`, or `None` when the services are not
+    /// configured (reported through `test_support::missing`).
+    pub fn mlflow(test: &str) -> Option<Backend> {
+        remote(test).map(|r| Backend {
+            dir: tempfile::tempdir().unwrap(),
+            remote: Some(r),
+        })
+    }
+
+    /// The MLflow settings of an MLflow + S3 backend.
+    pub fn mlflow_settings(&self) -> Option<&MlflowSettings> {
+        self.remote.as_ref().map(|(_, m)| m)
+    }
+
     /// `embedded` or `mlflow+s3`.
     pub fn name(&self) -> &'static str {
         if self.remote.is_some() {

@@ -198,6 +198,10 @@ pub struct RunInfo {
     /// Start time (Unix ms), as given at creation.
     #[serde(default)]
     pub start_time: i64,
+    /// Where the run's artifacts live (`mlflow-artifacts:/<experiment>/<run>/artifacts` when
+    /// the server proxies artifacts, see [`super::artifacts`]).
+    #[serde(default)]
+    pub artifact_uri: String,
 }
 
 /// Run contents.
@@ -694,6 +698,68 @@ impl Client {
             &json!({"name": name, "alias": alias, "version": version}),
         )
         .map(drop)
+    }
+}
+
+/// A file or folder in a run's artifacts, as the artifact proxy lists it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ArtifactFile {
+    /// Path relative to the listed folder.
+    pub path: String,
+    /// Whether it is a folder.
+    #[serde(default)]
+    pub is_dir: bool,
+    /// Size in bytes (files only).
+    #[serde(default)]
+    pub file_size: Option<u64>,
+}
+
+impl Client {
+    fn artifact_url(&self, path: &super::artifacts::ProxyPath) -> String {
+        format!(
+            "{}/api/2.0/mlflow-artifacts/artifacts/{}",
+            self.base,
+            path.as_str()
+        )
+    }
+
+    /// Store `bytes` as the artifact at `path` through MLflow's artifact proxy
+    /// (`PUT /api/2.0/mlflow-artifacts/artifacts/<path>`; overwrites).
+    pub fn put_artifact(
+        &self,
+        path: &super::artifacts::ProxyPath,
+        bytes: &[u8],
+    ) -> Result<(), MlflowError> {
+        let result = self
+            .agent
+            .put(&self.artifact_url(path))
+            .set("Content-Type", "application/octet-stream")
+            .set("Accept", "application/json")
+            .send_bytes(bytes);
+        Self::answer::<Value>("mlflow-artifacts/artifacts", result).map(drop)
+    }
+
+    /// The files and folders directly in artifact folder `path` (empty if there is none).
+    pub fn list_artifacts(
+        &self,
+        path: &super::artifacts::ProxyPath,
+    ) -> Result<Vec<ArtifactFile>, MlflowError> {
+        #[derive(Deserialize)]
+        struct Listed {
+            #[serde(default)]
+            files: Vec<ArtifactFile>,
+        }
+        let url = format!("{}/api/2.0/mlflow-artifacts/artifacts", self.base);
+        let listed: Listed = retry_read(|| {
+            let result = self
+                .agent
+                .get(&url)
+                .query("path", path.as_str())
+                .set("Accept", "application/json")
+                .call();
+            Self::answer("mlflow-artifacts/artifacts", result)
+        })?;
+        Ok(listed.files)
     }
 }
 

@@ -3,8 +3,8 @@
 //! Why: with tracking in MLflow and blobs in S3, a sphere-lite process keeps nothing locally,
 //! so several replicas can serve one fleet and operators see devices, packages and drift
 //! events in the MLflow UI. Submodules: [`client`] (typed REST calls, MLflow error mapping,
-//! pagination, bounded answers), [`filter`] (injection-proof search filters) and [`tracking`]
-//! (the mapping).
+//! pagination, bounded answers), [`filter`] (injection-proof search filters), [`artifacts`]
+//! (paths on MLflow's artifact proxy) and [`tracking`] (the mapping).
 //!
 //! # Layout (namespace `<ns>`, default `sphere-lite`)
 //!
@@ -44,6 +44,13 @@
 //!   no replica keeps state. Re-processing skips samples whose run exists; two replicas
 //!   racing on one package can leave two runs of a sample, and listings drop the copy.
 //!   Log files and drift-sample embeddings stay in the blob store only (`domain::datahub`).
+//! * `<ns>/releases`: one run per published release (run name `<name>-<version>`, the record
+//!   as JSON in tags `sphere.record.<i>`), `FINISHED` once complete, with the artifacts
+//!   `model/model.tflite`, `model/model.toml` (the model manifest) and `model/release.json`
+//!   (the signed release), written through MLflow's artifact proxy ([`artifacts`]). Each is
+//!   a version of the registered model `<ns with / as .>.<name>` whose source
+//!   `runs:/<run>/model` is that folder, so `mlflow artifacts download -u
+//!   models:/<model>/<version>` returns those three files.
 //!
 //! Only hashes of tokens and keys are stored. Values from devices or operators enter search
 //! filters only as checked literals or as hex (see [`filter`]).
@@ -96,6 +103,7 @@
 //! MLflow 3 accepts only `localhost`/`127.0.0.1` as `Host` by default: a remote MLflow needs
 //! `--allowed-hosts`. Tested against MLflow 3.17.2.
 
+pub mod artifacts;
 pub mod client;
 pub mod filter;
 pub mod tracking;

@@ -226,6 +226,9 @@ pub struct MlflowTracking {
     operators: Mutex<Option<OperatorSnapshot>>,
     /// Last drift event id given by this process.
     last_drift_id: Mutex<u64>,
+    /// Where release model files are read from to be logged as artifacts of their run
+    /// ([`MlflowTracking::with_release_files`]).
+    release_files: Option<std::sync::Arc<dyn crate::ports::Blobs>>,
 }
 
 impl MlflowTracking {
@@ -255,6 +258,7 @@ impl MlflowTracking {
             predictions,
             operators: Mutex::new(None),
             last_drift_id: Mutex::new(0),
+            release_files: None,
         };
         // Ids continue above the largest stored one even if this host's clock is behind.
         let query = RunQuery {
@@ -270,6 +274,14 @@ impl MlflowTracking {
             *lock(&tracking.last_drift_id) = max;
         }
         Ok(tracking)
+    }
+
+    /// Read release model files from `blobs` (the server's blob store, where publishing puts
+    /// them first), so that each release's run gets the model file as an artifact beside its
+    /// manifest and signed release. Without it a release run has only those two.
+    pub fn with_release_files(mut self, blobs: std::sync::Arc<dyn crate::ports::Blobs>) -> Self {
+        self.release_files = Some(blobs);
+        self
     }
 
     fn device_experiment(&self, device_id: &str) -> Result<Option<Experiment>, StoreError> {

@@ -4,7 +4,19 @@
 //! client calls and shared helpers live in the parent module.
 
 use super::*;
-use crate::ports::ReleaseStore;
+use crate::adapters::mlflow::artifacts::{ArtifactLocationError, ProxyPath};
+use crate::ports::{BlobKey, ReleaseStore};
+use tinylcm_protocol::release::ReleaseManifest;
+
+/// The artifact folder of a release run: what the model version's source `runs:/<run>/model`
+/// names, so `mlflow artifacts download -u models:/<name>/<version>` fetches it.
+const MODEL_DIR: &str = "model";
+/// The model file, named as a device's model store names it.
+const MODEL_FILE: &str = "model.tflite";
+/// The runtime's model manifest (labels, input spec, output roles), beside the model.
+const MODEL_MANIFEST_FILE: &str = "model.toml";
+/// The signed release as devices verify it (`tinylcm model verify` reads it).
+const SIGNED_RELEASE_FILE: &str = "release.json";
 
 impl ReleaseStore for MlflowTracking {
     fn put_release(&self, release: &ReleaseRecord) -> Result<Recorded, StoreError> {
@@ -12,6 +24,7 @@ impl ReleaseStore for MlflowTracking {
         runs.sort_by_key(|r| r.info.start_time);
         if let Some(run) = runs.first() {
             // A publish that failed after its run was made is finished by the repeat.
+            self.log_release_artifacts(release, run)?;
             self.register(release, &run.info.run_id)?;
             return Ok(Recorded::AlreadyKnown);
         }
@@ -35,7 +48,12 @@ impl ReleaseStore for MlflowTracking {
         // Two replicas recording the same release at once both create a run; readers take the
         // oldest, and both describe the same verified file (same name, version and SHA-256
         // checked by the domain), so either answer is right.
+        // The files go first: a model version never points at an empty folder.
+        self.log_release_artifacts(release, &run)?;
         self.register(release, &run.info.run_id)?;
+        // The UI shows a RUNNING run as still in progress; the record is complete now.
+        self.client
+            .update_run(&run.info.run_id, "FINISHED", release.uploaded_unix_ms)?;
         Ok(Recorded::New)
     }
 
@@ -119,5 +137,69 @@ impl ReleaseStore for MlflowTracking {
         Ok(self
             .device_experiment(device_id)?
             .is_some_and(|exp| exp.tag(&key).is_some()))
+    }
+}
+
+impl MlflowTracking {
+    /// Log `release`'s files as artifacts of its run `run` under [`MODEL_DIR`]: the model
+    /// file (read from [`MlflowTracking::with_release_files`]'s store), the model manifest
+    /// and the signed release. A file already there with its expected size is not sent again,
+    /// so a repeated publish only completes what a failed one left out. A run whose artifacts
+    /// are not on MLflow's artifact proxy gets none, with a warning (the release itself is
+    /// recorded and served as before).
+    fn log_release_artifacts(&self, release: &ReleaseRecord, run: &Run) -> Result<(), StoreError> {
+        let dir = match ProxyPath::in_run(&run.info.artifact_uri, MODEL_DIR) {
+            Ok(dir) => dir,
+            Err(e @ ArtifactLocationError::NotProxied { .. }) => {
+                tracing::warn!(release = %release.name, version = %release.version, "{e}; the release's files are not logged in MLflow");
+                return Ok(());
+            }
+            Err(e) => return Err(StoreError::new("mlflow", e)),
+        };
+        let manifest: ReleaseManifest = serde_json::from_str(&release.signed.manifest)
+            .map_err(|e| corrupt(format!("release manifest: {e}")))?;
+        let signed = serde_json::to_vec_pretty(&release.signed).map_err(corrupt)?;
+        let present: HashMap<String, Option<u64>> = self
+            .client
+            .list_artifacts(&dir)?
+            .into_iter()
+            .filter(|f| !f.is_dir)
+            .map(|f| {
+                let name = f.path.rsplit('/').next().unwrap_or_default().to_owned();
+                (name, f.file_size)
+            })
+            .collect();
+        let missing = |name: &str, size: u64| present.get(name) != Some(&Some(size));
+        let put = |name: &str, bytes: &[u8]| -> Result<(), StoreError> {
+            let path = ProxyPath::in_run(&run.info.artifact_uri, &format!("{MODEL_DIR}/{name}"))
+                .map_err(|e| StoreError::new("mlflow", e))?;
+            Ok(self.client.put_artifact(&path, bytes)?)
+        };
+        if missing(SIGNED_RELEASE_FILE, signed.len() as u64) {
+            put(SIGNED_RELEASE_FILE, &signed)?;
+        }
+        let model_manifest = manifest.model_manifest.as_bytes();
+        if missing(MODEL_MANIFEST_FILE, model_manifest.len() as u64) {
+            put(MODEL_MANIFEST_FILE, model_manifest)?;
+        }
+        if missing(MODEL_FILE, release.size) {
+            let Some(files) = &self.release_files else {
+                tracing::debug!(release = %release.name, "no release file store: model file not logged");
+                return Ok(());
+            };
+            let key = BlobKey::new(&release.blob_key)
+                .map_err(|e| corrupt(format!("release blob key: {e}")))?;
+            let model = files.get(&key)?.ok_or_else(|| {
+                StoreError::new(
+                    "mlflow",
+                    format!(
+                        "release {} {}: model file {key} is missing",
+                        release.name, release.version
+                    ),
+                )
+            })?;
+            put(MODEL_FILE, &model)?;
+        }
+        Ok(())
     }
 }
