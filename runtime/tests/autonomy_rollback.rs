@@ -69,6 +69,14 @@ fn normal_frames(layer: &mut Autonomy, world: &mut World, frame: &mut u64, n: us
 }
 
 fn start(dir: &std::path::Path, world: &mut World) -> Autonomy {
+    start_with(
+        dir,
+        world,
+        Snapshots::new(dir.join("snapshots"), 10).unwrap(),
+    )
+}
+
+fn start_with(dir: &std::path::Path, world: &mut World, snapshots: Snapshots) -> Autonomy {
     let samples: Vec<(String, Vec<f32>)> = (0..400)
         .map(|i| {
             (
@@ -123,7 +131,7 @@ fn start(dir: &std::path::Path, world: &mut World) -> Autonomy {
             min_stream_shift: 100.0,
             ..AdaptationConfig::default()
         },
-        snapshots: Some(Snapshots::new(dir.join("snapshots"), 10).unwrap()),
+        snapshots: Some(snapshots),
     })
     .unwrap()
 }
@@ -226,6 +234,51 @@ fn a_round_that_makes_things_worse_is_rolled_back_to_its_snapshot() {
     assert_eq!(adaptations[1].1, tinylcm::adapt::EventKind::Rollback);
     let snapshots = Snapshots::new(dir.path().join("snapshots"), 10).unwrap();
     assert_eq!(snapshots.list().unwrap().len(), 1);
+}
+
+/// Fails before this change: when the snapshot before a round failed, the round was applied
+/// anyway ("only the in-memory rollback"), so the KNN changed with no snapshot to return to.
+#[test]
+fn a_round_without_a_snapshot_to_return_to_is_not_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = World::new(0x1234_5678_9abc_def1);
+    // The snapshot folder cannot be made: a file stands where it should be.
+    let blocked = dir.path().join("blocked");
+    std::fs::write(&blocked, b"not a folder").unwrap();
+    let mut layer = start_with(
+        dir.path(),
+        &mut world,
+        Snapshots::new(blocked.join("snapshots"), 10).unwrap(),
+    );
+    let before = layer.knn().unwrap().to_state();
+    let mut frame = 0;
+    normal_frames(&mut layer, &mut world, &mut frame, 300);
+    // The same new object as in the rollback test, which learns it within these frames.
+    for _ in 0..2000 {
+        frame += 1;
+        let e = world.rng.around(&world.object.clone(), 0.3);
+        step(&mut layer, frame, 0, &e);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        assert!(
+            !matches!(layer.last().notes.first(), Some(Note::Applied(_))),
+            "frame {frame}: a round was applied without a snapshot"
+        );
+    }
+    assert_eq!(layer.counts().incidents, 1, "the new object was seen");
+    assert_eq!(layer.counts().adaptations, 0);
+    assert_eq!(
+        layer.knn().unwrap().to_state(),
+        before,
+        "the KNN is what it was"
+    );
+    assert_eq!(
+        layer
+            .quarantine()
+            .unwrap()
+            .with_status(StatusKind::Adapted)
+            .count(),
+        0
+    );
 }
 
 #[test]

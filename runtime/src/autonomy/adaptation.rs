@@ -301,12 +301,22 @@ impl Autonomy {
             }
         }
         if !plan.has_changes() {
-            if let Some(a) = self.adaptation.as_mut() {
-                a.last_round = frame;
-            }
+            self.end_round(frame);
             return;
         }
-        let snapshot = self.snapshot_now();
+        // Nothing changes the KNN without a guard to watch it and a snapshot to return to:
+        // a round that could have either missing is not applied.
+        if let Err(e) = self.can_guard() {
+            tracing::warn!("adaptation not applied: no guard can watch it ({e})");
+            self.end_round(frame);
+            return;
+        }
+        let Some(snapshot) = self.snapshot_now() else {
+            tracing::warn!("adaptation not applied: there is no snapshot to roll it back to");
+            self.end_round(frame);
+            return;
+        };
+        let snapshot = Some(snapshot);
         let (Some(a), Some(side)) = (self.adaptation.as_mut(), self.side.as_mut()) else {
             return;
         };
@@ -333,10 +343,18 @@ impl Autonomy {
         let classes = side.knn.labels().len();
         a.baseline.set_classes(classes);
         let reference = Reference::from_stats(&side.reference);
-        let mut guard = reference.and_then(|r| Guard::new(before, classes, &r, &a.config));
-        if let (Ok(guard), Some(b), Some(after)) =
-            (guard.as_mut(), agreement_before, agreement_after)
-        {
+        let mut guard = match reference.and_then(|r| Guard::new(before, classes, &r, &a.config)) {
+            Ok(guard) => guard,
+            Err(e) => {
+                // Not expected after `can_guard` (the same baseline, reference and settings);
+                // should it happen, the change is undone before any frame sees it.
+                tracing::warn!("adaptation {id} undone: no guard can watch it ({e})");
+                a.last_round = frame;
+                self.restore(snapshot.as_deref(), &applied);
+                return;
+            }
+        };
+        if let (Some(b), Some(after)) = (agreement_before, agreement_after) {
             tracing::info!(
                 round = id,
                 before = b,
@@ -387,26 +405,36 @@ impl Autonomy {
         let Some(a) = self.adaptation.as_mut() else {
             return;
         };
-        match guard {
-            Ok(guard) => {
-                let decided = !matches!(guard.verdict(), Verdict::Pending);
-                a.round = Round::Guarding(Box::new(Guarded {
-                    guard,
-                    applied,
-                    snapshot,
-                    members,
-                }));
-                if decided {
-                    self.conclude(frame);
-                    return;
-                }
-            }
-            Err(e) => {
-                tracing::warn!("adaptation {id} applied without a guard: {e}");
-                a.last_round = frame;
-            }
+        let decided = !matches!(guard.verdict(), Verdict::Pending);
+        a.round = Round::Guarding(Box::new(Guarded {
+            guard,
+            applied,
+            snapshot,
+            members,
+        }));
+        if decided {
+            self.conclude(frame);
+            return;
         }
         self.checkpoint();
+    }
+
+    /// Whether a guard can watch a round applied now (the baseline has frames, the
+    /// reference distances are usable).
+    fn can_guard(&self) -> Result<(), AdaptError> {
+        let (Some(a), Some(side)) = (self.adaptation.as_ref(), self.side.as_ref()) else {
+            return Err(AdaptError::Reference("the KNN is off".into()));
+        };
+        let reference = Reference::from_stats(&side.reference)?;
+        let classes = side.knn.labels().len();
+        Guard::new(a.baseline.metrics(), classes, &reference, &a.config).map(drop)
+    }
+
+    /// A round ends without a change: the next one waits `guard-frames` from here.
+    fn end_round(&mut self, frame: u64) {
+        if let Some(a) = self.adaptation.as_mut() {
+            a.last_round = frame;
+        }
     }
 
     /// The guard decided: record it; on rollback restore the snapshot.
@@ -458,8 +486,8 @@ impl Autonomy {
         self.checkpoint();
     }
 
-    /// Checkpoint, wait until durable, snapshot; `None` when there is no store or it failed
-    /// (the round then goes ahead with only the in-memory rollback).
+    /// Checkpoint, wait until durable, snapshot; `None` when there is no store, no snapshot
+    /// folder, or it failed (the round is then not applied).
     fn snapshot_now(&mut self) -> Option<String> {
         self.checkpoint();
         let store = self.store.clone()?;
