@@ -13,7 +13,9 @@ pub trait MetricStore: Send + Sync {
     /// Store one package's metric points, all at `unix_ms`, one per key. Idempotent per
     /// (device, package): storing the same package again adds nothing.
     /// MLflow: `runs/log-batch` onto the package's run (≤ 1000 metrics per call), every point
-    /// with `timestamp` = `unix_ms`, plus the metric `sphere.metrics_unix_ms` for searches.
+    /// with `timestamp` = `unix_ms`, plus the metric `sphere.metrics_unix_ms` for searches;
+    /// then the same points onto the device's run of that UTC day (`metrics-YYYY-MM-DD` in
+    /// `<ns>/device/<id>`, step = second of the day), the history the MLflow UI charts.
     fn put_metrics(
         &self,
         device_id: &str,

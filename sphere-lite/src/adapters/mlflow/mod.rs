@@ -19,6 +19,11 @@
 //!   feedback items as params `feedback.<id>` (JSON), the acknowledgement watermark as the
 //!   metric `sphere.feedback_acked`, and the device's result of each item (applied, or refused
 //!   with its reason) as the write-once param `result.<id>` (JSON; the first report stands).
+//!   One run per UTC day with metric points, `metrics-YYYY-MM-DD` (tags `sphere.kind` =
+//!   `device-metrics`, `sphere.day`, `sphere.device`; `FINISHED`, spanning the day), holds
+//!   every point of that day again as its key's history: timestamp = the point's time, step =
+//!   the second of the day. That is what a data scientist charts in the MLflow UI (the
+//!   package runs below hold one point each, for the server's own searches).
 //! * `<ns>/packages`: one run per accepted package (run name `<device>/<package>`, tags
 //!   `sphere.device`, `sphere.package_id`, `sphere.raw_key`, ...). Status `RUNNING` = accepted
 //!   but not processed; `FINISHED` / `FAILED` afterwards, with `sphere.problems` (JSON).

@@ -229,6 +229,8 @@ pub struct MlflowTracking {
     /// Where release model files are read from to be logged as artifacts of their run
     /// ([`MlflowTracking::with_release_files`]).
     release_files: Option<std::sync::Arc<dyn crate::ports::Blobs>>,
+    /// (device id, UTC day) → the run holding that day's metric points (never changes).
+    day_runs: Mutex<HashMap<(String, u64), String>>,
 }
 
 impl MlflowTracking {
@@ -259,6 +261,7 @@ impl MlflowTracking {
             operators: Mutex::new(None),
             last_drift_id: Mutex::new(0),
             release_files: None,
+            day_runs: Mutex::new(HashMap::new()),
         };
         // Ids continue above the largest stored one even if this host's clock is behind.
         let query = RunQuery {
