@@ -1,18 +1,15 @@
-//! Credentials in the embedded store: enrollment keys, operator tokens and dashboard sessions,
-//! and the migration of databases written before they had expiry, roles and revocation.
+//! Credentials in the embedded store: the tables of enrollment keys, operator tokens and
+//! dashboard sessions, the record helpers the `AccessStore` (`access.rs`) and `SessionStore`
+//! (`sessions.rs`) impls share, and the migration of databases written before credentials
+//! had expiry, roles and revocation.
 //!
-//! Why a module of its own: the credential lifecycle (create, list, revoke, expire, sessions)
-//! is one concern with its own tables; keeping it out of the per-trait files keeps them about
-//! the fleet's data. Every record is JSON keyed by the SHA-256 of its secret, so a look-up
-//! by a presented secret is one read.
+//! Every record is JSON keyed by the SHA-256 of its secret, so a look-up by a presented
+//! secret is one read.
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
-use super::{DEVICES, RedbTracking, TOKENS, err, from_json, to_json};
-use crate::ports::{
-    DeviceRecord, EnrollOutcome, EnrollmentKey, OperatorToken, Principal, Role, SecretHash,
-    SessionRecord, StoreError,
-};
+use super::{TOKENS, err, from_json, to_json};
+use crate::ports::{EnrollmentKey, OperatorToken, Principal, Role, SecretHash, StoreError};
 use crate::secret;
 
 /// enrollment key hash → remaining uses: the table of versions before key records. Read only
@@ -101,7 +98,7 @@ pub(super) fn migrate(tx: &WriteTransaction) -> Result<(), StoreError> {
 }
 
 /// Every JSON value of a hash-keyed table.
-fn all<T: serde::de::DeserializeOwned>(
+pub(super) fn all<T: serde::de::DeserializeOwned>(
     db: &redb::Database,
     def: TableDefinition<&[u8], &[u8]>,
 ) -> Result<Vec<T>, StoreError> {
@@ -115,7 +112,7 @@ fn all<T: serde::de::DeserializeOwned>(
 }
 
 /// One JSON value of a hash-keyed table.
-fn one<T: serde::de::DeserializeOwned>(
+pub(super) fn one<T: serde::de::DeserializeOwned>(
     db: &redb::Database,
     def: TableDefinition<&[u8], &[u8]>,
     hash: &SecretHash,
@@ -130,7 +127,7 @@ fn one<T: serde::de::DeserializeOwned>(
 }
 
 /// Read-modify-write of the record of `def` whose value satisfies `pick`; false if none does.
-fn update_where<T: serde::de::DeserializeOwned + serde::Serialize>(
+pub(super) fn update_where<T: serde::de::DeserializeOwned + serde::Serialize>(
     db: &redb::Database,
     def: TableDefinition<&[u8], &[u8]>,
     pick: impl Fn(&T) -> bool,
@@ -163,240 +160,9 @@ fn update_where<T: serde::de::DeserializeOwned + serde::Serialize>(
     Ok(found)
 }
 
-impl RedbTracking {
-    pub(super) fn add_key(&self, key: &EnrollmentKey) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(err)?;
-        tx.open_table(ENROLLMENT_KEYS)
-            .map_err(err)?
-            .insert(key.key_hash.as_slice(), to_json(key)?.as_slice())
-            .map_err(err)?;
-        tx.commit().map_err(err)
-    }
-
-    pub(super) fn keys(&self) -> Result<Vec<EnrollmentKey>, StoreError> {
-        let mut out: Vec<EnrollmentKey> = all(&self.db, ENROLLMENT_KEYS)?;
-        out.sort_by(|a, b| (a.created_unix_ms, &a.id).cmp(&(b.created_unix_ms, &b.id)));
-        Ok(out)
-    }
-
-    pub(super) fn revoke_key(&self, id: &str, now_unix_ms: u64) -> Result<bool, StoreError> {
-        Ok(update_where(
-            &self.db,
-            ENROLLMENT_KEYS,
-            |k: &EnrollmentKey| k.id == id,
-            |k| {
-                k.revoked_unix_ms.get_or_insert(now_unix_ms);
-            },
-        )?
-        .is_some())
-    }
-
-    pub(super) fn enroll_with_key(
-        &self,
-        key_hash: SecretHash,
-        device: &DeviceRecord,
-        now_unix_ms: u64,
-    ) -> Result<EnrollOutcome, StoreError> {
-        let tx = self.db.begin_write().map_err(err)?;
-        {
-            let mut keys = tx.open_table(ENROLLMENT_KEYS).map_err(err)?;
-            let key: Option<EnrollmentKey> = keys
-                .get(key_hash.as_slice())
-                .map_err(err)?
-                .map(|v| from_json(v.value()))
-                .transpose()?;
-            let Some(mut key) = key else {
-                return Ok(EnrollOutcome::UnknownKey);
-            };
-            if let Some(refusal) = key.refusal(now_unix_ms) {
-                return Ok(refusal);
-            }
-            key.remaining = key.remaining.map(|n| n - 1);
-            key.used += 1;
-            keys.insert(key_hash.as_slice(), to_json(&key)?.as_slice())
-                .map_err(err)?;
-            let mut devices = tx.open_table(DEVICES).map_err(err)?;
-            if devices
-                .get(device.device_id.as_str())
-                .map_err(err)?
-                .is_some()
-            {
-                return Err(StoreError::new("redb", "device id collision"));
-            }
-            devices
-                .insert(device.device_id.as_str(), to_json(device)?.as_slice())
-                .map_err(err)?;
-            tx.open_table(TOKENS)
-                .map_err(err)?
-                .insert(
-                    device.token_hash.as_slice(),
-                    to_json(&Principal::Device(device.device_id.clone()))?.as_slice(),
-                )
-                .map_err(err)?;
-        }
-        tx.commit().map_err(err)?;
-        Ok(EnrollOutcome::Enrolled)
-    }
-
-    pub(super) fn add_operator(&self, token: &OperatorToken) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(err)?;
-        tx.open_table(OPERATOR_TOKENS)
-            .map_err(err)?
-            .insert(token.token_hash.as_slice(), to_json(token)?.as_slice())
-            .map_err(err)?;
-        tx.commit().map_err(err)
-    }
-
-    pub(super) fn operator(&self, hash: &SecretHash) -> Result<Option<OperatorToken>, StoreError> {
-        one(&self.db, OPERATOR_TOKENS, hash)
-    }
-
-    pub(super) fn operators(&self) -> Result<Vec<OperatorToken>, StoreError> {
-        let mut out: Vec<OperatorToken> = all(&self.db, OPERATOR_TOKENS)?;
-        out.sort_by(|a, b| (a.created_unix_ms, &a.id).cmp(&(b.created_unix_ms, &b.id)));
-        Ok(out)
-    }
-
-    pub(super) fn revoke_operator(&self, id: &str, now_unix_ms: u64) -> Result<bool, StoreError> {
-        let tx = self.db.begin_write().map_err(err)?;
-        let found = {
-            let mut table = tx.open_table(OPERATOR_TOKENS).map_err(err)?;
-            let mut hit = None;
-            for row in table.iter().map_err(err)? {
-                let (_, v) = row.map_err(err)?;
-                let token: OperatorToken = from_json(v.value())?;
-                if token.id == id {
-                    hit = Some(token);
-                    break;
-                }
-            }
-            match hit {
-                Some(mut token) => {
-                    token.revoked_unix_ms.get_or_insert(now_unix_ms);
-                    table
-                        .insert(token.token_hash.as_slice(), to_json(&token)?.as_slice())
-                        .map_err(err)?;
-                    // Its sessions end in the same transaction.
-                    let mut sessions = tx.open_table(SESSIONS).map_err(err)?;
-                    let mut ended = Vec::new();
-                    for row in sessions.iter().map_err(err)? {
-                        let (k, v) = row.map_err(err)?;
-                        let s: SessionRecord = from_json(v.value())?;
-                        if s.token_hash == token.token_hash {
-                            ended.push(k.value().to_vec());
-                        }
-                    }
-                    for k in ended {
-                        sessions.remove(k.as_slice()).map_err(err)?;
-                    }
-                    true
-                }
-                None => false,
-            }
-        };
-        tx.commit().map_err(err)?;
-        Ok(found)
-    }
-
-    pub(super) fn touch_operator(&self, hash: &SecretHash, now: u64) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(err)?;
-        {
-            let mut table = tx.open_table(OPERATOR_TOKENS).map_err(err)?;
-            let token: Option<OperatorToken> = table
-                .get(hash.as_slice())
-                .map_err(err)?
-                .map(|v| from_json(v.value()))
-                .transpose()?;
-            let Some(mut token) = token else {
-                return Ok(());
-            };
-            if token.last_used_unix_ms.is_some_and(|t| t >= now) {
-                return Ok(());
-            }
-            token.last_used_unix_ms = Some(now);
-            table
-                .insert(hash.as_slice(), to_json(&token)?.as_slice())
-                .map_err(err)?;
-        }
-        tx.commit().map_err(err)
-    }
-
-    pub(super) fn add_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(err)?;
-        tx.open_table(SESSIONS)
-            .map_err(err)?
-            .insert(
-                session.session_hash.as_slice(),
-                to_json(session)?.as_slice(),
-            )
-            .map_err(err)?;
-        tx.commit().map_err(err)
-    }
-
-    pub(super) fn session_of(
-        &self,
-        hash: &SecretHash,
-    ) -> Result<Option<SessionRecord>, StoreError> {
-        one(&self.db, SESSIONS, hash)
-    }
-
-    pub(super) fn touch_session_at(&self, hash: &SecretHash, now: u64) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(err)?;
-        {
-            let mut table = tx.open_table(SESSIONS).map_err(err)?;
-            let session: Option<SessionRecord> = table
-                .get(hash.as_slice())
-                .map_err(err)?
-                .map(|v| from_json(v.value()))
-                .transpose()?;
-            let Some(mut session) = session else {
-                return Ok(());
-            };
-            if session.last_active_unix_ms >= now {
-                return Ok(());
-            }
-            session.last_active_unix_ms = now;
-            table
-                .insert(hash.as_slice(), to_json(&session)?.as_slice())
-                .map_err(err)?;
-        }
-        tx.commit().map_err(err)
-    }
-
-    pub(super) fn remove_session(&self, hash: &SecretHash) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(err)?;
-        tx.open_table(SESSIONS)
-            .map_err(err)?
-            .remove(hash.as_slice())
-            .map_err(err)?;
-        tx.commit().map_err(err)
-    }
-
-    pub(super) fn purge(&self, now: u64, idle_ms: u64) -> Result<usize, StoreError> {
-        let tx = self.db.begin_write().map_err(err)?;
-        let n = {
-            let mut table = tx.open_table(SESSIONS).map_err(err)?;
-            let mut ended = Vec::new();
-            for row in table.iter().map_err(err)? {
-                let (k, v) = row.map_err(err)?;
-                let s: SessionRecord = from_json(v.value())?;
-                if now >= s.expires_unix_ms || now >= s.last_active_unix_ms.saturating_add(idle_ms)
-                {
-                    ended.push(k.value().to_vec());
-                }
-            }
-            for k in &ended {
-                table.remove(k.as_slice()).map_err(err)?;
-            }
-            ended.len()
-        };
-        tx.commit().map_err(err)?;
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::RedbTracking;
     use super::*;
     use crate::ports::prelude::*;
 
