@@ -1,7 +1,8 @@
 //! A published release as a data scientist reads it from MLflow: the real `mlflow` client of
 //! the test venv (`SPHERE_TEST_PYTHON`) downloads `models:/<name>/<version>` from the real
 //! MLflow server (`SPHERE_TEST_MLFLOW_URL`, artifacts proxied to the real S3 gateway) and gets
-//! the model file, its manifest and the signed release that sphere-lite published.
+//! the model file, its manifest and the signed release that sphere-lite published, by version
+//! and by the rollout's alias.
 
 use std::path::Path;
 use std::process::Command;
@@ -50,7 +51,8 @@ fn mlflow_artifacts_download_of_a_models_uri_returns_the_published_release() {
     sphere.publish_release("ops", &signed, &model).unwrap();
 
     // One registered model per namespace and name, so its first version is this release.
-    let uri = format!("models:/{}.shapes/1", settings.namespace.replace('/', "."));
+    let model_name = format!("{}.shapes", settings.namespace.replace('/', "."));
+    let uri = format!("models:/{model_name}/1");
     let out = tempfile::tempdir().unwrap();
     let done = mlflow_download(&python, &settings.url, &uri, out.path());
     assert!(
@@ -82,6 +84,28 @@ fn mlflow_artifacts_download_of_a_models_uri_returns_the_published_release() {
         String::from_utf8(file("model.toml")).unwrap(),
         manifest.model_manifest
     );
+    // What the fleet runs, by the rollout's alias: the same files.
+    sphere
+        .set_rollout(
+            "ops",
+            "shapes",
+            "1-0",
+            &tinylcm_protocol::api::RolloutRequest {
+                group: None,
+                percent: None,
+            },
+        )
+        .unwrap();
+    let by_alias = format!("models:/{model_name}@rollout-all");
+    let out = tempfile::tempdir().unwrap();
+    let done = mlflow_download(&python, &settings.url, &by_alias, out.path());
+    assert!(
+        done.status.success(),
+        "{by_alias}: {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let model_by_alias = std::fs::read(out.path().join("model.tflite")).unwrap();
+    assert_eq!(sha256_hex(&model_by_alias), sha256_hex(&model));
     // The release is served from sphere-lite's own store as before.
     let tracking = backend.tracking();
     let record = tracking.release("shapes", "1-0").unwrap().unwrap();
