@@ -106,6 +106,17 @@ pub struct AdaptationConfig {
     /// Roll a round back at once when the leave-one-out agreement of the model's original
     /// reference samples (the protected set) falls by more than this share. Default 0.01.
     pub protected_drop: f64,
+    /// A proposed class (named `new-class-prefix` and a number, waiting for a human name)
+    /// is a neighbour of a frame only within this, × reference mean distance, of one of its
+    /// samples; farther out the known classes vote. 0 turns the limit off (the default).
+    /// A class proposed from a few representatives otherwise claims every frame that falls
+    /// on its side of the known classes, noisy known objects included.
+    pub proposed_reach: f64,
+    /// In a scene-wide round, a pseudo-label is not added when it would be among the k
+    /// nearest samples of one of the change's shifted samples whose model head names
+    /// another class (it would vote against the head there). Default `false` (models
+    /// without a head: no effect).
+    pub pseudo_label_displacement: bool,
 }
 
 impl Default for AdaptationConfig {
@@ -135,6 +146,8 @@ impl Default for AdaptationConfig {
             scene_agreement: 0.0,
             pseudo_labels_per_class: 16,
             protected_drop: 0.01,
+            proposed_reach: 0.0,
+            pseudo_label_displacement: false,
         }
     }
 }
@@ -354,6 +367,15 @@ impl AdaptationConfig {
             1.0,
             "use a share in (0, 1] such as 0.01 (the default)",
         )?;
+        if self.proposed_reach != 0.0 {
+            range_f64(
+                "proposed-reach",
+                self.proposed_reach,
+                0.0,
+                100.0,
+                "use a factor of the reference mean distance such as 1.0, or 0 (no limit)",
+            )?;
+        }
         Ok(())
     }
 

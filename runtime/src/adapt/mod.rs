@@ -64,6 +64,8 @@
 //! scene-agreement = 0.0        # > 0: fewer head/vote agreements than this share → plan as local
 //! pseudo-labels-per-class = 16 # samples a scene-wide round adds per class
 //! protected-drop = 0.01        # roll back at once when the original samples' agreement falls more
+//! proposed-reach = 0.0         # > 0: a proposed class is a neighbour only this near its samples
+//! pseudo-label-displacement = false # drop pseudo-labels near shifted samples the head calls otherwise
 //! ```
 //!
 //! # Measured behaviour
@@ -92,10 +94,12 @@
 mod apply;
 mod cluster;
 mod config;
+mod displace;
 mod error;
 mod guard;
 mod plan;
 mod protect;
+mod reach;
 mod reference;
 mod scene;
 
@@ -111,6 +115,7 @@ pub use plan::{
     plan_round,
 };
 pub use protect::{Protected, Room};
+pub use reach::{is_proposed, limit_proposed};
 pub use reference::Reference;
 pub use scene::{
     Evidence, PseudoLabelRule, Scene, StreamShift, head_agreement, judge, pseudo_labels, spread,

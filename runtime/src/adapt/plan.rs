@@ -24,6 +24,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::cluster::{ClusterParams, MAX_POINTS, cluster};
+use super::displace::{Probe, drop_displacing};
 use super::error::check_vector;
 use super::scene::{self, Evidence, Scene};
 use super::{AdaptError, AdaptationConfig, Reference};
@@ -81,6 +82,13 @@ pub enum Why {
     NewClassLimit {
         /// `max-new-classes` (or the label table's room, whichever is smaller).
         max: usize,
+    },
+    /// Every representative of a pseudo-label group would be among the nearest samples of
+    /// a shifted sample of the round whose model head names another class
+    /// (`pseudo-label-displacement`).
+    Displaces {
+        /// Representatives the group had.
+        representatives: usize,
     },
 }
 
@@ -400,7 +408,10 @@ pub struct Sample<'a> {
 ///   the local samples proposed none, and its samples are not pseudo-labelled): those whose
 ///   aligned vote is a class of the model (`original`) with `pseudo-label-agreement` become
 ///   one pseudo-label group per class (groups smaller than `min-cluster-size` are left),
-///   each adding at most `pseudo-labels-per-class` representatives spread over the round.
+///   each adding at most `pseudo-labels-per-class` representatives spread over the round;
+///   with `pseudo-label-displacement`, those that would be among the nearest samples of one
+///   of the change's shifted samples whose model head names another class are dropped
+///   ([`drop_displacing`](super::displace::drop_displacing)).
 ///
 /// Samples without evidence are listed as unclustered and change nothing.
 pub fn plan_round(
@@ -520,6 +531,19 @@ pub fn plan_round(
         clusters.push(pseudo_label_group(
             name, &members, &pending, knn, reference, config,
         ));
+    }
+    if config.pseudo_label_displacement {
+        let probes: Vec<Probe<'_>> = wide
+            .iter()
+            .filter(|&&i| with[i].1.shifted(reference, config.min_stream_shift))
+            .filter_map(|&i| {
+                with[i].1.model_label.map(|head| Probe {
+                    features: pending[i].1,
+                    head,
+                })
+            })
+            .collect();
+        drop_displacing(&mut clusters, &probes, knn);
     }
     let planned: std::collections::HashSet<u64> = clusters
         .iter()

@@ -339,6 +339,7 @@ impl Autonomy {
                 return;
             }
         };
+        adapt::limit_proposed(&mut side.knn, &a.config, &side.reference);
         let agreement_after = a.protected.agreement(&side.knn);
         let classes = side.knn.labels().len();
         a.baseline.set_classes(classes);
@@ -537,6 +538,8 @@ impl Autonomy {
             }
         }
         if let Some(a) = self.adaptation.as_mut() {
+            // A restored KNN comes without the proposed classes' reach (it is not saved).
+            adapt::limit_proposed(&mut side.knn, &a.config, &side.reference);
             a.baseline.set_classes(side.knn.labels().len());
         }
     }

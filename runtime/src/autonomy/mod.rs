@@ -207,12 +207,13 @@ impl Autonomy {
                         .or_else(|_| initial.knn())?,
                     None => initial.knn()?,
                 };
-                let knn = with_config(knn, *setup.knn)?;
+                let mut knn = with_config(knn, *setup.knn)?;
                 let reference = saved
                     .meta
                     .as_ref()
                     .and_then(|m| m.reference.clone())
                     .unwrap_or_else(|| initial.reference.clone());
+                crate::adapt::limit_proposed(&mut knn, setup.adaptation, &reference);
                 Some(KnnSide {
                     buffer: vec![0.0; features.output_dim()],
                     out: knn::Prediction::with_capacity(knn.config().k),

@@ -56,6 +56,9 @@ pub struct Knn {
     pub(super) timestamps: Vec<u64>,
     pub(super) class_counts: Vec<u32>,
     pub(super) next_id: u64,
+    /// Per label: how far a sample of it may be from a query and still be its neighbour
+    /// (`INFINITY`: no limit). Not part of the state: the caller sets it after loading.
+    pub(super) reach: Vec<f32>,
 }
 
 impl Knn {
@@ -74,6 +77,7 @@ impl Knn {
             timestamps: Vec::with_capacity(n),
             class_counts: Vec::new(),
             next_id: 0,
+            reach: Vec::new(),
         })
     }
 
@@ -108,7 +112,46 @@ impl Knn {
         if self.class_counts.len() < self.labels.len() {
             self.class_counts.resize(self.labels.len(), 0);
         }
+        if self.reach.len() < self.labels.len() {
+            self.reach.resize(self.labels.len(), f32::INFINITY);
+        }
         Ok(id)
+    }
+
+    /// Limit how far a sample of class `label` may be from a query and still count as its
+    /// neighbour (`None`: no limit, the default). Beyond its reach a sample is not there for
+    /// that query: the k nearest samples within reach vote instead. This is the open-set
+    /// rule for a class the device proposed from a handful of samples: it may claim only
+    /// what lies near them, not every frame that happens to fall on its side of the known
+    /// classes. The limit is not saved with [`to_state`](Self::to_state).
+    pub fn set_reach(&mut self, label: LabelId, reach: Option<f32>) -> Result<(), KnnError> {
+        let slot = self
+            .reach
+            .get_mut(usize::from(label.0))
+            .ok_or(KnnError::UnknownLabel(label.0))?;
+        *slot = match reach {
+            Some(r) if r.is_finite() && r >= 0.0 => r,
+            Some(r) => {
+                return Err(KnnError::Config(format!(
+                    "reach {r} (a finite distance >= 0)"
+                )));
+            }
+            None => f32::INFINITY,
+        };
+        Ok(())
+    }
+
+    /// The reach of class `label` (see [`set_reach`](Self::set_reach)); `None`: no limit.
+    pub fn reach(&self, label: LabelId) -> Option<f32> {
+        self.reach
+            .get(usize::from(label.0))
+            .copied()
+            .filter(|r| r.is_finite())
+    }
+
+    /// Whether any class has a reach limit.
+    pub(super) fn limited(&self) -> bool {
+        self.reach.iter().any(|r| r.is_finite())
     }
 
     /// Stored samples of class `label`.

@@ -5,7 +5,8 @@
 //! Neighbour order is deterministic: smaller distance first, then the newer
 //! sample (larger timestamp), then the lower sample id. The elected class is
 //! the one with the most votes (or weight); a tie between classes goes to
-//! the class whose nearest neighbour comes first in that order.
+//! the class whose nearest neighbour comes first in that order. A class with a reach
+//! ([`Knn::set_reach`]) is only a neighbour within it.
 
 use super::KnnError;
 use super::config::Vote;
@@ -136,15 +137,22 @@ impl Knn {
         dist: impl Fn(usize) -> f32,
     ) {
         let k = self.config.k;
+        let limited = self.limited();
         let list = &mut out.neighbors;
         for i in 0..self.len() {
             if exclude == Some(self.ids[i]) {
                 continue;
             }
+            let label = self.sample_labels[i];
+            let distance = dist(i) + 0.0;
+            // A sample beyond its class's reach is not there for this query.
+            if limited && distance > self.reach[usize::from(label.0)] {
+                continue;
+            }
             let cand = Neighbor {
                 id: self.ids[i],
-                label: self.sample_labels[i],
-                distance: dist(i) + 0.0,
+                label,
+                distance,
                 timestamp: self.timestamps[i],
             };
             if list.len() == k {

@@ -69,6 +69,7 @@ impl Knn {
         let mut knn = Knn::new(dim, state.config)?;
         knn.labels = LabelTable::from_names(state.labels)?;
         knn.class_counts = vec![0; knn.labels.len()];
+        knn.reach = vec![f32::INFINITY; knn.labels.len()];
         let n = state.sample_ids.len();
         if state.sample_labels.len() != n || state.timestamps.len() != n {
             return bad(format!(
