@@ -112,6 +112,7 @@ impl SyncClient {
         let outbox = Outbox::open(Arc::clone(&store), limits)?;
         let status = Arc::new(SyncStatus::default());
         status.update(|s| {
+            s.interval_seconds = setup.config.interval_seconds;
             s.outbox_packages = outbox.len();
             s.outbox_bytes = outbox.bytes();
         });

@@ -13,6 +13,7 @@
 //! a chart empty on the server.
 
 use serde_json::{Map, Value};
+use tinylcm_protocol::device_json::metrics::{MODEL_MEMBER, RunningModel};
 use tinylcm_protocol::metric_keys;
 
 use super::host::ModelIdentity;
@@ -36,10 +37,15 @@ pub fn metrics_json(
     // below leaves their keys to them (written once, counted once).
     let mut keys = charted.len();
     if let Some(m) = model {
-        out.insert(
-            "model".into(),
-            serde_json::json!({"name": m.name, "version": m.version, "sha256": m.sha256}),
-        );
+        // The protocol's type, which the server reads back: a renamed field fails to compile.
+        let running = RunningModel {
+            name: m.name.clone(),
+            version: m.version.clone(),
+            sha256: m.sha256.clone(),
+        };
+        if let Ok(v) = serde_json::to_value(running) {
+            out.insert(MODEL_MEMBER.into(), v);
+        }
     }
     if let Ok(Value::Object(mut sync)) = serde_json::to_value(sync) {
         // Its numbers (times, Unix ms) are no series; `foreign_answer_status` is the one the
@@ -88,6 +94,14 @@ pub fn metrics_json(
     }
     for (key, value) in charted {
         set_path(&mut out, key, value);
+    }
+    if sync.interval_seconds > 0 {
+        // Set from the typed field under the shared key (the flattening wrote the same leaf).
+        set_path(
+            &mut out,
+            metric_keys::SYNC_INTERVAL_SECONDS,
+            sync.interval_seconds as f64,
+        );
     }
     Value::Object(out)
 }
@@ -285,6 +299,49 @@ mod tests {
             }));
         }
         assert_eq!(v["model"]["sha256"], "ff");
+    }
+
+    /// Fails before this change: the device did not say how often it syncs, so the dashboard
+    /// judged every device against one fixed 10-minute window; and the server could not read
+    /// the model block back. Both are checked here through the protocol crate's own reader.
+    #[test]
+    fn the_sync_interval_and_the_running_model_reach_the_servers_readers() {
+        let sync = SyncStatusView {
+            interval_seconds: 5,
+            ..Default::default()
+        };
+        let model = ModelIdentity {
+            name: "shapes".into(),
+            version: "3".into(),
+            sha256: "ab".into(),
+        };
+        let v = metrics_json(Some(&StatusReport::sample()), &sync, Some(&model));
+        let mut b = tinylcm_protocol::package::PackageBuilder::new("p", "d", 1).unwrap();
+        b.add(
+            "metrics.json",
+            tinylcm_protocol::package::FileKind::Metrics,
+            serde_json::to_vec(&v).unwrap(),
+        )
+        .unwrap();
+        let package = tinylcm_protocol::package::read_package(
+            b.finish().unwrap().as_slice(),
+            &Default::default(),
+        )
+        .unwrap();
+        let (points, problems) = tinylcm_protocol::device_json::metrics::metrics_of(&package);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(
+            points.contains(&(metric_keys::SYNC_INTERVAL_SECONDS.to_owned(), 5.0)),
+            "{points:?}"
+        );
+        assert_eq!(
+            tinylcm_protocol::device_json::metrics::running_model_of(&package),
+            Some(RunningModel {
+                name: "shapes".into(),
+                version: "3".into(),
+                sha256: "ab".into()
+            })
+        );
     }
 
     /// Fails before this change: the runtime sent `latency.total.p50_us` and

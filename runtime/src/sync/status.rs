@@ -18,6 +18,11 @@ use serde::{Deserialize, Serialize};
 pub struct SyncStatusView {
     /// Whether the device has credentials.
     pub enrolled: bool,
+    /// How often it syncs (`[sync] interval-seconds`); sent as the metric
+    /// [`tinylcm_protocol::metric_keys::SYNC_INTERVAL_SECONDS`] so the dashboard judges the
+    /// age of its last sync against it.
+    #[serde(default)]
+    pub interval_seconds: u64,
     /// Packages waiting in the outbox.
     pub outbox_packages: u64,
     /// Their bytes.

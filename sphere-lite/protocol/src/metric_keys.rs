@@ -23,6 +23,10 @@ pub const PROCESS_CPU_PERCENT: &str = "system.process_cpu_percent";
 /// without a thermal zone.
 pub const SOC_TEMPERATURE_C: &str = "system.soc_temperature_c";
 
+/// How often the device syncs (its `[sync] interval-seconds`), s: the fleet page judges the
+/// age of a device's last sync against this interval rather than one window for every device.
+pub const SYNC_INTERVAL_SECONDS: &str = "sync.interval_seconds";
+
 /// The series a device page charts when the operator chose none, in this order.
 pub const DEFAULT_CHARTS: [&str; 6] = [
     LATENCY_P50_US,

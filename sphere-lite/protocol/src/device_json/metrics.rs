@@ -37,6 +37,56 @@ pub fn valid_key(key: &str) -> bool {
         })
 }
 
+/// The member of a metrics file that names the model the device runs: strings, so no series
+/// ([`metrics_of`] skips it); [`running_model_of`] reads it.
+pub const MODEL_MEMBER: &str = "model";
+
+/// Longest name, version or SHA-256 of a [`RunningModel`] kept, in bytes.
+pub const MAX_MODEL_FIELD_BYTES: usize = 200;
+
+/// The model a device runs, as its metrics file names it under [`MODEL_MEMBER`]: the runtime
+/// writes this type and the server reads it, so neither can rename a field alone.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunningModel {
+    /// Release name (or the model file's name when it did not come from a release).
+    pub name: String,
+    /// Release version.
+    pub version: String,
+    /// The model file's SHA-256 (hex).
+    #[serde(default)]
+    pub sha256: String,
+}
+
+impl RunningModel {
+    /// Whether every field is at most [`MAX_MODEL_FIELD_BYTES`] printable bytes and the name
+    /// is not empty (it is device input shown on the dashboard).
+    pub fn is_valid(&self) -> bool {
+        let ok = |s: &str| s.len() <= MAX_MODEL_FIELD_BYTES && !s.chars().any(char::is_control);
+        !self.name.trim().is_empty() && ok(&self.name) && ok(&self.version) && ok(&self.sha256)
+    }
+}
+
+/// The model the first metrics file of `package` that names one (valid, within the size
+/// bound) says the device runs; `None` when none does.
+pub fn running_model_of(package: &Package) -> Option<RunningModel> {
+    package
+        .files
+        .iter()
+        .filter(|(entry, content)| {
+            entry.kind == FileKind::Metrics && content.len() <= MAX_METRICS_FILE_BYTES
+        })
+        .find_map(|(_, content)| {
+            #[derive(serde::Deserialize)]
+            struct Doc {
+                model: Option<RunningModel>,
+            }
+            serde_json::from_slice::<Doc>(content)
+                .ok()?
+                .model
+                .filter(RunningModel::is_valid)
+        })
+}
+
 /// What flattening one file found besides the points.
 #[derive(Default)]
 struct Skipped {
@@ -194,6 +244,38 @@ mod tests {
         );
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("2 key(s) with invalid names"));
+    }
+
+    /// Fails before this change: the model a device named in its metrics file was skipped as
+    /// a string, so the fleet page showed "—" for every device's model.
+    #[test]
+    fn the_running_model_is_read_from_the_metrics_file_and_checked() {
+        let runs = |doc: &str| {
+            running_model_of(&package(&[("m.json", FileKind::Metrics, doc.as_bytes())]))
+        };
+        let model = RunningModel {
+            name: "shapes".into(),
+            version: "1.2.0".into(),
+            sha256: "ab".repeat(32),
+        };
+        let doc = serde_json::json!({ MODEL_MEMBER: model, "fps": 3 }).to_string();
+        assert_eq!(runs(&doc), Some(model));
+        let long = "v".repeat(MAX_MODEL_FIELD_BYTES + 1);
+        for bad in [
+            r#"{"fps": 3}"#.to_owned(),
+            r#"{"model": "shapes"}"#.to_owned(),
+            r#"{"model": {"name": "", "version": "1"}}"#.to_owned(),
+            r#"{"model": {"name": "a\nb", "version": "1"}}"#.to_owned(),
+            format!(r#"{{"model": {{"name": "a", "version": "{long}"}}}}"#),
+            "not json".to_owned(),
+        ] {
+            assert_eq!(runs(&bad), None, "{bad}");
+        }
+        // Only metrics files count.
+        assert_eq!(
+            running_model_of(&package(&[("l.json", FileKind::Logs, doc.as_bytes())])),
+            None
+        );
     }
 
     #[test]
