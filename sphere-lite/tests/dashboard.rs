@@ -303,7 +303,11 @@ fn the_models_page_lists_releases_and_rollouts() {
     // The fleet overview shows which release each device is assigned.
     f.server.add_device(&f.operator, "cam-9");
     let fleet = f.page("/ui/fleet", Some(&session));
-    assert!(fleet.body.contains("<td>—</td>"), "{}", fleet.body);
+    assert!(
+        fleet.body.contains(r#"<td class="model">—</td>"#),
+        "{}",
+        fleet.body
+    );
     let (status, _) = f.server.post(
         &paths::rollout("shapes", "3"),
         Some(&f.operator),
@@ -311,7 +315,14 @@ fn the_models_page_lists_releases_and_rollouts() {
     );
     assert_eq!(status, 200);
     let fleet = f.page("/ui/fleet", Some(&session));
-    assert!(fleet.body.contains("<td>shapes 3</td>"), "{}", fleet.body);
+    // It reports no model of its own: the assigned release, said as such.
+    assert!(
+        fleet
+            .body
+            .contains(r#"<td class="model">shapes 3 (assigned)</td>"#),
+        "{}",
+        fleet.body
+    );
 }
 
 #[test]
@@ -520,7 +531,7 @@ fn pages_need_an_operator_session_and_device_tokens_cannot_log_in() {
     let fleet = f.page("/ui/fleet", Some(&session));
     assert_eq!(fleet.status, 200);
     assert!(fleet.body.contains(&dev));
-    assert!(fleet.body.contains(">online<"));
+    assert!(fleet.body.contains(r#"data-status="ok""#));
 
     // Logging out needs the CSRF token, and clears the cookie.
     let r = f.form("/ui/logout", Some(&session), &[], "csrf=wrong");
@@ -1000,10 +1011,14 @@ fn an_operator_validates_drift_in_headless_chromium_and_the_device_gets_the_feed
         };
         let text = row.text().await.unwrap();
         assert!(text.contains("kitchen-cam"), "{text}");
-        assert!(text.contains("online"), "{text}");
+        // Its pending drift makes it an alert, with the reason.
+        assert!(
+            text.contains("alert") && text.contains("1 open drift incident"),
+            "{text}"
+        );
 
         // Live: another package arrives while the page is open; the row updates by itself.
-        let packages_cell = format!("tr.device[data-device=\"{dev}\"] td:nth-child(6)");
+        let packages_cell = format!("tr.device[data-device=\"{dev}\"] td.packages");
         assert_eq!(
             client
                 .find(Locator::Css(&packages_cell))
@@ -1675,4 +1690,429 @@ fn an_operator_reviews_incidents_by_keyboard_in_headless_chromium() {
         assert_eq!(f.event(*id)["label"], "star");
     }
     assert_eq!(f.event(ids[2])["status"], "pending");
+}
+
+// --- Fleet health ----------------------------------------------------------------------------
+
+/// `pairs` of dotted metric keys and values as the nested JSON object a device's metrics file
+/// is, plus the model it runs under the protocol's member.
+fn metrics_doc(pairs: &[(&str, f64)], model: &str, version: &str) -> Value {
+    use tinylcm_protocol::device_json::metrics::{MODEL_MEMBER, RunningModel};
+    let mut doc = json!({
+        MODEL_MEMBER: RunningModel {
+            name: model.into(),
+            version: version.into(),
+            sha256: "ab".repeat(32),
+        }
+    });
+    for (key, value) in pairs {
+        let mut at = &mut doc;
+        let parts: Vec<&str> = key.split('.').collect();
+        for part in &parts[..parts.len() - 1] {
+            at = at
+                .as_object_mut()
+                .unwrap()
+                .entry(*part)
+                .or_insert_with(|| json!({}));
+        }
+        at[parts[parts.len() - 1]] = json!(value);
+    }
+    doc
+}
+
+/// A package created at `created` (device clock) with a metrics file: sync interval, frame
+/// rate, confidence, latency and the model; and drift `events` with their samples, if any.
+fn health_package(
+    device: &str,
+    id: &str,
+    created: u64,
+    (interval_s, fps, confidence): (u64, f64, f64),
+    (model, version): (&str, &str),
+    events: Option<&Value>,
+) -> Vec<u8> {
+    use tinylcm_protocol::metric_keys::{CONFIDENCE_MEAN, SYNC_INTERVAL_SECONDS};
+    let doc = metrics_doc(
+        &[
+            (SYNC_INTERVAL_SECONDS, interval_s as f64),
+            (FPS, fps),
+            (CONFIDENCE_MEAN, confidence),
+            (LATENCY_P50_US, 41_000.0 + fps * 100.0),
+        ],
+        model,
+        version,
+    );
+    let mut b = tinylcm_protocol::package::PackageBuilder::new(id, device, created).unwrap();
+    b.add(
+        "metrics.json",
+        tinylcm_protocol::package::FileKind::Metrics,
+        doc.to_string().into_bytes(),
+    )
+    .unwrap();
+    if let Some(events) = events {
+        b.add(
+            "drift-events.json",
+            tinylcm_protocol::package::FileKind::DriftEvents,
+            events.to_string().into_bytes(),
+        )
+        .unwrap();
+        for (name, jpeg) in &INCIDENT_THUMBS[..2] {
+            b.add(
+                *name,
+                tinylcm_protocol::package::FileKind::Sample,
+                jpeg.to_vec(),
+            )
+            .unwrap();
+        }
+    }
+    b.finish().unwrap()
+}
+
+/// Fails before this change: every device was "online" for 10 minutes after its last request
+/// whatever its sync interval, and the Model column showed "—" although devices name their
+/// model in every metrics file. Four devices in headless Chromium: one syncing hourly (ok),
+/// one with an open drift incident (alert, with its model, the release it is assigned, frame
+/// rate, confidence and the day's drift as bars), one silent for three of its 5 s intervals
+/// (late) and one silent for more than ten of its 1 s intervals (offline); then an admin sets
+/// a device's tags and notes on its page. The fleet, device and models pages' screenshots go
+/// to `$SPHERE_LITE_SCREENSHOTS` when that is set (the guide's pictures).
+#[test]
+fn the_fleet_page_shows_each_devices_health_in_headless_chromium() {
+    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+        tinylcm_protocol::test_support::missing(
+            &format!("{CHROMIUM} or {CHROMEDRIVER}"),
+            "apt-get install chromium chromium-driver (./scripts/test sphere installs them)",
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let signer = tinylcm_protocol::release::SigningKey::generate().unwrap();
+    let sphere = open_embedded(dir.path())
+        .unwrap()
+        .with_release_keys(vec![signer.public()]);
+    let key = sphere.create_enrollment_key(10).unwrap();
+    let operator = sphere.create_operator_token("alice").unwrap();
+    let f = Fixture {
+        server: TestServer::start(sphere),
+        _dir: dir,
+        key,
+        operator,
+        reader: String::new(),
+        http: ureq::AgentBuilder::new().redirects(0).build(),
+    };
+    let now = tinylcm_protocol::time::now_unix_ms();
+    let minute = 60_000;
+
+    // Two devices that go quiet at once: 1 s and 5 s intervals.
+    let silent_since = Instant::now();
+    let (off, off_token) = f.enroll("shed-cam", "zero2w");
+    f.upload(
+        &off,
+        &off_token,
+        &health_package(&off, "o1", now, (1, 9.8, 0.9), ("shapes", "3"), None),
+    );
+    let (late, late_token) = f.enroll("dock-cam", "pi4");
+    f.upload(
+        &late,
+        &late_token,
+        &health_package(&late, "l1", now, (5, 24.0, 0.88), ("shapes", "3"), None),
+    );
+    // An hourly device, healthy, on the released model.
+    let (yard, yard_token) = f.enroll("yard-cam", "pi4");
+    for (i, (fps, conf)) in [(29.1, 0.95), (29.5, 0.93)].into_iter().enumerate() {
+        f.upload(
+            &yard,
+            &yard_token,
+            &health_package(
+                &yard,
+                &format!("y{i}"),
+                now - (1 - i as u64) * 60 * minute,
+                (3600, fps, conf),
+                ("shapes", "3"),
+                None,
+            ),
+        );
+    }
+    // A device on an older model with one open incident whose onsets span three hours.
+    let (gate, gate_token) = f.enroll("gate-cam", "zero2w");
+    let events = json!([
+        drift::report(
+            1,
+            "page-hinkley-distance",
+            now - 150 * minute,
+            &[INCIDENT_THUMBS[0].0]
+        ),
+        drift::report(
+            2,
+            "ewma-confidence",
+            now - 80 * minute,
+            &[INCIDENT_THUMBS[1].0]
+        ),
+        drift::report(3, "knn-distance", now - minute, &[INCIDENT_THUMBS[1].0]),
+    ]);
+    for (i, (fps, conf)) in [(15.2, 0.83), (14.1, 0.74), (14.8, 0.71)]
+        .into_iter()
+        .enumerate()
+    {
+        f.upload(
+            &gate,
+            &gate_token,
+            &health_package(
+                &gate,
+                &format!("g{i}"),
+                now - (2 - i as u64) * 5 * minute,
+                (5, fps, conf),
+                ("shapes", "2"),
+                (i == 2).then_some(&events),
+            ),
+        );
+    }
+    f.wait_events(&gate, 3);
+    // Release 3 is rolled out to every device: gate-cam still runs 2.
+    let model = release::model_bytes("3");
+    let (status, body) = f.server.post_multipart(
+        paths::MODELS,
+        Some(&f.operator),
+        &[
+            (
+                "release",
+                None,
+                &release::signed(&signer, "shapes", "3", &model),
+            ),
+            ("model", Some("m.tflite"), &model),
+        ],
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = f.server.post(
+        &paths::rollout("shapes", "3"),
+        Some(&f.operator),
+        br#"{"group": "all"}"#,
+    );
+    assert_eq!(status, 200);
+    // Every package processed (the figures come from the last one of each device).
+    for (dev, n) in [(&off, 1), (&late, 1), (&yard, 2), (&gate, 3)] {
+        let series = format!("/api/v2/devices/{dev}/metrics?key={FPS}");
+        let start = Instant::now();
+        while f.server.get(&series, Some(&f.operator)).1["points"]
+            .as_array()
+            .map_or(0, Vec::len)
+            < n
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{dev} not processed"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // shed-cam (1 s) is offline after 10 + 2 s of silence; dock-cam (5 s) late after
+    // 10 + 5 s and offline only after 50 + 10 s.
+    let quiet = Duration::from_millis(16_500);
+    if let Some(rest) = quiet.checked_sub(silent_since.elapsed()) {
+        std::thread::sleep(rest);
+    }
+
+    let driver = Driver::start();
+    let base = f.server.url("");
+    let shots = std::env::var_os("SPHERE_LITE_SCREENSHOTS").map(std::path::PathBuf::from);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use fantoccini::Locator;
+        let wait = BROWSER_WAIT;
+        let client = driver
+            .logged_in(
+                &format!("{base}/ui/fleet"),
+                &f.operator,
+                &["--window-size=1280,900", "--hide-scrollbars"],
+            )
+            .await;
+        client
+            .wait()
+            .at_most(wait)
+            .for_element(Locator::Css("table#devices"))
+            .await
+            .unwrap();
+        let cell = |dev: &str, class: &str| {
+            let selector = format!("tr.device[data-device=\"{dev}\"] td.{class}");
+            let client = client.clone();
+            async move {
+                client
+                    .find(Locator::Css(&selector))
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap()
+            }
+        };
+        let statuses = client
+            .execute(
+                "var o = {}; document.querySelectorAll('tr.device').forEach(function (r) { \
+                 o[r.getAttribute('data-device')] = r.getAttribute('data-status'); }); return o;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            statuses,
+            json!({ &yard: "ok", &gate: "alert", &late: "late", &off: "offline" }),
+            "{}",
+            client.source().await.unwrap_or_default()
+        );
+        let summary = client
+            .find(Locator::Css(".fleet-summary"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for word in ["1 ok", "1 late", "1 alert", "1 offline"] {
+            assert!(summary.contains(word), "{summary}");
+        }
+        // Each judged against its own interval, with the reason.
+        let yard_sync = cell(&yard, "last-sync").await;
+        assert!(yard_sync.contains("every 60 min"), "{yard_sync}");
+        let late_status = cell(&late, "status").await;
+        assert!(late_status.contains("every 5 s expected"), "{late_status}");
+        let gate_status = cell(&gate, "status").await;
+        assert!(
+            gate_status.contains("1 open drift incident"),
+            "{gate_status}"
+        );
+        // The model each runs (not "—"), the release it should run, its figures.
+        assert_eq!(cell(&yard, "model").await, "shapes 3");
+        assert_eq!(cell(&gate, "model").await, "shapes 2\nassigned shapes 3");
+        assert_eq!(cell(&gate, "fps").await, "14.8");
+        assert_eq!(cell(&gate, "confidence").await, "0.71");
+        assert_eq!(cell(&gate, "incidents").await, "1");
+        // The drift trend: one bar per hour with events (150, 80 and 1 min ago: three hours).
+        let bars = client
+            .find_all(Locator::Css(&format!(
+                "tr.device[data-device=\"{gate}\"] svg.spark rect"
+            )))
+            .await
+            .unwrap();
+        assert_eq!(bars.len(), 3);
+        assert_eq!(cell(&gate, "trend .trend-total").await, "3");
+        assert_eq!(cell(&yard, "trend .trend-total").await, "0");
+        if let Some(dir) = &shots {
+            std::fs::create_dir_all(dir).unwrap();
+            let png = client
+                .find(Locator::Css("main"))
+                .await
+                .unwrap()
+                .screenshot()
+                .await
+                .unwrap();
+            std::fs::write(dir.join("fleet.png"), png).unwrap();
+        }
+
+        // The device page: the same badge and model; an admin sets tags and notes.
+        client
+            .find(Locator::Css(&format!(
+                "tr.device[data-device=\"{gate}\"] a[href=\"/ui/devices/{gate}\"]"
+            )))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let status = client
+            .wait()
+            .at_most(wait)
+            .for_element(Locator::Css("dd.status"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(status.starts_with("alert"), "{status}");
+        client
+            .find(Locator::Css(".device-settings summary"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        client
+            .find(Locator::Css("#edit-tags"))
+            .await
+            .unwrap()
+            .send_keys("outdoor, north-gate")
+            .await
+            .unwrap();
+        client
+            .find(Locator::Css("#edit-notes"))
+            .await
+            .unwrap()
+            .send_keys("Pole 3 by the gate; ask Sam for the key.")
+            .await
+            .unwrap();
+        client
+            .find(Locator::Css("form.device-edit button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let tags = client
+            .wait()
+            .at_most(wait)
+            .for_element(Locator::Css("dd.tags .tag"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(tags, "outdoor");
+        let notes = client
+            .find(Locator::Css("dd.notes"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(notes, "Pole 3 by the gate; ask Sam for the key.");
+        assert_eq!(
+            client
+                .find(Locator::Css("dd.model"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+            "shapes 2"
+        );
+        if let Some(dir) = &shots {
+            let png = client
+                .find(Locator::Css("main"))
+                .await
+                .unwrap()
+                .screenshot()
+                .await
+                .unwrap();
+            std::fs::write(dir.join("device.png"), png).unwrap();
+            client.goto(&format!("{base}/ui/models")).await.unwrap();
+            let png = client
+                .wait()
+                .at_most(wait)
+                .for_element(Locator::Css("main"))
+                .await
+                .unwrap()
+                .screenshot()
+                .await
+                .unwrap();
+            std::fs::write(dir.join("models.png"), png).unwrap();
+        }
+        client.close().await.unwrap();
+    });
+    drop(driver);
+    let (status, settings) = f.server.get(
+        &format!("/api/v2/devices/{gate}/settings"),
+        Some(&f.operator),
+    );
+    assert_eq!(status, 200, "{settings}");
+    assert_eq!(settings["tags"], json!(["outdoor", "north-gate"]));
 }

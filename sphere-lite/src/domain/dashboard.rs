@@ -9,7 +9,7 @@
 //! Every page is bounded ([`MAX_DASHBOARD_PAGE`]) and uses a cursor (the last item's key),
 //! never an offset, so pages stay stable while data arrives.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use tinylcm_protocol::api::{DriftEventStatus, MAX_DRIFT_EVENT_PAGE};
 
@@ -23,13 +23,40 @@ pub const MAX_DASHBOARD_PAGE: usize = 200;
 /// they are incomplete rather than scanning without end).
 pub const TALLY_SCAN_CAP: usize = 20_000;
 
-/// Drift events of one device, by review state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Hours the fleet page's drift trend covers (one bar per hour).
+pub const TREND_HOURS: usize = 24;
+
+/// Drift events of one device, by review state, and its recent trend.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DriftTally {
     /// Not reviewed yet.
     pub pending: u64,
     /// All of them.
     pub total: u64,
+    /// Incidents with at least one event not reviewed yet.
+    pub open_incidents: u64,
+    /// Drift events per hour over the last [`TREND_HOURS`] hours, oldest first (by the
+    /// device's clock, or the server's when the two disagree by more than a day).
+    pub per_hour: [u32; TREND_HOURS],
+}
+
+/// When `event` happened for the trend: the device's clock, unless it is more than a day off
+/// the server's receipt (a board without a real-time clock before its first time sync).
+fn trend_time(event: &tinylcm_protocol::api::DriftEventView) -> u64 {
+    if event.unix_ms.abs_diff(event.received_unix_ms) <= 24 * 3_600_000 {
+        event.unix_ms
+    } else {
+        event.received_unix_ms
+    }
+}
+
+/// The hour bucket (0 oldest .. [`TREND_HOURS`] − 1 the current hour) of time `t` at `now`.
+fn trend_bucket(t: u64, now: u64) -> Option<usize> {
+    if t > now {
+        return None;
+    }
+    let ago = ((now - t) / 3_600_000) as usize;
+    (ago < TREND_HOURS).then(|| TREND_HOURS - 1 - ago)
 }
 
 /// One page of a device's packages, ordered by package id.
@@ -122,10 +149,14 @@ impl Sphere {
         Ok((devices, next.flatten()))
     }
 
-    /// Drift events per device (pending and total), from at most [`TALLY_SCAN_CAP`] events;
-    /// the flag says whether every event was counted.
-    pub fn drift_tallies(&self) -> Result<(HashMap<String, DriftTally>, bool), DomainError> {
+    /// Drift events per device (pending, total, open incidents, the hourly trend up to `now`),
+    /// from at most [`TALLY_SCAN_CAP`] events; the flag says whether every event was counted.
+    pub fn drift_tallies(
+        &self,
+        now: u64,
+    ) -> Result<(HashMap<String, DriftTally>, bool), DomainError> {
         let mut tallies: HashMap<String, DriftTally> = HashMap::new();
+        let mut open: HashSet<super::IncidentKey> = HashSet::new();
         let mut after = 0;
         let mut scanned = 0;
         loop {
@@ -137,8 +168,14 @@ impl Sphere {
             for event in &page {
                 let t = tallies.entry(event.device_id.clone()).or_default();
                 t.total += 1;
+                if let Some(b) = trend_bucket(trend_time(event), now) {
+                    t.per_hour[b] = t.per_hour[b].saturating_add(1);
+                }
                 if event.status == DriftEventStatus::Pending {
                     t.pending += 1;
+                    if open.insert(super::IncidentKey::of(event)) {
+                        t.open_incidents += 1;
+                    }
                 }
             }
             scanned += page.len();
@@ -278,7 +315,17 @@ impl Sphere {
 
 #[cfg(test)]
 mod tests {
-    use super::is_image_key;
+    use super::{TREND_HOURS, is_image_key, trend_bucket};
+
+    #[test]
+    fn the_trend_has_one_bucket_per_hour_up_to_now() {
+        let now = 100 * 3_600_000;
+        assert_eq!(trend_bucket(now, now), Some(TREND_HOURS - 1));
+        assert_eq!(trend_bucket(now - 3_600_000, now), Some(TREND_HOURS - 2));
+        assert_eq!(trend_bucket(now - 24 * 3_600_000 + 1, now), Some(0));
+        assert_eq!(trend_bucket(now - 24 * 3_600_000, now), None);
+        assert_eq!(trend_bucket(now + 1, now), None);
+    }
 
     #[test]
     fn only_images_of_processed_packages_are_image_keys() {

@@ -1,4 +1,4 @@
-//! Fleet operations on one device: rename, group, tags, location, token rotation, and
+//! Fleet operations on one device: rename, group, tags, location, notes, token rotation, and
 //! decommissioning.
 //!
 //! Why apart from enrollment: these are the operator's decisions about a device, stored as
@@ -14,6 +14,9 @@ use crate::secret::{self, SecretKind};
 
 /// Most tags on one device.
 pub const MAX_TAGS: usize = 32;
+
+/// Longest notes on one device, in bytes.
+pub const MAX_NOTES_BYTES: usize = 1000;
 
 /// `PATCH /api/v2/devices/{id}` body: the fields to change (absent fields stay; `group` or
 /// `location` set to `null` clear them).
@@ -34,6 +37,9 @@ pub struct DeviceUpdate {
     #[serde(default, with = "serde_with_null")]
     #[schemars(with = "Option<Location>")]
     pub location: Option<Option<Location>>,
+    /// New notes (empty clears them).
+    #[serde(default)]
+    pub notes: Option<String>,
 }
 
 /// `Option<Option<T>>` that tells an absent field (`None`) from `null` (`Some(None)`).
@@ -118,6 +124,18 @@ impl Sphere {
                 }
             }
             settings.location = *location;
+        }
+        if let Some(notes) = &update.notes {
+            if notes.len() > MAX_NOTES_BYTES
+                || notes
+                    .chars()
+                    .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+            {
+                return Err(bad(format!(
+                    "notes must be at most {MAX_NOTES_BYTES} bytes of text"
+                )));
+            }
+            settings.notes = Some(notes.trim().to_owned()).filter(|n| !n.is_empty());
         }
         let regrouped = update.group.is_some();
         if !self.tracking.set_device_settings(device_id, &settings)? {

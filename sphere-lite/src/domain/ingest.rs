@@ -308,6 +308,8 @@ impl Sphere {
             self.tracking
                 .put_metrics(device_id, package_id, at, &points)?;
         }
+        // What the device says of itself (model, interval, figures) for the fleet page.
+        self.note_reported(device_id, &package, record.accepted_unix_ms, &points)?;
         self.tracking
             .mark_processed(device_id, package_id, now_unix_ms(), None, &problems)?;
         tracing::info!(

@@ -16,10 +16,12 @@ mod drift;
 mod drift_incident;
 mod error;
 mod fleet;
+pub mod health;
 mod ingest;
 mod metrics;
 mod releases;
 mod remote_config;
+mod reported;
 mod retention;
 mod seen;
 pub mod storage;
@@ -37,7 +39,7 @@ pub use credentials::{
 };
 pub use dashboard::{
     DriftTally, ImagePage, MAX_DASHBOARD_PAGE, PackagePage, SampleImage, TALLY_SCAN_CAP,
-    is_image_key,
+    TREND_HOURS, is_image_key,
 };
 pub use datahub::{MAX_LOG_SCAN_BYTES, embedding_key};
 pub use drift::quarantine_id;
@@ -52,6 +54,7 @@ pub use metrics::{
 };
 pub use releases::{ReleaseList, ReleaseSummary, release_key};
 pub use remote_config::DEVICE_SCOPE;
+pub use reported::Reported;
 pub use retention::Pruned;
 pub use tinylcm_protocol::device_json::metrics::valid_key as valid_metric_key;
 

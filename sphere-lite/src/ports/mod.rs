@@ -297,6 +297,8 @@ pub struct DeviceSettings {
     pub tags: Vec<String>,
     /// Where the device is, when known.
     pub location: Option<Location>,
+    /// The operator's notes (free text: where it hangs, who to call).
+    pub notes: Option<String>,
     /// Taken out of service: its token is revoked and it is hidden from rollouts.
     pub decommissioned: bool,
     /// The device's own configuration layer (scope `"device"`).

@@ -9,7 +9,7 @@ use warp::http::StatusCode;
 
 use super::drift::event_row;
 use super::fields::Fields;
-use super::fleet::device_row;
+use super::fleet::{device_row, open_tally, with_health};
 use super::names::display_name;
 use super::pages::{self, DevicePage, DeviceRow, PackageRow};
 use super::reply::{Page, bad_request, domain_error, error_page, html, redirect, run};
@@ -53,11 +53,17 @@ pub(super) async fn device(id: String, ctx: Ctx, raw: String) -> Page {
         let metrics = chart::device_panel(&sphere, &device_id, &keys)?;
         let alert = alerts::sync_alert(&sphere, &device_id)?;
         let settings = sphere.device_settings(&device_id)?;
-        Ok(Some((device, packages, events, (metrics, alert, settings))))
+        let reported = sphere.reported(&device_id)?;
+        Ok(Some((
+            device,
+            packages,
+            events,
+            (metrics, alert, settings, reported),
+        )))
     })
     .await
     .map_err(|e| domain_error(Some(nav.clone()), e, "/ui/fleet"))?;
-    let Some((device, packages, events, (metrics, alert, settings))) = found else {
+    let Some((device, packages, events, (metrics, alert, settings, reported))) = found else {
         return Err(error_page(
             Some(nav),
             StatusCode::NOT_FOUND,
@@ -95,13 +101,21 @@ pub(super) async fn device(id: String, ctx: Ctx, raw: String) -> Page {
         StatusCode::OK,
         &DevicePage {
             nav: Some(nav),
-            device: DeviceRow {
-                sync_alert: alert,
-                ..device_row(&device, Some(&settings), 0, 0, now)
-            },
+            device: with_health(
+                DeviceRow {
+                    sync_alert: alert,
+                    ..device_row(&device, Some(&settings), 0, 0, now)
+                },
+                &device,
+                &reported,
+                &open_tally(&events.events),
+                now,
+            ),
             host_name: device.name.clone(),
             edit: (session.role == Role::Admin).then(|| pages::DeviceEdit::of(&settings, &csrf)),
             group: settings.group.clone(),
+            tags: settings.tags.clone(),
+            notes: settings.notes.clone(),
             location: settings
                 .location
                 .map(|l| format!("{:.5}, {:.5}", l.latitude, l.longitude)),
@@ -117,10 +131,19 @@ pub(super) async fn device(id: String, ctx: Ctx, raw: String) -> Page {
 }
 
 /// Fields of the device page's edit form.
-pub(super) const EDIT_FIELDS: [&str; 5] = ["csrf", "name", "group", "latitude", "longitude"];
+pub(super) const EDIT_FIELDS: [&str; 7] = [
+    "csrf",
+    "name",
+    "group",
+    "latitude",
+    "longitude",
+    "tags",
+    "notes",
+];
 
 /// The edit form's fields as a settings update: an empty name or group clears it, both
-/// coordinates empty clear the location.
+/// coordinates empty clear the location, tags are comma-separated, empty notes clear them
+/// (absent tags or notes, from an older form, leave them as they are).
 pub(super) fn device_update(fields: &Fields) -> Result<DeviceUpdate, String> {
     let text = |k: &str| fields.get(k).map(str::trim).unwrap_or("");
     let coordinate = |k: &str| -> Result<Option<f64>, String> {
@@ -146,8 +169,15 @@ pub(super) fn device_update(fields: &Fields) -> Result<DeviceUpdate, String> {
     Ok(DeviceUpdate {
         name: Some(text("name").to_owned()),
         group: Some(Some(text("group").to_owned()).filter(|g| !g.is_empty())),
-        tags: None,
+        tags: fields.get("tags").map(|t| {
+            t.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect()
+        }),
         location: Some(location),
+        notes: fields.get("notes").map(str::to_owned),
     })
 }
 

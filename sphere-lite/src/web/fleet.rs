@@ -1,5 +1,6 @@
-//! The fleet page (`/ui/fleet`): every device with its state, drift tallies, assigned release
-//! and sync alert, a page at a time, and the fleet map.
+//! The fleet page (`/ui/fleet`): every device with a health badge (ok, late, offline, alert)
+//! judged against its own sync interval, the model it runs, its frame rate and confidence,
+//! open drift incidents and the day's drift trend, a page at a time, and the fleet map.
 
 use std::collections::HashMap;
 
@@ -11,17 +12,17 @@ use super::names::display_name;
 use super::pages::{DeviceRow, FleetPage};
 use super::reply::{Page, bad_request, domain_error, html, run};
 use super::session::{Ctx, require};
+use super::sparkline::sparkline;
 use super::{PAGE, alerts, map, time};
-use crate::domain::{DeviceSummary, DomainError, now_unix_ms};
+use crate::domain::health::{self, IntervalSource, Status};
+use crate::domain::{DeviceSummary, DomainError, DriftTally, Reported, now_unix_ms};
 use crate::ports::DeviceSettings;
 
-/// A device counts as online when its last authenticated request is at most this old.
-pub const ONLINE_WINDOW_MS: u64 = 10 * 60 * 1000;
+/// The badges in the order the page counts them.
+const STATUSES: [Status; 4] = [Status::Ok, Status::Late, Status::Alert, Status::Offline];
 
-pub(super) fn is_online(last_seen_unix_ms: u64, now: u64) -> bool {
-    now.saturating_sub(last_seen_unix_ms) <= ONLINE_WINDOW_MS
-}
-
+/// A device's row with what is known without its report (judged against the assumed interval);
+/// [`with_health`] completes it.
 pub(super) fn device_row(
     d: &DeviceSummary,
     settings: Option<&DeviceSettings>,
@@ -29,18 +30,84 @@ pub(super) fn device_row(
     total: u64,
     now: u64,
 ) -> DeviceRow {
-    DeviceRow {
+    let tally = DriftTally {
+        pending,
+        total,
+        ..DriftTally::default()
+    };
+    let row = DeviceRow {
         id: d.device_id.clone(),
         name: display_name(d, settings),
         hardware: d.hardware.clone().unwrap_or_else(|| "unknown".into()),
-        online: is_online(d.last_seen_unix_ms, now),
+        online: true,
         last_seen: time::format_utc(d.last_seen_unix_ms),
         packages: d.packages,
-        pending,
-        total,
         model: "—".into(),
+        assigned: None,
         sync_alert: None,
+        status: Status::Ok.word(),
+        reasons: Vec::new(),
+        last_sync: String::new(),
+        interval: String::new(),
+        fps: "—".into(),
+        confidence: "—".into(),
+        open_incidents: 0,
+        trend: Default::default(),
+        group: settings.and_then(|s| s.group.clone()),
+    };
+    with_health(row, d, &Reported::default(), &tally, now)
+}
+
+/// The open incidents among `pending` events (a device page's first pending events: at least
+/// that many are open).
+pub(super) fn open_tally(pending: &[tinylcm_protocol::api::DriftEventView]) -> DriftTally {
+    let open: std::collections::HashSet<_> =
+        pending.iter().map(crate::domain::IncidentKey::of).collect();
+    DriftTally {
+        pending: pending.len() as u64,
+        open_incidents: open.len() as u64,
+        ..DriftTally::default()
     }
+}
+
+/// `row` judged against the device's own interval from `reported`, with its model, figures,
+/// open incidents and trend (the sync alert must be set before).
+pub(super) fn with_health(
+    mut row: DeviceRow,
+    d: &DeviceSummary,
+    reported: &Reported,
+    tally: &DriftTally,
+    now: u64,
+) -> DeviceRow {
+    let (interval, source) = health::expected_interval(reported);
+    let judged = health::judge(
+        d.last_seen_unix_ms,
+        now,
+        interval,
+        tally.open_incidents,
+        row.sync_alert.is_some(),
+    );
+    row.status = judged.status.word();
+    row.online = judged.status != Status::Offline;
+    row.reasons = judged.reasons;
+    row.last_sync = health::human_ms(now.saturating_sub(d.last_seen_unix_ms));
+    row.interval = match source {
+        IntervalSource::Reported => format!("every {}", health::human_ms(interval)),
+        IntervalSource::Cadence => format!("every ~{} (its packages)", health::human_ms(interval)),
+        IntervalSource::Assumed => format!("every {} (assumed)", health::human_ms(interval)),
+    };
+    if let Some(m) = &reported.model {
+        row.model = format!("{} {}", m.name, m.version);
+    }
+    if let Some(v) = reported.fps {
+        row.fps = format!("{v:.1}");
+    }
+    if let Some(v) = reported.confidence {
+        row.confidence = format!("{v:.2}");
+    }
+    row.open_incidents = tally.open_incidents;
+    row.trend = sparkline(&tally.per_hour);
+    row
 }
 
 pub(super) async fn fleet(ctx: Ctx, raw: String) -> Page {
@@ -58,11 +125,11 @@ pub(super) async fn fleet(ctx: Ctx, raw: String) -> Page {
     }
     let sphere = ctx.sphere.clone();
     let cursor = after.clone();
-    let (total, devices, next, tallies, complete, map, (models, blocked, settings)) =
+    let (total, devices, next, tallies, complete, map, (models, blocked, settings, reported)) =
         run(move || {
             let total = sphere.list_devices()?.devices.len();
             let (devices, next) = sphere.devices_page(cursor.as_deref(), PAGE)?;
-            let (tallies, complete) = sphere.drift_tallies()?;
+            let (tallies, complete) = sphere.drift_tallies(now_unix_ms())?;
             // Each device's settings once, for the map and the assigned releases.
             let mut settings = Vec::with_capacity(devices.len());
             for d in &devices {
@@ -81,10 +148,12 @@ pub(super) async fn fleet(ctx: Ctx, raw: String) -> Page {
                     .collect::<Vec<_>>(),
             )?;
             let mut blocked = HashMap::new();
+            let mut reported = HashMap::new();
             for d in &devices {
                 if let Some(a) = alerts::sync_alert(&sphere, &d.device_id)? {
                     blocked.insert(d.device_id.clone(), a);
                 }
+                reported.insert(d.device_id.clone(), sphere.reported(&d.device_id)?);
             }
             let settings: HashMap<String, DeviceSettings> = settings
                 .into_iter()
@@ -97,7 +166,7 @@ pub(super) async fn fleet(ctx: Ctx, raw: String) -> Page {
                 tallies,
                 complete,
                 map,
-                (models, blocked, settings),
+                (models, blocked, settings, reported),
             ))
         })
         .await
@@ -106,14 +175,30 @@ pub(super) async fn fleet(ctx: Ctx, raw: String) -> Page {
     let rows = devices
         .iter()
         .map(|d| {
-            let t = tallies.get(&d.device_id).copied().unwrap_or_default();
+            let t = tallies.get(&d.device_id).cloned().unwrap_or_default();
             let settings = settings.get(&d.device_id);
             let mut row = device_row(d, settings, t.pending, t.total, now);
-            if let Some((name, version)) = models.get(&d.device_id) {
-                row.model = format!("{name} {version}");
-            }
             row.sync_alert = blocked.get(&d.device_id).cloned();
+            let reported = reported.get(&d.device_id).cloned().unwrap_or_default();
+            let mut row = with_health(row, d, &reported, &t, now);
+            if let Some((name, version)) = models.get(&d.device_id) {
+                let assigned = format!("{name} {version}");
+                if reported.model.is_none() {
+                    row.model = format!("{assigned} (assigned)");
+                } else if row.model != assigned {
+                    row.assigned = Some(assigned);
+                }
+            }
             row
+        })
+        .collect::<Vec<DeviceRow>>();
+    let counts = STATUSES
+        .iter()
+        .map(|s| {
+            (
+                s.word(),
+                rows.iter().filter(|r| r.status == s.word()).count(),
+            )
         })
         .collect();
     Ok(html(
@@ -122,7 +207,7 @@ pub(super) async fn fleet(ctx: Ctx, raw: String) -> Page {
             nav: Some(nav),
             total,
             rows,
-            online_minutes: ONLINE_WINDOW_MS / 60_000,
+            counts,
             tallies_complete: complete,
             tally_cap: crate::domain::TALLY_SCAN_CAP,
             first_link: after.is_some(),

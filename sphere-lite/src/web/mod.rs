@@ -40,6 +40,7 @@ mod names;
 mod pages;
 mod reply;
 mod session;
+mod sparkline;
 pub mod time;
 
 use std::sync::Arc;
@@ -52,7 +53,6 @@ use crate::domain::Sphere;
 use reply::{asset, done, error_page, redirect};
 use session::{Ctx, secure};
 
-pub use fleet::ONLINE_WINDOW_MS;
 pub(crate) use names::display_name;
 pub(crate) use session::cookie_safe;
 pub use session::{CSP, SESSION_COOKIE, SESSION_SECONDS, csrf_token};

@@ -63,14 +63,30 @@ pub struct DeviceRow {
     pub last_seen: String,
     /// Packages accepted.
     pub packages: u64,
-    /// Pending drift events.
-    pub pending: u64,
-    /// All drift events.
-    pub total: u64,
-    /// The release it is assigned (`name version`), or `—`.
+    /// The model it reports running (`name version`), or `—`.
     pub model: String,
+    /// The release it is assigned (`name version`), when that is not the model it runs.
+    pub assigned: Option<String>,
     /// Its sync alert: something that is not sphere-lite answers its requests.
     pub sync_alert: Option<super::alerts::SyncAlert>,
+    /// Its health badge: `ok`, `late`, `offline` or `alert`.
+    pub status: &'static str,
+    /// Why it is not ok, worst first.
+    pub reasons: Vec<String>,
+    /// Age of its last sync, e.g. `12 s`.
+    pub last_sync: String,
+    /// How often it is expected to sync, and from what, e.g. `every 5 s`.
+    pub interval: String,
+    /// Frames per second it last reported, or `—`.
+    pub fps: String,
+    /// Mean confidence it last reported (0..1, two digits), or `—`.
+    pub confidence: String,
+    /// Incidents with undecided drift events.
+    pub open_incidents: u64,
+    /// Drift events per hour over the last day.
+    pub trend: super::sparkline::Sparkline,
+    /// Its group, if any.
+    pub group: Option<String>,
 }
 
 /// The fleet overview.
@@ -83,8 +99,8 @@ pub struct FleetPage {
     pub total: usize,
     /// This page's devices.
     pub rows: Vec<DeviceRow>,
-    /// The online window in minutes.
-    pub online_minutes: u64,
+    /// Devices of this page per badge: (`ok`/`late`/`alert`/`offline`, count), none left out.
+    pub counts: Vec<(&'static str, usize)>,
     /// Whether every drift event was counted.
     pub tallies_complete: bool,
     /// How many events the counts look at, at most.
@@ -194,6 +210,10 @@ pub struct DevicePage {
     pub group: Option<String>,
     /// Its location (`latitude, longitude`), if set.
     pub location: Option<String>,
+    /// Its tags.
+    pub tags: Vec<String>,
+    /// The operator's notes, if any.
+    pub notes: Option<String>,
     /// The edit form's values; `None` for read-only sessions (no form).
     pub edit: Option<DeviceEdit>,
 }
@@ -211,6 +231,10 @@ pub struct DeviceEdit {
     pub latitude: String,
     /// Degrees east.
     pub longitude: String,
+    /// The tags, comma-separated.
+    pub tags: String,
+    /// The notes.
+    pub notes: String,
 }
 
 impl DeviceEdit {
@@ -228,6 +252,8 @@ impl DeviceEdit {
                 .location
                 .map(|l| l.longitude.to_string())
                 .unwrap_or_default(),
+            tags: settings.tags.join(", "),
+            notes: settings.notes.clone().unwrap_or_default(),
         }
     }
 }

@@ -1,0 +1,210 @@
+//! What a device last said about itself in its packages: the model it runs, how often it
+//! syncs, its frame rate and mean confidence, and when its recent packages arrived.
+//!
+//! Why: the fleet page answers "is anything wrong, where" for every device at once, so it needs
+//! these figures without reading each device's metric series or package list. They are kept
+//! as one small JSON blob per device (`devices/<device>/reported.json`), rewritten when a
+//! package of it is processed: the blob store is a port both backends have, so the tracking
+//! port is not widened for it. The model's name and version are strings, which the metric
+//! series never hold (the device sends them as the metrics file's
+//! [`tinylcm_protocol::device_json::metrics::MODEL_MEMBER`]).
+//!
+//! Two packages of one device processed at the same moment may both read the old blob; the
+//! later write wins and one package time is missing from the cadence until the next package:
+//! a figure for a glance, not a record.
+
+use serde::{Deserialize, Serialize};
+use tinylcm_protocol::device_json::metrics::RunningModel;
+use tinylcm_protocol::metric_keys;
+use tinylcm_protocol::package::Package;
+
+use super::{DomainError, Sphere};
+use crate::ports::BlobKey;
+
+/// Package arrival times kept per device, for the cadence of devices that do not report their
+/// sync interval.
+pub const CADENCE_PACKAGES: usize = 9;
+
+/// The blob key of `device_id`'s report.
+fn key(device_id: &str) -> Result<BlobKey, DomainError> {
+    BlobKey::new(format!("devices/{device_id}/reported.json")).map_err(|e| {
+        DomainError::BadRequest {
+            error: e.to_string(),
+            fix: None,
+        }
+    })
+}
+
+/// A device's latest report of itself (every field absent until a package said it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Reported {
+    /// The model it runs.
+    pub model: Option<RunningModel>,
+    /// Its configured sync interval, seconds.
+    pub sync_interval_seconds: Option<u64>,
+    /// Frames per second over its last status interval.
+    pub fps: Option<f64>,
+    /// Mean top-class confidence over its last status interval, 0..=1.
+    pub confidence: Option<f64>,
+    /// When the figures above were measured (the package's creation time, device clock).
+    pub figures_unix_ms: Option<u64>,
+    /// Accept times (server clock, Unix ms) of its last [`CADENCE_PACKAGES`] packages, ascending.
+    pub packages_unix_ms: Vec<u64>,
+}
+
+impl Reported {
+    /// The median gap between its recent packages, ms, once it sent three or more.
+    pub fn cadence_ms(&self) -> Option<u64> {
+        let mut gaps: Vec<u64> = self
+            .packages_unix_ms
+            .windows(2)
+            .map(|w| w[1].saturating_sub(w[0]))
+            .collect();
+        if gaps.len() < 2 {
+            return None;
+        }
+        gaps.sort_unstable();
+        Some(gaps[gaps.len() / 2]).filter(|g| *g > 0)
+    }
+
+    /// Fold one processed package into the report: its accept time into the cadence, and the
+    /// figures of its metrics when they are newer than the ones held.
+    pub fn note(
+        &mut self,
+        accepted_unix_ms: u64,
+        created_unix_ms: u64,
+        points: &[(String, f64)],
+        model: Option<RunningModel>,
+    ) {
+        if let Err(at) = self.packages_unix_ms.binary_search(&accepted_unix_ms) {
+            self.packages_unix_ms.insert(at, accepted_unix_ms);
+            let excess = self.packages_unix_ms.len().saturating_sub(CADENCE_PACKAGES);
+            self.packages_unix_ms.drain(..excess);
+        }
+        let value = |key: &str| {
+            points
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| *v)
+                .filter(|v| v.is_finite())
+        };
+        let figures = [
+            metric_keys::FPS,
+            metric_keys::CONFIDENCE_MEAN,
+            metric_keys::SYNC_INTERVAL_SECONDS,
+        ];
+        let has_figures = model.is_some() || figures.iter().any(|k| value(k).is_some());
+        if !has_figures || self.figures_unix_ms.is_some_and(|t| t > created_unix_ms) {
+            return;
+        }
+        self.figures_unix_ms = Some(created_unix_ms);
+        if model.is_some() {
+            self.model = model;
+        }
+        if let Some(v) = value(metric_keys::FPS) {
+            self.fps = Some(v.max(0.0));
+        }
+        if let Some(v) = value(metric_keys::CONFIDENCE_MEAN) {
+            self.confidence = Some(v.clamp(0.0, 1.0));
+        }
+        if let Some(v) = value(metric_keys::SYNC_INTERVAL_SECONDS) {
+            // The runtime bounds it to 1 s..1 day; anything else is not an interval.
+            self.sync_interval_seconds = (1.0..=86_400.0).contains(&v).then_some(v as u64);
+        }
+    }
+}
+
+impl Sphere {
+    /// What `device_id` last reported of itself (all absent for a device that sent nothing, and
+    /// for a blob that no longer parses: it is rewritten by the next package).
+    pub fn reported(&self, device_id: &str) -> Result<Reported, DomainError> {
+        let Some(bytes) = self.blobs.get(&key(device_id)?)? else {
+            return Ok(Reported::default());
+        };
+        Ok(serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::warn!(device = %device_id, error = %e, "unreadable device report; starting afresh");
+            Reported::default()
+        }))
+    }
+
+    /// Fold a processed package of `device_id` (its metric `points`) into its report.
+    pub(super) fn note_reported(
+        &self,
+        device_id: &str,
+        package: &Package,
+        accepted_unix_ms: u64,
+        points: &[(String, f64)],
+    ) -> Result<(), DomainError> {
+        let mut reported = self.reported(device_id)?;
+        let before = reported.clone();
+        let model = tinylcm_protocol::device_json::metrics::running_model_of(package);
+        reported.note(
+            accepted_unix_ms,
+            package.manifest.created_unix_ms,
+            points,
+            model,
+        );
+        if reported != before {
+            let bytes = serde_json::to_vec(&reported).map_err(|e| DomainError::BadRequest {
+                error: e.to_string(),
+                fix: None,
+            })?;
+            self.blobs.put(&key(device_id)?, &bytes)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(version: &str) -> Option<RunningModel> {
+        Some(RunningModel {
+            name: "shapes".into(),
+            version: version.into(),
+            sha256: String::new(),
+        })
+    }
+
+    #[test]
+    fn newer_figures_win_and_the_cadence_is_the_median_gap() {
+        let mut r = Reported::default();
+        let points = vec![
+            (metric_keys::FPS.to_owned(), 29.5),
+            (metric_keys::CONFIDENCE_MEAN.to_owned(), 0.93),
+            (metric_keys::SYNC_INTERVAL_SECONDS.to_owned(), 5.0),
+        ];
+        r.note(10_000, 9_000, &points, model("2"));
+        assert_eq!(r.model, model("2"));
+        assert_eq!(r.sync_interval_seconds, Some(5));
+        assert_eq!(r.fps, Some(29.5));
+        assert_eq!(r.cadence_ms(), None, "one package has no cadence");
+        // An older package processed late changes the cadence, not the figures.
+        r.note(
+            5_000,
+            4_000,
+            &[(metric_keys::FPS.to_owned(), 1.0)],
+            model("1"),
+        );
+        assert_eq!((r.fps, r.model.clone()), (Some(29.5), model("2")));
+        r.note(15_000, 14_000, &[], None);
+        r.note(15_000, 14_000, &[], None);
+        assert_eq!(r.packages_unix_ms, vec![5_000, 10_000, 15_000]);
+        assert_eq!(r.cadence_ms(), Some(5_000));
+        for i in 0..20 {
+            r.note(20_000 + i * 7_000, 0, &[], None);
+        }
+        assert_eq!(r.packages_unix_ms.len(), CADENCE_PACKAGES);
+        assert_eq!(r.cadence_ms(), Some(7_000));
+        // A nonsense interval is dropped rather than believed.
+        r.note(
+            999_000,
+            20_000,
+            &[(metric_keys::SYNC_INTERVAL_SECONDS.to_owned(), 0.0)],
+            None,
+        );
+        assert_eq!(r.sync_interval_seconds, None);
+    }
+}
