@@ -4,45 +4,6 @@
 //! Each subsystem owns its section type (e.g. [`crate::engine::EngineConfig`]);
 //! this module only composes them, loads them and reports errors.
 
-/// A configuration value that cannot work, with the key and what to do.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("config key `{key}`: {problem}. Fix: {fix}")]
-pub struct ConfigError {
-    /// Dotted key, e.g. `engine.threads`.
-    pub key: String,
-    /// What is wrong with the value.
-    pub problem: String,
-    /// What the user should write instead.
-    pub fix: String,
-}
-
-/// One validation rule of a section: the key, whether its value is acceptable, the value as
-/// shown to the user, and the fix.
-pub type Check<'a> = (&'a str, bool, String, String);
-
-impl ConfigError {
-    /// The first failed check of `checks` as an error ("`value` is not valid"), if any.
-    pub fn first_failed<'a>(
-        checks: impl IntoIterator<Item = Check<'a>>,
-    ) -> Result<(), ConfigError> {
-        match checks.into_iter().find(|(_, ok, _, _)| !ok) {
-            Some((key, _, value, fix)) => {
-                Err(ConfigError::new(key, format!("{value} is not valid"), fix))
-            }
-            None => Ok(()),
-        }
-    }
-
-    /// Build an error for `key`.
-    pub fn new(key: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> Self {
-        ConfigError {
-            key: key.into(),
-            problem: problem.into(),
-            fix: fix.into(),
-        }
-    }
-}
-
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
@@ -52,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapt::AdaptationConfig;
 use crate::autonomy::AutonomyConfig;
 use crate::board::BoardConfig;
+use crate::config_error::ConfigError;
 use crate::drift::DriftConfig;
 use crate::engine::{EngineConfig, TensorRef};
 use crate::frame::SourceConfig;

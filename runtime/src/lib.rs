@@ -35,6 +35,7 @@
 //! * [`rauc`]: the A/B OS slots over D-Bus.
 //! * [`board`]: the status LED, the button, and the data partition's space budget.
 //! * [`config`]: the one TOML file, environment overrides and a remote fragment, validated.
+//! * [`config_error`]: the error every section's validation reports (imports nothing of ours).
 //! * [`utc`]: wall-clock time, shared with the server.
 //!
 //! **Measuring**
@@ -50,6 +51,7 @@ pub mod bench;
 pub mod bench_autonomy;
 pub mod board;
 pub mod config;
+pub mod config_error;
 pub mod drift;
 pub mod engine;
 pub mod eval;

@@ -19,7 +19,7 @@
 
 use super::AdaptError;
 use super::error::check_vector;
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 use crate::knn::Metric;
 
 /// Most samples one clustering accepts.

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::MAX_POINTS;
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 use crate::knn::{MAX_LABEL_BYTES, MAX_LABELS};
 
 /// Most representatives one cluster may add to the KNN.

@@ -1,7 +1,7 @@
 //! Errors of the adaptation module, in one place so every step (clustering, planning,
 //! applying, guarding) reports bad input the same way: a clear message, never a panic.
 
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 use crate::knn::{KnnError, Metric};
 
 /// Why a clustering, a plan, an application or a guard was refused.

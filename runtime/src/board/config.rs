@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 
 /// BCM pins usable on the 40-pin header (0 and 1 are the HAT ID EEPROM's bus).
 const HEADER_PINS: std::ops::RangeInclusive<u8> = 2..=27;

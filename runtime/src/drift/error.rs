@@ -1,6 +1,6 @@
 //! Errors of the drift module.
 
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 
 use super::DetectorKind;
 

@@ -39,7 +39,8 @@ pub use session::{HeldOut, Session};
 pub use spread::{Aggregate, PhaseSpread, Spread};
 
 use crate::assemble::AssembleError;
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
+use crate::config_error::ConfigError;
 use crate::frame::{DirectoryConfig, FrameError, OnError, SourceConfig, SourceKind};
 
 /// Failures of an evaluation.

@@ -13,7 +13,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::assemble;
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
+use crate::config_error::ConfigError;
 use crate::frame::{self, SourceConfig};
 use crate::model::LoadedModel;
 use crate::pipeline::Pipeline;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use super::decode::decode_image;
 use super::pace::Pacer;
 use super::{Frame, FrameError, FrameSource};
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 
 /// Largest image file read (bytes); bigger files are reported as undecodable.
 pub const MAX_FILE_BYTES: u64 = 64 << 20;

@@ -4,7 +4,7 @@ use super::replay::{DirectoryConfig, DirectorySource};
 use super::synthetic::{SyntheticConfig, SyntheticSource};
 use super::v4l2::CameraConfig;
 use super::{FrameError, FrameSource};
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 
 /// Which kind of source delivers frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::convert::PixelFormat;
 use super::synthetic::check_side;
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 
 /// Settings of the camera (`[source.camera]`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 
 /// `[models]` configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,7 +99,7 @@ impl ModelsConfig {
             ));
         }
         let d = ModelsConfig::default();
-        let checks: [crate::config::Check<'_>; 4] = [
+        let checks: [crate::config_error::Check<'_>; 4] = [
             (
                 "models.max-bytes",
                 (1..=crate::model::MAX_MODEL_BYTES).contains(&self.max_bytes),

@@ -11,7 +11,7 @@
 mod fit;
 mod lut;
 
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 use crate::engine::{ElementType, TensorInfo};
 use crate::frame::Frame;
 use fit::{Fitter, placement};

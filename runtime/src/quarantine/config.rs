@@ -41,7 +41,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 
 /// Largest `max-entries`: the index is held in memory and scanned on admission.
 pub const MAX_ENTRIES: usize = 10_000;
@@ -132,7 +132,7 @@ impl QuarantineConfig {
     /// Check values that cannot work, naming the key and the fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let d = QuarantineConfig::default();
-        let checks: [crate::config::Check<'_>; 10] = [
+        let checks: [crate::config_error::Check<'_>; 10] = [
             (
                 "quarantine.max-entries",
                 (1..=MAX_ENTRIES).contains(&self.max_entries),

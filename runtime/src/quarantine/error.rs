@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 use crate::state::StateError;
 
 /// Everything that can go wrong opening the quarantine, admitting a sample or changing an

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 
 /// Which D-Bus bus the RAUC service is on.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -32,7 +32,8 @@ use tinylcm_protocol::remote_config::MAX_CONFIG_BYTES;
 #[cfg(doc)]
 use tinylcm_protocol::remote_config::REMOTE_KEYS;
 
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
+use crate::config_error::ConfigError;
 
 /// Format of the stored file.
 pub const FORMAT: u32 = 1;

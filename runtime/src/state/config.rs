@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::policy::DurabilityPolicy;
 use super::snapshot::Snapshots;
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 
 /// `[state]` configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,7 +66,7 @@ impl StateConfig {
     /// Check values that cannot work, naming the key and the fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let d = StateConfig::default();
-        let checks: [crate::config::Check<'_>; 6] = [
+        let checks: [crate::config_error::Check<'_>; 6] = [
             (
                 "state.commit-interval-ms",
                 (1..=3_600_000).contains(&self.commit_interval_ms),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 
 /// `[status]` configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 
 /// `[sync]` configuration. Sync is off until `server` is set (or the device was enrolled with
 /// `tinylcm enroll`, which records the server with the credentials).

@@ -21,7 +21,7 @@ pub use export::{ExportError, ExportSummary, export_classes, export_dataset};
 
 use super::pace::Pacer;
 use super::{Frame, FrameError, FrameSource};
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 use render::Renderer;
 use rng::{Rng, mix};
 use scene::Scene;
