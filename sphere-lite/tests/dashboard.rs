@@ -1477,7 +1477,11 @@ fn each_incident_is_one_card_with_its_detectors_classes_and_a_page() {
     );
     assert!(seven.contains(r#"data-pick="star" data-key="2""#));
     assert!(seven.contains(r#"class="pick proposed" data-pick="new-1" data-key="3""#));
-    assert!(seven.contains("carry no predicted class and no top-k"));
+    // Events of a device older than predicted classes still render, saying so.
+    assert!(
+        seven.contains("not reported (the device's runtime is older"),
+        "{seven}"
+    );
 
     // The incident's page, from either of its events.
     for id in [ids[0], ids[1]] {
@@ -1550,6 +1554,148 @@ fn each_incident_is_one_card_with_its_detectors_classes_and_a_page() {
     );
     assert_eq!(r.status, 409, "{}", r.body);
     assert_eq!(f.feedback(&dev, &token).len(), 4);
+}
+
+/// Fails before this change (devices reported no learning events, drift events no predicted
+/// class, and a proposed class could not be named): the device page's timeline shows the
+/// device's incident, its proposed class, its rolled-back round with the guard's reason and
+/// the closed incident, newest first; the incident card shows the predicted class and top-k;
+/// an admin names `new-1` `star` with the page's form, the device gets it as a class item, and
+/// the timeline follows the item from queued to applied. A read-only session gets no form.
+#[test]
+fn a_devices_timeline_shows_what_it_learnt_and_an_admin_names_a_proposed_class() {
+    use tinylcm_protocol::package::{FileKind, PackageBuilder};
+    let f = Fixture::new();
+    let (dev, token) = f.enroll("cam", "zero2w");
+    // Recent: the timeline shows the incidents of the last 30 days.
+    let t0 = sphere_lite::domain::now_unix_ms() - 3_600_000;
+    let metrics = json!({"classes": {
+        "star": {"total": 120, "interval": 4}, "new-1": {"total": 6, "interval": 6},
+    }});
+    let mut drift = onset(1, 7, "adwin-distance", &[]);
+    drift["unix_ms"] = json!(t0);
+    drift["predicted"] = json!("star");
+    drift["top_k"] = json!([{"class": "star", "score": 0.61}, {"class": "new-1", "score": 0.3}]);
+    let learning = |seq: u64, seconds: u64, event: Value| {
+        json!({"event_seq": seq, "epoch": "0123456789abcdef0123456789abcdef",
+               "unix_ms": t0 + seconds * 1000, "event": event})
+    };
+    let learnt = json!([
+        learning(
+            2,
+            10,
+            json!({"kind": "new-class", "round": 1, "class": "new-1", "members": 6})
+        ),
+        learning(
+            3,
+            20,
+            json!({"kind": "round-rolled-back", "round": 1,
+            "reason": "confidence-collapse", "added": 3,
+            "confidence_before": 0.9, "confidence_after": 0.4})
+        ),
+        learning(
+            4,
+            30,
+            json!({"kind": "incident-closed", "incident": 7,
+            "detectors": ["adwin-distance"]})
+        ),
+    ]);
+    let mut b = PackageBuilder::new("pkg-learnt", &dev, t0).unwrap();
+    for (name, kind, v) in [
+        ("metrics.json", FileKind::Metrics, metrics),
+        ("drift-events.json", FileKind::DriftEvents, json!([drift])),
+        ("learning.json", FileKind::Other, learnt),
+    ] {
+        b.add(name, kind, v.to_string().into_bytes()).unwrap();
+    }
+    f.upload(&dev, &token, &b.finish().unwrap());
+    let id = f.wait_events(&dev, 1)[0]["id"].as_u64().unwrap();
+
+    let session = f.login();
+    let page = f.page(&format!("/ui/devices/{dev}"), Some(&session)).body;
+    let at = |text: &str| {
+        page.find(text)
+            .unwrap_or_else(|| panic!("no {text:?} in {page}"))
+    };
+    // Newest first: closed, rolled back, proposed, opened.
+    assert!(at("incident 7 closed") < at("round 1 rolled back: confidence-collapse"));
+    assert!(at("round 1 rolled back") < at("round 1: proposed class new-1"));
+    assert!(at("round 1: proposed class new-1") < at("incident 7 opened"));
+    assert!(page.contains("0.90 → 0.40"), "{page}");
+    assert!(page.contains(&format!(
+        r#"<a href="/ui/drift/{id}">incident 7 opened</a>"#
+    )));
+    assert!(page.contains("predicted star"), "{page}");
+
+    let incident = f.page(&format!("/ui/drift/{id}"), Some(&session)).body;
+    assert!(
+        incident.contains(r#"<dd class="predicted">star</dd>"#),
+        "{incident}"
+    );
+    assert!(incident.contains("new-1 <small>0.30</small>"), "{incident}");
+
+    // The rename form, proposed class first.
+    let action = format!("/ui/devices/{dev}/classes");
+    assert!(page.contains(&format!(r#"action="{action}""#)), "{page}");
+    assert!(page.contains(r#"<option value="new-1">new-1 (proposed)</option>"#));
+    let csrf = csrf_of(&page);
+    let r = f.form(&action, Some(&session), &[], "from=new-1&to=star");
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = f.form(
+        &action,
+        Some(&session),
+        &[],
+        &format!("csrf={csrf}&from=new-1&to=new-1"),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = f.form(
+        &action,
+        Some(&session),
+        &[],
+        &format!("csrf={csrf}&from=new-1&to=star"),
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let items = f.feedback(&dev, &token);
+    assert_eq!(items.len(), 1);
+    assert_eq!(
+        items[0].verdict,
+        FeedbackVerdict::Class {
+            from: "new-1".into(),
+            to: "star".into()
+        }
+    );
+    let page = f.page(&format!("/ui/devices/{dev}"), Some(&session)).body;
+    assert!(
+        page.contains("rename new-1 → star asked by alice"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<small class=\"detail\">queued</small>"),
+        "{page}"
+    );
+
+    // The device takes it and reports it applied.
+    let (status, body) = f.server.post(
+        &paths::feedback_ack(&dev),
+        Some(&token),
+        json!({"up_to": items[0].id}).to_string().as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = f.server.post(
+        &paths::feedback_results(&dev),
+        Some(&token),
+        json!({"results": [{"id": items[0].id, "outcome": "applied", "unix_ms": t0}]})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let page = f.page(&format!("/ui/devices/{dev}"), Some(&session)).body;
+    assert!(page.contains("queued → delivered → applied"), "{page}");
+
+    let reader = f.login_as(&f.reader);
+    let page = f.page(&format!("/ui/devices/{dev}"), Some(&reader)).body;
+    assert!(page.contains("round 1 rolled back"), "{page}");
+    assert!(!page.contains(&action), "{page}");
 }
 
 /// Fails before this change: there were no incident cards to move between and no keys. An

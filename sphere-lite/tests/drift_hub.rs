@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sphere_lite::domain::Sphere;
 use sphere_lite::ports::{
-    AccessStore, ConfigLayer, ConfigStore, DecideOutcome, Decision, DeviceRecord, DeviceSettings,
-    DeviceStore, DriftEventFilter, DriftStore, EnrollOutcome, EnrollmentKey, MetricStore,
-    OperatorToken, PackageRecord, PackageStore, PredictionCursor, PredictionFilter,
-    PredictionStore, Principal, Recorded, ReleaseRecord, ReleaseStore, Rollout, SecretHash,
-    SessionRecord, SessionStore, StoreError, Tracking,
+    AccessStore, ClassRename, ConfigLayer, ConfigStore, DecideOutcome, Decision, DeviceRecord,
+    DeviceSettings, DeviceStore, DriftEventFilter, DriftStore, EnrollOutcome, EnrollmentKey,
+    LearningStore, MetricStore, OperatorToken, PackageRecord, PackageStore, PredictionCursor,
+    PredictionFilter, PredictionStore, Principal, Recorded, ReleaseRecord, ReleaseStore, Rollout,
+    SecretHash, SessionRecord, SessionStore, StoreError, Tracking,
 };
 use tinylcm_protocol::api::{DriftEventView, EnrollRequest, FeedbackItem, FeedbackVerdict};
 use tinylcm_protocol::datahub::PredictionView;
@@ -746,6 +746,32 @@ impl DriftStore for CrashBeforeMark {
     }
     fn ack_feedback(&self, d: &str, up_to: u64) -> Result<u64, StoreError> {
         self.inner.ack_feedback(d, up_to)
+    }
+}
+
+impl LearningStore for CrashBeforeMark {
+    fn put_learning_events(
+        &self,
+        e: &[tinylcm_protocol::learning::LearningEventView],
+    ) -> Result<usize, StoreError> {
+        self.inner.put_learning_events(e)
+    }
+    fn learning_events(
+        &self,
+        d: &str,
+        limit: usize,
+    ) -> Result<Vec<tinylcm_protocol::learning::LearningEventView>, StoreError> {
+        self.inner.learning_events(d, limit)
+    }
+    fn queue_class_rename(&self, d: &str, r: &ClassRename) -> Result<u64, StoreError> {
+        self.inner.queue_class_rename(d, r)
+    }
+    fn class_renames(
+        &self,
+        d: &str,
+        limit: usize,
+    ) -> Result<Vec<tinylcm_protocol::learning::ClassRenameView>, StoreError> {
+        self.inner.class_renames(d, limit)
     }
 }
 

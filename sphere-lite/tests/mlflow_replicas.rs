@@ -72,6 +72,8 @@ fn event(device: &str, seq: u64) -> DriftEventView {
         decided_by: None,
         decided_unix_ms: None,
         feedback: Vec::new(),
+        predicted: None,
+        top_k: Vec::new(),
     }
 }
 

@@ -72,6 +72,92 @@ pub enum EventKind {
         /// The detector's threshold after applying it.
         threshold: f64,
     },
+    /// What the device predicted for the frame of this frame's drift onsets, written just
+    /// before them, so the sync client can tell a reviewer what the device thought it saw.
+    /// (A variant of its own, at the end: the log's older entries keep decoding.)
+    DriftSample {
+        /// The frame ([`DriftEvent::sample_id`] of the onsets that follow).
+        sample_id: u64,
+        /// The class predicted: the model's, or the KNN's for a model without a head.
+        predicted: String,
+        /// The best classes with their scores, best first: the model's probabilities, or the
+        /// KNN's vote shares for a model without a head.
+        top_k: Vec<(String, f32)>,
+    },
+}
+
+impl super::Autonomy {
+    /// Queue what was predicted for this frame when it has drift onsets (before them, so a
+    /// package that holds an onset holds its frame's prediction too). Allocates only on such
+    /// frames.
+    pub(super) fn record_drift_sample(&mut self, prediction: &crate::pipeline::Prediction<'_>) {
+        if self.store.is_none() || self.step.events.is_empty() {
+            return;
+        }
+        let knn = self.side.as_ref().map(|s| (&s.knn, &s.out));
+        let knn_name = |id| {
+            knn.and_then(|(k, _)| k.labels().name(id))
+                .map(str::to_owned)
+        };
+        let (predicted, top_k) = if self.embedding_only || prediction.scores.is_empty() {
+            let Some(predicted) = self.step.knn_label.and_then(knn_name) else {
+                return;
+            };
+            // The KNN's vote: each class's share of the neighbours found.
+            let mut shares: Vec<(String, f32)> = Vec::new();
+            if let Some((k, out)) = knn {
+                let n = out.neighbors.len().max(1) as f32;
+                for nb in &out.neighbors {
+                    let Some(name) = k.labels().name(nb.label) else {
+                        continue;
+                    };
+                    match shares.iter_mut().find(|(c, _)| c == name) {
+                        Some((_, s)) => *s += 1.0 / n,
+                        None => shares.push((name.to_owned(), 1.0 / n)),
+                    }
+                }
+            }
+            shares.sort_by(|a, b| b.1.total_cmp(&a.1));
+            shares.truncate(DRIFT_TOP_K);
+            (predicted, shares)
+        } else {
+            let top = top_indices(prediction.scores, DRIFT_TOP_K)
+                .into_iter()
+                .filter_map(|(i, s)| self.labels.get(i).map(|l| (l.clone(), s.clamp(0.0, 1.0))))
+                .collect();
+            (prediction.label.to_owned(), top)
+        };
+        let entry = RuntimeEvent {
+            unix_ms: now_unix_ms(),
+            kind: EventKind::DriftSample {
+                sample_id: self.step.frame,
+                predicted,
+                top_k,
+            },
+        };
+        if let Err(e) = self.pending.append_event(&entry) {
+            tracing::warn!("cannot record a drift frame's prediction: {e}");
+        }
+    }
+}
+
+/// Most classes in [`EventKind::DriftSample::top_k`].
+pub const DRIFT_TOP_K: usize = 3;
+
+/// The `k` best `(index, score)` pairs of `scores`, best first (non-finite scores skipped).
+pub fn top_indices(scores: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let mut best: Vec<(usize, f32)> = Vec::with_capacity(k + 1);
+    for (i, &s) in scores.iter().enumerate() {
+        if !s.is_finite() {
+            continue;
+        }
+        let at = best.iter().position(|&(_, b)| s > b).unwrap_or(best.len());
+        if at < k {
+            best.insert(at, (i, s));
+            best.truncate(k);
+        }
+    }
+    best
 }
 
 pub use crate::utc::now_unix_ms;
@@ -153,6 +239,33 @@ impl EventKind {
                 event.detector.to_string(),
                 format!("threshold now {threshold:.2}"),
             ),
+            EventKind::DriftSample {
+                sample_id,
+                predicted,
+                top_k,
+            } => row(
+                format!("drift frame {sample_id}"),
+                None,
+                predicted.clone(),
+                top_k
+                    .iter()
+                    .map(|(c, s)| format!("{c} {s:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_indices_are_the_best_first_without_non_finite_scores() {
+        let scores = [0.1, f32::NAN, 0.5, 0.3, 0.05];
+        assert_eq!(top_indices(&scores, 3), [(2, 0.5), (3, 0.3), (0, 0.1)]);
+        assert_eq!(top_indices(&scores, 1), [(2, 0.5)]);
+        assert!(top_indices(&[], 3).is_empty());
     }
 }

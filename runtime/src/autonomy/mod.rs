@@ -158,6 +158,8 @@ pub struct Autonomy {
     /// The model has no class scores: the KNN's class and confidence stand in for the
     /// model's in what the detectors and the quarantine see.
     embedding_only: bool,
+    /// The model's class labels (the names of its scores), for a drift frame's top-k.
+    labels: Vec<String>,
     side: Option<KnnSide>,
     detectors: DetectorSet,
     incidents: Incidents,
@@ -530,6 +532,20 @@ impl Autonomy {
                 let Some(side) = self.side.as_mut() else {
                     return feedback::Outcome::Refused("the KNN is off on this device".into());
                 };
+                let held = |name: &str| {
+                    let knn = &side.knn;
+                    knn.labels()
+                        .get(name)
+                        .map_or(0, |label| knn.class_count(label))
+                };
+                // Nothing to rename: say so rather than report a rename that moved nothing.
+                if held(&c.from) == 0 {
+                    return feedback::Outcome::Refused(format!(
+                        "the KNN holds no sample of class {} (unknown here, or renamed already)",
+                        c.from
+                    ));
+                }
+                let merged = held(&c.to) > 0;
                 match side.knn.relabel(&c.from, &c.to) {
                     Ok(moved) => {
                         tracing::info!(from = %c.from, to = %c.to, moved, "class renamed");
@@ -539,7 +555,12 @@ impl Autonomy {
                             to: c.to.clone(),
                             moved,
                         });
-                        feedback::Outcome::Applied(None)
+                        feedback::Outcome::Applied(Some(format!(
+                            "{moved} samples of {} {} {}",
+                            c.from,
+                            if merged { "merged into" } else { "renamed" },
+                            c.to
+                        )))
                     }
                     Err(e) => {
                         tracing::warn!("cannot rename class {} to {}: {e}", c.from, c.to);

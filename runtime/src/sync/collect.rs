@@ -9,6 +9,12 @@
 //!   returned ([`Collected::review`]) for the client to keep
 //!   ([`crate::quarantine::review`]): a label that comes back after the entry left the
 //!   quarantine applies through them.
+//!   Each report carries the class the device predicted for that frame and its top-k, from
+//!   the `EventKind::DriftSample` entry the autonomy layer writes just before the onsets.
+//! * **Learning events** from the same log (adaptation rounds kept or rolled back with the
+//!   guard's reason, pseudo-labelled clusters and proposed classes with their member counts,
+//!   closed incidents, class renames) as [`LEARNING_MEMBER`], a list of [`LearningReport`]s
+//!   (kind `other`, so an older server stores it without refusing the package).
 //! * **Metrics** ([`super::metrics`]) when `status.json` was rewritten since the last package.
 //! * **Logs** written since the last package ([`super::logs`]).
 //! * **Snapshot metadata** when the snapshot list changed.
@@ -24,6 +30,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tinylcm_protocol::api::{DriftEventReport, MAX_SAMPLES_PER_EVENT};
 use tinylcm_protocol::datahub::{MAX_LOG_FILE_BYTES, PredictionSample, valid_embedding};
+use tinylcm_protocol::learning::{ClassScore, LEARNING_MEMBER, LearningEvent, LearningReport};
 use tinylcm_protocol::package::{FileKind, Limits, PackageBuilder, PackageError};
 
 use super::error::SyncError;
@@ -132,9 +139,13 @@ pub fn collect(
     let mut review = Vec::new();
     let drift_budget = budget / 2;
     let mut drift_cost = 0u64;
+    let mut learning = Vec::new();
     if !raw.is_empty() {
         let by_sample = quarantine_by_sample(store);
         let mut taken = HashSet::new();
+        // The prediction for the frame of the onsets that follow; the last package may have
+        // ended right after it.
+        let mut context = previous_drift_sample(store, cursors.events_after);
         for (seq, bytes) in raw {
             let event: RuntimeEvent = match store.decode_event(seq, &bytes) {
                 Ok(e) => e,
@@ -144,9 +155,34 @@ pub fn collect(
                     continue;
                 }
             };
-            let EventKind::Drift { incident, event: d } = event.kind else {
-                next.events_after = seq;
-                continue;
+            let (incident, d) = match event.kind {
+                EventKind::Drift { incident, event } => (incident, event),
+                EventKind::DriftSample {
+                    sample_id,
+                    predicted,
+                    top_k,
+                } => {
+                    context = Some(drift_context(sample_id, predicted, top_k));
+                    next.events_after = seq;
+                    continue;
+                }
+                other => {
+                    if let Some(l) = learning_event(&other) {
+                        drift_cost += 300;
+                        learning.push(LearningReport {
+                            event_seq: seq,
+                            epoch: Some(store.epoch().to_owned()),
+                            unix_ms: event.unix_ms,
+                            event: l,
+                        });
+                    }
+                    next.events_after = seq;
+                    continue;
+                }
+            };
+            let (predicted, top_k) = match &context {
+                Some((sample, p, t)) if *sample == d.sample_id => (Some(p.clone()), t.clone()),
+                _ => (None, Vec::new()),
             };
             let mut report = DriftEventReport {
                 event_seq: seq,
@@ -160,6 +196,8 @@ pub fn collect(
                 unix_ms: event.unix_ms,
                 samples: Vec::new(),
                 embedding: None,
+                predicted,
+                top_k,
             };
             let mut cost = 400;
             let mut new_samples = Vec::new();
@@ -215,8 +253,14 @@ pub fn collect(
         builder.add("drift-events.json", FileKind::DriftEvents, json)?;
         members += 1;
         drift_events = reports.len() as u32;
-        budget = budget.saturating_sub(drift_cost);
     }
+    if !learning.is_empty() {
+        // The cursor has moved past these events already: they go in whatever the budget.
+        let json = serde_json::to_vec(&learning).map_err(|e| SyncError::Config(e.to_string()))?;
+        builder.add(LEARNING_MEMBER, FileKind::Other, json)?;
+        members += 1;
+    }
+    budget = budget.saturating_sub(drift_cost);
 
     // Metrics when the status was rewritten since the last package.
     let report = sources
@@ -387,6 +431,100 @@ fn try_add(
     }
 }
 
+/// A drift frame's prediction as the report carries it: names bounded as the server
+/// requires, scores within 0..=1.
+fn drift_context(
+    sample_id: u64,
+    predicted: String,
+    top_k: Vec<(String, f32)>,
+) -> (u64, String, Vec<ClassScore>) {
+    let top = top_k
+        .into_iter()
+        .filter(|(_, s)| s.is_finite())
+        .take(tinylcm_protocol::learning::MAX_TOP_K)
+        .map(|(class, score)| ClassScore {
+            class,
+            score: score.clamp(0.0, 1.0),
+        })
+        .collect();
+    (sample_id, predicted, top)
+}
+
+/// The drift frame's prediction logged as event `seq` (the last one the previous package
+/// covered), if that is what it was.
+fn previous_drift_sample(store: &Store, seq: u64) -> Option<(u64, String, Vec<ClassScore>)> {
+    let (found, bytes) = store
+        .events_after_raw(seq.checked_sub(1)?, 1)
+        .ok()?
+        .into_iter()
+        .next()?;
+    match store.decode_event::<RuntimeEvent>(found, &bytes).ok()?.kind {
+        EventKind::DriftSample {
+            sample_id,
+            predicted,
+            top_k,
+        } if found == seq => Some(drift_context(sample_id, predicted, top_k)),
+        _ => None,
+    }
+}
+
+/// What an entry of the event log says about learning, if anything.
+fn learning_event(kind: &EventKind) -> Option<LearningEvent> {
+    use crate::adapt::EventKind as A;
+    let confidence = |m: &crate::adapt::ProxyMetrics| {
+        (m.frames > 0 && m.mean_confidence.is_finite()).then_some(m.mean_confidence)
+    };
+    Some(match kind {
+        EventKind::Adaptation { event, .. } => match event.kind {
+            A::PseudoLabel => LearningEvent::PseudoLabel {
+                round: event.id,
+                class: event.label.clone()?,
+                members: event.member_count as u64,
+            },
+            A::NewClass => LearningEvent::NewClass {
+                round: event.id,
+                class: event.label.clone()?,
+                members: event.member_count as u64,
+            },
+            A::Kept => LearningEvent::RoundKept {
+                round: event.id,
+                added: event.added.len() as u64,
+                confidence_before: confidence(&event.before),
+                confidence_after: event.after.as_ref().and_then(confidence),
+            },
+            A::Rollback => LearningEvent::RoundRolledBack {
+                round: event.id,
+                reason: event
+                    .reason
+                    .and_then(|r| serde_json::to_value(r).ok())
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_else(|| "unknown".into()),
+                added: event.added.len() as u64,
+                confidence_before: confidence(&event.before),
+                confidence_after: event.after.as_ref().and_then(confidence),
+            },
+        },
+        EventKind::IncidentClosed {
+            incident,
+            detectors,
+            ..
+        } => LearningEvent::IncidentClosed {
+            incident: *incident,
+            detectors: detectors
+                .iter()
+                .take(tinylcm_protocol::learning::MAX_INCIDENT_DETECTORS)
+                .cloned()
+                .collect(),
+        },
+        EventKind::ClassRenamed { from, to, moved } => LearningEvent::ClassRenamed {
+            from: from.clone(),
+            to: to.clone(),
+            moved: *moved as u64,
+        },
+        _ => return None,
+    })
+}
+
 fn finite_or_zero(v: f64) -> f64 {
     if v.is_finite() { v } else { 0.0 }
 }
@@ -467,8 +605,8 @@ mod tests {
         }
     }
 
-    /// Drift events come with their thumbnails and embedding, other events only move the
-    /// cursor, and a second collection finds nothing new.
+    /// Drift events come with their thumbnails and embedding, and a second collection finds
+    /// nothing new.
     #[test]
     fn drift_events_with_samples_and_cursors_that_cover_exactly_them() {
         let dir = tempfile::tempdir().unwrap();
@@ -514,9 +652,14 @@ mod tests {
         assert_eq!(p.header.drift_events, 1);
         let pkg = read_package(&p.tar[..], &Limits::default()).unwrap();
         let names: Vec<&str> = pkg.files.iter().map(|(f, _)| f.name.as_str()).collect();
+        // The class rename before the drift event is a learning event.
         assert_eq!(
             names,
-            ["samples/00000000000000000003.jpg", "drift-events.json"]
+            [
+                "samples/00000000000000000003.jpg",
+                "drift-events.json",
+                LEARNING_MEMBER
+            ]
         );
         let reports: Vec<DriftEventReport> =
             serde_json::from_slice(pkg.file("drift-events.json").unwrap()).unwrap();
@@ -547,6 +690,178 @@ mod tests {
         )
         .unwrap();
         assert!(again.package.is_none() && !again.moved);
+    }
+
+    fn adaptation(id: u64, kind: crate::adapt::EventKind, label: Option<&str>) -> RuntimeEvent {
+        let mut before = crate::adapt::ProxyMetrics::new(2);
+        before.frames = 10;
+        before.mean_confidence = 0.8;
+        let mut after = before.clone();
+        after.mean_confidence = 0.4;
+        RuntimeEvent {
+            unix_ms: 7,
+            kind: EventKind::Adaptation {
+                snapshot: None,
+                event: Box::new(crate::adapt::AdaptationEvent {
+                    id,
+                    timestamp: 7,
+                    kind,
+                    label: label.map(str::to_owned),
+                    members: vec![1, 2],
+                    member_count: 12,
+                    added: vec![],
+                    evicted: vec![],
+                    reason: matches!(kind, crate::adapt::EventKind::Rollback)
+                        .then_some(crate::adapt::RollbackReason::ConfidenceCollapse),
+                    before,
+                    after: Some(after),
+                }),
+            },
+        }
+    }
+
+    fn collect_all(store: &Store) -> tinylcm_protocol::package::Package {
+        let view = SyncStatusView::default();
+        let c = collect(
+            store,
+            &Sources::default(),
+            "dev",
+            &Cursors::default(),
+            1 << 20,
+            &view,
+            None,
+            None,
+        )
+        .unwrap();
+        read_package(&c.package.unwrap().tar[..], &Limits::default()).unwrap()
+    }
+
+    /// What the device learnt goes to the server as a learning member the server's parser
+    /// reads back: the proposed class with its member count, the rolled-back round with the
+    /// guard's reason and confidences, the closed incident and the class rename. Fails before
+    /// this change: adaptation events only moved the cursor, nothing was sent.
+    #[test]
+    fn learning_events_are_sent_and_the_server_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s.redb"), DurabilityPolicy::default()).unwrap();
+        let mut b = Batch::new();
+        b.append_event(&adaptation(
+            3,
+            crate::adapt::EventKind::NewClass,
+            Some("new-2"),
+        ))
+        .unwrap();
+        b.append_event(&adaptation(3, crate::adapt::EventKind::Rollback, None))
+            .unwrap();
+        b.append_event(&RuntimeEvent {
+            unix_ms: 8,
+            kind: EventKind::IncidentClosed {
+                incident: 4,
+                opened_at: 1,
+                closed_at: 9,
+                detectors: vec!["adwin".into()],
+            },
+        })
+        .unwrap();
+        b.append_event(&RuntimeEvent {
+            unix_ms: 9,
+            kind: EventKind::ClassRenamed {
+                from: "new-2".into(),
+                to: "star".into(),
+                moved: 5,
+            },
+        })
+        .unwrap();
+        store.submit(b).unwrap();
+        store.flush().unwrap();
+        let pkg = collect_all(&store);
+        let parts = tinylcm_protocol::device_json::learning::learning_of(&pkg, 1);
+        assert!(parts.problems.is_empty(), "{:?}", parts.problems);
+        let events: Vec<_> = parts.events.iter().map(|e| e.event.clone()).collect();
+        assert_eq!(
+            events,
+            [
+                LearningEvent::NewClass {
+                    round: 3,
+                    class: "new-2".into(),
+                    members: 12
+                },
+                LearningEvent::RoundRolledBack {
+                    round: 3,
+                    reason: "confidence-collapse".into(),
+                    added: 0,
+                    confidence_before: Some(0.8),
+                    confidence_after: Some(0.4),
+                },
+                LearningEvent::IncidentClosed {
+                    incident: 4,
+                    detectors: vec!["adwin".into()]
+                },
+                LearningEvent::ClassRenamed {
+                    from: "new-2".into(),
+                    to: "star".into(),
+                    moved: 5
+                },
+            ]
+        );
+        assert_eq!(parts.events[0].event_seq, 1);
+        assert_eq!(parts.events[0].epoch.as_deref(), Some(store.epoch()));
+    }
+
+    /// A drift report carries the prediction the autonomy layer logged for its frame just
+    /// before it, also when the previous package ended between the two; a report of another
+    /// frame carries none. Fails before this change: reports had no predicted class.
+    #[test]
+    fn drift_reports_carry_their_frame_prediction() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s.redb"), DurabilityPolicy::default()).unwrap();
+        let mut b = Batch::new();
+        b.append_event(&RuntimeEvent {
+            unix_ms: 5,
+            kind: EventKind::DriftSample {
+                sample_id: 40,
+                predicted: "circle".into(),
+                top_k: vec![("circle".into(), 0.6), ("square".into(), 1.2)],
+            },
+        })
+        .unwrap();
+        b.append_event(&drift(40)).unwrap();
+        b.append_event(&drift(41)).unwrap();
+        store.submit(b).unwrap();
+        store.flush().unwrap();
+        let pkg = collect_all(&store);
+        let reports: Vec<DriftEventReport> =
+            serde_json::from_slice(pkg.file("drift-events.json").unwrap()).unwrap();
+        assert_eq!(reports[0].predicted.as_deref(), Some("circle"));
+        let top: Vec<(&str, f32)> = reports[0]
+            .top_k
+            .iter()
+            .map(|c| (c.class.as_str(), c.score))
+            .collect();
+        assert_eq!(top, [("circle", 0.6), ("square", 1.0)]);
+        assert_eq!(reports[1].predicted, None);
+        assert!(reports[1].top_k.is_empty());
+
+        // The previous package ended right after the prediction.
+        let view = SyncStatusView::default();
+        let c = collect(
+            &store,
+            &Sources::default(),
+            "dev",
+            &Cursors {
+                events_after: 1,
+                ..Cursors::default()
+            },
+            1 << 20,
+            &view,
+            None,
+            None,
+        )
+        .unwrap();
+        let pkg = read_package(&c.package.unwrap().tar[..], &Limits::default()).unwrap();
+        let reports: Vec<DriftEventReport> =
+            serde_json::from_slice(pkg.file("drift-events.json").unwrap()).unwrap();
+        assert_eq!(reports[0].predicted.as_deref(), Some("circle"));
     }
 
     /// More drift than half a package: the rest waits, and the cursor stops before it.

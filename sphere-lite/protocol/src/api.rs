@@ -202,6 +202,17 @@ pub struct DriftEventReport {
     /// store, not in its event records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding: Option<Vec<f32>>,
+    /// The class the device predicted for the frame that triggered it (the model's, or the
+    /// KNN's for a model without a head; 1..=[`MAX_LABEL_BYTES`] printable bytes). Absent in
+    /// reports of devices older than this field. A server older than it refuses the whole
+    /// member: upgrade sphere-lite before the devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted: Option<String>,
+    /// The best classes for that frame with their scores, best first (at most
+    /// [`crate::learning::MAX_TOP_K`]; scores in 0..=1). Empty for devices older than this
+    /// field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_k: Vec<crate::learning::ClassScore>,
 }
 
 /// Where a drift event is in its review.
@@ -284,6 +295,13 @@ pub struct DriftEventView {
     /// pending, and for decisions of servers older than this field.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub feedback: Vec<FeedbackItemState>,
+    /// The class the device predicted for the triggering frame
+    /// ([`DriftEventReport::predicted`]); absent for events of older devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted: Option<String>,
+    /// The best classes for that frame with their scores ([`DriftEventReport::top_k`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_k: Vec<crate::learning::ClassScore>,
 }
 
 /// How far a feedback item got on its way to the device.
@@ -1020,6 +1038,8 @@ mod tests {
             decided_by: Some("alice".into()),
             decided_unix_ms: Some(12),
             feedback: vec![],
+            predicted: None,
+            top_k: Vec::new(),
         };
         let c = DecisionConflict {
             error: "already decided".into(),

@@ -16,6 +16,9 @@
 //! * [`feedback_file`]: the device's feedback inbox file (human verdicts) and the translation
 //!   of the server's feedback items into one.
 //! * [`ids`]: the one rule for device and package ids (they become path segments and keys).
+//! * [`learning`]: what a device learnt on its own (adaptation rounds, proposed classes,
+//!   rollbacks, closed incidents, class renames) as it reports it, and an operator's naming of
+//!   a proposed class.
 //! * [`legacy`]: what the original TinyLCM clients upload (their JSON, TAR / `.tar.gz`
 //!   archives) and its translation into a v2 package.
 //! * [`metric_keys`]: the metric keys the runtime always sends and the dashboard charts.
@@ -39,6 +42,7 @@ pub mod datahub;
 pub mod device_json;
 pub mod feedback_file;
 pub mod ids;
+pub mod learning;
 pub mod legacy;
 pub mod metric_keys;
 pub mod model_manifest;

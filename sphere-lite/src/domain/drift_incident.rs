@@ -150,6 +150,8 @@ mod tests {
             decided_by: None,
             decided_unix_ms: None,
             feedback: vec![],
+            predicted: None,
+            top_k: Vec::new(),
         }
     }
 

@@ -296,10 +296,17 @@ impl Sphere {
         // re-run stores the same points again, not new ones.
         let (points, metric_problems) = super::metrics::metrics_of(&package);
         problems.extend(metric_problems);
+        // What the device learnt (its timeline): keyed by (device, epoch, event_seq), so a
+        // re-run stores nothing twice.
+        let learning = super::learning::learning_of(&package, now_unix_ms());
+        problems.extend(learning.problems);
         for problem in &problems {
             tracing::warn!(device = %device_id, package = %package_id, %problem, "package problem");
         }
         let new_events = self.tracking.put_drift_events(&events)?;
+        if !learning.events.is_empty() {
+            self.tracking.put_learning_events(&learning.events)?;
+        }
         if !points.is_empty() {
             let at = super::metrics::point_time(
                 package.manifest.created_unix_ms,

@@ -18,6 +18,7 @@ mod error;
 mod fleet;
 pub mod health;
 mod ingest;
+mod learning;
 mod metrics;
 mod releases;
 mod remote_config;
@@ -49,6 +50,7 @@ pub use drift_incident::{
 };
 pub use error::DomainError;
 pub use fleet::DeviceUpdate;
+pub use learning::MAX_LEARNING_PAGE;
 pub use metrics::{
     DEFAULT_SERIES_POINTS, MAX_SERIES_POINTS, MetricKeys, MetricPoint, MetricQuery, MetricSeries,
 };

@@ -20,6 +20,7 @@ mod access;
 mod config;
 mod devices;
 mod drift;
+mod learning;
 mod metrics;
 mod packages;
 mod predictions;
@@ -30,6 +31,7 @@ pub use access::AccessStore;
 pub use config::ConfigStore;
 pub use devices::DeviceStore;
 pub use drift::DriftStore;
+pub use learning::{ClassRename, LearningStore};
 pub use metrics::MetricStore;
 pub use packages::PackageStore;
 pub use predictions::PredictionStore;
@@ -40,8 +42,9 @@ pub use sessions::SessionStore;
 /// any tracking method on a `dyn Tracking` without naming the part it belongs to.
 pub mod prelude {
     pub use super::{
-        AccessStore as _, ConfigStore as _, DeviceStore as _, DriftStore as _, MetricStore as _,
-        PackageStore as _, PredictionStore as _, ReleaseStore as _, SessionStore as _,
+        AccessStore as _, ConfigStore as _, DeviceStore as _, DriftStore as _, LearningStore as _,
+        MetricStore as _, PackageStore as _, PredictionStore as _, ReleaseStore as _,
+        SessionStore as _,
     };
 }
 
@@ -260,6 +263,7 @@ pub trait Tracking:
     + DeviceStore
     + PackageStore
     + DriftStore
+    + LearningStore
     + PredictionStore
     + ReleaseStore
     + ConfigStore
@@ -276,6 +280,7 @@ impl<T> Tracking for T where
         + DeviceStore
         + PackageStore
         + DriftStore
+        + LearningStore
         + PredictionStore
         + ReleaseStore
         + ConfigStore

@@ -14,7 +14,7 @@ use super::names::display_name;
 use super::pages::{self, DevicePage, DeviceRow, PackageRow};
 use super::reply::{Page, bad_request, domain_error, error_page, html, redirect, run};
 use super::session::{Ctx, post_guard, require};
-use super::{PAGE, alerts, chart, time};
+use super::{PAGE, alerts, chart, time, timeline};
 use crate::domain::{DeviceUpdate, now_unix_ms};
 use crate::ports::{Location, Role};
 
@@ -74,6 +74,14 @@ pub(super) async fn device(id: String, ctx: Ctx, raw: String) -> Page {
     };
     nav.live_device = Some(device.device_id.clone());
     let csrf = nav.csrf.clone();
+    let timeline = {
+        let sphere = ctx.sphere.clone();
+        let device_id = device.device_id.clone();
+        let form_csrf = (session.role == Role::Admin).then(|| csrf.clone());
+        run(move || timeline::timeline(&sphere, &device_id, form_csrf.as_deref(), now_unix_ms()))
+            .await
+            .map_err(|e| domain_error(Some(nav.clone()), e, "/ui/fleet"))?
+    };
     let names = HashMap::from([(
         device.device_id.clone(),
         display_name(&device, Some(&settings)),
@@ -126,6 +134,7 @@ pub(super) async fn device(id: String, ctx: Ctx, raw: String) -> Page {
             after_given: after.is_some(),
             next: packages.next_after,
             metrics,
+            timeline,
         },
     ))
 }

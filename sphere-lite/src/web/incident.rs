@@ -98,6 +98,19 @@ pub(super) fn card(
     } else {
         first.status.as_str()
     };
+    // The first onset that reports what the device predicted (older devices report none).
+    let said = events
+        .iter()
+        .find(|e| e.predicted.is_some() || !e.top_k.is_empty());
+    let predicted = said.and_then(|e| e.predicted.clone());
+    let top_k = said
+        .map(|e| {
+            e.top_k
+                .iter()
+                .map(|c| (c.class.clone(), format!("{:.2}", c.score)))
+                .collect()
+        })
+        .unwrap_or_default();
     let (known, proposed) = classes
         .get(&first.device_id)
         .map(|(k, p)| (k.as_slice(), p.as_slice()))
@@ -120,6 +133,8 @@ pub(super) fn card(
         detectors,
         images: urls,
         classes: choices(known, proposed),
+        predicted,
+        top_k,
         bulk: true,
     })
 }

@@ -42,6 +42,7 @@ mod reply;
 mod session;
 mod sparkline;
 pub mod time;
+mod timeline;
 
 use std::sync::Arc;
 
@@ -136,6 +137,11 @@ pub fn routes(
         .and(ctx.clone())
         .and(form)
         .then(|id, ctx, body| async move { done(device::edit_device(id, ctx, body).await) });
+    let class_rename = warp::path!("ui" / "devices" / String / "classes")
+        .and(warp::post())
+        .and(ctx.clone())
+        .and(form)
+        .then(|id, ctx, body| async move { done(timeline::rename(id, ctx, body).await) });
     let drift_get = warp::path!("ui" / "drift")
         .and(warp::get())
         .and(ctx.clone())
@@ -230,6 +236,8 @@ pub fn routes(
         .or(image_get)
         .unify()
         .or(live_get)
+        .unify()
+        .or(class_rename)
         .unify()
         .boxed();
     root.or(ui_root)

@@ -196,6 +196,9 @@ pub struct DevicePage {
     pub events: Vec<EventRow>,
     /// Whether it has more pending events than shown.
     pub events_more: bool,
+    /// Its timeline (incidents, adaptation rounds, proposed classes, rollbacks, renames) and
+    /// the admin's rename form.
+    pub timeline: super::timeline::Timeline,
     /// This page of its packages.
     pub packages: Vec<PackageRow>,
     /// Whether this is not the first page.
@@ -294,6 +297,11 @@ pub struct IncidentCard {
     pub images: Vec<String>,
     /// The label chooser's classes: the device's known ones, then the ones it proposed.
     pub classes: Vec<ClassChoice>,
+    /// The class the device predicted for the frame of its first onset that says, if any
+    /// (devices older than that field say none).
+    pub predicted: Option<String>,
+    /// That frame's best classes with their scores (two digits), best first.
+    pub top_k: Vec<(String, String)>,
     /// Whether its pending onsets can be selected for the page's bulk form.
     pub bulk: bool,
 }

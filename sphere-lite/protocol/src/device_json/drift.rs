@@ -8,10 +8,11 @@ use std::collections::HashSet;
 
 use crate::api::{
     DriftEventReport, DriftEventStatus, DriftEventView, MAX_DETECTOR_BYTES,
-    MAX_DRIFT_EVENTS_PER_MEMBER, MAX_SAMPLES_PER_EVENT,
+    MAX_DRIFT_EVENTS_PER_MEMBER, MAX_LABEL_BYTES, MAX_SAMPLES_PER_EVENT,
 };
 use crate::blob_key::package_file;
 use crate::datahub::{MAX_EMBEDDING_DIMS, valid_embedding};
+use crate::learning::{ClassScore, MAX_TOP_K};
 use crate::package::{FileKind, Package};
 
 /// Largest `drift-events` member parsed, in bytes (1000 events fit easily).
@@ -128,6 +129,7 @@ pub fn events_of(package: &Package, received_unix_ms: u64) -> DriftParts {
                     )),
                 }
             }
+            let (predicted, top_k) = prediction_of(&r, name, &mut problems);
             match r.embedding {
                 Some(e) if valid_embedding(&e) => embeddings.push((seq, e)),
                 Some(_) => problems.push(format!(
@@ -156,6 +158,8 @@ pub fn events_of(package: &Package, received_unix_ms: u64) -> DriftParts {
                 decided_by: None,
                 decided_unix_ms: None,
                 feedback: Vec::new(),
+                predicted,
+                top_k,
             });
         }
     }
@@ -164,6 +168,39 @@ pub fn events_of(package: &Package, received_unix_ms: u64) -> DriftParts {
         embeddings,
         problems,
     }
+}
+
+/// The predicted class and top-k of a report, each dropped with a problem when out of
+/// bounds (the event is kept without it).
+fn prediction_of(
+    r: &DriftEventReport,
+    member: &str,
+    problems: &mut Vec<String>,
+) -> (Option<String>, Vec<ClassScore>) {
+    let seq = r.event_seq;
+    let class_ok = |c: &str| !c.is_empty() && c.len() <= MAX_LABEL_BYTES && printable(c);
+    let predicted = match &r.predicted {
+        Some(p) if !class_ok(p) => {
+            problems.push(format!(
+                "drift-events member {member:?}, event {seq}: predicted class must be 1..={MAX_LABEL_BYTES} printable bytes; dropped"
+            ));
+            None
+        }
+        p => p.clone(),
+    };
+    let top_ok = r.top_k.len() <= MAX_TOP_K
+        && r.top_k
+            .iter()
+            .all(|s| class_ok(&s.class) && s.score.is_finite() && (0.0..=1.0).contains(&s.score));
+    let top_k = if top_ok {
+        r.top_k.clone()
+    } else {
+        problems.push(format!(
+            "drift-events member {member:?}, event {seq}: top_k must be at most {MAX_TOP_K} classes of 1..={MAX_LABEL_BYTES} printable bytes with scores in 0..=1; dropped"
+        ));
+        Vec::new()
+    };
+    (predicted, top_k)
 }
 
 #[cfg(test)]
@@ -201,5 +238,69 @@ mod tests {
         // bad.json; a missing sample; a non-sample member; an empty detector.
         assert_eq!(problems.len(), 4, "{problems:?}");
         assert!(problems[0].contains("bad.json"));
+    }
+}
+
+#[cfg(test)]
+mod prediction_tests {
+    use crate::package::{FileKind, Limits, PackageBuilder, read_package};
+
+    use super::*;
+
+    fn events(json: serde_json::Value) -> DriftParts {
+        let mut b = PackageBuilder::new("p1", "dev-1", 1).unwrap();
+        b.add(
+            "d.json",
+            FileKind::DriftEvents,
+            json.to_string().into_bytes(),
+        )
+        .unwrap();
+        let package = read_package(&b.finish().unwrap()[..], &Limits::default()).unwrap();
+        events_of(&package, 5)
+    }
+
+    /// The predicted class and top-k a device sends are kept with the event; an event of an
+    /// older device without them is kept as before, with none.
+    #[test]
+    fn predicted_class_and_top_k_are_kept_and_optional() {
+        let parts = events(serde_json::json!([
+            {"event_seq": 1, "incident": 1, "detector": "adwin", "statistic": 1.0,
+             "threshold": 0.5, "magnitude": 0.1, "sample_id": 3, "unix_ms": 9,
+             "predicted": "circle",
+             "top_k": [{"class": "circle", "score": 0.61}, {"class": "square", "score": 0.3}]},
+            {"event_seq": 2, "incident": 1, "detector": "adwin", "statistic": 1.0,
+             "threshold": 0.5, "magnitude": 0.1, "sample_id": 3, "unix_ms": 9}
+        ]));
+        assert!(parts.problems.is_empty(), "{:?}", parts.problems);
+        assert_eq!(parts.events[0].predicted.as_deref(), Some("circle"));
+        assert_eq!(parts.events[0].top_k.len(), 2);
+        assert_eq!(parts.events[0].top_k[1].class, "square");
+        assert_eq!(parts.events[1].predicted, None);
+        assert!(parts.events[1].top_k.is_empty());
+    }
+
+    /// A top-k out of bounds (a score above 1, too many classes) or a bad predicted class is
+    /// dropped with a problem; the event itself is kept.
+    #[test]
+    fn a_bad_top_k_is_dropped_and_the_event_kept() {
+        let many: Vec<_> = (0..=MAX_TOP_K)
+            .map(|i| serde_json::json!({"class": format!("c{i}"), "score": 0.1}))
+            .collect();
+        let parts = events(serde_json::json!([
+            {"event_seq": 1, "incident": 1, "detector": "adwin", "statistic": 1.0,
+             "threshold": 0.5, "magnitude": 0.1, "sample_id": 3, "unix_ms": 9,
+             "predicted": "", "top_k": [{"class": "a", "score": 1.5}]},
+            {"event_seq": 2, "incident": 1, "detector": "adwin", "statistic": 1.0,
+             "threshold": 0.5, "magnitude": 0.1, "sample_id": 3, "unix_ms": 9,
+             "top_k": many}
+        ]));
+        assert_eq!(parts.events.len(), 2);
+        assert!(
+            parts
+                .events
+                .iter()
+                .all(|e| e.top_k.is_empty() && e.predicted.is_none())
+        );
+        assert_eq!(parts.problems.len(), 3, "{:?}", parts.problems);
     }
 }

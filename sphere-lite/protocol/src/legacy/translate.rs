@@ -249,6 +249,8 @@ fn drift_event(
         unix_ms,
         samples: images.iter().take(MAX_SAMPLES_PER_EVENT).cloned().collect(),
         embedding: None,
+        predicted: None,
+        top_k: Vec::new(),
     }
 }
 

@@ -27,6 +27,7 @@ mod config;
 mod credentials;
 mod devices;
 mod drift;
+mod learning;
 mod metrics;
 mod packages;
 mod predictions;
@@ -145,6 +146,9 @@ impl RedbTracking {
             tx.open_table(METRIC_POINTS).map_err(err)?;
             tx.open_table(METRIC_KEYS).map_err(err)?;
             tx.open_table(PREDICTIONS).map_err(err)?;
+            tx.open_table(learning::LEARNING).map_err(err)?;
+            tx.open_table(learning::LEARNING_KEYS).map_err(err)?;
+            tx.open_table(learning::CLASS_RENAMES).map_err(err)?;
         }
         tx.commit().map_err(err)?;
         Ok(RedbTracking { db })
@@ -350,6 +354,8 @@ mod tests {
             decided_by: None,
             decided_unix_ms: None,
             feedback: Vec::new(),
+            predicted: None,
+            top_k: Vec::new(),
         }
     }
 
