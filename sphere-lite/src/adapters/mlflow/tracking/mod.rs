@@ -52,8 +52,6 @@ const MAX_PARAM_VALUE: usize = 6000;
 const MAX_DEVICES: usize = 1_000_000;
 const MAX_PENDING: usize = 1_000_000;
 const MAX_DUPLICATES: usize = 100;
-/// Most package runs remembered for their processing before the memory starts over.
-const MAX_CACHED_PACKAGE_RUNS: usize = 10_000;
 /// Attempts at claiming a write-once slot before giving up (contention bound).
 const MAX_CLAIM_ATTEMPTS: u64 = 1000;
 
@@ -234,9 +232,6 @@ pub struct MlflowTracking {
     release_files: Option<std::sync::Arc<dyn crate::ports::Blobs>>,
     /// (device id, UTC day) → the run holding that day's metric points (never changes).
     day_runs: Mutex<HashMap<(String, u64), String>>,
-    /// (device id, package id) → the run this process recorded the package in, so its
-    /// processing logs metric points without searching for it again.
-    package_run_ids: Mutex<HashMap<(String, String), String>>,
 }
 
 impl MlflowTracking {
@@ -268,7 +263,6 @@ impl MlflowTracking {
             last_drift_id: Mutex::new(0),
             release_files: None,
             day_runs: Mutex::new(HashMap::new()),
-            package_run_ids: Mutex::new(HashMap::new()),
         };
         // Ids continue above the largest stored one even if this host's clock is behind.
         let query = RunQuery {
@@ -321,30 +315,6 @@ impl MlflowTracking {
             (a.info.start_time, &a.info.run_id).cmp(&(b.info.start_time, &b.info.run_id))
         });
         Ok(runs)
-    }
-
-    /// Remember the canonical run of a package this process just recorded.
-    fn remember_package_run(&self, device_id: &str, package_id: &str, run_id: &str) {
-        let mut cache = lock(&self.package_run_ids);
-        if cache.len() >= MAX_CACHED_PACKAGE_RUNS {
-            cache.clear();
-        }
-        cache.insert(
-            (device_id.to_owned(), package_id.to_owned()),
-            run_id.to_owned(),
-        );
-    }
-
-    /// The run remembered by [`Self::remember_package_run`], if any.
-    fn remembered_package_run(&self, device_id: &str, package_id: &str) -> Option<String> {
-        lock(&self.package_run_ids)
-            .get(&(device_id.to_owned(), package_id.to_owned()))
-            .cloned()
-    }
-
-    /// Forget a remembered run (a write to it failed: the next attempt searches).
-    fn forget_package_run(&self, device_id: &str, package_id: &str) {
-        lock(&self.package_run_ids).remove(&(device_id.to_owned(), package_id.to_owned()));
     }
 
     fn bump_package_count(&self, record: &PackageRecord) -> Result<(), StoreError> {
