@@ -69,13 +69,13 @@ pub fn dequantize_i8(src: &[i8], q: Quantization, dst: &mut [f32]) -> Result<(),
 /// float32 copied, uint8/int8 quantised with the tensor's parameters.
 pub fn encode_input(info: &TensorInfo, src: &[f32], dst: &mut [u8]) -> Result<(), EngineError> {
     let name = display_name(info);
-    check_len(&name, info.element_count(), src.len())?;
+    check_len(name, info.element_count(), src.len())?;
     let want = info
         .byte_len()
-        .ok_or_else(|| tensor_error(&name, format!("cannot encode {}", info.dtype)))?;
+        .ok_or_else(|| tensor_error(name, format!("cannot encode {}", info.dtype)))?;
     if dst.len() != want {
         return Err(tensor_error(
-            &name,
+            name,
             format!("byte buffer is {} bytes, tensor needs {want}", dst.len()),
         ));
     }
@@ -86,7 +86,7 @@ pub fn encode_input(info: &TensorInfo, src: &[f32], dst: &mut [u8]) -> Result<()
             }
         }
         ElementType::U8 | ElementType::I8 => {
-            let q = require_quant(info, &name)?;
+            let q = require_quant(info, name)?;
             let (min, max) = if info.dtype == ElementType::U8 {
                 (0, 255)
             } else {
@@ -98,7 +98,7 @@ pub fn encode_input(info: &TensorInfo, src: &[f32], dst: &mut [u8]) -> Result<()
         }
         other => {
             return Err(tensor_error(
-                &name,
+                name,
                 format!("cannot encode {other} from f32"),
             ));
         }
@@ -110,13 +110,13 @@ pub fn encode_input(info: &TensorInfo, src: &[f32], dst: &mut [u8]) -> Result<()
 /// float32 copied, uint8/int8 dequantised (unquantised integers are taken as is).
 pub fn decode_output(info: &TensorInfo, src: &[u8], dst: &mut [f32]) -> Result<(), EngineError> {
     let name = display_name(info);
-    check_len(&name, info.element_count(), dst.len())?;
+    check_len(name, info.element_count(), dst.len())?;
     let want = info
         .byte_len()
-        .ok_or_else(|| tensor_error(&name, format!("cannot decode {}", info.dtype)))?;
+        .ok_or_else(|| tensor_error(name, format!("cannot decode {}", info.dtype)))?;
     if src.len() != want {
         return Err(tensor_error(
-            &name,
+            name,
             format!("byte buffer is {} bytes, tensor has {want}", src.len()),
         ));
     }
@@ -140,16 +140,18 @@ pub fn decode_output(info: &TensorInfo, src: &[u8], dst: &mut [f32]) -> Result<(
                 *d = dequantize_value(i32::from(v as i8), q);
             }
         }
-        other => return Err(tensor_error(&name, format!("cannot decode {other} to f32"))),
+        other => return Err(tensor_error(name, format!("cannot decode {other} to f32"))),
     }
     Ok(())
 }
 
-fn display_name(info: &TensorInfo) -> String {
+/// The tensor's name for messages, borrowed: encode and decode run per frame and must not
+/// allocate unless they fail.
+fn display_name(info: &TensorInfo) -> &str {
     if info.name.is_empty() {
-        "<unnamed>".to_string()
+        "<unnamed>"
     } else {
-        info.name.clone()
+        &info.name
     }
 }
 

@@ -1,9 +1,10 @@
 //! The per-frame path: frame → input tensor → model → prediction, timed by stage.
 //!
 //! [`Pipeline`] is the synchronous step for one frame and owns every buffer it
-//! needs, so the steady state allocates nothing. [`runner`] drives it from a
-//! [`crate::frame::FrameSource`] with capture on its own thread, and reports
-//! progress to an observer.
+//! needs, so the steady state allocates nothing (but the resize library's filter
+//! coefficients when a frame is resized: see [`crate::preprocess`]). [`runner`]
+//! drives it from a [`crate::frame::FrameSource`] with capture on its own thread,
+//! and reports progress to an observer.
 
 pub mod capture;
 pub mod outputs;

@@ -4,9 +4,11 @@
 //! tensor, resolves its layout and pre-computes a table from every pixel value
 //! to the encoded input value (normalisation and quantisation folded in). Per
 //! frame it resizes into a reused buffer and writes the tensor bytes directly,
-//! so the steady state allocates nothing. Colour order is explicit
-//! configuration: the original proof of concept fed BGR to an RGB-trained model
-//! by accident.
+//! so the steady state allocates nothing of its own; only the resize library
+//! (`fast_image_resize`) computes its filter coefficients, small vectors freed
+//! in the same call, on every frame whose size differs from the model input
+//! (`tests/loop_alloc.rs`). Colour order is explicit configuration: the
+//! original proof of concept fed BGR to an RGB-trained model by accident.
 
 mod fit;
 mod lut;

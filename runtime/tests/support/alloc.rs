@@ -4,6 +4,9 @@
 //! Install it in a test crate with
 //! `#[global_allocator] static GLOBAL: alloc_support::Counting = alloc_support::Counting;`.
 
+// Each test crate uses some of the helpers.
+#![allow(dead_code)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
@@ -49,4 +52,11 @@ pub fn allocations(f: impl FnOnce()) -> usize {
     f();
     TRACK.with(|t| t.set(false));
     ALLOCS.with(Cell::get) - before
+}
+
+/// Switch counting of this thread's allocations on or off and return the count so far, for
+/// spans that a closure cannot wrap (e.g. from one observer callback to a later one).
+pub fn track(on: bool) -> usize {
+    TRACK.with(|t| t.set(on));
+    ALLOCS.with(Cell::get)
 }
