@@ -277,6 +277,7 @@ impl Autonomy {
                 _ => setup.labels.len(),
             },
             embedding_only: setup.labels.is_empty(),
+            labels: setup.labels.to_vec(),
             side,
             detectors,
             incidents: Incidents::new(setup.config.incident_quiet_frames, next_incident),
@@ -394,6 +395,7 @@ impl Autonomy {
         self.counts.incidents += opened;
         self.quarantine_frame(prediction, image);
         self.adapt_step(frame);
+        self.record_drift_sample(prediction);
         self.record(closed, opened);
         self.take_feedback();
         self.maybe_checkpoint();
