@@ -26,21 +26,23 @@ pub struct ClassRename {
 /// Devices' learning events and operators' class renames.
 ///
 /// MLflow: learning events are runs of `<ns>/drift-events` tagged
-/// `sphere.kind=learning-event`, `sphere.device`, `sphere.event_seq`, `sphere.epoch`, with the
-/// event as the JSON tag `sphere.learning` and the metric `sphere.unix_ms`; a class rename is
+/// `sphere.kind=learning-event`, `sphere.device`, `sphere.package_id`, `sphere.event_seq`,
+/// `sphere.epoch`, with the event as the JSON tag `sphere.learning`, started at the device's
+/// time of the event (so they list newest first without a metric); a class rename is
 /// the device's feedback queue item itself (the queue run keeps every item) plus the
 /// write-once param `rename.<id>` of that run with who asked and when.
 pub trait LearningStore: Send + Sync {
     /// Store learning events, skipping any whose (device, epoch, event_seq) is stored
     /// already; returns how many were new. Idempotent, so re-processing a package after a
     /// crash stores nothing twice.
-    /// MLflow: `runs/search` on device + epoch + event_seq, `runs/create` for the missing
-    /// ones (a copy made by a racing replica is listed once).
+    /// MLflow: one `runs/search` per package (device + package id), `runs/create` for the
+    /// events it does not hold (a copy made by a racing replica is listed once).
     fn put_learning_events(&self, events: &[LearningEventView]) -> Result<usize, StoreError>;
 
     /// The newest `limit` learning events of `device_id` (by the device's time, then its
     /// event number), newest first.
-    /// MLflow: `runs/search` on kind and device ordered by `metrics.sphere.unix_ms DESC`.
+    /// MLflow: one page of `runs/search` on kind and device ordered by
+    /// `attributes.start_time DESC` (copies left by racing replicas listed once).
     fn learning_events(
         &self,
         device_id: &str,
