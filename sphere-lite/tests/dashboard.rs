@@ -332,7 +332,20 @@ fn the_configuration_page_pushes_layers_and_shows_which_devices_applied_them() {
     let session = f.login();
     let page = f.page("/ui/config", Some(&session));
     assert_eq!(page.status, 200);
-    assert!(page.body.contains("never set"), "{}", page.body);
+    // Fails before this change: the page said "Set by never set" and showed example TOML as
+    // placeholders that looked like settings.
+    assert!(
+        page.body
+            .contains("Not set: devices run their own configuration file."),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("Set by never set") && !page.body.contains("placeholder="));
+    assert!(
+        page.body.contains("none: its own file only"),
+        "{}",
+        page.body
+    );
     let csrf = csrf_of(&page.body);
 
     // A TOML comment is free text: it must come back as text inside the textarea.
@@ -360,6 +373,18 @@ fn the_configuration_page_pushes_layers_and_shows_which_devices_applied_them() {
     assert!(named_entities(&page.body).contains("&lt;/textarea&gt;&lt;script&gt;"));
     assert!(
         page.body.contains("waiting for the device"),
+        "{}",
+        page.body
+    );
+    // Each device's effective configuration is shown (as text), under its display name.
+    assert!(
+        named_entities(&page.body)
+            .contains(r#"<pre class="effective">[drift.page-hinkley-distance]"#),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains(&format!(">pi ({})<", &dev[4..10])),
         "{}",
         page.body
     );
@@ -2261,4 +2286,23 @@ fn the_fleet_page_shows_each_devices_health_in_headless_chromium() {
     );
     assert_eq!(status, 200, "{settings}");
     assert_eq!(settings["tags"], json!(["outdoor", "north-gate"]));
+}
+
+/// Fails before this change: `/favicon.ico` was a 404 on every page load. The icon is served
+/// to anyone (it is the same for every server), as an SVG the CSP allows.
+#[test]
+fn the_favicon_is_served() {
+    let f = Fixture::new();
+    for path in ["/favicon.ico", "/ui/static/favicon.svg"] {
+        let r = f.page(path, None);
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("content-type"), Some("image/svg+xml"), "{path}");
+        assert!(r.body.starts_with("<svg"), "{path}");
+    }
+    let session = f.login();
+    let page = f.page("/ui/fleet", Some(&session)).body;
+    assert!(
+        page.contains(r#"<link rel="icon" href="/ui/static/favicon.svg""#),
+        "{page}"
+    );
 }

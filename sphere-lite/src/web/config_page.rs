@@ -25,14 +25,18 @@ pub struct LayerRow {
     pub scope: String,
     /// The fragment.
     pub toml: String,
-    /// Who set it, and when.
-    pub set: String,
+    /// Who set it, and when; `None` for a layer never set.
+    pub set: Option<String>,
 }
 
 /// One device's configuration state.
 pub struct DeviceConfigRow {
     /// Device id.
     pub id: String,
+    /// Its display name.
+    pub name: String,
+    /// The remote configuration it should run (the layers merged), empty when none.
+    pub effective: String,
     /// Its group, or empty.
     pub group: String,
     /// Effective revision, or `local` when nothing is configured remotely.
@@ -65,7 +69,7 @@ fn layer_row(l: &tinylcm_protocol::api::ConfigLayer) -> LayerRow {
     LayerRow {
         scope: l.scope.clone(),
         toml: l.toml.clone(),
-        set: format!("{}, {}", l.by, time::format_utc(l.unix_ms)),
+        set: Some(format!("{}, {}", l.by, time::format_utc(l.unix_ms))),
     }
 }
 
@@ -74,12 +78,16 @@ pub async fn page(ctx: Ctx) -> Page {
     let session = require(&ctx).await?;
     let nav = session.nav();
     let sphere = ctx.sphere.clone();
-    let (layers, states, more) = run(move || {
+    let (layers, states, more, names) = run(move || {
         let layers = sphere.scope_configs()?;
         let (devices, next) = sphere.devices_page(None, DEVICES_SHOWN)?;
         let ids: Vec<&str> = devices.iter().map(|d| d.device_id.as_str()).collect();
         let states = sphere.config_states(&ids)?;
-        Ok((layers, states, next.is_some()))
+        let mut names = std::collections::HashMap::new();
+        for d in &devices {
+            names.insert(d.device_id.clone(), super::names::device_name(&sphere, d)?);
+        }
+        Ok((layers, states, next.is_some(), names))
     })
     .await
     .map_err(|e| domain_error(Some(nav.clone()), e, "/ui/fleet"))?;
@@ -90,7 +98,7 @@ pub async fn page(ctx: Ctx) -> Page {
         .unwrap_or(LayerRow {
             scope: ALL_DEVICES.into(),
             toml: String::new(),
-            set: "never set".into(),
+            set: None,
         });
     let groups = layers
         .iter()
@@ -100,6 +108,11 @@ pub async fn page(ctx: Ctx) -> Page {
     let devices = states
         .into_iter()
         .map(|(s, group)| DeviceConfigRow {
+            name: names
+                .get(&s.device_id)
+                .cloned()
+                .unwrap_or_else(|| s.device_id.clone()),
+            effective: s.effective_toml.clone(),
             id: s.device_id,
             group: group.unwrap_or_default(),
             revision: if s.effective_toml.is_empty() {

@@ -66,6 +66,7 @@ const MAX_FORM_BYTES: u64 = 64 * 1024;
 
 const APP_CSS: &str = include_str!("static/app.css");
 const APP_JS: &str = include_str!("static/app.js");
+const FAVICON: &str = include_str!("static/favicon.svg");
 
 /// The dashboard's routes (`/` redirects to it). Paths outside `/ui` are not matched, so the
 /// API's routes and JSON errors are unaffected.
@@ -108,6 +109,12 @@ pub fn routes(
     let js = warp::path!("ui" / "static" / "app.js")
         .and(warp::get())
         .map(|| asset(APP_JS, "text/javascript; charset=utf-8"));
+    // Browsers ask for /favicon.ico whatever the page says: the same icon, not a 404.
+    let icon = warp::path!("ui" / "static" / "favicon.svg")
+        .or(warp::path!("favicon.ico"))
+        .unify()
+        .and(warp::get())
+        .map(|| asset(FAVICON, "image/svg+xml"));
     let login_get = warp::path!("ui" / "login")
         .and(warp::get())
         .and(ctx.clone())
@@ -245,6 +252,8 @@ pub fn routes(
         .or(css)
         .unify()
         .or(js)
+        .unify()
+        .or(icon)
         .unify()
         .or(login_get)
         .unify()
