@@ -162,10 +162,16 @@ fn upload_is_accepted_processed_and_idempotent() {
         );
         let sample = format!("devices/{dev}/packages/pkg-1/samples/event-1.jpg");
         assert!(b.wait_blob(&sample).is_some());
+        // What the device says of itself, for the fleet page (written before the package is
+        // marked processed).
+        assert!(
+            b.wait_blob(&format!("devices/{dev}/reported.json"))
+                .is_some()
+        );
 
         // Same package id again (even with other content): Duplicate, stored once, counted once.
         let before = f.blobs();
-        assert_eq!(before.len(), 3, "{before:?}");
+        assert_eq!(before.len(), 4, "{before:?}");
         let again = package(&dev, "pkg-1", b"{}");
         let (status, body) = f.server.post(&paths::packages(&dev), Some(&token), &again);
         assert_eq!(status, 200, "{body}");
