@@ -7,6 +7,7 @@
 //! instead of three times. An incident opens with the first onset while none is open and
 //! closes after `quiet_frames` consecutive frames in which no detector is in drift.
 
+use super::event::EventKind;
 use crate::drift::{DetectorKind, DriftEvent};
 
 /// An open incident.
@@ -110,6 +111,34 @@ impl Incidents {
                 }
             }
         }
+    }
+}
+
+/// Log what `change` did to `incident` at `frame`; a close also becomes an event for the log.
+pub(crate) fn log_change(frame: u64, change: Change, incident: &Incident) -> Option<EventKind> {
+    match change {
+        Change::Opened(id) => {
+            tracing::info!(
+                incident = id,
+                frame,
+                detector = %incident.first.detector,
+                statistic = format_args!("{:.2}", incident.first.statistic),
+                threshold = format_args!("{:.2}", incident.first.threshold),
+                magnitude = format_args!("{:+.2}", incident.first.magnitude),
+                "drift incident opened"
+            );
+            None
+        }
+        Change::Closed(id) => {
+            tracing::info!(incident = id, frame, "drift incident closed");
+            Some(EventKind::IncidentClosed {
+                incident: id,
+                opened_at: incident.opened_at,
+                closed_at: frame,
+                detectors: incident.detectors.iter().map(|d| d.to_string()).collect(),
+            })
+        }
+        _ => None,
     }
 }
 

@@ -12,6 +12,11 @@
 //! The KNN starts from the model's initial state ([`initial`]) and everything it learns is
 //! kept in the state store ([`persist`]), so a restart continues where the device was.
 //! Nothing here waits for the disk: writes are queued batches the store's writer commits.
+//!
+//! This file starts the layer and runs the per-frame [`Autonomy::step`]; the stages it calls
+//! live beside it: `triage.rs` (which frames the quarantine keeps), `adaptation.rs` (learning
+//! rounds, snapshot and guard), `verdict.rs` (human verdicts, between frames) and
+//! [`persist`] (what is written to the store, and when).
 
 mod adaptation;
 pub mod config;
@@ -20,9 +25,11 @@ pub mod feedback;
 pub mod incident;
 pub mod initial;
 pub mod persist;
+mod triage;
+mod verdict;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub use adaptation::Note;
 pub use config::{AutonomyConfig, Classifier};
@@ -36,8 +43,8 @@ use crate::features::FeaturePath;
 use crate::frame::Frame;
 use crate::knn::{self, Knn, KnnConfig, KnnError, LabelId, ReferenceStats};
 use crate::pipeline::Prediction;
-use crate::quarantine::{Candidate, Quarantine, QuarantineConfig, QuarantineError, ReasonRef};
-use crate::state::{Batch, Snapshots, StateError, Store, TrySubmitError};
+use crate::quarantine::{Quarantine, QuarantineConfig, QuarantineError};
+use crate::state::{Batch, Snapshots, StateError, Store};
 
 /// Failures starting the autonomy layer.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +130,22 @@ pub struct Step {
     pub quarantined: Option<u64>,
     /// What adaptation did at this frame.
     pub notes: Vec<Note>,
+}
+
+impl Step {
+    /// Start frame `frame`: nothing known yet, the lists emptied (their capacity kept).
+    fn reset(&mut self, frame: u64) {
+        self.frame = frame;
+        self.knn_label = None;
+        self.knn_confidence = 0.0;
+        self.distance = None;
+        self.model_label = None;
+        self.events.clear();
+        self.changes.clear();
+        self.far = false;
+        self.quarantined = None;
+        self.notes.clear();
+    }
 }
 
 /// Counts of what the layer saw and did since it started.
@@ -305,16 +328,7 @@ impl Autonomy {
     pub fn step(&mut self, frame: u64, prediction: &Prediction<'_>, image: &Frame) {
         self.counts.frames += 1;
         let step = &mut self.step;
-        step.frame = frame;
-        step.knn_label = None;
-        step.knn_confidence = 0.0;
-        step.distance = None;
-        step.model_label = None;
-        step.events.clear();
-        step.changes.clear();
-        step.notes.clear();
-        step.far = false;
-        step.quarantined = None;
+        step.reset(frame);
 
         let mut features = None;
         if let (Some(side), Some(embedding)) = (self.side.as_mut(), prediction.embedding) {
@@ -362,26 +376,8 @@ impl Autonomy {
         self.incidents
             .frame(frame, &step.events, in_drift, |change, incident| {
                 step.changes.push(change);
-                match change {
-                    Change::Opened(id) => tracing::info!(
-                        incident = id,
-                        frame,
-                        detector = %incident.first.detector,
-                        statistic = format_args!("{:.2}", incident.first.statistic),
-                        threshold = format_args!("{:.2}", incident.first.threshold),
-                        magnitude = format_args!("{:+.2}", incident.first.magnitude),
-                        "drift incident opened"
-                    ),
-                    Change::Closed(id) => {
-                        tracing::info!(incident = id, frame, "drift incident closed");
-                        closed = Some(EventKind::IncidentClosed {
-                            incident: id,
-                            opened_at: incident.opened_at,
-                            closed_at: frame,
-                            detectors: incident.detectors.iter().map(|d| d.to_string()).collect(),
-                        });
-                    }
-                    _ => {}
+                if let Some(event) = incident::log_change(frame, change, incident) {
+                    closed = Some(event);
                 }
             });
         step.far &= self.incidents.open().is_none();
@@ -399,311 +395,6 @@ impl Autonomy {
         self.record(closed, opened);
         self.take_feedback();
         self.maybe_checkpoint();
-    }
-
-    /// Keep the frame in quarantine when an incident is open or it is far from everything.
-    fn quarantine_frame(&mut self, prediction: &Prediction<'_>, image: &Frame) {
-        let (Some(q), Some(side)) = (self.quarantine.as_mut(), self.side.as_ref()) else {
-            return;
-        };
-        let Some(distance) = self.step.distance else {
-            return;
-        };
-        // During an incident, only frames that look unusual (beyond one reference σ of the
-        // usual neighbour distance): an incident outlives its drift by the detectors' exit
-        // rules, and normal frames in the quarantine would blur every cluster.
-        let r = &side.reference.overall;
-        let unusual = f64::from(distance) > r.mean + r.std;
-        let reason = match self.incidents.open() {
-            Some(incident) if unusual => ReasonRef::Drift {
-                detector: incident.first.detector.name(),
-            },
-            _ if self.step.far => ReasonRef::FarFromKnown,
-            _ => return,
-        };
-        let predicted = self
-            .step
-            .knn_label
-            .and_then(|l| side.knn.labels().name(l))
-            .unwrap_or(prediction.label);
-        let candidate = Candidate {
-            sample: self.step.frame,
-            reason,
-            predicted,
-            confidence: if self.embedding_only {
-                self.step.knn_confidence
-            } else {
-                prediction.confidence
-            },
-            knn_distance: self.step.distance,
-            features: &side.buffer,
-        };
-        let now = event::now_unix_ms();
-        match q.admit(candidate, image, now, &mut self.pending) {
-            Ok(Some(id)) => {
-                self.step.quarantined = Some(id);
-                self.counts.quarantined += 1;
-                // The frame of a drift onset goes to a human with its event: keep it for the
-                // verdict (bounded by the quarantine's review settings).
-                if !self.step.events.is_empty() {
-                    if let Err(e) = q.hold_for_review(id, now, &mut self.pending) {
-                        tracing::debug!("not held for review: {e}");
-                    }
-                }
-            }
-            Ok(None) => {}
-            Err(e) => tracing::debug!("not quarantined: {e}"),
-        }
-    }
-
-    /// Apply a waiting inbox delivery, if any (a channel poll when there is none).
-    ///
-    /// A delivery is acknowledged (its file removed once the store is flushed) only when
-    /// everything it changed has been handed to the store: while the store's queue is full
-    /// the changes wait in `pending`, and so does the acknowledgement.
-    fn take_feedback(&mut self) {
-        if let Some(mut delivery) = self.inbox.as_ref().and_then(feedback::Inbox::try_recv) {
-            for i in 0..delivery.items.len() {
-                let outcome = self.apply_feedback(&delivery.items[i]);
-                delivery.record(i, outcome);
-            }
-            self.checkpoint();
-            self.unacked.push(delivery);
-        }
-        if self.unacked.is_empty() || !self.pending.is_empty() {
-            return;
-        }
-        if let Some(inbox) = &self.inbox {
-            for delivery in self.unacked.drain(..) {
-                inbox.ack(delivery);
-            }
-        }
-    }
-
-    /// Apply one human verdict now; what became of it.
-    pub fn apply_feedback(&mut self, item: &feedback::Item) -> feedback::Outcome {
-        match item {
-            feedback::Item::Drift { event, verdict } => {
-                // The verdict on the event ends the review of the frame it named.
-                if let Some(q) = self.quarantine.as_mut() {
-                    if let Err(e) = q.release_review_of_sample(event.sample_id, &mut self.pending) {
-                        tracing::warn!("{e}");
-                    }
-                }
-                match verdict {
-                    feedback::Verdict::FalseAlarm => self.detectors.false_alarm(event),
-                    feedback::Verdict::Confirmed => self.detectors.confirmed(event),
-                }
-                let threshold = self
-                    .detectors
-                    .detectors()
-                    .iter()
-                    .find(|d| d.kind() == event.detector)
-                    .map_or(f64::NAN, |d| d.statistic().1);
-                tracing::info!(
-                    detector = %event.detector,
-                    sample = event.sample_id,
-                    ?verdict,
-                    threshold,
-                    "drift feedback applied"
-                );
-                self.counts.feedback += 1;
-                self.push(EventKind::DriftFeedback {
-                    event: *event,
-                    verdict: *verdict,
-                    threshold,
-                });
-                feedback::Outcome::Applied(None)
-            }
-            feedback::Item::Sample { verdict, carried } => {
-                let done = feedback::apply_sample(
-                    verdict,
-                    carried.as_deref(),
-                    self.quarantine.as_mut(),
-                    self.side.as_mut().map(|s| &mut s.knn),
-                    event::now_unix_ms(),
-                    &mut self.pending,
-                );
-                if let Some(kind) = done.event {
-                    self.counts.feedback += 1;
-                    self.push(kind);
-                }
-                done.outcome
-            }
-            feedback::Item::Class(c) => {
-                let Some(side) = self.side.as_mut() else {
-                    return feedback::Outcome::Refused("the KNN is off on this device".into());
-                };
-                let held = |name: &str| {
-                    let knn = &side.knn;
-                    knn.labels()
-                        .get(name)
-                        .map_or(0, |label| knn.class_count(label))
-                };
-                // Nothing to rename: say so rather than report a rename that moved nothing.
-                if held(&c.from) == 0 {
-                    return feedback::Outcome::Refused(format!(
-                        "the KNN holds no sample of class {} (unknown here, or renamed already)",
-                        c.from
-                    ));
-                }
-                let merged = held(&c.to) > 0;
-                match side.knn.relabel(&c.from, &c.to) {
-                    Ok(moved) => {
-                        tracing::info!(from = %c.from, to = %c.to, moved, "class renamed");
-                        self.counts.feedback += 1;
-                        self.push(EventKind::ClassRenamed {
-                            from: c.from.clone(),
-                            to: c.to.clone(),
-                            moved,
-                        });
-                        feedback::Outcome::Applied(Some(format!(
-                            "{moved} samples of {} {} {}",
-                            c.from,
-                            if merged { "merged into" } else { "renamed" },
-                            c.to
-                        )))
-                    }
-                    Err(e) => {
-                        tracing::warn!("cannot rename class {} to {}: {e}", c.from, c.to);
-                        feedback::Outcome::Refused(format!(
-                            "cannot rename class {} to {}: {e}",
-                            c.from, c.to
-                        ))
-                    }
-                }
-            }
-        }
-    }
-
-    /// Queue an event (when there is a store).
-    fn push(&mut self, kind: EventKind) {
-        if self.store.is_none() {
-            return;
-        }
-        let entry = RuntimeEvent {
-            unix_ms: event::now_unix_ms(),
-            kind,
-        };
-        if let Err(e) = self.pending.append_event(&entry) {
-            tracing::warn!("cannot record an event: {e}");
-        }
-    }
-
-    /// Queue this frame's events and the `opened` incidents' count (never on frames without
-    /// any: no allocation).
-    fn record(&mut self, closed: Option<EventKind>, opened: u64) {
-        if self.store.is_none() {
-            return;
-        }
-        if self.step.events.is_empty() && closed.is_none() {
-            if !self.pending.is_empty() {
-                self.submit();
-            }
-            return;
-        }
-        let unix_ms = event::now_unix_ms();
-        let incident = self.incidents.open().map_or(0, |i| i.id);
-        for event in &self.step.events {
-            let entry = RuntimeEvent {
-                unix_ms,
-                kind: EventKind::Drift {
-                    incident,
-                    event: *event,
-                },
-            };
-            if let Err(e) = self.pending.append_event(&entry) {
-                tracing::warn!("cannot record a drift event: {e}");
-            }
-        }
-        if let Some(kind) = closed {
-            if let Err(e) = self.pending.append_event(&RuntimeEvent { unix_ms, kind }) {
-                tracing::warn!("cannot record an incident: {e}");
-            }
-        }
-        self.pending
-            .increment(persist::DRIFT_COUNTER, self.step.events.len() as u64);
-        if opened > 0 {
-            self.pending.increment(persist::INCIDENTS_COUNTER, opened);
-        }
-        self.submit();
-    }
-
-    fn maybe_checkpoint(&mut self) {
-        if self.store.is_some()
-            && self.last_checkpoint.elapsed() >= Duration::from_secs(self.config.checkpoint_seconds)
-        {
-            self.checkpoint();
-        }
-    }
-
-    /// Queue the KNN and detector states now (also done every `checkpoint-seconds`).
-    pub fn checkpoint(&mut self) {
-        self.last_checkpoint = Instant::now();
-        if self.store.is_none() {
-            return;
-        }
-        let meta = persist::Meta {
-            model_sha256: self.model_sha256.clone(),
-            reference: self.side.as_ref().map(|s| s.reference.clone()),
-            next_incident: self.incidents.next_id(),
-            next_adaptation: self.adaptation.as_ref().map_or(1, |a| a.next_id),
-        };
-        let knn = self.side.as_ref().map(|s| s.knn.to_state());
-        if let Err(e) = persist::save(
-            &mut self.pending,
-            &meta,
-            knn.as_ref(),
-            &self.detectors.save(),
-        ) {
-            tracing::warn!("cannot checkpoint the KNN and detectors: {e}");
-        }
-        self.pending.increment(
-            persist::FRAMES_COUNTER,
-            self.counts.frames - self.frames_counted,
-        );
-        self.frames_counted = self.counts.frames;
-        self.submit();
-    }
-
-    fn submit(&mut self) {
-        let Some(store) = &self.store else { return };
-        if self.pending.is_empty() {
-            return;
-        }
-        let batch = std::mem::take(&mut self.pending);
-        match store.try_submit(batch) {
-            Ok(_) => {}
-            Err(TrySubmitError::Full { batch, .. }) => {
-                self.counts.deferred_writes += 1;
-                self.pending = batch;
-            }
-            Err(TrySubmitError::Stopped(e)) => {
-                tracing::error!("the state store stopped; states are no longer saved: {e}");
-                self.store = None;
-            }
-        }
-    }
-
-    /// Checkpoint and wait until everything is durable (at a clean stop).
-    pub fn finish(&mut self) -> Result<(), StateError> {
-        if let Some(q) = &self.quarantine {
-            q.flush_thumbnails();
-        }
-        self.checkpoint();
-        if let Some(store) = &self.store {
-            if !self.pending.is_empty() {
-                store.submit(std::mem::take(&mut self.pending))?;
-            }
-            store.flush()?;
-        }
-        // Everything applied is durable now: the inbox may remove those files.
-        if let Some(inbox) = &self.inbox {
-            for delivery in self.unacked.drain(..) {
-                inbox.ack(delivery);
-            }
-        }
-        Ok(())
     }
 
     /// What the last frame produced.
