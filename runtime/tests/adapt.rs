@@ -761,7 +761,10 @@ fn a_new_object_in_a_scene_wide_round_becomes_one_class_when_wide_far_factor_is_
         .collect();
     let original = |l: LabelId| l == a;
 
-    let off = config();
+    let off = AdaptationConfig {
+        wide_far_factor: 0.0,
+        ..config()
+    };
     let p = plan_round(&samples, &w.knn, &w.reference, &off, original).unwrap();
     assert!(matches!(p.scenes[..], [(1, Scene::Wide { .. })]), "{p:#?}");
     assert!(
@@ -830,14 +833,21 @@ fn a_change_the_models_head_disputes_is_planned_as_local_when_scene_agreement_is
         .collect();
     let original = |l: LabelId| l == a || l == b;
 
-    let off = config();
+    // Every other second view off, so only `scene-agreement` differs.
+    let off = AdaptationConfig {
+        scene_agreement: 0.0,
+        pseudo_label_head_agreement: false,
+        pseudo_label_displacement: false,
+        wide_far_factor: 0.0,
+        ..config()
+    };
     let p = plan_round(&samples, &w.knn, &w.reference, &off, original).unwrap();
     assert!(matches!(p.scenes[..], [(1, Scene::Wide { .. })]), "{p:#?}");
     assert!(decisions(&p).contains(&&pseudo("a")), "{p:#?}");
 
     let on = AdaptationConfig {
         scene_agreement: 0.6,
-        ..config()
+        ..off.clone()
     };
     let p = plan_round(&samples, &w.knn, &w.reference, &on, original).unwrap();
     assert!(
@@ -864,5 +874,33 @@ fn a_change_the_models_head_disputes_is_planned_as_local_when_scene_agreement_is
         .collect();
     let p = plan_round(&agreed, &w.knn, &w.reference, &on, original).unwrap();
     assert!(matches!(p.scenes[..], [(1, Scene::Wide { .. })]), "{p:#?}");
+    assert!(decisions(&p).contains(&&pseudo("a")), "{p:#?}");
+}
+
+/// A model without a class head (embedding only) gives no sample a head class: with
+/// `pseudo-label-head-agreement` on (the default) its scene-wide rounds are still
+/// pseudo-labelled by the aligned vote alone. Fails before this change: the head check left
+/// out every sample without a head class, so such a model never learnt a nuisance.
+#[test]
+fn a_model_without_a_head_pseudo_labels_by_the_vote_alone() {
+    let mut w = world(13);
+    let a = w.knn.labels().get("a").unwrap();
+    let near_a = shifted(&mut w.rng, &w.a, 0.5);
+    let vectors = blob(&mut w.rng, &near_a, 0.8, 30);
+    let samples: Vec<Sample<'_>> = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Sample {
+            id: i as u64,
+            features: v,
+            evidence: Some(Evidence {
+                model_label: None,
+                ..scene_wide_evidence(&w.reference, a)
+            }),
+        })
+        .collect();
+    let config = config();
+    assert!(config.pseudo_label_head_agreement);
+    let p = plan_round(&samples, &w.knn, &w.reference, &config, |l| l == a).unwrap();
     assert!(decisions(&p).contains(&&pseudo("a")), "{p:#?}");
 }

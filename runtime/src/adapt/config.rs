@@ -85,8 +85,8 @@ pub struct AdaptationConfig {
     /// whose centroid lies beyond this × reference mean from every class is proposed as a
     /// new class (before the rest are pseudo-labelled). A nuisance of the camera moves known
     /// objects as a whole but keeps each near its class when the model was trained to
-    /// ignore it; a new object makes its own dense place far from all. 0 turns it off: a
-    /// scene-wide change never makes a new class.
+    /// ignore it; a new object makes its own dense place far from all. Default 2.0; 0 turns
+    /// it off: a scene-wide change never makes a new class.
     pub wide_far_factor: f64,
     /// In a scene-wide round, a sample is pseudo-labelled only when at least this share of
     /// its k nearest neighbours agree on a class of the model once the shift is taken out.
@@ -94,12 +94,13 @@ pub struct AdaptationConfig {
     pub pseudo_label_agreement: f64,
     /// In a scene-wide round, a sample is pseudo-labelled only when the model's own head
     /// names the same class as the aligned vote (models without a head: the vote alone).
-    /// Default `false`.
+    /// Default `true`.
     pub pseudo_label_head_agreement: bool,
     /// A change judged scene-wide is planned as local (new classes by geometry, no
     /// pseudo-labels by vote) when fewer than this share of its shifted samples get the same
     /// class from the model's own head and the aligned vote. 0 turns the check off (and
-    /// models without a class head never make it). Default 0.
+    /// models without a class head never make it). Default 0.6 (measured with the built-in
+    /// model: 0.74–0.85 over lighting and noise, 0.20–0.50 over the unseen star).
     pub scene_agreement: f64,
     /// Samples a scene-wide round adds per class at most. Default 16.
     pub pseudo_labels_per_class: usize,
@@ -108,13 +109,13 @@ pub struct AdaptationConfig {
     pub protected_drop: f64,
     /// A proposed class (named `new-class-prefix` and a number, waiting for a human name)
     /// is a neighbour of a frame only within this, × reference mean distance, of one of its
-    /// samples; farther out the known classes vote. 0 turns the limit off (the default).
+    /// samples; farther out the known classes vote. Default 1.75; 0 turns the limit off.
     /// A class proposed from a few representatives otherwise claims every frame that falls
     /// on its side of the known classes, noisy known objects included.
     pub proposed_reach: f64,
     /// In a scene-wide round, a pseudo-label is not added when it would be among the k
     /// nearest samples of one of the change's shifted samples whose model head names
-    /// another class (it would vote against the head there). Default `false` (models
+    /// another class (it would vote against the head there). Default `true` (models
     /// without a head: no effect).
     pub pseudo_label_displacement: bool,
 }
@@ -140,14 +141,14 @@ impl Default for AdaptationConfig {
             shift_window: 50,
             local_shift: 1.0,
             min_stream_shift: 1.5,
-            wide_far_factor: 0.0,
+            wide_far_factor: 2.0,
             pseudo_label_agreement: 1.0,
-            pseudo_label_head_agreement: false,
-            scene_agreement: 0.0,
+            pseudo_label_head_agreement: true,
+            scene_agreement: 0.6,
             pseudo_labels_per_class: 16,
             protected_drop: 0.01,
-            proposed_reach: 0.0,
-            pseudo_label_displacement: false,
+            proposed_reach: 1.75,
+            pseudo_label_displacement: true,
         }
     }
 }

@@ -58,14 +58,14 @@
 //! shift-window = 50            # frames the stream's mean spans (the scene's common shift)
 //! local-shift = 1.0            # aligned samples this many σ farther → a new object, not the scene
 //! min-stream-shift = 1.5       # the stream's shift (× reference mean) that makes a change judgeable
-//! wide-far-factor = 0.0        # > 0: a compact cluster this far from all classes is new, even scene-wide
+//! wide-far-factor = 2.0        # > 0: a compact cluster this far from all classes is new, even scene-wide
 //! pseudo-label-agreement = 1.0 # aligned vote share a scene-wide pseudo-label needs
-//! pseudo-label-head-agreement = false # … and the model's head must name the same class
-//! scene-agreement = 0.0        # > 0: fewer head/vote agreements than this share → plan as local
+//! pseudo-label-head-agreement = true # … and the model's head must name the same class
+//! scene-agreement = 0.6        # > 0: fewer head/vote agreements than this share → plan as local
 //! pseudo-labels-per-class = 16 # samples a scene-wide round adds per class
 //! protected-drop = 0.01        # roll back at once when the original samples' agreement falls more
-//! proposed-reach = 0.0         # > 0: a proposed class is a neighbour only this near its samples
-//! pseudo-label-displacement = false # drop pseudo-labels near shifted samples the head calls otherwise
+//! proposed-reach = 1.75        # > 0: a proposed class is a neighbour only this near its samples
+//! pseudo-label-displacement = true # drop pseudo-labels near shifted samples the head calls otherwise
 //! ```
 //!
 //! # Measured behaviour

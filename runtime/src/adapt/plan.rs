@@ -520,7 +520,9 @@ pub fn plan_round(
         agreement: config.pseudo_label_agreement,
         local_shift: config.local_shift,
         min_stream_shift: config.min_stream_shift,
-        head_agreement: config.pseudo_label_head_agreement,
+        // Models without a class head give no sample a head class: the vote alone.
+        head_agreement: config.pseudo_label_head_agreement
+            && wide_evidence.iter().any(|e| e.model_label.is_some()),
     };
     let labelled = scene::pseudo_labels(&wide_evidence, reference, rule, original);
     for (label, members) in labelled {

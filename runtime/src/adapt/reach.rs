@@ -114,7 +114,10 @@ mod tests {
     fn a_proposed_class_claims_only_frames_near_its_samples() {
         let mut k = knn();
         assert_eq!(label_of(&k, 7.0), "new-1");
-        let off = AdaptationConfig::default();
+        let off = AdaptationConfig {
+            proposed_reach: 0.0,
+            ..AdaptationConfig::default()
+        };
         assert_eq!(limit_proposed(&mut k, &off, &stats()), 0);
         assert_eq!(label_of(&k, 7.0), "new-1");
 

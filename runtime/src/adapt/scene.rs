@@ -12,7 +12,7 @@
 //! measured per round with what the device has: the k-NN distance of each quarantined
 //! sample before and after the shift is taken out ([`Evidence`]).
 //!
-//! Measured on the built-in scenario (6 seeds, 32-d features, mean over a round's samples,
+//! Measured on the built-in scenario (6 seeds, the earlier 32-d model, mean over a round's samples,
 //! in reference σ): lighting −0.3…0.0, noise −0.3…+0.1, the unseen star +2.0…+2.3. The
 //! planner therefore judges a round by [`judge`]: above `local-shift` (default 1 σ) it is
 //! [`Scene::Local`] and may propose a new class; otherwise it is [`Scene::Wide`] and its
