@@ -97,12 +97,6 @@
 //!   when two replicas accept packages *of the same device* at the same moment (a device
 //!   uploads one package at a time, so this needs a retry racing the original), and
 //!   `sphere.last_seen_unix_ms` can step back by that overlap.
-//! * **What this process wrote is remembered, briefly**: the run a package was recorded in
-//!   (until it is processed: its metric points and processed mark need no search; a copy
-//!   another replica kept is processed by that replica or by the startup recovery), each
-//!   device-day metrics run (fixed once chosen), and a device's experiment as read for the
-//!   token check, which counting its package reuses for up to 1 s; the
-//!   token check itself always reads afresh.
 //! * **Operator tokens are cached** for [`OPERATOR_CACHE_TTL`](tracking::OPERATOR_CACHE_TTL)
 //!   (a removed token stays valid that long on a replica that cached it); an unknown token
 //!   re-reads the list at most every

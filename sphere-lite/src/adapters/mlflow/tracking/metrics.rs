@@ -133,17 +133,11 @@ impl MetricStore for MlflowTracking {
         unix_ms: u64,
         points: &[(String, f64)],
     ) -> Result<(), StoreError> {
-        let run_id = match self.remembered_package_run(device_id, package_id) {
-            Some(id) => id,
-            None => match self.package_runs(device_id, package_id)?.into_iter().next() {
-                Some(run) => run.info.run_id,
-                None => {
-                    return Err(StoreError::new(
-                        "mlflow",
-                        format!("no run of package {device_id}/{package_id}"),
-                    ));
-                }
-            },
+        let Some(run) = self.package_runs(device_id, package_id)?.into_iter().next() else {
+            return Err(StoreError::new(
+                "mlflow",
+                format!("no run of package {device_id}/{package_id}"),
+            ));
         };
         let timestamp = i64::try_from(unix_ms).unwrap_or(i64::MAX);
         let metric = |key: &str, value: f64| Metric {
@@ -161,10 +155,7 @@ impl MetricStore for MlflowTracking {
             .chain(std::iter::once(metric(METRICS_AT, unix_ms as f64)))
             .collect();
         for chunk in metrics.chunks(MAX_BATCH_METRICS) {
-            if let Err(e) = self.client.log_batch(&run_id, chunk, &[], &[]) {
-                self.forget_package_run(device_id, package_id);
-                return Err(e.into());
-            }
+            self.client.log_batch(&run.info.run_id, chunk, &[], &[])?;
         }
         // The same points again as the device's history of the day, as the MLflow UI charts
         // a run's metrics (the package runs above are what the server itself reads).

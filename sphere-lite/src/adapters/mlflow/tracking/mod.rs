@@ -52,13 +52,6 @@ const MAX_PARAM_VALUE: usize = 6000;
 const MAX_DEVICES: usize = 1_000_000;
 const MAX_PENDING: usize = 1_000_000;
 const MAX_DUPLICATES: usize = 100;
-/// How long a device experiment read by this process stands in for a new read when a package
-/// is counted (an upload authenticates its device and counts its package within this).
-const RECENT_DEVICE: Duration = Duration::from_secs(1);
-/// Most device experiments remembered before the memory starts over.
-const MAX_RECENT_DEVICES: usize = 10_000;
-/// Most package runs remembered for their processing before the memory starts over.
-const MAX_CACHED_PACKAGE_RUNS: usize = 10_000;
 /// Attempts at claiming a write-once slot before giving up (contention bound).
 const MAX_CLAIM_ATTEMPTS: u64 = 1000;
 
@@ -239,12 +232,6 @@ pub struct MlflowTracking {
     release_files: Option<std::sync::Arc<dyn crate::ports::Blobs>>,
     /// (device id, UTC day) → the run holding that day's metric points (never changes).
     day_runs: Mutex<HashMap<(String, u64), String>>,
-    /// (device id, package id) → the run this process recorded the package in, so its
-    /// processing logs metric points without searching for it again.
-    package_run_ids: Mutex<HashMap<(String, String), String>>,
-    /// Device experiments as last read by this process, with when: an upload reads its
-    /// device's experiment to authenticate it and again to count the package, a moment later.
-    recent_devices: Mutex<HashMap<String, (Instant, Experiment)>>,
 }
 
 impl MlflowTracking {
@@ -276,8 +263,6 @@ impl MlflowTracking {
             last_drift_id: Mutex::new(0),
             release_files: None,
             day_runs: Mutex::new(HashMap::new()),
-            package_run_ids: Mutex::new(HashMap::new()),
-            recent_devices: Mutex::new(HashMap::new()),
         };
         // Ids continue above the largest stored one even if this host's clock is behind.
         let query = RunQuery {
@@ -304,45 +289,10 @@ impl MlflowTracking {
     }
 
     fn device_experiment(&self, device_id: &str) -> Result<Option<Experiment>, StoreError> {
-        let exp = self
+        Ok(self
             .client
             .experiment_by_name(&names::device(&self.namespace, device_id))?
-            .filter(Experiment::is_active);
-        let mut recent = lock(&self.recent_devices);
-        match &exp {
-            Some(e) => {
-                if recent.len() >= MAX_RECENT_DEVICES {
-                    recent.clear();
-                }
-                recent.insert(device_id.to_owned(), (Instant::now(), e.clone()));
-            }
-            None => {
-                recent.remove(device_id);
-            }
-        }
-        Ok(exp)
-    }
-
-    /// The device's experiment as this process read or wrote it within [`RECENT_DEVICE`],
-    /// else read now. Only for the package count and last-seen time, which are
-    /// last-writer-wins anyway (see the module docs); never for the token check.
-    fn recent_device_experiment(&self, device_id: &str) -> Result<Option<Experiment>, StoreError> {
-        if let Some((at, exp)) = lock(&self.recent_devices).get(device_id) {
-            if at.elapsed() < RECENT_DEVICE {
-                return Ok(Some(exp.clone()));
-            }
-        }
-        self.device_experiment(device_id)
-    }
-
-    /// Note tag `key` = `value` written to `device_id`'s remembered experiment.
-    fn note_device_tag(&self, device_id: &str, key: &str, value: &str) {
-        if let Some((_, exp)) = lock(&self.recent_devices).get_mut(device_id) {
-            match exp.tags.iter_mut().find(|t| t.key == key) {
-                Some(t) => t.value = value.to_owned(),
-                None => exp.tags.push(Tag::new(key, value)),
-            }
-        }
+            .filter(Experiment::is_active))
     }
 
     fn device_prefix(&self) -> Result<Literal, StoreError> {
@@ -367,45 +317,20 @@ impl MlflowTracking {
         Ok(runs)
     }
 
-    /// Remember the canonical run of a package this process just recorded.
-    fn remember_package_run(&self, device_id: &str, package_id: &str, run_id: &str) {
-        let mut cache = lock(&self.package_run_ids);
-        if cache.len() >= MAX_CACHED_PACKAGE_RUNS {
-            cache.clear();
-        }
-        cache.insert(
-            (device_id.to_owned(), package_id.to_owned()),
-            run_id.to_owned(),
-        );
-    }
-
-    /// The run remembered by [`Self::remember_package_run`], if any.
-    fn remembered_package_run(&self, device_id: &str, package_id: &str) -> Option<String> {
-        lock(&self.package_run_ids)
-            .get(&(device_id.to_owned(), package_id.to_owned()))
-            .cloned()
-    }
-
-    /// Forget a remembered run (a write to it failed: the next attempt searches).
-    fn forget_package_run(&self, device_id: &str, package_id: &str) {
-        lock(&self.package_run_ids).remove(&(device_id.to_owned(), package_id.to_owned()));
-    }
-
     fn bump_package_count(&self, record: &PackageRecord) -> Result<(), StoreError> {
-        let device = &record.device_id;
-        let Some(exp) = self.recent_device_experiment(device)? else {
+        let Some(exp) = self.device_experiment(&record.device_id)? else {
             return Ok(());
         };
-        let count = (tag_u64(exp.tag(PACKAGES), PACKAGES).unwrap_or(0) + 1).to_string();
+        let count = tag_u64(exp.tag(PACKAGES), PACKAGES).unwrap_or(0);
         self.client
-            .set_experiment_tag(&exp.experiment_id, PACKAGES, &count)?;
-        self.note_device_tag(device, PACKAGES, &count);
+            .set_experiment_tag(&exp.experiment_id, PACKAGES, &(count + 1).to_string())?;
         let last = tag_u64(exp.tag(LAST_SEEN), LAST_SEEN).unwrap_or(0);
         if record.accepted_unix_ms > last {
-            let seen = record.accepted_unix_ms.to_string();
-            self.client
-                .set_experiment_tag(&exp.experiment_id, LAST_SEEN, &seen)?;
-            self.note_device_tag(device, LAST_SEEN, &seen);
+            self.client.set_experiment_tag(
+                &exp.experiment_id,
+                LAST_SEEN,
+                &record.accepted_unix_ms.to_string(),
+            )?;
         }
         Ok(())
     }

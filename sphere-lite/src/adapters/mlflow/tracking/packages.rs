@@ -19,9 +19,6 @@ impl PackageStore for MlflowTracking {
     }
 
     fn record_accepted(&self, record: &PackageRecord) -> Result<Recorded, StoreError> {
-        // Searched first although the check after creating is needed anyway (a replica may
-        // race us): a repeat of the same record has the same start time, and of two runs
-        // started in one millisecond either may be canonical, so only this finds it as known.
         if !self
             .package_runs(&record.device_id, &record.package_id)?
             .is_empty()
@@ -50,7 +47,6 @@ impl PackageStore for MlflowTracking {
             self.client.delete_run(&run.info.run_id)?;
             return Ok(Recorded::AlreadyKnown);
         }
-        self.remember_package_run(&record.device_id, &record.package_id, &run.info.run_id);
         if let Some(done) = record.processed_unix_ms {
             self.mark_processed(
                 &record.device_id,
@@ -72,17 +68,8 @@ impl PackageStore for MlflowTracking {
         failed: Option<String>,
         problems: &[String],
     ) -> Result<(), StoreError> {
-        // The run this process recorded needs no search; a copy another replica kept (see
-        // the module docs) is processed by that replica or by the startup recovery.
-        let run_ids: Vec<String> = match self.remembered_package_run(device_id, package_id) {
-            Some(id) => vec![id],
-            None => self
-                .package_runs(device_id, package_id)?
-                .into_iter()
-                .map(|r| r.info.run_id)
-                .collect(),
-        };
-        if run_ids.is_empty() {
+        let runs = self.package_runs(device_id, package_id)?;
+        if runs.is_empty() {
             return Err(StoreError::new(
                 "mlflow",
                 format!("no package {device_id}/{package_id}"),
@@ -101,18 +88,11 @@ impl PackageStore for MlflowTracking {
             "FINISHED"
         };
         // Every copy (duplicates from a replica race): none may stay pending.
-        for run_id in &run_ids {
-            let written = self
-                .client
-                .log_batch(run_id, &[], &[], &tags)
-                .and_then(|()| self.client.update_run(run_id, status, now_unix_ms));
-            if let Err(e) = written {
-                self.forget_package_run(device_id, package_id);
-                return Err(e.into());
-            }
+        for run in &runs {
+            self.client.log_batch(&run.info.run_id, &[], &[], &tags)?;
+            self.client
+                .update_run(&run.info.run_id, status, now_unix_ms)?;
         }
-        // Processed: its run is not needed again by this process.
-        self.forget_package_run(device_id, package_id);
         Ok(())
     }
 
