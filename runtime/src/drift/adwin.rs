@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{AdwinConfig, CommonConfig};
 use super::error::{DriftError, check_finite, invalid};
 use super::lifecycle::{LifecycleState, Stage, Transition};
-use super::monitor::{Monitor, Statistic, life_in_field};
+use super::monitor::{Monitor, Statistic, life_in_field, state_variant};
 use super::scalar::{ScalarReference, ScalarState};
 use super::set::DetectorState;
 use super::{DetectorKind, DriftEvent, Observation};
@@ -280,16 +280,7 @@ impl Statistic for AdwinConfig {
         m.st.reference.accept_event(latest, event.magnitude);
     }
 
-    fn wrap(&self, state: AdwinState) -> DetectorState {
-        DetectorState::Adwin(state)
-    }
-
-    fn unwrap(&self, state: DetectorState) -> Option<AdwinState> {
-        match state {
-            DetectorState::Adwin(st) => Some(st),
-            _ => None,
-        }
-    }
+    state_variant!(Adwin);
 
     fn validate(m: &Adwin, st: &AdwinState) -> Result<(), DriftError> {
         let name = KIND.name();

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{CommonConfig, CusumConfig, Direction};
 use super::error::DriftError;
 use super::lifecycle::{LifecycleState, Stage, Transition};
-use super::monitor::{Monitor, Statistic, life_in_field};
+use super::monitor::{Monitor, Statistic, life_in_field, state_variant};
 use super::scalar::{OneSided, ScalarReference, ScalarState};
 use super::set::DetectorState;
 use super::{DetectorKind, DriftEvent, Observation, Phase};
@@ -156,16 +156,7 @@ impl Statistic for CusumConfig {
         m.st.down = OneSided::default();
     }
 
-    fn wrap(&self, state: CusumState) -> DetectorState {
-        DetectorState::Cusum(state)
-    }
-
-    fn unwrap(&self, state: DetectorState) -> Option<CusumState> {
-        match state {
-            DetectorState::Cusum(st) => Some(st),
-            _ => None,
-        }
-    }
+    state_variant!(Cusum);
 
     fn validate(_: &Cusum, st: &CusumState) -> Result<(), DriftError> {
         st.reference.validate(KIND.name())?;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{CommonConfig, DistributionConfig};
 use super::error::{DriftError, check_finite, invalid};
 use super::lifecycle::{LifecycleState, Stage, Transition};
-use super::monitor::{Monitor, Statistic, life_in_field};
+use super::monitor::{Monitor, Statistic, life_in_field, state_variant};
 use super::set::DetectorState;
 use super::{DetectorKind, DriftEvent, Observation, Phase};
 
@@ -305,16 +305,7 @@ impl Statistic for DistributionConfig {
         }
     }
 
-    fn wrap(&self, state: DistributionState) -> DetectorState {
-        DetectorState::Distribution(state)
-    }
-
-    fn unwrap(&self, state: DetectorState) -> Option<DistributionState> {
-        match state {
-            DetectorState::Distribution(st) => Some(st),
-            _ => None,
-        }
-    }
+    state_variant!(Distribution);
 
     fn validate(m: &DistributionShift, st: &DistributionState) -> Result<(), DriftError> {
         st.validate(&m.config)

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{CommonConfig, EmbeddingConfig};
 use super::error::{DriftError, check_finite, invalid};
 use super::lifecycle::{LifecycleState, Stage, Transition};
-use super::monitor::{Monitor, Statistic, life_in_field};
+use super::monitor::{Monitor, Statistic, life_in_field, state_variant};
 use super::set::DetectorState;
 use super::{DetectorKind, DriftEvent, Observation, Phase};
 
@@ -286,16 +286,7 @@ impl Statistic for EmbeddingConfig {
         }
     }
 
-    fn wrap(&self, state: EmbeddingState) -> DetectorState {
-        DetectorState::Embedding(state)
-    }
-
-    fn unwrap(&self, state: DetectorState) -> Option<EmbeddingState> {
-        match state {
-            DetectorState::Embedding(st) => Some(st),
-            _ => None,
-        }
-    }
+    state_variant!(Embedding);
 
     fn validate(m: &EmbeddingShift, st: &EmbeddingState) -> Result<(), DriftError> {
         let name = KIND.name();

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{CommonConfig, Direction, EwmaConfig, Signal};
 use super::error::{DriftError, check_finite, invalid};
 use super::lifecycle::{LifecycleState, Stage, Transition};
-use super::monitor::{Monitor, Statistic, life_in_field};
+use super::monitor::{Monitor, Statistic, life_in_field, state_variant};
 use super::scalar::{ScalarReference, ScalarState};
 use super::set::DetectorState;
 use super::{DetectorKind, DriftEvent, Observation, Phase};
@@ -153,16 +153,7 @@ impl Statistic for EwmaConfig {
         m.st.run = 0;
     }
 
-    fn wrap(&self, state: EwmaState) -> DetectorState {
-        DetectorState::EwmaConfidence(state)
-    }
-
-    fn unwrap(&self, state: DetectorState) -> Option<EwmaState> {
-        match state {
-            DetectorState::EwmaConfidence(st) => Some(st),
-            _ => None,
-        }
-    }
+    state_variant!(EwmaConfidence);
 
     fn validate(m: &EwmaMonitor, st: &EwmaState) -> Result<(), DriftError> {
         st.reference.validate(KIND.name())?;

@@ -66,6 +66,25 @@ macro_rules! life_in_field {
 }
 pub(super) use life_in_field;
 
+/// [`Statistic::wrap`] and [`Statistic::unwrap`] for a detector whose state is always the
+/// one [`DetectorState`] variant `$variant` (every detector but Page-Hinkley, whose variant
+/// depends on the signal it watches).
+macro_rules! state_variant {
+    ($variant:ident) => {
+        fn wrap(&self, state: Self::State) -> DetectorState {
+            DetectorState::$variant(state)
+        }
+
+        fn unwrap(&self, state: DetectorState) -> Option<Self::State> {
+            match state {
+                DetectorState::$variant(st) => Some(st),
+                _ => None,
+            }
+        }
+    };
+}
+pub(super) use state_variant;
+
 /// A detector: the statistic `S` inside the shared life cycle.
 #[derive(Debug, Clone)]
 pub struct Monitor<S: Statistic> {
