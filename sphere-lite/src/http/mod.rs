@@ -14,7 +14,7 @@ pub mod openapi;
 mod ops;
 mod reject;
 mod releases;
-mod spool;
+pub(crate) mod spool;
 
 use std::sync::Arc;
 

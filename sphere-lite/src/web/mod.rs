@@ -38,7 +38,9 @@ pub mod map;
 mod models;
 mod names;
 mod pages;
+mod publish;
 mod reply;
+mod rollout;
 mod session;
 mod sparkline;
 pub mod time;
@@ -185,6 +187,7 @@ pub fn routes(
         .and(warp::get())
         .and(ctx.clone())
         .then(|ctx| async move { done(models::models(ctx).await) });
+    let models_post = publish::routes(ctx.clone().boxed());
     let config_get = warp::path!("ui" / "config")
         .and(warp::get())
         .and(ctx.clone())
@@ -235,6 +238,8 @@ pub fn routes(
         .boxed();
     let more_pages = data_get
         .or(models_get)
+        .unify()
+        .or(models_post)
         .unify()
         .or(config_get)
         .unify()

@@ -1,19 +1,26 @@
-//! The models page (`/ui/models`): published releases and the rollouts of each group.
+//! The models page (`/ui/models`): published releases, the rollouts of each group with their
+//! progress per device, and (for admins) the forms that publish and roll out
+//! (`web::publish`, `web::rollout`).
 
 use warp::http::StatusCode;
 
 use super::pages::{ModelsPage, ReleaseRow, RolloutRow};
 use super::reply::{Page, domain_error, html, run};
 use super::session::{Ctx, require};
-use super::time;
+use super::{rollout, time};
+use crate::ports::Role;
 
 pub(super) async fn models(ctx: Ctx) -> Page {
     let session = require(&ctx).await?;
     let nav = session.nav();
     let sphere = ctx.sphere.clone();
-    let list = run(move || sphere.list_releases())
-        .await
-        .map_err(|e| domain_error(Some(nav.clone()), e, "/ui/models"))?;
+    let (list, progress) = run(move || {
+        let list = sphere.list_releases()?;
+        let progress = rollout::progress(&sphere, &list)?;
+        Ok((list, progress))
+    })
+    .await
+    .map_err(|e| domain_error(Some(nav.clone()), e, "/ui/models"))?;
     let releases = list
         .releases
         .iter()
@@ -42,6 +49,8 @@ pub(super) async fn models(ctx: Ctx) -> Page {
     Ok(html(
         StatusCode::OK,
         &ModelsPage {
+            csrf: (session.role == Role::Admin).then(|| nav.csrf.clone()),
+            progress,
             nav: Some(nav),
             releases,
             rollouts,

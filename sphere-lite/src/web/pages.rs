@@ -433,4 +433,9 @@ pub struct ModelsPage {
     pub releases: Vec<ReleaseRow>,
     /// Rollouts by group.
     pub rollouts: Vec<RolloutRow>,
+    /// The CSRF token of the publish and rollout forms (admins only: read-only operators
+    /// see no forms).
+    pub csrf: Option<String>,
+    /// Each rollout's progress per device.
+    pub progress: Vec<super::rollout::RolloutProgress>,
 }
