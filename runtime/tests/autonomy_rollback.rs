@@ -136,6 +136,15 @@ fn start_with(dir: &std::path::Path, world: &mut World, snapshots: Snapshots) ->
     .unwrap()
 }
 
+/// Quarantined samples marked as learnt by a round.
+fn adapted(layer: &Autonomy) -> usize {
+    layer
+        .quarantine()
+        .unwrap()
+        .with_status(StatusKind::Adapted)
+        .count()
+}
+
 /// Feed one embedding as the model's output.
 fn step(layer: &mut Autonomy, frame: u64, class: usize, embedding: &[f32]) {
     let mut scores = [0.02f32; 4];
@@ -181,12 +190,8 @@ fn a_round_that_makes_things_worse_is_rolled_back_to_its_snapshot() {
     let knn = layer.knn().unwrap();
     let new = knn.labels().get("new-1").unwrap();
     assert!(knn.class_count(new) > 0, "the new class was learnt");
-    let adapted = layer
-        .quarantine()
-        .unwrap()
-        .with_status(StatusKind::Adapted)
-        .count();
-    assert!(adapted >= applied.member_count.min(12), "{adapted}");
+    let learnt = adapted(&layer);
+    assert!(learnt >= applied.member_count.min(12), "{learnt}");
 
     // Then frames scattered far from everything: distance grows, the guard rolls back.
     let mut rolled_back = None;
@@ -208,14 +213,7 @@ fn a_round_that_makes_things_worse_is_rolled_back_to_its_snapshot() {
         before.features,
         "the KNN is what it was"
     );
-    assert_eq!(
-        layer
-            .quarantine()
-            .unwrap()
-            .with_status(StatusKind::Adapted)
-            .count(),
-        0
-    );
+    assert_eq!(adapted(&layer), 0);
     layer.finish().unwrap();
     let store = layer.store().unwrap().clone();
     drop(layer);
@@ -271,14 +269,7 @@ fn a_round_without_a_snapshot_to_return_to_is_not_applied() {
         before,
         "the KNN is what it was"
     );
-    assert_eq!(
-        layer
-            .quarantine()
-            .unwrap()
-            .with_status(StatusKind::Adapted)
-            .count(),
-        0
-    );
+    assert_eq!(adapted(&layer), 0);
 }
 
 #[test]
