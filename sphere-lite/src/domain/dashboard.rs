@@ -149,42 +149,70 @@ impl Sphere {
         Ok((devices, next.flatten()))
     }
 
-    /// Drift events per device (pending, total, open incidents, the hourly trend up to `now`),
-    /// from at most [`TALLY_SCAN_CAP`] events; the flag says whether every event was counted.
+    /// Drift events per device (pending, total, open incidents, the hourly trend up to `now`);
+    /// the flag says whether every event was counted.
+    ///
+    /// What says whether anything is wrong — the pending events and open incidents, and the
+    /// last day's trend — is counted from scans of only those events, each of at most
+    /// [`TALLY_SCAN_CAP`], so years of reviewed history never push today's incidents out of
+    /// the count; only the all-time total is cut at the cap.
     pub fn drift_tallies(
         &self,
         now: u64,
     ) -> Result<(HashMap<String, DriftTally>, bool), DomainError> {
         let mut tallies: HashMap<String, DriftTally> = HashMap::new();
+        let pending = DriftEventFilter {
+            status: Some(DriftEventStatus::Pending),
+            ..DriftEventFilter::default()
+        };
         let mut open: HashSet<super::IncidentKey> = HashSet::new();
+        let mut complete = self.scan_drift_events(&pending, |event| {
+            let t = tallies.entry(event.device_id.clone()).or_default();
+            t.pending += 1;
+            if open.insert(super::IncidentKey::of(event)) {
+                t.open_incidents += 1;
+            }
+        })?;
+        // The trend's window by the device's clock, widened by the day `trend_time` allows it
+        // to be off.
+        let day = 24 * 3_600_000;
+        let recent = DriftEventFilter {
+            since: Some(now.saturating_sub(TREND_HOURS as u64 * 3_600_000 + day)),
+            ..DriftEventFilter::default()
+        };
+        complete &= self.scan_drift_events(&recent, |event| {
+            if let Some(b) = trend_bucket(trend_time(event), now) {
+                let t = tallies.entry(event.device_id.clone()).or_default();
+                t.per_hour[b] = t.per_hour[b].saturating_add(1);
+            }
+        })?;
+        complete &= self.scan_drift_events(&DriftEventFilter::default(), |event| {
+            tallies.entry(event.device_id.clone()).or_default().total += 1;
+        })?;
+        Ok((tallies, complete))
+    }
+
+    /// Calls `each` for the drift events `filter` matches, in id order, at most
+    /// [`TALLY_SCAN_CAP`] of them; whether all were seen.
+    fn scan_drift_events(
+        &self,
+        filter: &DriftEventFilter,
+        mut each: impl FnMut(&tinylcm_protocol::api::DriftEventView),
+    ) -> Result<bool, DomainError> {
         let mut after = 0;
         let mut scanned = 0;
         loop {
-            let page = self.tracking.drift_events(
-                &DriftEventFilter::default(),
-                after,
-                MAX_DRIFT_EVENT_PAGE,
-            )?;
-            for event in &page {
-                let t = tallies.entry(event.device_id.clone()).or_default();
-                t.total += 1;
-                if let Some(b) = trend_bucket(trend_time(event), now) {
-                    t.per_hour[b] = t.per_hour[b].saturating_add(1);
-                }
-                if event.status == DriftEventStatus::Pending {
-                    t.pending += 1;
-                    if open.insert(super::IncidentKey::of(event)) {
-                        t.open_incidents += 1;
-                    }
-                }
-            }
+            let page = self
+                .tracking
+                .drift_events(filter, after, MAX_DRIFT_EVENT_PAGE)?;
+            page.iter().for_each(&mut each);
             scanned += page.len();
             match page.last() {
                 Some(last) if page.len() == MAX_DRIFT_EVENT_PAGE => after = last.id,
-                _ => return Ok((tallies, true)),
+                _ => return Ok(true),
             }
             if scanned >= TALLY_SCAN_CAP {
-                return Ok((tallies, false));
+                return Ok(false);
             }
         }
     }
@@ -315,7 +343,46 @@ impl Sphere {
 
 #[cfg(test)]
 mod tests {
-    use super::{TREND_HOURS, is_image_key, trend_bucket};
+    use std::sync::Arc;
+
+    use tinylcm_protocol::api::DriftEventStatus;
+
+    use super::{TALLY_SCAN_CAP, TREND_HOURS, is_image_key, trend_bucket};
+    use crate::adapters::{DirBlobs, RedbTracking};
+    use crate::domain::Sphere;
+    use crate::domain::drift_incident::tests::event;
+    use crate::ports::prelude::*;
+
+    /// Fails before this change: the counts scanned every event oldest first and stopped at
+    /// the cap, so behind a long reviewed history a device's new incident counted as none and
+    /// the fleet page showed it healthy.
+    #[test]
+    fn a_new_incident_counts_behind_more_reviewed_history_than_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let tracking = Arc::new(RedbTracking::open(&dir.path().join("s.redb")).unwrap());
+        let blobs = Arc::new(DirBlobs::open(&dir.path().join("blobs")).unwrap());
+        let now = 1_000 * 3_600_000;
+        let mut history: Vec<_> = (1..=TALLY_SCAN_CAP as u64)
+            .map(|seq| {
+                let mut e = event(seq, "old-device", Some("e"), seq);
+                e.status = DriftEventStatus::Rejected;
+                e
+            })
+            .collect();
+        let mut new = event(0, "new-device", Some("e"), 1);
+        new.event_seq = 1;
+        (new.unix_ms, new.received_unix_ms) = (now - 1_000, now - 1_000);
+        history.push(new);
+        tracking.put_drift_events(&history).unwrap();
+        let sphere = Sphere::new(tracking, blobs);
+
+        let (tallies, complete) = sphere.drift_tallies(now).unwrap();
+        let t = &tallies["new-device"];
+        assert_eq!((t.pending, t.open_incidents), (1, 1), "{t:?}");
+        assert_eq!(t.per_hour[TREND_HOURS - 1], 1);
+        assert!(!complete, "the all-time total was cut at the cap");
+        assert_eq!(tallies["old-device"].pending, 0);
+    }
 
     #[test]
     fn the_trend_has_one_bucket_per_hour_up_to_now() {

@@ -124,11 +124,17 @@ impl Sphere {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use tinylcm_protocol::api::DriftEventStatus;
 
-    fn event(id: u64, device: &str, epoch: Option<&str>, incident: u64) -> DriftEventView {
+    /// A pending drift event with plain values, for tests of the domain.
+    pub(crate) fn event(
+        id: u64,
+        device: &str,
+        epoch: Option<&str>,
+        incident: u64,
+    ) -> DriftEventView {
         DriftEventView {
             id,
             device_id: device.into(),
