@@ -2,7 +2,7 @@
 //! own model: a 1280-d MobileNetV2 embedding, L2-normalised, standardised and projected to
 //! 256 PCA components, 200 KNN samples, all seven drift detectors, state writes queued.
 //!
-//! A model of that size may not be at hand (the default model's embedding is only 32-d), so
+//! A model of that size may not be at hand (the default model's embedding is only 64-d), so
 //! `tinylcm bench` also measures the autonomy layer on synthetic data of that size: 400
 //! embeddings drawn around 4 class centres, a transform *fitted* to them (as
 //! `tinylcm fit-features` does), a KNN of 200 of them, and a stream of embeddings drawn
