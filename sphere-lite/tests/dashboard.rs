@@ -5,9 +5,7 @@
 //! update live.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -17,6 +15,8 @@ use tinylcm_protocol::api::{DriftVerdict, FeedbackItem, FeedbackVerdict};
 use tinylcm_protocol::metric_keys::{FPS, LATENCY_P50_US};
 use tinylcm_protocol::paths;
 
+#[path = "support/browser.rs"]
+mod browser;
 #[path = "support/drift.rs"]
 mod drift;
 #[path = "support/release.rs"]
@@ -24,6 +24,7 @@ mod release;
 #[path = "support/server.rs"]
 mod server;
 
+use browser::{BROWSER_WAIT, CHROMEDRIVER, CHROMIUM, Driver};
 use server::TestServer;
 
 const THUMB: &str = "samples/00000000000000000012.jpg";
@@ -892,93 +893,6 @@ fn the_live_stream_reports_processed_packages_and_decisions() {
 }
 
 // --- Headless Chromium -----------------------------------------------------------------------
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-
-/// chromedriver on a free port, killed on drop.
-struct Driver {
-    child: Child,
-    port: u16,
-}
-
-impl Driver {
-    fn start() -> Driver {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "chromedriver did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Driver { child, port }
-    }
-}
-
-/// How long the browser tests wait for a page element.
-const BROWSER_WAIT: Duration = Duration::from_secs(15);
-
-impl Driver {
-    /// A headless Chromium session (with `window` arguments such as its size) that opens
-    /// `start`, which must show the login form, and logs in with `operator`'s token.
-    async fn logged_in(&self, start: &str, operator: &str, window: &[&str]) -> fantoccini::Client {
-        use fantoccini::{ClientBuilder, Locator};
-        let mut args = vec![
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-        ];
-        args.extend_from_slice(window);
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({ "binary": CHROMIUM, "args": args }),
-        );
-        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", self.port))
-            .await
-            .expect("a WebDriver session with chromium");
-        client.goto(start).await.unwrap();
-        client
-            .wait()
-            .at_most(BROWSER_WAIT)
-            .for_element(Locator::Css("#token"))
-            .await
-            .unwrap()
-            .send_keys(operator)
-            .await
-            .unwrap();
-        client
-            .find(Locator::Css("#login"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        client
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn an_operator_validates_drift_in_headless_chromium_and_the_device_gets_the_feedback() {

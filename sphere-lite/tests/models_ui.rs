@@ -4,9 +4,7 @@
 //! WebDriver), and sees each device's progress; a refused file is an error page with nothing
 //! stored; a forged or read-only upload stores nothing either.
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,17 +17,15 @@ use tinylcm_protocol::package::{FileKind, PackageBuilder};
 use tinylcm_protocol::paths;
 use tinylcm_protocol::release::SigningKey;
 
+#[path = "support/browser.rs"]
+mod browser;
 #[path = "support/release.rs"]
 mod release;
 #[path = "support/server.rs"]
 mod server;
 
+use browser::{BROWSER_WAIT, CHROMEDRIVER, CHROMIUM, Driver};
 use server::TestServer;
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-/// How long the browser waits for a page element.
-const BROWSER_WAIT: Duration = Duration::from_secs(15);
 
 /// A server trusting `signer`'s releases, its enrollment key and an admin token.
 struct Fixture {
@@ -161,80 +157,6 @@ fn walk_models(root: &Path, count: &dyn Fn(&Path) -> usize) -> usize {
         .sum()
 }
 
-/// chromedriver on a free port, killed on drop.
-struct Driver {
-    child: Child,
-    port: u16,
-}
-
-impl Driver {
-    fn start() -> Driver {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "chromedriver did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Driver { child, port }
-    }
-
-    /// A headless Chromium that opens `start` (the login form) and logs in with `operator`.
-    async fn logged_in(&self, start: &str, operator: &str) -> fantoccini::Client {
-        use fantoccini::{ClientBuilder, Locator};
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({ "binary": CHROMIUM, "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1400,1200",
-            ]}),
-        );
-        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", self.port))
-            .await
-            .expect("a WebDriver session with chromium");
-        client.goto(start).await.unwrap();
-        client
-            .wait()
-            .at_most(BROWSER_WAIT)
-            .for_element(Locator::Css("#token"))
-            .await
-            .unwrap()
-            .send_keys(operator)
-            .await
-            .unwrap();
-        client
-            .find(Locator::Css("#login"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        client
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Chooses `model` and `release` (absolute paths) in the publish form and submits it; the
 /// text of the page that answers (the models page, or an error page).
 async fn publish(client: &fantoccini::Client, base: &str, model: &str, release: &str) -> String {
@@ -343,7 +265,11 @@ fn an_admin_publishes_and_rolls_out_a_release_in_headless_chromium() {
     rt.block_on(async {
         use fantoccini::Locator;
         let client = driver
-            .logged_in(&format!("{base}/ui/models"), &f.admin)
+            .logged_in(
+                &format!("{base}/ui/models"),
+                &f.admin,
+                &["--window-size=1400,1200"],
+            )
             .await;
 
         // Refusals first: nothing is stored.

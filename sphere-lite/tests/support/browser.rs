@@ -1,0 +1,102 @@
+//! Headless Chromium for the dashboard's browser tests: chromedriver on a free port and a
+//! logged-in WebDriver session. Included by the tests that drive the dashboard with
+//! `#[path = "support/browser.rs"] mod browser;`.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+/// The browser the tests drive.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+/// Its WebDriver.
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// How long the browser tests wait for a page element.
+pub const BROWSER_WAIT: Duration = Duration::from_secs(15);
+
+/// chromedriver on a free port, killed on drop.
+pub struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    /// Starts chromedriver and waits until it listens.
+    pub fn start() -> Driver {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "chromedriver did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Driver { child, port }
+    }
+
+    /// A headless Chromium session (with `window` arguments such as its size) that opens
+    /// `start`, which must show the login form, and logs in with `operator`'s token.
+    pub async fn logged_in(
+        &self,
+        start: &str,
+        operator: &str,
+        window: &[&str],
+    ) -> fantoccini::Client {
+        use fantoccini::{ClientBuilder, Locator};
+        let mut args = vec![
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+        ];
+        args.extend_from_slice(window);
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({ "binary": CHROMIUM, "args": args }),
+        );
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .expect("a WebDriver session with chromium");
+        client.goto(start).await.unwrap();
+        client
+            .wait()
+            .at_most(BROWSER_WAIT)
+            .for_element(Locator::Css("#token"))
+            .await
+            .unwrap()
+            .send_keys(operator)
+            .await
+            .unwrap();
+        client
+            .find(Locator::Css("#login"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        client
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
