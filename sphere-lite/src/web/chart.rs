@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use tinylcm_protocol::api::{DriftEventQuery, DriftEventView};
+use tinylcm_protocol::learning::{LearningEvent, LearningEventView};
 use tinylcm_protocol::metric_keys::{self, Scale};
 
 use super::time::format_utc;
@@ -41,8 +42,48 @@ pub const MAX_CHARTS: usize = 8;
 /// Points per chart (evenly thinned beyond: a 900-unit line shows no more).
 pub const CHART_POINTS: usize = 300;
 
-/// Most drift events looked at for a device page's incident markers.
+/// Most drift events (and most learning events) looked at for a device page's markers.
 pub const MARKER_EVENTS: usize = 200;
+
+/// What a vertical marker on a chart stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MarkerKind {
+    /// A drift incident's first onset.
+    Incident,
+    /// An adaptation round the guard kept.
+    Adaptation,
+    /// An adaptation round the guard rolled back.
+    Rollback,
+}
+
+impl MarkerKind {
+    /// The marker's CSS class (also its legend's).
+    pub fn class(self) -> &'static str {
+        match self {
+            MarkerKind::Incident => "incident",
+            MarkerKind::Adaptation => "adaptation",
+            MarkerKind::Rollback => "rollback",
+        }
+    }
+
+    /// The SVG stroke colour (the legend's colour in `app.css` is the same).
+    pub fn colour(self) -> &'static str {
+        match self {
+            MarkerKind::Incident => "#d97706",
+            MarkerKind::Adaptation => "#16a34a",
+            MarkerKind::Rollback => "#dc2626",
+        }
+    }
+
+    /// The legend's words.
+    pub fn label(self) -> &'static str {
+        match self {
+            MarkerKind::Incident => "drift incident",
+            MarkerKind::Adaptation => "adaptation kept",
+            MarkerKind::Rollback => "adaptation rolled back",
+        }
+    }
+}
 
 /// A label on the time axis, with its grid line.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,13 +105,16 @@ pub struct YTick {
     pub text: String,
 }
 
-/// A vertical marker: a drift incident's first onset on the device.
+/// A vertical marker: a drift incident's first onset, or an adaptation round's verdict, on the
+/// device.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Marker {
     /// Horizontal position.
     pub x: String,
     /// What happened, e.g. `incident 3` (escaped by the template).
     pub text: String,
+    /// Which kind of marker.
+    pub kind: MarkerKind,
 }
 
 /// One chart, ready for `chart.html`: coordinates as numbers, texts to be escaped.
@@ -97,8 +141,10 @@ pub struct Chart {
     pub ticks: Vec<Tick>,
     /// Value labels.
     pub yticks: Vec<YTick>,
-    /// Incident markers inside the time range.
+    /// Incident and adaptation markers inside the time range.
     pub markers: Vec<Marker>,
+    /// The kinds of marker drawn, for the legend.
+    pub legend: Vec<MarkerKind>,
     /// Left, right, top and bottom edge of the plot area.
     pub plot: (String, String, String, String),
     /// The view box's width and height.
@@ -246,8 +292,13 @@ fn time_ticks(t0: u64, t1: u64, x: impl Fn(u64) -> f64) -> Vec<Tick> {
 
 impl Chart {
     /// The chart of `points` (ascending by time, finite values) of `key`, with a marker per
-    /// `(unix_ms, text)` of `markers` inside its time range; `None` when there are no points.
-    pub fn new(key: &str, points: &[(u64, f64)], markers: &[(u64, String)]) -> Option<Chart> {
+    /// `(unix_ms, kind, text)` of `markers` inside its time range; `None` when there are no
+    /// points.
+    pub fn new(
+        key: &str,
+        points: &[(u64, f64)],
+        markers: &[(u64, MarkerKind, String)],
+    ) -> Option<Chart> {
         let (first, last) = (points.first()?, points.last()?);
         let (t0, t1) = (first.0, last.0);
         let values: Vec<f64> = points.iter().map(|p| p.1).collect();
@@ -300,14 +351,18 @@ impl Chart {
                 }
             })
             .collect();
-        let markers = markers
+        let markers: Vec<Marker> = markers
             .iter()
-            .filter(|(t, _)| t1 > t0 && (t0..=t1).contains(t))
-            .map(|(t, text)| Marker {
+            .filter(|(t, _, _)| t1 > t0 && (t0..=t1).contains(t))
+            .map(|(t, kind, text)| Marker {
                 x: coord(x(*t)),
                 text: text.clone(),
+                kind: *kind,
             })
             .collect();
+        let mut legend: Vec<MarkerKind> = markers.iter().map(|m| m.kind).collect();
+        legend.sort();
+        legend.dedup();
         Some(Chart {
             key: key.to_owned(),
             count: points.len(),
@@ -320,6 +375,7 @@ impl Chart {
             ticks,
             yticks,
             markers,
+            legend,
             plot: (coord(LEFT), coord(LEFT + w), coord(TOP), coord(TOP + h)),
             size: (coord(WIDTH), coord(HEIGHT)),
         })
@@ -377,14 +433,44 @@ fn group_keys(keys: Vec<(String, bool)>) -> Vec<KeyGroup> {
     groups.into_values().collect()
 }
 
-/// Incident markers of `device_id`: the first onset of each drift incident, by device time.
-fn incident_markers(sphere: &Sphere, device_id: &str) -> Result<Vec<(u64, String)>, DomainError> {
+/// The markers of `device_id`'s charts, by device time: the first onset of each drift
+/// incident and each adaptation round the guard kept or rolled back.
+fn device_markers(
+    sphere: &Sphere,
+    device_id: &str,
+) -> Result<Vec<(u64, MarkerKind, String)>, DomainError> {
     let list = sphere.list_drift_events(&DriftEventQuery {
         device: Some(device_id.to_owned()),
         limit: Some(MARKER_EVENTS),
         ..DriftEventQuery::default()
     })?;
-    Ok(first_onsets(&list.events))
+    let mut markers: Vec<(u64, MarkerKind, String)> = first_onsets(&list.events)
+        .into_iter()
+        .map(|(t, text)| (t, MarkerKind::Incident, text))
+        .collect();
+    markers.extend(verdicts(&sphere.learning_events(device_id, MARKER_EVENTS)?));
+    markers.sort();
+    Ok(markers)
+}
+
+/// A marker per adaptation round the guard kept or rolled back.
+fn verdicts(events: &[LearningEventView]) -> Vec<(u64, MarkerKind, String)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.event {
+            LearningEvent::RoundKept { round, added, .. } => Some((
+                e.unix_ms,
+                MarkerKind::Adaptation,
+                format!("adaptation round {round} kept ({added} samples added)"),
+            )),
+            LearningEvent::RoundRolledBack { round, reason, .. } => Some((
+                e.unix_ms,
+                MarkerKind::Rollback,
+                format!("adaptation round {round} rolled back: {reason}"),
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The earliest event of each incident (several detectors report one incident), by time.
@@ -405,7 +491,7 @@ fn first_onsets(events: &[DriftEventView]) -> Vec<(u64, String)> {
 }
 
 /// The charts of `device_id`: the `chosen` keys, or the [`DEFAULT_KEYS`] it has (else its
-/// first keys) when none are chosen; drift incidents marked on each.
+/// first keys) when none are chosen; drift incidents and adaptation verdicts marked on each.
 pub fn device_panel(
     sphere: &Sphere,
     device_id: &str,
@@ -429,7 +515,7 @@ pub fn device_panel(
     let markers = if shown.is_empty() {
         Vec::new()
     } else {
-        incident_markers(sphere, device_id)?
+        device_markers(sphere, device_id)?
     };
     let mut charts = Vec::new();
     for key in &shown {
@@ -485,7 +571,7 @@ mod tests {
         assert_eq!(format_value(2.5e12), "2.500e12");
     }
 
-    fn none() -> Vec<(u64, String)> {
+    fn none() -> Vec<(u64, MarkerKind, String)> {
         Vec::new()
     }
 
@@ -585,17 +671,84 @@ mod tests {
     #[test]
     fn incidents_inside_the_range_are_marked() {
         let markers = vec![
-            (T - 1, "incident 1".to_string()),
-            (T + 500, "incident 2".to_string()),
+            (T - 1, MarkerKind::Incident, "incident 1".to_string()),
+            (T + 500, MarkerKind::Incident, "incident 2".to_string()),
         ];
         let c = Chart::new("k", &[(T, 1.0), (T + 1000, 2.0)], &markers).unwrap();
         assert_eq!(
             c.markers,
             vec![Marker {
                 x: "507.0".into(),
-                text: "incident 2".into()
+                text: "incident 2".into(),
+                kind: MarkerKind::Incident,
             }]
         );
+        assert_eq!(c.legend, vec![MarkerKind::Incident]);
+    }
+
+    /// Fails before this change: a device's adaptation rounds were on its timeline only, so a
+    /// chart could not show whether a dip followed an adaptation or its rollback.
+    #[test]
+    fn kept_and_rolled_back_rounds_are_marked_with_their_own_legend() {
+        let learnt = |seq: u64, unix_ms: u64, event: serde_json::Value| {
+            serde_json::from_value::<LearningEventView>(serde_json::json!({
+                "device_id": "d", "package_id": "p", "event_seq": seq, "unix_ms": unix_ms,
+                "received_unix_ms": unix_ms, "event": event
+            }))
+            .unwrap()
+        };
+        let events = [
+            learnt(
+                1,
+                T + 100,
+                serde_json::json!({"kind": "round-kept", "round": 1, "added": 14}),
+            ),
+            learnt(
+                2,
+                T + 200,
+                serde_json::json!({"kind": "new-class", "round": 2, "class": "new-1", "members": 9}),
+            ),
+            learnt(
+                3,
+                T + 300,
+                serde_json::json!({"kind": "round-rolled-back", "round": 2, "reason": "protected-samples", "added": 9}),
+            ),
+        ];
+        let mut markers = verdicts(&events);
+        assert_eq!(
+            markers,
+            vec![
+                (
+                    T + 100,
+                    MarkerKind::Adaptation,
+                    "adaptation round 1 kept (14 samples added)".to_string()
+                ),
+                (
+                    T + 300,
+                    MarkerKind::Rollback,
+                    "adaptation round 2 rolled back: protected-samples".to_string()
+                ),
+            ]
+        );
+        markers.push((T + 50, MarkerKind::Incident, "incident 1".to_string()));
+        let c = Chart::new("k", &[(T, 1.0), (T + 1000, 2.0)], &markers).unwrap();
+        assert_eq!(c.markers.len(), 3);
+        assert_eq!(
+            c.legend,
+            vec![
+                MarkerKind::Incident,
+                MarkerKind::Adaptation,
+                MarkerKind::Rollback
+            ]
+        );
+        let svg = One { chart: &c }.render().unwrap();
+        for drawn in [
+            r#"class="chart-marker rollback""#,
+            r##"stroke="#16a34a""##,
+            "adaptation rolled back</figcaption>",
+        ] {
+            assert!(svg.contains(drawn), "{drawn} in {svg}");
+        }
     }
 
     #[test]
@@ -660,7 +813,7 @@ mod tests {
         let c = Chart::new(
             "<script>x</script>&\"'",
             &[(T, 1.0), (T + 1, 2.0)],
-            &[(T, "<b>".to_string())],
+            &[(T, MarkerKind::Incident, "<b>".to_string())],
         )
         .unwrap();
         let svg = One { chart: &c }.render().unwrap();
