@@ -2220,3 +2220,48 @@ fn the_favicon_is_served() {
         "{page}"
     );
 }
+
+/// Fails before this change: the device page listed packages by random package id, so the
+/// newest package could be on the second page. Now newest first, with the older ones behind
+/// the cursor, none twice and none missed.
+#[test]
+fn a_devices_packages_are_listed_newest_first_across_pages() {
+    let f = Fixture::new();
+    let (dev, token) = f.enroll("pi", "zero2w");
+    // 52 packages whose ids sort unlike their upload order.
+    let ids: Vec<String> = (0..52u64)
+        .map(|i| format!("pkg-{:02}", (i * 31) % 52))
+        .collect();
+    for id in &ids {
+        let p = tinylcm_protocol::package::PackageBuilder::new(id, &dev, 1_764_147_600_000)
+            .unwrap()
+            .finish()
+            .unwrap();
+        f.upload(&dev, &token, &p);
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    let session = f.login();
+    let rows = |body: &str| -> Vec<String> {
+        let table = body.split("<table id=\"packages\">").nth(1).unwrap_or("");
+        table
+            .split("<tr><td><code>")
+            .skip(1)
+            .map(|r| r.split('<').next().unwrap().to_owned())
+            .collect()
+    };
+    let first = f.page(&format!("/ui/devices/{dev}"), Some(&session)).body;
+    let next = first
+        .split("rel=\"next\"")
+        .next()
+        .and_then(|b| b.rsplit("href=\"").next())
+        .map(|h| h.trim_end_matches("\" ").replace("&amp;", "&"))
+        .unwrap();
+    assert!(next.contains("?after="), "{next}");
+    let second = f.page(&next, Some(&session)).body;
+    assert!(!second.contains("rel=\"next\""), "{second}");
+    let seen: Vec<String> = rows(&first).into_iter().chain(rows(&second)).collect();
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(rows(&first).len(), 50);
+    assert_eq!(seen, newest_first);
+    assert!(first.contains("Newest accepted first"), "{first}");
+}

@@ -581,6 +581,119 @@ fn the_embedding_export_carries_labels_and_filters_by_status() {
     );
 }
 
+/// Fails before this change: a device's packages were listed by their random package id,
+/// so the newest package could be on any page. Now newest accepted first, on both backends,
+/// and walking the pages sees every package once.
+#[test]
+fn a_devices_packages_are_paged_newest_first_without_gaps_or_repeats() {
+    each_backend(
+        "a_devices_packages_are_paged_newest_first_without_gaps_or_repeats",
+        |b| {
+            let sphere = b.open();
+            let dev = enroll(&sphere);
+            let other = enroll(&sphere);
+            // Ids whose alphabetical order is not their upload order.
+            let ids: Vec<String> = (0..11u64)
+                .map(|i| format!("p{:02}", (i * 7) % 11))
+                .collect();
+            for id in &ids {
+                let p = PackageBuilder::new(id, &dev, T0).unwrap().finish().unwrap();
+                sphere.accept_upload(&dev, &p).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(3));
+            }
+            let p = PackageBuilder::new("zz", &other, T0)
+                .unwrap()
+                .finish()
+                .unwrap();
+            sphere.accept_upload(&other, &p).unwrap();
+            let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+
+            let (mut seen, mut after) = (Vec::new(), None::<String>);
+            loop {
+                let page = sphere.device_packages(&dev, after.as_deref(), 3).unwrap();
+                assert!(page.packages.len() <= 3);
+                seen.extend(page.packages.iter().map(|p| p.package_id.clone()));
+                match page.next_after {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+            assert_eq!(seen, newest_first);
+            let bad = sphere.device_packages(&dev, Some("p01"), 3).unwrap_err();
+            assert!(bad.to_string().contains("cursor"), "{bad}");
+        },
+    );
+}
+
+/// Fails before this change: the log table showed every line as its own row with a
+/// `… UTC` time that wrapped, and the level as plain text with no class to colour it.
+#[test]
+fn the_log_table_folds_repeated_lines_and_colours_levels() {
+    each_backend(
+        "the_log_table_folds_repeated_lines_and_colours_levels",
+        |b| {
+            let (dev, operator) = {
+                let sphere = b.open();
+                let dev = enroll(&sphere);
+                let mut p = PackageBuilder::new("r1", &dev, T0).unwrap();
+                let lines = [
+                    (T0 + 1, "info", "started"),
+                    (T0 + 2_001, "warn", "slow frame"),
+                    (T0 + 3_002, "warn", "slow frame"),
+                    (T0 + 4_003, "warn", "slow frame"),
+                    (T0 + 5_004, "error", "camera lost"),
+                    (T0 + 6_005, "debug", "tick"),
+                ];
+                let text: String = lines
+                .iter()
+                .map(|(t, level, m)| {
+                    format!("{}\n", json!({"unix_ms": t, "level": level, "target": "tinylcm::run", "message": m}))
+                })
+                .collect();
+                p.add("logs/r.jsonl", FileKind::Logs, text.into_bytes())
+                    .unwrap();
+                ingest(&sphere, &dev, "r1", &p.finish().unwrap());
+                (dev, sphere.create_operator_token("alice").unwrap())
+            };
+            let server = TestServer::start(b.open());
+            let session = server.login(&operator);
+            let (status, body) =
+                server.page(&ureq::agent(), &format!("/ui/logs?device={dev}"), &session);
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(
+                body.matches("slow frame").count(),
+                1,
+                "one row for three lines: {body}"
+            );
+            assert!(body.contains("× 3"), "{body}");
+            assert!(
+                body.contains("first 2025-11-26 09:00:02.001, last 2025-11-26 09:00:04.003"),
+                "{body}"
+            );
+            assert!(
+                body.contains(r#"<td class="when">2025-11-26 09:00:05.004</td>"#),
+                "{body}"
+            );
+            assert!(!body.contains("09:00:05 UTC"), "{body}");
+            for (class, level) in [
+                ("level-error", "error"),
+                ("level-warn", "warn"),
+                ("level-info", "info"),
+                ("level-debug", "debug"),
+            ] {
+                assert!(
+                    body.contains(&format!(r#"<span class="level {class}">{level}</span>"#)),
+                    "{class}: {body}"
+                );
+            }
+            assert!(
+                !body.contains("style="),
+                "no inline styles under the CSP: {body}"
+            );
+        },
+    );
+}
+
 #[test]
 fn device_text_cannot_inject_markup_into_the_data_hub_pages() {
     each_backend(

@@ -693,6 +693,14 @@ impl PackageStore for CrashBeforeMark {
         }
         self.inner.mark_processed(d, p, now, failed, problems)
     }
+    fn packages_newest_first(
+        &self,
+        d: &str,
+        before: Option<(u64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<PackageRecord>, StoreError> {
+        self.inner.packages_newest_first(d, before, limit)
+    }
     fn unprocessed(&self) -> Result<Vec<PackageRecord>, StoreError> {
         self.inner.unprocessed()
     }

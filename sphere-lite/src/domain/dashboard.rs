@@ -3,8 +3,8 @@
 //!
 //! Why: the dashboard needs views the JSON API does not offer, and they must work on every
 //! adapter pair without widening the `Tracking` port (which the MLflow adapter implements).
-//! So they are built from what the ports already give: package ids come from the raw-package
-//! blob keys (`incoming/<device>/<package>.tar`), images from the per-file blob keys
+//! So they are built from what the ports already give: a device's packages from the
+//! package store's newest-first listing, images from the per-file blob keys
 //! (`devices/<device>/packages/<package>/<name>`), drift counts from the event listing.
 //! Every page is bounded ([`MAX_DASHBOARD_PAGE`]) and uses a cursor (the last item's key),
 //! never an offset, so pages stay stable while data arrives.
@@ -59,12 +59,28 @@ fn trend_bucket(t: u64, now: u64) -> Option<usize> {
     (ago < TREND_HOURS).then(|| TREND_HOURS - 1 - ago)
 }
 
-/// One page of a device's packages, ordered by package id.
+/// The paging cursor of `record` in a newest-first package listing: `<accepted ms>.<id>`
+/// (package ids never contain `.`).
+pub fn package_cursor(record: &PackageRecord) -> String {
+    format!("{}.{}", record.accepted_unix_ms, record.package_id)
+}
+
+/// The `(accepted ms, package id)` of a cursor made by [`package_cursor`], if well formed.
+pub fn parse_package_cursor(text: &str) -> Option<(u64, String)> {
+    let (ms, id) = text.split_once('.')?;
+    if ms.is_empty() || ms.len() > 20 || !ms.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let ms = ms.parse().ok()?;
+    tinylcm_protocol::ids::valid_package_id(id).then(|| (ms, id.to_owned()))
+}
+
+/// One page of a device's packages, newest accepted first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackagePage {
     /// The packages (as recorded; a raw blob without a record is left out).
     pub packages: Vec<PackageRecord>,
-    /// Cursor of the next page (the last package id), if there is one.
+    /// Cursor of the next page ([`package_cursor`] of the last package), if there is one.
     pub next_after: Option<String>,
 }
 
@@ -217,8 +233,8 @@ impl Sphere {
         }
     }
 
-    /// Packages of `device_id` with a package id above `after`, ordered by id, at most `limit`
-    /// (clamped).
+    /// Packages of `device_id`, newest accepted first, after the cursor `after` (a previous
+    /// page's `next_after`), at most `limit` (clamped). A malformed cursor is a bad request.
     pub fn device_packages(
         &self,
         device_id: &str,
@@ -229,30 +245,24 @@ impl Sphere {
             return Err(bad_device());
         }
         let limit = clamp(limit);
-        let prefix = format!("incoming/{device_id}/");
-        let mut ids: Vec<String> = self
-            .blobs
-            .list(&prefix)?
-            .iter()
-            .filter_map(|k| {
-                k.as_str()
-                    .strip_prefix(&prefix)?
-                    .strip_suffix(".tar")
-                    .map(str::to_owned)
-            })
-            .filter(|id| after.is_none_or(|a| id.as_str() > a))
-            .take(limit + 1)
-            .collect();
-        let next_after = (ids.len() > limit).then(|| {
-            ids.truncate(limit);
-            ids.last().cloned()
+        let before = match after {
+            Some(a) => Some(
+                parse_package_cursor(a).ok_or_else(|| DomainError::BadRequest {
+                    error: "`after` is not a package cursor".into(),
+                    fix: Some("follow the page's own \"older packages\" link".into()),
+                })?,
+            ),
+            None => None,
+        };
+        let mut packages = self.tracking.packages_newest_first(
+            device_id,
+            before.as_ref().map(|(t, id)| (*t, id.as_str())),
+            limit + 1,
+        )?;
+        let next_after = (packages.len() > limit).then(|| {
+            packages.truncate(limit);
+            packages.last().map(package_cursor)
         });
-        let mut packages = Vec::with_capacity(ids.len());
-        for id in &ids {
-            if let Some(record) = self.tracking.package(device_id, id)? {
-                packages.push(record);
-            }
-        }
         Ok(PackagePage {
             packages,
             next_after: next_after.flatten(),
@@ -347,7 +357,10 @@ mod tests {
 
     use tinylcm_protocol::api::DriftEventStatus;
 
-    use super::{TALLY_SCAN_CAP, TREND_HOURS, is_image_key, trend_bucket};
+    use super::{
+        TALLY_SCAN_CAP, TREND_HOURS, is_image_key, package_cursor, parse_package_cursor,
+        trend_bucket,
+    };
     use crate::adapters::{DirBlobs, RedbTracking};
     use crate::domain::Sphere;
     use crate::domain::drift_incident::tests::event;
@@ -382,6 +395,38 @@ mod tests {
         assert_eq!(t.per_hour[TREND_HOURS - 1], 1);
         assert!(!complete, "the all-time total was cut at the cap");
         assert_eq!(tallies["old-device"].pending, 0);
+    }
+
+    /// Fails before this change: the package listing's cursor was a bare package id, which
+    /// cannot say where a newest-first page ended.
+    #[test]
+    fn package_cursors_round_trip_and_refuse_anything_else() {
+        let record = crate::ports::PackageRecord {
+            device_id: "dev-1".into(),
+            package_id: "a-b_c".into(),
+            raw_key: "incoming/dev-1/a-b_c.tar".into(),
+            accepted_unix_ms: 1_764_147_600_123,
+            processed_unix_ms: None,
+            failed: None,
+            problems: vec![],
+        };
+        let cursor = package_cursor(&record);
+        assert_eq!(cursor, "1764147600123.a-b_c");
+        assert_eq!(
+            parse_package_cursor(&cursor),
+            Some((1_764_147_600_123, "a-b_c".into()))
+        );
+        for bad in [
+            "a-b_c",
+            ".a",
+            "12.",
+            "x1.a",
+            "1.a/b",
+            "1.a.b",
+            "99999999999999999999999.a",
+        ] {
+            assert_eq!(parse_package_cursor(bad), None, "{bad}");
+        }
     }
 
     #[test]

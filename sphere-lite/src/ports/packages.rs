@@ -38,6 +38,19 @@ pub trait PackageStore: Send + Sync {
         problems: &[String],
     ) -> Result<(), StoreError>;
 
+    /// Packages of `device_id`, newest accepted first (ties by package id, descending), only
+    /// those after `before` (an `(accepted_unix_ms, package_id)` already shown) in that order;
+    /// at most `limit`. Lets the dashboard page a device's packages by time without one lookup
+    /// per package.
+    /// MLflow: `runs/search` in `<ns>/packages` on the device tag, `attributes.start_time <=`
+    /// the cursor's time, newest first.
+    fn packages_newest_first(
+        &self,
+        device_id: &str,
+        before: Option<(u64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<PackageRecord>, StoreError>;
+
     /// Accepted packages not yet processed, oldest first.
     /// MLflow: `runs/search` in `<ns>/packages` with `attributes.status = 'RUNNING'`.
     fn unprocessed(&self) -> Result<Vec<PackageRecord>, StoreError>;

@@ -8,7 +8,9 @@
 //! the HTML only through askama expressions, so it is always escaped.
 
 use askama::Template;
-use tinylcm_protocol::datahub::{EmbeddingExportQuery, LogLevel, LogQuery, PredictionQuery};
+use tinylcm_protocol::datahub::{
+    EmbeddingExportQuery, LogLevel, LogLineView, LogQuery, PredictionQuery,
+};
 use tinylcm_protocol::ids::valid_device_id;
 use warp::filters::BoxedFilter;
 use warp::http::{HeaderValue, StatusCode, header};
@@ -79,19 +81,74 @@ pub struct GalleryPage {
     pub export_link: String,
 }
 
-/// One log line in the viewer.
-#[derive(Debug, Clone)]
+/// One row of the log viewer: a log line, or a run of consecutive identical lines (same
+/// level, target and message) shown once with their count.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRow {
-    /// When it was written (device clock), formatted, or empty.
+    /// When the newest line of the run was written (device clock, UTC, to the ms), or empty.
     pub when: String,
+    /// When the oldest line of the run was written (same form), or empty.
+    pub first: String,
+    /// How many consecutive identical lines the row stands for (1 for a single line).
+    pub count: usize,
     /// Its level, or `?` for a line that did not parse.
     pub level: &'static str,
+    /// The CSS class that colours the level (`level-error`, …, `level-unknown`).
+    pub level_class: &'static str,
     /// Its target.
     pub target: String,
     /// The message (or the raw line).
     pub message: String,
-    /// `package / file:line`.
+    /// `package / file:line` of the newest line of the run.
     pub origin: String,
+}
+
+impl LogRow {
+    /// One log line as a row.
+    fn of(line: &LogLineView) -> Self {
+        let when = line.unix_ms.map(time::format_utc_ms).unwrap_or_default();
+        let level = line.level.map_or("?", LogLevel::as_str);
+        Self {
+            first: when.clone(),
+            when,
+            count: 1,
+            level,
+            level_class: match line.level {
+                Some(LogLevel::Error) => "level-error",
+                Some(LogLevel::Warn) => "level-warn",
+                Some(LogLevel::Info) => "level-info",
+                Some(LogLevel::Debug) => "level-debug",
+                Some(LogLevel::Trace) => "level-trace",
+                None => "level-unknown",
+            },
+            target: line.target.clone().unwrap_or_default(),
+            message: line.message.clone(),
+            origin: format!("{} / {}:{}", line.package_id, line.file, line.line),
+        }
+    }
+
+    /// Whether `other` repeats this row's line (same level, target and message).
+    fn repeats(&self, other: &Self) -> bool {
+        self.level == other.level && self.target == other.target && self.message == other.message
+    }
+}
+
+/// Rows of `lines` (newest first), each run of consecutive identical lines folded into one
+/// row that counts them and keeps the newest and oldest time: a device repeating one warning
+/// every frame fills one row, not the page.
+fn collapse(lines: &[LogLineView]) -> Vec<LogRow> {
+    let mut rows: Vec<LogRow> = Vec::new();
+    for line in lines {
+        let row = LogRow::of(line);
+        match rows.last_mut() {
+            Some(last) if last.repeats(&row) => {
+                last.count += 1;
+                last.first = row.first;
+            }
+            _ => rows.push(row),
+        }
+    }
+    rows
 }
 
 /// A device's operational logs.
@@ -318,18 +375,7 @@ async fn logs(ctx: Ctx, raw: String) -> Page {
     };
     let rows = page
         .as_ref()
-        .map(|p| {
-            p.lines
-                .iter()
-                .map(|l| LogRow {
-                    when: l.unix_ms.map(time::format_utc).unwrap_or_default(),
-                    level: l.level.map_or("?", LogLevel::as_str),
-                    target: l.target.clone().unwrap_or_default(),
-                    message: l.message.clone(),
-                    origin: format!("{} / {}:{}", l.package_id, l.file, l.line),
-                })
-                .collect()
-        })
+        .map(|p| collapse(&p.lines))
         .unwrap_or_default();
     let levels = std::iter::once(("any", level.is_none()))
         .chain(
@@ -420,6 +466,65 @@ mod tests {
         assert_eq!(
             link("/ui/data", &[("class", Some("a b&c")), ("device", None)]),
             "/ui/data?class=a+b%26c"
+        );
+    }
+
+    fn line(unix_ms: u64, level: LogLevel, message: &str) -> LogLineView {
+        LogLineView {
+            package_id: "p".into(),
+            file: "logs/a.jsonl".into(),
+            line: unix_ms,
+            unix_ms: Some(unix_ms),
+            level: Some(level),
+            target: Some("tinylcm::sync".into()),
+            message: message.into(),
+        }
+    }
+
+    /// Fails before this change: every line was its own row, so a warning repeated every
+    /// frame filled the page, and times were `… UTC` strings without milliseconds.
+    #[test]
+    fn consecutive_identical_lines_fold_into_one_row_with_their_count_and_times() {
+        let newest_first = [
+            line(1_764_147_600_900, LogLevel::Warn, "slow frame"),
+            line(1_764_147_600_500, LogLevel::Warn, "slow frame"),
+            line(1_764_147_600_100, LogLevel::Warn, "slow frame"),
+            line(1_764_147_600_050, LogLevel::Info, "slow frame"),
+            line(1_764_147_600_040, LogLevel::Warn, "slow frame"),
+        ];
+        let rows = collapse(&newest_first);
+        let got: Vec<_> = rows
+            .iter()
+            .map(|r| (r.count, r.level_class, r.first.as_str(), r.when.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    3,
+                    "level-warn",
+                    "2025-11-26 09:00:00.100",
+                    "2025-11-26 09:00:00.900"
+                ),
+                (
+                    1,
+                    "level-info",
+                    "2025-11-26 09:00:00.050",
+                    "2025-11-26 09:00:00.050"
+                ),
+                (
+                    1,
+                    "level-warn",
+                    "2025-11-26 09:00:00.040",
+                    "2025-11-26 09:00:00.040"
+                ),
+            ]
+        );
+        let mut other_target = line(1, LogLevel::Warn, "slow frame");
+        other_target.target = None;
+        assert_eq!(
+            collapse(&[line(2, LogLevel::Warn, "slow frame"), other_target]).len(),
+            2
         );
     }
 }

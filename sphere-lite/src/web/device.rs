@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use tinylcm_protocol::api::{DriftEventQuery, DriftEventStatus};
-use tinylcm_protocol::ids::{valid_device_id, valid_package_id};
+use tinylcm_protocol::ids::valid_device_id;
 use warp::http::StatusCode;
 
 use super::drift::event_row;
@@ -29,10 +29,13 @@ pub(super) async fn device(id: String, ctx: Ctx, raw: String) -> Page {
         .map_err(|e| bad_request(Some(nav.clone()), e, "/ui/fleet"))?;
     let keys = fields.repeated.clone();
     let after = fields.get("after").map(str::to_owned);
-    if after.as_deref().is_some_and(|a| !valid_package_id(a)) {
+    if after
+        .as_deref()
+        .is_some_and(|a| crate::domain::parse_package_cursor(a).is_none())
+    {
         return Err(bad_request(
             Some(nav),
-            "`after` is not a package id",
+            "`after` is not a package cursor",
             "/ui/fleet",
         ));
     }

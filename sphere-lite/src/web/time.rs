@@ -12,6 +12,14 @@ pub fn format_utc(unix_ms: u64) -> String {
     format!("{y:04}-{m:02}-{d:02} {h:02}:{min:02}:{s:02} UTC")
 }
 
+/// `YYYY-MM-DD HH:MM:SS.mmm` (UTC, no suffix): the compact form of the log table, whose
+/// column header says UTC once instead of every row repeating it.
+pub fn format_utc_ms(unix_ms: u64) -> String {
+    let (y, m, d, h, min, s) = parts(unix_ms);
+    let ms = unix_ms % 1000;
+    format!("{y:04}-{m:02}-{d:02} {h:02}:{min:02}:{s:02}.{ms:03}")
+}
+
 /// The `datetime-local` form of `unix_ms` (`YYYY-MM-DDTHH:MM`), to refill a filter field.
 pub fn format_local_field(unix_ms: u64) -> String {
     let text = format_utc(unix_ms);
@@ -78,6 +86,7 @@ mod tests {
         assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(format_utc(1_764_147_600_000), "2025-11-26 09:00:00 UTC");
         assert_eq!(format_utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
+        assert_eq!(format_utc_ms(1_764_147_600_045), "2025-11-26 09:00:00.045");
         assert_eq!(
             parse_local_field("2025-11-26T09:00"),
             Some(1_764_147_600_000)

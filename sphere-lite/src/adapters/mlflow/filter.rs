@@ -73,6 +73,8 @@ pub enum Cmp {
     Ge,
     /// `<`
     Lt,
+    /// `<=`
+    Le,
 }
 
 impl Cmp {
@@ -82,6 +84,7 @@ impl Cmp {
             Cmp::Gt => ">",
             Cmp::Ge => ">=",
             Cmp::Lt => "<",
+            Cmp::Le => "<=",
         }
     }
 }
@@ -123,6 +126,13 @@ impl Filter {
             checked_key(key),
             op.as_str()
         ));
+        self
+    }
+
+    /// `attributes.start_time <op> value` (runs).
+    pub fn start_time(mut self, op: Cmp, value: u64) -> Filter {
+        self.clauses
+            .push(format!("attributes.start_time {} {value}", op.as_str()));
         self
     }
 
@@ -206,6 +216,10 @@ mod tests {
              metrics.`sphere.id` = 7 and attributes.status = 'RUNNING'"
         );
         assert_eq!(Filter::new().build(), "");
+        assert_eq!(
+            Filter::new().start_time(Cmp::Le, 1_000).build(),
+            "attributes.start_time <= 1000"
+        );
         assert_eq!(
             Filter::new()
                 .name_like_prefix(&Literal::new("ns/device/").unwrap())

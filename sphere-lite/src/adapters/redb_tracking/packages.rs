@@ -83,6 +83,34 @@ impl PackageStore for RedbTracking {
         tx.commit().map_err(err)
     }
 
+    fn packages_newest_first(
+        &self,
+        device_id: &str,
+        before: Option<(u64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<PackageRecord>, StoreError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_table(PACKAGES).map_err(err)?;
+        // Keys are `<device>/<package>` (ids never contain `/`): `<device>0`
+        // is the first key past the device's range (`'0'` follows `'/'` in ASCII).
+        let (from, to) = (format!("{device_id}/"), format!("{device_id}0"));
+        let mut out: Vec<PackageRecord> = Vec::new();
+        for row in table.range(from.as_str()..to.as_str()).map_err(err)? {
+            let (_, v) = row.map_err(err)?;
+            let record: PackageRecord = from_json(v.value())?;
+            if before.is_none_or(|(t, id)| {
+                (record.accepted_unix_ms, record.package_id.as_str()) < (t, id)
+            }) {
+                out.push(record);
+            }
+        }
+        out.sort_by(|a, b| {
+            (b.accepted_unix_ms, &b.package_id).cmp(&(a.accepted_unix_ms, &a.package_id))
+        });
+        out.truncate(limit);
+        Ok(out)
+    }
+
     fn unprocessed(&self) -> Result<Vec<PackageRecord>, StoreError> {
         let tx = self.db.begin_read().map_err(err)?;
         let pending = tx.open_table(PENDING).map_err(err)?;

@@ -6,6 +6,11 @@
 use super::*;
 use crate::ports::PackageStore;
 
+/// Runs fetched beyond a page of [`PackageStore::packages_newest_first`]: replica duplicates and
+/// packages of the cursor's millisecond already shown are dropped after the search, so a
+/// page stays full unless more than this many share one millisecond.
+const PAGE_SLACK: usize = 64;
+
 impl PackageStore for MlflowTracking {
     fn package(
         &self,
@@ -94,6 +99,51 @@ impl PackageStore for MlflowTracking {
                 .update_run(&run.info.run_id, status, now_unix_ms)?;
         }
         Ok(())
+    }
+
+    fn packages_newest_first(
+        &self,
+        device_id: &str,
+        before: Option<(u64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<PackageRecord>, StoreError> {
+        let mut filter = Filter::new()
+            .tag_eq(KIND, &lit_const(KIND_PACKAGE))
+            .tag_eq(DEVICE, &lit(device_id)?);
+        if let Some((t, _)) = before {
+            // `<=`: packages accepted in the cursor's millisecond but with a smaller id follow.
+            filter = filter.start_time(Cmp::Le, t);
+        }
+        let query = RunQuery {
+            experiment_ids: vec![self.packages.clone()],
+            filter: filter.build(),
+            order_by: vec!["attributes.start_time DESC".into()],
+        };
+        // A run starts at its package's acceptance time; the slack covers replica duplicates
+        // and packages of the cursor's own millisecond that were already shown.
+        let runs = self.client.search_runs(&query, limit + PAGE_SLACK)?;
+        // One record per package: a replica race's duplicate counts as the earliest copy.
+        let mut by_id: HashMap<String, PackageRecord> = HashMap::new();
+        for run in &runs {
+            let record = package_of(run)?;
+            match by_id.get(&record.package_id) {
+                Some(kept) if kept.accepted_unix_ms <= record.accepted_unix_ms => {}
+                _ => {
+                    by_id.insert(record.package_id.clone(), record);
+                }
+            }
+        }
+        let mut out: Vec<PackageRecord> = by_id
+            .into_values()
+            .filter(|r| {
+                before.is_none_or(|(t, id)| (r.accepted_unix_ms, r.package_id.as_str()) < (t, id))
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (b.accepted_unix_ms, &b.package_id).cmp(&(a.accepted_unix_ms, &a.package_id))
+        });
+        out.truncate(limit);
+        Ok(out)
     }
 
     fn unprocessed(&self) -> Result<Vec<PackageRecord>, StoreError> {
