@@ -625,6 +625,97 @@ fn a_devices_packages_are_paged_newest_first_without_gaps_or_repeats() {
     );
 }
 
+/// A package `id` of `device` with one image per name (quarantine-style samples).
+fn image_package(device: &str, id: &str, names: &[&str]) -> Vec<u8> {
+    let mut p = PackageBuilder::new(id, device, T0).unwrap();
+    for n in names {
+        p.add(*n, FileKind::Sample, vec![0xff, 0xd8, 0xff, 0xe0])
+            .unwrap();
+    }
+    p.finish().unwrap()
+}
+
+/// Fails before this change: a device's package images were listed by blob key, i.e. by
+/// random package id, so the newest samples could be on any page. Now newest package first
+/// (by name within a package), on both backends, and the pages, whose ends fall inside
+/// packages too, show every image once.
+#[test]
+fn a_devices_images_are_paged_newest_package_first_without_gaps_or_repeats() {
+    each_backend(
+        "a_devices_images_are_paged_newest_package_first_without_gaps_or_repeats",
+        |b| {
+            let sphere = b.open();
+            let dev = enroll(&sphere);
+            let other = enroll(&sphere);
+            let packages: [(&str, &[&str]); 5] = [
+                ("m", &["s/a.jpg", "s/b.jpg", "s/c.jpg"]),
+                ("c", &["s/x.jpg"]),
+                ("z", &[]),
+                ("a", &["s/q.png", "s/r.jpg"]),
+                ("k", &["s/k.jpg"]),
+            ];
+            for (id, names) in packages {
+                ingest(&sphere, &dev, id, &image_package(&dev, id, names));
+                std::thread::sleep(std::time::Duration::from_millis(3));
+            }
+            ingest(
+                &sphere,
+                &other,
+                "b",
+                &image_package(&other, "b", &["s/o.jpg"]),
+            );
+            let expected: Vec<String> = packages
+                .iter()
+                .rev()
+                .flat_map(|(id, names)| names.iter().map(move |n| format!("{id}/{n}")))
+                .collect();
+
+            let (mut seen, mut after) = (Vec::new(), None::<String>);
+            for _ in 0..10 {
+                let page = sphere
+                    .device_images_newest_first(&dev, after.as_deref(), 2)
+                    .unwrap();
+                assert!(page.images.len() <= 2);
+                seen.extend(
+                    page.images
+                        .iter()
+                        .map(|i| format!("{}/{}", i.package_id, i.name)),
+                );
+                match page.next_after {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+            assert_eq!(seen, expected);
+            assert!(
+                sphere
+                    .device_images_newest_first(&dev, Some("devices/x/packages/p/a.jpg"), 2)
+                    .is_err()
+            );
+
+            let operator = sphere.create_operator_token("alice").unwrap();
+            drop(sphere);
+            let server = TestServer::start(b.open());
+            let session = server.login(&operator);
+            let (status, body) = server.page(
+                &ureq::agent(),
+                &format!("/ui/data/files?device={dev}"),
+                &session,
+            );
+            assert_eq!(status, 200, "{body}");
+            assert!(body.contains("newest package first"), "{body}");
+            let at = |name: &str| body.find(&format!("alt=\"{name}\"")).unwrap_or(usize::MAX);
+            let order = [
+                "s/k.jpg", "s/q.png", "s/r.jpg", "s/x.jpg", "s/a.jpg", "s/c.jpg",
+            ];
+            for pair in order.windows(2) {
+                assert!(at(pair[0]) < at(pair[1]), "{pair:?} in {body}");
+            }
+            assert_eq!(at("s/o.jpg"), usize::MAX, "another device's image: {body}");
+        },
+    );
+}
+
 /// Fails before this change: the log table showed every line as its own row with a
 /// `… UTC` time that wrapped, and the level as plain text with no class to colour it.
 #[test]

@@ -75,6 +75,33 @@ pub fn parse_package_cursor(text: &str) -> Option<(u64, String)> {
     tinylcm_protocol::ids::valid_package_id(id).then(|| (ms, id.to_owned()))
 }
 
+/// Packages a page of [`Sphere::device_images_newest_first`] looks into, at most.
+pub const IMAGE_SCAN_PACKAGES: usize = 500;
+
+/// The cursor after `image` in a newest-first image listing: `<accepted ms>.<package>/<name>`.
+fn image_cursor(image: &SampleImage) -> String {
+    format!(
+        "{}.{}/{}",
+        image.accepted_unix_ms.unwrap_or(0),
+        image.package_id,
+        image.name
+    )
+}
+
+/// `(accepted ms, package id, name after which to go on)` of an image cursor; no name means
+/// the whole package was shown.
+fn parse_image_cursor(text: &str) -> Option<(u64, String, Option<String>)> {
+    let (package, name) = match text.split_once('/') {
+        Some((p, n)) => (p, Some(n)),
+        None => (text, None),
+    };
+    let (ms, id) = parse_package_cursor(package)?;
+    if name.is_some_and(|n| n.is_empty() || n.len() > 1024) {
+        return None;
+    }
+    Some((ms, id, name.map(str::to_owned)))
+}
+
 /// One page of a device's packages, newest accepted first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackagePage {
@@ -336,6 +363,103 @@ impl Sphere {
             images,
             next_after: next_after.flatten(),
         })
+    }
+
+    /// Image files of `device_id`'s processed packages, newest accepted package first and by
+    /// name within a package, after the cursor `after` (a previous page's `next_after`), at
+    /// most `limit` (clamped).
+    ///
+    /// The cursor is `<accepted ms>.<package id>/<name>` (the last image shown) or
+    /// `<accepted ms>.<package id>` (every image of that package shown): at most
+    /// [`IMAGE_SCAN_PACKAGES`] packages are looked into per page, so a long run of packages
+    /// without images ends a page early with a cursor rather than one blob listing per
+    /// package without end.
+    pub fn device_images_newest_first(
+        &self,
+        device_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ImagePage, DomainError> {
+        if !tinylcm_protocol::ids::valid_device_id(device_id) {
+            return Err(bad_device());
+        }
+        let limit = clamp(limit);
+        let cursor = match after {
+            Some(a) => Some(
+                parse_image_cursor(a).ok_or_else(|| DomainError::BadRequest {
+                    error: "`after` is not an image cursor".into(),
+                    fix: Some("follow the page's own \"next page\" link".into()),
+                })?,
+            ),
+            None => None,
+        };
+        let mut images: Vec<SampleImage> = Vec::new();
+        // The package the cursor stopped in, to finish first.
+        let mut queue: Vec<(u64, String, Option<String>)> = Vec::new();
+        let mut before = None;
+        if let Some((ms, package, name)) = cursor {
+            if let Some(name) = name {
+                queue.push((ms, package.clone(), Some(name)));
+            }
+            before = Some((ms, package));
+        }
+        let mut scanned = 0;
+        loop {
+            for (ms, package, name_after) in queue.drain(..) {
+                scanned += 1;
+                let prefix = format!("devices/{device_id}/packages/{package}/");
+                let mut keys: Vec<String> = self
+                    .blobs
+                    .list(&prefix)?
+                    .into_iter()
+                    .map(|k| k.to_string())
+                    .filter(|k| is_image_key(k))
+                    .collect();
+                keys.sort();
+                for key in keys {
+                    let name = key[prefix.len()..].to_owned();
+                    if name_after.as_deref().is_some_and(|a| name.as_str() <= a) {
+                        continue;
+                    }
+                    if images.len() == limit {
+                        let last = images.last().map(image_cursor);
+                        return Ok(ImagePage {
+                            images,
+                            next_after: last,
+                        });
+                    }
+                    images.push(SampleImage {
+                        device_id: device_id.to_owned(),
+                        package_id: package.clone(),
+                        quarantine_id: quarantine_id(&name),
+                        name,
+                        accepted_unix_ms: Some(ms),
+                        key,
+                    });
+                }
+                before = Some((ms, package));
+                if scanned >= IMAGE_SCAN_PACKAGES {
+                    let next_after = before.map(|(ms, p)| format!("{ms}.{p}"));
+                    return Ok(ImagePage { images, next_after });
+                }
+            }
+            let batch = self.tracking.packages_newest_first(
+                device_id,
+                before.as_ref().map(|(t, id)| (*t, id.as_str())),
+                MAX_DASHBOARD_PAGE,
+            )?;
+            if batch.is_empty() {
+                return Ok(ImagePage {
+                    images,
+                    next_after: None,
+                });
+            }
+            queue.extend(
+                batch
+                    .into_iter()
+                    .map(|r| (r.accepted_unix_ms, r.package_id, None)),
+            );
+        }
     }
 
     /// The bytes of the sample image under `key`; `None` when there is no such image or `key`

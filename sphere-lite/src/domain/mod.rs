@@ -39,8 +39,8 @@ pub use credentials::{
     USE_RECORD_INTERVAL_MS, parse_lifetime,
 };
 pub use dashboard::{
-    DriftTally, ImagePage, MAX_DASHBOARD_PAGE, PackagePage, SampleImage, TALLY_SCAN_CAP,
-    TREND_HOURS, is_image_key, package_cursor, parse_package_cursor,
+    DriftTally, IMAGE_SCAN_PACKAGES, ImagePage, MAX_DASHBOARD_PAGE, PackagePage, SampleImage,
+    TALLY_SCAN_CAP, TREND_HOURS, is_image_key, package_cursor, parse_package_cursor,
 };
 pub use datahub::{MAX_LOG_SCAN_BYTES, embedding_key};
 pub use drift::quarantine_id;

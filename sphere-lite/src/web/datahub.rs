@@ -269,7 +269,8 @@ async fn gallery(ctx: Ctx, raw: String) -> Page {
     ))
 }
 
-/// Every image file of processed packages, by blob key (drift and quarantine samples too).
+/// Every image file of processed packages (drift and quarantine samples too): one device's
+/// newest package first, or every device's by blob key.
 async fn files(ctx: Ctx, raw: String) -> Page {
     let nav = require(&ctx).await?.nav();
     let back = "/ui/data/files";
@@ -280,14 +281,19 @@ async fn files(ctx: Ctx, raw: String) -> Page {
         return Err(bad_request(Some(nav), "`device` is not a device id", back));
     }
     let after = fields.get("after").map(str::to_owned);
-    if after.as_deref().is_some_and(|a| !is_image_key(a)) {
+    // Every device's images are paged by key; one device's newest package first (its cursor
+    // is checked by the domain).
+    if device.is_none() && after.as_deref().is_some_and(|a| !is_image_key(a)) {
         return Err(bad_request(Some(nav), "`after` is not an image key", back));
     }
     let sphere = ctx.sphere.clone();
     let (d, a) = (device.clone(), after.clone());
     let (menu, page) = run(move || {
         let menu = device_menu(&sphere, d.as_deref())?;
-        let page = sphere.sample_images(d.as_deref(), a.as_deref(), PAGE)?;
+        let page = match d.as_deref() {
+            Some(d) => sphere.device_images_newest_first(d, a.as_deref(), PAGE)?,
+            None => sphere.sample_images(None, a.as_deref(), PAGE)?,
+        };
         Ok((menu, page))
     })
     .await
@@ -314,6 +320,7 @@ async fn files(ctx: Ctx, raw: String) -> Page {
         StatusCode::OK,
         &DataPage {
             nav: Some(nav),
+            by_time: device.is_some(),
             devices: with_selected(menu, device.as_deref()),
             images,
             after_given: after.is_some(),

@@ -377,6 +377,9 @@ pub struct ImageRow {
 pub struct DataPage {
     /// The bar.
     pub nav: Option<Nav>,
+    /// Whether the images are one device's, newest package first (else every device's, by
+    /// device, package id and name).
+    pub by_time: bool,
     /// Devices for the filter: (id, name, selected).
     pub devices: Vec<(String, String, bool)>,
     /// This page's images.
