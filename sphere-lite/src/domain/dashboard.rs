@@ -2,12 +2,12 @@
 //! sample images, drift counts per device, and the bytes of one sample image.
 //!
 //! Why: the dashboard needs views the JSON API does not offer, and they must work on every
-//! adapter pair without widening the `Tracking` port (which the MLflow adapter implements).
-//! So they are built from what the ports already give: a device's packages from the
-//! package store's newest-first listing, images from the per-file blob keys
-//! (`devices/<device>/packages/<package>/<name>`), drift counts from the event listing.
-//! Every page is bounded ([`MAX_DASHBOARD_PAGE`]) and uses a cursor (the last item's key),
-//! never an offset, so pages stay stable while data arrives.
+//! adapter pair, so they are built from what the ports give (the `Tracking` port gained only
+//! the newest-first package listing, one search per page on MLflow): a device's packages and
+//! its images newest package first from that listing, every device's images from the
+//! per-file blob keys (`devices/<device>/packages/<package>/<name>`), drift counts from the
+//! event listing. Every page is bounded ([`MAX_DASHBOARD_PAGE`]) and uses a cursor (the last
+//! item's key or time and id), never an offset, so pages stay stable while data arrives.
 
 use std::collections::{HashMap, HashSet};
 
