@@ -484,6 +484,9 @@ fn upload_is_ingested_into_s3() {
         .as_deref(),
         Some(&[0xff, 0xd8, 1, 2][..])
     );
+    // What the device says of itself, for the fleet page (written before the package is
+    // marked processed).
+    assert!(wait_for_blob(&s3, &format!("devices/{dev}/reported.json")).is_some());
 
     // A duplicate stores nothing new.
     let (status, body) = server.post(
@@ -494,7 +497,7 @@ fn upload_is_ingested_into_s3() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["outcome"], "duplicate");
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(s3.list("").unwrap().len(), 3, "{:?}", s3.list(""));
+    assert_eq!(s3.list("").unwrap().len(), 4, "{:?}", s3.list(""));
 
     // Nothing went to the local blob directory.
     assert!(files_under(&dir.path().join("blobs")).is_empty());
