@@ -175,21 +175,7 @@ impl LearningStore for MlflowTracking {
             let asked: Option<StoredRename> = run
                 .param(&format!("{RENAME_PARAM_PREFIX}{id}"))
                 .and_then(|v| serde_json::from_str(v).ok());
-            let mut feedback = FeedbackItemState {
-                id,
-                verdict: stored.item.verdict.clone(),
-                progress: FeedbackProgress::Queued,
-                reason: None,
-                reported_unix_ms: None,
-            };
-            crate::adapters::redb_tracking::progress(&mut feedback, acked, |id| {
-                run.param(&format!("{RESULT_PARAM_PREFIX}{id}"))
-                    .map(|v| {
-                        serde_json::from_str::<FeedbackResult>(v)
-                            .map_err(|e| corrupt(format!("feedback result {id}: {e}")))
-                    })
-                    .transpose()
-            })?;
+            let feedback = super::feedback_state(&run, stored.item.clone(), acked)?;
             out.push(ClassRenameView {
                 device_id: device_id.to_owned(),
                 from: from.clone(),

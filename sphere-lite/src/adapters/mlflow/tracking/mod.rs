@@ -691,6 +691,31 @@ fn with_sources(
         .collect()
 }
 
+/// How far `item` of `run` (a device's queue, `acked` items acknowledged) got: queued,
+/// delivered, or the result the device reported for it.
+pub(super) fn feedback_state(
+    run: &Run,
+    item: FeedbackItem,
+    acked: u64,
+) -> Result<FeedbackItemState, StoreError> {
+    let mut state = FeedbackItemState {
+        id: item.id,
+        verdict: item.verdict,
+        progress: FeedbackProgress::Queued,
+        reason: None,
+        reported_unix_ms: None,
+    };
+    crate::adapters::redb_tracking::progress(&mut state, acked, |id| {
+        run.param(&format!("{RESULT_PARAM_PREFIX}{id}"))
+            .map(|v| {
+                serde_json::from_str::<FeedbackResult>(v)
+                    .map_err(|e| corrupt(format!("feedback result {id}: {e}")))
+            })
+            .transpose()
+    })?;
+    Ok(state)
+}
+
 /// The items of `run` (a device's queue) that the decision on event `event_id` queued, in
 /// order, with how far each got.
 fn decision_feedback(run: &Run, event_id: u64) -> Result<Vec<FeedbackItemState>, StoreError> {
@@ -711,22 +736,7 @@ fn decision_feedback(run: &Run, event_id: u64) -> Result<Vec<FeedbackItemState>,
         if found.iter().any(|(m, _)| *m == n) {
             continue;
         }
-        let mut state = FeedbackItemState {
-            id: stored.item.id,
-            verdict: stored.item.verdict,
-            progress: FeedbackProgress::Queued,
-            reason: None,
-            reported_unix_ms: None,
-        };
-        crate::adapters::redb_tracking::progress(&mut state, acked, |id| {
-            run.param(&format!("{RESULT_PARAM_PREFIX}{id}"))
-                .map(|v| {
-                    serde_json::from_str::<FeedbackResult>(v)
-                        .map_err(|e| corrupt(format!("feedback result {id}: {e}")))
-                })
-                .transpose()
-        })?;
-        found.push((n, state));
+        found.push((n, feedback_state(run, stored.item, acked)?));
     }
     found.sort_by_key(|(n, _)| *n);
     Ok(found.into_iter().map(|(_, s)| s).collect())
