@@ -96,28 +96,21 @@ pub fn drop_displacing(clusters: &mut [PlannedCluster], probes: &[Probe<'_>], kn
 mod tests {
     use super::*;
     use crate::adapt::Representative;
+    use crate::adapt::test_knn::line_knn;
     use crate::knn::KnnConfig;
 
     fn knn() -> Knn {
-        let mut knn = Knn::new(
-            1,
-            KnnConfig {
-                k: 3,
-                ..KnnConfig::default()
-            },
+        line_knn(
+            &[
+                (0.0, "empty"),
+                (0.1, "empty"),
+                (0.2, "empty"),
+                (4.0, "box"),
+                (4.1, "box"),
+                (4.2, "box"),
+            ],
+            KnnConfig::default().max_samples,
         )
-        .unwrap();
-        for (x, l) in [
-            (0.0, "empty"),
-            (0.1, "empty"),
-            (0.2, "empty"),
-            (4.0, "box"),
-            (4.1, "box"),
-            (4.2, "box"),
-        ] {
-            knn.add_named(l, &[x], 0).unwrap();
-        }
-        knn
     }
 
     fn group(label: &str, xs: &[f32]) -> PlannedCluster {

@@ -102,6 +102,8 @@ mod protect;
 mod reach;
 mod reference;
 mod scene;
+#[cfg(test)]
+mod test_knn;
 
 pub use apply::{
     AdaptationEvent, AddedSample, Applied, EventKind, MAX_EVENT_MEMBERS, apply, apply_keeping,

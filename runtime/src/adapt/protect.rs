@@ -104,29 +104,20 @@ pub enum Room {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::knn::KnnConfig;
+    use crate::adapt::test_knn::line_knn;
 
     fn knn(max: usize) -> Knn {
-        let mut knn = Knn::new(
-            1,
-            KnnConfig {
-                k: 3,
-                max_samples: max,
-                ..KnnConfig::default()
-            },
+        line_knn(
+            &[
+                (0.0, "a"),
+                (0.1, "a"),
+                (0.2, "a"),
+                (5.0, "b"),
+                (5.1, "b"),
+                (5.2, "b"),
+            ],
+            max,
         )
-        .unwrap();
-        for (x, l) in [
-            (0.0, "a"),
-            (0.1, "a"),
-            (0.2, "a"),
-            (5.0, "b"),
-            (5.1, "b"),
-            (5.2, "b"),
-        ] {
-            knn.add_named(l, &[x], 0).unwrap();
-        }
-        knn
     }
 
     #[test]

@@ -54,28 +54,21 @@ pub fn limit_proposed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapt::test_knn::line_knn;
     use crate::knn::{DistanceStats, KnnConfig, Metric, Prediction};
 
     fn knn() -> Knn {
-        let mut knn = Knn::new(
-            1,
-            KnnConfig {
-                k: 3,
-                ..KnnConfig::default()
-            },
+        line_knn(
+            &[
+                (0.0, "ball"),
+                (0.1, "ball"),
+                (0.2, "ball"),
+                (10.0, "new-1"),
+                (10.1, "new-1"),
+                (10.2, "new-1"),
+            ],
+            KnnConfig::default().max_samples,
         )
-        .unwrap();
-        for (x, l) in [
-            (0.0, "ball"),
-            (0.1, "ball"),
-            (0.2, "ball"),
-            (10.0, "new-1"),
-            (10.1, "new-1"),
-            (10.2, "new-1"),
-        ] {
-            knn.add_named(l, &[x], 0).unwrap();
-        }
-        knn
     }
 
     fn stats() -> ReferenceStats {
