@@ -301,6 +301,7 @@ fn run_reports_the_knn_classes_in_status_and_metrics() {
         Some(&report),
         &tinylcm::sync::SyncStatusView::default(),
         None,
+        None,
     );
     let classes = metrics["classes"].as_object().expect("classes in metrics");
     assert!(

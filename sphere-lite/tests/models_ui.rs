@@ -13,6 +13,7 @@ use sphere_lite::domain::{DeviceUpdate, Sphere, now_unix_ms};
 use sphere_lite::ports::Role;
 use sphere_lite::server::open_embedded;
 use tinylcm_protocol::device_json::metrics::{MODEL_MEMBER, RunningModel};
+use tinylcm_protocol::device_json::refusal::{REFUSED_RELEASE_MEMBER, RefusalKind, ReleaseRefusal};
 use tinylcm_protocol::package::{FileKind, PackageBuilder};
 use tinylcm_protocol::paths;
 use tinylcm_protocol::release::SigningKey;
@@ -103,15 +104,24 @@ impl Fixture {
         (id, token)
     }
 
-    /// `device` sends a metrics package made now: the model it runs and its sync counters.
-    fn report(&self, device: &str, token: &str, id: &str, runs: (&str, &str, &str), refused: u64) {
+    /// `device` sends a metrics package made now, as its runtime writes it: the model it runs,
+    /// the release it refused (if any) and its sync counters.
+    fn report(
+        &self,
+        device: &str,
+        token: &str,
+        id: &str,
+        runs: (&str, &str, &str),
+        refused: Option<&ReleaseRefusal>,
+    ) {
         let doc = json!({
             MODEL_MEMBER: RunningModel {
                 name: runs.0.into(),
                 version: runs.1.into(),
                 sha256: runs.2.into(),
             },
-            "sync": {"models_refused": refused, "models_installed": 0},
+            REFUSED_RELEASE_MEMBER: refused,
+            "sync": {"models_refused": u64::from(refused.is_some()), "models_installed": 0},
         });
         let mut b = PackageBuilder::new(id, device, now_unix_ms()).unwrap();
         b.add(
@@ -223,8 +233,9 @@ async fn progress_row(client: &fantoccini::Client, group: &str, device: &str) ->
 /// canary through the rollout form, and reads each device's progress: the release it is
 /// assigned and the model it reports, `running` for a device that runs its release,
 /// `downloading or waiting` for one that asked since the rollout, `pending` for one not heard
-/// from, `refused` for one whose refusal count grew. A release signed by an unknown key and a
-/// file that is no signed release are each an error page saying why, with nothing stored.
+/// from, `refused` with the reason's kind and message for one that reports refusing its
+/// release. A release signed by an unknown key and a file that is no signed release are each
+/// an error page saying why, with nothing stored.
 #[test]
 fn an_admin_publishes_and_rolls_out_a_release_in_headless_chromium() {
     if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
@@ -361,17 +372,24 @@ fn an_admin_publishes_and_rolls_out_a_release_in_headless_chromium() {
             &runner.1,
             "pkg-run",
             ("shapes", &assigned[0].0, &assigned[0].1),
-            0,
+            None,
         );
         // Asks which release to run, still runs a model of its own.
         let (status, _) = f.server.get(&paths::model(&asker.0), Some(&asker.1));
         assert_eq!(status, 200);
+        let refusal = ReleaseRefusal::new(
+            "shapes",
+            &assigned[3].0,
+            &assigned[3].1,
+            RefusalKind::BelowEpochFloor,
+            "release has security epoch 0, below this device's floor 2; refused",
+        );
         f.report(
             &refuser.0,
             &refuser.1,
             "pkg-ref",
             ("factory", "0", &"cd".repeat(32)),
-            1,
+            Some(&refusal),
         );
         f.wait_reported(&runner.0);
         f.wait_reported(&refuser.0);
@@ -399,7 +417,9 @@ fn an_admin_publishes_and_rolls_out_a_release_in_headless_chromium() {
         assert!(row.ends_with("pending"), "{row}");
         let row = progress_row(&client, "lab", &refuser.0).await;
         assert!(
-            row.contains("factory 0") && row.ends_with("refused"),
+            row.contains("factory 0")
+                && row.contains("refused: below the epoch floor")
+                && row.ends_with("below this device's floor 2; refused"),
             "{row}"
         );
         let counts = client

@@ -480,3 +480,118 @@ fn a_range_request_on_a_large_model_returns_exactly_the_bytes_asked() {
         },
     );
 }
+
+/// The `<tr>` of `device` on the models page `html` (its progress row).
+fn progress_row<'a>(html: &'a str, device: &str) -> &'a str {
+    let start = html
+        .find(&format!("data-device=\"{device}\""))
+        .unwrap_or_else(|| panic!("no progress row of {device}:\n{html}"));
+    let row = &html[start..];
+    &row[..row.find("</tr>").unwrap_or(row.len())]
+}
+
+/// Fails before this change: the rollout page inferred a refusal from the counter
+/// `sync.models_refused` alone (no reason, and reset by a restart). Three devices are assigned
+/// release `shapes 1` and each sends a metrics package as its runtime writes it: one names the
+/// release it refused with the reason's kind and message, and the page shows `refused`, the
+/// kind and the message; one from an older runtime only counts a refusal, and is still shown
+/// refused (without a reason) from the counter; one says it refuses nothing (`null`) although
+/// its counter grew (an earlier release), and is not shown refused: its own word wins.
+#[test]
+fn the_rollout_progress_shows_the_release_a_device_refused_and_why() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    use tinylcm_protocol::device_json::metrics::{MODEL_MEMBER, RunningModel};
+    use tinylcm_protocol::device_json::refusal::{
+        REFUSED_RELEASE_MEMBER, RefusalKind, ReleaseRefusal,
+    };
+    use tinylcm_protocol::metric_keys::MODELS_REFUSED;
+    use tinylcm_protocol::package::{FileKind, PackageBuilder};
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate().unwrap();
+    let sphere = Arc::new(
+        sphere_lite::server::open_embedded(&dir.path().join("data"))
+            .unwrap()
+            .with_release_keys(vec![key.public()]),
+    );
+    let op = sphere.create_operator_token("rel").unwrap();
+    let server = TestServer::start_shared(sphere.clone(), None);
+    let v1 = model_bytes("1");
+    let (status, body) = publish(&server, &op, &signed(&key, "shapes", "1", &v1), &v1);
+    assert_eq!(status, 201, "{body}");
+    let sha = body["sha256"].as_str().unwrap().to_owned();
+    let (status, body) = server.post(&paths::rollout("shapes", "1"), Some(&op), b"{}");
+    assert_eq!(status, 200, "{body}");
+
+    let why = "release shapes 1 is signed by key k-7f3a, which is not among the trusted \
+               release keys; refused. Fix: sign it with a trusted key";
+    let refusal = ReleaseRefusal::new("shapes", "1", &sha, RefusalKind::UntrustedKey, why);
+    let (counter, _) = MODELS_REFUSED.split_once('.').unwrap();
+    let counted = json!({ "models_refused": 1 });
+    let runs = RunningModel {
+        name: "factory".into(),
+        version: "0".into(),
+        sha256: "cd".repeat(32),
+    };
+    let devices = [
+        (
+            "pi-new",
+            json!({ MODEL_MEMBER: runs, REFUSED_RELEASE_MEMBER: refusal, counter: counted }),
+        ),
+        ("pi-old", json!({ MODEL_MEMBER: runs, counter: counted })),
+        (
+            "pi-none",
+            json!({ MODEL_MEMBER: runs, REFUSED_RELEASE_MEMBER: null, counter: counted }),
+        ),
+    ];
+    for (id, doc) in &devices {
+        let token = server.add_device(&op, id);
+        let mut b = PackageBuilder::new(
+            &format!("pkg-{id}"),
+            *id,
+            sphere_lite::domain::now_unix_ms(),
+        )
+        .unwrap();
+        b.add(
+            "metrics.json",
+            FileKind::Metrics,
+            doc.to_string().into_bytes(),
+        )
+        .unwrap();
+        let (status, body) = server.post(&paths::packages(id), Some(&token), &b.finish().unwrap());
+        assert_eq!(status, 200, "{body}");
+    }
+    let start = Instant::now();
+    for (id, _) in &devices {
+        while sphere.reported(id).unwrap().model.is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the package of {id} was not processed"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    let session = server.login(&op);
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    let (status, html) = server.page(&agent, "/ui/models", &session);
+    assert_eq!(status, 200, "{html}");
+    let row = progress_row(&html, "pi-new");
+    assert!(row.contains("progress-refused"), "{row}");
+    assert!(row.contains("data-kind=\"untrusted_key\""), "{row}");
+    assert!(row.contains("untrusted key"), "{row}");
+    assert!(
+        row.contains("which is not among the trusted release keys"),
+        "{row}"
+    );
+    let row = progress_row(&html, "pi-old");
+    assert!(row.contains("progress-refused"), "{row}");
+    assert!(
+        !row.contains("data-kind"),
+        "an older device names no reason: {row}"
+    );
+    let row = progress_row(&html, "pi-none");
+    assert!(!row.contains("refused"), "{row}");
+    assert!(row.contains("downloading or waiting"), "{row}");
+}

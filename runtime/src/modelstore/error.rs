@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use tinylcm_protocol::device_json::refusal::RefusalKind;
+
 use crate::state::StateError;
 
 /// Everything the A/B model store can refuse or fail at.
@@ -181,6 +183,30 @@ impl ModelStoreError {
             what,
             path: path.into(),
             source,
+        }
+    }
+
+    /// Why a release was refused, in the one word the device reports to sphere-lite beside
+    /// the message ([`RefusalKind::Other`] for errors that are not about the release).
+    pub fn refusal_kind(&self) -> RefusalKind {
+        match self {
+            ModelStoreError::NoTrustedKeys | ModelStoreError::TrustedKeys { .. } => {
+                RefusalKind::NoTrustedKeys
+            }
+            ModelStoreError::UntrustedKey { .. } => RefusalKind::UntrustedKey,
+            ModelStoreError::RevokedKey { .. } => RefusalKind::RevokedKey,
+            ModelStoreError::BelowFloor { .. } => RefusalKind::BelowEpochFloor,
+            ModelStoreError::Incompatible { .. } => RefusalKind::Incompatible,
+            ModelStoreError::BadSignature { .. } => RefusalKind::BadSignature,
+            ModelStoreError::BadRelease { .. } => RefusalKind::InvalidRelease,
+            ModelStoreError::ModelMismatch { .. } => RefusalKind::ModelMismatch,
+            ModelStoreError::TooLarge { .. } => RefusalKind::TooLarge,
+            ModelStoreError::GoldenMismatch { .. } => RefusalKind::GoldenMismatch,
+            ModelStoreError::SmokeTest { .. } => RefusalKind::SmokeTest,
+            ModelStoreError::Refused(_)
+            | ModelStoreError::Request { .. }
+            | ModelStoreError::Io { .. }
+            | ModelStoreError::State(_) => RefusalKind::Other,
         }
     }
 

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use tinylcm_protocol::device_json::refusal::RefusalKind;
 use tinylcm_protocol::release::{ReleaseManifest, SignedRelease};
 
 use super::control::Control;
@@ -56,10 +57,14 @@ impl ServiceHost {
                 .rolled_back_before(&manifest.name, &manifest.version)
                 .map_err(|e| InstallError::Later(e.to_string()))?;
             if let Some(why) = before {
-                return Err(InstallError::Refused(format!(
-                    "release {} {} was rolled back on this device ({why}); publish a new version",
-                    manifest.name, manifest.version
-                )));
+                return Err(InstallError::Refused(
+                    RefusalKind::RolledBack,
+                    format!(
+                        "release {} {} was rolled back on this device ({why}); publish a new \
+                         version",
+                        manifest.name, manifest.version
+                    ),
+                ));
             }
         }
         Ok(())
@@ -70,7 +75,7 @@ impl ServiceHost {
 /// (a model on trial) are not.
 fn install_error(e: ModelStoreError) -> InstallError {
     if e.is_refusal() && !matches!(e, ModelStoreError::Refused(_)) {
-        InstallError::Refused(e.to_string())
+        InstallError::Refused(e.refusal_kind(), e.to_string())
     } else {
         InstallError::Later(e.to_string())
     }
@@ -121,7 +126,9 @@ impl SyncHost for ServiceHost {
             crate::model::read_bounded(file, self.max_model_bytes).map_err(|e| match e {
                 // The release is over this device's limit: final (the sync client refuses such a
                 // release before downloading it; this is the last line).
-                crate::model::ModelError::TooLarge { .. } => InstallError::Refused(e.to_string()),
+                crate::model::ModelError::TooLarge { .. } => {
+                    InstallError::Refused(RefusalKind::TooLarge, e.to_string())
+                }
                 e => {
                     InstallError::Later(format!("cannot read the download {}: {e}", file.display()))
                 }

@@ -271,7 +271,8 @@ pub fn collect(
         .as_ref()
         .is_some_and(|r| r.written_unix_ms > cursors.metrics_unix_ms);
     if fresh_status {
-        let v = metrics_json(report.as_ref(), sync, model);
+        let refused = super::pull::refusal_to_report(store);
+        let v = metrics_json(report.as_ref(), sync, model, refused.as_ref());
         let json = serde_json::to_vec(&v).map_err(|e| SyncError::Config(e.to_string()))?;
         if try_add(
             &mut builder,
@@ -734,6 +735,63 @@ mod tests {
         )
         .unwrap();
         read_package(&c.package.unwrap().tar[..], &Limits::default()).unwrap()
+    }
+
+    /// Fails before this change: the metrics file never said which release the device
+    /// refused. A refusal kept before a restart is in the package built after reopening the
+    /// state, read back by the server's own reader with its kind and message; once another
+    /// assignment superseded it the file says `null` (no refusal), which the server tells from
+    /// an older device's silence.
+    #[test]
+    fn the_kept_refusal_is_sent_after_a_restart_and_null_once_superseded() {
+        use tinylcm_protocol::device_json::refusal::{
+            RefusalKind, RefusalReport, ReleaseRefusal, refusal_report_of,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let status = dir.path().join("status.json");
+        std::fs::write(
+            &status,
+            serde_json::to_vec(&crate::status::StatusReport::sample()).unwrap(),
+        )
+        .unwrap();
+        let sources = Sources {
+            status_file: Some(status),
+            ..Sources::default()
+        };
+        let refusal = ReleaseRefusal::new(
+            "shapes",
+            "3",
+            &"ab".repeat(32),
+            RefusalKind::BelowEpochFloor,
+            "release shapes 3 has security epoch 1, below this device's floor 2",
+        );
+        let path = dir.path().join("s.redb");
+        {
+            let store = Store::open(&path, DurabilityPolicy::default()).unwrap();
+            super::super::pull::keep_refusal(&store, "release-3", &refusal).unwrap();
+        }
+        let store = Store::open(&path, DurabilityPolicy::default()).unwrap();
+        let package = || {
+            let view = SyncStatusView::default();
+            let c = collect(
+                &store,
+                &sources,
+                "dev",
+                &Cursors::default(),
+                1 << 20,
+                &view,
+                None,
+                None,
+            )
+            .unwrap();
+            read_package(&c.package.unwrap().tar[..], &Limits::default()).unwrap()
+        };
+        assert_eq!(
+            refusal_report_of(&package()),
+            RefusalReport::Refused(refusal)
+        );
+        super::super::pull::forget_refusal_unless(&store, Some("release-4")).unwrap();
+        assert_eq!(refusal_report_of(&package()), RefusalReport::NoRefusal);
     }
 
     /// What the device learnt goes to the server as a learning member the server's parser

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use tinylcm_protocol::device_json::refusal::RefusalKind;
 use tinylcm_protocol::release::SignedRelease;
 
 /// The model a device runs, as the server names releases.
@@ -21,7 +22,8 @@ pub struct ModelIdentity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InstallError {
     /// The release itself is refused (signature, size, SHA-256, golden outputs): never again.
-    Refused(String),
+    /// The kind is what the device reports to sphere-lite beside the message.
+    Refused(RefusalKind, String),
     /// Not now (a model on trial, a full disk, a failing database): try at a later round.
     Later(String),
 }
@@ -29,7 +31,7 @@ pub enum InstallError {
 impl std::fmt::Display for InstallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            InstallError::Refused(why) => write!(f, "refused: {why}"),
+            InstallError::Refused(_, why) => write!(f, "refused: {why}"),
             InstallError::Later(why) => write!(f, "not now: {why}"),
         }
     }

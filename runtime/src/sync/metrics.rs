@@ -10,10 +10,16 @@
 //! The series the dashboard charts by default ([`tinylcm_protocol::metric_keys`]) are set from
 //! the report's typed fields under those shared constants, and their room is kept before
 //! anything else is counted: a renamed status field fails to compile here instead of leaving
-//! a chart empty on the server.
+//! a chart empty on the server. So are the sync figures the server reads
+//! ([`metric_keys::SYNC_KEYS`]).
+//!
+//! Beside the numbers, the file names the release the device refused and why
+//! ([`REFUSED_RELEASE_MEMBER`], `null` without one, so the server can tell a device that
+//! refused nothing from one too old to say).
 
 use serde_json::{Map, Value};
 use tinylcm_protocol::device_json::metrics::{MODEL_MEMBER, RunningModel};
+use tinylcm_protocol::device_json::refusal::{REFUSED_RELEASE_MEMBER, ReleaseRefusal};
 use tinylcm_protocol::metric_keys;
 
 use super::host::ModelIdentity;
@@ -25,13 +31,20 @@ pub const MAX_KEYS: usize = 256;
 /// Longest dotted key (the server's bound).
 pub const MAX_KEY_BYTES: usize = 100;
 
-/// Builds the metrics object.
+/// Builds the metrics object; `refused` is the refusal the device reports
+/// ([`super::pull::refusal_to_report`]).
 pub fn metrics_json(
     report: Option<&StatusReport>,
     sync: &SyncStatusView,
     model: Option<&ModelIdentity>,
+    refused: Option<&ReleaseRefusal>,
 ) -> Value {
     let mut out = Map::new();
+    // The protocol's type, which the server reads back; always present (`null` for none).
+    out.insert(
+        REFUSED_RELEASE_MEMBER.into(),
+        serde_json::to_value(refused).unwrap_or(Value::Null),
+    );
     let charted = report.map(charted_values).unwrap_or_default();
     // Room for the charted series first, so the key bound never cuts them; the flattening
     // below leaves their keys to them (written once, counted once).
@@ -103,6 +116,11 @@ pub fn metrics_json(
             sync.interval_seconds as f64,
         );
     }
+    set_path(
+        &mut out,
+        metric_keys::MODELS_REFUSED,
+        sync.models_refused as f64,
+    );
     Value::Object(out)
 }
 
@@ -269,7 +287,7 @@ mod tests {
             version: "2".into(),
             sha256: "ff".into(),
         };
-        let v = metrics_json(Some(&report), &sync, Some(&model));
+        let v = metrics_json(Some(&report), &sync, Some(&model), None);
         let mut keys = Vec::new();
         leaves(&v, "", &mut keys);
         assert!(keys.len() <= MAX_KEYS, "{}", keys.len());
@@ -315,7 +333,7 @@ mod tests {
             version: "3".into(),
             sha256: "ab".into(),
         };
-        let v = metrics_json(Some(&StatusReport::sample()), &sync, Some(&model));
+        let v = metrics_json(Some(&StatusReport::sample()), &sync, Some(&model), None);
         let mut b = tinylcm_protocol::package::PackageBuilder::new("p", "d", 1).unwrap();
         b.add(
             "metrics.json",
@@ -360,11 +378,23 @@ mod tests {
                 serde_json::from_value(serde_json::json!({"total": i, "interval": 1})).unwrap(),
             );
         }
-        let v = metrics_json(Some(&report), &SyncStatusView::default(), None);
+        let v = metrics_json(Some(&report), &SyncStatusView::default(), None, None);
         let mut keys = Vec::new();
         leaves(&v, "", &mut keys);
         assert!(keys.len() <= MAX_KEYS, "{}", keys.len());
         for k in metric_keys::DEFAULT_CHARTS {
+            assert!(keys.iter().any(|have| have == k), "{k} missing: {keys:?}");
+        }
+        // Fails before this change: `sync.models_refused` was sent only by the accident of
+        // a status field's name, and the rollout page read it under its own copy of the key.
+        let sync = SyncStatusView {
+            interval_seconds: 5,
+            ..Default::default()
+        };
+        let v = metrics_json(Some(&report), &sync, None, None);
+        let mut keys = Vec::new();
+        leaves(&v, "", &mut keys);
+        for k in metric_keys::SYNC_KEYS {
             assert!(keys.iter().any(|have| have == k), "{k} missing: {keys:?}");
         }
         assert_eq!(v["system"]["process_cpu_percent"], 37.5);

@@ -29,6 +29,12 @@
 //!   ([`LATER_FIRST`] doubling up to [`LATER_MAX`], kept in the state database), not at every
 //!   round; while a model is on trial ([`SyncHost::accepts_installs`] false) nothing is
 //!   downloaded.
+//! * **The refusal reported**: the last refusal of the assigned release (its name, version,
+//!   SHA-256, [`RefusalKind`] and message) is kept in the state database ([`refusal_to_report`])
+//!   and sent in every package's metrics file, so sphere-lite shows which release the device
+//!   refused and why, also after the device restarted. It is kept until the assignment
+//!   changes (another release, or none), the device runs the assigned release, or the
+//!   release now passes the check before its download (the device's side changed).
 
 use std::path::Path;
 use std::time::Duration;
@@ -41,6 +47,7 @@ use tinylcm_protocol::api::{
     AckRequest, AckResponse, ConfigRefusal, FeedbackOutcome, FeedbackPage, FeedbackResult,
     ModelAssignment,
 };
+use tinylcm_protocol::device_json::refusal::{RefusalKind, ReleaseRefusal};
 use tinylcm_protocol::paths;
 use tinylcm_protocol::release::ReleaseManifest;
 
@@ -60,6 +67,8 @@ const MAX_PAGES: usize = 10;
 const REFUSED: &str = "refused-models";
 /// Most refusals remembered (oldest forgotten first).
 const MAX_REFUSED: usize = 64;
+/// Name of the refusal reported to sphere-lite, in the `sync` table.
+const REPORTED: &str = "model-refusal-reported";
 /// Name of the back-off record of a release the host could not take now, in the `sync` table.
 const LATER: &str = "model-later";
 /// First wait after a release the host could not take now.
@@ -286,6 +295,76 @@ fn remember_refusal(store: &Store, key: &str) -> Result<(), PullError> {
     Ok(store.flush()?)
 }
 
+/// The refusal reported to sphere-lite, as kept in the `sync` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct KeptRefusal {
+    /// [`refusal_key`] of the refused release: another assignment supersedes it.
+    release: String,
+    /// The [`ReleaseRefusal`] as its wire JSON, so a runtime that knows other kinds reads it
+    /// back (the state's binary codec would tie it to this build's list of kinds).
+    json: String,
+}
+
+/// The refusal of the assigned release this device reports to sphere-lite in each package's
+/// metrics, if any (kept across restarts until the assignment changes).
+pub fn refusal_to_report(store: &Store) -> Option<ReleaseRefusal> {
+    let kept = kept_refusal(store)?;
+    serde_json::from_str(&kept.json).ok()
+}
+
+/// The refusal kept in the `sync` table, if any (an unreadable one counts as none).
+fn kept_refusal(store: &Store) -> Option<KeptRefusal> {
+    store
+        .get_sync::<Option<KeptRefusal>>(REPORTED)
+        .ok()
+        .flatten()
+        .flatten()
+}
+
+/// Keeps `refusal` of release `key` as the one to report, durably.
+pub(crate) fn keep_refusal(
+    store: &Store,
+    key: &str,
+    refusal: &ReleaseRefusal,
+) -> Result<(), PullError> {
+    let kept = KeptRefusal {
+        release: key.to_owned(),
+        json: serde_json::to_string(refusal).unwrap_or_default(),
+    };
+    let mut b = Batch::new();
+    b.put_sync(REPORTED, &Some(kept))?;
+    store.submit(b)?;
+    Ok(store.flush()?)
+}
+
+/// Forgets the refusal to report unless it is of release `keep`: written only when there is
+/// one to forget, so a round that changes nothing writes nothing.
+pub(crate) fn forget_refusal_unless(store: &Store, keep: Option<&str>) -> Result<(), PullError> {
+    match kept_refusal(store) {
+        Some(k) if Some(k.release.as_str()) != keep => {
+            let mut b = Batch::new();
+            b.put_sync(REPORTED, &None::<KeptRefusal>)?;
+            store.submit(b)?;
+            Ok(store.flush()?)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Remembers the refusal of assignment `a` (by `remembered`, [`refusal_key`] or
+/// [`precheck_key`]) so it is not judged again, and keeps it as the one to report.
+fn refuse(
+    store: &Store,
+    a: &ModelAssignment,
+    remembered: &str,
+    kind: RefusalKind,
+    why: &str,
+) -> Result<(), PullError> {
+    let refusal = ReleaseRefusal::new(&a.name, &a.version, &a.sha256, kind, why);
+    keep_refusal(store, &refusal_key(a), &refusal)?;
+    remember_refusal(store, remembered)
+}
+
 /// The back-off of the one release the host last could not take now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Later {
@@ -372,6 +451,8 @@ pub async fn pull_model(
         source,
     })?;
     if answer.status == 204 {
+        // No assignment supersedes any refusal.
+        forget_refusal_unless(store, None)?;
         return Ok(ModelOutcome::Nothing);
     }
     if answer.status != 200 {
@@ -391,7 +472,13 @@ pub async fn pull_model(
         });
     }
     let key = refusal_key(&a);
-    if host.active_model().is_some_and(|m| m.sha256 == a.sha256) || refused(store).contains(&key) {
+    if host.active_model().is_some_and(|m| m.sha256 == a.sha256) {
+        forget_refusal_unless(store, None)?;
+        return Ok(ModelOutcome::Nothing);
+    }
+    // A refusal of another release is superseded by this assignment.
+    forget_refusal_unless(store, Some(&key))?;
+    if refused(store).contains(&key) {
         return Ok(ModelOutcome::Nothing);
     }
     let label = format!("{}/{}", a.name, a.version);
@@ -409,8 +496,9 @@ pub async fn pull_model(
         }
     }
     match host.check_release(&a.release) {
-        Ok(()) => {}
-        Err(InstallError::Refused(e)) => {
+        // A refusal before the download no longer holds (the device's side changed).
+        Ok(()) => forget_refusal_unless(store, None)?,
+        Err(InstallError::Refused(kind, e)) => {
             let pre = precheck_key(&a, &e);
             if refused(store).contains(&pre) {
                 return Ok(ModelOutcome::Nothing);
@@ -421,7 +509,7 @@ pub async fn pull_model(
                 a.sha256
             );
             host.release_refused(&label, &e);
-            remember_refusal(store, &pre)?;
+            refuse(store, &a, &pre, kind, &e)?;
             return Ok(ModelOutcome::Refused(e));
         }
         Err(InstallError::Later(e)) => {
@@ -459,12 +547,12 @@ pub async fn pull_model(
             tracing::info!("sync: model release {label} installed");
             Ok(ModelOutcome::Installed(a.sha256))
         }
-        Err(InstallError::Refused(e)) => {
+        Err(InstallError::Refused(kind, e)) => {
             tracing::error!(
                 "sync: model release {label} ({}) refused, it will not be downloaded again: {e}",
                 a.sha256
             );
-            remember_refusal(store, &key)?;
+            refuse(store, &a, &key, kind, &e)?;
             Ok(ModelOutcome::Refused(e))
         }
         Err(InstallError::Later(e)) => {
@@ -568,6 +656,47 @@ mod tests {
         assert_eq!(list.last().unwrap(), &format!("{:064x}", 69));
         assert!(!list.contains(&format!("{:064x}", 0)));
         assert!(valid_sha(&"a".repeat(64)) && !valid_sha(&"A".repeat(64)));
+    }
+
+    /// Fails before this change: a refusal was a counter in memory and a line in the log, so
+    /// after a restart the device said nothing of it. The refusal is kept with its kind and
+    /// message, survives reopening the state database, stays while the same release is
+    /// assigned and goes once another assignment supersedes it.
+    #[test]
+    fn a_refusal_is_kept_with_its_reason_across_a_reopen_until_superseded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let open = || Store::open(&path, crate::state::DurabilityPolicy::default()).unwrap();
+        let why = "release shapes 3 is signed by key k-9, which is not among the trusted keys";
+        {
+            let store = open();
+            assert_eq!(refusal_to_report(&store), None);
+            let refusal = ReleaseRefusal::new(
+                "shapes",
+                "3",
+                &"ab".repeat(32),
+                RefusalKind::UntrustedKey,
+                why,
+            );
+            keep_refusal(&store, "release-3", &refusal).unwrap();
+            remember_refusal(&store, "pre-3").unwrap();
+        }
+        let store = open();
+        let kept = refusal_to_report(&store).expect("kept across the reopen");
+        assert_eq!(
+            (kept.name.as_str(), kept.version.as_str(), kept.kind),
+            ("shapes", "3", RefusalKind::UntrustedKey)
+        );
+        assert_eq!(kept.message, why);
+        assert!(refused(&store).contains(&"pre-3".to_string()));
+        // The same release still assigned: kept.
+        forget_refusal_unless(&store, Some("release-3")).unwrap();
+        assert!(refusal_to_report(&store).is_some());
+        // Another release (or none) assigned: gone, and still gone after a reopen.
+        forget_refusal_unless(&store, Some("release-4")).unwrap();
+        assert_eq!(refusal_to_report(&store), None);
+        drop(store);
+        assert_eq!(refusal_to_report(&open()), None);
     }
 
     /// Fails before this change: a release the host could not take now was downloaded and

@@ -27,6 +27,15 @@ pub const SOC_TEMPERATURE_C: &str = "system.soc_temperature_c";
 /// age of a device's last sync against this interval rather than one window for every device.
 pub const SYNC_INTERVAL_SECONDS: &str = "sync.interval_seconds";
 
+/// How many model releases the device refused since it started (before or after their
+/// download): the rollout page's fallback for a device too old to say which release it
+/// refused and why ([`crate::device_json::refusal`]). It restarts at 0 with the device.
+pub const MODELS_REFUSED: &str = "sync.models_refused";
+
+/// The keys of the sync client's own figures the server reads (beside the charts), which the
+/// runtime sends in every metrics file.
+pub const SYNC_KEYS: [&str; 2] = [SYNC_INTERVAL_SECONDS, MODELS_REFUSED];
+
 /// The series a device page charts when the operator chose none, in this order.
 pub const DEFAULT_CHARTS: [&str; 6] = [
     LATENCY_P50_US,
@@ -106,10 +115,11 @@ mod tests {
     }
 
     #[test]
-    fn default_charts_are_valid_distinct_keys() {
-        for (i, k) in DEFAULT_CHARTS.iter().enumerate() {
+    fn default_charts_and_sync_keys_are_valid_distinct_keys() {
+        let all: Vec<&str> = DEFAULT_CHARTS.iter().chain(&SYNC_KEYS).copied().collect();
+        for (i, k) in all.iter().enumerate() {
             assert!(valid_key(k), "{k}");
-            assert!(!DEFAULT_CHARTS[..i].contains(k), "{k} twice");
+            assert!(!all[..i].contains(k), "{k} twice");
         }
     }
 

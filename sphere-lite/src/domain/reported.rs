@@ -9,12 +9,18 @@
 //! series never hold (the device sends them as the metrics file's
 //! [`tinylcm_protocol::device_json::metrics::MODEL_MEMBER`]).
 //!
+//! It also holds the release the device last refused and why
+//! ([`tinylcm_protocol::device_json::refusal`]), for the rollout page: the device keeps it until
+//! another assignment supersedes it and repeats it in every metrics file, so the newest
+//! package's word is the device's current one.
+//!
 //! Two packages of one device processed at the same moment may both read the old blob; the
 //! later write wins and one package time is missing from the cadence until the next package:
 //! a figure for a glance, not a record.
 
 use serde::{Deserialize, Serialize};
 use tinylcm_protocol::device_json::metrics::RunningModel;
+use tinylcm_protocol::device_json::refusal::{RefusalReport, ReleaseRefusal};
 use tinylcm_protocol::metric_keys;
 use tinylcm_protocol::package::Package;
 
@@ -51,6 +57,11 @@ pub struct Reported {
     pub figures_unix_ms: Option<u64>,
     /// Accept times (server clock, Unix ms) of its last [`CADENCE_PACKAGES`] packages, ascending.
     pub packages_unix_ms: Vec<u64>,
+    /// Whether its metrics say which release it refused (`false` for a device older than
+    /// that: its refusals can only be inferred from its refusal counter).
+    pub reports_refusals: bool,
+    /// The release it refused and why, while its assignment still is that release.
+    pub refused_release: Option<ReleaseRefusal>,
 }
 
 impl Reported {
@@ -69,13 +80,15 @@ impl Reported {
     }
 
     /// Fold one processed package into the report: its accept time into the cadence, and the
-    /// figures of its metrics when they are newer than the ones held.
+    /// figures of its metrics (with what it says of a refused release) when they are newer
+    /// than the ones held.
     pub fn note(
         &mut self,
         accepted_unix_ms: u64,
         created_unix_ms: u64,
         points: &[(String, f64)],
         model: Option<RunningModel>,
+        refusal: RefusalReport,
     ) {
         if let Err(at) = self.packages_unix_ms.binary_search(&accepted_unix_ms) {
             self.packages_unix_ms.insert(at, accepted_unix_ms);
@@ -94,11 +107,24 @@ impl Reported {
             metric_keys::CONFIDENCE_MEAN,
             metric_keys::SYNC_INTERVAL_SECONDS,
         ];
-        let has_figures = model.is_some() || figures.iter().any(|k| value(k).is_some());
+        let has_figures = model.is_some()
+            || refusal != RefusalReport::Unsaid
+            || figures.iter().any(|k| value(k).is_some());
         if !has_figures || self.figures_unix_ms.is_some_and(|t| t > created_unix_ms) {
             return;
         }
         self.figures_unix_ms = Some(created_unix_ms);
+        match refusal {
+            RefusalReport::Unsaid => {}
+            RefusalReport::NoRefusal => {
+                self.reports_refusals = true;
+                self.refused_release = None;
+            }
+            RefusalReport::Refused(r) => {
+                self.reports_refusals = true;
+                self.refused_release = Some(r);
+            }
+        }
         if model.is_some() {
             self.model = model;
         }
@@ -139,11 +165,13 @@ impl Sphere {
         let mut reported = self.reported(device_id)?;
         let before = reported.clone();
         let model = tinylcm_protocol::device_json::metrics::running_model_of(package);
+        let refusal = tinylcm_protocol::device_json::refusal::refusal_report_of(package);
         reported.note(
             accepted_unix_ms,
             package.manifest.created_unix_ms,
             points,
             model,
+            refusal,
         );
         if reported != before {
             let bytes = serde_json::to_vec(&reported).map_err(|e| DomainError::BadRequest {
@@ -176,7 +204,7 @@ mod tests {
             (metric_keys::CONFIDENCE_MEAN.to_owned(), 0.93),
             (metric_keys::SYNC_INTERVAL_SECONDS.to_owned(), 5.0),
         ];
-        r.note(10_000, 9_000, &points, model("2"));
+        r.note(10_000, 9_000, &points, model("2"), RefusalReport::Unsaid);
         assert_eq!(r.model, model("2"));
         assert_eq!(r.sync_interval_seconds, Some(5));
         assert_eq!(r.fps, Some(29.5));
@@ -187,14 +215,15 @@ mod tests {
             4_000,
             &[(metric_keys::FPS.to_owned(), 1.0)],
             model("1"),
+            RefusalReport::Unsaid,
         );
         assert_eq!((r.fps, r.model.clone()), (Some(29.5), model("2")));
-        r.note(15_000, 14_000, &[], None);
-        r.note(15_000, 14_000, &[], None);
+        r.note(15_000, 14_000, &[], None, RefusalReport::Unsaid);
+        r.note(15_000, 14_000, &[], None, RefusalReport::Unsaid);
         assert_eq!(r.packages_unix_ms, vec![5_000, 10_000, 15_000]);
         assert_eq!(r.cadence_ms(), Some(5_000));
         for i in 0..20 {
-            r.note(20_000 + i * 7_000, 0, &[], None);
+            r.note(20_000 + i * 7_000, 0, &[], None, RefusalReport::Unsaid);
         }
         assert_eq!(r.packages_unix_ms.len(), CADENCE_PACKAGES);
         assert_eq!(r.cadence_ms(), Some(7_000));
@@ -204,7 +233,36 @@ mod tests {
             20_000,
             &[(metric_keys::SYNC_INTERVAL_SECONDS.to_owned(), 0.0)],
             None,
+            RefusalReport::Unsaid,
         );
         assert_eq!(r.sync_interval_seconds, None);
+    }
+
+    /// Fails before this change: the report had no place for a refusal. The newest package's
+    /// word wins: a refusal, then `null` (superseded) clears it; an older device's silence
+    /// leaves it unsaid; an older package processed late changes nothing.
+    #[test]
+    fn the_newest_package_says_which_release_was_refused() {
+        use tinylcm_protocol::device_json::refusal::RefusalKind;
+        let refusal = ReleaseRefusal::new("shapes", "3", "", RefusalKind::TooLarge, "too big");
+        let mut r = Reported::default();
+        r.note(1_000, 1_000, &[], model("1"), RefusalReport::Unsaid);
+        assert!(!r.reports_refusals);
+        r.note(
+            2_000,
+            2_000,
+            &[],
+            None,
+            RefusalReport::Refused(refusal.clone()),
+        );
+        assert!(r.reports_refusals);
+        assert_eq!(r.refused_release, Some(refusal.clone()));
+        r.note(1_500, 1_500, &[], None, RefusalReport::NoRefusal);
+        assert_eq!(r.refused_release, Some(refusal), "an older package is late");
+        r.note(3_000, 3_000, &[], None, RefusalReport::NoRefusal);
+        assert_eq!(r.refused_release, None);
+        // A blob written before these fields still reads.
+        let old: Reported = serde_json::from_str(r#"{"fps": 3.0}"#).unwrap();
+        assert!(!old.reports_refusals && old.refused_release.is_none());
     }
 }

@@ -8,8 +8,10 @@
 //!
 //! A device's stage is read from what it sends, never guessed: `running` when the model it
 //! reports is the release it is assigned (by SHA-256, else by name and version), `refused`
-//! when its count of refused releases (the runtime's [`MODELS_REFUSED`] series) grew since
-//! the rollout was set, `downloading or waiting` when it has asked the server since the
+//! when it reports refusing that release (with the reason's kind and its message, as its
+//! metrics file says: [`tinylcm_protocol::device_json::refusal`]) — or, for a device too old
+//! to say, when its count of refused releases ([`metric_keys::MODELS_REFUSED`]) grew since the
+//! rollout was set —, `downloading or waiting` when it has asked the server since the
 //! rollout but does not run the release yet (a download in progress, a check it must retry, a
 //! release held back until its model store may take it), `pending` when it has not been
 //! heard from since the rollout.
@@ -17,6 +19,8 @@
 use std::collections::HashMap;
 
 use tinylcm_protocol::api::RolloutRequest;
+use tinylcm_protocol::device_json::refusal::ReleaseRefusal;
+use tinylcm_protocol::metric_keys;
 use warp::http::StatusCode;
 
 use super::fields::Fields;
@@ -26,16 +30,12 @@ use super::session::{Ctx, post_guard};
 use crate::domain::{DomainError, MetricQuery, ReleaseList, Sphere};
 use crate::ports::{ALL_DEVICES, DeviceSettings, Role, Rollout};
 
-/// The series of the releases a device refused since it started (before or after their
-/// download), as the runtime's sync status counts them (`models_refused`) and its metrics
-/// file flattens them.
-pub const MODELS_REFUSED: &str = "sync.models_refused";
-
 /// Devices whose progress is shown per rollout (the counts cover them all).
 pub const PROGRESS_DEVICES: usize = 100;
 
-/// How far before a rollout a device's refusal count is read for the baseline (ms): the
-/// counter restarts with the device, so only a recent value says what it was at the rollout.
+/// How far before a rollout a device's refusal count is read for the baseline (ms), for a
+/// device that does not report its refusals: the counter restarts with the device, so only a
+/// recent value says what it was at the rollout.
 const BASELINE_WINDOW_MS: u64 = 24 * 3600 * 1000;
 
 /// Where a device stands in a rollout.
@@ -43,7 +43,8 @@ const BASELINE_WINDOW_MS: u64 = 24 * 3600 * 1000;
 pub enum Stage {
     /// It reports running the release it is assigned.
     Running,
-    /// It refused a release since the rollout (its log says why).
+    /// It refused its release (with the reason it reports; a device too old to report one:
+    /// it refused a release since the rollout, and its log says why).
     Refused,
     /// It asked the server since the rollout but does not run its release yet.
     Waiting,
@@ -86,7 +87,8 @@ pub struct Observed {
     pub running: Option<(String, String, String)>,
     /// It made an authenticated request since the rollout was set.
     pub heard_since: bool,
-    /// Its refused-release count grew since the rollout was set.
+    /// It reports refusing the release it is assigned, or (a device too old to report which
+    /// release it refused) its refused-release count grew since the rollout was set.
     pub refused_since: bool,
 }
 
@@ -127,6 +129,28 @@ pub struct DeviceProgress {
     pub stage: &'static str,
     /// Its stage's CSS class.
     pub class: &'static str,
+    /// Why it refused its release, when it says.
+    pub refusal: Option<RefusalShown>,
+}
+
+/// A device's refusal of its release, as the page shows it.
+pub struct RefusalShown {
+    /// The reason's kind on the wire (`untrusted_key`), for the cell's `data-kind`.
+    pub kind: &'static str,
+    /// The kind in a few words (`untrusted key`).
+    pub label: &'static str,
+    /// The device's message (what it says to do about it).
+    pub message: String,
+}
+
+impl From<&ReleaseRefusal> for RefusalShown {
+    fn from(r: &ReleaseRefusal) -> Self {
+        RefusalShown {
+            kind: r.kind.as_str(),
+            label: r.kind.label(),
+            message: r.message.clone(),
+        }
+    }
 }
 
 /// One rollout's progress.
@@ -172,7 +196,7 @@ fn refused_since(sphere: &Sphere, device_id: &str, since: u64) -> Result<bool, D
         let series = sphere.metric_series(
             device_id,
             &MetricQuery {
-                key: MODELS_REFUSED.into(),
+                key: metric_keys::MODELS_REFUSED.into(),
                 since: Some(since),
                 until,
                 limit: Some(crate::domain::MAX_SERIES_POINTS),
@@ -224,13 +248,27 @@ pub fn progress(sphere: &Sphere, list: &ReleaseList) -> Result<Vec<RolloutProgre
                 (n.clone(), v.clone(), s.to_owned())
             });
             let reported = sphere.reported(id)?;
-            let running = reported.model.map(|m| (m.name, m.version, m.sha256));
-            let observed = Observed {
-                heard_since: d.last_seen_unix_ms >= rollout.unix_ms,
-                refused_since: given.is_some()
+            // The device's own word on the release it is assigned; only a device that does
+            // not report refusals is judged by its counter.
+            let refusal = reported
+                .refused_release
+                .as_ref()
+                .filter(|r| given.as_ref().is_some_and(|(n, v, s)| r.is_of(n, v, s)));
+            let running = reported
+                .model
+                .clone()
+                .map(|m| (m.name, m.version, m.sha256));
+            let refused = if reported.reports_refusals {
+                refusal.is_some()
+            } else {
+                given.is_some()
                     && running.as_ref().map(|r| (&r.0, &r.1))
                         != given.as_ref().map(|g| (&g.0, &g.1))
-                    && refused_since(sphere, id, rollout.unix_ms)?,
+                    && refused_since(sphere, id, rollout.unix_ms)?
+            };
+            let observed = Observed {
+                heard_since: d.last_seen_unix_ms >= rollout.unix_ms,
+                refused_since: refused,
                 assigned: given,
                 running,
             };
@@ -249,6 +287,9 @@ pub fn progress(sphere: &Sphere, list: &ReleaseList) -> Result<Vec<RolloutProgre
                     .map_or("not reported".into(), |(n, v, _)| format!("{n} {v}")),
                 stage: stage.label(),
                 class: stage.class(),
+                refusal: refusal
+                    .filter(|_| stage == Stage::Refused)
+                    .map(RefusalShown::from),
             });
         }
         let counts = [

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use tinylcm::sync::{InstallError, ModelIdentity, SyncHost};
+use tinylcm_protocol::device_json::refusal::RefusalKind;
 use tinylcm_protocol::release::{PublicKey, SignedRelease};
 
 /// A model install as the host saw it.
@@ -85,7 +86,7 @@ impl SyncHost for TestHost {
             }
             Err(e) => {
                 self.refusals.lock().unwrap().push(e.clone());
-                Err(InstallError::Refused(e))
+                Err(InstallError::Refused(RefusalKind::Other, e))
             }
         }
     }

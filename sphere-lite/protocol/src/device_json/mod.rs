@@ -1,6 +1,6 @@
 //! Every parser of the JSON a device sends inside a sync package, as sphere-lite's package
 //! processing runs it: drift events ([`drift`]), prediction samples for the Data Hub
-//! ([`predictions`]), metrics ([`metrics`]) and learning events ([`learning`]); each never
+//! ([`predictions`]), metrics ([`metrics`]), the release a device refused ([`refusal`]) and learning events ([`learning`]); each never
 //! fails: a bad member or entry is a problem of its package, and the rest is kept. And the log viewer's reading of a device's
 //! log lines ([`logs`]).
 //!
@@ -14,6 +14,7 @@ pub mod learning;
 pub mod logs;
 pub mod metrics;
 pub mod predictions;
+pub mod refusal;
 
 use crate::package::Package;
 
