@@ -24,6 +24,8 @@ repo=$(cd "$here/../.." && pwd)
 . "$repo/scripts/lib/common.sh"
 # shellcheck source-path=SCRIPTDIR/../..
 . "$repo/scripts/lib/check.sh"
+# shellcheck source-path=SCRIPTDIR/../..
+. "$repo/scripts/lib/debian-root.sh"
 
 deb_dir=${1:?usage: tests/package/install.sh DEB_DIR [ARCH]}
 arch=${2:-$(dpkg --print-architecture)}
@@ -52,40 +54,13 @@ if [ "$machine" != "$(uname -m)" ]; then
 fi
 
 # deb NAME REVISION: the package file of that revision.
-deb() {
-    local f
-    f=$(find "$deb_dir" -maxdepth 1 -name "$1_*-$2_$arch.deb" -print -quit)
-    [ -n "$f" ] || fail "no $1_*-$2_$arch.deb in $deb_dir (build: scripts/package-deb --revision $2)"
-    printf '%s\n' "$f"
-}
+deb() { package_file "$deb_dir" "$1" "$2" "$arch"; }
 
-# The root, made once per release and include list (a minute or two from the mirror) and
-# unpacked afresh for every run. minbase is dpkg, apt and the essential packages; adduser and
-# init-system-helpers (deb-systemd-helper) are what every Raspberry Pi OS has and the
-# maintainer scripts use.
-. /etc/os-release
-suite=$VERSION_CODENAME
-includes=adduser,init-system-helpers
-tarball=$(cache_dir)/debian-root/$suite-$arch-minbase-${includes//,/-}.tar
-if [ ! -s "$tarball" ]; then
-    mirror=$(apt-cache policy | awk -v s="$suite/main" '$0 ~ s {print $2; exit}')
-    [ -n "$mirror" ] || fail "no $suite/main mirror in apt's sources (apt-get update?)"
-    note "debootstrap $suite ($arch) from $mirror into $tarball"
-    debootstrap --arch="$arch" --variant=minbase --include="$includes" "$suite" "$WORK/boot" "$mirror" \
-        >"$WORK/debootstrap.log" 2>&1 || {
-        tail -n 20 "$WORK/debootstrap.log" >&2
-        fail "debootstrap failed"
-    }
-    mkdir -p "$(dirname "$tarball")"
-    tar -C "$WORK/boot" -cf "$tarball.tmp.$$" .
-    mv -f "$tarball.tmp.$$" "$tarball"
-    rm -rf "${WORK:?}/boot"
-fi
+# The root: minbase is dpkg, apt and the essential packages; adduser and init-system-helpers
+# (deb-systemd-helper) are what every Raspberry Pi OS has and the maintainer scripts use.
 root=$WORK/root
-mkdir -p "$root"
-tar -C "$root" -xf "$tarball"
+debian_root "$root" "$arch" adduser,init-system-helpers
 mkdir -p "$root/tmp/debs"
-ok "a fresh $suite root ($arch)"
 
 # in_root CMD...: CMD in the root, with /proc, /sys and /dev as a running system has them
 # (mounted in a private mount namespace, so nothing outlives the command), no environment
