@@ -159,9 +159,10 @@ check_running() {
 
 # check_sandboxed UNIT USER: the unit's main process runs as USER, with no capabilities
 # (CapabilityBoundingSet=), no_new_privs (NoNewPrivileges=) and a seccomp filter
-# (SystemCallArchitectures=, RestrictNamespaces=, ...), as the kernel reports it.
+# (SystemCallArchitectures=, RestrictNamespaces=, ...), as the kernel reports it; in its mount
+# namespace / is read-only (ProtectSystem=strict) and /var/lib/USER writable (StateDirectory=).
 check_sandboxed() {
-    local pid status
+    local pid status mounts
     pid=$(prop "$1" MainPID)
     [ "$pid" -gt 0 ] || fail "$1 has no main process"
     status=$(in_container cat "/proc/$pid/status")
@@ -171,6 +172,12 @@ check_sandboxed() {
     grep -Eq '^CapBnd:[[:space:]]+0+$' <<<"$status" || fail "$1's bounding set is not empty"
     grep -Eq '^NoNewPrivs:[[:space:]]+1$' <<<"$status" || fail "$1 runs without no_new_privs"
     grep -Eq '^Seccomp:[[:space:]]+2$' <<<"$status" || fail "$1 runs without a seccomp filter"
+    # mountinfo: field 5 the mount point, 6 its options; the last mount on a point is in force.
+    mounts=$(in_container cat "/proc/$pid/mountinfo")
+    [[ "$(awk '$5 == "/" { o = $6 } END { print o }' <<<"$mounts")" == ro* ]] ||
+        fail "/ is writable for $1 (ProtectSystem=strict not in force)"
+    [[ "$(awk -v d="/var/lib/$2" '$5 == d { o = $6 } END { print o }' <<<"$mounts")" == rw* ]] ||
+        fail "/var/lib/$2 is not writable for $1"
     printf '%s\n' "$status"
 }
 
@@ -200,7 +207,7 @@ status=$(check_sandboxed tinylcm tinylcm)
 video=$(in_container getent group video | cut -d: -f3)
 grep -Eq "^Groups:.*\\b$video\\b" <<<"$status" ||
     fail "tinylcm runs without the video group ($video): $(grep ^Groups <<<"$status")"
-ok "systemctl enable --now tinylcm: enabled, active (running) after READY=1, as tinylcm with video, no capabilities, no_new_privs, seccomp"
+ok "systemctl enable --now tinylcm: enabled, active (running) after READY=1, as tinylcm with video, no capabilities, no_new_privs, seccomp, / read-only but its state folder"
 
 check_owned /var/lib/tinylcm/state.redb tinylcm
 # status.json is written every 5 s.
@@ -267,7 +274,7 @@ wait_for 30 healthz || { why sphere-lite >&2; fail "sphere-lite.service never an
 check_running sphere-lite
 check_sandboxed sphere-lite sphere-lite >/dev/null
 check_owned /var/lib/sphere-lite/sphere.redb sphere-lite
-ok "systemctl enable --now sphere-lite: /healthz answers 200 on $listen, as sphere-lite, no capabilities, no_new_privs, seccomp, data in /var/lib/sphere-lite"
+ok "systemctl enable --now sphere-lite: /healthz answers 200 on $listen, as sphere-lite, no capabilities, no_new_privs, seccomp, / read-only but /var/lib/sphere-lite with its data"
 in_container systemctl stop sphere-lite >"$WORK/stop.log" 2>&1 ||
     { cat "$WORK/stop.log" >&2; fail "systemctl stop sphere-lite"; }
 [ "$(prop sphere-lite Result)" = success ] || { why sphere-lite >&2; fail "sphere-lite stopped with result $(prop sphere-lite Result)"; }
