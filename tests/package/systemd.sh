@@ -262,10 +262,11 @@ in_container runuser -u sphere-lite -- sphere-lite token create --name admin \
     { cat "$WORK/token" >&2; fail "sphere-lite token create as sphere-lite"; }
 in_container systemctl enable --now sphere-lite >"$WORK/enable.log" 2>&1 ||
     { cat "$WORK/enable.log" >&2; why sphere-lite >&2; fail "systemctl enable --now sphere-lite"; }
-# healthz: GET /healthz from inside the container (bash's /dev/tcp: minbase has no HTTP client).
+# healthz: GET /healthz from inside the container (bash's /dev/tcp: minbase has no HTTP
+# client), at most 5 s a try.
 healthz() {
     # shellcheck disable=SC2016 # bash's script, its variables are its own
-    in_container bash -c '
+    in_container timeout 5 bash -c '
         exec 3<>"/dev/tcp/${1%:*}/${1##*:}"
         printf "GET /healthz HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" "$1" >&3
         head -n1 <&3' bash "$listen" | grep -q '^HTTP/1.1 200'
