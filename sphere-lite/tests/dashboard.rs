@@ -5,7 +5,6 @@
 //! update live.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -24,7 +23,7 @@ mod release;
 #[path = "support/server.rs"]
 mod server;
 
-use browser::{BROWSER_WAIT, CHROMEDRIVER, CHROMIUM, Driver};
+use browser::{BROWSER_WAIT, Driver};
 use server::TestServer;
 
 const THUMB: &str = "samples/00000000000000000012.jpg";
@@ -896,11 +895,7 @@ fn the_live_stream_reports_processed_packages_and_decisions() {
 
 #[test]
 fn an_operator_validates_drift_in_headless_chromium_and_the_device_gets_the_feedback() {
-    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
-        tinylcm_protocol::test_support::missing(
-            &format!("{CHROMIUM} or {CHROMEDRIVER}"),
-            "apt-get install chromium chromium-driver (./scripts/test sphere installs them)",
-        );
+    if !browser::available() {
         return;
     }
     let f = Fixture::new();
@@ -1644,11 +1639,7 @@ fn a_devices_timeline_shows_what_it_learnt_and_an_admin_names_a_proposed_class()
 /// that is set (the guide's picture).
 #[test]
 fn an_operator_reviews_incidents_by_keyboard_in_headless_chromium() {
-    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
-        tinylcm_protocol::test_support::missing(
-            &format!("{CHROMIUM} or {CHROMEDRIVER}"),
-            "apt-get install chromium chromium-driver (./scripts/test sphere installs them)",
-        );
+    if !browser::available() {
         return;
     }
     let f = Fixture::new();
@@ -1862,11 +1853,7 @@ fn health_package(
 /// to `$SPHERE_LITE_SCREENSHOTS` when that is set (the guide's pictures).
 #[test]
 fn the_fleet_page_shows_each_devices_health_in_headless_chromium() {
-    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
-        tinylcm_protocol::test_support::missing(
-            &format!("{CHROMIUM} or {CHROMEDRIVER}"),
-            "apt-get install chromium chromium-driver (./scripts/test sphere installs them)",
-        );
+    if !browser::available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -17,6 +17,7 @@ use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
+use super::classes::{Back, ClassForm, Classes, ProposedClass, renamed_of};
 use super::fields::Fields;
 use super::image::image_url;
 use super::names::{device_menu, with_selected};
@@ -25,6 +26,7 @@ use super::reply::{Page, bad_request, domain_error, done, html, run};
 use super::session::{Ctx, require, require_401};
 use super::{PAGE, time};
 use crate::domain::is_image_key;
+use crate::ports::Role;
 
 /// Log lines on one page of the viewer.
 const LOG_PAGE: usize = 100;
@@ -55,6 +57,29 @@ pub struct PredictionRow {
     pub when: String,
 }
 
+/// A class the selected device proposed, in the gallery's list.
+#[derive(Debug, Clone)]
+pub struct ProposedRow {
+    /// The class, how the device made it and its newest rename.
+    pub class: ProposedClass,
+    /// The gallery of its prediction samples on this device.
+    pub samples: String,
+    /// Whether the gallery shows only its samples now.
+    pub shown: bool,
+}
+
+/// The classes the selected device proposed, to look at and name (delivered to the device as
+/// feedback, as from its page).
+#[derive(Debug, Clone)]
+pub struct ProposedSection {
+    /// The device's display name.
+    pub device_name: String,
+    /// Its proposed classes.
+    pub rows: Vec<ProposedRow>,
+    /// The rename form, for an admin when it proposed a class.
+    pub form: Option<ClassForm>,
+}
+
 /// The prediction-sample gallery.
 #[derive(Template)]
 #[template(path = "predictions.html")]
@@ -79,6 +104,8 @@ pub struct GalleryPage {
     pub next_link: Option<String>,
     /// The embedding export of validated drift events (of the selected device, since `since`).
     pub export_link: String,
+    /// The selected device's proposed classes (none selected: `None`).
+    pub classes: Option<ProposedSection>,
 }
 
 /// One row of the log viewer: a log line, or a run of consecutive identical lines (same
@@ -189,11 +216,17 @@ fn link(path: &str, pairs: &[(&str, Option<&str>)]) -> String {
 }
 
 async fn gallery(ctx: Ctx, raw: String) -> Page {
-    let nav = require(&ctx).await?.nav();
+    let session = require(&ctx).await?;
+    let nav = session.nav();
     let back = "/ui/data";
-    let fields = Fields::parse(&raw, &["device", "class", "since", "until", "after"], None)
-        .map_err(|e| bad_request(Some(nav.clone()), e, back))?;
+    let fields = Fields::parse(
+        &raw,
+        &["device", "class", "since", "until", "after", "renamed"],
+        None,
+    )
+    .map_err(|e| bad_request(Some(nav.clone()), e, back))?;
     let bad = |e: String| bad_request(Some(nav.clone()), e, back);
+    let renamed = renamed_of(&fields).map_err(bad)?;
     let device = fields.get("device").map(str::to_owned);
     if device.as_deref().is_some_and(|d| !valid_device_id(d)) {
         return Err(bad("`device` is not a device id".into()));
@@ -211,9 +244,13 @@ async fn gallery(ctx: Ctx, raw: String) -> Page {
     };
     let sphere = ctx.sphere.clone();
     let q = query.clone();
-    let (menu, list) = run(move || {
+    let (menu, list, classes) = run(move || {
         let menu = device_menu(&sphere, q.device.as_deref())?;
-        Ok((menu, sphere.list_predictions(&q)?))
+        let classes = match q.device.as_deref() {
+            Some(d) => Some(Classes::of(&sphere, d)?),
+            None => None,
+        };
+        Ok((menu, sphere.list_predictions(&q)?, classes))
     })
     .await
     .map_err(|e| domain_error(Some(nav.clone()), e, back))?;
@@ -232,6 +269,17 @@ async fn gallery(ctx: Ctx, raw: String) -> Page {
         )
     };
     let since_ms = since.map(|t| t.to_string());
+    let csrf = (session.role == Role::Admin).then(|| nav.csrf.clone());
+    let classes = device.as_deref().zip(classes).map(|(d, c)| {
+        proposed_section(
+            d,
+            name_of(&menu, d),
+            &c,
+            csrf.as_deref(),
+            class.as_deref(),
+            renamed,
+        )
+    });
     let rows = list
         .predictions
         .iter()
@@ -265,8 +313,42 @@ async fn gallery(ctx: Ctx, raw: String) -> Page {
                     ("since", since_ms.as_deref()),
                 ],
             ),
+            classes,
         },
     ))
+}
+
+/// The gallery's section of `device_id`'s proposed classes: each linking to its samples, and
+/// for an admin (`csrf` given) the rename form with the filtered class `class` chosen and the
+/// rename `renamed` shown as sent.
+fn proposed_section(
+    device_id: &str,
+    device_name: String,
+    classes: &Classes,
+    csrf: Option<&str>,
+    class: Option<&str>,
+    renamed: Option<u64>,
+) -> ProposedSection {
+    let rows = classes
+        .proposed
+        .iter()
+        .map(|p| ProposedRow {
+            samples: link(
+                "/ui/data",
+                &[("device", Some(device_id)), ("class", Some(&p.name))],
+            ),
+            shown: class == Some(p.name.as_str()),
+            class: p.clone(),
+        })
+        .collect::<Vec<_>>();
+    let form = csrf
+        .filter(|_| !rows.is_empty())
+        .and_then(|csrf| classes.form(device_id, csrf, Back::Data, class, renamed));
+    ProposedSection {
+        device_name,
+        rows,
+        form,
+    }
 }
 
 /// Every image file of processed packages (drift and quarantine samples too): one device's

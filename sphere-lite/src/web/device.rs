@@ -7,6 +7,7 @@ use tinylcm_protocol::api::{DriftEventQuery, DriftEventStatus};
 use tinylcm_protocol::ids::valid_device_id;
 use warp::http::StatusCode;
 
+use super::classes::{self, Back, Classes};
 use super::drift::event_row;
 use super::fields::Fields;
 use super::fleet::{device_row, open_tally, with_health};
@@ -24,9 +25,11 @@ pub(super) const DEVICE_EVENTS: usize = 20;
 pub(super) async fn device(id: String, ctx: Ctx, raw: String) -> Page {
     let session = require(&ctx).await?;
     let mut nav = session.nav();
-    let fields = Fields::parse(&raw, &["after"], Some("key"))
+    let fields = Fields::parse(&raw, &["after", "renamed"], Some("key"))
         .and_then(|f| chart::check_keys(&f.repeated).map(|()| f))
         .map_err(|e| bad_request(Some(nav.clone()), e, "/ui/fleet"))?;
+    let renamed =
+        classes::renamed_of(&fields).map_err(|e| bad_request(Some(nav.clone()), e, "/ui/fleet"))?;
     let keys = fields.repeated.clone();
     let after = fields.get("after").map(str::to_owned);
     if after
@@ -81,9 +84,21 @@ pub(super) async fn device(id: String, ctx: Ctx, raw: String) -> Page {
         let sphere = ctx.sphere.clone();
         let device_id = device.device_id.clone();
         let form_csrf = (session.role == Role::Admin).then(|| csrf.clone());
-        run(move || timeline::timeline(&sphere, &device_id, form_csrf.as_deref(), now_unix_ms()))
-            .await
-            .map_err(|e| domain_error(Some(nav.clone()), e, "/ui/fleet"))?
+        run(move || {
+            let mut timeline = timeline::timeline(&sphere, &device_id, now_unix_ms())?;
+            if let Some(csrf) = form_csrf.as_deref() {
+                timeline.form = Classes::of(&sphere, &device_id)?.form(
+                    &device_id,
+                    csrf,
+                    Back::Device,
+                    None,
+                    renamed,
+                );
+            }
+            Ok(timeline)
+        })
+        .await
+        .map_err(|e| domain_error(Some(nav.clone()), e, "/ui/fleet"))?
     };
     let names = HashMap::from([(
         device.device_id.clone(),

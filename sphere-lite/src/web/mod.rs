@@ -24,6 +24,7 @@
 
 mod alerts;
 pub mod chart;
+mod classes;
 mod config_page;
 mod datahub;
 mod device;
@@ -150,7 +151,7 @@ pub fn routes(
         .and(warp::post())
         .and(ctx.clone())
         .and(form)
-        .then(|id, ctx, body| async move { done(timeline::rename(id, ctx, body).await) });
+        .then(|id, ctx, body| async move { done(classes::rename(id, ctx, body).await) });
     let drift_get = warp::path!("ui" / "drift")
         .and(warp::get())
         .and(ctx.clone())

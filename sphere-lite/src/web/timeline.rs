@@ -1,6 +1,6 @@
 //! A device's timeline on its page: incidents, adaptation rounds, proposed classes,
-//! rollbacks and class renames, newest first, and the admin's form that names a proposed
-//! class or merges it into another (`POST /ui/devices/{id}/classes`).
+//! rollbacks and class renames, newest first (the form that names a class beside it is
+//! `classes`).
 //!
 //! Why a module of its own: what a device learnt was scattered over metric keys; this puts
 //! it in one ordered story per device, from the drift events, the learning events it reports
@@ -10,12 +10,10 @@
 
 use std::collections::BTreeSet;
 
-use tinylcm_protocol::api::{DriftEventQuery, DriftEventStatus, FeedbackProgress};
-use tinylcm_protocol::learning::{ClassRenameRequest, ClassRenameView, LearningEvent};
-use warp::http::StatusCode;
+use tinylcm_protocol::api::{DriftEventQuery, DriftEventStatus};
+use tinylcm_protocol::learning::{ClassRenameView, LearningEvent};
 
-use super::reply::{Page, bad_request, domain_error, error_page, redirect, run};
-use super::session::{Ctx, post_guard};
+use super::classes::{ClassForm, progress_text};
 use super::time;
 use crate::domain::{DomainError, IncidentKey, MAX_LEARNING_PAGE, Sphere, group_by_incident};
 
@@ -44,23 +42,13 @@ pub struct TimelineRow {
     pub link: Option<String>,
 }
 
-/// The rename form: the device's classes, proposed ones first.
-#[derive(Debug, Clone, Default)]
-pub struct ClassForm {
-    /// The session's CSRF token.
-    pub csrf: String,
-    /// Classes the device proposed (`new-…`).
-    pub proposed: Vec<String>,
-    /// Classes it knows.
-    pub known: Vec<String>,
-}
-
 /// The device page's timeline section.
 #[derive(Debug, Clone, Default)]
 pub struct Timeline {
     /// Entries, newest first.
     pub rows: Vec<TimelineRow>,
-    /// The rename form; `None` for read-only sessions or a device without classes.
+    /// The rename form (`classes`); `None` for read-only sessions or a device without
+    /// classes.
     pub form: Option<ClassForm>,
 }
 
@@ -69,18 +57,6 @@ fn confidences(before: Option<f64>, after: Option<f64>) -> String {
         (Some(b), Some(a)) => format!("mean confidence {b:.2} → {a:.2}"),
         _ => String::new(),
     }
-}
-
-fn progress_text(f: &tinylcm_protocol::api::FeedbackItemState) -> String {
-    let mut s = match f.progress {
-        FeedbackProgress::Queued => "queued".to_owned(),
-        FeedbackProgress::Delivered => "queued → delivered".to_owned(),
-        p => format!("queued → delivered → {}", p.as_str()),
-    };
-    if let Some(r) = &f.reason {
-        s.push_str(&format!(" ({r})"));
-    }
-    s
 }
 
 fn rename_row(r: &ClassRenameView) -> TimelineRow {
@@ -236,11 +212,10 @@ fn incident_rows(
     Ok(rows)
 }
 
-/// The timeline of `device_id` and, when `csrf` is given (an admin), the rename form.
+/// The timeline of `device_id` (without the rename form, which `classes` builds).
 pub(super) fn timeline(
     sphere: &Sphere,
     device_id: &str,
-    csrf: Option<&str>,
     now: u64,
 ) -> Result<Timeline, DomainError> {
     let learning = sphere.learning_events(device_id, MAX_LEARNING_PAGE)?;
@@ -250,63 +225,7 @@ pub(super) fn timeline(
     rows.extend(renames.iter().map(rename_row));
     rows.sort_by_key(|r| std::cmp::Reverse(r.unix_ms));
     rows.truncate(TIMELINE_ENTRIES);
-    let form = match csrf {
-        Some(csrf) => {
-            let (known, mut proposed) = sphere.device_classes(device_id)?;
-            // A class proposed in a learning event may not be in the metrics yet.
-            for e in &learning {
-                if let LearningEvent::NewClass { class, .. } = &e.event {
-                    if !proposed.contains(class) && !known.contains(class) {
-                        proposed.push(class.clone());
-                    }
-                }
-            }
-            proposed.sort();
-            (!known.is_empty() || !proposed.is_empty()).then(|| ClassForm {
-                csrf: csrf.to_owned(),
-                proposed,
-                known,
-            })
-        }
-        None => None,
-    };
-    Ok(Timeline { rows, form })
-}
-
-/// Fields of the rename form.
-pub(super) const RENAME_FIELDS: [&str; 3] = ["csrf", "from", "to"];
-
-/// `POST /ui/devices/{id}/classes`: an admin names a class of the device (`from` → `to`; a
-/// class it has already: merge), queued as feedback for the device.
-pub(super) async fn rename(id: String, ctx: Ctx, body: bytes::Bytes) -> Page {
-    let back = format!("/ui/devices/{id}");
-    let (session, fields) = post_guard(&ctx, &body, &RENAME_FIELDS, None).await?;
-    let nav = session.nav();
-    let request = ClassRenameRequest {
-        from: fields.get("from").unwrap_or("").to_owned(),
-        to: fields.get("to").unwrap_or("").trim().to_owned(),
-    };
-    if request.from.is_empty() || request.to.is_empty() {
-        return Err(bad_request(
-            Some(nav),
-            "pick the class and type its new name (or the class to merge it into)",
-            &back,
-        ));
-    }
-    let sphere = ctx.sphere.clone();
-    let device_id = id.clone();
-    let operator = session.name.clone();
-    match run(move || sphere.rename_class(&device_id, &operator, &request)).await {
-        Ok(_) => Ok(redirect(&format!("{back}#timeline"))),
-        Err(DomainError::NotFound { .. }) => Err(error_page(
-            Some(nav),
-            StatusCode::NOT_FOUND,
-            "no such device",
-            Some("pick a device on the fleet page".into()),
-            "/ui/fleet",
-        )),
-        Err(e) => Err(domain_error(Some(nav), e, &back)),
-    }
+    Ok(Timeline { rows, form: None })
 }
 
 #[cfg(test)]

@@ -2,7 +2,12 @@
 //! logged-in WebDriver session. Included by the tests that drive the dashboard with
 //! `#[path = "support/browser.rs"] mod browser;`.
 
+// Each test binary uses a different part of this support module.
+#![allow(dead_code)]
+
+use std::future::Future;
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,6 +20,50 @@ pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// How long the browser tests wait for a page element.
 pub const BROWSER_WAIT: Duration = Duration::from_secs(15);
+
+/// Whether Chromium and chromedriver are installed; when not, the test's dependency is missing
+/// (a failure under `TINYLCM_TEST_REQUIRE_ALL`, else a printed skip) and the test returns.
+pub fn available() -> bool {
+    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
+        return true;
+    }
+    tinylcm_protocol::test_support::missing(
+        &format!("{CHROMIUM} or {CHROMEDRIVER}"),
+        "apt-get install chromium chromium-driver (./scripts/test sphere installs them)",
+    );
+    false
+}
+
+/// Runs a browser session's steps to completion on a runtime of their own.
+pub fn run<F: Future>(steps: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(steps)
+}
+
+/// The text of the first element matching `css`, once it contains `wanted` (the page may be
+/// replaced meanwhile: a live refresh, a form's answer); panics with the text it had after
+/// [`BROWSER_WAIT`].
+pub async fn text_with(client: &fantoccini::Client, css: &str, wanted: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let text = match client.find(fantoccini::Locator::Css(css)).await {
+            Ok(e) => e.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if text.contains(wanted) {
+            return text;
+        }
+        assert!(
+            start.elapsed() < BROWSER_WAIT,
+            "no {wanted:?} in {css} (it says {text:?}) at {:?}",
+            client.current_url().await.map(|u| u.to_string())
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
 
 /// chromedriver on a free port, killed on drop.
 pub struct Driver {
