@@ -290,6 +290,31 @@ impl Sphere {
         status == 200 && page["items"].as_array().is_some_and(|i| i.is_empty())
     }
 
+    /// The dashboard page at `path` (e.g. `/ui/models`) as the operator: logs in to a fresh
+    /// session and reads the page's HTML.
+    pub fn dashboard_page(&self, path: &str) -> String {
+        let agent = ureq::AgentBuilder::new()
+            .redirects(0)
+            .timeout(Duration::from_secs(30))
+            .build();
+        let login = agent
+            .post(&format!("{}/ui/login", self.url()))
+            .send_form(&[("token", self.operator.as_str())])
+            .expect("the login answered");
+        let cookie = login
+            .header("set-cookie")
+            .and_then(|c| c.split(';').next())
+            .expect("a session cookie")
+            .to_owned();
+        agent
+            .get(&format!("{}{path}", self.url()))
+            .set("Cookie", &cookie)
+            .call()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .into_string()
+            .unwrap()
+    }
+
     /// The device's row in `GET /api/v2/devices`.
     pub fn device(&self, id: &str) -> Option<Value> {
         let (status, body) = self.call("GET", "/api/v2/devices", None);

@@ -7,7 +7,10 @@
 //!   sync rounds, and the device reports the refusal (status, and the `sync.models_refused`
 //!   series on the server);
 //! * a release of an older security epoch, assigned after the device committed a newer one,
-//!   is refused and not installed (nor downloaded), and the floor is in the store's record.
+//!   is refused and not installed (nor downloaded), and the floor is in the store's record;
+//! * a release signed by a key sphere-lite trusts and the device does not is refused before
+//!   its download, and the Models page shows the device refused it, why (`untrusted key` and
+//!   the device's message), also after the device restarted.
 
 use std::time::Duration;
 
@@ -232,4 +235,85 @@ fn an_older_epoch_release_after_a_newer_one_is_refused_and_not_installed() {
         "{status:#}"
     );
     assert_eq!(proxy.counts().to("/models/shapes/1"), 0);
+}
+
+/// The progress row of device `id` on the Models page `html`, up to its end.
+fn progress_row<'a>(html: &'a str, id: &str) -> Option<&'a str> {
+    let start = html.find(&format!("data-device=\"{id}\""))?;
+    let row = &html[start..];
+    Some(&row[..row.find("</tr>").unwrap_or(row.len())])
+}
+
+/// Waits until `sphere`'s Models page shows device `id` refusing its release for an untrusted
+/// key, with the device's message; the row.
+fn shown_refused(device: &mut FieldDevice, sphere: &Sphere, id: &str, what: &str) -> String {
+    device.wait(60, what, |_| {
+        let html = sphere.dashboard_page("/ui/models");
+        progress_row(&html, id)
+            .filter(|row| {
+                row.contains("progress-refused")
+                    && row.contains("data-kind=\"untrusted_key\"")
+                    && row.contains("not among the trusted release keys")
+            })
+            .map(str::to_owned)
+    })
+}
+
+/// Fails before this change: the Models page could only infer a refusal from the device's
+/// refusal counter, with no reason, and the device forgot it at a restart. sphere-lite trusts
+/// two keys, the device one of them; a release signed by the other is published and rolled
+/// out. The device refuses it before downloading it, and the page shows `refused: untrusted
+/// key` with the device's message; after the device restarted (its counter back at 0) the
+/// packages it sends still say so.
+#[test]
+fn a_release_signed_by_a_key_the_device_does_not_trust_is_shown_refused_with_the_reason() {
+    let work = tempfile::tempdir().unwrap();
+    let (device_key, trusted) = release::key(work.path(), "device");
+    let foreign = SigningKey::generate().unwrap();
+    let both = release::key_file(work.path(), "both.pub", &[&device_key, &foreign]);
+    let sphere = Sphere::embedded(Some(&both));
+    let enroll = sphere.enrollment_key_file(work.path());
+    let settings = Settings::new(&sphere.url(), &enroll, Some(&trusted));
+    let mut device = FieldDevice::new(&work.path().join("device"), &settings);
+    let id = device.start_enrolled();
+
+    let model = good(7);
+    release::publish_and_roll_out(
+        &sphere,
+        &model,
+        &release::sign(&model, &foreign, "shapes", "7"),
+    );
+    let report = device.wait_report(60, "status.json to report shapes 7 refused", |r| {
+        r.sync.as_ref().is_some_and(|s| s.models_refused >= 1)
+    });
+    let why = report.sync.unwrap().model_refusal.unwrap_or_default();
+    assert!(why.contains("not among the trusted release keys"), "{why}");
+    let row = shown_refused(
+        &mut device,
+        &sphere,
+        &id,
+        "the Models page to show the refusal",
+    );
+    assert!(
+        row.contains("shapes 7") && row.contains("untrusted key"),
+        "{row}"
+    );
+
+    // A restart: the counter starts at 0 and the release is not judged again, but the device
+    // still says it refused it in the packages it sends after the restart.
+    device.stop();
+    let packages = sphere.packages(&id);
+    device.start();
+    device.wait(60, "a package sent after the restart", |_| {
+        (sphere.packages(&id) > packages).then_some(())
+    });
+    let report = device.wait_report(30, "status.json after the restart", |r| r.sync.is_some());
+    assert_eq!(report.sync.unwrap().models_refused, 0);
+    shown_refused(
+        &mut device,
+        &sphere,
+        &id,
+        "the Models page to still show the refusal after the restart",
+    );
+    device.stop();
 }
