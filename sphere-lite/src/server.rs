@@ -56,7 +56,7 @@ pub fn open_stores(
         };
         let blobs: Arc<dyn Blobs> = Arc::new(S3Blobs::open(s3)?);
         // Release model files are logged as artifacts of their MLflow runs from the blobs.
-        let tracking = MlflowTracking::open(mlflow)?.with_release_files(blobs.clone());
+        let tracking = MlflowTracking::open_with_s3(mlflow, s3)?.with_release_files(blobs.clone());
         return Ok(Sphere::new(Arc::new(tracking), blobs));
     }
     std::fs::create_dir_all(data)

@@ -3,25 +3,53 @@
 //! (`SPHERE_TEST_MLFLOW_URL`; unset, they skip with a note, or fail under `./scripts/test`).
 //! These check the guarantees the adapter's module docs promise: exact enrollment-key uses,
 //! one decision per event, unique increasing feedback ids, acks that never move backwards,
-//! harmless package duplicates.
+//! harmless package duplicates (counted once, points stored once), work a dead replica left
+//! finished by another, and the bound on how long a rotated device token works elsewhere.
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use sphere_lite::adapters::{MlflowSettings, MlflowTracking};
+use sphere_lite::adapters::{MlflowSettings, MlflowTracking, S3Blobs, S3Settings};
 use sphere_lite::ports::prelude::*;
 use sphere_lite::ports::{
-    DecideOutcome, Decision, DeviceRecord, DriftEventFilter, EnrollOutcome, EnrollmentKey,
-    PackageRecord, Recorded,
+    BlobKey, Blobs, DecideOutcome, Decision, DeviceRecord, DriftEventFilter, EnrollOutcome,
+    EnrollmentKey, PackageRecord, Recorded,
 };
 use tinylcm_protocol::api::{DriftEventStatus, DriftEventView, DriftVerdict, FeedbackVerdict};
 
-/// Two replicas' adapters on a fresh namespace, or `None` without MLflow (`test_support::missing`).
+/// Two replicas' adapters on a fresh namespace (package records in S3 under a fresh prefix),
+/// or `None` without MLflow and S3 (`test_support::missing`).
 fn replicas(test: &str) -> Option<[Arc<MlflowTracking>; 2]> {
-    let Ok(url) = std::env::var("SPHERE_TEST_MLFLOW_URL") else {
+    replicas_with(test, |t| t)
+}
+
+/// As [`replicas`], each adapter set up by `setup` after opening.
+fn replicas_with(
+    test: &str,
+    setup: impl Fn(MlflowTracking) -> MlflowTracking,
+) -> Option<[Arc<MlflowTracking>; 2]> {
+    replicas_setup(test, setup).map(|(r, _)| r)
+}
+
+/// As [`replicas`], with the S3 settings of the package records ([`S3Settings::tracking`]).
+fn replicas_s3(test: &str) -> Option<([Arc<MlflowTracking>; 2], S3Settings)> {
+    replicas_setup(test, |t| t)
+}
+
+fn replicas_setup(
+    test: &str,
+    setup: impl Fn(MlflowTracking) -> MlflowTracking,
+) -> Option<([Arc<MlflowTracking>; 2], S3Settings)> {
+    let (Ok(url), Ok(endpoint)) = (
+        std::env::var("SPHERE_TEST_MLFLOW_URL"),
+        std::env::var("SPHERE_TEST_S3_ENDPOINT"),
+    ) else {
         tinylcm_protocol::test_support::missing(
-            &format!("{test}: an MLflow server (SPHERE_TEST_MLFLOW_URL is not set)"),
-            "run ./scripts/test sphere, which starts MLflow and sets it",
+            &format!(
+                "{test}: MLflow and S3 (SPHERE_TEST_MLFLOW_URL or SPHERE_TEST_S3_ENDPOINT is not set)"
+            ),
+            "run ./scripts/test sphere, which starts MLflow and SeaweedFS and sets them",
         );
         return None;
     };
@@ -29,13 +57,23 @@ fn replicas(test: &str) -> Option<[Arc<MlflowTracking>; 2]> {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
+    let space = format!("t/replicas-{test}-{nanos:x}");
     let settings = MlflowSettings {
         url,
-        namespace: format!("t/replicas-{test}-{nanos:x}"),
+        namespace: space.clone(),
     };
-    let a = MlflowTracking::open(&settings).unwrap();
-    let b = MlflowTracking::open(&settings).unwrap();
-    Some([Arc::new(a), Arc::new(b)])
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
+    let s3 = S3Settings {
+        endpoint,
+        bucket: "sphere-domain-test".into(),
+        access_key: var("SPHERE_TEST_S3_ACCESS_KEY"),
+        secret_key: var("SPHERE_TEST_S3_SECRET_KEY"),
+        region: std::env::var("SPHERE_TEST_S3_REGION").unwrap_or_else(|_| "us-east-1".into()),
+        prefix: Some(space),
+    };
+    let a = setup(MlflowTracking::open_with_s3(&settings, &s3).unwrap());
+    let b = setup(MlflowTracking::open_with_s3(&settings, &s3).unwrap());
+    Some(([Arc::new(a), Arc::new(b)], s3.tracking()))
 }
 
 fn device(id: &str, token: u8) -> DeviceRecord {
@@ -286,5 +324,88 @@ fn a_package_recorded_by_two_replicas_at_once_is_one_package() {
     assert!(r[0].unprocessed().unwrap().is_empty());
     let done = r[0].package("dev-b", "p1").unwrap().unwrap();
     assert_eq!((done.processed_unix_ms, done.problems), (Some(9), problems));
-    assert!(r[0].device("dev-b").unwrap().unwrap().packages >= 1);
+    // Counted once: the count is the number of records, one per package id.
+    assert_eq!(r[0].devices().unwrap()[0].packages, 1);
+    assert_eq!(r[1].devices().unwrap()[0].packages, 1);
+
+    // Both replicas process it (a restarted replica's sweep racing the one that accepted
+    // it): its metric points are stored once, whichever writes them and how often.
+    let points = vec![("cpu".to_string(), 0.5), ("fps".to_string(), 9.0)];
+    let at = tinylcm_protocol::time::now_unix_ms();
+    std::thread::scope(|s| {
+        for i in 0..4 {
+            let (t, points) = (r[i % 2].clone(), points.clone());
+            s.spawn(move || t.put_metrics("dev-b", "p1", at, &points).unwrap());
+        }
+    });
+    for t in &r {
+        assert_eq!(
+            t.metric_series("dev-b", "cpu", at - 1, at + 1, 100)
+                .unwrap(),
+            vec![(at, 0.5)]
+        );
+    }
+}
+
+#[test]
+fn a_package_accepted_by_a_replica_that_died_midway_is_finished_by_another() {
+    let Some((r, tracking_s3)) = replicas_s3("crash") else {
+        return;
+    };
+    r[0].add_enrollment_key(&key([5; 32], 1)).unwrap();
+    r[0].enroll([5; 32], &device("dev-d", 5), 1).unwrap();
+    let record = PackageRecord {
+        device_id: "dev-d".into(),
+        package_id: "p9".into(),
+        raw_key: "incoming/dev-d/p9.tar".into(),
+        accepted_unix_ms: 7,
+        processed_unix_ms: None,
+        failed: None,
+        problems: vec![],
+    };
+    assert_eq!(r[0].record_accepted(&record).unwrap(), Recorded::New);
+    // Replica A died after writing the pending copy, before the record itself.
+    let objects = S3Blobs::open(&tracking_s3).unwrap();
+    objects
+        .delete(&BlobKey::new("packages/dev-d/p9.json").unwrap())
+        .unwrap();
+    assert_eq!(r[1].package("dev-d", "p9").unwrap(), None);
+    // Replica B's sweep finds the work, completes the record, and processes it.
+    assert_eq!(r[1].unprocessed().unwrap(), vec![record.clone()]);
+    assert_eq!(r[1].package("dev-d", "p9").unwrap(), Some(record.clone()));
+    assert_eq!(
+        r[0].packages_newest_first("dev-d", None, 10).unwrap(),
+        vec![record.clone()]
+    );
+    r[1].mark_processed("dev-d", "p9", 8, None, &[]).unwrap();
+    assert!(r[0].unprocessed().unwrap().is_empty());
+    // The device's retry of the same package (it never got its 200) is a duplicate.
+    assert_eq!(
+        r[0].record_accepted(&record).unwrap(),
+        Recorded::AlreadyKnown
+    );
+}
+
+#[test]
+fn a_rotated_device_token_stops_working_on_every_replica_within_the_cache_ttl() {
+    let ttl = Duration::from_millis(800);
+    let Some(r) = replicas_with("token-ttl", |t| t.with_device_cache_ttl(ttl)) else {
+        return;
+    };
+    r[0].add_enrollment_key(&key([3; 32], 1)).unwrap();
+    r[0].enroll([3; 32], &device("dev-c", 3), 1).unwrap();
+    // Replica B reads the device (an upload's authorisation) and keeps it.
+    let cached_at = Instant::now();
+    assert_eq!(r[1].device("dev-c").unwrap().unwrap().token_hash, [3; 32]);
+    // The operator rotates the token through replica A: A refuses the old one at once.
+    assert!(r[0].replace_device_token("dev-c", Some([4; 32])).unwrap());
+    assert_eq!(r[0].device("dev-c").unwrap().unwrap().token_hash, [4; 32]);
+    let seen_by_b = r[1].device("dev-c").unwrap().unwrap().token_hash;
+    if cached_at.elapsed() < ttl {
+        // The bound is real: B still trusts what it read.
+        assert_eq!(seen_by_b, [3; 32]);
+    }
+    // ... and no longer than the TTL.
+    std::thread::sleep(ttl);
+    assert_eq!(r[1].device("dev-c").unwrap().unwrap().token_hash, [4; 32]);
 }

@@ -63,6 +63,23 @@ impl std::fmt::Debug for S3Settings {
     }
 }
 
+impl S3Settings {
+    /// The settings of the objects the MLflow tracking adapter keeps in S3 (package records,
+    /// see `adapters::mlflow::packages`): the same bucket, under the sibling prefix
+    /// `<prefix>.tracking` (`tracking` without a prefix), so no listing of the blobs' own keys
+    /// (`incoming/`, `devices/`, …) ever sees them.
+    pub fn tracking(&self) -> S3Settings {
+        let prefix = match self.prefix.as_deref().map(|p| p.trim_matches('/')) {
+            None | Some("") => "tracking".to_owned(),
+            Some(p) => format!("{p}.tracking"),
+        };
+        S3Settings {
+            prefix: Some(prefix),
+            ..self.clone()
+        }
+    }
+}
+
 /// Blobs as objects in one S3 bucket.
 pub struct S3Blobs {
     client: Client,
@@ -145,6 +162,55 @@ impl S3Blobs {
         };
         blobs.ensure_bucket()?;
         Ok(blobs)
+    }
+
+    /// At most `max` keys under `prefix` that sort after `start_after` (a full key; `None`:
+    /// from the first), in key order, with their sizes. Unlike [`Blobs::list_sizes`] it stops
+    /// reading S3's pages once it has `max`, so a page of a long listing costs one request.
+    pub fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        max: usize,
+    ) -> Result<Vec<(BlobKey, u64)>, StoreError> {
+        let client = self.client.clone();
+        let bucket = self.bucket.clone();
+        let full = format!("{}{prefix}", self.prefix);
+        let after = start_after.map(|k| format!("{}{k}", self.prefix));
+        let strip = self.prefix.len();
+        // S3 pages hold at most 1000 keys.
+        let page = u16::try_from(max.clamp(1, 1000)).unwrap_or(1000);
+        let names = self.run(async move {
+            let mut pages = client
+                .list_objects(bucket)
+                .recursive(true)
+                .prefix((!full.is_empty()).then_some(full))
+                .start_after(after)
+                .max_keys(Some(page))
+                .to_stream()
+                .await;
+            let mut names = Vec::new();
+            while names.len() < max {
+                let Some(page) = pages.next().await else {
+                    break;
+                };
+                names.extend(
+                    page?
+                        .contents
+                        .into_iter()
+                        .map(|entry| (entry.name, entry.size.unwrap_or(0))),
+                );
+            }
+            names.truncate(max);
+            Ok::<_, S3Error>(names)
+        })?;
+        let names = names.map_err(|e| err(&format!("list {prefix}"), describe(&e)))?;
+        Ok(names
+            .into_iter()
+            .filter_map(|(n, size)| {
+                Some((n.get(strip..).and_then(|k| BlobKey::new(k).ok())?, size))
+            })
+            .collect())
     }
 
     /// Run `fut` on the adapter's runtime and wait for it (see the module docs).

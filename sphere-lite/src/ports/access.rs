@@ -74,7 +74,9 @@ pub trait AccessStore: Send + Sync {
 
     /// Replace the token of `device_id` with `new_hash`, or revoke it (`None`): the old token
     /// stops working in the same step. False for an unknown device.
-    /// MLflow: device experiment tag `token_hash` (and the token index tag).
+    /// MLflow: device experiment tag `token_hash` (and the token index tag); another replica
+    /// that has the device's record cached accepts the old token for at most
+    /// `DEVICE_CACHE_TTL` (10 s).
     fn replace_device_token(
         &self,
         device_id: &str,

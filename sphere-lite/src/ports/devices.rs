@@ -13,11 +13,13 @@ use super::{DeviceRecord, DeviceSettings, StoreError};
 /// hash.
 pub trait DeviceStore: Send + Sync {
     /// One device by id.
-    /// MLflow: `experiments/get-by-name` `<ns>/device/<id>`.
+    /// MLflow: `experiments/get-by-name` `<ns>/device/<id>`, kept by each replica for
+    /// `DEVICE_CACHE_TTL` (10 s); the package count is a listing of its records in S3.
     fn device(&self, device_id: &str) -> Result<Option<DeviceRecord>, StoreError>;
 
     /// All devices, ordered by id.
-    /// MLflow: `experiments/search` with `name LIKE '<ns>/device/%'`, paginated.
+    /// MLflow: `experiments/search` with `name LIKE '<ns>/device/%'`, paginated; each package
+    /// count a listing in S3.
     fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError>;
 
     /// Update a device's last-seen time (never moves backwards).

@@ -8,14 +8,15 @@ use super::StoreError;
 /// Device metrics: one point per key and package (keys checked by
 /// `domain::valid_metric_key`).
 ///
-/// MLflow: metrics of the package runs.
+/// MLflow: metric histories of the device's day runs (`metrics-YYYY-MM-DD` in
+/// `<ns>/device/<id>`).
 pub trait MetricStore: Send + Sync {
     /// Store one package's metric points, all at `unix_ms`, one per key. Idempotent per
     /// (device, package): storing the same package again adds nothing.
-    /// MLflow: `runs/log-batch` onto the package's run (≤ 1000 metrics per call), every point
-    /// with `timestamp` = `unix_ms`, plus the metric `sphere.metrics_unix_ms` for searches;
-    /// then the same points onto the device's run of that UTC day (`metrics-YYYY-MM-DD` in
-    /// `<ns>/device/<id>`, step = second of the day), the history the MLflow UI charts.
+    /// MLflow: `runs/log-batch` onto the device's run of that UTC day (`metrics-YYYY-MM-DD` in
+    /// `<ns>/device/<id>`, ≤ 1000 metrics per call), every point with `timestamp` = `unix_ms`
+    /// and step = second of the day: the history the MLflow UI charts. Logging identical
+    /// points again adds nothing.
     fn put_metrics(
         &self,
         device_id: &str,
@@ -27,8 +28,8 @@ pub trait MetricStore: Send + Sync {
     /// The (Unix ms, value) points of `key` with `since <= t < until`, ascending by time, at
     /// most `max_points` (evenly thinned when more match; of very long ranges the newest
     /// points are read).
-    /// MLflow: `runs/search` of the device's package runs on `sphere.metrics_unix_ms`: each
-    /// run's latest value of `key` is the package's one point.
+    /// MLflow: a search of the device's day runs, then `metrics/get-history` of `key` in each
+    /// day of the range (the newest 62 days at most).
     fn metric_series(
         &self,
         device_id: &str,
@@ -39,6 +40,6 @@ pub trait MetricStore: Send + Sync {
     ) -> Result<Vec<(u64, f64)>, StoreError>;
 
     /// The metric keys of `device_id`, sorted, at most `limit`.
-    /// MLflow: the keys of the device's most recent package runs with metrics.
+    /// MLflow: the keys of the device's most recent day runs (7 days).
     fn metric_keys(&self, device_id: &str, limit: usize) -> Result<Vec<String>, StoreError>;
 }

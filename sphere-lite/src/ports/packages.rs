@@ -9,11 +9,12 @@ use super::{PackageRecord, Recorded, StoreError};
 
 /// Accepted packages and whether each was processed.
 ///
-/// MLflow: packages are runs of `<ns>/packages` tagged with device and package id (idempotent
-/// via `runs/search` on those tags).
+/// MLflow + S3: packages are not in MLflow but small objects in the S3 bucket's tracking prefix
+/// (`adapters::mlflow::package_objects`): a record per package, a pending copy until it is
+/// processed, an index entry for newest-first listings.
 pub trait PackageStore: Send + Sync {
     /// The record of package `package_id` of `device_id`, if accepted before.
-    /// MLflow: `runs/search` in `<ns>/packages` on the device and package id tags.
+    /// MLflow + S3: a GET of the record object.
     fn package(
         &self,
         device_id: &str,
@@ -21,14 +22,14 @@ pub trait PackageStore: Send + Sync {
     ) -> Result<Option<PackageRecord>, StoreError>;
 
     /// Record an accepted package (idempotent on device + package id) and count it for the device.
-    /// MLflow: `runs/create` (status `RUNNING` = not processed), searched before and after so
-    /// a replica race keeps one canonical copy; the count is a device experiment tag.
+    /// MLflow + S3: PUTs of the pending copy, the index entry and the record (one record per
+    /// package id whatever replicas race; a device's count is a listing of its records).
     fn record_accepted(&self, record: &PackageRecord) -> Result<Recorded, StoreError>;
 
     /// Mark a package processed (or failed for good with `failed`), with the `problems` found
     /// in parts of it.
-    /// MLflow: `runs/update` status `FINISHED` / `FAILED`; problems as the run tag
-    /// `sphere.problems` (JSON list).
+    /// MLflow + S3: the record rewritten with the mark and problems, then the pending copy
+    /// deleted.
     fn mark_processed(
         &self,
         device_id: &str,
@@ -42,8 +43,8 @@ pub trait PackageStore: Send + Sync {
     /// those after `before` (an `(accepted_unix_ms, package_id)` already shown) in that order;
     /// at most `limit`. Lets the dashboard page a device's packages by time without one lookup
     /// per package.
-    /// MLflow: `runs/search` in `<ns>/packages` on the device tag, `attributes.start_time <=`
-    /// the cursor's time, newest first.
+    /// MLflow + S3: one listing of the device's index entries (named so S3's key order is
+    /// newest first) from the cursor's millisecond, and a GET per package shown.
     fn packages_newest_first(
         &self,
         device_id: &str,
@@ -52,6 +53,6 @@ pub trait PackageStore: Send + Sync {
     ) -> Result<Vec<PackageRecord>, StoreError>;
 
     /// Accepted packages not yet processed, oldest first.
-    /// MLflow: `runs/search` in `<ns>/packages` with `attributes.status = 'RUNNING'`.
+    /// MLflow + S3: a listing of the pending copies (their records read).
     fn unprocessed(&self) -> Result<Vec<PackageRecord>, StoreError>;
 }

@@ -128,7 +128,7 @@ impl Backend {
     /// A separate handle on the tracking store (embedded: only while no `Sphere` is open).
     pub fn tracking(&self) -> Arc<dyn Tracking> {
         match &self.remote {
-            Some((_, mlflow)) => Arc::new(MlflowTracking::open(mlflow).unwrap()),
+            Some((s3, mlflow)) => Arc::new(MlflowTracking::open_with_s3(mlflow, s3).unwrap()),
             None => {
                 std::fs::create_dir_all(self.dir()).unwrap();
                 Arc::new(RedbTracking::open(&self.dir().join("sphere.redb")).unwrap())

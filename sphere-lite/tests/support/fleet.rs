@@ -145,7 +145,21 @@ fn status(result: Result<ureq::Response, ureq::Error>) -> Result<(u16, String), 
 
 /// Run `devices` devices against `base` (e.g. `http://127.0.0.1:8470`): each enrolls with
 /// `enrollment_key`, then, all released at once, syncs `rounds` times.
+// The load test calls it; the benchmark, which may run two replicas, calls `simulate_across`.
+#[allow(dead_code)]
 pub fn simulate(base: &str, enrollment_key: &str, devices: usize, rounds: usize) -> FleetReport {
+    simulate_across(&[base.to_owned()], enrollment_key, devices, rounds)
+}
+
+/// As [`simulate`], against several replicas of one fleet behind a round-robin balancer:
+/// device `n` enrolls through `bases[n % len]`, and its requests go to the next replica each
+/// time (an upload and the feedback poll after it to different ones).
+pub fn simulate_across(
+    bases: &[String],
+    enrollment_key: &str,
+    devices: usize,
+    rounds: usize,
+) -> FleetReport {
     let shared = Arc::new(Shared {
         report: Mutex::new(FleetReport {
             devices,
@@ -158,10 +172,10 @@ pub fn simulate(base: &str, enrollment_key: &str, devices: usize, rounds: usize)
     let threads: Vec<_> = (0..devices)
         .map(|n| {
             let (shared, start_sync) = (shared.clone(), start_sync.clone());
-            let (base, key) = (base.to_owned(), enrollment_key.to_owned());
+            let (bases, key) = (bases.to_vec(), enrollment_key.to_owned());
             std::thread::Builder::new()
                 .stack_size(256 * 1024)
-                .spawn(move || device(n, &base, &key, rounds, &shared, &start_sync))
+                .spawn(move || device(n, &bases, &key, rounds, &shared, &start_sync))
                 .unwrap()
         })
         .collect();
@@ -175,7 +189,9 @@ pub fn simulate(base: &str, enrollment_key: &str, devices: usize, rounds: usize)
     report
 }
 
-fn device(n: usize, base: &str, key: &str, rounds: usize, shared: &Shared, start: &Barrier) {
+fn device(n: usize, bases: &[String], key: &str, rounds: usize, shared: &Shared, start: &Barrier) {
+    // The replica of the device's k-th request.
+    let base = |k: usize| bases[(n + k) % bases.len()].as_str();
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(60))
         .build();
@@ -189,7 +205,7 @@ fn device(n: usize, base: &str, key: &str, rounds: usize, shared: &Shared, start
     let body = json!({"enrollment_key": key, "name": format!("sim-{n}")}).to_string();
     let enrolled = status(
         agent
-            .post(&format!("{base}{}", paths::ENROLL))
+            .post(&format!("{}{}", base(0), paths::ENROLL))
             .set("Content-Type", "application/json")
             .send_string(&body),
     );
@@ -225,7 +241,7 @@ fn device(n: usize, base: &str, key: &str, rounds: usize, shared: &Shared, start
         let t = Instant::now();
         let up = status(
             agent
-                .post(&format!("{base}{}", paths::packages(&id)))
+                .post(&format!("{}{}", base(2 * round + 1), paths::packages(&id)))
                 .set("Authorization", &auth)
                 .set("Content-Type", CONTENT_TYPE)
                 .send_bytes(&package),
@@ -234,7 +250,11 @@ fn device(n: usize, base: &str, key: &str, rounds: usize, shared: &Shared, start
         let t = Instant::now();
         let fb = status(
             agent
-                .get(&format!("{base}{}?after=0", paths::feedback(&id)))
+                .get(&format!(
+                    "{}{}?after=0",
+                    base(2 * round + 2),
+                    paths::feedback(&id)
+                ))
                 .set("Authorization", &auth)
                 .call(),
         );

@@ -202,6 +202,9 @@ pub struct RunInfo {
     /// the server proxies artifacts, see [`super::artifacts`]).
     #[serde(default)]
     pub artifact_uri: String,
+    /// `active` or `deleted` (`runs/get` returns deleted runs too).
+    #[serde(default)]
+    pub lifecycle_stage: String,
 }
 
 /// Run contents.
@@ -549,6 +552,48 @@ impl Client {
                 });
             }
             match next {
+                Some(t) => token = Some(t),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// `metrics/get-history` of `key` in run `run_id`: every value logged, at most `cap`
+    /// (more is an error, not a truncation).
+    pub fn metric_history(
+        &self,
+        run_id: &str,
+        key: &str,
+        cap: usize,
+    ) -> Result<Vec<Metric>, MlflowError> {
+        #[derive(Deserialize)]
+        struct Page {
+            #[serde(default)]
+            metrics: Vec<Metric>,
+            #[serde(default)]
+            next_page_token: Option<String>,
+        }
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        let page_size = PAGE_SIZE.to_string();
+        loop {
+            let mut query = vec![
+                ("run_id", run_id),
+                ("metric_key", key),
+                ("max_results", page_size.as_str()),
+            ];
+            if let Some(t) = &token {
+                query.push(("page_token", t.as_str()));
+            }
+            let page: Page = self.get("metrics/get-history", &query)?;
+            out.extend(page.metrics);
+            if out.len() > cap {
+                return Err(MlflowError::Response {
+                    endpoint: "metrics/get-history".into(),
+                    message: format!("more than {cap} values of {key:?}"),
+                });
+            }
+            match page.next_page_token.filter(|t| !t.is_empty()) {
                 Some(t) => token = Some(t),
                 None => return Ok(out),
             }

@@ -4,7 +4,8 @@
 //! so several replicas can serve one fleet and operators see devices, packages and drift
 //! events in the MLflow UI. Submodules: [`client`] (typed REST calls, MLflow error mapping,
 //! pagination, bounded answers), [`filter`] (injection-proof search filters), [`artifacts`]
-//! (paths on MLflow's artifact proxy) and [`tracking`] (the mapping).
+//! (paths on MLflow's artifact proxy), [`package_objects`] (package records as S3 objects)
+//! and [`tracking`] (the mapping).
 //!
 //! # Layout (namespace `<ns>`, default `sphere-lite`)
 //!
@@ -15,24 +16,21 @@
 //!   operator name; enrollment keys as runs tagged `sphere.key_sha256` and `sphere.uses`.
 //! * `<ns>/device/<id>`: one experiment per device; tags `sphere.device_id`, `sphere.name`,
 //!   `sphere.hardware`, `sphere.token_sha256`, `sphere.enrolled_unix_ms`,
-//!   `sphere.last_seen_unix_ms`, `sphere.packages`. Its one run `feedback-queue` holds the
+//!   `sphere.last_seen_unix_ms` (its package count is the number of its package records in
+//!   S3, below). Its one run `feedback-queue` holds the
 //!   feedback items as params `feedback.<id>` (JSON), the acknowledgement watermark as the
 //!   metric `sphere.feedback_acked`, and the device's result of each item (applied, or refused
 //!   with its reason) as the write-once param `result.<id>` (JSON; the first report stands).
 //!   One run per UTC day with metric points, `metrics-YYYY-MM-DD` (tags `sphere.kind` =
 //!   `device-metrics`, `sphere.day`, `sphere.device`; `FINISHED`, spanning the day), holds
-//!   every point of that day again as its key's history: timestamp = the point's time, step =
-//!   the second of the day. That is what a data scientist charts in the MLflow UI (the
-//!   package runs below hold one point each, for the server's own searches).
-//! * `<ns>/packages`: one run per accepted package (run name `<device>/<package>`, tags
-//!   `sphere.device`, `sphere.package_id`, `sphere.raw_key`, ...). Status `RUNNING` = accepted
-//!   but not processed; `FINISHED` / `FAILED` afterwards, with `sphere.problems` (JSON).
-//!   One experiment for all devices, so the startup recovery finds pending packages in one
-//!   search.
-//!   A package's metric points are metrics of its run (`runs/log-batch`, `timestamp` = the
-//!   point time), with `sphere.metrics_unix_ms` = that time: a series is one `runs/search` on
-//!   the device tag and that metric (each run's latest value of a key is the package's one
-//!   point), not one `metrics/get-history` call per package.
+//!   every point of that day as its key's history: timestamp = the point's time, step = the
+//!   second of the day. That is what a data scientist charts in the MLflow UI, and what the
+//!   server reads back: a series is one search of the device's day runs and one
+//!   `metrics/get-history` per day in its range; a processed package adds one `runs/log-batch`.
+//! * Packages are **not** in MLflow: each accepted package is a small record object in S3
+//!   ([`package_objects`]: the record, a pending copy until processed, a newest-first index
+//!   entry), so accepting an upload makes no MLflow call at all and any replica finds pending
+//!   work by listing one prefix.
 //! * `<ns>/drift-events`: one run per drift event (run name `<device>/<event_seq>`), the report
 //!   as the JSON tag `sphere.event`, filter tags `sphere.device`, `sphere.event_seq`,
 //!   `sphere.detector_hex`, `sphere.status`, and metrics `sphere.id` (the server id, ordered
@@ -81,22 +79,26 @@
 //!   MLflow's latest value is the largest step, so concurrent acks never move it backwards.
 //!   Acknowledged items stay as params (runs' params cannot be deleted) but are never
 //!   delivered again.
-//! * **Packages** are keyed by (device, package id): searched before a run is created and
-//!   searched again after; of two copies the earliest (then the smallest run id) stays and the
-//!   later one is deleted by its creator. Two replicas accepting the *same* package within the
-//!   same millisecond (or within their clock skew) can both answer "accepted" and both count
-//!   it in `sphere.packages`; the copies are processed together and look-ups always return the
-//!   canonical one. No package is ever lost: a copy is only deleted when an older one exists.
+//! * **Packages** are keyed by (device, package id) in S3: one record object per id, so two
+//!   replicas accepting the *same* package at the same moment (a device's retry racing its
+//!   original) can both answer "accepted", but there is one record, counted once, and its
+//!   processing is idempotent (drift and learning events write-once, metric points identical
+//!   on re-logging, blobs rewritten with the same bytes). No package is lost: its pending copy
+//!   is written before the 200 and removed only after it was processed; a replica that dies
+//!   in between leaves it for any other (or itself, restarted) to finish.
 //! * **Drift events** are keyed by (device, event_seq) the same way (the copy with the smaller
 //!   id stays). Their ids are `unix ms × 1024 + k`, increasing per process, checked after
 //!   writing: if another run holds the same id, the later checker takes a new one. Across
 //!   replicas ids follow arrival order only as closely as the clocks agree, so a listing that
 //!   pages with `after` can miss an event stored by another replica with a smaller id in the
 //!   same instant.
-//! * **Counters and timestamps are last-writer-wins** tags: `sphere.packages` can undercount
-//!   when two replicas accept packages *of the same device* at the same moment (a device
-//!   uploads one package at a time, so this needs a retry racing the original), and
-//!   `sphere.last_seen_unix_ms` can step back by that overlap.
+//! * **Package counts are exact**: a listing of the device's records, not a counter.
+//!   `sphere.last_seen_unix_ms` is a last-writer-wins tag (written once a minute per device
+//!   per replica), so it can step back by the overlap of two replicas' writes.
+//! * **Device records are cached** for [`DEVICE_CACHE_TTL`](tracking::DEVICE_CACHE_TTL) per
+//!   replica (an upload's authorisation then costs no MLflow call): a device token rotated or
+//!   revoked through one replica keeps working on another for at most that long; the replica
+//!   that made the change drops its copy at once.
 //! * **Operator tokens are cached** for [`OPERATOR_CACHE_TTL`](tracking::OPERATOR_CACHE_TTL)
 //!   (a removed token stays valid that long on a replica that cached it); an unknown token
 //!   re-reads the list at most every
@@ -111,6 +113,7 @@
 pub mod artifacts;
 pub mod client;
 pub mod filter;
+pub mod package_objects;
 pub mod tracking;
 
 pub use tracking::MlflowTracking;
@@ -148,10 +151,6 @@ pub(crate) mod names {
 
     pub fn auth(ns: &str) -> String {
         format!("{ns}/auth")
-    }
-
-    pub fn packages(ns: &str) -> String {
-        format!("{ns}/packages")
     }
 
     pub fn drift_events(ns: &str) -> String {

@@ -80,8 +80,7 @@ impl AccessStore for MlflowTracking {
         };
         // Revoked: a hash no token has (finding a preimage of all zeros is infeasible).
         let hash = new_hash.unwrap_or([0; 32]);
-        self.client
-            .set_experiment_tag(&exp.experiment_id, TOKEN, &hex(&hash))?;
+        self.set_experiment_tag(&exp.experiment_id, TOKEN, &hex(&hash))?;
         Ok(true)
     }
 }

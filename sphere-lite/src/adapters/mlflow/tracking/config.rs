@@ -15,7 +15,7 @@ impl ConfigStore for MlflowTracking {
                 "configuration too large for an MLflow tag",
             ));
         }
-        self.client.set_experiment_tag(
+        self.set_experiment_tag(
             &self.releases,
             &format!("{SCOPE_CONFIG_PREFIX}{}", layer.scope),
             &json,

@@ -6,11 +6,12 @@
 use super::*;
 use crate::ports::DeviceStore;
 
+/// Device package counts listed at once by [`DeviceStore::devices`].
+const COUNT_THREADS: usize = 8;
+
 impl DeviceStore for MlflowTracking {
     fn device(&self, device_id: &str) -> Result<Option<DeviceRecord>, StoreError> {
-        self.device_experiment(device_id)?
-            .map(|e| device_of(&e))
-            .transpose()
+        Ok(self.cached_device(device_id)?.map(|(_, record)| record))
     }
 
     fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
@@ -19,28 +20,52 @@ impl DeviceStore for MlflowTracking {
             .name_like_prefix(&prefix)
             .tag_eq(KIND, &lit_const(KIND_DEVICE))
             .build();
-        let mut out = self
+        let experiments: Vec<Experiment> = self
             .client
             .search_experiments(&filter, MAX_DEVICES)?
-            .iter()
+            .into_iter()
             .filter(|e| e.name.starts_with(prefix.as_str()))
-            .map(device_of)
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect();
+        // Each count is a listing in S3: a few at a time, so a fleet's page is not the sum
+        // of its devices' round trips.
+        let chunk = experiments.len().div_ceil(COUNT_THREADS).max(1);
+        let mut out = std::thread::scope(|s| {
+            let parts: Vec<_> = experiments
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|e| self.device_record(e))
+                            .collect::<Result<Vec<_>, StoreError>>()
+                    })
+                })
+                .collect();
+            let mut out = Vec::with_capacity(experiments.len());
+            for part in parts {
+                out.extend(
+                    part.join()
+                        .map_err(|_| StoreError::new("mlflow", "a device count panicked"))??,
+                );
+            }
+            Ok::<_, StoreError>(out)
+        })?;
         out.sort_by(|a, b| a.device_id.cmp(&b.device_id));
         Ok(out)
     }
 
     fn touch_device(&self, device_id: &str, now_unix_ms: u64) -> Result<(), StoreError> {
-        let Some(exp) = self.device_experiment(device_id)? else {
+        // The cached record is enough to know the experiment and whether the stored time is
+        // older: the domain writes last-seen once per interval, so this is one call then.
+        let Some((experiment_id, record)) = self.cached_device(device_id)? else {
             return Ok(());
         };
-        let last = tag_u64(exp.tag(LAST_SEEN), LAST_SEEN).unwrap_or(0);
-        if now_unix_ms > last {
-            self.client.set_experiment_tag(
-                &exp.experiment_id,
-                LAST_SEEN,
-                &now_unix_ms.to_string(),
-            )?;
+        if now_unix_ms > record.last_seen_unix_ms {
+            // Not through `set_experiment_tag`: the cached record stays valid but for this time.
+            self.client
+                .set_experiment_tag(&experiment_id, LAST_SEEN, &now_unix_ms.to_string())?;
+            if let Some(c) = lock(&self.device_cache).get_mut(device_id) {
+                c.record.last_seen_unix_ms = c.record.last_seen_unix_ms.max(now_unix_ms);
+            }
         }
         Ok(())
     }
@@ -83,11 +108,9 @@ impl DeviceStore for MlflowTracking {
             ));
         }
         if exp.tag(DEVICE_CONFIG).unwrap_or("null") != config {
-            self.client
-                .set_experiment_tag(&exp.experiment_id, DEVICE_CONFIG, &config)?;
+            self.set_experiment_tag(&exp.experiment_id, DEVICE_CONFIG, &config)?;
         }
-        self.client
-            .set_experiment_tag(&exp.experiment_id, SETTINGS, &json)?;
+        self.set_experiment_tag(&exp.experiment_id, SETTINGS, &json)?;
         Ok(true)
     }
 }

@@ -13,6 +13,14 @@ const DAY: &str = "sphere.day";
 const DAY_MS: u64 = 86_400_000;
 /// Most (device, day) → run entries cached before the cache starts over (a few per device).
 const MAX_CACHED_DAY_RUNS: usize = 100_000;
+/// Most day runs one series reads (the newest that overlap its range): two months.
+const MAX_SERIES_DAYS: usize = 62;
+/// How many of a device's newest days give its key list.
+const KEY_DAYS: usize = 7;
+/// Most day runs of one device read by a search (about 27 years).
+const MAX_DAY_RUNS: usize = 10_000;
+/// Most values of one key in one day run (a package a second all day, with room for copies).
+const MAX_DAY_POINTS: usize = 200_000;
 
 /// `YYYY-MM-DD` of UTC day `day` (days since 1970-01-01).
 fn day_name(day: u64) -> String {
@@ -67,12 +75,12 @@ impl MlflowTracking {
         if let Some(run) = lock(&self.day_runs).get(&cache_key) {
             return Ok(Some(run.clone()));
         }
-        let Some(exp) = self.device_experiment(device_id)? else {
+        let Some((experiment_id, _)) = self.cached_device(device_id)? else {
             return Ok(None);
         };
         let name = day_name(day);
         let query = RunQuery {
-            experiment_ids: vec![exp.experiment_id.clone()],
+            experiment_ids: vec![experiment_id.clone()],
             filter: Filter::new()
                 .tag_eq(KIND, &lit_const(KIND_DEVICE_DAY))
                 .tag_eq(DAY, &lit(&name)?)
@@ -93,7 +101,7 @@ impl MlflowTracking {
                 let mine = self
                     .client
                     .create_run(
-                        &exp.experiment_id,
+                        &experiment_id,
                         &format!("metrics-{name}"),
                         start,
                         &[
@@ -125,40 +133,58 @@ impl MlflowTracking {
     }
 }
 
+impl MlflowTracking {
+    /// `device_id`'s day runs that overlap `since..until`, newest day first, at most
+    /// [`MAX_SERIES_DAYS`]; each with its first millisecond.
+    fn day_runs_in(
+        &self,
+        device_id: &str,
+        since: u64,
+        until: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, Run)>, StoreError> {
+        if since >= until || Literal::new(device_id).is_err() {
+            return Ok(Vec::new());
+        }
+        let Some((experiment_id, _)) = self.cached_device(device_id)? else {
+            return Ok(Vec::new());
+        };
+        let query = RunQuery {
+            experiment_ids: vec![experiment_id],
+            filter: Filter::new()
+                .tag_eq(KIND, &lit_const(KIND_DEVICE_DAY))
+                .build(),
+            order_by: vec!["attributes.start_time DESC".into()],
+        };
+        let mut days: Vec<(u64, Run)> = Vec::new();
+        for run in self.client.search_runs(&query, MAX_DAY_RUNS)? {
+            let start = u64::try_from(run.info.start_time).unwrap_or(0);
+            // A day's run starts at its first millisecond; a replica race's copy is skipped.
+            if start.saturating_add(DAY_MS) <= since
+                || start >= until
+                || days.iter().any(|(d, _)| *d == start)
+            {
+                continue;
+            }
+            days.push((start, run));
+        }
+        days.sort_by_key(|d| std::cmp::Reverse(d.0));
+        days.truncate(max);
+        Ok(days)
+    }
+}
+
 impl MetricStore for MlflowTracking {
     fn put_metrics(
         &self,
         device_id: &str,
-        package_id: &str,
+        _package_id: &str,
         unix_ms: u64,
         points: &[(String, f64)],
     ) -> Result<(), StoreError> {
-        let Some(run) = self.package_runs(device_id, package_id)?.into_iter().next() else {
-            return Err(StoreError::new(
-                "mlflow",
-                format!("no run of package {device_id}/{package_id}"),
-            ));
-        };
-        let timestamp = i64::try_from(unix_ms).unwrap_or(i64::MAX);
-        let metric = |key: &str, value: f64| Metric {
-            key: key.to_owned(),
-            value,
-            timestamp,
-            step: 0,
-        };
-        // The search key goes last: a run that searches find has all its points. Logging the
-        // same point again is idempotent (MLflow skips an identical key, value, time and step,
-        // and a run's latest value of a key is one point either way).
-        let metrics: Vec<Metric> = points
-            .iter()
-            .map(|(k, v)| metric(k, *v))
-            .chain(std::iter::once(metric(METRICS_AT, unix_ms as f64)))
-            .collect();
-        for chunk in metrics.chunks(MAX_BATCH_METRICS) {
-            self.client.log_batch(&run.info.run_id, chunk, &[], &[])?;
-        }
-        // The same points again as the device's history of the day, as the MLflow UI charts
-        // a run's metrics (the package runs above are what the server itself reads).
+        // One point per key at the package's time in the device's run of that day: logging
+        // the same point again (a re-processed package) is idempotent, as MLflow skips an
+        // identical key, value, time and step.
         self.log_device_day(device_id, unix_ms, points)
     }
 
@@ -170,40 +196,31 @@ impl MetricStore for MlflowTracking {
         until: u64,
         max_points: usize,
     ) -> Result<Vec<(u64, f64)>, StoreError> {
-        let Some(query) = self.metric_runs(device_id, since, until)? else {
-            return Ok(Vec::new());
-        };
-        let mut points = Vec::new();
-        let mut scanned = 0;
-        let mut token: Option<String> = None;
-        while scanned < MAX_SERIES_RUNS {
-            let (runs, next) =
-                self.client
-                    .search_runs_page(&query, METRIC_PAGE, token.as_deref())?;
-            scanned += runs.len();
-            for run in &runs {
-                if let (Some(at), Some(value)) = (metric_u64(run, METRICS_AT), run.metric(key)) {
-                    points.push((at, value));
+        let mut points: Vec<(u64, f64)> = Vec::new();
+        for (_, run) in self.day_runs_in(device_id, since, until, MAX_SERIES_DAYS)? {
+            for m in self
+                .client
+                .metric_history(&run.info.run_id, key, MAX_DAY_POINTS)?
+            {
+                let Ok(at) = u64::try_from(m.timestamp) else {
+                    continue;
+                };
+                if (since..until).contains(&at) {
+                    points.push((at, m.value));
                 }
             }
-            match next {
-                Some(t) => token = Some(t),
-                None => break,
-            }
         }
-        // Searched newest first; a chart wants time order.
-        points.reverse();
+        points.sort_by_key(|p| p.0);
+        // Two packages at one instant (or a value logged twice): one point per time.
+        points.dedup_by(|later, earlier| later.0 == earlier.0);
         Ok(thin(points, max_points))
     }
 
     fn metric_keys(&self, device_id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
-        let Some(query) = self.metric_runs(device_id, 0, u64::MAX)? else {
-            return Ok(Vec::new());
-        };
-        let (runs, _) = self.client.search_runs_page(&query, KEY_RUNS, None)?;
-        let keys: std::collections::BTreeSet<&str> = runs
+        let days = self.day_runs_in(device_id, 0, u64::MAX, KEY_DAYS)?;
+        let keys: std::collections::BTreeSet<&str> = days
             .iter()
-            .flat_map(|r| r.data.metrics.iter().map(|m| m.key.as_str()))
+            .flat_map(|(_, r)| r.data.metrics.iter().map(|m| m.key.as_str()))
             .filter(|k| !k.starts_with("sphere."))
             .collect();
         Ok(keys.into_iter().take(limit).map(str::to_owned).collect())

@@ -69,7 +69,7 @@ impl ReleaseStore for MlflowTracking {
             filter: Filter::new().tag_eq(KIND, &lit_const(KIND_RELEASE)).build(),
             order_by: vec![],
         };
-        let mut runs = self.client.search_runs(&query, MAX_PENDING)?;
+        let mut runs = self.client.search_runs(&query, MAX_RELEASES)?;
         runs.sort_by_key(|r| r.info.start_time);
         let mut seen = HashSet::new();
         let mut out = Vec::new();
@@ -87,7 +87,7 @@ impl ReleaseStore for MlflowTracking {
 
     fn set_rollout(&self, rollout: &Rollout) -> Result<(), StoreError> {
         let json = serde_json::to_string(rollout).map_err(corrupt)?;
-        self.client.set_experiment_tag(
+        self.set_experiment_tag(
             &self.releases,
             &format!("{ROLLOUT_PREFIX}{}", rollout.group),
             &json,
@@ -121,8 +121,7 @@ impl ReleaseStore for MlflowTracking {
         let key = format!("{GRANT_PREFIX}{name}/{version}");
         if exp.tag(&key).is_none() {
             let now = crate::domain::now_unix_ms().to_string();
-            self.client
-                .set_experiment_tag(&exp.experiment_id, &key, &now)?;
+            self.set_experiment_tag(&exp.experiment_id, &key, &now)?;
         }
         Ok(())
     }

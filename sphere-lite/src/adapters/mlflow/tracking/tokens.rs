@@ -214,7 +214,7 @@ impl MlflowTracking {
         };
         let json = serde_json::to_string(&stored)
             .map_err(|e| StoreError::new("mlflow", format!("encode: {e}")))?;
-        self.client.set_experiment_tag(
+        self.set_experiment_tag(
             &self.auth,
             &format!("{OPERATOR_TOKEN_PREFIX}{}", hex(&token.token_hash)),
             &json,
@@ -237,7 +237,7 @@ impl MlflowTracking {
             return Ok(false);
         };
         if token.revoked_unix_ms.is_none() {
-            self.client.set_experiment_tag(
+            self.set_experiment_tag(
                 &self.auth,
                 &format!("{OPERATOR_REVOKED_PREFIX}{}", hex(&token.token_hash)),
                 &now.to_string(),
@@ -253,7 +253,7 @@ impl MlflowTracking {
     }
 
     pub(super) fn touch_operator(&self, hash: &SecretHash, now: u64) -> Result<(), StoreError> {
-        self.client.set_experiment_tag(
+        self.set_experiment_tag(
             &self.auth,
             &format!("{OPERATOR_USED_PREFIX}{}", hex(hash)),
             &now.to_string(),
@@ -374,7 +374,6 @@ impl MlflowTracking {
             Tag::new(super::TOKEN, hex(&device.token_hash)),
             Tag::new(super::ENROLLED, device.enrolled_unix_ms.to_string()),
             Tag::new(super::LAST_SEEN, device.last_seen_unix_ms.to_string()),
-            Tag::new(super::PACKAGES, device.packages.to_string()),
         ];
         if let Some(n) = &device.name {
             tags.push(Tag::new(super::NAME, n));
@@ -392,7 +391,7 @@ impl MlflowTracking {
             }
             Err(e) => return Err(e.into()),
         };
-        self.client.create_run(
+        let queue = self.client.create_run(
             &exp,
             KIND_QUEUE,
             device.enrolled_unix_ms,
@@ -401,6 +400,15 @@ impl MlflowTracking {
                 Tag::new(super::DEVICE, &device.device_id),
             ],
         )?;
+        // The device's first requests need neither look-up.
+        self.remember_queue_run(&device.device_id, &queue.info.run_id);
+        self.remember_device(
+            &exp,
+            DeviceRecord {
+                packages: 0,
+                ..device.clone()
+            },
+        );
         Ok(())
     }
 

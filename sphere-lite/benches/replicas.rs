@@ -1,0 +1,240 @@
+//! Two sphere-lite replicas on one MLflow + S3, behind a round-robin client, against the
+//! embedded default in the same run.
+//!
+//! Run with the stack's `SPHERE_TEST_*` settings (as `./scripts/test sphere` starts MLflow and
+//! SeaweedFS): `cargo bench -p sphere-lite --bench replicas`. `REPLICAS_DEVICES` concurrent
+//! devices (default 8), each uploading `REPLICAS_PACKAGES` packages (default 100) one at a time,
+//! the n-th upload of every device to replica n mod 2, as a load balancer would spread them.
+//! The same load runs first against one embedded server. Reported for each: accepted packages/s
+//! (uploads answered 200 over the wall time of the uploads) and processed packages/s (the same
+//! packages over the time until every one was processed), and the two replicas' figures as
+//! ratios to the embedded ones. The package is the ingest bench's typical one (a 64-class
+//! `metrics.json` and a 2 KiB `logs.jsonl`). Nothing is asserted.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sphere_lite::adapters::{MlflowSettings, S3Settings};
+use sphere_lite::domain::Sphere;
+use sphere_lite::server::open_stores;
+use tinylcm_protocol::package::{CONTENT_TYPE, FileKind, PackageBuilder};
+use tinylcm_protocol::paths;
+
+#[path = "../tests/support/server.rs"]
+mod server;
+
+use server::TestServer;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The ingest bench's typical metrics document: 64 classes, latencies, system figures.
+fn metrics_json() -> Vec<u8> {
+    let classes: serde_json::Map<String, serde_json::Value> = (0..64)
+        .map(|i| {
+            (
+                format!("class_{i:02}"),
+                serde_json::json!({"count": 1000 + i * 37, "mean_confidence": 0.5 + f64::from(i) / 200.0}),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "schema": 1, "total_inferences": 36000, "dropped_frames": 3,
+        "latency_ms": {"p50": 11.8, "p90": 14.2, "p99": 19.7, "max": 31.0},
+        "system": {"cpu_percent": 41.5, "rss_kib": 61234, "temperature_c": 52.1},
+        "classes": classes,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn logs_jsonl() -> Vec<u8> {
+    let mut out = String::new();
+    let mut i = 0u64;
+    while out.len() < 2048 {
+        out.push_str(&format!(
+            "{{\"unix_ms\": {}, \"level\": \"INFO\", \"target\": \"tinylcm::pipeline\", \"message\": \"window closed\"}}\n",
+            1_764_147_000_000 + i * 1000
+        ));
+        i += 1;
+    }
+    out.into_bytes()
+}
+
+fn package(device: &str, id: &str, created: u64, metrics: &[u8], logs: &[u8]) -> Vec<u8> {
+    let mut b = PackageBuilder::new(id, device, created).expect("ids");
+    b.add("metrics.json", FileKind::Metrics, metrics.to_vec())
+        .expect("metrics member");
+    b.add("logs.jsonl", FileKind::Logs, logs.to_vec())
+        .expect("logs member");
+    b.finish().expect("package")
+}
+
+/// What one run measured.
+struct Rates {
+    accepted_per_s: f64,
+    processed_per_s: f64,
+    uploads: usize,
+    errors: usize,
+}
+
+/// Upload from `devices` devices through `servers` round robin; wait until `pending` is 0.
+fn run(
+    name: &str,
+    servers: &[TestServer],
+    spheres: &[Arc<Sphere>],
+    devices: usize,
+    per_device: usize,
+) -> Rates {
+    let key = spheres[0]
+        .create_enrollment_key(u32::try_from(devices).unwrap_or(u32::MAX))
+        .expect("enrollment key");
+    let enrolled: Vec<(String, String)> = (0..devices)
+        .map(|n| servers[n % servers.len()].enrolled(&key))
+        .collect();
+    let (metrics, logs) = (metrics_json(), logs_jsonl());
+    let urls: Vec<String> = servers.iter().map(|s| s.url("")).collect();
+    let start = Instant::now();
+    let errors: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = enrolled
+            .iter()
+            .map(|(dev, token)| {
+                let (urls, metrics, logs) = (&urls, &metrics, &logs);
+                s.spawn(move || {
+                    let agent = ureq::AgentBuilder::new()
+                        .timeout(Duration::from_secs(60))
+                        .build();
+                    let auth = format!("Bearer {token}");
+                    let mut errors = 0;
+                    for n in 0..per_device {
+                        let created = 1_764_147_600_000 + n as u64 * 1000;
+                        let body = package(dev, &format!("bench-{n}"), created, metrics, logs);
+                        let url = format!(
+                            "{}{}",
+                            urls[n % urls.len()].trim_end_matches('/'),
+                            paths::packages(dev)
+                        );
+                        let answer = agent
+                            .post(&url)
+                            .set("Authorization", &auth)
+                            .set("Content-Type", CONTENT_TYPE)
+                            .send_bytes(&body);
+                        let accepted = answer
+                            .ok()
+                            .and_then(|r| r.into_string().ok())
+                            .is_some_and(|body| body.contains("\"accepted\""));
+                        if !accepted {
+                            errors += 1;
+                        }
+                    }
+                    errors
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("device thread"))
+            .sum()
+    });
+    let uploaded = start.elapsed();
+    let uploads = devices * per_device;
+    // Processing: every replica's pending packages (one shared listing on MLflow + S3).
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let mut pending = spheres[0].pending_count().unwrap_or(usize::MAX);
+    while pending > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        pending = spheres
+            .iter()
+            .map(|s| s.pending_count().unwrap_or(usize::MAX))
+            .max()
+            .unwrap_or(0);
+    }
+    let processed = start.elapsed();
+    let rates = Rates {
+        accepted_per_s: (uploads - errors) as f64 / uploaded.as_secs_f64(),
+        processed_per_s: (uploads - errors) as f64 / processed.as_secs_f64(),
+        uploads,
+        errors,
+    };
+    eprintln!(
+        "replicas/{name}: {} devices x {per_device} packages through {} server(s): \
+         {:.1} accepted/s ({:.1} s), {:.1} processed/s end to end ({:.1} s{}), {} errors",
+        devices,
+        servers.len(),
+        rates.accepted_per_s,
+        uploaded.as_secs_f64(),
+        rates.processed_per_s,
+        processed.as_secs_f64(),
+        if pending > 0 { ", NOT caught up" } else { "" },
+        rates.errors
+    );
+    rates
+}
+
+fn remote() -> Option<(S3Settings, MlflowSettings)> {
+    let endpoint = std::env::var("SPHERE_TEST_S3_ENDPOINT").ok()?;
+    let url = std::env::var("SPHERE_TEST_MLFLOW_URL").ok()?;
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    let space = format!("bench/replicas-{nonce:x}");
+    Some((
+        S3Settings {
+            endpoint,
+            bucket: "sphere-bench".into(),
+            access_key: var("SPHERE_TEST_S3_ACCESS_KEY"),
+            secret_key: var("SPHERE_TEST_S3_SECRET_KEY"),
+            region: std::env::var("SPHERE_TEST_S3_REGION").unwrap_or_else(|_| "us-east-1".into()),
+            prefix: Some(space.clone()),
+        },
+        MlflowSettings {
+            url,
+            namespace: space,
+        },
+    ))
+}
+
+fn main() {
+    let devices = env_or("REPLICAS_DEVICES", 8);
+    let per_device = env_or("REPLICAS_PACKAGES", 100);
+    let Some((s3, mlflow)) = remote() else {
+        eprintln!(
+            "replicas: SKIPPED: SPHERE_TEST_S3_ENDPOINT or SPHERE_TEST_MLFLOW_URL is not set \
+             (./scripts/test sphere starts SeaweedFS and MLflow and sets them)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let embedded = Arc::new(open_stores(dir.path(), None, None).expect("embedded stores"));
+    let server = TestServer::start_shared(embedded.clone(), None);
+    let base = run("embedded", &[server], &[embedded], devices, per_device);
+
+    let empty = tempfile::tempdir().expect("tempdir");
+    let spheres: Vec<Arc<Sphere>> = (0..2)
+        .map(|_| {
+            Arc::new(
+                open_stores(empty.path(), Some(&s3), Some(&mlflow)).expect("MLflow + S3 stores"),
+            )
+        })
+        .collect();
+    let servers: Vec<TestServer> = spheres
+        .iter()
+        .map(|s| TestServer::start_shared(s.clone(), None))
+        .collect();
+    let two = run("mlflow+s3 x2", &servers, &spheres, devices, per_device);
+    eprintln!(
+        "replicas: two MLflow + S3 replicas = {:.2} x embedded accepted/s, {:.2} x embedded processed/s \
+         ({} uploads each, {} + {} errors)",
+        two.accepted_per_s / base.accepted_per_s,
+        two.processed_per_s / base.processed_per_s,
+        two.uploads,
+        base.errors,
+        two.errors
+    );
+}
