@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, Locator};
+use fantoccini::Client;
 use serde_json::{Value, json};
 use sphere_lite::domain::{Sphere, now_unix_ms};
 use sphere_lite::ports::Role;
@@ -29,7 +29,9 @@ mod browser;
 #[path = "support/server.rs"]
 mod server;
 
-use browser::{BROWSER_WAIT, Driver, text_with};
+use browser::{
+    Driver, checked, choose, click, screenshot, script, text_of, text_with, type_into, wait_for,
+};
 use server::TestServer;
 
 /// The life of the device's state database its events carry.
@@ -144,12 +146,7 @@ impl Fixture {
                 &[&format!("--window-size={size}"), "--hide-scrollbars"],
             )
             .await;
-        client
-            .wait()
-            .at_most(BROWSER_WAIT)
-            .for_element(Locator::Css("nav"))
-            .await
-            .unwrap();
+        wait_for(&client, "nav").await;
         client
     }
 }
@@ -191,14 +188,12 @@ fn class_counts(classes: &[&str]) -> Member {
 
 /// `[tl-kind, what]` of each timeline entry, top to bottom.
 async fn timeline(client: &Client) -> Value {
-    client
-        .execute(
-            "return Array.prototype.map.call(document.querySelectorAll('ol.timeline li'), \
+    script(
+        client,
+        "return Array.prototype.map.call(document.querySelectorAll('ol.timeline li'), \
              function (l) { return [l.className, l.querySelector('.what').textContent]; });",
-            vec![],
-        )
-        .await
-        .unwrap()
+    )
+    .await
 }
 
 /// The value of the first `name="csrf"` field of a page (every form of a page carries the
@@ -277,12 +272,7 @@ fn an_admin_names_a_proposed_class_on_the_device_timeline_in_headless_chromium()
             .goto(&f.server.url(&format!("/ui/devices/{dev}")))
             .await
             .unwrap();
-        client
-            .wait()
-            .at_most(BROWSER_WAIT)
-            .for_element(Locator::Css("ol.timeline"))
-            .await
-            .unwrap();
+        wait_for(&client, "ol.timeline").await;
         assert_eq!(
             timeline(&client).await,
             json!([
@@ -293,49 +283,23 @@ fn an_admin_names_a_proposed_class_on_the_device_timeline_in_headless_chromium()
                 ["tl-incident", "incident 7 opened"],
             ])
         );
-        let rollback = client
-            .find(Locator::Css("ol.timeline li.tl-rollback .detail"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let rollback = text_of(&client, "ol.timeline li.tl-rollback .detail").await;
         assert_eq!(
             rollback,
             "4 samples removed again; mean confidence 0.86 → 0.61"
         );
 
         // The form offers the proposed class first, then the known ones.
-        let options = client
-            .execute(
-                "return Array.prototype.map.call(document.querySelectorAll('#rename-from option'), \
+        let options = script(
+            &client,
+            "return Array.prototype.map.call(document.querySelectorAll('#rename-from option'), \
                  function (o) { return o.textContent; });",
-                vec![],
-            )
-            .await
-            .unwrap();
+        )
+        .await;
         assert_eq!(options, json!(["new-1 (proposed)", "ball", "star"]));
-        client
-            .find(Locator::Css("#rename-from"))
-            .await
-            .unwrap()
-            .select_by_value("new-1")
-            .await
-            .unwrap();
-        client
-            .find(Locator::Css("#rename-to"))
-            .await
-            .unwrap()
-            .send_keys("triangle")
-            .await
-            .unwrap();
-        client
-            .find(Locator::Css("#rename-send"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        choose(&client, "#rename-from", "new-1").await;
+        type_into(&client, "#rename-to", "triangle").await;
+        click(&client, "#rename-send").await;
         let sent = text_with(&client, "#rename-sent", "queued").await;
         assert_eq!(sent, "Sent to the device: rename new-1 → triangle, queued.");
         let url = client.current_url().await.unwrap();
@@ -367,14 +331,7 @@ fn an_admin_names_a_proposed_class_on_the_device_timeline_in_headless_chromium()
         )
         .await;
         if let Some(dir) = &shots {
-            let png = client
-                .find(Locator::Css("#learnt"))
-                .await
-                .unwrap()
-                .screenshot()
-                .await
-                .unwrap();
-            std::fs::write(dir.join("learning-timeline.png"), png).unwrap();
+            screenshot(&client, "#learnt", &dir.join("learning-timeline.png")).await;
         }
         client.close().await.unwrap();
     });
@@ -460,42 +417,21 @@ fn an_admin_names_a_proposed_class_from_the_data_hub_in_headless_chromium() {
         let client = f.browser(&driver, "1100,1300").await;
         client.goto(&f.server.url("/ui/data")).await.unwrap();
         // No device chosen: no classes to name.
-        client
-            .wait()
-            .at_most(BROWSER_WAIT)
-            .for_element(Locator::Css("#predictions"))
-            .await
-            .unwrap();
-        assert!(client.find(Locator::Css("#classes")).await.is_err());
-        client
-            .find(Locator::Css("form.filters select[name=device]"))
-            .await
-            .unwrap()
-            .select_by_value(&dev)
-            .await
-            .unwrap();
-        client
-            .find(Locator::Css("form.filters button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        client
-            .wait()
-            .at_most(BROWSER_WAIT)
-            .for_element(Locator::Css("#proposed"))
-            .await
-            .unwrap();
-        let rows = client
-            .execute(
-                "return Array.prototype.map.call(document.querySelectorAll('#proposed tbody tr'), \
+        wait_for(&client, "#predictions").await;
+        assert_eq!(
+            script(&client, "return document.querySelector('#classes');").await,
+            Value::Null
+        );
+        choose(&client, "form.filters select[name=device]", &dev).await;
+        click(&client, "form.filters button").await;
+        wait_for(&client, "#proposed").await;
+        let rows = script(
+            &client,
+            "return Array.prototype.map.call(document.querySelectorAll('#proposed tbody tr'), \
                  function (r) { return Array.prototype.map.call(r.cells, \
                  function (c) { return c.textContent; }); });",
-                vec![],
-            )
-            .await
-            .unwrap();
+        )
+        .await;
         assert_eq!(
             rows,
             json!([
@@ -505,51 +441,24 @@ fn an_admin_names_a_proposed_class_from_the_data_hub_in_headless_chromium() {
         );
 
         // new-1's samples: the gallery filtered to them, the form with new-1 chosen.
-        client
-            .find(Locator::Css("#proposed tr[data-class=\"new-1\"] a"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        client
-            .wait()
-            .at_most(BROWSER_WAIT)
-            .for_element(Locator::Css("#proposed a[aria-current]"))
-            .await
-            .unwrap();
-        let gallery = client
-            .execute(
-                "return Array.prototype.map.call(document.querySelectorAll('#predictions li'), \
+        click(&client, "#proposed tr[data-class=\"new-1\"] a").await;
+        wait_for(&client, "#proposed a[aria-current]").await;
+        let gallery = script(
+            &client,
+            "return Array.prototype.map.call(document.querySelectorAll('#predictions li'), \
                  function (l) { return [l.querySelector('.class').textContent, \
                  l.querySelector('img').complete && l.querySelector('img').naturalWidth > 0]; });",
-                vec![],
-            )
-            .await
-            .unwrap();
+        )
+        .await;
         assert_eq!(gallery, json!([["new-1", true], ["new-1", true]]));
-        let chosen = client
-            .execute(
-                "return document.querySelector('#rename-from').value;",
-                vec![],
-            )
-            .await
-            .unwrap();
+        let chosen = script(
+            &client,
+            "return document.querySelector('#rename-from').value;",
+        )
+        .await;
         assert_eq!(chosen, json!("new-1"));
-        client
-            .find(Locator::Css("#rename-to"))
-            .await
-            .unwrap()
-            .send_keys("glare")
-            .await
-            .unwrap();
-        client
-            .find(Locator::Css("#rename-send"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        type_into(&client, "#rename-to", "glare").await;
+        click(&client, "#rename-send").await;
         let sent = text_with(&client, "#rename-sent", "queued").await;
         assert_eq!(sent, "Sent to the device: rename new-1 → glare, queued.");
         let url = client.current_url().await.unwrap();
@@ -593,14 +502,7 @@ fn an_admin_names_a_proposed_class_from_the_data_hub_in_headless_chromium() {
         );
         text_with(&client, "#rename-sent", "refused").await;
         if let Some(dir) = &shots {
-            let png = client
-                .find(Locator::Css("main"))
-                .await
-                .unwrap()
-                .screenshot()
-                .await
-                .unwrap();
-            std::fs::write(dir.join("datahub-classes.png"), png).unwrap();
+            screenshot(&client, "main", &dir.join("datahub-classes.png")).await;
         }
         client.close().await.unwrap();
     });
@@ -705,20 +607,19 @@ fn metrics_point(i: u64) -> Member {
     )
 }
 
-/// The `[key, markers]` of each chart on the page, each marker `[class, x, title]`.
+/// The `[key, markers, line]` of each chart on the page, each marker `[class, x, title]`, the
+/// line its polyline's points.
 async fn charts(client: &Client) -> Value {
-    client
-        .execute(
-            "return Array.prototype.map.call(document.querySelectorAll('figure.chart'), \
+    script(
+        client,
+        "return Array.prototype.map.call(document.querySelectorAll('figure.chart'), \
              function (f) { return [f.querySelector('figcaption code').textContent, \
              Array.prototype.map.call(f.querySelectorAll('line.chart-marker'), function (m) { \
              return [m.getAttribute('class'), m.getAttribute('x1'), \
              m.querySelector('title').textContent]; }), \
              f.querySelector('polyline.chart-line').getAttribute('points')]; });",
-            vec![],
-        )
-        .await
-        .unwrap()
+    )
+    .await
 }
 
 /// Fails before this change (the chooser and the markers were only read as HTML): a device
@@ -786,25 +687,14 @@ fn the_chart_chooser_and_markers_work_in_headless_chromium() {
             .goto(&f.server.url(&format!("/ui/devices/{dev}")))
             .await
             .unwrap();
-        client
-            .wait()
-            .at_most(BROWSER_WAIT)
-            .for_element(Locator::Css("figure.chart"))
-            .await
-            .unwrap();
+        wait_for(&client, "figure.chart").await;
         let before = charts(&client).await;
         let keys: Vec<&Value> = before.as_array().unwrap().iter().map(|c| &c[0]).collect();
         assert_eq!(keys, [LATENCY_P50_US, FPS]);
         for chart in before.as_array().unwrap() {
             assert_eq!(chart[1], markers, "{chart}");
         }
-        let legend = client
-            .find(Locator::Css("figure.chart figcaption"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let legend = text_of(&client, "figure.chart figcaption").await;
         assert!(
             legend.contains("drift incident")
                 && legend.contains("adaptation kept")
@@ -813,53 +703,25 @@ fn the_chart_chooser_and_markers_work_in_headless_chromium() {
         );
 
         // The chooser: the default charts are ticked; untick them, find rss, tick it.
-        client
-            .find(Locator::Css("form.metric-choice > details > summary"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, "form.metric-choice > details > summary").await;
         for key in [LATENCY_P50_US, FPS] {
-            let box_ = client
-                .find(Locator::Css(&format!("input[name=key][value=\"{key}\"]")))
-                .await
-                .unwrap();
-            assert_eq!(box_.prop("checked").await.unwrap().as_deref(), Some("true"));
-            box_.click().await.unwrap();
+            let tick = format!("input[name=key][value=\"{key}\"]");
+            assert!(checked(&client, &tick).await, "{key} charted");
+            click(&client, &tick).await;
         }
-        client
-            .find(Locator::Css("input[data-filter=metric-groups]"))
-            .await
-            .unwrap()
-            .send_keys("rss")
-            .await
-            .unwrap();
-        let shown = client
-            .execute(
-                "return Array.prototype.filter.call(\
+        type_into(&client, "input[data-filter=metric-groups]", "rss").await;
+        let shown = script(
+            &client,
+            "return Array.prototype.filter.call(\
                  document.querySelectorAll('#metric-groups label[data-key]'), \
                  function (l) { return l.offsetParent !== null; }).map(\
                  function (l) { return l.getAttribute('data-key'); });",
-                vec![],
-            )
-            .await
-            .unwrap();
+        )
+        .await;
         assert_eq!(shown, json!(["memory.rss_mib"]));
-        client
-            .find(Locator::Css("input[name=key][value=\"memory.rss_mib\"]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        client
-            .find(Locator::Css("form.metric-choice button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        let rss = "input[name=key][value=\"memory.rss_mib\"]";
+        click(&client, rss).await;
+        click(&client, "form.metric-choice button[type=submit]").await;
         text_with(&client, "figure.chart figcaption code", "memory.rss_mib").await;
         let url = client.current_url().await.unwrap();
         assert_eq!(url.query(), Some("key=memory.rss_mib"));
@@ -868,25 +730,12 @@ fn the_chart_chooser_and_markers_work_in_headless_chromium() {
         assert_eq!(after[0][0], "memory.rss_mib");
         assert_eq!(after[0][1], markers);
         assert_ne!(after[0][2], before[0][2], "its own line");
-        let caption = client
-            .find(Locator::Css("figure.chart figcaption"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let caption = text_of(&client, "figure.chart figcaption").await;
         assert!(
             caption.contains("latest 60 · min 40 · max 60 · 11 point(s)"),
             "{caption}"
         );
-        let ticked = client
-            .find(Locator::Css("input[name=key][value=\"memory.rss_mib\"]"))
-            .await
-            .unwrap()
-            .prop("checked")
-            .await
-            .unwrap();
-        assert_eq!(ticked.as_deref(), Some("true"));
+        assert!(checked(&client, rss).await, "the chosen key stays ticked");
         client.close().await.unwrap();
     });
 }

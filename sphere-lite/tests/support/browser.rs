@@ -65,6 +65,76 @@ pub async fn text_with(client: &fantoccini::Client, css: &str, wanted: &str) -> 
     }
 }
 
+/// The first element matching `css`, once there (waiting up to [`BROWSER_WAIT`]).
+pub async fn wait_for(client: &fantoccini::Client, css: &str) -> fantoccini::elements::Element {
+    match client
+        .wait()
+        .at_most(BROWSER_WAIT)
+        .for_element(fantoccini::Locator::Css(css))
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => panic!(
+            "{e}: no {css} at {:?}",
+            client.current_url().await.map(|u| u.to_string())
+        ),
+    }
+}
+
+/// The element matching `css` (there now).
+async fn element(client: &fantoccini::Client, css: &str) -> fantoccini::elements::Element {
+    match client.find(fantoccini::Locator::Css(css)).await {
+        Ok(e) => e,
+        Err(e) => panic!("{e}: no {css}"),
+    }
+}
+
+/// Clicks the element matching `css`.
+pub async fn click(client: &fantoccini::Client, css: &str) {
+    element(client, css).await.click().await.unwrap();
+}
+
+/// Types `text` into the field matching `css`.
+pub async fn type_into(client: &fantoccini::Client, css: &str, text: &str) {
+    element(client, css).await.send_keys(text).await.unwrap();
+}
+
+/// Chooses the option `value` of the menu matching `css`.
+pub async fn choose(client: &fantoccini::Client, css: &str, value: &str) {
+    element(client, css)
+        .await
+        .select_by_value(value)
+        .await
+        .unwrap();
+}
+
+/// The text of the element matching `css`.
+pub async fn text_of(client: &fantoccini::Client, css: &str) -> String {
+    element(client, css).await.text().await.unwrap()
+}
+
+/// Whether the box matching `css` is ticked.
+pub async fn checked(client: &fantoccini::Client, css: &str) -> bool {
+    element(client, css)
+        .await
+        .prop("checked")
+        .await
+        .unwrap()
+        .as_deref()
+        == Some("true")
+}
+
+/// What the script `js` returns (it runs as a function body).
+pub async fn script(client: &fantoccini::Client, js: &str) -> serde_json::Value {
+    client.execute(js, vec![]).await.unwrap()
+}
+
+/// Writes a PNG of the element matching `css` to `path`.
+pub async fn screenshot(client: &fantoccini::Client, css: &str, path: &Path) {
+    let png = element(client, css).await.screenshot().await.unwrap();
+    std::fs::write(path, png).unwrap();
+}
+
 /// chromedriver on a free port, killed on drop.
 pub struct Driver {
     child: Child,
