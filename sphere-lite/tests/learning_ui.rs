@@ -588,6 +588,10 @@ fn the_data_hub_lists_proposed_classes_to_all_and_the_form_to_admins() {
         location.as_deref(),
         Some(format!("/ui/data?device={dev}&renamed={item}#classes").as_str())
     );
+    // A device that is not (or no longer) enrolled: its gallery, no classes.
+    let (status, page) = f.server.page(&agent, "/ui/data?device=gone-cam", &admin);
+    assert_eq!(status, 200, "{page}");
+    assert!(!page.contains("id=\"classes\""), "{page}");
     // A malformed confirmation parameter is a 400 page, never echoed.
     let (status, _) = f.server.page(&agent, &format!("{path}&renamed=x"), &admin);
     assert_eq!(status, 400);

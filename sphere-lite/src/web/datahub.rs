@@ -25,7 +25,7 @@ use super::pages::{DataPage, ImageRow, Nav};
 use super::reply::{Page, bad_request, domain_error, done, html, run};
 use super::session::{Ctx, require, require_401};
 use super::{PAGE, time};
-use crate::domain::is_image_key;
+use crate::domain::{DomainError, is_image_key};
 use crate::ports::Role;
 
 /// Log lines on one page of the viewer.
@@ -246,9 +246,11 @@ async fn gallery(ctx: Ctx, raw: String) -> Page {
     let q = query.clone();
     let (menu, list, classes) = run(move || {
         let menu = device_menu(&sphere, q.device.as_deref())?;
-        let classes = match q.device.as_deref() {
-            Some(d) => Some(Classes::of(&sphere, d)?),
-            None => None,
+        // A device that is gone (decommissioned) may still have samples here: no classes.
+        let classes = match q.device.as_deref().map(|d| Classes::of(&sphere, d)) {
+            Some(Ok(c)) => Some(c),
+            None | Some(Err(DomainError::NotFound { .. })) => None,
+            Some(Err(e)) => return Err(e),
         };
         Ok((menu, sphere.list_predictions(&q)?, classes))
     })
