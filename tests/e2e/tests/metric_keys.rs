@@ -1,8 +1,9 @@
 //! The metric-key contract end to end: `tinylcm run` (its real status report, flattened by the
 //! runtime's metrics builder into `metrics.json`) syncing to a real sphere-lite, whose device
-//! page charts [`DEFAULT_CHARTS`] by default. Every default chart key must have points on
-//! the server, so renaming a status field, a key in the builder or a default in the dashboard
-//! fails here instead of leaving a chart empty.
+//! page charts [`DEFAULT_CHARTS`] by default and whose fleet and Models pages read
+//! [`SYNC_KEYS`]. Every one of these keys must have points on the server, so renaming a status
+//! field, a key in the builder or a key the server reads fails here instead of leaving a chart
+//! empty or a page guessing.
 //!
 //! Fails before this change: the dashboard's defaults were `latency_ms.p50`,
 //! `latency_ms.p99`, `fps`, `confidence.mean`, `system.cpu_percent` and
@@ -12,7 +13,7 @@ use serde_json::Value;
 use tinylcm_e2e::field::{FieldDevice, Settings};
 use tinylcm_e2e::sphere::Sphere;
 use tinylcm_e2e::wait_for;
-use tinylcm_protocol::metric_keys::{DEFAULT_CHARTS, SOC_TEMPERATURE_C};
+use tinylcm_protocol::metric_keys::{DEFAULT_CHARTS, SOC_TEMPERATURE_C, SYNC_KEYS};
 
 /// Whether this machine has a thermal zone the runtime can read (VMs and containers often
 /// have none; a Raspberry Pi always has one).
@@ -50,6 +51,7 @@ fn every_default_chart_key_of_a_real_device_has_points_on_the_server() {
     let thermal = has_thermal_zone();
     let expected: Vec<&str> = DEFAULT_CHARTS
         .iter()
+        .chain(&SYNC_KEYS)
         .copied()
         .filter(|k| thermal || *k != SOC_TEMPERATURE_C)
         .collect();
@@ -62,17 +64,21 @@ fn every_default_chart_key_of_a_real_device_has_points_on_the_server() {
     };
     let last_missing = std::cell::RefCell::new(Vec::new());
     let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_for(90, "a point of every default chart key", || {
-            let m = missing(&sphere);
-            let done = m.is_empty();
-            *last_missing.borrow_mut() = m;
-            done.then_some(())
-        })
+        wait_for(
+            90,
+            "a point of every default chart key and sync key",
+            || {
+                let m = missing(&sphere);
+                let done = m.is_empty();
+                *last_missing.borrow_mut() = m;
+                done.then_some(())
+            },
+        )
     }));
     if found.is_err() {
         let (_, keys) = sphere.call("GET", &format!("/api/v2/devices/{id}/metrics/keys"), None);
         panic!(
-            "default chart keys without points: {:?}; the server has {}",
+            "default chart and sync keys without points: {:?}; the server has {}",
             last_missing.borrow(),
             keys.get("keys").unwrap_or(&Value::Null)
         );
