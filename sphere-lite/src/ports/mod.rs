@@ -33,7 +33,7 @@ pub use devices::DeviceStore;
 pub use drift::DriftStore;
 pub use learning::{ClassRename, LearningStore};
 pub use metrics::MetricStore;
-pub use packages::PackageStore;
+pub use packages::{PackageStore, ProcessedPackage};
 pub use predictions::PredictionStore;
 pub use releases::ReleaseStore;
 pub use sessions::SessionStore;
@@ -551,6 +551,27 @@ pub trait Blobs: Send + Sync {
     /// adapter: there the server itself must serve the bytes). Does not check that the object
     /// exists. S3: a SigV4 presigned `GetObject` URL (at most 7 days).
     fn presigned_get(&self, key: &BlobKey, expiry: Duration) -> Result<Option<String>, StoreError>;
+
+    /// As [`Blobs::put`], except that the object may be lost in a power cut (or a crash of the
+    /// machine) until [`Blobs::sync`] has returned for it: lets a caller make many objects
+    /// durable at once. The default is [`Blobs::put`] (durable when it returns).
+    fn put_unsynced(&self, key: &BlobKey, bytes: &[u8]) -> Result<(), StoreError> {
+        self.put(key, bytes)
+    }
+
+    /// As [`Blobs::put_file`], durable only after [`Blobs::sync`] (see
+    /// [`Blobs::put_unsynced`]). The default is [`Blobs::put_file`].
+    fn put_file_unsynced(&self, key: &BlobKey, path: &std::path::Path) -> Result<(), StoreError> {
+        self.put_file(key, path)
+    }
+
+    /// Make the objects `keys` stored with [`Blobs::put_unsynced`] or
+    /// [`Blobs::put_file_unsynced`] durable (they are once this returns `Ok`). The default does
+    /// nothing: its unsynced puts are durable already.
+    fn sync(&self, keys: &[BlobKey]) -> Result<(), StoreError> {
+        let _ = keys;
+        Ok(())
+    }
 
     /// Store the file at `path` under `key`, as [`Blobs::put`] does, without holding it in
     /// memory (the file is read as it is written; it is left in place). The default reads the

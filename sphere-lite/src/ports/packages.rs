@@ -5,7 +5,36 @@
 //! Why its own trait: each aggregate of the tracking store is one trait, so an adapter
 //! implements it in one file and a new feature touches only the aggregate it is about.
 
+use tinylcm_protocol::api::DriftEventView;
+use tinylcm_protocol::datahub::PredictionView;
+use tinylcm_protocol::learning::LearningEventView;
+
 use super::{PackageRecord, Recorded, StoreError};
+
+/// Everything processing one package adds to the tracking store, for
+/// [`PackageStore::record_processed`]: its index entries, events and metric points, and its
+/// processed (or failed) mark.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessedPackage {
+    /// The device that sent it.
+    pub device_id: String,
+    /// Its package id.
+    pub package_id: String,
+    /// When processing finished (Unix ms).
+    pub processed_unix_ms: u64,
+    /// Why it failed for good, if it did (then the parts below are empty).
+    pub failed: Option<String>,
+    /// Problems with parts of it.
+    pub problems: Vec<String>,
+    /// Its prediction samples ([`super::PredictionStore::put_predictions`]).
+    pub predictions: Vec<PredictionView>,
+    /// Its drift events ([`super::DriftStore::put_drift_events`]).
+    pub drift_events: Vec<DriftEventView>,
+    /// Its learning events ([`super::LearningStore::put_learning_events`]).
+    pub learning_events: Vec<LearningEventView>,
+    /// Its metric points and their time ([`super::MetricStore::put_metrics`]), if any.
+    pub metrics: Option<(u64, Vec<(String, f64)>)>,
+}
 
 /// Accepted packages and whether each was processed.
 ///
@@ -55,4 +84,42 @@ pub trait PackageStore: Send + Sync {
     /// Accepted packages not yet processed, oldest first.
     /// MLflow + S3: a listing of the pending copies (their records read).
     fn unprocessed(&self) -> Result<Vec<PackageRecord>, StoreError>;
+
+    /// Whether [`PackageStore::record_accepted_group`] costs about what one
+    /// [`PackageStore::record_accepted`] does (one durable commit for the whole group), so
+    /// concurrent uploads should wait for one another and be recorded together. The default,
+    /// `false`: each upload records itself, concurrently with the others.
+    fn commits_in_groups(&self) -> bool {
+        false
+    }
+
+    /// [`PackageStore::record_accepted`] for each of `records`, in order; the outcome of each.
+    /// The default records one after the other; a store that
+    /// [commits in groups](PackageStore::commits_in_groups) makes them durable together, and
+    /// fails them together.
+    fn record_accepted_group(
+        &self,
+        records: &[PackageRecord],
+    ) -> Result<Vec<Recorded>, StoreError> {
+        records.iter().map(|r| self.record_accepted(r)).collect()
+    }
+
+    /// Store a batch of processed packages (each one's predictions, drift events, learning
+    /// events, metric points, then its mark) in one durable commit, returning how many drift
+    /// events of each were new; `Ok(None)` when this store cannot (the default): the caller
+    /// then stores each part with the aggregate's own method, in that order.
+    fn record_processed(
+        &self,
+        batch: &[ProcessedPackage],
+    ) -> Result<Option<Vec<usize>>, StoreError> {
+        let _ = batch;
+        Ok(None)
+    }
+
+    /// Whether this process alone writes the stores (the embedded default: its database file
+    /// is locked by the one process that opened it), so what it remembers of them (a device's
+    /// stored bytes) stays true between reads. The default, `false`: other replicas may write.
+    fn sole_writer(&self) -> bool {
+        false
+    }
 }

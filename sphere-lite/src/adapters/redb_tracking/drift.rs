@@ -6,37 +6,45 @@
 use super::*;
 use crate::ports::DriftStore;
 
+/// Store the new ones of `events` inside `tx` (see [`DriftStore::put_drift_events`]); how many
+/// were new.
+pub(super) fn put_drift_events_in(
+    tx: &redb::WriteTransaction,
+    events: &[DriftEventView],
+) -> Result<usize, StoreError> {
+    let mut new = 0;
+    let mut keys = tx.open_table(DRIFT_EVENT_KEYS).map_err(err)?;
+    let mut table = tx.open_table(DRIFT_EVENTS).map_err(err)?;
+    let mut next = table
+        .last()
+        .map_err(err)?
+        .map(|(k, _)| k.value() + 1)
+        .unwrap_or(1);
+    for event in events {
+        let scope = match &event.epoch {
+            Some(epoch) => format!("{}/{epoch}", event.device_id),
+            None => event.device_id.clone(),
+        };
+        let key = (scope.as_str(), event.event_seq);
+        if keys.get(key).map_err(err)?.is_some() {
+            continue;
+        }
+        let mut stored = event.clone();
+        stored.id = next;
+        table
+            .insert(next, to_json(&stored)?.as_slice())
+            .map_err(err)?;
+        keys.insert(key, next).map_err(err)?;
+        next += 1;
+        new += 1;
+    }
+    Ok(new)
+}
+
 impl DriftStore for RedbTracking {
     fn put_drift_events(&self, events: &[DriftEventView]) -> Result<usize, StoreError> {
         let tx = self.db.begin_write().map_err(err)?;
-        let mut new = 0;
-        {
-            let mut keys = tx.open_table(DRIFT_EVENT_KEYS).map_err(err)?;
-            let mut table = tx.open_table(DRIFT_EVENTS).map_err(err)?;
-            let mut next = table
-                .last()
-                .map_err(err)?
-                .map(|(k, _)| k.value() + 1)
-                .unwrap_or(1);
-            for event in events {
-                let scope = match &event.epoch {
-                    Some(epoch) => format!("{}/{epoch}", event.device_id),
-                    None => event.device_id.clone(),
-                };
-                let key = (scope.as_str(), event.event_seq);
-                if keys.get(key).map_err(err)?.is_some() {
-                    continue;
-                }
-                let mut stored = event.clone();
-                stored.id = next;
-                table
-                    .insert(next, to_json(&stored)?.as_slice())
-                    .map_err(err)?;
-                keys.insert(key, next).map_err(err)?;
-                next += 1;
-                new += 1;
-            }
-        }
+        let new = put_drift_events_in(&tx, events)?;
         tx.commit().map_err(err)?;
         Ok(new)
     }

@@ -29,28 +29,36 @@ struct StoredRename {
     unix_ms: u64,
 }
 
+/// Store the new ones of `events` inside `tx` (see [`LearningStore::put_learning_events`]);
+/// how many were new.
+pub(super) fn put_learning_events_in(
+    tx: &redb::WriteTransaction,
+    events: &[LearningEventView],
+) -> Result<usize, StoreError> {
+    let mut new = 0;
+    let mut keys = tx.open_table(LEARNING_KEYS).map_err(err)?;
+    let mut table = tx.open_table(LEARNING).map_err(err)?;
+    for event in events {
+        let key = event.key();
+        let device = event.device_id.as_str();
+        if keys.get((device, key.as_str())).map_err(err)?.is_some() {
+            continue;
+        }
+        let at = format!("{:020}/{key}", event.unix_ms);
+        table
+            .insert((device, at.as_str()), to_json(event)?.as_slice())
+            .map_err(err)?;
+        keys.insert((device, key.as_str()), at.as_str())
+            .map_err(err)?;
+        new += 1;
+    }
+    Ok(new)
+}
+
 impl LearningStore for RedbTracking {
     fn put_learning_events(&self, events: &[LearningEventView]) -> Result<usize, StoreError> {
         let tx = self.db.begin_write().map_err(err)?;
-        let mut new = 0;
-        {
-            let mut keys = tx.open_table(LEARNING_KEYS).map_err(err)?;
-            let mut table = tx.open_table(LEARNING).map_err(err)?;
-            for event in events {
-                let key = event.key();
-                let device = event.device_id.as_str();
-                if keys.get((device, key.as_str())).map_err(err)?.is_some() {
-                    continue;
-                }
-                let at = format!("{:020}/{key}", event.unix_ms);
-                table
-                    .insert((device, at.as_str()), to_json(event)?.as_slice())
-                    .map_err(err)?;
-                keys.insert((device, key.as_str()), at.as_str())
-                    .map_err(err)?;
-                new += 1;
-            }
-        }
+        let new = put_learning_events_in(&tx, events)?;
         tx.commit().map_err(err)?;
         Ok(new)
     }

@@ -6,6 +6,32 @@
 use super::*;
 use crate::ports::MetricStore;
 
+/// Store one package's metric points inside `tx` (see [`MetricStore::put_metrics`]).
+pub(super) fn put_metrics_in(
+    tx: &redb::WriteTransaction,
+    device_id: &str,
+    package_id: &str,
+    unix_ms: u64,
+    points: &[(String, f64)],
+) -> Result<(), StoreError> {
+    let mut table = tx.open_table(METRIC_POINTS).map_err(err)?;
+    let mut keys = tx.open_table(METRIC_KEYS).map_err(err)?;
+    for (key, value) in points {
+        table
+            .insert((device_id, key.as_str(), unix_ms, package_id), *value)
+            .map_err(err)?;
+        let newest = keys
+            .get((device_id, key.as_str()))
+            .map_err(err)?
+            .map_or(0, |v| v.value());
+        if unix_ms >= newest {
+            keys.insert((device_id, key.as_str()), unix_ms)
+                .map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
 impl MetricStore for RedbTracking {
     fn put_metrics(
         &self,
@@ -15,23 +41,7 @@ impl MetricStore for RedbTracking {
         points: &[(String, f64)],
     ) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(err)?;
-        {
-            let mut table = tx.open_table(METRIC_POINTS).map_err(err)?;
-            let mut keys = tx.open_table(METRIC_KEYS).map_err(err)?;
-            for (key, value) in points {
-                table
-                    .insert((device_id, key.as_str(), unix_ms, package_id), *value)
-                    .map_err(err)?;
-                let newest = keys
-                    .get((device_id, key.as_str()))
-                    .map_err(err)?
-                    .map_or(0, |v| v.value());
-                if unix_ms >= newest {
-                    keys.insert((device_id, key.as_str()), unix_ms)
-                        .map_err(err)?;
-                }
-            }
-        }
+        put_metrics_in(&tx, device_id, package_id, unix_ms, points)?;
         tx.commit().map_err(err)
     }
 

@@ -6,22 +6,30 @@
 use super::*;
 use crate::ports::PredictionStore;
 
+/// Index the new ones of `samples` inside `tx` (see [`PredictionStore::put_predictions`]);
+/// how many were new.
+pub(super) fn put_predictions_in(
+    tx: &redb::WriteTransaction,
+    samples: &[PredictionView],
+) -> Result<usize, StoreError> {
+    let mut new = 0;
+    let mut table = tx.open_table(PREDICTIONS).map_err(err)?;
+    for sample in samples {
+        let key = prediction_key(sample.unix_ms, &sample.key);
+        if table.get(key.as_str()).map_err(err)?.is_none() {
+            table
+                .insert(key.as_str(), to_json(sample)?.as_slice())
+                .map_err(err)?;
+            new += 1;
+        }
+    }
+    Ok(new)
+}
+
 impl PredictionStore for RedbTracking {
     fn put_predictions(&self, samples: &[PredictionView]) -> Result<usize, StoreError> {
         let tx = self.db.begin_write().map_err(err)?;
-        let mut new = 0;
-        {
-            let mut table = tx.open_table(PREDICTIONS).map_err(err)?;
-            for sample in samples {
-                let key = prediction_key(sample.unix_ms, &sample.key);
-                if table.get(key.as_str()).map_err(err)?.is_none() {
-                    table
-                        .insert(key.as_str(), to_json(sample)?.as_slice())
-                        .map_err(err)?;
-                    new += 1;
-                }
-            }
-        }
+        let new = put_predictions_in(&tx, samples)?;
         tx.commit().map_err(err)?;
         Ok(new)
     }
