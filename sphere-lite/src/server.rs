@@ -150,19 +150,27 @@ fn process_in_background(
 ) -> (UnboundedSender<ProcessJob>, tokio::task::JoinHandle<()>) {
     let (jobs, mut queue) = tokio::sync::mpsc::unbounded_channel::<ProcessJob>();
     let worker = tokio::spawn(async move {
-        // One package at a time: processing is disk-bound, and the server runs on small hosts.
-        // A package whose processing failed on storage stays pending; a sweep retries pending
-        // packages every RETRY_SWEEP while any failure is outstanding.
+        // One batch at a time: processing is disk-bound, and the server runs on small hosts.
+        // A batch is whatever queued meanwhile (up to PROCESS_BATCH), made durable by one
+        // sync and one commit. A package whose processing failed on storage stays pending; a
+        // sweep retries pending packages every RETRY_SWEEP while any failure is outstanding.
         let mut retry_needed = false;
         let mut sweep = tokio::time::interval(RETRY_SWEEP);
         sweep.tick().await;
         loop {
             tokio::select! {
                 job = queue.recv() => {
-                    let Some((device, package)) = job else { break };
+                    let Some(job) = job else { break };
+                    let mut jobs = vec![job];
+                    while jobs.len() < crate::domain::PROCESS_BATCH {
+                        match queue.try_recv() {
+                            Ok(job) => jobs.push(job),
+                            Err(_) => break,
+                        }
+                    }
                     let s = sphere.clone();
-                    match tokio::task::spawn_blocking(move || s.process(&device, &package)).await {
-                        Ok(Ok(())) => {}
+                    match tokio::task::spawn_blocking(move || s.process_batch(&jobs)).await {
+                        Ok(Ok(_)) => {}
                         Ok(Err(e)) => {
                             tracing::error!(error = %e, "processing failed; will retry");
                             retry_needed = true;

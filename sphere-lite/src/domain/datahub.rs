@@ -234,17 +234,19 @@ fn line_matches(line: &LogLineView, level: Option<LogLevel>, needle: Option<&str
 }
 
 impl Sphere {
-    /// Store what `package` adds to the Data Hub (embedding blobs, the log index blob, the
-    /// prediction index) and return the problems found. Called while processing, after the
-    /// package's files are stored and before it is marked processed (so a crash re-runs it;
-    /// every step is idempotent). `events` are the package's drift events (their epochs key
-    /// the embeddings).
+    /// Store the blobs `package` adds to the Data Hub (embeddings, the log index), unsynced,
+    /// adding their keys to `written`; returns its prediction samples (for the index, stored
+    /// with the package's processed mark) and the problems found. Called while processing,
+    /// after the package's files are stored and before it is marked processed (so a crash
+    /// re-runs it; every step is idempotent). `events` are the package's drift events (their
+    /// epochs key the embeddings).
     pub(super) fn store_datahub(
         &self,
         package: &Package,
         embeddings: &[(u64, Vec<f32>)],
         events: &[DriftEventView],
-    ) -> Result<Vec<String>, DomainError> {
+        written: &mut Vec<BlobKey>,
+    ) -> Result<(Vec<PredictionView>, Vec<String>), DomainError> {
         let device = &package.manifest.device_id;
         let mut problems = Vec::new();
         for (event_seq, embedding) in embeddings {
@@ -258,7 +260,7 @@ impl Sphere {
                 package_id: package.manifest.package_id.clone(),
                 embedding: embedding.clone(),
             };
-            if let Some(problem) = self.put_embedding_once(device, &stored)? {
+            if let Some(problem) = self.put_embedding_once(device, &stored, written)? {
                 problems.push(problem);
             }
         }
@@ -267,10 +269,10 @@ impl Sphere {
         if let Some((key, index)) = &parts.log_index {
             let bytes =
                 serde_json::to_vec(index).map_err(|e| crate::ports::StoreError::new("blobs", e))?;
-            self.blobs.put(key, &bytes)?;
+            self.blobs.put_unsynced(key, &bytes)?;
+            written.push(key.clone());
         }
-        self.tracking.put_predictions(&parts.predictions)?;
-        Ok(problems)
+        Ok((parts.predictions, problems))
     }
 
     /// Store the embedding of one drift event unless one is stored for that event already:
@@ -285,12 +287,14 @@ impl Sphere {
         &self,
         device: &str,
         stored: &StoredEmbedding,
+        written: &mut Vec<BlobKey>,
     ) -> Result<Option<String>, DomainError> {
         let key = embedding_key(device, stored.epoch.as_deref(), stored.event_seq)?;
         let Some(existing) = self.blobs.get(&key)? else {
             let bytes = serde_json::to_vec(stored)
                 .map_err(|e| crate::ports::StoreError::new("blobs", e))?;
-            self.blobs.put(&key, &bytes)?;
+            self.blobs.put_unsynced(&key, &bytes)?;
+            written.push(key);
             return Ok(None);
         };
         match serde_json::from_slice::<StoredEmbedding>(&existing) {

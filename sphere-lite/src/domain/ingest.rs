@@ -1,20 +1,32 @@
-//! Package ingest: accept an upload durably and idempotently, then process it.
+//! Package ingest: accept an upload durably and idempotently (processing it is
+//! [`super::process`]).
 //!
 //! Why: a device drops a package for good when the server answers with an error, so the order
 //! matters: the package is validated completely first (nothing is stored for a bad one), then
-//! its raw TAR is stored as a blob and recorded as accepted *before* the 200, and only then
-//! unpacked into per-file blobs. A crash between accept and process is repaired at startup by
-//! [`Sphere::process_pending`]. A package id seen before from the same device answers
-//! `Duplicate`, never an error.
+//! its raw TAR is stored as a blob and recorded as accepted, both durably, *before* the 200,
+//! and only then unpacked into per-file blobs. A crash between accept and process is repaired
+//! at startup by [`Sphere::process_pending`]. A package id seen before from the same device
+//! answers `Duplicate`, never an error.
+//!
+//! Durable at once for many: where the tracking store commits in groups (the embedded redb),
+//! the raw TAR is written without its own flush and the upload joins a [`GroupCommit`]: one
+//! leader flushes every raw TAR of its group ([`crate::ports::Blobs::sync`]) and then records
+//! them all in one durable commit; each upload is answered only after the commit that holds
+//! its record has returned. Only the claim on the package id and the quota accounting are
+//! serialised, in memory ([`super::admission`]).
 
 use std::io::{Seek, SeekFrom};
 use std::path::Path;
 
 use tinylcm_protocol::api::{UploadOutcome, UploadResponse};
-use tinylcm_protocol::package::{Limits, Manifest, PackageError, check_package, read_package};
+use tinylcm_protocol::package::{Limits, Manifest, PackageError, check_package};
 
+use super::group_commit::GroupCommit;
 use super::{DomainError, Sphere, now_unix_ms};
-use crate::ports::{BlobKey, PackageRecord, Recorded};
+use crate::ports::{BlobKey, PackageRecord, Recorded, StoreError};
+
+/// Accepted uploads waiting to be made durable together: (raw TAR's key, record).
+pub(crate) type AcceptGroup = GroupCommit<(BlobKey, PackageRecord), Recorded>;
 
 /// Name prefix of upload spool files (what [`prepare_spool_dir`] removes).
 const SPOOL_PREFIX: &str = "upload-";
@@ -42,10 +54,6 @@ pub fn prepare_spool_dir(dir: &Path) -> Result<std::path::PathBuf, crate::ports:
     Ok(dir.to_path_buf())
 }
 
-/// Largest stored package processing reads whatever the upload cap is now: packages accepted
-/// under a higher cap set before stay readable.
-const STORED_PACKAGE_BYTES: u64 = 1 << 30;
-
 /// Blob key of a package's raw TAR.
 pub fn raw_key(device_id: &str, package_id: &str) -> Result<BlobKey, DomainError> {
     BlobKey::new(format!("incoming/{device_id}/{package_id}.tar")).map_err(bad_key)
@@ -67,7 +75,7 @@ fn bad_key(e: crate::ports::InvalidKey) -> DomainError {
 
 /// A package error as the device's answer (413 for a limit, 400 otherwise); an error of the
 /// server's own copy of the body (its spool file) is the server's failure, not the device's.
-fn refused(e: PackageError) -> DomainError {
+pub(super) fn refused(e: PackageError) -> DomainError {
     if let PackageError::Read { source } = &e {
         return DomainError::Store(crate::ports::StoreError::new(
             "spool",
@@ -88,7 +96,7 @@ fn refused(e: PackageError) -> DomainError {
 }
 
 /// Blob keys of every file of `manifest` (all validated before anything is stored).
-fn file_keys(manifest: &Manifest) -> Result<Vec<BlobKey>, DomainError> {
+pub(super) fn file_keys(manifest: &Manifest) -> Result<Vec<BlobKey>, DomainError> {
     manifest
         .files
         .iter()
@@ -122,10 +130,11 @@ impl Body<'_> {
         }
     }
 
-    fn store(&self, sphere: &Sphere, key: &BlobKey) -> Result<(), DomainError> {
+    /// Store the body under `key`, durable only after [`crate::ports::Blobs::sync`].
+    fn store_unsynced(&self, sphere: &Sphere, key: &BlobKey) -> Result<(), DomainError> {
         match self {
-            Body::Bytes(bytes) => sphere.blobs.put(key, bytes)?,
-            Body::File(path) => sphere.blobs.put_file(key, path)?,
+            Body::Bytes(bytes) => sphere.blobs.put_unsynced(key, bytes)?,
+            Body::File(path) => sphere.blobs.put_file_unsynced(key, path)?,
         }
         Ok(())
     }
@@ -194,10 +203,7 @@ impl Sphere {
         let raw = raw_key(device_id, &package_id)?;
         file_keys(manifest)?;
 
-        let _guard = self
-            .accept_lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut claim = self.admission.claim(device_id, &package_id);
         let duplicate = UploadResponse {
             package_id: package_id.clone(),
             outcome: UploadOutcome::Duplicate,
@@ -207,8 +213,8 @@ impl Sphere {
             return Ok(duplicate);
         }
         // Stored twice until retention prunes it: the raw TAR and its files unpacked.
-        self.make_room(device_id, len.saturating_mul(2))?;
-        body.store(self, &raw)?;
+        self.admit(&mut claim, len)?;
+        body.store_unsynced(self, &raw)?;
         let record = PackageRecord {
             device_id: device_id.to_owned(),
             package_id: package_id.clone(),
@@ -218,7 +224,17 @@ impl Sphere {
             failed: None,
             problems: vec![],
         };
-        match self.tracking.record_accepted(&record)? {
+        // The claim is held until the record is durable: a second upload of this package
+        // waits for it and then finds it recorded.
+        let recorded = if self.tracking.commits_in_groups() {
+            self.accepted
+                .submit((raw, record), |group| self.commit_accepted(group))?
+        } else {
+            self.blobs.sync(std::slice::from_ref(&raw))?;
+            self.tracking.record_accepted(&record)?
+        };
+        drop(claim);
+        match recorded {
             Recorded::New => {
                 tracing::info!(device = %device_id, package = %package_id, bytes = len, "package accepted");
                 Ok(UploadResponse {
@@ -230,104 +246,15 @@ impl Sphere {
         }
     }
 
-    /// Unpack an accepted package into per-file blobs and mark it processed. A package whose
-    /// raw TAR is missing or no longer parses is marked failed (kept for inspection); a store
-    /// failure leaves it pending for the next attempt.
-    pub fn process(&self, device_id: &str, package_id: &str) -> Result<(), DomainError> {
-        let Some(record) = self.tracking.package(device_id, package_id)? else {
-            return Ok(());
-        };
-        if record.processed_unix_ms.is_some() {
-            return Ok(());
-        }
-        let fail = |reason: String| -> Result<(), DomainError> {
-            tracing::error!(device = %device_id, package = %package_id, %reason, "package processing failed");
-            self.tracking.mark_processed(
-                device_id,
-                package_id,
-                now_unix_ms(),
-                Some(reason),
-                &[],
-            )?;
-            self.notify(super::Change::Package {
-                device: device_id.to_owned(),
-            });
-            Ok(())
-        };
-        let raw = raw_key(device_id, package_id)?;
-        // Streamed from the store: the raw TAR is never held beside the files it holds.
-        let Some(stream) = self.blobs.open(&raw, 0, None)? else {
-            return fail("raw package blob is missing".into());
-        };
-        // Accepted under the cap in force then; a lower cap set since must not fail it now
-        // (the members stay bounded by the per-member and member-count limits).
-        let limits = Limits {
-            max_package_bytes: self.max_upload_bytes.max(STORED_PACKAGE_BYTES),
-            ..self.limits()
-        };
-        let package = match read_package(std::io::BufReader::new(stream), &limits) {
-            Ok(p) => p,
-            // The store failed while streaming: a retry may work, so it stays pending.
-            Err(PackageError::Read { source }) => {
-                return Err(DomainError::Store(crate::ports::StoreError::new(
-                    "blobs",
-                    format!("read {raw}: {source}"),
-                )));
-            }
-            Err(e) => return fail(refused(e).to_string()),
-        };
-        let keys = match file_keys(&package.manifest) {
-            Ok(k) => k,
-            Err(e) => return fail(e.to_string()),
-        };
-        for (key, (_, content)) in keys.iter().zip(&package.files) {
-            self.blobs.put(key, content)?;
-        }
-        // Drift events after their samples are stored (an event never points at a missing
-        // blob), and before the package is marked processed: a crash in between re-runs this,
-        // and the store skips events it has (keyed by device and event_seq).
-        let drift = super::drift::events_of(&package, now_unix_ms());
-        // Data Hub parts (embeddings, log index, prediction index) are stored before the
-        // events, so an event never lists an embedding that is not there yet.
-        let mut problems = drift.problems;
-        problems.extend(self.store_datahub(&package, &drift.embeddings, &drift.events)?);
-        let events = drift.events;
-        // Metric points likewise before the mark: keyed by (device, key, time, package), so a
-        // re-run stores the same points again, not new ones.
-        let (points, metric_problems) = super::metrics::metrics_of(&package);
-        problems.extend(metric_problems);
-        // What the device learnt (its timeline): keyed by (device, epoch, event_seq), so a
-        // re-run stores nothing twice.
-        let learning = super::learning::learning_of(&package, now_unix_ms());
-        problems.extend(learning.problems);
-        for problem in &problems {
-            tracing::warn!(device = %device_id, package = %package_id, %problem, "package problem");
-        }
-        let new_events = self.tracking.put_drift_events(&events)?;
-        if !learning.events.is_empty() {
-            self.tracking.put_learning_events(&learning.events)?;
-        }
-        if !points.is_empty() {
-            let at = super::metrics::point_time(
-                package.manifest.created_unix_ms,
-                record.accepted_unix_ms,
-            );
-            self.tracking
-                .put_metrics(device_id, package_id, at, &points)?;
-        }
-        // What the device says of itself (model, interval, figures) for the fleet page.
-        self.note_reported(device_id, &package, record.accepted_unix_ms, &points)?;
-        self.tracking
-            .mark_processed(device_id, package_id, now_unix_ms(), None, &problems)?;
-        tracing::info!(
-            device = %device_id, package = %package_id, files = keys.len(),
-            drift_events = new_events, metrics = points.len(), problems = problems.len(),
-            "package processed"
-        );
-        self.notify(super::Change::Package {
-            device: device_id.to_owned(),
-        });
-        Ok(())
+    /// One group commit of accepted uploads: their raw TARs made durable, then their records
+    /// in one commit (never a record whose raw TAR could still be lost).
+    fn commit_accepted(
+        &self,
+        group: Vec<(BlobKey, PackageRecord)>,
+    ) -> Result<Vec<Recorded>, StoreError> {
+        let (keys, records): (Vec<BlobKey>, Vec<PackageRecord>) = group.into_iter().unzip();
+        self.blobs.sync(&keys)?;
+        self.tracking.record_accepted_group(&records)
     }
 
     /// Package limits: the protocol defaults with the whole-package bound set to the upload cap.
@@ -336,28 +263,6 @@ impl Sphere {
             max_package_bytes: self.max_upload_bytes,
             ..Limits::default()
         }
-    }
-
-    /// How many accepted packages are not processed yet.
-    pub fn pending_count(&self) -> Result<usize, DomainError> {
-        Ok(self.tracking.unprocessed()?.len())
-    }
-
-    /// Process every accepted-but-unprocessed package (at startup, after a crash). Returns how
-    /// many were processed; failures are logged and left pending for the next sweep or start.
-    pub fn process_pending(&self) -> Result<usize, DomainError> {
-        let pending = self.tracking.unprocessed()?;
-        let mut done = 0;
-        for record in pending {
-            match self.process(&record.device_id, &record.package_id) {
-                Ok(()) => done += 1,
-                Err(e) => tracing::error!(
-                    device = %record.device_id, package = %record.package_id, error = %e,
-                    "pending package not processed; left pending for the next retry"
-                ),
-            }
-        }
-        Ok(done)
     }
 }
 

@@ -6,6 +6,7 @@
 //! embedded default and on MLflow + S3. It is synchronous (the ports are); the HTTP layer runs
 //! it on the blocking pool.
 
+mod admission;
 mod auth;
 mod credentials;
 mod dashboard;
@@ -16,10 +17,12 @@ mod drift;
 mod drift_incident;
 mod error;
 mod fleet;
+mod group_commit;
 pub mod health;
 mod ingest;
 mod learning;
 mod metrics;
+mod process;
 mod releases;
 mod remote_config;
 mod reported;
@@ -27,9 +30,10 @@ mod retention;
 mod seen;
 pub mod storage;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 pub use ingest::prepare_spool_dir;
+pub use process::PROCESS_BATCH;
 
 use serde::{Deserialize, Serialize};
 use tinylcm_protocol::api::{EnrollRequest, EnrollResponse};
@@ -141,9 +145,12 @@ pub struct Sphere {
     max_upload_bytes: u64,
     /// Where upload bodies are spooled (see [`prepare_spool_dir`]).
     spool_dir: std::path::PathBuf,
-    /// Serialises "check duplicate → store raw TAR → record" so two concurrent uploads of the
-    /// same package cannot overwrite each other's raw blob after one was recorded.
-    accept_lock: Mutex<()>,
+    /// Claims on package ids in upload and the devices' stored-bytes bounds: two concurrent
+    /// uploads of the same package cannot overwrite each other's raw blob after one was
+    /// recorded, and the quota stays exact.
+    admission: admission::Admission,
+    /// Accepted uploads waiting for their shared durable commit.
+    accepted: ingest::AcceptGroup,
     /// Live changes for dashboards (bounded; nobody listening is fine).
     changes: tokio::sync::broadcast::Sender<Change>,
     /// Set once the server shuts down, so open live streams end and do not hold it up.
@@ -168,7 +175,8 @@ impl Sphere {
             blobs,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             spool_dir: std::env::temp_dir(),
-            accept_lock: Mutex::new(()),
+            admission: Default::default(),
+            accepted: Default::default(),
             changes: tokio::sync::broadcast::channel(CHANGE_BUFFER).0,
             live_closed: tokio::sync::watch::channel(false).0,
             release_keys: Vec::new(),

@@ -154,33 +154,40 @@ impl Sphere {
         }))
     }
 
-    /// Fold a processed package of `device_id` (its metric `points`) into its report.
-    pub(super) fn note_reported(
+    /// Write `reported` as `device_id`'s report, unsynced (processing syncs its batch's
+    /// blobs at once); its key.
+    pub(super) fn put_reported_unsynced(
         &self,
         device_id: &str,
+        reported: &Reported,
+    ) -> Result<BlobKey, DomainError> {
+        let bytes = serde_json::to_vec(reported).map_err(|e| DomainError::BadRequest {
+            error: e.to_string(),
+            fix: None,
+        })?;
+        let key = key(device_id)?;
+        self.blobs.put_unsynced(&key, &bytes)?;
+        Ok(key)
+    }
+}
+
+impl Reported {
+    /// Fold a processed `package` (its metric `points`) into the report.
+    pub(super) fn note_package(
+        &mut self,
         package: &Package,
         accepted_unix_ms: u64,
         points: &[(String, f64)],
-    ) -> Result<(), DomainError> {
-        let mut reported = self.reported(device_id)?;
-        let before = reported.clone();
+    ) {
         let model = tinylcm_protocol::device_json::metrics::running_model_of(package);
         let refusal = tinylcm_protocol::device_json::refusal::refusal_report_of(package);
-        reported.note(
+        self.note(
             accepted_unix_ms,
             package.manifest.created_unix_ms,
             points,
             model,
             refusal,
         );
-        if reported != before {
-            let bytes = serde_json::to_vec(&reported).map_err(|e| DomainError::BadRequest {
-                error: e.to_string(),
-                fix: None,
-            })?;
-            self.blobs.put(&key(device_id)?, &bytes)?;
-        }
-        Ok(())
     }
 }
 

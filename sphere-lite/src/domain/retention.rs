@@ -172,11 +172,12 @@ impl Sphere {
     }
 
     /// Make room for `incoming` more bytes of `device` under its quota, pruning its oldest
-    /// processed packages (but what pending drift events show) if needed. 413 when `incoming`
-    /// alone is over the quota; 507 when what is left is all still needed.
-    pub(super) fn make_room(&self, device: &str, incoming: u64) -> Result<(), DomainError> {
+    /// processed packages (but what pending drift events show) if needed; the bytes the
+    /// device has stored then (without `incoming`). 413 when `incoming` alone is over the
+    /// quota; 507 when what is left is all still needed.
+    pub(super) fn make_room(&self, device: &str, incoming: u64) -> Result<u64, DomainError> {
         let Some(quota) = self.storage.device_quota_bytes else {
-            return Ok(());
+            return Ok(0);
         };
         if incoming > quota {
             return Err(DomainError::TooLarge {
@@ -192,7 +193,7 @@ impl Sphere {
         let stored = self.stored(device)?;
         let mut used: u64 = stored.values().flatten().map(|(_, size)| size).sum();
         if used.saturating_add(incoming) <= quota {
-            return Ok(());
+            return Ok(used);
         }
         // Oldest first; only processed packages (a pending one is still to be unpacked).
         let mut candidates = Vec::new();
@@ -213,7 +214,7 @@ impl Sphere {
             used = used.saturating_sub(freed.unwrap_or(0));
         }
         if used.saturating_add(incoming) <= quota {
-            return Ok(());
+            return Ok(used);
         }
         tracing::warn!(
             device,

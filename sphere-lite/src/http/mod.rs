@@ -118,12 +118,15 @@ where
     )
 }
 
-/// Uploads read and processed at once. Accepting a package ends in a store commit, and
-/// commits are serialised by the store anyway; without this bound a fleet-wide sync storm
-/// filled the whole pool with uploads waiting for each other, and feedback polls and listings
-/// queued behind them for seconds (measured: `cargo bench --bench fleet`). A slot is taken
-/// before the body is read, so waiting uploads hold neither a thread nor their bodies.
-pub const CONCURRENT_UPLOADS: usize = 4;
+/// Uploads read and processed at once. Uploads in the domain at the same moment share one
+/// durable commit (group commit), so the bound is the largest group: measured with
+/// `cargo bench --bench ingest` (16 devices at once), 4 made every commit carry 1–4 uploads
+/// and held the fleet to the rate of disk flushes. Without any bound a fleet-wide sync storm
+/// filled the whole blocking pool with uploads waiting for each other, and feedback polls and
+/// listings queued behind them for seconds (measured: `cargo bench --bench fleet`); 32 threads
+/// leave the pool to them. A slot is taken before the body is read, so waiting uploads hold
+/// neither a thread nor their bodies.
+pub const CONCURRENT_UPLOADS: usize = 32;
 
 /// Uploads one device may have in flight (waiting or being read); more answer 429 before
 /// their bodies are read, so one device cannot take every slot of the gate.

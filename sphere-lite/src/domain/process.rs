@@ -1,0 +1,304 @@
+//! Processing accepted packages: unpack each into per-file blobs and index what it carries,
+//! in batches.
+//!
+//! Why batches: everything processing writes can be made again from the package's raw TAR,
+//! which is durable since the upload was answered. So a batch of pending packages is written
+//! without a flush per blob; then one [`crate::ports::Blobs::sync`] makes all the batch's
+//! blobs durable, and only after it one tracking commit
+//! ([`crate::ports::PackageStore::record_processed`]) stores the batch's prediction index,
+//! drift and learning events, metric points and processed marks together. A crash anywhere
+//! before that commit leaves the batch pending, and it is processed again (at the next start
+//! at the latest, [`Sphere::process_pending`]): every part is keyed so a re-run stores
+//! nothing twice. A store without a batch commit gets each part through its own method, in
+//! the same order, one package after the other.
+
+use std::collections::{BTreeMap, HashSet};
+
+use tinylcm_protocol::package::{Limits, PackageError, read_package};
+
+use super::ingest::{file_keys, raw_key, refused};
+use super::reported::Reported;
+use super::{Change, DomainError, Sphere, now_unix_ms};
+use crate::ports::{BlobKey, PackageRecord, ProcessedPackage, StoreError};
+
+/// Largest stored package processing reads whatever the upload cap is now: packages accepted
+/// under a higher cap set before stay readable.
+const STORED_PACKAGE_BYTES: u64 = 1 << 30;
+
+/// Most packages processed in one batch (one sync, one commit): enough to make a flush
+/// cheap per package, few enough that the dashboard sees new packages within a moment.
+pub const PROCESS_BATCH: usize = 64;
+
+/// What a batch has written so far, before its sync and commit.
+#[derive(Default)]
+struct Batch {
+    /// Blobs written unsynced.
+    written: Vec<BlobKey>,
+    /// What each prepared package adds to the tracking store.
+    done: Vec<ProcessedPackage>,
+    /// Files per prepared package (for the log line).
+    files: Vec<usize>,
+    /// Per device, its report as read at the batch's start and as folded since.
+    reports: BTreeMap<String, (Reported, Reported)>,
+}
+
+impl Sphere {
+    /// Unpack an accepted package into per-file blobs and mark it processed. A package whose
+    /// raw TAR is missing or no longer parses is marked failed (kept for inspection); a store
+    /// failure leaves it pending for the next attempt.
+    pub fn process(&self, device_id: &str, package_id: &str) -> Result<(), DomainError> {
+        self.process_batch(&[(device_id.to_owned(), package_id.to_owned())])
+            .map(drop)
+    }
+
+    /// [`Sphere::process`] for several packages at once (see the module documentation):
+    /// how many were processed or marked failed. Packages unknown or processed already are
+    /// skipped. A package whose processing failed on storage stays pending while the others
+    /// are committed, and the first such error is returned after them.
+    pub fn process_batch(&self, jobs: &[(String, String)]) -> Result<usize, DomainError> {
+        let (done, error) = self.process_jobs(jobs);
+        error.map_or(Ok(done), Err)
+    }
+
+    /// [`Sphere::process_batch`]: how many were processed or marked failed, and the first
+    /// error.
+    fn process_jobs(&self, jobs: &[(String, String)]) -> (usize, Option<DomainError>) {
+        let mut batch = Batch::default();
+        let mut first_error = None;
+        let mut seen = HashSet::new();
+        for (device, package) in jobs {
+            if !seen.insert((device.as_str(), package.as_str())) {
+                continue;
+            }
+            if let Err(e) = self.prepare(device, package, &mut batch) {
+                tracing::error!(device = %device, package = %package, error = %e, "processing failed; left pending");
+                first_error.get_or_insert(e);
+            }
+        }
+        if batch.done.is_empty() {
+            return (0, first_error);
+        }
+        match self.commit_processed(&mut batch) {
+            Ok(()) => (batch.done.len(), first_error),
+            Err(e) => {
+                tracing::error!(packages = batch.done.len(), error = %e, "processing a batch failed; left pending");
+                (0, Some(e))
+            }
+        }
+    }
+
+    /// Write the batch's device reports, make its blobs durable, then commit what it adds to
+    /// the tracking store.
+    fn commit_processed(&self, batch: &mut Batch) -> Result<(), DomainError> {
+        for (device, (before, after)) in &batch.reports {
+            if after != before {
+                let key = self.put_reported_unsynced(device, after)?;
+                batch.written.push(key);
+            }
+        }
+        self.blobs.sync(&batch.written)?;
+        let new_events = match self.tracking.record_processed(&batch.done)? {
+            Some(new) => new,
+            None => batch
+                .done
+                .iter()
+                .map(|done| self.record_processed_parts(done))
+                .collect::<Result<_, _>>()?,
+        };
+        let mut devices = HashSet::new();
+        for ((done, new), files) in batch.done.iter().zip(new_events).zip(&batch.files) {
+            if done.failed.is_none() {
+                tracing::info!(
+                    device = %done.device_id, package = %done.package_id, files,
+                    drift_events = new,
+                    metrics = done.metrics.as_ref().map_or(0, |(_, p)| p.len()),
+                    problems = done.problems.len(),
+                    "package processed"
+                );
+            }
+            devices.insert(done.device_id.as_str());
+        }
+        for device in devices {
+            self.notify(Change::Package {
+                device: device.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Store `done` through each aggregate's own method (a store without a batch commit);
+    /// how many of its drift events were new.
+    fn record_processed_parts(&self, done: &ProcessedPackage) -> Result<usize, StoreError> {
+        self.tracking.put_predictions(&done.predictions)?;
+        let new = self.tracking.put_drift_events(&done.drift_events)?;
+        if !done.learning_events.is_empty() {
+            self.tracking.put_learning_events(&done.learning_events)?;
+        }
+        if let Some((at, points)) = &done.metrics {
+            self.tracking
+                .put_metrics(&done.device_id, &done.package_id, *at, points)?;
+        }
+        self.tracking.mark_processed(
+            &done.device_id,
+            &done.package_id,
+            done.processed_unix_ms,
+            done.failed.clone(),
+            &done.problems,
+        )?;
+        Ok(new)
+    }
+
+    /// Write one pending package's blobs into `batch` and note what it adds to the tracking
+    /// store; nothing for a package unknown or processed already.
+    fn prepare(
+        &self,
+        device_id: &str,
+        package_id: &str,
+        batch: &mut Batch,
+    ) -> Result<(), DomainError> {
+        let Some(record) = self.tracking.package(device_id, package_id)? else {
+            return Ok(());
+        };
+        if record.processed_unix_ms.is_some() {
+            return Ok(());
+        }
+        let fail = |batch: &mut Batch, reason: String| -> Result<(), DomainError> {
+            tracing::error!(device = %device_id, package = %package_id, %reason, "package processing failed");
+            batch
+                .done
+                .push(processed(&record, Some(reason), Vec::new()));
+            batch.files.push(0);
+            Ok(())
+        };
+        let raw = raw_key(device_id, package_id)?;
+        // Streamed from the store: the raw TAR is never held beside the files it holds.
+        let Some(stream) = self.blobs.open(&raw, 0, None)? else {
+            return fail(batch, "raw package blob is missing".into());
+        };
+        // Accepted under the cap in force then; a lower cap set since must not fail it now
+        // (the members stay bounded by the per-member and member-count limits).
+        let limits = Limits {
+            max_package_bytes: self.max_upload_bytes().max(STORED_PACKAGE_BYTES),
+            ..self.limits()
+        };
+        let package = match read_package(std::io::BufReader::new(stream), &limits) {
+            Ok(p) => p,
+            // The store failed while streaming: a retry may work, so it stays pending.
+            Err(PackageError::Read { source }) => {
+                return Err(DomainError::Store(StoreError::new(
+                    "blobs",
+                    format!("read {raw}: {source}"),
+                )));
+            }
+            Err(e) => return fail(batch, refused(e).to_string()),
+        };
+        let keys = match file_keys(&package.manifest) {
+            Ok(k) => k,
+            Err(e) => return fail(batch, e.to_string()),
+        };
+        let mut bytes = 0u64;
+        for (key, (_, content)) in keys.iter().zip(&package.files) {
+            self.blobs.put_unsynced(key, content)?;
+            batch.written.push(key.clone());
+            bytes += content.len() as u64;
+        }
+        // After the writes: a quota listing running meanwhile either saw them or is followed
+        // by this count.
+        self.admission.note_written(device_id, bytes);
+        // Drift events after their samples are stored (an event never points at a missing
+        // blob: the batch's blobs are synced before its commit), keyed by device and event_seq
+        // so a re-run stores nothing twice.
+        let drift = super::drift::events_of(&package, now_unix_ms());
+        // Data Hub parts (embeddings, log index, prediction index) likewise before the events,
+        // so an event never lists an embedding that is not there.
+        let mut problems = drift.problems;
+        let (predictions, datahub_problems) = self.store_datahub(
+            &package,
+            &drift.embeddings,
+            &drift.events,
+            &mut batch.written,
+        )?;
+        problems.extend(datahub_problems);
+        // Metric points keyed by (device, key, time, package): a re-run stores the same points.
+        let (points, metric_problems) = super::metrics::metrics_of(&package);
+        problems.extend(metric_problems);
+        // What the device learnt (its timeline): keyed by (device, epoch, event_seq).
+        let learning = super::learning::learning_of(&package, now_unix_ms());
+        problems.extend(learning.problems);
+        for problem in &problems {
+            tracing::warn!(device = %device_id, package = %package_id, %problem, "package problem");
+        }
+        // What the device says of itself (model, interval, figures) for the fleet page.
+        if !batch.reports.contains_key(device_id) {
+            let reported = self.reported(device_id)?;
+            batch
+                .reports
+                .insert(device_id.to_owned(), (reported.clone(), reported));
+        }
+        if let Some((_, report)) = batch.reports.get_mut(device_id) {
+            report.note_package(&package, record.accepted_unix_ms, &points);
+        }
+        let mut done = processed(&record, None, problems);
+        done.predictions = predictions;
+        done.drift_events = drift.events;
+        done.learning_events = learning.events;
+        if !points.is_empty() {
+            let at = super::metrics::point_time(
+                package.manifest.created_unix_ms,
+                record.accepted_unix_ms,
+            );
+            done.metrics = Some((at, points));
+        }
+        batch.done.push(done);
+        batch.files.push(keys.len());
+        Ok(())
+    }
+
+    /// How many accepted packages are not processed yet.
+    pub fn pending_count(&self) -> Result<usize, DomainError> {
+        Ok(self.tracking.unprocessed()?.len())
+    }
+
+    /// Process every accepted-but-unprocessed package (at startup, after a crash), in batches
+    /// of [`PROCESS_BATCH`]. Returns how many were processed; failures are logged and left
+    /// pending for the next sweep or start.
+    pub fn process_pending(&self) -> Result<usize, DomainError> {
+        let pending = self.tracking.unprocessed()?;
+        let mut done = 0;
+        for chunk in pending.chunks(PROCESS_BATCH) {
+            let jobs: Vec<(String, String)> = chunk
+                .iter()
+                .map(|r| (r.device_id.clone(), r.package_id.clone()))
+                .collect();
+            let (n, error) = self.process_jobs(&jobs);
+            done += n;
+            if let Some(e) = error {
+                tracing::error!(
+                    error = %e,
+                    "pending packages not all processed; left pending for the next retry"
+                );
+            }
+        }
+        Ok(done)
+    }
+}
+
+/// The mark of `record` as processed now (failed for good when `failed` is given), with
+/// nothing else stored yet.
+fn processed(
+    record: &PackageRecord,
+    failed: Option<String>,
+    problems: Vec<String>,
+) -> ProcessedPackage {
+    ProcessedPackage {
+        device_id: record.device_id.clone(),
+        package_id: record.package_id.clone(),
+        processed_unix_ms: now_unix_ms(),
+        failed,
+        problems,
+        predictions: Vec::new(),
+        drift_events: Vec::new(),
+        learning_events: Vec::new(),
+        metrics: None,
+    }
+}
