@@ -4,25 +4,34 @@
 //! The server runs in this process on 127.0.0.1:0 (the integration tests' fixture): on the
 //! embedded default in a temporary directory, and, when `SPHERE_TEST_S3_ENDPOINT`,
 //! `_ACCESS_KEY`, `_SECRET_KEY` (and optionally `_REGION`) are set (`./scripts/test sphere`
-//! starts SeaweedFS and sets them), a second one with its blobs in S3. One device, one
-//! keep-alive client; the time is from sending the TAR to the 200 (raw TAR stored and
-//! recorded); the processing into files runs in the background, and the time until it has
-//! caught up after the run is printed. The process's `VmRSS` is printed before and after each
-//! run: it covers the server *and* the client, which share the process.
+//! starts SeaweedFS and sets them), a second one with its blobs in S3. Each server is measured
+//! twice:
+//!
+//! * sequential: one device, one keep-alive client uploading one package at a time
+//!   (criterion's samples); the time is from sending the TAR to the 200 (raw TAR stored and
+//!   recorded durably). This is the baseline the fleet figure is a ratio of.
+//! * fleet: `INGEST_CLIENTS` devices (default 16), each with its own keep-alive client on its
+//!   own thread, uploading at once for `INGEST_FLEET_SECS` (default 10): packages / wall time,
+//!   with the p50 and p99 of upload → 200.
+//!
+//! The processing into files runs in the background; after each phase the bench waits until
+//! nothing is pending and prints the end-to-end rate: uploads / (upload time + that catch-up).
+//! The clients share the two cores with the server, so every figure is a lower bound of what
+//! the server alone would take. The process's `VmRSS` is printed before and after each run:
+//! it covers the server *and* the clients, which share the process.
 //!
 //! When `SPHERE_TEST_MLFLOW_URL` is set too (with the S3 variables), a third server runs with
 //! no local state (tracking in MLflow, blobs in S3), and its packages/s are printed as a ratio
-//! of the embedded run's (both measured by this bench itself: uploads / time spent in them).
+//! of the embedded run's (both measured by this bench itself).
 //!
 //! Run with `cargo bench -p sphere-lite --bench ingest -- --noplot`. Nothing is asserted.
 
-use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use sphere_lite::adapters::{MlflowSettings, S3Blobs, S3Settings};
+use sphere_lite::adapters::{MlflowSettings, S3Settings};
 use sphere_lite::domain::Sphere;
-use sphere_lite::ports::Blobs;
 use sphere_lite::rss::vm_rss_kib;
 use sphere_lite::server::open_stores;
 use tinylcm_protocol::package::{CONTENT_TYPE, FileKind, PackageBuilder};
@@ -86,26 +95,92 @@ fn rss() -> String {
     vm_rss_kib().map_or("unknown".into(), |k| format!("{k} KiB"))
 }
 
-/// How many packages of `device` have been processed (their `metrics.json` stored).
-type Processed = Box<dyn Fn() -> usize>;
+/// Devices uploading at once in the fleet phase (`INGEST_CLIENTS`, default 16).
+fn fleet_clients() -> usize {
+    env_number("INGEST_CLIENTS", 16)
+}
 
-/// Run the benchmark on `sphere`; returns the packages/s seen (uploads / time in uploads).
-fn run(
-    c: &mut Criterion,
-    name: &str,
-    sphere: Sphere,
-    processed: impl Fn(&str) -> Processed,
-) -> f64 {
-    let key = sphere.create_enrollment_key(1).expect("enrollment key");
-    let server = TestServer::start(sphere);
-    let (dev, token) = server.enrolled(&key);
+/// How long the fleet phase uploads (`INGEST_FLEET_SECS`, default 10).
+fn fleet_duration() -> Duration {
+    Duration::from_secs(env_number("INGEST_FLEET_SECS", 10) as u64)
+}
+
+fn env_number(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} must be a number, not {v:?}")),
+        Err(_) => default,
+    }
+}
+
+/// Waits until `sphere` has processed every accepted package (at most 5 minutes); the
+/// seconds it took.
+fn catch_up(sphere: &Sphere) -> f64 {
+    let start = Instant::now();
+    while sphere.pending_count().expect("pending count") > 0
+        && start.elapsed() < Duration::from_secs(300)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    start.elapsed().as_secs_f64()
+}
+
+/// One device's keep-alive client.
+struct Client {
+    agent: ureq::Agent,
+    url: String,
+    auth: String,
+    device: String,
+}
+
+impl Client {
+    fn new(server: &TestServer, key: &str) -> Client {
+        let (device, token) = server.enrolled(key);
+        Client {
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(60))
+                .build(),
+            url: server.url(&paths::packages(&device)),
+            auth: format!("Bearer {token}"),
+            device,
+        }
+    }
+
+    /// Upload `pkg`; panics unless it is answered 200 `accepted`.
+    fn upload(&self, pkg: &[u8]) {
+        let response = self
+            .agent
+            .post(&self.url)
+            .set("Authorization", &self.auth)
+            .set("Content-Type", CONTENT_TYPE)
+            .send_bytes(pkg)
+            .expect("upload answered 200");
+        let body = response.into_string().expect("body");
+        assert!(body.contains("\"accepted\""), "{body}");
+    }
+}
+
+/// What one backend sustained.
+struct Rates {
+    /// One client, one upload at a time (packages/s over the time spent in uploads).
+    sequential: f64,
+    /// The fleet phase: uploads / wall time, every client at once.
+    fleet: f64,
+}
+
+/// Run the benchmark on `sphere`: one client uploading one package at a time (criterion's
+/// samples), then [`fleet_clients`] devices uploading at once for [`fleet_duration`].
+fn run(c: &mut Criterion, name: &str, sphere: Sphere) -> Rates {
+    let clients = fleet_clients();
+    let key = sphere
+        .create_enrollment_key(u32::try_from(clients + 1).expect("client count"))
+        .expect("enrollment key");
+    let sphere = Arc::new(sphere);
+    let server = TestServer::start_shared(sphere.clone(), None);
+    let one = Client::new(&server, &key);
     let (metrics, logs) = (metrics_json(), logs_jsonl());
-    let url = server.url(&paths::packages(&dev));
-    let auth = format!("Bearer {token}");
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(30))
-        .build();
-    let sample = package(&dev, "size-probe", &metrics, &logs);
+    let sample = package(&one.device, "size-probe", &metrics, &logs);
     eprintln!(
         "ingest/{name}: package of {} bytes (metrics.json {} B, logs.jsonl {} B); \
          VmRSS of the bench process (server + client) before: {}",
@@ -127,53 +202,80 @@ fn run(
         b.iter_batched(
             || {
                 n += 1;
-                package(&dev, &format!("bench-{n}"), &metrics, &logs)
+                package(&one.device, &format!("bench-{n}"), &metrics, &logs)
             },
             |pkg| {
                 let start = Instant::now();
-                let response = agent
-                    .post(&url)
-                    .set("Authorization", &auth)
-                    .set("Content-Type", CONTENT_TYPE)
-                    .send_bytes(&pkg)
-                    .expect("upload answered 200");
-                let body = response.into_string().expect("body");
-                assert!(body.contains("\"accepted\""), "{body}");
+                one.upload(&pkg);
                 spent += start.elapsed();
-                body
             },
             BatchSize::SmallInput,
         )
     });
     group.finish();
-
-    let done = processed(&dev);
-    let start = Instant::now();
-    let mut seen = done();
-    while seen < n as usize && start.elapsed() < Duration::from_secs(120) {
-        std::thread::sleep(Duration::from_millis(100));
-        seen = done();
-    }
+    let behind = catch_up(&sphere);
+    let sequential = n as f64 / spent.as_secs_f64().max(1e-9);
     eprintln!(
-        "ingest/{name}: {n} packages uploaded; {seen} processed {:.1} s after the last upload; \
-         VmRSS of the bench process (server + client) after: {}",
-        start.elapsed().as_secs_f64(),
+        "ingest/{name}: sequential: {n} packages uploaded, {sequential:.1} packages/s \
+         (one client); processing caught up {behind:.1} s after the last upload; \
+         end to end {:.1} packages/s; VmRSS after: {}",
+        n as f64 / (spent.as_secs_f64() + behind),
+        rss()
+    );
+
+    let fleet: Vec<Client> = (0..clients).map(|_| Client::new(&server, &key)).collect();
+    let deadline = fleet_duration();
+    let start = Instant::now();
+    let latencies: Vec<Vec<Duration>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = fleet
+            .iter()
+            .map(|client| {
+                let (metrics, logs) = (&metrics, &logs);
+                scope.spawn(move || {
+                    let mut times = Vec::new();
+                    while start.elapsed() < deadline {
+                        let id = format!("fleet-{}", times.len());
+                        let pkg = package(&client.device, &id, metrics, logs);
+                        let sent = Instant::now();
+                        client.upload(&pkg);
+                        times.push(sent.elapsed());
+                    }
+                    times
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("client thread"))
+            .collect()
+    });
+    let wall = start.elapsed().as_secs_f64();
+    let behind = catch_up(&sphere);
+    let mut times: Vec<Duration> = latencies.into_iter().flatten().collect();
+    times.sort();
+    let uploads = times.len();
+    let at = |q: f64| {
+        times
+            .get(((uploads as f64 * q) as usize).min(uploads.saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    let rate = uploads as f64 / wall;
+    eprintln!(
+        "ingest/{name}: fleet: {clients} devices at once, {uploads} packages in {wall:.1} s = \
+         {rate:.1} packages/s = {:.2} x the sequential client of this run \
+         (upload -> 200 p50 {:.1} ms, p99 {:.1} ms); processing caught up {behind:.1} s \
+         after the last upload: end to end {:.1} packages/s; VmRSS after: {}",
+        rate / sequential,
+        at(0.5),
+        at(0.99),
+        uploads as f64 / (wall + behind),
         rss()
     );
     drop(server);
-    let rate = n as f64 / spent.as_secs_f64().max(1e-9);
-    eprintln!("ingest/{name}: {rate:.1} packages/s over {n} uploads");
-    rate
-}
-
-fn count_processed_dirs(data: &Path, device: &str) -> usize {
-    std::fs::read_dir(data.join("blobs/devices").join(device).join("packages"))
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| e.path().join("metrics.json").is_file())
-                .count()
-        })
-        .unwrap_or(0)
+    Rates {
+        sequential,
+        fleet: rate,
+    }
 }
 
 /// S3 settings from `SPHERE_TEST_S3_*` under a fresh prefix, or `None` if unset.
@@ -196,12 +298,8 @@ fn s3_settings() -> Option<S3Settings> {
 
 fn ingest(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().to_path_buf();
-    let sphere = open_stores(&data, None, None).expect("embedded stores");
-    let embedded = run(c, "embedded", sphere, |dev| {
-        let (data, dev) = (data.clone(), dev.to_owned());
-        Box::new(move || count_processed_dirs(&data, &dev))
-    });
+    let sphere = open_stores(dir.path(), None, None).expect("embedded stores");
+    let embedded = run(c, "embedded", sphere);
     drop(dir);
 
     let Some(settings) = s3_settings() else {
@@ -213,10 +311,11 @@ fn ingest(c: &mut Criterion) {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let sphere = open_stores(dir.path(), Some(&settings), None).expect("S3 stores");
-    let s3_rate = run(c, "s3", sphere, s3_counter(settings.clone()));
+    let s3 = run(c, "s3", sphere);
     eprintln!(
-        "ingest: s3 blobs = {:.2} x embedded packages/s",
-        s3_rate / embedded
+        "ingest: s3 blobs = {:.2} x embedded packages/s (sequential), {:.2} x (fleet)",
+        s3.sequential / embedded.sequential,
+        s3.fleet / embedded.fleet
     );
 
     let Ok(url) = std::env::var("SPHERE_TEST_MLFLOW_URL") else {
@@ -230,28 +329,17 @@ fn ingest(c: &mut Criterion) {
     let mlflow = MlflowSettings { url, namespace };
     let sphere =
         open_stores(dir.path(), Some(&settings), Some(&mlflow)).expect("MLflow + S3 stores");
-    let mlflow_rate = run(c, "mlflow+s3", sphere, s3_counter(settings));
+    let ml = run(c, "mlflow+s3", sphere);
     eprintln!(
-        "ingest: mlflow+s3 (stateless) = {mlflow_rate:.1} packages/s = {:.2} x embedded ({embedded:.1} packages/s)",
-        mlflow_rate / embedded
+        "ingest: mlflow+s3 (stateless) = {:.1} packages/s = {:.2} x embedded ({:.1} packages/s) \
+         sequential; fleet {:.1} packages/s = {:.2} x embedded's fleet ({:.1} packages/s)",
+        ml.sequential,
+        ml.sequential / embedded.sequential,
+        embedded.sequential,
+        ml.fleet,
+        ml.fleet / embedded.fleet,
+        embedded.fleet
     );
-}
-
-/// Counts a device's processed packages in S3 (their `metrics.json` objects).
-fn s3_counter(settings: S3Settings) -> impl Fn(&str) -> Processed {
-    move |dev| {
-        let prefix = format!("devices/{dev}/packages/");
-        let s3 = S3Blobs::open(&settings).expect("S3 client");
-        Box::new(move || {
-            s3.list(&prefix)
-                .map(|keys| {
-                    keys.iter()
-                        .filter(|k| k.as_str().ends_with("/metrics.json"))
-                        .count()
-                })
-                .unwrap_or(0)
-        })
-    }
 }
 
 criterion_group! {
