@@ -572,6 +572,12 @@ mod tests {
     use crate::state::{Batch, DurabilityPolicy};
     use tinylcm_protocol::package::read_package;
 
+    /// `collect` for device "dev" with no sync status, model or prediction sampler.
+    fn gather(store: &Store, sources: &Sources, cursors: &Cursors, max_bytes: u64) -> Collected {
+        let view = SyncStatusView::default();
+        collect(store, sources, "dev", cursors, max_bytes, &view, None, None).unwrap()
+    }
+
     fn drift(sample: u64) -> RuntimeEvent {
         RuntimeEvent {
             unix_ms: 5,
@@ -634,18 +640,7 @@ mod tests {
             thumbnail_dir: Some(thumbs),
             ..Default::default()
         };
-        let view = SyncStatusView::default();
-        let c = collect(
-            &store,
-            &sources,
-            "dev",
-            &Cursors::default(),
-            1 << 20,
-            &view,
-            None,
-            None,
-        )
-        .unwrap();
+        let c = gather(&store, &sources, &Cursors::default(), 1 << 20);
         assert_eq!(c.cursors.events_after, 2);
         assert!(c.moved && !c.more);
         let p = c.package.unwrap();
@@ -679,17 +674,7 @@ mod tests {
         // A non-finite statistic is sent as 0 (JSON has no infinity).
         assert_eq!(reports[0].statistic, 0.0);
 
-        let again = collect(
-            &store,
-            &sources,
-            "dev",
-            &c.cursors,
-            1 << 20,
-            &view,
-            None,
-            None,
-        )
-        .unwrap();
+        let again = gather(&store, &sources, &c.cursors, 1 << 20);
         assert!(again.package.is_none() && !again.moved);
     }
 
@@ -722,18 +707,7 @@ mod tests {
     }
 
     fn collect_all(store: &Store) -> tinylcm_protocol::package::Package {
-        let view = SyncStatusView::default();
-        let c = collect(
-            store,
-            &Sources::default(),
-            "dev",
-            &Cursors::default(),
-            1 << 20,
-            &view,
-            None,
-            None,
-        )
-        .unwrap();
+        let c = gather(store, &Sources::default(), &Cursors::default(), 1 << 20);
         read_package(&c.package.unwrap().tar[..], &Limits::default()).unwrap()
     }
 
@@ -772,18 +746,7 @@ mod tests {
         }
         let store = Store::open(&path, DurabilityPolicy::default()).unwrap();
         let package = || {
-            let view = SyncStatusView::default();
-            let c = collect(
-                &store,
-                &sources,
-                "dev",
-                &Cursors::default(),
-                1 << 20,
-                &view,
-                None,
-                None,
-            )
-            .unwrap();
+            let c = gather(&store, &sources, &Cursors::default(), 1 << 20);
             read_package(&c.package.unwrap().tar[..], &Limits::default()).unwrap()
         };
         assert_eq!(
@@ -901,21 +864,15 @@ mod tests {
         assert!(reports[1].top_k.is_empty());
 
         // The previous package ended right after the prediction.
-        let view = SyncStatusView::default();
-        let c = collect(
+        let c = gather(
             &store,
             &Sources::default(),
-            "dev",
             &Cursors {
                 events_after: 1,
                 ..Cursors::default()
             },
             1 << 20,
-            &view,
-            None,
-            None,
-        )
-        .unwrap();
+        );
         let pkg = read_package(&c.package.unwrap().tar[..], &Limits::default()).unwrap();
         let reports: Vec<DriftEventReport> =
             serde_json::from_slice(pkg.file("drift-events.json").unwrap()).unwrap();
@@ -933,33 +890,12 @@ mod tests {
         }
         store.submit(b).unwrap();
         store.flush().unwrap();
-        let view = SyncStatusView::default();
-        let c = collect(
-            &store,
-            &Sources::default(),
-            "dev",
-            &Cursors::default(),
-            192 << 10,
-            &view,
-            None,
-            None,
-        )
-        .unwrap();
+        let c = gather(&store, &Sources::default(), &Cursors::default(), 192 << 10);
         assert!(c.more);
         let first = c.package.unwrap().header.drift_events as u64;
         assert!(first > 0 && first < 400, "{first}");
         assert_eq!(c.cursors.events_after, first);
-        let rest = collect(
-            &store,
-            &Sources::default(),
-            "dev",
-            &c.cursors,
-            16 << 20,
-            &view,
-            None,
-            None,
-        )
-        .unwrap();
+        let rest = gather(&store, &Sources::default(), &c.cursors, 16 << 20);
         assert_eq!(
             rest.package.unwrap().header.drift_events as u64,
             400 - first
