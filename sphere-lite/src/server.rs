@@ -22,8 +22,13 @@ use crate::http::{self, ProcessJob};
 use crate::ports::{Blobs, StoreError, Tracking};
 use crate::tls::ServerTls;
 
-/// How often pending packages are retried after a processing failure.
+/// How often pending packages are retried after a processing failure, and, with replicas,
+/// how often packages another replica left pending are looked for.
 pub const RETRY_SWEEP: Duration = Duration::from_secs(30);
+
+/// With replicas: how long a package may stay pending before any replica processes it (the
+/// accepting one normally has within moments).
+pub const STALE_PENDING: Duration = Duration::from_secs(60);
 
 /// How often stored packages past `[storage] retention_days` are pruned (also at startup).
 pub const RETENTION_SWEEP: Duration = Duration::from_secs(3600);
@@ -154,6 +159,9 @@ fn process_in_background(
         // A batch is whatever queued meanwhile (up to PROCESS_BATCH), made durable by one
         // sync and one commit. A package whose processing failed on storage stays pending; a
         // sweep retries pending packages every RETRY_SWEEP while any failure is outstanding.
+        // With replicas, a replica that stopped between accept and process leaves packages
+        // pending that nobody else queues: the sweep also runs for those.
+        let shared = sphere.shares_its_stores();
         let mut retry_needed = false;
         let mut sweep = tokio::time::interval(RETRY_SWEEP);
         sweep.tick().await;
@@ -178,21 +186,46 @@ fn process_in_background(
                         Err(e) => tracing::error!(error = %e, "processing task failed"),
                     }
                 }
-                _ = sweep.tick(), if retry_needed => {
+                _ = sweep.tick(), if retry_needed || shared => {
                     let s = sphere.clone();
-                    retry_needed = !matches!(
-                        tokio::task::spawn_blocking(move || {
-                            s.process_pending()?;
-                            s.pending_count()
-                        })
-                        .await,
-                        Ok(Ok(0))
-                    );
+                    if retry_needed {
+                        retry_needed = !matches!(
+                            tokio::task::spawn_blocking(move || {
+                                s.process_pending()?;
+                                s.pending_count()
+                            })
+                            .await,
+                            Ok(Ok(0))
+                        );
+                    } else {
+                        sweep_stale_pending(s).await;
+                    }
                 }
             }
         }
     });
     (jobs, worker)
+}
+
+/// Process what another replica left pending for longer than [`STALE_PENDING`]; a failure is
+/// logged and tried again at the next sweep.
+async fn sweep_stale_pending(sphere: Arc<Sphere>) {
+    let stale = tokio::task::spawn_blocking(move || {
+        let age = STALE_PENDING.as_millis() as u64;
+        sphere.process_stale_pending(age, crate::domain::now_unix_ms())
+    })
+    .await;
+    match stale {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => tracing::info!(
+            processed = n,
+            "processed packages another replica left pending"
+        ),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "looking for packages left pending failed; retried later")
+        }
+        Err(e) => tracing::error!(error = %e, "pending sweep task failed"),
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -547,12 +547,9 @@ fn the_rollout_progress_shows_the_release_a_device_refused_and_why() {
     ];
     for (id, doc) in &devices {
         let token = server.add_device(&op, id);
-        let mut b = PackageBuilder::new(
-            format!("pkg-{id}"),
-            *id,
-            sphere_lite::domain::now_unix_ms(),
-        )
-        .unwrap();
+        let mut b =
+            PackageBuilder::new(format!("pkg-{id}"), *id, sphere_lite::domain::now_unix_ms())
+                .unwrap();
         b.add(
             "metrics.json",
             FileKind::Metrics,

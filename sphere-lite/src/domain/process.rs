@@ -264,6 +264,32 @@ impl Sphere {
     /// pending for the next sweep or start.
     pub fn process_pending(&self) -> Result<usize, DomainError> {
         let pending = self.tracking.unprocessed()?;
+        Ok(self.process_records(&pending))
+    }
+
+    /// Process the packages accepted at least `age_ms` before `now_ms` and still pending.
+    /// With replicas, the one that accepted a package processes it within moments; one still
+    /// pending after `age_ms` was left by a replica that stopped in between, and any other
+    /// replica finishes it (processing twice stores nothing twice). Returns how many were
+    /// processed.
+    pub fn process_stale_pending(&self, age_ms: u64, now_ms: u64) -> Result<usize, DomainError> {
+        let stale: Vec<PackageRecord> = self
+            .tracking
+            .unprocessed()?
+            .into_iter()
+            .filter(|r| r.accepted_unix_ms.saturating_add(age_ms) <= now_ms)
+            .collect();
+        Ok(self.process_records(&stale))
+    }
+
+    /// Whether another process may write the same stores (replicas on MLflow + S3): then
+    /// packages one of them left pending are found by [`Sphere::process_stale_pending`].
+    pub fn shares_its_stores(&self) -> bool {
+        !self.tracking.sole_writer()
+    }
+
+    /// Process `pending` in batches; failures are logged and left pending.
+    fn process_records(&self, pending: &[PackageRecord]) -> usize {
         let mut done = 0;
         for chunk in pending.chunks(PROCESS_BATCH) {
             let jobs: Vec<(String, String)> = chunk
@@ -279,7 +305,7 @@ impl Sphere {
                 );
             }
         }
-        Ok(done)
+        done
     }
 }
 
@@ -300,5 +326,62 @@ fn processed(
         drift_events: Vec::new(),
         learning_events: Vec::new(),
         metrics: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::adapters::{DirBlobs, RedbTracking};
+    use crate::domain::Sphere;
+    use crate::ports::PackageRecord;
+    use crate::ports::prelude::*;
+
+    fn accepted(package_id: &str, accepted_unix_ms: u64) -> PackageRecord {
+        PackageRecord {
+            device_id: "d".into(),
+            package_id: package_id.into(),
+            raw_key: format!("incoming/d/{package_id}.tar"),
+            accepted_unix_ms,
+            processed_unix_ms: None,
+            failed: None,
+            problems: vec![],
+        }
+    }
+
+    #[test]
+    fn the_stale_sweep_takes_only_packages_pending_longer_than_the_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let tracking = Arc::new(RedbTracking::open(&dir.path().join("s.redb")).unwrap());
+        let blobs = Arc::new(DirBlobs::open(&dir.path().join("blobs")).unwrap());
+        let sphere = Sphere::new(tracking.clone(), blobs);
+        tracking.record_accepted(&accepted("old", 1_000)).unwrap();
+        tracking
+            .record_accepted(&accepted("young", 100_000))
+            .unwrap();
+
+        // At 70 s, only the package accepted 69 s ago is past a 60 s age.
+        assert_eq!(sphere.process_stale_pending(60_000, 70_000).unwrap(), 1);
+        let left: Vec<_> = tracking
+            .unprocessed()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.package_id)
+            .collect();
+        assert_eq!(left, ["young"]);
+        assert!(
+            tracking
+                .package("d", "old")
+                .unwrap()
+                .unwrap()
+                .processed_unix_ms
+                .is_some(),
+            "the stale package is done (marked failed: its raw TAR is missing)"
+        );
+        assert_eq!(sphere.process_stale_pending(60_000, 160_000).unwrap(), 1);
+        assert!(tracking.unprocessed().unwrap().is_empty());
+        // The embedded store is one process's alone: no replica can leave packages behind.
+        assert!(!sphere.shares_its_stores());
     }
 }
