@@ -141,8 +141,21 @@
     if (!timer) { timer = setTimeout(refresh, 300); }
   }
 
-  var source = new EventSource(url);
-  ["package", "decided", "feedback-results", "lagged"].forEach(function (name) {
-    source.addEventListener(name, schedule);
+  // A page left for another may be kept for Back (the back/forward cache) with its stream
+  // still open: six of those use up the browser's connections to the server, and the next
+  // page's images and navigation wait for a free one. Closed on leaving, opened on return.
+  var source = null;
+  function listen() {
+    source = new EventSource(url);
+    ["package", "decided", "feedback-results", "lagged"].forEach(function (name) {
+      source.addEventListener(name, schedule);
+    });
+  }
+  listen();
+  window.addEventListener("pagehide", function () {
+    if (source) { source.close(); source = null; }
+  });
+  window.addEventListener("pageshow", function (e) {
+    if (e.persisted && !source) { listen(); }
   });
 })();
