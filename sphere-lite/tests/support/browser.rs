@@ -187,6 +187,8 @@ impl Driver {
             "goog:chromeOptions".into(),
             json!({ "binary": CHROMIUM, "args": args }),
         );
+        // Keeps the console (errors, CSP violations) for [`Driver::console_errors`].
+        caps.insert("goog:loggingPrefs".into(), json!({ "browser": "ALL" }));
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
             .connect(&format!("http://127.0.0.1:{}", self.port))
@@ -210,6 +212,31 @@ impl Driver {
             .await
             .unwrap();
         client
+    }
+}
+
+impl Driver {
+    /// The errors the browser's console logged since the last call (chromedriver hands each
+    /// entry out once): its `SEVERE` entries, which include failed loads, script errors and
+    /// Content-Security-Policy violations, and any other entry naming the policy.
+    pub async fn console_errors(&self, client: &fantoccini::Client) -> Vec<String> {
+        let session = client.session_id().await.unwrap().expect("a session");
+        let url = format!("http://127.0.0.1:{}/session/{session}/se/log", self.port);
+        let reply = ureq::post(&url)
+            .set("Content-Type", "application/json")
+            .send_string(&json!({ "type": "browser" }).to_string())
+            .expect("chromedriver's browser log");
+        let log: serde_json::Value = serde_json::from_reader(reply.into_reader()).unwrap();
+        log["value"]
+            .as_array()
+            .expect("log entries")
+            .iter()
+            .filter(|e| {
+                let message = e["message"].as_str().unwrap_or_default();
+                e["level"] == "SEVERE" || message.contains("Content Security Policy")
+            })
+            .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+            .collect()
     }
 }
 
