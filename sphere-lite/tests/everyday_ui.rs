@@ -6,97 +6,34 @@
 //! visits, its console (read from chromedriver) must hold no error and no
 //! Content-Security-Policy violation.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fantoccini::Client;
 use serde_json::{Value, json};
-use sphere_lite::domain::Sphere;
-use sphere_lite::server::open_embedded;
-use tinylcm_protocol::package::{FileKind, PackageBuilder};
-use tinylcm_protocol::paths;
+use tinylcm_protocol::package::FileKind;
 
 #[path = "support/browser.rs"]
 mod browser;
 #[path = "support/server.rs"]
 mod server;
+#[path = "support/ui.rs"]
+mod ui;
 
 use browser::{Driver, click, script, text_of, text_with, type_into, wait_for};
-use server::TestServer;
+use ui::UiFixture;
 
 /// The device clock of the first package: 2025-11-26 09:00:00 UTC.
 const T0: u64 = 1_764_147_600_000;
 
-/// A server with an enrollment key and an admin (`alice`).
-struct Fixture {
-    // Field order: the server stops before the directory is removed.
-    server: TestServer,
-    sphere: Arc<Sphere>,
-    _dir: tempfile::TempDir,
-    key: String,
-    admin: String,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let sphere = Arc::new(open_embedded(dir.path()).unwrap());
-        let key = sphere.create_enrollment_key(10).unwrap();
-        let admin = sphere.create_operator_token("alice").unwrap();
-        Fixture {
-            server: TestServer::start_shared(sphere.clone(), None),
-            sphere,
-            _dir: dir,
-            key,
-            admin,
-        }
+/// The package `id` a device uploads at `created` (device clock): a real JPEG `s/<id>.jpg`
+/// and, when given, the log file `logs/run.jsonl`.
+fn upload(f: &UiFixture, device: &str, token: &str, id: &str, created: u64, logs: Option<String>) {
+    let jpeg = include_bytes!("support/samples/star.jpg").to_vec();
+    let mut members = vec![(format!("s/{id}.jpg"), FileKind::Sample, jpeg)];
+    if let Some(text) = logs {
+        members.push(("logs/run.jsonl".into(), FileKind::Logs, text.into_bytes()));
     }
-
-    /// A device enrolled from a machine whose host name is `name`: (id, token).
-    fn device(&self, name: &str) -> (String, String) {
-        let (status, body) = self.server.post(
-            paths::ENROLL,
-            None,
-            json!({"enrollment_key": self.key, "name": name, "hardware": "zero2w"})
-                .to_string()
-                .as_bytes(),
-        );
-        assert_eq!(status, 200, "{body}");
-        (
-            body["device_id"].as_str().unwrap().to_owned(),
-            body["token"].as_str().unwrap().to_owned(),
-        )
-    }
-
-    /// Uploads the package `id` built at `created` (device clock) with a real JPEG
-    /// `s/<id>.jpg` and, when given, the log file `logs/run.jsonl`, as the device does, and
-    /// waits until the server processed it.
-    fn upload(&self, device: &str, token: &str, id: &str, created: u64, logs: Option<String>) {
-        let mut b = PackageBuilder::new(id, device, created).unwrap();
-        let jpeg = include_bytes!("support/samples/star.jpg").to_vec();
-        b.add(format!("s/{id}.jpg"), FileKind::Sample, jpeg)
-            .unwrap();
-        if let Some(text) = logs {
-            b.add("logs/run.jsonl", FileKind::Logs, text.into_bytes())
-                .unwrap();
-        }
-        let (status, body) =
-            self.server
-                .post(&paths::packages(device), Some(token), &b.finish().unwrap());
-        assert_eq!(status, 200, "{body}");
-        let start = Instant::now();
-        while !self
-            .sphere
-            .device_packages(device, None, 100)
-            .unwrap()
-            .packages
-            .iter()
-            .any(|p| p.package_id == id && p.processed_unix_ms.is_some())
-        {
-            assert!(start.elapsed() < Duration::from_secs(20), "{id} processed");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+    f.upload(device, token, id, created, members);
 }
 
 /// `logs.jsonl` lines, one per (device clock, level, message).
@@ -140,7 +77,7 @@ async fn texts(client: &Client, css: &str) -> Vec<String> {
 
 /// Fails on the old pages: two devices from machines with the same host name were
 /// both "vm" everywhere, and only the API could rename them.
-async fn names_and_settings(f: &Fixture, driver: &Driver, client: &Client, a: &str, b: &str) {
+async fn names_and_settings(f: &UiFixture, driver: &Driver, client: &Client, a: &str, b: &str) {
     let short = |id: &str| id.strip_prefix("dev-").unwrap()[..6].to_owned();
     visit(driver, client, &f.server.url("/ui/fleet"), "#devices").await;
     let row = |id: &str| format!("tr.device[data-device=\"{id}\"] td:nth-child(2) a");
@@ -195,7 +132,7 @@ async fn names_and_settings(f: &Fixture, driver: &Driver, client: &Client, a: &s
 
 /// Fails on the old pages: times wrapped over several lines, levels had no colour,
 /// repeated lines were one row each, packages and images came in random-id order.
-async fn logs_packages_and_files(f: &Fixture, driver: &Driver, client: &Client, a: &str) {
+async fn logs_packages_and_files(f: &UiFixture, driver: &Driver, client: &Client, a: &str) {
     visit(
         driver,
         client,
@@ -300,7 +237,7 @@ async fn logs_packages_and_files(f: &Fixture, driver: &Driver, client: &Client, 
 
 /// Fails on the old page: it said "Set by never set" and showed no device's
 /// effective configuration.
-async fn configuration(f: &Fixture, driver: &Driver, client: &Client, a: &str, b: &str) {
+async fn configuration(f: &UiFixture, driver: &Driver, client: &Client, a: &str, b: &str) {
     let page = f.server.url("/ui/config");
     visit(driver, client, &page, "#fleet-set").await;
     let hint = text_of(client, "#fleet-set").await;
@@ -338,7 +275,7 @@ async fn configuration(f: &Fixture, driver: &Driver, client: &Client, a: &str, b
 }
 
 /// The favicon every page links loads as an image, with nothing in the console.
-async fn favicon(f: &Fixture, driver: &Driver, client: &Client) {
+async fn favicon(f: &UiFixture, driver: &Driver, client: &Client) {
     let href = script(
         client,
         "return document.querySelector('link[rel=icon]').href;",
@@ -360,19 +297,21 @@ fn everyday_pages_work_in_headless_chromium_with_a_clean_console() {
     if !browser::available() {
         return;
     }
-    let f = Fixture::new();
+    let f = UiFixture::new();
     let (a, token) = f.device("vm");
     let (b, _) = f.device("vm");
-    f.upload(
+    upload(
+        &f,
         &a,
         &token,
         "p-c",
         T0,
         Some(log_lines(&[(T0 + 1, "info", "booted")])),
     );
-    f.upload(&a, &token, "p-a", T0 + 60_000, None);
+    upload(&f, &a, &token, "p-a", T0 + 60_000, None);
     let long = "frame 1 of a long message that fills the row, as device logs do";
-    f.upload(
+    upload(
+        &f,
         &a,
         &token,
         "p-b",

@@ -10,103 +10,52 @@
 //! Screenshots of the timeline and of the Data Hub's proposed classes go to
 //! `$SPHERE_LITE_SCREENSHOTS` when that is set (the guide's pictures).
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
 use fantoccini::Client;
 use serde_json::{Value, json};
-use sphere_lite::domain::{Sphere, now_unix_ms};
+use sphere_lite::domain::now_unix_ms;
 use sphere_lite::ports::Role;
-use sphere_lite::server::open_embedded;
 use tinylcm_protocol::api::{FeedbackItem, FeedbackVerdict};
 use tinylcm_protocol::learning::LEARNING_MEMBER;
 use tinylcm_protocol::metric_keys::{FPS, LATENCY_P50_US};
-use tinylcm_protocol::package::{FileKind, PackageBuilder};
+use tinylcm_protocol::package::FileKind;
 use tinylcm_protocol::paths;
 
 #[path = "support/browser.rs"]
 mod browser;
 #[path = "support/server.rs"]
 mod server;
+#[path = "support/ui.rs"]
+mod ui;
 
 use browser::{
     Driver, checked, choose, click, screenshot, script, text_of, text_with, type_into, wait_for,
 };
-use server::TestServer;
+use ui::{Member, UiFixture};
 
 /// The life of the device's state database its events carry.
 const EPOCH: &str = "0123456789abcdef0123456789abcdef";
 
-/// A server with an enrollment key, an admin (`alice`) and a read-only operator (`bob`).
+/// The browser tests' server with a read-only operator (`bob`) too.
 struct Fixture {
-    // Field order: the server stops before the directory is removed.
-    server: TestServer,
-    sphere: Arc<Sphere>,
-    _dir: tempfile::TempDir,
-    key: String,
-    admin: String,
+    ui: UiFixture,
     reader: String,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = UiFixture;
+    fn deref(&self) -> &UiFixture {
+        &self.ui
+    }
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let sphere = Arc::new(open_embedded(dir.path()).unwrap());
-        let key = sphere.create_enrollment_key(10).unwrap();
-        let admin = sphere.create_operator_token("alice").unwrap();
-        let (reader, _) = sphere
+        let ui = UiFixture::new();
+        let (reader, _) = ui
+            .sphere
             .issue_operator_token("bob", Role::ReadOnly, None)
             .unwrap();
-        Fixture {
-            server: TestServer::start_shared(sphere.clone(), None),
-            sphere,
-            _dir: dir,
-            key,
-            admin,
-            reader,
-        }
-    }
-
-    /// A device enrolled as `name`: (id, token).
-    fn device(&self, name: &str) -> (String, String) {
-        let (status, body) = self.server.post(
-            paths::ENROLL,
-            None,
-            json!({"enrollment_key": self.key, "name": name, "hardware": "zero2w"})
-                .to_string()
-                .as_bytes(),
-        );
-        assert_eq!(status, 200, "{body}");
-        (
-            body["device_id"].as_str().unwrap().to_owned(),
-            body["token"].as_str().unwrap().to_owned(),
-        )
-    }
-
-    /// Uploads the package `id` created at `created` (device clock) with `members`, as the
-    /// device does, and waits until the server processed it.
-    fn upload(&self, device: &str, token: &str, id: &str, created: u64, members: Vec<Member>) {
-        let mut b = PackageBuilder::new(id, device, created).unwrap();
-        for (name, kind, bytes) in members {
-            b.add(name, kind, bytes).unwrap();
-        }
-        let (status, body) =
-            self.server
-                .post(&paths::packages(device), Some(token), &b.finish().unwrap());
-        assert_eq!(status, 200, "{body}");
-        let start = Instant::now();
-        loop {
-            let page = self.sphere.device_packages(device, None, 100).unwrap();
-            if page
-                .packages
-                .iter()
-                .any(|p| p.package_id == id && p.processed_unix_ms.is_some())
-            {
-                return;
-            }
-            assert!(start.elapsed() < Duration::from_secs(20), "{id} processed");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        Fixture { ui, reader }
     }
 
     /// The device's feedback queue, as it pulls it.
@@ -151,11 +100,9 @@ impl Fixture {
     }
 }
 
-/// A package member: name, kind, bytes.
-type Member = (&'static str, FileKind, Vec<u8>);
-
+/// A package member holding `value` as JSON.
 fn json_member(name: &'static str, kind: FileKind, value: &Value) -> Member {
-    (name, kind, value.to_string().into_bytes())
+    (name.into(), kind, value.to_string().into_bytes())
 }
 
 /// One learning event as the runtime reports it in `learning.json`.
@@ -377,7 +324,7 @@ fn upload_proposals(f: &Fixture, dev: &str, token: &str) {
     ];
     let mut meta = Vec::new();
     for (i, (file, class, jpeg)) in samples.into_iter().enumerate() {
-        members.push((file, FileKind::Prediction, jpeg.to_vec()));
+        members.push((file.into(), FileKind::Prediction, jpeg.to_vec()));
         meta.push(json!({"file": file, "class": class, "confidence": 0.7,
                          "unix_ms": t0 + 2_000 + i as u64}));
     }
