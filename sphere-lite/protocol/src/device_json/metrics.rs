@@ -69,22 +69,28 @@ impl RunningModel {
 /// The model the first metrics file of `package` that names one (valid, within the size
 /// bound) says the device runs; `None` when none does.
 pub fn running_model_of(package: &Package) -> Option<RunningModel> {
+    bounded_metrics_files(package).find_map(|content| {
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            model: Option<RunningModel>,
+        }
+        serde_json::from_slice::<Doc>(content)
+            .ok()?
+            .model
+            .filter(RunningModel::is_valid)
+    })
+}
+
+/// The contents of `package`'s metrics files within [`MAX_METRICS_FILE_BYTES`], in order:
+/// what the readers of a single member (running model, refused release) look through.
+pub(super) fn bounded_metrics_files(package: &Package) -> impl Iterator<Item = &[u8]> {
     package
         .files
         .iter()
         .filter(|(entry, content)| {
             entry.kind == FileKind::Metrics && content.len() <= MAX_METRICS_FILE_BYTES
         })
-        .find_map(|(_, content)| {
-            #[derive(serde::Deserialize)]
-            struct Doc {
-                model: Option<RunningModel>,
-            }
-            serde_json::from_slice::<Doc>(content)
-                .ok()?
-                .model
-                .filter(RunningModel::is_valid)
-        })
+        .map(|(_, content)| content.as_slice())
 }
 
 /// What flattening one file found besides the points.

@@ -12,8 +12,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::metrics::{MAX_METRICS_FILE_BYTES, MAX_MODEL_FIELD_BYTES};
-use crate::package::{FileKind, Package};
+use super::metrics::{MAX_MODEL_FIELD_BYTES, bounded_metrics_files};
+use crate::package::Package;
 
 /// The member of a metrics file holding the device's [`ReleaseRefusal`] (or `null`).
 pub const REFUSED_RELEASE_MEMBER: &str = "refused_release";
@@ -193,13 +193,8 @@ pub enum RefusalReport {
 
 /// What the first metrics file of `package` that has the [`REFUSED_RELEASE_MEMBER`] says.
 pub fn refusal_report_of(package: &Package) -> RefusalReport {
-    package
-        .files
-        .iter()
-        .filter(|(entry, content)| {
-            entry.kind == FileKind::Metrics && content.len() <= MAX_METRICS_FILE_BYTES
-        })
-        .find_map(|(_, content)| {
+    bounded_metrics_files(package)
+        .find_map(|content| {
             let doc: serde_json::Value = serde_json::from_slice(content).ok()?;
             match doc.get(REFUSED_RELEASE_MEMBER)? {
                 serde_json::Value::Null => Some(RefusalReport::NoRefusal),
@@ -218,7 +213,7 @@ pub fn refusal_report_of(package: &Package) -> RefusalReport {
 mod tests {
     use super::*;
     use crate::device_json::metrics::metrics_of;
-    use crate::package::{PackageBuilder, read_package};
+    use crate::package::{FileKind, PackageBuilder, read_package};
 
     fn package(doc: &str) -> Package {
         let mut b = PackageBuilder::new("p", "d", 1).unwrap();
