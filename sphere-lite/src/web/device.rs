@@ -151,6 +151,10 @@ pub(super) async fn device(id: String, ctx: Ctx, raw: String) -> Page {
             packages: package_rows,
             after_given: after.is_some(),
             next: packages.next_after,
+            refused: reported
+                .refused_release
+                .as_ref()
+                .map(|r| (format!("{} {}", r.name, r.version), r.into())),
             metrics,
             timeline,
         },

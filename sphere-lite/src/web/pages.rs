@@ -219,6 +219,8 @@ pub struct DevicePage {
     pub notes: Option<String>,
     /// The edit form's values; `None` for read-only sessions (no form).
     pub edit: Option<DeviceEdit>,
+    /// The release it refused (`name version`) and why, as it reports it.
+    pub refused: Option<(String, super::rollout::RefusalShown)>,
 }
 
 /// The device page's edit form, filled with the current settings.

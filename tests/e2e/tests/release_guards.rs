@@ -264,7 +264,7 @@ fn shown_refused(device: &mut FieldDevice, sphere: &Sphere, id: &str, what: &str
 /// two keys, the device one of them; a release signed by the other is published and rolled
 /// out. The device refuses it before downloading it, and the page shows `refused: untrusted
 /// key` with the device's message; after the device restarted (its counter back at 0) the
-/// packages it sends still say so.
+/// packages it sends still say so. The device's page shows the refusal as well.
 #[test]
 fn a_release_signed_by_a_key_the_device_does_not_trust_is_shown_refused_with_the_reason() {
     let work = tempfile::tempdir().unwrap();
@@ -297,6 +297,19 @@ fn a_release_signed_by_a_key_the_device_does_not_trust_is_shown_refused_with_the
     assert!(
         row.contains("shapes 7") && row.contains("untrusted key"),
         "{row}"
+    );
+    // The device's own page says it too, beside the model it runs.
+    let page = sphere.dashboard_page(&format!("/ui/devices/{id}"));
+    let refused = page
+        .split("class=\"refused-release\"")
+        .nth(1)
+        .map(|r| &r[..r.find("</dd>").unwrap_or(r.len())])
+        .unwrap_or_else(|| panic!("no refused release on the device page: {page}"));
+    assert!(
+        refused.contains("shapes 7")
+            && refused.contains("data-kind=\"untrusted_key\"")
+            && refused.contains("not among the trusted release keys"),
+        "{refused}"
     );
 
     // A restart: the counter starts at 0 and the release is not judged again, but the device
