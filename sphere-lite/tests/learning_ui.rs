@@ -411,6 +411,11 @@ fn an_admin_names_a_proposed_class_from_the_data_hub_in_headless_chromium() {
         let url = client.current_url().await.unwrap();
         assert_eq!(url.path(), "/ui/data");
         assert_eq!(url.fragment(), Some("classes"));
+        // Back to the gallery as it was filtered, not to all the device's samples.
+        assert!(
+            url.query_pairs().any(|(k, v)| k == "class" && v == "new-1"),
+            "{url}"
+        );
         text_with(
             &client,
             "#proposed tr[data-class=\"new-1\"] td.named",
@@ -534,6 +539,28 @@ fn the_data_hub_lists_proposed_classes_to_all_and_the_form_to_admins() {
     assert_eq!(
         location.as_deref(),
         Some(format!("/ui/data?device={dev}&renamed={item}#classes").as_str())
+    );
+    // From a filtered gallery the form carries the filter, and the answer keeps it; a filter
+    // that is not the gallery's is refused and queues nothing.
+    let (_, page) = f
+        .server
+        .page(&agent, &format!("{path}&class=new-1"), &admin);
+    assert!(
+        page.contains(r#"<input type="hidden" name="filter" value="class=new-1">"#),
+        "{page}"
+    );
+    let bad = format!("csrf={csrf}&from=new-1&to=glare&back=data&filter=device%3Dother");
+    assert_eq!(post(&admin, &bad).0, 400);
+    assert_eq!(f.feedback(&dev, &token).len(), 1);
+    let (status, location) = post(
+        &admin,
+        &format!("csrf={csrf}&from=new-1&to=glare&back=data&filter=class%3Dnew-1"),
+    );
+    assert_eq!(status, 303);
+    let item = f.feedback(&dev, &token)[1].id;
+    assert_eq!(
+        location.as_deref(),
+        Some(format!("/ui/data?device={dev}&class=new-1&renamed={item}#classes").as_str())
     );
     // A device that is not (or no longer) enrolled: its gallery, no classes.
     let (status, page) = f.server.page(&agent, "/ui/data?device=gone-cam", &admin);

@@ -43,16 +43,51 @@ impl Back {
         }
     }
 
-    /// The page of `device_id` to return to, showing the rename `renamed` if given.
-    fn url(self, device_id: &str, renamed: Option<u64>) -> String {
+    /// The page of `device_id` to return to, showing the rename `renamed` if given; the Data
+    /// Hub's gallery keeps the filter it had (`filter`, see [`gallery_filter`]).
+    fn url(self, device_id: &str, renamed: Option<u64>, filter: &str) -> String {
         let device: String = form_urlencoded::byte_serialize(device_id.as_bytes()).collect();
+        let filter = if filter.is_empty() {
+            String::new()
+        } else {
+            format!("&{filter}")
+        };
         match (self, renamed) {
             (Back::Device, None) => format!("/ui/devices/{device}"),
             (Back::Device, Some(id)) => format!("/ui/devices/{device}?renamed={id}#timeline"),
-            (Back::Data, None) => format!("/ui/data?device={device}"),
-            (Back::Data, Some(id)) => format!("/ui/data?device={device}&renamed={id}#classes"),
+            (Back::Data, None) => format!("/ui/data?device={device}{filter}"),
+            (Back::Data, Some(id)) => {
+                format!("/ui/data?device={device}{filter}&renamed={id}#classes")
+            }
         }
     }
+}
+
+/// The gallery filters a rename form carries back to the Data Hub.
+const GALLERY_FILTERS: [&str; 3] = ["class", "since", "until"];
+
+/// The Data Hub gallery's filter as the rename form's hidden `filter` field: its non-empty
+/// `class`, `since` and `until` values as a query string (empty when unfiltered).
+pub fn gallery_filter(class: Option<&str>, since: Option<&str>, until: Option<&str>) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in GALLERY_FILTERS.iter().zip([class, since, until]) {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            q.append_pair(k, v);
+        }
+    }
+    q.finish()
+}
+
+/// The form's `filter` field read back: only the gallery's own filters, re-encoded, so the
+/// answer's redirect stays a Data Hub address whatever was sent.
+fn returned_filter(raw: Option<&str>) -> Result<String, String> {
+    let fields = Fields::parse(raw.unwrap_or(""), &GALLERY_FILTERS, None)
+        .map_err(|e| format!("`filter`: {e}"))?;
+    Ok(gallery_filter(
+        fields.get("class"),
+        fields.get("since"),
+        fields.get("until"),
+    ))
 }
 
 /// A rename an operator asked, as a line: what and how far its feedback item got.
@@ -101,6 +136,8 @@ pub struct ClassForm {
     pub csrf: String,
     /// Where the form was shown (its hidden `back` field).
     pub back: Back,
+    /// The Data Hub gallery's filter to return to (its hidden `filter` field; empty: none).
+    pub filter: String,
     /// The classes to pick from: proposed ones (`new-…`) first, then the known ones.
     pub options: Vec<ClassOption>,
     /// Classes it knows (offered as new names: a merge).
@@ -215,6 +252,7 @@ impl Classes {
             device_id: device_id.to_owned(),
             csrf: csrf.to_owned(),
             back,
+            filter: String::new(),
             options,
             known: self.known.clone(),
             sent: renamed.and_then(|id| {
@@ -239,7 +277,7 @@ pub(super) fn renamed_of(fields: &Fields) -> Result<Option<u64>, String> {
 }
 
 /// Fields of the rename form.
-pub(super) const RENAME_FIELDS: [&str; 4] = ["csrf", "from", "to", "back"];
+pub(super) const RENAME_FIELDS: [&str; 5] = ["csrf", "from", "to", "back", "filter"];
 
 /// `POST /ui/devices/{id}/classes`: an admin names a class of the device (`from` → `to`; a
 /// class it has already: merge), queued as feedback for the device; the answer returns to
@@ -252,10 +290,12 @@ pub(super) async fn rename(id: String, ctx: Ctx, body: bytes::Bytes) -> Page {
         return Err(bad_request(
             Some(nav),
             "`back` must be device or data",
-            &Back::Device.url(&id, None),
+            &Back::Device.url(&id, None, ""),
         ));
     };
-    let back_url = back.url(&id, None);
+    let filter = returned_filter(fields.single.get("filter").map(String::as_str))
+        .map_err(|e| bad_request(Some(nav.clone()), e, &back.url(&id, None, "")))?;
+    let back_url = back.url(&id, None, &filter);
     let request = ClassRenameRequest {
         from: fields.get("from").unwrap_or("").to_owned(),
         to: fields.get("to").unwrap_or("").trim().to_owned(),
@@ -271,7 +311,7 @@ pub(super) async fn rename(id: String, ctx: Ctx, body: bytes::Bytes) -> Page {
     let device_id = id.clone();
     let operator = session.name.clone();
     match run(move || sphere.rename_class(&device_id, &operator, &request)).await {
-        Ok(item) => Ok(redirect(&back.url(&id, Some(item)))),
+        Ok(item) => Ok(redirect(&back.url(&id, Some(item), &filter))),
         Err(DomainError::NotFound { .. }) => Err(error_page(
             Some(nav),
             StatusCode::NOT_FOUND,
@@ -293,12 +333,27 @@ mod tests {
         assert_eq!(Back::parse(Some("data")), Some(Back::Data));
         assert_eq!(Back::parse(Some("//evil.example")), None);
         assert_eq!(
-            Back::Data.url("d-1", Some(7)),
+            Back::Data.url("d-1", Some(7), ""),
             "/ui/data?device=d-1&renamed=7#classes"
         );
         assert_eq!(
-            Back::Device.url("d-1", Some(7)),
+            Back::Device.url("d-1", Some(7), "class=new-1"),
             "/ui/devices/d-1?renamed=7#timeline"
         );
+    }
+
+    #[test]
+    fn the_data_hub_comes_back_with_its_filter() {
+        let filter = gallery_filter(Some("new 1&x"), None, Some("2026-12-07T10:00"));
+        assert_eq!(filter, "class=new+1%26x&until=2026-12-07T10%3A00");
+        assert_eq!(returned_filter(Some(&filter)).unwrap(), filter);
+        assert_eq!(
+            Back::Data.url("d-1", Some(7), &filter),
+            "/ui/data?device=d-1&class=new+1%26x&until=2026-12-07T10%3A00&renamed=7#classes"
+        );
+        assert_eq!(returned_filter(None).unwrap(), "");
+        // Only the gallery's filters go back: nothing that could steer the redirect.
+        assert!(returned_filter(Some("device=other&class=a")).is_err());
+        assert!(returned_filter(Some("class=a&class=b")).is_err());
     }
 }

@@ -17,7 +17,7 @@ use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::classes::{Back, ClassForm, Classes, ProposedClass, renamed_of};
+use super::classes::{Back, ClassForm, Classes, ProposedClass, gallery_filter, renamed_of};
 use super::fields::Fields;
 use super::image::image_url;
 use super::names::{device_menu, with_selected};
@@ -272,15 +272,25 @@ async fn gallery(ctx: Ctx, raw: String) -> Page {
     };
     let since_ms = since.map(|t| t.to_string());
     let csrf = (session.role == Role::Admin).then(|| nav.csrf.clone());
+    let filter = gallery_filter(
+        class.as_deref(),
+        since_field.as_deref(),
+        until_field.as_deref(),
+    );
     let classes = device.as_deref().zip(classes).map(|(d, c)| {
-        proposed_section(
+        let mut section = proposed_section(
             d,
             name_of(&menu, d),
             &c,
             csrf.as_deref(),
             class.as_deref(),
             renamed,
-        )
+        );
+        // The answer to a rename returns to this gallery as filtered now.
+        if let Some(form) = section.form.as_mut() {
+            form.filter = filter;
+        }
+        section
     });
     let rows = list
         .predictions
