@@ -409,3 +409,30 @@ fn a_rotated_device_token_stops_working_on_every_replica_within_the_cache_ttl() 
     std::thread::sleep(ttl);
     assert_eq!(r[1].device("dev-c").unwrap().unwrap().token_hash, [4; 32]);
 }
+
+#[test]
+fn a_key_enrolls_exactly_its_uses_when_more_devices_enroll_at_once_through_two_replicas() {
+    let Some(r) = replicas("enroll-many") else {
+        return;
+    };
+    let uses = 12;
+    r[0].add_enrollment_key(&key([9; 32], uses)).unwrap();
+    let outcomes: Vec<EnrollOutcome> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20u8)
+            .map(|i| {
+                let t = r[usize::from(i % 2)].clone();
+                s.spawn(move || {
+                    t.enroll([9; 32], &device(&format!("dev-m{i}"), 100 + i), 1)
+                        .unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let count = |o: EnrollOutcome| outcomes.iter().filter(|x| **x == o).count();
+    assert_eq!(count(EnrollOutcome::Enrolled), 12, "{outcomes:?}");
+    assert_eq!(count(EnrollOutcome::KeyUsedUp), 8, "{outcomes:?}");
+    let key = &r[1].enrollment_keys().unwrap()[0];
+    assert_eq!((key.used, key.remaining), (12, Some(0)));
+    assert_eq!(r[0].devices().unwrap().len(), 12);
+}

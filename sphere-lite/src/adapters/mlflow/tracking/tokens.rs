@@ -142,6 +142,33 @@ fn key_of(run: &Run) -> Result<EnrollmentKey, StoreError> {
     })
 }
 
+/// The slots `0..slots` of key run `run` free in this snapshot, in the order one enrollment
+/// tries them: from a place derived from `device_id` (random per enrollment), wrapping round.
+/// Concurrent enrollments with the same snapshot start at different slots, so they rarely try
+/// the same one; from slot 0 they all raced for each slot in turn, each loser paying a failed
+/// write and a re-read of the key run (quadratic in the enrollments at once). Which slots a
+/// use takes does not change the count: a key with N uses has N slots.
+fn claim_order(run: &Run, slots: u64, device_id: &str) -> Vec<u64> {
+    let taken: std::collections::HashSet<u64> = run
+        .data
+        .params
+        .iter()
+        .filter_map(|p| p.key.strip_prefix(USE_PARAM_PREFIX)?.parse().ok())
+        .collect();
+    let free: Vec<u64> = (0..slots).filter(|i| !taken.contains(i)).collect();
+    if free.is_empty() {
+        return free;
+    }
+    let digest = secret::hash(device_id);
+    let seed = u64::from_le_bytes(digest[..8].try_into().unwrap_or([0; 8]));
+    let start = (seed % free.len() as u64) as usize;
+    free[start..]
+        .iter()
+        .chain(&free[..start])
+        .copied()
+        .collect()
+}
+
 fn session_of(run: &Run) -> Result<SessionRecord, StoreError> {
     let hash = |key: &str| {
         run.tag(key)
@@ -345,11 +372,8 @@ impl MlflowTracking {
             None => 0,
         };
         let mut claimed = false;
-        for i in 0..slots {
+        for i in claim_order(&run, slots, &device.device_id) {
             let slot = format!("{USE_PARAM_PREFIX}{i}");
-            if run.param(&slot).is_some() {
-                continue;
-            }
             if self
                 .client
                 .claim_param(&run.info.run_id, &slot, &device.device_id)?
@@ -501,6 +525,34 @@ impl MlflowTracking {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every free slot is tried once and no taken one; enrollments of different devices with
+    /// the same snapshot start at different free slots (from slot 0 they all collided).
+    #[test]
+    fn enrollments_try_the_free_slots_from_spread_out_places() {
+        let run: Run = serde_json::from_value(serde_json::json!({
+            "info": {"run_id": "k"},
+            "data": {"params": [
+                {"key": "use.1", "value": "dev-a"},
+                {"key": "use.4", "value": "dev-b"},
+            ]},
+        }))
+        .unwrap();
+        let free = [0, 2, 3, 5, 6, 7, 8, 9];
+        let mut firsts = std::collections::HashSet::new();
+        for n in 0..32 {
+            let order = claim_order(&run, 10, &format!("dev-{n}"));
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, free);
+            // Wrapping round from where it starts.
+            let start = free.iter().position(|s| *s == order[0]).unwrap();
+            assert_eq!(order[..free.len() - start], free[start..]);
+            firsts.insert(order[0]);
+        }
+        assert!(firsts.len() >= free.len() / 2, "starts: {firsts:?}");
+        assert!(claim_order(&run, 0, "dev-x").is_empty());
+    }
 
     /// A token tag of the version before records (the value is the operator's name) reads as
     /// an admin token with no expiry; a record tag with its revocation tag reads as revoked.
