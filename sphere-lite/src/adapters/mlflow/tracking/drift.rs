@@ -238,14 +238,27 @@ impl DriftStore for MlflowTracking {
         after: u64,
         limit: usize,
     ) -> Result<Vec<FeedbackItem>, StoreError> {
+        let marks = match &self.feedback_marks {
+            Some(marks) => marks.after(device_id, after)?,
+            None => feedback_marks::Marks::MaybeNew,
+        };
+        if marks == feedback_marks::Marks::NothingNew {
+            return Ok(vec![]);
+        }
         let Some(run) = self.queue_run(device_id)? else {
             return Ok(vec![]);
         };
+        let items = queue_items(&run)?;
+        if let (feedback_marks::Marks::Unmarked, Some(m)) = (&marks, &self.feedback_marks) {
+            // Items queued from now on are marked before they are written; this marks the
+            // ones before, so that polls after them need no MLflow read either.
+            m.mark(device_id, items.last().map_or(0, |s| s.item.id))?;
+        }
         let acked = metric_u64(&run, ACKED).unwrap_or(0);
         let from = after.max(acked);
         let mut sources = HashSet::new();
         let mut out = Vec::new();
-        for stored in queue_items(&run)? {
+        for stored in items {
             // A decision's item queued twice (a repair racing the decider) is delivered once.
             let first = stored
                 .src

@@ -27,6 +27,7 @@ mod access;
 mod config;
 mod devices;
 mod drift;
+mod feedback_marks;
 mod learning;
 mod metrics;
 mod packages;
@@ -223,6 +224,9 @@ pub struct MlflowTracking {
     device_ttl: Duration,
     /// Device id → its feedback queue run's id (never changes).
     queue_runs: Mutex<HashMap<String, String>>,
+    /// Marks of the ids being queued, so that a poll of an empty queue needs no MLflow read
+    /// (with the package store; without, every poll reads the queue run).
+    feedback_marks: Option<feedback_marks::FeedbackMarks>,
 }
 
 /// A device record as read at `at`.
@@ -266,6 +270,7 @@ impl MlflowTracking {
             device_cache: Mutex::new(HashMap::new()),
             device_ttl: DEVICE_CACHE_TTL,
             queue_runs: Mutex::new(HashMap::new()),
+            feedback_marks: None,
         };
         // Ids continue above the largest stored one even if this host's clock is behind.
         let query = RunQuery {
@@ -304,8 +309,11 @@ impl MlflowTracking {
 
     /// Keep package records in `store` (the S3 bucket's tracking prefix,
     /// [`S3Settings::tracking`](crate::adapters::S3Settings::tracking)). Without it the
-    /// `PackageStore` methods fail and device package counts read 0.
+    /// `PackageStore` methods fail and device package counts read 0. The same prefix holds the
+    /// marks of feedback ids being queued, which spare a device's poll of an empty queue its
+    /// MLflow read.
     pub fn with_package_store(mut self, store: std::sync::Arc<crate::adapters::S3Blobs>) -> Self {
+        self.feedback_marks = Some(feedback_marks::FeedbackMarks::new(store.clone()));
         self.package_objects = Some(super::package_objects::PackageObjects::new(store));
         self
     }
@@ -315,12 +323,6 @@ impl MlflowTracking {
     pub fn with_device_cache_ttl(mut self, ttl: Duration) -> Self {
         self.device_ttl = ttl;
         self
-    }
-
-    /// How many requests this adapter has sent to MLflow: what tests and benchmarks count to
-    /// bound the MLflow calls an operation costs.
-    pub fn mlflow_calls(&self) -> u64 {
-        self.client.calls()
     }
 
     fn objects(&self) -> Result<&super::package_objects::PackageObjects, StoreError> {
@@ -629,6 +631,10 @@ impl MlflowTracking {
                     return Err(StoreError::new("mlflow", "feedback item too large"));
                 }
                 let key = format!("{FEEDBACK_PARAM_PREFIX}{next}");
+                // The mark first: a poll that sees no mark above its `after` skips MLflow.
+                if let Some(marks) = &self.feedback_marks {
+                    marks.mark(device_id, next)?;
+                }
                 match self.client.claim_param(&run.info.run_id, &key, &value)? {
                     ParamOutcome::Stored => {
                         ids.push(next);

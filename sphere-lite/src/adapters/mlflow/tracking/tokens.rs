@@ -424,6 +424,11 @@ impl MlflowTracking {
                 Tag::new(super::DEVICE, &device.device_id),
             ],
         )?;
+        // An empty queue, marked: the device's polls need no MLflow read until an item is
+        // queued ([`super::feedback_marks`]).
+        if let Some(marks) = &self.feedback_marks {
+            marks.mark(&device.device_id, 0)?;
+        }
         // The device's first requests need neither look-up.
         self.remember_queue_run(&device.device_id, &queue.info.run_id);
         self.remember_device(
