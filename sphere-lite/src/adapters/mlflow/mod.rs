@@ -21,10 +21,11 @@
 //!   feedback items as params `feedback.<id>` (JSON), the acknowledgement watermark as the
 //!   metric `sphere.feedback_acked`, and the device's result of each item (applied, or refused
 //!   with its reason) as the write-once param `result.<id>` (JSON; the first report stands).
-  Before an item is written, an empty S3 object `feedback/<device>/<id>` marks its id (beside
-  the package records, `tracking::feedback_marks`): a device's poll lists those marks and reads
-  the queue run only when one lies after its cursor, so polling an empty queue costs no
-  MLflow call and an item queued through one replica is delivered by the next poll on any.
+//!   Before an item is written, an empty S3 object `feedback/<device>/<id>` marks its id
+//!   (beside the package records, `tracking::feedback_marks`): a device's poll lists those
+//!   marks and reads the queue run only when one lies after its cursor, so polling an empty
+//!   queue costs no MLflow call and an item queued through one replica is delivered by the
+//!   next poll on any.
 //!   One run per UTC day with metric points, `metrics-YYYY-MM-DD` (tags `sphere.kind` =
 //!   `device-metrics`, `sphere.day`, `sphere.device`; `FINISHED`, spanning the day), holds
 //!   every point of that day as its key's history: timestamp = the point's time, step = the
