@@ -8,14 +8,20 @@
 //! The same load runs first against one embedded server. Reported for each: accepted packages/s
 //! (uploads answered 200 over the wall time of the uploads) and processed packages/s (the same
 //! packages over the time until every one was processed), and the two replicas' figures as
-//! ratios to the embedded ones. The package is the ingest bench's typical one (a 64-class
-//! `metrics.json` and a 2 KiB `logs.jsonl`). Nothing is asserted.
+//! ratios to the embedded ones, and how many MLflow requests the two replicas sent per package
+//! (uploads and processing together). The package is the ingest bench's typical one (a 64-class
+//! `metrics.json`, 140 metric keys, and a 2 KiB `logs.jsonl`). Nothing is asserted.
+//!
+//! Processing is over when no package is pending: on MLflow + S3 that is a listing of the
+//! pending copies (one request), not [`Sphere::pending_count`], which reads every pending
+//! record and, polled during a backlog of hundreds, loaded S3 more than processing did.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sphere_lite::adapters::{MlflowSettings, S3Settings};
+use sphere_lite::adapters::{MlflowSettings, MlflowTracking, S3Blobs, S3Settings};
 use sphere_lite::domain::Sphere;
+use sphere_lite::ports::Blobs;
 use sphere_lite::server::open_stores;
 use tinylcm_protocol::package::{CONTENT_TYPE, FileKind, PackageBuilder};
 use tinylcm_protocol::paths;
@@ -82,11 +88,13 @@ struct Rates {
     errors: usize,
 }
 
-/// Upload from `devices` devices through `servers` round robin; wait until `pending` is 0.
+/// Upload from `devices` devices through `servers` round robin; wait until `pending()` says
+/// no package is left (`usize::MAX`: it could not tell).
 fn run(
     name: &str,
     servers: &[TestServer],
     spheres: &[Arc<Sphere>],
+    pending: &dyn Fn() -> usize,
     devices: usize,
     per_device: usize,
 ) -> Rates {
@@ -144,14 +152,10 @@ fn run(
     let uploads = devices * per_device;
     // Processing: every replica's pending packages (one shared listing on MLflow + S3).
     let deadline = Instant::now() + Duration::from_secs(900);
-    let mut pending = spheres[0].pending_count().unwrap_or(usize::MAX);
-    while pending > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-        pending = spheres
-            .iter()
-            .map(|s| s.pending_count().unwrap_or(usize::MAX))
-            .max()
-            .unwrap_or(0);
+    let mut left = pending();
+    while left > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        left = pending();
     }
     let processed = start.elapsed();
     let rates = Rates {
@@ -169,7 +173,7 @@ fn run(
         uploaded.as_secs_f64(),
         rates.processed_per_s,
         processed.as_secs_f64(),
-        if pending > 0 { ", NOT caught up" } else { "" },
+        if left > 0 { ", NOT caught up" } else { "" },
         rates.errors
     );
     rates
@@ -213,28 +217,59 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let embedded = Arc::new(open_stores(dir.path(), None, None).expect("embedded stores"));
     let server = TestServer::start_shared(embedded.clone(), None);
-    let base = run("embedded", &[server], &[embedded], devices, per_device);
+    let count = || embedded.pending_count().unwrap_or(usize::MAX);
+    let base = run(
+        "embedded",
+        &[server],
+        std::slice::from_ref(&embedded),
+        &count,
+        devices,
+        per_device,
+    );
 
-    let empty = tempfile::tempdir().expect("tempdir");
-    let spheres: Vec<Arc<Sphere>> = (0..2)
+    // As `open_stores` opens them, keeping each replica's tracking to count its MLflow calls.
+    let replicas: Vec<(Arc<MlflowTracking>, Arc<Sphere>)> = (0..2)
         .map(|_| {
-            Arc::new(
-                open_stores(empty.path(), Some(&s3), Some(&mlflow)).expect("MLflow + S3 stores"),
-            )
+            let blobs: Arc<dyn Blobs> = Arc::new(S3Blobs::open(&s3).expect("S3 blobs"));
+            let tracking = Arc::new(
+                MlflowTracking::open_with_s3(&mlflow, &s3)
+                    .expect("MLflow tracking")
+                    .with_release_files(blobs.clone()),
+            );
+            let sphere = Arc::new(Sphere::new(tracking.clone(), blobs));
+            (tracking, sphere)
         })
         .collect();
+    let spheres: Vec<Arc<Sphere>> = replicas.iter().map(|(_, s)| s.clone()).collect();
     let servers: Vec<TestServer> = spheres
         .iter()
         .map(|s| TestServer::start_shared(s.clone(), None))
         .collect();
-    let two = run("mlflow+s3 x2", &servers, &spheres, devices, per_device);
+    let records = S3Blobs::open(&s3.tracking()).expect("package records");
+    let count = || {
+        records
+            .list_page("pending/", None, usize::MAX)
+            .map_or(usize::MAX, |keys| keys.len())
+    };
+    let calls = || replicas.iter().map(|(t, _)| t.mlflow_calls()).sum::<u64>();
+    let calls_before = calls();
+    let two = run(
+        "mlflow+s3 x2",
+        &servers,
+        &spheres,
+        &count,
+        devices,
+        per_device,
+    );
+    let calls = calls() - calls_before;
     eprintln!(
         "replicas: two MLflow + S3 replicas = {:.2} x embedded accepted/s, {:.2} x embedded processed/s \
-         ({} uploads each, {} + {} errors)",
+         ({} uploads each, {} + {} errors); {calls} MLflow calls, {:.2} per package",
         two.accepted_per_s / base.accepted_per_s,
         two.processed_per_s / base.processed_per_s,
         two.uploads,
         base.errors,
-        two.errors
+        two.errors,
+        calls as f64 / two.uploads as f64,
     );
 }

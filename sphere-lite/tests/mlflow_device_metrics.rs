@@ -4,15 +4,18 @@
 //! history with the points' own times as timestamps and the second of the day as step, read
 //! here through the same REST calls the UI makes.
 
-use serde_json::{Value, json};
+use serde_json::json;
 use sphere_lite::domain::Sphere;
 use tinylcm_protocol::api::EnrollRequest;
 use tinylcm_protocol::package::{FileKind, PackageBuilder};
 
 #[path = "support/backend.rs"]
 mod backend;
+#[path = "support/mlflow_rest.rs"]
+mod mlflow_rest;
 
 use backend::Backend;
+use mlflow_rest::{day_runs, history, tag};
 
 /// 2025-11-26 09:00:00 UTC.
 const T: u64 = 1_764_147_600_000;
@@ -28,30 +31,6 @@ fn package(device: &str, id: &str, created: u64, fps: f64) -> Vec<u8> {
     )
     .unwrap();
     b.finish().unwrap()
-}
-
-fn mlflow(url: &str, endpoint: &str, body: Value) -> Value {
-    let answer = ureq::post(&format!("{url}/api/2.0/mlflow/{endpoint}"))
-        .set("Content-Type", "application/json")
-        .send_string(&body.to_string())
-        .unwrap_or_else(|e| panic!("{endpoint}: {e}"));
-    serde_json::from_str(&answer.into_string().unwrap()).unwrap()
-}
-
-fn mlflow_get(url: &str, endpoint: &str, query: &[(&str, &str)]) -> Value {
-    let mut r = ureq::get(&format!("{url}/api/2.0/mlflow/{endpoint}"));
-    for (k, v) in query {
-        r = r.query(k, v);
-    }
-    serde_json::from_str(&r.call().unwrap().into_string().unwrap()).unwrap()
-}
-
-fn tag<'a>(run: &'a Value, key: &str) -> Option<&'a str> {
-    run["data"]["tags"]
-        .as_array()?
-        .iter()
-        .find(|t| t["key"] == key)
-        .and_then(|t| t["value"].as_str())
 }
 
 /// Fails before this change: a device's points were only metrics of one run per package (one
@@ -88,20 +67,7 @@ fn a_device_has_one_mlflow_run_per_day_with_each_metric_as_a_history() {
     sphere.process(&device, "p2").unwrap();
 
     let url = &settings.url;
-    let exp_name = format!("{}/device/{device}", settings.namespace);
-    let exp = mlflow_get(
-        url,
-        "experiments/get-by-name",
-        &[("experiment_name", &exp_name)],
-    );
-    let exp_id = exp["experiment"]["experiment_id"].as_str().unwrap();
-    let found = mlflow(
-        url,
-        "runs/search",
-        json!({"experiment_ids": [exp_id], "filter": "tags.`sphere.kind` = 'device-metrics'",
-               "order_by": ["attributes.start_time ASC"]}),
-    );
-    let runs = found["runs"].as_array().cloned().unwrap_or_default();
+    let runs = day_runs(url, &settings.namespace, &device);
     let names: Vec<&str> = runs
         .iter()
         .map(|r| r["info"]["run_name"].as_str().unwrap())
@@ -109,7 +75,7 @@ fn a_device_has_one_mlflow_run_per_day_with_each_metric_as_a_history() {
     assert_eq!(
         names,
         ["metrics-2025-11-26", "metrics-2025-11-27"],
-        "{found}"
+        "{runs:?}"
     );
     let first = &runs[0];
     assert_eq!(tag(first, "sphere.device"), Some(device.as_str()));
@@ -122,44 +88,24 @@ fn a_device_has_one_mlflow_run_per_day_with_each_metric_as_a_history() {
         Some(T - 9 * 3_600_000)
     );
 
-    let history = |run: &Value, key: &str| -> Vec<(i64, i64, f64)> {
-        let run_id = run["info"]["run_id"].as_str().unwrap();
-        let got = mlflow_get(
-            url,
-            "metrics/get-history",
-            &[("run_id", run_id), ("metric_key", key)],
-        );
-        let mut points: Vec<(i64, i64, f64)> = got["metrics"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .map(|m| {
-                (
-                    m["step"].as_i64().unwrap_or(0),
-                    m["timestamp"].as_i64().unwrap(),
-                    m["value"].as_f64().unwrap(),
-                )
-            })
-            .collect();
-        points.sort_by_key(|p| p.0);
-        points
-    };
     // Step = second of the UTC day (09:00 = 32400), timestamp = the point's own time; the
     // package stored twice added nothing (MLflow keeps one copy of an identical point).
     assert_eq!(
-        history(first, "fps"),
+        history(url, first, "fps"),
         [
             (32_400, T as i64, 10.0),
             (32_460, (T + 60_000) as i64, 12.0)
         ]
     );
     assert_eq!(
-        history(first, "latency_ms.p50"),
+        history(url, first, "latency_ms.p50"),
         [
             (32_400, T as i64, 12.5),
             (32_460, (T + 60_000) as i64, 12.5)
         ]
     );
-    assert_eq!(history(&runs[1], "fps"), [(32_400, (T + DAY) as i64, 9.0)]);
+    assert_eq!(
+        history(url, &runs[1], "fps"),
+        [(32_400, (T + DAY) as i64, 9.0)]
+    );
 }

@@ -3,20 +3,29 @@
 //! (`SPHERE_TEST_MLFLOW_URL`; unset, they skip with a note, or fail under `./scripts/test`).
 //! These check the guarantees the adapter's module docs promise: exact enrollment-key uses,
 //! one decision per event, unique increasing feedback ids, acks that never move backwards,
-//! harmless package duplicates (counted once, points stored once), work a dead replica left
-//! finished by another, and the bound on how long a rotated device token works elsewhere.
+//! harmless package duplicates (counted once, points stored once), a batch of packages processed
+//! by both replicas at once (each point once in MLflow, a few MLflow calls per batch), work a
+//! dead replica left finished by another, and the bound on how long a rotated device token works
+//! elsewhere.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sphere_lite::adapters::{MlflowSettings, MlflowTracking, S3Blobs, S3Settings};
+use sphere_lite::domain::Sphere;
 use sphere_lite::ports::prelude::*;
 use sphere_lite::ports::{
     BlobKey, Blobs, DecideOutcome, Decision, DeviceRecord, DriftEventFilter, EnrollOutcome,
     EnrollmentKey, PackageRecord, Recorded,
 };
-use tinylcm_protocol::api::{DriftEventStatus, DriftEventView, DriftVerdict, FeedbackVerdict};
+use tinylcm_protocol::api::{
+    DriftEventStatus, DriftEventView, DriftVerdict, EnrollRequest, FeedbackVerdict,
+};
+use tinylcm_protocol::package::{FileKind, PackageBuilder};
+
+#[path = "support/mlflow_rest.rs"]
+mod mlflow_rest;
 
 /// Two replicas' adapters on a fresh namespace (package records in S3 under a fresh prefix),
 /// or `None` without MLflow and S3 (`test_support::missing`).
@@ -29,18 +38,19 @@ fn replicas_with(
     test: &str,
     setup: impl Fn(MlflowTracking) -> MlflowTracking,
 ) -> Option<[Arc<MlflowTracking>; 2]> {
-    replicas_setup(test, setup).map(|(r, _)| r)
+    replicas_setup(test, setup).map(|(r, ..)| r)
 }
 
-/// As [`replicas`], with the S3 settings of the package records ([`S3Settings::tracking`]).
-fn replicas_s3(test: &str) -> Option<([Arc<MlflowTracking>; 2], S3Settings)> {
+/// As [`replicas`], with the S3 settings of the blobs (the package records are under
+/// [`S3Settings::tracking`]) and the MLflow settings.
+fn replicas_s3(test: &str) -> Option<([Arc<MlflowTracking>; 2], S3Settings, MlflowSettings)> {
     replicas_setup(test, |t| t)
 }
 
 fn replicas_setup(
     test: &str,
     setup: impl Fn(MlflowTracking) -> MlflowTracking,
-) -> Option<([Arc<MlflowTracking>; 2], S3Settings)> {
+) -> Option<([Arc<MlflowTracking>; 2], S3Settings, MlflowSettings)> {
     let (Ok(url), Ok(endpoint)) = (
         std::env::var("SPHERE_TEST_MLFLOW_URL"),
         std::env::var("SPHERE_TEST_S3_ENDPOINT"),
@@ -73,7 +83,7 @@ fn replicas_setup(
     };
     let a = setup(MlflowTracking::open_with_s3(&settings, &s3).unwrap());
     let b = setup(MlflowTracking::open_with_s3(&settings, &s3).unwrap());
-    Some(([Arc::new(a), Arc::new(b)], s3.tracking()))
+    Some(([Arc::new(a), Arc::new(b)], s3, settings))
 }
 
 fn device(id: &str, token: u8) -> DeviceRecord {
@@ -347,9 +357,122 @@ fn a_package_recorded_by_two_replicas_at_once_is_one_package() {
     }
 }
 
+/// A package of `keys` metric keys (`k00`, `k01`, …) whose values say which package and key
+/// they are, created at `at`.
+fn metrics_package(device: &str, id: &str, n: u64, at: u64, keys: u64) -> Vec<u8> {
+    let doc: serde_json::Map<String, serde_json::Value> = (0..keys)
+        .map(|k| (format!("k{k:02}"), serde_json::json!(n * 100 + k)))
+        .collect();
+    let mut b = PackageBuilder::new(id, device, at).unwrap();
+    b.add(
+        "metrics.json",
+        FileKind::Metrics,
+        serde_json::Value::Object(doc).to_string().into_bytes(),
+    )
+    .unwrap();
+    b.finish().unwrap()
+}
+
+/// Fails on the per-package path (one MLflow `log-batch` per package: 24 calls or more for this
+/// batch), and if the batch path dropped the points past one call's 1000, or stored a point
+/// twice when both replicas log it.
+#[test]
+fn a_batch_processed_by_two_replicas_at_once_logs_each_point_once_in_a_few_calls() {
+    /// 2025-11-26 09:00:00 UTC.
+    const T: u64 = 1_764_147_600_000;
+    const DAY: u64 = 86_400_000;
+    const KEYS: u64 = 60;
+    let Some((r, s3, mlflow)) = replicas_s3("batch") else {
+        return;
+    };
+    let blobs: Arc<dyn Blobs> = Arc::new(S3Blobs::open(&s3).unwrap());
+    let spheres: Vec<Sphere> = r
+        .iter()
+        .map(|t| Sphere::new(t.clone(), blobs.clone()))
+        .collect();
+    let key = spheres[0].create_enrollment_key(1).unwrap();
+    let device = spheres[0]
+        .enroll(&EnrollRequest {
+            enrollment_key: key,
+            name: None,
+            hardware: None,
+        })
+        .unwrap()
+        .device_id;
+    // (package id, n, time): package n at T + n s on day one (21 of them: 1260 points, more
+    // than one log-batch takes), or on day two (5).
+    let packages: Vec<(String, u64, u64)> = (0..26)
+        .map(|n| {
+            let at = if n < 21 { T } else { T + DAY };
+            (format!("p{n:02}"), n, at + n * 1000)
+        })
+        .collect();
+    for (id, n, at) in &packages {
+        let body = metrics_package(&device, id, *n, *at, KEYS);
+        spheres[0].accept_upload(&device, &body).unwrap();
+    }
+    // Each replica first processes one package of each day alone: the day runs exist and
+    // both replicas know them, as in a server that has been running.
+    for (replica, warm) in [(0, ["p00", "p21"]), (1, ["p01", "p22"])] {
+        let jobs: Vec<(String, String)> = warm
+            .iter()
+            .map(|id| (device.clone(), id.to_string()))
+            .collect();
+        assert_eq!(spheres[replica].process_batch(&jobs).unwrap(), 2);
+    }
+    // The other 22 at once on both replicas (a sweep racing the replica that accepted them).
+    let jobs: Vec<(String, String)> = packages
+        .iter()
+        .map(|(id, ..)| (device.clone(), id.clone()))
+        .filter(|(_, id)| !["p00", "p21", "p01", "p22"].contains(&id.as_str()))
+        .collect();
+    let before: u64 = r.iter().map(|t| t.mlflow_calls()).sum();
+    std::thread::scope(|s| {
+        for sphere in &spheres {
+            let jobs = &jobs;
+            s.spawn(move || sphere.process_batch(jobs).unwrap());
+        }
+    });
+    let calls = r.iter().map(|t| t.mlflow_calls()).sum::<u64>() - before;
+    // Each replica: day one's 18 packages (1080 points) in two log-batches, day two's 4 in one.
+    assert!(
+        calls <= 6,
+        "{calls} MLflow calls for 22 packages on two replicas"
+    );
+
+    // Every package processed once, counted once.
+    assert!(r[0].unprocessed().unwrap().is_empty());
+    for (id, ..) in &packages {
+        let record = r[1].package(&device, id).unwrap().unwrap();
+        assert!(record.processed_unix_ms.is_some() && record.failed.is_none());
+    }
+    assert_eq!(r[1].devices().unwrap()[0].packages, 26);
+
+    // What the MLflow UI charts: every package's point of each key, once.
+    let runs = mlflow_rest::day_runs(&mlflow.url, &mlflow.namespace, &device);
+    assert_eq!(runs.len(), 2, "one run per day: {runs:?}");
+    for (day, run) in runs.iter().enumerate() {
+        for k in [0, KEYS / 2, KEYS - 1] {
+            let want: Vec<(i64, i64, f64)> = packages
+                .iter()
+                .filter(|(_, _, at)| (at - T) / DAY == day as u64)
+                .map(|(_, n, at)| {
+                    let step = ((at % DAY) / 1000) as i64;
+                    (step, *at as i64, (n * 100 + k) as f64)
+                })
+                .collect();
+            assert_eq!(
+                mlflow_rest::history(&mlflow.url, run, &format!("k{k:02}")),
+                want,
+                "day {day}, key k{k:02}"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_package_accepted_by_a_replica_that_died_midway_is_finished_by_another() {
-    let Some((r, tracking_s3)) = replicas_s3("crash") else {
+    let Some((r, s3, _)) = replicas_s3("crash") else {
         return;
     };
     r[0].add_enrollment_key(&key([5; 32], 1)).unwrap();
@@ -365,7 +488,7 @@ fn a_package_accepted_by_a_replica_that_died_midway_is_finished_by_another() {
     };
     assert_eq!(r[0].record_accepted(&record).unwrap(), Recorded::New);
     // Replica A died after writing the pending copy, before the record itself.
-    let objects = S3Blobs::open(&tracking_s3).unwrap();
+    let objects = S3Blobs::open(&s3.tracking()).unwrap();
     objects
         .delete(&BlobKey::new("packages/dev-d/p9.json").unwrap())
         .unwrap();

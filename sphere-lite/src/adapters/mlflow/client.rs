@@ -8,6 +8,7 @@
 //! (`{"error_code","message"}`) become [`MlflowError::Api`].
 
 use std::io::Read as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -276,6 +277,8 @@ pub struct RunQuery {
 pub struct Client {
     agent: ureq::Agent,
     base: String,
+    /// Requests sent so far ([`Client::calls`]).
+    calls: AtomicU64,
 }
 
 #[derive(Deserialize)]
@@ -298,7 +301,14 @@ impl Client {
         Client {
             agent,
             base: base_url.trim_end_matches('/').to_owned(),
+            calls: AtomicU64::new(0),
         }
+    }
+
+    /// How many requests this client has sent (answered or not): what a test or benchmark
+    /// counts to see how many MLflow calls an operation costs.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
     }
 
     fn url(&self, endpoint: &str) -> String {
@@ -306,9 +316,11 @@ impl Client {
     }
 
     fn answer<T: DeserializeOwned>(
+        &self,
         endpoint: &str,
         result: Result<ureq::Response, ureq::Error>,
     ) -> Result<T, MlflowError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
         let (status, response) = match result {
             Ok(r) => (r.status(), r),
             Err(ureq::Error::Status(code, r)) => (code, r),
@@ -368,7 +380,7 @@ impl Client {
             .set("Content-Type", "application/json")
             .set("Accept", "application/json")
             .send_string(&body.to_string());
-        Self::answer(endpoint, result)
+        self.answer(endpoint, result)
     }
 
     /// A read-only POST (the search endpoints): retried like [`Client::get`].
@@ -400,7 +412,7 @@ impl Client {
         for (k, v) in query {
             request = request.query(k, v);
         }
-        Self::answer(endpoint, request.call())
+        self.answer(endpoint, request.call())
     }
 
     /// `experiments/create`: the id of the new experiment. A taken name is
@@ -781,7 +793,8 @@ impl Client {
             .set("Content-Type", "application/octet-stream")
             .set("Accept", "application/json")
             .send_bytes(bytes);
-        Self::answer::<Value>("mlflow-artifacts/artifacts", result).map(drop)
+        self.answer::<Value>("mlflow-artifacts/artifacts", result)
+            .map(drop)
     }
 
     /// The files and folders directly in artifact folder `path` (empty if there is none).
@@ -802,7 +815,7 @@ impl Client {
                 .query("path", path.as_str())
                 .set("Accept", "application/json")
                 .call();
-            Self::answer("mlflow-artifacts/artifacts", result)
+            self.answer("mlflow-artifacts/artifacts", result)
         })?;
         Ok(listed.files)
     }

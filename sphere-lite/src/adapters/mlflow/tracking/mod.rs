@@ -325,6 +325,12 @@ impl MlflowTracking {
         self
     }
 
+    /// How many requests this adapter has sent to MLflow: what tests and benchmarks count to
+    /// bound the MLflow calls an operation costs.
+    pub fn mlflow_calls(&self) -> u64 {
+        self.client.calls()
+    }
+
     fn objects(&self) -> Result<&super::package_objects::PackageObjects, StoreError> {
         self.package_objects.as_ref().ok_or_else(|| {
             StoreError::new(
