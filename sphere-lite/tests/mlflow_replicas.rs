@@ -533,6 +533,57 @@ fn a_rotated_device_token_stops_working_on_every_replica_within_the_cache_ttl() 
     assert_eq!(r[1].device("dev-c").unwrap().unwrap().token_hash, [4; 32]);
 }
 
+/// A verdict to queue as feedback.
+fn sample(id: u64) -> FeedbackVerdict {
+    FeedbackVerdict::Sample {
+        id,
+        label: None,
+        reject: true,
+    }
+}
+
+#[test]
+fn feedback_queued_on_one_replica_is_polled_on_the_other_and_empty_polls_skip_mlflow() {
+    let Some((r, _, settings)) = replicas_s3("feedback-marks") else {
+        return;
+    };
+    r[0].add_enrollment_key(&key([6; 32], 2)).unwrap();
+    r[0].enroll([6; 32], &device("dev-f", 6), 1).unwrap();
+    // The empty queue, polled on either replica: no MLflow request (S3 marks say so).
+    let polls_without_mlflow = |t: &MlflowTracking, after: u64| {
+        let before = t.mlflow_calls();
+        let items = t.feedback_after("dev-f", after, 10).unwrap();
+        assert_eq!(t.mlflow_calls(), before, "poll after {after} read MLflow");
+        items
+    };
+    assert!(polls_without_mlflow(&r[1], 0).is_empty());
+    assert!(polls_without_mlflow(&r[0], 0).is_empty());
+    // Queued through A: B's very next poll delivers it (no waiting for a cache to expire).
+    assert_eq!(r[0].append_feedback("dev-f", &[sample(1)], 5).unwrap(), [1]);
+    let items = r[1].feedback_after("dev-f", 0, 10).unwrap();
+    assert_eq!(items.iter().map(|i| i.id).collect::<Vec<_>>(), [1]);
+    assert!(polls_without_mlflow(&r[1], 1).is_empty());
+    // And the other way round.
+    assert_eq!(r[1].append_feedback("dev-f", &[sample(2)], 6).unwrap(), [2]);
+    let items = r[0].feedback_after("dev-f", 1, 10).unwrap();
+    assert_eq!(items.iter().map(|i| i.id).collect::<Vec<_>>(), [2]);
+    assert!(polls_without_mlflow(&r[0], 2).is_empty());
+
+    // A device enrolled, and fed, by a replica without marks (the version before them):
+    // its items are still delivered, and once read its empty polls skip MLflow too.
+    let unmarked = MlflowTracking::open(&settings).unwrap();
+    unmarked.enroll([6; 32], &device("dev-g", 7), 1).unwrap();
+    assert_eq!(
+        unmarked.append_feedback("dev-g", &[sample(3)], 7).unwrap(),
+        [1]
+    );
+    let items = r[1].feedback_after("dev-g", 0, 10).unwrap();
+    assert_eq!(items.iter().map(|i| i.id).collect::<Vec<_>>(), [1]);
+    let before = r[0].mlflow_calls();
+    assert!(r[0].feedback_after("dev-g", 1, 10).unwrap().is_empty());
+    assert_eq!(r[0].mlflow_calls(), before);
+}
+
 #[test]
 fn a_key_enrolls_exactly_its_uses_when_more_devices_enroll_at_once_through_two_replicas() {
     let Some(r) = replicas("enroll-many") else {
@@ -558,4 +609,24 @@ fn a_key_enrolls_exactly_its_uses_when_more_devices_enroll_at_once_through_two_r
     let key = &r[1].enrollment_keys().unwrap()[0];
     assert_eq!((key.used, key.remaining), (12, Some(0)));
     assert_eq!(r[0].devices().unwrap().len(), 12);
+}
+
+#[test]
+fn a_rotated_device_token_stops_working_on_the_other_replica_within_the_announcement_poll() {
+    // The server's setting: package store in S3, default cache TTL (a minute with it).
+    let Some(r) = replicas("token-announced") else {
+        return;
+    };
+    r[0].add_enrollment_key(&key([11; 32], 1)).unwrap();
+    r[0].enroll([11; 32], &device("dev-t", 11), 1).unwrap();
+    assert_eq!(r[1].device("dev-t").unwrap().unwrap().token_hash, [11; 32]);
+    assert!(r[0].replace_device_token("dev-t", Some([12; 32])).unwrap());
+    // B's cached record is dropped at its next listing of the announcements, long before the
+    // cache TTL (and before the 10 s TTL of the version without announcements).
+    std::thread::sleep(sphere_lite::adapters::mlflow::tracking::DEVICE_CHANGES_POLL);
+    assert_eq!(r[1].device("dev-t").unwrap().unwrap().token_hash, [12; 32]);
+    // Revoked the same way.
+    assert!(r[1].replace_device_token("dev-t", None).unwrap());
+    std::thread::sleep(sphere_lite::adapters::mlflow::tracking::DEVICE_CHANGES_POLL);
+    assert_eq!(r[0].device("dev-t").unwrap().unwrap().token_hash, [0; 32]);
 }

@@ -100,10 +100,16 @@
 //! * **Package counts are exact**: a listing of the device's records, not a counter.
 //!   `sphere.last_seen_unix_ms` is a last-writer-wins tag (written once a minute per device
 //!   per replica), so it can step back by the overlap of two replicas' writes.
-//! * **Device records are cached** for [`DEVICE_CACHE_TTL`](tracking::DEVICE_CACHE_TTL) per
-//!   replica (an upload's authorisation then costs no MLflow call): a device token rotated or
-//!   revoked through one replica keeps working on another for at most that long; the replica
-//!   that made the change drops its copy at once.
+//! * **Device records are cached** per replica (an upload's authorisation then costs no
+//!   MLflow call). With S3 (a server), a device token rotated or revoked through one replica is
+//!   announced by an empty object `device-changes/<unix ms>-<device>-<nonce>`; every replica
+//!   lists those once every [`DEVICE_CHANGES_POLL`](tracking::DEVICE_CHANGES_POLL) and drops
+//!   the records named, so the old token keeps working on another replica for about that long
+//!   (`tracking::device_changes`); records are otherwise trusted for
+//!   [`DEVICE_CACHE_TTL_ANNOUNCED`](tracking::DEVICE_CACHE_TTL_ANNOUNCED), which bounds how
+//!   stale another replica's name, hardware and package count of a device are. Without S3 the
+//!   records are trusted for [`DEVICE_CACHE_TTL`](tracking::DEVICE_CACHE_TTL), the bound on a
+//!   rotated token then. The replica that made a change drops its copy at once.
 //! * **Operator tokens are cached** for [`OPERATOR_CACHE_TTL`](tracking::OPERATOR_CACHE_TTL)
 //!   (a removed token stays valid that long on a replica that cached it); an unknown token
 //!   re-reads the list at most every

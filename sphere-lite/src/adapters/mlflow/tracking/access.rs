@@ -81,6 +81,10 @@ impl AccessStore for MlflowTracking {
         // Revoked: a hash no token has (finding a preimage of all zeros is infeasible).
         let hash = new_hash.unwrap_or([0; 32]);
         self.set_experiment_tag(&exp.experiment_id, TOKEN, &hex(&hash))?;
+        // After the write: a replica that drops its record on this reads the new token.
+        if let Some(changes) = &self.device_changes {
+            changes.announce(device_id)?;
+        }
         Ok(true)
     }
 }

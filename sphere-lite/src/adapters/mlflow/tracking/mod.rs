@@ -25,6 +25,7 @@ use crate::ports::{
 
 mod access;
 mod config;
+mod device_changes;
 mod devices;
 mod drift;
 mod feedback_marks;
@@ -42,10 +43,19 @@ pub const OPERATOR_CACHE_TTL: Duration = Duration::from_secs(5);
 /// An unknown token re-reads the snapshot if it is older than this (a token created on another
 /// replica or by the CLI works within this time; bounds the reads an attacker can cause).
 pub const OPERATOR_MISS_REFRESH: Duration = Duration::from_secs(1);
-/// How long a replica trusts a device record it read (token hash, name, count) before
-/// reading it again: a device token rotated or a device removed through another replica still
-/// authenticates here for at most this long. Writes through this replica drop its entry at once.
+/// How long a replica without S3 ([`MlflowTracking::open`] alone) trusts a device record it
+/// read (token hash, name, count) before reading it again: a device token rotated through
+/// another replica still authenticates here for at most this long. Writes through this replica
+/// drop its entry at once. With S3 see [`DEVICE_CACHE_TTL_ANNOUNCED`].
 pub const DEVICE_CACHE_TTL: Duration = Duration::from_secs(10);
+/// With S3 (how a server runs), a rotated or revoked device token is announced to every
+/// replica, which drops its cached record within [`DEVICE_CHANGES_POLL`]: the record is then
+/// trusted this long, which bounds only how stale another replica's name, hardware and package
+/// count of a device are here.
+pub const DEVICE_CACHE_TTL_ANNOUNCED: Duration = Duration::from_secs(60);
+/// How often a replica with S3 looks for device token changes made through other replicas:
+/// the bound on how long a rotated or revoked token keeps working there.
+pub const DEVICE_CHANGES_POLL: Duration = device_changes::POLL;
 /// A decided event whose decision is older than this and whose feedback is missing (the
 /// deciding replica died in between) gets its feedback queued by the next decision attempt.
 pub const DECISION_REPAIR_AFTER_MS: u64 = 30_000;
@@ -227,6 +237,8 @@ pub struct MlflowTracking {
     /// Marks of the ids being queued, so that a poll of an empty queue needs no MLflow read
     /// (with the package store; without, every poll reads the queue run).
     feedback_marks: Option<feedback_marks::FeedbackMarks>,
+    /// Token changes announced by every replica (with the package store).
+    device_changes: Option<device_changes::DeviceChanges>,
 }
 
 /// A device record as read at `at`.
@@ -271,6 +283,7 @@ impl MlflowTracking {
             device_ttl: DEVICE_CACHE_TTL,
             queue_runs: Mutex::new(HashMap::new()),
             feedback_marks: None,
+            device_changes: None,
         };
         // Ids continue above the largest stored one even if this host's clock is behind.
         let query = RunQuery {
@@ -311,15 +324,19 @@ impl MlflowTracking {
     /// [`S3Settings::tracking`](crate::adapters::S3Settings::tracking)). Without it the
     /// `PackageStore` methods fail and device package counts read 0. The same prefix holds the
     /// marks of feedback ids being queued, which spare a device's poll of an empty queue its
-    /// MLflow read.
+    /// MLflow read, and the announcements of device token changes, which let a device record
+    /// be cached for [`DEVICE_CACHE_TTL_ANNOUNCED`].
     pub fn with_package_store(mut self, store: std::sync::Arc<crate::adapters::S3Blobs>) -> Self {
         self.feedback_marks = Some(feedback_marks::FeedbackMarks::new(store.clone()));
+        self.device_changes = Some(device_changes::DeviceChanges::new(store.clone()));
+        self.device_ttl = DEVICE_CACHE_TTL_ANNOUNCED;
         self.package_objects = Some(super::package_objects::PackageObjects::new(store));
         self
     }
 
-    /// Trust a device record read from MLflow for `ttl` ([`DEVICE_CACHE_TTL`] by default;
-    /// zero: read it every time).
+    /// Trust a device record read from MLflow for `ttl` ([`DEVICE_CACHE_TTL`] by default,
+    /// [`DEVICE_CACHE_TTL_ANNOUNCED`] once [`MlflowTracking::with_package_store`] set it; zero:
+    /// read it every time).
     pub fn with_device_cache_ttl(mut self, ttl: Duration) -> Self {
         self.device_ttl = ttl;
         self
@@ -357,6 +374,15 @@ impl MlflowTracking {
 
     /// The record of `device_id` and its experiment id, from the cache while fresh.
     fn cached_device(&self, device_id: &str) -> Result<Option<(String, DeviceRecord)>, StoreError> {
+        if let Some(changes) = &self.device_changes {
+            let changed = changes.changed()?;
+            if !changed.is_empty() {
+                let mut cache = lock(&self.device_cache);
+                for device in changed {
+                    cache.remove(&device);
+                }
+            }
+        }
         if let Some(c) = lock(&self.device_cache).get(device_id) {
             if c.at.elapsed() < self.device_ttl {
                 return Ok(Some((c.experiment_id.clone(), c.record.clone())));
