@@ -42,8 +42,7 @@ const PAGE_SLACK: usize = 64;
 /// Most pending packages one listing returns (an error beyond, never a silent truncation).
 const MAX_PENDING: usize = 1_000_000;
 /// S3 requests a batch of marks or a pending listing keeps in flight at once: each request is
-/// mostly waiting on a round trip, so a batch of 64 packages costs about 8 round trips' time
-/// instead of 64 (measured with the replicas bench).
+/// mostly waiting on a round trip, so 64 packages take about 8 round trips' time, not 64.
 const PARALLEL: usize = 8;
 
 /// The package records of one namespace in S3 (see the module docs).
