@@ -6,27 +6,48 @@
 use super::*;
 use crate::ports::MetricStore;
 
-/// Store one package's metric points inside `tx` (see [`MetricStore::put_metrics`]).
+/// One package's metric points: device, package, the points' time and the points.
+pub(super) type PackagePoints<'a> = (&'a str, &'a str, u64, &'a [(String, f64)]);
+
+/// A row's key in [`METRIC_POINTS`]: device, metric key, time, package.
+type PointKey<'a> = (&'a str, &'a str, u64, &'a str);
+
+/// Store the metric points of several packages inside `tx` (see [`MetricStore::put_metrics`]).
+///
+/// Why all at once: a batch of processed packages carries ~150 points each, and inserting
+/// them package by package, with a read and a write of each key's newest time per point,
+/// was most of the server's CPU under `cargo bench --bench ingest`'s fleet phase (`perf`).
+/// Points go in key order (each B-tree page is visited once per run of its keys), and each
+/// (device, key) gets its newest time written once per call instead of once per point.
 pub(super) fn put_metrics_in(
     tx: &redb::WriteTransaction,
-    device_id: &str,
-    package_id: &str,
-    unix_ms: u64,
-    points: &[(String, f64)],
+    packages: &[PackagePoints<'_>],
 ) -> Result<(), StoreError> {
+    let mut rows: Vec<(PointKey<'_>, f64)> = packages
+        .iter()
+        .flat_map(|&(device, package, unix_ms, points)| {
+            points
+                .iter()
+                .map(move |(key, value)| ((device, key.as_str(), unix_ms, package), *value))
+        })
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut newest: Vec<((&str, &str), u64)> = Vec::new();
     let mut table = tx.open_table(METRIC_POINTS).map_err(err)?;
+    for (key, value) in &rows {
+        table.insert(*key, *value).map_err(err)?;
+        let (device, name, unix_ms, _) = *key;
+        match newest.last_mut() {
+            // Sorted: a key's rows are adjacent, its newest time last.
+            Some((last, at)) if *last == (device, name) => *at = (*at).max(unix_ms),
+            _ => newest.push(((device, name), unix_ms)),
+        }
+    }
     let mut keys = tx.open_table(METRIC_KEYS).map_err(err)?;
-    for (key, value) in points {
-        table
-            .insert((device_id, key.as_str(), unix_ms, package_id), *value)
-            .map_err(err)?;
-        let newest = keys
-            .get((device_id, key.as_str()))
-            .map_err(err)?
-            .map_or(0, |v| v.value());
-        if unix_ms >= newest {
-            keys.insert((device_id, key.as_str()), unix_ms)
-                .map_err(err)?;
+    for (key, unix_ms) in newest {
+        let stored = keys.get(key).map_err(err)?.map(|v| v.value());
+        if stored.is_none_or(|stored| unix_ms > stored) {
+            keys.insert(key, unix_ms).map_err(err)?;
         }
     }
     Ok(())
@@ -41,7 +62,7 @@ impl MetricStore for RedbTracking {
         points: &[(String, f64)],
     ) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(err)?;
-        put_metrics_in(&tx, device_id, package_id, unix_ms, points)?;
+        put_metrics_in(&tx, &[(device_id, package_id, unix_ms, points)])?;
         tx.commit().map_err(err)
     }
 

@@ -81,6 +81,13 @@ const METRIC_KEYS: TableDefinition<(&str, &str), u64> = TableDefinition::new("me
 /// versions gain it without a migration.
 const PREDICTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("predictions");
 
+/// redb's page cache (reads, and a tenth of it for a transaction's write buffer). Why capped:
+/// redb's default is 1 GiB, which grows with every page the server ever touched; the pages
+/// read again (devices, tokens, pending packages, the newest metric points) fit in a few MB,
+/// and the write buffer (13 MiB) holds the pages a processing batch of a storm of 16 to 32
+/// devices dirties (about one per device and metric key) without writing them out early.
+const CACHE_BYTES: usize = 128 << 20;
+
 /// Tracking in a redb database.
 pub struct RedbTracking {
     db: Database,
@@ -117,15 +124,18 @@ fn pending_key(record: &PackageRecord) -> String {
 impl RedbTracking {
     /// Open (or create) the database at `path` and make sure all tables exist.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(|e| {
-            StoreError::new(
-                "redb",
-                format!(
-                    "cannot open {}: {e} (is another sphere-lite using the same --data?)",
-                    path.display()
-                ),
-            )
-        })?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| {
+                StoreError::new(
+                    "redb",
+                    format!(
+                        "cannot open {}: {e} (is another sphere-lite using the same --data?)",
+                        path.display()
+                    ),
+                )
+            })?;
         let tx = db.begin_write().map_err(err)?;
         {
             tx.open_table(DEVICES).map_err(err)?;

@@ -156,9 +156,6 @@ impl PackageStore for RedbTracking {
             predictions::put_predictions_in(&tx, &done.predictions)?;
             new_events.push(drift::put_drift_events_in(&tx, &done.drift_events)?);
             learning::put_learning_events_in(&tx, &done.learning_events)?;
-            if let Some((at, points)) = &done.metrics {
-                metrics::put_metrics_in(&tx, &done.device_id, &done.package_id, *at, points)?;
-            }
             mark_processed_in(
                 &tx,
                 &done.device_id,
@@ -168,6 +165,19 @@ impl PackageStore for RedbTracking {
                 &done.problems,
             )?;
         }
+        let points: Vec<metrics::PackagePoints<'_>> = batch
+            .iter()
+            .filter_map(|done| {
+                let (at, points) = done.metrics.as_ref()?;
+                Some((
+                    done.device_id.as_str(),
+                    done.package_id.as_str(),
+                    *at,
+                    points.as_slice(),
+                ))
+            })
+            .collect();
+        metrics::put_metrics_in(&tx, &points)?;
         tx.commit().map_err(err)?;
         Ok(Some(new_events))
     }
