@@ -197,7 +197,8 @@ fn uploads_beyond_the_per_device_bound_get_429_without_their_bodies_being_read()
     let token = server.add_device(&op, "busy");
     let other = server.add_device(&op, "calm");
 
-    let bodies = [package("busy", "a", 1000), package("busy", "b", 1000)];
+    // Larger than what is read into memory, so each body shows as a spool file.
+    let bodies = [package("busy", "a", 100_000), package("busy", "b", 100_000)];
     let mut held: Vec<TcpStream> = bodies
         .iter()
         .map(|body| {

@@ -495,8 +495,9 @@ pub fn routes(
 
     let max_upload = sphere.max_upload_bytes();
     // The device token, the declared length and the gate are all checked before a byte of the
-    // body is read; the body then streams to a spool file under the cap (a body without
-    // `Content-Length` too) and is checked and stored from there.
+    // body is read; a small declared body is then read into memory, any other streams to a
+    // spool file under the cap (a body without `Content-Length` too) and is checked and
+    // stored from there.
     let upload = warp::path!("api" / "v2" / "devices" / String / "packages")
         .and(warp::post())
         .and(auth_header)
@@ -517,18 +518,36 @@ pub fn routes(
                         );
                     }
                     let permit = gate.enter(&device).await?;
-                    let file = spool::create(&sphere)?;
-                    spool::write(&file, body, max_upload)
-                        .await
-                        .map_err(|e| e.rejection("package body", max_upload))?;
                     let d = device.clone();
-                    let response = blocking(move || {
-                        // Both live until the check and store are done, even if the client left.
-                        let result = sphere.accept_upload_file(&d, file.path());
-                        drop((file, permit));
-                        result
-                    })
-                    .await?;
+                    let response = match length.filter(|n| *n <= spool::IN_MEMORY_BYTES) {
+                        // A small body (what devices send every interval) in memory.
+                        Some(declared) => {
+                            let bytes = spool::collect(body, declared)
+                                .await
+                                .map_err(|e| e.rejection("package body", declared))?;
+                            blocking(move || {
+                                // The slot is held until the check and store are done.
+                                let result = sphere.accept_upload(&d, &bytes);
+                                drop(permit);
+                                result
+                            })
+                            .await?
+                        }
+                        None => {
+                            let file = spool::create(&sphere)?;
+                            spool::write(&file, body, max_upload)
+                                .await
+                                .map_err(|e| e.rejection("package body", max_upload))?;
+                            blocking(move || {
+                                // Both live until the check and store are done, even if the
+                                // client left.
+                                let result = sphere.accept_upload_file(&d, file.path());
+                                drop((file, permit));
+                                result
+                            })
+                            .await?
+                        }
+                    };
                     metrics.package(response.outcome == UploadOutcome::Accepted);
                     if response.outcome == UploadOutcome::Accepted {
                         // The package is durable already; a lost job is redone at next start.

@@ -1,9 +1,14 @@
-//! Upload bodies spooled to temporary files, so a body is never held in memory.
+//! Upload bodies spooled to temporary files, so a large body is never held in memory.
 //!
 //! Why: a package body may be as large as the upload cap (64 MiB by default), and reading
 //! bodies into memory made the server's memory grow with the number of devices uploading at
 //! once. A body is streamed to a file in the server's spool folder instead, counted as it
 //! arrives and cut off at its bound; the domain checks and stores the package from that file.
+//! A body that declares at most [`IN_MEMORY_BYTES`] (the typical metrics package is ~10 KB)
+//! is read into memory instead ([`collect`]): a spool file costs a create, a write, two
+//! re-opens and an unlink, several times the rest of the upload's work on the file system,
+//! and the uploads in flight at once are bounded by the upload gate, so memory stays bounded
+//! too (at most that gate's slots times this size).
 //! The file is a [`tempfile::NamedTempFile`]: it is deleted when dropped, so on every path —
 //! success, a refusal, an error, and a client that goes away mid-body (the request's future
 //! is dropped with the file) — nothing is left behind. Files left by a killed process are
@@ -55,6 +60,34 @@ impl SpoolError {
             }
         }
     }
+}
+
+/// Largest declared body read into memory instead of a spool file (see the module docs).
+pub const IN_MEMORY_BYTES: u64 = 64 * 1024;
+
+/// The chunks of `body` in memory, at most `max` bytes (the declared length, itself at most
+/// [`IN_MEMORY_BYTES`]: the allocation is bounded by that, never by what arrives).
+pub async fn collect<S, B, E>(body: S, max: u64) -> Result<Vec<u8>, SpoolError>
+where
+    S: Stream<Item = Result<B, E>>,
+    B: Buf,
+    E: std::fmt::Display,
+{
+    let max = max.min(IN_MEMORY_BYTES);
+    let mut out = Vec::with_capacity(usize::try_from(max).unwrap_or(0));
+    futures_util::pin_mut!(body);
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|e| SpoolError::Body(e.to_string()))?;
+        if (out.len() + chunk.remaining()) as u64 > max {
+            return Err(SpoolError::TooLarge);
+        }
+        while chunk.has_remaining() {
+            let n = chunk.chunk().len();
+            out.extend_from_slice(chunk.chunk());
+            chunk.advance(n);
+        }
+    }
+    Ok(out)
 }
 
 /// Append the chunks of `body` to `file`, at most `max` bytes; returns how many were written.
