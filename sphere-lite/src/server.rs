@@ -169,6 +169,11 @@ fn process_in_background(
             tokio::select! {
                 job = queue.recv() => {
                     let Some(job) = job else { break };
+                    // While a storm of uploads is being accepted, processing waits (bounded).
+                    let waiting = std::time::Instant::now();
+                    while let Some(wait) = sphere.processing_wait(waiting.elapsed()) {
+                        tokio::time::sleep(wait).await;
+                    }
                     let mut jobs = vec![job];
                     while jobs.len() < crate::domain::PROCESS_BATCH {
                         match queue.try_recv() {

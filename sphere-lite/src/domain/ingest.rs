@@ -236,6 +236,7 @@ impl Sphere {
         drop(claim);
         match recorded {
             Recorded::New => {
+                self.uploads.note();
                 tracing::info!(device = %device_id, package = %package_id, bytes = len, "package accepted");
                 Ok(UploadResponse {
                     package_id,

@@ -151,6 +151,8 @@ pub struct Sphere {
     admission: admission::Admission,
     /// Accepted uploads waiting for their shared durable commit.
     accepted: ingest::AcceptGroup,
+    /// When an upload was last accepted: background processing waits for a storm to pass.
+    uploads: process::UploadActivity,
     /// Live changes for dashboards (bounded; nobody listening is fine).
     changes: tokio::sync::broadcast::Sender<Change>,
     /// Set once the server shuts down, so open live streams end and do not hold it up.
@@ -177,6 +179,7 @@ impl Sphere {
             spool_dir: std::env::temp_dir(),
             admission: Default::default(),
             accepted: Default::default(),
+            uploads: Default::default(),
             changes: tokio::sync::broadcast::channel(CHANGE_BUFFER).0,
             live_closed: tokio::sync::watch::channel(false).0,
             release_keys: Vec::new(),

@@ -13,6 +13,8 @@
 //! the same order, one package after the other.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tinylcm_protocol::package::{Limits, PackageError, read_package};
 
@@ -27,7 +29,54 @@ const STORED_PACKAGE_BYTES: u64 = 1 << 30;
 
 /// Most packages processed in one batch (one sync, one commit): enough to make a flush
 /// cheap per package, few enough that the dashboard sees new packages within a moment.
-pub const PROCESS_BATCH: usize = 64;
+/// Why this many: a package's ~150 metric points each go to their own (device, key) series,
+/// so a batch dirties about one database page per series it touches whatever the number of
+/// packages; measured with `perf` under `cargo bench --bench ingest`, writing those pages was
+/// most of processing's time at 64, and a batch this large takes several packages of each
+/// device of a storm into one commit.
+pub const PROCESS_BATCH: usize = 512;
+
+/// Uploads accepted within this long count as a storm in progress: processing waits
+/// ([`Sphere::processing_wait`]).
+pub const UPLOADS_QUIET: Duration = Duration::from_millis(50);
+
+/// Longest processing waits for a storm of uploads to pass before it runs a batch anyway, so
+/// a storm that never ends still has its packages processed (one batch per this long).
+pub const PROCESSING_WAIT_MAX: Duration = Duration::from_secs(1);
+
+/// When an upload was last accepted (see [`Sphere::processing_wait`]).
+pub(crate) struct UploadActivity {
+    start: Instant,
+    /// Milliseconds after `start` of the last accepted upload, plus one (0: none yet).
+    last_ms: AtomicU64,
+}
+
+impl Default for UploadActivity {
+    fn default() -> Self {
+        UploadActivity {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl UploadActivity {
+    /// An upload was accepted now.
+    pub(crate) fn note(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms.saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// How long ago the last upload was accepted (`None`: none yet).
+    fn since_last(&self) -> Option<Duration> {
+        let last = self.last_ms.load(Ordering::Relaxed).checked_sub(1)?;
+        Some(
+            self.start
+                .elapsed()
+                .saturating_sub(Duration::from_millis(last)),
+        )
+    }
+}
 
 /// What a batch has written so far, before its sync and commit.
 #[derive(Default)]
@@ -252,6 +301,29 @@ impl Sphere {
         batch.done.push(done);
         batch.files.push(keys.len());
         Ok(())
+    }
+
+    /// How much longer background processing should wait before its next batch, having
+    /// waited `waited` already; `None`: run it now.
+    ///
+    /// Why: accepting an upload and processing one both commit to the tracking store, which
+    /// takes one writer at a time, and a batch's commit (its metric points above all) holds it
+    /// far longer than a group of accepts does. Measured with `cargo bench --bench ingest`
+    /// (16 devices at once): with processing running beside the storm, uploads were accepted
+    /// at a fraction of the rate they were without it, waiting behind processing's commits.
+    /// So while uploads are arriving ([`UPLOADS_QUIET`]) processing waits, at most
+    /// [`PROCESSING_WAIT_MAX`], and catches up once the storm has passed. The 200 still comes
+    /// only after the raw TAR and its record are durable; only unpacking waits. Stores whose
+    /// commits do not queue behind one writer (MLflow) never wait.
+    pub fn processing_wait(&self, waited: Duration) -> Option<Duration> {
+        if !self.tracking.commits_in_groups() {
+            return None;
+        }
+        let since = self.uploads.since_last()?;
+        if since >= UPLOADS_QUIET || waited >= PROCESSING_WAIT_MAX {
+            return None;
+        }
+        Some((UPLOADS_QUIET - since).min(PROCESSING_WAIT_MAX - waited))
     }
 
     /// How many accepted packages are not processed yet.
