@@ -422,6 +422,47 @@ mod tests {
         }
     }
 
+    /// Processing waits while uploads are being accepted, never longer than the bound, and
+    /// not at all before any upload.
+    #[test]
+    fn processing_waits_for_a_storm_of_uploads_at_most_the_bound() {
+        use super::{PROCESSING_WAIT_MAX, UPLOADS_QUIET};
+        use std::time::Duration;
+        use tinylcm_protocol::api::EnrollRequest;
+        use tinylcm_protocol::package::{FileKind, PackageBuilder};
+
+        let dir = tempfile::tempdir().unwrap();
+        let tracking = Arc::new(RedbTracking::open(&dir.path().join("s.redb")).unwrap());
+        let blobs = Arc::new(DirBlobs::open(&dir.path().join("blobs")).unwrap());
+        let sphere = Sphere::new(tracking, blobs);
+        assert_eq!(
+            sphere.processing_wait(Duration::ZERO),
+            None,
+            "no upload yet"
+        );
+        let key = sphere.create_enrollment_key(1).unwrap();
+        let device = sphere
+            .enroll(&EnrollRequest {
+                enrollment_key: key,
+                name: None,
+                hardware: None,
+            })
+            .unwrap()
+            .device_id;
+        // Right after an accept processing waits; a stall of the test thread longer than
+        // UPLOADS_QUIET between the two calls could hide it once, not ten times.
+        let waited_once = (0..10).any(|n| {
+            let mut b = PackageBuilder::new(format!("p{n}"), device.as_str(), 1).unwrap();
+            b.add("m.json", FileKind::Metrics, b"{}".to_vec()).unwrap();
+            sphere.accept_upload(&device, &b.finish().unwrap()).unwrap();
+            sphere
+                .processing_wait(Duration::ZERO)
+                .is_some_and(|wait| wait > Duration::ZERO && wait <= UPLOADS_QUIET)
+        });
+        assert!(waited_once, "processing never waited for the uploads");
+        assert_eq!(sphere.processing_wait(PROCESSING_WAIT_MAX), None, "bounded");
+    }
+
     #[test]
     fn the_stale_sweep_takes_only_packages_pending_longer_than_the_age() {
         let dir = tempfile::tempdir().unwrap();
