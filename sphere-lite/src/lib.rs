@@ -16,7 +16,8 @@
 //!   `Host` allow-list, failed-authentication budget);
 //! * [`server`]: wiring and the serve loop; [`tls`]: native TLS (rustls) for it;
 //!   [`config`]: settings; [`secret`]: tokens;
-//!   [`rss`]: resident-memory reading for the idle-RSS bar.
+//!   [`rss`]: resident-memory reading for the idle-RSS bar;
+//!   [`test_support`]: set-ups the crate's tests and benches share.
 
 #![warn(missing_docs)]
 
@@ -31,5 +32,7 @@ pub mod ports;
 pub mod rss;
 pub mod secret;
 pub mod server;
+#[doc(hidden)]
+pub mod test_support;
 pub mod tls;
 pub mod web;

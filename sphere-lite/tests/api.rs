@@ -10,7 +10,6 @@ use serde_json::json;
 use sphere_lite::adapters::{S3Blobs, S3Settings};
 use sphere_lite::ports::{BlobKey, Blobs};
 use sphere_lite::server::open_stores;
-use tinylcm_protocol::api::EnrollRequest;
 use tinylcm_protocol::package::{FileKind, MANIFEST_NAME, PackageBuilder};
 use tinylcm_protocol::paths;
 
@@ -378,14 +377,7 @@ fn a_package_accepted_before_a_crash_is_processed_at_the_next_start() {
             let (device, pkg) = {
                 // Accept without processing, as if the server died right after the 200.
                 let sphere = b.open();
-                let key = sphere.create_enrollment_key(1).unwrap();
-                let enrolled = sphere
-                    .enroll(&EnrollRequest {
-                        enrollment_key: key,
-                        name: None,
-                        hardware: None,
-                    })
-                    .unwrap();
+                let enrolled = sphere_lite::test_support::enrolled(&sphere, None);
                 let pkg = package(&enrolled.device_id, "pending-1", b"{\"n\":1}");
                 let response = sphere.accept_upload(&enrolled.device_id, &pkg).unwrap();
                 assert_eq!(

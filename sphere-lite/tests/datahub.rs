@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 use sphere_lite::domain::Sphere;
-use tinylcm_protocol::api::{DriftEventQuery, EnrollRequest, ValidateRequest};
+use tinylcm_protocol::api::{DriftEventQuery, ValidateRequest};
 use tinylcm_protocol::datahub::{
     EmbeddingExportLine, LogLevel, LogQuery, MAX_LOG_FILE_BYTES, PredictionQuery, PredictionView,
 };
@@ -25,15 +25,7 @@ use server::TestServer;
 const T0: u64 = 1_764_147_600_000;
 
 fn enroll(sphere: &Sphere) -> String {
-    let key = sphere.create_enrollment_key(1).unwrap();
-    sphere
-        .enroll(&EnrollRequest {
-            enrollment_key: key,
-            name: None,
-            hardware: None,
-        })
-        .unwrap()
-        .device_id
+    sphere_lite::test_support::enrolled(sphere, None).device_id
 }
 
 /// Accept and process `package` as the server does after a 200.

@@ -16,7 +16,7 @@ use sphere_lite::ports::{
     PredictionFilter, PredictionStore, Principal, Recorded, ReleaseRecord, ReleaseStore, Rollout,
     SecretHash, SessionRecord, SessionStore, StoreError, Tracking,
 };
-use tinylcm_protocol::api::{DriftEventView, EnrollRequest, FeedbackItem, FeedbackVerdict};
+use tinylcm_protocol::api::{DriftEventView, FeedbackItem, FeedbackVerdict};
 use tinylcm_protocol::datahub::PredictionView;
 use tinylcm_protocol::package::{FileKind, PackageBuilder};
 use tinylcm_protocol::paths;
@@ -862,15 +862,7 @@ fn reprocessing_after_a_crash_stores_no_duplicates_and_bad_members_are_problems(
                     crash: AtomicBool::new(true),
                 });
                 let sphere = Sphere::new(tracking.clone(), b.blobs());
-                let key = sphere.create_enrollment_key(1).unwrap();
-                let device = sphere
-                    .enroll(&EnrollRequest {
-                        enrollment_key: key,
-                        name: None,
-                        hardware: None,
-                    })
-                    .unwrap()
-                    .device_id;
+                let device = sphere_lite::test_support::enrolled(&sphere, None).device_id;
                 let mut b = PackageBuilder::new("crashy", &device, 1).unwrap();
                 b.add("metrics.json", FileKind::Metrics, b"{\"n\":1}".to_vec())
                     .unwrap();

@@ -219,15 +219,7 @@ fn one_package_id_sent_many_times_at_once_is_accepted_once_and_stored_as_accepte
     let tracking = Arc::new(RedbTracking::open(&dir.path().join("s.redb")).unwrap());
     let blobs = Arc::new(DirBlobs::open(&dir.path().join("blobs")).unwrap());
     let sphere = Sphere::new(tracking.clone(), blobs.clone());
-    let key = sphere.create_enrollment_key(1).unwrap();
-    let device = sphere
-        .enroll(&EnrollRequest {
-            enrollment_key: key,
-            name: None,
-            hardware: None,
-        })
-        .unwrap()
-        .device_id;
+    let device = sphere_lite::test_support::enrolled(&sphere, None).device_id;
     let packages: Vec<Vec<u8>> = (0..8)
         .map(|n| package_with(&device, "same", &format!("{{\"sender\": {n}}}")))
         .collect();

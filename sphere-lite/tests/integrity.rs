@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 use sphere_lite::domain::storage::StorageSettings;
 use sphere_lite::domain::{DomainError, Sphere, now_unix_ms};
-use tinylcm_protocol::api::{DriftEventQuery, EnrollRequest, UploadOutcome};
+use tinylcm_protocol::api::{DriftEventQuery, UploadOutcome};
 use tinylcm_protocol::package::FileKind;
 
 #[path = "support/backend.rs"]
@@ -20,14 +20,7 @@ use backend::each_backend;
 
 /// Enroll a device directly through the domain: (device id, token).
 fn enroll(sphere: &Sphere) -> (String, String) {
-    let key = sphere.create_enrollment_key(1).unwrap();
-    let r = sphere
-        .enroll(&EnrollRequest {
-            enrollment_key: key,
-            name: None,
-            hardware: None,
-        })
-        .unwrap();
+    let r = sphere_lite::test_support::enrolled(sphere, None);
     (r.device_id, r.token)
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use sphere_lite::domain::{DomainError, MetricQuery, Sphere};
 use sphere_lite::ports::Tracking;
-use tinylcm_protocol::api::{EnrollRequest, UploadOutcome};
+use tinylcm_protocol::api::UploadOutcome;
 use tinylcm_protocol::package::{FileKind, PackageBuilder};
 
 #[path = "support/backend.rs"]
@@ -43,15 +43,7 @@ fn doc(fps: f64, p50: f64) -> Vec<u8> {
 fn setup(backend: &Backend) -> (Sphere, Arc<dyn Tracking>, String) {
     let tracking = backend.tracking();
     let sphere = Sphere::new(tracking.clone(), backend.blobs());
-    let key = sphere.create_enrollment_key(1).unwrap();
-    let device = sphere
-        .enroll(&EnrollRequest {
-            enrollment_key: key,
-            name: Some("pi".into()),
-            hardware: None,
-        })
-        .unwrap()
-        .device_id;
+    let device = sphere_lite::test_support::enrolled(&sphere, Some("pi")).device_id;
     (sphere, tracking, device)
 }
 

@@ -6,7 +6,6 @@
 
 use serde_json::json;
 use sphere_lite::domain::Sphere;
-use tinylcm_protocol::api::EnrollRequest;
 use tinylcm_protocol::package::{FileKind, PackageBuilder};
 
 #[path = "support/backend.rs"]
@@ -42,15 +41,7 @@ fn a_device_has_one_mlflow_run_per_day_with_each_metric_as_a_history() {
     };
     let settings = backend.mlflow_settings().unwrap().clone();
     let sphere = Sphere::new(backend.tracking(), backend.blobs());
-    let key = sphere.create_enrollment_key(1).unwrap();
-    let device = sphere
-        .enroll(&EnrollRequest {
-            enrollment_key: key,
-            name: Some("barn".into()),
-            hardware: None,
-        })
-        .unwrap()
-        .device_id;
+    let device = sphere_lite::test_support::enrolled(&sphere, Some("barn")).device_id;
     // Two packages on one day (one of them stored twice), one on the next.
     for (id, at, fps) in [
         ("p1", T, 10.0),

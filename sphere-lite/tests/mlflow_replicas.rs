@@ -19,9 +19,7 @@ use sphere_lite::ports::{
     BlobKey, Blobs, DecideOutcome, Decision, DeviceRecord, DriftEventFilter, EnrollOutcome,
     EnrollmentKey, PackageRecord, Recorded,
 };
-use tinylcm_protocol::api::{
-    DriftEventStatus, DriftEventView, DriftVerdict, EnrollRequest, FeedbackVerdict,
-};
+use tinylcm_protocol::api::{DriftEventStatus, DriftEventView, DriftVerdict, FeedbackVerdict};
 use tinylcm_protocol::package::{FileKind, PackageBuilder};
 
 #[path = "support/mlflow_rest.rs"]
@@ -390,15 +388,7 @@ fn a_batch_processed_by_two_replicas_at_once_logs_each_point_once_in_a_few_calls
         .iter()
         .map(|t| Sphere::new(t.clone(), blobs.clone()))
         .collect();
-    let key = spheres[0].create_enrollment_key(1).unwrap();
-    let device = spheres[0]
-        .enroll(&EnrollRequest {
-            enrollment_key: key,
-            name: None,
-            hardware: None,
-        })
-        .unwrap()
-        .device_id;
+    let device = sphere_lite::test_support::enrolled(&spheres[0], None).device_id;
     // (package id, n, time): package n at T + n s on day one (21 of them: 1260 points, more
     // than one log-batch takes), or on day two (5).
     let packages: Vec<(String, u64, u64)> = (0..26)

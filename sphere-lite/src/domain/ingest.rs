@@ -272,7 +272,6 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    use tinylcm_protocol::api::EnrollRequest;
     use tinylcm_protocol::package::{FileKind, PackageBuilder};
 
     use super::*;
@@ -320,15 +319,7 @@ mod tests {
             broken: AtomicBool::new(true),
         });
         let sphere = Sphere::new(tracking.clone(), blobs.clone());
-        let key = sphere.create_enrollment_key(1).unwrap();
-        let device = sphere
-            .enroll(&EnrollRequest {
-                enrollment_key: key,
-                name: None,
-                hardware: None,
-            })
-            .unwrap()
-            .device_id;
+        let device = crate::test_support::enrolled(&sphere, None).device_id;
         let mut b = PackageBuilder::new("p1", device.as_str(), 1).unwrap();
         b.add("m.json", FileKind::Metrics, b"{}".to_vec()).unwrap();
         let pkg = b.finish().unwrap();

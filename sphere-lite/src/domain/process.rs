@@ -428,7 +428,6 @@ mod tests {
     fn processing_waits_for_a_storm_of_uploads_at_most_the_bound() {
         use super::{PROCESSING_WAIT_MAX, UPLOADS_QUIET};
         use std::time::Duration;
-        use tinylcm_protocol::api::EnrollRequest;
         use tinylcm_protocol::package::{FileKind, PackageBuilder};
 
         let dir = tempfile::tempdir().unwrap();
@@ -440,15 +439,7 @@ mod tests {
             None,
             "no upload yet"
         );
-        let key = sphere.create_enrollment_key(1).unwrap();
-        let device = sphere
-            .enroll(&EnrollRequest {
-                enrollment_key: key,
-                name: None,
-                hardware: None,
-            })
-            .unwrap()
-            .device_id;
+        let device = crate::test_support::enrolled(&sphere, None).device_id;
         // Right after an accept processing waits; a stall of the test thread longer than
         // UPLOADS_QUIET between the two calls could hide it once, not ten times.
         let waited_once = (0..10).any(|n| {
