@@ -25,7 +25,7 @@ mod release;
 #[path = "support/server.rs"]
 mod server;
 
-use browser::{BROWSER_WAIT, CHROMEDRIVER, CHROMIUM, Driver};
+use browser::{BROWSER_WAIT, CHROMEDRIVER, CHROMIUM, Driver, text_with};
 use server::TestServer;
 
 /// A server trusting `signer`'s releases, its enrollment key and an admin token.
@@ -333,12 +333,14 @@ fn an_admin_publishes_and_rolls_out_a_release_in_headless_chromium() {
                 .click()
                 .await
                 .unwrap();
-            client
-                .wait()
-                .at_most(BROWSER_WAIT)
-                .for_element(Locator::Css("section.rollout[data-group=\"lab\"]"))
-                .await
-                .unwrap();
+            // The answer's page shows this rollout (the first one's section is already there
+            // before the second is sent, so waiting for the section alone races the post).
+            text_with(
+                &client,
+                "section.rollout[data-group=\"lab\"] h4",
+                &format!("lab: {}", release.replace('/', " ")),
+            )
+            .await;
         }
         let rollouts = f.sphere.list_releases().unwrap().rollouts;
         assert_eq!(rollouts.len(), 1);
