@@ -125,6 +125,7 @@ pub mod artifacts;
 pub mod client;
 pub mod filter;
 pub mod package_objects;
+mod parallel;
 pub mod tracking;
 
 pub use tracking::MlflowTracking;

@@ -30,6 +30,7 @@
 
 use std::sync::Arc;
 
+use super::parallel::each_parallel;
 use crate::adapters::S3Blobs;
 use crate::ports::{BlobKey, Blobs, PackageRecord, ProcessedPackage, Recorded, StoreError};
 
@@ -41,9 +42,6 @@ const MAX_MS: u64 = 9_999_999_999_999;
 const PAGE_SLACK: usize = 64;
 /// Most pending packages one listing returns (an error beyond, never a silent truncation).
 const MAX_PENDING: usize = 1_000_000;
-/// S3 requests a batch of marks or a pending listing keeps in flight at once: each request is
-/// mostly waiting on a round trip, so 64 packages take about 8 round trips' time, not 64.
-const PARALLEL: usize = 8;
 
 /// The package records of one namespace in S3 (see the module docs).
 pub struct PackageObjects {
@@ -105,33 +103,6 @@ fn decode(k: &BlobKey, bytes: &[u8]) -> Result<PackageRecord, StoreError> {
         .map_err(|e| StoreError::new("s3", format!("corrupt package record {k}: {e}")))
 }
 
-/// `f` of each of `items`, on up to [`PARALLEL`] threads, the results in the order of `items`;
-/// an error of any (the first part's first) after all parts ended.
-fn each_parallel<T: Sync, R: Send>(
-    items: &[T],
-    f: impl Fn(&T) -> Result<R, StoreError> + Sync,
-) -> Result<Vec<R>, StoreError> {
-    if items.len() <= 1 {
-        return items.iter().map(&f).collect();
-    }
-    let f = &f;
-    let chunk = items.len().div_ceil(PARALLEL);
-    std::thread::scope(|s| {
-        let parts: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(f).collect::<Result<Vec<R>, _>>()))
-            .collect();
-        let mut out = Vec::with_capacity(items.len());
-        for part in parts {
-            out.extend(
-                part.join()
-                    .map_err(|_| StoreError::new("s3", "a package record request panicked"))??,
-            );
-        }
-        Ok(out)
-    })
-}
-
 impl PackageObjects {
     /// Records in `store` (opened on [`S3Settings::tracking`](crate::adapters::S3Settings::tracking)).
     pub fn new(store: Arc<S3Blobs>) -> Self {
@@ -187,7 +158,7 @@ impl PackageObjects {
     /// Marks every package of `batch` as [`PackageObjects::mark`] does (processed at its
     /// time, failed or not, its problems), a few at once; the first error after all were tried.
     pub fn mark_processed(&self, batch: &[ProcessedPackage]) -> Result<(), StoreError> {
-        each_parallel(batch, |done| {
+        each_parallel(batch, "s3", "a processed mark", |done| {
             self.mark(&done.device_id, &done.package_id, |record| {
                 record.processed_unix_ms = Some(done.processed_unix_ms);
                 record.failed.clone_from(&done.failed);
@@ -209,7 +180,10 @@ impl PackageObjects {
                 format!("more than {MAX_PENDING} pending packages"),
             ));
         }
-        let mut out: Vec<PackageRecord> = each_parallel(&keys, |(k, _)| self.pending_one(k))?
+        let mut out: Vec<PackageRecord> =
+            each_parallel(&keys, "s3", "a pending record read", |(k, _)| {
+                self.pending_one(k)
+            })?
             .into_iter()
             .flatten()
             .collect();

@@ -6,9 +6,6 @@
 use super::*;
 use crate::ports::DeviceStore;
 
-/// Device package counts listed at once by [`DeviceStore::devices`].
-const COUNT_THREADS: usize = 8;
-
 impl DeviceStore for MlflowTracking {
     fn device(&self, device_id: &str) -> Result<Option<DeviceRecord>, StoreError> {
         Ok(self.cached_device(device_id)?.map(|(_, record)| record))
@@ -28,27 +25,10 @@ impl DeviceStore for MlflowTracking {
             .collect();
         // Each count is a listing in S3: a few at a time, so a fleet's page is not the sum
         // of its devices' round trips.
-        let chunk = experiments.len().div_ceil(COUNT_THREADS).max(1);
-        let mut out = std::thread::scope(|s| {
-            let parts: Vec<_> = experiments
-                .chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || {
-                        part.iter()
-                            .map(|e| self.device_record(e))
-                            .collect::<Result<Vec<_>, StoreError>>()
-                    })
-                })
-                .collect();
-            let mut out = Vec::with_capacity(experiments.len());
-            for part in parts {
-                out.extend(
-                    part.join()
-                        .map_err(|_| StoreError::new("mlflow", "a device count panicked"))??,
-                );
-            }
-            Ok::<_, StoreError>(out)
-        })?;
+        let mut out =
+            super::super::parallel::each_parallel(&experiments, "mlflow", "a device count", |e| {
+                self.device_record(e)
+            })?;
         out.sort_by(|a, b| a.device_id.cmp(&b.device_id));
         Ok(out)
     }
