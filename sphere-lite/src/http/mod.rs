@@ -519,35 +519,21 @@ pub fn routes(
                     }
                     let permit = gate.enter(&device).await?;
                     let d = device.clone();
-                    let response = match length.filter(|n| *n <= spool::IN_MEMORY_BYTES) {
-                        // A small body (what devices send every interval) in memory.
-                        Some(declared) => {
-                            let bytes = spool::collect(body, declared)
-                                .await
-                                .map_err(|e| e.rejection("package body", declared))?;
-                            blocking(move || {
-                                // The slot is held until the check and store are done.
-                                let result = sphere.accept_upload(&d, &bytes);
-                                drop(permit);
-                                result
-                            })
-                            .await?
-                        }
-                        None => {
-                            let file = spool::create(&sphere)?;
-                            spool::write(&file, body, max_upload)
-                                .await
-                                .map_err(|e| e.rejection("package body", max_upload))?;
-                            blocking(move || {
-                                // Both live until the check and store are done, even if the
-                                // client left.
-                                let result = sphere.accept_upload_file(&d, file.path());
-                                drop((file, permit));
-                                result
-                            })
-                            .await?
-                        }
-                    };
+                    let spooled =
+                        spool::receive(&sphere, body, length, max_upload, "package body").await?;
+                    let response = blocking(move || {
+                        // The body and the slot live until the check and store are done, even
+                        // if the client left.
+                        let result = match &spooled {
+                            spool::Spooled::Memory(bytes) => sphere.accept_upload(&d, bytes),
+                            spool::Spooled::File(file) => {
+                                sphere.accept_upload_file(&d, file.path())
+                            }
+                        };
+                        drop((spooled, permit));
+                        result
+                    })
+                    .await?;
                     metrics.package(response.outcome == UploadOutcome::Accepted);
                     if response.outcome == UploadOutcome::Accepted {
                         // The package is durable already; a lost job is redone at next start.

@@ -30,6 +30,46 @@ pub fn create(sphere: &Sphere) -> Result<NamedTempFile, Rejection> {
     sphere.spool_file().map_err(Rejection::from)
 }
 
+/// A received body: in memory when it declared at most [`IN_MEMORY_BYTES`], else in a spool
+/// file (deleted when dropped).
+pub enum Spooled {
+    /// The whole body.
+    Memory(Vec<u8>),
+    /// The file holding the body.
+    File(NamedTempFile),
+}
+
+/// Receive `body`, which declared `declared` bytes (if it did), at most `max`: in memory when
+/// it declared at most [`IN_MEMORY_BYTES`] (bounded by that declaration), else streamed to a
+/// spool file; a body over its bound, broken off or not storable is the answer for the client
+/// (`what` names the body).
+pub async fn receive<S, B, E>(
+    sphere: &Sphere,
+    body: S,
+    declared: Option<u64>,
+    max: u64,
+    what: &str,
+) -> Result<Spooled, Rejection>
+where
+    S: Stream<Item = Result<B, E>>,
+    B: Buf,
+    E: std::fmt::Display,
+{
+    match declared.filter(|n| *n <= IN_MEMORY_BYTES) {
+        Some(declared) => collect(body, declared)
+            .await
+            .map(Spooled::Memory)
+            .map_err(|e| e.rejection(what, declared)),
+        None => {
+            let file = create(sphere)?;
+            write(&file, body, max)
+                .await
+                .map_err(|e| e.rejection(what, max))?;
+            Ok(Spooled::File(file))
+        }
+    }
+}
+
 /// Why a body could not be spooled.
 pub enum SpoolError {
     /// More than the bound arrived (the rest is not read).
