@@ -326,7 +326,11 @@ fn ingest(c: &mut Criterion) {
         return;
     };
     let namespace = settings.prefix.clone().expect("a prefix").replace('_', "-");
-    let mlflow = MlflowSettings { url, namespace };
+    let mlflow = MlflowSettings {
+        url,
+        namespace,
+        metric_keys: Default::default(),
+    };
     let sphere =
         open_stores(dir.path(), Some(&settings), Some(&mlflow)).expect("MLflow + S3 stores");
     let ml = run(c, "mlflow+s3", sphere);

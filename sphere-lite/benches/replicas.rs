@@ -200,6 +200,7 @@ fn remote() -> Option<(S3Settings, MlflowSettings)> {
         MlflowSettings {
             url,
             namespace: space,
+            metric_keys: Default::default(),
         },
     ))
 }

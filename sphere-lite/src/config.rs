@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::adapters::mlflow::{DEFAULT_NAMESPACE, valid_namespace};
+use crate::adapters::mlflow::{DEFAULT_NAMESPACE, KeptKeys, valid_namespace};
 use crate::adapters::{MlflowSettings, S3Settings};
 
 /// Default listen address (loopback: expose it deliberately).
@@ -103,6 +103,8 @@ pub struct MlflowOptions {
     pub mlflow_url: Option<String>,
     /// Experiment name prefix (default `sphere-lite`).
     pub mlflow_namespace: Option<String>,
+    /// Metric keys logged to MLflow (patterns; default every key).
+    pub mlflow_metric_keys: Option<Vec<String>>,
 }
 
 impl MlflowOptions {
@@ -110,6 +112,7 @@ impl MlflowOptions {
         MlflowOptions {
             mlflow_url: self.mlflow_url.or(other.mlflow_url),
             mlflow_namespace: self.mlflow_namespace.or(other.mlflow_namespace),
+            mlflow_metric_keys: self.mlflow_metric_keys.or(other.mlflow_metric_keys),
         }
     }
 
@@ -120,6 +123,13 @@ impl MlflowOptions {
                     key: "mlflow_namespace",
                     problem: "an MLflow namespace is set but no MLflow URL".into(),
                     fix: "set mlflow_url (e.g. http://127.0.0.1:5000), or remove mlflow_namespace",
+                });
+            }
+            if self.mlflow_metric_keys.is_some() {
+                return Err(ConfigError::Invalid {
+                    key: "mlflow_metric_keys",
+                    problem: "MLflow metric keys are set but no MLflow URL".into(),
+                    fix: "set mlflow_url (e.g. http://127.0.0.1:5000), or remove mlflow_metric_keys",
                 });
             }
             return Ok(None);
@@ -149,7 +159,21 @@ impl MlflowOptions {
                 fix: "use 1-100 characters of A-Z a-z 0-9 . - in segments separated by / (no _ or %)",
             });
         }
-        Ok(Some(MlflowSettings { url, namespace }))
+        let metric_keys = match self.mlflow_metric_keys {
+            None => KeptKeys::all(),
+            Some(patterns) => {
+                KeptKeys::parse(&patterns).map_err(|e| ConfigError::Invalid {
+                    key: "mlflow_metric_keys",
+                    problem: e.to_string(),
+                    fix: "list metric keys (latency.total.p50_us) or key prefixes followed by .* (latency.*), or \"*\" for every key",
+                })?
+            }
+        };
+        Ok(Some(MlflowSettings {
+            url,
+            namespace,
+            metric_keys,
+        }))
     }
 }
 
@@ -280,6 +304,10 @@ pub struct FileConfig {
     pub mlflow_url: Option<String>,
     /// `mlflow_namespace = "fleet-a"`: prefix of all experiment names (default `sphere-lite`).
     pub mlflow_namespace: Option<String>,
+    /// `mlflow_metric_keys = ["latency.*", "confidence.*"]`: the metric keys logged as MLflow
+    /// metrics (default `["*"]`, every key); the keys the dashboard reads itself are logged
+    /// whatever this says.
+    pub mlflow_metric_keys: Option<Vec<String>>,
     /// File of trusted release public keys (one `tinylcm-release-public:` line each).
     pub release_keys: Option<PathBuf>,
     /// `tls_cert = "/etc/sphere-lite/cert.pem"`: PEM certificate chain; with `tls_key`,
@@ -302,7 +330,7 @@ pub struct FileConfig {
 pub enum ConfigError {
     /// The file could not be read or parsed.
     #[error(
-        "config file {path}: {message}. Fix: check the file's TOML (keys: data, listen, max_upload_bytes, s3_endpoint, s3_bucket, s3_access_key, s3_secret_key, s3_region, s3_prefix, mlflow_url, mlflow_namespace, release_keys, tls_cert, tls_key, [server], [storage])"
+        "config file {path}: {message}. Fix: check the file's TOML (keys: data, listen, max_upload_bytes, s3_endpoint, s3_bucket, s3_access_key, s3_secret_key, s3_region, s3_prefix, mlflow_url, mlflow_namespace, mlflow_metric_keys, release_keys, tls_cert, tls_key, [server], [storage])"
     )]
     File {
         /// The file.
@@ -367,6 +395,7 @@ impl Config {
             .or(MlflowOptions {
                 mlflow_url: file.mlflow_url,
                 mlflow_namespace: file.mlflow_namespace,
+                mlflow_metric_keys: file.mlflow_metric_keys,
             })
             .resolve(s3.as_ref())?;
         let data = data.or(file.data).unwrap_or_else(|| DEFAULT_DATA.into());
@@ -579,12 +608,68 @@ mod tests {
                 MlflowOptions {
                     mlflow_url: Some("http://m:1".into()),
                     mlflow_namespace: Some("bad_ns".into()),
+                    ..MlflowOptions::default()
                 },
                 "",
             ),
         ] {
             assert!(resolve(s3.clone(), m, file).is_err());
         }
+        assert!(m.metric_keys.keeps_all(), "every key by default");
+    }
+
+    #[test]
+    fn mlflow_metric_keys_come_from_the_file_or_a_flag_and_are_checked() {
+        let s3 = S3Options {
+            s3_endpoint: Some("http://h:1".into()),
+            s3_access_key: Some("a".into()),
+            s3_secret_key: Some("s".into()),
+            ..S3Options::default()
+        };
+        let resolve = |m: MlflowOptions, file: &str| {
+            Config::resolve(
+                None,
+                None,
+                None,
+                s3.clone(),
+                m,
+                TlsOptions::default(),
+                toml::from_str(file).unwrap(),
+            )
+        };
+        let keys = |c: Config| c.mlflow.unwrap().metric_keys.to_string();
+        let url = "mlflow_url = \"http://m:1\"\n";
+        let c = resolve(
+            MlflowOptions::default(),
+            &format!("{url}mlflow_metric_keys = [\"latency.*\", \"system.rss_mib\"]"),
+        )
+        .unwrap();
+        assert_eq!(keys(c), "latency.*,system.rss_mib");
+        // A flag (or SPHERE_LITE_MLFLOW_METRIC_KEYS) beats the file; an empty list keeps only
+        // the dashboard's own keys.
+        let flag = MlflowOptions {
+            mlflow_metric_keys: Some(vec![]),
+            ..MlflowOptions::default()
+        };
+        let c = resolve(flag, &format!("{url}mlflow_metric_keys = [\"*\"]")).unwrap();
+        let kept = c.mlflow.unwrap().metric_keys;
+        assert!(!kept.keeps_all() && !kept.keeps("classes.cat.total"));
+        let err = resolve(
+            MlflowOptions::default(),
+            &format!("{url}mlflow_metric_keys = [\"latency*\"]"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("mlflow_metric_keys")
+                && err.contains("\"latency*\"")
+                && err.contains("Fix"),
+            "{err}"
+        );
+        let err = resolve(MlflowOptions::default(), "mlflow_metric_keys = [\"a\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no MLflow URL"), "{err}");
     }
 
     #[test]

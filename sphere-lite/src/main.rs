@@ -32,7 +32,7 @@ struct DataArgs {
     data: Option<PathBuf>,
     /// TOML config file (keys: data, listen, max_upload_bytes, s3_endpoint, s3_bucket,
     /// s3_access_key, s3_secret_key, s3_region, s3_prefix, mlflow_url, mlflow_namespace,
-    /// release_keys, tls_cert, tls_key).
+    /// mlflow_metric_keys, release_keys, tls_cert, tls_key).
     #[arg(long, env = "SPHERE_LITE_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -70,6 +70,11 @@ struct MlflowArgs {
     /// sphere-lite.
     #[arg(long, env = "SPHERE_LITE_MLFLOW_NAMESPACE")]
     mlflow_namespace: Option<String>,
+    /// Metric keys logged as MLflow metrics, comma-separated: keys, key prefixes followed by
+    /// .* (latency.*), or * for every key (the default). The keys the dashboard reads itself
+    /// are logged whatever this says; the embedded backend keeps every key.
+    #[arg(long, env = "SPHERE_LITE_MLFLOW_METRIC_KEYS", value_delimiter = ',')]
+    mlflow_metric_keys: Option<Vec<String>>,
 }
 
 /// Native TLS (optional; both or neither). Without them sphere-lite speaks plain HTTP (put a
@@ -98,6 +103,7 @@ impl From<MlflowArgs> for MlflowOptions {
         MlflowOptions {
             mlflow_url: a.mlflow_url,
             mlflow_namespace: a.mlflow_namespace,
+            mlflow_metric_keys: a.mlflow_metric_keys,
         }
     }
 }

@@ -133,6 +133,53 @@ fn metrics_files_become_series_in_time_order_once() {
     );
 }
 
+/// With `mlflow_metric_keys` narrowed, MLflow holds only the keys named and the ones the
+/// dashboard reads itself; the device's classes are still known (from its report), and the
+/// package's metrics file keeps every figure. Fails with every key logged.
+#[test]
+fn mlflow_logs_only_the_chosen_metric_keys() {
+    use sphere_lite::adapters::mlflow::KeptKeys;
+    use tinylcm_protocol::metric_keys::{FPS, LATENCY_P50_US};
+    let test = "mlflow_logs_only_the_chosen_metric_keys";
+    let Some(backend) = Backend::mlflow(test) else {
+        return;
+    };
+    let backend = backend.keeping_metric_keys(KeptKeys::parse(&["latency.*"]).unwrap());
+    let (sphere, _, dev) = setup(&backend);
+    let metrics = json!({
+        "fps_interval": 9.5,
+        "latency": {"total": {"p50_us": 1200.0}, "infer": {"p50_us": 800.0}},
+        "system": {"rss_mib": 61.0},
+        "classes": {"cat": {"total": 10, "mean_confidence": 0.9}, "new-1": {"total": 2}},
+    })
+    .to_string()
+    .into_bytes();
+    let outcome = ingest(&sphere, &dev, "p1", &package(&dev, "p1", T, &[&metrics]));
+    assert_eq!(outcome, UploadOutcome::Accepted);
+    assert_eq!(
+        sphere.metric_keys(&dev).unwrap().keys,
+        [FPS, "latency.infer.p50_us", LATENCY_P50_US]
+    );
+    assert_eq!(
+        series(&sphere, &dev, "latency.infer.p50_us", None, None),
+        [(T, 800.0)]
+    );
+    assert_eq!(series(&sphere, &dev, FPS, None, None), [(T, 9.5)]);
+    assert!(series(&sphere, &dev, "classes.cat.total", None, None).is_empty());
+    assert!(series(&sphere, &dev, "system.rss_mib", None, None).is_empty());
+    assert_eq!(
+        sphere.device_classes(&dev).unwrap(),
+        (vec!["cat".to_owned()], vec!["new-1".to_owned()])
+    );
+    let file = backend
+        .blob_keys()
+        .into_iter()
+        .find(|k| k.contains(&dev) && k.ends_with("metrics-0.json"))
+        .expect("the package's metrics file is stored");
+    let kept: Value = serde_json::from_slice(&backend.blob(&file).unwrap()).unwrap();
+    assert_eq!(kept["system"]["rss_mib"], json!(61.0));
+}
+
 #[test]
 fn bad_metrics_are_problems_and_hostile_keys_are_refused() {
     each_backend(

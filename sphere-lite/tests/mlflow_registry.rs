@@ -66,6 +66,7 @@ fn releases_are_registered_model_versions_and_rollouts_move_aliases() {
     let tracking = MlflowTracking::open(&MlflowSettings {
         url: url.clone(),
         namespace: namespace.clone(),
+        metric_keys: Default::default(),
     })
     .unwrap();
     let key = SigningKey::generate().unwrap();

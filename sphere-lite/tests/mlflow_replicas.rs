@@ -69,6 +69,7 @@ fn replicas_setup(
     let settings = MlflowSettings {
         url,
         namespace: space.clone(),
+        metric_keys: Default::default(),
     };
     let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
     let s3 = S3Settings {

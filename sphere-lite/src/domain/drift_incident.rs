@@ -113,12 +113,20 @@ impl Sphere {
         Ok(found)
     }
 
-    /// The classes `device_id` reports counts for: (known, proposed `new-…`).
+    /// The classes `device_id` reports counts for: (known, proposed `new-…`). From its
+    /// stored metric keys and its newest report, since a tracking store may keep only some
+    /// series (MLflow's `mlflow_metric_keys`).
     pub fn device_classes(
         &self,
         device_id: &str,
     ) -> Result<(Vec<String>, Vec<String>), DomainError> {
-        let keys = self.metric_keys(device_id)?.keys;
+        let mut keys = self.metric_keys(device_id)?.keys;
+        keys.extend(
+            self.reported(device_id)?
+                .classes
+                .iter()
+                .map(|c| tinylcm_protocol::metric_keys::class_count_key(c)),
+        );
         Ok(classes_of_keys(keys.iter().map(String::as_str)))
     }
 }

@@ -62,6 +62,10 @@ pub struct Reported {
     pub reports_refusals: bool,
     /// The release it refused and why, while its assignment still is that release.
     pub refused_release: Option<ReleaseRefusal>,
+    /// The classes it counts frames of (its newest metrics' per-class count keys,
+    /// [`metric_keys::class_count_key`]), sorted: what the class chooser offers even where
+    /// the tracking store does not keep those series (MLflow's `mlflow_metric_keys`).
+    pub classes: Vec<String>,
 }
 
 impl Reported {
@@ -107,8 +111,16 @@ impl Reported {
             metric_keys::CONFIDENCE_MEAN,
             metric_keys::SYNC_INTERVAL_SECONDS,
         ];
+        let classes: Vec<String> = points
+            .iter()
+            .filter_map(|(k, _)| metric_keys::class_of_count_key(k))
+            .map(str::to_owned)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let has_figures = model.is_some()
             || refusal != RefusalReport::Unsaid
+            || !classes.is_empty()
             || figures.iter().any(|k| value(k).is_some());
         if !has_figures || self.figures_unix_ms.is_some_and(|t| t > created_unix_ms) {
             return;
@@ -127,6 +139,9 @@ impl Reported {
         }
         if model.is_some() {
             self.model = model;
+        }
+        if !classes.is_empty() {
+            self.classes = classes;
         }
         if let Some(v) = value(metric_keys::FPS) {
             self.fps = Some(v.max(0.0));
@@ -271,5 +286,45 @@ mod tests {
         // A blob written before these fields still reads.
         let old: Reported = serde_json::from_str(r#"{"fps": 3.0}"#).unwrap();
         assert!(!old.reports_refusals && old.refused_release.is_none());
+    }
+
+    /// The classes are the newest package's per-class count keys (a renamed class leaves the
+    /// list); an older package processed late and a package without them change nothing.
+    #[test]
+    fn the_newest_package_names_the_classes() {
+        let counts = |names: &[&str]| -> Vec<(String, f64)> {
+            let mut points: Vec<(String, f64)> = names
+                .iter()
+                .map(|n| (metric_keys::class_count_key(n), 3.0))
+                .collect();
+            points.push(("classes.cat.mean_confidence".into(), 0.9));
+            points
+        };
+        let mut r = Reported::default();
+        r.note(
+            1_000,
+            1_000,
+            &counts(&["dog", "cat", "new-1"]),
+            None,
+            RefusalReport::Unsaid,
+        );
+        assert_eq!(r.classes, ["cat", "dog", "new-1"]);
+        r.note(
+            3_000,
+            3_000,
+            &counts(&["cat", "dog", "fox"]),
+            None,
+            RefusalReport::Unsaid,
+        );
+        assert_eq!(r.classes, ["cat", "dog", "fox"]);
+        r.note(2_000, 2_000, &counts(&["owl"]), None, RefusalReport::Unsaid);
+        r.note(
+            4_000,
+            4_000,
+            &[(metric_keys::FPS.into(), 2.0)],
+            None,
+            RefusalReport::Unsaid,
+        );
+        assert_eq!(r.classes, ["cat", "dog", "fox"]);
     }
 }

@@ -64,6 +64,7 @@ fn remote(test: &str) -> Option<(S3Settings, MlflowSettings)> {
         MlflowSettings {
             url,
             namespace: space,
+            metric_keys: Default::default(),
         },
     ))
 }
@@ -96,6 +97,15 @@ impl Backend {
             dir: tempfile::tempdir().unwrap(),
             remote: Some(r),
         })
+    }
+
+    /// This backend with MLflow logging only the metric keys `kept` keeps (no change to the
+    /// embedded backend, which keeps every key).
+    pub fn keeping_metric_keys(mut self, kept: sphere_lite::adapters::mlflow::KeptKeys) -> Backend {
+        if let Some((_, m)) = &mut self.remote {
+            m.metric_keys = kept;
+        }
+        self
     }
 
     /// The MLflow settings of an MLflow + S3 backend.

@@ -124,10 +124,12 @@
 pub mod artifacts;
 pub mod client;
 pub mod filter;
+pub mod kept_keys;
 pub mod package_objects;
 mod parallel;
 pub mod tracking;
 
+pub use kept_keys::KeptKeys;
 pub use tracking::MlflowTracking;
 
 /// Default namespace (experiment name prefix).
@@ -140,6 +142,8 @@ pub struct MlflowSettings {
     pub url: String,
     /// Experiment name prefix ([`valid_namespace`]).
     pub namespace: String,
+    /// The metric keys logged as MLflow metrics ([`KeptKeys`]; all by default).
+    pub metric_keys: KeptKeys,
 }
 
 /// Whether `ns` can be a namespace: 1..=100 bytes of `[A-Za-z0-9.-]` in `/`-separated

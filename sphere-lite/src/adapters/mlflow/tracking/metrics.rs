@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::adapters::mlflow::KeptKeys;
 use crate::ports::{MetricStore, ProcessedPackage};
 
 /// Run kind of a device's day of metric points (in the device's experiment).
@@ -30,18 +31,25 @@ fn day_name(day: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-/// `points` at `unix_ms` as MLflow metrics of their day run: timestamp = the point's time,
-/// step = seconds since the UTC day began, so each key is one chart of the day over steps or
-/// wall time.
-fn day_metrics(unix_ms: u64, points: &[(String, f64)]) -> impl Iterator<Item = Metric> + '_ {
+/// The points of `points` whose keys `kept` keeps, at `unix_ms`, as MLflow metrics of their
+/// day run: timestamp = the point's time, step = seconds since the UTC day began, so each key
+/// is one chart of the day over steps or wall time.
+fn day_metrics<'a>(
+    kept: &'a KeptKeys,
+    unix_ms: u64,
+    points: &'a [(String, f64)],
+) -> impl Iterator<Item = Metric> + 'a {
     let timestamp = i64::try_from(unix_ms).unwrap_or(i64::MAX);
     let step = ((unix_ms % DAY_MS) / 1000) as i64;
-    points.iter().map(move |(k, v)| Metric {
-        key: k.clone(),
-        value: *v,
-        timestamp,
-        step,
-    })
+    points
+        .iter()
+        .filter(|(k, _)| kept.keeps(k))
+        .map(move |(k, v)| Metric {
+            key: k.clone(),
+            value: *v,
+            timestamp,
+            step,
+        })
 }
 
 impl MlflowTracking {
@@ -58,7 +66,7 @@ impl MlflowTracking {
             if let Some((unix_ms, points)) = &done.metrics {
                 days.entry((done.device_id.as_str(), unix_ms / DAY_MS))
                     .or_default()
-                    .extend(day_metrics(*unix_ms, points));
+                    .extend(day_metrics(&self.kept_keys, *unix_ms, points));
             }
         }
         for ((device_id, day), metrics) in days {
@@ -210,7 +218,7 @@ impl MetricStore for MlflowTracking {
         // One point per key at the package's time in the device's run of that day: logging
         // the same point again (a re-processed package) is idempotent, as MLflow skips an
         // identical key, value, time and step.
-        let metrics: Vec<Metric> = day_metrics(unix_ms, points).collect();
+        let metrics: Vec<Metric> = day_metrics(&self.kept_keys, unix_ms, points).collect();
         self.log_device_day(device_id, unix_ms / DAY_MS, &metrics)
     }
 

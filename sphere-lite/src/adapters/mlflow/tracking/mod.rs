@@ -224,6 +224,8 @@ pub struct MlflowTracking {
     /// Where release model files are read from to be logged as artifacts of their run
     /// ([`MlflowTracking::with_release_files`]).
     release_files: Option<std::sync::Arc<dyn crate::ports::Blobs>>,
+    /// The metric keys logged to day runs.
+    kept_keys: super::KeptKeys,
     /// (device id, UTC day) → the run holding that day's metric points (never changes).
     day_runs: Mutex<HashMap<(String, u64), String>>,
     /// Package records (S3 objects, [`super::package_objects`]); required for the
@@ -277,6 +279,7 @@ impl MlflowTracking {
             operators: Mutex::new(None),
             last_drift_id: Mutex::new(0),
             release_files: None,
+            kept_keys: settings.metric_keys.clone(),
             day_runs: Mutex::new(HashMap::new()),
             package_objects: None,
             device_cache: Mutex::new(HashMap::new()),
