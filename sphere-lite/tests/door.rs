@@ -345,3 +345,35 @@ fn over_tls_slow_heads_are_cut_off_and_hosts_checked() {
         "over TLS, a header byte per second kept the connection open for {PATIENCE:?}"
     );
 }
+
+/// Fails before this change: the 401 was decided from the head and the connection closed with
+/// the body unread, so a client sending its whole 32 MiB package before reading got a reset or
+/// a broken pipe instead of the answer. Now the body is read and dropped after the answer,
+/// and the connection serves the next request.
+#[test]
+fn a_client_refused_from_its_head_reads_the_answer_after_sending_its_body() {
+    let server = DoorServer::start(quick(), None);
+    let mut s = server.connect();
+    let body = vec![b'x'; 32 << 20];
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer wrong\r\n\
+         Content-Type: {CONTENT_TYPE}\r\nContent-Length: {}\r\n\r\n",
+        paths::packages("dev-1"),
+        body.len()
+    );
+    s.set_write_timeout(Some(PATIENCE)).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&body)
+        .expect("the server reads the refused body instead of resetting the connection");
+    let answer = read_answer(&mut s, PATIENCE).expect("an answer");
+    assert_eq!(
+        answer.status,
+        401,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let next = read_answer(&mut s, PATIENCE).expect("the connection stays usable");
+    assert_eq!(next.status, 200);
+}

@@ -23,6 +23,7 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -32,6 +33,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use warp::{Filter, Reply};
 
+use super::linger::LingeringBody;
 use super::{Connection, Door, DoorSettings};
 use crate::tls::ServerTls;
 
@@ -147,9 +149,10 @@ where
     R: Reply,
 {
     let routes = TowerToHyperService::new(warp::service(routes));
-    let service = hyper::service::service_fn(move |request| {
+    let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
         let door = door.clone();
         let routes = routes.clone();
+        let request = request.map(LingeringBody::new);
         async move { Ok::<_, Infallible>(door.handle(request, conn, routes).await) }
     });
     watcher.watch(builder.serve_connection(io, service)).await

@@ -15,6 +15,8 @@
 //! * hyper's header-read timeout, which starts when a connection waits for a request, so it
 //!   also closes idle keep-alive connections;
 //! * a deadline for each request's body ([`body`]): 408 and the connection closed;
+//! * a body a route answered without reading is read to its end afterwards, within bounds
+//!   ([`linger`]), so the client reads the answer instead of a reset;
 //! * the `Host` allow-list ([`hosts`]): 421 before routing;
 //! * the failed-authentication budget per source ([`failures`], [`source`]): a 401 answer
 //!   (bad bearer token, unknown enrollment key, unknown login token, no session) or a session
@@ -28,6 +30,7 @@ pub mod accept;
 pub mod body;
 pub mod failures;
 pub mod hosts;
+pub mod linger;
 pub mod settings;
 pub mod source;
 
