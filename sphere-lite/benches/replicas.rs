@@ -19,7 +19,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sphere_lite::adapters::{MlflowSettings, MlflowTracking, S3Blobs, S3Settings};
+use sphere_lite::adapters::{MlflowSettings, MlflowTracking, S3Blobs, S3Requests, S3Settings};
 use sphere_lite::domain::Sphere;
 use sphere_lite::ports::Blobs;
 use sphere_lite::server::open_stores;
@@ -179,6 +179,31 @@ fn run(
     rates
 }
 
+/// CPU time (user + system, ms) the processes `REPLICAS_CPU_PIDS` (comma-separated, e.g. the
+/// SeaweedFS and MLflow processes of the stack) have used so far, each; empty when unset.
+/// Assumes the usual 100 clock ticks per second.
+fn cpu_ms() -> Vec<(String, u64)> {
+    let pids = std::env::var("REPLICAS_CPU_PIDS").unwrap_or_default();
+    pids.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|pid| {
+            let pid = pid.trim().to_owned();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // After the command's closing parenthesis: state is field 3, utime 14, stime 15.
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+            let ticks = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|f| f.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            (pid, (ticks(11) + ticks(12)) * 10)
+        })
+        .collect()
+}
+
 fn remote() -> Option<(S3Settings, MlflowSettings)> {
     let endpoint = std::env::var("SPHERE_TEST_S3_ENDPOINT").ok()?;
     let url = std::env::var("SPHERE_TEST_MLFLOW_URL").ok()?;
@@ -228,32 +253,51 @@ fn main() {
         per_device,
     );
 
-    // As `open_stores` opens them, keeping each replica's tracking to count its MLflow calls.
-    let replicas: Vec<(Arc<MlflowTracking>, Arc<Sphere>)> = (0..2)
+    // As `open_stores` opens them, keeping each replica's tracking to count its MLflow calls
+    // and its two S3 stores (blobs, package records) to count their requests.
+    type Replica = (Arc<MlflowTracking>, Arc<Sphere>, [Arc<S3Blobs>; 2]);
+    let replicas: Vec<Replica> = (0..2)
         .map(|_| {
-            let blobs: Arc<dyn Blobs> = Arc::new(S3Blobs::open(&s3).expect("S3 blobs"));
+            let s3_blobs = Arc::new(S3Blobs::open(&s3).expect("S3 blobs"));
+            let records = Arc::new(S3Blobs::open(&s3.tracking()).expect("package records"));
+            let blobs: Arc<dyn Blobs> = s3_blobs.clone();
             let tracking = Arc::new(
-                MlflowTracking::open_with_s3(&mlflow, &s3)
+                MlflowTracking::open(&mlflow)
                     .expect("MLflow tracking")
+                    .with_package_store(records.clone())
                     .with_release_files(blobs.clone()),
             );
             let sphere = Arc::new(Sphere::new(tracking.clone(), blobs));
-            (tracking, sphere)
+            (tracking, sphere, [s3_blobs, records])
         })
         .collect();
-    let spheres: Vec<Arc<Sphere>> = replicas.iter().map(|(_, s)| s.clone()).collect();
+    let spheres: Vec<Arc<Sphere>> = replicas.iter().map(|(_, s, _)| s.clone()).collect();
     let servers: Vec<TestServer> = spheres
         .iter()
         .map(|s| TestServer::start_shared(s.clone(), None))
         .collect();
     let records = S3Blobs::open(&s3.tracking()).expect("package records");
+    let count_requests = || records.requests().list;
     let count = || {
         records
             .list_page("pending/", None, usize::MAX)
             .map_or(usize::MAX, |keys| keys.len())
     };
-    let calls = || replicas.iter().map(|(t, _)| t.mlflow_calls()).sum::<u64>();
+    let calls = || {
+        replicas
+            .iter()
+            .map(|(t, _, _)| t.mlflow_calls())
+            .sum::<u64>()
+    };
+    let s3_requests = |which: usize| {
+        replicas
+            .iter()
+            .map(|(_, _, stores)| stores[which].requests())
+            .fold(S3Requests::default(), |a, b| a + b)
+    };
     let calls_before = calls();
+    let (blobs_before, records_before) = (s3_requests(0), s3_requests(1));
+    let cpu_before = cpu_ms();
     let two = run(
         "mlflow+s3 x2",
         &servers,
@@ -263,6 +307,36 @@ fn main() {
         per_device,
     );
     let calls = calls() - calls_before;
+    for ((pid, before), (_, after)) in cpu_before.iter().zip(cpu_ms()) {
+        eprintln!(
+            "replicas: process {pid} used {} ms of CPU, {:.1} ms per package",
+            after - before,
+            (after - before) as f64 / two.uploads as f64
+        );
+    }
+    let per = |r: S3Requests| {
+        let n = two.uploads as f64;
+        format!(
+            "{:.2} (GET {:.2}, PUT {:.2}, LIST {:.2}, DELETE {:.2})",
+            r.total() as f64 / n,
+            r.get as f64 / n,
+            r.put as f64 / n,
+            r.list as f64 / n,
+            r.delete as f64 / n
+        )
+    };
+    let (blobs, records) = (
+        s3_requests(0) - blobs_before,
+        s3_requests(1) - records_before,
+    );
+    eprintln!(
+        "replicas: S3 requests per package from the two replicas: {} = blobs {} + package \
+         records {}; the bench's own pending polls: {} LIST",
+        per(blobs + records),
+        per(blobs),
+        per(records),
+        count_requests(),
+    );
     eprintln!(
         "replicas: two MLflow + S3 replicas = {:.2} x embedded accepted/s, {:.2} x embedded processed/s \
          ({} uploads each, {} + {} errors); {calls} MLflow calls, {:.2} per package",

@@ -12,4 +12,4 @@ mod series;
 pub use dir_blobs::DirBlobs;
 pub use mlflow::{MlflowSettings, MlflowTracking};
 pub use redb_tracking::RedbTracking;
-pub use s3_blobs::{S3Blobs, S3Settings};
+pub use s3_blobs::{S3Blobs, S3Requests, S3Settings};

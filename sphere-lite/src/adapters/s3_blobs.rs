@@ -21,6 +21,8 @@
 //! so no lookup request is sent). Fine for sphere-lite's rate of uploads; moving to 0.4 when the
 //! workspace's Rust floor rises removes it.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -87,6 +89,79 @@ pub struct S3Blobs {
     /// `""` or `"<prefix>/"`.
     prefix: String,
     runtime: Option<tokio::runtime::Runtime>,
+    /// Requests sent so far, by kind ([`S3Blobs::requests`]).
+    sent: Arc<Counters>,
+}
+
+/// How many requests an [`S3Blobs`] has sent, by kind: what tests and benchmarks count to
+/// bound the S3 requests an operation costs (S3 servers are billed, and on a small host
+/// SeaweedFS is paid in CPU, per request). A request is counted when it is sent, whatever its
+/// answer; a listing counts one per page, an upload one whatever its parts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct S3Requests {
+    /// `GetObject` (whole or streamed).
+    pub get: u64,
+    /// `PutObject` (and `CreateBucket`).
+    pub put: u64,
+    /// `ListObjectsV2` pages.
+    pub list: u64,
+    /// `DeleteObject`.
+    pub delete: u64,
+    /// `HeadBucket`.
+    pub head: u64,
+}
+
+impl S3Requests {
+    /// All requests together.
+    pub fn total(&self) -> u64 {
+        self.get + self.put + self.list + self.delete + self.head
+    }
+}
+
+impl std::ops::Sub for S3Requests {
+    type Output = S3Requests;
+
+    /// The requests sent between two readings (`later - earlier`).
+    fn sub(self, earlier: S3Requests) -> S3Requests {
+        S3Requests {
+            get: self.get.saturating_sub(earlier.get),
+            put: self.put.saturating_sub(earlier.put),
+            list: self.list.saturating_sub(earlier.list),
+            delete: self.delete.saturating_sub(earlier.delete),
+            head: self.head.saturating_sub(earlier.head),
+        }
+    }
+}
+
+impl std::ops::Add for S3Requests {
+    type Output = S3Requests;
+
+    /// Two stores' requests together.
+    fn add(self, other: S3Requests) -> S3Requests {
+        S3Requests {
+            get: self.get + other.get,
+            put: self.put + other.put,
+            list: self.list + other.list,
+            delete: self.delete + other.delete,
+            head: self.head + other.head,
+        }
+    }
+}
+
+/// The counts behind [`S3Requests`], bumped from the adapter's runtime.
+#[derive(Default)]
+struct Counters {
+    get: AtomicU64,
+    put: AtomicU64,
+    list: AtomicU64,
+    delete: AtomicU64,
+    head: AtomicU64,
+}
+
+impl Counters {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Longest time one S3 call may take before the adapter gives up waiting.
@@ -121,6 +196,12 @@ fn describe(e: &S3Error) -> String {
 
 fn is_code(e: &S3Error, code: ErrorCode) -> bool {
     matches!(e, S3Error::S3Error(r) if r.code == code)
+}
+
+/// A conditional request's condition did not hold (HTTP 412).
+fn is_precondition_failed(e: &S3Error) -> bool {
+    matches!(e, S3Error::S3Error(r)
+        if matches!(&r.code, ErrorCode::OtherError(c) if c.eq_ignore_ascii_case("PreconditionFailed")))
 }
 
 impl S3Blobs {
@@ -159,6 +240,7 @@ impl S3Blobs {
             bucket: settings.bucket.clone(),
             prefix,
             runtime: Some(runtime),
+            sent: Arc::default(),
         };
         blobs.ensure_bucket()?;
         Ok(blobs)
@@ -180,6 +262,7 @@ impl S3Blobs {
         let strip = self.prefix.len();
         // S3 pages hold at most 1000 keys.
         let page = u16::try_from(max.clamp(1, 1000)).unwrap_or(1000);
+        let sent = self.sent.clone();
         let names = self.run(async move {
             let mut pages = client
                 .list_objects(bucket)
@@ -194,6 +277,7 @@ impl S3Blobs {
                 let Some(page) = pages.next().await else {
                     break;
                 };
+                Counters::bump(&sent.list);
                 names.extend(
                     page?
                         .contents
@@ -231,13 +315,66 @@ impl S3Blobs {
         format!("{}{}", self.prefix, key.as_str())
     }
 
+    /// The requests this store has sent since it was opened.
+    pub fn requests(&self) -> S3Requests {
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        S3Requests {
+            get: read(&self.sent.get),
+            put: read(&self.sent.put),
+            list: read(&self.sent.list),
+            delete: read(&self.sent.delete),
+            head: read(&self.sent.head),
+        }
+    }
+
+    /// Store `bytes` under `key` unless an object is there already (`PutObject` with
+    /// `If-None-Match: *`): `true` if it was stored, `false` if the key existed. One request.
+    /// Atomic as far as the server makes it so: SeaweedFS 4.48 answers 412 to a key that
+    /// exists (checked with boto3), but two writers at the same moment may both succeed; a
+    /// server that ignores the header stores the object (`true`), as [`Blobs::put`] would.
+    pub fn put_if_absent(&self, key: &BlobKey, bytes: &[u8]) -> Result<bool, StoreError> {
+        let mut only_new = minio::s3::multimap::Multimap::new();
+        only_new.insert("If-None-Match".into(), "*".into());
+        match self.put_object(key, bytes, Some(only_new))? {
+            Ok(()) => Ok(true),
+            Err(e) if is_precondition_failed(&e) => Ok(false),
+            Err(e) => Err(err(&format!("put {key}"), describe(&e))),
+        }
+    }
+
+    /// One `PutObject` of `bytes` under `key` with `headers`; the outer error is the
+    /// adapter's (no answer), the inner one S3's.
+    fn put_object(
+        &self,
+        key: &BlobKey,
+        bytes: &[u8],
+        headers: Option<minio::s3::multimap::Multimap>,
+    ) -> Result<Result<(), S3Error>, StoreError> {
+        let client = self.client.clone();
+        let (bucket, object) = (self.bucket.clone(), self.object(key));
+        let body = bytes.to_vec();
+        Counters::bump(&self.sent.put);
+        self.run(async move {
+            client
+                .put_object_content(bucket, object, body)
+                .content_type("application/octet-stream".into())
+                .extra_headers(headers)
+                .send()
+                .await
+                .map(drop)
+        })
+    }
+
     fn ensure_bucket(&self) -> Result<(), StoreError> {
         let client = self.client.clone();
         let bucket = self.bucket.clone();
+        let sent = self.sent.clone();
         self.run(async move {
+            Counters::bump(&sent.head);
             if client.bucket_exists(&bucket).send().await?.exists {
                 return Ok(());
             }
+            Counters::bump(&sent.put);
             match client.create_bucket(&bucket).send().await {
                 Ok(_) => Ok(()),
                 // Created meanwhile by another instance.
@@ -291,21 +428,13 @@ impl std::io::Read for ChannelReader {
 
 impl Blobs for S3Blobs {
     fn put(&self, key: &BlobKey, bytes: &[u8]) -> Result<(), StoreError> {
-        let client = self.client.clone();
-        let (bucket, object) = (self.bucket.clone(), self.object(key));
-        let body = bytes.to_vec();
-        self.run(async move {
-            client
-                .put_object_content(bucket, object, body)
-                .content_type("application/octet-stream".into())
-                .send()
-                .await
-        })?
-        .map(|_| ())
-        .map_err(|e| err(&format!("put {key}"), describe(&e)))
+        self.put_object(key, bytes, None)?
+            .map(drop)
+            .map_err(|e| err(&format!("put {key}"), describe(&e)))
     }
 
     fn put_file(&self, key: &BlobKey, path: &std::path::Path) -> Result<(), StoreError> {
+        Counters::bump(&self.sent.put);
         let client = self.client.clone();
         let (bucket, object) = (self.bucket.clone(), self.object(key));
         let path = path.to_path_buf();
@@ -332,6 +461,7 @@ impl Blobs for S3Blobs {
         // The stream is read on the adapter's runtime and handed over in chunks through a
         // small bounded channel: at most STREAM_CHUNKS chunks are ever held.
         let (tx, rx) = mpsc::sync_channel::<std::io::Result<bytes::Bytes>>(STREAM_CHUNKS);
+        Counters::bump(&self.sent.get);
         let opened = self.run(async move {
             let get = client
                 .get_object(bucket, object)
@@ -368,6 +498,7 @@ impl Blobs for S3Blobs {
     fn get(&self, key: &BlobKey) -> Result<Option<Vec<u8>>, StoreError> {
         let client = self.client.clone();
         let (bucket, object) = (self.bucket.clone(), self.object(key));
+        Counters::bump(&self.sent.get);
         let result = self.run(async move {
             let resp = client.get_object(bucket, object).send().await?;
             let bytes = resp.content.to_segmented_bytes().await?;
@@ -393,6 +524,7 @@ impl Blobs for S3Blobs {
         let bucket = self.bucket.clone();
         let full = format!("{}{prefix}", self.prefix);
         let strip = self.prefix.len();
+        let sent = self.sent.clone();
         let names = self.run(async move {
             let mut pages = client
                 .list_objects(bucket)
@@ -402,6 +534,7 @@ impl Blobs for S3Blobs {
                 .await;
             let mut names = Vec::new();
             while let Some(page) = pages.next().await {
+                Counters::bump(&sent.list);
                 names.extend(
                     page?
                         .contents
@@ -427,6 +560,7 @@ impl Blobs for S3Blobs {
     fn delete(&self, key: &BlobKey) -> Result<(), StoreError> {
         let client = self.client.clone();
         let (bucket, object) = (self.bucket.clone(), self.object(key));
+        Counters::bump(&self.sent.delete);
         let result = self.run(async move { client.delete_object(bucket, object).send().await })?;
         match result {
             Ok(_) => Ok(()),

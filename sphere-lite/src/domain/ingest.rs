@@ -228,7 +228,7 @@ impl Sphere {
         // waits for it and then finds it recorded.
         let recorded = if self.tracking.commits_in_groups() {
             self.accepted
-                .submit((raw, record), |group| self.commit_accepted(group))?
+                .submit((raw, record.clone()), |group| self.commit_accepted(group))?
         } else {
             self.blobs.sync(std::slice::from_ref(&raw))?;
             self.tracking.record_accepted(&record)?
@@ -236,7 +236,8 @@ impl Sphere {
         drop(claim);
         match recorded {
             Recorded::New => {
-                self.uploads.note();
+                // Kept for its processing, which then needs not read it back.
+                self.uploads.note(&record);
                 tracing::info!(device = %device_id, package = %package_id, bytes = len, "package accepted");
                 Ok(UploadResponse {
                     package_id,

@@ -12,7 +12,8 @@
 //! nothing twice. A store without a batch commit gets each part through its own method, in
 //! the same order, one package after the other.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -44,11 +45,24 @@ pub const UPLOADS_QUIET: Duration = Duration::from_millis(50);
 /// a storm that never ends still has its packages processed (one batch per this long).
 pub const PROCESSING_WAIT_MAX: Duration = Duration::from_secs(1);
 
-/// When an upload was last accepted (see [`Sphere::processing_wait`]).
+/// Most records of packages this process accepted that it keeps for their processing
+/// ([`UploadActivity::note`]); beyond, processing reads the record from the store.
+const ACCEPTED_KEPT: usize = 4096;
+
+/// When an upload was last accepted (see [`Sphere::processing_wait`]), and the records of
+/// those accepted and not processed yet.
+///
+/// Why keep the records: processing needs a package's record (its acceptance time, whether
+/// it is done), and this process has just written it; on MLflow + S3 reading it back is a GET
+/// per package. A kept record is used once, by whichever processing comes first, and then
+/// forgotten; a package queued here that another replica processed meanwhile (it waited past
+/// the stale age) is processed again, which stores nothing twice.
 pub(crate) struct UploadActivity {
     start: Instant,
     /// Milliseconds after `start` of the last accepted upload, plus one (0: none yet).
     last_ms: AtomicU64,
+    /// Records of accepted packages waiting for processing, by (device, package).
+    accepted: Mutex<HashMap<(String, String), PackageRecord>>,
 }
 
 impl Default for UploadActivity {
@@ -56,15 +70,33 @@ impl Default for UploadActivity {
         UploadActivity {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
+            accepted: Mutex::default(),
         }
     }
 }
 
 impl UploadActivity {
-    /// An upload was accepted now.
-    pub(crate) fn note(&self) {
+    /// `record` was accepted now.
+    pub(crate) fn note(&self, record: &PackageRecord) {
         let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_ms.store(ms.saturating_add(1), Ordering::Relaxed);
+        let mut accepted = self.kept();
+        if accepted.len() < ACCEPTED_KEPT {
+            let id = (record.device_id.clone(), record.package_id.clone());
+            accepted.insert(id, record.clone());
+        }
+    }
+
+    /// The kept record of (device, package), forgotten now.
+    fn take(&self, device: &str, package: &str) -> Option<PackageRecord> {
+        self.kept().remove(&(device.to_owned(), package.to_owned()))
+    }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), PackageRecord>> {
+        // A panic elsewhere cannot leave the map half-changed: every change is one call.
+        self.accepted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// How long ago the last upload was accepted (`None`: none yet).
@@ -105,21 +137,23 @@ impl Sphere {
     /// skipped. A package whose processing failed on storage stays pending while the others
     /// are committed, and the first such error is returned after them.
     pub fn process_batch(&self, jobs: &[(String, String)]) -> Result<usize, DomainError> {
-        let (done, error) = self.process_jobs(jobs);
+        let jobs: Vec<Job<'_>> = jobs.iter().map(|(d, p)| Job::Ids(d, p)).collect();
+        let (done, error) = self.process_jobs(&jobs);
         error.map_or(Ok(done), Err)
     }
 
     /// [`Sphere::process_batch`]: how many were processed or marked failed, and the first
     /// error.
-    fn process_jobs(&self, jobs: &[(String, String)]) -> (usize, Option<DomainError>) {
+    fn process_jobs(&self, jobs: &[Job<'_>]) -> (usize, Option<DomainError>) {
         let mut batch = Batch::default();
         let mut first_error = None;
         let mut seen = HashSet::new();
-        for (device, package) in jobs {
-            if !seen.insert((device.as_str(), package.as_str())) {
+        for job in jobs {
+            let (device, package) = job.ids();
+            if !seen.insert((device, package)) {
                 continue;
             }
-            if let Err(e) = self.prepare(device, package, &mut batch) {
+            if let Err(e) = self.prepare(job, &mut batch) {
                 tracing::error!(device = %device, package = %package, error = %e, "processing failed; left pending");
                 first_error.get_or_insert(e);
             }
@@ -198,14 +232,19 @@ impl Sphere {
     }
 
     /// Write one pending package's blobs into `batch` and note what it adds to the tracking
-    /// store; nothing for a package unknown or processed already.
-    fn prepare(
-        &self,
-        device_id: &str,
-        package_id: &str,
-        batch: &mut Batch,
-    ) -> Result<(), DomainError> {
-        let Some(record) = self.tracking.package(device_id, package_id)? else {
+    /// store; nothing for a package unknown or processed already. Its record is the job's, or
+    /// the one this process kept when it accepted the package, or else read from the store.
+    fn prepare(&self, job: &Job<'_>, batch: &mut Batch) -> Result<(), DomainError> {
+        let (device_id, package_id) = job.ids();
+        let kept = self.uploads.take(device_id, package_id);
+        let record = match job {
+            Job::Record(record) => Some((*record).clone()),
+            Job::Ids(..) => match kept {
+                Some(record) => Some(record),
+                None => self.tracking.package(device_id, package_id)?,
+            },
+        };
+        let Some(record) = record else {
             return Ok(());
         };
         if record.processed_unix_ms.is_some() {
@@ -364,10 +403,8 @@ impl Sphere {
     fn process_records(&self, pending: &[PackageRecord]) -> usize {
         let mut done = 0;
         for chunk in pending.chunks(PROCESS_BATCH) {
-            let jobs: Vec<(String, String)> = chunk
-                .iter()
-                .map(|r| (r.device_id.clone(), r.package_id.clone()))
-                .collect();
+            // The records as listed: read again, they would cost a request each on MLflow + S3.
+            let jobs: Vec<Job<'_>> = chunk.iter().map(Job::Record).collect();
             let (n, error) = self.process_jobs(&jobs);
             done += n;
             if let Some(e) = error {
@@ -381,6 +418,24 @@ impl Sphere {
     }
 }
 
+/// A package to process.
+enum Job<'a> {
+    /// By its ids: its record is the one this process kept at acceptance, or read.
+    Ids(&'a str, &'a str),
+    /// With its record as a listing of the pending packages gave it.
+    Record(&'a PackageRecord),
+}
+
+impl Job<'_> {
+    /// (device, package).
+    fn ids(&self) -> (&str, &str) {
+        match self {
+            Job::Ids(device, package) => (device, package),
+            Job::Record(r) => (&r.device_id, &r.package_id),
+        }
+    }
+}
+
 /// The mark of `record` as processed now (failed for good when `failed` is given), with
 /// nothing else stored yet.
 fn processed(
@@ -391,6 +446,8 @@ fn processed(
     ProcessedPackage {
         device_id: record.device_id.clone(),
         package_id: record.package_id.clone(),
+        raw_key: record.raw_key.clone(),
+        accepted_unix_ms: record.accepted_unix_ms,
         processed_unix_ms: now_unix_ms(),
         failed,
         problems,

@@ -20,6 +20,10 @@ pub struct ProcessedPackage {
     pub device_id: String,
     /// Its package id.
     pub package_id: String,
+    /// Its raw TAR's blob key, as its record holds it.
+    pub raw_key: String,
+    /// When it was accepted (Unix ms), as its record holds it.
+    pub accepted_unix_ms: u64,
     /// When processing finished (Unix ms).
     pub processed_unix_ms: u64,
     /// Why it failed for good, if it did (then the parts below are empty).
@@ -34,6 +38,22 @@ pub struct ProcessedPackage {
     pub learning_events: Vec<LearningEventView>,
     /// Its metric points and their time ([`super::MetricStore::put_metrics`]), if any.
     pub metrics: Option<(u64, Vec<(String, f64)>)>,
+}
+
+impl ProcessedPackage {
+    /// Its whole record as processed: what a store that rewrites records whole writes
+    /// without reading the record first (processing read it already).
+    pub fn record(&self) -> PackageRecord {
+        PackageRecord {
+            device_id: self.device_id.clone(),
+            package_id: self.package_id.clone(),
+            raw_key: self.raw_key.clone(),
+            accepted_unix_ms: self.accepted_unix_ms,
+            processed_unix_ms: Some(self.processed_unix_ms),
+            failed: self.failed.clone(),
+            problems: self.problems.clone(),
+        }
+    }
 }
 
 /// Accepted packages and whether each was processed.
@@ -51,8 +71,9 @@ pub trait PackageStore: Send + Sync {
     ) -> Result<Option<PackageRecord>, StoreError>;
 
     /// Record an accepted package (idempotent on device + package id) and count it for the device.
-    /// MLflow + S3: PUTs of the pending copy, the index entry and the record (one record per
-    /// package id whatever replicas race; a device's count is a listing of its records).
+    /// MLflow + S3: PUTs of the pending copy, the index entry and the record, the last only if
+    /// no record exists (`If-None-Match: *`; one record per package id whatever replicas race;
+    /// a device's count is a listing of its records).
     fn record_accepted(&self, record: &PackageRecord) -> Result<Recorded, StoreError>;
 
     /// Mark a package processed (or failed for good with `failed`), with the `problems` found
@@ -108,6 +129,8 @@ pub trait PackageStore: Send + Sync {
     /// events, metric points, then its mark) in one durable commit, returning how many drift
     /// events of each were new; `Ok(None)` when this store cannot (the default): the caller
     /// then stores each part with the aggregate's own method, in that order.
+    /// MLflow + S3: each mark is a PUT of [`ProcessedPackage::record`] and a DELETE of the
+    /// pending copy, with no read of the record.
     fn record_processed(
         &self,
         batch: &[ProcessedPackage],

@@ -113,6 +113,11 @@ impl Backend {
         self.remote.as_ref().map(|(_, m)| m)
     }
 
+    /// The S3 settings of an MLflow + S3 backend.
+    pub fn s3_settings(&self) -> Option<&S3Settings> {
+        self.remote.as_ref().map(|(s, _)| s)
+    }
+
     /// `embedded` or `mlflow+s3`.
     pub fn name(&self) -> &'static str {
         if self.remote.is_some() {

@@ -23,10 +23,16 @@
 //! before all three exist.
 //!
 //! **Replicas.** Two replicas accepting the same package at the same moment both write the
-//! three objects (the record's last writer stands, the raw TAR is the same bytes) and both may
-//! answer `accepted`; it is still one record, counted once, processed idempotently. Their two
-//! index entries (two acceptance times) are shown as one package: listings keep the entry
-//! whose time the record holds.
+//! pending copy and an index entry; the record is written only where none exists
+//! (`If-None-Match: *`), so the second usually answers `duplicate`, and where the server lets
+//! both conditional writes through, the last writer stands and both answer `accepted` (the raw
+//! TAR is the same bytes). Either way it is one record, counted once, processed idempotently.
+//! Their two index entries (two acceptance times) are shown as one package: listings keep the
+//! entry whose time the record holds.
+//!
+//! **Processing** reads no record: it has each package's record from its pending listing or
+//! from this process's own acceptance, and [`PackageObjects::mark_processed`] writes the
+//! record whole (a PUT) and deletes the pending copy (a DELETE).
 
 use std::sync::Arc;
 
@@ -118,21 +124,35 @@ impl PackageObjects {
         self.read(&record_key(device, package)?)
     }
 
-    /// Record an accepted package: three PUTs (pending copy, index entry, record), or
-    /// [`Recorded::AlreadyKnown`] after one GET.
+    /// Record an accepted package: three PUTs (pending copy, index entry, record), the
+    /// record's only if there is none yet (`If-None-Match: *`), else
+    /// [`Recorded::AlreadyKnown`].
+    ///
+    /// Why no GET first: the upload has just read the record to answer a duplicate before
+    /// storing anything (`domain::ingest`), so a record found here is a race with another
+    /// replica or a late re-send, and the conditional PUT tells that without a request of its
+    /// own. The pending copy and index entry it wrote first are harmless then: the index
+    /// entry's time is not the record's, so listings skip it, and a pending copy of a
+    /// processed record is deleted here (rare: one GET) or by the next [`PackageObjects::pending`].
     pub fn accept(&self, record: &PackageRecord) -> Result<Recorded, StoreError> {
-        if self.get(&record.device_id, &record.package_id)?.is_some() {
-            return Ok(Recorded::AlreadyKnown);
-        }
         let bytes = encode(record)?;
+        let pending = pending_key(&record.device_id, &record.package_id)?;
         if record.processed_unix_ms.is_none() {
-            self.store
-                .put(&pending_key(&record.device_id, &record.package_id)?, &bytes)?;
+            self.store.put(&pending, &bytes)?;
         }
         self.store.put(&index_key(record)?, b"")?;
-        self.store
-            .put(&record_key(&record.device_id, &record.package_id)?, &bytes)?;
-        Ok(Recorded::New)
+        let record_key = record_key(&record.device_id, &record.package_id)?;
+        if self.store.put_if_absent(&record_key, &bytes)? {
+            return Ok(Recorded::New);
+        }
+        if record.processed_unix_ms.is_none()
+            && self
+                .read(&record_key)?
+                .is_some_and(|known| known.processed_unix_ms.is_some())
+        {
+            self.store.delete(&pending)?;
+        }
+        Ok(Recorded::AlreadyKnown)
     }
 
     /// Rewrite the record as processed, then drop its pending copy. An error if there is no
@@ -155,15 +175,24 @@ impl PackageObjects {
         self.store.delete(&pending_key(device, package)?)
     }
 
-    /// Marks every package of `batch` as [`PackageObjects::mark`] does (processed at its
-    /// time, failed or not, its problems), a few at once; the first error after all were tried.
+    /// Marks every package of `batch` processed, a few at once: its record rewritten from
+    /// [`ProcessedPackage::record`] (PUT), then its pending copy deleted; the first error after
+    /// all were tried.
+    ///
+    /// Why no GET of the record, unlike [`PackageObjects::mark`]: processing read the record
+    /// already (its pending listing, or the accept of this process), a record is never deleted,
+    /// and every field of it is in the batch. A second replica processing the same package at
+    /// the same moment writes the same record but for its processing time, the last writer
+    /// stands, as before; a crash between the PUT and the DELETE leaves a pending copy of a
+    /// processed record, which [`PackageObjects::pending`] deletes.
     pub fn mark_processed(&self, batch: &[ProcessedPackage]) -> Result<(), StoreError> {
         each_parallel(batch, "s3", "a processed mark", |done| {
-            self.mark(&done.device_id, &done.package_id, |record| {
-                record.processed_unix_ms = Some(done.processed_unix_ms);
-                record.failed.clone_from(&done.failed);
-                record.problems.clone_from(&done.problems);
-            })
+            self.store.put(
+                &record_key(&done.device_id, &done.package_id)?,
+                &encode(&done.record())?,
+            )?;
+            self.store
+                .delete(&pending_key(&done.device_id, &done.package_id)?)
         })
         .map(drop)
     }
