@@ -535,7 +535,7 @@ fn sample(id: u64) -> FeedbackVerdict {
 
 #[test]
 fn feedback_queued_on_one_replica_is_polled_on_the_other_and_empty_polls_skip_mlflow() {
-    let Some((r, _, settings)) = replicas_s3("feedback-marks") else {
+    let Some((r, s3, settings)) = replicas_s3("feedback-marks") else {
         return;
     };
     r[0].add_enrollment_key(&key([6; 32], 2)).unwrap();
@@ -559,6 +559,21 @@ fn feedback_queued_on_one_replica_is_polled_on_the_other_and_empty_polls_skip_ml
     let items = r[0].feedback_after("dev-f", 1, 10).unwrap();
     assert_eq!(items.iter().map(|i| i.id).collect::<Vec<_>>(), [2]);
     assert!(polls_without_mlflow(&r[0], 2).is_empty());
+    // Each new mark deletes the lower ones: the device keeps one, not one per item ever
+    // queued, and polls from an old cursor still find the items above it.
+    assert_eq!(r[0].append_feedback("dev-f", &[sample(3)], 7).unwrap(), [3]);
+    let marks = S3Blobs::open(&s3.tracking())
+        .unwrap()
+        .list("feedback/dev-f/")
+        .unwrap();
+    assert_eq!(marks.len(), 1, "{marks:?}");
+    assert!(
+        marks[0].as_str().ends_with("00000000000000000003"),
+        "{marks:?}"
+    );
+    let items = r[1].feedback_after("dev-f", 1, 10).unwrap();
+    assert_eq!(items.iter().map(|i| i.id).collect::<Vec<_>>(), [2, 3]);
+    assert!(polls_without_mlflow(&r[1], 3).is_empty());
 
     // A device enrolled, and fed, by a replica without marks (the version before them):
     // its items are still delivered, and once read its empty polls skip MLflow too.
@@ -605,9 +620,18 @@ fn a_key_enrolls_exactly_its_uses_when_more_devices_enroll_at_once_through_two_r
 #[test]
 fn a_rotated_device_token_stops_working_on_the_other_replica_within_the_announcement_poll() {
     // The server's setting: package store in S3, default cache TTL (a minute with it).
-    let Some(r) = replicas("token-announced") else {
+    let Some((r, s3, _)) = replicas_s3("token-announced") else {
         return;
     };
+    // An announcement from long ago (a day old), which no listing needs any more.
+    let records = S3Blobs::open(&s3.tracking()).unwrap();
+    let old_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        - 86_400_000;
+    let old = BlobKey::new(format!("device-changes/{old_ms:013}-dev-old-00")).unwrap();
+    records.put(&old, &[]).unwrap();
     r[0].add_enrollment_key(&key([11; 32], 1)).unwrap();
     r[0].enroll([11; 32], &device("dev-t", 11), 1).unwrap();
     assert_eq!(r[1].device("dev-t").unwrap().unwrap().token_hash, [11; 32]);
@@ -620,4 +644,8 @@ fn a_rotated_device_token_stops_working_on_the_other_replica_within_the_announce
     assert!(r[1].replace_device_token("dev-t", None).unwrap());
     std::thread::sleep(sphere_lite::adapters::mlflow::tracking::DEVICE_CHANGES_POLL);
     assert_eq!(r[0].device("dev-t").unwrap().unwrap().token_hash, [0; 32]);
+    // The replicas' first listings deleted the day-old announcement and kept today's two.
+    let left = records.list("device-changes/").unwrap();
+    assert!(!left.contains(&old), "{left:?}");
+    assert_eq!(left.len(), 2, "{left:?}");
 }

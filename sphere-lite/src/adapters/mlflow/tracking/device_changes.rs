@@ -11,7 +11,8 @@
 //! instead. The announcement is written after the MLflow write, so a replica that drops its
 //! record reads the new token. Keys are listed from [`WINDOW`] before the newest one seen, so
 //! an announcement whose writer's clock is behind by less than that, or whose write took that
-//! long, is still found.
+//! long, is still found. Announcements older than [`RETAIN_MS`] are deleted by the replicas
+//! (each prunes every [`PRUNE_EVERY`]), so the prefix stays small.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,13 @@ const WINDOW_MS: u64 = 120_000;
 /// Most announcements read by one listing (an error beyond: a replica cannot know which of its
 /// records are stale).
 const MAX_LISTED: usize = 10_000;
+/// Announcements older than this are deleted by whichever replica prunes next: ten windows,
+/// far past any listing that could still need them.
+const RETAIN_MS: u64 = 10 * WINDOW_MS;
+/// How often a replica prunes old announcements (its first listing prunes too).
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// Most old announcements one pruning deletes (more are left to the next).
+const MAX_PRUNED: usize = 1_000;
 const PREFIX: &str = "device-changes/";
 
 /// The announcements (see the module docs).
@@ -42,6 +50,8 @@ struct State {
     listed_at: Option<Instant>,
     /// Announcements seen, by key, with their time (forgotten once out of the window).
     seen: HashMap<String, u64>,
+    /// When this replica last pruned old announcements (none yet: at its first listing).
+    pruned_at: Option<Instant>,
 }
 
 /// The time and device of an announcement key (`<13-digit ms>-<device>-<nonce>`).
@@ -114,7 +124,31 @@ impl DeviceChanges {
             }
         }
         state.seen.retain(|_, ms| *ms >= from);
+        let prune = state.pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY);
+        if prune {
+            state.pruned_at = Some(Instant::now());
+        }
+        drop(state);
+        if prune {
+            if let Err(e) = self.prune(crate::domain::now_unix_ms().saturating_sub(RETAIN_MS)) {
+                tracing::warn!(error = %e, "old device change announcements not deleted; retried later");
+            }
+        }
         Ok(devices)
+    }
+
+    /// Delete announcements older than `before_ms` (at most [`MAX_PRUNED`]), so the prefix
+    /// holds the last [`RETAIN_MS`] of them instead of every change ever made. Replicas may
+    /// prune at once: deleting a deleted object is no error.
+    fn prune(&self, before_ms: u64) -> Result<(), StoreError> {
+        let end = format!("{PREFIX}{before_ms:013}");
+        for (key, _) in self.store.list_page(PREFIX, None, MAX_PRUNED)? {
+            if key.as_str() >= end.as_str() {
+                break;
+            }
+            self.store.delete(&key)?;
+        }
+        Ok(())
     }
 }
 

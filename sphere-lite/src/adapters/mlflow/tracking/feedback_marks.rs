@@ -5,8 +5,9 @@
 //! Why: devices poll their feedback on every sync and their queue is almost always empty;
 //! reading the queue run from MLflow each time made polls the largest share of MLflow's load
 //! under a fleet. Guarantee: a mark is written (and acknowledged by S3) *before* the write of
-//! the item with that id starts, and marks are only ever added, so once an item is stored
-//! every listing shows a mark at or above its id. A poll that finds no mark above `after` can
+//! the item with that id starts, and only marks below a device's highest one are ever deleted
+//! (each new mark deletes the lower ones), so once an item is stored every listing shows a
+//! mark at or above its id. A poll that finds no mark above `after` can
 //! therefore answer "nothing new" without MLflow; one that finds one reads the queue run as
 //! before (at worst for nothing: a mark whose item write failed or lost a race). Listings in
 //! S3 are strongly consistent after a write (AWS S3, SeaweedFS), so this holds across replicas.
@@ -27,11 +28,13 @@ use crate::ports::{BlobKey, Blobs, StoreError};
 /// Most devices remembered as marked before the set starts over (each is re-learnt with one
 /// more listing).
 const MAX_KNOWN: usize = 100_000;
+/// Most lower marks one new mark deletes (more are left to the next).
+const MAX_PRUNED: usize = 64;
 
 /// The marks of all devices' feedback queues (see the module docs).
 pub(super) struct FeedbackMarks {
     store: Arc<S3Blobs>,
-    /// Devices seen to have at least one mark (marks are never removed while a device exists).
+    /// Devices seen to have at least one mark (a device's highest mark is never removed).
     marked: Mutex<HashSet<String>>,
 }
 
@@ -66,11 +69,29 @@ impl FeedbackMarks {
     }
 
     /// Mark item `id` of `device`'s queue as about to be written: call before writing it.
+    /// The device's lower marks are then deleted ([`FeedbackMarks::prune_below`]).
     pub(super) fn mark(&self, device: &str, id: u64) -> Result<(), StoreError> {
         let key = BlobKey::new(key_name(device, id))
             .map_err(|e| StoreError::new("s3", format!("feedback mark key: {}", e.reason)))?;
         self.store.put(&key, &[])?;
         self.remember(device);
+        if let Err(e) = self.prune_below(device, id) {
+            tracing::warn!(device, error = %e, "old feedback marks not deleted; the next mark retries");
+        }
+        Ok(())
+    }
+
+    /// Delete `device`'s marks below `id` (at most [`MAX_PRUNED`] a call), so a device keeps
+    /// about one mark instead of one per item ever queued. Safe because only the highest
+    /// mark decides a poll: a cursor below it reads the queue, one at or above it finds
+    /// nothing new, with or without the lower marks.
+    fn prune_below(&self, device: &str, id: u64) -> Result<(), StoreError> {
+        let below = key_name(device, id);
+        for (key, _) in self.store.list_page(&prefix(device), None, MAX_PRUNED)? {
+            if key.as_str() < below.as_str() {
+                self.store.delete(&key)?;
+            }
+        }
         Ok(())
     }
 
