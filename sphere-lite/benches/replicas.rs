@@ -9,8 +9,11 @@
 //! (uploads answered 200 over the wall time of the uploads) and processed packages/s (the same
 //! packages over the time until every one was processed), and the two replicas' figures as
 //! ratios to the embedded ones, and how many MLflow requests the two replicas sent per package
-//! (uploads and processing together). The package is the ingest bench's typical one (a 64-class
-//! `metrics.json`, 140 metric keys, and a 2 KiB `logs.jsonl`). Nothing is asserted.
+//! (uploads and processing together). The package is shaped like the runtime's: a
+//! `metrics.json` of 140 metric keys (the dashboard's own keys, a few more figures and a
+//! 64-class model's per-class count and mean confidence) and a 2 KiB `logs.jsonl`.
+//! `REPLICAS_MLFLOW_METRIC_KEYS` sets the replicas' `mlflow_metric_keys` (comma-separated;
+//! default `*`, every key). Nothing is asserted.
 //!
 //! Processing is over when no package is pending: on MLflow + S3 that is a listing of the
 //! pending copies (one request), not [`Sphere::pending_count`], which reads every pending
@@ -19,6 +22,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sphere_lite::adapters::mlflow::KeptKeys;
 use sphere_lite::adapters::{MlflowSettings, MlflowTracking, S3Blobs, S3Requests, S3Settings};
 use sphere_lite::domain::Sphere;
 use sphere_lite::ports::Blobs;
@@ -38,20 +42,25 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// The ingest bench's typical metrics document: 64 classes, latencies, system figures.
+/// A metrics document shaped like the runtime's (`tinylcm::sync::metrics`): the keys the
+/// dashboard charts and reads, a few more system and latency figures, and a 64-class model's
+/// per-class count and mean confidence: 140 metric keys in all.
 fn metrics_json() -> Vec<u8> {
     let classes: serde_json::Map<String, serde_json::Value> = (0..64)
         .map(|i| {
             (
                 format!("class_{i:02}"),
-                serde_json::json!({"count": 1000 + i * 37, "mean_confidence": 0.5 + f64::from(i) / 200.0}),
+                serde_json::json!({"total": 1000 + i * 37, "mean_confidence": 0.5 + f64::from(i) / 200.0}),
             )
         })
         .collect();
     serde_json::json!({
-        "schema": 1, "total_inferences": 36000, "dropped_frames": 3,
-        "latency_ms": {"p50": 11.8, "p90": 14.2, "p99": 19.7, "max": 31.0},
-        "system": {"cpu_percent": 41.5, "rss_kib": 61234, "temperature_c": 52.1},
+        "frames_total": 36000, "fps_interval": 9.8,
+        "latency": {"total": {"p50_us": 11800.0, "p99_us": 19700.0},
+                    "infer": {"p50_us": 9100.0, "p99_us": 15200.0}},
+        "confidence": {"mean": 0.81},
+        "system": {"process_cpu_percent": 41.5, "rss_mib": 59.8, "soc_temperature_c": 52.1},
+        "sync": {"interval_seconds": 60, "models_refused": 0},
         "classes": classes,
     })
     .to_string()
@@ -225,9 +234,21 @@ fn remote() -> Option<(S3Settings, MlflowSettings)> {
         MlflowSettings {
             url,
             namespace: space,
-            metric_keys: Default::default(),
+            metric_keys: KeptKeys::parse(&mlflow_metric_keys())
+                .expect("REPLICAS_MLFLOW_METRIC_KEYS"),
         },
     ))
+}
+
+/// `REPLICAS_MLFLOW_METRIC_KEYS` (comma-separated patterns, as `mlflow_metric_keys`), default
+/// `*`: every key, sphere-lite's default.
+fn mlflow_metric_keys() -> Vec<String> {
+    std::env::var("REPLICAS_MLFLOW_METRIC_KEYS")
+        .unwrap_or_else(|_| "*".into())
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn main() {
