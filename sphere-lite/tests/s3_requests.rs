@@ -227,3 +227,39 @@ fn a_conditional_put_stores_only_a_new_key() {
     assert!(!store.put_if_absent(&key, b"second").unwrap());
     assert_eq!(store.get(&key).unwrap().unwrap(), b"first");
 }
+
+/// Fails when the sweep for packages left pending too long reads the records of young ones
+/// (before: every pending record was read, then filtered by age): during a backlog each
+/// replica's sweep read hundreds of records every half minute.
+#[test]
+fn the_stale_sweep_reads_only_the_records_of_stale_packages() {
+    let Some(backend) = Backend::mlflow("s3_requests_stale") else {
+        return;
+    };
+    let (accepting, ..) = replica(&backend);
+    let (sweeping, _tracking, _blobs, records) = replica(&backend);
+    let device = sphere_lite::test_support::enrolled(&accepting, None).device_id;
+    for n in 0..PACKAGES {
+        let id = format!("y{n}");
+        accepting
+            .accept_upload(&device, &package(&device, &id))
+            .unwrap();
+    }
+    let now = sphere_lite::domain::now_unix_ms();
+    // Young: none is past a minute, and no record is read to find that out.
+    let before = records.requests();
+    assert_eq!(sweeping.process_stale_pending(60_000, now).unwrap(), 0);
+    let young = records.requests() - before;
+    assert_eq!(young.get, 0, "{young:?}");
+    // An hour on, all are stale: each record read once, each package processed.
+    let before = records.requests();
+    assert_eq!(
+        sweeping
+            .process_stale_pending(60_000, now + 3_600_000)
+            .unwrap(),
+        PACKAGES
+    );
+    let stale = records.requests() - before;
+    assert_eq!(stale.get, PACKAGES as u64, "{stale:?}");
+    assert_eq!(sweeping.pending_count().unwrap(), 0);
+}

@@ -255,6 +255,21 @@ impl S3Blobs {
         start_after: Option<&str>,
         max: usize,
     ) -> Result<Vec<(BlobKey, u64)>, StoreError> {
+        Ok(self
+            .list_modified(prefix, start_after, max)?
+            .into_iter()
+            .map(|(key, size, _)| (key, size))
+            .collect())
+    }
+
+    /// [`S3Blobs::list_page`] with each object's last modification (Unix ms, by the S3
+    /// server's clock; 0 if the server did not say).
+    pub fn list_modified(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        max: usize,
+    ) -> Result<Vec<(BlobKey, u64, u64)>, StoreError> {
         let client = self.client.clone();
         let bucket = self.bucket.clone();
         let full = format!("{}{prefix}", self.prefix);
@@ -278,12 +293,11 @@ impl S3Blobs {
                     break;
                 };
                 Counters::bump(&sent.list);
-                names.extend(
-                    page?
-                        .contents
-                        .into_iter()
-                        .map(|entry| (entry.name, entry.size.unwrap_or(0))),
-                );
+                names.extend(page?.contents.into_iter().map(|entry| {
+                    let modified = entry.last_modified.map_or(0, |t| t.timestamp_millis());
+                    let modified = u64::try_from(modified).unwrap_or(0);
+                    (entry.name, entry.size.unwrap_or(0), modified)
+                }));
             }
             names.truncate(max);
             Ok::<_, S3Error>(names)
@@ -291,8 +305,9 @@ impl S3Blobs {
         let names = names.map_err(|e| err(&format!("list {prefix}"), describe(&e)))?;
         Ok(names
             .into_iter()
-            .filter_map(|(n, size)| {
-                Some((n.get(strip..).and_then(|k| BlobKey::new(k).ok())?, size))
+            .filter_map(|(n, size, modified)| {
+                let key = n.get(strip..).and_then(|k| BlobKey::new(k).ok())?;
+                Some((key, size, modified))
             })
             .collect())
     }

@@ -384,12 +384,11 @@ impl Sphere {
     /// replica finishes it (processing twice stores nothing twice). Returns how many were
     /// processed.
     pub fn process_stale_pending(&self, age_ms: u64, now_ms: u64) -> Result<usize, DomainError> {
-        let stale: Vec<PackageRecord> = self
+        // Only the stale ones' records are read (on MLflow + S3 a GET each), not every young
+        // one's that the replica which accepted it is about to process.
+        let stale = self
             .tracking
-            .unprocessed()?
-            .into_iter()
-            .filter(|r| r.accepted_unix_ms.saturating_add(age_ms) <= now_ms)
-            .collect();
+            .unprocessed_accepted_by(now_ms.saturating_sub(age_ms))?;
         Ok(self.process_records(&stale))
     }
 

@@ -106,6 +106,19 @@ pub trait PackageStore: Send + Sync {
     /// MLflow + S3: a listing of the pending copies (their records read).
     fn unprocessed(&self) -> Result<Vec<PackageRecord>, StoreError>;
 
+    /// [`PackageStore::unprocessed`], only those accepted at or before `accepted_by_ms`.
+    /// MLflow + S3: a listing of the pending copies, and a read of the record of each copy
+    /// written by then (the listing gives each copy's time, by the S3 server's clock: a
+    /// server clock ahead of the replica's delays a package by that much, never drops it).
+    fn unprocessed_accepted_by(
+        &self,
+        accepted_by_ms: u64,
+    ) -> Result<Vec<PackageRecord>, StoreError> {
+        let mut pending = self.unprocessed()?;
+        pending.retain(|r| r.accepted_unix_ms <= accepted_by_ms);
+        Ok(pending)
+    }
+
     /// Whether [`PackageStore::record_accepted_group`] costs about what one
     /// [`PackageStore::record_accepted`] does (one durable commit for the whole group), so
     /// concurrent uploads should wait for one another and be recorded together. The default,

@@ -202,15 +202,25 @@ impl PackageObjects {
     /// during acceptance) gets its record written now from the copy; one whose record says
     /// processed (a crash after the mark) is dropped.
     pub fn pending(&self) -> Result<Vec<PackageRecord>, StoreError> {
-        let keys = self.store.list_page("pending/", None, MAX_PENDING + 1)?;
+        self.pending_written_by(u64::MAX)
+    }
+
+    /// [`PackageObjects::pending`] for the pending copies written at or before `by_ms` (Unix
+    /// ms, by the S3 server's clock: the listing says when each was written), so a sweep for
+    /// packages pending too long reads only their records, not every young one's.
+    pub fn pending_written_by(&self, by_ms: u64) -> Result<Vec<PackageRecord>, StoreError> {
+        let mut keys = self
+            .store
+            .list_modified("pending/", None, MAX_PENDING + 1)?;
         if keys.len() > MAX_PENDING {
             return Err(StoreError::new(
                 "s3",
                 format!("more than {MAX_PENDING} pending packages"),
             ));
         }
+        keys.retain(|(_, _, written)| *written <= by_ms);
         let mut out: Vec<PackageRecord> =
-            each_parallel(&keys, "s3", "a pending record read", |(k, _)| {
+            each_parallel(&keys, "s3", "a pending record read", |(k, _, _)| {
                 self.pending_one(k)
             })?
             .into_iter()

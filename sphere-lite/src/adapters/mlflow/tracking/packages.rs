@@ -55,6 +55,15 @@ impl PackageStore for MlflowTracking {
         self.objects()?.pending()
     }
 
+    fn unprocessed_accepted_by(
+        &self,
+        accepted_by_ms: u64,
+    ) -> Result<Vec<PackageRecord>, StoreError> {
+        let mut pending = self.objects()?.pending_written_by(accepted_by_ms)?;
+        pending.retain(|r| r.accepted_unix_ms <= accepted_by_ms);
+        Ok(pending)
+    }
+
     /// A batch's parts in a few calls instead of five per package: each package's prediction
     /// index, drift and learning events (rare; each keyed, so a re-run adds nothing), then the
     /// batch's metric points in one MLflow `log-batch` per device and UTC day, then the
