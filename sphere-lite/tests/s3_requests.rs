@@ -263,3 +263,30 @@ fn the_stale_sweep_reads_only_the_records_of_stale_packages() {
     assert_eq!(stale.get, PACKAGES as u64, "{stale:?}");
     assert_eq!(sweeping.pending_count().unwrap(), 0);
 }
+
+/// Fails before this change: with replicas sharing the bucket, every upload listed all the
+/// device's stored blobs for its quota (two listings an upload, each costing the S3 server
+/// time per key the device ever stored). Now a listing's figure is trusted for a minute plus
+/// what this replica wrote since; a device that needs room still has it made (the quota test
+/// in `integrity.rs` runs on this backend too).
+#[test]
+fn uploads_within_the_quota_list_the_devices_blobs_once_a_minute() {
+    let Some(backend) = Backend::mlflow("s3_requests_quota") else {
+        return;
+    };
+    let (sphere, _tracking, blobs, _records) = replica(&backend);
+    let sphere = sphere.with_storage(&sphere_lite::domain::storage::StorageSettings::default());
+    let device = sphere_lite::test_support::enrolled(&sphere, None).device_id;
+    let before = blobs.requests();
+    for n in 0..PACKAGES {
+        let id = format!("q{n}");
+        let answer = sphere
+            .accept_upload(&device, &package(&device, &id))
+            .unwrap();
+        assert_eq!(answer.outcome, UploadOutcome::Accepted);
+        sphere.process(&device, &id).unwrap();
+    }
+    let used = blobs.requests() - before;
+    // The first upload's listing of the raw TARs and of the unpacked files; none after.
+    assert_eq!(used.list, 2, "{PACKAGES} uploads under the quota: {used:?}");
+}

@@ -15,11 +15,21 @@
 //!   stays above the truth; deletions are not subtracted); only when the bound says the
 //!   upload might not fit does the device's exact listing and pruning run
 //!   ([`Sphere::make_room`]), exactly as before, after the device's other uploads in flight
-//!   have finished writing, and the listing resets the bound. Elsewhere (MLflow + S3 replicas
-//!   writing one bucket) every upload lists, as before.
+//!   have finished writing, and the listing resets the bound. Where other processes write
+//!   too (MLflow + S3 replicas sharing one bucket), the bound is trusted only for
+//!   [`SHARED_USAGE_TTL`] after its listing: a listing costs the S3 server time per key the
+//!   device stores (≈ 17 ms per 1000 keys on SeaweedFS), so listing at every upload made an
+//!   upload's cost grow with the device's history. The bound then misses what the device
+//!   stores through other replicas meanwhile, so it can exceed its quota by about one
+//!   [`SHARED_USAGE_TTL`] of its uploads through them until the next listing prunes it back.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How long a device's stored-bytes bound from a listing is trusted where other processes
+/// write the same stores (see the module documentation).
+pub const SHARED_USAGE_TTL: Duration = Duration::from_secs(60);
 
 use super::{DomainError, Sphere};
 
@@ -29,8 +39,9 @@ struct State {
     claimed: HashSet<(String, String)>,
     /// Per device, uploads admitted under its quota and not answered yet.
     writing: HashMap<String, usize>,
-    /// Per device, an upper bound of its stored bytes (raw TARs and unpacked files).
-    stored: HashMap<String, u64>,
+    /// Per device, an upper bound of its stored bytes (raw TARs and unpacked files), as of
+    /// its listing at the instant kept (bytes this process wrote since are added).
+    stored: HashMap<String, (u64, Instant)>,
 }
 
 /// Claims and stored-bytes bounds (see the module documentation).
@@ -66,7 +77,7 @@ impl Admission {
 
     /// Processing wrote `bytes` more of `device`'s package files.
     pub(crate) fn note_written(&self, device: &str, bytes: u64) {
-        if let Some(stored) = self.lock().stored.get_mut(device) {
+        if let Some((stored, _)) = self.lock().stored.get_mut(device) {
             *stored = stored.saturating_add(bytes);
         }
     }
@@ -110,14 +121,14 @@ impl Sphere {
         let incoming = len.saturating_mul(2);
         let admission = claim.admission;
         let mut state = admission.lock();
-        let bounded = self.tracking.sole_writer();
+        let sole_writer = self.tracking.sole_writer();
         let fits = |state: &State| {
-            state
-                .stored
-                .get(device)
-                .is_some_and(|b| b.saturating_add(incoming) <= quota)
+            state.stored.get(device).is_some_and(|(bound, listed)| {
+                (sole_writer || listed.elapsed() < SHARED_USAGE_TTL)
+                    && bound.saturating_add(incoming) <= quota
+            })
         };
-        if !(bounded && fits(&state)) {
+        if !fits(&state) {
             // The exact way: the device's own uploads in flight finish writing first, so the
             // listing sees all they stored; processing, which also writes, waits for this
             // lock to add its bytes, so nothing written during the listing is lost.
@@ -125,11 +136,11 @@ impl Sphere {
                 state = admission.wait(state);
             }
             let used = self.make_room(device, incoming)?;
-            if bounded {
-                state.stored.insert(device.to_owned(), used);
-            }
+            state
+                .stored
+                .insert(device.to_owned(), (used, Instant::now()));
         }
-        if let Some(stored) = state.stored.get_mut(device) {
+        if let Some((stored, _)) = state.stored.get_mut(device) {
             *stored = stored.saturating_add(len);
         }
         *state.writing.entry(device.to_owned()).or_insert(0) += 1;
