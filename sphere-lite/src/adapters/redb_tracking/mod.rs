@@ -28,7 +28,6 @@ mod credentials;
 mod devices;
 mod drift;
 mod learning;
-mod metric_migration;
 mod metrics;
 mod packages;
 mod predictions;
@@ -71,12 +70,10 @@ const RELEASE_GRANTS: TableDefinition<(&str, &str, &str), u64> =
     TableDefinition::new("release_grants");
 /// scope (`all` or a group) → JSON [`ConfigLayer`].
 const SCOPE_CONFIGS: TableDefinition<&str, &[u8]> = TableDefinition::new("scope_configs");
-/// (device, unix ms, package) → the package's metric points (`metrics::encode`): one row per
-/// package, so processing writes one row, not one per point; the package in the key makes a
-/// re-processed package overwrite its own row instead of adding one. Databases of the layout
-/// with a row per point are moved into it on open (`metric_migration`).
-const METRIC_ROWS: TableDefinition<(&str, u64, &str), &[u8]> =
-    TableDefinition::new("metric_packages");
+/// (device, key, unix ms, package) → value: metric points; the package in the key makes a
+/// re-processed package overwrite its own points instead of adding new ones.
+const METRIC_POINTS: TableDefinition<(&str, &str, u64, &str), f64> =
+    TableDefinition::new("metric_points");
 /// (device, key) → time of its newest point: the keys a device has sent.
 const METRIC_KEYS: TableDefinition<(&str, &str), u64> = TableDefinition::new("metric_keys");
 /// `<device time ms, 20 digits>/<blob key>` → JSON [`PredictionView`]: the Data Hub's index,
@@ -86,10 +83,9 @@ const PREDICTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("predicti
 
 /// redb's page cache (reads, and a tenth of it for a transaction's write buffer). Why capped:
 /// redb's default is 1 GiB, which grows with every page the server ever touched; the pages
-/// read again (devices, tokens, pending packages, the newest metric rows) fit in a few MB,
+/// read again (devices, tokens, pending packages, the newest metric points) fit in a few MB,
 /// and the write buffer (13 MiB) holds the pages a processing batch of a storm of 16 to 32
-/// devices dirties (its packages' rows, a few KB each, and about one page per device and
-/// metric key of `metric_keys`) without writing them out early.
+/// devices dirties (about one per device and metric key) without writing them out early.
 const CACHE_BYTES: usize = 128 << 20;
 
 /// Tracking in a redb database.
@@ -157,7 +153,7 @@ impl RedbTracking {
             tx.open_table(ROLLOUTS).map_err(err)?;
             tx.open_table(RELEASE_GRANTS).map_err(err)?;
             tx.open_table(SCOPE_CONFIGS).map_err(err)?;
-            tx.open_table(METRIC_ROWS).map_err(err)?;
+            tx.open_table(METRIC_POINTS).map_err(err)?;
             tx.open_table(METRIC_KEYS).map_err(err)?;
             tx.open_table(PREDICTIONS).map_err(err)?;
             tx.open_table(learning::LEARNING).map_err(err)?;
@@ -165,7 +161,6 @@ impl RedbTracking {
             tx.open_table(learning::CLASS_RENAMES).map_err(err)?;
         }
         tx.commit().map_err(err)?;
-        metric_migration::migrate(&db)?;
         Ok(RedbTracking { db })
     }
 
