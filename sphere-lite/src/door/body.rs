@@ -74,14 +74,14 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use http_body_util::BodyExt as _;
     use std::time::Duration;
     use tokio::sync::mpsc;
 
     /// A body fed through a channel: pending while nothing was sent and the sender lives.
-    struct Fed(mpsc::UnboundedReceiver<bytes::Bytes>);
+    pub(in crate::door) struct Fed(pub(in crate::door) mpsc::UnboundedReceiver<bytes::Bytes>);
 
     impl Body for Fed {
         type Data = bytes::Bytes;

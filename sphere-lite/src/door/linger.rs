@@ -97,21 +97,8 @@ async fn drain<B: Body + Unpin>(mut body: B, max_time: Duration, max_bytes: u64)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::door::body::tests::Fed;
     use tokio::sync::mpsc;
-
-    /// A body fed through a channel, pending while the sender lives and sent nothing.
-    struct Fed(mpsc::UnboundedReceiver<bytes::Bytes>);
-
-    impl Body for Fed {
-        type Data = bytes::Bytes;
-        type Error = std::convert::Infallible;
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<bytes::Bytes>, Self::Error>>> {
-            self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
-        }
-    }
 
     #[tokio::test]
     async fn a_drain_stops_at_the_end_the_byte_bound_or_the_time_bound() {
