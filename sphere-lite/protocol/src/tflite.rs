@@ -213,16 +213,26 @@ impl<'a> Walker<'a> {
     }
 
     /// i32 index vector whose entries must be -1 (optional) or `< limit`.
-    fn indices(&mut self, t: Table, id: usize, limit: usize, what: &str) -> Result<(), Invalid> {
+    /// Tensor index vector field, each index checked against `limit` (-1: none); the
+    /// indices (as many as the vector's bounded length).
+    fn indices(
+        &mut self,
+        t: Table,
+        id: usize,
+        limit: usize,
+        what: &str,
+    ) -> Result<Vec<i32>, Invalid> {
+        let mut out = Vec::new();
         if let Some((start, n)) = self.vector(t, id, 4, what)? {
             for i in 0..n {
                 let v = self.u32(start + 4 * i, what)? as i32;
                 if v < -1 || (v >= 0 && v as usize >= limit) {
                     return Err(format!("{what}: index {v} out of range (0..{limit})"));
                 }
+                out.push(v);
             }
         }
-        Ok(())
+        Ok(out)
     }
 }
 
@@ -290,9 +300,9 @@ pub fn verify_tflite(buf: &[u8]) -> Result<(), Invalid> {
             }
         }
         let nt = tensors.len();
-        tensor_counts.push(nt);
-        w.indices(*sg, 1, nt, "subgraph inputs")?;
-        w.indices(*sg, 2, nt, "subgraph outputs")?;
+        let inputs = w.indices(*sg, 1, nt, "subgraph inputs")?;
+        let outputs = w.indices(*sg, 2, nt, "subgraph outputs")?;
+        tensor_counts.push((nt, [inputs, outputs]));
         for op in w.tables(*sg, 3, "operators")? {
             if let Some(i) = w.scalar_u32(op, 0, "operator code index")?
                 && i as usize >= codes.len()
@@ -316,7 +326,7 @@ pub fn verify_tflite(buf: &[u8]) -> Result<(), Invalid> {
     }
     for s in w.tables(model, 7, "signature defs")? {
         let sg = w.scalar_u32(s, 4, "signature subgraph")?.unwrap_or(0) as usize;
-        let Some(&nt) = tensor_counts.get(sg) else {
+        let Some((nt, ends)) = tensor_counts.get(sg) else {
             return Err(format!("signature subgraph {sg} out of range"));
         };
         for id in [0, 1] {
@@ -333,10 +343,21 @@ pub fn verify_tflite(buf: &[u8]) -> Result<(), Invalid> {
                     ));
                 }
                 w.string(m, 0, "signature tensor name")?;
-                if let Some(i) = w.scalar_u32(m, 1, "signature tensor index")?
-                    && i as usize >= nt
-                {
+                // Absent means tensor 0, as in the schema.
+                let i = w.scalar_u32(m, 1, "signature tensor index")?.unwrap_or(0);
+                if i as usize >= *nt {
                     return Err(format!("signature tensor index {i} out of range"));
+                }
+                // LiteRT 2.3.0 looks a signature's tensors up among its subgraph's inputs and
+                // outputs and throws (aborting the process, as above) when one is not there:
+                // the fuzz target's LiteRT check found models whose signature outputs had lost
+                // their index (so named tensor 0, the input).
+                if !ends[id].contains(&(i as i32)) {
+                    let side = if id == 0 { "input" } else { "output" };
+                    return Err(format!(
+                        "signature {side} names tensor {i}, which is not one of its subgraph's \
+                         {side}s (LiteRT 2.3.0 aborts on such a model)"
+                    ));
                 }
             }
         }
@@ -513,6 +534,31 @@ mod tests {
         m[140] = 122;
         let e = verify_tflite(&m).unwrap_err();
         assert!(e.contains("signature output has no name"), "{e}");
+    }
+
+    /// Fails before this change: the walker accepted this model and LiteRT 2.3.0 aborted the
+    /// process loading it (`LiteRtGetCompiledModelOutputBufferRequirements` throwing
+    /// `std::logic_error`). In `tiny_int8.tflite` the vtable at byte 268, shared by both
+    /// signature outputs, loses its tensor-index field (byte 274: 4 → 0, the fuzzer's
+    /// mutation), so both name tensor 0, the subgraph's input.
+    #[test]
+    fn a_signature_output_that_is_not_a_subgraph_output_is_rejected() {
+        let mut m = model("tiny_int8.tflite");
+        assert!(verify_tflite(&m).is_ok());
+        assert_eq!(
+            m[268..276],
+            [8, 0, 12, 0, 8, 0, 4, 0],
+            "the committed model changed; find the signature outputs' vtable again"
+        );
+        m[274] = 0;
+        let e = verify_tflite(&m).unwrap_err();
+        assert!(
+            e.contains(
+                "signature output names tensor 0, which is not one of its subgraph's outputs"
+            ),
+            "{e}"
+        );
+        assert!(traits(&m).is_err());
     }
 
     #[test]
