@@ -556,25 +556,32 @@ mod tests {
         }
     }
 
-    #[test]
-    fn mlflow_needs_s3_and_a_valid_namespace() {
-        let s3 = S3Options {
+    /// S3 settings that resolve (MLflow needs them).
+    fn some_s3() -> S3Options {
+        S3Options {
             s3_endpoint: Some("http://h:1".into()),
             s3_access_key: Some("a".into()),
             s3_secret_key: Some("s".into()),
             ..S3Options::default()
-        };
-        let resolve = |s3: S3Options, m: MlflowOptions, file: &str| {
-            Config::resolve(
-                None,
-                None,
-                None,
-                s3,
-                m,
-                TlsOptions::default(),
-                toml::from_str(file).unwrap(),
-            )
-        };
+        }
+    }
+
+    /// [`Config::resolve`] with only S3, MLflow and a file given.
+    fn resolve(s3: S3Options, m: MlflowOptions, file: &str) -> Result<Config, ConfigError> {
+        Config::resolve(
+            None,
+            None,
+            None,
+            s3,
+            m,
+            TlsOptions::default(),
+            toml::from_str(file).unwrap(),
+        )
+    }
+
+    #[test]
+    fn mlflow_needs_s3_and_a_valid_namespace() {
+        let s3 = some_s3();
         let url = |u: &str| MlflowOptions {
             mlflow_url: Some(u.into()),
             ..MlflowOptions::default()
@@ -620,23 +627,7 @@ mod tests {
 
     #[test]
     fn mlflow_metric_keys_come_from_the_file_or_a_flag_and_are_checked() {
-        let s3 = S3Options {
-            s3_endpoint: Some("http://h:1".into()),
-            s3_access_key: Some("a".into()),
-            s3_secret_key: Some("s".into()),
-            ..S3Options::default()
-        };
-        let resolve = |m: MlflowOptions, file: &str| {
-            Config::resolve(
-                None,
-                None,
-                None,
-                s3.clone(),
-                m,
-                TlsOptions::default(),
-                toml::from_str(file).unwrap(),
-            )
-        };
+        let resolve = |m: MlflowOptions, file: &str| resolve(some_s3(), m, file);
         let keys = |c: Config| c.mlflow.unwrap().metric_keys.to_string();
         let url = "mlflow_url = \"http://m:1\"\n";
         let c = resolve(
