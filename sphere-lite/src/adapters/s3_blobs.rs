@@ -246,6 +246,19 @@ impl S3Blobs {
         Ok(blobs)
     }
 
+    /// Delete the keys under `prefix` that sort before `before` (a full key), at most `max` of
+    /// them (the first in key order; more are left to a later call): a listing of one page and
+    /// a DELETE each. For prefixes whose key order is age order, to drop what is old.
+    pub fn delete_before(&self, prefix: &str, before: &str, max: usize) -> Result<(), StoreError> {
+        for (key, _) in self.list_page(prefix, None, max)? {
+            if key.as_str() >= before {
+                break;
+            }
+            self.delete(&key)?;
+        }
+        Ok(())
+    }
+
     /// At most `max` keys under `prefix` that sort after `start_after` (a full key; `None`:
     /// from the first), in key order, with their sizes. Unlike [`Blobs::list_sizes`] it stops
     /// reading S3's pages once it has `max`, so a page of a long listing costs one request.

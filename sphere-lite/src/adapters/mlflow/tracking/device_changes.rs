@@ -141,14 +141,8 @@ impl DeviceChanges {
     /// holds the last [`RETAIN_MS`] of them instead of every change ever made. Replicas may
     /// prune at once: deleting a deleted object is no error.
     fn prune(&self, before_ms: u64) -> Result<(), StoreError> {
-        let end = format!("{PREFIX}{before_ms:013}");
-        for (key, _) in self.store.list_page(PREFIX, None, MAX_PRUNED)? {
-            if key.as_str() >= end.as_str() {
-                break;
-            }
-            self.store.delete(&key)?;
-        }
-        Ok(())
+        self.store
+            .delete_before(PREFIX, &format!("{PREFIX}{before_ms:013}"), MAX_PRUNED)
     }
 }
 

@@ -86,13 +86,8 @@ impl FeedbackMarks {
     /// mark decides a poll: a cursor below it reads the queue, one at or above it finds
     /// nothing new, with or without the lower marks.
     fn prune_below(&self, device: &str, id: u64) -> Result<(), StoreError> {
-        let below = key_name(device, id);
-        for (key, _) in self.store.list_page(&prefix(device), None, MAX_PRUNED)? {
-            if key.as_str() < below.as_str() {
-                self.store.delete(&key)?;
-            }
-        }
-        Ok(())
+        self.store
+            .delete_before(&prefix(device), &key_name(device, id), MAX_PRUNED)
     }
 
     /// Whether `device`'s queue may hold an item with an id above `after`.
