@@ -16,6 +16,7 @@
 //!   `Host` allow-list, failed-authentication budget);
 //! * [`server`]: wiring and the serve loop; [`tls`]: native TLS (rustls) for it;
 //!   [`config`]: settings; [`secret`]: tokens;
+//!   `parallel`: a few blocking calls at once (S3 and MLflow round trips);
 //!   [`rss`]: resident-memory reading for the idle-RSS bar;
 //!   [`test_support`]: set-ups the crate's tests and benches share.
 
@@ -28,6 +29,7 @@ pub mod door;
 pub mod http;
 pub mod legacy;
 pub mod limits;
+mod parallel;
 pub mod ports;
 pub mod rss;
 pub mod secret;

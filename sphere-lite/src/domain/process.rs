@@ -11,6 +11,12 @@
 //! at the latest, [`Sphere::process_pending`]): every part is keyed so a re-run stores
 //! nothing twice. A store without a batch commit gets each part through its own method, in
 //! the same order, one package after the other.
+//!
+//! Why a batch's packages are unpacked a few at once ([`crate::parallel`]): on MLflow + S3
+//! each package is a handful of round trips (its TAR read, its files written), and one after
+//! the other they, not the CPU, bounded processing. One device's packages are unpacked by one
+//! thread in their order, so a drift event sent again keeps the first embedding written and
+//! the device's report folds its packages as before.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
@@ -20,7 +26,7 @@ use std::time::{Duration, Instant};
 use tinylcm_protocol::package::{Limits, PackageError, read_package};
 
 use super::ingest::{file_keys, raw_key, refused};
-use super::reported::Reported;
+use super::reported::{Reported, Said};
 use super::{Change, DomainError, Sphere, now_unix_ms};
 use crate::ports::{BlobKey, PackageRecord, ProcessedPackage, StoreError};
 
@@ -123,6 +129,43 @@ struct Batch {
     reports: BTreeMap<String, (Reported, Reported)>,
 }
 
+impl Batch {
+    /// Add one device's prepared packages.
+    fn add(&mut self, device: DevicePrepared) {
+        if let Some((device_id, report)) = device.report {
+            self.reports.insert(device_id, report);
+        }
+        for prepared in device.packages {
+            self.written.extend(prepared.written);
+            self.files.push(prepared.files);
+            self.done.push(prepared.done);
+        }
+    }
+}
+
+/// One package unpacked, its blobs written unsynced ([`Sphere::prepare`]).
+struct Prepared {
+    /// What it adds to the tracking store.
+    done: ProcessedPackage,
+    /// The blobs it wrote.
+    written: Vec<BlobKey>,
+    /// How many files it held (for the log line).
+    files: usize,
+    /// What it says of its device (`None`: it failed for good).
+    said: Option<Said>,
+}
+
+/// One device's packages of a batch, prepared one after the other.
+#[derive(Default)]
+struct DevicePrepared {
+    /// The device's report as read before its first package and as folded since.
+    report: Option<(String, (Reported, Reported))>,
+    /// Its packages prepared.
+    packages: Vec<Prepared>,
+    /// Its packages whose preparation failed on storage (left pending): ids and error.
+    failed: Vec<(String, String, DomainError)>,
+}
+
 impl Sphere {
     /// Unpack an accepted package into per-file blobs and mark it processed. A package whose
     /// raw TAR is missing or no longer parses is marked failed (kept for inspection); a store
@@ -145,18 +188,28 @@ impl Sphere {
     /// [`Sphere::process_batch`]: how many were processed or marked failed, and the first
     /// error.
     fn process_jobs(&self, jobs: &[Job<'_>]) -> (usize, Option<DomainError>) {
+        let devices = match crate::parallel::map(&by_device(jobs), |jobs| self.prepare_device(jobs))
+        {
+            Ok(devices) => devices,
+            Err(crate::parallel::Panicked) => {
+                tracing::error!(
+                    packages = jobs.len(),
+                    "processing a batch panicked; left pending"
+                );
+                return (
+                    0,
+                    Some(StoreError::new("processing", "a processing thread panicked").into()),
+                );
+            }
+        };
         let mut batch = Batch::default();
         let mut first_error = None;
-        let mut seen = HashSet::new();
-        for job in jobs {
-            let (device, package) = job.ids();
-            if !seen.insert((device, package)) {
-                continue;
-            }
-            if let Err(e) = self.prepare(job, &mut batch) {
+        for mut device in devices {
+            for (device, package, e) in device.failed.drain(..) {
                 tracing::error!(device = %device, package = %package, error = %e, "processing failed; left pending");
                 first_error.get_or_insert(e);
             }
+            batch.add(device);
         }
         if batch.done.is_empty() {
             return (0, first_error);
@@ -170,14 +223,65 @@ impl Sphere {
         }
     }
 
+    /// Prepare one device's `jobs` in their order, folding each into the device's report
+    /// (read before its first package).
+    fn prepare_device(&self, jobs: &[&Job<'_>]) -> DevicePrepared {
+        let mut out = DevicePrepared::default();
+        for job in jobs {
+            let (device_id, package_id) = job.ids();
+            match self
+                .prepare(job)
+                .and_then(|p| self.fold_report(device_id, p, &mut out))
+            {
+                Ok(Some(prepared)) => out.packages.push(prepared),
+                Ok(None) => {}
+                Err(e) => out
+                    .failed
+                    .push((device_id.to_owned(), package_id.to_owned(), e)),
+            }
+        }
+        out
+    }
+
+    /// Fold what `prepared` says of its device into the device's report in `out`.
+    fn fold_report(
+        &self,
+        device_id: &str,
+        prepared: Option<Prepared>,
+        out: &mut DevicePrepared,
+    ) -> Result<Option<Prepared>, DomainError> {
+        let Some(mut prepared) = prepared else {
+            return Ok(None);
+        };
+        let Some(said) = prepared.said.take() else {
+            return Ok(Some(prepared));
+        };
+        if out.report.is_none() {
+            let reported = self.reported(device_id)?;
+            out.report = Some((device_id.to_owned(), (reported.clone(), reported)));
+        }
+        if let Some((_, (_, report))) = &mut out.report {
+            let points = prepared.done.metrics.as_ref().map_or(&[][..], |(_, p)| p);
+            report.note_said(said, prepared.done.accepted_unix_ms, points);
+        }
+        Ok(Some(prepared))
+    }
+
     /// Write the batch's device reports, make its blobs durable, then commit what it adds to
     /// the tracking store.
     fn commit_processed(&self, batch: &mut Batch) -> Result<(), DomainError> {
-        for (device, (before, after)) in &batch.reports {
-            if after != before {
-                let key = self.put_reported_unsynced(device, after)?;
-                batch.written.push(key);
-            }
+        let changed: Vec<(&String, &Reported)> = batch
+            .reports
+            .iter()
+            .filter(|(_, (before, after))| after != before)
+            .map(|(device, (_, after))| (device, after))
+            .collect();
+        let keys = crate::parallel::map(&changed, |(device, after)| {
+            self.put_reported_unsynced(device, after)
+        })
+        .map_err(|crate::parallel::Panicked| StoreError::new("blobs", "a report write panicked"))?;
+        for key in keys {
+            batch.written.push(key?);
         }
         self.blobs.sync(&batch.written)?;
         let new_events = match self.tracking.record_processed(&batch.done)? {
@@ -231,10 +335,11 @@ impl Sphere {
         Ok(new)
     }
 
-    /// Write one pending package's blobs into `batch` and note what it adds to the tracking
-    /// store; nothing for a package unknown or processed already. Its record is the job's, or
-    /// the one this process kept when it accepted the package, or else read from the store.
-    fn prepare(&self, job: &Job<'_>, batch: &mut Batch) -> Result<(), DomainError> {
+    /// Unpack one pending package: write its blobs unsynced and note what it adds to the
+    /// tracking store; `None` for a package unknown or processed already. Its record is the
+    /// job's, or the one this process kept when it accepted the package, or else read from
+    /// the store.
+    fn prepare(&self, job: &Job<'_>) -> Result<Option<Prepared>, DomainError> {
         let (device_id, package_id) = job.ids();
         let kept = self.uploads.take(device_id, package_id);
         let record = match job {
@@ -245,23 +350,24 @@ impl Sphere {
             },
         };
         let Some(record) = record else {
-            return Ok(());
+            return Ok(None);
         };
         if record.processed_unix_ms.is_some() {
-            return Ok(());
+            return Ok(None);
         }
-        let fail = |batch: &mut Batch, reason: String| -> Result<(), DomainError> {
+        let fail = |reason: String| {
             tracing::error!(device = %device_id, package = %package_id, %reason, "package processing failed");
-            batch
-                .done
-                .push(processed(&record, Some(reason), Vec::new()));
-            batch.files.push(0);
-            Ok(())
+            Ok(Some(Prepared {
+                done: processed(&record, Some(reason), Vec::new()),
+                written: Vec::new(),
+                files: 0,
+                said: None,
+            }))
         };
         let raw = raw_key(device_id, package_id)?;
         // Streamed from the store: the raw TAR is never held beside the files it holds.
         let Some(stream) = self.blobs.open(&raw, 0, None)? else {
-            return fail(batch, "raw package blob is missing".into());
+            return fail("raw package blob is missing".into());
         };
         // Accepted under the cap in force then; a lower cap set since must not fail it now
         // (the members stay bounded by the per-member and member-count limits).
@@ -278,16 +384,17 @@ impl Sphere {
                     format!("read {raw}: {source}"),
                 )));
             }
-            Err(e) => return fail(batch, refused(e).to_string()),
+            Err(e) => return fail(refused(e).to_string()),
         };
         let keys = match file_keys(&package.manifest) {
             Ok(k) => k,
-            Err(e) => return fail(batch, e.to_string()),
+            Err(e) => return fail(e.to_string()),
         };
+        let mut written = Vec::with_capacity(keys.len() + 1);
         let mut bytes = 0u64;
         for (key, (_, content)) in keys.iter().zip(&package.files) {
             self.blobs.put_unsynced(key, content)?;
-            batch.written.push(key.clone());
+            written.push(key.clone());
             bytes += content.len() as u64;
         }
         // After the writes: a quota listing running meanwhile either saw them or is followed
@@ -300,12 +407,8 @@ impl Sphere {
         // Data Hub parts (embeddings, log index, prediction index) likewise before the events,
         // so an event never lists an embedding that is not there.
         let mut problems = drift.problems;
-        let (predictions, datahub_problems) = self.store_datahub(
-            &package,
-            &drift.embeddings,
-            &drift.events,
-            &mut batch.written,
-        )?;
+        let (predictions, datahub_problems) =
+            self.store_datahub(&package, &drift.embeddings, &drift.events, &mut written)?;
         problems.extend(datahub_problems);
         // Metric points keyed by (device, key, time, package): a re-run stores the same points.
         let (points, metric_problems) = super::metrics::metrics_of(&package);
@@ -315,16 +418,6 @@ impl Sphere {
         problems.extend(learning.problems);
         for problem in &problems {
             tracing::warn!(device = %device_id, package = %package_id, %problem, "package problem");
-        }
-        // What the device says of itself (model, interval, figures) for the fleet page.
-        if !batch.reports.contains_key(device_id) {
-            let reported = self.reported(device_id)?;
-            batch
-                .reports
-                .insert(device_id.to_owned(), (reported.clone(), reported));
-        }
-        if let Some((_, report)) = batch.reports.get_mut(device_id) {
-            report.note_package(&package, record.accepted_unix_ms, &points);
         }
         let mut done = processed(&record, None, problems);
         done.predictions = predictions;
@@ -337,9 +430,13 @@ impl Sphere {
             );
             done.metrics = Some((at, points));
         }
-        batch.done.push(done);
-        batch.files.push(keys.len());
-        Ok(())
+        Ok(Some(Prepared {
+            done,
+            written,
+            files: keys.len(),
+            // What the device says of itself (model, interval, figures) for the fleet page.
+            said: Some(Said::of(&package)),
+        }))
     }
 
     /// How much longer background processing should wait before its next batch, having
@@ -435,6 +532,25 @@ impl Job<'_> {
     }
 }
 
+/// `jobs` by device, each device's in their order, without repeats of a (device, package).
+fn by_device<'j, 'a>(jobs: &'j [Job<'a>]) -> Vec<Vec<&'j Job<'a>>> {
+    let mut seen = HashSet::new();
+    let mut devices: Vec<Vec<&Job<'_>>> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for job in jobs {
+        let (device, package) = job.ids();
+        if !seen.insert((device, package)) {
+            continue;
+        }
+        let at = *index.entry(device).or_insert_with(|| {
+            devices.push(Vec::new());
+            devices.len() - 1
+        });
+        devices[at].push(job);
+    }
+    devices
+}
+
 /// The mark of `record` as processed now (failed for good when `failed` is given), with
 /// nothing else stored yet.
 fn processed(
@@ -459,12 +575,15 @@ fn processed(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Condvar, Mutex};
+    use std::time::Duration;
 
     use crate::adapters::{DirBlobs, RedbTracking};
     use crate::domain::Sphere;
-    use crate::ports::PackageRecord;
     use crate::ports::prelude::*;
+    use crate::ports::{BlobKey, BlobStream, Blobs, PackageRecord, StoreError};
 
     fn accepted(package_id: &str, accepted_unix_ms: u64) -> PackageRecord {
         PackageRecord {
@@ -483,7 +602,6 @@ mod tests {
     #[test]
     fn processing_waits_for_a_storm_of_uploads_at_most_the_bound() {
         use super::{PROCESSING_WAIT_MAX, UPLOADS_QUIET};
-        use std::time::Duration;
         use tinylcm_protocol::package::{FileKind, PackageBuilder};
 
         let dir = tempfile::tempdir().unwrap();
@@ -508,6 +626,115 @@ mod tests {
         });
         assert!(waited_once, "processing never waited for the uploads");
         assert_eq!(sphere.processing_wait(PROCESSING_WAIT_MAX), None, "bounded");
+    }
+
+    /// Local blobs that note how many raw packages are being read at once, in all and per
+    /// device; a read waits (at most 2 s) until another is in progress, so reads one after
+    /// the other show as one at a time.
+    #[derive(Default)]
+    struct Overlap {
+        inner: Option<DirBlobs>,
+        reading: Mutex<HashMap<String, usize>>,
+        changed: Condvar,
+        most_at_once: AtomicUsize,
+        most_of_one_device: AtomicUsize,
+    }
+
+    impl Blobs for Overlap {
+        fn put(&self, key: &BlobKey, bytes: &[u8]) -> Result<(), StoreError> {
+            self.inner().put(key, bytes)
+        }
+        fn get(&self, key: &BlobKey) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner().get(key)
+        }
+        fn list(&self, prefix: &str) -> Result<Vec<BlobKey>, StoreError> {
+            self.inner().list(prefix)
+        }
+        fn delete(&self, key: &BlobKey) -> Result<(), StoreError> {
+            self.inner().delete(key)
+        }
+        fn presigned_get(
+            &self,
+            key: &BlobKey,
+            expiry: Duration,
+        ) -> Result<Option<String>, StoreError> {
+            self.inner().presigned_get(key, expiry)
+        }
+        fn open(
+            &self,
+            key: &BlobKey,
+            start: u64,
+            len: Option<u64>,
+        ) -> Result<Option<BlobStream>, StoreError> {
+            let device = key
+                .as_str()
+                .split('/')
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned();
+            let mut reading = self.reading.lock().unwrap();
+            *reading.entry(device.clone()).or_default() += 1;
+            self.most_of_one_device
+                .fetch_max(reading[&device], Ordering::SeqCst);
+            self.changed.notify_all();
+            let (mut reading, _) = self
+                .changed
+                .wait_timeout_while(reading, Duration::from_secs(2), |r| {
+                    r.values().sum::<usize>() < 2
+                })
+                .unwrap();
+            self.most_at_once
+                .fetch_max(reading.values().sum(), Ordering::SeqCst);
+            let stream = self.inner().open(key, start, len);
+            *reading.get_mut(&device).unwrap() -= 1;
+            stream
+        }
+    }
+
+    impl Overlap {
+        fn inner(&self) -> &DirBlobs {
+            self.inner.as_ref().unwrap()
+        }
+    }
+
+    /// A batch's packages are read a few at once (on MLflow + S3 each read is a round trip),
+    /// one device's one after the other in their order, and every one is processed.
+    #[test]
+    fn a_batch_reads_several_devices_packages_at_once_and_each_devices_in_order() {
+        use tinylcm_protocol::package::{FileKind, PackageBuilder};
+
+        let dir = tempfile::tempdir().unwrap();
+        let tracking = Arc::new(RedbTracking::open(&dir.path().join("s.redb")).unwrap());
+        let blobs = Arc::new(Overlap {
+            inner: Some(DirBlobs::open(&dir.path().join("blobs")).unwrap()),
+            ..Overlap::default()
+        });
+        let sphere = Sphere::new(tracking.clone(), blobs.clone());
+        let devices: Vec<String> = (0..3)
+            .map(|_| crate::test_support::enrolled(&sphere, None).device_id)
+            .collect();
+        for device in &devices {
+            for n in 0..2 {
+                let mut b = PackageBuilder::new(format!("p{n}"), device.as_str(), 1).unwrap();
+                b.add("m.json", FileKind::Metrics, b"{}".to_vec()).unwrap();
+                sphere.accept_upload(device, &b.finish().unwrap()).unwrap();
+            }
+        }
+
+        assert_eq!(sphere.process_pending().unwrap(), 6);
+        assert!(tracking.unprocessed().unwrap().is_empty());
+        assert!(
+            blobs.most_at_once.load(Ordering::SeqCst) >= 2,
+            "packages were read one after the other"
+        );
+        assert_eq!(blobs.most_of_one_device.load(Ordering::SeqCst), 1);
+        for device in &devices {
+            let reported = sphere.reported(device).unwrap();
+            assert!(
+                !reported.packages_unix_ms.is_empty(),
+                "{device}'s report was not folded"
+            );
+        }
     }
 
     #[test]

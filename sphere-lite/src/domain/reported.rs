@@ -186,22 +186,43 @@ impl Sphere {
     }
 }
 
+/// What one package says of its device beyond its metric points (see [`Reported::note`]),
+/// taken from it while it is unpacked so the package need not be kept for the report.
+#[derive(Debug)]
+pub(super) struct Said {
+    /// The package's creation time (device clock).
+    created_unix_ms: u64,
+    /// The model it names as running.
+    model: Option<RunningModel>,
+    /// What it says of a refused release.
+    refusal: RefusalReport,
+}
+
+impl Said {
+    /// What `package` says of its device.
+    pub(super) fn of(package: &Package) -> Said {
+        Said {
+            created_unix_ms: package.manifest.created_unix_ms,
+            model: tinylcm_protocol::device_json::metrics::running_model_of(package),
+            refusal: tinylcm_protocol::device_json::refusal::refusal_report_of(package),
+        }
+    }
+}
+
 impl Reported {
-    /// Fold a processed `package` (its metric `points`) into the report.
-    pub(super) fn note_package(
+    /// Fold a processed package (what it said, its metric `points`) into the report.
+    pub(super) fn note_said(
         &mut self,
-        package: &Package,
+        said: Said,
         accepted_unix_ms: u64,
         points: &[(String, f64)],
     ) {
-        let model = tinylcm_protocol::device_json::metrics::running_model_of(package);
-        let refusal = tinylcm_protocol::device_json::refusal::refusal_report_of(package);
         self.note(
             accepted_unix_ms,
-            package.manifest.created_unix_ms,
+            said.created_unix_ms,
             points,
-            model,
-            refusal,
+            said.model,
+            said.refusal,
         );
     }
 }

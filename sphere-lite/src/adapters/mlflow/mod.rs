@@ -126,7 +126,6 @@ pub mod client;
 pub mod filter;
 pub mod kept_keys;
 pub mod package_objects;
-mod parallel;
 pub mod tracking;
 
 pub use kept_keys::KeptKeys;

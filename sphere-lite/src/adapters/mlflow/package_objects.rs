@@ -36,8 +36,8 @@
 
 use std::sync::Arc;
 
-use super::parallel::each_parallel;
 use crate::adapters::S3Blobs;
+use crate::parallel::each_parallel;
 use crate::ports::{BlobKey, Blobs, PackageRecord, ProcessedPackage, Recorded, StoreError};
 
 /// Largest acceptance time an index name can hold (13 digits: until the year 2286).

@@ -26,7 +26,7 @@ impl DeviceStore for MlflowTracking {
         // Each count is a listing in S3: a few at a time, so a fleet's page is not the sum
         // of its devices' round trips.
         let mut out =
-            super::super::parallel::each_parallel(&experiments, "mlflow", "a device count", |e| {
+            crate::parallel::each_parallel(&experiments, "mlflow", "a device count", |e| {
                 self.device_record(e)
             })?;
         out.sort_by(|a, b| a.device_id.cmp(&b.device_id));
