@@ -13,7 +13,10 @@
 //! `metrics.json` of 140 metric keys (the dashboard's own keys, a few more figures and a
 //! 64-class model's per-class count and mean confidence) and a 2 KiB `logs.jsonl`.
 //! `REPLICAS_MLFLOW_METRIC_KEYS` sets the replicas' `mlflow_metric_keys` (comma-separated;
-//! default `*`, every key). Nothing is asserted.
+//! default `*`, every key). `REPLICAS_DELAY_MS` (default 0) puts MLflow and S3 that many
+//! milliseconds away from the replicas, each way: the replicas reach them through a relay in
+//! the bench that holds every chunk that long before passing it on, as a stack on other
+//! machines would (every request then costs at least two delays). Nothing is asserted.
 //!
 //! Processing is over when no package is pending: on MLflow + S3 that is a listing of the
 //! pending copies (one request), not [`Sphere::pending_count`], which reads every pending
@@ -213,6 +216,70 @@ fn cpu_ms() -> Vec<(String, u64)> {
         .collect()
 }
 
+/// `REPLICAS_DELAY_MS` as a duration (zero: no relay).
+fn delay() -> Duration {
+    Duration::from_millis(env_or("REPLICAS_DELAY_MS", 0) as u64)
+}
+
+/// `url` (`http://host:port`) reached through a local relay that holds each chunk `delay`
+/// before passing it on, either way; `url` itself for a zero delay. The relay runs until the
+/// bench ends.
+fn delayed(url: &str, delay: Duration) -> String {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+
+    if delay.is_zero() {
+        return url.to_owned();
+    }
+    let target = url
+        .trim_end_matches('/')
+        .strip_prefix("http://")
+        .expect("an http:// URL")
+        .to_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("relay port");
+    let relay = format!("http://{}", listener.local_addr().expect("relay address"));
+    // One direction: chunks read are stamped and written once `delay` has passed since, so
+    // the relay adds latency without limiting throughput.
+    let pump = move |mut from: TcpStream, mut to: TcpStream| {
+        let (chunks, due) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+        std::thread::spawn(move || {
+            let mut buf = vec![0; 64 * 1024];
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0
+                    || chunks
+                        .send((Instant::now() + delay, buf[..n].to_vec()))
+                        .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        std::thread::spawn(move || {
+            for (at, chunk) in due {
+                std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                if to.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+            let _ = to.shutdown(Shutdown::Write);
+        });
+    };
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(&target) else {
+                continue;
+            };
+            let _ = (client.set_nodelay(true), server.set_nodelay(true));
+            let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else {
+                continue;
+            };
+            pump(client, server);
+            pump(server2, client2);
+        }
+    });
+    relay
+}
+
 fn remote() -> Option<(S3Settings, MlflowSettings)> {
     let endpoint = std::env::var("SPHERE_TEST_S3_ENDPOINT").ok()?;
     let url = std::env::var("SPHERE_TEST_MLFLOW_URL").ok()?;
@@ -277,13 +344,21 @@ fn main() {
     // As `open_stores` opens them, keeping each replica's tracking to count its MLflow calls
     // and its two S3 stores (blobs, package records) to count their requests.
     type Replica = (Arc<MlflowTracking>, Arc<Sphere>, [Arc<S3Blobs>; 2]);
+    let far_s3 = S3Settings {
+        endpoint: delayed(&s3.endpoint, delay()),
+        ..s3.clone()
+    };
+    let far_mlflow = MlflowSettings {
+        url: delayed(&mlflow.url, delay()),
+        ..mlflow.clone()
+    };
     let replicas: Vec<Replica> = (0..2)
         .map(|_| {
-            let s3_blobs = Arc::new(S3Blobs::open(&s3).expect("S3 blobs"));
-            let records = Arc::new(S3Blobs::open(&s3.tracking()).expect("package records"));
+            let s3_blobs = Arc::new(S3Blobs::open(&far_s3).expect("S3 blobs"));
+            let records = Arc::new(S3Blobs::open(&far_s3.tracking()).expect("package records"));
             let blobs: Arc<dyn Blobs> = s3_blobs.clone();
             let tracking = Arc::new(
-                MlflowTracking::open(&mlflow)
+                MlflowTracking::open(&far_mlflow)
                     .expect("MLflow tracking")
                     .with_package_store(records.clone())
                     .with_release_files(blobs.clone()),
@@ -362,8 +437,10 @@ fn main() {
         count_requests(),
     );
     eprintln!(
-        "replicas: two MLflow + S3 replicas = {:.2} x embedded accepted/s, {:.2} x embedded processed/s \
-         ({} uploads each, {} + {} errors); {calls} MLflow calls, {:.2} per package",
+        "replicas: two MLflow + S3 replicas ({} ms away) = {:.2} x embedded accepted/s, {:.2} x \
+         embedded processed/s ({} uploads each, {} + {} errors); {calls} MLflow calls, {:.2} per \
+         package",
+        delay().as_millis(),
         two.accepted_per_s / base.accepted_per_s,
         two.processed_per_s / base.processed_per_s,
         two.uploads,
