@@ -162,6 +162,33 @@ fn the_pending_sweep_reads_each_record_once() {
     assert_eq!(tracking.devices().unwrap()[0].packages, PACKAGES as u64);
 }
 
+/// Monitoring's gauges (`/metrics`: devices, packages pending) cost one MLflow search and one
+/// listing of the pending copies however long the backlog: scrapers poll them every few
+/// seconds, hardest while packages pile up. Fails when the pending count reads each pending
+/// record (a GET per package) or the device count lists each device's records.
+#[test]
+fn the_fleet_gauges_read_no_package_record() {
+    let Some(backend) = Backend::mlflow("s3_requests_gauges") else {
+        return;
+    };
+    let (sphere, tracking, _blobs, records) = replica(&backend);
+    let device = sphere_lite::test_support::enrolled(&sphere, None).device_id;
+    for n in 0..PACKAGES {
+        sphere
+            .accept_upload(&device, &package(&device, &format!("g{n}")))
+            .unwrap();
+    }
+    let (requests, calls) = (records.requests(), tracking.mlflow_calls());
+    assert_eq!(sphere.fleet_gauges().unwrap(), (1, PACKAGES));
+    let gauges = records.requests() - requests;
+    assert_eq!(
+        (gauges.get, gauges.list),
+        (0, 1),
+        "package record requests of the gauges: {gauges:?}"
+    );
+    assert_eq!(tracking.mlflow_calls() - calls, 1, "one experiments search");
+}
+
 /// The record's write is conditional: a second acceptance of a package whose record exists
 /// (a replica race, a late re-send) is `AlreadyKnown` without overwriting the record, and
 /// leaves no pending copy of a package that was processed. Fails if the record is written

@@ -361,7 +361,7 @@ impl Sphere {
 
     /// Fleet figures for monitoring: (devices, accepted packages not processed yet).
     pub fn fleet_gauges(&self) -> Result<(usize, usize), DomainError> {
-        Ok((self.tracking.devices()?.len(), self.pending_count()?))
+        Ok((self.tracking.device_count()?, self.pending_count()?))
     }
 
     /// The record of one package (accepted, processed, failed, problems), if it exists.

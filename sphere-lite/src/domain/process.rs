@@ -464,7 +464,7 @@ impl Sphere {
 
     /// How many accepted packages are not processed yet.
     pub fn pending_count(&self) -> Result<usize, DomainError> {
-        Ok(self.tracking.unprocessed()?.len())
+        Ok(self.tracking.unprocessed_count()?)
     }
 
     /// Process every accepted-but-unprocessed package (at startup, after a crash), in batches

@@ -22,6 +22,12 @@ pub trait DeviceStore: Send + Sync {
     /// count a listing in S3.
     fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError>;
 
+    /// How many devices there are, for monitoring. The default counts [`DeviceStore::devices`].
+    /// MLflow: the `experiments/search` alone, no package count.
+    fn device_count(&self) -> Result<usize, StoreError> {
+        Ok(self.devices()?.len())
+    }
+
     /// Update a device's last-seen time (never moves backwards).
     /// MLflow: `experiments/set-experiment-tag` `last_seen`.
     fn touch_device(&self, device_id: &str, now_unix_ms: u64) -> Result<(), StoreError>;

@@ -106,6 +106,14 @@ pub trait PackageStore: Send + Sync {
     /// MLflow + S3: a listing of the pending copies (their records read).
     fn unprocessed(&self) -> Result<Vec<PackageRecord>, StoreError>;
 
+    /// How many accepted packages are not processed yet, for monitoring (polled by scrapers
+    /// however long the backlog is). The default counts [`PackageStore::unprocessed`].
+    /// MLflow + S3: a listing of the pending copies, no record read (a copy left by a crash
+    /// after its package was processed counts until the next sweep deletes it).
+    fn unprocessed_count(&self) -> Result<usize, StoreError> {
+        Ok(self.unprocessed()?.len())
+    }
+
     /// [`PackageStore::unprocessed`], only those accepted at or before `accepted_by_ms`.
     /// MLflow + S3: a listing of the pending copies, and a read of the record of each copy
     /// written by then (the listing gives each copy's time, by the S3 server's clock: a

@@ -205,6 +205,19 @@ impl PackageObjects {
         self.pending_written_by(u64::MAX)
     }
 
+    /// How many pending copies there are: the listing alone, no record read (see
+    /// [`crate::ports::PackageStore::unprocessed_count`]).
+    pub fn pending_count(&self) -> Result<usize, StoreError> {
+        let keys = self.store.list_page("pending/", None, MAX_PENDING + 1)?;
+        if keys.len() > MAX_PENDING {
+            return Err(StoreError::new(
+                "s3",
+                format!("more than {MAX_PENDING} pending packages"),
+            ));
+        }
+        Ok(keys.len())
+    }
+
     /// [`PackageObjects::pending`] for the pending copies written at or before `by_ms` (Unix
     /// ms, by the S3 server's clock: the listing says when each was written), so a sweep for
     /// packages pending too long reads only their records, not every young one's.

@@ -12,17 +12,7 @@ impl DeviceStore for MlflowTracking {
     }
 
     fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
-        let prefix = self.device_prefix()?;
-        let filter = Filter::new()
-            .name_like_prefix(&prefix)
-            .tag_eq(KIND, &lit_const(KIND_DEVICE))
-            .build();
-        let experiments: Vec<Experiment> = self
-            .client
-            .search_experiments(&filter, MAX_DEVICES)?
-            .into_iter()
-            .filter(|e| e.name.starts_with(prefix.as_str()))
-            .collect();
+        let experiments = self.device_experiments()?;
         // Each count is a listing in S3: a few at a time, so a fleet's page is not the sum
         // of its devices' round trips.
         let mut out =
@@ -31,6 +21,10 @@ impl DeviceStore for MlflowTracking {
             })?;
         out.sort_by(|a, b| a.device_id.cmp(&b.device_id));
         Ok(out)
+    }
+
+    fn device_count(&self) -> Result<usize, StoreError> {
+        Ok(self.device_experiments()?.len())
     }
 
     fn touch_device(&self, device_id: &str, now_unix_ms: u64) -> Result<(), StoreError> {
@@ -92,5 +86,22 @@ impl DeviceStore for MlflowTracking {
         }
         self.set_experiment_tag(&exp.experiment_id, SETTINGS, &json)?;
         Ok(true)
+    }
+}
+
+impl MlflowTracking {
+    /// Every device's experiment: one `experiments/search`, paginated.
+    fn device_experiments(&self) -> Result<Vec<Experiment>, StoreError> {
+        let prefix = self.device_prefix()?;
+        let filter = Filter::new()
+            .name_like_prefix(&prefix)
+            .tag_eq(KIND, &lit_const(KIND_DEVICE))
+            .build();
+        Ok(self
+            .client
+            .search_experiments(&filter, MAX_DEVICES)?
+            .into_iter()
+            .filter(|e| e.name.starts_with(prefix.as_str()))
+            .collect())
     }
 }

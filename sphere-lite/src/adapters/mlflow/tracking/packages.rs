@@ -55,6 +55,10 @@ impl PackageStore for MlflowTracking {
         self.objects()?.pending()
     }
 
+    fn unprocessed_count(&self) -> Result<usize, StoreError> {
+        self.objects()?.pending_count()
+    }
+
     fn unprocessed_accepted_by(
         &self,
         accepted_by_ms: u64,
