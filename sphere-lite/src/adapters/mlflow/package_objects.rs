@@ -208,21 +208,13 @@ impl PackageObjects {
     /// How many pending copies there are: the listing alone, no record read (see
     /// [`crate::ports::PackageStore::unprocessed_count`]).
     pub fn pending_count(&self) -> Result<usize, StoreError> {
-        let keys = self.store.list_page("pending/", None, MAX_PENDING + 1)?;
-        if keys.len() > MAX_PENDING {
-            return Err(StoreError::new(
-                "s3",
-                format!("more than {MAX_PENDING} pending packages"),
-            ));
-        }
-        Ok(keys.len())
+        Ok(self.pending_copies()?.len())
     }
 
-    /// [`PackageObjects::pending`] for the pending copies written at or before `by_ms` (Unix
-    /// ms, by the S3 server's clock: the listing says when each was written), so a sweep for
-    /// packages pending too long reads only their records, not every young one's.
-    pub fn pending_written_by(&self, by_ms: u64) -> Result<Vec<PackageRecord>, StoreError> {
-        let mut keys = self
+    /// Every pending copy's key, size and time written: one listing, an error past
+    /// [`MAX_PENDING`] (never a silent truncation).
+    fn pending_copies(&self) -> Result<Vec<(BlobKey, u64, u64)>, StoreError> {
+        let keys = self
             .store
             .list_modified("pending/", None, MAX_PENDING + 1)?;
         if keys.len() > MAX_PENDING {
@@ -231,6 +223,14 @@ impl PackageObjects {
                 format!("more than {MAX_PENDING} pending packages"),
             ));
         }
+        Ok(keys)
+    }
+
+    /// [`PackageObjects::pending`] for the pending copies written at or before `by_ms` (Unix
+    /// ms, by the S3 server's clock: the listing says when each was written), so a sweep for
+    /// packages pending too long reads only their records, not every young one's.
+    pub fn pending_written_by(&self, by_ms: u64) -> Result<Vec<PackageRecord>, StoreError> {
+        let mut keys = self.pending_copies()?;
         keys.retain(|(_, _, written)| *written <= by_ms);
         let mut out: Vec<PackageRecord> =
             each_parallel(&keys, "s3", "a pending record read", |(k, _, _)| {
