@@ -87,15 +87,26 @@ impl MlflowTracking {
         if metrics.is_empty() {
             return Ok(());
         }
-        let Some(run_id) = self.device_day_run(device_id, day)? else {
+        let Some(mut run_id) = self.device_day_run(device_id, day)? else {
             return Ok(());
         };
         for chunk in metrics.chunks(MAX_BATCH_METRICS) {
-            if let Err(e) = self.client.log_batch(&run_id, chunk, &[], &[]) {
-                // The run may be gone (deleted in the UI): look it up afresh next time.
+            if self.client.log_batch(&run_id, chunk, &[], &[]).is_ok() {
+                continue;
+            }
+            // The run may be gone: deleted in the UI, or created by another replica at the
+            // same moment as this day's run and deleted by it as not the canonical one after
+            // this replica had chosen it. Looked up afresh, once; a point logged twice is
+            // stored once.
+            lock(&self.day_runs).remove(&(device_id.to_owned(), day));
+            let Some(fresh) = self.device_day_run(device_id, day)? else {
+                return Ok(());
+            };
+            if let Err(e) = self.client.log_batch(&fresh, chunk, &[], &[]) {
                 lock(&self.day_runs).remove(&(device_id.to_owned(), day));
                 return Err(e.into());
             }
+            run_id = fresh;
         }
         Ok(())
     }
