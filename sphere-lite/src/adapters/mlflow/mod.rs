@@ -97,6 +97,12 @@
 //!   replicas ids follow arrival order only as closely as the clocks agree, so a listing that
 //!   pages with `after` can miss an event stored by another replica with a smaller id in the
 //!   same instant.
+//! * **A device's day run** (`metrics-YYYY-MM-DD`) created by two replicas at once: both
+//!   search afterwards and keep the canonical one (earliest start, then smallest run id); the
+//!   other is deleted. A writer that had chosen the deleted copy in between has its
+//!   `log-batch` refused and retries once on the kept run; points it logged into the copy
+//!   before the deletion are not charted (a window of milliseconds at a device's first batch
+//!   of a day on two replicas at once; the package's `metrics.json` keeps them).
 //! * **Package counts are exact**: a listing of the device's records, not a counter.
 //!   `sphere.last_seen_unix_ms` is a last-writer-wins tag (written once a minute per device
 //!   per replica), so it can step back by the overlap of two replicas' writes.
