@@ -632,9 +632,8 @@ mod tests {
     /// Local blobs that note how many raw packages are being read at once, in all and per
     /// device; a read waits (at most 2 s) until another is in progress, so reads one after
     /// the other show as one at a time.
-    #[derive(Default)]
     struct Overlap {
-        inner: Option<DirBlobs>,
+        inner: DirBlobs,
         reading: Mutex<HashMap<String, usize>>,
         changed: Condvar,
         most_at_once: AtomicUsize,
@@ -643,23 +642,23 @@ mod tests {
 
     impl Blobs for Overlap {
         fn put(&self, key: &BlobKey, bytes: &[u8]) -> Result<(), StoreError> {
-            self.inner().put(key, bytes)
+            self.inner.put(key, bytes)
         }
         fn get(&self, key: &BlobKey) -> Result<Option<Vec<u8>>, StoreError> {
-            self.inner().get(key)
+            self.inner.get(key)
         }
         fn list(&self, prefix: &str) -> Result<Vec<BlobKey>, StoreError> {
-            self.inner().list(prefix)
+            self.inner.list(prefix)
         }
         fn delete(&self, key: &BlobKey) -> Result<(), StoreError> {
-            self.inner().delete(key)
+            self.inner.delete(key)
         }
         fn presigned_get(
             &self,
             key: &BlobKey,
             expiry: Duration,
         ) -> Result<Option<String>, StoreError> {
-            self.inner().presigned_get(key, expiry)
+            self.inner.presigned_get(key, expiry)
         }
         fn open(
             &self,
@@ -686,15 +685,9 @@ mod tests {
                 .unwrap();
             self.most_at_once
                 .fetch_max(reading.values().sum(), Ordering::SeqCst);
-            let stream = self.inner().open(key, start, len);
+            let stream = self.inner.open(key, start, len);
             *reading.get_mut(&device).unwrap() -= 1;
             stream
-        }
-    }
-
-    impl Overlap {
-        fn inner(&self) -> &DirBlobs {
-            self.inner.as_ref().unwrap()
         }
     }
 
@@ -707,8 +700,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tracking = Arc::new(RedbTracking::open(&dir.path().join("s.redb")).unwrap());
         let blobs = Arc::new(Overlap {
-            inner: Some(DirBlobs::open(&dir.path().join("blobs")).unwrap()),
-            ..Overlap::default()
+            inner: DirBlobs::open(&dir.path().join("blobs")).unwrap(),
+            reading: Mutex::default(),
+            changed: Condvar::new(),
+            most_at_once: AtomicUsize::new(0),
+            most_of_one_device: AtomicUsize::new(0),
         });
         let sphere = Sphere::new(tracking.clone(), blobs.clone());
         let devices: Vec<String> = (0..3)
