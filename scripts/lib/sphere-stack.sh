@@ -133,8 +133,11 @@ start_s3() {
     SPHERE_TEST_S3_SECRET_KEY=$(od -An -N20 -tx1 /dev/urandom | tr -d ' \n')
     export SPHERE_TEST_S3_REGION=us-east-1
     # -ip and -ip.bind: both default to non-loopback addresses. allowDeleteBucketNotEmpty=false:
-    # the default silently deletes non-empty buckets. Logs to stderr (else glog files land in
-    # $TMPDIR), sockets into the throwaway dir.
+    # the default silently deletes non-empty buckets. volume.max: each bucket is a collection
+    # with volumes of its own, and the default count is free disk / 1 GiB, so on a machine with
+    # a few GiB free a write to the third bucket failed with InternalError ("no free volumes
+    # left"); volumes are not preallocated, so 64 costs nothing. Logs to stderr (else glog
+    # files land in $TMPDIR), sockets into the throwaway dir.
     start_group "$SPHERE_STACK_STATE/weed.log" env \
         AWS_ACCESS_KEY_ID="$SPHERE_TEST_S3_ACCESS_KEY" \
         AWS_SECRET_ACCESS_KEY="$SPHERE_TEST_S3_SECRET_KEY" \
@@ -146,7 +149,7 @@ start_s3() {
         -admin.port="${ports[8]}" -admin.port.grpc="${ports[9]}" \
         -filer.localSocket="$dir/filer.sock" -s3.localSocket="$dir/s3.sock" \
         -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 \
-        -master.telemetry=false -s3.allowDeleteBucketNotEmpty=false \
+        -master.telemetry=false -s3.allowDeleteBucketNotEmpty=false -volume.max=64 \
         -bucket=mlflow-artifacts
     wait_until "SeaweedFS S3 on ${SPHERE_TEST_S3_ENDPOINT}" 60 "$SPHERE_STACK_STATE/weed.log" \
         "${SPHERE_STACK_PGIDS[-1]}" s3_bucket_ready mlflow-artifacts
@@ -194,8 +197,17 @@ wait_mlflow() {
 }
 
 # Stop every started process group (SIGTERM, then SIGKILL after 10 s) and remove the state.
+# When the shell is ending on a failure, first show the services' error lines: a test that
+# failed on a 500 from MLflow or SeaweedFS says why only there, and the state goes with the stack.
 stop_sphere_stack() {
-    local pgid i
+    local status=$? pgid i log
+    if [ "$status" -ne 0 ] && [ -n "$SPHERE_STACK_STATE" ]; then
+        for log in "$SPHERE_STACK_STATE"/weed.log "$SPHERE_STACK_STATE"/mlflow.log; do
+            [ -f "$log" ] || continue
+            note "failing with the sphere stack up: the last error lines of ${log##*/}:"
+            grep -E '^E[0-9]{4} |Traceback|Error:|ERROR' "$log" | tail -n 15 >&2 || true
+        done
+    fi
     for pgid in "${SPHERE_STACK_PGIDS[@]}"; do
         kill -TERM -- "-$pgid" 2>/dev/null || true
     done
