@@ -108,6 +108,7 @@ pub trait PackageStore: Send + Sync {
 
     /// How many accepted packages are not processed yet, for monitoring (polled by scrapers
     /// however long the backlog is). The default counts [`PackageStore::unprocessed`].
+    /// Embedded: the pending table's length (redb keeps it in the table header).
     /// MLflow + S3: a listing of the pending copies, no record read (a copy left by a crash
     /// after its package was processed counts until the next sweep deletes it).
     fn unprocessed_count(&self) -> Result<usize, StoreError> {

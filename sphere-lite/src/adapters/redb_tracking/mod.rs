@@ -334,8 +334,10 @@ mod tests {
         assert_eq!(t.record_accepted(&rec).unwrap(), Recorded::AlreadyKnown);
         assert_eq!(t.device("a").unwrap().unwrap().packages, 1);
         assert_eq!(t.unprocessed().unwrap(), vec![rec.clone()]);
+        assert_eq!(t.unprocessed_count().unwrap(), 1);
         t.mark_processed("a", "p1", 7, None, &[]).unwrap();
         assert!(t.unprocessed().unwrap().is_empty());
+        assert_eq!(t.unprocessed_count().unwrap(), 0);
         assert_eq!(
             t.package("a", "p1").unwrap().unwrap().processed_unix_ms,
             Some(7)

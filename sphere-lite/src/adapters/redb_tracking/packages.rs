@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::ports::{PackageStore, ProcessedPackage};
+use redb::ReadableTableMetadata;
 
 /// Record `record` inside `tx` (idempotent on device + package id) and count it for its device.
 fn record_accepted_in(
@@ -185,6 +186,15 @@ impl PackageStore for RedbTracking {
     fn sole_writer(&self) -> bool {
         // The database file is locked by the one process that opened it.
         true
+    }
+
+    /// The pending table's length, which redb keeps in the table's header: a `/metrics`
+    /// scrape or the retry loop's check during a backlog reads no record.
+    fn unprocessed_count(&self) -> Result<usize, StoreError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let pending = tx.open_table(PENDING).map_err(err)?;
+        let n = pending.len().map_err(err)?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     fn unprocessed(&self) -> Result<Vec<PackageRecord>, StoreError> {
