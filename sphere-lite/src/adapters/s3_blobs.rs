@@ -11,16 +11,15 @@
 //! its result on a plain `std` channel. Why not `Handle::current().block_on`: the adapter is also
 //! used where no runtime exists (CLI, tests), and blocking a caller's runtime thread would panic
 //! or starve it. Spawning onto our own runtime works from any thread; the caller only must not be
-//! an async task (the ports are blocking by contract). The runtime has one worker thread of its
-//! own (a current-thread runtime runs tasks only inside a `block_on`, and a stream's pump task
-//! outlives the call that opened it). On drop the runtime is shut down in the background, which
-//! is safe inside async code too.
+//! an async task (the ports are blocking by contract). The runtime is multi-threaded because
+//! `minio` 0.3 calls `block_in_place` internally, which panics on a current-thread runtime.
+//! On drop the runtime is shut down in the background, which is safe inside async code too.
 //!
-//! **Threads.** Per request `minio` 0.4 creates no runtime and no thread of its own (0.3 built a
-//! throwaway Tokio runtime for every request to look up the region, even a configured one). It
-//! hashes a PUT body (SigV4's payload SHA-256) on async-std's blocking pool and reads a file
-//! for `put_file` through async-std, so a process that uploads also holds async-std's
-//! executor threads, started once, and that pool's threads, which end after idling.
+//! **Crate version.** `minio` 0.4.0 uses let-chains (Rust 1.88) while the workspace promises
+//! Rust 1.87, so this pins 0.3.0. Its one cost: every request builds a throwaway Tokio runtime
+//! to look up the bucket region in a blocking way (even when the region is configured, as here,
+//! so no lookup request is sent). Fine for sphere-lite's rate of uploads; moving to 0.4 when the
+//! workspace's Rust floor rises removes it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,13 +27,11 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use minio::s3::client::{MinioClient, MinioClientBuilder};
+use minio::s3::client::{Client, ClientBuilder};
 use minio::s3::creds::StaticProvider;
-use minio::s3::error::{Error as S3Error, NetworkError, S3ServerError, ValidationErr};
+use minio::s3::error::{Error as S3Error, ErrorCode};
 use minio::s3::http::BaseUrl;
-use minio::s3::minio_error_response::MinioErrorCode;
-use minio::s3::multimap_ext::Multimap;
-use minio::s3::types::{Region, S3Api, ToStream};
+use minio::s3::types::{S3Api, ToStream};
 
 use crate::ports::{BlobKey, Blobs, StoreError};
 
@@ -87,7 +84,7 @@ impl S3Settings {
 
 /// Blobs as objects in one S3 bucket.
 pub struct S3Blobs {
-    client: MinioClient,
+    client: Client,
     bucket: String,
     /// `""` or `"<prefix>/"`.
     prefix: String,
@@ -167,9 +164,6 @@ impl Counters {
     }
 }
 
-/// The content type of every object the adapter writes.
-const OCTET_STREAM: &str = "application/octet-stream";
-
 /// Longest time one S3 call may take before the adapter gives up waiting.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -179,69 +173,49 @@ fn err(context: &str, e: impl std::fmt::Display) -> StoreError {
 
 /// A `minio` error as text without secrets: S3 error responses by code and message, transport
 /// errors by their kind (the request URL of a presigned call could hold a signature; none of our
-/// calls put credentials in URLs, but the text is kept short anyway). `minio`'s own `Display`
-/// of its top-level error hides the cause ("Validation error occurred"), so the inner error is
-/// what is shown.
+/// calls put credentials in URLs, but the text is kept short anyway).
 fn describe(e: &S3Error) -> String {
     match e {
-        S3Error::S3Server(S3ServerError::S3Error(r)) => {
-            format!("{}: {}", r.code(), r.message().as_deref().unwrap_or(""))
+        S3Error::S3Error(r) => format!("{:?}: {}", r.code, r.message),
+        S3Error::HttpError(h) => {
+            let kind = if h.is_connect() {
+                "cannot connect"
+            } else if h.is_timeout() {
+                "timed out"
+            } else {
+                "HTTP transport error"
+            };
+            match h.url() {
+                Some(u) => format!("{kind} ({}://{})", u.scheme(), u.authority()),
+                None => kind.to_owned(),
+            }
         }
-        S3Error::S3Server(other) => other.to_string(),
-        // `minio` files transport failures under validation errors.
-        S3Error::Validation(ValidationErr::HttpError(h))
-        | S3Error::Network(NetworkError::ReqwestError(h)) => transport(h),
-        S3Error::Validation(v) => v.to_string(),
-        S3Error::Network(n) => n.to_string(),
-        S3Error::DriveIo(io) => io.to_string(),
+        other => other.to_string(),
     }
 }
 
-/// A transport failure by its kind and origin (never the whole URL).
-fn transport(h: &reqwest::Error) -> String {
-    let kind = if h.is_connect() {
-        "cannot connect"
-    } else if h.is_timeout() {
-        "timed out"
-    } else {
-        "HTTP transport error"
-    };
-    match h.url() {
-        Some(u) => format!("{kind} ({}://{})", u.scheme(), u.authority()),
-        None => kind.to_owned(),
-    }
+fn is_code(e: &S3Error, code: ErrorCode) -> bool {
+    matches!(e, S3Error::S3Error(r) if r.code == code)
 }
 
-/// The S3 error response's code, if `e` is one.
-fn code(e: &S3Error) -> Option<MinioErrorCode> {
-    match e {
-        S3Error::S3Server(S3ServerError::S3Error(r)) => Some(r.code()),
-        _ => None,
-    }
-}
-
-/// A conditional request's condition did not hold (HTTP 412): `minio` keeps codes it does not
-/// know in lower case.
+/// A conditional request's condition did not hold (HTTP 412).
 fn is_precondition_failed(e: &S3Error) -> bool {
-    matches!(code(e), Some(MinioErrorCode::OtherError(c)) if c.eq_ignore_ascii_case("PreconditionFailed"))
+    matches!(e, S3Error::S3Error(r)
+        if matches!(&r.code, ErrorCode::OtherError(c) if c.eq_ignore_ascii_case("PreconditionFailed")))
 }
 
 impl S3Blobs {
     /// Connect to the bucket in `settings`, creating it (private: S3 buckets are private unless
     /// a policy says otherwise, and none is set) if it does not exist.
     pub fn open(settings: &S3Settings) -> Result<Self, StoreError> {
-        let mut base: BaseUrl = settings
-            .endpoint
-            .parse()
-            .map_err(|e: ValidationErr| err(&format!("endpoint {:?}", settings.endpoint), e))?;
-        // A configured region means no GetBucketLocation round trip before the first request
-        // to the bucket (without one, `minio` asks once and keeps the answer).
-        if !settings.region.is_empty() {
-            base.region = Region::new(&settings.region).map_err(|e| err("s3-region", e))?;
-        }
+        let mut base: BaseUrl = settings.endpoint.parse().map_err(|e: S3Error| {
+            err(&format!("endpoint {:?}", settings.endpoint), describe(&e))
+        })?;
+        // A configured region means no GetBucketLocation round trip before each request.
+        base.region = settings.region.clone();
         let provider = StaticProvider::new(&settings.access_key, &settings.secret_key, None);
-        let client = MinioClientBuilder::new(base)
-            .provider(Some(provider))
+        let client = ClientBuilder::new(base)
+            .provider(Some(Box::new(provider)))
             .app_info(Some((
                 "sphere-lite".into(),
                 env!("CARGO_PKG_VERSION").into(),
@@ -319,12 +293,11 @@ impl S3Blobs {
         let sent = self.sent.clone();
         let names = self.run(async move {
             let mut pages = client
-                .list_objects(bucket)?
+                .list_objects(bucket)
                 .recursive(true)
                 .prefix((!full.is_empty()).then_some(full))
                 .start_after(after)
                 .max_keys(Some(page))
-                .build()
                 .to_stream()
                 .await;
             let mut names = Vec::new();
@@ -388,7 +361,7 @@ impl S3Blobs {
     /// exists (checked with boto3), but two writers at the same moment may both succeed; a
     /// server that ignores the header stores the object (`true`), as [`Blobs::put`] would.
     pub fn put_if_absent(&self, key: &BlobKey, bytes: &[u8]) -> Result<bool, StoreError> {
-        let mut only_new = Multimap::new();
+        let mut only_new = minio::s3::multimap::Multimap::new();
         only_new.insert("If-None-Match".into(), "*".into());
         match self.put_object(key, bytes, Some(only_new))? {
             Ok(()) => Ok(true),
@@ -403,7 +376,7 @@ impl S3Blobs {
         &self,
         key: &BlobKey,
         bytes: &[u8],
-        headers: Option<Multimap>,
+        headers: Option<minio::s3::multimap::Multimap>,
     ) -> Result<Result<(), S3Error>, StoreError> {
         let client = self.client.clone();
         let (bucket, object) = (self.bucket.clone(), self.object(key));
@@ -411,10 +384,9 @@ impl S3Blobs {
         Counters::bump(&self.sent.put);
         self.run(async move {
             client
-                .put_object_content(bucket, object, body)?
-                .content_type(OCTET_STREAM.to_owned())
+                .put_object_content(bucket, object, body)
+                .content_type("application/octet-stream".into())
                 .extra_headers(headers)
-                .build()
                 .send()
                 .await
                 .map(drop)
@@ -427,20 +399,14 @@ impl S3Blobs {
         let sent = self.sent.clone();
         self.run(async move {
             Counters::bump(&sent.head);
-            if client
-                .bucket_exists(&bucket)?
-                .build()
-                .send()
-                .await?
-                .exists()
-            {
+            if client.bucket_exists(&bucket).send().await?.exists {
                 return Ok(());
             }
             Counters::bump(&sent.put);
-            match client.create_bucket(&bucket)?.build().send().await {
+            match client.create_bucket(&bucket).send().await {
                 Ok(_) => Ok(()),
                 // Created meanwhile by another instance.
-                Err(e) if code(&e) == Some(MinioErrorCode::BucketAlreadyOwnedByYou) => Ok(()),
+                Err(e) if is_code(&e, ErrorCode::BucketAlreadyOwnedByYou) => Ok(()),
                 Err(e) => Err(e),
             }
         })?
@@ -503,9 +469,8 @@ impl Blobs for S3Blobs {
         self.run(async move {
             // minio reads the file part by part (multipart upload above its part size).
             client
-                .put_object_content(bucket, object, path.as_path())?
-                .content_type(OCTET_STREAM.to_owned())
-                .build()
+                .put_object_content(bucket, object, path.as_path())
+                .content_type("application/octet-stream".into())
                 .send()
                 .await
         })?
@@ -525,23 +490,13 @@ impl Blobs for S3Blobs {
         // small bounded channel: at most STREAM_CHUNKS chunks are ever held.
         let (tx, rx) = mpsc::sync_channel::<std::io::Result<bytes::Bytes>>(STREAM_CHUNKS);
         Counters::bump(&self.sent.get);
-        let ranged = start > 0 || len.is_some();
         let opened = self.run(async move {
-            let resp = client
-                .get_object(bucket, object)?
-                .offset(ranged.then_some(start))
-                .length(len)
-                .build()
-                .send()
-                .await?;
-            // A checksum the server sends is the whole object's: a range cannot be checked
-            // against it.
-            let (mut stream, _) = resp
-                .with_verification(!ranged)
-                .content()?
-                .to_stream()
-                .await
-                .map_err(|e| S3Error::DriveIo(e.into()))?;
+            let get = client
+                .get_object(bucket, object)
+                .offset((start > 0 || len.is_some()).then_some(start))
+                .length(len);
+            let resp = get.send().await?;
+            let (mut stream, _) = resp.content.to_stream().await?;
             Ok::<_, S3Error>(async move {
                 while let Some(chunk) = stream.next().await {
                     let stop = chunk.is_err();
@@ -563,7 +518,7 @@ impl Blobs for S3Blobs {
                     chunk: bytes::Bytes::new(),
                 })))
             }
-            Err(e) if code(&e) == Some(MinioErrorCode::NoSuchKey) => Ok(None),
+            Err(e) if is_code(&e, ErrorCode::NoSuchKey) => Ok(None),
             Err(e) => Err(err(&format!("get {key}"), describe(&e))),
         }
     }
@@ -573,14 +528,13 @@ impl Blobs for S3Blobs {
         let (bucket, object) = (self.bucket.clone(), self.object(key));
         Counters::bump(&self.sent.get);
         let result = self.run(async move {
-            let resp = client.get_object(bucket, object)?.build().send().await?;
-            // Checked against the server's checksum of the object, if it sent one.
-            let bytes = resp.content_verified().await?;
-            Ok::<_, S3Error>(bytes.to_vec())
+            let resp = client.get_object(bucket, object).send().await?;
+            let bytes = resp.content.to_segmented_bytes().await?;
+            Ok::<_, S3Error>(bytes.to_bytes().to_vec())
         })?;
         match result {
             Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if code(&e) == Some(MinioErrorCode::NoSuchKey) => Ok(None),
+            Err(e) if is_code(&e, ErrorCode::NoSuchKey) => Ok(None),
             Err(e) => Err(err(&format!("get {key}"), describe(&e))),
         }
     }
@@ -601,10 +555,9 @@ impl Blobs for S3Blobs {
         let sent = self.sent.clone();
         let names = self.run(async move {
             let mut pages = client
-                .list_objects(bucket)?
+                .list_objects(bucket)
                 .recursive(true)
                 .prefix((!full.is_empty()).then_some(full))
-                .build()
                 .to_stream()
                 .await;
             let mut names = Vec::new();
@@ -636,12 +589,11 @@ impl Blobs for S3Blobs {
         let client = self.client.clone();
         let (bucket, object) = (self.bucket.clone(), self.object(key));
         Counters::bump(&self.sent.delete);
-        let result =
-            self.run(async move { client.delete_object(bucket, object)?.build().send().await })?;
+        let result = self.run(async move { client.delete_object(bucket, object).send().await })?;
         match result {
             Ok(_) => Ok(()),
             // S3 answers 204 for a missing key; some servers say NoSuchKey instead.
-            Err(e) if code(&e) == Some(MinioErrorCode::NoSuchKey) => Ok(()),
+            Err(e) if is_code(&e, ErrorCode::NoSuchKey) => Ok(()),
             Err(e) => Err(err(&format!("delete {key}"), describe(&e))),
         }
     }
@@ -653,9 +605,8 @@ impl Blobs for S3Blobs {
         let (bucket, object) = (self.bucket.clone(), self.object(key));
         self.run(async move {
             client
-                .get_presigned_object_url(bucket, object, http::Method::GET)?
+                .get_presigned_object_url(bucket, object, http::Method::GET)
                 .expiry_seconds(seconds)
-                .build()
                 .send()
                 .await
         })?
